@@ -1,0 +1,152 @@
+//! `#[derive(RedisValue)]`: a unit enum stored as a snake_case string.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use crate::ctxt::Ctxt;
+
+pub fn derive_value(input: &syn::DeriveInput) -> TokenStream {
+    let mut cx = Ctxt::default();
+    let variants = parse(&mut cx, input);
+    if let Err(err) = cx.check() {
+        return err.into_compile_error();
+    }
+    expand(input, &variants)
+}
+
+struct Variant<'a> {
+    ident: &'a syn::Ident,
+    wire: String,
+}
+
+fn parse<'a>(cx: &mut Ctxt, input: &'a syn::DeriveInput) -> Vec<Variant<'a>> {
+    let syn::Data::Enum(data) = &input.data else {
+        cx.error_spanned_by(&input.ident, "`RedisValue` is for enums of unit variants");
+        return Vec::new();
+    };
+    if !input.generics.params.is_empty() {
+        cx.error_spanned_by(&input.generics, "`RedisValue` does not support generic enums");
+    }
+    let mut out: Vec<Variant<'a>> = Vec::new();
+    for v in &data.variants {
+        if !matches!(v.fields, syn::Fields::Unit) {
+            cx.error_spanned_by(v, "`RedisValue` variants carry no data");
+        }
+        let mut wire = snake_case(&v.ident.to_string());
+        for attr in v.attrs.iter().filter(|a| a.path().is_ident("redis")) {
+            let result = attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident("rename") {
+                    let lit: syn::LitStr = meta.value()?.parse()?;
+                    if lit.value().is_empty() {
+                        cx.error_spanned_by(&lit, "`rename` needs a non-empty string");
+                    }
+                    wire = lit.value();
+                } else {
+                    if meta.input.peek(syn::Token![=]) {
+                        let _ = meta.value()?.parse::<syn::Expr>()?;
+                    }
+                    cx.error_spanned_by(&meta.path, "unknown variant attribute, expected `rename`");
+                }
+                Ok(())
+            });
+            if let Err(e) = result {
+                cx.syn_error(e);
+            }
+        }
+        if out.iter().any(|o| o.wire == wire) {
+            cx.error_spanned_by(&v.ident, format!("two variants are stored as `{wire}`"));
+        }
+        out.push(Variant { ident: &v.ident, wire });
+    }
+    if out.is_empty() && !matches!(input.data, syn::Data::Struct(_) | syn::Data::Union(_)) {
+        cx.error_spanned_by(&input.ident, "`RedisValue` needs at least one variant");
+    }
+    out
+}
+
+/// `InProgress` -> `in_progress`, `HTTPError` -> `http_error`.
+pub fn snake_case(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_uppercase() {
+            let prev_lower = i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            if i > 0 && (prev_lower || (next_lower && chars[i - 1].is_uppercase())) {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn expand(input: &syn::DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
+    let ident = &input.ident;
+    let names: Vec<&str> = variants.iter().map(|v| v.wire.as_str()).collect();
+    let idents: Vec<&syn::Ident> = variants.iter().map(|v| v.ident).collect();
+    let expected = format!(
+        "one of {}",
+        names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+    );
+    quote! {
+        const _: () = {
+            #[automatically_derived]
+            impl ::repobox_orm::__private::RedisValue for #ident {
+                const NAMES: &'static [&'static ::core::primitive::str] = &[#(#names),*];
+
+                fn as_str(&self) -> &'static ::core::primitive::str {
+                    match self {
+                        #(Self::#idents => #names,)*
+                    }
+                }
+
+                fn from_wire(__s: &::core::primitive::str) -> ::core::option::Option<Self> {
+                    match __s {
+                        #(#names => ::core::option::Option::Some(Self::#idents),)*
+                        _ => ::core::option::Option::None,
+                    }
+                }
+            }
+
+            #[automatically_derived]
+            impl ::repobox_orm::__private::HashField for #ident {
+                const EXPECTED: &'static ::core::primitive::str = #expected;
+
+                fn encode_field(&self) -> ::core::option::Option<::repobox_orm::__private::Cow<'_, [::core::primitive::u8]>> {
+                    ::core::option::Option::Some(::repobox_orm::__private::Cow::Borrowed(
+                        ::repobox_orm::__private::RedisValue::as_str(self).as_bytes(),
+                    ))
+                }
+
+                fn decode_field(__raw: &[::core::primitive::u8]) -> ::core::option::Option<Self> {
+                    <Self as ::repobox_orm::__private::RedisValue>::from_wire(
+                        ::core::str::from_utf8(__raw).ok()?,
+                    )
+                }
+            }
+
+            #[automatically_derived]
+            impl ::repobox_orm::__private::KeyPart for #ident {
+                fn key_part(&self) -> ::repobox_orm::__private::Cow<'_, ::core::primitive::str> {
+                    ::repobox_orm::__private::Cow::Borrowed(::repobox_orm::__private::RedisValue::as_str(self))
+                }
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snake_case;
+
+    #[test]
+    fn snake_cases_like_serde_users_expect() {
+        assert_eq!(snake_case("Queued"), "queued");
+        assert_eq!(snake_case("InProgress"), "in_progress");
+        assert_eq!(snake_case("HTTPError"), "http_error");
+        assert_eq!(snake_case("GitHub2Fa"), "git_hub2_fa");
+    }
+}

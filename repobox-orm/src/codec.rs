@@ -1,0 +1,205 @@
+//! The hash codec: how one Rust value becomes one hash field and back.
+//!
+//! The wire format is a contract with clients in other languages: strings as
+//! they are, numbers in decimal, `true`/`false`, enums as snake_case strings,
+//! `None` as an absent field (never `""` or `"null"`).
+
+use std::borrow::Cow;
+
+/// A type that is stored as one Redis hash field.
+///
+/// Implemented for `String`, every integer width, `f32`/`f64`, `bool`,
+/// `Vec<u8>`, `Option<T>`, `#[derive(RedisValue)]` enums and (with the
+/// `chrono` feature) `chrono::DateTime<Utc>`.
+pub trait HashField: Sized {
+    /// What a valid value looks like, for [`Error::Decode`](crate::Error::Decode) messages.
+    const EXPECTED: &'static str;
+
+    /// The field's bytes; `None` leaves the field absent.
+    fn encode_field(&self) -> Option<Cow<'_, [u8]>>;
+
+    /// Reads a present field; `None` if the bytes are not a valid value.
+    fn decode_field(raw: &[u8]) -> Option<Self>;
+
+    /// What an absent field reads as; `None` makes it a decode error.
+    fn decode_absent() -> Option<Self> {
+        None
+    }
+}
+
+impl HashField for String {
+    const EXPECTED: &'static str = "a UTF-8 string";
+
+    fn encode_field(&self) -> Option<Cow<'_, [u8]>> {
+        Some(Cow::Borrowed(self.as_bytes()))
+    }
+
+    fn decode_field(raw: &[u8]) -> Option<Self> {
+        std::str::from_utf8(raw).ok().map(str::to_owned)
+    }
+}
+
+impl HashField for Vec<u8> {
+    const EXPECTED: &'static str = "bytes";
+
+    fn encode_field(&self) -> Option<Cow<'_, [u8]>> {
+        Some(Cow::Borrowed(self))
+    }
+
+    fn decode_field(raw: &[u8]) -> Option<Self> {
+        Some(raw.to_vec())
+    }
+}
+
+impl HashField for bool {
+    const EXPECTED: &'static str = "`true` or `false`";
+
+    fn encode_field(&self) -> Option<Cow<'_, [u8]>> {
+        Some(Cow::Borrowed(if *self { b"true" } else { b"false" }))
+    }
+
+    fn decode_field(raw: &[u8]) -> Option<Self> {
+        match raw {
+            b"true" | b"1" => Some(true),
+            b"false" | b"0" => Some(false),
+            _ => None,
+        }
+    }
+}
+
+macro_rules! integer_fields {
+    ($($ty:ty => $expected:literal),* $(,)?) => {$(
+        impl HashField for $ty {
+            const EXPECTED: &'static str = $expected;
+
+            fn encode_field(&self) -> Option<Cow<'_, [u8]>> {
+                Some(Cow::Owned(self.to_string().into_bytes()))
+            }
+
+            fn decode_field(raw: &[u8]) -> Option<Self> {
+                std::str::from_utf8(raw).ok()?.parse().ok()
+            }
+        }
+
+        impl KeyPart for $ty {
+            fn key_part(&self) -> Cow<'_, str> {
+                Cow::Owned(self.to_string())
+            }
+        }
+    )*};
+}
+
+integer_fields! {
+    i8 => "an integer (i8)", i16 => "an integer (i16)", i32 => "an integer (i32)",
+    i64 => "an integer (i64)", i128 => "an integer (i128)", isize => "an integer (isize)",
+    u8 => "an integer (u8)", u16 => "an integer (u16)", u32 => "an integer (u32)",
+    u64 => "an integer (u64)", u128 => "an integer (u128)", usize => "an integer (usize)",
+}
+
+macro_rules! float_fields {
+    ($($ty:ty),*) => {$(
+        impl HashField for $ty {
+            const EXPECTED: &'static str = "a decimal number";
+
+            // Rust prints the shortest decimal that parses back to the same
+            // bits, so floats round-trip exactly (`-0`, subnormals, `inf`).
+            fn encode_field(&self) -> Option<Cow<'_, [u8]>> {
+                Some(Cow::Owned(self.to_string().into_bytes()))
+            }
+
+            fn decode_field(raw: &[u8]) -> Option<Self> {
+                std::str::from_utf8(raw).ok()?.parse().ok()
+            }
+        }
+    )*};
+}
+
+float_fields!(f32, f64);
+
+impl<T: HashField> HashField for Option<T> {
+    const EXPECTED: &'static str = T::EXPECTED;
+
+    fn encode_field(&self) -> Option<Cow<'_, [u8]>> {
+        self.as_ref().and_then(T::encode_field)
+    }
+
+    fn decode_field(raw: &[u8]) -> Option<Self> {
+        T::decode_field(raw).map(Some)
+    }
+
+    fn decode_absent() -> Option<Self> {
+        Some(None)
+    }
+}
+
+#[cfg(feature = "chrono")]
+impl HashField for chrono::DateTime<chrono::Utc> {
+    const EXPECTED: &'static str = "unix milliseconds";
+
+    fn encode_field(&self) -> Option<Cow<'_, [u8]>> {
+        Some(Cow::Owned(self.timestamp_millis().to_string().into_bytes()))
+    }
+
+    fn decode_field(raw: &[u8]) -> Option<Self> {
+        let millis: i64 = std::str::from_utf8(raw).ok()?.parse().ok()?;
+        chrono::DateTime::from_timestamp_millis(millis)
+    }
+}
+
+/// A unit enum stored as a snake_case string; implemented by `#[derive(RedisValue)]`.
+pub trait RedisValue: Sized + 'static {
+    /// Every variant's wire string, in declaration order.
+    const NAMES: &'static [&'static str];
+
+    /// The wire string of this variant.
+    fn as_str(&self) -> &'static str;
+
+    /// The variant for a wire string.
+    fn from_wire(s: &str) -> Option<Self>;
+}
+
+/// A value that can fill a `<placeholder>` of a key template.
+///
+/// The part is the same text as the field's hash encoding, so an index key built
+/// from a query argument equals the one built from the stored entity.
+pub trait KeyPart {
+    /// The text of the key part (validated before use).
+    fn key_part(&self) -> Cow<'_, str>;
+}
+
+impl KeyPart for str {
+    fn key_part(&self) -> Cow<'_, str> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl KeyPart for String {
+    fn key_part(&self) -> Cow<'_, str> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl<T: KeyPart + ?Sized> KeyPart for &T {
+    fn key_part(&self) -> Cow<'_, str> {
+        (**self).key_part()
+    }
+}
+
+/// Encodes a `#[redis(json)]` field; `null` is stored as an absent field.
+#[doc(hidden)]
+pub fn encode_json<T: serde::Serialize>(
+    field: &'static str,
+    value: &T,
+) -> crate::Result<Option<Vec<u8>>> {
+    let bytes = serde_json::to_vec(value).map_err(|e| crate::Error::Encode {
+        field,
+        message: format!("not serializable as JSON: {e}"),
+    })?;
+    Ok(if bytes == b"null" { None } else { Some(bytes) })
+}
+
+/// Decodes a `#[redis(json)]` field; an absent field reads as JSON `null`.
+#[doc(hidden)]
+pub fn decode_json<T: serde::de::DeserializeOwned>(raw: Option<&[u8]>) -> Option<T> {
+    serde_json::from_slice(raw.unwrap_or(b"null")).ok()
+}

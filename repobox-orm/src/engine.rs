@@ -1,0 +1,711 @@
+//! The generic CRUD, index and TTL engine that the generated functions call.
+//!
+//! Every write is one Lua script (`scripts/write.lua`) that changes the hash,
+//! its index entries and its TTL together. The script gets every key through
+//! `KEYS`, so it cannot look up an index key from the hash itself: the engine
+//! computes index keys from what it knows of the entity and tells the script
+//! which field values it assumed. When the hash disagrees (an indexed field
+//! moved, or the engine knew nothing), the script writes nothing and answers
+//! the current values; the engine then retries with the right keys. A write
+//! that moves no index entry therefore costs one round trip, one that moves an
+//! entry (or must first learn where the entry is) costs two.
+//!
+//! ARGV of `write.lua`: mode (`c`reate, `s`ave, `u`pdate, `d`elete,
+//! `e`xpire), TTL in ms (0 = none), id, then `ng` guard field names and their
+//! expected values (`=value`, `-` absent, `?` unknown), `nset` field/value
+//! pairs, `ndel` field names, and `nidx` index ops of four values each: kind,
+//! position in KEYS of the new key and of the old key (0 = none), score.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+use redis::{Cmd, Script, Value};
+
+use crate::entity::{EntityPatch, FieldWriter, RawHash, RedisEntity};
+use crate::error::{Error, Result};
+use crate::meta::{IndexKind, IndexMeta, KeyTemplate};
+use crate::page::Page;
+
+static WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/write.lua")));
+static REPAIR: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/repair.lua")));
+
+/// How often a write retries after the hash changed under it.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// An entity's address: its key and id, and the key parts they were made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The hash key (`job:42`).
+    pub key: String,
+    /// The id that index entries hold: the key parts joined by `:`.
+    pub id: String,
+    parts: Vec<(&'static str, String)>,
+}
+
+impl Target {
+    /// The target whose key parts are `parts`, in the key template's placeholder order.
+    pub fn from_parts<E: RedisEntity>(parts: &[Cow<'_, str>]) -> Result<Self> {
+        let template = &E::META.key;
+        let key = template.build(parts)?;
+        let fields: Vec<_> = template.placeholders().map(|(_, f)| f).collect();
+        if parts.len() != fields.len() {
+            return Err(Error::InvalidKeyPart {
+                template: template.source,
+                placeholder: "",
+                value: parts.join(":"),
+                reason: "has the wrong number of key parts",
+            });
+        }
+        Ok(Target {
+            key,
+            id: parts.join(":"),
+            parts: fields.into_iter().zip(parts.iter().map(|p| p.to_string())).collect(),
+        })
+    }
+
+    /// The target whose id (key parts joined by `:`) is `id`.
+    pub fn from_id<E: RedisEntity>(id: &str) -> Result<Self> {
+        let parts: Vec<Cow<'_, str>> = id.split(':').map(Cow::Borrowed).collect();
+        Target::from_parts::<E>(&parts)
+    }
+
+    /// The target of a whole entity.
+    pub fn of<E: RedisEntity>(fields: &FieldWriter<'_>) -> Result<Self> {
+        let template = &E::META.key;
+        let parts = template
+            .placeholders()
+            .map(|(placeholder, field)| {
+                fields
+                    .get(field)
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .map(Cow::Borrowed)
+                    .ok_or(Error::InvalidKeyPart {
+                        template: template.source,
+                        placeholder,
+                        value: String::new(),
+                        reason: "is not valid UTF-8",
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Target::from_parts::<E>(&parts)
+    }
+
+    fn part(&self, field: &str) -> Option<&str> {
+        self.parts.iter().find(|(f, _)| *f == field).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The key of an entity from its key parts (what the generated `key_for` calls).
+pub fn key_for<E: RedisEntity>(parts: &[Cow<'_, str>]) -> Result<String> {
+    E::META.key.build(parts)
+}
+
+fn writer_of<E: RedisEntity>(entity: &E) -> Result<FieldWriter<'_>> {
+    let mut fields = FieldWriter::with_capacity(E::META.fields.len());
+    entity.write_fields(&mut fields)?;
+    Ok(fields)
+}
+
+/// The key of a whole entity.
+pub fn entity_key<E: RedisEntity>(entity: &E) -> Result<String> {
+    Ok(Target::of::<E>(&writer_of(entity)?)?.key)
+}
+
+/// The id of a whole entity (what its index entries hold).
+pub fn entity_id<E: RedisEntity>(entity: &E) -> Result<String> {
+    Ok(Target::of::<E>(&writer_of(entity)?)?.id)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Create,
+    Save,
+    Update,
+    Delete,
+    Expire,
+}
+
+impl Mode {
+    fn code(self) -> &'static str {
+        match self {
+            Mode::Create => "c",
+            Mode::Save => "s",
+            Mode::Update => "u",
+            Mode::Delete => "d",
+            Mode::Expire => "e",
+        }
+    }
+}
+
+/// The fields whose values decide an index key and are not part of the entity's key.
+fn placeholder_fields(index: &IndexMeta, target: &Target) -> impl Iterator<Item = &'static str> {
+    index
+        .key
+        .placeholders()
+        .map(|(_, field)| field)
+        .filter(|f| target.part(f).is_none())
+        .collect::<Vec<_>>()
+        .into_iter()
+}
+
+fn push_unique(list: &mut Vec<&'static str>, field: &'static str) {
+    if !list.contains(&field) {
+        list.push(field);
+    }
+}
+
+/// One write in the making: which indexes it maintains, and what it knows of
+/// the fields that decide their keys.
+struct WritePlan<'w, 'a> {
+    mode: Mode,
+    target: &'w Target,
+    fields: &'w FieldWriter<'a>,
+    ttl: Option<Duration>,
+    /// The indexes this write touches.
+    indexes: Vec<&'static IndexMeta>,
+    /// The guard fields: what decides the touched indexes' current keys (and scores).
+    guards: Vec<&'static str>,
+    /// What the hash holds in the guard fields; `None` = not known yet.
+    current: Option<Vec<Option<Vec<u8>>>>,
+}
+
+impl<'w, 'a> WritePlan<'w, 'a> {
+    fn new<E: RedisEntity>(
+        mode: Mode,
+        target: &'w Target,
+        fields: &'w FieldWriter<'a>,
+        ttl: Option<Duration>,
+    ) -> Self {
+        let meta = E::META;
+        let indexes: Vec<&'static IndexMeta> = match mode {
+            // A patch only touches the indexes whose key or score it changes.
+            Mode::Update => meta
+                .indexes
+                .iter()
+                .filter(|ix| {
+                    ix.key.placeholders().any(|(_, f)| fields.touches(f))
+                        || matches!(ix.kind, IndexKind::Sorted { score } if fields.touches(score))
+                })
+                .collect(),
+            _ => meta.indexes.iter().collect(),
+        };
+        let mut guards = Vec::new();
+        if mode != Mode::Create {
+            for ix in &indexes {
+                for f in placeholder_fields(ix, target) {
+                    push_unique(&mut guards, f);
+                }
+                if let (Mode::Update, IndexKind::Sorted { score }) = (mode, ix.kind) {
+                    push_unique(&mut guards, score);
+                }
+            }
+        }
+        // A save assumes the indexed fields did not move; the script says if they did.
+        let current = match mode {
+            Mode::Save => Some(guards.iter().map(|f| fields.get(f).map(<[u8]>::to_vec)).collect()),
+            _ => None,
+        };
+        WritePlan {
+            mode,
+            target,
+            fields,
+            ttl,
+            indexes,
+            guards,
+            current,
+        }
+    }
+
+    /// What the hash holds in `field` before the write, if known.
+    fn before(&self, field: &str) -> Option<Option<&[u8]>> {
+        if let Some(part) = self.target.part(field) {
+            return Some(Some(part.as_bytes()));
+        }
+        let pos = self.guards.iter().position(|g| *g == field)?;
+        self.current.as_ref().map(|cur| cur[pos].as_deref())
+    }
+
+    /// What `field` holds after the write.
+    fn after(&self, field: &str) -> Option<&[u8]> {
+        if let Some(part) = self.target.part(field) {
+            return Some(part.as_bytes());
+        }
+        if self.fields.touches(field) || self.mode != Mode::Update {
+            return self.fields.get(field);
+        }
+        self.before(field).flatten()
+    }
+
+    fn index_key<'v>(template: &KeyTemplate, value: impl Fn(&'static str) -> Option<&'v [u8]>) -> Result<String> {
+        template.fill(|placeholder, field| {
+            value(field)
+                .ok_or(Error::InvalidKeyPart {
+                    template: template.source,
+                    placeholder,
+                    value: String::new(),
+                    reason: "is absent",
+                })
+                .and_then(|v| {
+                    std::str::from_utf8(v).map_err(|_| Error::InvalidKeyPart {
+                        template: template.source,
+                        placeholder,
+                        value: String::from_utf8_lossy(v).into_owned(),
+                        reason: "is not valid UTF-8",
+                    })
+                })
+        })
+    }
+
+    fn invocation(&self) -> Result<Cmd> {
+        let t = self.target;
+        let known = self.guards.is_empty() || self.current.is_some();
+        let mut keys: Vec<String> = vec![t.key.clone()];
+        let mut ops: Vec<[String; 4]> = Vec::new();
+        if known {
+            for ix in &self.indexes {
+                let old = match self.mode {
+                    Mode::Create | Mode::Expire => None,
+                    // Keys built from corrupt values cannot hold an entry of ours.
+                    _ => Self::index_key(&ix.key, |f| self.before(f).flatten()).ok(),
+                };
+                let new = match self.mode {
+                    Mode::Delete => None,
+                    Mode::Expire => old_or_current(self, ix),
+                    _ => Some(Self::index_key(&ix.key, |f| self.after(f))?),
+                };
+                let score = match (self.mode, ix.kind) {
+                    (Mode::Create | Mode::Save | Mode::Update, IndexKind::Sorted { score }) => {
+                        checked_score(score, self.after(score))?
+                    }
+                    _ => String::new(),
+                };
+                let old = old.filter(|o| Some(o) != new.as_ref());
+                let mut pos = |k: Option<String>| match k {
+                    Some(k) => {
+                        keys.push(k);
+                        keys.len().to_string()
+                    }
+                    None => "0".to_owned(),
+                };
+                let (new_pos, old_pos) = (pos(new), pos(old));
+                ops.push([ix.kind.code().to_owned(), new_pos, old_pos, score]);
+            }
+        }
+
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(WRITE.get_hash()).arg(keys.len()).arg(&keys);
+        let ttl = match self.mode {
+            Mode::Delete => 0,
+            _ => self.ttl.map_or(0, |d| d.as_millis().max(1) as u64),
+        };
+        cmd.arg(self.mode.code()).arg(ttl).arg(&t.id);
+        cmd.arg(self.guards.len()).arg(&self.guards);
+        for (i, _) in self.guards.iter().enumerate() {
+            match &self.current {
+                None => cmd.arg("?"),
+                Some(cur) => match &cur[i] {
+                    Some(v) => cmd.arg([b"=".as_slice(), v].concat()),
+                    None => cmd.arg("-"),
+                },
+            };
+        }
+        let (set, del): (&[_], &[_]) = match self.mode {
+            Mode::Delete | Mode::Expire => (&[], &[]),
+            _ => (&self.fields.set, &self.fields.del),
+        };
+        cmd.arg(set.len());
+        for (name, value) in set {
+            cmd.arg(*name).arg(&**value);
+        }
+        cmd.arg(del.len()).arg(del);
+        cmd.arg(ops.len());
+        for op in &ops {
+            cmd.arg(op);
+        }
+        Ok(cmd)
+    }
+}
+
+fn old_or_current(plan: &WritePlan<'_, '_>, ix: &IndexMeta) -> Option<String> {
+    WritePlan::index_key(&ix.key, |f| plan.before(f).flatten()).ok()
+}
+
+fn checked_score(field: &'static str, raw: Option<&[u8]>) -> Result<String> {
+    let text = raw.and_then(|r| std::str::from_utf8(r).ok()).unwrap_or("");
+    match text.parse::<f64>() {
+        Ok(x) if !x.is_nan() => Ok(text.to_owned()),
+        _ => Err(Error::Encode {
+            field,
+            message: format!("score {text:?} is not a number"),
+        }),
+    }
+}
+
+/// Runs `cmd` (an `EVALSHA`), loading the script on `NOSCRIPT` (after a server restart).
+async fn eval<C: ConnectionLike + Send>(conn: &mut C, script: &Script, cmd: &Cmd) -> Result<Value> {
+    match cmd.query_async::<Value>(conn).await {
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            script.load_async(conn).await?;
+            Ok(cmd.query_async::<Value>(conn).await?)
+        }
+        other => Ok(other?),
+    }
+}
+
+enum Outcome {
+    Done,
+    Missing,
+}
+
+async fn run_write<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    mut plan: WritePlan<'_, '_>,
+) -> Result<Outcome> {
+    for _ in 0..MAX_ATTEMPTS {
+        let cmd = plan.invocation()?;
+        let reply = eval(conn, &WRITE, &cmd).await?;
+        let key = &plan.target.key;
+        let items = match reply {
+            Value::Array(items) => items,
+            other => {
+                return Err(Error::UnexpectedReply {
+                    key: key.clone(),
+                    detail: format!("write script answered {other:?}"),
+                });
+            }
+        };
+        let text = |v: Option<&Value>| match v {
+            Some(Value::BulkString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        };
+        match text(items.first()).as_deref() {
+            Some("ok") => return Ok(Outcome::Done),
+            Some("missing") => return Ok(Outcome::Missing),
+            Some("exists") => return Err(Error::AlreadyExists { key: key.clone() }),
+            Some("unique") => {
+                let pos: usize = text(items.get(1)).and_then(|p| p.parse().ok()).unwrap_or(1);
+                let index = plan.indexes.get(pos - 1).map_or("", |ix| ix.name);
+                let index_key = plan
+                    .indexes
+                    .get(pos - 1)
+                    .and_then(|ix| WritePlan::index_key(&ix.key, |f| plan.after(f)).ok())
+                    .unwrap_or_default();
+                return Err(Error::UniqueViolation {
+                    index,
+                    index_key,
+                    owner: text(items.get(2)).unwrap_or_default(),
+                });
+            }
+            Some("wrongtype") => {
+                return Err(Error::UnexpectedReply {
+                    key: text(items.get(1)).unwrap_or_else(|| key.clone()),
+                    detail: "the key holds the wrong kind of value".into(),
+                });
+            }
+            Some("stale") => {
+                let current = items[1..]
+                    .iter()
+                    .map(|v| match v {
+                        Value::BulkString(b) => Some(b.clone()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>();
+                tracing::debug!(key = %key, "index fields moved; writing again with their current values");
+                plan.current = Some(current);
+            }
+            _ => {
+                return Err(Error::UnexpectedReply {
+                    key: key.clone(),
+                    detail: format!("write script answered {items:?}"),
+                });
+            }
+        }
+    }
+    Err(Error::Contention {
+        key: plan.target.key.clone(),
+        attempts: MAX_ATTEMPTS,
+    })
+}
+
+/// Creates the entity; `Err(AlreadyExists)` if its key is taken,
+/// `Err(UniqueViolation)` if a unique value is. Writes nothing on error.
+pub async fn create<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, entity: &E) -> Result<()> {
+    let fields = writer_of(entity)?;
+    let target = Target::of::<E>(&fields)?;
+    let plan = WritePlan::new::<E>(Mode::Create, &target, &fields, E::META.ttl);
+    run_write::<E, C>(conn, plan).await.map(drop)
+}
+
+/// Creates or replaces the entity's fields, moving index entries whose fields
+/// changed and setting the full TTL. Fields other clients added are kept.
+pub async fn save<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, entity: &E) -> Result<()> {
+    let fields = writer_of(entity)?;
+    let target = Target::of::<E>(&fields)?;
+    let plan = WritePlan::new::<E>(Mode::Save, &target, &fields, E::META.ttl);
+    run_write::<E, C>(conn, plan).await.map(drop)
+}
+
+/// Applies a patch to an existing entity; `Err(NotFound)` if it is absent
+/// (never re-creates it). Keeps the remaining TTL.
+pub async fn update<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    target: &Target,
+    patch: &E::Patch,
+) -> Result<()> {
+    let mut fields = FieldWriter::default();
+    patch.write_fields(&mut fields)?;
+    let plan = WritePlan::new::<E>(Mode::Update, target, &fields, E::META.ttl);
+    match run_write::<E, C>(conn, plan).await? {
+        Outcome::Done => Ok(()),
+        Outcome::Missing => Err(Error::NotFound {
+            key: target.key.clone(),
+        }),
+    }
+}
+
+/// Deletes the entity and its index entries; `false` if it was absent.
+pub async fn delete<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, target: &Target) -> Result<bool> {
+    let fields = FieldWriter::default();
+    let plan = WritePlan::new::<E>(Mode::Delete, target, &fields, None);
+    Ok(matches!(run_write::<E, C>(conn, plan).await?, Outcome::Done))
+}
+
+/// Sets the entity's TTL to `ttl` (index keys are lengthened to outlive it);
+/// `Err(NotFound)` if it is absent.
+pub async fn expire_in<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    target: &Target,
+    ttl: Duration,
+) -> Result<()> {
+    let fields = FieldWriter::default();
+    let plan = WritePlan::new::<E>(Mode::Expire, target, &fields, Some(ttl));
+    match run_write::<E, C>(conn, plan).await? {
+        Outcome::Done => Ok(()),
+        Outcome::Missing => Err(Error::NotFound {
+            key: target.key.clone(),
+        }),
+    }
+}
+
+fn decode_reply<E: RedisEntity>(key: &str, reply: &Value) -> Result<Option<E>> {
+    let hash = RawHash::from_reply(key, reply)?;
+    if hash.is_empty() {
+        return Ok(None);
+    }
+    E::read_fields(key, &hash).map(Some)
+}
+
+/// Reads the entity at `key`; `None` if it is absent or expired.
+pub async fn get<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<Option<E>> {
+    let reply: Value = redis::cmd("HGETALL").arg(key).query_async(conn).await?;
+    decode_reply(key, &reply)
+}
+
+async fn get_keys<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    keys: &[String],
+) -> Result<Vec<Option<E>>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for key in keys {
+        pipe.cmd("HGETALL").arg(key);
+    }
+    let replies: Vec<Value> = pipe.ignore_errors().query_async(conn).await?;
+    if replies.len() != keys.len() {
+        return Err(Error::UnexpectedReply {
+            key: keys[0].clone(),
+            detail: format!("{} replies to {} commands", replies.len(), keys.len()),
+        });
+    }
+    keys.iter().zip(&replies).map(|(k, r)| decode_reply(k, r)).collect()
+}
+
+/// Reads the entities with these ids (key parts joined by `:`) in one round
+/// trip; `None` where one is absent. Every id is validated before any I/O.
+pub async fn get_many<E: RedisEntity, C: ConnectionLike + Send, S: AsRef<str>>(
+    conn: &mut C,
+    ids: &[S],
+) -> Result<Vec<Option<E>>> {
+    let keys = ids
+        .iter()
+        .map(|id| E::META.key.key_from_id(id.as_ref()))
+        .collect::<Result<Vec<_>>>()?;
+    get_keys(conn, &keys).await
+}
+
+/// Whether the entity at `key` exists.
+pub async fn exists<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<bool> {
+    Ok(redis::cmd("EXISTS").arg(key).query_async::<i64>(conn).await? == 1)
+}
+
+/// The entity's remaining TTL; `None` if it is absent or has no TTL.
+pub async fn ttl<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<Option<Duration>> {
+    let ms: i64 = redis::cmd("PTTL").arg(key).query_async(conn).await?;
+    Ok(u64::try_from(ms).ok().map(Duration::from_millis))
+}
+
+/// Reads the entities of `ids` from the index at `index_key`, dropping (and
+/// repairing) entries whose hash is gone. `Ok(None)` means some were gone.
+async fn load_members<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    index: &IndexMeta,
+    index_key: &str,
+    ids: Vec<String>,
+) -> Result<(Vec<E>, usize)> {
+    let keys = ids
+        .iter()
+        .map(|id| E::META.key.key_from_id(id))
+        .collect::<Result<Vec<_>>>();
+    // An id that is not a valid key part cannot have been written by repobox;
+    // it is skipped rather than failing the whole page.
+    let (ids, keys): (Vec<String>, Vec<String>) = match keys {
+        Ok(keys) => (ids, keys),
+        Err(_) => ids
+            .into_iter()
+            .filter_map(|id| E::META.key.key_from_id(&id).ok().map(|k| (id, k)))
+            .unzip(),
+    };
+    let loaded = get_keys::<E, C>(conn, &keys).await?;
+    let mut ghosts = Vec::new();
+    let mut found = Vec::with_capacity(loaded.len());
+    for ((id, key), entity) in ids.into_iter().zip(keys).zip(loaded) {
+        match entity {
+            Some(e) => found.push(e),
+            None => ghosts.push((id, key)),
+        }
+    }
+    let n = ghosts.len();
+    if n > 0 {
+        repair(conn, index, index_key, &ghosts).await?;
+    }
+    Ok((found, n))
+}
+
+async fn repair<C: ConnectionLike + Send>(
+    conn: &mut C,
+    index: &IndexMeta,
+    index_key: &str,
+    ghosts: &[(String, String)],
+) -> Result<()> {
+    tracing::debug!(index = index.name, key = index_key, ghosts = ghosts.len(), "repairing index");
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(REPAIR.get_hash()).arg(ghosts.len() + 1).arg(index_key);
+    for (_, key) in ghosts {
+        cmd.arg(key);
+    }
+    cmd.arg(index.kind.code());
+    for (id, _) in ghosts {
+        cmd.arg(id);
+    }
+    eval(conn, &REPAIR, &cmd).await?;
+    Ok(())
+}
+
+/// How many read-repair passes a page makes before it settles for a short page.
+const REPAIR_PASSES: usize = 4;
+
+/// A page of a sorted index: two round trips (`ZRANGE`, then one pipeline of
+/// `HGETALL`s), plus a repair and a re-read when it met entries whose hash is gone.
+pub async fn sorted_page<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    index: &IndexMeta,
+    index_key: &str,
+    page: Page,
+) -> Result<Vec<E>> {
+    if page.limit == 0 {
+        return Ok(Vec::new());
+    }
+    for _ in 0..REPAIR_PASSES {
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(index_key)
+            .arg(page.zrange_args())
+            .query_async(conn)
+            .await?;
+        let (found, ghosts) = load_members::<E, C>(conn, index, index_key, ids).await?;
+        if ghosts == 0 {
+            return Ok(found);
+        }
+    }
+    let ids: Vec<String> = redis::cmd("ZRANGE")
+        .arg(index_key)
+        .arg(page.zrange_args())
+        .query_async(conn)
+        .await?;
+    Ok(load_members::<E, C>(conn, index, index_key, ids).await?.0)
+}
+
+/// Every member of a set index: `SMEMBERS`, then one pipeline of `HGETALL`s.
+pub async fn set_members<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    index: &IndexMeta,
+    index_key: &str,
+) -> Result<Vec<E>> {
+    let ids: Vec<String> = redis::cmd("SMEMBERS").arg(index_key).query_async(conn).await?;
+    Ok(load_members::<E, C>(conn, index, index_key, ids).await?.0)
+}
+
+/// The entity that a unique index maps its value to.
+pub async fn unique_get<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    index: &IndexMeta,
+    index_key: &str,
+) -> Result<Option<E>> {
+    let id: Option<String> = redis::cmd("GET").arg(index_key).query_async(conn).await?;
+    let Some(id) = id else { return Ok(None) };
+    let (mut found, _) = load_members::<E, C>(conn, index, index_key, vec![id]).await?;
+    Ok(found.pop())
+}
+
+/// The number of live entities in an index. For TTL entities every member is
+/// checked (and dead ones repaired away), so expired ones are never counted.
+pub async fn count<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    index: &IndexMeta,
+    index_key: &str,
+) -> Result<u64> {
+    let (card, members) = match index.kind {
+        IndexKind::Sorted { .. } => ("ZCARD", ["ZRANGE", "0", "-1"].as_slice()),
+        IndexKind::Set => ("SCARD", ["SMEMBERS"].as_slice()),
+        IndexKind::Unique => ("EXISTS", ["GET"].as_slice()),
+    };
+    if E::META.ttl.is_none() {
+        return Ok(redis::cmd(card).arg(index_key).query_async(conn).await?);
+    }
+    let mut cmd = redis::cmd(members[0]);
+    cmd.arg(index_key).arg(&members[1..]);
+    let ids: Vec<String> = match index.kind {
+        IndexKind::Unique => cmd.query_async::<Option<String>>(conn).await?.into_iter().collect(),
+        _ => cmd.query_async(conn).await?,
+    };
+    let keyed: Vec<(String, String)> = ids
+        .into_iter()
+        .filter_map(|id| E::META.key.key_from_id(&id).ok().map(|k| (id, k)))
+        .collect();
+    if keyed.is_empty() {
+        return Ok(0);
+    }
+    let mut pipe = redis::pipe();
+    for (_, key) in &keyed {
+        pipe.cmd("EXISTS").arg(key);
+    }
+    let alive: Vec<i64> = pipe.query_async(conn).await?;
+    let ghosts: Vec<(String, String)> = keyed
+        .into_iter()
+        .zip(&alive)
+        .filter(|(_, a)| **a == 0)
+        .map(|(g, _)| g)
+        .collect();
+    if !ghosts.is_empty() {
+        repair(conn, index, index_key, &ghosts).await?;
+    }
+    Ok(alive.iter().filter(|a| **a == 1).count() as u64)
+}
+
+/// Builds an index key from query arguments (placeholder order), validating each part.
+pub fn index_key(index: &IndexMeta, parts: &[Cow<'_, str>]) -> Result<String> {
+    index.key.build(parts)
+}

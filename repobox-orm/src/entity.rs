@@ -1,0 +1,216 @@
+//! The traits that `#[derive(RedisEntity)]` implements, and the two buffers the
+//! generated code reads from and writes to.
+
+use std::borrow::Cow;
+
+use redis::Value;
+
+use crate::codec::{self, HashField};
+use crate::error::{DecodeValue, Error, Result};
+use crate::meta::EntityMeta;
+
+/// A struct stored as one Redis hash; implement it with `#[derive(RedisEntity)]`.
+///
+/// The derive also generates the inherent CRUD and index functions
+/// (`E::get`, `E::save`, `E::by_user_id`, ...) that call into
+/// [`engine`](crate::engine) with this trait.
+pub trait RedisEntity: Sized + Send + Sync + 'static {
+    /// Key template, fields, indexes and TTL.
+    const META: &'static EntityMeta;
+
+    /// The generated `EPatch` for partial updates.
+    type Patch: EntityPatch;
+
+    /// Writes every stored field (`None` fields as deletions).
+    fn write_fields<'a>(&'a self, out: &mut FieldWriter<'a>) -> Result<()>;
+
+    /// Reads the entity from the fields of the hash at `key`.
+    fn read_fields(key: &str, hash: &RawHash<'_>) -> Result<Self>;
+}
+
+/// A partial update of an entity: the generated `EPatch`.
+pub trait EntityPatch: Default + Send + Sync {
+    /// Writes the fields that the patch sets (and deletes the ones it sets to `None`).
+    fn write_fields<'a>(&'a self, out: &mut FieldWriter<'a>) -> Result<()>;
+}
+
+/// The fields an entity or patch writes: values to set and fields to delete.
+#[derive(Debug, Default)]
+pub struct FieldWriter<'a> {
+    pub(crate) set: Vec<(&'static str, Cow<'a, [u8]>)>,
+    pub(crate) del: Vec<&'static str>,
+}
+
+impl<'a> FieldWriter<'a> {
+    /// An empty writer with room for `n` fields.
+    pub fn with_capacity(n: usize) -> Self {
+        FieldWriter {
+            set: Vec::with_capacity(n),
+            del: Vec::new(),
+        }
+    }
+
+    /// Sets `field` to `value`, or deletes it when `value` is `None`.
+    #[inline]
+    pub fn put(&mut self, field: &'static str, value: Option<Cow<'a, [u8]>>) {
+        match value {
+            Some(v) => self.set.push((field, v)),
+            None => self.del.push(field),
+        }
+    }
+
+    /// The fields to set, as `(name, bytes)`.
+    pub fn set_fields(&self) -> &[(&'static str, Cow<'a, [u8]>)] {
+        &self.set
+    }
+
+    /// The fields to delete.
+    pub fn deleted_fields(&self) -> &[&'static str] {
+        &self.del
+    }
+
+    /// The bytes that `field` is set to, if it is set.
+    pub fn get(&self, field: &str) -> Option<&[u8]> {
+        self.set.iter().find(|(n, _)| *n == field).map(|(_, v)| &**v)
+    }
+
+    /// Whether the writer touches `field` (sets or deletes it).
+    pub fn touches(&self, field: &str) -> bool {
+        self.get(field).is_some() || self.del.contains(&field)
+    }
+}
+
+/// The fields of a hash as Redis returned them (`HGETALL`), borrowed from the reply.
+#[derive(Debug, Default)]
+pub struct RawHash<'a> {
+    pairs: Vec<(&'a [u8], &'a [u8])>,
+}
+
+impl<'a> RawHash<'a> {
+    /// Reads an `HGETALL` reply (a RESP2 flat array or a RESP3 map).
+    pub fn from_reply(key: &str, reply: &'a Value) -> Result<Self> {
+        let bad = |detail: &str| Error::UnexpectedReply {
+            key: key.to_owned(),
+            detail: detail.to_owned(),
+        };
+        let bytes = |v: &'a Value| match v {
+            Value::BulkString(b) => Ok(b.as_slice()),
+            Value::SimpleString(s) => Ok(s.as_bytes()),
+            _ => Err(bad("a hash field or value is not a string")),
+        };
+        let mut pairs = Vec::new();
+        match reply {
+            Value::Nil => {}
+            Value::Array(items) => {
+                if items.len() % 2 != 0 {
+                    return Err(bad("odd number of items in a hash reply"));
+                }
+                pairs.reserve(items.len() / 2);
+                for pair in items.chunks_exact(2) {
+                    pairs.push((bytes(&pair[0])?, bytes(&pair[1])?));
+                }
+            }
+            Value::Map(items) => {
+                for (k, v) in items {
+                    pairs.push((bytes(k)?, bytes(v)?));
+                }
+            }
+            Value::ServerError(e) => {
+                return Err(Error::Redis(e.clone().into()));
+            }
+            _ => return Err(bad("not a hash")),
+        }
+        Ok(RawHash { pairs })
+    }
+
+    /// A hash built from `(field, value)` pairs, for tests and other sources.
+    pub fn from_pairs(pairs: Vec<(&'a [u8], &'a [u8])>) -> Self {
+        RawHash { pairs }
+    }
+
+    /// Whether the hash has no fields (Redis does not keep empty hashes: the key is absent).
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// The `(field, value)` pairs.
+    pub fn pairs(&self) -> &[(&'a [u8], &'a [u8])] {
+        &self.pairs
+    }
+
+    /// The value of `field`, if present.
+    pub fn get(&self, field: &str) -> Option<&'a [u8]> {
+        self.pairs.iter().find(|(n, _)| *n == field.as_bytes()).map(|(_, v)| *v)
+    }
+}
+
+fn decode_error<T: HashField>(key: &str, field: &'static str, raw: Option<&[u8]>) -> Error {
+    Error::Decode {
+        key: key.to_owned(),
+        field,
+        value: DecodeValue::new(raw),
+        expected: T::EXPECTED,
+    }
+}
+
+/// Decodes a field; absent is an error unless the type allows it (`Option`).
+#[doc(hidden)]
+#[inline]
+pub fn decode_field<T: HashField>(key: &str, field: &'static str, raw: Option<&[u8]>) -> Result<T> {
+    match raw {
+        Some(bytes) => T::decode_field(bytes),
+        None => T::decode_absent(),
+    }
+    .ok_or_else(|| decode_error::<T>(key, field, raw))
+}
+
+/// Decodes a `#[redis(default)]` field: absent gives `Default::default()`.
+#[doc(hidden)]
+#[inline]
+pub fn decode_field_or_default<T: HashField + Default>(
+    key: &str,
+    field: &'static str,
+    raw: Option<&[u8]>,
+) -> Result<T> {
+    match raw {
+        Some(bytes) => T::decode_field(bytes).ok_or_else(|| decode_error::<T>(key, field, raw)),
+        None => Ok(T::default()),
+    }
+}
+
+/// Decodes a `#[redis(json)]` field (absent reads as JSON `null`).
+#[doc(hidden)]
+pub fn decode_json_field<T: serde::de::DeserializeOwned>(
+    key: &str,
+    field: &'static str,
+    raw: Option<&[u8]>,
+) -> Result<T> {
+    codec::decode_json(raw).ok_or_else(|| Error::Decode {
+        key: key.to_owned(),
+        field,
+        value: DecodeValue::new(raw),
+        expected: "JSON of the field's type",
+    })
+}
+
+/// Decodes a `#[redis(json, default)]` field: absent gives `Default::default()`.
+#[doc(hidden)]
+pub fn decode_json_field_or_default<T: serde::de::DeserializeOwned + Default>(
+    key: &str,
+    field: &'static str,
+    raw: Option<&[u8]>,
+) -> Result<T> {
+    match raw {
+        None => Ok(T::default()),
+        Some(_) => decode_json_field(key, field, raw),
+    }
+}
+
+/// Encodes a `#[redis(json)]` field.
+#[doc(hidden)]
+pub fn encode_json_field<T: serde::Serialize>(
+    field: &'static str,
+    value: &T,
+) -> Result<Option<Cow<'static, [u8]>>> {
+    Ok(codec::encode_json(field, value)?.map(Cow::Owned))
+}

@@ -1,0 +1,154 @@
+//! The one error type of repobox.
+
+use std::fmt;
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in repobox.
+///
+/// Messages name the Redis key (and field, where there is one) so that a log
+/// line is enough to find the bad data.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The entity does not exist (an `update`, or an `expire_in` of a missing key).
+    #[error("`{key}` not found")]
+    NotFound {
+        /// The entity's key.
+        key: String,
+    },
+    /// `create` found the key already present.
+    #[error("`{key}` already exists")]
+    AlreadyExists {
+        /// The entity's key.
+        key: String,
+    },
+    /// A unique index already maps the value to another entity.
+    #[error("unique index `{index}` already holds `{index_key}` for another entity (`{owner}`)")]
+    UniqueViolation {
+        /// The name of the unique index (`by_email`).
+        index: &'static str,
+        /// The index key (`user:email:a@b.c`).
+        index_key: String,
+        /// The id of the entity that holds the value.
+        owner: String,
+    },
+    /// A key part (a placeholder value) that would address another key.
+    #[error("invalid key part for `<{placeholder}>` in `{template}`: {value:?} {reason}")]
+    InvalidKeyPart {
+        /// The key or index template.
+        template: &'static str,
+        /// The placeholder the part was meant for.
+        placeholder: &'static str,
+        /// The refused value.
+        value: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A hash field could not be decoded into its Rust type.
+    #[error("cannot decode field `{field}` of `{key}`: {value} is not {expected}")]
+    Decode {
+        /// The entity's key.
+        key: String,
+        /// The hash field.
+        field: &'static str,
+        /// What Redis held, quoted and shortened (`missing` when absent).
+        value: DecodeValue,
+        /// What was expected (`an integer`, `one of "queued", "running"`).
+        expected: &'static str,
+    },
+    /// A value that cannot be written (JSON serialization failed, a NaN score).
+    #[error("cannot encode field `{field}`: {message}")]
+    Encode {
+        /// The field.
+        field: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// A state change that the model forbids (a job going from succeeded back to running).
+    #[error("`{key}`: cannot go from {from} to {to}")]
+    InvalidTransition {
+        /// The entity's key.
+        key: String,
+        /// The current state.
+        from: String,
+        /// The refused state.
+        to: String,
+    },
+    /// A write raced with other writers more often than it retries.
+    #[error("`{key}` kept changing under a write; gave up after {attempts} attempts")]
+    Contention {
+        /// The entity's key.
+        key: String,
+        /// How often the write was tried.
+        attempts: u32,
+    },
+    /// Redis answered with something repobox does not expect (a key of the wrong type, say).
+    #[error("unexpected reply for `{key}`: {detail}")]
+    UnexpectedReply {
+        /// The key the command was about.
+        key: String,
+        /// What was wrong with the reply.
+        detail: String,
+    },
+    /// A write was sent but the connection died before its reply: it may or may not
+    /// have been applied. Read before you retry it.
+    #[error("the outcome of a write is unknown (the connection failed after it was sent): {0}")]
+    WriteOutcomeUnknown(#[source] redis::RedisError),
+    /// A command did not get a reply within the configured response timeout.
+    #[error("redis did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    /// The [`Store`](crate::Store) was closed.
+    #[error("the store is closed")]
+    Closed,
+    /// Any other error reported by redis-rs or the server.
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+}
+
+impl Error {
+    /// Whether this error says that the entity is absent.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+}
+
+/// The raw value of a field that failed to decode, kept short for messages.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DecodeValue(Option<Vec<u8>>);
+
+impl DecodeValue {
+    const SHOWN: usize = 64;
+
+    pub(crate) fn new(raw: Option<&[u8]>) -> Self {
+        DecodeValue(raw.map(|r| r[..r.len().min(Self::SHOWN + 1)].to_vec()))
+    }
+
+    /// The raw bytes Redis held (at most the first 65), `None` when the field was absent.
+    pub fn raw(&self) -> Option<&[u8]> {
+        self.0.as_deref()
+    }
+}
+
+impl fmt::Display for DecodeValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            None => f.write_str("missing"),
+            Some(raw) => {
+                let shown = &raw[..raw.len().min(Self::SHOWN)];
+                write!(f, "{:?}", String::from_utf8_lossy(shown))?;
+                if raw.len() > Self::SHOWN {
+                    f.write_str("…")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl fmt::Debug for DecodeValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}

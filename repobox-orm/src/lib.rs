@@ -1,0 +1,80 @@
+//! # repobox-orm
+//!
+//! The runtime of repobox, a derive-macro ORM for Redis hashes. Declare an
+//! entity with `#[derive(RedisEntity)]`; the derive emits its metadata and the
+//! hash codec, and generated functions call the generic engine in this crate.
+//!
+//! ```no_run
+//! use repobox_orm::prelude::*;
+//!
+//! #[derive(RedisValue, Debug, Clone, Copy, PartialEq)]
+//! pub enum Status { Queued, Running, Done }
+//!
+//! #[derive(RedisEntity, Debug, Clone, PartialEq)]
+//! #[key("job:<id>")]
+//! #[index(sorted = "jobs:user:<user_id>", score = created_at)]
+//! pub struct Job {
+//!     pub id: String,
+//!     pub user_id: String,
+//!     pub status: Status,
+//!     pub created_at: i64,
+//!     pub exit_code: Option<i32>,
+//! }
+//!
+//! # async fn run() -> repobox_orm::Result<()> {
+//! let client = redis::Client::open("redis://127.0.0.1/")?;
+//! let mut conn = client.get_multiplexed_async_connection().await?;
+//! let job = Job { id: "42".into(), user_id: "u1".into(), status: Status::Queued,
+//!                 created_at: 1_700_000_000_000, exit_code: None };
+//! Job::create(&mut conn, &job).await?;                    // hash + index, one round trip
+//! Job::update(&mut conn, "42", JobPatch { status: Some(Status::Running), ..Default::default() }).await?;
+//! let page = Job::by_user_id(&mut conn, "u1", Page::newest(20)).await?;   // two round trips
+//! assert_eq!(page[0].status, Status::Running);
+//! assert!(Job::delete(&mut conn, "42").await?);
+//! # Ok(()) }
+//! ```
+//!
+//! See the README for the wire format, the key rules and the failure behaviour.
+
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod engine;
+pub mod entity;
+mod error;
+pub mod meta;
+mod page;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use codec::{HashField, KeyPart, RedisValue};
+pub use entity::{EntityPatch, FieldWriter, RawHash, RedisEntity};
+pub use error::{DecodeValue, Error, Result};
+pub use page::Page;
+pub use repobox_derive::{RedisEntity, RedisValue};
+
+/// Everything an entity declaration and its callers need.
+pub mod prelude {
+    pub use crate::codec::{HashField, KeyPart, RedisValue};
+    pub use crate::entity::{EntityPatch, RedisEntity};
+    pub use crate::error::{Error, Result};
+    pub use crate::page::Page;
+    pub use repobox_derive::{RedisEntity, RedisValue};
+}
+
+/// What generated code reaches; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::codec::{HashField, KeyPart, RedisValue};
+    pub use crate::engine;
+    pub use crate::entity::{
+        EntityPatch, FieldWriter, RawHash, RedisEntity, decode_field, decode_field_or_default,
+        decode_json_field, decode_json_field_or_default, encode_json_field,
+    };
+    pub use crate::error::{Error, Result};
+    pub use crate::meta::{EntityMeta, FieldMeta, IndexKind, IndexMeta, KeyTemplate, Segment};
+    pub use crate::page::Page;
+    pub use redis::aio::ConnectionLike;
+    pub use std::borrow::Cow;
+    pub use std::time::Duration;
+}

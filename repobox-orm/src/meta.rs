@@ -1,0 +1,219 @@
+//! Static metadata that `#[derive(RedisEntity)]` emits: key template, fields,
+//! indexes and TTL. The engine works from it; nothing here does I/O.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Everything the engine knows about an entity type.
+#[derive(Debug)]
+pub struct EntityMeta {
+    /// The Rust type's name.
+    pub name: &'static str,
+    /// The `#[key("...")]` template.
+    pub key: KeyTemplate,
+    /// The stored fields, in declaration order (skipped fields are not listed).
+    pub fields: &'static [FieldMeta],
+    /// The `#[index(...)]` declarations, in declaration order.
+    pub indexes: &'static [IndexMeta],
+    /// The `#[ttl(...)]`, if any.
+    pub ttl: Option<Duration>,
+}
+
+/// One stored field.
+#[derive(Debug)]
+pub struct FieldMeta {
+    /// The hash field name (the Rust name unless renamed).
+    pub name: &'static str,
+    /// The Rust field name.
+    pub rust_name: &'static str,
+    /// Whether the field is an `Option` (absent when `None`).
+    pub optional: bool,
+    /// Whether the field is stored as JSON.
+    pub json: bool,
+}
+
+/// One `#[index(...)]`.
+#[derive(Debug)]
+pub struct IndexMeta {
+    /// The generated query's name (`by_user_id`).
+    pub name: &'static str,
+    /// What kind of Redis structure holds it.
+    pub kind: IndexKind,
+    /// The index key template.
+    pub key: KeyTemplate,
+}
+
+/// The kind of an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexKind {
+    /// A sorted set of ids, scored by a numeric field (hash field name).
+    Sorted {
+        /// The hash field that holds the score.
+        score: &'static str,
+    },
+    /// A set of ids.
+    Set,
+    /// A string key per value, holding the id of the one entity that has it.
+    Unique,
+}
+
+impl IndexKind {
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            IndexKind::Sorted { .. } => "z",
+            IndexKind::Set => "s",
+            IndexKind::Unique => "u",
+        }
+    }
+}
+
+/// A parsed key template such as `repo_cache:{<user_id>}:<provider>`.
+#[derive(Debug)]
+pub struct KeyTemplate {
+    /// The template as written.
+    pub source: &'static str,
+    /// Literal text and placeholders, in order.
+    pub segments: &'static [Segment],
+}
+
+/// A piece of a key template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment {
+    /// Literal text (hash-tag braces included).
+    Lit(&'static str),
+    /// A `<placeholder>`: the Rust field name and its hash field name.
+    Field {
+        /// The placeholder as written (the Rust field name).
+        placeholder: &'static str,
+        /// The hash field that holds the value.
+        field: &'static str,
+    },
+}
+
+impl KeyTemplate {
+    /// The placeholders in order, as `(placeholder, hash field)`.
+    pub fn placeholders(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+        self.segments.iter().filter_map(|s| match *s {
+            Segment::Field { placeholder, field } => Some((placeholder, field)),
+            Segment::Lit(_) => None,
+        })
+    }
+
+    /// How many placeholders the template has.
+    pub fn arity(&self) -> usize {
+        self.placeholders().count()
+    }
+
+    /// Fills the template with parts in placeholder order, validating each.
+    pub fn build<S: AsRef<str>>(&self, parts: &[S]) -> Result<String> {
+        let mut parts = parts.iter();
+        self.fill(|placeholder, _| {
+            parts.next().map(|p| p.as_ref()).ok_or(Error::InvalidKeyPart {
+                template: self.source,
+                placeholder,
+                value: String::new(),
+                reason: "is missing",
+            })
+        })
+    }
+
+    /// Fills the template by asking `part` for each placeholder (`placeholder`, `field`).
+    pub fn fill<'v>(
+        &self,
+        mut part: impl FnMut(&'static str, &'static str) -> Result<&'v str>,
+    ) -> Result<String> {
+        let mut key = String::with_capacity(self.source.len() + 16);
+        for segment in self.segments {
+            match *segment {
+                Segment::Lit(text) => key.push_str(text),
+                Segment::Field { placeholder, field } => {
+                    let value = part(placeholder, field)?;
+                    validate_key_part(self.source, placeholder, value)?;
+                    key.push_str(value);
+                }
+            }
+        }
+        Ok(key)
+    }
+
+    /// The key of the entity whose id is `id` (its key parts joined by `:`).
+    pub fn key_from_id(&self, id: &str) -> Result<String> {
+        let mut parts = id.split(':');
+        let key = self.fill(|placeholder, _| {
+            parts.next().ok_or(Error::InvalidKeyPart {
+                template: self.source,
+                placeholder,
+                value: id.to_owned(),
+                reason: "is missing from the id",
+            })
+        })?;
+        if parts.next().is_some() {
+            return Err(Error::InvalidKeyPart {
+                template: self.source,
+                placeholder: self.placeholders().last().map_or("", |p| p.0),
+                value: id.to_owned(),
+                reason: "has more `:`-separated parts than the key has placeholders",
+            });
+        }
+        Ok(key)
+    }
+}
+
+/// Refuses a key part that could address another key: empty, or holding `:`,
+/// a hash-tag brace, a glob character, whitespace or a control character.
+pub fn validate_key_part(template: &'static str, placeholder: &'static str, value: &str) -> Result<()> {
+    let reason = if value.is_empty() {
+        "is empty"
+    } else if let Some(c) = value
+        .chars()
+        .find(|c| matches!(c, ':' | '{' | '}' | '*' | '?' | '[' | ']') || c.is_whitespace() || c.is_control())
+    {
+        match c {
+            ':' => "holds `:`",
+            '{' | '}' => "holds a hash-tag brace",
+            '*' | '?' | '[' | ']' => "holds a glob character",
+            _ => "holds whitespace or a control character",
+        }
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidKeyPart {
+        template,
+        placeholder,
+        value: value.to_owned(),
+        reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static REPO_CACHE: KeyTemplate = KeyTemplate {
+        source: "repo_cache:{<user_id>}:<provider>",
+        segments: &[
+            Segment::Lit("repo_cache:{"),
+            Segment::Field { placeholder: "user_id", field: "user_id" },
+            Segment::Lit("}:"),
+            Segment::Field { placeholder: "provider", field: "provider" },
+        ],
+    };
+
+    #[test]
+    fn builds_and_parses_ids() {
+        assert_eq!(REPO_CACHE.build(&["u1", "github"]).unwrap(), "repo_cache:{u1}:github");
+        assert_eq!(REPO_CACHE.key_from_id("u1:github").unwrap(), "repo_cache:{u1}:github");
+        assert!(REPO_CACHE.key_from_id("u1").is_err());
+        assert!(REPO_CACHE.key_from_id("u1:github:x").is_err());
+    }
+
+    #[test]
+    fn refuses_parts_that_address_other_keys() {
+        for bad in ["", "a:b", "a{b", "}", "a*", "a?", "[a]", "a b", "a\tb", "a\nb", "\u{7f}", "a\u{a0}b"] {
+            let err = REPO_CACHE.build(&[bad, "github"]).unwrap_err();
+            assert!(matches!(err, Error::InvalidKeyPart { placeholder: "user_id", .. }), "{bad:?}: {err}");
+        }
+        assert!(REPO_CACHE.build(&["ü-ñ.é@x+y", "github"]).is_ok());
+    }
+}

@@ -1,0 +1,187 @@
+//! The test kit: a real `redis-server` child process on a free loopback port.
+//!
+//! Every test (or test binary) starts its own server, so tests never depend
+//! on, or disturb, a server that happens to run on 6379. The server keeps
+//! nothing on disk unless asked to, and is killed when the handle drops.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `redis-server` owned by the test.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+    dir: PathBuf,
+    extra: Vec<String>,
+}
+
+/// Why the test kit could not start a server.
+#[derive(Debug, thiserror::Error)]
+pub enum TestKitError {
+    /// `redis-server` is not installed.
+    #[error(
+        "`redis-server` was not found on PATH; install it (Debian/Ubuntu: `apt-get install redis-server`, \
+         macOS: `brew install redis`) to run repobox's tests"
+    )]
+    NotInstalled,
+    /// The server did not come up.
+    #[error("redis-server did not start: {0}")]
+    Start(String),
+}
+
+impl RedisServer {
+    /// Starts a server with no persistence on a free port and waits until it answers.
+    ///
+    /// Panics with the install hint when `redis-server` is missing: it is a test kit.
+    pub fn start() -> Self {
+        Self::try_start(&[]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts a server with extra `redis-server` arguments (`["--appendonly", "yes"]`).
+    pub fn start_with(args: &[&str]) -> Self {
+        Self::try_start(args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts a server, reporting failures as errors.
+    pub fn try_start(args: &[&str]) -> Result<Self, TestKitError> {
+        let mut last = None;
+        // A free port can be taken by someone else between our probe and the
+        // server's bind; try a few.
+        for _ in 0..5 {
+            let port = free_port().map_err(|e| TestKitError::Start(e.to_string()))?;
+            let dir = std::env::temp_dir().join(format!("repobox-redis-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).map_err(|e| TestKitError::Start(e.to_string()))?;
+            let mut server = RedisServer {
+                port,
+                child: None,
+                dir,
+                extra: args.iter().map(|s| s.to_string()).collect(),
+            };
+            match server.spawn() {
+                Ok(()) => return Ok(server),
+                Err(e @ TestKitError::NotInstalled) => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(TestKitError::Start("no free port".into())))
+    }
+
+    fn spawn(&mut self) -> Result<(), TestKitError> {
+        let port = self.port.to_string();
+        let dir = self.dir.to_string_lossy().into_owned();
+        let mut args: Vec<&str> = vec![
+            "--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", &dir,
+            "--daemonize", "no", "--loglevel", "warning", "--logfile", "",
+        ];
+        args.extend(self.extra.iter().map(String::as_str));
+        let mut child = Command::new("redis-server")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => TestKitError::NotInstalled,
+                _ => TestKitError::Start(e.to_string()),
+            })?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().map_err(|e| TestKitError::Start(e.to_string()))? {
+                let mut out = String::new();
+                if let Some(mut s) = child.stdout.take() {
+                    let _ = s.read_to_string(&mut out);
+                }
+                return Err(TestKitError::Start(format!("exited with {status}: {}", out.trim())));
+            }
+            if ping(self.addr()) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(TestKitError::Start("no answer to PING within 10 s".into()))
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// `redis://127.0.0.1:<port>/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// A redis-rs client for the server.
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).expect("valid test-kit url")
+    }
+
+    /// A new multiplexed connection to the server.
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        self.client()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to the test-kit redis-server")
+    }
+
+    /// Kills the server with SIGKILL (as a crash would) and waits for it to exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same arguments and directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.spawn() {
+                Ok(()) => return,
+                Err(e) if Instant::now() > deadline => panic!("{e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// Whether the server process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn ping(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(100)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("+PONG")
+}
