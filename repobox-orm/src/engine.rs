@@ -14,7 +14,10 @@
 //! `e`xpire), TTL in ms (0 = none), id, then `ng` guard field names and their
 //! expected values (`=value`, `-` absent, `?` unknown), `nset` field/value
 //! pairs, `ndel` field names, and `nidx` index ops of four values each: kind,
-//! position in KEYS of the new key and of the old key (0 = none), score.
+//! position in KEYS of the new key and of the old key (0 = none), score;
+//! then the extras: `ncond` condition field names and expected values, the
+//! KEYS position of a stream to `XADD` to (0 = none) with `nx` field/value
+//! pairs, and `nextra` KEYS positions of keys deleted with the entity.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -125,6 +128,8 @@ enum Mode {
     Update,
     Delete,
     Expire,
+    /// An update that also sets a new TTL.
+    Refresh,
 }
 
 impl Mode {
@@ -135,6 +140,7 @@ impl Mode {
             Mode::Update => "u",
             Mode::Delete => "d",
             Mode::Expire => "e",
+            Mode::Refresh => "r",
         }
     }
 }
@@ -169,6 +175,18 @@ struct WritePlan<'w, 'a> {
     guards: Vec<&'static str>,
     /// What the hash holds in the guard fields; `None` = not known yet.
     current: Option<Vec<Option<Vec<u8>>>>,
+    extras: Extras<'w>,
+}
+
+/// What a write does besides the entity and its indexes.
+#[derive(Default)]
+struct Extras<'w> {
+    /// Fields that must hold these values (`None` = absent) for the write to happen.
+    conditions: &'w [(&'static str, Option<&'w [u8]>)],
+    /// A stream entry appended with the write.
+    stream: Option<(&'w str, &'w [(&'w str, &'w str)])>,
+    /// Keys deleted with the entity.
+    delete_keys: &'w [String],
 }
 
 impl<'w, 'a> WritePlan<'w, 'a> {
@@ -197,7 +215,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
                 for f in placeholder_fields(ix, target) {
                     push_unique(&mut guards, f);
                 }
-                if let (Mode::Update, IndexKind::Sorted { score }) = (mode, ix.kind) {
+                if let (Mode::Update | Mode::Refresh, IndexKind::Sorted { score }) = (mode, ix.kind) {
                     push_unique(&mut guards, score);
                 }
             }
@@ -215,6 +233,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
             indexes,
             guards,
             current,
+            extras: Extras::default(),
         }
     }
 
@@ -232,7 +251,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
         if let Some(part) = self.target.part(field) {
             return Some(part.as_bytes());
         }
-        if self.fields.touches(field) || self.mode != Mode::Update {
+        if self.fields.touches(field) || !matches!(self.mode, Mode::Update | Mode::Refresh) {
             return self.fields.get(field);
         }
         self.before(field).flatten()
@@ -276,7 +295,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
                     _ => Some(Self::index_key(&ix.key, |f| self.after(f))?),
                 };
                 let score = match (self.mode, ix.kind) {
-                    (Mode::Create | Mode::Save | Mode::Update, IndexKind::Sorted { score }) => {
+                    (Mode::Create | Mode::Save | Mode::Update | Mode::Refresh, IndexKind::Sorted { score }) => {
                         checked_score(score, self.after(score))?
                     }
                     _ => String::new(),
@@ -293,6 +312,13 @@ impl<'w, 'a> WritePlan<'w, 'a> {
                 ops.push([ix.kind.code().to_owned(), new_pos, old_pos, score]);
             }
         }
+
+        let stream_pos = self.extras.stream.map_or(0, |(stream, _)| {
+            keys.push(stream.to_owned());
+            keys.len()
+        });
+        let first_extra = keys.len() + 1;
+        keys.extend(self.extras.delete_keys.iter().cloned());
 
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(WRITE.get_hash()).arg(keys.len()).arg(&keys);
@@ -324,6 +350,24 @@ impl<'w, 'a> WritePlan<'w, 'a> {
         for op in &ops {
             cmd.arg(op);
         }
+        let conds = self.extras.conditions;
+        cmd.arg(conds.len());
+        for (name, _) in conds {
+            cmd.arg(*name);
+        }
+        for (_, value) in conds {
+            match value {
+                Some(v) => cmd.arg([b"=".as_slice(), v].concat()),
+                None => cmd.arg("-"),
+            };
+        }
+        let entry = self.extras.stream.map_or(&[][..], |(_, entry)| entry);
+        cmd.arg(stream_pos).arg(entry.len());
+        for (f, v) in entry {
+            cmd.arg(*f).arg(*v);
+        }
+        let n_extra = self.extras.delete_keys.len();
+        cmd.arg(n_extra).arg((first_extra..first_extra + n_extra).collect::<Vec<_>>());
         Ok(cmd)
     }
 }
@@ -355,7 +399,7 @@ async fn eval<C: ConnectionLike + Send>(conn: &mut C, script: &Script, cmd: &Cmd
 }
 
 enum Outcome {
-    Done,
+    Done(Option<String>),
     Missing,
 }
 
@@ -381,7 +425,13 @@ async fn run_write<E: RedisEntity, C: ConnectionLike + Send>(
             _ => None,
         };
         match text(items.first()).as_deref() {
-            Some("ok") => return Ok(Outcome::Done),
+            Some("ok") => return Ok(Outcome::Done(text(items.get(1)))),
+            Some("conflict") => {
+                return Err(Error::Conflict {
+                    key: key.clone(),
+                    field: text(items.get(1)).unwrap_or_default(),
+                });
+            }
             Some("missing") => return Ok(Outcome::Missing),
             Some("exists") => return Err(Error::AlreadyExists { key: key.clone() }),
             Some("unique") => {
@@ -458,7 +508,7 @@ pub async fn update<E: RedisEntity, C: ConnectionLike + Send>(
     patch.write_fields(&mut fields)?;
     let plan = WritePlan::new::<E>(Mode::Update, target, &fields, E::META.ttl);
     match run_write::<E, C>(conn, plan).await? {
-        Outcome::Done => Ok(()),
+        Outcome::Done(_) => Ok(()),
         Outcome::Missing => Err(Error::NotFound {
             key: target.key.clone(),
         }),
@@ -469,7 +519,83 @@ pub async fn update<E: RedisEntity, C: ConnectionLike + Send>(
 pub async fn delete<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, target: &Target) -> Result<bool> {
     let fields = FieldWriter::default();
     let plan = WritePlan::new::<E>(Mode::Delete, target, &fields, None);
-    Ok(matches!(run_write::<E, C>(conn, plan).await?, Outcome::Done))
+    Ok(matches!(run_write::<E, C>(conn, plan).await?, Outcome::Done(_)))
+}
+
+/// Creates the entity and appends `entry` to `stream` in the same atomic
+/// write; returns the stream entry id. A second create of the same entity
+/// fails with `AlreadyExists` and appends nothing, so an entity is never
+/// enqueued twice.
+pub async fn create_and_append<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    entity: &E,
+    stream: &str,
+    entry: &[(&str, &str)],
+) -> Result<String> {
+    let fields = writer_of(entity)?;
+    let target = Target::of::<E>(&fields)?;
+    let mut plan = WritePlan::new::<E>(Mode::Create, &target, &fields, E::META.ttl);
+    plan.extras.stream = Some((stream, entry));
+    match run_write::<E, C>(conn, plan).await? {
+        Outcome::Done(Some(id)) => Ok(id),
+        _ => Err(Error::UnexpectedReply {
+            key: target.key.clone(),
+            detail: "XADD gave no entry id".into(),
+        }),
+    }
+}
+
+/// Applies a patch only if each field in `conditions` holds the given value
+/// (`None` = absent) at the time of the write; `Err(Conflict)` names the first
+/// field that did not, `Err(NotFound)` if the entity is absent.
+pub async fn update_if<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    target: &Target,
+    patch: &E::Patch,
+    conditions: &[(&'static str, Option<&[u8]>)],
+) -> Result<()> {
+    let mut fields = FieldWriter::default();
+    patch.write_fields(&mut fields)?;
+    let mut plan = WritePlan::new::<E>(Mode::Update, target, &fields, E::META.ttl);
+    plan.extras.conditions = conditions;
+    match run_write::<E, C>(conn, plan).await? {
+        Outcome::Done(_) => Ok(()),
+        Outcome::Missing => Err(Error::NotFound {
+            key: target.key.clone(),
+        }),
+    }
+}
+
+/// Applies a patch and sets the entity's TTL to `ttl` in one atomic write
+/// (a session's `expires_at` and its TTL move together); `Err(NotFound)` if absent.
+pub async fn update_and_expire<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    target: &Target,
+    patch: &E::Patch,
+    ttl: Duration,
+) -> Result<()> {
+    let mut fields = FieldWriter::default();
+    patch.write_fields(&mut fields)?;
+    let plan = WritePlan::new::<E>(Mode::Refresh, target, &fields, Some(ttl));
+    match run_write::<E, C>(conn, plan).await? {
+        Outcome::Done(_) => Ok(()),
+        Outcome::Missing => Err(Error::NotFound {
+            key: target.key.clone(),
+        }),
+    }
+}
+
+/// Deletes the entity, its index entries and the keys in `also` (data that
+/// belongs to it, like a job's output list) atomically; `false` if it was absent.
+pub async fn delete_with<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    target: &Target,
+    also: &[String],
+) -> Result<bool> {
+    let fields = FieldWriter::default();
+    let mut plan = WritePlan::new::<E>(Mode::Delete, target, &fields, None);
+    plan.extras.delete_keys = also;
+    Ok(matches!(run_write::<E, C>(conn, plan).await?, Outcome::Done(_)))
 }
 
 /// Sets the entity's TTL to `ttl` (index keys are lengthened to outlive it);
@@ -482,7 +608,7 @@ pub async fn expire_in<E: RedisEntity, C: ConnectionLike + Send>(
     let fields = FieldWriter::default();
     let plan = WritePlan::new::<E>(Mode::Expire, target, &fields, Some(ttl));
     match run_write::<E, C>(conn, plan).await? {
-        Outcome::Done => Ok(()),
+        Outcome::Done(_) => Ok(()),
         Outcome::Missing => Err(Error::NotFound {
             key: target.key.clone(),
         }),

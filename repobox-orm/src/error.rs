@@ -76,6 +76,14 @@ pub enum Error {
         /// The refused state.
         to: String,
     },
+    /// A conditional update found a field changed since it was read.
+    #[error("`{key}`: field `{field}` changed since it was read")]
+    Conflict {
+        /// The entity's key.
+        key: String,
+        /// The first field whose value differed.
+        field: String,
+    },
     /// A write raced with other writers more often than it retries.
     #[error("`{key}` kept changing under a write; gave up after {attempts} attempts")]
     Contention {

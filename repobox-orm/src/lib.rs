@@ -53,12 +53,16 @@ pub use error::{DecodeValue, Error, Result};
 pub use page::Page;
 pub use repobox_derive::{RedisEntity, RedisValue};
 
+/// The redis-rs version repobox is built on.
+pub use redis;
+
 /// Everything an entity declaration and its callers need.
 pub mod prelude {
     pub use crate::codec::{HashField, KeyPart, RedisValue};
     pub use crate::entity::{EntityPatch, RedisEntity};
     pub use crate::error::{Error, Result};
     pub use crate::page::Page;
+    pub use redis::aio::ConnectionLike;
     pub use repobox_derive::{RedisEntity, RedisValue};
 }
 

@@ -1,5 +1,7 @@
 -- One atomic write of an entity: its hash, its index entries and its TTL.
 -- Every key arrives through KEYS (Redis Cluster); engine.rs documents ARGV.
+-- Optional extras: conditions on fields, an XADD that goes with a create
+-- (a job and its queue entry), and keys deleted with the entity.
 -- Everything that can refuse the write is checked before the first write,
 -- because Redis does not roll a script back.
 local hkey = KEYS[1]
@@ -22,6 +24,13 @@ for i = 1, nidx do
   idx[i] = { kind = ARGV[p], new = tonumber(ARGV[p + 1]), old = tonumber(ARGV[p + 2]), score = ARGV[p + 3] }
   p = p + 4
 end
+local ncond = tonumber(ARGV[p]); p = p + 1
+local cnames, cexpect = take(ncond), take(ncond)
+local xpos = tonumber(ARGV[p]); p = p + 1
+local nx = tonumber(ARGV[p]); p = p + 1
+local xargs = take(2 * nx)
+local nextra = tonumber(ARGV[p]); p = p + 1
+local extra = take(nextra)
 
 local htype = redis.call('TYPE', hkey).ok
 if htype ~= 'none' and htype ~= 'hash' then return { 'wrongtype', hkey } end
@@ -43,6 +52,20 @@ if exists and ng > 0 then
     for i = 1, ng do out[i + 1] = cur[i] end
     return out
   end
+end
+
+-- Conditions of a conditional update: the write happens only if they hold.
+if ncond > 0 then
+  local cur = redis.call('HMGET', hkey, unpack(cnames))
+  for i = 1, ncond do
+    local enc = cur[i] and ('=' .. cur[i]) or '-'
+    if enc ~= cexpect[i] then return { 'conflict', cnames[i] } end
+  end
+end
+
+if xpos > 0 then
+  local t = redis.call('TYPE', KEYS[xpos]).ok
+  if t ~= 'none' and t ~= 'stream' then return { 'wrongtype', KEYS[xpos] } end
 end
 
 local want = { z = 'zset', s = 'set', u = 'string' }
@@ -71,6 +94,7 @@ if mode == 'd' then
     if idx[i].old > 0 then unindex(idx[i], KEYS[idx[i].old]) end
   end
   redis.call('DEL', hkey)
+  for i = 1, nextra do redis.call('DEL', KEYS[tonumber(extra[i])]) end
   return { 'ok' }
 end
 
@@ -99,5 +123,8 @@ for i = 1, nidx do
     end
     if life ~= 0 then outlive(k) end
   end
+end
+if xpos > 0 then
+  return { 'ok', redis.call('XADD', KEYS[xpos], '*', unpack(xargs)) }
 end
 return { 'ok' }

@@ -1,0 +1,102 @@
+use std::time::Duration;
+
+use repobox_orm::prelude::*;
+
+/// A git hosting provider a user has connected.
+#[derive(RedisValue, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GitProvider {
+    /// github.com
+    #[redis(rename = "github")]
+    GitHub,
+    /// gitlab.com
+    #[redis(rename = "gitlab")]
+    GitLab,
+    /// bitbucket.org
+    Bitbucket,
+}
+
+/// The providers each user has connected: the set `git_providers:<user_id>`.
+pub struct GitProviders;
+
+impl GitProviders {
+    fn key(user_id: &str) -> Result<String> {
+        repobox_orm::meta::validate_key_part("git_providers:<user_id>", "user_id", user_id)?;
+        Ok(format!("git_providers:{user_id}"))
+    }
+
+    /// Connects `provider` for the user; `false` if it already was.
+    pub async fn add<C: ConnectionLike + Send>(conn: &mut C, user_id: &str, provider: GitProvider) -> Result<bool> {
+        let n: i64 = repobox_orm::redis::cmd("SADD")
+            .arg(Self::key(user_id)?)
+            .arg(provider.as_str())
+            .query_async(conn)
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Disconnects `provider`; `false` if it was not connected.
+    pub async fn remove<C: ConnectionLike + Send>(conn: &mut C, user_id: &str, provider: GitProvider) -> Result<bool> {
+        let n: i64 = repobox_orm::redis::cmd("SREM")
+            .arg(Self::key(user_id)?)
+            .arg(provider.as_str())
+            .query_async(conn)
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// The user's providers, sorted. Members no provider is named after
+    /// (written by a newer client) are skipped.
+    pub async fn list<C: ConnectionLike + Send>(conn: &mut C, user_id: &str) -> Result<Vec<GitProvider>> {
+        let names: Vec<String> = repobox_orm::redis::cmd("SMEMBERS")
+            .arg(Self::key(user_id)?)
+            .query_async(conn)
+            .await?;
+        let mut out: Vec<GitProvider> = names.iter().filter_map(|n| GitProvider::from_wire(n)).collect();
+        out.sort_by_key(|p| p.as_str());
+        Ok(out)
+    }
+
+    /// Whether the user connected `provider`.
+    pub async fn has<C: ConnectionLike + Send>(conn: &mut C, user_id: &str, provider: GitProvider) -> Result<bool> {
+        let n: i64 = repobox_orm::redis::cmd("SISMEMBER")
+            .arg(Self::key(user_id)?)
+            .arg(provider.as_str())
+            .query_async(conn)
+            .await?;
+        Ok(n == 1)
+    }
+}
+
+/// One repository in a provider's listing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RepoSummary {
+    /// `owner/name`.
+    pub full_name: String,
+    /// The URL to clone.
+    pub clone_url: String,
+    /// The default branch.
+    pub default_branch: String,
+    /// Whether the repository is private.
+    pub private: bool,
+}
+
+/// A user's repository listing from one provider, cached for five minutes.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[key("repo_cache:<user_id>:<provider>")]
+#[ttl(minutes = 5)]
+pub struct RepoCache {
+    /// The user.
+    pub user_id: String,
+    /// The provider listed.
+    pub provider: GitProvider,
+    /// The repositories.
+    #[redis(json)]
+    pub repos: Vec<RepoSummary>,
+    /// Unix millis of the listing.
+    pub fetched_at: i64,
+}
+
+impl RepoCache {
+    /// How long a listing is cached.
+    pub const TTL: Duration = Duration::from_secs(300);
+}

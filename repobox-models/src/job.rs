@@ -1,0 +1,291 @@
+use std::time::Duration;
+
+use repobox_orm::engine::{self, Target};
+use repobox_orm::prelude::*;
+
+/// The stream jobs travel through.
+pub const JOBS_STREAM: &str = "jobs:stream";
+/// The consumer group of the runners.
+pub const JOBS_GROUP: &str = "runners";
+/// How long a job's output list lives after its last line: 24 hours.
+pub const JOB_OUTPUT_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Where a job is in its life.
+#[derive(RedisValue, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    /// Waiting in `jobs:stream`.
+    Queued,
+    /// A runner has it.
+    Running,
+    /// Finished with exit code 0.
+    Succeeded,
+    /// Finished with an error or a non-zero exit code.
+    Failed,
+    /// Stopped before it finished.
+    Cancelled,
+}
+
+impl JobStatus {
+    /// Whether a job may move from `self` to `to`. A running job may be
+    /// started again (a runner took over a stalled job); a failed job may be
+    /// queued again; succeeded and cancelled are final.
+    pub fn can_become(self, to: JobStatus) -> bool {
+        use JobStatus::*;
+        matches!(
+            (self, to),
+            (Queued, Running | Failed | Cancelled)
+                | (Running, Running | Succeeded | Failed | Cancelled | Queued)
+                | (Failed, Queued)
+        )
+    }
+
+    /// Whether the job is over.
+    pub fn is_final(self) -> bool {
+        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled)
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job: a repository to build, owned by a user.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[key("job:<id>")]
+#[index(sorted = "jobs:user:<user_id>", score = created_at)]
+pub struct Job {
+    /// The job's id.
+    pub id: String,
+    /// The user who created it.
+    pub user_id: String,
+    /// The repository to run.
+    pub repo_url: String,
+    /// Where the job is.
+    pub status: JobStatus,
+    /// Unix millis.
+    pub created_at: i64,
+    /// Unix millis when a runner started it.
+    pub started_at: Option<i64>,
+    /// Unix millis when it ended.
+    pub finished_at: Option<i64>,
+    /// The exit code of a finished job.
+    #[redis(rename = "exit")]
+    pub exit_code: Option<i32>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// How often it was started.
+    #[redis(default)]
+    pub retries: u32,
+    /// Environment for the run.
+    #[redis(json, default)]
+    pub env: Vec<(String, String)>,
+}
+
+/// Which output lines to read: `start..=end`, negative counting from the end (as `LRANGE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputRange {
+    /// First line (0-based; -1 is the last).
+    pub start: isize,
+    /// Last line, inclusive.
+    pub end: isize,
+}
+
+impl OutputRange {
+    /// Every line.
+    pub const ALL: OutputRange = OutputRange { start: 0, end: -1 };
+
+    /// The last `n` lines.
+    pub fn last(n: usize) -> Self {
+        OutputRange {
+            start: -(n as isize),
+            end: -1,
+        }
+    }
+}
+
+impl Job {
+    /// A new queued job.
+    pub fn new(id: impl Into<String>, user_id: impl Into<String>, repo_url: impl Into<String>, now: i64) -> Job {
+        Job {
+            id: id.into(),
+            user_id: user_id.into(),
+            repo_url: repo_url.into(),
+            status: JobStatus::Queued,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            error: None,
+            retries: 0,
+            env: Vec::new(),
+        }
+    }
+
+    /// The key of the job's output list.
+    pub fn output_key(id: &str) -> Result<String> {
+        Ok(format!("{}:output", Job::key_for(id)?))
+    }
+
+    /// Creates the job, its `jobs:user:<user_id>` entry and its `jobs:stream`
+    /// entry (`job_id`, `user_id`, `enqueued_at`) in one atomic round trip.
+    /// Creating the same job id twice is `Err(AlreadyExists)` and enqueues nothing.
+    /// Returns the stream entry id.
+    pub async fn create_and_enqueue<C: ConnectionLike + Send>(conn: &mut C, job: &Job, now: i64) -> Result<String> {
+        let enqueued_at = now.to_string();
+        let entry = [
+            ("job_id", job.id.as_str()),
+            ("user_id", job.user_id.as_str()),
+            ("enqueued_at", enqueued_at.as_str()),
+        ];
+        engine::create_and_append(conn, job, JOBS_STREAM, &entry).await
+    }
+
+    /// Moves the job to `to` at `now`, setting `started_at` when it starts and
+    /// `finished_at` (with `exit_code` / `error`) when it ends. An impossible
+    /// move (succeeded -> running) is `Err(InvalidTransition)`; a status that
+    /// changed since it was read is re-read and checked again.
+    pub async fn update_status<C: ConnectionLike + Send>(
+        conn: &mut C,
+        id: &str,
+        to: JobStatus,
+        now: i64,
+        outcome: JobOutcome,
+    ) -> Result<Job> {
+        let target = Target::from_parts::<Job>(&[id.into()])?;
+        for _ in 0..8 {
+            let Some(mut job) = Job::get(conn, id).await? else {
+                return Err(Error::NotFound { key: target.key });
+            };
+            let from = job.status;
+            if !from.can_become(to) {
+                return Err(Error::InvalidTransition {
+                    key: target.key,
+                    from: from.to_string(),
+                    to: to.to_string(),
+                });
+            }
+            let mut patch = JobPatch {
+                status: Some(to),
+                ..Default::default()
+            };
+            match to {
+                JobStatus::Running => {
+                    patch.started_at = Some(Some(now));
+                    patch.finished_at = Some(None);
+                    patch.exit_code = Some(None);
+                    patch.error = Some(None);
+                    patch.retries = Some(job.retries + u32::from(job.started_at.is_some()));
+                }
+                JobStatus::Queued => {
+                    patch.finished_at = Some(None);
+                }
+                _ => {
+                    patch.finished_at = Some(Some(now));
+                    patch.exit_code = Some(outcome.exit_code);
+                    patch.error = Some(outcome.error.clone());
+                }
+            }
+            let condition = [("status", Some(from.as_str().as_bytes()))];
+            match engine::update_if::<Job, C>(conn, &target, &patch, &condition).await {
+                Ok(()) => {
+                    job.status = to;
+                    apply(&mut job, patch);
+                    return Ok(job);
+                }
+                Err(Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Contention {
+            key: target.key,
+            attempts: 8,
+        })
+    }
+
+    /// Deletes the job, its index entry and its output list atomically.
+    pub async fn delete_with_output<C: ConnectionLike + Send>(conn: &mut C, id: &str) -> Result<bool> {
+        let target = Target::from_parts::<Job>(&[id.into()])?;
+        let output = Job::output_key(id)?;
+        engine::delete_with::<Job, C>(conn, &target, &[output]).await
+    }
+
+    /// The user's jobs, newest first.
+    pub async fn user_jobs<C: ConnectionLike + Send>(conn: &mut C, user_id: &str, page: Page) -> Result<Vec<Job>> {
+        Job::by_user_id(conn, user_id, page).await
+    }
+
+    /// How many jobs the user has.
+    pub async fn user_job_count<C: ConnectionLike + Send>(conn: &mut C, user_id: &str) -> Result<u64> {
+        Job::count_by_user_id(conn, user_id).await
+    }
+
+    /// Appends output lines and resets the list's 24-hour TTL, atomically in
+    /// one round trip; returns the list's new length.
+    pub async fn append_output<C: ConnectionLike + Send, S: AsRef<str>>(
+        conn: &mut C,
+        id: &str,
+        lines: &[S],
+    ) -> Result<u64> {
+        let key = Job::output_key(id)?;
+        if lines.is_empty() {
+            return Job::output_count(conn, id).await;
+        }
+        let mut pipe = repobox_orm::redis::pipe();
+        pipe.atomic()
+            .cmd("RPUSH")
+            .arg(&key)
+            .arg(lines.iter().map(|l| l.as_ref()).collect::<Vec<_>>())
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(JOB_OUTPUT_TTL.as_millis() as u64)
+            .ignore();
+        let (len,): (u64,) = pipe.query_async(conn).await?;
+        Ok(len)
+    }
+
+    /// Output lines in `range`.
+    pub async fn output<C: ConnectionLike + Send>(conn: &mut C, id: &str, range: OutputRange) -> Result<Vec<String>> {
+        let key = Job::output_key(id)?;
+        Ok(repobox_orm::redis::cmd("LRANGE")
+            .arg(&key)
+            .arg(range.start)
+            .arg(range.end)
+            .query_async(conn)
+            .await?)
+    }
+
+    /// How many output lines the job has.
+    pub async fn output_count<C: ConnectionLike + Send>(conn: &mut C, id: &str) -> Result<u64> {
+        let key = Job::output_key(id)?;
+        Ok(repobox_orm::redis::cmd("LLEN").arg(&key).query_async(conn).await?)
+    }
+}
+
+/// How a job ended, for [`Job::update_status`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobOutcome {
+    /// The exit code, if the job ran to an end.
+    pub exit_code: Option<i32>,
+    /// The error, if it failed.
+    pub error: Option<String>,
+}
+
+fn apply(job: &mut Job, patch: JobPatch) {
+    if let Some(v) = patch.started_at {
+        job.started_at = v;
+    }
+    if let Some(v) = patch.finished_at {
+        job.finished_at = v;
+    }
+    if let Some(v) = patch.exit_code {
+        job.exit_code = v;
+    }
+    if let Some(v) = patch.error {
+        job.error = v;
+    }
+    if let Some(v) = patch.retries {
+        job.retries = v;
+    }
+}

@@ -1,0 +1,32 @@
+use repobox_orm::prelude::*;
+
+/// A user of the web app.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[key("user:<id>")]
+#[index(unique = "user:email:<email>")]
+pub struct User {
+    /// The user's id.
+    pub id: String,
+    /// Unique across users (`user:email:<email>`).
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Unix millis.
+    pub created_at: i64,
+    /// Unix millis of the last login.
+    pub last_login_at: Option<i64>,
+    /// Whether the user may administer the instance.
+    #[redis(default)]
+    pub is_admin: bool,
+}
+
+impl User {
+    /// Records a login at `at` (unix millis); `Err(NotFound)` if the user is gone.
+    pub async fn update_last_login<C: ConnectionLike + Send>(conn: &mut C, id: &str, at: i64) -> Result<()> {
+        let patch = UserPatch {
+            last_login_at: Some(Some(at)),
+            ..Default::default()
+        };
+        User::update(conn, id, patch).await
+    }
+}
