@@ -185,3 +185,59 @@ fn ping(addr: SocketAddr) -> bool {
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("+PONG")
 }
+
+/// A connection wrapper that counts round trips (a command or a pipeline is one).
+///
+/// ```no_run
+/// # async fn f(conn: redis::aio::MultiplexedConnection) {
+/// let mut conn = repobox_orm::testing::CountingConnection::new(conn);
+/// // ... calls ...
+/// assert_eq!(conn.round_trips(), 1);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct CountingConnection<C> {
+    inner: C,
+    round_trips: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<C> CountingConnection<C> {
+    /// Wraps `inner`.
+    pub fn new(inner: C) -> Self {
+        CountingConnection {
+            inner,
+            round_trips: Default::default(),
+        }
+    }
+
+    /// Round trips so far.
+    pub fn round_trips(&self) -> usize {
+        self.round_trips.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Round trips so far, and starts counting from zero.
+    pub fn take(&self) -> usize {
+        self.round_trips.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl<C: redis::aio::ConnectionLike + Send> redis::aio::ConnectionLike for CountingConnection<C> {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        self.round_trips.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        self.round_trips.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner.get_db()
+    }
+}
