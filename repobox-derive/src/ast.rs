@@ -2,7 +2,6 @@
 //! keeping the syn nodes for spans. Parsing collects every error in `Ctxt`.
 
 use proc_macro2::Span;
-use syn::spanned::Spanned;
 
 use crate::ctxt::Ctxt;
 use crate::template::KeyTemplate;
@@ -41,7 +40,7 @@ pub struct Index {
     pub template: KeyTemplate,
     /// `name = "..."` as written.
     pub explicit_name: Option<syn::LitStr>,
-    /// The attribute, for errors about the index as a whole.
+    /// The template literal, for errors about the index as a whole.
     pub span: Span,
 }
 
@@ -162,6 +161,7 @@ fn parse_ttl(cx: &mut Ctxt, attr: &syn::Attribute) -> Option<Ttl> {
         let unit = meta.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
         let Some(&(_, factor)) = TTL_UNITS.iter().find(|(u, _)| *u == unit) else {
             ok = false;
+            seen.push(unit.clone());
             let _ = meta.value().and_then(|v| v.parse::<syn::Expr>());
             cx.error_spanned_by(
                 &meta.path,
@@ -278,7 +278,7 @@ fn parse_index(cx: &mut Ctxt, attr: &syn::Attribute) -> Option<Index> {
         kind,
         template,
         explicit_name: name,
-        span: attr.span(),
+        span: lit.span(),
     })
 }
 

@@ -1,0 +1,9 @@
+use repobox_orm::prelude::*;
+
+#[derive(RedisValue)]
+pub enum Status {
+    Queued,
+    Failed(String),
+}
+
+fn main() {}

@@ -1,0 +1,12 @@
+use repobox_orm::prelude::*;
+
+#[derive(RedisEntity)]
+#[key("job:<id>")]
+#[index(set = "jobs:user:<user_id>", score = created_at)]
+pub struct Job {
+    pub id: String,
+    pub user_id: String,
+    pub created_at: i64,
+}
+
+fn main() {}
