@@ -80,11 +80,17 @@ pub fn parse_entity<'a>(cx: &mut Ctxt, input: &'a syn::DeriveInput) -> Option<En
         syn::Data::Struct(data) => match &data.fields {
             syn::Fields::Named(named) => &named.named,
             syn::Fields::Unnamed(_) => {
-                cx.error_spanned_by(&input.ident, "`RedisEntity` needs a struct with named fields, not a tuple struct");
+                cx.error_spanned_by(
+                    &input.ident,
+                    "`RedisEntity` needs a struct with named fields, not a tuple struct",
+                );
                 return None;
             }
             syn::Fields::Unit => {
-                cx.error_spanned_by(&input.ident, "`RedisEntity` needs a struct with named fields, not a unit struct");
+                cx.error_spanned_by(
+                    &input.ident,
+                    "`RedisEntity` needs a struct with named fields, not a unit struct",
+                );
                 return None;
             }
         },
@@ -118,7 +124,11 @@ pub fn parse_entity<'a>(cx: &mut Ctxt, input: &'a syn::DeriveInput) -> Option<En
                             Ok(t) => key = Some(t),
                             Err(e) => {
                                 cx.syn_error(e);
-                                key = Some(KeyTemplate { source: String::new(), pieces: Vec::new(), span: lit.span() });
+                                key = Some(KeyTemplate {
+                                    source: String::new(),
+                                    pieces: Vec::new(),
+                                    span: lit.span(),
+                                });
                             }
                         }
                     }
@@ -127,7 +137,10 @@ pub fn parse_entity<'a>(cx: &mut Ctxt, input: &'a syn::DeriveInput) -> Option<En
             }
         } else if attr.path().is_ident("ttl") {
             if ttl.is_some() {
-                cx.error_spanned_by(attr, "duplicate `#[ttl]` attribute; put every unit in one `#[ttl(...)]`");
+                cx.error_spanned_by(
+                    attr,
+                    "duplicate `#[ttl]` attribute; put every unit in one `#[ttl(...)]`",
+                );
                 continue;
             }
             ttl = parse_ttl(cx, attr);
@@ -136,7 +149,10 @@ pub fn parse_entity<'a>(cx: &mut Ctxt, input: &'a syn::DeriveInput) -> Option<En
                 indexes.push(index);
             }
         } else if attr.path().is_ident("redis") {
-            cx.error_spanned_by(attr, "`#[redis(...)]` goes on fields; on the struct use `#[key]`, `#[ttl]` or `#[index]`");
+            cx.error_spanned_by(
+                attr,
+                "`#[redis(...)]` goes on fields; on the struct use `#[key]`, `#[ttl]` or `#[index]`",
+            );
         }
     }
     if key.is_none() {
@@ -211,9 +227,21 @@ fn parse_index(cx: &mut Ctxt, attr: &syn::Attribute) -> Option<Index> {
             "sorted" | "set" | "unique" => {
                 let lit: syn::LitStr = meta.value()?.parse()?;
                 if let Some((first, _)) = &kind {
-                    cx.error_spanned_by(path, format!("an index is either `sorted`, `set` or `unique`; this one is already `{first}`"));
+                    cx.error_spanned_by(
+                        path,
+                        format!("an index is either `sorted`, `set` or `unique`; this one is already `{first}`"),
+                    );
                 } else {
-                    kind = Some((if which == "sorted" { "sorted" } else if which == "set" { "set" } else { "unique" }, lit));
+                    kind = Some((
+                        if which == "sorted" {
+                            "sorted"
+                        } else if which == "set" {
+                            "set"
+                        } else {
+                            "unique"
+                        },
+                        lit,
+                    ));
                 }
             }
             "score" => {
@@ -247,7 +275,10 @@ fn parse_index(cx: &mut Ctxt, attr: &syn::Attribute) -> Option<Index> {
         return None;
     }
     let Some((which, lit)) = kind else {
-        cx.error_spanned_by(attr, "an index needs one of `sorted = \"...\"`, `set = \"...\"` or `unique = \"...\"`");
+        cx.error_spanned_by(
+            attr,
+            "an index needs one of `sorted = \"...\"`, `set = \"...\"` or `unique = \"...\"`",
+        );
         return None;
     };
     let template = match KeyTemplate::parse(&lit) {
@@ -264,7 +295,10 @@ fn parse_index(cx: &mut Ctxt, attr: &syn::Attribute) -> Option<Index> {
             return None;
         }
         (_, Some(score)) => {
-            cx.error_spanned_by(&score, format!("`score` is only for sorted indexes, not a `{which}` index"));
+            cx.error_spanned_by(
+                &score,
+                format!("`score` is only for sorted indexes, not a `{which}` index"),
+            );
             return None;
         }
         ("set", None) => IndexKind::Set,
@@ -320,7 +354,10 @@ fn parse_field<'a>(cx: &mut Ctxt, field: &'a syn::Field) -> Field<'a> {
                 if meta.input.peek(syn::Token![=]) {
                     let _ = meta.value()?.parse::<syn::Expr>()?;
                 }
-                cx.error_spanned_by(path, "unknown field attribute, expected one of `rename`, `skip`, `default`, `json`");
+                cx.error_spanned_by(
+                    path,
+                    "unknown field attribute, expected one of `rename`, `skip`, `default`, `json`",
+                );
             }
             Ok(())
         });
@@ -329,7 +366,10 @@ fn parse_field<'a>(cx: &mut Ctxt, field: &'a syn::Field) -> Field<'a> {
         }
     }
     if out.skip && (renamed || out.default || out.json) {
-        cx.error_spanned_by(ident, "a `skip` field is not stored; `rename`, `default` and `json` do not apply to it");
+        cx.error_spanned_by(
+            ident,
+            "a `skip` field is not stored; `rename`, `default` and `json` do not apply to it",
+        );
     }
     out
 }

@@ -1,7 +1,5 @@
 //! Cross-field rules, one function per rule.
 
-
-
 use crate::ast::{Entity, Field, IndexKind, is_option, type_name};
 use crate::ctxt::Ctxt;
 use crate::template::KeyTemplate;
@@ -12,8 +10,21 @@ const INTEGERS: &[&str] = &[
 
 /// Names the derive generates on the entity; an index may not take one of them.
 const GENERATED: &[&str] = &[
-    "key_for", "key", "entity_id", "create", "save", "get", "get_many", "update", "delete", "exists",
-    "ttl", "expire_in", "create_many", "save_many", "delete_many",
+    "key_for",
+    "key",
+    "entity_id",
+    "create",
+    "save",
+    "get",
+    "get_many",
+    "update",
+    "delete",
+    "exists",
+    "ttl",
+    "expire_in",
+    "create_many",
+    "save_many",
+    "delete_many",
 ];
 
 /// Parameter names the generated functions use besides placeholders.
@@ -36,13 +47,19 @@ pub fn check(cx: &mut Ctxt, entity: &Entity<'_>) {
 }
 
 fn field<'e, 'a>(entity: &'e Entity<'a>, name: &str) -> Option<&'e Field<'a>> {
-    entity.fields.iter().find(|f| *f.ident == name || f.ident.to_string().trim_start_matches("r#") == name)
+    entity
+        .fields
+        .iter()
+        .find(|f| *f.ident == name || f.ident.to_string().trim_start_matches("r#") == name)
 }
 
 // A key has at least one placeholder: a constant key would make every entity the same hash.
 fn check_key_has_placeholder(cx: &mut Ctxt, key: &KeyTemplate) {
     if key.placeholders().next().is_none() {
-        cx.error_at(key.span, format!("key template `{}` needs at least one `<field>` placeholder", key.source));
+        cx.error_at(
+            key.span,
+            format!("key template `{}` needs at least one `<field>` placeholder", key.source),
+        );
     }
 }
 
@@ -52,7 +69,13 @@ fn check_placeholders(cx: &mut Ctxt, entity: &Entity<'_>, template: &KeyTemplate
     let mut seen = Vec::new();
     for name in template.placeholders() {
         if seen.contains(&name) {
-            cx.error_at(template.span, format!("placeholder `<{name}>` appears twice in {what} template `{}`", template.source));
+            cx.error_at(
+                template.span,
+                format!(
+                    "placeholder `<{name}>` appears twice in {what} template `{}`",
+                    template.source
+                ),
+            );
             continue;
         }
         seen.push(name);
@@ -66,7 +89,11 @@ fn check_placeholders(cx: &mut Ctxt, entity: &Entity<'_>, template: &KeyTemplate
             let known: Vec<String> = entity.fields.iter().map(|f| format!("`{}`", f.ident)).collect();
             cx.error_at(
                 template.span,
-                format!("unknown placeholder `<{name}>` in {what} template `{}`, expected one of {}", template.source, known.join(", ")),
+                format!(
+                    "unknown placeholder `<{name}>` in {what} template `{}`, expected one of {}",
+                    template.source,
+                    known.join(", ")
+                ),
             );
             continue;
         };
@@ -85,7 +112,13 @@ fn check_placeholders(cx: &mut Ctxt, entity: &Entity<'_>, template: &KeyTemplate
             None
         };
         if let Some(problem) = problem {
-            cx.error_at(template.span, format!("placeholder `<{name}>` in {what} template `{}` is {problem}", template.source));
+            cx.error_at(
+                template.span,
+                format!(
+                    "placeholder `<{name}>` in {what} template `{}` is {problem}",
+                    template.source
+                ),
+            );
             cx.error_spanned_by(f.ty, format!("`{name}` is used as a key part here"));
         }
     }
@@ -102,7 +135,9 @@ fn check_score(cx: &mut Ctxt, entity: &Entity<'_>, score: &syn::Ident) {
     if f.skip || f.json || !numeric {
         cx.error_spanned_by(
             score,
-            format!("score field `{score}` must be a stored integer, float or `DateTime` (not `Option`, `skip` or `json`)"),
+            format!(
+                "score field `{score}` must be a stored integer, float or `DateTime` (not `Option`, `skip` or `json`)"
+            ),
         );
     }
 }
@@ -120,7 +155,10 @@ fn check_index_names(cx: &mut Ctxt, entity: &Entity<'_>) {
                 format!("index name `{name}` collides with another index; give one of them `name = \"...\"`"),
             );
         } else if GENERATED.contains(&name.as_str()) || name.starts_with("count_") {
-            cx.error_at(index.name_span(), format!("index name `{name}` collides with a generated function"));
+            cx.error_at(
+                index.name_span(),
+                format!("index name `{name}` collides with a generated function"),
+            );
         }
         names.push(name);
     }
@@ -145,4 +183,3 @@ fn check_optional_default(cx: &mut Ctxt, entity: &Entity<'_>) {
         }
     }
 }
-

@@ -148,7 +148,11 @@ fn put_field(f: &Field<'_>, value: TokenStream) -> TokenStream {
 }
 
 fn key_fields<'e>(entity: &'e Entity<'_>) -> Vec<&'e str> {
-    entity.key.as_ref().map(|k| k.placeholders().collect()).unwrap_or_default()
+    entity
+        .key
+        .as_ref()
+        .map(|k| k.placeholders().collect())
+        .unwrap_or_default()
 }
 
 fn is_patchable(entity: &Entity<'_>, f: &Field<'_>) -> bool {
@@ -364,7 +368,11 @@ fn inherent_fns(entity: &Entity<'_>) -> TokenStream {
             }
         }
     });
-    let index_fns = entity.indexes.iter().enumerate().map(|(i, ix)| index_fns(entity, i, ix));
+    let index_fns = entity
+        .indexes
+        .iter()
+        .enumerate()
+        .map(|(i, ix)| index_fns(entity, i, ix));
     let key_doc = format!("The key `{source}` for these key parts; `Err(InvalidKeyPart)` on a bad part.");
     quote! {
         #[automatically_derived]

@@ -37,7 +37,9 @@ impl KeyTemplate {
                         }
                     }
                     if syn::parse_str::<syn::Ident>(&name).is_err() {
-                        return Err(err(format!("`<{name}>` is not a field name in key template `{source}`")));
+                        return Err(err(format!(
+                            "`<{name}>` is not a field name in key template `{source}`"
+                        )));
                     }
                     if !text.is_empty() {
                         pieces.push(Piece::Lit(std::mem::take(&mut text)));
@@ -56,7 +58,9 @@ impl KeyTemplate {
                     text.push(c);
                 }
                 c if c.is_whitespace() || c.is_control() => {
-                    return Err(err(format!("whitespace or control character in key template `{source}`")));
+                    return Err(err(format!(
+                        "whitespace or control character in key template `{source}`"
+                    )));
                 }
                 c => text.push(c),
             }
@@ -106,7 +110,16 @@ mod tests {
 
     #[test]
     fn refuses_unbalanced_and_bad_names() {
-        for bad in ["user:<id", "user:id>", "user:{<id>", "user:<id>}", "user:{{<id>}}", "user:<>", "user:<a b>", "user :<id>"] {
+        for bad in [
+            "user:<id",
+            "user:id>",
+            "user:{<id>",
+            "user:<id>}",
+            "user:{{<id>}}",
+            "user:<>",
+            "user:<a b>",
+            "user :<id>",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

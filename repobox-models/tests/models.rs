@@ -31,47 +31,101 @@ async fn users() {
     let u = user("u1", "ann@example.com");
     User::create(&mut conn, &u).await.unwrap();
     assert!(User::exists(&mut conn, "u1").await.unwrap());
-    assert_eq!(User::by_email(&mut conn, "ann@example.com").await.unwrap(), Some(u.clone()));
+    assert_eq!(
+        User::by_email(&mut conn, "ann@example.com").await.unwrap(),
+        Some(u.clone())
+    );
     assert!(matches!(
         User::create(&mut conn, &user("u2", "ann@example.com")).await,
         Err(Error::UniqueViolation { index: "by_email", .. })
     ));
     User::update_last_login(&mut conn, "u1", 42).await.unwrap();
-    assert_eq!(User::get(&mut conn, "u1").await.unwrap().unwrap().last_login_at, Some(42));
-    assert!(User::update_last_login(&mut conn, "ghost", 42).await.unwrap_err().is_not_found());
-    User::update(&mut conn, "u1", UserPatch { email: Some("ann@new.example".into()), ..Default::default() })
-        .await
-        .unwrap();
+    assert_eq!(
+        User::get(&mut conn, "u1").await.unwrap().unwrap().last_login_at,
+        Some(42)
+    );
+    assert!(
+        User::update_last_login(&mut conn, "ghost", 42)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    User::update(
+        &mut conn,
+        "u1",
+        UserPatch {
+            email: Some("ann@new.example".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(User::by_email(&mut conn, "ann@example.com").await.unwrap(), None);
-    assert_eq!(User::by_email(&mut conn, "ann@new.example").await.unwrap().unwrap().id, "u1");
+    assert_eq!(
+        User::by_email(&mut conn, "ann@new.example").await.unwrap().unwrap().id,
+        "u1"
+    );
     assert!(User::delete(&mut conn, "u1").await.unwrap());
     User::create(&mut conn, &user("u2", "ann@new.example")).await.unwrap();
-    assert!(matches!(User::by_email(&mut conn, "with space@x").await, Err(Error::InvalidKeyPart { .. })));
+    assert!(matches!(
+        User::by_email(&mut conn, "with space@x").await,
+        Err(Error::InvalidKeyPart { .. })
+    ));
 }
 
 #[tokio::test]
 async fn sessions() {
     let (_server, mut conn) = setup().await;
     let now = now_millis();
-    let s = Session::create_user_session(&mut conn, "u1", Some("curl".into()), None, now).await.unwrap();
+    let s = Session::create_user_session(&mut conn, "u1", Some("curl".into()), None, now)
+        .await
+        .unwrap();
     assert_eq!(s.id.len(), 32, "128 bits as hex");
-    let other = Session::create_user_session(&mut conn, "u1", None, None, now).await.unwrap();
+    let other = Session::create_user_session(&mut conn, "u1", None, None, now)
+        .await
+        .unwrap();
     assert_ne!(s.id, other.id);
-    assert_eq!(Session::get_valid(&mut conn, &s.id, now).await.unwrap(), Some(s.clone()));
-    let ttl: i64 = redis::cmd("PTTL").arg(format!("session:{}", s.id)).query_async(&mut conn).await.unwrap();
+    assert_eq!(
+        Session::get_valid(&mut conn, &s.id, now).await.unwrap(),
+        Some(s.clone())
+    );
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("session:{}", s.id))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!(ttl > SESSION_TTL.as_millis() as i64 - 10_000 && ttl <= SESSION_TTL.as_millis() as i64);
-    let set_ttl: i64 = redis::cmd("PTTL").arg("sessions:user:u1").query_async(&mut conn).await.unwrap();
+    let set_ttl: i64 = redis::cmd("PTTL")
+        .arg("sessions:user:u1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!(set_ttl >= ttl - 1_000, "the set follows its sessions");
 
     // Extend moves expires_at and the TTL together.
-    Session::extend(&mut conn, &s.id, Duration::from_secs(30 * 24 * 3600), now).await.unwrap();
+    Session::extend(&mut conn, &s.id, Duration::from_secs(30 * 24 * 3600), now)
+        .await
+        .unwrap();
     let extended = Session::get(&mut conn, s.id.as_str()).await.unwrap().unwrap();
     assert_eq!(extended.expires_at, now + 30 * 24 * 3600 * 1000);
-    let ttl: i64 = redis::cmd("PTTL").arg(format!("session:{}", s.id)).query_async(&mut conn).await.unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("session:{}", s.id))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!(ttl > 29 * 24 * 3600 * 1000);
-    let set_ttl: i64 = redis::cmd("PTTL").arg("sessions:user:u1").query_async(&mut conn).await.unwrap();
+    let set_ttl: i64 = redis::cmd("PTTL")
+        .arg("sessions:user:u1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!(set_ttl >= ttl - 1_000);
-    assert!(Session::extend(&mut conn, "gone", Duration::from_secs(1), now).await.unwrap_err().is_not_found());
+    assert!(
+        Session::extend(&mut conn, "gone", Duration::from_secs(1), now)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
 
     // A session past its expires_at is deleted on read.
     let later = now + 31 * 24 * 3600 * 1000;
@@ -80,8 +134,12 @@ async fn sessions() {
     assert_eq!(Session::count_by_user_id(&mut conn, "u1").await.unwrap(), 1);
 
     // Log out everywhere.
-    Session::create_user_session(&mut conn, "u1", None, None, now).await.unwrap();
-    Session::create_user_session(&mut conn, "u2", None, None, now).await.unwrap();
+    Session::create_user_session(&mut conn, "u1", None, None, now)
+        .await
+        .unwrap();
+    Session::create_user_session(&mut conn, "u2", None, None, now)
+        .await
+        .unwrap();
     assert_eq!(Session::delete_all_for_user(&mut conn, "u1").await.unwrap(), 2);
     assert_eq!(Session::count_by_user_id(&mut conn, "u1").await.unwrap(), 0);
     assert_eq!(Session::count_by_user_id(&mut conn, "u2").await.unwrap(), 1);
@@ -109,36 +167,66 @@ async fn jobs() {
     assert_eq!(first.get::<i64>("enqueued_at"), Some(now));
 
     let page = Job::user_jobs(&mut conn, "u1", Page::newest(3)).await.unwrap();
-    assert_eq!(page.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), vec!["j4", "j3", "j2"]);
+    assert_eq!(
+        page.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        vec!["j4", "j3", "j2"]
+    );
     assert_eq!(Job::user_job_count(&mut conn, "u1").await.unwrap(), 5);
 
-    let running = Job::update_status(&mut conn, "j0", JobStatus::Running, now + 10, JobOutcome::default()).await.unwrap();
+    let running = Job::update_status(&mut conn, "j0", JobStatus::Running, now + 10, JobOutcome::default())
+        .await
+        .unwrap();
     assert_eq!(running.started_at, Some(now + 10));
     let done = Job::update_status(
         &mut conn,
         "j0",
         JobStatus::Succeeded,
         now + 20,
-        JobOutcome { exit_code: Some(0), error: None },
+        JobOutcome {
+            exit_code: Some(0),
+            error: None,
+        },
     )
     .await
     .unwrap();
     assert_eq!((done.finished_at, done.exit_code), (Some(now + 20), Some(0)));
     assert_eq!(Job::get(&mut conn, "j0").await.unwrap().unwrap(), done);
-    let err = Job::update_status(&mut conn, "j0", JobStatus::Running, now, JobOutcome::default()).await.unwrap_err();
+    let err = Job::update_status(&mut conn, "j0", JobStatus::Running, now, JobOutcome::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidTransition { .. }), "{err}");
     assert_eq!(err.to_string(), "`job:j0`: cannot go from succeeded to running");
-    assert!(Job::update_status(&mut conn, "nope", JobStatus::Running, now, JobOutcome::default()).await.unwrap_err().is_not_found());
+    assert!(
+        Job::update_status(&mut conn, "nope", JobStatus::Running, now, JobOutcome::default())
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
 
     // Output: RPUSH + TTL in one round trip.
     conn.take();
-    assert_eq!(Job::append_output(&mut conn, "j1", &["line 1", "line 2"]).await.unwrap(), 2);
+    assert_eq!(
+        Job::append_output(&mut conn, "j1", &["line 1", "line 2"])
+            .await
+            .unwrap(),
+        2
+    );
     assert_eq!(conn.take(), 1);
     Job::append_output(&mut conn, "j1", &["line 3"]).await.unwrap();
-    assert_eq!(Job::output(&mut conn, "j1", OutputRange::ALL).await.unwrap(), vec!["line 1", "line 2", "line 3"]);
-    assert_eq!(Job::output(&mut conn, "j1", OutputRange::last(1)).await.unwrap(), vec!["line 3"]);
+    assert_eq!(
+        Job::output(&mut conn, "j1", OutputRange::ALL).await.unwrap(),
+        vec!["line 1", "line 2", "line 3"]
+    );
+    assert_eq!(
+        Job::output(&mut conn, "j1", OutputRange::last(1)).await.unwrap(),
+        vec!["line 3"]
+    );
     assert_eq!(Job::output_count(&mut conn, "j1").await.unwrap(), 3);
-    let ttl: i64 = redis::cmd("PTTL").arg("job:j1:output").query_async(&mut conn).await.unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("job:j1:output")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!(ttl > JOB_OUTPUT_TTL.as_millis() as i64 - 10_000);
 
     assert!(Job::delete_with_output(&mut conn, "j1").await.unwrap());
@@ -157,9 +245,15 @@ async fn concurrent_status_updates_never_skip_the_state_machine() {
     for i in 0..10 {
         let mut conn = conn.clone();
         handles.push(tokio::spawn(async move {
-            let to = if i % 2 == 0 { JobStatus::Succeeded } else { JobStatus::Cancelled };
+            let to = if i % 2 == 0 {
+                JobStatus::Succeeded
+            } else {
+                JobStatus::Cancelled
+            };
             let _ = Job::update_status(&mut conn, "j", JobStatus::Running, 2, JobOutcome::default()).await;
-            Job::update_status(&mut conn, "j", to, 3, JobOutcome::default()).await.is_ok()
+            Job::update_status(&mut conn, "j", to, 3, JobOutcome::default())
+                .await
+                .is_ok()
         }));
     }
     let mut finished = 0;
@@ -174,12 +268,25 @@ async fn git_providers_and_repo_cache() {
     let (_server, mut conn) = setup().await;
     assert!(GitProviders::add(&mut conn, "u1", GitProvider::GitHub).await.unwrap());
     assert!(!GitProviders::add(&mut conn, "u1", GitProvider::GitHub).await.unwrap());
-    GitProviders::add(&mut conn, "u1", GitProvider::Bitbucket).await.unwrap();
-    assert_eq!(GitProviders::list(&mut conn, "u1").await.unwrap(), vec![GitProvider::Bitbucket, GitProvider::GitHub]);
+    GitProviders::add(&mut conn, "u1", GitProvider::Bitbucket)
+        .await
+        .unwrap();
+    assert_eq!(
+        GitProviders::list(&mut conn, "u1").await.unwrap(),
+        vec![GitProvider::Bitbucket, GitProvider::GitHub]
+    );
     let raw: Vec<String> = conn.smembers("git_providers:u1").await.unwrap();
     assert!(raw.contains(&"github".to_owned()));
-    assert!(GitProviders::remove(&mut conn, "u1", GitProvider::Bitbucket).await.unwrap());
-    assert!(!GitProviders::has(&mut conn, "u1", GitProvider::Bitbucket).await.unwrap());
+    assert!(
+        GitProviders::remove(&mut conn, "u1", GitProvider::Bitbucket)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !GitProviders::has(&mut conn, "u1", GitProvider::Bitbucket)
+            .await
+            .unwrap()
+    );
     assert!(GitProviders::list(&mut conn, "a:b").await.is_err());
 
     let cache = RepoCache {
@@ -195,8 +302,14 @@ async fn git_providers_and_repo_cache() {
     };
     RepoCache::save(&mut conn, &cache).await.unwrap();
     assert_eq!(cache.key().unwrap(), "repo_cache:u1:gitlab");
-    assert_eq!(RepoCache::get(&mut conn, "u1", GitProvider::GitLab).await.unwrap(), Some(cache));
-    let ttl = RepoCache::ttl(&mut conn, "u1", GitProvider::GitLab).await.unwrap().unwrap();
+    assert_eq!(
+        RepoCache::get(&mut conn, "u1", GitProvider::GitLab).await.unwrap(),
+        Some(cache)
+    );
+    let ttl = RepoCache::ttl(&mut conn, "u1", GitProvider::GitLab)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(ttl <= RepoCache::TTL && ttl > RepoCache::TTL - Duration::from_secs(10));
 }
 
@@ -207,25 +320,53 @@ async fn a_second_language_client_shares_the_hashes() {
     // As ioredis would: HSET of snake_case fields, booleans as true/false, millis.
     let _: () = redis::cmd("HSET")
         .arg("user:ts1")
-        .arg(&["id", "ts1", "email", "ts@example.com", "name", "From TS", "created_at", "1700000000000"])
+        .arg(&[
+            "id",
+            "ts1",
+            "email",
+            "ts@example.com",
+            "name",
+            "From TS",
+            "created_at",
+            "1700000000000",
+        ])
         .arg(&["is_admin", "true", "avatar_url", "https://x/a.png"])
         .query_async(&mut conn)
         .await
         .unwrap();
     let _: () = conn.set("user:email:ts@example.com", "ts1").await.unwrap();
     let u = User::by_email(&mut conn, "ts@example.com").await.unwrap().unwrap();
-    assert_eq!((u.id.as_str(), u.is_admin, u.created_at, u.last_login_at), ("ts1", true, 1_700_000_000_000, None));
+    assert_eq!(
+        (u.id.as_str(), u.is_admin, u.created_at, u.last_login_at),
+        ("ts1", true, 1_700_000_000_000, None)
+    );
 
     let _: () = redis::cmd("HSET")
         .arg("job:ts-job")
-        .arg(&["id", "ts-job", "user_id", "ts1", "repo_url", "r", "status", "running", "created_at", "5", "exit", "3"])
+        .arg(&[
+            "id",
+            "ts-job",
+            "user_id",
+            "ts1",
+            "repo_url",
+            "r",
+            "status",
+            "running",
+            "created_at",
+            "5",
+            "exit",
+            "3",
+        ])
         .query_async(&mut conn)
         .await
         .unwrap();
     let _: () = conn.zadd("jobs:user:ts1", "ts-job", 5).await.unwrap();
     let jobs = Job::user_jobs(&mut conn, "ts1", Page::newest(10)).await.unwrap();
     assert_eq!(jobs.len(), 1);
-    assert_eq!((jobs[0].status, jobs[0].exit_code, jobs[0].retries, jobs[0].env.len()), (JobStatus::Running, Some(3), 0, 0));
+    assert_eq!(
+        (jobs[0].status, jobs[0].exit_code, jobs[0].retries, jobs[0].env.len()),
+        (JobStatus::Running, Some(3), 0, 0)
+    );
 
     // What the models write, read back as plain fields.
     let mut job = Job::new("rs-job", "ts1", "https://example.com/r.git", 1_700_000_000_001);

@@ -187,10 +187,7 @@ impl<T: KeyPart + ?Sized> KeyPart for &T {
 
 /// Encodes a `#[redis(json)]` field; `null` is stored as an absent field.
 #[doc(hidden)]
-pub fn encode_json<T: serde::Serialize>(
-    field: &'static str,
-    value: &T,
-) -> crate::Result<Option<Vec<u8>>> {
+pub fn encode_json<T: serde::Serialize>(field: &'static str, value: &T) -> crate::Result<Option<Vec<u8>>> {
     let bytes = serde_json::to_vec(value).map_err(|e| crate::Error::Encode {
         field,
         message: format!("not serializable as JSON: {e}"),

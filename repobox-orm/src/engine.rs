@@ -190,12 +190,7 @@ struct Extras<'w> {
 }
 
 impl<'w, 'a> WritePlan<'w, 'a> {
-    fn new<E: RedisEntity>(
-        mode: Mode,
-        target: &'w Target,
-        fields: &'w FieldWriter<'a>,
-        ttl: Option<Duration>,
-    ) -> Self {
+    fn new<E: RedisEntity>(mode: Mode, target: &'w Target, fields: &'w FieldWriter<'a>, ttl: Option<Duration>) -> Self {
         let meta = E::META;
         let indexes: Vec<&'static IndexMeta> = match mode {
             // A patch only touches the indexes whose key or score it changes.
@@ -367,7 +362,8 @@ impl<'w, 'a> WritePlan<'w, 'a> {
             cmd.arg(*f).arg(*v);
         }
         let n_extra = self.extras.delete_keys.len();
-        cmd.arg(n_extra).arg((first_extra..first_extra + n_extra).collect::<Vec<_>>());
+        cmd.arg(n_extra)
+            .arg((first_extra..first_extra + n_extra).collect::<Vec<_>>());
         Ok(cmd)
     }
 }
@@ -403,10 +399,7 @@ enum Outcome {
     Missing,
 }
 
-async fn run_write<E: RedisEntity, C: ConnectionLike + Send>(
-    conn: &mut C,
-    mut plan: WritePlan<'_, '_>,
-) -> Result<Outcome> {
+async fn run_write<C: ConnectionLike + Send>(conn: &mut C, mut plan: WritePlan<'_, '_>) -> Result<Outcome> {
     for _ in 0..MAX_ATTEMPTS {
         let cmd = plan.invocation()?;
         let reply = eval(conn, &WRITE, &cmd).await?;
@@ -485,7 +478,7 @@ pub async fn create<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, enti
     let fields = writer_of(entity)?;
     let target = Target::of::<E>(&fields)?;
     let plan = WritePlan::new::<E>(Mode::Create, &target, &fields, E::META.ttl);
-    run_write::<E, C>(conn, plan).await.map(drop)
+    run_write(conn, plan).await.map(drop)
 }
 
 /// Creates or replaces the entity's fields, moving index entries whose fields
@@ -494,7 +487,7 @@ pub async fn save<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, entity
     let fields = writer_of(entity)?;
     let target = Target::of::<E>(&fields)?;
     let plan = WritePlan::new::<E>(Mode::Save, &target, &fields, E::META.ttl);
-    run_write::<E, C>(conn, plan).await.map(drop)
+    run_write(conn, plan).await.map(drop)
 }
 
 /// Applies a patch to an existing entity; `Err(NotFound)` if it is absent
@@ -507,7 +500,7 @@ pub async fn update<E: RedisEntity, C: ConnectionLike + Send>(
     let mut fields = FieldWriter::default();
     patch.write_fields(&mut fields)?;
     let plan = WritePlan::new::<E>(Mode::Update, target, &fields, E::META.ttl);
-    match run_write::<E, C>(conn, plan).await? {
+    match run_write(conn, plan).await? {
         Outcome::Done(_) => Ok(()),
         Outcome::Missing => Err(Error::NotFound {
             key: target.key.clone(),
@@ -519,7 +512,7 @@ pub async fn update<E: RedisEntity, C: ConnectionLike + Send>(
 pub async fn delete<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, target: &Target) -> Result<bool> {
     let fields = FieldWriter::default();
     let plan = WritePlan::new::<E>(Mode::Delete, target, &fields, None);
-    Ok(matches!(run_write::<E, C>(conn, plan).await?, Outcome::Done(_)))
+    Ok(matches!(run_write(conn, plan).await?, Outcome::Done(_)))
 }
 
 /// Creates the entity and appends `entry` to `stream` in the same atomic
@@ -536,7 +529,7 @@ pub async fn create_and_append<E: RedisEntity, C: ConnectionLike + Send>(
     let target = Target::of::<E>(&fields)?;
     let mut plan = WritePlan::new::<E>(Mode::Create, &target, &fields, E::META.ttl);
     plan.extras.stream = Some((stream, entry));
-    match run_write::<E, C>(conn, plan).await? {
+    match run_write(conn, plan).await? {
         Outcome::Done(Some(id)) => Ok(id),
         _ => Err(Error::UnexpectedReply {
             key: target.key.clone(),
@@ -558,7 +551,7 @@ pub async fn update_if<E: RedisEntity, C: ConnectionLike + Send>(
     patch.write_fields(&mut fields)?;
     let mut plan = WritePlan::new::<E>(Mode::Update, target, &fields, E::META.ttl);
     plan.extras.conditions = conditions;
-    match run_write::<E, C>(conn, plan).await? {
+    match run_write(conn, plan).await? {
         Outcome::Done(_) => Ok(()),
         Outcome::Missing => Err(Error::NotFound {
             key: target.key.clone(),
@@ -577,7 +570,7 @@ pub async fn update_and_expire<E: RedisEntity, C: ConnectionLike + Send>(
     let mut fields = FieldWriter::default();
     patch.write_fields(&mut fields)?;
     let plan = WritePlan::new::<E>(Mode::Refresh, target, &fields, Some(ttl));
-    match run_write::<E, C>(conn, plan).await? {
+    match run_write(conn, plan).await? {
         Outcome::Done(_) => Ok(()),
         Outcome::Missing => Err(Error::NotFound {
             key: target.key.clone(),
@@ -595,7 +588,7 @@ pub async fn delete_with<E: RedisEntity, C: ConnectionLike + Send>(
     let fields = FieldWriter::default();
     let mut plan = WritePlan::new::<E>(Mode::Delete, target, &fields, None);
     plan.extras.delete_keys = also;
-    Ok(matches!(run_write::<E, C>(conn, plan).await?, Outcome::Done(_)))
+    Ok(matches!(run_write(conn, plan).await?, Outcome::Done(_)))
 }
 
 /// Sets the entity's TTL to `ttl` (index keys are lengthened to outlive it);
@@ -607,7 +600,7 @@ pub async fn expire_in<E: RedisEntity, C: ConnectionLike + Send>(
 ) -> Result<()> {
     let fields = FieldWriter::default();
     let plan = WritePlan::new::<E>(Mode::Expire, target, &fields, Some(ttl));
-    match run_write::<E, C>(conn, plan).await? {
+    match run_write(conn, plan).await? {
         Outcome::Done(_) => Ok(()),
         Outcome::Missing => Err(Error::NotFound {
             key: target.key.clone(),
@@ -629,10 +622,7 @@ pub async fn get<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, key: &s
     decode_reply(key, &reply)
 }
 
-async fn get_keys<E: RedisEntity, C: ConnectionLike + Send>(
-    conn: &mut C,
-    keys: &[String],
-) -> Result<Vec<Option<E>>> {
+async fn get_keys<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, keys: &[String]) -> Result<Vec<Option<E>>> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
@@ -717,7 +707,12 @@ async fn repair<C: ConnectionLike + Send>(
     index_key: &str,
     ghosts: &[(String, String)],
 ) -> Result<()> {
-    tracing::debug!(index = index.name, key = index_key, ghosts = ghosts.len(), "repairing index");
+    tracing::debug!(
+        index = index.name,
+        key = index_key,
+        ghosts = ghosts.len(),
+        "repairing index"
+    );
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(REPAIR.get_hash()).arg(ghosts.len() + 1).arg(index_key);
     for (_, key) in ghosts {

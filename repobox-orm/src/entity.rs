@@ -208,9 +208,6 @@ pub fn decode_json_field_or_default<T: serde::de::DeserializeOwned + Default>(
 
 /// Encodes a `#[redis(json)]` field.
 #[doc(hidden)]
-pub fn encode_json_field<T: serde::Serialize>(
-    field: &'static str,
-    value: &T,
-) -> Result<Option<Cow<'static, [u8]>>> {
+pub fn encode_json_field<T: serde::Serialize>(field: &'static str, value: &T) -> Result<Option<Cow<'static, [u8]>>> {
     Ok(codec::encode_json(field, value)?.map(Cow::Owned))
 }

@@ -101,9 +101,13 @@ pub enum Error {
         detail: String,
     },
     /// A write was sent but the connection died before its reply: it may or may not
-    /// have been applied. Read before you retry it.
+    /// have been applied. It was not re-sent; read before you retry it.
     #[error("the outcome of a write is unknown (the connection failed after it was sent): {0}")]
-    WriteOutcomeUnknown(#[source] redis::RedisError),
+    WriteOutcomeUnknown(String),
+    /// The server refused a write because it is a read-only replica (a failover
+    /// demoted it). The store drops the connection and connects again on the next call.
+    #[error("the server is a read-only replica; the write was not applied: {0}")]
+    ReadOnly(String),
     /// A command did not get a reply within the configured response timeout.
     #[error("redis did not answer within {0:?}")]
     Timeout(std::time::Duration),
@@ -112,9 +116,67 @@ pub enum Error {
     Closed,
     /// Any other error reported by redis-rs or the server.
     #[error(transparent)]
-    Redis(#[from] redis::RedisError),
+    Redis(redis::RedisError),
 }
 
+/// What a [`Store`](crate::Store) has to say through redis-rs's error type
+/// (`ConnectionLike` can only return `RedisError`); turned back into the
+/// matching [`Error`] variant on the way out. It travels as a client error
+/// whose detail starts with [`StoreSignal::MARK`].
+#[derive(Debug)]
+pub(crate) enum StoreSignal {
+    Closed,
+    Timeout(std::time::Duration),
+    ReadOnly(String),
+    WriteOutcomeUnknown(String),
+}
+
+impl StoreSignal {
+    const MARK: &'static str = "repobox-store:";
+
+    fn parse(err: &redis::RedisError) -> Option<StoreSignal> {
+        if err.kind() != redis::ErrorKind::Client {
+            return None;
+        }
+        let rest = err.detail()?.strip_prefix(Self::MARK)?;
+        let (tag, detail) = rest.split_once(':').unwrap_or((rest, ""));
+        Some(match tag {
+            "closed" => StoreSignal::Closed,
+            "timeout" => StoreSignal::Timeout(std::time::Duration::from_micros(detail.parse().ok()?)),
+            "readonly" => StoreSignal::ReadOnly(detail.to_owned()),
+            "unknown" => StoreSignal::WriteOutcomeUnknown(detail.to_owned()),
+            _ => return None,
+        })
+    }
+}
+
+impl From<StoreSignal> for redis::RedisError {
+    fn from(signal: StoreSignal) -> Self {
+        let detail = match signal {
+            StoreSignal::Closed => "closed".to_owned(),
+            StoreSignal::Timeout(d) => format!("timeout:{}", d.as_micros()),
+            StoreSignal::ReadOnly(detail) => format!("readonly:{detail}"),
+            StoreSignal::WriteOutcomeUnknown(detail) => format!("unknown:{detail}"),
+        };
+        redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "repobox store",
+            format!("{}{detail}", StoreSignal::MARK),
+        ))
+    }
+}
+
+impl From<redis::RedisError> for Error {
+    fn from(err: redis::RedisError) -> Self {
+        match StoreSignal::parse(&err) {
+            Some(StoreSignal::Closed) => Error::Closed,
+            Some(StoreSignal::Timeout(d)) => Error::Timeout(d),
+            Some(StoreSignal::ReadOnly(detail)) => Error::ReadOnly(detail),
+            Some(StoreSignal::WriteOutcomeUnknown(detail)) => Error::WriteOutcomeUnknown(detail),
+            None => Error::Redis(err),
+        }
+    }
+}
 impl Error {
     /// Whether this error says that the entity is absent.
     pub fn is_not_found(&self) -> bool {

@@ -44,6 +44,7 @@ pub mod entity;
 mod error;
 pub mod meta;
 mod page;
+mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -52,6 +53,7 @@ pub use entity::{EntityPatch, FieldWriter, RawHash, RedisEntity};
 pub use error::{DecodeValue, Error, Result};
 pub use page::Page;
 pub use repobox_derive::{RedisEntity, RedisValue};
+pub use store::{Backoff, DEFAULT_URL, Store, StoreConfig};
 
 /// The redis-rs version repobox is built on.
 pub use redis;
@@ -62,6 +64,7 @@ pub mod prelude {
     pub use crate::entity::{EntityPatch, RedisEntity};
     pub use crate::error::{Error, Result};
     pub use crate::page::Page;
+    pub use crate::store::{Store, StoreConfig};
     pub use redis::aio::ConnectionLike;
     pub use repobox_derive::{RedisEntity, RedisValue};
 }
@@ -72,12 +75,13 @@ pub mod __private {
     pub use crate::codec::{HashField, KeyPart, RedisValue};
     pub use crate::engine;
     pub use crate::entity::{
-        EntityPatch, FieldWriter, RawHash, RedisEntity, decode_field, decode_field_or_default,
-        decode_json_field, decode_json_field_or_default, encode_json_field,
+        EntityPatch, FieldWriter, RawHash, RedisEntity, decode_field, decode_field_or_default, decode_json_field,
+        decode_json_field_or_default, encode_json_field,
     };
     pub use crate::error::{Error, Result};
     pub use crate::meta::{EntityMeta, FieldMeta, IndexKind, IndexMeta, KeyTemplate, Segment};
     pub use crate::page::Page;
+    pub use crate::store::{Store, StoreConfig};
     pub use redis::aio::ConnectionLike;
     pub use std::borrow::Cow;
     pub use std::time::Duration;

@@ -119,10 +119,7 @@ impl KeyTemplate {
     }
 
     /// Fills the template by asking `part` for each placeholder (`placeholder`, `field`).
-    pub fn fill<'v>(
-        &self,
-        mut part: impl FnMut(&'static str, &'static str) -> Result<&'v str>,
-    ) -> Result<String> {
+    pub fn fill<'v>(&self, mut part: impl FnMut(&'static str, &'static str) -> Result<&'v str>) -> Result<String> {
         let mut key = String::with_capacity(self.source.len() + 16);
         for segment in self.segments {
             match *segment {
@@ -194,9 +191,15 @@ mod tests {
         source: "repo_cache:{<user_id>}:<provider>",
         segments: &[
             Segment::Lit("repo_cache:{"),
-            Segment::Field { placeholder: "user_id", field: "user_id" },
+            Segment::Field {
+                placeholder: "user_id",
+                field: "user_id",
+            },
             Segment::Lit("}:"),
-            Segment::Field { placeholder: "provider", field: "provider" },
+            Segment::Field {
+                placeholder: "provider",
+                field: "provider",
+            },
         ],
     };
 
@@ -210,9 +213,20 @@ mod tests {
 
     #[test]
     fn refuses_parts_that_address_other_keys() {
-        for bad in ["", "a:b", "a{b", "}", "a*", "a?", "[a]", "a b", "a\tb", "a\nb", "\u{7f}", "a\u{a0}b"] {
+        for bad in [
+            "", "a:b", "a{b", "}", "a*", "a?", "[a]", "a b", "a\tb", "a\nb", "\u{7f}", "a\u{a0}b",
+        ] {
             let err = REPO_CACHE.build(&[bad, "github"]).unwrap_err();
-            assert!(matches!(err, Error::InvalidKeyPart { placeholder: "user_id", .. }), "{bad:?}: {err}");
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidKeyPart {
+                        placeholder: "user_id",
+                        ..
+                    }
+                ),
+                "{bad:?}: {err}"
+            );
         }
         assert!(REPO_CACHE.build(&["ü-ñ.é@x+y", "github"]).is_ok());
     }

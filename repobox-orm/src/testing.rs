@@ -46,6 +46,26 @@ impl RedisServer {
         Self::try_start(args).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Starts a server on `port` (for tests that need a server to appear where a
+    /// client already points).
+    pub fn start_on(port: u16, args: &[&str]) -> Self {
+        let dir = std::env::temp_dir().join(format!("repobox-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let mut server = RedisServer {
+            port,
+            child: None,
+            dir,
+            extra: args.iter().map(|s| s.to_string()).collect(),
+        };
+        server.spawn().unwrap_or_else(|e| panic!("{e}"));
+        server
+    }
+
+    /// A loopback port that nothing listens on right now.
+    pub fn free_port() -> u16 {
+        free_port().expect("a free loopback port")
+    }
+
     /// Starts a server, reporting failures as errors.
     pub fn try_start(args: &[&str]) -> Result<Self, TestKitError> {
         let mut last = None;
@@ -74,8 +94,22 @@ impl RedisServer {
         let port = self.port.to_string();
         let dir = self.dir.to_string_lossy().into_owned();
         let mut args: Vec<&str> = vec![
-            "--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", &dir,
-            "--daemonize", "no", "--loglevel", "warning", "--logfile", "",
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            &dir,
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+            "--logfile",
+            "",
         ];
         args.extend(self.extra.iter().map(String::as_str));
         let mut child = Command::new("redis-server")
@@ -183,7 +217,7 @@ fn ping(addr: SocketAddr) -> bool {
         return false;
     }
     let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("+PONG")
+    BufReader::new(stream).read_line(&mut line).is_ok() && (line.starts_with("+PONG") || line.starts_with("-NOAUTH"))
 }
 
 /// A connection wrapper that counts round trips (a command or a pipeline is one).

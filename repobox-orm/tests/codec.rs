@@ -61,7 +61,10 @@ struct Everything {
 fn encode(e: &Everything) -> Vec<(String, Vec<u8>)> {
     let mut w = FieldWriter::default();
     e.write_fields(&mut w).unwrap();
-    w.set_fields().iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect()
+    w.set_fields()
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_vec()))
+        .collect()
 }
 
 fn decode(pairs: &[(String, Vec<u8>)]) -> Result<Everything> {
@@ -94,7 +97,10 @@ fn sample() -> Everything {
         maybe_num: None,
         maybe_status: Some(Status::Succeeded),
         at: chrono::DateTime::from_timestamp_millis(1_700_000_000_123).unwrap(),
-        meta: Meta { tags: vec!["a".into(), "".into()], weight: None },
+        meta: Meta {
+            tags: vec!["a".into(), "".into()],
+            weight: None,
+        },
         maybe_meta: None,
         defaulted: 7,
         scratch: Vec::new(),
@@ -131,7 +137,17 @@ fn wire_strings_are_the_contract() {
 
 #[test]
 fn floats_round_trip_exactly() {
-    for x in [f64::MIN_POSITIVE, 5e-324, 0.1 + 0.2, f64::MAX, f64::MIN, f64::INFINITY, f64::NEG_INFINITY, 1e21, 123456789.123456789] {
+    for x in [
+        f64::MIN_POSITIVE,
+        5e-324,
+        0.1 + 0.2,
+        f64::MAX,
+        f64::MIN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        1e21,
+        123456789.123456789,
+    ] {
         let mut e = sample();
         e.f64_ = x;
         assert_eq!(decode(&encode(&e)).unwrap().f64_.to_bits(), x.to_bits(), "{x}");
@@ -178,15 +194,30 @@ fn bad_fields_name_key_field_value_and_expectation() {
         ("f64_", Some(b"one"), "\"one\"", "a decimal number"),
         ("flag", Some(b"yes"), "\"yes\"", "`true` or `false`"),
         ("text", Some(b"\xff\xfe"), "\"\u{fffd}\u{fffd}\"", "a UTF-8 string"),
-        ("status", Some(b"exploded"), "\"exploded\"", "one of \"queued\", \"in_progress\", \"done\""),
-        ("maybe_status", Some(b""), "\"\"", "one of \"queued\", \"in_progress\", \"done\""),
+        (
+            "status",
+            Some(b"exploded"),
+            "\"exploded\"",
+            "one of \"queued\", \"in_progress\", \"done\"",
+        ),
+        (
+            "maybe_status",
+            Some(b""),
+            "\"\"",
+            "one of \"queued\", \"in_progress\", \"done\"",
+        ),
         ("meta", Some(b"{not json"), "\"{not json\"", "JSON of the field's type"),
         ("meta", None, "missing", "JSON of the field's type"),
         ("when", Some(b"yesterday"), "\"yesterday\"", "unix milliseconds"),
     ];
     for &(field, raw, value, expected) in cases {
         match decode_error(field, raw) {
-            Error::Decode { key, field: f, value: v, expected: e } => {
+            Error::Decode {
+                key,
+                field: f,
+                value: v,
+                expected: e,
+            } => {
                 assert_eq!((key.as_str(), f), ("all:x", field));
                 assert_eq!(v.to_string(), value, "{field}");
                 assert_eq!(e, expected, "{field}");
@@ -195,7 +226,10 @@ fn bad_fields_name_key_field_value_and_expectation() {
         }
     }
     let msg = decode_error("u8_", Some(b"256")).to_string();
-    assert_eq!(msg, "cannot decode field `u8_` of `all:x`: \"256\" is not an integer (u8)");
+    assert_eq!(
+        msg,
+        "cannot decode field `u8_` of `all:x`: \"256\" is not an integer (u8)"
+    );
 }
 
 #[test]

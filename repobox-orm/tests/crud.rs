@@ -68,9 +68,24 @@ async fn create_get_exists_delete() {
     assert_eq!(t.key().unwrap(), "task:1");
     assert_eq!(Task::key_for("1").unwrap(), "task:1");
 
-    let err = Task::create(&mut conn, &Task { note: Some("other".into()), ..t.clone() }).await.unwrap_err();
-    assert!(matches!(err, Error::AlreadyExists { ref key } if key == "task:1"), "{err}");
-    assert_eq!(Task::get(&mut conn, "1").await.unwrap(), Some(t.clone()), "a failed create writes nothing");
+    let err = Task::create(
+        &mut conn,
+        &Task {
+            note: Some("other".into()),
+            ..t.clone()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::AlreadyExists { ref key } if key == "task:1"),
+        "{err}"
+    );
+    assert_eq!(
+        Task::get(&mut conn, "1").await.unwrap(),
+        Some(t.clone()),
+        "a failed create writes nothing"
+    );
 
     assert!(Task::delete(&mut conn, "1").await.unwrap());
     assert!(!Task::delete(&mut conn, "1").await.unwrap());
@@ -82,25 +97,61 @@ async fn create_get_exists_delete() {
 #[tokio::test]
 async fn update_patches_and_never_recreates() {
     let (_server, mut conn) = setup().await;
-    let err = Task::update(&mut conn, "nope", TaskPatch { note: Some(Some("x".into())), ..Default::default() })
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::NotFound { ref key } if key == "task:nope"), "{err}");
+    let err = Task::update(
+        &mut conn,
+        "nope",
+        TaskPatch {
+            note: Some(Some("x".into())),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { ref key } if key == "task:nope"),
+        "{err}"
+    );
     // Also when the patch touches an indexed field (the two-step path).
-    let err = Task::update(&mut conn, "nope", TaskPatch { owner: Some("bob".into()), ..Default::default() })
-        .await
-        .unwrap_err();
+    let err = Task::update(
+        &mut conn,
+        "nope",
+        TaskPatch {
+            owner: Some("bob".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
     assert!(err.is_not_found());
     let keys: Vec<String> = conn.keys("*").await.unwrap();
     assert!(keys.is_empty(), "{keys:?}");
 
-    Task::create(&mut conn, &Task { note: Some("n".into()), ..task("1", "ann", 100) }).await.unwrap();
-    Task::update(&mut conn, "1", TaskPatch { status: Some(Status::Running), note: Some(None), ..Default::default() })
-        .await
-        .unwrap();
+    Task::create(
+        &mut conn,
+        &Task {
+            note: Some("n".into()),
+            ..task("1", "ann", 100)
+        },
+    )
+    .await
+    .unwrap();
+    Task::update(
+        &mut conn,
+        "1",
+        TaskPatch {
+            status: Some(Status::Running),
+            note: Some(None),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let got = Task::get(&mut conn, "1").await.unwrap().unwrap();
     assert_eq!((got.status, got.note.clone()), (Status::Running, None));
-    assert!(!hgetall(&mut conn, "task:1").await.contains_key("note"), "None removes the field");
+    assert!(
+        !hgetall(&mut conn, "task:1").await.contains_key("note"),
+        "None removes the field"
+    );
     assert_eq!(Task::count_by_status(&mut conn, Status::Queued).await.unwrap(), 0);
     assert_eq!(Task::by_status(&mut conn, Status::Running).await.unwrap(), vec![got]);
 }
@@ -114,23 +165,51 @@ async fn save_moves_index_entries() {
     t.slug = "new-slug".into();
     t.created_at = 200;
     Task::save(&mut conn, &t).await.unwrap();
-    assert!(Task::by_owner(&mut conn, "ann", Page::newest(10)).await.unwrap().is_empty());
-    assert_eq!(Task::by_owner(&mut conn, "bob", Page::newest(10)).await.unwrap(), vec![t.clone()]);
+    assert!(
+        Task::by_owner(&mut conn, "ann", Page::newest(10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        Task::by_owner(&mut conn, "bob", Page::newest(10)).await.unwrap(),
+        vec![t.clone()]
+    );
     let score: f64 = conn.zscore("tasks:owner:bob", "1").await.unwrap();
     assert_eq!(score, 200.0);
     assert!(!conn.exists::<_, bool>("tasks:owner:ann").await.unwrap());
-    assert!(!conn.exists::<_, bool>("task:slug:slug-1").await.unwrap(), "the old unique value is freed");
+    assert!(
+        !conn.exists::<_, bool>("task:slug:slug-1").await.unwrap(),
+        "the old unique value is freed"
+    );
     assert_eq!(Task::by_slug(&mut conn, "new-slug").await.unwrap(), Some(t.clone()));
 
     // The same through update.
-    Task::update(&mut conn, "1", TaskPatch { owner: Some("cy".into()), created_at: Some(300), ..Default::default() })
-        .await
-        .unwrap();
+    Task::update(
+        &mut conn,
+        "1",
+        TaskPatch {
+            owner: Some("cy".into()),
+            created_at: Some(300),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(Task::count_by_owner(&mut conn, "bob").await.unwrap(), 0);
     let page = Task::by_owner(&mut conn, "cy", Page::newest(10)).await.unwrap();
     assert_eq!(page[0].created_at, 300);
     // A score-only update keeps the index key and moves the score.
-    Task::update(&mut conn, "1", TaskPatch { created_at: Some(50), ..Default::default() }).await.unwrap();
+    Task::update(
+        &mut conn,
+        "1",
+        TaskPatch {
+            created_at: Some(50),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let score: f64 = conn.zscore("tasks:owner:cy", "1").await.unwrap();
     assert_eq!(score, 50.0);
 }
@@ -143,8 +222,15 @@ async fn unique_index_refuses_a_taken_value_and_writes_nothing() {
     other.slug = "slug-1".into();
     let err = Task::create(&mut conn, &other).await.unwrap_err();
     match &err {
-        Error::UniqueViolation { index, index_key, owner } => {
-            assert_eq!((*index, index_key.as_str(), owner.as_str()), ("by_slug", "task:slug:slug-1", "1"));
+        Error::UniqueViolation {
+            index,
+            index_key,
+            owner,
+        } => {
+            assert_eq!(
+                (*index, index_key.as_str(), owner.as_str()),
+                ("by_slug", "task:slug:slug-1", "1")
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -153,18 +239,36 @@ async fn unique_index_refuses_a_taken_value_and_writes_nothing() {
 
     other.slug = "slug-2".into();
     Task::create(&mut conn, &other).await.unwrap();
-    let err = Task::update(&mut conn, "2", TaskPatch { slug: Some("slug-1".into()), owner: Some("dan".into()), ..Default::default() })
-        .await
-        .unwrap_err();
+    let err = Task::update(
+        &mut conn,
+        "2",
+        TaskPatch {
+            slug: Some("slug-1".into()),
+            owner: Some("dan".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, Error::UniqueViolation { .. }), "{err}");
-    assert_eq!(Task::get(&mut conn, "2").await.unwrap(), Some(other.clone()), "nothing of the update was applied");
+    assert_eq!(
+        Task::get(&mut conn, "2").await.unwrap(),
+        Some(other.clone()),
+        "nothing of the update was applied"
+    );
     other.slug = "slug-1".into();
-    assert!(matches!(Task::save(&mut conn, &other).await, Err(Error::UniqueViolation { .. })));
+    assert!(matches!(
+        Task::save(&mut conn, &other).await,
+        Err(Error::UniqueViolation { .. })
+    ));
 
     // Deleting frees the value.
     Task::delete(&mut conn, "1").await.unwrap();
     Task::save(&mut conn, &other).await.unwrap();
-    assert_eq!(Task::by_slug(&mut conn, "slug-1").await.unwrap().map(|t| t.id), Some("2".into()));
+    assert_eq!(
+        Task::by_slug(&mut conn, "slug-1").await.unwrap().map(|t| t.id),
+        Some("2".into())
+    );
 }
 
 #[tokio::test]
@@ -182,32 +286,74 @@ async fn get_many_keeps_input_order() {
 #[tokio::test]
 async fn multi_placeholder_hash_tagged_keys() {
     let (_server, mut conn) = setup().await;
-    let c = Cache { user_id: "u1".into(), provider: "github".into(), body: "{}".into() };
+    let c = Cache {
+        user_id: "u1".into(),
+        provider: "github".into(),
+        body: "{}".into(),
+    };
     Cache::save(&mut conn, &c).await.unwrap();
     assert_eq!(c.key().unwrap(), "cache:{u1}:github");
     assert_eq!(c.entity_id().unwrap(), "u1:github");
     assert_eq!(Cache::get(&mut conn, "u1", "github").await.unwrap(), Some(c.clone()));
-    assert_eq!(Cache::get_many(&mut conn, &["u1:github", "u1:gitlab"]).await.unwrap(), vec![Some(c), None]);
-    assert!(matches!(Cache::get_many(&mut conn, &["u1"]).await, Err(Error::InvalidKeyPart { .. })));
+    assert_eq!(
+        Cache::get_many(&mut conn, &["u1:github", "u1:gitlab"]).await.unwrap(),
+        vec![Some(c), None]
+    );
+    assert!(matches!(
+        Cache::get_many(&mut conn, &["u1"]).await,
+        Err(Error::InvalidKeyPart { .. })
+    ));
 }
 
 #[tokio::test]
 async fn sorted_pages() {
     let (_server, mut conn) = setup().await;
     for i in 1..=10 {
-        Task::create(&mut conn, &task(&i.to_string(), "ann", i * 10)).await.unwrap();
+        Task::create(&mut conn, &task(&i.to_string(), "ann", i * 10))
+            .await
+            .unwrap();
     }
     let ids = |v: Vec<Task>| v.into_iter().map(|t| t.id.parse::<i64>().unwrap()).collect::<Vec<_>>();
-    assert_eq!(ids(Task::by_owner(&mut conn, "ann", Page::newest(3)).await.unwrap()), vec![10, 9, 8]);
-    assert_eq!(ids(Task::by_owner(&mut conn, "ann", Page::oldest(3)).await.unwrap()), vec![1, 2, 3]);
-    assert_eq!(ids(Task::by_owner(&mut conn, "ann", Page::newest(3).offset(8)).await.unwrap()), vec![2, 1]);
-    assert_eq!(ids(Task::by_owner(&mut conn, "ann", Page::oldest(10).scores(25.0, 50.0)).await.unwrap()), vec![3, 4, 5]);
     assert_eq!(
-        ids(Task::by_owner(&mut conn, "ann", Page::newest(2).offset(1).scores(25.0, 50.0)).await.unwrap()),
+        ids(Task::by_owner(&mut conn, "ann", Page::newest(3)).await.unwrap()),
+        vec![10, 9, 8]
+    );
+    assert_eq!(
+        ids(Task::by_owner(&mut conn, "ann", Page::oldest(3)).await.unwrap()),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        ids(Task::by_owner(&mut conn, "ann", Page::newest(3).offset(8))
+            .await
+            .unwrap()),
+        vec![2, 1]
+    );
+    assert_eq!(
+        ids(Task::by_owner(&mut conn, "ann", Page::oldest(10).scores(25.0, 50.0))
+            .await
+            .unwrap()),
+        vec![3, 4, 5]
+    );
+    assert_eq!(
+        ids(
+            Task::by_owner(&mut conn, "ann", Page::newest(2).offset(1).scores(25.0, 50.0))
+                .await
+                .unwrap()
+        ),
         vec![4, 3]
     );
-    assert!(Task::by_owner(&mut conn, "ann", Page::newest(0)).await.unwrap().is_empty());
-    assert!(Task::by_owner(&mut conn, "nobody", Page::newest(5)).await.unwrap().is_empty());
+    assert!(
+        Task::by_owner(&mut conn, "ann", Page::newest(0))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        Task::by_owner(&mut conn, "nobody", Page::newest(5))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(Task::count_by_owner(&mut conn, "ann").await.unwrap(), 10);
 }
 
@@ -216,12 +362,30 @@ async fn bad_key_parts_are_refused_before_any_io() {
     let (_server, conn) = setup().await;
     let mut conn = CountingConnection::new(conn);
     for bad in ["", "a:b", "a b", "x*", "{t}", "q?", "[a]", "tab\t", "nl\n", "\u{7}"] {
-        assert!(matches!(Task::get(&mut conn, bad).await, Err(Error::InvalidKeyPart { .. })), "{bad:?}");
-        assert!(matches!(Task::delete(&mut conn, bad).await, Err(Error::InvalidKeyPart { .. })));
-        assert!(matches!(Task::by_owner(&mut conn, bad, Page::newest(5)).await, Err(Error::InvalidKeyPart { .. })));
-        assert!(matches!(Task::create(&mut conn, &task(bad, "ann", 1)).await, Err(Error::InvalidKeyPart { .. })));
-        assert!(matches!(Task::create(&mut conn, &task("ok", bad, 1)).await, Err(Error::InvalidKeyPart { .. })));
-        assert!(matches!(Task::get_many(&mut conn, &[bad]).await, Err(Error::InvalidKeyPart { .. })));
+        assert!(
+            matches!(Task::get(&mut conn, bad).await, Err(Error::InvalidKeyPart { .. })),
+            "{bad:?}"
+        );
+        assert!(matches!(
+            Task::delete(&mut conn, bad).await,
+            Err(Error::InvalidKeyPart { .. })
+        ));
+        assert!(matches!(
+            Task::by_owner(&mut conn, bad, Page::newest(5)).await,
+            Err(Error::InvalidKeyPart { .. })
+        ));
+        assert!(matches!(
+            Task::create(&mut conn, &task(bad, "ann", 1)).await,
+            Err(Error::InvalidKeyPart { .. })
+        ));
+        assert!(matches!(
+            Task::create(&mut conn, &task("ok", bad, 1)).await,
+            Err(Error::InvalidKeyPart { .. })
+        ));
+        assert!(matches!(
+            Task::get_many(&mut conn, &[bad]).await,
+            Err(Error::InvalidKeyPart { .. })
+        ));
     }
     assert_eq!(conn.round_trips(), 0);
 }
@@ -237,9 +401,26 @@ async fn round_trips_are_counted() {
 
     Task::create(&mut conn, &task("0", "ann", 0)).await.unwrap();
     assert_eq!(conn.take(), 1, "create");
-    Task::save(&mut conn, &Task { note: Some("n".into()), ..task("0", "ann", 0) }).await.unwrap();
+    Task::save(
+        &mut conn,
+        &Task {
+            note: Some("n".into()),
+            ..task("0", "ann", 0)
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(conn.take(), 1, "save that moves no index entry");
-    Task::update(&mut conn, "0", TaskPatch { note: Some(None), ..Default::default() }).await.unwrap();
+    Task::update(
+        &mut conn,
+        "0",
+        TaskPatch {
+            note: Some(None),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(conn.take(), 1, "update of unindexed fields");
     Task::get(&mut conn, "0").await.unwrap();
     assert_eq!(conn.take(), 1, "get");
@@ -253,7 +434,13 @@ async fn round_trips_are_counted() {
     let ids: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
     assert_eq!(Task::get_many(&mut conn, &ids).await.unwrap().len(), 1000);
     assert_eq!(conn.take(), 1, "get_many of 1000");
-    assert_eq!(Task::by_owner(&mut conn, "ann", Page::newest(1000)).await.unwrap().len(), 1000);
+    assert_eq!(
+        Task::by_owner(&mut conn, "ann", Page::newest(1000))
+            .await
+            .unwrap()
+            .len(),
+        1000
+    );
     assert!(conn.take() <= 2, "a 1000-entry page");
     assert_eq!(Task::by_status(&mut conn, Status::Queued).await.unwrap().len(), 1001);
     assert!(conn.take() <= 2, "a 1000-member set index");
@@ -275,9 +462,18 @@ async fn corrupt_hash_gives_a_decode_error_naming_key_and_field() {
     let _: () = conn.hset("task:1", "created_at", "yesterday").await.unwrap();
     let err = Task::get(&mut conn, "1").await.unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, Error::Decode { field: "created_at", ref key, .. } if key == "task:1"), "{msg}");
-    assert!(msg.contains("task:1") && msg.contains("created_at") && msg.contains("yesterday"), "{msg}");
-    assert!(matches!(Task::by_owner(&mut conn, "ann", Page::newest(5)).await, Err(Error::Decode { .. })));
+    assert!(
+        matches!(err, Error::Decode { field: "created_at", ref key, .. } if key == "task:1"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("task:1") && msg.contains("created_at") && msg.contains("yesterday"),
+        "{msg}"
+    );
+    assert!(matches!(
+        Task::by_owner(&mut conn, "ann", Page::newest(5)).await,
+        Err(Error::Decode { .. })
+    ));
     // The data is still there for a human to fix.
     assert_eq!(hgetall(&mut conn, "task:1").await["created_at"], "yesterday");
 }
@@ -287,7 +483,10 @@ async fn a_key_of_the_wrong_type_fails_the_write_and_writes_nothing() {
     let (_server, mut conn) = setup().await;
     let _: () = conn.set("tasks:owner:ann", "not a zset").await.unwrap();
     let err = Task::create(&mut conn, &task("1", "ann", 1)).await.unwrap_err();
-    assert!(matches!(err, Error::UnexpectedReply { ref key, .. } if key == "tasks:owner:ann"), "{err}");
+    assert!(
+        matches!(err, Error::UnexpectedReply { ref key, .. } if key == "tasks:owner:ann"),
+        "{err}"
+    );
     assert!(!Task::exists(&mut conn, "1").await.unwrap());
     assert!(!conn.exists::<_, bool>("task:slug:slug-1").await.unwrap());
     let _: () = conn.set("task:2", "a string").await.unwrap();
@@ -321,13 +520,19 @@ async fn read_repair_drops_ghosts_and_fills_the_page() {
     assert_eq!(members, 4);
     let _: () = conn.del("task:1").await.unwrap();
     assert_eq!(Task::by_slug(&mut conn, "slug-1").await.unwrap(), None);
-    assert!(!conn.exists::<_, bool>("task:slug:slug-1").await.unwrap(), "a dangling unique key is removed");
+    assert!(
+        !conn.exists::<_, bool>("task:slug:slug-1").await.unwrap(),
+        "a dangling unique key is removed"
+    );
 }
 
 #[tokio::test]
 async fn wire_format_is_plain_fields() {
     let (_server, mut conn) = setup().await;
-    let t = Task { note: None, ..task("7", "ann", 1_700_000_000_000) };
+    let t = Task {
+        note: None,
+        ..task("7", "ann", 1_700_000_000_000)
+    };
     Task::create(&mut conn, &t).await.unwrap();
     let raw = hgetall(&mut conn, "task:7").await;
     let want: HashMap<String, String> = [
@@ -369,14 +574,54 @@ async fn concurrent_writes_keep_indexes_consistent() {
                 let owner = ["ann", "bob", "cy"][next(3) as usize];
                 let slug = format!("s{}", next(4));
                 let result = match next(5) {
-                    0 => Task::create(&mut conn, &Task { slug, ..task(&id, owner, next(1000) as i64) }).await,
-                    1 => Task::save(&mut conn, &Task { slug, ..task(&id, owner, next(1000) as i64) }).await,
-                    2 => Task::update(&mut conn, &*id, TaskPatch { owner: Some(owner.into()), ..Default::default() }).await,
-                    3 => Task::update(&mut conn, &*id, TaskPatch { slug: Some(slug), status: Some(Status::Running), ..Default::default() }).await,
+                    0 => {
+                        Task::create(
+                            &mut conn,
+                            &Task {
+                                slug,
+                                ..task(&id, owner, next(1000) as i64)
+                            },
+                        )
+                        .await
+                    }
+                    1 => {
+                        Task::save(
+                            &mut conn,
+                            &Task {
+                                slug,
+                                ..task(&id, owner, next(1000) as i64)
+                            },
+                        )
+                        .await
+                    }
+                    2 => {
+                        Task::update(
+                            &mut conn,
+                            &*id,
+                            TaskPatch {
+                                owner: Some(owner.into()),
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                    }
+                    3 => {
+                        Task::update(
+                            &mut conn,
+                            &*id,
+                            TaskPatch {
+                                slug: Some(slug),
+                                status: Some(Status::Running),
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                    }
                     _ => Task::delete(&mut conn, &*id).await.map(drop),
                 };
                 match result {
-                    Ok(()) | Err(Error::AlreadyExists { .. } | Error::NotFound { .. } | Error::UniqueViolation { .. }) => {}
+                    Ok(())
+                    | Err(Error::AlreadyExists { .. } | Error::NotFound { .. } | Error::UniqueViolation { .. }) => {}
                     Err(e) => panic!("unexpected error: {e}"),
                 }
             }
@@ -403,8 +648,15 @@ async fn concurrent_writes_keep_indexes_consistent() {
         }
     }
     for status in [Status::Queued, Status::Running] {
-        let members: HashSet<String> = conn.smembers(format!("tasks:status:{}", status.as_str())).await.unwrap();
-        let want: HashSet<String> = live.values().filter(|t| t.status == status).map(|t| t.id.clone()).collect();
+        let members: HashSet<String> = conn
+            .smembers(format!("tasks:status:{}", status.as_str()))
+            .await
+            .unwrap();
+        let want: HashSet<String> = live
+            .values()
+            .filter(|t| t.status == status)
+            .map(|t| t.id.clone())
+            .collect();
         assert_eq!(members, want);
     }
     let slug_keys: Vec<String> = conn.keys("task:slug:*").await.unwrap();
@@ -433,7 +685,11 @@ async fn pttl(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
 #[tokio::test]
 async fn ttl_entities_expire_with_their_index_entries() {
     let (_server, mut conn) = setup().await;
-    let b = Blink { id: "1".into(), group: "g".into(), at: 1 };
+    let b = Blink {
+        id: "1".into(),
+        group: "g".into(),
+        at: 1,
+    };
     Blink::create(&mut conn, &b).await.unwrap();
     let ttl = Blink::ttl(&mut conn, "1").await.unwrap().unwrap();
     assert!(ttl <= Duration::from_millis(300) && ttl > Duration::ZERO);
@@ -441,7 +697,15 @@ async fn ttl_entities_expire_with_their_index_entries() {
     assert!(pttl(&mut conn, "blinks:by-time:g").await > 0);
 
     // A longer-lived member keeps the index key alive.
-    Blink::create(&mut conn, &Blink { id: "2".into(), ..b.clone() }).await.unwrap();
+    Blink::create(
+        &mut conn,
+        &Blink {
+            id: "2".into(),
+            ..b.clone()
+        },
+    )
+    .await
+    .unwrap();
     Blink::expire_in(&mut conn, "2", Duration::from_secs(60)).await.unwrap();
     assert!(pttl(&mut conn, "blinks:group:g").await > 30_000);
     assert!(pttl(&mut conn, "blinks:by-time:g").await > 30_000);
@@ -455,10 +719,24 @@ async fn ttl_entities_expire_with_their_index_entries() {
     assert_eq!(Blink::by_group(&mut conn, "g").await.unwrap().len(), 1);
 
     Blink::delete(&mut conn, "2").await.unwrap();
-    Blink::create(&mut conn, &Blink { id: "3".into(), group: "h".into(), at: 1 }).await.unwrap();
+    Blink::create(
+        &mut conn,
+        &Blink {
+            id: "3".into(),
+            group: "h".into(),
+            at: 1,
+        },
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(450)).await;
     assert_eq!(Blink::count_by_group(&mut conn, "h").await.unwrap(), 0);
-    assert!(Blink::by_time(&mut conn, "h", Page::newest(10)).await.unwrap().is_empty());
+    assert!(
+        Blink::by_time(&mut conn, "h", Page::newest(10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let keys: Vec<String> = conn.keys("*").await.unwrap();
     assert!(keys.is_empty(), "index keys expire with their last member: {keys:?}");
 }
@@ -466,17 +744,44 @@ async fn ttl_entities_expire_with_their_index_entries() {
 #[tokio::test]
 async fn update_keeps_the_remaining_ttl_and_save_resets_it() {
     let (_server, mut conn) = setup().await;
-    let b = Blink { id: "1".into(), group: "g".into(), at: 1 };
+    let b = Blink {
+        id: "1".into(),
+        group: "g".into(),
+        at: 1,
+    };
     Blink::create(&mut conn, &b).await.unwrap();
-    Blink::expire_in(&mut conn, "1", Duration::from_secs(100)).await.unwrap();
-    Blink::update(&mut conn, "1", BlinkPatch { at: Some(2), ..Default::default() }).await.unwrap();
+    Blink::expire_in(&mut conn, "1", Duration::from_secs(100))
+        .await
+        .unwrap();
+    Blink::update(
+        &mut conn,
+        "1",
+        BlinkPatch {
+            at: Some(2),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert!(pttl(&mut conn, "blink:1").await > 90_000, "update keeps what is left");
     // Moving to another group: the new index key outlives the member.
-    Blink::update(&mut conn, "1", BlinkPatch { group: Some("k".into()), ..Default::default() }).await.unwrap();
+    Blink::update(
+        &mut conn,
+        "1",
+        BlinkPatch {
+            group: Some("k".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert!(pttl(&mut conn, "blinks:group:k").await > 90_000);
     assert!(pttl(&mut conn, "blinks:by-time:k").await > 90_000);
     Blink::save(&mut conn, &Blink { group: "k".into(), ..b }).await.unwrap();
     let left = pttl(&mut conn, "blink:1").await;
     assert!(left <= 300 && left > 0, "save sets the full TTL: {left}");
-    assert!(matches!(Blink::expire_in(&mut conn, "nope", Duration::from_secs(1)).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        Blink::expire_in(&mut conn, "nope", Duration::from_secs(1)).await,
+        Err(Error::NotFound { .. })
+    ));
 }
