@@ -11,7 +11,8 @@ pub const JOBS_GROUP: &str = "runners";
 pub const JOB_OUTPUT_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Where a job is in its life.
-#[derive(RedisValue, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(RedisValue, Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     /// Waiting in `jobs:stream`.
     Queued,
@@ -81,6 +82,18 @@ pub struct Job {
     /// Environment for the run.
     #[redis(json, default)]
     pub env: Vec<(String, String)>,
+    /// Every status the job went through, oldest first.
+    #[redis(json, default)]
+    pub history: Vec<StatusChange>,
+}
+
+/// One entry of a job's status history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatusChange {
+    /// The status the job entered.
+    pub status: JobStatus,
+    /// When, in unix millis.
+    pub at: i64,
 }
 
 /// Which output lines to read: `start..=end`, negative counting from the end (as `LRANGE`).
@@ -120,6 +133,10 @@ impl Job {
             error: None,
             retries: 0,
             env: Vec::new(),
+            history: vec![StatusChange {
+                status: JobStatus::Queued,
+                at: now,
+            }],
         }
     }
 
@@ -166,8 +183,11 @@ impl Job {
                     to: to.to_string(),
                 });
             }
+            let mut history = job.history.clone();
+            history.push(StatusChange { status: to, at: now });
             let mut patch = JobPatch {
                 status: Some(to),
+                history: Some(history),
                 ..Default::default()
             };
             match to {
@@ -187,7 +207,13 @@ impl Job {
                     patch.error = Some(outcome.error.clone());
                 }
             }
-            let condition = [("status", Some(from.as_str().as_bytes()))];
+            // Compare-and-set on what this transition was decided from: the
+            // status, and `started_at`, which every start changes.
+            let started = job.started_at.map(|t| t.to_string());
+            let condition = [
+                ("status", Some(from.as_str().as_bytes())),
+                ("started_at", started.as_deref().map(str::as_bytes)),
+            ];
             match engine::update_if::<Job, C>(conn, &target, &patch, &condition).await {
                 Ok(()) => {
                     job.status = to;
@@ -287,5 +313,8 @@ fn apply(job: &mut Job, patch: JobPatch) {
     }
     if let Some(v) = patch.retries {
         job.retries = v;
+    }
+    if let Some(v) = patch.history {
+        job.history = v;
     }
 }

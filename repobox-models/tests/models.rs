@@ -190,6 +190,8 @@ async fn jobs() {
     .await
     .unwrap();
     assert_eq!((done.finished_at, done.exit_code), (Some(now + 20), Some(0)));
+    let statuses: Vec<JobStatus> = done.history.iter().map(|c| c.status).collect();
+    assert_eq!(statuses, vec![JobStatus::Queued, JobStatus::Running, JobStatus::Succeeded]);
     assert_eq!(Job::get(&mut conn, "j0").await.unwrap().unwrap(), done);
     let err = Job::update_status(&mut conn, "j0", JobStatus::Running, now, JobOutcome::default())
         .await
@@ -383,6 +385,7 @@ async fn a_second_language_client_shares_the_hashes() {
         ("exit", "1"),
         ("retries", "0"),
         ("env", r#"[["CI","1"]]"#),
+        ("history", r#"[{"status":"queued","at":1700000000001}]"#),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

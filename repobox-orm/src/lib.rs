@@ -44,6 +44,7 @@ pub mod entity;
 mod error;
 pub mod meta;
 mod page;
+pub mod queue;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -52,6 +53,7 @@ pub use codec::{HashField, KeyPart, RedisValue};
 pub use entity::{EntityPatch, FieldWriter, RawHash, RedisEntity};
 pub use error::{DecodeValue, Error, Result};
 pub use page::Page;
+pub use queue::{Delivery, Queue};
 pub use repobox_derive::{RedisEntity, RedisValue};
 pub use store::{Backoff, DEFAULT_URL, Store, StoreConfig};
 
