@@ -17,6 +17,7 @@
 
 mod git;
 mod job;
+pub mod runner;
 mod session;
 mod user;
 

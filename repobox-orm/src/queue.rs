@@ -364,6 +364,26 @@ impl Queue {
             .collect())
     }
 
+    /// Resets the idle time of deliveries that `consumer` is still working on
+    /// (`XCLAIM ... JUSTID`, which does not count as a delivery), so that
+    /// `claim_stalled` elsewhere does not take over a long job that is alive.
+    pub async fn touch<C: ConnectionLike + Send, S: AsRef<str>>(&self, conn: &mut C, consumer: &str, ids: &[S]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = ids.iter().map(AsRef::as_ref).collect();
+        let _: Value = redis::cmd("XCLAIM")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg(consumer)
+            .arg(0)
+            .arg(ids)
+            .arg("JUSTID")
+            .query_async(conn)
+            .await?;
+        Ok(())
+    }
+
     /// Moves a delivery to the dead-letter stream with `reason` and its delivery
     /// count, and acknowledges it, atomically; returns the dead letter's id.
     pub async fn dead_letter<C: ConnectionLike + Send>(

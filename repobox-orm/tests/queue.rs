@@ -1,0 +1,135 @@
+//! The stream queue against a real redis-server.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use repobox_orm::Queue;
+use repobox_orm::testing::RedisServer;
+
+async fn setup() -> (RedisServer, redis::aio::MultiplexedConnection, Queue) {
+    let server = RedisServer::start();
+    let conn = server.connection().await;
+    (server, conn, Queue::new("q", "workers").max_deliveries(3))
+}
+
+#[tokio::test]
+async fn group_creation_is_idempotent() {
+    let (_s, mut conn, q) = setup().await;
+    q.ensure_group(&mut conn).await.unwrap();
+    q.ensure_group(&mut conn).await.unwrap();
+    assert_eq!(q.len(&mut conn).await.unwrap(), 0, "MKSTREAM made the stream");
+}
+
+#[tokio::test]
+async fn enqueue_read_ack() {
+    let (_s, mut conn, q) = setup().await;
+    q.ensure_group(&mut conn).await.unwrap();
+    let id = q.enqueue(&mut conn, &[("job_id", "j1"), ("user_id", "u")]).await.unwrap();
+    q.enqueue(&mut conn, &[("job_id", "j2")]).await.unwrap();
+    let got = q.read(&mut conn, "a", 1, None).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].id.as_str(), got[0].field("job_id"), got[0].deliveries), (id.as_str(), Some("j1"), 1));
+    let pending = q.pending(&mut conn).await.unwrap();
+    assert_eq!(pending.count, 1);
+    assert_eq!(pending.per_consumer, vec![("a".to_owned(), 1)]);
+    assert!(pending.oldest_idle.is_some());
+    assert_eq!(q.ack(&mut conn, &[&id]).await.unwrap(), 1);
+    assert_eq!(q.pending(&mut conn).await.unwrap().count, 0);
+    // Another consumer gets the next entry, not the acknowledged one.
+    let got = q.read(&mut conn, "b", 10, Some(Duration::from_millis(10))).await.unwrap();
+    assert_eq!(got.iter().map(|d| d.field("job_id").unwrap()).collect::<Vec<_>>(), vec!["j2"]);
+    assert!(q.read(&mut conn, "b", 10, Some(Duration::from_millis(10))).await.unwrap().is_empty());
+    let consumers = q.consumers(&mut conn).await.unwrap();
+    let names: Vec<&str> = consumers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, vec!["a", "b"]);
+    assert_eq!(consumers[1].pending, 1);
+    let entries = q.entries(&mut conn, "-", 10).await.unwrap();
+    assert_eq!(entries.len(), 2);
+}
+
+#[tokio::test]
+async fn claim_stalled_takes_over_counts_deliveries_and_reports_deleted_entries() {
+    let (_s, mut conn, q) = setup().await;
+    q.ensure_group(&mut conn).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        ids.push(q.enqueue(&mut conn, &[("job_id", &format!("j{i}"))]).await.unwrap());
+    }
+    let got = q.read(&mut conn, "dead-runner", 25, None).await.unwrap();
+    assert_eq!(got.len(), 25);
+    // Two entries vanish while pending.
+    let _: () = conn.xdel("q", &[&ids[3], &ids[17]]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    // A small batch forces several XAUTOCLAIM rounds.
+    let claimed = q.claim_stalled(&mut conn, "rescuer", Duration::from_millis(50), 4).await.unwrap();
+    assert_eq!(claimed.deliveries.len(), 23);
+    assert!(claimed.deliveries.iter().all(|d| d.deliveries == 2), "{:?}", claimed.deliveries);
+    let mut deleted = claimed.deleted.clone();
+    deleted.sort();
+    let mut want = vec![ids[3].clone(), ids[17].clone()];
+    want.sort();
+    assert_eq!(deleted, want);
+    let pending = q.pending(&mut conn).await.unwrap();
+    assert_eq!(pending.per_consumer, vec![("rescuer".to_owned(), 23)]);
+    // Nothing is idle long enough now.
+    let again = q.claim_stalled(&mut conn, "other", Duration::from_secs(60), 4).await.unwrap();
+    assert!(again.deliveries.is_empty() && again.deleted.is_empty());
+}
+
+#[tokio::test]
+async fn touch_keeps_a_live_delivery_from_being_claimed() {
+    let (_s, mut conn, q) = setup().await;
+    q.ensure_group(&mut conn).await.unwrap();
+    let id = q.enqueue(&mut conn, &[("job_id", "j")]).await.unwrap();
+    q.read(&mut conn, "busy", 1, None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    q.touch(&mut conn, "busy", &[&id]).await.unwrap();
+    let claimed = q.claim_stalled(&mut conn, "thief", Duration::from_millis(60), 10).await.unwrap();
+    assert!(claimed.deliveries.is_empty());
+}
+
+#[tokio::test]
+async fn dead_letter_copies_and_acknowledges_atomically() {
+    let (_s, mut conn, q) = setup().await;
+    q.ensure_group(&mut conn).await.unwrap();
+    q.enqueue(&mut conn, &[("job_id", "poison"), ("user_id", "u")]).await.unwrap();
+    let mut d = q.read(&mut conn, "a", 1, None).await.unwrap().remove(0);
+    d.deliveries = 4;
+    assert!(q.is_exhausted(&d));
+    q.dead_letter(&mut conn, &d, "a", "always fails").await.unwrap();
+    assert_eq!(q.pending(&mut conn).await.unwrap().count, 0);
+    let dead = q.dead_letters(&mut conn, "-", 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    let f = &dead[0].fields;
+    assert_eq!(f["original_id"], d.id);
+    assert_eq!(f["reason"], "always fails");
+    assert_eq!(f["deliveries"], "4");
+    assert_eq!(f["job_id"], "poison");
+    assert_eq!(f["consumer"], "a");
+    assert!(f["dead_at"].parse::<i64>().unwrap() > 0);
+    assert_eq!(q.dead_len(&mut conn).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn trim_never_drops_pending_or_unread_entries() {
+    let (_s, mut conn, q) = setup().await;
+    q.ensure_group(&mut conn).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(q.enqueue(&mut conn, &[("n", &i.to_string())]).await.unwrap());
+    }
+    // Entries 0..6 delivered; 0..3 acknowledged; 3..6 pending; 6..10 unread.
+    q.read(&mut conn, "a", 6, None).await.unwrap();
+    q.ack(&mut conn, &ids[..3]).await.unwrap();
+    let removed = q.trim(&mut conn, 2).await.unwrap();
+    assert_eq!(removed, 3, "only the acknowledged entries go");
+    let left: Vec<String> = q.entries(&mut conn, "-", 100).await.unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(left, ids[3..].to_vec());
+    // Once everything is acknowledged, the trim goes down to the limit.
+    let rest = q.read(&mut conn, "a", 10, None).await.unwrap();
+    q.ack(&mut conn, &ids[3..6]).await.unwrap();
+    q.ack(&mut conn, &rest.iter().map(|d| d.id.clone()).collect::<Vec<_>>()).await.unwrap();
+    assert_eq!(q.trim(&mut conn, 2).await.unwrap(), 5);
+    assert_eq!(q.len(&mut conn).await.unwrap(), 2);
+    assert_eq!(q.trim(&mut conn, 5).await.unwrap(), 0);
+}
