@@ -365,13 +365,13 @@ impl<H: JobHandler> Work<H> {
             job_id: job.id.clone(),
         };
         let handler = self.handler.clone();
-        let mut run = tokio::spawn(async move { handler.run(job, output).await });
+        let mut run = AbortOnDrop(tokio::spawn(async move { handler.run(job, output).await }));
         let mut conn = self.store.clone();
         let mut beat = tokio::time::interval(self.heartbeat.max(Duration::from_millis(10)));
         beat.tick().await;
         loop {
             tokio::select! {
-                joined = &mut run => {
+                joined = &mut run.0 => {
                     return match joined {
                         Ok(result) => result,
                         Err(e) if e.is_panic() => Err("the handler panicked".into()),
@@ -401,5 +401,15 @@ impl<H: JobHandler> Work<H> {
         tracing::warn!(job = %job_id, deliveries = delivery.deliveries, %reason, "dead-lettering a job");
         self.queue.dead_letter(&mut conn, delivery, &self.consumer, reason).await?;
         Ok(Done::DeadLettered)
+    }
+}
+
+/// A handler task that dies with the work that spawned it (a runner that is
+/// aborted or shut down leaves no job running behind its back).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

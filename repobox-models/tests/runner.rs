@@ -1,0 +1,234 @@
+//! The runner against a real redis-server: sharing, takeover, poison jobs,
+//! shutdown, and a consumer in another language.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use repobox_models::runner::{HandlerResult, JobHandler, Output, RunStats, Runner, RunnerConfig};
+use repobox_models::*;
+use repobox_orm::testing::RedisServer;
+use repobox_orm::{Queue, Store};
+use tokio::sync::oneshot;
+
+/// Counts runs per job; fails jobs whose repo says so; can be told to hang.
+#[derive(Clone, Default)]
+struct Recorder {
+    runs: Arc<Mutex<HashMap<String, u32>>>,
+    started: Arc<tokio::sync::Notify>,
+    hang_every_job: bool,
+}
+
+impl JobHandler for Recorder {
+    async fn run(&self, job: Job, output: Output) -> HandlerResult {
+        *self.runs.lock().unwrap().entry(job.id.clone()).or_default() += 1;
+        self.started.notify_one();
+        output.line(format!("building {}", job.repo_url)).await.map_err(|e| e.to_string())?;
+        if self.hang_every_job {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        match job.repo_url.as_str() {
+            "poison" => Err("cannot clone".into()),
+            "exit-2" => Ok(2),
+            "hang" => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(0)
+            }
+            "slow" => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok(0)
+            }
+            _ => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Ok(0)
+            }
+        }
+    }
+}
+
+fn config(name: &str) -> RunnerConfig {
+    RunnerConfig::new(name)
+        .concurrency(2)
+        .block(Duration::from_millis(50))
+        .claim_interval(Duration::from_millis(50))
+        .min_idle(Duration::from_millis(300))
+        .max_deliveries(3)
+        .shutdown_grace(Duration::from_secs(5))
+}
+
+async fn enqueue(store: &Store, id: &str, repo: &str) {
+    let job = Job::new(id, "u1", repo, now_millis());
+    Job::create_and_enqueue(&mut store.clone(), &job, now_millis()).await.unwrap();
+}
+
+fn spawn_runner(store: &Store, handler: Recorder, cfg: RunnerConfig) -> (oneshot::Sender<()>, tokio::task::JoinHandle<RunStats>) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let runner = Runner::new(store.clone(), handler, cfg);
+    let handle = tokio::spawn(async move {
+        runner
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap()
+    });
+    (stop, handle)
+}
+
+async fn wait_for(mut done: impl AsyncFnMut() -> bool) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !done().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("condition within 30 s");
+}
+
+async fn status(store: &Store, id: &str) -> Job {
+    Job::get(&mut store.clone(), id).await.unwrap().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runners_share_the_work_and_run_nothing_twice() {
+    let server = RedisServer::start();
+    let store = Store::open(server.url().as_str()).unwrap();
+    let handler = Recorder::default();
+    let (stop_a, a) = spawn_runner(&store, handler.clone(), config("a"));
+    let (stop_b, b) = spawn_runner(&store, handler.clone(), config("b"));
+    for i in 0..30 {
+        enqueue(&store, &format!("j{i}"), if i % 2 == 0 { "slow" } else { "ok" }).await;
+    }
+    wait_for(async || {
+        let mut conn = store.clone();
+        let mut all = true;
+        for i in 0..30 {
+            all &= Job::get(&mut conn, format!("j{i}")).await.unwrap().unwrap().status == JobStatus::Succeeded;
+        }
+        all
+    })
+    .await;
+    stop_a.send(()).unwrap();
+    stop_b.send(()).unwrap();
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    assert_eq!(a.succeeded + b.succeeded, 30);
+    assert!(a.succeeded > 0 && b.succeeded > 0, "both runners worked: {a:?} {b:?}");
+    let runs = handler.runs.lock().unwrap();
+    assert_eq!(runs.len(), 30);
+    assert!(runs.values().all(|n| *n == 1), "no job ran twice: {runs:?}");
+    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    assert_eq!(q.pending(&mut store.clone()).await.unwrap().count, 0, "every job was acknowledged");
+    let out = Job::output(&mut store.clone(), "j0", OutputRange::ALL).await.unwrap();
+    assert_eq!(out, vec!["building slow"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_runners_job_is_taken_over_and_succeeds_once() {
+    let server = RedisServer::start();
+    let store = Store::open(server.url().as_str()).unwrap();
+    let doomed = Recorder {
+        hang_every_job: true,
+        ..Recorder::default()
+    };
+    let (_stop, dying) = spawn_runner(&store, doomed.clone(), config("doomed"));
+    enqueue(&store, "j1", "ok").await;
+    // The first runner takes the job, then dies before acknowledging it.
+    tokio::time::timeout(Duration::from_secs(30), doomed.started.notified()).await.unwrap();
+    dying.abort();
+    let _ = dying.await;
+    assert_eq!(status(&store, "j1").await.status, JobStatus::Running);
+
+    let rescuer = Recorder::default();
+    let (stop, handle) = spawn_runner(&store, rescuer.clone(), config("rescuer"));
+    wait_for(async || status(&store, "j1").await.status == JobStatus::Succeeded).await;
+    stop.send(()).unwrap();
+    let stats = handle.await.unwrap();
+    assert_eq!(stats.succeeded, 1);
+    assert_eq!(rescuer.runs.lock().unwrap()["j1"], 1);
+    let job = status(&store, "j1").await;
+    assert_eq!(job.retries, 1, "the second start is counted");
+    let succeeded = job.history.iter().filter(|c| c.status == JobStatus::Succeeded).count();
+    assert_eq!(succeeded, 1, "{:?}", job.history);
+    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    assert_eq!(q.pending(&mut store.clone()).await.unwrap().count, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_job_is_dead_lettered_after_the_maximum_deliveries() {
+    let server = RedisServer::start();
+    let store = Store::open(server.url().as_str()).unwrap();
+    let handler = Recorder::default();
+    let (stop, handle) = spawn_runner(&store, handler.clone(), config("r"));
+    enqueue(&store, "bad", "poison").await;
+    enqueue(&store, "nonzero", "exit-2").await;
+    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    wait_for(async || q.dead_len(&mut store.clone()).await.unwrap() == 1).await;
+    wait_for(async || status(&store, "nonzero").await.status == JobStatus::Failed).await;
+    stop.send(()).unwrap();
+    let stats = handle.await.unwrap();
+    assert_eq!(stats.dead_lettered, 1);
+    assert_eq!(stats.retried, 2);
+    assert_eq!(handler.runs.lock().unwrap()["bad"], 3, "run once per delivery, three deliveries");
+    let job = status(&store, "bad").await;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.error.as_deref(), Some("cannot clone"));
+    let dead = q.dead_letters(&mut store.clone(), "-", 10).await.unwrap();
+    assert_eq!(dead[0].fields["job_id"], "bad");
+    assert_eq!(dead[0].fields["reason"], "cannot clone");
+    assert_eq!(dead[0].fields["deliveries"], "3");
+    assert_eq!(q.pending(&mut store.clone()).await.unwrap().count, 0);
+    // A non-zero exit is a finished job, not a poison one.
+    let nonzero = status(&store, "nonzero").await;
+    assert_eq!((nonzero.exit_code, handler.runs.lock().unwrap()["nonzero"]), (Some(2), 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_releases_jobs_that_do_not_finish_in_time() {
+    let server = RedisServer::start();
+    let store = Store::open(server.url().as_str()).unwrap();
+    let handler = Recorder::default();
+    let cfg = config("r").shutdown_grace(Duration::from_millis(200));
+    let (stop, handle) = spawn_runner(&store, handler.clone(), cfg);
+    enqueue(&store, "long", "hang").await;
+    tokio::time::timeout(Duration::from_secs(30), handler.started.notified()).await.unwrap();
+    stop.send(()).unwrap();
+    let stats = handle.await.unwrap();
+    assert_eq!(stats.released, 1);
+    let job = status(&store, "long").await;
+    assert_eq!(job.status, JobStatus::Queued);
+    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    assert_eq!(q.pending(&mut store.clone()).await.unwrap().count, 1, "still pending for another runner");
+}
+
+/// A runner in another language: XREADGROUP + HGETALL + XACK.
+#[tokio::test]
+async fn a_plain_redis_consumer_processes_a_repobox_job() {
+    let server = RedisServer::start();
+    let store = Store::open(server.url().as_str()).unwrap();
+    Queue::new(JOBS_STREAM, JOBS_GROUP).ensure_group(&mut store.clone()).await.unwrap();
+    enqueue(&store, "go-job", "https://example.com/x.git").await;
+
+    let mut conn = server.connection().await;
+    let reply: redis::streams::StreamReadReply = conn
+        .xread_options(
+            &[JOBS_STREAM],
+            &[">"],
+            &redis::streams::StreamReadOptions::default().group(JOBS_GROUP, "go-runner").count(1),
+        )
+        .await
+        .unwrap();
+    let entry = &reply.keys[0].ids[0];
+    let job_id: String = entry.get("job_id").unwrap();
+    let user_id: String = entry.get("user_id").unwrap();
+    let enqueued_at: i64 = entry.get("enqueued_at").unwrap();
+    assert_eq!((job_id.as_str(), user_id.as_str()), ("go-job", "u1"));
+    assert!(enqueued_at > 0);
+    let job: HashMap<String, String> = conn.hgetall(format!("job:{job_id}")).await.unwrap();
+    assert_eq!(job["repo_url"], "https://example.com/x.git");
+    assert_eq!(job["status"], "queued");
+    let _: () = conn.hset(format!("job:{job_id}"), "status", "succeeded").await.unwrap();
+    let acked: i64 = conn.xack(JOBS_STREAM, JOBS_GROUP, &[&entry.id]).await.unwrap();
+    assert_eq!(acked, 1);
+    assert_eq!(status(&store, "go-job").await.status, JobStatus::Succeeded);
+}
