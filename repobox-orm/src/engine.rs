@@ -830,3 +830,101 @@ pub async fn count<E: RedisEntity, C: ConnectionLike + Send>(
 pub fn index_key(index: &IndexMeta, parts: &[Cow<'_, str>]) -> Result<String> {
     index.key.build(parts)
 }
+
+/// What [`sweep`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SweepReport {
+    /// The index's name.
+    pub index: &'static str,
+    /// Index keys looked at.
+    pub keys: u64,
+    /// Entries looked at.
+    pub entries: u64,
+    /// Entries removed because their entity's hash is gone.
+    pub removed: u64,
+}
+
+/// The `SCAN MATCH` pattern of a template: placeholders become `*`, glob
+/// characters in the literal text are escaped.
+fn scan_pattern(template: &KeyTemplate) -> String {
+    let mut pattern = String::new();
+    for segment in template.segments {
+        match segment {
+            crate::meta::Segment::Lit(text) => {
+                for c in text.chars() {
+                    if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                        pattern.push('\\');
+                    }
+                    pattern.push(c);
+                }
+            }
+            crate::meta::Segment::Field { .. } => pattern.push('*'),
+        }
+    }
+    pattern
+}
+
+/// Walks every key of an index (`SCAN`) and removes the entries whose entity
+/// hash is gone: the offline counterpart of the read repair that pages do.
+/// Safe to run while the application writes (an entry is only removed if its
+/// hash is still absent when the repair runs).
+pub async fn sweep<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, index: &'static IndexMeta) -> Result<SweepReport> {
+    let mut report = SweepReport {
+        index: index.name,
+        ..SweepReport::default()
+    };
+    let redis_type = match index.kind {
+        IndexKind::Sorted { .. } => "zset",
+        IndexKind::Set => "set",
+        IndexKind::Unique => "string",
+    };
+    let pattern = scan_pattern(&index.key);
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(500)
+            .arg("TYPE")
+            .arg(redis_type)
+            .query_async(conn)
+            .await?;
+        for key in keys {
+            report.keys += 1;
+            let ids: Vec<String> = match index.kind {
+                IndexKind::Sorted { .. } => redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).query_async(conn).await?,
+                IndexKind::Set => redis::cmd("SMEMBERS").arg(&key).query_async(conn).await?,
+                IndexKind::Unique => redis::cmd("GET").arg(&key).query_async::<Option<String>>(conn).await?.into_iter().collect(),
+            };
+            report.entries += ids.len() as u64;
+            for chunk in ids.chunks(500) {
+                let keyed: Vec<(String, String)> = chunk
+                    .iter()
+                    .filter_map(|id| E::META.key.key_from_id(id).ok().map(|k| (id.clone(), k)))
+                    .collect();
+                if keyed.is_empty() {
+                    continue;
+                }
+                let mut pipe = redis::pipe();
+                for (_, k) in &keyed {
+                    pipe.cmd("EXISTS").arg(k);
+                }
+                let alive: Vec<i64> = pipe.query_async(conn).await?;
+                let ghosts: Vec<(String, String)> =
+                    keyed.into_iter().zip(alive).filter(|(_, a)| *a == 0).map(|(g, _)| g).collect();
+                if !ghosts.is_empty() {
+                    let before = ghosts.len() as u64;
+                    repair(conn, index, &key, &ghosts).await?;
+                    report.removed += before;
+                }
+            }
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    Ok(report)
+}
