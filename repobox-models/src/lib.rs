@@ -22,7 +22,9 @@ mod session;
 mod user;
 
 pub use git::{GitProvider, GitProviders, RepoCache, RepoSummary};
-pub use job::{JOB_OUTPUT_TTL, JOBS_GROUP, JOBS_STREAM, Job, JobOutcome, JobPatch, JobStatus, OutputRange, StatusChange};
+pub use job::{
+    JOB_OUTPUT_TTL, JOBS_GROUP, JOBS_STREAM, Job, JobOutcome, JobPatch, JobStatus, OutputRange, StatusChange,
+};
 pub use session::{SESSION_TTL, Session, SessionPatch};
 pub use user::{User, UserPatch};
 

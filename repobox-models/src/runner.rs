@@ -35,7 +35,9 @@ pub struct Output {
 impl Output {
     /// Appends one line.
     pub async fn line(&self, line: impl AsRef<str>) -> Result<()> {
-        Job::append_output(&mut self.store.clone(), &self.job_id, &[line.as_ref()]).await.map(drop)
+        Job::append_output(&mut self.store.clone(), &self.job_id, &[line.as_ref()])
+            .await
+            .map(drop)
     }
 }
 
@@ -184,7 +186,10 @@ impl<H: JobHandler> Runner<H> {
             let mut batch = Vec::new();
             if tokio::time::Instant::now() >= next_claim {
                 next_claim = tokio::time::Instant::now() + self.config.claim_interval;
-                let claimed = self.queue.claim_stalled(&mut conn, &consumer, self.config.min_idle, 100).await?;
+                let claimed = self
+                    .queue
+                    .claim_stalled(&mut conn, &consumer, self.config.min_idle, 100)
+                    .await?;
                 for id in &claimed.deleted {
                     tracing::warn!(entry = %id, "a pending job entry was deleted from the stream before it was acknowledged");
                 }
@@ -221,7 +226,11 @@ impl<H: JobHandler> Runner<H> {
                 }
             }
             for delivery in batch {
-                let permit = permits.clone().acquire_owned().await.expect("semaphore is never closed");
+                let permit = permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore is never closed");
                 let work = Work {
                     store: self.store.clone(),
                     queue: self.queue.clone(),
@@ -251,10 +260,16 @@ impl<H: JobHandler> Runner<H> {
         }
         let left: Vec<String> = running.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
         for job_id in left {
-            let released = Job::update_status(&mut conn, &job_id, JobStatus::Queued, now_millis(), JobOutcome {
-                exit_code: None,
-                error: Some("released: the runner shut down".into()),
-            })
+            let released = Job::update_status(
+                &mut conn,
+                &job_id,
+                JobStatus::Queued,
+                now_millis(),
+                JobOutcome {
+                    exit_code: None,
+                    error: Some("released: the runner shut down".into()),
+                },
+            )
             .await;
             if let Err(e) = released {
                 tracing::warn!(job = %job_id, error = %e, "could not release a job at shutdown");
@@ -296,7 +311,9 @@ impl<H: JobHandler> Work<H> {
     async fn process(&self, delivery: Delivery) -> Result<Done> {
         let mut conn = self.store.clone();
         let Some(job_id) = delivery.field("job_id").map(str::to_owned) else {
-            self.queue.dead_letter(&mut conn, &delivery, &self.consumer, "entry has no job_id").await?;
+            self.queue
+                .dead_letter(&mut conn, &delivery, &self.consumer, "entry has no job_id")
+                .await?;
             return Ok(Done::DeadLettered);
         };
         if self.queue.is_exhausted(&delivery) {
@@ -313,8 +330,14 @@ impl<H: JobHandler> Work<H> {
             self.queue.ack(&mut conn, &[&delivery.id]).await?;
             return Ok(Done::Skipped);
         }
-        let job = match Job::update_status(&mut conn, &job_id, JobStatus::Running, now_millis(), JobOutcome::default())
-            .await
+        let job = match Job::update_status(
+            &mut conn,
+            &job_id,
+            JobStatus::Running,
+            now_millis(),
+            JobOutcome::default(),
+        )
+        .await
         {
             Ok(job) => job,
             Err(Error::InvalidTransition { .. }) => {
@@ -323,7 +346,10 @@ impl<H: JobHandler> Work<H> {
             }
             Err(e) => return Err(e),
         };
-        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(job_id.clone());
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job_id.clone());
         let result = self.run_handler(job, &delivery).await;
         self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job_id);
         let now = now_millis();
@@ -399,7 +425,9 @@ impl<H: JobHandler> Work<H> {
             Err(e) => return Err(e),
         }
         tracing::warn!(job = %job_id, deliveries = delivery.deliveries, %reason, "dead-lettering a job");
-        self.queue.dead_letter(&mut conn, delivery, &self.consumer, reason).await?;
+        self.queue
+            .dead_letter(&mut conn, delivery, &self.consumer, reason)
+            .await?;
         Ok(Done::DeadLettered)
     }
 }

@@ -191,7 +191,10 @@ async fn jobs() {
     .unwrap();
     assert_eq!((done.finished_at, done.exit_code), (Some(now + 20), Some(0)));
     let statuses: Vec<JobStatus> = done.history.iter().map(|c| c.status).collect();
-    assert_eq!(statuses, vec![JobStatus::Queued, JobStatus::Running, JobStatus::Succeeded]);
+    assert_eq!(
+        statuses,
+        vec![JobStatus::Queued, JobStatus::Running, JobStatus::Succeeded]
+    );
     assert_eq!(Job::get(&mut conn, "j0").await.unwrap().unwrap(), done);
     let err = Job::update_status(&mut conn, "j0", JobStatus::Running, now, JobOutcome::default())
         .await

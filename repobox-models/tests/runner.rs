@@ -24,7 +24,10 @@ impl JobHandler for Recorder {
     async fn run(&self, job: Job, output: Output) -> HandlerResult {
         *self.runs.lock().unwrap().entry(job.id.clone()).or_default() += 1;
         self.started.notify_one();
-        output.line(format!("building {}", job.repo_url)).await.map_err(|e| e.to_string())?;
+        output
+            .line(format!("building {}", job.repo_url))
+            .await
+            .map_err(|e| e.to_string())?;
         if self.hang_every_job {
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
@@ -59,10 +62,16 @@ fn config(name: &str) -> RunnerConfig {
 
 async fn enqueue(store: &Store, id: &str, repo: &str) {
     let job = Job::new(id, "u1", repo, now_millis());
-    Job::create_and_enqueue(&mut store.clone(), &job, now_millis()).await.unwrap();
+    Job::create_and_enqueue(&mut store.clone(), &job, now_millis())
+        .await
+        .unwrap();
 }
 
-fn spawn_runner(store: &Store, handler: Recorder, cfg: RunnerConfig) -> (oneshot::Sender<()>, tokio::task::JoinHandle<RunStats>) {
+fn spawn_runner(
+    store: &Store,
+    handler: Recorder,
+    cfg: RunnerConfig,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<RunStats>) {
     let (stop, stopped) = oneshot::channel::<()>();
     let runner = Runner::new(store.clone(), handler, cfg);
     let handle = tokio::spawn(async move {
@@ -118,7 +127,11 @@ async fn two_runners_share_the_work_and_run_nothing_twice() {
     assert_eq!(runs.len(), 30);
     assert!(runs.values().all(|n| *n == 1), "no job ran twice: {runs:?}");
     let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
-    assert_eq!(q.pending(&mut store.clone()).await.unwrap().count, 0, "every job was acknowledged");
+    assert_eq!(
+        q.pending(&mut store.clone()).await.unwrap().count,
+        0,
+        "every job was acknowledged"
+    );
     let out = Job::output(&mut store.clone(), "j0", OutputRange::ALL).await.unwrap();
     assert_eq!(out, vec!["building slow"]);
 }
@@ -134,7 +147,9 @@ async fn a_killed_runners_job_is_taken_over_and_succeeds_once() {
     let (_stop, dying) = spawn_runner(&store, doomed.clone(), config("doomed"));
     enqueue(&store, "j1", "ok").await;
     // The first runner takes the job, then dies before acknowledging it.
-    tokio::time::timeout(Duration::from_secs(30), doomed.started.notified()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), doomed.started.notified())
+        .await
+        .unwrap();
     dying.abort();
     let _ = dying.await;
     assert_eq!(status(&store, "j1").await.status, JobStatus::Running);
@@ -169,7 +184,11 @@ async fn a_poison_job_is_dead_lettered_after_the_maximum_deliveries() {
     let stats = handle.await.unwrap();
     assert_eq!(stats.dead_lettered, 1);
     assert_eq!(stats.retried, 2);
-    assert_eq!(handler.runs.lock().unwrap()["bad"], 3, "run once per delivery, three deliveries");
+    assert_eq!(
+        handler.runs.lock().unwrap()["bad"],
+        3,
+        "run once per delivery, three deliveries"
+    );
     let job = status(&store, "bad").await;
     assert_eq!(job.status, JobStatus::Failed);
     assert_eq!(job.error.as_deref(), Some("cannot clone"));
@@ -180,7 +199,10 @@ async fn a_poison_job_is_dead_lettered_after_the_maximum_deliveries() {
     assert_eq!(q.pending(&mut store.clone()).await.unwrap().count, 0);
     // A non-zero exit is a finished job, not a poison one.
     let nonzero = status(&store, "nonzero").await;
-    assert_eq!((nonzero.exit_code, handler.runs.lock().unwrap()["nonzero"]), (Some(2), 1));
+    assert_eq!(
+        (nonzero.exit_code, handler.runs.lock().unwrap()["nonzero"]),
+        (Some(2), 1)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,14 +213,20 @@ async fn shutdown_releases_jobs_that_do_not_finish_in_time() {
     let cfg = config("r").shutdown_grace(Duration::from_millis(200));
     let (stop, handle) = spawn_runner(&store, handler.clone(), cfg);
     enqueue(&store, "long", "hang").await;
-    tokio::time::timeout(Duration::from_secs(30), handler.started.notified()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), handler.started.notified())
+        .await
+        .unwrap();
     stop.send(()).unwrap();
     let stats = handle.await.unwrap();
     assert_eq!(stats.released, 1);
     let job = status(&store, "long").await;
     assert_eq!(job.status, JobStatus::Queued);
     let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
-    assert_eq!(q.pending(&mut store.clone()).await.unwrap().count, 1, "still pending for another runner");
+    assert_eq!(
+        q.pending(&mut store.clone()).await.unwrap().count,
+        1,
+        "still pending for another runner"
+    );
 }
 
 /// A runner in another language: XREADGROUP + HGETALL + XACK.
@@ -206,7 +234,10 @@ async fn shutdown_releases_jobs_that_do_not_finish_in_time() {
 async fn a_plain_redis_consumer_processes_a_repobox_job() {
     let server = RedisServer::start();
     let store = Store::open(server.url().as_str()).unwrap();
-    Queue::new(JOBS_STREAM, JOBS_GROUP).ensure_group(&mut store.clone()).await.unwrap();
+    Queue::new(JOBS_STREAM, JOBS_GROUP)
+        .ensure_group(&mut store.clone())
+        .await
+        .unwrap();
     enqueue(&store, "go-job", "https://example.com/x.git").await;
 
     let mut conn = server.connection().await;
@@ -214,7 +245,9 @@ async fn a_plain_redis_consumer_processes_a_repobox_job() {
         .xread_options(
             &[JOBS_STREAM],
             &[">"],
-            &redis::streams::StreamReadOptions::default().group(JOBS_GROUP, "go-runner").count(1),
+            &redis::streams::StreamReadOptions::default()
+                .group(JOBS_GROUP, "go-runner")
+                .count(1),
         )
         .await
         .unwrap();

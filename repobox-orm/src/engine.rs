@@ -868,7 +868,10 @@ fn scan_pattern(template: &KeyTemplate) -> String {
 /// hash is gone: the offline counterpart of the read repair that pages do.
 /// Safe to run while the application writes (an entry is only removed if its
 /// hash is still absent when the repair runs).
-pub async fn sweep<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, index: &'static IndexMeta) -> Result<SweepReport> {
+pub async fn sweep<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    index: &'static IndexMeta,
+) -> Result<SweepReport> {
     let mut report = SweepReport {
         index: index.name,
         ..SweepReport::default()
@@ -896,7 +899,12 @@ pub async fn sweep<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, index
             let ids: Vec<String> = match index.kind {
                 IndexKind::Sorted { .. } => redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).query_async(conn).await?,
                 IndexKind::Set => redis::cmd("SMEMBERS").arg(&key).query_async(conn).await?,
-                IndexKind::Unique => redis::cmd("GET").arg(&key).query_async::<Option<String>>(conn).await?.into_iter().collect(),
+                IndexKind::Unique => redis::cmd("GET")
+                    .arg(&key)
+                    .query_async::<Option<String>>(conn)
+                    .await?
+                    .into_iter()
+                    .collect(),
             };
             report.entries += ids.len() as u64;
             for chunk in ids.chunks(500) {
@@ -912,8 +920,12 @@ pub async fn sweep<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, index
                     pipe.cmd("EXISTS").arg(k);
                 }
                 let alive: Vec<i64> = pipe.query_async(conn).await?;
-                let ghosts: Vec<(String, String)> =
-                    keyed.into_iter().zip(alive).filter(|(_, a)| *a == 0).map(|(g, _)| g).collect();
+                let ghosts: Vec<(String, String)> = keyed
+                    .into_iter()
+                    .zip(alive)
+                    .filter(|(_, a)| *a == 0)
+                    .map(|(g, _)| g)
+                    .collect();
                 if !ghosts.is_empty() {
                     let before = ghosts.len() as u64;
                     repair(conn, index, &key, &ghosts).await?;

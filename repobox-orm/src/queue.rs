@@ -147,7 +147,12 @@ impl Queue {
 
     /// Appends an entry; returns its id.
     pub async fn enqueue<C: ConnectionLike + Send>(&self, conn: &mut C, fields: &[(&str, &str)]) -> Result<String> {
-        Ok(redis::cmd("XADD").arg(&self.stream).arg("*").arg(fields).query_async(conn).await?)
+        Ok(redis::cmd("XADD")
+            .arg(&self.stream)
+            .arg("*")
+            .arg(fields)
+            .query_async(conn)
+            .await?)
     }
 
     /// Reads up to `count` new entries for `consumer`, waiting up to `block`
@@ -161,7 +166,11 @@ impl Queue {
         block: Option<Duration>,
     ) -> Result<Vec<Delivery>> {
         let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP").arg(&self.group).arg(consumer).arg("COUNT").arg(count.max(1));
+        cmd.arg("GROUP")
+            .arg(&self.group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count.max(1));
         if let Some(block) = block {
             cmd.arg("BLOCK").arg(block.as_millis().max(1) as u64);
         }
@@ -188,14 +197,24 @@ impl Queue {
             return Ok(0);
         }
         let ids: Vec<&str> = ids.iter().map(AsRef::as_ref).collect();
-        Ok(redis::cmd("XACK").arg(&self.stream).arg(&self.group).arg(ids).query_async(conn).await?)
+        Ok(redis::cmd("XACK")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg(ids)
+            .query_async(conn)
+            .await?)
     }
 
     /// The pending list: count, per consumer, and the oldest delivery's idle time.
     pub async fn pending<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<Pending> {
         let mut pipe = redis::pipe();
         pipe.cmd("XPENDING").arg(&self.stream).arg(&self.group);
-        pipe.cmd("XPENDING").arg(&self.stream).arg(&self.group).arg("-").arg("+").arg(1);
+        pipe.cmd("XPENDING")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg("-")
+            .arg("+")
+            .arg(1);
         let (summary, oldest): (Value, Value) = pipe.query_async(conn).await?;
         let summary = items(&summary);
         let count = summary.first().and_then(as_u64).unwrap_or(0);
@@ -249,7 +268,12 @@ impl Queue {
     }
 
     /// Up to `count` entries of the stream from `start` (`-` for the first), for monitoring.
-    pub async fn entries<C: ConnectionLike + Send>(&self, conn: &mut C, start: &str, count: usize) -> Result<Vec<Entry>> {
+    pub async fn entries<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        start: &str,
+        count: usize,
+    ) -> Result<Vec<Entry>> {
         range(conn, &self.stream, start, count).await
     }
 
@@ -296,10 +320,13 @@ impl Queue {
                 .query_async(conn)
                 .await?;
             let parts = items(&reply);
-            let next = parts.first().and_then(as_string).ok_or_else(|| Error::UnexpectedReply {
-                key: self.stream.clone(),
-                detail: "XAUTOCLAIM gave no cursor".into(),
-            })?;
+            let next = parts
+                .first()
+                .and_then(as_string)
+                .ok_or_else(|| Error::UnexpectedReply {
+                    key: self.stream.clone(),
+                    detail: "XAUTOCLAIM gave no cursor".into(),
+                })?;
             for entry in parts.get(1).map(items).unwrap_or_default() {
                 match parse_entry(entry) {
                     Some((id, fields)) => {
@@ -342,7 +369,10 @@ impl Queue {
         consumer: &str,
         ids: &[String],
     ) -> Result<HashMap<String, u64>> {
-        let (first, last) = (ids.iter().min_by(|a, b| cmp_ids(a, b)), ids.iter().max_by(|a, b| cmp_ids(a, b)));
+        let (first, last) = (
+            ids.iter().min_by(|a, b| cmp_ids(a, b)),
+            ids.iter().max_by(|a, b| cmp_ids(a, b)),
+        );
         let (Some(first), Some(last)) = (first, last) else {
             return Ok(HashMap::new());
         };
@@ -367,7 +397,12 @@ impl Queue {
     /// Resets the idle time of deliveries that `consumer` is still working on
     /// (`XCLAIM ... JUSTID`, which does not count as a delivery), so that
     /// `claim_stalled` elsewhere does not take over a long job that is alive.
-    pub async fn touch<C: ConnectionLike + Send, S: AsRef<str>>(&self, conn: &mut C, consumer: &str, ids: &[S]) -> Result<()> {
+    pub async fn touch<C: ConnectionLike + Send, S: AsRef<str>>(
+        &self,
+        conn: &mut C,
+        consumer: &str,
+        ids: &[S],
+    ) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
         }

@@ -798,13 +798,21 @@ async fn sweep_removes_ghost_entries_of_every_index_key() {
     let ghosts: Vec<String> = (0..30).filter(|i| i % 4 == 0).map(|i| format!("task:{i}")).collect();
     let _: () = conn.del(&ghosts).await.unwrap();
     let meta = <Task as RedisEntity>::META;
-    let by_owner = repobox_orm::engine::sweep::<Task, _>(&mut conn, &meta.indexes[0]).await.unwrap();
+    let by_owner = repobox_orm::engine::sweep::<Task, _>(&mut conn, &meta.indexes[0])
+        .await
+        .unwrap();
     assert_eq!((by_owner.keys, by_owner.entries, by_owner.removed), (3, 30, 8));
-    let by_status = repobox_orm::engine::sweep::<Task, _>(&mut conn, &meta.indexes[1]).await.unwrap();
+    let by_status = repobox_orm::engine::sweep::<Task, _>(&mut conn, &meta.indexes[1])
+        .await
+        .unwrap();
     assert_eq!((by_status.keys, by_status.removed), (2, 8));
-    let by_slug = repobox_orm::engine::sweep::<Task, _>(&mut conn, &meta.indexes[2]).await.unwrap();
+    let by_slug = repobox_orm::engine::sweep::<Task, _>(&mut conn, &meta.indexes[2])
+        .await
+        .unwrap();
     assert_eq!((by_slug.keys, by_slug.removed), (30, 8));
-    let again = repobox_orm::engine::sweep::<Task, _>(&mut conn, &meta.indexes[0]).await.unwrap();
+    let again = repobox_orm::engine::sweep::<Task, _>(&mut conn, &meta.indexes[0])
+        .await
+        .unwrap();
     assert_eq!(again.removed, 0);
     let total: u64 = conn.zcard("tasks:owner:ann").await.unwrap();
     assert_eq!(total, 10 - 3);

@@ -24,11 +24,17 @@ async fn group_creation_is_idempotent() {
 async fn enqueue_read_ack() {
     let (_s, mut conn, q) = setup().await;
     q.ensure_group(&mut conn).await.unwrap();
-    let id = q.enqueue(&mut conn, &[("job_id", "j1"), ("user_id", "u")]).await.unwrap();
+    let id = q
+        .enqueue(&mut conn, &[("job_id", "j1"), ("user_id", "u")])
+        .await
+        .unwrap();
     q.enqueue(&mut conn, &[("job_id", "j2")]).await.unwrap();
     let got = q.read(&mut conn, "a", 1, None).await.unwrap();
     assert_eq!(got.len(), 1);
-    assert_eq!((got[0].id.as_str(), got[0].field("job_id"), got[0].deliveries), (id.as_str(), Some("j1"), 1));
+    assert_eq!(
+        (got[0].id.as_str(), got[0].field("job_id"), got[0].deliveries),
+        (id.as_str(), Some("j1"), 1)
+    );
     let pending = q.pending(&mut conn).await.unwrap();
     assert_eq!(pending.count, 1);
     assert_eq!(pending.per_consumer, vec![("a".to_owned(), 1)]);
@@ -36,9 +42,20 @@ async fn enqueue_read_ack() {
     assert_eq!(q.ack(&mut conn, &[&id]).await.unwrap(), 1);
     assert_eq!(q.pending(&mut conn).await.unwrap().count, 0);
     // Another consumer gets the next entry, not the acknowledged one.
-    let got = q.read(&mut conn, "b", 10, Some(Duration::from_millis(10))).await.unwrap();
-    assert_eq!(got.iter().map(|d| d.field("job_id").unwrap()).collect::<Vec<_>>(), vec!["j2"]);
-    assert!(q.read(&mut conn, "b", 10, Some(Duration::from_millis(10))).await.unwrap().is_empty());
+    let got = q
+        .read(&mut conn, "b", 10, Some(Duration::from_millis(10)))
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|d| d.field("job_id").unwrap()).collect::<Vec<_>>(),
+        vec!["j2"]
+    );
+    assert!(
+        q.read(&mut conn, "b", 10, Some(Duration::from_millis(10)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let consumers = q.consumers(&mut conn).await.unwrap();
     let names: Vec<&str> = consumers.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, vec!["a", "b"]);
@@ -61,9 +78,16 @@ async fn claim_stalled_takes_over_counts_deliveries_and_reports_deleted_entries(
     let _: () = conn.xdel("q", &[&ids[3], &ids[17]]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(60)).await;
     // A small batch forces several XAUTOCLAIM rounds.
-    let claimed = q.claim_stalled(&mut conn, "rescuer", Duration::from_millis(50), 4).await.unwrap();
+    let claimed = q
+        .claim_stalled(&mut conn, "rescuer", Duration::from_millis(50), 4)
+        .await
+        .unwrap();
     assert_eq!(claimed.deliveries.len(), 23);
-    assert!(claimed.deliveries.iter().all(|d| d.deliveries == 2), "{:?}", claimed.deliveries);
+    assert!(
+        claimed.deliveries.iter().all(|d| d.deliveries == 2),
+        "{:?}",
+        claimed.deliveries
+    );
     let mut deleted = claimed.deleted.clone();
     deleted.sort();
     let mut want = vec![ids[3].clone(), ids[17].clone()];
@@ -72,7 +96,10 @@ async fn claim_stalled_takes_over_counts_deliveries_and_reports_deleted_entries(
     let pending = q.pending(&mut conn).await.unwrap();
     assert_eq!(pending.per_consumer, vec![("rescuer".to_owned(), 23)]);
     // Nothing is idle long enough now.
-    let again = q.claim_stalled(&mut conn, "other", Duration::from_secs(60), 4).await.unwrap();
+    let again = q
+        .claim_stalled(&mut conn, "other", Duration::from_secs(60), 4)
+        .await
+        .unwrap();
     assert!(again.deliveries.is_empty() && again.deleted.is_empty());
 }
 
@@ -84,7 +111,10 @@ async fn touch_keeps_a_live_delivery_from_being_claimed() {
     q.read(&mut conn, "busy", 1, None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(80)).await;
     q.touch(&mut conn, "busy", &[&id]).await.unwrap();
-    let claimed = q.claim_stalled(&mut conn, "thief", Duration::from_millis(60), 10).await.unwrap();
+    let claimed = q
+        .claim_stalled(&mut conn, "thief", Duration::from_millis(60), 10)
+        .await
+        .unwrap();
     assert!(claimed.deliveries.is_empty());
 }
 
@@ -92,7 +122,9 @@ async fn touch_keeps_a_live_delivery_from_being_claimed() {
 async fn dead_letter_copies_and_acknowledges_atomically() {
     let (_s, mut conn, q) = setup().await;
     q.ensure_group(&mut conn).await.unwrap();
-    q.enqueue(&mut conn, &[("job_id", "poison"), ("user_id", "u")]).await.unwrap();
+    q.enqueue(&mut conn, &[("job_id", "poison"), ("user_id", "u")])
+        .await
+        .unwrap();
     let mut d = q.read(&mut conn, "a", 1, None).await.unwrap().remove(0);
     d.deliveries = 4;
     assert!(q.is_exhausted(&d));
@@ -123,12 +155,20 @@ async fn trim_never_drops_pending_or_unread_entries() {
     q.ack(&mut conn, &ids[..3]).await.unwrap();
     let removed = q.trim(&mut conn, 2).await.unwrap();
     assert_eq!(removed, 3, "only the acknowledged entries go");
-    let left: Vec<String> = q.entries(&mut conn, "-", 100).await.unwrap().into_iter().map(|e| e.id).collect();
+    let left: Vec<String> = q
+        .entries(&mut conn, "-", 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
     assert_eq!(left, ids[3..].to_vec());
     // Once everything is acknowledged, the trim goes down to the limit.
     let rest = q.read(&mut conn, "a", 10, None).await.unwrap();
     q.ack(&mut conn, &ids[3..6]).await.unwrap();
-    q.ack(&mut conn, &rest.iter().map(|d| d.id.clone()).collect::<Vec<_>>()).await.unwrap();
+    q.ack(&mut conn, &rest.iter().map(|d| d.id.clone()).collect::<Vec<_>>())
+        .await
+        .unwrap();
     assert_eq!(q.trim(&mut conn, 2).await.unwrap(), 5);
     assert_eq!(q.len(&mut conn).await.unwrap(), 2);
     assert_eq!(q.trim(&mut conn, 5).await.unwrap(), 0);

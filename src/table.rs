@@ -1,0 +1,55 @@
+//! Plain aligned tables for the terminal.
+
+/// Renders rows under a header, each column as wide as its widest cell.
+pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.trim_end().to_owned()
+    };
+    let mut out = line(header.to_vec());
+    out.push('\n');
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+        out.push('\n');
+    }
+    out
+}
+
+/// `1.2 s`, `340 ms`, or `-` for nothing.
+pub fn duration_ms(ms: Option<i64>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(ms) if ms >= 1000 => format!("{:.1} s", ms as f64 / 1000.0),
+        Some(ms) => format!("{ms} ms"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_align() {
+        let out = render(
+            &["ID", "STATUS"],
+            &[vec!["a-long-id".into(), "ok".into()], vec!["b".into(), "failed".into()]],
+        );
+        assert_eq!(out, "ID         STATUS\na-long-id  ok\nb          failed\n");
+        assert_eq!(duration_ms(Some(1500)), "1.5 s");
+        assert_eq!(duration_ms(Some(15)), "15 ms");
+        assert_eq!(duration_ms(None), "-");
+    }
+}
