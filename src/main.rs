@@ -433,7 +433,7 @@ async fn queue(store: &Store, cmd: QueueCommand) -> anyhow::Result<()> {
 
 async fn repair(store: &Store, json: bool) -> anyhow::Result<()> {
     let mut conn = store.clone();
-    let reports = vec![
+    let reports = [
         (
             "Job",
             repobox_orm::engine::sweep::<Job, _>(&mut conn, &<Job as RedisEntity>::META.indexes[0]).await?,
