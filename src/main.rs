@@ -62,7 +62,7 @@ struct DemoArgs {
 
 #[derive(Args)]
 struct RunnerArgs {
-    /// This runner's consumer name (default: runner-<hostname>-<pid>).
+    /// This runner's consumer name (default: runner-HOSTNAME-PID).
     #[arg(long)]
     consumer: Option<String>,
     /// Jobs run at once.
