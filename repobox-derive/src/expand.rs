@@ -432,6 +432,27 @@ fn inherent_fns(entity: &Entity<'_>) -> TokenStream {
                 #engine::delete::<Self, __C>(conn, &__target).await
             }
 
+            /// Creates many entities, each atomically with its indexes and TTL, in
+            /// pipelined chunks; per entity `Ok` or why it was not created.
+            pub async fn create_many<#conn>(conn: &mut __C, entities: &[Self]) -> #r<::std::vec::Vec<#r<()>>> {
+                #engine::create_many(conn, entities).await
+            }
+
+            /// Saves many entities, each atomically with its indexes and TTL, in
+            /// pipelined chunks; per entity `Ok` or why it was not saved.
+            pub async fn save_many<#conn>(conn: &mut __C, entities: &[Self]) -> #r<::std::vec::Vec<#r<()>>> {
+                #engine::save_many(conn, entities).await
+            }
+
+            /// Deletes many entities by id (key parts joined by `:`), each atomically
+            /// with its index entries; `true` where one existed.
+            pub async fn delete_many<#conn, __S: ::core::convert::AsRef<::core::primitive::str>>(
+                conn: &mut __C,
+                ids: &[__S],
+            ) -> #r<::std::vec::Vec<::core::primitive::bool>> {
+                #engine::delete_many::<Self, __C, __S>(conn, ids).await
+            }
+
             /// Whether the entity exists.
             pub async fn exists<#conn>(conn: &mut __C, #(#params),*) -> #r<::core::primitive::bool> {
                 let __key = Self::key_for(#(#key_args),*)?;

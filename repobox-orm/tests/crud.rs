@@ -817,3 +817,46 @@ async fn sweep_removes_ghost_entries_of_every_index_key() {
     let total: u64 = conn.zcard("tasks:owner:ann").await.unwrap();
     assert_eq!(total, 10 - 3);
 }
+
+#[tokio::test]
+async fn bulk_calls_pipeline_in_chunks_and_report_per_entity() {
+    let (_server, conn) = setup().await;
+    let mut conn = CountingConnection::new(conn);
+    Task::create(&mut conn, &task("warm", "x", 0)).await.unwrap();
+    conn.take();
+
+    let tasks: Vec<Task> = (0..1200).map(|i| task(&i.to_string(), "ann", i)).collect();
+    let results = Task::create_many(&mut conn, &tasks).await.unwrap();
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(conn.take(), 3, "one round trip per 500 entities");
+    assert_eq!(Task::count_by_owner(&mut conn, "ann").await.unwrap(), 1200);
+
+    // Per entity outcomes: an existing key, a taken unique value, a bad key part.
+    let mut dup_slug = task("new-1", "bob", 1);
+    dup_slug.slug = "slug-7".into();
+    let batch = vec![task("5", "bob", 1), dup_slug, task("new-2", "bob", 2), task("bad key", "bob", 3)];
+    let results = Task::create_many(&mut conn, &batch).await.unwrap();
+    assert!(matches!(results[0], Err(Error::AlreadyExists { .. })));
+    assert!(matches!(results[1], Err(Error::UniqueViolation { .. })));
+    assert!(results[2].is_ok());
+    assert!(matches!(results[3], Err(Error::InvalidKeyPart { .. })));
+    assert_eq!(Task::count_by_owner(&mut conn, "bob").await.unwrap(), 1);
+    conn.take();
+
+    // Saving moves index entries; those that moved need one more round trip.
+    let moved: Vec<Task> = (0..1000).map(|i| task(&i.to_string(), if i % 2 == 0 { "cy" } else { "ann" }, i)).collect();
+    let results = Task::save_many(&mut conn, &moved).await.unwrap();
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(conn.take(), 3, "two chunks, then one more for the 500 entries that moved");
+    assert_eq!(Task::count_by_owner(&mut conn, "cy").await.unwrap(), 500);
+    assert_eq!(Task::count_by_owner(&mut conn, "ann").await.unwrap(), 700);
+
+    let ids: Vec<String> = (0..1000).map(|i| i.to_string()).chain(["nope".to_owned()]).collect();
+    let deleted = Task::delete_many(&mut conn, &ids).await.unwrap();
+    assert_eq!(deleted.iter().filter(|d| **d).count(), 1000);
+    assert!(!deleted[1000]);
+    assert_eq!(Task::count_by_owner(&mut conn, "cy").await.unwrap(), 0);
+    assert_eq!(Task::count_by_owner(&mut conn, "ann").await.unwrap(), 200);
+    assert_eq!(Task::by_slug(&mut conn, "slug-5").await.unwrap(), None);
+    assert!(matches!(Task::delete_many(&mut conn, &["a:b"]).await, Err(Error::InvalidKeyPart { .. })));
+}
