@@ -123,7 +123,7 @@ async fn two_runners_share_the_work_and_run_nothing_twice() {
     let (a, b) = (a.await.unwrap(), b.await.unwrap());
     assert_eq!(a.succeeded + b.succeeded, 30);
     assert!(a.succeeded > 0 && b.succeeded > 0, "both runners worked: {a:?} {b:?}");
-    let runs = handler.runs.lock().unwrap();
+    let runs = handler.runs.lock().unwrap().clone();
     assert_eq!(runs.len(), 30);
     assert!(runs.values().all(|n| *n == 1), "no job ran twice: {runs:?}");
     let q = Queue::new(JOBS_STREAM, JOBS_GROUP);

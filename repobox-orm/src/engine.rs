@@ -525,16 +525,16 @@ async fn run_writes<C: ConnectionLike + Send>(
                 });
             }
             for (i, reply) in sent.into_iter().zip(replies) {
-                if let Value::ServerError(e) = &reply {
-                    if e.kind() == Some(redis::ServerErrorKind::NoScript) {
-                        // A restarted server lost the script: load it and send again.
-                        if !loaded {
-                            WRITE.load_async(conn).await?;
-                            loaded = true;
-                        }
-                        next.push(i);
-                        continue;
+                // A restarted server lost the script: load it and send again.
+                if let Value::ServerError(e) = &reply
+                    && e.kind() == Some(redis::ServerErrorKind::NoScript)
+                {
+                    if !loaded {
+                        WRITE.load_async(conn).await?;
+                        loaded = true;
                     }
+                    next.push(i);
+                    continue;
                 }
                 match plans[i].absorb(reply) {
                     Ok(Step::Done(outcome)) => results[i] = Some(Ok(outcome)),
@@ -548,7 +548,10 @@ async fn run_writes<C: ConnectionLike + Send>(
     for i in pending {
         results[i] = Some(Err(plans[i].contention()));
     }
-    Ok(results.into_iter().map(|r| r.expect("every write has an outcome")).collect())
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every write has an outcome"))
+        .collect())
 }
 
 /// Creates many entities, each atomically with its indexes and TTL, pipelined
@@ -591,7 +594,10 @@ async fn bulk_upsert<E: RedisEntity, C: ConnectionLike + Send>(
     for ((i, _, _), outcome) in prepared.iter().zip(outcomes) {
         results[*i] = Some(outcome.map(drop));
     }
-    Ok(results.into_iter().map(|r| r.expect("every entity has an outcome")).collect())
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every entity has an outcome"))
+        .collect())
 }
 
 /// Deletes many entities by id (key parts joined by `:`), each atomically with

@@ -146,7 +146,7 @@ fn floats_round_trip_exactly() {
         f64::INFINITY,
         f64::NEG_INFINITY,
         1e21,
-        123456789.123456789,
+        123_456_789.123_456_79,
     ] {
         let mut e = sample();
         e.f64_ = x;

@@ -834,7 +834,12 @@ async fn bulk_calls_pipeline_in_chunks_and_report_per_entity() {
     // Per entity outcomes: an existing key, a taken unique value, a bad key part.
     let mut dup_slug = task("new-1", "bob", 1);
     dup_slug.slug = "slug-7".into();
-    let batch = vec![task("5", "bob", 1), dup_slug, task("new-2", "bob", 2), task("bad key", "bob", 3)];
+    let batch = vec![
+        task("5", "bob", 1),
+        dup_slug,
+        task("new-2", "bob", 2),
+        task("bad key", "bob", 3),
+    ];
     let results = Task::create_many(&mut conn, &batch).await.unwrap();
     assert!(matches!(results[0], Err(Error::AlreadyExists { .. })));
     assert!(matches!(results[1], Err(Error::UniqueViolation { .. })));
@@ -844,10 +849,16 @@ async fn bulk_calls_pipeline_in_chunks_and_report_per_entity() {
     conn.take();
 
     // Saving moves index entries; those that moved need one more round trip.
-    let moved: Vec<Task> = (0..1000).map(|i| task(&i.to_string(), if i % 2 == 0 { "cy" } else { "ann" }, i)).collect();
+    let moved: Vec<Task> = (0..1000)
+        .map(|i| task(&i.to_string(), if i % 2 == 0 { "cy" } else { "ann" }, i))
+        .collect();
     let results = Task::save_many(&mut conn, &moved).await.unwrap();
     assert!(results.iter().all(Result::is_ok));
-    assert_eq!(conn.take(), 3, "two chunks, then one more for the 500 entries that moved");
+    assert_eq!(
+        conn.take(),
+        3,
+        "two chunks, then one more for the 500 entries that moved"
+    );
     assert_eq!(Task::count_by_owner(&mut conn, "cy").await.unwrap(), 500);
     assert_eq!(Task::count_by_owner(&mut conn, "ann").await.unwrap(), 700);
 
@@ -858,5 +869,8 @@ async fn bulk_calls_pipeline_in_chunks_and_report_per_entity() {
     assert_eq!(Task::count_by_owner(&mut conn, "cy").await.unwrap(), 0);
     assert_eq!(Task::count_by_owner(&mut conn, "ann").await.unwrap(), 200);
     assert_eq!(Task::by_slug(&mut conn, "slug-5").await.unwrap(), None);
-    assert!(matches!(Task::delete_many(&mut conn, &["a:b"]).await, Err(Error::InvalidKeyPart { .. })));
+    assert!(matches!(
+        Task::delete_many(&mut conn, &["a:b"]).await,
+        Err(Error::InvalidKeyPart { .. })
+    ));
 }
