@@ -1,0 +1,84 @@
+//! Bulk writes: `create_many` of 100,000 jobs (pipelined in chunks, every job
+//! atomic with its index entry) against the server's own ceiling,
+//! `redis-benchmark -P 16 -t hset`, run in the same session on the same server.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use repobox_models::Job;
+use repobox_orm::testing::RedisServer;
+
+use common::*;
+
+const JOBS: u64 = 100_000;
+
+/// `redis-benchmark -P 16 -t hset -n 100000`, in requests per second.
+fn ceiling(server: &RedisServer) -> Option<f64> {
+    let out = Command::new("redis-benchmark")
+        .args([
+            "-p",
+            &server.port().to_string(),
+            "-P",
+            "16",
+            "-t",
+            "hset",
+            "-n",
+            "100000",
+            "-q",
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "HSET: 1234567.00 requests per second, p50=..." (progress lines end in \r).
+    text.rsplit(['\r', '\n'])
+        .filter_map(|l| l.strip_prefix("HSET: "))
+        .find_map(|l| l.split_whitespace().next()?.parse().ok())
+}
+
+fn bulk(c: &mut Criterion) {
+    let rt = runtime();
+    let server = RedisServer::start();
+    let conn = rt.block_on(server.connection());
+    let mut g = c.benchmark_group("bulk");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(20))
+        .warm_up_time(Duration::from_secs(1));
+    let mut run = 0u64;
+    g.bench_function("create_many_100k/repobox", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                run += 1;
+                let jobs: Vec<Job> = (0..JOBS)
+                    .map(|i| job(run * 10_000_000 + i, &format!("bulk-{}", i % 1000)))
+                    .collect();
+                let mut c = conn.clone();
+                total += rt.block_on(async {
+                    let start = Instant::now();
+                    let results = Job::create_many(&mut c, &jobs).await.unwrap();
+                    let took = start.elapsed();
+                    assert!(results.iter().all(Result::is_ok));
+                    took
+                });
+                let _: () = rt
+                    .block_on(redis::cmd("FLUSHALL").query_async(&mut conn.clone()))
+                    .unwrap();
+            }
+            total
+        })
+    });
+    g.finish();
+    match ceiling(&server) {
+        Some(rps) => println!(
+            "ceiling: redis-benchmark -P 16 -t hset: {rps:.0} requests/s ({:.1} ms per 100k)",
+            100_000.0 / rps * 1000.0
+        ),
+        None => println!("ceiling: redis-benchmark is not installed (Debian: redis-tools)"),
+    }
+}
+
+criterion_group!(benches, bulk);
+criterion_main!(benches);

@@ -1,0 +1,255 @@
+//! What the benchmarks share: a server, sample data, and the hand-written
+//! redis-rs code that repobox is measured against.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use redis::aio::MultiplexedConnection;
+use redis::{FromRedisValue, Script, Value};
+use repobox_models::{Job, JobStatus, User};
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+pub fn job(i: u64, user: &str) -> Job {
+    let mut job = Job::new(
+        format!("job-{i}"),
+        user,
+        format!("https://github.com/acme/repo-{i}.git"),
+        1_700_000_000_000 + i as i64,
+    );
+    job.env = vec![("CI".into(), "true".into()), ("RUST_LOG".into(), "info".into())];
+    job
+}
+
+pub fn user(i: u64) -> User {
+    User {
+        id: format!("user-{i}"),
+        email: format!("user-{i}@example.com"),
+        name: "Ada Lovelace".into(),
+        created_at: 1_700_000_000_000,
+        last_login_at: Some(1_700_000_100_000),
+        is_admin: false,
+    }
+}
+
+/// The Job hash as a careful engineer would write it by hand.
+pub fn hand_encode_job(job: &Job) -> Vec<(&'static str, String)> {
+    let mut out = Vec::with_capacity(12);
+    out.push(("id", job.id.clone()));
+    out.push(("user_id", job.user_id.clone()));
+    out.push(("repo_url", job.repo_url.clone()));
+    out.push(("status", job.status.to_string()));
+    out.push(("created_at", job.created_at.to_string()));
+    if let Some(v) = job.started_at {
+        out.push(("started_at", v.to_string()));
+    }
+    if let Some(v) = job.finished_at {
+        out.push(("finished_at", v.to_string()));
+    }
+    if let Some(v) = job.exit_code {
+        out.push(("exit", v.to_string()));
+    }
+    if let Some(v) = &job.error {
+        out.push(("error", v.clone()));
+    }
+    out.push(("retries", job.retries.to_string()));
+    out.push(("env", serde_json::to_string(&job.env).expect("json")));
+    out.push(("history", serde_json::to_string(&job.history).expect("json")));
+    out
+}
+
+fn status(s: &str) -> Option<JobStatus> {
+    Some(match s {
+        "queued" => JobStatus::Queued,
+        "running" => JobStatus::Running,
+        "succeeded" => JobStatus::Succeeded,
+        "failed" => JobStatus::Failed,
+        "cancelled" => JobStatus::Cancelled,
+        _ => return None,
+    })
+}
+
+/// Reads a Job from an HGETALL reply by hand (HashMap, then parse each field).
+pub fn hand_decode_job(reply: &Value) -> Option<Job> {
+    let map: HashMap<String, String> = HashMap::from_redis_value_ref(reply).ok()?;
+    if map.is_empty() {
+        return None;
+    }
+    Some(Job {
+        id: map.get("id")?.clone(),
+        user_id: map.get("user_id")?.clone(),
+        repo_url: map.get("repo_url")?.clone(),
+        status: status(map.get("status")?)?,
+        created_at: map.get("created_at")?.parse().ok()?,
+        started_at: map.get("started_at").and_then(|v| v.parse().ok()),
+        finished_at: map.get("finished_at").and_then(|v| v.parse().ok()),
+        exit_code: map.get("exit").and_then(|v| v.parse().ok()),
+        error: map.get("error").cloned(),
+        retries: map.get("retries").map_or(Some(0), |v| v.parse().ok())?,
+        env: map
+            .get("env")
+            .map_or(Some(Vec::new()), |v| serde_json::from_str(v).ok())?,
+        history: map
+            .get("history")
+            .map_or(Some(Vec::new()), |v| serde_json::from_str(v).ok())?,
+    })
+}
+
+pub fn hand_encode_user(user: &User) -> Vec<(&'static str, String)> {
+    let mut out = Vec::with_capacity(6);
+    out.push(("id", user.id.clone()));
+    out.push(("email", user.email.clone()));
+    out.push(("name", user.name.clone()));
+    out.push(("created_at", user.created_at.to_string()));
+    if let Some(v) = user.last_login_at {
+        out.push(("last_login_at", v.to_string()));
+    }
+    out.push(("is_admin", user.is_admin.to_string()));
+    out
+}
+
+pub fn hand_decode_user(reply: &Value) -> Option<User> {
+    let map: HashMap<String, String> = HashMap::from_redis_value_ref(reply).ok()?;
+    Some(User {
+        id: map.get("id")?.clone(),
+        email: map.get("email")?.clone(),
+        name: map.get("name")?.clone(),
+        created_at: map.get("created_at")?.parse().ok()?,
+        last_login_at: map.get("last_login_at").and_then(|v| v.parse().ok()),
+        is_admin: map.get("is_admin").is_some_and(|v| v == "true" || v == "1"),
+    })
+}
+
+/// An HGETALL reply as the server sends it.
+pub fn as_reply(fields: &[(&str, String)]) -> Value {
+    Value::Array(
+        fields
+            .iter()
+            .flat_map(|(k, v)| {
+                [
+                    Value::BulkString(k.as_bytes().to_vec()),
+                    Value::BulkString(v.as_bytes().to_vec()),
+                ]
+            })
+            .collect(),
+    )
+}
+
+/// Hand-written create: the hash and its index entry, refused if the key
+/// exists, in one script (what a careful engineer writes for the same contract).
+pub static HAND_CREATE: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(
+        r"
+        if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+        redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+        redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+        return 1",
+    )
+});
+
+/// Hand-written partial update that never re-creates a deleted hash.
+pub static HAND_UPDATE: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(
+        r"
+        if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+        redis.call('HSET', KEYS[1], unpack(ARGV))
+        return 1",
+    )
+});
+
+pub async fn hand_create(conn: &mut MultiplexedConnection, job: &Job) -> bool {
+    let mut inv = HAND_CREATE.key(format!("job:{}", job.id));
+    inv.key(format!("jobs:user:{}", job.user_id))
+        .arg(job.created_at)
+        .arg(&job.id);
+    for (k, v) in hand_encode_job(job) {
+        inv.arg(k).arg(v);
+    }
+    inv.invoke_async::<i64>(conn).await.expect("hand create") == 1
+}
+
+pub async fn hand_get(conn: &mut MultiplexedConnection, id: &str) -> Option<Job> {
+    let reply: Value = redis::cmd("HGETALL")
+        .arg(format!("job:{id}"))
+        .query_async(conn)
+        .await
+        .expect("hgetall");
+    hand_decode_job(&reply)
+}
+
+pub async fn hand_update_status(conn: &mut MultiplexedConnection, id: &str, status: JobStatus) -> bool {
+    HAND_UPDATE
+        .key(format!("job:{id}"))
+        .arg("status")
+        .arg(status.to_string())
+        .invoke_async::<i64>(conn)
+        .await
+        .expect("hand update")
+        == 1
+}
+
+/// Hand-written delete: learn the owner, then the hash and its entry in MULTI/EXEC.
+pub async fn hand_delete(conn: &mut MultiplexedConnection, id: &str) -> bool {
+    let key = format!("job:{id}");
+    let user: Option<String> = redis::cmd("HGET")
+        .arg(&key)
+        .arg("user_id")
+        .query_async(conn)
+        .await
+        .expect("hget");
+    let Some(user) = user else { return false };
+    let (deleted,): (i64,) = redis::pipe()
+        .atomic()
+        .cmd("DEL")
+        .arg(&key)
+        .cmd("ZREM")
+        .arg(format!("jobs:user:{user}"))
+        .arg(id)
+        .ignore()
+        .query_async(conn)
+        .await
+        .expect("multi");
+    deleted == 1
+}
+
+/// Hand-written page: ZRANGE, then every hash in one pipeline.
+pub async fn hand_page(conn: &mut MultiplexedConnection, user: &str, limit: usize) -> Vec<Job> {
+    let ids: Vec<String> = redis::cmd("ZRANGE")
+        .arg(format!("jobs:user:{user}"))
+        .arg(0)
+        .arg(limit - 1)
+        .arg("REV")
+        .query_async(conn)
+        .await
+        .expect("zrange");
+    let mut pipe = redis::pipe();
+    for id in &ids {
+        pipe.cmd("HGETALL").arg(format!("job:{id}"));
+    }
+    let replies: Vec<Value> = pipe.query_async(conn).await.expect("pipeline");
+    replies.iter().filter_map(hand_decode_job).collect()
+}
+
+/// The N+1 pattern: ZRANGE, then one HGETALL round trip per id.
+pub async fn n_plus_one_page(conn: &mut MultiplexedConnection, user: &str, limit: usize) -> Vec<Job> {
+    let ids: Vec<String> = redis::cmd("ZRANGE")
+        .arg(format!("jobs:user:{user}"))
+        .arg(0)
+        .arg(limit - 1)
+        .arg("REV")
+        .query_async(conn)
+        .await
+        .expect("zrange");
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.extend(hand_get(conn, &id).await);
+    }
+    out
+}
