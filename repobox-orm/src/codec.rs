@@ -73,20 +73,54 @@ macro_rules! integer_fields {
             const EXPECTED: &'static str = $expected;
 
             fn encode_field(&self) -> Option<Cow<'_, [u8]>> {
-                Some(Cow::Owned(self.to_string().into_bytes()))
+                Some(Cow::Owned(itoa::Buffer::new().format(*self).as_bytes().to_vec()))
             }
 
             fn decode_field(raw: &[u8]) -> Option<Self> {
-                std::str::from_utf8(raw).ok()?.parse().ok()
+                parse_int(raw)
             }
         }
 
         impl KeyPart for $ty {
             fn key_part(&self) -> Cow<'_, str> {
-                Cow::Owned(self.to_string())
+                Cow::Owned(itoa::Buffer::new().format(*self).to_owned())
+            }
+        }
+
+        impl ParseInt for $ty {
+            const SIGNED: bool = <$ty>::MIN != 0;
+            fn push_digit(self, digit: u8, negative: bool) -> Option<Self> {
+                let d = digit as $ty;
+                let shifted = self.checked_mul(10)?;
+                if negative { shifted.checked_sub(d) } else { shifted.checked_add(d) }
             }
         }
     )*};
+}
+
+/// Decimal parsing straight from bytes, with the grammar of `str::parse`:
+/// an optional `+` (or `-` for signed types) and at least one ASCII digit.
+trait ParseInt: Sized + Copy + Default {
+    const SIGNED: bool;
+    fn push_digit(self, digit: u8, negative: bool) -> Option<Self>;
+}
+
+fn parse_int<T: ParseInt>(raw: &[u8]) -> Option<T> {
+    let (negative, digits) = match raw {
+        [b'-', rest @ ..] if T::SIGNED => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, raw),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(T::default(), |acc, &b| {
+        if b.is_ascii_digit() {
+            acc.push_digit(b - b'0', negative)
+        } else {
+            None
+        }
+    })
 }
 
 integer_fields! {
@@ -199,4 +233,47 @@ pub fn encode_json<T: serde::Serialize>(field: &'static str, value: &T) -> crate
 #[doc(hidden)]
 pub fn decode_json<T: serde::de::DeserializeOwned>(raw: Option<&[u8]>) -> Option<T> {
     serde_json::from_slice(raw.unwrap_or(b"null")).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn integers_parse_exactly_like_str_parse(s in "[+-]?[0-9]{0,40}|.{0,8}") {
+            prop_assert_eq!(i64::decode_field(s.as_bytes()), s.parse::<i64>().ok());
+            prop_assert_eq!(u64::decode_field(s.as_bytes()), s.parse::<u64>().ok());
+            prop_assert_eq!(i8::decode_field(s.as_bytes()), s.parse::<i8>().ok());
+            prop_assert_eq!(u128::decode_field(s.as_bytes()), s.parse::<u128>().ok());
+        }
+
+        #[test]
+        fn integers_round_trip(x in any::<i64>(), y in any::<u128>()) {
+            prop_assert_eq!(i64::decode_field(&x.encode_field().unwrap()), Some(x));
+            prop_assert_eq!(u128::decode_field(&y.encode_field().unwrap()), Some(y));
+        }
+    }
+
+    #[test]
+    fn integer_edges() {
+        for s in [
+            "",
+            "-",
+            "+",
+            "-0",
+            "+0",
+            "00012",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+            " 1",
+            "1 ",
+        ] {
+            assert_eq!(i64::decode_field(s.as_bytes()), s.parse::<i64>().ok(), "{s:?}");
+            assert_eq!(u8::decode_field(s.as_bytes()), s.parse::<u8>().ok(), "{s:?}");
+        }
+        assert_eq!(u32::decode_field(b"-0"), None);
+    }
 }
