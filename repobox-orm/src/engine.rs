@@ -10,14 +10,19 @@
 //! that moves no index entry therefore costs one round trip, one that moves an
 //! entry (or must first learn where the entry is) costs two.
 //!
-//! ARGV of `write.lua`: mode (`c`reate, `s`ave, `u`pdate, `d`elete,
-//! `e`xpire), TTL in ms (0 = none), id, then `ng` guard field names and their
-//! expected values (`=value`, `-` absent, `?` unknown), `nset` field/value
-//! pairs, `ndel` field names, and `nidx` index ops of four values each: kind,
-//! position in KEYS of the new key and of the old key (0 = none), score;
-//! then the extras: `ncond` condition field names and expected values, the
-//! KEYS position of a stream to `XADD` to (0 = none) with `nx` field/value
-//! pairs, and `nextra` KEYS positions of keys deleted with the entity.
+//! ARGV of `write.lua`: a binary header, the id, then the variable parts.
+//! The header (big-endian) is the mode (`c`reate, `s`ave, `u`pdate, `d`elete,
+//! `e`xpire, `r`efresh: u8), the TTL in ms (u64, 0 = none), then u16 counts:
+//! guard fields `ng`, fields to set `nset`, fields to delete `ndel`, index ops
+//! `nidx`, conditions `ncond`, the KEYS position of a stream to `XADD` to
+//! (0 = none), its field pairs `nx`, keys deleted with the entity `nextra`;
+//! then per index op its kind (u8 `z`, `s`, `u`) and the KEYS positions of its
+//! new and old key (u16, 0 = none). After the id come the `ng` guard names and
+//! their expected values (`=value`, `-` absent, `?` unknown), the field/value
+//! pairs, the deleted names, one score per index op, the condition names and
+//! expected values, the stream entry's pairs, and the extra keys' positions.
+//! Few arguments and one `struct.unpack` keep the script as cheap as a
+//! hand-written one on the common paths: argument count is what a script pays for.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -275,8 +280,10 @@ impl<'w, 'a> WritePlan<'w, 'a> {
     fn invocation(&self) -> Result<Cmd> {
         let t = self.target;
         let known = self.guards.is_empty() || self.current.is_some();
-        let mut keys: Vec<String> = vec![t.key.clone()];
-        let mut ops: Vec<[String; 4]> = Vec::new();
+        let mut keys: Vec<&str> = vec![&t.key];
+        let mut index_keys: Vec<String> = Vec::new();
+        // (kind, new key, old key, score) per index op; keys as positions in `index_keys`.
+        let mut ops: Vec<(u8, Option<usize>, Option<usize>, String)> = Vec::new();
         if known {
             for ix in &self.indexes {
                 let old = match self.mode {
@@ -296,33 +303,65 @@ impl<'w, 'a> WritePlan<'w, 'a> {
                     _ => String::new(),
                 };
                 let old = old.filter(|o| Some(o) != new.as_ref());
-                let mut pos = |k: Option<String>| match k {
-                    Some(k) => {
-                        keys.push(k);
-                        keys.len().to_string()
-                    }
-                    None => "0".to_owned(),
+                let mut pos = |k: Option<String>| {
+                    k.map(|k| {
+                        index_keys.push(k);
+                        index_keys.len() - 1
+                    })
                 };
-                let (new_pos, old_pos) = (pos(new), pos(old));
-                ops.push([ix.kind.code().to_owned(), new_pos, old_pos, score]);
+                let (new, old) = (pos(new), pos(old));
+                ops.push((ix.kind.code().as_bytes()[0], new, old, score));
             }
         }
-
+        keys.extend(index_keys.iter().map(String::as_str));
+        let index_base = 2; // KEYS position of index_keys[0]
         let stream_pos = self.extras.stream.map_or(0, |(stream, _)| {
-            keys.push(stream.to_owned());
+            keys.push(stream);
             keys.len()
         });
         let first_extra = keys.len() + 1;
-        keys.extend(self.extras.delete_keys.iter().cloned());
+        keys.extend(self.extras.delete_keys.iter().map(String::as_str));
 
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(WRITE.get_hash()).arg(keys.len()).arg(&keys);
+        let (set, del): (&[_], &[_]) = match self.mode {
+            Mode::Delete | Mode::Expire => (&[], &[]),
+            _ => (&self.fields.set, &self.fields.del),
+        };
         let ttl = match self.mode {
             Mode::Delete => 0,
             _ => self.ttl.map_or(0, |d| d.as_millis().max(1) as u64),
         };
-        cmd.arg(self.mode.code()).arg(ttl).arg(&t.id);
-        cmd.arg(self.guards.len()).arg(&self.guards);
+        let conds = self.extras.conditions;
+        let entry = self.extras.stream.map_or(&[][..], |(_, entry)| entry);
+        let n_extra = self.extras.delete_keys.len();
+
+        // The header: counts and positions as one binary string, which the
+        // script reads with one `struct.unpack` (see `scripts/write.lua`).
+        let mut header = Vec::with_capacity(25 + 5 * ops.len());
+        header.push(self.mode.code().as_bytes()[0]);
+        header.extend_from_slice(&ttl.to_be_bytes());
+        for n in [
+            self.guards.len(),
+            set.len(),
+            del.len(),
+            ops.len(),
+            conds.len(),
+            stream_pos,
+            entry.len(),
+            n_extra,
+        ] {
+            header.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        let position = |p: Option<usize>| p.map_or(0, |i| (i + index_base) as u16);
+        for (kind, new, old, _) in &ops {
+            header.push(*kind);
+            header.extend_from_slice(&position(*new).to_be_bytes());
+            header.extend_from_slice(&position(*old).to_be_bytes());
+        }
+
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(WRITE.get_hash()).arg(keys.len()).arg(&keys);
+        cmd.arg(header).arg(&t.id);
+        cmd.arg(&self.guards);
         for (i, _) in self.guards.iter().enumerate() {
             match &self.current {
                 None => cmd.arg("?"),
@@ -332,21 +371,13 @@ impl<'w, 'a> WritePlan<'w, 'a> {
                 },
             };
         }
-        let (set, del): (&[_], &[_]) = match self.mode {
-            Mode::Delete | Mode::Expire => (&[], &[]),
-            _ => (&self.fields.set, &self.fields.del),
-        };
-        cmd.arg(set.len());
         for (name, value) in set {
             cmd.arg(*name).arg(&**value);
         }
-        cmd.arg(del.len()).arg(del);
-        cmd.arg(ops.len());
-        for op in &ops {
-            cmd.arg(op);
+        cmd.arg(del);
+        for (_, _, _, score) in &ops {
+            cmd.arg(score);
         }
-        let conds = self.extras.conditions;
-        cmd.arg(conds.len());
         for (name, _) in conds {
             cmd.arg(*name);
         }
@@ -356,14 +387,12 @@ impl<'w, 'a> WritePlan<'w, 'a> {
                 None => cmd.arg("-"),
             };
         }
-        let entry = self.extras.stream.map_or(&[][..], |(_, entry)| entry);
-        cmd.arg(stream_pos).arg(entry.len());
         for (f, v) in entry {
             cmd.arg(*f).arg(*v);
         }
-        let n_extra = self.extras.delete_keys.len();
-        cmd.arg(n_extra)
-            .arg((first_extra..first_extra + n_extra).collect::<Vec<_>>());
+        for pos in first_extra..first_extra + n_extra {
+            cmd.arg(pos);
+        }
         Ok(cmd)
     }
 }
@@ -410,6 +439,8 @@ impl WritePlan<'_, '_> {
     fn absorb(&mut self, reply: Value) -> Result<Step> {
         let key = &self.target.key;
         let items = match reply {
+            Value::BulkString(b) if b == b"ok" => return Ok(Step::Done(Outcome::Done(None))),
+            Value::BulkString(b) if b == b"missing" => return Ok(Step::Done(Outcome::Missing)),
             Value::Array(items) => items,
             Value::ServerError(e) => return Err(Error::from(redis::RedisError::from(e))),
             other => {

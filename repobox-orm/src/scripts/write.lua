@@ -1,65 +1,44 @@
 -- One atomic write of an entity: its hash, its index entries and its TTL.
--- Every key arrives through KEYS (Redis Cluster); engine.rs documents ARGV.
--- Optional extras: conditions on fields, an XADD that goes with a create
--- (a job and its queue entry), and keys deleted with the entity.
+-- Every key arrives through KEYS (Redis Cluster); engine.rs documents ARGV:
+-- a binary header read with one struct.unpack, then the variable parts,
+-- read in place. The script runs on every write, so the common paths build
+-- no tables and make no calls they can avoid.
 -- Everything that can refuse the write is checked before the first write,
 -- because Redis does not roll a script back.
-local hkey = KEYS[1]
-local mode, ttl, id = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local p = 4
-local function take(n)
-  local out = {}
-  for i = 1, n do out[i] = ARGV[p]; p = p + 1 end
-  return out
-end
-local ng = tonumber(ARGV[p]); p = p + 1
-local gnames, gexpect = take(ng), take(ng)
-local nset = tonumber(ARGV[p]); p = p + 1
-local setargs = take(2 * nset)
-local ndel = tonumber(ARGV[p]); p = p + 1
-local delargs = take(ndel)
-local nidx = tonumber(ARGV[p]); p = p + 1
-local idx = {}
-for i = 1, nidx do
-  idx[i] = { kind = ARGV[p], new = tonumber(ARGV[p + 1]), old = tonumber(ARGV[p + 2]), score = ARGV[p + 3] }
-  p = p + 4
-end
-local ncond = tonumber(ARGV[p]); p = p + 1
-local cnames, cexpect = take(ncond), take(ncond)
-local xpos = tonumber(ARGV[p]); p = p + 1
-local nx = tonumber(ARGV[p]); p = p + 1
-local xargs = take(2 * nx)
-local nextra = tonumber(ARGV[p]); p = p + 1
-local extra = take(nextra)
+local h = ARGV[1]
+local mode, ttl, ng, nset, ndel, nidx, ncond, xpos, nx, nextra =
+  struct.unpack('>c1I8I2I2I2I2I2I2I2I2', h)
+local hkey, id = KEYS[1], ARGV[2]
+local s0 = 2 + 2 * ng             -- field/value pairs at s0+1 ..
+local d0 = s0 + 2 * nset          -- deleted names at d0+1 ..
+local z0 = d0 + ndel              -- scores at z0+1 ..
+local c0 = z0 + nidx              -- condition names, then expected values
+local x0 = c0 + 2 * ncond         -- stream entry pairs
+local e0 = x0 + 2 * nx            -- positions of keys deleted with the entity
 
-local htype = redis.call('TYPE', hkey).ok
-if htype ~= 'none' and htype ~= 'hash' then return { 'wrongtype', hkey } end
-local exists = htype == 'hash'
-if mode == 'c' and exists then return { 'exists' } end
-if mode ~= 'c' and mode ~= 's' and not exists then return { 'missing' } end
+local exists = redis.call('EXISTS', hkey) == 1
+if mode == 'c' then
+  if exists then return { 'exists' } end
+elseif mode ~= 's' and not exists then
+  return 'missing'
+end
 
 -- The caller computed the index keys from what it believes the indexed
 -- fields hold; if the hash says otherwise, hand it the truth and write nothing.
 if exists and ng > 0 then
-  local cur = redis.call('HMGET', hkey, unpack(gnames))
-  local stale = false
+  local cur = redis.call('HMGET', hkey, unpack(ARGV, 3, 2 + ng))
   for i = 1, ng do
     local enc = cur[i] and ('=' .. cur[i]) or '-'
-    if enc ~= gexpect[i] then stale = true end
-  end
-  if stale then
-    local out = { 'stale' }
-    for i = 1, ng do out[i + 1] = cur[i] end
-    return out
+    if enc ~= ARGV[2 + ng + i] then return { 'stale', unpack(cur, 1, ng) } end
   end
 end
 
 -- Conditions of a conditional update: the write happens only if they hold.
 if ncond > 0 then
-  local cur = redis.call('HMGET', hkey, unpack(cnames))
+  local cur = redis.call('HMGET', hkey, unpack(ARGV, c0 + 1, c0 + ncond))
   for i = 1, ncond do
     local enc = cur[i] and ('=' .. cur[i]) or '-'
-    if enc ~= cexpect[i] then return { 'conflict', cnames[i] } end
+    if enc ~= ARGV[c0 + ncond + i] then return { 'conflict', ARGV[c0 + i] } end
   end
 end
 
@@ -68,63 +47,71 @@ if xpos > 0 then
   if t ~= 'none' and t ~= 'stream' then return { 'wrongtype', KEYS[xpos] } end
 end
 
-local want = { z = 'zset', s = 'set', u = 'string' }
-for i = 1, nidx do
-  local ix = idx[i]
-  for _, pos in ipairs({ ix.new, ix.old }) do
-    if pos > 0 then
-      local t = redis.call('TYPE', KEYS[pos]).ok
-      if t ~= 'none' and t ~= want[ix.kind] then return { 'wrongtype', KEYS[pos] } end
-    end
+local kinds, news, olds
+if nidx > 0 then
+  kinds, news, olds = {}, {}, {}
+  for i = 1, nidx do
+    kinds[i], news[i], olds[i] = struct.unpack('>c1I2I2', h, 21 + 5 * i)
   end
-  if ix.kind == 'u' and ix.new > 0 and mode ~= 'e' then
-    local owner = redis.call('GET', KEYS[ix.new])
-    if owner and owner ~= id then return { 'unique', tostring(i), owner } end
+  for i = 1, nidx do
+    local k = kinds[i]
+    local want = (k == 'z' and 'zset') or (k == 's' and 'set') or 'string'
+    for _, pos in ipairs({ news[i], olds[i] }) do
+      if pos > 0 then
+        local t = redis.call('TYPE', KEYS[pos]).ok
+        if t ~= 'none' and t ~= want then return { 'wrongtype', KEYS[pos] } end
+      end
+    end
+    if k == 'u' and news[i] > 0 and mode ~= 'e' then
+      local owner = redis.call('GET', KEYS[news[i]])
+      if owner and owner ~= id then return { 'unique', tostring(i), owner } end
+    end
   end
 end
 
-local function unindex(ix, k)
-  if ix.kind == 'z' then redis.call('ZREM', k, id)
-  elseif ix.kind == 's' then redis.call('SREM', k, id)
-  elseif redis.call('GET', k) == id then redis.call('DEL', k) end
+local function unindex(k, key)
+  if k == 'z' then redis.call('ZREM', key, id)
+  elseif k == 's' then redis.call('SREM', key, id)
+  elseif redis.call('GET', key) == id then redis.call('DEL', key) end
 end
 
 if mode == 'd' then
   for i = 1, nidx do
-    if idx[i].old > 0 then unindex(idx[i], KEYS[idx[i].old]) end
+    if olds[i] > 0 then unindex(kinds[i], KEYS[olds[i]]) end
   end
   redis.call('DEL', hkey)
-  for i = 1, nextra do redis.call('DEL', KEYS[tonumber(extra[i])]) end
-  return { 'ok' }
+  for i = 1, nextra do redis.call('DEL', KEYS[tonumber(ARGV[e0 + i])]) end
+  return 'ok'
 end
 
-if nset > 0 then redis.call('HSET', hkey, unpack(setargs)) end
-if ndel > 0 then redis.call('HDEL', hkey, unpack(delargs)) end
+if nset > 0 then redis.call('HSET', hkey, unpack(ARGV, s0 + 1, s0 + 2 * nset)) end
+if ndel > 0 then redis.call('HDEL', hkey, unpack(ARGV, d0 + 1, d0 + ndel)) end
 if ttl > 0 and mode ~= 'u' then redis.call('PEXPIRE', hkey, ttl) end
 
--- An index key of TTL entities lives at least as long as its longest-lived member.
-local life = 0
-if ttl > 0 then life = redis.call('PTTL', hkey) end
-local function outlive(k)
-  if life == -1 then redis.call('PERSIST', k); return end
-  local cur = redis.call('PTTL', k)
-  if cur == -1 or cur < life then redis.call('PEXPIRE', k, life) end
-end
-
-for i = 1, nidx do
-  local ix = idx[i]
-  if ix.old > 0 then unindex(ix, KEYS[ix.old]) end
-  if ix.new > 0 then
-    local k = KEYS[ix.new]
-    if mode ~= 'e' then
-      if ix.kind == 'z' then redis.call('ZADD', k, ix.score, id)
-      elseif ix.kind == 's' then redis.call('SADD', k, id)
-      else redis.call('SET', k, id) end
+if nidx > 0 then
+  -- An index key of TTL entities lives at least as long as its longest-lived member.
+  local life = 0
+  if ttl > 0 then life = redis.call('PTTL', hkey) end
+  for i = 1, nidx do
+    local k = kinds[i]
+    if olds[i] > 0 then unindex(k, KEYS[olds[i]]) end
+    if news[i] > 0 then
+      local key = KEYS[news[i]]
+      if mode ~= 'e' then
+        if k == 'z' then redis.call('ZADD', key, ARGV[z0 + i], id)
+        elseif k == 's' then redis.call('SADD', key, id)
+        else redis.call('SET', key, id) end
+      end
+      if life == -1 then
+        redis.call('PERSIST', key)
+      elseif life ~= 0 then
+        local cur = redis.call('PTTL', key)
+        if cur == -1 or cur < life then redis.call('PEXPIRE', key, life) end
+      end
     end
-    if life ~= 0 then outlive(k) end
   end
 end
 if xpos > 0 then
-  return { 'ok', redis.call('XADD', KEYS[xpos], '*', unpack(xargs)) }
+  return { 'ok', redis.call('XADD', KEYS[xpos], '*', unpack(ARGV, x0 + 1, x0 + 2 * nx)) }
 end
-return { 'ok' }
+return 'ok'
