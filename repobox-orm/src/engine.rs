@@ -40,7 +40,14 @@ static WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scri
 static REPAIR: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/repair.lua")));
 
 /// How often a write retries after the hash changed under it.
-const MAX_ATTEMPTS: u32 = 8;
+///
+/// A retry goes out at once: its snapshot of the indexed fields (from the
+/// script's answer) only ages while it waits, so pausing would make a second
+/// collision likelier, not rarer. Every retry means another writer of the same
+/// entity succeeded, so the system always progresses; one writer gives up with
+/// `Error::Contention` (having written nothing) only under a storm of writes
+/// that move the same entity's index entries.
+const MAX_ATTEMPTS: u32 = 16;
 
 /// An entity's address: its key and id, and the key parts they were made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,11 +287,17 @@ impl<'w, 'a> WritePlan<'w, 'a> {
     fn invocation(&self) -> Result<Cmd> {
         let t = self.target;
         let known = self.guards.is_empty() || self.current.is_some();
+        // No indexed field at all: the entity is almost surely gone, and the
+        // script answers `missing`. (A corrupt hash without any of them cannot
+        // have index entries to maintain either.)
+        let absent = !matches!(self.mode, Mode::Create | Mode::Save)
+            && !self.guards.is_empty()
+            && self.current.as_ref().is_some_and(|cur| cur.iter().all(Option::is_none));
         let mut keys: Vec<&str> = vec![&t.key];
         let mut index_keys: Vec<String> = Vec::new();
         // (kind, new key, old key, score) per index op; keys as positions in `index_keys`.
         let mut ops: Vec<(u8, Option<usize>, Option<usize>, String)> = Vec::new();
-        if known {
+        if known && !absent {
             for ix in &self.indexes {
                 let old = match self.mode {
                     Mode::Create | Mode::Expire => None,
@@ -504,7 +517,47 @@ impl WritePlan<'_, '_> {
     }
 }
 
+impl WritePlan<'_, '_> {
+    /// The `HMGET` that learns the guard fields when the plan knows nothing of
+    /// them (a delete, or a patch that moves an index entry): a plain read is
+    /// far cheaper for the server than a script run that only reports them.
+    fn lookup(&self) -> Option<Cmd> {
+        if self.guards.is_empty() || self.current.is_some() {
+            return None;
+        }
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(&self.target.key).arg(&self.guards);
+        Some(cmd)
+    }
+
+    fn learn(&mut self, reply: Value) -> Result<()> {
+        let values = match reply {
+            Value::Array(values) if values.len() == self.guards.len() => values,
+            other => {
+                return Err(Error::UnexpectedReply {
+                    key: self.target.key.clone(),
+                    detail: format!("HMGET answered {other:?}"),
+                });
+            }
+        };
+        self.current = Some(
+            values
+                .into_iter()
+                .map(|v| match v {
+                    Value::BulkString(b) => Some(b),
+                    _ => None,
+                })
+                .collect(),
+        );
+        Ok(())
+    }
+}
+
 async fn run_write<C: ConnectionLike + Send>(conn: &mut C, mut plan: WritePlan<'_, '_>) -> Result<Outcome> {
+    if let Some(lookup) = plan.lookup() {
+        let reply: Value = lookup.query_async(conn).await?;
+        plan.learn(reply)?;
+    }
     for _ in 0..MAX_ATTEMPTS {
         let cmd = plan.invocation()?;
         let reply = eval(conn, &WRITE, &cmd).await?;
@@ -526,7 +579,20 @@ async fn run_writes<C: ConnectionLike + Send>(
     mut plans: Vec<WritePlan<'_, '_>>,
 ) -> Result<Vec<Result<Outcome>>> {
     let mut results: Vec<Option<Result<Outcome>>> = (0..plans.len()).map(|_| None).collect();
-    let mut pending: Vec<usize> = (0..plans.len()).collect();
+    let lookups: Vec<usize> = (0..plans.len()).filter(|&i| plans[i].lookup().is_some()).collect();
+    for chunk in lookups.chunks(BULK_CHUNK) {
+        let mut pipe = redis::pipe();
+        for &i in chunk {
+            pipe.add_command(plans[i].lookup().expect("filtered"));
+        }
+        let replies: Vec<Value> = pipe.ignore_errors().query_async(conn).await?;
+        for (&i, reply) in chunk.iter().zip(replies) {
+            if let Err(e) = plans[i].learn(reply) {
+                results[i] = Some(Err(e));
+            }
+        }
+    }
+    let mut pending: Vec<usize> = (0..plans.len()).filter(|&i| results[i].is_none()).collect();
     let mut loaded = false;
     for _ in 0..MAX_ATTEMPTS {
         if pending.is_empty() {
