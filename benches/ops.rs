@@ -225,5 +225,75 @@ impl AsyncIter for criterion::Bencher<'_> {
     }
 }
 
-criterion_group!(benches, ops);
+/// The ratio that the targets speak of, measured so that background noise
+/// hits both sides alike: batches of repobox and hand-written operations
+/// alternate, several rounds, and each side keeps its best round.
+fn ratios(_: &mut Criterion) {
+    let rt = runtime();
+    let server = RedisServer::start();
+    let conn = rt.block_on(server.connection());
+    rt.block_on(async {
+        let mut c = conn.clone();
+        let jobs: Vec<Job> = (0..1000).map(|i| job(1_000_000_000 + i, "reader")).collect();
+        Job::create_many(&mut c, &jobs).await.unwrap();
+        let page: Vec<Job> = (0..1000).map(|i| job(2_000_000_000 + i, "lister")).collect();
+        Job::create_many(&mut c, &page).await.unwrap();
+        hand_create(&mut c, &job(3_000_000_000, "warm")).await;
+        hand_update_status(&mut c, "job-3000000000", JobStatus::Running).await;
+    });
+    const ROUNDS: usize = 9;
+    println!("\ninterleaved throughput ratios (repobox / hand-written; best of {ROUNDS} rounds each):");
+    println!(
+        "{:<10} {:>5} {:>14} {:>14} {:>7}",
+        "op", "tasks", "repobox op/s", "hand op/s", "ratio"
+    );
+    for tasks in [1u64, 32] {
+        let n = if tasks == 1 { 2000 } else { 20000 };
+        for op in ["create", "get", "update", "delete", "page50"] {
+            let n = if op == "page50" { n / 20 } else { n };
+            let (mut best_r, mut best_h) = (Duration::MAX, Duration::MAX);
+            for _ in 0..ROUNDS {
+                for hand in [false, true] {
+                    let base = fresh(n);
+                    if op == "delete" {
+                        let jobs: Vec<Job> = (0..n).map(|i| job(base + i, "deleter")).collect();
+                        rt.block_on(Job::create_many(&mut conn.clone(), &jobs)).unwrap();
+                    }
+                    let took = rt.block_on(spread(&conn, tasks, n, move |mut c, i| async move {
+                        let id = format!("job-{}", 1_000_000_000 + i % 1000);
+                        match (op, hand) {
+                            ("create", false) => Job::create(&mut c, &job(base + i, "creator")).await.unwrap(),
+                            ("create", true) => assert!(hand_create(&mut c, &job(base + i, "creator")).await),
+                            ("get", false) => drop(Job::get(&mut c, id.as_str()).await.unwrap().unwrap()),
+                            ("get", true) => drop(hand_get(&mut c, &id).await.unwrap()),
+                            ("update", false) => {
+                                let patch = JobPatch {
+                                    status: Some(JobStatus::Running),
+                                    ..Default::default()
+                                };
+                                Job::update(&mut c, id.as_str(), patch).await.unwrap()
+                            }
+                            ("update", true) => assert!(hand_update_status(&mut c, &id, JobStatus::Running).await),
+                            ("delete", false) => {
+                                assert!(Job::delete(&mut c, format!("job-{}", base + i)).await.unwrap())
+                            }
+                            ("delete", true) => assert!(hand_delete(&mut c, &format!("job-{}", base + i)).await),
+                            (_, false) => assert_eq!(
+                                Job::by_user_id(&mut c, "lister", Page::newest(50)).await.unwrap().len(),
+                                50
+                            ),
+                            (_, true) => assert_eq!(hand_page(&mut c, "lister", 50).await.len(), 50),
+                        }
+                    }));
+                    let best = if hand { &mut best_h } else { &mut best_r };
+                    *best = (*best).min(took);
+                }
+            }
+            let (r, h) = (n as f64 / best_r.as_secs_f64(), n as f64 / best_h.as_secs_f64());
+            println!("{op:<10} {tasks:>5} {r:>14.0} {h:>14.0} {:>7.2}", r / h);
+        }
+    }
+}
+
+criterion_group!(benches, ops, ratios);
 criterion_main!(benches);

@@ -883,3 +883,41 @@ async fn bulk_calls_pipeline_in_chunks_and_report_per_entity() {
         Err(Error::InvalidKeyPart { .. })
     ));
 }
+
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[key("solo:<id>")]
+#[index(sorted = "solos:<group>", score = n)]
+struct Solo {
+    id: String,
+    group: String,
+    n: i64,
+}
+
+#[tokio::test]
+async fn a_single_index_key_of_the_wrong_type_fails_the_write_before_anything_is_written() {
+    let (_server, mut conn) = setup().await;
+    let _: () = conn.set("solos:g", "not a zset").await.unwrap();
+    let solo = Solo {
+        id: "1".into(),
+        group: "g".into(),
+        n: 1,
+    };
+    let err = Solo::create(&mut conn, &solo).await.unwrap_err();
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    assert!(!Solo::exists(&mut conn, "1").await.unwrap(), "the hash was not written");
+    let err = Solo::save(&mut conn, &solo).await.unwrap_err();
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    assert!(!Solo::exists(&mut conn, "1").await.unwrap());
+    let _: () = conn.del("solos:g").await.unwrap();
+    Solo::create(&mut conn, &solo).await.unwrap();
+    assert_eq!(
+        Solo::by_group(&mut conn, "g", Page::oldest(5)).await.unwrap(),
+        vec![solo.clone()]
+    );
+    // A delete whose index key was clobbered fails before the hash goes.
+    let _: () = conn.del("solos:g").await.unwrap();
+    let _: () = conn.set("solos:g", "clobbered").await.unwrap();
+    let err = Solo::delete(&mut conn, "1").await.unwrap_err();
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    assert_eq!(Solo::get(&mut conn, "1").await.unwrap(), Some(solo));
+}

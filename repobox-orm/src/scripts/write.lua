@@ -48,18 +48,30 @@ if xpos > 0 then
 end
 
 local kinds, news, olds
+local first = 0   -- an index write that can go before every other write
 if nidx > 0 then
   kinds, news, olds = {}, {}, {}
   for i = 1, nidx do
     kinds[i], news[i], olds[i] = struct.unpack('>c1I2I2', h, 21 + 5 * i)
   end
+  -- When one index key is the only one written, it is written first, and a
+  -- key of the wrong type fails that write before anything else is written
+  -- (a unique key is read first, which fails the same way). Otherwise every
+  -- index key's type is checked up front.
+  if nidx == 1 and (olds[1] == 0) ~= (news[1] == 0) then
+    first = 1
+  end
   for i = 1, nidx do
     local k = kinds[i]
-    local want = (k == 'z' and 'zset') or (k == 's' and 'set') or 'string'
-    for _, pos in ipairs({ news[i], olds[i] }) do
-      if pos > 0 then
-        local t = redis.call('TYPE', KEYS[pos]).ok
-        if t ~= 'none' and t ~= want then return { 'wrongtype', KEYS[pos] } end
+    if first == 0 then
+      local want = (k == 'z' and 'zset') or (k == 's' and 'set') or 'string'
+      if news[i] > 0 then
+        local t = redis.call('TYPE', KEYS[news[i]]).ok
+        if t ~= 'none' and t ~= want then return { 'wrongtype', KEYS[news[i]] } end
+      end
+      if olds[i] > 0 then
+        local t = redis.call('TYPE', KEYS[olds[i]]).ok
+        if t ~= 'none' and t ~= want then return { 'wrongtype', KEYS[olds[i]] } end
       end
     end
     if k == 'u' and news[i] > 0 and mode ~= 'e' then
@@ -69,10 +81,18 @@ if nidx > 0 then
   end
 end
 
-local function unindex(k, key)
-  if k == 'z' then redis.call('ZREM', key, id)
-  elseif k == 's' then redis.call('SREM', key, id)
-  elseif redis.call('GET', key) == id then redis.call('DEL', key) end
+local add, unindex
+if nidx > 0 then
+  add = function(k, key, i)
+    if k == 'z' then redis.call('ZADD', key, ARGV[z0 + i], id)
+    elseif k == 's' then redis.call('SADD', key, id)
+    else redis.call('SET', key, id) end
+  end
+  unindex = function(k, key)
+    if k == 'z' then redis.call('ZREM', key, id)
+    elseif k == 's' then redis.call('SREM', key, id)
+    elseif redis.call('GET', key) == id then redis.call('DEL', key) end
+  end
 end
 
 if mode == 'd' then
@@ -84,6 +104,7 @@ if mode == 'd' then
   return 'ok'
 end
 
+if first == 1 and news[1] > 0 and mode ~= 'e' then add(kinds[1], KEYS[news[1]], 1) end
 if nset > 0 then redis.call('HSET', hkey, unpack(ARGV, s0 + 1, s0 + 2 * nset)) end
 if ndel > 0 then redis.call('HDEL', hkey, unpack(ARGV, d0 + 1, d0 + ndel)) end
 if ttl > 0 and mode ~= 'u' then redis.call('PEXPIRE', hkey, ttl) end
@@ -97,11 +118,7 @@ if nidx > 0 then
     if olds[i] > 0 then unindex(k, KEYS[olds[i]]) end
     if news[i] > 0 then
       local key = KEYS[news[i]]
-      if mode ~= 'e' then
-        if k == 'z' then redis.call('ZADD', key, ARGV[z0 + i], id)
-        elseif k == 's' then redis.call('SADD', key, id)
-        else redis.call('SET', key, id) end
-      end
+      if mode ~= 'e' and first == 0 then add(k, key, i) end
       if life == -1 then
         redis.call('PERSIST', key)
       elseif life ~= 0 then
