@@ -452,8 +452,8 @@ impl WritePlan<'_, '_> {
     fn absorb(&mut self, reply: Value) -> Result<Step> {
         let key = &self.target.key;
         let items = match reply {
-            Value::BulkString(b) if b == b"ok" => return Ok(Step::Done(Outcome::Done(None))),
-            Value::BulkString(b) if b == b"missing" => return Ok(Step::Done(Outcome::Missing)),
+            Value::Int(1) => return Ok(Step::Done(Outcome::Done(None))),
+            Value::Int(0) => return Ok(Step::Done(Outcome::Missing)),
             Value::Array(items) => items,
             Value::ServerError(e) => return Err(Error::from(redis::RedisError::from(e))),
             other => {

@@ -2,7 +2,8 @@
 -- Every key arrives through KEYS (Redis Cluster); engine.rs documents ARGV:
 -- a binary header read with one struct.unpack, then the variable parts,
 -- read in place. The script runs on every write, so the common paths build
--- no tables and make no calls they can avoid.
+-- no tables and make no calls they can avoid; they answer 1 (done) or
+-- 0 (missing), everything else is a table.
 -- Everything that can refuse the write is checked before the first write,
 -- because Redis does not roll a script back.
 local h = ARGV[1]
@@ -20,7 +21,7 @@ local exists = redis.call('EXISTS', hkey) == 1
 if mode == 'c' then
   if exists then return { 'exists' } end
 elseif mode ~= 's' and not exists then
-  return 'missing'
+  return 0
 end
 
 -- The caller computed the index keys from what it believes the indexed
@@ -101,7 +102,7 @@ if mode == 'd' then
   end
   redis.call('DEL', hkey)
   for i = 1, nextra do redis.call('DEL', KEYS[tonumber(ARGV[e0 + i])]) end
-  return 'ok'
+  return 1
 end
 
 if first == 1 and news[1] > 0 and mode ~= 'e' then add(kinds[1], KEYS[news[1]], 1) end
@@ -131,4 +132,4 @@ end
 if xpos > 0 then
   return { 'ok', redis.call('XADD', KEYS[xpos], '*', unpack(ARGV, x0 + 1, x0 + 2 * nx)) }
 end
-return 'ok'
+return 1
