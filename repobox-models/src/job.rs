@@ -170,9 +170,38 @@ impl Job {
         now: i64,
         outcome: JobOutcome,
     ) -> Result<Job> {
+        Job::transition(conn, id, None, to, now, outcome).await
+    }
+
+    /// [`Job::update_status`] starting from a copy of the job that the caller
+    /// just read (one round trip instead of two); if the job changed since,
+    /// it is read again and the move checked again.
+    pub async fn update_status_from<C: ConnectionLike + Send>(
+        conn: &mut C,
+        job: Job,
+        to: JobStatus,
+        now: i64,
+        outcome: JobOutcome,
+    ) -> Result<Job> {
+        let id = job.id.clone();
+        Job::transition(conn, &id, Some(job), to, now, outcome).await
+    }
+
+    async fn transition<C: ConnectionLike + Send>(
+        conn: &mut C,
+        id: &str,
+        mut known: Option<Job>,
+        to: JobStatus,
+        now: i64,
+        outcome: JobOutcome,
+    ) -> Result<Job> {
         let target = Target::from_parts::<Job>(&[id.into()])?;
         for _ in 0..8 {
-            let Some(mut job) = Job::get(conn, id).await? else {
+            let job = match known.take() {
+                Some(job) => Some(job),
+                None => Job::get(conn, id).await?,
+            };
+            let Some(mut job) = job else {
                 return Err(Error::NotFound { key: target.key });
             };
             let from = job.status;

@@ -350,6 +350,7 @@ impl<H: JobHandler> Work<H> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(job_id.clone());
+        let started = job.clone();
         let result = self.run_handler(job, &delivery).await;
         self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job_id);
         let now = now_millis();
@@ -364,7 +365,7 @@ impl<H: JobHandler> Work<H> {
                     exit_code: Some(code),
                     error: None,
                 };
-                Job::update_status(&mut conn, &job_id, status, now, outcome).await?;
+                Job::update_status_from(&mut conn, started, status, now, outcome).await?;
                 self.queue.ack(&mut conn, &[&delivery.id]).await?;
                 Ok(done)
             }
@@ -377,7 +378,7 @@ impl<H: JobHandler> Work<H> {
                     exit_code: None,
                     error: Some(reason),
                 };
-                Job::update_status(&mut conn, &job_id, JobStatus::Queued, now, outcome).await?;
+                Job::update_status_from(&mut conn, started, JobStatus::Queued, now, outcome).await?;
                 Ok(Done::Retried)
             }
         }
