@@ -52,24 +52,27 @@ fn fresh(n: u64) -> u64 {
     SEQ.fetch_add(n, Ordering::Relaxed)
 }
 
+/// The jobs that reads, updates and pages use (1,000 of "reader", 1,000 of
+/// "lister"), and every script loaded.
+async fn seed(conn: &MultiplexedConnection) {
+    let mut c = conn.clone();
+    let jobs: Vec<Job> = (0..1000).map(|i| job(1_000_000_000 + i, "reader")).collect();
+    Job::create_many(&mut c, &jobs).await.unwrap();
+    let page: Vec<Job> = (0..1000).map(|i| job(2_000_000_000 + i, "lister")).collect();
+    Job::create_many(&mut c, &page).await.unwrap();
+    hand_create(&mut c, &job(3_000_000_000, "warm")).await;
+    hand_update_status(&mut c, "job-3000000000", JobStatus::Running).await;
+    Job::update(&mut c, "job-3000000000", JobPatch::default())
+        .await
+        .unwrap();
+}
+
 fn ops(c: &mut Criterion) {
     let rt = runtime();
     let server = RedisServer::start();
     let conn = rt.block_on(server.connection());
 
-    // Entities that the read and update benchmarks use; scripts loaded.
-    rt.block_on(async {
-        let mut c = conn.clone();
-        let jobs: Vec<Job> = (0..1000).map(|i| job(1_000_000_000 + i, "reader")).collect();
-        Job::create_many(&mut c, &jobs).await.unwrap();
-        let page: Vec<Job> = (0..1000).map(|i| job(2_000_000_000 + i, "lister")).collect();
-        Job::create_many(&mut c, &page).await.unwrap();
-        hand_create(&mut c, &job(3_000_000_000, "warm")).await;
-        hand_update_status(&mut c, "job-3000000000", JobStatus::Running).await;
-        Job::update(&mut c, "job-3000000000", JobPatch::default())
-            .await
-            .unwrap();
-    });
+    rt.block_on(seed(&conn));
 
     let mut g = c.benchmark_group("ops");
     g.sample_size(20)
@@ -232,15 +235,7 @@ fn ratios(_: &mut Criterion) {
     let rt = runtime();
     let server = RedisServer::start();
     let conn = rt.block_on(server.connection());
-    rt.block_on(async {
-        let mut c = conn.clone();
-        let jobs: Vec<Job> = (0..1000).map(|i| job(1_000_000_000 + i, "reader")).collect();
-        Job::create_many(&mut c, &jobs).await.unwrap();
-        let page: Vec<Job> = (0..1000).map(|i| job(2_000_000_000 + i, "lister")).collect();
-        Job::create_many(&mut c, &page).await.unwrap();
-        hand_create(&mut c, &job(3_000_000_000, "warm")).await;
-        hand_update_status(&mut c, "job-3000000000", JobStatus::Running).await;
-    });
+    rt.block_on(seed(&conn));
     const ROUNDS: usize = 9;
     println!("\ninterleaved throughput ratios (repobox / hand-written; best of {ROUNDS} rounds each):");
     println!(

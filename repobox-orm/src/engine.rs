@@ -746,10 +746,27 @@ pub async fn update<E: RedisEntity, C: ConnectionLike + Send>(
     target: &Target,
     patch: &E::Patch,
 ) -> Result<()> {
+    write_patch::<E, C>(conn, target, patch, Mode::Update, E::META.ttl, &[]).await
+}
+
+/// A patch write of `mode` that needs the entity to exist.
+async fn write_patch<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    target: &Target,
+    patch: &E::Patch,
+    mode: Mode,
+    ttl: Option<Duration>,
+    conditions: &[(&'static str, Option<&[u8]>)],
+) -> Result<()> {
     let mut fields = FieldWriter::default();
     patch.write_fields(&mut fields)?;
-    let plan = WritePlan::new::<E>(Mode::Update, target, &fields, E::META.ttl);
-    match run_write(conn, plan).await? {
+    let mut plan = WritePlan::new::<E>(mode, target, &fields, ttl);
+    plan.extras.conditions = conditions;
+    must_exist(run_write(conn, plan).await?, target)
+}
+
+fn must_exist(outcome: Outcome, target: &Target) -> Result<()> {
+    match outcome {
         Outcome::Done(_) => Ok(()),
         Outcome::Missing => Err(Error::NotFound {
             key: target.key.clone(),
@@ -796,16 +813,7 @@ pub async fn update_if<E: RedisEntity, C: ConnectionLike + Send>(
     patch: &E::Patch,
     conditions: &[(&'static str, Option<&[u8]>)],
 ) -> Result<()> {
-    let mut fields = FieldWriter::default();
-    patch.write_fields(&mut fields)?;
-    let mut plan = WritePlan::new::<E>(Mode::Update, target, &fields, E::META.ttl);
-    plan.extras.conditions = conditions;
-    match run_write(conn, plan).await? {
-        Outcome::Done(_) => Ok(()),
-        Outcome::Missing => Err(Error::NotFound {
-            key: target.key.clone(),
-        }),
-    }
+    write_patch::<E, C>(conn, target, patch, Mode::Update, E::META.ttl, conditions).await
 }
 
 /// Applies a patch and sets the entity's TTL to `ttl` in one atomic write
@@ -816,15 +824,7 @@ pub async fn update_and_expire<E: RedisEntity, C: ConnectionLike + Send>(
     patch: &E::Patch,
     ttl: Duration,
 ) -> Result<()> {
-    let mut fields = FieldWriter::default();
-    patch.write_fields(&mut fields)?;
-    let plan = WritePlan::new::<E>(Mode::Refresh, target, &fields, Some(ttl));
-    match run_write(conn, plan).await? {
-        Outcome::Done(_) => Ok(()),
-        Outcome::Missing => Err(Error::NotFound {
-            key: target.key.clone(),
-        }),
-    }
+    write_patch::<E, C>(conn, target, patch, Mode::Refresh, Some(ttl), &[]).await
 }
 
 /// Deletes the entity, its index entries and the keys in `also` (data that
@@ -849,12 +849,7 @@ pub async fn expire_in<E: RedisEntity, C: ConnectionLike + Send>(
 ) -> Result<()> {
     let fields = FieldWriter::default();
     let plan = WritePlan::new::<E>(Mode::Expire, target, &fields, Some(ttl));
-    match run_write(conn, plan).await? {
-        Outcome::Done(_) => Ok(()),
-        Outcome::Missing => Err(Error::NotFound {
-            key: target.key.clone(),
-        }),
-    }
+    must_exist(run_write(conn, plan).await?, target)
 }
 
 fn decode_reply<E: RedisEntity>(key: &str, reply: &Value) -> Result<Option<E>> {

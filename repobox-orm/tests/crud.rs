@@ -574,27 +574,13 @@ async fn concurrent_writes_keep_indexes_consistent() {
                 let id = next(6).to_string();
                 let owner = ["ann", "bob", "cy"][next(3) as usize];
                 let slug = format!("s{}", next(4));
+                let whole = Task {
+                    slug: slug.clone(),
+                    ..task(&id, owner, next(1000) as i64)
+                };
                 let result = match next(5) {
-                    0 => {
-                        Task::create(
-                            &mut conn,
-                            &Task {
-                                slug,
-                                ..task(&id, owner, next(1000) as i64)
-                            },
-                        )
-                        .await
-                    }
-                    1 => {
-                        Task::save(
-                            &mut conn,
-                            &Task {
-                                slug,
-                                ..task(&id, owner, next(1000) as i64)
-                            },
-                        )
-                        .await
-                    }
+                    0 => Task::create(&mut conn, &whole).await,
+                    1 => Task::save(&mut conn, &whole).await,
                     2 => {
                         Task::update(
                             &mut conn,
