@@ -302,7 +302,7 @@ fn index_fns(entity: &Entity<'_>, pos: usize, index: &Index) -> TokenStream {
         IndexKind::Sorted { score } => {
             let doc = format!(
                 "A page of the `{ty}`s in the sorted index `{source}` (score `{score}`); \
-                 at most two round trips whatever the page size."
+                 two round trips whatever the page size (one more to repair entries whose entity is gone)."
             );
             let count_fn = count_fn(format!("How many `{ty}`s the sorted index `{source}` holds."));
             quote! {
@@ -317,7 +317,9 @@ fn index_fns(entity: &Entity<'_>, pos: usize, index: &Index) -> TokenStream {
             }
         }
         IndexKind::Set => {
-            let doc = format!("Every `{ty}` in the set index `{source}`; at most two round trips.");
+            let doc = format!(
+                "Every `{ty}` in the set index `{source}`; two round trips (one more to repair entries whose entity is gone)."
+            );
             let count_fn = count_fn(format!("How many `{ty}`s the set index `{source}` holds."));
             quote! {
                 #[doc = #doc]
