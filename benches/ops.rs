@@ -52,6 +52,14 @@ fn fresh(n: u64) -> u64 {
     SEQ.fetch_add(n, Ordering::Relaxed)
 }
 
+/// Creates `n` fresh jobs for a delete benchmark (outside its timing); returns the first id number.
+async fn deletable(conn: &MultiplexedConnection, n: u64) -> u64 {
+    let base = fresh(n);
+    let jobs: Vec<Job> = (0..n).map(|i| job(base + i, "deleter")).collect();
+    Job::create_many(&mut conn.clone(), &jobs).await.unwrap();
+    base
+}
+
 /// The jobs that reads, updates and pages use (1,000 of "reader", 1,000 of
 /// "lister"), and every script loaded.
 async fn seed(conn: &MultiplexedConnection) {
@@ -133,28 +141,18 @@ fn ops(c: &mut Criterion) {
         });
         g.bench_function(format!("delete/c{tasks}/repobox"), |b| {
             b.iter_custom(|iters| {
-                let base = fresh(iters);
-                rt.block_on(async {
-                    let jobs: Vec<Job> = (0..iters).map(|i| job(base + i, "deleter")).collect();
-                    Job::create_many(&mut conn.clone(), &jobs).await.unwrap();
-                    spread(&conn, tasks, iters, move |mut c, i| async move {
-                        assert!(Job::delete(&mut c, format!("job-{}", base + i)).await.unwrap());
-                    })
-                    .await
-                })
+                let base = rt.block_on(deletable(&conn, iters));
+                rt.block_on(spread(&conn, tasks, iters, move |mut c, i| async move {
+                    assert!(Job::delete(&mut c, format!("job-{}", base + i)).await.unwrap());
+                }))
             })
         });
         g.bench_function(format!("delete/c{tasks}/hand"), |b| {
             b.iter_custom(|iters| {
-                let base = fresh(iters);
-                rt.block_on(async {
-                    let jobs: Vec<Job> = (0..iters).map(|i| job(base + i, "deleter")).collect();
-                    Job::create_many(&mut conn.clone(), &jobs).await.unwrap();
-                    spread(&conn, tasks, iters, move |mut c, i| async move {
-                        assert!(hand_delete(&mut c, &format!("job-{}", base + i)).await);
-                    })
-                    .await
-                })
+                let base = rt.block_on(deletable(&conn, iters));
+                rt.block_on(spread(&conn, tasks, iters, move |mut c, i| async move {
+                    assert!(hand_delete(&mut c, &format!("job-{}", base + i)).await);
+                }))
             })
         });
         g.bench_function(format!("page50/c{tasks}/repobox"), |b| {
@@ -249,11 +247,11 @@ fn ratios(_: &mut Criterion) {
             let (mut best_r, mut best_h) = (Duration::MAX, Duration::MAX);
             for _ in 0..ROUNDS {
                 for hand in [false, true] {
-                    let base = fresh(n);
-                    if op == "delete" {
-                        let jobs: Vec<Job> = (0..n).map(|i| job(base + i, "deleter")).collect();
-                        rt.block_on(Job::create_many(&mut conn.clone(), &jobs)).unwrap();
-                    }
+                    let base = if op == "delete" {
+                        rt.block_on(deletable(&conn, n))
+                    } else {
+                        fresh(n)
+                    };
                     let took = rt.block_on(spread(&conn, tasks, n, move |mut c, i| async move {
                         let id = format!("job-{}", 1_000_000_000 + i % 1000);
                         match (op, hand) {

@@ -24,9 +24,14 @@ impl GitProviders {
         Ok(format!("git_providers:{user_id}"))
     }
 
-    /// Connects `provider` for the user; `false` if it already was.
-    pub async fn add<C: ConnectionLike + Send>(conn: &mut C, user_id: &str, provider: GitProvider) -> Result<bool> {
-        let n: i64 = repobox_orm::redis::cmd("SADD")
+    /// Runs `SADD`, `SREM` or `SISMEMBER` of `provider` on the user's set; whether it answered 1.
+    async fn member<C: ConnectionLike + Send>(
+        conn: &mut C,
+        command: &str,
+        user_id: &str,
+        provider: GitProvider,
+    ) -> Result<bool> {
+        let n: i64 = repobox_orm::redis::cmd(command)
             .arg(Self::key(user_id)?)
             .arg(provider.as_str())
             .query_async(conn)
@@ -34,14 +39,14 @@ impl GitProviders {
         Ok(n == 1)
     }
 
+    /// Connects `provider` for the user; `false` if it already was.
+    pub async fn add<C: ConnectionLike + Send>(conn: &mut C, user_id: &str, provider: GitProvider) -> Result<bool> {
+        Self::member(conn, "SADD", user_id, provider).await
+    }
+
     /// Disconnects `provider`; `false` if it was not connected.
     pub async fn remove<C: ConnectionLike + Send>(conn: &mut C, user_id: &str, provider: GitProvider) -> Result<bool> {
-        let n: i64 = repobox_orm::redis::cmd("SREM")
-            .arg(Self::key(user_id)?)
-            .arg(provider.as_str())
-            .query_async(conn)
-            .await?;
-        Ok(n == 1)
+        Self::member(conn, "SREM", user_id, provider).await
     }
 
     /// The user's providers, sorted. Members no provider is named after
@@ -58,12 +63,7 @@ impl GitProviders {
 
     /// Whether the user connected `provider`.
     pub async fn has<C: ConnectionLike + Send>(conn: &mut C, user_id: &str, provider: GitProvider) -> Result<bool> {
-        let n: i64 = repobox_orm::redis::cmd("SISMEMBER")
-            .arg(Self::key(user_id)?)
-            .arg(provider.as_str())
-            .query_async(conn)
-            .await?;
-        Ok(n == 1)
+        Self::member(conn, "SISMEMBER", user_id, provider).await
     }
 }
 

@@ -579,14 +579,18 @@ async fn run_writes<C: ConnectionLike + Send>(
     mut plans: Vec<WritePlan<'_, '_>>,
 ) -> Result<Vec<Result<Outcome>>> {
     let mut results: Vec<Option<Result<Outcome>>> = (0..plans.len()).map(|_| None).collect();
-    let lookups: Vec<usize> = (0..plans.len()).filter(|&i| plans[i].lookup().is_some()).collect();
+    let lookups: Vec<(usize, Cmd)> = plans
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((i, p.lookup()?)))
+        .collect();
     for chunk in lookups.chunks(BULK_CHUNK) {
         let mut pipe = redis::pipe();
-        for &i in chunk {
-            pipe.add_command(plans[i].lookup().expect("filtered"));
+        for (_, cmd) in chunk {
+            pipe.add_command(cmd.clone());
         }
         let replies: Vec<Value> = pipe.ignore_errors().query_async(conn).await?;
-        for (&i, reply) in chunk.iter().zip(replies) {
+        for (&(i, _), reply) in chunk.iter().zip(replies) {
             if let Err(e) = plans[i].learn(reply) {
                 results[i] = Some(Err(e));
             }
@@ -909,7 +913,7 @@ pub async fn ttl<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<Op
 }
 
 /// Reads the entities of `ids` from the index at `index_key`, dropping (and
-/// repairing) entries whose hash is gone. `Ok(None)` means some were gone.
+/// repairing) entries whose hash is gone; also says how many were gone.
 async fn load_members<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     index: &IndexMeta,
@@ -984,23 +988,20 @@ pub async fn sorted_page<E: RedisEntity, C: ConnectionLike + Send>(
     if page.limit == 0 {
         return Ok(Vec::new());
     }
-    for _ in 0..REPAIR_PASSES {
+    let mut pass = 0;
+    loop {
+        pass += 1;
         let ids: Vec<String> = redis::cmd("ZRANGE")
             .arg(index_key)
             .arg(page.zrange_args())
             .query_async(conn)
             .await?;
         let (found, ghosts) = load_members::<E, C>(conn, index, index_key, ids).await?;
-        if ghosts == 0 {
+        // After a repair the page is read again, so that it is full.
+        if ghosts == 0 || pass > REPAIR_PASSES {
             return Ok(found);
         }
     }
-    let ids: Vec<String> = redis::cmd("ZRANGE")
-        .arg(index_key)
-        .arg(page.zrange_args())
-        .query_async(conn)
-        .await?;
-    Ok(load_members::<E, C>(conn, index, index_key, ids).await?.0)
 }
 
 /// Every member of a set index: `SMEMBERS`, then one pipeline of `HGETALL`s.
