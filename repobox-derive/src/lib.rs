@@ -4,11 +4,8 @@
 //! glue; the real work lives in `repobox_orm`. See `repobox_orm` for the
 //! attribute grammar and the generated API.
 
-mod ast;
-mod check;
-mod ctxt;
-mod expand;
-mod template;
+mod entity;
+mod internals;
 #[cfg(test)]
 mod tests;
 mod value;
@@ -17,16 +14,17 @@ use proc_macro::TokenStream;
 
 /// Stores a struct as a Redis hash: `#[key("user:<id>")]`, `#[ttl(days = 7)]`,
 /// `#[index(sorted = "...", score = field)]`, `#[index(set = "...")]`,
-/// `#[index(unique = "...")]`, and `#[redis(rename = "...", skip, default, json)]` on fields.
+/// `#[index(unique = "...")]`, `#[redis(crate = "...")]` on the struct, and
+/// `#[redis(rename = "...", skip, default, json)]` on fields.
 #[proc_macro_derive(RedisEntity, attributes(key, ttl, index, redis))]
 pub fn derive_redis_entity(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
-    expand::derive_entity(&input).into()
+    entity::derive(&input).into()
 }
 
 /// Stores a unit enum as a snake_case string (`#[redis(rename = "...")]` per variant).
 #[proc_macro_derive(RedisValue, attributes(redis))]
 pub fn derive_redis_value(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
-    value::derive_value(&input).into()
+    value::derive(&input).into()
 }

@@ -4,14 +4,14 @@ use quote::quote;
 
 fn expand(input: proc_macro2::TokenStream) -> String {
     let input: syn::DeriveInput = syn::parse2(input).expect("test input parses");
-    let output = crate::expand::derive_entity(&input);
+    let output = crate::entity::derive(&input);
     let file: syn::File = syn::parse2(output).expect("expansion is valid Rust");
     prettyplease::unparse(&file)
 }
 
 fn expand_value(input: proc_macro2::TokenStream) -> String {
     let input: syn::DeriveInput = syn::parse2(input).expect("test input parses");
-    let file: syn::File = syn::parse2(crate::value::derive_value(&input)).expect("valid Rust");
+    let file: syn::File = syn::parse2(crate::value::derive(&input)).expect("valid Rust");
     prettyplease::unparse(&file)
 }
 
@@ -137,6 +137,6 @@ fn errors_are_collected() {
         }
     })
     .unwrap();
-    let out = crate::expand::derive_entity(&input).to_string();
+    let out = crate::entity::derive(&input).to_string();
     assert_eq!(out.matches("compile_error").count(), 4, "{out}");
 }

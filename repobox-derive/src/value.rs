@@ -3,15 +3,38 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use crate::ctxt::Ctxt;
+use crate::internals::attr::{self, Attr};
+use crate::internals::ctxt::Ctxt;
+use crate::internals::symbol::{CRATE, REDIS, RENAME};
 
-pub fn derive_value(input: &syn::DeriveInput) -> TokenStream {
-    let mut cx = Ctxt::default();
-    let variants = parse(&mut cx, input);
+pub fn derive(input: &syn::DeriveInput) -> TokenStream {
+    let cx = Ctxt::new();
+    let krate = parse_container(&cx, input);
+    let variants = parse(&cx, input);
     if let Err(err) = cx.check() {
         return err.into_compile_error();
     }
-    expand(input, &variants)
+    expand(input, &krate, &variants)
+}
+
+/// `#[redis(crate = "...")]` on the enum.
+fn parse_container(cx: &Ctxt, input: &syn::DeriveInput) -> syn::Path {
+    let mut krate = Attr::none(cx, "#[redis(...)]", CRATE);
+    for a in input.attrs.iter().filter(|a| a.path() == REDIS) {
+        let result = a.parse_nested_meta(|meta| {
+            if meta.path == CRATE {
+                let lit: syn::LitStr = meta.value()?.parse()?;
+                krate.set(&meta.path, lit.parse::<syn::Path>()?);
+                Ok(())
+            } else {
+                attr::unknown(cx, &meta, "container attribute", &[CRATE])
+            }
+        });
+        if let Err(e) = result {
+            cx.syn_error(e);
+        }
+    }
+    krate.get().unwrap_or_else(|| syn::parse_quote!(::repobox_orm))
 }
 
 struct Variant<'a> {
@@ -19,7 +42,7 @@ struct Variant<'a> {
     wire: String,
 }
 
-fn parse<'a>(cx: &mut Ctxt, input: &'a syn::DeriveInput) -> Vec<Variant<'a>> {
+fn parse<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Vec<Variant<'a>> {
     let syn::Data::Enum(data) = &input.data else {
         cx.error_spanned_by(&input.ident, "`RedisValue` is for enums of unit variants");
         return Vec::new();
@@ -32,27 +55,25 @@ fn parse<'a>(cx: &mut Ctxt, input: &'a syn::DeriveInput) -> Vec<Variant<'a>> {
         if !matches!(v.fields, syn::Fields::Unit) {
             cx.error_spanned_by(v, "`RedisValue` variants carry no data");
         }
-        let mut wire = snake_case(&v.ident.to_string());
-        for attr in v.attrs.iter().filter(|a| a.path().is_ident("redis")) {
-            let result = attr.parse_nested_meta(|meta| {
-                if meta.path.is_ident("rename") {
+        let mut rename = Attr::none(cx, "#[redis(...)]", RENAME);
+        for a in v.attrs.iter().filter(|a| a.path() == REDIS) {
+            let result = a.parse_nested_meta(|meta| {
+                if meta.path == RENAME {
                     let lit: syn::LitStr = meta.value()?.parse()?;
                     if lit.value().is_empty() {
                         cx.error_spanned_by(&lit, "`rename` needs a non-empty string");
                     }
-                    wire = lit.value();
+                    rename.set(&meta.path, lit.value());
+                    Ok(())
                 } else {
-                    if meta.input.peek(syn::Token![=]) {
-                        let _ = meta.value()?.parse::<syn::Expr>()?;
-                    }
-                    cx.error_spanned_by(&meta.path, "unknown variant attribute, expected `rename`");
+                    attr::unknown(cx, &meta, "variant attribute", &[RENAME])
                 }
-                Ok(())
             });
             if let Err(e) = result {
                 cx.syn_error(e);
             }
         }
+        let wire = rename.get().unwrap_or_else(|| snake_case(&v.ident.to_string()));
         if out.iter().any(|o| o.wire == wire) {
             cx.error_spanned_by(&v.ident, format!("two variants are stored as `{wire}`"));
         }
@@ -83,8 +104,9 @@ pub fn snake_case(name: &str) -> String {
     out
 }
 
-fn expand(input: &syn::DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
+fn expand(input: &syn::DeriveInput, krate: &syn::Path, variants: &[Variant<'_>]) -> TokenStream {
     let ident = &input.ident;
+    let p = quote!(#krate::__private);
     let names: Vec<&str> = variants.iter().map(|v| v.wire.as_str()).collect();
     let idents: Vec<&syn::Ident> = variants.iter().map(|v| v.ident).collect();
     let expected = format!(
@@ -94,7 +116,7 @@ fn expand(input: &syn::DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
     quote! {
         const _: () = {
             #[automatically_derived]
-            impl ::repobox_orm::__private::RedisValue for #ident {
+            impl #p::RedisValue for #ident {
                 const NAMES: &'static [&'static ::core::primitive::str] = &[#(#names),*];
 
                 fn as_str(&self) -> &'static ::core::primitive::str {
@@ -112,26 +134,26 @@ fn expand(input: &syn::DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
             }
 
             #[automatically_derived]
-            impl ::repobox_orm::__private::HashField for #ident {
+            impl #p::HashField for #ident {
                 const EXPECTED: &'static ::core::primitive::str = #expected;
 
-                fn encode_field(&self) -> ::core::option::Option<::repobox_orm::__private::Cow<'_, [::core::primitive::u8]>> {
-                    ::core::option::Option::Some(::repobox_orm::__private::Cow::Borrowed(
-                        ::repobox_orm::__private::RedisValue::as_str(self).as_bytes(),
+                fn encode_field(&self) -> ::core::option::Option<#p::Cow<'_, [::core::primitive::u8]>> {
+                    ::core::option::Option::Some(#p::Cow::Borrowed(
+                        #p::RedisValue::as_str(self).as_bytes(),
                     ))
                 }
 
                 fn decode_field(__raw: &[::core::primitive::u8]) -> ::core::option::Option<Self> {
-                    <Self as ::repobox_orm::__private::RedisValue>::from_wire(
+                    <Self as #p::RedisValue>::from_wire(
                         ::core::str::from_utf8(__raw).ok()?,
                     )
                 }
             }
 
             #[automatically_derived]
-            impl ::repobox_orm::__private::KeyPart for #ident {
-                fn key_part(&self) -> ::repobox_orm::__private::Cow<'_, ::core::primitive::str> {
-                    ::repobox_orm::__private::Cow::Borrowed(::repobox_orm::__private::RedisValue::as_str(self))
+            impl #p::KeyPart for #ident {
+                fn key_part(&self) -> #p::Cow<'_, ::core::primitive::str> {
+                    #p::Cow::Borrowed(#p::RedisValue::as_str(self))
                 }
             }
         };

@@ -15,6 +15,10 @@ pub trait HashField: Sized {
     /// What a valid value looks like, for [`Error::Decode`](crate::Error::Decode) messages.
     const EXPECTED: &'static str;
 
+    /// Whether an absent field is a valid value (`Option<T>`): such a field is
+    /// optional on the wire.
+    const OPTIONAL: bool = false;
+
     /// The field's bytes; `None` leaves the field absent.
     fn encode_field(&self) -> Option<Cow<'_, [u8]>>;
 
@@ -152,6 +156,7 @@ float_fields!(f32, f64);
 
 impl<T: HashField> HashField for Option<T> {
     const EXPECTED: &'static str = T::EXPECTED;
+    const OPTIONAL: bool = true;
 
     fn encode_field(&self) -> Option<Cow<'_, [u8]>> {
         self.as_ref().and_then(T::encode_field)
@@ -195,7 +200,15 @@ pub trait RedisValue: Sized + 'static {
 /// A value that can fill a `<placeholder>` of a key template.
 ///
 /// The part is the same text as the field's hash encoding, so an index key built
-/// from a query argument equals the one built from the stored entity.
+/// from a query argument equals the one built from the stored entity. Only
+/// values that are always present and exact are key parts: strings, integers
+/// and `RedisValue` enums, not `Option`s, floats or `bool`s.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot fill a key placeholder",
+    label = "used as a key part here",
+    note = "a key part must always be present and exact: a string, an integer or a `RedisValue` enum \
+            (not an `Option`, a float or a `bool`)"
+)]
 pub trait KeyPart {
     /// The text of the key part (validated before use).
     fn key_part(&self) -> Cow<'_, str>;
@@ -219,9 +232,27 @@ impl<T: KeyPart + ?Sized> KeyPart for &T {
     }
 }
 
+/// A numeric field that can be the score of a sorted index: integers, floats
+/// and (with the `chrono` feature) `DateTime<Utc>`. Scores are the field's
+/// decimal encoding, so Redis orders members exactly as the values order.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the score of a sorted index",
+    label = "used as a score here",
+    note = "a score is a stored, always-present integer, float or `DateTime<Utc>` field"
+)]
+pub trait Score: HashField {}
+
+macro_rules! scores {
+    ($($ty:ty),*) => {$( impl Score for $ty {} )*};
+}
+
+scores!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, f32, f64);
+
+#[cfg(feature = "chrono")]
+impl Score for chrono::DateTime<chrono::Utc> {}
+
 /// Encodes a `#[redis(json)]` field; `null` is stored as an absent field.
-#[doc(hidden)]
-pub fn encode_json<T: serde::Serialize>(field: &'static str, value: &T) -> crate::Result<Option<Vec<u8>>> {
+pub(crate) fn encode_json<T: serde::Serialize>(field: &'static str, value: &T) -> crate::Result<Option<Vec<u8>>> {
     let bytes = serde_json::to_vec(value).map_err(|e| crate::Error::Encode {
         field,
         message: format!("not serializable as JSON: {e}"),
@@ -230,8 +261,7 @@ pub fn encode_json<T: serde::Serialize>(field: &'static str, value: &T) -> crate
 }
 
 /// Decodes a `#[redis(json)]` field; an absent field reads as JSON `null`.
-#[doc(hidden)]
-pub fn decode_json<T: serde::de::DeserializeOwned>(raw: Option<&[u8]>) -> Option<T> {
+pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(raw: Option<&[u8]>) -> Option<T> {
     serde_json::from_slice(raw.unwrap_or(b"null")).ok()
 }
 

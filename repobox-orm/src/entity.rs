@@ -5,15 +5,14 @@ use std::borrow::Cow;
 
 use redis::Value;
 
-use crate::codec::{self, HashField};
-use crate::error::{DecodeValue, Error, Result};
+use crate::error::{Error, Result};
 use crate::meta::EntityMeta;
 
 /// A struct stored as one Redis hash; implement it with `#[derive(RedisEntity)]`.
 ///
 /// The derive also generates the inherent CRUD and index functions
-/// (`E::get`, `E::save`, `E::by_user_id`, ...) that call into
-/// [`engine`](crate::engine) with this trait.
+/// (`E::get`, `E::save`, `E::by_user_id`, ...), which call repobox's generic
+/// engine with this trait.
 pub trait RedisEntity: Sized + Send + Sync + 'static {
     /// Key template, fields, indexes and TTL.
     const META: &'static EntityMeta;
@@ -21,11 +20,29 @@ pub trait RedisEntity: Sized + Send + Sync + 'static {
     /// The generated `EPatch` for partial updates.
     type Patch: EntityPatch;
 
+    /// The generated `EField` enum: one variant per stored field.
+    type Field: EntityField;
+
     /// Writes every stored field (`None` fields as deletions).
     fn write_fields<'a>(&'a self, out: &mut FieldWriter<'a>) -> Result<()>;
 
     /// Reads the entity from the fields of the hash at `key`.
     fn read_fields(key: &str, hash: &RawHash<'_>) -> Result<Self>;
+}
+
+/// The stored fields of an entity as a typed enum (the generated `EField`), so
+/// that code which needs a field by name cannot misspell it.
+pub trait EntityField: Copy + Eq + std::fmt::Debug + Send + Sync + 'static {
+    /// Every stored field, in declaration order.
+    const ALL: &'static [Self];
+
+    /// The hash field name on the wire (the Rust name unless renamed).
+    fn name(self) -> &'static str;
+
+    /// The field stored under the hash field `name`, if there is one.
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|f| f.name() == name)
+    }
 }
 
 /// A partial update of an entity: the generated `EPatch`.
@@ -144,70 +161,3 @@ impl<'a> RawHash<'a> {
     }
 }
 
-fn decode_error<T: HashField>(key: &str, field: &'static str, raw: Option<&[u8]>) -> Error {
-    Error::Decode {
-        key: key.to_owned(),
-        field,
-        value: DecodeValue::new(raw),
-        expected: T::EXPECTED,
-    }
-}
-
-/// Decodes a field; absent is an error unless the type allows it (`Option`).
-#[doc(hidden)]
-#[inline]
-pub fn decode_field<T: HashField>(key: &str, field: &'static str, raw: Option<&[u8]>) -> Result<T> {
-    match raw {
-        Some(bytes) => T::decode_field(bytes),
-        None => T::decode_absent(),
-    }
-    .ok_or_else(|| decode_error::<T>(key, field, raw))
-}
-
-/// Decodes a `#[redis(default)]` field: absent gives `Default::default()`.
-#[doc(hidden)]
-#[inline]
-pub fn decode_field_or_default<T: HashField + Default>(
-    key: &str,
-    field: &'static str,
-    raw: Option<&[u8]>,
-) -> Result<T> {
-    match raw {
-        Some(bytes) => T::decode_field(bytes).ok_or_else(|| decode_error::<T>(key, field, raw)),
-        None => Ok(T::default()),
-    }
-}
-
-/// Decodes a `#[redis(json)]` field (absent reads as JSON `null`).
-#[doc(hidden)]
-pub fn decode_json_field<T: serde::de::DeserializeOwned>(
-    key: &str,
-    field: &'static str,
-    raw: Option<&[u8]>,
-) -> Result<T> {
-    codec::decode_json(raw).ok_or_else(|| Error::Decode {
-        key: key.to_owned(),
-        field,
-        value: DecodeValue::new(raw),
-        expected: "JSON of the field's type",
-    })
-}
-
-/// Decodes a `#[redis(json, default)]` field: absent gives `Default::default()`.
-#[doc(hidden)]
-pub fn decode_json_field_or_default<T: serde::de::DeserializeOwned + Default>(
-    key: &str,
-    field: &'static str,
-    raw: Option<&[u8]>,
-) -> Result<T> {
-    match raw {
-        None => Ok(T::default()),
-        Some(_) => decode_json_field(key, field, raw),
-    }
-}
-
-/// Encodes a `#[redis(json)]` field.
-#[doc(hidden)]
-pub fn encode_json_field<T: serde::Serialize>(field: &'static str, value: &T) -> Result<Option<Cow<'static, [u8]>>> {
-    Ok(codec::encode_json(field, value)?.map(Cow::Owned))
-}

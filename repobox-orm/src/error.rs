@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::store::signal::StoreSignal;
+
 /// A `Result` whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -66,16 +68,6 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
-    /// A state change that the model forbids (a job going from succeeded back to running).
-    #[error("`{key}`: cannot go from {from} to {to}")]
-    InvalidTransition {
-        /// The entity's key.
-        key: String,
-        /// The current state.
-        from: String,
-        /// The refused state.
-        to: String,
-    },
     /// A conditional update found a field changed since it was read.
     #[error("`{key}`: field `{field}` changed since it was read")]
     Conflict {
@@ -119,64 +111,18 @@ pub enum Error {
     Redis(redis::RedisError),
 }
 
-/// What a [`Store`](crate::Store) has to say through redis-rs's error type
-/// (`ConnectionLike` can only return `RedisError`); turned back into the
-/// matching [`Error`] variant on the way out. It travels as a client error
-/// whose detail starts with [`StoreSignal::MARK`].
-#[derive(Debug)]
-pub(crate) enum StoreSignal {
-    Closed,
-    Timeout(std::time::Duration),
-    ReadOnly(String),
-    WriteOutcomeUnknown(String),
-}
-
-impl StoreSignal {
-    const MARK: &'static str = "repobox-store:";
-
-    fn parse(err: &redis::RedisError) -> Option<StoreSignal> {
-        if err.kind() != redis::ErrorKind::Client {
-            return None;
-        }
-        let rest = err.detail()?.strip_prefix(Self::MARK)?;
-        let (tag, detail) = rest.split_once(':').unwrap_or((rest, ""));
-        Some(match tag {
-            "closed" => StoreSignal::Closed,
-            "timeout" => StoreSignal::Timeout(std::time::Duration::from_micros(detail.parse().ok()?)),
-            "readonly" => StoreSignal::ReadOnly(detail.to_owned()),
-            "unknown" => StoreSignal::WriteOutcomeUnknown(detail.to_owned()),
-            _ => return None,
-        })
-    }
-}
-
-impl From<StoreSignal> for redis::RedisError {
-    fn from(signal: StoreSignal) -> Self {
-        let detail = match signal {
-            StoreSignal::Closed => "closed".to_owned(),
-            StoreSignal::Timeout(d) => format!("timeout:{}", d.as_micros()),
-            StoreSignal::ReadOnly(detail) => format!("readonly:{detail}"),
-            StoreSignal::WriteOutcomeUnknown(detail) => format!("unknown:{detail}"),
-        };
-        redis::RedisError::from((
-            redis::ErrorKind::Client,
-            "repobox store",
-            format!("{}{detail}", StoreSignal::MARK),
-        ))
-    }
-}
-
 impl From<redis::RedisError> for Error {
     fn from(err: redis::RedisError) -> Self {
-        match StoreSignal::parse(&err) {
+        match StoreSignal::of(&err) {
             Some(StoreSignal::Closed) => Error::Closed,
-            Some(StoreSignal::Timeout(d)) => Error::Timeout(d),
-            Some(StoreSignal::ReadOnly(detail)) => Error::ReadOnly(detail),
-            Some(StoreSignal::WriteOutcomeUnknown(detail)) => Error::WriteOutcomeUnknown(detail),
+            Some(StoreSignal::Timeout(d)) => Error::Timeout(*d),
+            Some(StoreSignal::ReadOnly(detail)) => Error::ReadOnly(detail.clone()),
+            Some(StoreSignal::WriteOutcomeUnknown(detail)) => Error::WriteOutcomeUnknown(detail.clone()),
             None => Error::Redis(err),
         }
     }
 }
+
 impl Error {
     /// Whether this error says that the entity is absent.
     pub fn is_not_found(&self) -> bool {

@@ -38,19 +38,25 @@
 
 #![warn(missing_docs)]
 
-pub mod codec;
-pub mod engine;
-pub mod entity;
+mod codec;
+mod engine;
+mod entity;
 mod error;
 pub mod meta;
 mod page;
 pub mod queue;
+mod scripts;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use codec::{HashField, KeyPart, RedisValue};
-pub use entity::{EntityPatch, FieldWriter, RawHash, RedisEntity};
+#[doc(hidden)]
+#[path = "private/mod.rs"]
+pub mod __private;
+
+pub use codec::{HashField, KeyPart, RedisValue, Score};
+pub use engine::sweep::{SweepReport, sweep_indexes};
+pub use entity::{EntityField, EntityPatch, FieldWriter, RawHash, RedisEntity};
 pub use error::{DecodeValue, Error, Result};
 pub use page::Page;
 pub use queue::{Delivery, Queue};
@@ -63,28 +69,10 @@ pub use redis;
 /// Everything an entity declaration and its callers need.
 pub mod prelude {
     pub use crate::codec::{HashField, KeyPart, RedisValue};
-    pub use crate::entity::{EntityPatch, RedisEntity};
+    pub use crate::entity::{EntityField, EntityPatch, RedisEntity};
     pub use crate::error::{Error, Result};
     pub use crate::page::Page;
     pub use crate::store::{Store, StoreConfig};
     pub use redis::aio::ConnectionLike;
     pub use repobox_derive::{RedisEntity, RedisValue};
-}
-
-/// What generated code reaches; not a public API.
-#[doc(hidden)]
-pub mod __private {
-    pub use crate::codec::{HashField, KeyPart, RedisValue};
-    pub use crate::engine;
-    pub use crate::entity::{
-        EntityPatch, FieldWriter, RawHash, RedisEntity, decode_field, decode_field_or_default, decode_json_field,
-        decode_json_field_or_default, encode_json_field,
-    };
-    pub use crate::error::{Error, Result};
-    pub use crate::meta::{EntityMeta, FieldMeta, IndexKind, IndexMeta, KeyTemplate, Segment};
-    pub use crate::page::Page;
-    pub use crate::store::{Store, StoreConfig};
-    pub use redis::aio::ConnectionLike;
-    pub use std::borrow::Cow;
-    pub use std::time::Duration;
 }

@@ -8,8 +8,6 @@ use crate::error::{Error, Result};
 /// Everything the engine knows about an entity type.
 #[derive(Debug)]
 pub struct EntityMeta {
-    /// The Rust type's name.
-    pub name: &'static str,
     /// The `#[key("...")]` template.
     pub key: KeyTemplate,
     /// The stored fields, in declaration order (skipped fields are not listed).
@@ -20,14 +18,12 @@ pub struct EntityMeta {
     pub ttl: Option<Duration>,
 }
 
-/// One stored field.
+/// One stored field, as other clients see it on the wire.
 #[derive(Debug)]
 pub struct FieldMeta {
     /// The hash field name (the Rust name unless renamed).
     pub name: &'static str,
-    /// The Rust field name.
-    pub rust_name: &'static str,
-    /// Whether the field is an `Option` (absent when `None`).
+    /// Whether the field may be absent (an `Option`, absent when `None`).
     pub optional: bool,
     /// Whether the field is stored as JSON.
     pub json: bool,
@@ -56,16 +52,6 @@ pub enum IndexKind {
     Set,
     /// A string key per value, holding the id of the one entity that has it.
     Unique,
-}
-
-impl IndexKind {
-    pub(crate) fn code(self) -> &'static str {
-        match self {
-            IndexKind::Sorted { .. } => "z",
-            IndexKind::Set => "s",
-            IndexKind::Unique => "u",
-        }
-    }
 }
 
 /// A parsed key template such as `repo_cache:{<user_id>}:<provider>`.
@@ -98,11 +84,6 @@ impl KeyTemplate {
             Segment::Field { placeholder, field } => Some((placeholder, field)),
             Segment::Lit(_) => None,
         })
-    }
-
-    /// How many placeholders the template has.
-    pub fn arity(&self) -> usize {
-        self.placeholders().count()
     }
 
     /// Fills the template with parts in placeholder order, validating each.

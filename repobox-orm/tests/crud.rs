@@ -792,23 +792,16 @@ async fn sweep_removes_ghost_entries_of_every_index_key() {
     let _: () = conn.zadd("unrelated:owner:x", "1", 1).await.unwrap();
     let ghosts: Vec<String> = (0..30).filter(|i| i % 4 == 0).map(|i| format!("task:{i}")).collect();
     let _: () = conn.del(&ghosts).await.unwrap();
-    let meta = <Task as RedisEntity>::META;
-    let by_owner = repobox_orm::engine::sweep::<Task, _>(&mut conn, &meta.indexes[0])
-        .await
-        .unwrap();
+    let reports = repobox_orm::sweep_indexes::<Task, _>(&mut conn).await.unwrap();
+    let [by_owner, by_status, by_slug] = &reports[..] else {
+        panic!("one report per index: {reports:?}");
+    };
+    assert_eq!(by_owner.index, "by_owner");
     assert_eq!((by_owner.keys, by_owner.entries, by_owner.removed), (3, 30, 8));
-    let by_status = repobox_orm::engine::sweep::<Task, _>(&mut conn, &meta.indexes[1])
-        .await
-        .unwrap();
     assert_eq!((by_status.keys, by_status.removed), (2, 8));
-    let by_slug = repobox_orm::engine::sweep::<Task, _>(&mut conn, &meta.indexes[2])
-        .await
-        .unwrap();
     assert_eq!((by_slug.keys, by_slug.removed), (30, 8));
-    let again = repobox_orm::engine::sweep::<Task, _>(&mut conn, &meta.indexes[0])
-        .await
-        .unwrap();
-    assert_eq!(again.removed, 0);
+    let again = repobox_orm::sweep_indexes::<Task, _>(&mut conn).await.unwrap();
+    assert!(again.iter().all(|r| r.removed == 0), "{again:?}");
     let total: u64 = conn.zcard("tasks:owner:ann").await.unwrap();
     assert_eq!(total, 10 - 3);
 }

@@ -5,7 +5,6 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use repobox_orm::engine;
 use repobox_orm::prelude::*;
 use repobox_orm::testing::RedisServer;
 use repobox_orm::{Backoff, Store, StoreConfig};
@@ -68,7 +67,7 @@ async fn kill_9_and_restart_loses_no_acknowledged_write_and_duplicates_none() {
             for n in 0..400i64 {
                 let entry_n = n.to_string();
                 let entry = [("n", entry_n.as_str())];
-                match no_hang(engine::create_and_append(&mut conn, &item(n), "items:stream", &entry)).await {
+                match no_hang(Item::create_and_append(&mut conn, &item(n), "items:stream", &entry)).await {
                     Ok(_) => {
                         acked.push(n);
                         acked_after_restart += usize::from(restarted.load(std::sync::atomic::Ordering::SeqCst));

@@ -1,14 +1,23 @@
 -- One atomic write of an entity: its hash, its index entries and its TTL.
--- Every key arrives through KEYS (Redis Cluster); engine.rs documents ARGV:
--- a binary header read with one struct.unpack, then the variable parts,
--- read in place. The script runs on every write, so the common paths build
--- no tables and make no calls they can avoid; they answer 1 (done) or
--- 0 (missing), everything else is a table.
+-- Every key arrives through KEYS (Redis Cluster). The layout of KEYS and ARGV
+-- is engine/write/protocol.rs's: a binary header read with one struct.unpack,
+-- one record per index op, then the variable parts, read in place. The
+-- constants below are the ones protocol.rs names, and its tests check them.
+-- The script runs on every write, so the common paths build no tables and
+-- make no calls they can avoid; they answer 1 (done) or 0 (missing),
+-- everything else is a table whose first item is a tag (protocol.rs `tag`).
 -- Everything that can refuse the write is checked before the first write,
 -- because Redis does not roll a script back.
+local HEADER_FORMAT, HEADER_LEN = '>c1I8I2I2I2I2I2I2I2I2', 25
+local OP_FORMAT, OP_LEN = '>c1I2I2', 5
+-- Modes: 'c' create, 's' save, 'u' update, 'd' delete, 'e' expire,
+-- 'r' refresh (an update that also sets the TTL).
 local h = ARGV[1]
+-- mode, TTL (ms), guards, fields to set, fields to delete, index ops,
+-- conditions, KEYS position of the stream (0: none), stream entry pairs,
+-- keys deleted with the entity
 local mode, ttl, ng, nset, ndel, nidx, ncond, xpos, nx, nextra =
-  struct.unpack('>c1I8I2I2I2I2I2I2I2I2', h)
+  struct.unpack(HEADER_FORMAT, h)
 local hkey, id = KEYS[1], ARGV[2]
 local s0 = 2 + 2 * ng             -- field/value pairs at s0+1 ..
 local d0 = s0 + 2 * nset          -- deleted names at d0+1 ..
@@ -53,7 +62,7 @@ local first = 0   -- an index write that can go before every other write
 if nidx > 0 then
   kinds, news, olds = {}, {}, {}
   for i = 1, nidx do
-    kinds[i], news[i], olds[i] = struct.unpack('>c1I2I2', h, 21 + 5 * i)
+    kinds[i], news[i], olds[i] = struct.unpack(OP_FORMAT, h, HEADER_LEN + OP_LEN * (i - 1) + 1)
   end
   -- When one index key is the only one written, it is written first, and a
   -- key of the wrong type fails that write before anything else is written

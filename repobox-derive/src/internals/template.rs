@@ -1,22 +1,33 @@
-//! Key templates: `user:<id>`, `repo_cache:{<user_id>}:<provider>`.
+//! The syntax of key templates: `user:<id>`, `repo_cache:{<user_id>}:<provider>`.
+//! Which field a placeholder names is decided in `ast`, against the fields.
 
 use proc_macro2::Span;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Piece {
+pub enum RawPiece {
     Lit(String),
+    /// A `<name>` as written (`r#type` or `type` for a field `r#type`).
     Placeholder(String),
 }
 
-/// A template parsed at compile time, with the literal it came from for spans.
+/// A template as written, with the literal it came from for spans.
 #[derive(Debug, Clone)]
-pub struct KeyTemplate {
+pub struct RawTemplate {
     pub source: String,
-    pub pieces: Vec<Piece>,
+    pub pieces: Vec<RawPiece>,
     pub span: Span,
 }
 
-impl KeyTemplate {
+/// Whether `name` can be a field name, raw (`r#type`) or not.
+fn is_field_name(name: &str) -> bool {
+    let bare = name.strip_prefix("r#").unwrap_or(name);
+    let mut chars = bare.chars();
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || c == '_')
+        && bare != "_"
+}
+
+impl RawTemplate {
     pub fn parse(lit: &syn::LitStr) -> syn::Result<Self> {
         let source = lit.value();
         let err = |msg: String| syn::Error::new(lit.span(), msg);
@@ -36,15 +47,15 @@ impl KeyTemplate {
                             None => return Err(err(format!("unbalanced `<` in key template `{source}`"))),
                         }
                     }
-                    if syn::parse_str::<syn::Ident>(&name).is_err() {
+                    if !is_field_name(&name) {
                         return Err(err(format!(
                             "`<{name}>` is not a field name in key template `{source}`"
                         )));
                     }
                     if !text.is_empty() {
-                        pieces.push(Piece::Lit(std::mem::take(&mut text)));
+                        pieces.push(RawPiece::Lit(std::mem::take(&mut text)));
                     }
-                    pieces.push(Piece::Placeholder(name));
+                    pieces.push(RawPiece::Placeholder(name));
                 }
                 '>' => return Err(err(format!("unbalanced `>` in key template `{source}`"))),
                 '{' if in_tag => return Err(err(format!("nested `{{` in key template `{source}`"))),
@@ -69,29 +80,23 @@ impl KeyTemplate {
             return Err(err(format!("unbalanced `{{` in key template `{source}`")));
         }
         if !text.is_empty() {
-            pieces.push(Piece::Lit(text));
+            pieces.push(RawPiece::Lit(text));
         }
-        Ok(KeyTemplate {
+        Ok(RawTemplate {
             source,
             pieces,
             span: lit.span(),
         })
     }
 
-    pub fn placeholders(&self) -> impl Iterator<Item = &str> {
-        self.pieces.iter().filter_map(|p| match p {
-            Piece::Placeholder(name) => Some(name.as_str()),
-            Piece::Lit(_) => None,
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(s: &str) -> syn::Result<KeyTemplate> {
-        KeyTemplate::parse(&syn::LitStr::new(s, Span::call_site()))
+    fn parse(s: &str) -> syn::Result<RawTemplate> {
+        RawTemplate::parse(&syn::LitStr::new(s, Span::call_site()))
     }
 
     #[test]
@@ -100,12 +105,19 @@ mod tests {
         assert_eq!(
             t.pieces,
             vec![
-                Piece::Lit("repo_cache:{".into()),
-                Piece::Placeholder("user_id".into()),
-                Piece::Lit("}:".into()),
-                Piece::Placeholder("provider".into()),
+                RawPiece::Lit("repo_cache:{".into()),
+                RawPiece::Placeholder("user_id".into()),
+                RawPiece::Lit("}:".into()),
+                RawPiece::Placeholder("provider".into()),
             ]
         );
+    }
+
+    #[test]
+    fn raw_names_are_field_names() {
+        let t = parse("thing:<r#type>:<type>").unwrap();
+        assert_eq!(t.pieces[1], RawPiece::Placeholder("r#type".into()));
+        assert_eq!(t.pieces[3], RawPiece::Placeholder("type".into()));
     }
 
     #[test]
@@ -119,6 +131,8 @@ mod tests {
             "user:<>",
             "user:<a b>",
             "user :<id>",
+            "user:<1id>",
+            "user:<_>",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

@@ -3,18 +3,38 @@
 //!
 //! Entries are flat string maps so that consumers in other languages read
 //! them with plain `XREADGROUP`; the dead-letter stream is `<stream>:dead`.
+//! Replies are read with redis-rs's typed stream replies (`reply`).
+
+mod reply;
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
 use std::time::Duration;
 
+use redis::Value;
 use redis::aio::ConnectionLike;
-use redis::{Script, Value};
+use redis::streams::{
+    StreamAutoClaimReply, StreamInfoConsumersReply, StreamPendingCountReply, StreamPendingReply, StreamRangeReply,
+    StreamReadReply,
+};
 
-use crate::error::{Error, Result};
+pub use self::reply::cmp_ids;
+use crate::error::Result;
+use crate::scripts::{self, DEAD_LETTER, TRIM};
 
-static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/dead_letter.lua")));
-static TRIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/trim.lua")));
+/// The queue defaults that the library, the runner and the CLI share.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// Deliveries of an entry before it is dead-lettered instead of run again.
+    pub const MAX_DELIVERIES: u64 = 5;
+    /// How many stalled deliveries one `XAUTOCLAIM` call takes over.
+    pub const CLAIM_BATCH: usize = 100;
+    /// A running job's delivery is refreshed every `min_idle / HEARTBEAT_DIVISOR`,
+    /// so that it never looks stalled while its runner is alive.
+    pub const HEARTBEAT_DIVISOR: u32 = 3;
+    /// How long a delivery must be idle before another consumer takes it over.
+    pub const MIN_IDLE: Duration = Duration::from_secs(30);
+}
 
 /// A stream and its consumer group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,10 +50,12 @@ pub struct Queue {
 pub struct Delivery {
     /// The stream entry id.
     pub id: String,
-    /// The entry's fields.
+    /// The entry's fields that are text.
     pub fields: HashMap<String, String>,
     /// How often the entry has been delivered, this time included.
     pub deliveries: u64,
+    /// What is wrong with the entry, when some of its fields are not text.
+    pub malformed: Option<String>,
 }
 
 impl Delivery {
@@ -48,8 +70,11 @@ impl Delivery {
 pub struct Entry {
     /// The stream entry id.
     pub id: String,
-    /// The entry's fields.
+    /// The entry's fields that are text.
     pub fields: HashMap<String, String>,
+    /// What is wrong with the entry, when some of its fields are not text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub malformed: Option<String>,
 }
 
 /// What `claim_stalled` took over.
@@ -87,14 +112,15 @@ pub struct Consumer {
 
 impl Queue {
     /// The queue on `stream` consumed by `group`; dead letters go to `<stream>:dead`.
-    /// A delivery is dead-lettered once it has been delivered 5 times.
+    /// A delivery is dead-lettered once it has been delivered
+    /// [`defaults::MAX_DELIVERIES`] times.
     pub fn new(stream: impl Into<String>, group: impl Into<String>) -> Self {
         let stream = stream.into();
         Queue {
             dead: format!("{stream}:dead"),
             stream,
             group: group.into(),
-            max_deliveries: 5,
+            max_deliveries: defaults::MAX_DELIVERIES,
         }
     }
 
@@ -172,23 +198,24 @@ impl Queue {
             .arg("COUNT")
             .arg(count.max(1));
         if let Some(block) = block {
-            cmd.arg("BLOCK").arg(block.as_millis().max(1) as u64);
+            cmd.arg("BLOCK").arg(u64::try_from(block.as_millis().max(1)).unwrap_or(u64::MAX));
         }
         cmd.arg("STREAMS").arg(&self.stream).arg(">");
-        let reply: Value = cmd.query_async(conn).await?;
-        let mut out = Vec::new();
-        for (_, entries) in pairs(&reply) {
-            for entry in items(&entries) {
-                if let Some((id, fields)) = parse_entry(entry) {
-                    out.push(Delivery {
-                        id,
-                        fields,
-                        deliveries: 1,
-                    });
+        let reply: Option<StreamReadReply> = cmd.query_async(conn).await?;
+        Ok(reply
+            .into_iter()
+            .flat_map(|r| r.keys)
+            .flat_map(|k| k.ids)
+            .map(|entry| {
+                let (id, f) = reply::fields(&self.stream, entry);
+                Delivery {
+                    id,
+                    fields: f.fields,
+                    deliveries: 1,
+                    malformed: f.malformed,
                 }
-            }
-        }
-        Ok(out)
+            })
+            .collect())
     }
 
     /// Acknowledges deliveries; returns how many were pending.
@@ -215,49 +242,36 @@ impl Queue {
             .arg("-")
             .arg("+")
             .arg(1);
-        let (summary, oldest): (Value, Value) = pipe.query_async(conn).await?;
-        let summary = items(&summary);
-        let count = summary.first().and_then(as_u64).unwrap_or(0);
-        let per_consumer = summary
-            .get(3)
-            .map(|v| {
-                items(v)
-                    .iter()
-                    .filter_map(|c| {
-                        let c = items(c);
-                        Some((as_string(c.first()?)?, c.get(1).and_then(as_u64)?))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let oldest_idle = items(&oldest)
-            .first()
-            .and_then(|e| items(e).get(2).and_then(as_u64))
-            .map(Duration::from_millis);
+        let (summary, oldest): (StreamPendingReply, StreamPendingCountReply) = pipe.query_async(conn).await?;
+        let per_consumer = match &summary {
+            StreamPendingReply::Data(data) => data.consumers.iter().map(|c| (c.name.clone(), c.pending as u64)).collect(),
+            _ => Vec::new(),
+        };
         Ok(Pending {
-            count,
+            count: summary.count() as u64,
             per_consumer,
-            oldest_idle,
+            oldest_idle: oldest
+                .ids
+                .first()
+                .map(|p| Duration::from_millis(p.last_delivered_ms as u64)),
         })
     }
 
     /// The group's consumers with their pending counts and idle times.
     pub async fn consumers<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<Vec<Consumer>> {
-        let reply: Value = redis::cmd("XINFO")
+        let reply: StreamInfoConsumersReply = redis::cmd("XINFO")
             .arg("CONSUMERS")
             .arg(&self.stream)
             .arg(&self.group)
             .query_async(conn)
             .await?;
-        Ok(items(&reply)
-            .iter()
-            .filter_map(|c| {
-                let info: HashMap<String, Value> = pairs(c).into_iter().collect();
-                Some(Consumer {
-                    name: as_string(info.get("name")?)?,
-                    pending: info.get("pending").and_then(as_u64).unwrap_or(0),
-                    idle: Duration::from_millis(info.get("idle").and_then(as_u64).unwrap_or(0)),
-                })
+        Ok(reply
+            .consumers
+            .into_iter()
+            .map(|c| Consumer {
+                name: c.name,
+                pending: c.pending as u64,
+                idle: Duration::from_millis(c.idle as u64),
             })
             .collect())
     }
@@ -306,58 +320,40 @@ impl Queue {
     ) -> Result<Claimed> {
         let mut claimed = Claimed::default();
         let mut cursor = "0-0".to_owned();
-        let mut ids = Vec::new();
         let mut entries = Vec::new();
         loop {
-            let reply: Value = redis::cmd("XAUTOCLAIM")
+            let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
                 .arg(&self.stream)
                 .arg(&self.group)
                 .arg(consumer)
-                .arg(min_idle.as_millis() as u64)
+                .arg(u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX))
                 .arg(&cursor)
                 .arg("COUNT")
                 .arg(batch.max(1))
                 .query_async(conn)
                 .await?;
-            let parts = items(&reply);
-            let next = parts
-                .first()
-                .and_then(as_string)
-                .ok_or_else(|| Error::UnexpectedReply {
-                    key: self.stream.clone(),
-                    detail: "XAUTOCLAIM gave no cursor".into(),
-                })?;
-            for entry in parts.get(1).map(items).unwrap_or_default() {
-                match parse_entry(entry) {
-                    Some((id, fields)) => {
-                        ids.push(id.clone());
-                        entries.push((id, fields));
-                    }
-                    // Redis before 7 answers a deleted entry as [id, nil].
-                    None => claimed.deleted.extend(items(entry).first().and_then(as_string)),
-                }
-            }
-            claimed
-                .deleted
-                .extend(parts.get(2).map(items).unwrap_or_default().iter().filter_map(as_string));
-            if next == "0-0" {
+            entries.extend(reply.claimed.into_iter().map(|e| reply::fields(&self.stream, e)));
+            claimed.deleted.extend(reply.deleted_ids);
+            if reply.next_stream_id == "0-0" {
                 break;
             }
-            cursor = next;
+            cursor = reply.next_stream_id;
         }
         if !claimed.deleted.is_empty() {
             tracing::warn!(stream = %self.stream, ids = ?claimed.deleted, "pending entries were deleted from the stream before they were acknowledged");
         }
-        if ids.is_empty() {
+        if entries.is_empty() {
             return Ok(claimed);
         }
+        let ids: Vec<String> = entries.iter().map(|(id, _)| id.clone()).collect();
         let counts = self.delivery_counts(conn, consumer, &ids).await?;
         claimed.deliveries = entries
             .into_iter()
-            .map(|(id, fields)| Delivery {
+            .map(|(id, f)| Delivery {
                 deliveries: counts.get(&id).copied().unwrap_or(1),
                 id,
-                fields,
+                fields: f.fields,
+                malformed: f.malformed,
             })
             .collect();
         Ok(claimed)
@@ -376,7 +372,7 @@ impl Queue {
         let (Some(first), Some(last)) = (first, last) else {
             return Ok(HashMap::new());
         };
-        let reply: Value = redis::cmd("XPENDING")
+        let reply: StreamPendingCountReply = redis::cmd("XPENDING")
             .arg(&self.stream)
             .arg(&self.group)
             .arg(first)
@@ -385,12 +381,10 @@ impl Queue {
             .arg(consumer)
             .query_async(conn)
             .await?;
-        Ok(items(&reply)
-            .iter()
-            .filter_map(|e| {
-                let e = items(e);
-                Some((as_string(e.first()?)?, e.get(3).and_then(as_u64)?))
-            })
+        Ok(reply
+            .ids
+            .into_iter()
+            .map(|p| (p.id, p.times_delivered as u64))
             .collect())
     }
 
@@ -428,10 +422,8 @@ impl Queue {
         consumer: &str,
         reason: &str,
     ) -> Result<String> {
-        let mut invocation = DEAD_LETTER.key(&self.stream);
-        invocation
-            .key(&self.dead)
-            .arg(&self.group)
+        let mut cmd = scripts::evalsha(&DEAD_LETTER, &[&self.stream, &self.dead]);
+        cmd.arg(&self.group)
             .arg(&delivery.id)
             .arg(reason)
             .arg(delivery.deliveries)
@@ -439,20 +431,22 @@ impl Queue {
         let mut fields: Vec<(&String, &String)> = delivery.fields.iter().collect();
         fields.sort();
         for (k, v) in fields {
-            invocation.arg(k).arg(v);
+            cmd.arg(k).arg(v);
         }
-        Ok(invocation.invoke_async(conn).await?)
+        scripts::run(conn, &DEAD_LETTER, &cmd).await
     }
 
     /// Trims the stream to about `max_len` entries, keeping every entry that a
     /// consumer group has not acknowledged or not yet read; returns how many went.
     pub async fn trim<C: ConnectionLike + Send>(&self, conn: &mut C, max_len: u64) -> Result<u64> {
-        Ok(TRIM.key(&self.stream).arg(max_len).invoke_async(conn).await?)
+        let mut cmd = scripts::evalsha(&TRIM, &[&self.stream]);
+        cmd.arg(max_len);
+        scripts::run(conn, &TRIM, &cmd).await
     }
 }
 
 async fn range<C: ConnectionLike + Send>(conn: &mut C, stream: &str, start: &str, count: usize) -> Result<Vec<Entry>> {
-    let reply: Value = redis::cmd("XRANGE")
+    let reply: StreamRangeReply = redis::cmd("XRANGE")
         .arg(stream)
         .arg(start)
         .arg("+")
@@ -460,74 +454,16 @@ async fn range<C: ConnectionLike + Send>(conn: &mut C, stream: &str, start: &str
         .arg(count.max(1))
         .query_async(conn)
         .await?;
-    Ok(items(&reply)
-        .iter()
-        .filter_map(|e| parse_entry(e).map(|(id, fields)| Entry { id, fields }))
+    Ok(reply
+        .ids
+        .into_iter()
+        .map(|entry| {
+            let (id, f) = reply::fields(stream, entry);
+            Entry {
+                id,
+                fields: f.fields,
+                malformed: f.malformed,
+            }
+        })
         .collect())
-}
-
-/// Compares stream ids (`ms-seq`) numerically.
-pub fn cmp_ids(a: &str, b: &str) -> std::cmp::Ordering {
-    let parse = |s: &str| {
-        let (ms, seq) = s.split_once('-').unwrap_or((s, "0"));
-        (ms.parse::<u64>().unwrap_or(0), seq.parse::<u64>().unwrap_or(0))
-    };
-    parse(a).cmp(&parse(b))
-}
-
-fn items(v: &Value) -> &[Value] {
-    match v {
-        Value::Array(items) | Value::Set(items) => items,
-        _ => &[],
-    }
-}
-
-/// Key/value pairs of a RESP3 map or a RESP2 flat array.
-fn pairs(v: &Value) -> Vec<(String, Value)> {
-    match v {
-        Value::Map(m) => m.iter().filter_map(|(k, v)| Some((as_string(k)?, v.clone()))).collect(),
-        Value::Array(items) if items.len() % 2 == 0 && items.first().is_some_and(|i| as_string(i).is_some()) => items
-            .chunks_exact(2)
-            .filter_map(|c| Some((as_string(&c[0])?, c[1].clone())))
-            .collect(),
-        // RESP2 XREADGROUP: [[stream, entries], ...]
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|i| {
-                let i = crate::queue::items(i);
-                Some((as_string(i.first()?)?, i.get(1)?.clone()))
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn parse_entry(v: &Value) -> Option<(String, HashMap<String, String>)> {
-    let e = items(v);
-    let id = as_string(e.first()?)?;
-    let fields = match e.get(1)? {
-        Value::Nil => return None,
-        f => pairs(f)
-            .into_iter()
-            .filter_map(|(k, v)| Some((k, as_string(&v)?)))
-            .collect(),
-    };
-    Some((id, fields))
-}
-
-fn as_string(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::VerbatimString { text, .. } => Some(text.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
-
-fn as_u64(v: &Value) -> Option<u64> {
-    match v {
-        Value::Int(i) => u64::try_from(*i).ok(),
-        other => as_string(other)?.parse().ok(),
-    }
 }

@@ -1,0 +1,394 @@
+//! The inherent functions `#[derive(RedisEntity)]` generates, in one list that
+//! both the emitter and the fallback use, so that the names the index
+//! collision check knows, the real functions and their stubs cannot diverge.
+//! Every body is one call into `__private`.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use crate::internals::ast::{Entity, IndexKind};
+use crate::internals::unraw::unraw;
+
+/// Names the derive generates on the entity besides the index functions.
+pub const GENERATED: &[&str] = &[
+    "key_for",
+    "key",
+    "entity_id",
+    "create",
+    "save",
+    "create_and_append",
+    "get",
+    "get_many",
+    "update",
+    "update_if",
+    "update_and_expire",
+    "delete",
+    "delete_with",
+    "exists",
+    "ttl",
+    "expire_in",
+    "create_many",
+    "save_many",
+    "delete_many",
+    "TTL",
+];
+
+/// The prefix of an index's count function (`count_by_user_id`).
+pub const COUNT_PREFIX: &str = "count_";
+
+/// Parameter names the generated functions use besides placeholders.
+pub const PARAMS: &[&str] = &[
+    "conn", "page", "patch", "expected", "ttl", "entity", "ids", "entities", "stream", "entry", "also",
+];
+
+/// What the generated functions are built from: the entity, or as much of it
+/// as the fallback could read.
+pub struct Shape<'e> {
+    pub ident: &'e syn::Ident,
+    pub krate: &'e syn::Path,
+    /// The key template and its placeholder fields; `None` when the key is unusable.
+    pub key: Option<(String, Vec<&'e syn::Ident>)>,
+    /// The `#[ttl]` in ms, if the entity has one.
+    pub ttl: Option<u64>,
+    pub indexes: Vec<IndexShape<'e>>,
+}
+
+pub struct IndexShape<'e> {
+    /// Its position in the metadata.
+    pub pos: usize,
+    pub name: String,
+    pub kind: ShapeKind,
+    pub params: Vec<&'e syn::Ident>,
+    pub source: String,
+}
+
+pub enum ShapeKind {
+    Sorted { score: String },
+    Set,
+    Unique,
+}
+
+impl<'e> Shape<'e> {
+    pub fn of(entity: &'e Entity<'e>) -> Self {
+        Shape {
+            ident: &entity.input.ident,
+            krate: &entity.krate,
+            key: Some((
+                entity.key.source.clone(),
+                entity.placeholder_fields(&entity.key).map(|f| f.ident).collect(),
+            )),
+            ttl: entity.ttl.as_ref().map(|t| t.millis),
+            indexes: entity
+                .indexes
+                .iter()
+                .enumerate()
+                .map(|(pos, ix)| IndexShape {
+                    pos,
+                    name: ix.name(entity),
+                    kind: match &ix.kind {
+                        IndexKind::Sorted { score, .. } => ShapeKind::Sorted {
+                            score: unraw(entity.fields[*score].ident),
+                        },
+                        IndexKind::Set => ShapeKind::Set,
+                        IndexKind::Unique => ShapeKind::Unique,
+                    },
+                    params: entity.placeholder_fields(&ix.template).map(|f| f.ident).collect(),
+                    source: ix.template.source.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Whether function bodies call the runtime or are stubs next to a `compile_error!`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    Real,
+    Stub,
+}
+
+/// `name: impl KeyPart` parameters and the `&[Cow<str>]` of their parts.
+fn part_params(krate: &syn::Path, idents: &[&syn::Ident]) -> (Vec<TokenStream>, TokenStream) {
+    let params = idents
+        .iter()
+        .map(|i| quote!(#i: impl #krate::__private::KeyPart))
+        .collect();
+    let parts = quote!(&[#(#krate::__private::KeyPart::key_part(&#idents)),*]);
+    (params, parts)
+}
+
+/// The generated inherent `impl` block.
+pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
+    let ident = shape.ident;
+    let krate = shape.krate;
+    let p = quote!(#krate::__private);
+    let patch = format_ident!("{}Patch", ident);
+    let r = quote!(#p::Result);
+    let conn = quote!(__C: #p::ConnectionLike + ::core::marker::Send);
+    let f = |item: TokenStream, real: TokenStream| match body {
+        Body::Real => quote!(#item { #real }),
+        Body::Stub => quote!(#item { ::core::unimplemented!() }),
+    };
+
+    let ttl_value = match shape.ttl {
+        Some(ms) => quote!(::core::option::Option::Some(#p::Duration::from_millis(#ms))),
+        None => quote!(::core::option::Option::None),
+    };
+    let mut items = vec![quote! {
+        /// The entity's `#[ttl]`; `None` if it has none.
+        pub const TTL: ::core::option::Option<#p::Duration> = #ttl_value;
+    }];
+
+    items.push(f(
+        quote! {
+            /// This entity's key.
+            pub fn key(&self) -> #r<::std::string::String>
+        },
+        quote!(#p::entity_key(self)),
+    ));
+    items.push(f(
+        quote! {
+            /// This entity's id: its key parts joined by `:`, as index entries hold it.
+            pub fn entity_id(&self) -> #r<::std::string::String>
+        },
+        quote!(#p::entity_id(self)),
+    ));
+    items.push(f(
+        quote! {
+            /// Creates the entity with its index entries and TTL in one round trip;
+            /// `Err(AlreadyExists)` or `Err(UniqueViolation)` write nothing.
+            pub async fn create<#conn>(conn: &mut __C, entity: &Self) -> #r<()>
+        },
+        quote!(#p::create(conn, entity).await),
+    ));
+    items.push(f(
+        quote! {
+            /// Creates or overwrites the entity, moving index entries whose fields changed
+            /// and setting its full TTL, atomically.
+            pub async fn save<#conn>(conn: &mut __C, entity: &Self) -> #r<()>
+        },
+        quote!(#p::save(conn, entity).await),
+    ));
+    items.push(f(
+        quote! {
+            /// Creates the entity like `create` and appends `entry` to `stream` in the same
+            /// atomic write; returns the stream entry's id. A second create of the same
+            /// entity is `Err(AlreadyExists)` and appends nothing.
+            pub async fn create_and_append<#conn>(
+                conn: &mut __C,
+                entity: &Self,
+                stream: &::core::primitive::str,
+                entry: &[(&::core::primitive::str, &::core::primitive::str)],
+            ) -> #r<::std::string::String>
+        },
+        quote!(#p::create_and_append(conn, entity, stream, entry).await),
+    ));
+    items.push(f(
+        quote! {
+            /// Reads many entities by id (key parts joined by `:`) in one round trip,
+            /// in input order, `None` where absent.
+            pub async fn get_many<#conn, __S: ::core::convert::AsRef<::core::primitive::str>>(
+                conn: &mut __C,
+                ids: &[__S],
+            ) -> #r<::std::vec::Vec<::core::option::Option<Self>>>
+        },
+        quote!(#p::get_many(conn, ids).await),
+    ));
+    items.push(f(
+        quote! {
+            /// Creates many entities, each atomically with its indexes and TTL, in
+            /// pipelined chunks; per entity `Ok` or why it was not created.
+            pub async fn create_many<#conn>(conn: &mut __C, entities: &[Self]) -> #r<::std::vec::Vec<#r<()>>>
+        },
+        quote!(#p::create_many(conn, entities).await),
+    ));
+    items.push(f(
+        quote! {
+            /// Saves many entities, each atomically with its indexes and TTL, in
+            /// pipelined chunks; per entity `Ok` or why it was not saved.
+            pub async fn save_many<#conn>(conn: &mut __C, entities: &[Self]) -> #r<::std::vec::Vec<#r<()>>>
+        },
+        quote!(#p::save_many(conn, entities).await),
+    ));
+    items.push(f(
+        quote! {
+            /// Deletes many entities by id (key parts joined by `:`), each atomically
+            /// with its index entries; `true` where one existed.
+            pub async fn delete_many<#conn, __S: ::core::convert::AsRef<::core::primitive::str>>(
+                conn: &mut __C,
+                ids: &[__S],
+            ) -> #r<::std::vec::Vec<::core::primitive::bool>>
+        },
+        quote!(#p::delete_many::<Self, __C, __S>(conn, ids).await),
+    ));
+
+    if let Some((source, key_idents)) = &shape.key {
+        let (params, parts) = part_params(krate, key_idents);
+        let key_doc = format!("The key `{source}` for these key parts; `Err(InvalidKeyPart)` on a bad part.");
+        items.push(f(
+            quote! {
+                #[doc = #key_doc]
+                pub fn key_for(#(#params),*) -> #r<::std::string::String>
+            },
+            quote!(#p::key_for::<Self>(#parts)),
+        ));
+        items.push(f(
+            quote! {
+                /// Reads the entity; `None` if it is absent or expired. One round trip.
+                pub async fn get<#conn>(conn: &mut __C, #(#params),*) -> #r<::core::option::Option<Self>>
+            },
+            quote!(#p::get::<Self, __C>(conn, #parts).await),
+        ));
+        items.push(f(
+            quote! {
+                /// Whether the entity exists.
+                pub async fn exists<#conn>(conn: &mut __C, #(#params),*) -> #r<::core::primitive::bool>
+            },
+            quote!(#p::exists::<Self, __C>(conn, #parts).await),
+        ));
+        items.push(f(
+            quote! {
+                /// Applies a partial update atomically with its index entries, keeping the
+                /// remaining TTL; `Err(NotFound)` if the entity is absent (never re-creates it).
+                pub async fn update<#conn>(conn: &mut __C, #(#params,)* patch: #patch) -> #r<()>
+            },
+            quote!(#p::update::<Self, __C>(conn, #parts, &patch).await),
+        ));
+        items.push(f(
+            quote! {
+                /// Applies `patch` like `update`, but only if every field that `expected`
+                /// sets holds that value (`Some(None)`: is absent) at the time of the
+                /// write: a compare-and-set. `Err(Conflict)` names the first field that
+                /// did not hold; nothing is written then.
+                pub async fn update_if<#conn>(conn: &mut __C, #(#params,)* patch: #patch, expected: #patch) -> #r<()>
+            },
+            quote!(#p::update_if::<Self, __C>(conn, #parts, &patch, &expected).await),
+        ));
+        items.push(f(
+            quote! {
+                /// Deletes the entity and its index entries atomically; `false` if it was absent.
+                pub async fn delete<#conn>(conn: &mut __C, #(#params),*) -> #r<::core::primitive::bool>
+            },
+            quote!(#p::delete::<Self, __C>(conn, #parts).await),
+        ));
+        items.push(f(
+            quote! {
+                /// Deletes the entity, its index entries and the keys in `also` (data that
+                /// belongs to it) atomically; `false` if it was absent.
+                pub async fn delete_with<#conn>(
+                    conn: &mut __C, #(#params,)* also: &[::std::string::String],
+                ) -> #r<::core::primitive::bool>
+            },
+            quote!(#p::delete_with::<Self, __C>(conn, #parts, also).await),
+        ));
+        if shape.ttl.is_some() {
+            items.push(f(
+                quote! {
+                    /// The entity's remaining TTL; `None` if it is absent.
+                    pub async fn ttl<#conn>(conn: &mut __C, #(#params),*) -> #r<::core::option::Option<#p::Duration>>
+                },
+                quote!(#p::ttl::<Self, __C>(conn, #parts).await),
+            ));
+            items.push(f(
+                quote! {
+                    /// Sets the entity's TTL (its index keys are lengthened to outlive it);
+                    /// `Err(NotFound)` if it is absent.
+                    pub async fn expire_in<#conn>(conn: &mut __C, #(#params,)* ttl: #p::Duration) -> #r<()>
+                },
+                quote!(#p::expire_in::<Self, __C>(conn, #parts, ttl).await),
+            ));
+            items.push(f(
+                quote! {
+                    /// Applies a patch and sets the entity's TTL to `ttl` in one atomic write;
+                    /// `Err(NotFound)` if it is absent.
+                    pub async fn update_and_expire<#conn>(
+                        conn: &mut __C, #(#params,)* patch: #patch, ttl: #p::Duration,
+                    ) -> #r<()>
+                },
+                quote!(#p::update_and_expire::<Self, __C>(conn, #parts, &patch, ttl).await),
+            ));
+        }
+    }
+    for index in &shape.indexes {
+        items.push(index_fns(shape, index, body));
+    }
+    let allow = (body == Body::Stub).then(|| quote!(#[allow(unused_variables, clippy::all)]));
+    quote! {
+        #[automatically_derived]
+        #allow
+        impl #ident {
+            #(#items)*
+        }
+    }
+}
+
+fn index_fns(shape: &Shape<'_>, index: &IndexShape<'_>, body: Body) -> TokenStream {
+    let krate = shape.krate;
+    let p = quote!(#krate::__private);
+    let r = quote!(#p::Result);
+    let ty = shape.ident;
+    let name = format_ident!("{}", index.name);
+    let count = format_ident!("{}{}", COUNT_PREFIX, index.name);
+    let (params, parts) = part_params(krate, &index.params);
+    let source = &index.source;
+    let pos = index.pos;
+    let meta = quote!(&<Self as #p::RedisEntity>::META.indexes[#pos]);
+    let conn = quote!(__C: #p::ConnectionLike + ::core::marker::Send);
+    let f = |item: TokenStream, real: TokenStream| match body {
+        Body::Real => quote!(#item { #real }),
+        Body::Stub => quote!(#item { ::core::unimplemented!() }),
+    };
+    let count_fn = |what: &str| {
+        let doc = format!("How many `{ty}`s the {what} index `{source}` holds.");
+        f(
+            quote! {
+                #[doc = #doc]
+                pub async fn #count<#conn>(conn: &mut __C, #(#params),*) -> #r<::core::primitive::u64>
+            },
+            quote!(#p::count::<Self, __C>(conn, #meta, #parts).await),
+        )
+    };
+    match &index.kind {
+        ShapeKind::Sorted { score } => {
+            let doc = format!(
+                "A page of the `{ty}`s in the sorted index `{source}` (score `{score}`); \
+                 two round trips whatever the page size (one more to repair entries whose entity is gone)."
+            );
+            let page = f(
+                quote! {
+                    #[doc = #doc]
+                    pub async fn #name<#conn>(
+                        conn: &mut __C, #(#params,)* page: #p::Page,
+                    ) -> #r<::std::vec::Vec<Self>>
+                },
+                quote!(#p::sorted_page::<Self, __C>(conn, #meta, #parts, page).await),
+            );
+            let count = count_fn("sorted");
+            quote!(#page #count)
+        }
+        ShapeKind::Set => {
+            let doc = format!(
+                "Every `{ty}` in the set index `{source}`; two round trips (one more to repair entries whose entity is gone)."
+            );
+            let members = f(
+                quote! {
+                    #[doc = #doc]
+                    pub async fn #name<#conn>(conn: &mut __C, #(#params),*) -> #r<::std::vec::Vec<Self>>
+                },
+                quote!(#p::set_members::<Self, __C>(conn, #meta, #parts).await),
+            );
+            let count = count_fn("set");
+            quote!(#members #count)
+        }
+        ShapeKind::Unique => {
+            let doc = format!("The `{ty}` that the unique index `{source}` maps to; at most two round trips.");
+            f(
+                quote! {
+                    #[doc = #doc]
+                    pub async fn #name<#conn>(conn: &mut __C, #(#params),*) -> #r<::core::option::Option<Self>>
+                },
+                quote!(#p::unique_get::<Self, __C>(conn, #meta, #parts).await),
+            )
+        }
+    }
+}

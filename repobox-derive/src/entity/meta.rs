@@ -1,0 +1,106 @@
+//! The entity's static metadata (`RedisEntity::META`) and the compile-time
+//! assertions on the types its templates use.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use crate::internals::ast::{Entity, IndexKind, Piece, Template};
+use crate::internals::unraw::unraw;
+
+fn lit(s: &str) -> syn::LitStr {
+    syn::LitStr::new(s, Span::call_site())
+}
+
+fn template_tokens(entity: &Entity<'_>, template: &Template) -> TokenStream {
+    let p = entity.private();
+    let source = lit(&template.source);
+    let segments = template.pieces.iter().map(|piece| match piece {
+        Piece::Lit(text) => {
+            let text = lit(text);
+            quote!(#p::Segment::Lit(#text))
+        }
+        Piece::Field(i) => {
+            let f = &entity.fields[*i];
+            let field = lit(&f.wire);
+            let name = lit(&unraw(f.ident));
+            quote!(#p::Segment::Field { placeholder: #name, field: #field })
+        }
+    });
+    quote! {
+        #p::KeyTemplate { source: #source, segments: &[#(#segments),*] }
+    }
+}
+
+/// The `&'static EntityMeta` expression.
+pub fn meta(entity: &Entity<'_>) -> TokenStream {
+    let p = entity.private();
+    let key = template_tokens(entity, &entity.key);
+    let fields = entity.fields.iter().filter(|f| f.is_stored()).map(|f| {
+        let wire = lit(&f.wire);
+        let ty = f.ty;
+        let json = f.json;
+        let optional = if f.json {
+            quote!(false)
+        } else {
+            quote!(<#ty as #p::HashField>::OPTIONAL)
+        };
+        quote!(#p::FieldMeta { name: #wire, optional: #optional, json: #json })
+    });
+    let indexes = entity.indexes.iter().map(|index| {
+        let name = lit(&index.name(entity));
+        let key = template_tokens(entity, &index.template);
+        let kind = match &index.kind {
+            IndexKind::Sorted { score, .. } => {
+                let score = lit(&entity.fields[*score].wire);
+                quote!(#p::IndexKind::Sorted { score: #score })
+            }
+            IndexKind::Set => quote!(#p::IndexKind::Set),
+            IndexKind::Unique => quote!(#p::IndexKind::Unique),
+        };
+        quote!(#p::IndexMeta { name: #name, kind: #kind, key: #key })
+    });
+    let ttl = match &entity.ttl {
+        Some(ttl) => {
+            let millis = ttl.millis;
+            quote!(::core::option::Option::Some(#p::Duration::from_millis(#millis)))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    quote! {
+        &#p::EntityMeta {
+            key: #key,
+            fields: &[#(#fields),*],
+            indexes: &[#(#indexes),*],
+            ttl: #ttl,
+        }
+    }
+}
+
+/// Every placeholder's field is a `KeyPart`, every score a `Score`: asserted
+/// with trait bounds at the field's type, so the error points there.
+pub fn assertions(entity: &Entity<'_>) -> TokenStream {
+    let p = entity.private();
+    let mut seen = Vec::new();
+    let mut out = TokenStream::new();
+    let templates = std::iter::once(&entity.key).chain(entity.indexes.iter().map(|ix| &ix.template));
+    for i in templates.flat_map(Template::placeholders) {
+        if seen.contains(&i) {
+            continue;
+        }
+        seen.push(i);
+        let ty = entity.fields[i].ty;
+        out.extend(quote_spanned! {ty.span()=>
+            const _: () = #p::assert_key_part::<#ty>();
+        });
+    }
+    for index in &entity.indexes {
+        if let IndexKind::Sorted { score, .. } = &index.kind {
+            let ty = entity.fields[*score].ty;
+            out.extend(quote_spanned! {ty.span()=>
+                const _: () = #p::assert_score::<#ty>();
+            });
+        }
+    }
+    out
+}

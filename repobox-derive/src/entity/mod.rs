@@ -1,0 +1,50 @@
+//! `#[derive(RedisEntity)]`: parse, check, then expand or fall back.
+//!
+//! - `meta`: the static metadata and the type assertions of its templates;
+//! - `codec`: `RedisEntity`, `EPatch` and `EField`;
+//! - `api`: the inherent functions, listed once for the emitter and the fallback;
+//! - `fallback`: the errors and stubs of everything a caller can name.
+
+pub mod api;
+mod codec;
+mod fallback;
+mod meta;
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use crate::internals::ast::{self, Entity};
+use crate::internals::check;
+use crate::internals::ctxt::Ctxt;
+
+pub fn derive(input: &syn::DeriveInput) -> TokenStream {
+    let cx = Ctxt::new();
+    let entity = ast::parse_entity(&cx, input);
+    if let Some(entity) = &entity {
+        check::check(&cx, entity);
+    }
+    match (cx.check(), &entity) {
+        (Ok(()), Some(entity)) => expand(entity),
+        (Err(err), entity) => fallback::fallback(input, entity.as_ref(), err),
+        (Ok(()), None) => fallback::fallback(
+            input,
+            None,
+            syn::Error::new_spanned(&input.ident, "`RedisEntity` could not read this struct"),
+        ),
+    }
+}
+
+fn expand(entity: &Entity<'_>) -> TokenStream {
+    let patch = codec::patch_struct(entity);
+    let field = codec::field_enum(entity);
+    let codec = codec::codec_impl(entity);
+    let inherent = api::inherent(&api::Shape::of(entity), api::Body::Real);
+    quote! {
+        #patch
+        #field
+        const _: () = {
+            #codec
+            #inherent
+        };
+    }
+}

@@ -1,0 +1,406 @@
+//! The derive's IR: the input struct read into `Entity`, `Field` and `Index`,
+//! keeping the syn nodes for spans. Placeholders and score fields are
+//! resolved to field positions here, once; parsing reports every error in
+//! `Ctxt` and gives up only when there is no key to build an entity on.
+
+use proc_macro2::Span;
+
+use super::attr::{self, Attr, BoolAttr};
+use super::ctxt::Ctxt;
+use super::symbol::*;
+use super::template::{RawPiece, RawTemplate};
+use super::unraw::{names, unraw};
+
+pub struct Entity<'a> {
+    pub input: &'a syn::DeriveInput,
+    /// The path generated code names the runtime by (`::repobox_orm`, or `#[redis(crate = "...")]`).
+    pub krate: syn::Path,
+    pub key: Template,
+    pub ttl: Option<Ttl>,
+    pub indexes: Vec<Index>,
+    pub fields: Vec<Field<'a>>,
+}
+
+pub struct Ttl {
+    pub millis: u64,
+}
+
+pub struct Field<'a> {
+    pub ident: &'a syn::Ident,
+    pub ty: &'a syn::Type,
+    /// The hash field name.
+    pub wire: String,
+    pub skip: bool,
+    pub default: bool,
+    pub json: bool,
+}
+
+/// A key or index template whose placeholders are resolved to fields.
+pub struct Template {
+    pub source: String,
+    pub pieces: Vec<Piece>,
+    /// The template literal.
+    pub span: Span,
+}
+
+pub enum Piece {
+    Lit(String),
+    /// A placeholder: the position of its field in `Entity::fields`.
+    Field(usize),
+}
+
+pub enum IndexKind {
+    /// The score field's position, and the `score = field` ident for spans.
+    Sorted { score: usize, ident: syn::Ident },
+    Set,
+    Unique,
+}
+
+pub struct Index {
+    pub kind: IndexKind,
+    pub template: Template,
+    /// `name = "..."` as written.
+    pub explicit_name: Option<syn::LitStr>,
+}
+
+impl Template {
+    /// The field positions of the placeholders, in order.
+    pub fn placeholders(&self) -> impl Iterator<Item = usize> + '_ {
+        self.pieces.iter().filter_map(|p| match p {
+            Piece::Field(i) => Some(*i),
+            Piece::Lit(_) => None,
+        })
+    }
+}
+
+impl Entity<'_> {
+    /// The module that generated code reaches the runtime through.
+    pub fn private(&self) -> proc_macro2::TokenStream {
+        let krate = &self.krate;
+        quote::quote!(#krate::__private)
+    }
+
+    /// The fields that fill `template`'s placeholders, in order.
+    pub fn placeholder_fields<'e>(&'e self, template: &'e Template) -> impl Iterator<Item = &'e Field<'e>> + 'e {
+        template.placeholders().map(|i| &self.fields[i])
+    }
+
+    /// Whether `field` is one of the key's placeholders.
+    pub fn is_key_part(&self, field: &Field<'_>) -> bool {
+        self.placeholder_fields(&self.key).any(|f| f.ident == field.ident)
+    }
+}
+
+impl Index {
+    /// The generated query's name: `name = "..."` or `by_` + placeholders joined by `_and_`.
+    pub fn name(&self, entity: &Entity<'_>) -> String {
+        match &self.explicit_name {
+            Some(lit) => lit.value(),
+            None => {
+                let parts: Vec<String> = entity.placeholder_fields(&self.template).map(|f| unraw(f.ident)).collect();
+                format!("by_{}", parts.join("_and_"))
+            }
+        }
+    }
+
+    pub fn name_span(&self) -> Span {
+        self.explicit_name.as_ref().map_or(self.template.span, |l| l.span())
+    }
+}
+
+impl Field<'_> {
+    pub fn is_stored(&self) -> bool {
+        !self.skip
+    }
+}
+
+/// Reads the struct; `None` (with the errors in `cx`) when it is not a struct
+/// with named fields or has no usable `#[key]`.
+pub fn parse_entity<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Option<Entity<'a>> {
+    let named = match &input.data {
+        syn::Data::Struct(data) => match &data.fields {
+            syn::Fields::Named(named) => &named.named,
+            syn::Fields::Unnamed(_) => {
+                cx.error_spanned_by(
+                    &input.ident,
+                    "`RedisEntity` needs a struct with named fields, not a tuple struct",
+                );
+                return None;
+            }
+            syn::Fields::Unit => {
+                cx.error_spanned_by(
+                    &input.ident,
+                    "`RedisEntity` needs a struct with named fields, not a unit struct",
+                );
+                return None;
+            }
+        },
+        syn::Data::Enum(data) => {
+            cx.error_spanned_by(
+                data.enum_token,
+                "`RedisEntity` is for structs; derive `RedisValue` to store a unit enum as a field",
+            );
+            return None;
+        }
+        syn::Data::Union(data) => {
+            cx.error_spanned_by(data.union_token, "`RedisEntity` is for structs, not unions");
+            return None;
+        }
+    };
+    if !input.generics.params.is_empty() {
+        cx.error_spanned_by(&input.generics, "`RedisEntity` does not support generic structs");
+    }
+    let fields: Vec<Field<'a>> = named.iter().filter_map(|f| parse_field(cx, f)).collect();
+
+    let mut key = Attr::container(cx, KEY, "an entity has exactly one key");
+    let mut ttl = Attr::container(cx, TTL, "put every unit in one `#[ttl(...)]`");
+    let mut krate = Attr::none(cx, "#[redis(...)]", CRATE);
+    let mut indexes = Vec::new();
+    for attr in &input.attrs {
+        let path = attr.path();
+        if path == KEY {
+            match attr.parse_args::<syn::LitStr>() {
+                Ok(lit) => key.set(attr, lit),
+                Err(_) => cx.error_spanned_by(attr, "expected `#[key(\"prefix:<field>\")]`"),
+            }
+        } else if path == TTL {
+            if let Some(t) = parse_ttl(cx, attr) {
+                ttl.set(attr, t);
+            }
+        } else if path == INDEX {
+            indexes.extend(parse_index(cx, attr, &fields));
+        } else if path == REDIS {
+            let result = attr.parse_nested_meta(|meta| {
+                if meta.path == CRATE {
+                    let lit: syn::LitStr = meta.value()?.parse()?;
+                    match lit.parse::<syn::Path>() {
+                        Ok(path) => krate.set(&meta.path, path),
+                        Err(_) => cx.error_spanned_by(&lit, "`crate` needs a path, e.g. `crate = \"::my::repobox\"`"),
+                    }
+                    Ok(())
+                } else {
+                    attr::unknown(
+                        cx,
+                        &meta,
+                        "container attribute (field attributes go on fields)",
+                        &[CRATE],
+                    )
+                }
+            });
+            if let Err(e) = result {
+                cx.syn_error(e);
+            }
+        }
+    }
+    let Some(lit) = key.get() else {
+        cx.error_spanned_by(&input.ident, "missing `#[key(\"prefix:<field>\")]` attribute");
+        return None;
+    };
+    let key = RawTemplate::parse(&lit)
+        .map_err(|e| cx.syn_error(e))
+        .ok()
+        .and_then(|raw| resolve(cx, raw, &fields, "key"))?;
+    Some(Entity {
+        input,
+        krate: krate.get().unwrap_or_else(|| syn::parse_quote!(::repobox_orm)),
+        key,
+        ttl: ttl.get(),
+        indexes,
+        fields,
+    })
+}
+
+/// Resolves each placeholder of `raw` to the field it names.
+fn resolve(cx: &Ctxt, raw: RawTemplate, fields: &[Field<'_>], what: &str) -> Option<Template> {
+    let mut ok = true;
+    let mut pieces = Vec::with_capacity(raw.pieces.len());
+    for piece in raw.pieces {
+        match piece {
+            RawPiece::Lit(text) => pieces.push(Piece::Lit(text)),
+            RawPiece::Placeholder(name) => match fields.iter().position(|f| names(&name, f.ident)) {
+                Some(i) => pieces.push(Piece::Field(i)),
+                None => {
+                    ok = false;
+                    let known: Vec<String> = fields.iter().map(|f| format!("`{}`", f.ident)).collect();
+                    cx.error_at(
+                        raw.span,
+                        format!(
+                            "unknown placeholder `<{name}>` in {what} template `{}`, expected one of {}",
+                            raw.source,
+                            known.join(", ")
+                        ),
+                    );
+                }
+            },
+        }
+    }
+    ok.then_some(Template {
+        source: raw.source,
+        pieces,
+        span: raw.span,
+    })
+}
+
+fn parse_ttl(cx: &Ctxt, attr: &syn::Attribute) -> Option<Ttl> {
+    let mut millis: u64 = 0;
+    let mut units: Vec<Attr<'_, ()>> = TTL_UNITS.iter().map(|(u, _)| Attr::none(cx, "#[ttl]", *u)).collect();
+    let mut ok = true;
+    let result = attr.parse_nested_meta(|meta| {
+        let Some(pos) = TTL_UNITS.iter().position(|(u, _)| meta.path == *u) else {
+            ok = false;
+            let expected: Vec<Symbol> = TTL_UNITS.iter().map(|(u, _)| *u).collect();
+            return attr::unknown(cx, &meta, "TTL unit", &expected);
+        };
+        let (unit, factor) = TTL_UNITS[pos];
+        let lit: syn::LitInt = meta.value()?.parse()?;
+        if units[pos].is_set() {
+            ok = false;
+        }
+        units[pos].set(&meta.path, ());
+        let n: u64 = lit.base10_parse()?;
+        if n == 0 {
+            ok = false;
+            cx.error_spanned_by(&lit, format!("TTL `{unit}` must be greater than zero"));
+        }
+        match n.checked_mul(factor).and_then(|m| millis.checked_add(m)) {
+            Some(total) => millis = total,
+            None => {
+                ok = false;
+                cx.error_spanned_by(&lit, "TTL is too long");
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        cx.syn_error(e);
+        return None;
+    }
+    if !units.iter().any(Attr::is_set) && ok {
+        cx.error_spanned_by(attr, "empty `#[ttl]`, expected e.g. `#[ttl(days = 7)]`");
+        return None;
+    }
+    ok.then_some(Ttl { millis })
+}
+
+fn parse_index(cx: &Ctxt, attr: &syn::Attribute, fields: &[Field<'_>]) -> Option<Index> {
+    let mut kind: Attr<'_, (Symbol, syn::LitStr)> = Attr::none(cx, "#[index]", Symbol::KIND);
+    let mut score: Attr<'_, syn::Ident> = Attr::none(cx, "#[index]", SCORE);
+    let mut name: Attr<'_, syn::LitStr> = Attr::none(cx, "#[index]", NAME);
+    let result = attr.parse_nested_meta(|meta| {
+        let path = &meta.path;
+        if let Some(which) = [SORTED, SET, UNIQUE].into_iter().find(|k| path == *k) {
+            let lit: syn::LitStr = meta.value()?.parse()?;
+            kind.set(path, (which, lit));
+        } else if path == SCORE {
+            score.set(path, meta.value()?.parse()?);
+        } else if path == NAME {
+            name.set(path, meta.value()?.parse()?);
+        } else {
+            attr::unknown(cx, &meta, "index attribute", &[SORTED, SET, UNIQUE, SCORE, NAME])?;
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        cx.syn_error(e);
+        return None;
+    }
+    let Some((which, lit)) = kind.get() else {
+        cx.error_spanned_by(
+            attr,
+            "an index needs one of `sorted = \"...\"`, `set = \"...\"` or `unique = \"...\"`",
+        );
+        return None;
+    };
+    let name = name.get();
+    let kind = match (which, score.get()) {
+        (w, Some(ident)) if w == SORTED => match fields.iter().position(|f| names(&ident.to_string(), f.ident)) {
+            Some(score) => IndexKind::Sorted { score, ident },
+            None => {
+                cx.error_spanned_by(&ident, format!("unknown score field `{ident}`"));
+                return None;
+            }
+        },
+        (w, None) if w == SORTED => {
+            cx.error_spanned_by(&lit, "a sorted index needs `score = field`");
+            return None;
+        }
+        (w, Some(ident)) => {
+            cx.error_spanned_by(&ident, format!("`score` is only for sorted indexes, not a `{w}` index"));
+            return None;
+        }
+        (w, None) if w == SET => IndexKind::Set,
+        _ => IndexKind::Unique,
+    };
+    let raw = RawTemplate::parse(&lit).map_err(|e| cx.syn_error(e)).ok()?;
+    let has_placeholder = raw.pieces.iter().any(|p| matches!(p, RawPiece::Placeholder(_)));
+    if !has_placeholder && name.is_none() {
+        cx.error_spanned_by(&lit, "an index template without placeholders needs `name = \"...\"`");
+        return None;
+    }
+    let template = resolve(cx, raw, fields, "index")?;
+    Some(Index {
+        kind,
+        template,
+        explicit_name: name,
+    })
+}
+
+fn parse_field<'a>(cx: &Ctxt, field: &'a syn::Field) -> Option<Field<'a>> {
+    let ident = field.ident.as_ref()?;
+    const WITHIN: &str = "#[redis(...)]";
+    let mut rename = Attr::none(cx, WITHIN, RENAME);
+    let mut skip = BoolAttr::none(cx, WITHIN, SKIP);
+    let mut default = BoolAttr::none(cx, WITHIN, DEFAULT);
+    let mut json = BoolAttr::none(cx, WITHIN, JSON);
+    for attr in field.attrs.iter().filter(|a| a.path() == REDIS) {
+        let result = attr.parse_nested_meta(|meta| {
+            let path = &meta.path;
+            if path == RENAME {
+                let lit: syn::LitStr = meta.value()?.parse()?;
+                if lit.value().is_empty() {
+                    cx.error_spanned_by(&lit, "`rename` needs a non-empty field name");
+                }
+                rename.set(path, lit.value());
+            } else if path == SKIP {
+                skip.set_true(path);
+            } else if path == DEFAULT {
+                default.set_true(path);
+            } else if path == JSON {
+                json.set_true(path);
+            } else {
+                attr::unknown(cx, &meta, "field attribute", &[RENAME, SKIP, DEFAULT, JSON])?;
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            cx.syn_error(e);
+        }
+    }
+    let renamed = rename.is_set();
+    let out = Field {
+        ident,
+        ty: &field.ty,
+        wire: rename.get().unwrap_or_else(|| unraw(ident)),
+        skip: skip.get(),
+        default: default.get(),
+        json: json.get(),
+    };
+    if out.skip && (renamed || out.default || out.json) {
+        cx.error_spanned_by(
+            ident,
+            "a `skip` field is not stored; `rename`, `default` and `json` do not apply to it",
+        );
+    }
+    Some(out)
+}
+
+/// Whether the type is written as an `Option` (a syntactic lint only: type
+/// properties that matter are checked with trait bounds).
+pub fn is_written_as_option(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Path(p) if p.qself.is_none() => p.path.segments.last().is_some_and(|s| s.ident == "Option"),
+        syn::Type::Group(g) => is_written_as_option(&g.elem),
+        syn::Type::Paren(p) => is_written_as_option(&p.elem),
+        _ => false,
+    }
+}

@@ -1,0 +1,129 @@
+//! Cross-field rules, one function per rule. Type properties (a key part is a
+//! `KeyPart`, a score a `Score`) are not checked here but asserted with
+//! spanned trait bounds in the expansion, so they hold for any spelling of a type.
+
+use super::ast::{Entity, IndexKind, Template, is_written_as_option};
+use super::ctxt::Ctxt;
+use super::unraw::unraw;
+use crate::entity::api;
+
+pub fn check(cx: &Ctxt, entity: &Entity<'_>) {
+    check_key_has_placeholder(cx, &entity.key);
+    check_placeholders(cx, entity, &entity.key, "key");
+    for index in &entity.indexes {
+        check_placeholders(cx, entity, &index.template, "index");
+        if let IndexKind::Sorted { score, ident } = &index.kind {
+            check_score(cx, entity, *score, ident);
+        }
+    }
+    check_index_names(cx, entity);
+    check_wire_names(cx, entity);
+    check_optional_default(cx, entity);
+}
+
+// A key has at least one placeholder: a constant key would make every entity the same hash.
+fn check_key_has_placeholder(cx: &Ctxt, key: &Template) {
+    if key.placeholders().next().is_none() {
+        cx.error_at(
+            key.span,
+            format!("key template `{}` needs at least one `<field>` placeholder", key.source),
+        );
+    }
+}
+
+// A placeholder appears once per template, names a stored field that is not
+// JSON, and does not shadow a parameter of the generated functions.
+fn check_placeholders(cx: &Ctxt, entity: &Entity<'_>, template: &Template, what: &str) {
+    let mut seen = Vec::new();
+    for i in template.placeholders() {
+        let f = &entity.fields[i];
+        let name = unraw(f.ident);
+        if seen.contains(&i) {
+            cx.error_at(
+                template.span,
+                format!(
+                    "placeholder `<{name}>` appears twice in {what} template `{}`",
+                    template.source
+                ),
+            );
+            continue;
+        }
+        seen.push(i);
+        if api::PARAMS.contains(&name.as_str()) {
+            cx.error_at(
+                template.span,
+                format!("placeholder `<{name}>` clashes with a parameter of the generated functions; rename the field"),
+            );
+        }
+        let problem = if f.skip {
+            Some("a `skip` field")
+        } else if f.json {
+            Some("a `json` field")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            cx.error_at(
+                template.span,
+                format!(
+                    "placeholder `<{name}>` in {what} template `{}` is {problem}",
+                    template.source
+                ),
+            );
+            cx.error_spanned_by(f.ident, format!("`{name}` is used as a key part here"));
+        }
+    }
+}
+
+// The score of a sorted index is a stored field, not JSON.
+fn check_score(cx: &Ctxt, entity: &Entity<'_>, score: usize, ident: &syn::Ident) {
+    let f = &entity.fields[score];
+    if f.skip || f.json {
+        cx.error_spanned_by(
+            ident,
+            format!("score field `{ident}` must be stored as a number (not `skip` or `json`)"),
+        );
+    }
+}
+
+// Two indexes may not generate the same function, nor one the derive already generates.
+fn check_index_names(cx: &Ctxt, entity: &Entity<'_>) {
+    let mut names: Vec<String> = Vec::new();
+    for index in &entity.indexes {
+        let name = index.name(entity);
+        if syn::parse_str::<syn::Ident>(&name).is_err() {
+            cx.error_at(index.name_span(), format!("index name `{name}` is not an identifier"));
+        } else if names.contains(&name) {
+            cx.error_at(
+                index.name_span(),
+                format!("index name `{name}` collides with another index; give one of them `name = \"...\"`"),
+            );
+        } else if api::GENERATED.contains(&name.as_str()) || name.starts_with(api::COUNT_PREFIX) {
+            cx.error_at(
+                index.name_span(),
+                format!("index name `{name}` collides with a generated function"),
+            );
+        }
+        names.push(name);
+    }
+}
+
+// Every stored field has its own hash field name.
+fn check_wire_names(cx: &Ctxt, entity: &Entity<'_>) {
+    let mut seen: Vec<&str> = Vec::new();
+    for f in entity.fields.iter().filter(|f| f.is_stored()) {
+        if seen.contains(&f.wire.as_str()) {
+            cx.error_spanned_by(f.ident, format!("hash field name `{}` is used by two fields", f.wire));
+        }
+        seen.push(&f.wire);
+    }
+}
+
+// `default` on an `Option` says nothing: an absent `Option` is already `None`.
+fn check_optional_default(cx: &Ctxt, entity: &Entity<'_>) {
+    for f in &entity.fields {
+        if f.default && is_written_as_option(f.ty) && !f.json {
+            cx.error_spanned_by(f.ident, "`default` on an `Option` field is redundant: absent is `None`");
+        }
+    }
+}

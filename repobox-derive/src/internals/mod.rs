@@ -1,0 +1,12 @@
+//! The derive's front end, after serde_derive's: parse the input into an IR
+//! (`ast`, with `attr` and `symbol` for the attribute grammar and `template`
+//! for key templates), check the rules that span fields (`check`), and
+//! collect every error on the way (`ctxt`).
+
+pub mod ast;
+pub mod attr;
+pub mod check;
+pub mod ctxt;
+pub mod symbol;
+pub mod template;
+pub mod unraw;

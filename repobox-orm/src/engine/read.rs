@@ -1,0 +1,57 @@
+//! Reads of entities by key: `HGETALL`, alone or pipelined.
+
+use std::time::Duration;
+
+use redis::Value;
+use redis::aio::ConnectionLike;
+
+use crate::entity::{RawHash, RedisEntity};
+use crate::error::{Error, Result};
+
+/// The entity in an `HGETALL` reply for `key`; `None` if the hash is absent.
+fn decode<E: RedisEntity>(key: &str, reply: &Value) -> Result<Option<E>> {
+    let hash = RawHash::from_reply(key, reply)?;
+    if hash.is_empty() {
+        return Ok(None);
+    }
+    E::read_fields(key, &hash).map(Some)
+}
+
+/// Reads the entity at `key`; `None` if it is absent or expired.
+pub(crate) async fn get<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<Option<E>> {
+    let reply: Value = redis::cmd("HGETALL").arg(key).query_async(conn).await?;
+    decode(key, &reply)
+}
+
+/// Reads the entities at `keys` in one pipeline, in order; `None` where absent.
+pub(crate) async fn get_keys<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    keys: &[String],
+) -> Result<Vec<Option<E>>> {
+    let Some(first) = keys.first() else {
+        return Ok(Vec::new());
+    };
+    let mut pipe = redis::pipe();
+    for key in keys {
+        pipe.cmd("HGETALL").arg(key);
+    }
+    let replies: Vec<Value> = pipe.ignore_errors().query_async(conn).await?;
+    if replies.len() != keys.len() {
+        return Err(Error::UnexpectedReply {
+            key: first.clone(),
+            detail: format!("{} replies to {} commands", replies.len(), keys.len()),
+        });
+    }
+    keys.iter().zip(&replies).map(|(k, r)| decode(k, r)).collect()
+}
+
+/// Whether the entity at `key` exists.
+pub(crate) async fn exists<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<bool> {
+    Ok(redis::cmd("EXISTS").arg(key).query_async::<i64>(conn).await? == 1)
+}
+
+/// The entity's remaining TTL; `None` if it is absent or has no TTL.
+pub(crate) async fn ttl<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<Option<Duration>> {
+    let ms: i64 = redis::cmd("PTTL").arg(key).query_async(conn).await?;
+    Ok(u64::try_from(ms).ok().map(Duration::from_millis))
+}

@@ -1,0 +1,76 @@
+//! An entity's address: its key, its id and the key parts they are made of.
+
+use std::borrow::Cow;
+
+use crate::entity::{FieldWriter, RedisEntity};
+use crate::error::{Error, Result};
+
+/// Where an entity lives: the hash key (`job:42`), the id its index entries
+/// hold (the key parts joined by `:`), and each key part by hash field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub key: String,
+    pub id: String,
+    parts: Vec<(&'static str, String)>,
+}
+
+impl Target {
+    /// The target whose key parts are `parts`, in the key template's placeholder order.
+    pub fn from_parts<E: RedisEntity>(parts: &[Cow<'_, str>]) -> Result<Self> {
+        let template = &E::META.key;
+        let key = template.build(parts)?;
+        let fields: Vec<_> = template.placeholders().map(|(_, f)| f).collect();
+        if parts.len() != fields.len() {
+            return Err(Error::InvalidKeyPart {
+                template: template.source,
+                placeholder: "",
+                value: parts.join(":"),
+                reason: "has the wrong number of key parts",
+            });
+        }
+        Ok(Target {
+            key,
+            id: parts.join(":"),
+            parts: fields.into_iter().zip(parts.iter().map(|p| p.to_string())).collect(),
+        })
+    }
+
+    /// The target whose id (key parts joined by `:`) is `id`.
+    pub fn from_id<E: RedisEntity>(id: &str) -> Result<Self> {
+        let parts: Vec<Cow<'_, str>> = id.split(':').map(Cow::Borrowed).collect();
+        Target::from_parts::<E>(&parts)
+    }
+
+    /// The target of a whole entity, from its encoded fields.
+    pub fn of<E: RedisEntity>(fields: &FieldWriter<'_>) -> Result<Self> {
+        let template = &E::META.key;
+        let parts = template
+            .placeholders()
+            .map(|(placeholder, field)| {
+                fields
+                    .get(field)
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .map(Cow::Borrowed)
+                    .ok_or(Error::InvalidKeyPart {
+                        template: template.source,
+                        placeholder,
+                        value: String::new(),
+                        reason: "is not valid UTF-8",
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Target::from_parts::<E>(&parts)
+    }
+
+    /// The key part that the hash field `field` holds, if it is one of the key's.
+    pub fn part(&self, field: &str) -> Option<&str> {
+        self.parts.iter().find(|(f, _)| *f == field).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Every stored field of `entity`, encoded.
+pub(crate) fn fields_of<E: RedisEntity>(entity: &E) -> Result<FieldWriter<'_>> {
+    let mut fields = FieldWriter::with_capacity(E::META.fields.len());
+    entity.write_fields(&mut fields)?;
+    Ok(fields)
+}

@@ -1,0 +1,213 @@
+//! Writes: each one Lua script call that changes the hash, its index entries
+//! and its TTL together.
+//!
+//! - `plan`: what a write changes and what it knows of the indexed fields;
+//! - `protocol`: how a plan is encoded for `write.lua`, and its answers decoded;
+//! - `run`: sending plans, retrying when the hash moved, bulk chunks.
+//!
+//! A write that moves no index entry costs one round trip; one that moves an
+//! entry (or must first learn where the entry is) costs two.
+
+mod plan;
+pub(crate) mod protocol;
+mod run;
+
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+
+use self::plan::{Outcome, WritePlan};
+use self::protocol::Mode;
+use self::run::{run_write, run_writes};
+use crate::engine::target::{Target, fields_of};
+use crate::entity::{EntityPatch, FieldWriter, RedisEntity};
+use crate::error::{Error, Result};
+
+pub(crate) use self::run::BULK_CHUNK;
+
+fn must_exist(outcome: Outcome, target: &Target) -> Result<()> {
+    match outcome {
+        Outcome::Done(_) => Ok(()),
+        Outcome::Missing => Err(Error::NotFound {
+            key: target.key.clone(),
+        }),
+    }
+}
+
+/// Creates the entity; `Err(AlreadyExists)` if its key is taken,
+/// `Err(UniqueViolation)` if a unique value is. Writes nothing on error.
+pub(crate) async fn create<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, entity: &E) -> Result<()> {
+    let fields = fields_of(entity)?;
+    let target = Target::of::<E>(&fields)?;
+    let plan = WritePlan::new::<E>(Mode::Create, &target, &fields, E::META.ttl);
+    run_write(conn, plan).await.map(drop)
+}
+
+/// Creates or replaces the entity's fields, moving index entries whose fields
+/// changed and setting the full TTL. Fields other clients added are kept.
+pub(crate) async fn save<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, entity: &E) -> Result<()> {
+    let fields = fields_of(entity)?;
+    let target = Target::of::<E>(&fields)?;
+    let plan = WritePlan::new::<E>(Mode::Save, &target, &fields, E::META.ttl);
+    run_write(conn, plan).await.map(drop)
+}
+
+/// Creates the entity and appends `entry` to `stream` in the same atomic
+/// write; returns the stream entry id. A second create of the same entity
+/// fails with `AlreadyExists` and appends nothing.
+pub(crate) async fn create_and_append<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    entity: &E,
+    stream: &str,
+    entry: &[(&str, &str)],
+) -> Result<String> {
+    let fields = fields_of(entity)?;
+    let target = Target::of::<E>(&fields)?;
+    let mut plan = WritePlan::new::<E>(Mode::Create, &target, &fields, E::META.ttl);
+    plan.extras.stream = Some((stream, entry));
+    match run_write(conn, plan).await? {
+        Outcome::Done(Some(id)) => Ok(id),
+        _ => Err(Error::UnexpectedReply {
+            key: target.key.clone(),
+            detail: "XADD gave no entry id".into(),
+        }),
+    }
+}
+
+/// How a patch is written.
+pub(crate) struct PatchWrite<'w> {
+    /// `Update` keeps the remaining TTL, `Refresh` sets `ttl`.
+    pub mode: Mode,
+    pub ttl: Option<Duration>,
+    /// Fields that must hold these values (`None` = absent) for the write to happen.
+    pub conditions: &'w [(&'static str, Option<&'w [u8]>)],
+}
+
+impl PatchWrite<'_> {
+    /// A plain update: keeps the remaining TTL, no conditions.
+    pub fn update<E: RedisEntity>() -> Self {
+        PatchWrite {
+            mode: Mode::Update,
+            ttl: E::META.ttl,
+            conditions: &[],
+        }
+    }
+
+    /// An update that sets the TTL to `ttl`.
+    pub fn refresh(ttl: Duration) -> Self {
+        PatchWrite {
+            mode: Mode::Refresh,
+            ttl: Some(ttl),
+            conditions: &[],
+        }
+    }
+}
+
+/// Applies a patch to an existing entity; `Err(NotFound)` if it is absent
+/// (never re-creates it), `Err(Conflict)` if a condition does not hold.
+pub(crate) async fn patch<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    target: &Target,
+    patch: &E::Patch,
+    how: PatchWrite<'_>,
+) -> Result<()> {
+    let mut fields = FieldWriter::default();
+    patch.write_fields(&mut fields)?;
+    let mut plan = WritePlan::new::<E>(how.mode, target, &fields, how.ttl);
+    plan.extras.conditions = how.conditions;
+    must_exist(run_write(conn, plan).await?, target)
+}
+
+/// Deletes the entity, its index entries and the keys in `also` atomically;
+/// `false` if it was absent.
+pub(crate) async fn delete<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    target: &Target,
+    also: &[String],
+) -> Result<bool> {
+    let fields = FieldWriter::default();
+    let mut plan = WritePlan::new::<E>(Mode::Delete, target, &fields, None);
+    plan.extras.delete_keys = also;
+    Ok(matches!(run_write(conn, plan).await?, Outcome::Done(_)))
+}
+
+/// Sets the entity's TTL (index keys are lengthened to outlive it);
+/// `Err(NotFound)` if it is absent.
+pub(crate) async fn expire_in<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    target: &Target,
+    ttl: Duration,
+) -> Result<()> {
+    let fields = FieldWriter::default();
+    let plan = WritePlan::new::<E>(Mode::Expire, target, &fields, Some(ttl));
+    must_exist(run_write(conn, plan).await?, target)
+}
+
+/// Creates (`Mode::Create`) or saves (`Mode::Save`) many entities, each
+/// atomically, in pipelined chunks; per entity `Ok` or why not.
+async fn upsert_many<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    entities: &[E],
+    mode: Mode,
+) -> Result<Vec<Result<()>>> {
+    let prepared: Vec<Result<(Target, FieldWriter<'_>)>> = entities
+        .iter()
+        .map(|entity| {
+            let fields = fields_of(entity)?;
+            Ok((Target::of::<E>(&fields)?, fields))
+        })
+        .collect();
+    let plans = prepared
+        .iter()
+        .filter_map(|p| p.as_ref().ok())
+        .map(|(target, fields)| WritePlan::new::<E>(mode, target, fields, E::META.ttl))
+        .collect();
+    let mut outcomes = run_writes(conn, plans).await?.into_iter();
+    Ok(prepared
+        .into_iter()
+        .map(|p| match p {
+            Err(e) => Err(e),
+            Ok((target, _)) => outcomes.next().unwrap_or_else(|| {
+                Err(Error::UnexpectedReply {
+                    key: target.key,
+                    detail: "the write got no outcome".into(),
+                })
+            })
+            .map(drop),
+        })
+        .collect())
+}
+
+/// Deletes many entities, each atomically with its index entries; `true`
+/// where one existed. Every target is checked before any I/O.
+pub(crate) async fn delete_many<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    targets: &[Target],
+) -> Result<Vec<bool>> {
+    let fields = FieldWriter::default();
+    let plans = targets
+        .iter()
+        .map(|t| WritePlan::new::<E>(Mode::Delete, t, &fields, None))
+        .collect();
+    run_writes(conn, plans)
+        .await?
+        .into_iter()
+        .map(|r| r.map(|o| matches!(o, Outcome::Done(_))))
+        .collect()
+}
+
+/// Creates many entities, each atomically with its indexes and TTL.
+pub(crate) async fn create_many<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    entities: &[E],
+) -> Result<Vec<Result<()>>> {
+    upsert_many(conn, entities, Mode::Create).await
+}
+
+/// Saves many entities, each atomically with its indexes and TTL.
+pub(crate) async fn save_many<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    entities: &[E],
+) -> Result<Vec<Result<()>>> {
+    upsert_many(conn, entities, Mode::Save).await
+}

@@ -1,0 +1,309 @@
+//! What one write changes: which indexes it maintains, which fields decide
+//! where their entries are (the guards), and what the engine knows of them.
+//!
+//! The write script gets every key through `KEYS`, so it cannot look up an
+//! index key from the hash itself: the plan computes index keys from what it
+//! knows of the entity and tells the script which field values it assumed
+//! (the guards). When the hash disagrees, the script writes nothing and
+//! answers the current values, and the plan learns them for the next attempt.
+
+use std::time::Duration;
+
+use redis::{Cmd, Value};
+
+use super::protocol::{IndexOp, Mode, WriteCall, WriteReply};
+use crate::engine::target::Target;
+use crate::entity::{FieldWriter, RedisEntity};
+use crate::error::{Error, Result};
+use crate::meta::{IndexKind, IndexMeta, KeyTemplate};
+
+/// What a write does besides the entity and its indexes.
+#[derive(Default)]
+pub(crate) struct Extras<'w> {
+    /// Fields that must hold these values (`None` = absent) for the write to happen.
+    pub conditions: &'w [(&'static str, Option<&'w [u8]>)],
+    /// A stream entry appended with the write.
+    pub stream: Option<(&'w str, &'w [(&'w str, &'w str)])>,
+    /// Keys deleted with the entity.
+    pub delete_keys: &'w [String],
+}
+
+/// One write in the making.
+pub(crate) struct WritePlan<'w, 'a> {
+    pub mode: Mode,
+    pub target: &'w Target,
+    fields: &'w FieldWriter<'a>,
+    ttl: Option<Duration>,
+    /// The indexes this write touches.
+    indexes: Vec<&'static IndexMeta>,
+    /// The guard fields: what decides the touched indexes' current keys (and scores).
+    guards: Vec<&'static str>,
+    /// What the hash holds in the guard fields; `None` = not known yet.
+    current: Option<Vec<Option<Vec<u8>>>>,
+    pub extras: Extras<'w>,
+}
+
+/// How a write ended, when it was not refused.
+pub(crate) enum Outcome {
+    /// Written; with the stream entry's id when it appended one.
+    Done(Option<String>),
+    /// The entity is absent and the write needs it.
+    Missing,
+}
+
+/// What one answer of the write script means for its plan.
+pub(crate) enum Step {
+    Done(Outcome),
+    /// The hash disagreed with the plan's assumption; the plan now knows better.
+    Again,
+}
+
+/// The fields whose values decide an index key and are not part of the entity's key.
+fn placeholder_fields<'t>(index: &'static IndexMeta, target: &'t Target) -> impl Iterator<Item = &'static str> + 't {
+    index
+        .key
+        .placeholders()
+        .map(|(_, field)| field)
+        .filter(move |f| target.part(f).is_none())
+}
+
+fn push_unique(list: &mut Vec<&'static str>, field: &'static str) {
+    if !list.contains(&field) {
+        list.push(field);
+    }
+}
+
+impl<'w, 'a> WritePlan<'w, 'a> {
+    pub fn new<E: RedisEntity>(mode: Mode, target: &'w Target, fields: &'w FieldWriter<'a>, ttl: Option<Duration>) -> Self {
+        let meta = E::META;
+        let indexes: Vec<&'static IndexMeta> = match mode {
+            // A patch only touches the indexes whose key or score it changes.
+            Mode::Update => meta
+                .indexes
+                .iter()
+                .filter(|ix| {
+                    ix.key.placeholders().any(|(_, f)| fields.touches(f))
+                        || matches!(ix.kind, IndexKind::Sorted { score } if fields.touches(score))
+                })
+                .collect(),
+            _ => meta.indexes.iter().collect(),
+        };
+        let mut guards = Vec::new();
+        if mode != Mode::Create {
+            for ix in &indexes {
+                for f in placeholder_fields(ix, target) {
+                    push_unique(&mut guards, f);
+                }
+                if let (Mode::Update | Mode::Refresh, IndexKind::Sorted { score }) = (mode, ix.kind) {
+                    push_unique(&mut guards, score);
+                }
+            }
+        }
+        // A save assumes the indexed fields did not move; the script says if they did.
+        let current = match mode {
+            Mode::Save => Some(guards.iter().map(|f| fields.get(f).map(<[u8]>::to_vec)).collect()),
+            _ => None,
+        };
+        WritePlan {
+            mode,
+            target,
+            fields,
+            ttl,
+            indexes,
+            guards,
+            current,
+            extras: Extras::default(),
+        }
+    }
+
+    /// What the hash holds in `field` before the write, if known.
+    fn before(&self, field: &str) -> Option<Option<&[u8]>> {
+        if let Some(part) = self.target.part(field) {
+            return Some(Some(part.as_bytes()));
+        }
+        let pos = self.guards.iter().position(|g| *g == field)?;
+        self.current.as_ref().map(|cur| cur[pos].as_deref())
+    }
+
+    /// What `field` holds after the write.
+    fn after(&self, field: &str) -> Option<&[u8]> {
+        if let Some(part) = self.target.part(field) {
+            return Some(part.as_bytes());
+        }
+        if self.fields.touches(field) || !matches!(self.mode, Mode::Update | Mode::Refresh) {
+            return self.fields.get(field);
+        }
+        self.before(field).flatten()
+    }
+
+    fn index_key<'v>(template: &KeyTemplate, value: impl Fn(&'static str) -> Option<&'v [u8]>) -> Result<String> {
+        template.fill(|placeholder, field| {
+            value(field)
+                .ok_or(Error::InvalidKeyPart {
+                    template: template.source,
+                    placeholder,
+                    value: String::new(),
+                    reason: "is absent",
+                })
+                .and_then(|v| {
+                    std::str::from_utf8(v).map_err(|_| Error::InvalidKeyPart {
+                        template: template.source,
+                        placeholder,
+                        value: String::from_utf8_lossy(v).into_owned(),
+                        reason: "is not valid UTF-8",
+                    })
+                })
+        })
+    }
+
+    /// The index entries this attempt maintains, from what the plan knows now.
+    fn index_ops(&self) -> Result<Vec<IndexOp>> {
+        let known = self.guards.is_empty() || self.current.is_some();
+        // No indexed field at all: the entity is almost surely gone, and the
+        // script answers that it is missing. (A corrupt hash without any of
+        // them cannot have index entries to maintain either.)
+        let absent = !matches!(self.mode, Mode::Create | Mode::Save)
+            && !self.guards.is_empty()
+            && self.current.as_ref().is_some_and(|cur| cur.iter().all(Option::is_none));
+        if !known || absent {
+            return Ok(Vec::new());
+        }
+        let mut ops = Vec::with_capacity(self.indexes.len());
+        for ix in &self.indexes {
+            // Keys built from corrupt values cannot hold an entry of ours.
+            let before = || Self::index_key(&ix.key, |f| self.before(f).flatten()).ok();
+            let old = match self.mode {
+                Mode::Create | Mode::Expire => None,
+                _ => before(),
+            };
+            let new = match self.mode {
+                Mode::Delete => None,
+                Mode::Expire => before(),
+                _ => Some(Self::index_key(&ix.key, |f| self.after(f))?),
+            };
+            let score = match (self.mode, ix.kind) {
+                (Mode::Create | Mode::Save | Mode::Update | Mode::Refresh, IndexKind::Sorted { score }) => {
+                    checked_score(score, self.after(score))?
+                }
+                _ => String::new(),
+            };
+            let old = old.filter(|o| Some(o) != new.as_ref());
+            ops.push(IndexOp {
+                kind: ix.kind,
+                new,
+                old,
+                score,
+            });
+        }
+        Ok(ops)
+    }
+
+    /// The script call of this attempt.
+    pub fn invocation(&self, sha: &str) -> Result<Cmd> {
+        let (set, del): (&[_], &[_]) = match self.mode {
+            Mode::Delete | Mode::Expire => (&[], &[]),
+            _ => (&self.fields.set, &self.fields.del),
+        };
+        let ttl_ms = match (self.mode, self.ttl) {
+            (Mode::Delete, _) | (_, None) => 0,
+            (_, Some(ttl)) => u64::try_from(ttl.as_millis().max(1)).map_err(|_| Error::Encode {
+                field: "ttl",
+                message: format!("a TTL of {ttl:?} is longer than Redis keeps keys"),
+            })?,
+        };
+        WriteCall {
+            mode: Some(self.mode),
+            ttl_ms,
+            hash_key: &self.target.key,
+            id: &self.target.id,
+            guards: &self.guards,
+            guard_values: self.current.as_deref(),
+            set,
+            del,
+            ops: self.index_ops()?,
+            conditions: self.extras.conditions,
+            stream: self.extras.stream,
+            extra_keys: self.extras.delete_keys,
+        }
+        .command(sha)
+    }
+
+    /// Takes in the script's answer: done, refused, or learned the guards' values.
+    pub fn absorb(&mut self, reply: Value) -> Result<Step> {
+        let key = &self.target.key;
+        Ok(match WriteReply::parse(key, reply)? {
+            WriteReply::Done => Step::Done(Outcome::Done(None)),
+            WriteReply::Appended(id) => Step::Done(Outcome::Done(Some(id))),
+            WriteReply::Missing => Step::Done(Outcome::Missing),
+            WriteReply::Stale(current) => {
+                tracing::debug!(key = %key, "index fields moved; writing again with their current values");
+                self.current = Some(current);
+                Step::Again
+            }
+            WriteReply::Conflict { field } => return Err(Error::Conflict { key: key.clone(), field }),
+            WriteReply::Exists => return Err(Error::AlreadyExists { key: key.clone() }),
+            WriteReply::Unique { op, owner } => {
+                let index = self.indexes.get(op);
+                return Err(Error::UniqueViolation {
+                    index: index.map_or("", |ix| ix.name),
+                    index_key: index
+                        .and_then(|ix| Self::index_key(&ix.key, |f| self.after(f)).ok())
+                        .unwrap_or_default(),
+                    owner,
+                });
+            }
+            WriteReply::WrongType { key } => {
+                return Err(Error::UnexpectedReply {
+                    key,
+                    detail: "the key holds the wrong kind of value".into(),
+                });
+            }
+        })
+    }
+
+    /// The `HMGET` that learns the guard fields when the plan knows nothing of
+    /// them (a delete, or a patch that moves an index entry): a plain read is
+    /// far cheaper for the server than a script run that only reports them.
+    pub fn lookup(&self) -> Option<Cmd> {
+        if self.guards.is_empty() || self.current.is_some() {
+            return None;
+        }
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(&self.target.key).arg(&self.guards);
+        Some(cmd)
+    }
+
+    /// Takes in the answer of [`lookup`](Self::lookup).
+    pub fn learn(&mut self, reply: Value) -> Result<()> {
+        let values = match reply {
+            Value::Array(values) if values.len() == self.guards.len() => values,
+            other => {
+                return Err(Error::UnexpectedReply {
+                    key: self.target.key.clone(),
+                    detail: format!("HMGET answered {other:?}"),
+                });
+            }
+        };
+        self.current = Some(
+            values
+                .into_iter()
+                .map(|v| match v {
+                    Value::BulkString(b) => Some(b),
+                    _ => None,
+                })
+                .collect(),
+        );
+        Ok(())
+    }
+}
+
+fn checked_score(field: &'static str, raw: Option<&[u8]>) -> Result<String> {
+    let text = raw.and_then(|r| std::str::from_utf8(r).ok()).unwrap_or("");
+    match text.parse::<f64>() {
+        Ok(x) if !x.is_nan() => Ok(text.to_owned()),
+        _ => Err(Error::Encode {
+            field,
+            message: format!("score {text:?} is not a number"),
+        }),
+    }
+}

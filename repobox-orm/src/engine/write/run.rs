@@ -1,0 +1,144 @@
+//! Sending write plans: one at a time with retries, or many in pipelined chunks.
+
+use redis::aio::ConnectionLike;
+use redis::{Cmd, Value};
+
+use super::plan::{Outcome, Step, WritePlan};
+use crate::error::{Error, Result};
+use crate::scripts::{self, WRITE};
+
+/// How often a write retries after the hash changed under it.
+///
+/// A retry goes out at once: its snapshot of the indexed fields (from the
+/// script's answer) only ages while it waits, so pausing would make a second
+/// collision likelier, not rarer. Every retry means another writer of the same
+/// entity succeeded, so the system always progresses; one writer gives up with
+/// `Error::Contention` (having written nothing) only under a storm of writes
+/// that move the same entity's index entries.
+pub(crate) const MAX_ATTEMPTS: u32 = 16;
+
+/// How many commands one pipeline of a bulk call carries.
+pub(crate) const BULK_CHUNK: usize = 500;
+
+fn contention(plan: &WritePlan<'_, '_>) -> Error {
+    Error::Contention {
+        key: plan.target.key.clone(),
+        attempts: MAX_ATTEMPTS,
+    }
+}
+
+/// Runs one write: a lookup first when it must learn where its index entries
+/// are, then the script, again while the hash keeps moving under it.
+pub(crate) async fn run_write<C: ConnectionLike + Send>(conn: &mut C, mut plan: WritePlan<'_, '_>) -> Result<Outcome> {
+    if let Some(lookup) = plan.lookup() {
+        let reply: Value = lookup.query_async(conn).await?;
+        plan.learn(reply)?;
+    }
+    for _ in 0..MAX_ATTEMPTS {
+        let cmd = plan.invocation(WRITE.get_hash())?;
+        let reply: Value = scripts::run(conn, &WRITE, &cmd).await?;
+        if let Step::Done(outcome) = plan.absorb(reply)? {
+            return Ok(outcome);
+        }
+    }
+    Err(contention(&plan))
+}
+
+/// Sends `cmds` as one pipeline and checks that every command got its reply.
+async fn pipeline<C: ConnectionLike + Send>(conn: &mut C, cmds: Vec<Cmd>, key: &str) -> Result<Vec<Value>> {
+    let n = cmds.len();
+    let mut pipe = redis::pipe();
+    for cmd in cmds {
+        pipe.add_command(cmd);
+    }
+    let replies: Vec<Value> = pipe.ignore_errors().query_async(conn).await?;
+    if replies.len() != n {
+        return Err(Error::UnexpectedReply {
+            key: key.to_owned(),
+            detail: format!("{} replies to {n} commands", replies.len()),
+        });
+    }
+    Ok(replies)
+}
+
+/// Runs many writes, each atomic on its own, as pipelines of [`BULK_CHUNK`]:
+/// one round trip per chunk, plus one for the writes that had to learn where
+/// their index entries are. Returns each write's outcome in order.
+pub(crate) async fn run_writes<C: ConnectionLike + Send>(
+    conn: &mut C,
+    mut plans: Vec<WritePlan<'_, '_>>,
+) -> Result<Vec<Result<Outcome>>> {
+    let mut results: Vec<Option<Result<Outcome>>> = (0..plans.len()).map(|_| None).collect();
+    let lookups: Vec<(usize, Cmd)> = plans
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((i, p.lookup()?)))
+        .collect();
+    for chunk in lookups.chunks(BULK_CHUNK) {
+        let key = plans[chunk[0].0].target.key.clone();
+        let replies = pipeline(conn, chunk.iter().map(|(_, c)| c.clone()).collect(), &key).await?;
+        for (&(i, _), reply) in chunk.iter().zip(replies) {
+            if let Err(e) = plans[i].learn(reply) {
+                results[i] = Some(Err(e));
+            }
+        }
+    }
+    let mut pending: Vec<usize> = (0..plans.len()).filter(|&i| results[i].is_none()).collect();
+    let mut loaded = false;
+    for _ in 0..MAX_ATTEMPTS {
+        if pending.is_empty() {
+            break;
+        }
+        let mut next = Vec::new();
+        for chunk in pending.chunks(BULK_CHUNK) {
+            let mut cmds = Vec::with_capacity(chunk.len());
+            let mut sent = Vec::with_capacity(chunk.len());
+            for &i in chunk {
+                match plans[i].invocation(WRITE.get_hash()) {
+                    Ok(cmd) => {
+                        cmds.push(cmd);
+                        sent.push(i);
+                    }
+                    Err(e) => results[i] = Some(Err(e)),
+                }
+            }
+            if sent.is_empty() {
+                continue;
+            }
+            let key = plans[sent[0]].target.key.clone();
+            let replies = pipeline(conn, cmds, &key).await?;
+            for (i, reply) in sent.into_iter().zip(replies) {
+                // A restarted server lost the script: load it and send again.
+                if scripts::is_noscript(&reply) {
+                    if !loaded {
+                        WRITE.load_async(conn).await?;
+                        loaded = true;
+                    }
+                    next.push(i);
+                    continue;
+                }
+                match plans[i].absorb(reply) {
+                    Ok(Step::Done(outcome)) => results[i] = Some(Ok(outcome)),
+                    Ok(Step::Again) => next.push(i),
+                    Err(e) => results[i] = Some(Err(e)),
+                }
+            }
+        }
+        pending = next;
+    }
+    for i in pending {
+        results[i] = Some(Err(contention(&plans[i])));
+    }
+    Ok(results
+        .into_iter()
+        .zip(&plans)
+        .map(|(r, plan)| {
+            r.unwrap_or_else(|| {
+                Err(Error::UnexpectedReply {
+                    key: plan.target.key.clone(),
+                    detail: "the write got no outcome".into(),
+                })
+            })
+        })
+        .collect())
+}

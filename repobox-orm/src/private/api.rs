@@ -1,0 +1,216 @@
+//! The generic functions behind the generated inherent functions: each takes
+//! the entity's key parts as the generated signature received them, builds
+//! the target and hands over to the engine.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+
+use crate::engine::target::{Target, fields_of};
+use crate::engine::write::PatchWrite;
+use crate::engine::{index, read, write};
+use crate::entity::{EntityPatch, FieldWriter, RedisEntity};
+use crate::error::Result;
+use crate::meta::IndexMeta;
+use crate::page::Page;
+
+/// The key for these key parts.
+pub fn key_for<E: RedisEntity>(parts: &[Cow<'_, str>]) -> Result<String> {
+    E::META.key.build(parts)
+}
+
+/// The key of a whole entity.
+pub fn entity_key<E: RedisEntity>(entity: &E) -> Result<String> {
+    Ok(Target::of::<E>(&fields_of(entity)?)?.key)
+}
+
+/// The id of a whole entity (what its index entries hold).
+pub fn entity_id<E: RedisEntity>(entity: &E) -> Result<String> {
+    Ok(Target::of::<E>(&fields_of(entity)?)?.id)
+}
+
+/// `E::create`.
+pub async fn create<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, entity: &E) -> Result<()> {
+    write::create(conn, entity).await
+}
+
+/// `E::save`.
+pub async fn save<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, entity: &E) -> Result<()> {
+    write::save(conn, entity).await
+}
+
+/// `E::create_and_append`.
+pub async fn create_and_append<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    entity: &E,
+    stream: &str,
+    entry: &[(&str, &str)],
+) -> Result<String> {
+    write::create_and_append(conn, entity, stream, entry).await
+}
+
+/// `E::get`.
+pub async fn get<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, parts: &[Cow<'_, str>]) -> Result<Option<E>> {
+    read::get(conn, &key_for::<E>(parts)?).await
+}
+
+/// `E::get_many`: every id is checked before any I/O.
+pub async fn get_many<E: RedisEntity, C: ConnectionLike + Send, S: AsRef<str>>(
+    conn: &mut C,
+    ids: &[S],
+) -> Result<Vec<Option<E>>> {
+    let keys = ids
+        .iter()
+        .map(|id| E::META.key.key_from_id(id.as_ref()))
+        .collect::<Result<Vec<_>>>()?;
+    read::get_keys(conn, &keys).await
+}
+
+/// `E::exists`.
+pub async fn exists<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, parts: &[Cow<'_, str>]) -> Result<bool> {
+    read::exists(conn, &key_for::<E>(parts)?).await
+}
+
+/// `E::ttl`.
+pub async fn ttl<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    parts: &[Cow<'_, str>],
+) -> Result<Option<Duration>> {
+    read::ttl(conn, &key_for::<E>(parts)?).await
+}
+
+/// `E::update`.
+pub async fn update<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    parts: &[Cow<'_, str>],
+    patch: &E::Patch,
+) -> Result<()> {
+    let target = Target::from_parts::<E>(parts)?;
+    write::patch::<E, C>(conn, &target, patch, PatchWrite::update::<E>()).await
+}
+
+/// `E::update_if`: every field that `expected` sets must hold that value
+/// (`Some(None)`: be absent) when the patch is written.
+pub async fn update_if<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    parts: &[Cow<'_, str>],
+    patch: &E::Patch,
+    expected: &E::Patch,
+) -> Result<()> {
+    let target = Target::from_parts::<E>(parts)?;
+    let mut fields = FieldWriter::default();
+    expected.write_fields(&mut fields)?;
+    let conditions: Vec<(&'static str, Option<&[u8]>)> = fields
+        .set_fields()
+        .iter()
+        .map(|(name, value)| (*name, Some(&**value)))
+        .chain(fields.deleted_fields().iter().map(|name| (*name, None)))
+        .collect();
+    let how = PatchWrite {
+        conditions: &conditions,
+        ..PatchWrite::update::<E>()
+    };
+    write::patch::<E, C>(conn, &target, patch, how).await
+}
+
+/// `E::update_and_expire`.
+pub async fn update_and_expire<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    parts: &[Cow<'_, str>],
+    patch: &E::Patch,
+    ttl: Duration,
+) -> Result<()> {
+    let target = Target::from_parts::<E>(parts)?;
+    write::patch::<E, C>(conn, &target, patch, PatchWrite::refresh(ttl)).await
+}
+
+/// `E::delete`.
+pub async fn delete<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, parts: &[Cow<'_, str>]) -> Result<bool> {
+    delete_with::<E, C>(conn, parts, &[]).await
+}
+
+/// `E::delete_with`.
+pub async fn delete_with<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    parts: &[Cow<'_, str>],
+    also: &[String],
+) -> Result<bool> {
+    let target = Target::from_parts::<E>(parts)?;
+    write::delete::<E, C>(conn, &target, also).await
+}
+
+/// `E::expire_in`.
+pub async fn expire_in<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    parts: &[Cow<'_, str>],
+    ttl: Duration,
+) -> Result<()> {
+    let target = Target::from_parts::<E>(parts)?;
+    write::expire_in::<E, C>(conn, &target, ttl).await
+}
+
+/// `E::create_many`.
+pub async fn create_many<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    entities: &[E],
+) -> Result<Vec<Result<()>>> {
+    write::create_many(conn, entities).await
+}
+
+/// `E::save_many`.
+pub async fn save_many<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    entities: &[E],
+) -> Result<Vec<Result<()>>> {
+    write::save_many(conn, entities).await
+}
+
+/// `E::delete_many`: every id is checked before any I/O.
+pub async fn delete_many<E: RedisEntity, C: ConnectionLike + Send, S: AsRef<str>>(
+    conn: &mut C,
+    ids: &[S],
+) -> Result<Vec<bool>> {
+    let targets = ids
+        .iter()
+        .map(|id| Target::from_id::<E>(id.as_ref()))
+        .collect::<Result<Vec<_>>>()?;
+    write::delete_many::<E, C>(conn, &targets).await
+}
+
+/// `E::by_x` of a sorted index.
+pub async fn sorted_page<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    index: &'static IndexMeta,
+    parts: &[Cow<'_, str>],
+    page: Page,
+) -> Result<Vec<E>> {
+    index::sorted_page(conn, index, &index.key.build(parts)?, page).await
+}
+
+/// `E::by_x` of a set index.
+pub async fn set_members<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    index: &'static IndexMeta,
+    parts: &[Cow<'_, str>],
+) -> Result<Vec<E>> {
+    index::set_members(conn, index, &index.key.build(parts)?).await
+}
+
+/// `E::by_x` of a unique index.
+pub async fn unique_get<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    index: &'static IndexMeta,
+    parts: &[Cow<'_, str>],
+) -> Result<Option<E>> {
+    index::unique_get(conn, index, &index.key.build(parts)?).await
+}
+
+/// `E::count_by_x`.
+pub async fn count<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    index: &'static IndexMeta,
+    parts: &[Cow<'_, str>],
+) -> Result<u64> {
+    index::count::<E, C>(conn, index, &index.key.build(parts)?).await
+}

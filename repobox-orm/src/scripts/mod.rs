@@ -1,0 +1,48 @@
+//! The Lua scripts repobox runs, and the one way it runs them.
+//!
+//! Each script gets every key through `KEYS` (Redis Cluster needs that) and is
+//! sent as `EVALSHA`; a server that does not know it (a restart, a
+//! `SCRIPT FLUSH`) gets it loaded and the call sent again.
+
+use std::sync::LazyLock;
+
+use redis::aio::ConnectionLike;
+use redis::{Cmd, FromRedisValue, Script, Value};
+
+use crate::error::Result;
+
+/// One atomic write of an entity (`engine/write/protocol.rs` has its layout).
+pub(crate) static WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("write.lua")));
+/// Read repair: drops index entries whose entity is gone.
+pub(crate) static REPAIR: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("repair.lua")));
+/// Moves a pending delivery to the dead-letter stream and acknowledges it.
+pub(crate) static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("dead_letter.lua")));
+/// Trims a stream without dropping entries a group still needs.
+pub(crate) static TRIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("trim.lua")));
+
+/// `EVALSHA <sha> <number of keys> <keys..>` of `script`; the caller adds `ARGV`.
+pub(crate) fn evalsha<K: redis::ToRedisArgs>(script: &Script, keys: &[K]) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys.len()).arg(keys);
+    cmd
+}
+
+/// Whether a reply (one of a pipeline's) says the server does not know the script.
+pub(crate) fn is_noscript(reply: &Value) -> bool {
+    matches!(reply, Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::NoScript))
+}
+
+/// Runs `cmd`, an `EVALSHA` of `script`, loading the script when the server lacks it.
+pub(crate) async fn run<T: FromRedisValue, C: ConnectionLike + Send>(
+    conn: &mut C,
+    script: &Script,
+    cmd: &Cmd,
+) -> Result<T> {
+    match cmd.query_async::<T>(conn).await {
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            script.load_async(conn).await?;
+            Ok(cmd.query_async::<T>(conn).await?)
+        }
+        other => Ok(other?),
+    }
+}

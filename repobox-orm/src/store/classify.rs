@@ -1,0 +1,121 @@
+//! Which commands may be re-sent after a connection failure, and which
+//! errors mean the connection is gone.
+
+use redis::{Cmd, RedisError, Value};
+
+/// Commands that only read, and so can be re-sent after a connection failure.
+pub(super) fn is_read_command(name: &[u8]) -> bool {
+    const READS: &[&str] = &[
+        "GET",
+        "MGET",
+        "EXISTS",
+        "TYPE",
+        "TTL",
+        "PTTL",
+        "STRLEN",
+        "HGET",
+        "HGETALL",
+        "HMGET",
+        "HEXISTS",
+        "HLEN",
+        "HKEYS",
+        "HVALS",
+        "HSCAN",
+        "SMEMBERS",
+        "SISMEMBER",
+        "SMISMEMBER",
+        "SCARD",
+        "SSCAN",
+        "ZRANGE",
+        "ZRANGEBYSCORE",
+        "ZREVRANGE",
+        "ZREVRANGEBYSCORE",
+        "ZCARD",
+        "ZCOUNT",
+        "ZSCORE",
+        "ZRANK",
+        "ZREVRANK",
+        "ZSCAN",
+        "LRANGE",
+        "LLEN",
+        "LINDEX",
+        "XRANGE",
+        "XREVRANGE",
+        "XLEN",
+        "XPENDING",
+        "XINFO",
+        "PING",
+        "ECHO",
+        "INFO",
+        "DBSIZE",
+        "KEYS",
+        "SCAN",
+        "TIME",
+        "SCRIPT",
+    ];
+    READS.iter().any(|r| r.as_bytes().eq_ignore_ascii_case(name))
+}
+
+pub(super) fn command_name(cmd: &Cmd) -> &[u8] {
+    match cmd.args_iter().next() {
+        Some(redis::Arg::Simple(name)) => name,
+        _ => b"",
+    }
+}
+
+
+/// Replies that may carry a server error.
+pub(super) trait Replies {
+    /// The detail of a `READONLY` error among the replies.
+    fn read_only_error(&self) -> Option<String>;
+}
+
+fn read_only(value: &Value) -> Option<String> {
+    match value {
+        Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::ReadOnly) => {
+            Some(e.details().unwrap_or("READONLY").to_owned())
+        }
+        _ => None,
+    }
+}
+
+impl Replies for Value {
+    fn read_only_error(&self) -> Option<String> {
+        read_only(self)
+    }
+}
+
+impl Replies for Vec<Value> {
+    fn read_only_error(&self) -> Option<String> {
+        self.iter().find_map(read_only)
+    }
+}
+
+/// Whether the error says the connection is unusable (and a read may be re-sent).
+pub(super) fn is_connection_failure(err: &RedisError) -> bool {
+    err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() || err.is_unrecoverable_error()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_told_from_writes() {
+        assert!(is_read_command(b"hgetall"));
+        assert!(is_read_command(b"ZRANGE"));
+        for w in [
+            "EVALSHA",
+            "HSET",
+            "XADD",
+            "RPUSH",
+            "DEL",
+            "XACK",
+            "XREADGROUP",
+            "XAUTOCLAIM",
+            "MULTI",
+        ] {
+            assert!(!is_read_command(w.as_bytes()), "{w}");
+        }
+    }
+}

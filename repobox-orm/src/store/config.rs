@@ -1,0 +1,160 @@
+//! How a [`Store`](super::Store) connects, retries and times out.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// How long to wait before reconnect attempt `n` (1-based).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backoff {
+    step: Duration,
+    max: Duration,
+    jitter: bool,
+    pub(super) max_attempts: Option<u32>,
+}
+
+impl Default for Backoff {
+    /// `min(attempt * 50 ms, 2 s)` with jitter, at most 10 attempts per call.
+    fn default() -> Self {
+        Backoff {
+            step: Duration::from_millis(50),
+            max: Duration::from_secs(2),
+            jitter: true,
+            max_attempts: Some(10),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay grows by `step` per attempt.
+    pub fn step(mut self, step: Duration) -> Self {
+        self.step = step;
+        self
+    }
+
+    /// The delay never exceeds `max`.
+    pub fn max(mut self, max: Duration) -> Self {
+        self.max = max;
+        self
+    }
+
+    /// Whether to spread delays randomly over `[delay / 2, delay]` so that many
+    /// clients do not reconnect in lockstep.
+    pub fn jitter(mut self, on: bool) -> Self {
+        self.jitter = on;
+        self
+    }
+
+    /// How many connection attempts one call makes before it gives up with the
+    /// connection error (`None`: until the server answers or the store closes).
+    pub fn max_attempts(mut self, n: Option<u32>) -> Self {
+        self.max_attempts = n;
+        self
+    }
+
+    /// The delay before attempt `attempt` (1-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let full = self.step.saturating_mul(attempt).min(self.max);
+        if !self.jitter || full.is_zero() {
+            return full;
+        }
+        let half = full / 2;
+        half + Duration::from_nanos(random_u64() % (full - half).as_nanos().max(1) as u64)
+    }
+}
+
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish()
+}
+
+/// How a [`Store`] connects, retries and times out.
+///
+/// ```
+/// use std::time::Duration;
+/// use repobox_orm::{Backoff, StoreConfig};
+/// let config = StoreConfig::default()
+///     .connect_timeout(Duration::from_secs(1))
+///     .response_timeout(Some(Duration::from_millis(500)))
+///     .backoff(Backoff::default().max_attempts(Some(5)));
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
+    pub(super) backoff: Backoff,
+    pub(super) connect_timeout: Duration,
+    pub(super) response_timeout: Option<Duration>,
+    pub(super) retry: bool,
+    pub(super) close_timeout: Duration,
+}
+
+impl Default for StoreConfig {
+    /// Seed backoff, 5 s connect timeout, 5 s response timeout, retries on,
+    /// 5 s for in-flight commands on close.
+    fn default() -> Self {
+        StoreConfig {
+            backoff: Backoff::default(),
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Some(Duration::from_secs(5)),
+            retry: true,
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The reconnect backoff.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// How long one connection attempt may take.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a command may wait for its reply (`None`: forever). A command
+    /// that times out fails with [`Error::Timeout`] and the connection is replaced.
+    pub fn response_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Whether to reconnect and re-send reads whose connection failed, and to
+    /// retry connecting with backoff. Off: one attempt, errors as they come.
+    pub fn retry(mut self, on: bool) -> Self {
+        self.retry = on;
+        self
+    }
+
+    /// How long [`Store::close`] waits for commands in flight.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_follows_the_seed_formula() {
+        let b = Backoff::default().jitter(false);
+        assert_eq!(b.delay(1), Duration::from_millis(50));
+        assert_eq!(b.delay(7), Duration::from_millis(350));
+        assert_eq!(b.delay(40), Duration::from_secs(2));
+        assert_eq!(b.delay(1000), Duration::from_secs(2));
+        let j = Backoff::default();
+        for attempt in 1..50 {
+            let d = j.delay(attempt);
+            let full = b.delay(attempt);
+            assert!(d >= full / 2 && d <= full, "{attempt}: {d:?}");
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The store's shared state: the live connection, reconnecting with backoff,
+//! and the count of commands in flight.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use redis::aio::MultiplexedConnection;
+use redis::{PushKind, RedisError};
+use tokio::sync::{Mutex, Notify};
+
+use super::config::StoreConfig;
+use crate::error::{Error, Result};
+
+/// A live connection and the flag its disconnect notification clears.
+#[derive(Clone)]
+pub(super) struct Live {
+    pub conn: MultiplexedConnection,
+    pub generation: u64,
+    alive: Arc<AtomicBool>,
+}
+
+pub(super) struct Inner {
+    pub client: redis::Client,
+    pub config: StoreConfig,
+    pub db: i64,
+    current: RwLock<Option<Live>>,
+    connecting: Mutex<()>,
+    generation: AtomicU64,
+    pub closed: AtomicBool,
+    pub in_flight: AtomicUsize,
+    pub idle: Notify,
+}
+
+impl Inner {
+    pub fn new(client: redis::Client, config: StoreConfig, db: i64, closed: bool) -> Self {
+        Inner {
+            client,
+            config,
+            db,
+            current: RwLock::new(None),
+            connecting: Mutex::new(()),
+            generation: AtomicU64::new(0),
+            closed: AtomicBool::new(closed),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+        }
+    }
+
+    fn live(&self) -> Option<Live> {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        current.as_ref().filter(|l| l.alive.load(Ordering::SeqCst)).cloned()
+    }
+
+    /// Drops the current connection, whatever its generation (on close).
+    pub fn drop_connection(&self) {
+        self.current.write().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// Drops the connection of `generation` (if it is still the current one).
+    pub fn invalidate(&self, generation: u64, why: &str) {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if current.as_ref().is_some_and(|l| l.generation == generation) {
+            tracing::info!(target: "repobox::store", reason = why, "dropping the connection");
+            *current = None;
+        }
+    }
+
+    /// The live connection, connecting (with backoff) when there is none.
+    pub async fn connection(&self) -> Result<Live> {
+        if let Some(live) = self.live() {
+            return Ok(live);
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(live) = self.live() {
+            return Ok(live);
+        }
+        let mut attempt = 0u32;
+        loop {
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(Error::Closed);
+            }
+            attempt += 1;
+            match self.connect_once().await {
+                Ok(live) => {
+                    tracing::info!(target: "repobox::store", generation = live.generation, attempt, "connected");
+                    *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(live.clone());
+                    return Ok(live);
+                }
+                Err(err) => {
+                    let give_up =
+                        !self.config.retry || self.config.backoff.max_attempts.is_some_and(|max| attempt >= max);
+                    tracing::warn!(target: "repobox::store", error = %err, attempt, "connect failed");
+                    if give_up {
+                        return Err(err.into());
+                    }
+                    let delay = self.config.backoff.delay(attempt);
+                    tracing::info!(target: "repobox::store", attempt = attempt + 1, delay_ms = delay.as_millis() as u64, "reconnecting");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    async fn connect_once(&self) -> redis::RedisResult<Live> {
+        let alive = Arc::new(AtomicBool::new(true));
+        let flag = alive.clone();
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.config.connect_timeout))
+            .set_response_timeout(None)
+            .set_push_sender(move |info: redis::PushInfo| {
+                if info.kind == PushKind::Disconnection {
+                    flag.store(false, Ordering::SeqCst);
+                }
+                Ok::<(), std::convert::Infallible>(())
+            });
+        let conn = match tokio::time::timeout(
+            self.config.connect_timeout,
+            self.client.get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        {
+            Ok(conn) => conn?,
+            Err(_) => {
+                return Err(RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connect timed out after {:?}", self.config.connect_timeout),
+                )));
+            }
+        };
+        Ok(Live {
+            conn,
+            generation: self.generation.fetch_add(1, Ordering::SeqCst) + 1,
+            alive,
+        })
+    }
+}
+
+/// Counts a command in flight for as long as it lives.
+pub(super) struct InFlight<'a>(&'a Inner);
+
+impl<'a> InFlight<'a> {
+    pub fn enter(inner: &'a Inner) -> Self {
+        inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(inner)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}

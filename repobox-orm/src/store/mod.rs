@@ -1,0 +1,252 @@
+//! `Store`: the Redis client that survives faults.
+//!
+//! A cheap-to-clone handle over one redis-rs multiplexed connection that it
+//! re-creates with backoff when the server goes away, drops on `READONLY`
+//! (a primary demoted to replica), times out at a configured bound, and
+//! closes gracefully. It implements [`ConnectionLike`], so every generated
+//! call takes it.
+//!
+//! Retries never apply a write twice: a read whose connection failed is
+//! re-sent on a new connection; a write that may have reached the server
+//! before the connection failed is reported as
+//! [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown), never
+//! re-sent. The connection speaks RESP3 so that redis-rs reports a dropped
+//! connection as soon as it happens; a command is then sent on a fresh
+//! connection instead of failing on the dead one.
+//!
+//! - `config`: [`StoreConfig`] and [`Backoff`];
+//! - `connection`: the live connection and reconnecting;
+//! - `classify`: which commands are reads, which errors mean a dead connection;
+//! - `signal`: the store's own outcomes, carried typed through `RedisError`.
+
+mod classify;
+mod config;
+mod connection;
+pub(crate) mod signal;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
+
+pub use self::config::{Backoff, StoreConfig};
+use self::classify::{Replies, command_name, is_connection_failure, is_read_command};
+use self::connection::{InFlight, Inner};
+use self::signal::StoreSignal;
+use crate::error::{Error, Result};
+
+/// The Redis client of repobox: lazily connected, reconnecting, closable.
+///
+/// ```no_run
+/// use repobox_orm::Store;
+/// # async fn f() -> repobox_orm::Result<()> {
+/// let store = Store::open("redis://:secret@127.0.0.1:6379/2")?;   // no I/O yet
+/// let mut conn = store.clone();                                     // cheap
+/// let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
+/// store.close().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("addr", &self.inner.client.get_connection_info().addr())
+            .field("db", &self.inner.db)
+            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// The default URL when `REDIS_URL` is not set.
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+
+impl Store {
+    /// A store for `url` with the default config; connects on the first command.
+    pub fn open(url: impl IntoConnectionInfo) -> Result<Store> {
+        Store::with_config(url, StoreConfig::default())
+    }
+
+    /// A store for `url` with `config`; connects on the first command.
+    pub fn with_config(url: impl IntoConnectionInfo, config: StoreConfig) -> Result<Store> {
+        let info = url.into_connection_info()?;
+        let redis = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let db = redis.db();
+        let client = redis::Client::open(info.set_redis_settings(redis))?;
+        Ok(Store {
+            inner: Arc::new(Inner::new(client, config, db, false)),
+        })
+    }
+
+    /// A store for `url` that has connected (or failed to, after the backoff).
+    pub async fn connect(url: impl IntoConnectionInfo) -> Result<Store> {
+        let store = Store::open(url)?;
+        store.inner.connection().await?;
+        Ok(store)
+    }
+
+    /// A store for `$REDIS_URL`, or [`DEFAULT_URL`] when it is not set.
+    pub fn from_env() -> Result<Store> {
+        Store::open(
+            std::env::var("REDIS_URL")
+                .unwrap_or_else(|_| DEFAULT_URL.to_owned())
+                .as_str(),
+        )
+    }
+
+    /// A second store on the same server with its own connection and no
+    /// response timeout, for blocking commands (`XREADGROUP ... BLOCK`) that
+    /// must not hold up, or be timed out like, ordinary commands.
+    pub fn dedicated(&self) -> Store {
+        let config = self.inner.config.clone().response_timeout(None);
+        Store {
+            inner: Arc::new(Inner::new(
+                self.inner.client.clone(),
+                config,
+                self.inner.db,
+                self.is_closed(),
+            )),
+        }
+    }
+
+    /// The config the store was built with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    /// How many commands are waiting for their reply right now.
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Whether [`close`](Store::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::SeqCst)
+    }
+
+    /// Closes the store: later calls fail with [`Error::Closed`] without
+    /// touching the network; commands in flight get up to the configured
+    /// close timeout to finish, then the connection is dropped.
+    pub async fn close(&self) {
+        let inner = &self.inner;
+        if inner.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + inner.config.close_timeout;
+        loop {
+            let idle = inner.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            let n = inner.in_flight.load(Ordering::SeqCst);
+            if n == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                tracing::warn!(target: "repobox::store", in_flight = n, "closing with commands still in flight");
+                break;
+            }
+        }
+        inner.drop_connection();
+        tracing::info!(target: "repobox::store", "closed");
+    }
+
+    async fn run<'a, T: Replies, F>(&'a self, read_only: bool, op: F) -> redis::RedisResult<T>
+    where
+        F: Fn(MultiplexedConnection) -> RedisFuture<'a, T>,
+    {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::SeqCst) {
+            return Err(StoreSignal::Closed.into());
+        }
+        let _guard = InFlight::enter(inner);
+        let mut attempt = 0;
+        loop {
+            let live = inner.connection().await.map_err(into_redis_error)?;
+            let reply = match inner.config.response_timeout {
+                Some(limit) => match tokio::time::timeout(limit, op(live.conn.clone())).await {
+                    Ok(reply) => reply,
+                    Err(_) => {
+                        inner.invalidate(live.generation, "response timeout");
+                        return Err(StoreSignal::Timeout(limit).into());
+                    }
+                },
+                None => op(live.conn.clone()).await,
+            };
+            let err = match reply {
+                // Server errors arrive as values; READONLY among them means a failover.
+                Ok(value) => match value.read_only_error() {
+                    Some(detail) => {
+                        inner.invalidate(live.generation, "READONLY: the server is a replica");
+                        return Err(StoreSignal::ReadOnly(detail).into());
+                    }
+                    None => return Ok(value),
+                },
+                Err(err) => err,
+            };
+            if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) {
+                inner.invalidate(live.generation, "READONLY: the server is a replica");
+                return Err(StoreSignal::ReadOnly(err.to_string()).into());
+            }
+            if !is_connection_failure(&err) {
+                return Err(err);
+            }
+            inner.invalidate(live.generation, "connection failed");
+            tracing::warn!(target: "repobox::store", error = %err, "connection failed");
+            attempt += 1;
+            let may_retry = inner.config.retry && inner.config.backoff.max_attempts.is_none_or(|max| attempt < max);
+            if !read_only {
+                return Err(StoreSignal::WriteOutcomeUnknown(err.to_string()).into());
+            }
+            if !may_retry {
+                return Err(err);
+            }
+            tracing::info!(target: "repobox::store", attempt, "re-sending a read on a new connection");
+        }
+    }
+}
+
+fn into_redis_error(e: Error) -> redis::RedisError {
+    match e {
+        Error::Redis(e) => e,
+        Error::Closed => StoreSignal::Closed.into(),
+        other => redis::RedisError::from((redis::ErrorKind::Client, "store", other.to_string())),
+    }
+}
+
+impl ConnectionLike for Store {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let read_only = is_read_command(command_name(cmd));
+            self.run(read_only, |mut conn| {
+                Box::pin(async move { conn.req_packed_command(cmd).await })
+            })
+            .await
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let read_only = !pipeline.is_transaction() && pipeline.cmd_iter().all(|c| is_read_command(command_name(c)));
+            self.run(read_only, |mut conn| {
+                Box::pin(async move { conn.req_packed_commands(pipeline, offset, count).await })
+            })
+            .await
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner.db
+    }
+}
