@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use repobox_models::runner::{HandlerResult, JobHandler, Output, Runner, RunnerConfig};
 use repobox_models::{Job, now_millis};
 use repobox_orm::Store;
 use repobox_orm::testing::RedisServer;
+use repobox_runner::{HandlerResult, JobHandler, Output, Runner, RunnerConfig};
 
 use common::*;
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use repobox_models::Job;
-use repobox_models::runner::{HandlerResult, JobHandler, Output};
+use repobox_runner::{HandlerResult, JobHandler, Output};
 
 /// Writes a few progress lines per job; a repository URL that contains
 /// `fail` ends with exit code 1 so that failures can be shown.

@@ -1,6 +1,6 @@
-use std::time::Duration;
+use repobox_orm::prelude::{ConnectionLike, RedisEntity, RedisValue};
 
-use repobox_orm::prelude::*;
+use crate::Result;
 
 /// A git hosting provider a user has connected.
 #[derive(RedisValue, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,7 +80,7 @@ pub struct RepoSummary {
     pub private: bool,
 }
 
-/// A user's repository listing from one provider, cached for five minutes.
+/// A user's repository listing from one provider, cached for five minutes (`RepoCache::TTL`).
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
 #[key("repo_cache:<user_id>:<provider>")]
 #[ttl(minutes = 5)]
@@ -94,9 +94,4 @@ pub struct RepoCache {
     pub repos: Vec<RepoSummary>,
     /// Unix millis of the listing.
     pub fetched_at: i64,
-}
-
-impl RepoCache {
-    /// How long a listing is cached.
-    pub const TTL: Duration = Duration::from_secs(300);
 }

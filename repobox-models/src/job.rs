@@ -1,7 +1,8 @@
 use std::time::Duration;
 
-use repobox_orm::engine::{self, Target};
-use repobox_orm::prelude::*;
+use repobox_orm::prelude::{ConnectionLike, Page, RedisEntity, RedisValue};
+
+use crate::{Error, Result};
 
 /// The stream jobs travel through.
 pub const JOBS_STREAM: &str = "jobs:stream";
@@ -141,7 +142,7 @@ impl Job {
     }
 
     /// The key of the job's output list.
-    pub fn output_key(id: &str) -> Result<String> {
+    pub fn output_key(id: &str) -> repobox_orm::Result<String> {
         Ok(format!("{}:output", Job::key_for(id)?))
     }
 
@@ -156,7 +157,7 @@ impl Job {
             ("user_id", job.user_id.as_str()),
             ("enqueued_at", enqueued_at.as_str()),
         ];
-        engine::create_and_append(conn, job, JOBS_STREAM, &entry).await
+        Ok(Job::create_and_append(conn, job, JOBS_STREAM, &entry).await?)
     }
 
     /// Moves the job to `to` at `now`, setting `started_at` when it starts and
@@ -195,19 +196,19 @@ impl Job {
         now: i64,
         outcome: JobOutcome,
     ) -> Result<Job> {
-        let target = Target::from_parts::<Job>(&[id.into()])?;
-        for _ in 0..8 {
+        const ATTEMPTS: u32 = 8;
+        for _ in 0..ATTEMPTS {
             let job = match known.take() {
                 Some(job) => Some(job),
                 None => Job::get(conn, id).await?,
             };
             let Some(mut job) = job else {
-                return Err(Error::NotFound { key: target.key });
+                return Err(repobox_orm::Error::NotFound { key: Job::key_for(id)? }.into());
             };
             let from = job.status;
             if !from.can_become(to) {
                 return Err(Error::InvalidTransition {
-                    key: target.key,
+                    key: Job::key_for(id)?,
                     from: from.to_string(),
                     to: to.to_string(),
                 });
@@ -238,42 +239,41 @@ impl Job {
             }
             // Compare-and-set on what this transition was decided from: the
             // status, and `started_at`, which every start changes.
-            let started = job.started_at.map(|t| t.to_string());
-            let condition = [
-                ("status", Some(from.as_str().as_bytes())),
-                ("started_at", started.as_deref().map(str::as_bytes)),
-            ];
-            match engine::update_if::<Job, C>(conn, &target, &patch, &condition).await {
+            let expected = JobPatch {
+                status: Some(from),
+                started_at: Some(job.started_at),
+                ..Default::default()
+            };
+            match Job::update_if(conn, id, &patch, &expected).await {
                 Ok(()) => {
-                    job.status = to;
-                    apply(&mut job, patch);
+                    patch.apply_to(&mut job);
                     return Ok(job);
                 }
-                Err(Error::Conflict { .. }) => continue,
-                Err(e) => return Err(e),
+                Err(repobox_orm::Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Contention {
-            key: target.key,
-            attempts: 8,
-        })
+        Err(repobox_orm::Error::Contention {
+            key: Job::key_for(id)?,
+            attempts: ATTEMPTS,
+        }
+        .into())
     }
 
     /// Deletes the job, its index entry and its output list atomically.
     pub async fn delete_with_output<C: ConnectionLike + Send>(conn: &mut C, id: &str) -> Result<bool> {
-        let target = Target::from_parts::<Job>(&[id.into()])?;
         let output = Job::output_key(id)?;
-        engine::delete_with::<Job, C>(conn, &target, &[output]).await
+        Ok(Job::delete_with(conn, id, &[output]).await?)
     }
 
     /// The user's jobs, newest first.
     pub async fn user_jobs<C: ConnectionLike + Send>(conn: &mut C, user_id: &str, page: Page) -> Result<Vec<Job>> {
-        Job::by_user_id(conn, user_id, page).await
+        Ok(Job::by_user_id(conn, user_id, page).await?)
     }
 
     /// How many jobs the user has.
     pub async fn user_job_count<C: ConnectionLike + Send>(conn: &mut C, user_id: &str) -> Result<u64> {
-        Job::count_by_user_id(conn, user_id).await
+        Ok(Job::count_by_user_id(conn, user_id).await?)
     }
 
     /// Appends output lines and resets the list's 24-hour TTL, atomically in
@@ -325,25 +325,4 @@ pub struct JobOutcome {
     pub exit_code: Option<i32>,
     /// The error, if it failed.
     pub error: Option<String>,
-}
-
-fn apply(job: &mut Job, patch: JobPatch) {
-    if let Some(v) = patch.started_at {
-        job.started_at = v;
-    }
-    if let Some(v) = patch.finished_at {
-        job.finished_at = v;
-    }
-    if let Some(v) = patch.exit_code {
-        job.exit_code = v;
-    }
-    if let Some(v) = patch.error {
-        job.error = v;
-    }
-    if let Some(v) = patch.retries {
-        job.retries = v;
-    }
-    if let Some(v) = patch.history {
-        job.history = v;
-    }
 }

@@ -1,4 +1,7 @@
-//! The repobox models: the key layout the web app and the runners share.
+//! The repobox models: the key layout the web app and the runners share, and
+//! the domain rules on top of it (a job's status machine, a session's life).
+//! Generated functions (`Job::get`, ...) return the ORM's error; the models'
+//! own functions return [`Error`], which wraps it.
 //!
 //! | key | type | TTL |
 //! |---|---|---|
@@ -15,18 +18,19 @@
 
 #![warn(missing_docs)]
 
+mod error;
 mod git;
 mod job;
-pub mod runner;
 mod session;
 mod user;
 
-pub use git::{GitProvider, GitProviders, RepoCache, RepoSummary};
+pub use error::{Error, Result};
+pub use git::{GitProvider, GitProviders, RepoCache, RepoCacheField, RepoCachePatch, RepoSummary};
 pub use job::{
-    JOB_OUTPUT_TTL, JOBS_GROUP, JOBS_STREAM, Job, JobOutcome, JobPatch, JobStatus, OutputRange, StatusChange,
+    JOB_OUTPUT_TTL, JOBS_GROUP, JOBS_STREAM, Job, JobField, JobOutcome, JobPatch, JobStatus, OutputRange, StatusChange,
 };
-pub use session::{SESSION_TTL, Session, SessionPatch};
-pub use user::{User, UserPatch};
+pub use session::{Session, SessionField, SessionPatch};
+pub use user::{User, UserField, UserPatch};
 
 /// Milliseconds since the Unix epoch, as every timestamp field holds them.
 pub fn now_millis() -> i64 {

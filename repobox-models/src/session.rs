@@ -1,12 +1,10 @@
 use std::time::Duration;
 
-use repobox_orm::engine;
-use repobox_orm::prelude::*;
+use repobox_orm::prelude::{ConnectionLike, RedisEntity};
 
-/// How long a session lives: seven days.
-pub const SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+use crate::Result;
 
-/// A login session; the hash expires with the session.
+/// A login session; the hash expires with the session (`Session::TTL`, seven days).
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
 #[key("session:<id>")]
 #[ttl(days = 7)]
@@ -29,7 +27,7 @@ pub struct Session {
 /// A new session id: 128 bits from the operating system's random generator, as hex.
 fn new_session_id() -> Result<String> {
     let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| Error::Encode {
+    getrandom::fill(&mut bytes).map_err(|e| repobox_orm::Error::Encode {
         field: "id",
         message: format!("the OS random generator failed: {e}"),
     })?;
@@ -45,11 +43,12 @@ impl Session {
         ip: Option<String>,
         now: i64,
     ) -> Result<Session> {
+        let ttl = Session::TTL.unwrap_or_default();
         let session = Session {
             id: new_session_id()?,
             user_id: user_id.to_owned(),
             created_at: now,
-            expires_at: now + SESSION_TTL.as_millis() as i64,
+            expires_at: now + ttl.as_millis() as i64,
             user_agent,
             ip,
         };
@@ -75,8 +74,7 @@ impl Session {
             expires_at: Some(now + by.as_millis() as i64),
             ..Default::default()
         };
-        let target = engine::Target::from_parts::<Session>(&[id.into()])?;
-        engine::update_and_expire::<Session, C>(conn, &target, &patch, by).await
+        Ok(Session::update_and_expire(conn, id, patch, by).await?)
     }
 
     /// Logs the user out everywhere: deletes every session of `user_id`, each

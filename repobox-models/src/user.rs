@@ -1,4 +1,6 @@
-use repobox_orm::prelude::*;
+use repobox_orm::prelude::{ConnectionLike, RedisEntity};
+
+use crate::Result;
 
 /// A user of the web app.
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
@@ -27,6 +29,6 @@ impl User {
             last_login_at: Some(Some(at)),
             ..Default::default()
         };
-        User::update(conn, id, patch).await
+        Ok(User::update(conn, id, patch).await?)
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use repobox_models::*;
-use repobox_orm::prelude::*;
+use repobox_orm::prelude::{Error, Page};
 use repobox_orm::testing::{CountingConnection, RedisServer};
 
 async fn setup() -> (RedisServer, redis::aio::MultiplexedConnection) {
@@ -94,7 +94,9 @@ async fn sessions() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert!(ttl > SESSION_TTL.as_millis() as i64 - 10_000 && ttl <= SESSION_TTL.as_millis() as i64);
+    let session_ttl = Session::TTL.unwrap();
+    assert_eq!(session_ttl, Duration::from_secs(7 * 24 * 3600));
+    assert!(ttl > session_ttl.as_millis() as i64 - 10_000 && ttl <= session_ttl.as_millis() as i64);
     let set_ttl: i64 = redis::cmd("PTTL")
         .arg("sessions:user:u1")
         .query_async(&mut conn)
@@ -156,7 +158,10 @@ async fn jobs() {
     }
     conn.take();
     let again = Job::create_and_enqueue(&mut conn, &Job::new("j0", "u1", "x", now), now).await;
-    assert!(matches!(again, Err(Error::AlreadyExists { .. })));
+    assert!(matches!(
+        again,
+        Err(repobox_models::Error::Orm(Error::AlreadyExists { .. }))
+    ));
     assert_eq!(conn.take(), 1, "create + index + enqueue is one round trip");
     let len: u64 = conn.xlen(JOBS_STREAM).await.unwrap();
     assert_eq!(len, 5, "a job id is never enqueued twice");
@@ -199,7 +204,7 @@ async fn jobs() {
     let err = Job::update_status(&mut conn, "j0", JobStatus::Running, now, JobOutcome::default())
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidTransition { .. }), "{err}");
+    assert!(matches!(err, repobox_models::Error::InvalidTransition { .. }), "{err}");
     assert_eq!(err.to_string(), "`job:j0`: cannot go from succeeded to running");
     assert!(
         Job::update_status(&mut conn, "nope", JobStatus::Running, now, JobOutcome::default())
@@ -315,7 +320,9 @@ async fn git_providers_and_repo_cache() {
         .await
         .unwrap()
         .unwrap();
-    assert!(ttl <= RepoCache::TTL && ttl > RepoCache::TTL - Duration::from_secs(10));
+    let cache_ttl = RepoCache::TTL.unwrap();
+    assert_eq!(cache_ttl, Duration::from_secs(300));
+    assert!(ttl <= cache_ttl && ttl > cache_ttl - Duration::from_secs(10));
 }
 
 /// The TypeScript app writes plain hashes; the models read them, and it reads theirs.

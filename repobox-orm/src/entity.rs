@@ -160,4 +160,3 @@ impl<'a> RawHash<'a> {
         self.pairs.iter().find(|(n, _)| *n == field.as_bytes()).map(|(_, v)| *v)
     }
 }
-

@@ -260,9 +260,9 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
                 /// sets holds that value (`Some(None)`: is absent) at the time of the
                 /// write: a compare-and-set. `Err(Conflict)` names the first field that
                 /// did not hold; nothing is written then.
-                pub async fn update_if<#conn>(conn: &mut __C, #(#params,)* patch: #patch, expected: #patch) -> #r<()>
+                pub async fn update_if<#conn>(conn: &mut __C, #(#params,)* patch: &#patch, expected: &#patch) -> #r<()>
             },
-            quote!(#p::update_if::<Self, __C>(conn, #parts, &patch, &expected).await),
+            quote!(#p::update_if::<Self, __C>(conn, #parts, patch, expected).await),
         ));
         items.push(f(
             quote! {

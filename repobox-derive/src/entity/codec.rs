@@ -41,10 +41,15 @@ fn variant(f: &Field<'_>) -> syn::Ident {
         .filter(|s| !s.is_empty())
         .map(|s| {
             let mut c = s.chars();
-            c.next().map_or(String::new(), |first| first.to_uppercase().chain(c).collect())
+            c.next()
+                .map_or(String::new(), |first| first.to_uppercase().chain(c).collect())
         })
         .collect();
-    format_ident!("{}", if camel.is_empty() { "Field".to_owned() } else { camel }, span = f.ident.span())
+    format_ident!(
+        "{}",
+        if camel.is_empty() { "Field".to_owned() } else { camel },
+        span = f.ident.span()
+    )
 }
 
 pub fn field_enum(entity: &Entity<'_>) -> TokenStream {
@@ -55,7 +60,9 @@ pub fn field_enum(entity: &Entity<'_>) -> TokenStream {
     let stored: Vec<&Field<'_>> = entity.fields.iter().filter(|f| f.is_stored()).collect();
     let variants: Vec<syn::Ident> = stored.iter().map(|f| variant(f)).collect();
     let wires: Vec<syn::LitStr> = stored.iter().map(|f| lit(&f.wire)).collect();
-    let docs = stored.iter().map(|f| format!("The hash field `{}` (`{}`).", f.wire, f.ident));
+    let docs = stored
+        .iter()
+        .map(|f| format!("The hash field `{}` (`{}`).", f.wire, f.ident));
     let doc = format!("The stored fields of [`{ident}`], by their hash field names.");
     let body = if variants.is_empty() {
         quote!(match self {})

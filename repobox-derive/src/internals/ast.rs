@@ -51,7 +51,10 @@ pub enum Piece {
 
 pub enum IndexKind {
     /// The score field's position, and the `score = field` ident for spans.
-    Sorted { score: usize, ident: syn::Ident },
+    Sorted {
+        score: usize,
+        ident: syn::Ident,
+    },
     Set,
     Unique,
 }
@@ -97,7 +100,10 @@ impl Index {
         match &self.explicit_name {
             Some(lit) => lit.value(),
             None => {
-                let parts: Vec<String> = entity.placeholder_fields(&self.template).map(|f| unraw(f.ident)).collect();
+                let parts: Vec<String> = entity
+                    .placeholder_fields(&self.template)
+                    .map(|f| unraw(f.ident))
+                    .collect();
                 format!("by_{}", parts.join("_and_"))
             }
         }

@@ -73,7 +73,10 @@ impl<'c> BoolAttr<'c> {
 /// Reports an unknown nested attribute (`what`: "field attribute") with the
 /// valid ones, and skips its value so that parsing goes on.
 pub fn unknown(cx: &Ctxt, meta: &ParseNestedMeta<'_>, what: &str, expected: &[Symbol]) -> syn::Result<()> {
-    cx.error_spanned_by(&meta.path, format!("unknown {what}, expected one of {}", one_of(expected)));
+    cx.error_spanned_by(
+        &meta.path,
+        format!("unknown {what}, expected one of {}", one_of(expected)),
+    );
     if meta.input.peek(syn::Token![=]) {
         meta.value()?.parse::<syn::Expr>()?;
     } else if meta.input.peek(syn::token::Paren) {

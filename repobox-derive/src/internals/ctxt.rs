@@ -41,7 +41,12 @@ impl Ctxt {
 
     /// All errors combined, if there were any; consumes the context.
     pub fn check(self) -> syn::Result<()> {
-        let mut errors = self.errors.borrow_mut().take().expect("Ctxt::check was already called").into_iter();
+        let mut errors = self
+            .errors
+            .borrow_mut()
+            .take()
+            .expect("Ctxt::check was already called")
+            .into_iter();
         let Some(mut combined) = errors.next() else {
             return Ok(());
         };

@@ -88,7 +88,6 @@ impl RawTemplate {
             span: lit.span(),
         })
     }
-
 }
 
 #[cfg(test)]

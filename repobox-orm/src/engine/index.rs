@@ -44,7 +44,11 @@ impl IndexKind {
 }
 
 /// Every member id of the index at `key`.
-pub(crate) async fn member_ids<C: ConnectionLike + Send>(conn: &mut C, kind: IndexKind, key: &str) -> Result<Vec<String>> {
+pub(crate) async fn member_ids<C: ConnectionLike + Send>(
+    conn: &mut C,
+    kind: IndexKind,
+    key: &str,
+) -> Result<Vec<String>> {
     let cmd = kind.members(key);
     Ok(match kind {
         IndexKind::Unique => cmd.query_async::<Option<String>>(conn).await?.into_iter().collect(),
@@ -69,7 +73,12 @@ async fn repair<C: ConnectionLike + Send>(
     index_key: &str,
     ghosts: &[(String, String)],
 ) -> Result<()> {
-    tracing::debug!(index = index.name, key = index_key, ghosts = ghosts.len(), "repairing index");
+    tracing::debug!(
+        index = index.name,
+        key = index_key,
+        ghosts = ghosts.len(),
+        "repairing index"
+    );
     let keys: Vec<&str> = std::iter::once(index_key)
         .chain(ghosts.iter().map(|(_, key)| key.as_str()))
         .collect();

@@ -198,7 +198,8 @@ impl Queue {
             .arg("COUNT")
             .arg(count.max(1));
         if let Some(block) = block {
-            cmd.arg("BLOCK").arg(u64::try_from(block.as_millis().max(1)).unwrap_or(u64::MAX));
+            cmd.arg("BLOCK")
+                .arg(u64::try_from(block.as_millis().max(1)).unwrap_or(u64::MAX));
         }
         cmd.arg("STREAMS").arg(&self.stream).arg(">");
         let reply: Option<StreamReadReply> = cmd.query_async(conn).await?;
@@ -244,7 +245,11 @@ impl Queue {
             .arg(1);
         let (summary, oldest): (StreamPendingReply, StreamPendingCountReply) = pipe.query_async(conn).await?;
         let per_consumer = match &summary {
-            StreamPendingReply::Data(data) => data.consumers.iter().map(|c| (c.name.clone(), c.pending as u64)).collect(),
+            StreamPendingReply::Data(data) => data
+                .consumers
+                .iter()
+                .map(|c| (c.name.clone(), c.pending as u64))
+                .collect(),
             _ => Vec::new(),
         };
         Ok(Pending {

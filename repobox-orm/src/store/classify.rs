@@ -63,7 +63,6 @@ pub(super) fn command_name(cmd: &Cmd) -> &[u8] {
     }
 }
 
-
 /// Replies that may carry a server error.
 pub(super) trait Replies {
     /// The detail of a `READONLY` error among the replies.

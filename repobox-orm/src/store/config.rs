@@ -138,7 +138,6 @@ impl StoreConfig {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

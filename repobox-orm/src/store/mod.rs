@@ -30,8 +30,8 @@ use std::sync::atomic::Ordering;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
-pub use self::config::{Backoff, StoreConfig};
 use self::classify::{Replies, command_name, is_connection_failure, is_read_command};
+pub use self::config::{Backoff, StoreConfig};
 use self::connection::{InFlight, Inner};
 use self::signal::StoreSignal;
 use crate::error::{Error, Result};

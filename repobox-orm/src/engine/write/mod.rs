@@ -167,13 +167,15 @@ async fn upsert_many<E: RedisEntity, C: ConnectionLike + Send>(
         .into_iter()
         .map(|p| match p {
             Err(e) => Err(e),
-            Ok((target, _)) => outcomes.next().unwrap_or_else(|| {
-                Err(Error::UnexpectedReply {
-                    key: target.key,
-                    detail: "the write got no outcome".into(),
+            Ok((target, _)) => outcomes
+                .next()
+                .unwrap_or_else(|| {
+                    Err(Error::UnexpectedReply {
+                        key: target.key,
+                        detail: "the write got no outcome".into(),
+                    })
                 })
-            })
-            .map(drop),
+                .map(drop),
         })
         .collect())
 }

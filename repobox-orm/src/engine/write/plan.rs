@@ -74,7 +74,12 @@ fn push_unique(list: &mut Vec<&'static str>, field: &'static str) {
 }
 
 impl<'w, 'a> WritePlan<'w, 'a> {
-    pub fn new<E: RedisEntity>(mode: Mode, target: &'w Target, fields: &'w FieldWriter<'a>, ttl: Option<Duration>) -> Self {
+    pub fn new<E: RedisEntity>(
+        mode: Mode,
+        target: &'w Target,
+        fields: &'w FieldWriter<'a>,
+        ttl: Option<Duration>,
+    ) -> Self {
         let meta = E::META;
         let indexes: Vec<&'static IndexMeta> = match mode {
             // A patch only touches the indexes whose key or score it changes.
@@ -240,7 +245,12 @@ impl<'w, 'a> WritePlan<'w, 'a> {
                 self.current = Some(current);
                 Step::Again
             }
-            WriteReply::Conflict { field } => return Err(Error::Conflict { key: key.clone(), field }),
+            WriteReply::Conflict { field } => {
+                return Err(Error::Conflict {
+                    key: key.clone(),
+                    field,
+                });
+            }
             WriteReply::Exists => return Err(Error::AlreadyExists { key: key.clone() }),
             WriteReply::Unique { op, owner } => {
                 let index = self.indexes.get(op);

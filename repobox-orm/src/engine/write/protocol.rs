@@ -296,7 +296,10 @@ impl WriteReply {
             tag::EXISTS => WriteReply::Exists,
             tag::UNIQUE => WriteReply::Unique {
                 // The script counts ops from 1.
-                op: text(1).and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).saturating_sub(1),
+                op: text(1)
+                    .and_then(|p| p.parse::<usize>().ok())
+                    .unwrap_or(1)
+                    .saturating_sub(1),
                 owner: text(2).unwrap_or_default(),
             },
             tag::WRONGTYPE => WriteReply::WrongType {
@@ -333,7 +336,10 @@ mod tests {
     fn a_save_with_a_moving_sorted_entry_encodes_to_the_bytes_lua_unpacks() {
         let guards = ["user_id", "created_at"];
         let values = [Some(b"u1".to_vec()), None];
-        let set = [("user_id", Cow::Borrowed(&b"u2"[..])), ("created_at", Cow::Borrowed(&b"7"[..]))];
+        let set = [
+            ("user_id", Cow::Borrowed(&b"u2"[..])),
+            ("created_at", Cow::Borrowed(&b"7"[..])),
+        ];
         let del = ["note"];
         let call = WriteCall {
             mode: Some(Mode::Save),
@@ -364,9 +370,22 @@ mod tests {
         assert_eq!(header_of(&cmd), golden);
         assert_eq!(golden.len(), HEADER_LEN + OP_LEN);
         let expected: Vec<&[u8]> = vec![
-            b"EVALSHA", b"sha", b"3", b"job:1", b"jobs:user:u2", b"jobs:user:u1", golden, b"1",
-            b"user_id", b"created_at", b"=u1", b"-",
-            b"user_id", b"u2", b"created_at", b"7",
+            b"EVALSHA",
+            b"sha",
+            b"3",
+            b"job:1",
+            b"jobs:user:u2",
+            b"jobs:user:u1",
+            golden,
+            b"1",
+            b"user_id",
+            b"created_at",
+            b"=u1",
+            b"-",
+            b"user_id",
+            b"u2",
+            b"created_at",
+            b"7",
             b"note",
             b"7",
         ];
@@ -398,7 +417,17 @@ mod tests {
             b'u', 0, 2, 0, 0,
         ];
         assert_eq!(header_of(&cmd), golden);
-        assert_eq!(&args(&cmd)[..6], &[b"EVALSHA".to_vec(), b"sha".to_vec(), b"3".to_vec(), b"job:1".to_vec(), b"job:slug:a".to_vec(), b"jobs:stream".to_vec()]);
+        assert_eq!(
+            &args(&cmd)[..6],
+            &[
+                b"EVALSHA".to_vec(),
+                b"sha".to_vec(),
+                b"3".to_vec(),
+                b"job:1".to_vec(),
+                b"job:slug:a".to_vec(),
+                b"jobs:stream".to_vec()
+            ]
+        );
 
         let extra = ["job:1:output".to_owned()];
         let conditions = [("status", Some(&b"queued"[..])), ("started_at", None)];
@@ -441,13 +470,23 @@ mod tests {
         assert!(LUA.contains(&line), "write.lua must declare `{line}`");
         let line = format!("local OP_FORMAT, OP_LEN = '{OP_FORMAT}', {OP_LEN}");
         assert!(LUA.contains(&line), "write.lua must declare `{line}`");
-        for mode in [Mode::Create, Mode::Save, Mode::Update, Mode::Delete, Mode::Expire, Mode::Refresh] {
+        for mode in [
+            Mode::Create,
+            Mode::Save,
+            Mode::Update,
+            Mode::Delete,
+            Mode::Expire,
+            Mode::Refresh,
+        ] {
             let byte = char::from(mode.byte());
             assert!(LUA.contains(&format!("'{byte}'")), "write.lua must handle mode {byte}");
         }
         for kind in [IndexKind::Sorted { score: "" }, IndexKind::Set, IndexKind::Unique] {
             let byte = char::from(kind_byte(kind));
-            assert!(LUA.contains(&format!("== '{byte}'")), "write.lua must handle index kind {byte}");
+            assert!(
+                LUA.contains(&format!("== '{byte}'")),
+                "write.lua must handle index kind {byte}"
+            );
         }
         for t in tag::ALL {
             assert!(LUA.contains(&format!("'{t}'")), "write.lua must answer with tag {t}");
@@ -481,6 +520,9 @@ mod tests {
             WriteReply::parse("k", Value::Array(vec![bulk("nonsense")])),
             Err(Error::UnexpectedReply { .. })
         ));
-        assert!(matches!(WriteReply::parse("k", Value::Int(7)), Err(Error::UnexpectedReply { .. })));
+        assert!(matches!(
+            WriteReply::parse("k", Value::Int(7)),
+            Err(Error::UnexpectedReply { .. })
+        ));
     }
 }

@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use repobox_models::runner::{HandlerResult, JobHandler, Output, RunStats, Runner, RunnerConfig};
 use repobox_models::*;
 use repobox_orm::testing::RedisServer;
 use repobox_orm::{Queue, Store};
+use repobox_runner::{HandlerResult, JobHandler, Output, RunStats, Runner, RunnerConfig};
 use tokio::sync::oneshot;
 
 /// Counts runs per job; fails jobs whose repo says so; can be told to hang.

@@ -1,4 +1,8 @@
-//! Plain aligned tables for the terminal.
+//! What the commands print: aligned tables for the terminal, and the JSON
+//! shapes of `--json`.
+
+use repobox_models::Job;
+use serde_json::json;
 
 /// Renders rows under a header, each column as wide as its widest cell.
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -35,6 +39,41 @@ pub fn duration_ms(ms: Option<i64>) -> String {
         Some(ms) if ms >= 1000 => format!("{:.1} s", ms as f64 / 1000.0),
         Some(ms) => format!("{ms} ms"),
     }
+}
+
+/// A job as `--json` prints it.
+pub fn job_json(job: &Job) -> serde_json::Value {
+    json!({
+        "id": job.id,
+        "user_id": job.user_id,
+        "repo_url": job.repo_url,
+        "status": job.status.to_string(),
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "exit_code": job.exit_code,
+        "error": job.error,
+        "retries": job.retries,
+        "history": job.history,
+    })
+}
+
+/// Jobs as a table: id, status, exit code, time taken, repository.
+pub fn job_rows(jobs: &[Job]) -> String {
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            let took = j.started_at.zip(j.finished_at).map(|(s, f)| f - s);
+            vec![
+                j.id.clone(),
+                j.status.to_string(),
+                j.exit_code.map_or("-".into(), |c| c.to_string()),
+                duration_ms(took),
+                j.repo_url.clone(),
+            ]
+        })
+        .collect();
+    render(&["ID", "STATUS", "EXIT", "TOOK", "REPOSITORY"], &rows)
 }
 
 #[cfg(test)]

@@ -1,0 +1,94 @@
+//! How a runner works, and what it did.
+
+use std::time::Duration;
+
+use repobox_orm::queue::defaults;
+
+/// How a [`Runner`] works.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    pub(crate) consumer: String,
+    pub(crate) concurrency: usize,
+    pub(crate) block: Duration,
+    pub(crate) claim_interval: Duration,
+    pub(crate) min_idle: Duration,
+    pub(crate) max_deliveries: u64,
+    pub(crate) shutdown_grace: Duration,
+}
+
+impl RunnerConfig {
+    /// A runner named `consumer` in the `runners` group: 4 jobs at a time,
+    /// stalled jobs (idle [`defaults::MIN_IDLE`]) claimed every 5 s,
+    /// [`defaults::MAX_DELIVERIES`] deliveries at most, 10 s for running jobs
+    /// to finish at shutdown.
+    pub fn new(consumer: impl Into<String>) -> Self {
+        RunnerConfig {
+            consumer: consumer.into(),
+            concurrency: 4,
+            block: Duration::from_secs(1),
+            claim_interval: Duration::from_secs(5),
+            min_idle: defaults::MIN_IDLE,
+            max_deliveries: defaults::MAX_DELIVERIES,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+
+    /// How many jobs run at once.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// How long one read waits for new jobs.
+    pub fn block(mut self, d: Duration) -> Self {
+        self.block = d;
+        self
+    }
+
+    /// How often to take over jobs of runners that died.
+    pub fn claim_interval(mut self, d: Duration) -> Self {
+        self.claim_interval = d;
+        self
+    }
+
+    /// How long a delivery must be idle before another runner takes it over.
+    /// A running job's delivery is kept fresh, however long the job takes.
+    pub fn min_idle(mut self, d: Duration) -> Self {
+        self.min_idle = d;
+        self
+    }
+
+    /// Deliveries before a job is dead-lettered.
+    pub fn max_deliveries(mut self, n: u64) -> Self {
+        self.max_deliveries = n.max(1);
+        self
+    }
+
+    /// How long running jobs get to finish at shutdown before they are released.
+    pub fn shutdown_grace(mut self, d: Duration) -> Self {
+        self.shutdown_grace = d;
+        self
+    }
+
+    /// The consumer name.
+    pub fn consumer(&self) -> &str {
+        &self.consumer
+    }
+}
+
+/// What a runner did before it stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Jobs that ended succeeded.
+    pub succeeded: u64,
+    /// Jobs that ended failed (non-zero exit, or dead-lettered).
+    pub failed: u64,
+    /// Failed runs left for another delivery.
+    pub retried: u64,
+    /// Deliveries moved to the dead-letter stream.
+    pub dead_lettered: u64,
+    /// Deliveries acknowledged without a run (job deleted or already over).
+    pub skipped: u64,
+    /// Jobs still running at shutdown, put back to queued for another runner.
+    pub released: u64,
+}

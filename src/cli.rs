@@ -1,0 +1,121 @@
+//! The command line: what `repobox` accepts.
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "repobox",
+    version,
+    about = "The repobox data layer: demo, job runner and inspection"
+)]
+pub struct Cli {
+    /// Redis to use (default: $REDIS_URL, else redis://127.0.0.1:6379).
+    #[arg(long, global = true, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Where the demo looks for a local Redis before it starts its own.
+    #[arg(long, global = true, hide = true, default_value = repobox_orm::DEFAULT_URL)]
+    pub local_url: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// The whole flow: a user logs in, enqueues jobs, a runner runs them.
+    Demo(DemoArgs),
+    /// Runs jobs from `jobs:stream` until Ctrl-C or SIGTERM.
+    Runner(RunnerArgs),
+    /// Reads jobs.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Inspects the job queue.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// Maintains indexes.
+    #[command(subcommand)]
+    Index(IndexCommand),
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// How many jobs to enqueue (every third one fails).
+    #[arg(long, default_value_t = 4)]
+    pub jobs: usize,
+}
+
+#[derive(Args)]
+pub struct RunnerArgs {
+    /// This runner's consumer name (default: runner-HOSTNAME-PID).
+    #[arg(long)]
+    pub consumer: Option<String>,
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Seconds a delivery must be idle before another runner takes it over.
+    #[arg(long, default_value_t = repobox_orm::queue::defaults::MIN_IDLE.as_secs())]
+    pub min_idle_secs: u64,
+    /// Deliveries before a job is dead-lettered.
+    #[arg(long, default_value_t = repobox_orm::queue::defaults::MAX_DELIVERIES)]
+    pub max_deliveries: u64,
+}
+
+#[derive(Subcommand)]
+pub enum JobsCommand {
+    /// A user's jobs, newest first.
+    List {
+        /// The user's id.
+        #[arg(long)]
+        user: String,
+        /// Page size.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Jobs to skip.
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One job and the end of its output.
+    Show {
+        /// The job's id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follows a job's output until the job ends.
+    Tail {
+        /// The job's id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum QueueCommand {
+    /// Length, pending deliveries, consumers and dead letters.
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists dead letters.
+    Dead {
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum IndexCommand {
+    /// Removes index entries whose entity is gone, in every index of every model.
+    Repair {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,82 @@
+//! `repobox jobs list|show|tail`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use repobox_models::{Job, OutputRange};
+use repobox_orm::{Page, Store};
+use serde_json::json;
+
+use super::shutdown_signal;
+use crate::cli::JobsCommand;
+use crate::output::{job_json, job_rows};
+
+pub async fn jobs(store: &Store, cmd: JobsCommand) -> anyhow::Result<()> {
+    let mut conn = store.clone();
+    match cmd {
+        JobsCommand::List {
+            user,
+            limit,
+            offset,
+            json,
+        } => {
+            let jobs = Job::user_jobs(&mut conn, &user, Page::newest(limit).offset(offset)).await?;
+            let total = Job::user_job_count(&mut conn, &user).await?;
+            if json {
+                let list: Vec<_> = jobs.iter().map(job_json).collect();
+                println!("{}", json!({ "user_id": user, "total": total, "jobs": list }));
+            } else {
+                print!("{}", job_rows(&jobs));
+                println!("{} of {total} jobs", jobs.len());
+            }
+        }
+        JobsCommand::Show { id, json } => {
+            let job = Job::get(&mut conn, id.as_str())
+                .await?
+                .with_context(|| format!("no job {id:?}"))?;
+            let lines = Job::output_count(&mut conn, &id).await?;
+            let tail = Job::output(&mut conn, &id, OutputRange::last(10)).await?;
+            if json {
+                let mut v = job_json(&job);
+                v["output_lines"] = json!(lines);
+                v["output_tail"] = json!(tail);
+                println!("{v}");
+            } else {
+                print!("{}", job_rows(std::slice::from_ref(&job)));
+                if let Some(error) = &job.error {
+                    println!("error: {error}");
+                }
+                println!("-- output ({lines} lines, last {}) --", tail.len());
+                for line in tail {
+                    println!("{line}");
+                }
+            }
+        }
+        JobsCommand::Tail { id } => tail(store, &id).await?,
+    }
+    Ok(())
+}
+
+/// Prints a job's output as it grows, until the job is over.
+async fn tail(store: &Store, id: &str) -> anyhow::Result<()> {
+    let mut conn = store.clone();
+    let mut seen: isize = 0;
+    loop {
+        let job = Job::get(&mut conn, id)
+            .await?
+            .with_context(|| format!("no job {id:?}"))?;
+        let lines = Job::output(&mut conn, id, OutputRange { start: seen, end: -1 }).await?;
+        seen += lines.len() as isize;
+        for line in &lines {
+            println!("{line}");
+        }
+        if job.status.is_final() && lines.is_empty() {
+            eprintln!("job {id} {}", job.status);
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = shutdown_signal() => return Ok(()),
+        }
+    }
+}

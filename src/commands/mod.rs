@@ -1,0 +1,83 @@
+//! One file per command; this one dispatches and holds what they share.
+
+mod demo;
+mod index;
+mod jobs;
+mod queue;
+mod runner;
+
+use anyhow::Context;
+use repobox_orm::{Backoff, Store, StoreConfig};
+
+use crate::cli::{Cli, Command};
+
+/// Runs the command `cli` names.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Demo(args) = &cli.command {
+        return demo::demo(cli.redis_url.as_deref(), &cli.local_url, args).await;
+    }
+    let url = cli
+        .redis_url
+        .clone()
+        .unwrap_or_else(|| repobox_orm::DEFAULT_URL.to_owned());
+    let store = store_for(&url)?;
+    let result = match cli.command {
+        Command::Demo(_) => Ok(()),
+        Command::Runner(args) => runner::runner(&store, args).await,
+        Command::Jobs(cmd) => jobs::jobs(&store, cmd).await,
+        Command::Queue(cmd) => queue::queue(&store, cmd).await,
+        Command::Index(cmd) => index::index(&store, cmd).await,
+    };
+    store.close().await;
+    result.map_err(|e| with_reach(e, &url))
+}
+
+/// The store the commands use: a few connection attempts, then the error.
+fn store_for(url: &str) -> anyhow::Result<Store> {
+    let config = StoreConfig::default().backoff(Backoff::default().max_attempts(Some(3)));
+    Store::with_config(url, config).with_context(|| format!("invalid Redis URL {url:?}"))
+}
+
+/// Says which Redis could not be reached, when that is what went wrong.
+fn with_reach(e: anyhow::Error, url: &str) -> anyhow::Error {
+    if is_unreachable(&e) {
+        e.context(format!("cannot reach Redis at {url}"))
+    } else {
+        e
+    }
+}
+
+fn is_unreachable(e: &anyhow::Error) -> bool {
+    let unreachable = |e: &repobox_orm::Error| match e {
+        repobox_orm::Error::Redis(r) => r.is_connection_refusal() || r.is_io_error(),
+        repobox_orm::Error::Timeout(_) => true,
+        _ => false,
+    };
+    e.chain().any(|c| {
+        c.downcast_ref::<repobox_orm::Error>().is_some_and(unreachable)
+            || c.downcast_ref::<repobox_models::Error>()
+                .and_then(repobox_models::Error::orm)
+                .is_some_and(unreachable)
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,77 @@
+//! `repobox queue stats|dead`.
+
+use repobox_models::{JOBS_GROUP, JOBS_STREAM};
+use repobox_orm::queue::Entry;
+use repobox_orm::{Queue, Store};
+use serde_json::json;
+
+use crate::cli::QueueCommand;
+use crate::output::{duration_ms, render};
+
+pub async fn queue(store: &Store, cmd: QueueCommand) -> anyhow::Result<()> {
+    let mut conn = store.clone();
+    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    match cmd {
+        QueueCommand::Stats { json } => {
+            q.ensure_group(&mut conn).await?;
+            let len = q.len(&mut conn).await?;
+            let pending = q.pending(&mut conn).await?;
+            let consumers = q.consumers(&mut conn).await?;
+            let dead = q.dead_len(&mut conn).await?;
+            if json {
+                let consumers: Vec<_> = consumers
+                    .iter()
+                    .map(|c| json!({ "name": c.name, "pending": c.pending, "idle_ms": c.idle.as_millis() as u64 }))
+                    .collect();
+                let out = json!({
+                    "stream": JOBS_STREAM,
+                    "group": JOBS_GROUP,
+                    "length": len,
+                    "pending": pending.count,
+                    "oldest_pending_idle_ms": pending.oldest_idle.map(|d| d.as_millis() as u64),
+                    "consumers": consumers,
+                    "dead_letters": dead,
+                });
+                println!("{out}");
+            } else {
+                println!("stream        {JOBS_STREAM} (group {JOBS_GROUP})");
+                println!("length        {len}");
+                let oldest = pending.oldest_idle.map(|d| d.as_millis() as i64);
+                println!("pending       {} (oldest idle {})", pending.count, duration_ms(oldest));
+                println!("dead letters  {dead}");
+                let rows: Vec<Vec<String>> = consumers
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.name.clone(),
+                            c.pending.to_string(),
+                            duration_ms(Some(c.idle.as_millis() as i64)),
+                        ]
+                    })
+                    .collect();
+                print!("{}", render(&["CONSUMER", "PENDING", "IDLE"], &rows));
+            }
+        }
+        QueueCommand::Dead { limit, json } => {
+            let dead = q.dead_letters(&mut conn, "-", limit).await?;
+            if json {
+                println!("{}", serde_json::to_string(&dead)?);
+            } else {
+                let field = |e: &Entry, k: &str| e.fields.get(k).cloned().unwrap_or_else(|| "-".into());
+                let rows: Vec<Vec<String>> = dead
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.id.clone(),
+                            field(e, "job_id"),
+                            field(e, "deliveries"),
+                            field(e, "reason"),
+                        ]
+                    })
+                    .collect();
+                print!("{}", render(&["DEAD LETTER", "JOB", "DELIVERIES", "REASON"], &rows));
+            }
+        }
+    }
+    Ok(())
+}

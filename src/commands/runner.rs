@@ -1,0 +1,33 @@
+//! `repobox runner`: runs jobs until Ctrl-C or SIGTERM.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use repobox_models::JOBS_STREAM;
+use repobox_orm::Store;
+use repobox_runner::{Runner, RunnerConfig};
+
+use super::shutdown_signal;
+use crate::cli::RunnerArgs;
+use crate::handler::DemoHandler;
+
+pub async fn runner(store: &Store, args: RunnerArgs) -> anyhow::Result<()> {
+    let consumer = args.consumer.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        format!("runner-{}-{}", host.trim(), std::process::id())
+    });
+    let config = RunnerConfig::new(consumer.clone())
+        .concurrency(args.concurrency)
+        .min_idle(Duration::from_secs(args.min_idle_secs))
+        .max_deliveries(args.max_deliveries);
+    eprintln!("runner {consumer} waiting for jobs on {JOBS_STREAM} (Ctrl-C to stop)");
+    let stats = Runner::new(store.clone(), DemoHandler::default(), config)
+        .run(shutdown_signal())
+        .await
+        .context("the runner failed")?;
+    eprintln!(
+        "runner stopped: {} succeeded, {} failed, {} retried, {} dead-lettered, {} released",
+        stats.succeeded, stats.failed, stats.retried, stats.dead_lettered, stats.released
+    );
+    Ok(())
+}
