@@ -111,6 +111,33 @@ fn multi_placeholder_hash_tagged_key() {
 }
 
 #[test]
+fn raw_identifier_placeholder_and_crate_override() {
+    insta::assert_snapshot!(expand(quote! {
+        #[key("thing:<r#type>")]
+        #[redis(crate = "::my::repobox")]
+        #[index(sorted = "things:<owner>", score = r#ref)]
+        pub struct Thing {
+            pub r#type: String,
+            pub owner: String,
+            pub r#ref: u64,
+        }
+    }));
+}
+
+#[test]
+fn fallback_stubs_everything_a_caller_can_name() {
+    insta::assert_snapshot!(expand(quote! {
+        #[key("job:<id>")]
+        #[ttl(weeks = 1)]
+        #[index(set = "jobs:user:<user_id>")]
+        pub struct Job {
+            pub id: String,
+            pub user_id: String,
+        }
+    }));
+}
+
+#[test]
 fn redis_value_enum() {
     insta::assert_snapshot!(expand_value(quote! {
         pub enum Status {
@@ -128,7 +155,7 @@ fn errors_are_collected() {
     let input: syn::DeriveInput = syn::parse2(quote! {
         #[key("user:<nope>")]
         #[ttl(weeks = 1)]
-        #[index(sorted = "a:<id>", score = name)]
+        #[index(sorted = "a:<id>", score = missing)]
         pub struct User {
             pub id: String,
             pub name: String,

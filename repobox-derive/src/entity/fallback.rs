@@ -9,6 +9,7 @@ use quote::{format_ident, quote};
 use super::api::{self, Body, Shape};
 use super::codec;
 use crate::internals::ast::Entity;
+use crate::internals::symbol::TTL;
 
 pub fn fallback(input: &syn::DeriveInput, entity: Option<&Entity<'_>>, err: syn::Error) -> TokenStream {
     let errors = err.into_compile_error();
@@ -23,12 +24,29 @@ pub fn fallback(input: &syn::DeriveInput, entity: Option<&Entity<'_>>, err: syn:
     let vis = &input.vis;
     let default_krate: syn::Path = syn::parse_quote!(::repobox_orm);
     let (krate, patch_struct, field_enum, inherent) = match entity {
-        Some(entity) => (
-            &entity.krate,
-            codec::patch_struct(entity),
-            codec::field_enum(entity),
-            api::inherent(&Shape::of(entity), Body::Stub),
-        ),
+        Some(entity) => {
+            let mut shape = Shape::of(entity);
+            // A `#[ttl]` that failed to parse still promises the TTL functions.
+            if shape.ttl.is_none() && input.attrs.iter().any(|a| a.path() == TTL) {
+                shape.ttl = Some(0);
+            }
+            // Stub each index function once, and none that the check refused.
+            let mut names = Vec::new();
+            shape.indexes.retain(|ix| {
+                let ok = syn::parse_str::<syn::Ident>(&ix.name).is_ok()
+                    && !names.contains(&ix.name)
+                    && !api::GENERATED.contains(&ix.name.as_str())
+                    && !ix.name.starts_with(api::COUNT_PREFIX);
+                names.push(ix.name.clone());
+                ok
+            });
+            (
+                &entity.krate,
+                codec::patch_struct(entity),
+                codec::field_enum(entity),
+                api::inherent(&shape, Body::Stub),
+            )
+        }
         None => {
             // No key to build an entity on: every field in the patch, no
             // field variants, and only the functions that take no key parts.
