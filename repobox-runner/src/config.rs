@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use repobox_orm::queue::defaults;
 
-/// How a [`Runner`] works.
+/// How a [`Runner`](crate::Runner) works.
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
     pub(crate) consumer: String,

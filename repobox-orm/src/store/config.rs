@@ -70,7 +70,7 @@ fn random_u64() -> u64 {
     h.finish()
 }
 
-/// How a [`Store`] connects, retries and times out.
+/// How a [`Store`](crate::Store) connects, retries and times out.
 ///
 /// ```
 /// use std::time::Duration;
@@ -118,7 +118,7 @@ impl StoreConfig {
     }
 
     /// How long a command may wait for its reply (`None`: forever). A command
-    /// that times out fails with [`Error::Timeout`] and the connection is replaced.
+    /// that times out fails with [`Error::Timeout`](crate::Error::Timeout) and the connection is replaced.
     pub fn response_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.response_timeout = timeout;
         self
@@ -131,7 +131,7 @@ impl StoreConfig {
         self
     }
 
-    /// How long [`Store::close`] waits for commands in flight.
+    /// How long [`Store::close`](crate::Store::close) waits for commands in flight.
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
         self
