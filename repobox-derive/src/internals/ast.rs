@@ -5,7 +5,7 @@
 
 use proc_macro2::Span;
 
-use super::attr::{self, Attr, BoolAttr};
+use super::attr::{self, Attr};
 use super::ctxt::Ctxt;
 use super::symbol::*;
 use super::template::{RawPiece, RawTemplate};
@@ -156,7 +156,7 @@ pub fn parse_entity<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Option<Entity
     if !input.generics.params.is_empty() {
         cx.error_spanned_by(&input.generics, "`RedisEntity` does not support generic structs");
     }
-    let fields: Vec<Field<'a>> = named.iter().filter_map(|f| parse_field(cx, f)).collect();
+    let fields: Vec<Field<'a>> = named.iter().filter_map(|f| attr::field(cx, f)).collect();
 
     let mut key = Attr::container(cx, KEY, "an entity has exactly one key");
     let mut ttl = Attr::container(cx, TTL, "put every unit in one `#[ttl(...)]`");
@@ -170,7 +170,7 @@ pub fn parse_entity<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Option<Entity
                 Err(_) => cx.error_spanned_by(attr, "expected `#[key(\"prefix:<field>\")]`"),
             }
         } else if path == TTL {
-            if let Some(t) = parse_ttl(cx, attr) {
+            if let Some(t) = attr::ttl(cx, attr) {
                 ttl.set(attr, t);
             }
         } else if path == INDEX {
@@ -247,47 +247,6 @@ fn resolve(cx: &Ctxt, raw: RawTemplate, fields: &[Field<'_>], what: &str) -> Opt
     })
 }
 
-fn parse_ttl(cx: &Ctxt, attr: &syn::Attribute) -> Option<Ttl> {
-    let mut millis: u64 = 0;
-    let mut units: Vec<Attr<'_, ()>> = TTL_UNITS.iter().map(|(u, _)| Attr::none(cx, "#[ttl]", *u)).collect();
-    let mut ok = true;
-    let result = attr.parse_nested_meta(|meta| {
-        let Some(pos) = TTL_UNITS.iter().position(|(u, _)| meta.path == *u) else {
-            ok = false;
-            let expected: Vec<Symbol> = TTL_UNITS.iter().map(|(u, _)| *u).collect();
-            return attr::unknown(cx, &meta, "TTL unit", &expected);
-        };
-        let (unit, factor) = TTL_UNITS[pos];
-        let lit: syn::LitInt = meta.value()?.parse()?;
-        if units[pos].is_set() {
-            ok = false;
-        }
-        units[pos].set(&meta.path, ());
-        let n: u64 = lit.base10_parse()?;
-        if n == 0 {
-            ok = false;
-            cx.error_spanned_by(&lit, format!("TTL `{unit}` must be greater than zero"));
-        }
-        match n.checked_mul(factor).and_then(|m| millis.checked_add(m)) {
-            Some(total) => millis = total,
-            None => {
-                ok = false;
-                cx.error_spanned_by(&lit, "TTL is too long");
-            }
-        }
-        Ok(())
-    });
-    if let Err(e) = result {
-        cx.syn_error(e);
-        return None;
-    }
-    if !units.iter().any(Attr::is_set) && ok {
-        cx.error_spanned_by(attr, "empty `#[ttl]`, expected e.g. `#[ttl(days = 7)]`");
-        return None;
-    }
-    ok.then_some(Ttl { millis })
-}
-
 fn parse_index(cx: &Ctxt, attr: &syn::Attribute, fields: &[Field<'_>]) -> Option<Index> {
     let mut kind: Attr<'_, (Symbol, syn::LitStr)> = Attr::none(cx, "#[index]", Symbol::KIND);
     let mut score: Attr<'_, syn::Ident> = Attr::none(cx, "#[index]", SCORE);
@@ -349,55 +308,6 @@ fn parse_index(cx: &Ctxt, attr: &syn::Attribute, fields: &[Field<'_>]) -> Option
         template,
         explicit_name: name,
     })
-}
-
-fn parse_field<'a>(cx: &Ctxt, field: &'a syn::Field) -> Option<Field<'a>> {
-    let ident = field.ident.as_ref()?;
-    const WITHIN: &str = "#[redis(...)]";
-    let mut rename = Attr::none(cx, WITHIN, RENAME);
-    let mut skip = BoolAttr::none(cx, WITHIN, SKIP);
-    let mut default = BoolAttr::none(cx, WITHIN, DEFAULT);
-    let mut json = BoolAttr::none(cx, WITHIN, JSON);
-    for attr in field.attrs.iter().filter(|a| a.path() == REDIS) {
-        let result = attr.parse_nested_meta(|meta| {
-            let path = &meta.path;
-            if path == RENAME {
-                let lit: syn::LitStr = meta.value()?.parse()?;
-                if lit.value().is_empty() {
-                    cx.error_spanned_by(&lit, "`rename` needs a non-empty field name");
-                }
-                rename.set(path, lit.value());
-            } else if path == SKIP {
-                skip.set_true(path);
-            } else if path == DEFAULT {
-                default.set_true(path);
-            } else if path == JSON {
-                json.set_true(path);
-            } else {
-                attr::unknown(cx, &meta, "field attribute", &[RENAME, SKIP, DEFAULT, JSON])?;
-            }
-            Ok(())
-        });
-        if let Err(e) = result {
-            cx.syn_error(e);
-        }
-    }
-    let renamed = rename.is_set();
-    let out = Field {
-        ident,
-        ty: &field.ty,
-        wire: rename.get().unwrap_or_else(|| unraw(ident)),
-        skip: skip.get(),
-        default: default.get(),
-        json: json.get(),
-    };
-    if out.skip && (renamed || out.default || out.json) {
-        cx.error_spanned_by(
-            ident,
-            "a `skip` field is not stored; `rename`, `default` and `json` do not apply to it",
-        );
-    }
-    Some(out)
 }
 
 /// Whether the type is written as an `Option` (a syntactic lint only: type

@@ -1,12 +1,15 @@
-//! Attribute values that remember where they were set, so that every
-//! duplicate is reported once, in one place, for every attribute.
+//! The attribute grammar: values that remember where they were set (so that
+//! every duplicate is reported once, in one place), the skip-unknown helper,
+//! and the readers of `#[ttl]` and of a field's `#[redis(...)]`.
 
 use proc_macro2::TokenStream;
 use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
 
+use super::ast::{Field, Ttl};
 use super::ctxt::Ctxt;
-use super::symbol::{Symbol, one_of};
+use super::symbol::*;
+use super::unraw::unraw;
 
 /// An attribute that may be given at most once.
 pub struct Attr<'c, T> {
@@ -83,4 +86,96 @@ pub fn unknown(cx: &Ctxt, meta: &ParseNestedMeta<'_>, what: &str, expected: &[Sy
         let _ignored: TokenStream = meta.input.parse::<proc_macro2::Group>()?.stream();
     }
     Ok(())
+}
+
+/// Reads `#[ttl(days = 7, ...)]`; `None` (with errors in `cx`) when it is not a valid TTL.
+pub fn ttl(cx: &Ctxt, attr: &syn::Attribute) -> Option<Ttl> {
+    let mut millis: u64 = 0;
+    let mut units: Vec<Attr<'_, ()>> = TTL_UNITS.iter().map(|(u, _)| Attr::none(cx, "#[ttl]", *u)).collect();
+    let mut ok = true;
+    let result = attr.parse_nested_meta(|meta| {
+        let Some(pos) = TTL_UNITS.iter().position(|(u, _)| meta.path == *u) else {
+            ok = false;
+            let expected: Vec<Symbol> = TTL_UNITS.iter().map(|(u, _)| *u).collect();
+            return unknown(cx, &meta, "TTL unit", &expected);
+        };
+        let (unit, factor) = TTL_UNITS[pos];
+        let lit: syn::LitInt = meta.value()?.parse()?;
+        if units[pos].is_set() {
+            ok = false;
+        }
+        units[pos].set(&meta.path, ());
+        let n: u64 = lit.base10_parse()?;
+        if n == 0 {
+            ok = false;
+            cx.error_spanned_by(&lit, format!("TTL `{unit}` must be greater than zero"));
+        }
+        match n.checked_mul(factor).and_then(|m| millis.checked_add(m)) {
+            Some(total) => millis = total,
+            None => {
+                ok = false;
+                cx.error_spanned_by(&lit, "TTL is too long");
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        cx.syn_error(e);
+        return None;
+    }
+    if !units.iter().any(Attr::is_set) && ok {
+        cx.error_spanned_by(attr, "empty `#[ttl]`, expected e.g. `#[ttl(days = 7)]`");
+        return None;
+    }
+    ok.then_some(Ttl { millis })
+}
+
+/// Reads a named field and its `#[redis(...)]` attributes.
+pub fn field<'a>(cx: &Ctxt, field: &'a syn::Field) -> Option<Field<'a>> {
+    let ident = field.ident.as_ref()?;
+    const WITHIN: &str = "#[redis(...)]";
+    let mut rename = Attr::none(cx, WITHIN, RENAME);
+    let mut skip = BoolAttr::none(cx, WITHIN, SKIP);
+    let mut default = BoolAttr::none(cx, WITHIN, DEFAULT);
+    let mut json = BoolAttr::none(cx, WITHIN, JSON);
+    for attr in field.attrs.iter().filter(|a| a.path() == REDIS) {
+        let result = attr.parse_nested_meta(|meta| {
+            let path = &meta.path;
+            if path == RENAME {
+                let lit: syn::LitStr = meta.value()?.parse()?;
+                if lit.value().is_empty() {
+                    cx.error_spanned_by(&lit, "`rename` needs a non-empty field name");
+                }
+                rename.set(path, lit.value());
+            } else if path == SKIP {
+                skip.set_true(path);
+            } else if path == DEFAULT {
+                default.set_true(path);
+            } else if path == JSON {
+                json.set_true(path);
+            } else {
+                unknown(cx, &meta, "field attribute", &[RENAME, SKIP, DEFAULT, JSON])?;
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            cx.syn_error(e);
+        }
+    }
+    let renamed = rename.is_set();
+    let out = Field {
+        ident,
+        ty: &field.ty,
+        wire: rename.get().unwrap_or_else(|| unraw(ident)),
+        skip: skip.get(),
+        default: default.get(),
+        json: json.get(),
+    };
+    if out.skip && (renamed || out.default || out.json) {
+        cx.error_spanned_by(
+            ident,
+            "a `skip` field is not stored; `rename`, `default` and `json` do not apply to it",
+        );
+    }
+    Some(out)
 }

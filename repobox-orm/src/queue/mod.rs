@@ -3,19 +3,19 @@
 //!
 //! Entries are flat string maps so that consumers in other languages read
 //! them with plain `XREADGROUP`; the dead-letter stream is `<stream>:dead`.
-//! Replies are read with redis-rs's typed stream replies (`reply`).
+//! Replies are read with redis-rs's typed stream replies (`reply`); the
+//! monitoring reads are in `inspect`, the takeover of stalled deliveries in
+//! `recover`.
 
+mod inspect;
+mod recover;
 mod reply;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use redis::Value;
 use redis::aio::ConnectionLike;
-use redis::streams::{
-    StreamAutoClaimReply, StreamInfoConsumersReply, StreamPendingCountReply, StreamPendingReply, StreamRangeReply,
-    StreamReadReply,
-};
+use redis::streams::StreamReadReply;
 
 pub use self::reply::cmp_ids;
 use crate::error::Result;
@@ -233,191 +233,6 @@ impl Queue {
             .await?)
     }
 
-    /// The pending list: count, per consumer, and the oldest delivery's idle time.
-    pub async fn pending<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<Pending> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("XPENDING").arg(&self.stream).arg(&self.group);
-        pipe.cmd("XPENDING")
-            .arg(&self.stream)
-            .arg(&self.group)
-            .arg("-")
-            .arg("+")
-            .arg(1);
-        let (summary, oldest): (StreamPendingReply, StreamPendingCountReply) = pipe.query_async(conn).await?;
-        let per_consumer = match &summary {
-            StreamPendingReply::Data(data) => data
-                .consumers
-                .iter()
-                .map(|c| (c.name.clone(), c.pending as u64))
-                .collect(),
-            _ => Vec::new(),
-        };
-        Ok(Pending {
-            count: summary.count() as u64,
-            per_consumer,
-            oldest_idle: oldest
-                .ids
-                .first()
-                .map(|p| Duration::from_millis(p.last_delivered_ms as u64)),
-        })
-    }
-
-    /// The group's consumers with their pending counts and idle times.
-    pub async fn consumers<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<Vec<Consumer>> {
-        let reply: StreamInfoConsumersReply = redis::cmd("XINFO")
-            .arg("CONSUMERS")
-            .arg(&self.stream)
-            .arg(&self.group)
-            .query_async(conn)
-            .await?;
-        Ok(reply
-            .consumers
-            .into_iter()
-            .map(|c| Consumer {
-                name: c.name,
-                pending: c.pending as u64,
-                idle: Duration::from_millis(c.idle as u64),
-            })
-            .collect())
-    }
-
-    /// The number of entries in the stream.
-    pub async fn len<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<u64> {
-        Ok(redis::cmd("XLEN").arg(&self.stream).query_async(conn).await?)
-    }
-
-    /// Up to `count` entries of the stream from `start` (`-` for the first), for monitoring.
-    pub async fn entries<C: ConnectionLike + Send>(
-        &self,
-        conn: &mut C,
-        start: &str,
-        count: usize,
-    ) -> Result<Vec<Entry>> {
-        range(conn, &self.stream, start, count).await
-    }
-
-    /// Up to `count` dead letters from `start` (`-` for the first).
-    pub async fn dead_letters<C: ConnectionLike + Send>(
-        &self,
-        conn: &mut C,
-        start: &str,
-        count: usize,
-    ) -> Result<Vec<Entry>> {
-        range(conn, &self.dead, start, count).await
-    }
-
-    /// The number of dead letters.
-    pub async fn dead_len<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<u64> {
-        Ok(redis::cmd("XLEN").arg(&self.dead).query_async(conn).await?)
-    }
-
-    /// Takes over, for `consumer`, every delivery that has been pending longer
-    /// than `min_idle` (its consumer died or hangs): `XAUTOCLAIM` from the start
-    /// of the pending list until its cursor comes back to `0-0`, then the
-    /// delivery counts from `XPENDING`. Entries deleted while pending are
-    /// reported in [`Claimed::deleted`].
-    pub async fn claim_stalled<C: ConnectionLike + Send>(
-        &self,
-        conn: &mut C,
-        consumer: &str,
-        min_idle: Duration,
-        batch: usize,
-    ) -> Result<Claimed> {
-        let mut claimed = Claimed::default();
-        let mut cursor = "0-0".to_owned();
-        let mut entries = Vec::new();
-        loop {
-            let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-                .arg(&self.stream)
-                .arg(&self.group)
-                .arg(consumer)
-                .arg(u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX))
-                .arg(&cursor)
-                .arg("COUNT")
-                .arg(batch.max(1))
-                .query_async(conn)
-                .await?;
-            entries.extend(reply.claimed.into_iter().map(|e| reply::fields(&self.stream, e)));
-            claimed.deleted.extend(reply.deleted_ids);
-            if reply.next_stream_id == "0-0" {
-                break;
-            }
-            cursor = reply.next_stream_id;
-        }
-        if !claimed.deleted.is_empty() {
-            tracing::warn!(stream = %self.stream, ids = ?claimed.deleted, "pending entries were deleted from the stream before they were acknowledged");
-        }
-        if entries.is_empty() {
-            return Ok(claimed);
-        }
-        let ids: Vec<String> = entries.iter().map(|(id, _)| id.clone()).collect();
-        let counts = self.delivery_counts(conn, consumer, &ids).await?;
-        claimed.deliveries = entries
-            .into_iter()
-            .map(|(id, f)| Delivery {
-                deliveries: counts.get(&id).copied().unwrap_or(1),
-                id,
-                fields: f.fields,
-                malformed: f.malformed,
-            })
-            .collect();
-        Ok(claimed)
-    }
-
-    async fn delivery_counts<C: ConnectionLike + Send>(
-        &self,
-        conn: &mut C,
-        consumer: &str,
-        ids: &[String],
-    ) -> Result<HashMap<String, u64>> {
-        let (first, last) = (
-            ids.iter().min_by(|a, b| cmp_ids(a, b)),
-            ids.iter().max_by(|a, b| cmp_ids(a, b)),
-        );
-        let (Some(first), Some(last)) = (first, last) else {
-            return Ok(HashMap::new());
-        };
-        let reply: StreamPendingCountReply = redis::cmd("XPENDING")
-            .arg(&self.stream)
-            .arg(&self.group)
-            .arg(first)
-            .arg(last)
-            .arg(ids.len().max(1) * 2 + 16)
-            .arg(consumer)
-            .query_async(conn)
-            .await?;
-        Ok(reply
-            .ids
-            .into_iter()
-            .map(|p| (p.id, p.times_delivered as u64))
-            .collect())
-    }
-
-    /// Resets the idle time of deliveries that `consumer` is still working on
-    /// (`XCLAIM ... JUSTID`, which does not count as a delivery), so that
-    /// `claim_stalled` elsewhere does not take over a long job that is alive.
-    pub async fn touch<C: ConnectionLike + Send, S: AsRef<str>>(
-        &self,
-        conn: &mut C,
-        consumer: &str,
-        ids: &[S],
-    ) -> Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<&str> = ids.iter().map(AsRef::as_ref).collect();
-        let _: Value = redis::cmd("XCLAIM")
-            .arg(&self.stream)
-            .arg(&self.group)
-            .arg(consumer)
-            .arg(0)
-            .arg(ids)
-            .arg("JUSTID")
-            .query_async(conn)
-            .await?;
-        Ok(())
-    }
-
     /// Moves a delivery to the dead-letter stream with `reason` and its delivery
     /// count, and acknowledges it, atomically; returns the dead letter's id.
     pub async fn dead_letter<C: ConnectionLike + Send>(
@@ -448,27 +263,4 @@ impl Queue {
         cmd.arg(max_len);
         scripts::run(conn, &TRIM, &cmd).await
     }
-}
-
-async fn range<C: ConnectionLike + Send>(conn: &mut C, stream: &str, start: &str, count: usize) -> Result<Vec<Entry>> {
-    let reply: StreamRangeReply = redis::cmd("XRANGE")
-        .arg(stream)
-        .arg(start)
-        .arg("+")
-        .arg("COUNT")
-        .arg(count.max(1))
-        .query_async(conn)
-        .await?;
-    Ok(reply
-        .ids
-        .into_iter()
-        .map(|entry| {
-            let (id, f) = reply::fields(stream, entry);
-            Entry {
-                id,
-                fields: f.fields,
-                malformed: f.malformed,
-            }
-        })
-        .collect())
 }

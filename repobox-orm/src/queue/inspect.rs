@@ -1,0 +1,112 @@
+//! Reading the queue's state for monitoring: pending list, consumers, lengths, entries.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+use redis::streams::{StreamInfoConsumersReply, StreamPendingCountReply, StreamPendingReply, StreamRangeReply};
+
+use super::{Consumer, Entry, Pending, Queue, reply};
+use crate::error::Result;
+
+impl Queue {
+    /// The pending list: count, per consumer, and the oldest delivery's idle time.
+    pub async fn pending<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<Pending> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("XPENDING").arg(&self.stream).arg(&self.group);
+        pipe.cmd("XPENDING")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg("-")
+            .arg("+")
+            .arg(1);
+        let (summary, oldest): (StreamPendingReply, StreamPendingCountReply) = pipe.query_async(conn).await?;
+        let per_consumer = match &summary {
+            StreamPendingReply::Data(data) => data
+                .consumers
+                .iter()
+                .map(|c| (c.name.clone(), c.pending as u64))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(Pending {
+            count: summary.count() as u64,
+            per_consumer,
+            oldest_idle: oldest
+                .ids
+                .first()
+                .map(|p| Duration::from_millis(p.last_delivered_ms as u64)),
+        })
+    }
+
+    /// The group's consumers with their pending counts and idle times.
+    pub async fn consumers<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<Vec<Consumer>> {
+        let reply: StreamInfoConsumersReply = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .query_async(conn)
+            .await?;
+        Ok(reply
+            .consumers
+            .into_iter()
+            .map(|c| Consumer {
+                name: c.name,
+                pending: c.pending as u64,
+                idle: Duration::from_millis(c.idle as u64),
+            })
+            .collect())
+    }
+
+    /// The number of entries in the stream.
+    pub async fn len<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<u64> {
+        Ok(redis::cmd("XLEN").arg(&self.stream).query_async(conn).await?)
+    }
+
+    /// Up to `count` entries of the stream from `start` (`-` for the first), for monitoring.
+    pub async fn entries<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        start: &str,
+        count: usize,
+    ) -> Result<Vec<Entry>> {
+        range(conn, &self.stream, start, count).await
+    }
+
+    /// Up to `count` dead letters from `start` (`-` for the first).
+    pub async fn dead_letters<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        start: &str,
+        count: usize,
+    ) -> Result<Vec<Entry>> {
+        range(conn, &self.dead, start, count).await
+    }
+
+    /// The number of dead letters.
+    pub async fn dead_len<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<u64> {
+        Ok(redis::cmd("XLEN").arg(&self.dead).query_async(conn).await?)
+    }
+}
+
+async fn range<C: ConnectionLike + Send>(conn: &mut C, stream: &str, start: &str, count: usize) -> Result<Vec<Entry>> {
+    let reply: StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg(start)
+        .arg("+")
+        .arg("COUNT")
+        .arg(count.max(1))
+        .query_async(conn)
+        .await?;
+    Ok(reply
+        .ids
+        .into_iter()
+        .map(|entry| {
+            let (id, f) = reply::fields(stream, entry);
+            Entry {
+                id,
+                fields: f.fields,
+                malformed: f.malformed,
+            }
+        })
+        .collect())
+}
