@@ -252,8 +252,11 @@ scores!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, f32, f64
 impl Score for chrono::DateTime<chrono::Utc> {}
 
 /// Encodes a `#[redis(json)]` field; `null` is stored as an absent field.
-pub(crate) fn encode_json<T: serde::Serialize>(field: &'static str, value: &T) -> crate::Result<Option<Vec<u8>>> {
-    let bytes = serde_json::to_vec(value).map_err(|e| crate::Error::Encode {
+pub(crate) fn encode_json<T: serde::Serialize>(
+    field: &'static str,
+    value: &T,
+) -> crate::error::Result<Option<Vec<u8>>> {
+    let bytes = serde_json::to_vec(value).map_err(|e| crate::error::Error::Encode {
         field,
         message: format!("not serializable as JSON: {e}"),
     })?;

@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use crate::store::signal::StoreSignal;
-
 /// A `Result` whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -109,18 +107,6 @@ pub enum Error {
     /// Any other error reported by redis-rs or the server.
     #[error(transparent)]
     Redis(redis::RedisError),
-}
-
-impl From<redis::RedisError> for Error {
-    fn from(err: redis::RedisError) -> Self {
-        match StoreSignal::of(&err) {
-            Some(StoreSignal::Closed) => Error::Closed,
-            Some(StoreSignal::Timeout(d)) => Error::Timeout(*d),
-            Some(StoreSignal::ReadOnly(detail)) => Error::ReadOnly(detail.clone()),
-            Some(StoreSignal::WriteOutcomeUnknown(detail)) => Error::WriteOutcomeUnknown(detail.clone()),
-            None => Error::Redis(err),
-        }
-    }
 }
 
 impl Error {

@@ -6,13 +6,9 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::meta;
+use super::{lit, meta};
 use crate::internals::ast::{Entity, Field};
 use crate::internals::unraw::unraw;
-
-fn lit(s: &str) -> syn::LitStr {
-    syn::LitStr::new(s, Span::call_site())
-}
 
 /// `__out.put("name", <encoding of value>)` for one field; `value` is a `&T` expression.
 fn put_field(p: &TokenStream, f: &Field<'_>, value: TokenStream) -> TokenStream {

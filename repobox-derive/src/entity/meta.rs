@@ -1,16 +1,13 @@
 //! The entity's static metadata (`RedisEntity::META`) and the compile-time
 //! assertions on the types its templates use.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
+use super::lit;
 use crate::internals::ast::{Entity, IndexKind, Piece, Template};
 use crate::internals::unraw::unraw;
-
-fn lit(s: &str) -> syn::LitStr {
-    syn::LitStr::new(s, Span::call_site())
-}
 
 fn template_tokens(entity: &Entity<'_>, template: &Template) -> TokenStream {
     let p = entity.private();

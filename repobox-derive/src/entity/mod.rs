@@ -10,7 +10,7 @@ mod codec;
 mod fallback;
 mod meta;
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
 use crate::internals::ast::{self, Entity};
@@ -47,4 +47,9 @@ fn expand(entity: &Entity<'_>) -> TokenStream {
             #inherent
         };
     }
+}
+
+/// A string literal for generated code.
+fn lit(s: &str) -> syn::LitStr {
+    syn::LitStr::new(s, Span::call_site())
 }

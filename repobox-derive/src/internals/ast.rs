@@ -5,6 +5,7 @@
 
 use proc_macro2::Span;
 
+pub use super::attr::Ttl;
 use super::attr::{self, Attr};
 use super::ctxt::Ctxt;
 use super::symbol::*;
@@ -19,10 +20,6 @@ pub struct Entity<'a> {
     pub ttl: Option<Ttl>,
     pub indexes: Vec<Index>,
     pub fields: Vec<Field<'a>>,
-}
-
-pub struct Ttl {
-    pub millis: u64,
 }
 
 pub struct Field<'a> {
@@ -156,7 +153,20 @@ pub fn parse_entity<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Option<Entity
     if !input.generics.params.is_empty() {
         cx.error_spanned_by(&input.generics, "`RedisEntity` does not support generic structs");
     }
-    let fields: Vec<Field<'a>> = named.iter().filter_map(|f| attr::field(cx, f)).collect();
+    let fields: Vec<Field<'a>> = named
+        .iter()
+        .filter_map(|f| {
+            let attrs = attr::field(cx, f)?;
+            Some(Field {
+                ident: f.ident.as_ref()?,
+                ty: &f.ty,
+                wire: attrs.wire,
+                skip: attrs.skip,
+                default: attrs.default,
+                json: attrs.json,
+            })
+        })
+        .collect();
 
     let mut key = Attr::container(cx, KEY, "an entity has exactly one key");
     let mut ttl = Attr::container(cx, TTL, "put every unit in one `#[ttl(...)]`");

@@ -6,7 +6,6 @@ use proc_macro2::TokenStream;
 use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
 
-use super::ast::{Field, Ttl};
 use super::ctxt::Ctxt;
 use super::symbol::*;
 use super::unraw::unraw;
@@ -88,6 +87,20 @@ pub fn unknown(cx: &Ctxt, meta: &ParseNestedMeta<'_>, what: &str, expected: &[Sy
     Ok(())
 }
 
+/// A `#[ttl(...)]`, all units added up.
+pub struct Ttl {
+    pub millis: u64,
+}
+
+/// What a field's `#[redis(...)]` says.
+pub struct FieldAttrs {
+    /// The hash field name (the Rust name, unraw, unless renamed).
+    pub wire: String,
+    pub skip: bool,
+    pub default: bool,
+    pub json: bool,
+}
+
 /// Reads `#[ttl(days = 7, ...)]`; `None` (with errors in `cx`) when it is not a valid TTL.
 pub fn ttl(cx: &Ctxt, attr: &syn::Attribute) -> Option<Ttl> {
     let mut millis: u64 = 0;
@@ -130,8 +143,8 @@ pub fn ttl(cx: &Ctxt, attr: &syn::Attribute) -> Option<Ttl> {
     ok.then_some(Ttl { millis })
 }
 
-/// Reads a named field and its `#[redis(...)]` attributes.
-pub fn field<'a>(cx: &Ctxt, field: &'a syn::Field) -> Option<Field<'a>> {
+/// Reads a named field's `#[redis(...)]` attributes.
+pub fn field(cx: &Ctxt, field: &syn::Field) -> Option<FieldAttrs> {
     let ident = field.ident.as_ref()?;
     const WITHIN: &str = "#[redis(...)]";
     let mut rename = Attr::none(cx, WITHIN, RENAME);
@@ -163,9 +176,7 @@ pub fn field<'a>(cx: &Ctxt, field: &'a syn::Field) -> Option<Field<'a>> {
         }
     }
     let renamed = rename.is_set();
-    let out = Field {
-        ident,
-        ty: &field.ty,
+    let out = FieldAttrs {
         wire: rename.get().unwrap_or_else(|| unraw(ident)),
         skip: skip.get(),
         default: default.get(),

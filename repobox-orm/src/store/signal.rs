@@ -3,13 +3,15 @@
 //! `ConnectionLike` can only fail with a `RedisError`, so the store's own
 //! outcomes (closed, timed out, read-only, outcome unknown) travel inside one
 //! as a typed error source and are turned back into the matching
-//! [`Error`](crate::Error) variant at the crate's boundary. Nothing is parsed
+//! [`Error`](crate::Error) variant by the `From<RedisError>` impl here. Nothing is parsed
 //! back out of a message.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::RedisError;
+
+use crate::error::Error;
 
 /// One of the store's own outcomes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +44,18 @@ impl From<StoreSignal> for RedisError {
     fn from(signal: StoreSignal) -> Self {
         // The one way into a `RedisError` that keeps a typed source.
         RedisError::from(std::io::Error::other(signal))
+    }
+}
+
+impl From<redis::RedisError> for Error {
+    fn from(err: redis::RedisError) -> Self {
+        match StoreSignal::of(&err) {
+            Some(StoreSignal::Closed) => Error::Closed,
+            Some(StoreSignal::Timeout(d)) => Error::Timeout(*d),
+            Some(StoreSignal::ReadOnly(detail)) => Error::ReadOnly(detail.clone()),
+            Some(StoreSignal::WriteOutcomeUnknown(detail)) => Error::WriteOutcomeUnknown(detail.clone()),
+            None => Error::Redis(err),
+        }
     }
 }
 
