@@ -15,10 +15,6 @@ pub trait HashField: Sized {
     /// What a valid value looks like, for [`Error::Decode`](crate::Error::Decode) messages.
     const EXPECTED: &'static str;
 
-    /// Whether an absent field is a valid value (`Option<T>`): such a field is
-    /// optional on the wire.
-    const OPTIONAL: bool = false;
-
     /// The field's bytes; `None` leaves the field absent.
     fn encode_field(&self) -> Option<Cow<'_, [u8]>>;
 
@@ -156,7 +152,6 @@ float_fields!(f32, f64);
 
 impl<T: HashField> HashField for Option<T> {
     const EXPECTED: &'static str = T::EXPECTED;
-    const OPTIONAL: bool = true;
 
     fn encode_field(&self) -> Option<Cow<'_, [u8]>> {
         self.as_ref().and_then(T::encode_field)

@@ -1,5 +1,5 @@
-//! Static metadata that `#[derive(RedisEntity)]` emits: key template, fields,
-//! indexes and TTL. The engine works from it; nothing here does I/O.
+//! Static metadata that `#[derive(RedisEntity)]` emits: key template, indexes
+//! and TTL (the stored fields are `RedisEntity::Field`). The engine works from it; nothing here does I/O.
 
 use std::time::Duration;
 
@@ -10,23 +10,10 @@ use crate::error::{Error, Result};
 pub struct EntityMeta {
     /// The `#[key("...")]` template.
     pub key: KeyTemplate,
-    /// The stored fields, in declaration order (skipped fields are not listed).
-    pub fields: &'static [FieldMeta],
     /// The `#[index(...)]` declarations, in declaration order.
     pub indexes: &'static [IndexMeta],
     /// The `#[ttl(...)]`, if any.
     pub ttl: Option<Duration>,
-}
-
-/// One stored field, as other clients see it on the wire.
-#[derive(Debug)]
-pub struct FieldMeta {
-    /// The hash field name (the Rust name unless renamed).
-    pub name: &'static str,
-    /// Whether the field may be absent (an `Option`, absent when `None`).
-    pub optional: bool,
-    /// Whether the field is stored as JSON.
-    pub json: bool,
 }
 
 /// One `#[index(...)]`.

@@ -33,17 +33,6 @@ fn template_tokens(entity: &Entity<'_>, template: &Template) -> TokenStream {
 pub fn meta(entity: &Entity<'_>) -> TokenStream {
     let p = entity.private();
     let key = template_tokens(entity, &entity.key);
-    let fields = entity.fields.iter().filter(|f| f.is_stored()).map(|f| {
-        let wire = lit(&f.wire);
-        let ty = f.ty;
-        let json = f.json;
-        let optional = if f.json {
-            quote!(false)
-        } else {
-            quote!(<#ty as #p::HashField>::OPTIONAL)
-        };
-        quote!(#p::FieldMeta { name: #wire, optional: #optional, json: #json })
-    });
     let indexes = entity.indexes.iter().map(|index| {
         let name = lit(&index.name(entity));
         let key = template_tokens(entity, &index.template);
@@ -67,7 +56,6 @@ pub fn meta(entity: &Entity<'_>) -> TokenStream {
     quote! {
         &#p::EntityMeta {
             key: #key,
-            fields: &[#(#fields),*],
             indexes: &[#(#indexes),*],
             ttl: #ttl,
         }

@@ -20,7 +20,7 @@ pub struct RawTemplate {
 
 /// Whether `name` can be a field name, raw (`r#type`) or not.
 fn is_field_name(name: &str) -> bool {
-    let bare = name.strip_prefix("r#").unwrap_or(name);
+    let bare = super::unraw::bare(name);
     let mut chars = bare.chars();
     chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
         && chars.all(|c| c.is_alphanumeric() || c == '_')

@@ -5,16 +5,17 @@ use syn::Ident;
 
 /// The identifier without its `r#` prefix.
 pub fn unraw(ident: &Ident) -> String {
-    let name = ident.to_string();
-    match name.strip_prefix("r#") {
-        Some(bare) => bare.to_owned(),
-        None => name,
-    }
+    bare(&ident.to_string()).to_owned()
+}
+
+/// A name as written in a string (`r#type` or `type`), without its `r#`.
+pub fn bare(name: &str) -> &str {
+    name.strip_prefix("r#").unwrap_or(name)
 }
 
 /// Whether `name` (a placeholder, say) names `ident`, written raw or not.
 pub fn names(name: &str, ident: &Ident) -> bool {
-    name.strip_prefix("r#").unwrap_or(name) == unraw(ident)
+    bare(name) == unraw(ident)
 }
 
 #[cfg(test)]

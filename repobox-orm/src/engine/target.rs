@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use crate::entity::{FieldWriter, RedisEntity};
+use crate::entity::{EntityField, FieldWriter, RedisEntity};
 use crate::error::{Error, Result};
 
 /// Where an entity lives: the hash key (`job:42`), the id its index entries
@@ -70,7 +70,7 @@ impl Target {
 
 /// Every stored field of `entity`, encoded.
 pub(crate) fn fields_of<E: RedisEntity>(entity: &E) -> Result<FieldWriter<'_>> {
-    let mut fields = FieldWriter::with_capacity(E::META.fields.len());
+    let mut fields = FieldWriter::with_capacity(<E::Field as EntityField>::ALL.len());
     entity.write_fields(&mut fields)?;
     Ok(fields)
 }
