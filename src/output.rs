@@ -63,7 +63,7 @@ pub fn job_rows(jobs: &[Job]) -> String {
     let rows: Vec<Vec<String>> = jobs
         .iter()
         .map(|j| {
-            let took = j.started_at.zip(j.finished_at).map(|(s, f)| f - s);
+            let took = j.started_at.zip(j.finished_at).and_then(|(s, f)| f.checked_sub(s));
             vec![
                 j.id.clone(),
                 j.status.to_string(),

@@ -113,7 +113,7 @@ impl OutputRange {
     /// The last `n` lines.
     pub fn last(n: usize) -> Self {
         OutputRange {
-            start: -(n as isize),
+            start: isize::try_from(n).map_or(isize::MIN, |n| -n),
             end: -1,
         }
     }
@@ -226,7 +226,7 @@ impl Job {
                     patch.finished_at = Some(None);
                     patch.exit_code = Some(None);
                     patch.error = Some(None);
-                    patch.retries = Some(job.retries + u32::from(job.started_at.is_some()));
+                    patch.retries = Some(job.retries.saturating_add(u32::from(job.started_at.is_some())));
                 }
                 JobStatus::Queued => {
                     patch.finished_at = Some(None);

@@ -24,6 +24,20 @@ pub struct Session {
     pub ip: Option<String>,
 }
 
+/// `now + by` in unix millis; `Err(InvalidArgument)` where it would overflow.
+fn after(now: i64, by: Duration) -> Result<i64> {
+    i64::try_from(by.as_millis())
+        .ok()
+        .and_then(|by| now.checked_add(by))
+        .ok_or_else(|| {
+            repobox_orm::Error::InvalidArgument {
+                name: "expiry",
+                reason: format!("{now} ms + {by:?} is past the largest timestamp"),
+            }
+            .into()
+        })
+}
+
 /// A new session id: 128 bits from the operating system's random generator, as hex.
 fn new_session_id() -> Result<String> {
     let mut bytes = [0u8; 16];
@@ -43,12 +57,11 @@ impl Session {
         ip: Option<String>,
         now: i64,
     ) -> Result<Session> {
-        let ttl = Session::TTL.unwrap_or_default();
         let session = Session {
             id: new_session_id()?,
             user_id: user_id.to_owned(),
             created_at: now,
-            expires_at: now + ttl.as_millis() as i64,
+            expires_at: after(now, Session::TTL.unwrap_or_default())?,
             user_agent,
             ip,
         };
@@ -71,7 +84,7 @@ impl Session {
     /// Moves `expires_at` to `now + by` and the TTL with it; `Err(NotFound)` if the session is gone.
     pub async fn extend<C: ConnectionLike + Send>(conn: &mut C, id: &str, by: Duration, now: i64) -> Result<()> {
         let patch = SessionPatch {
-            expires_at: Some(now + by.as_millis() as i64),
+            expires_at: Some(after(now, by)?),
             ..Default::default()
         };
         Ok(Session::update_and_expire(conn, id, patch, by).await?)

@@ -34,17 +34,27 @@ pub enum Error {
         /// The id of the entity that holds the value.
         owner: String,
     },
-    /// A key part (a placeholder value) that would address another key.
-    #[error("invalid key part for `<{placeholder}>` in `{template}`: {value:?} {reason}")]
+    /// A key part (a placeholder value) that would address another key, or is too long.
+    #[error("invalid key part for `<{placeholder}>` in `{template}`: {value} {reason}")]
     InvalidKeyPart {
         /// The key or index template.
         template: &'static str,
         /// The placeholder the part was meant for.
         placeholder: &'static str,
-        /// The refused value.
-        value: String,
+        /// The refused value: at most its first 64 characters, and its length.
+        value: Shown,
         /// Why it was refused.
         reason: &'static str,
+    },
+    /// An argument out of the range Redis or repobox can take (a TTL beyond
+    /// what Redis keeps, an offset past `i64::MAX`, a timestamp that overflows).
+    /// Refused before any I/O.
+    #[error("invalid {name}: {reason}")]
+    InvalidArgument {
+        /// The argument.
+        name: &'static str,
+        /// Why it was refused.
+        reason: String,
     },
     /// A hash field could not be decoded into its Rust type.
     #[error("cannot decode field `{field}` of `{key}`: {value} is not {expected}")]
@@ -113,6 +123,57 @@ impl Error {
     /// Whether this error says that the entity is absent.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
+    }
+}
+
+/// A refused text value as messages show it: at most its first 64
+/// characters, quoted and escaped, with its length when it was longer.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Shown {
+    head: String,
+    len: usize,
+}
+
+impl Shown {
+    const CHARS: usize = 64;
+
+    /// Keeps the first 64 characters of `value` and its length in bytes.
+    pub fn new(value: &str) -> Self {
+        Shown {
+            head: value.chars().take(Self::CHARS).collect(),
+            len: value.len(),
+        }
+    }
+
+    /// The shown characters (at most 64).
+    pub fn head(&self) -> &str {
+        &self.head
+    }
+
+    /// The length of the whole value, in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the value was empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl fmt::Display for Shown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.head)?;
+        if self.head.len() < self.len {
+            write!(f, "… ({} bytes)", self.len)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Shown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

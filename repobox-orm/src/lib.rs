@@ -57,7 +57,7 @@ pub mod __private;
 pub use codec::{HashField, KeyPart, RedisValue, Score};
 pub use engine::sweep::{SweepReport, sweep_indexes};
 pub use entity::{EntityField, EntityPatch, FieldWriter, RawHash, RedisEntity};
-pub use error::{DecodeValue, Error, Result};
+pub use error::{DecodeValue, Error, Result, Shown};
 pub use page::Page;
 pub use queue::{Delivery, Queue};
 pub use repobox_derive::{RedisEntity, RedisValue};

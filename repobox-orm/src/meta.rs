@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Shown};
 
 /// Everything the engine knows about an entity type.
 #[derive(Debug)]
@@ -48,7 +48,13 @@ pub struct KeyTemplate {
     pub source: &'static str,
     /// Literal text and placeholders, in order.
     pub segments: &'static [Segment],
+    /// The longest key part it takes, in bytes (`#[key("...", max_part_len = N)]`,
+    /// else [`DEFAULT_MAX_KEY_PART_LEN`]).
+    pub max_part_len: usize,
 }
+
+/// The longest key part an entity takes unless its `#[key]` says otherwise, in bytes.
+pub const DEFAULT_MAX_KEY_PART_LEN: usize = 512;
 
 /// A piece of a key template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +86,7 @@ impl KeyTemplate {
             parts.next().map(|p| p.as_ref()).ok_or(Error::InvalidKeyPart {
                 template: self.source,
                 placeholder,
-                value: String::new(),
+                value: Shown::new(""),
                 reason: "is missing",
             })
         })
@@ -94,7 +100,7 @@ impl KeyTemplate {
                 Segment::Lit(text) => key.push_str(text),
                 Segment::Field { placeholder, field } => {
                     let value = part(placeholder, field)?;
-                    validate_key_part(self.source, placeholder, value)?;
+                    check_key_part(self.source, placeholder, value, self.max_part_len)?;
                     key.push_str(value);
                 }
             }
@@ -109,7 +115,7 @@ impl KeyTemplate {
             parts.next().ok_or(Error::InvalidKeyPart {
                 template: self.source,
                 placeholder,
-                value: id.to_owned(),
+                value: Shown::new(id),
                 reason: "is missing from the id",
             })
         })?;
@@ -117,7 +123,7 @@ impl KeyTemplate {
             return Err(Error::InvalidKeyPart {
                 template: self.source,
                 placeholder: self.placeholders().last().map_or("", |p| p.0),
-                value: id.to_owned(),
+                value: Shown::new(id),
                 reason: "has more `:`-separated parts than the key has placeholders",
             });
         }
@@ -125,19 +131,28 @@ impl KeyTemplate {
     }
 }
 
-/// Refuses a key part that could address another key: empty, or holding `:`,
-/// a hash-tag brace, a glob character, whitespace or a control character.
+/// Refuses a key part that could address another key: empty, longer than
+/// [`DEFAULT_MAX_KEY_PART_LEN`] bytes, or holding `:`, a hash-tag brace, a glob
+/// character, whitespace, or a Unicode control or format character (zero-width
+/// characters, bidi controls, the BOM), which would make two keys that look
+/// the same.
 pub fn validate_key_part(template: &'static str, placeholder: &'static str, value: &str) -> Result<()> {
+    check_key_part(template, placeholder, value, DEFAULT_MAX_KEY_PART_LEN)
+}
+
+fn check_key_part(template: &'static str, placeholder: &'static str, value: &str, max_len: usize) -> Result<()> {
     let reason = if value.is_empty() {
         "is empty"
-    } else if let Some(c) = value
-        .chars()
-        .find(|c| matches!(c, ':' | '{' | '}' | '*' | '?' | '[' | ']') || c.is_whitespace() || c.is_control())
-    {
+    } else if value.len() > max_len {
+        "is longer than the key allows"
+    } else if let Some(c) = value.chars().find(|&c| {
+        matches!(c, ':' | '{' | '}' | '*' | '?' | '[' | ']') || c.is_whitespace() || c.is_control() || is_format(c)
+    }) {
         match c {
             ':' => "holds `:`",
             '{' | '}' => "holds a hash-tag brace",
             '*' | '?' | '[' | ']' => "holds a glob character",
+            c if is_format(c) => "holds an invisible format character",
             _ => "holds whitespace or a control character",
         }
     } else {
@@ -146,9 +161,39 @@ pub fn validate_key_part(template: &'static str, placeholder: &'static str, valu
     Err(Error::InvalidKeyPart {
         template,
         placeholder,
-        value: value.to_owned(),
+        value: Shown::new(value),
         reason,
     })
+}
+
+/// Whether `c` is in Unicode's general category Cf (format): soft hyphen,
+/// zero-width characters, bidi controls, the BOM, tags... (Unicode 15.1).
+fn is_format(c: char) -> bool {
+    const CF: &[(u32, u32)] = &[
+        (0x00AD, 0x00AD),
+        (0x0600, 0x0605),
+        (0x061C, 0x061C),
+        (0x06DD, 0x06DD),
+        (0x070F, 0x070F),
+        (0x0890, 0x0891),
+        (0x08E2, 0x08E2),
+        (0x180E, 0x180E),
+        (0x200B, 0x200F),
+        (0x202A, 0x202E),
+        (0x2060, 0x2064),
+        (0x2066, 0x206F),
+        (0xFEFF, 0xFEFF),
+        (0xFFF9, 0xFFFB),
+        (0x110BD, 0x110BD),
+        (0x110CD, 0x110CD),
+        (0x13430, 0x1343F),
+        (0x1BCA0, 0x1BCA3),
+        (0x1D173, 0x1D17A),
+        (0xE0001, 0xE0001),
+        (0xE0020, 0xE007F),
+    ];
+    let c = u32::from(c);
+    CF.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
 }
 
 #[cfg(test)]
@@ -169,6 +214,7 @@ mod tests {
                 field: "provider",
             },
         ],
+        max_part_len: 16,
     };
 
     #[test]
@@ -197,5 +243,31 @@ mod tests {
             );
         }
         assert!(REPO_CACHE.build(&["ü-ñ.é@x+y", "github"]).is_ok());
+    }
+
+    #[test]
+    fn refuses_invisible_characters_and_long_parts() {
+        for bad in [
+            "admin@corp.io\u{200B}",
+            "a\u{202E}b",
+            "\u{FEFF}a",
+            "a\u{200D}b",
+            "a\u{00AD}b",
+            "a\u{E0041}",
+        ] {
+            let err = REPO_CACHE.build(&[bad, "github"]).unwrap_err();
+            assert!(err.to_string().contains("invisible format character"), "{bad:?}: {err}");
+        }
+        assert!(REPO_CACHE.build(&["a".repeat(16), "github".into()]).is_ok());
+        let err = REPO_CACHE.build(&["a".repeat(17), "github".into()]).unwrap_err();
+        assert!(err.to_string().contains("longer than the key allows"), "{err}");
+        // The default limit, and a message that shows 64 characters and the length.
+        let huge = "x".repeat(1 << 20);
+        let err = validate_key_part("t:<p>", "p", &huge).unwrap_err();
+        let text = err.to_string();
+        assert!(text.len() < 300, "{text}");
+        assert!(text.contains(&format!("\"{}\"… (1048576 bytes)", "x".repeat(64))), "{text}");
+        assert!(validate_key_part("t:<p>", "p", &"x".repeat(DEFAULT_MAX_KEY_PART_LEN)).is_ok());
+        assert!(validate_key_part("t:<p>", "p", &"x".repeat(DEFAULT_MAX_KEY_PART_LEN + 1)).is_err());
     }
 }

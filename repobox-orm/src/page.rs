@@ -1,5 +1,7 @@
 //! `Page`: which slice of a sorted index to read.
 
+use crate::error::{Error, Result};
+
 /// A page of a sorted index: direction, offset, limit and an optional score range.
 ///
 /// ```
@@ -51,8 +53,20 @@ impl Page {
         self.limit
     }
 
-    /// The `ZRANGE` arguments after the key.
-    pub(crate) fn zrange_args(&self) -> Vec<String> {
+    /// The `ZRANGE` arguments after the key; `Err(InvalidArgument)` when the
+    /// page reaches past what Redis can index (`i64::MAX`) or a score bound is NaN.
+    pub(crate) fn zrange_args(&self) -> Result<Vec<String>> {
+        let invalid = |reason: String| Error::InvalidArgument { name: "page", reason };
+        let offset = i64::try_from(self.offset).map_err(|_| invalid(format!("offset {} is past i64::MAX", self.offset)))?;
+        let limit = i64::try_from(self.limit).map_err(|_| invalid(format!("limit {} is past i64::MAX", self.limit)))?;
+        let last = offset
+            .checked_add(limit.saturating_sub(1))
+            .ok_or_else(|| invalid(format!("offset {offset} + limit {limit} is past i64::MAX")))?;
+        if let Some((min, max)) = self.scores
+            && (min.is_nan() || max.is_nan())
+        {
+            return Err(invalid("a score bound is NaN".into()));
+        }
         let mut args = Vec::with_capacity(7);
         match self.scores {
             Some((min, max)) => {
@@ -62,17 +76,17 @@ impl Page {
                 } else {
                     args.extend([min, max, "BYSCORE".into()]);
                 }
-                args.extend(["LIMIT".into(), self.offset.to_string(), self.limit.to_string()]);
+                args.extend(["LIMIT".into(), offset.to_string(), limit.to_string()]);
             }
             None => {
-                args.push(self.offset.to_string());
-                args.push((self.offset + self.limit - 1).to_string());
+                args.push(offset.to_string());
+                args.push(last.to_string());
                 if self.newest_first {
                     args.push("REV".into());
                 }
             }
         }
-        args
+        Ok(args)
     }
 }
 
@@ -83,5 +97,24 @@ fn score_bound(x: f64) -> String {
         "-inf".into()
     } else {
         x.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_past_what_redis_indexes_are_refused_not_wrapped() {
+        assert_eq!(Page::newest(2).offset(3).zrange_args().unwrap(), ["3", "4", "REV"]);
+        for page in [
+            Page::newest(2).offset(usize::MAX),
+            Page::oldest(usize::MAX).offset(2),
+            Page::oldest(2).offset(i64::MAX as usize),
+            Page::newest(1).scores(f64::NAN, 1.0),
+        ] {
+            assert!(matches!(page.zrange_args(), Err(Error::InvalidArgument { .. })), "{page:?}");
+        }
+        assert!(Page::oldest(1).offset(i64::MAX as usize).zrange_args().is_ok());
     }
 }

@@ -24,8 +24,12 @@ fn template_tokens(entity: &Entity<'_>, template: &Template) -> TokenStream {
             quote!(#p::Segment::Field { placeholder: #name, field: #field })
         }
     });
+    let max_part_len = match &entity.max_part_len {
+        Some(n) => quote!(#n),
+        None => quote!(#p::DEFAULT_MAX_KEY_PART_LEN),
+    };
     quote! {
-        #p::KeyTemplate { source: #source, segments: &[#(#segments),*] }
+        #p::KeyTemplate { source: #source, segments: &[#(#segments),*], max_part_len: #max_part_len }
     }
 }
 

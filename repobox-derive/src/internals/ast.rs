@@ -17,6 +17,8 @@ pub struct Entity<'a> {
     /// The path generated code names the runtime by (`::repobox_orm`, or `#[redis(crate = "...")]`).
     pub krate: syn::Path,
     pub key: Template,
+    /// `max_part_len = N` of the `#[key]`, for the key and every index template.
+    pub max_part_len: Option<usize>,
     pub ttl: Option<Ttl>,
     pub indexes: Vec<Index>,
     pub fields: Vec<Field<'a>>,
@@ -175,9 +177,8 @@ pub fn parse_entity<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Option<Entity
     for attr in &input.attrs {
         let path = attr.path();
         if path == KEY {
-            match attr.parse_args::<syn::LitStr>() {
-                Ok(lit) => key.set(attr, lit),
-                Err(_) => cx.error_spanned_by(attr, "expected `#[key(\"prefix:<field>\")]`"),
+            if let Some(k) = attr::key(cx, attr) {
+                key.set(attr, k);
             }
         } else if path == TTL {
             if let Some(t) = attr::ttl(cx, attr) {
@@ -208,11 +209,11 @@ pub fn parse_entity<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Option<Entity
             }
         }
     }
-    let Some(lit) = key.get() else {
+    let Some(attr::Key { template, max_part_len }) = key.get() else {
         cx.error_spanned_by(&input.ident, "missing `#[key(\"prefix:<field>\")]` attribute");
         return None;
     };
-    let key = RawTemplate::parse(&lit)
+    let key = RawTemplate::parse(&template)
         .map_err(|e| cx.syn_error(e))
         .ok()
         .and_then(|raw| resolve(cx, raw, &fields, "key"))?;
@@ -220,6 +221,7 @@ pub fn parse_entity<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Option<Entity
         input,
         krate: krate.get().unwrap_or_else(|| syn::parse_quote!(::repobox_orm)),
         key,
+        max_part_len,
         ttl: ttl.get(),
         indexes,
         fields,

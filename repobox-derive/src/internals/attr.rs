@@ -87,6 +87,49 @@ pub fn unknown(cx: &Ctxt, meta: &ParseNestedMeta<'_>, what: &str, expected: &[Sy
     Ok(())
 }
 
+/// A `#[key("prefix:<field>", max_part_len = N)]`.
+pub struct Key {
+    pub template: syn::LitStr,
+    pub max_part_len: Option<usize>,
+}
+
+/// Reads `#[key("...")]` with its optional `max_part_len = N`.
+pub fn key(cx: &Ctxt, attr: &syn::Attribute) -> Option<Key> {
+    let parsed = attr.parse_args_with(|input: syn::parse::ParseStream<'_>| {
+        let template: syn::LitStr = input.parse()?;
+        let mut max_part_len = Attr::none(cx, "#[key]", MAX_PART_LEN);
+        while input.peek(syn::Token![,]) {
+            input.parse::<syn::Token![,]>()?;
+            if input.is_empty() {
+                break;
+            }
+            let name: syn::Ident = input.parse()?;
+            input.parse::<syn::Token![=]>()?;
+            if name == MAX_PART_LEN {
+                let n: syn::LitInt = input.parse()?;
+                match n.base10_parse::<u32>() {
+                    Ok(0) | Err(_) => cx.error_spanned_by(&n, "`max_part_len` must be a number of bytes above zero"),
+                    Ok(len) => max_part_len.set(&name, len as usize),
+                }
+            } else {
+                input.parse::<syn::Expr>()?;
+                cx.error_spanned_by(&name, format!("unknown key attribute, expected {}", one_of(&[MAX_PART_LEN])));
+            }
+        }
+        Ok(Key {
+            template,
+            max_part_len: max_part_len.get(),
+        })
+    });
+    match parsed {
+        Ok(key) => Some(key),
+        Err(_) => {
+            cx.error_spanned_by(attr, "expected `#[key(\"prefix:<field>\")]`");
+            None
+        }
+    }
+}
+
 /// A `#[ttl(...)]`, all units added up.
 pub struct Ttl {
     pub millis: u64,

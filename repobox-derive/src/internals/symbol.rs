@@ -13,6 +13,9 @@ pub const TTL: Symbol = Symbol("ttl");
 pub const INDEX: Symbol = Symbol("index");
 pub const REDIS: Symbol = Symbol("redis");
 
+// Inside `#[key("...", ...)]`.
+pub const MAX_PART_LEN: Symbol = Symbol("max_part_len");
+
 // Inside `#[redis(...)]` on the struct.
 pub const CRATE: Symbol = Symbol("crate");
 

@@ -161,12 +161,13 @@ pub(crate) async fn sorted_page<E: RedisEntity, C: ConnectionLike + Send>(
     if page.limit == 0 {
         return Ok(Vec::new());
     }
+    let args = page.zrange_args()?;
     let mut pass = 0;
     loop {
         pass += 1;
         let ids: Vec<String> = redis::cmd("ZRANGE")
             .arg(index_key)
-            .arg(page.zrange_args())
+            .arg(&args)
             .query_async(conn)
             .await?;
         let (found, ghosts) = load_members::<E, C>(conn, index, index_key, ids).await?;

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use crate::entity::{EntityField, FieldWriter, RedisEntity};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Shown};
 
 /// Where an entity lives: the hash key (`job:42`), the id its index entries
 /// hold (the key parts joined by `:`), and each key part by hash field.
@@ -24,7 +24,7 @@ impl Target {
             return Err(Error::InvalidKeyPart {
                 template: template.source,
                 placeholder: "",
-                value: parts.join(":"),
+                value: Shown::new(&parts.join(":")),
                 reason: "has the wrong number of key parts",
             });
         }
@@ -54,7 +54,7 @@ impl Target {
                     .ok_or(Error::InvalidKeyPart {
                         template: template.source,
                         placeholder,
-                        value: String::new(),
+                        value: Shown::new(""),
                         reason: "is not valid UTF-8",
                     })
             })

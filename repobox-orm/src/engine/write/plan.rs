@@ -14,7 +14,7 @@ use redis::{Cmd, Value};
 use super::protocol::{IndexOp, Mode, WriteCall, WriteReply};
 use crate::engine::target::Target;
 use crate::entity::{FieldWriter, RedisEntity};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Shown};
 use crate::meta::{IndexKind, IndexMeta, KeyTemplate};
 
 /// What a write does besides the entity and its indexes.
@@ -147,14 +147,14 @@ impl<'w, 'a> WritePlan<'w, 'a> {
                 .ok_or(Error::InvalidKeyPart {
                     template: template.source,
                     placeholder,
-                    value: String::new(),
+                    value: Shown::new(""),
                     reason: "is absent",
                 })
                 .and_then(|v| {
                     std::str::from_utf8(v).map_err(|_| Error::InvalidKeyPart {
                         template: template.source,
                         placeholder,
-                        value: String::from_utf8_lossy(v).into_owned(),
+                        value: Shown::new(&String::from_utf8_lossy(v)),
                         reason: "is not valid UTF-8",
                     })
                 })
@@ -211,10 +211,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
         };
         let ttl_ms = match (self.mode, self.ttl) {
             (Mode::Delete, _) | (_, None) => 0,
-            (_, Some(ttl)) => u64::try_from(ttl.as_millis().max(1)).map_err(|_| Error::Encode {
-                field: "ttl",
-                message: format!("a TTL of {ttl:?} is longer than Redis keeps keys"),
-            })?,
+            (_, Some(ttl)) => ttl_millis(ttl)?,
         };
         WriteCall {
             mode: Some(self.mode),
@@ -304,6 +301,29 @@ impl<'w, 'a> WritePlan<'w, 'a> {
                 .collect(),
         );
         Ok(())
+    }
+}
+
+/// The longest TTL repobox sends, in ms: Redis adds a TTL to its clock and
+/// refuses a sum past `i64::MAX`; half of that leaves room for any clock.
+pub(crate) const MAX_TTL_MS: u64 = i64::MAX as u64 / 2;
+
+/// A TTL in whole milliseconds (at least one), refused before any I/O when
+/// Redis would not take it: zero (Redis deletes the key at once) or longer
+/// than [`MAX_TTL_MS`].
+pub(crate) fn ttl_millis(ttl: Duration) -> Result<u64> {
+    if ttl.is_zero() {
+        return Err(Error::InvalidArgument {
+            name: "ttl",
+            reason: "a TTL of zero would delete the entity".into(),
+        });
+    }
+    match u64::try_from(ttl.as_millis()) {
+        Ok(ms) if ms <= MAX_TTL_MS => Ok(ms.max(1)),
+        _ => Err(Error::InvalidArgument {
+            name: "ttl",
+            reason: format!("{ttl:?} is longer than Redis keeps keys"),
+        }),
     }
 }
 
