@@ -8,15 +8,15 @@
 -- everything else is a table whose first item is a tag (protocol.rs `tag`).
 -- Everything that can refuse the write is checked before the first write,
 -- because Redis does not roll a script back.
-local HEADER_FORMAT, HEADER_LEN = '>c1I8I2I2I2I2I2I2I2I2', 25
+local HEADER_FORMAT, HEADER_LEN = '>c1I8I2I2I2I2I2I2I2I2I2', 27
 local OP_FORMAT, OP_LEN = '>c1I2I2', 5
 -- Modes: 'c' create, 's' save, 'u' update, 'd' delete, 'e' expire,
 -- 'r' refresh (an update that also sets the TTL).
 local h = ARGV[1]
 -- mode, TTL (ms), guards, fields to set, fields to delete, index ops,
 -- conditions, KEYS position of the stream (0: none), stream entry pairs,
--- keys deleted with the entity
-local mode, ttl, ng, nset, ndel, nidx, ncond, xpos, nx, nextra =
+-- keys deleted with the entity, unique claims to take over
+local mode, ttl, ng, nset, ndel, nidx, ncond, xpos, nx, nextra, ntake =
   struct.unpack(HEADER_FORMAT, h)
 local hkey, id = KEYS[1], ARGV[2]
 local s0 = 2 + 2 * ng             -- field/value pairs at s0+1 ..
@@ -25,8 +25,13 @@ local z0 = d0 + ndel              -- scores at z0+1 ..
 local c0 = z0 + nidx              -- condition names, then expected values
 local x0 = c0 + 2 * ncond         -- stream entry pairs
 local e0 = x0 + 2 * nx            -- positions of keys deleted with the entity
+local t0 = e0 + nextra            -- unique claims to take over at t0+1 ..
 
-local exists = redis.call('EXISTS', hkey) == 1
+-- The hash key's type, not just its existence: a key of another type must
+-- refuse the write before the first change, not fail at the HSET after it.
+local htype = redis.call('TYPE', hkey).ok
+if htype ~= 'none' and htype ~= 'hash' then return { 'wrongtype', hkey } end
+local exists = htype == 'hash'
 if mode == 'c' then
   if exists then return { 'exists' } end
 elseif mode ~= 's' and not exists then
@@ -57,6 +62,36 @@ if xpos > 0 then
   if t ~= 'none' and t ~= 'stream' then return { 'wrongtype', KEYS[xpos] } end
 end
 
+-- A unique value whose recorded owner the engine found gone, or no longer
+-- holding the value, is taken over: per claim, its op, the owner's KEYS
+-- position (0: the owner id is not an entity's), the owner id, whether its
+-- hash was absent ('a') or present ('p'), and the owner's indexed fields with
+-- the values the engine saw. The claim is taken only if all of that still holds.
+local stale
+if ntake > 0 then
+  local take, t = {}, t0 + 1
+  for _ = 1, ntake do
+    local k = tonumber(ARGV[t + 4])
+    take[tonumber(ARGV[t])] = { pos = tonumber(ARGV[t + 1]), owner = ARGV[t + 2],
+                                absent = ARGV[t + 3] == 'a', k = k, at = t + 5 }
+    t = t + 5 + 2 * k
+  end
+  stale = function(i, owner)
+    local o = take[i]
+    if not o or o.owner ~= owner then return false end
+    if o.pos == 0 then return true end
+    local okey = KEYS[o.pos]
+    if o.absent then return redis.call('EXISTS', okey) == 0 end
+    if o.k == 0 or redis.call('TYPE', okey).ok ~= 'hash' then return false end
+    local cur = redis.call('HMGET', okey, unpack(ARGV, o.at, o.at + o.k - 1))
+    for j = 1, o.k do
+      local enc = cur[j] and ('=' .. cur[j]) or '-'
+      if enc ~= ARGV[o.at + o.k + j - 1] then return false end
+    end
+    return true
+  end
+end
+
 local kinds, news, olds
 local first = 0   -- an index write that can go before every other write
 if nidx > 0 then
@@ -68,7 +103,7 @@ if nidx > 0 then
   -- key of the wrong type fails that write before anything else is written
   -- (a unique key is read first, which fails the same way). Otherwise every
   -- index key's type is checked up front.
-  if nidx == 1 and (olds[1] == 0) ~= (news[1] == 0) then
+  if nidx == 1 and mode ~= 'e' and (olds[1] == 0) ~= (news[1] == 0) then
     first = 1
   end
   for i = 1, nidx do
@@ -86,7 +121,9 @@ if nidx > 0 then
     end
     if k == 'u' and news[i] > 0 and mode ~= 'e' then
       local owner = redis.call('GET', KEYS[news[i]])
-      if owner and owner ~= id then return { 'unique', tostring(i), owner } end
+      if owner and owner ~= id and not (stale and stale(i, owner)) then
+        return { 'unique', tostring(i), owner }
+      end
     end
   end
 end

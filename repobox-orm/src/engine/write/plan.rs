@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use redis::{Cmd, Value};
 
-use super::protocol::{IndexOp, Mode, WriteCall, WriteReply};
-use crate::engine::target::Target;
-use crate::entity::{FieldWriter, RedisEntity};
+use super::protocol::{IndexOp, Mode, Takeover, WriteCall, WriteReply};
+use crate::engine::target::{Target, fields_of};
+use crate::entity::{FieldWriter, RawHash, RedisEntity};
 use crate::error::{Error, Result, Shown};
 use crate::meta::{IndexKind, IndexMeta, KeyTemplate};
 
@@ -41,6 +41,12 @@ pub(crate) struct WritePlan<'w, 'a> {
     /// What the hash holds in the guard fields; `None` = not known yet.
     current: Option<Vec<Option<Vec<u8>>>>,
     pub extras: Extras<'w>,
+    /// Unique claims whose owners were found stale, to take over.
+    takeovers: Vec<Takeover>,
+    /// The entity's key template, to find a unique value's owner.
+    entity_key: &'static KeyTemplate,
+    /// The index key that the entity in a hash is under (`None`: undecodable).
+    index_key_of: fn(&str, &RawHash<'_>, &IndexMeta) -> Option<String>,
 }
 
 /// How a write ended, when it was not refused.
@@ -56,6 +62,18 @@ pub(crate) enum Step {
     Done(Outcome),
     /// The hash disagreed with the plan's assumption; the plan now knows better.
     Again,
+    /// A unique value is claimed by `owner`: read the owner (`owner_lookup`),
+    /// then `judge_owner` says whether the claim can be taken over.
+    CheckOwner { op: usize, owner: String },
+}
+
+/// The index key under which the entity stored in `hash` at `key` belongs;
+/// `None` when the hash does not decode as an `E`.
+fn index_key_of<E: RedisEntity>(key: &str, hash: &RawHash<'_>, index: &IndexMeta) -> Option<String> {
+    let entity = E::read_fields(key, hash).ok()?;
+    let fields = fields_of(&entity).ok()?;
+    let target = Target::of::<E>(&fields).ok()?;
+    WritePlan::index_key(&index.key, |f| target.part(f).map(str::as_bytes).or_else(|| fields.get(f))).ok()
 }
 
 /// The fields whose values decide an index key and are not part of the entity's key.
@@ -118,6 +136,9 @@ impl<'w, 'a> WritePlan<'w, 'a> {
             guards,
             current,
             extras: Extras::default(),
+            takeovers: Vec::new(),
+            entity_key: &meta.key,
+            index_key_of: index_key_of::<E>,
         }
     }
 
@@ -226,6 +247,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
             conditions: self.extras.conditions,
             stream: self.extras.stream,
             extra_keys: self.extras.delete_keys,
+            takeovers: &self.takeovers,
         }
         .command(sha)
     }
@@ -250,14 +272,12 @@ impl<'w, 'a> WritePlan<'w, 'a> {
             }
             WriteReply::Exists => return Err(Error::AlreadyExists { key: key.clone() }),
             WriteReply::Unique { op, owner } => {
-                let index = self.indexes.get(op);
-                return Err(Error::UniqueViolation {
-                    index: index.map_or("", |ix| ix.name),
-                    index_key: index
-                        .and_then(|ix| Self::index_key(&ix.key, |f| self.after(f)).ok())
-                        .unwrap_or_default(),
-                    owner,
-                });
+                // An owner already judged stale that still holds the claim
+                // changed since: it is live now.
+                if self.takeovers.iter().any(|t| t.op == op && t.owner == owner) {
+                    return Err(self.unique_violation(op, owner));
+                }
+                Step::CheckOwner { op, owner }
             }
             WriteReply::WrongType { key } => {
                 return Err(Error::UnexpectedReply {
@@ -266,6 +286,68 @@ impl<'w, 'a> WritePlan<'w, 'a> {
                 });
             }
         })
+    }
+
+    fn unique_violation(&self, op: usize, owner: String) -> Error {
+        let index = self.indexes.get(op);
+        Error::UniqueViolation {
+            index: index.map_or("", |ix| ix.name),
+            index_key: index
+                .and_then(|ix| Self::index_key(&ix.key, |f| self.after(f)).ok())
+                .unwrap_or_default(),
+            owner,
+        }
+    }
+
+    /// The `HGETALL` of a unique value's owner, when its id is an id of the
+    /// entity (`None`: it is not, so no entity of ours can hold the value).
+    pub fn owner_lookup(&self, owner: &str) -> Option<Cmd> {
+        let key = self.entity_key.key_from_id(owner).ok()?;
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(key);
+        Some(cmd)
+    }
+
+    /// Decides on a unique claim from the owner's hash (`reply` to
+    /// [`owner_lookup`](Self::owner_lookup), `None` when there was none):
+    /// an owner that is gone, or whose indexed fields no longer give this
+    /// unique key, is taken over on the next attempt; a live one is a
+    /// `UniqueViolation`. An owner that does not decode counts as live.
+    pub fn judge_owner(&mut self, op: usize, owner: String, reply: Option<Value>) -> Result<()> {
+        let Some(index) = self.indexes.get(op).copied() else {
+            return Err(self.unique_violation(op, owner));
+        };
+        let (owner_key, seen) = match reply {
+            None => (None, None),
+            Some(reply) => {
+                let key = self.entity_key.key_from_id(&owner)?;
+                let hash = RawHash::from_reply(&key, &reply)?;
+                if hash.is_empty() {
+                    (Some(key), None)
+                } else {
+                    let wanted = Self::index_key(&index.key, |f| self.after(f)).ok();
+                    match (self.index_key_of)(&key, &hash, index) {
+                        Some(held) if Some(&held) != wanted.as_ref() => {
+                            let seen = index
+                                .key
+                                .placeholders()
+                                .map(|(_, f)| (f, hash.get(f).map(<[u8]>::to_vec)))
+                                .collect();
+                            (Some(key), Some(seen))
+                        }
+                        _ => return Err(self.unique_violation(op, owner)),
+                    }
+                }
+            }
+        };
+        tracing::debug!(key = %self.target.key, index = index.name, "taking over a unique value whose owner is gone");
+        self.takeovers.push(Takeover {
+            op,
+            owner,
+            owner_key,
+            seen,
+        });
+        Ok(())
     }
 
     /// The `HMGET` that learns the guard fields when the plan knows nothing of

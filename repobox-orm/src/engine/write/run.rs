@@ -37,11 +37,27 @@ pub(crate) async fn run_write<C: ConnectionLike + Send>(conn: &mut C, mut plan: 
     for _ in 0..MAX_ATTEMPTS {
         let cmd = plan.invocation(WRITE.get_hash())?;
         let reply: Value = scripts::run(conn, &WRITE, &cmd).await?;
-        if let Step::Done(outcome) = plan.absorb(reply)? {
-            return Ok(outcome);
+        match plan.absorb(reply)? {
+            Step::Done(outcome) => return Ok(outcome),
+            Step::Again => {}
+            Step::CheckOwner { op, owner } => check_owner(conn, &mut plan, op, owner).await?,
         }
     }
     Err(contention(&plan))
+}
+
+/// Reads a unique value's owner and lets the plan judge whether to take it over.
+async fn check_owner<C: ConnectionLike + Send>(
+    conn: &mut C,
+    plan: &mut WritePlan<'_, '_>,
+    op: usize,
+    owner: String,
+) -> Result<()> {
+    let reply = match plan.owner_lookup(&owner) {
+        Some(cmd) => Some(cmd.query_async::<Value>(conn).await?),
+        None => None,
+    };
+    plan.judge_owner(op, owner, reply)
 }
 
 /// Sends `cmds` as one pipeline and checks that every command got its reply.
@@ -120,6 +136,11 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
                 match plans[i].absorb(reply) {
                     Ok(Step::Done(outcome)) => results[i] = Some(Ok(outcome)),
                     Ok(Step::Again) => next.push(i),
+                    // Rare: a unique value held by an owner that may be gone.
+                    Ok(Step::CheckOwner { op, owner }) => match check_owner(conn, &mut plans[i], op, owner).await {
+                        Ok(()) => next.push(i),
+                        Err(e) => results[i] = Some(Err(e)),
+                    },
                     Err(e) => results[i] = Some(Err(e)),
                 }
             }

@@ -9,8 +9,9 @@
 //! followed by one `OP_FORMAT` record per index op; `ARGV[2]` is the id; then
 //! the variable parts in this order: guard names and their expected values,
 //! field/value pairs to set, names to delete, one score per index op,
-//! condition names and expected values, the stream entry's pairs, and the
-//! `KEYS` positions of the keys deleted with the entity.
+//! condition names and expected values, the stream entry's pairs, the
+//! `KEYS` positions of the keys deleted with the entity, and the unique
+//! claims to take over (see [`Takeover`]).
 //!
 //! Every constant here is repeated, by name, at the top of `write.lua`; the
 //! tests at the bottom of this file hold the two sides together.
@@ -29,12 +30,12 @@ use self::reply::tag;
 use crate::error::{Error, Result};
 use crate::meta::IndexKind;
 
-/// The header's `struct.unpack` format: mode, TTL in ms, then eight counts.
+/// The header's `struct.unpack` format: mode, TTL in ms, then nine counts.
 /// Only `write.lua` reads it; the tests hold the two copies together.
 #[cfg_attr(not(test), allow(dead_code))]
-pub(crate) const HEADER_FORMAT: &str = ">c1I8I2I2I2I2I2I2I2I2";
+pub(crate) const HEADER_FORMAT: &str = ">c1I8I2I2I2I2I2I2I2I2I2";
 /// Bytes of the header before the index op records.
-pub(crate) const HEADER_LEN: usize = 1 + 8 + 2 * 8;
+pub(crate) const HEADER_LEN: usize = 1 + 8 + 2 * 9;
 /// One index op record's `struct.unpack` format: kind, new key, old key.
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) const OP_FORMAT: &str = ">c1I2I2";
@@ -101,6 +102,22 @@ pub(crate) struct IndexOp {
     pub score: String,
 }
 
+/// A unique value whose recorded owner the engine found gone or no longer
+/// holding it: the write may take the claim over if, inside the script, the
+/// owner is still exactly as the engine saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Takeover {
+    /// The index op (0-based) whose unique key is claimed.
+    pub op: usize,
+    /// The id the unique key holds.
+    pub owner: String,
+    /// The owner's hash key; `None` when the id is not a valid id of the entity.
+    pub owner_key: Option<String>,
+    /// What the engine saw of the owner's hash: `None` absent, else the
+    /// indexed fields' raw values (`None` for an absent field).
+    pub seen: Option<Vec<(&'static str, Option<Vec<u8>>)>>,
+}
+
 /// One complete call of the write script.
 #[derive(Debug, Default)]
 pub(crate) struct WriteCall<'w, 'a> {
@@ -122,6 +139,8 @@ pub(crate) struct WriteCall<'w, 'a> {
     pub stream: Option<(&'w str, &'w [(&'w str, &'w str)])>,
     /// Keys deleted with the entity.
     pub extra_keys: &'w [String],
+    /// Unique claims to take over.
+    pub takeovers: &'w [Takeover],
 }
 
 fn count(what: &'static str, n: usize) -> Result<u16> {
@@ -171,6 +190,16 @@ impl<'w> WriteCall<'w, '_> {
         };
         let first_extra = keys.len() + 1;
         keys.extend(self.extra_keys.iter().map(String::as_str));
+        let mut owner_positions = Vec::with_capacity(self.takeovers.len());
+        for t in self.takeovers {
+            owner_positions.push(match &t.owner_key {
+                Some(k) => {
+                    keys.push(k);
+                    count("keys", keys.len())?
+                }
+                None => 0,
+            });
+        }
         count("keys", keys.len())?;
         let entry = self.stream.map_or(&[][..], |(_, entry)| entry);
 
@@ -186,6 +215,7 @@ impl<'w> WriteCall<'w, '_> {
             ("stream key", usize::from(stream_pos)),
             ("stream entry", entry.len()),
             ("extra keys", self.extra_keys.len()),
+            ("unique takeovers", self.takeovers.len()),
         ] {
             header.extend_from_slice(&count(what, n)?.to_be_bytes());
         }
@@ -223,6 +253,23 @@ impl<'w> WriteCall<'w, '_> {
         }
         for pos in first_extra..first_extra + self.extra_keys.len() {
             cmd.arg(pos);
+        }
+        for (t, pos) in self.takeovers.iter().zip(owner_positions) {
+            cmd.arg(t.op + 1).arg(pos).arg(&t.owner);
+            match &t.seen {
+                None => {
+                    cmd.arg("a").arg(0);
+                }
+                Some(fields) => {
+                    cmd.arg("p").arg(fields.len());
+                    for (name, _) in fields {
+                        cmd.arg(*name);
+                    }
+                    for (_, value) in fields {
+                        cmd.arg(expected(value.as_deref()));
+                    }
+                }
+            }
         }
         Ok(cmd)
     }

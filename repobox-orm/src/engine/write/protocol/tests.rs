@@ -60,6 +60,7 @@ fn a_save_with_a_moving_sorted_entry_encodes_to_the_bytes_lua_unpacks() {
         1, 2, 3, 4, 5, 6, 7, 8,                 // ttl (u64)
         0, 2, 0, 2, 0, 1, 0, 1,                 // guards, set, del, index ops
         0, 0, 0, 0, 0, 0, 0, 0,                 // conditions, stream pos, entry pairs, extra keys
+        0, 0,                                   // unique takeovers
         b'z', 0, 2, 0, 3,                       // op 1: kind, KEYS[2] new, KEYS[3] old
     ];
     assert_eq!(header_of(&cmd), golden);
@@ -90,6 +91,12 @@ fn a_save_with_a_moving_sorted_entry_encodes_to_the_bytes_lua_unpacks() {
 #[test]
 fn a_create_with_a_stream_entry_and_a_delete_with_extra_keys_lay_out_their_keys() {
     let entry = [("job_id", "1")];
+    let takeovers = [Takeover {
+        op: 0,
+        owner: "9".into(),
+        owner_key: Some("job:9".into()),
+        seen: Some(vec![("slug", Some(b"b".to_vec())), ("note", None)]),
+    }];
     let create = WriteCall {
         mode: Some(Mode::Create),
         hash_key: "job:1",
@@ -101,6 +108,7 @@ fn a_create_with_a_stream_entry_and_a_delete_with_extra_keys_lay_out_their_keys(
             score: String::new(),
         }],
         stream: Some(("jobs:stream", &entry)),
+        takeovers: &takeovers,
         ..WriteCall::default()
     };
     let cmd = create.command("sha").unwrap();
@@ -109,20 +117,16 @@ fn a_create_with_a_stream_entry_and_a_delete_with_extra_keys_lay_out_their_keys(
         b'c', 0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 1,
         0, 0, 0, 3, 0, 1, 0, 0,                 // stream at KEYS[3], one pair
+        0, 1,                                   // one unique takeover
         b'u', 0, 2, 0, 0,
     ];
     assert_eq!(header_of(&cmd), golden);
-    assert_eq!(
-        &args(&cmd)[..6],
-        &[
-            b"EVALSHA".to_vec(),
-            b"sha".to_vec(),
-            b"3".to_vec(),
-            b"job:1".to_vec(),
-            b"job:slug:a".to_vec(),
-            b"jobs:stream".to_vec()
-        ]
-    );
+    let a = args(&cmd);
+    let keys: Vec<&[u8]> = vec![b"EVALSHA", b"sha", b"4", b"job:1", b"job:slug:a", b"jobs:stream", b"job:9"];
+    assert_eq!(&a[..7], keys.iter().map(|k| k.to_vec()).collect::<Vec<_>>());
+    // After the stream entry: op 1, the owner at KEYS[4], its id, present, two fields.
+    let tail: Vec<&[u8]> = vec![b"job_id", b"1", b"1", b"4", b"9", b"p", b"2", b"slug", b"note", b"=b", b"-"];
+    assert_eq!(&a[a.len() - tail.len()..], tail.iter().map(|x| x.to_vec()).collect::<Vec<_>>());
 
     let extra = ["job:1:output".to_owned()];
     let conditions = [("status", Some(&b"queued"[..])), ("started_at", None)];
@@ -140,6 +144,7 @@ fn a_create_with_a_stream_entry_and_a_delete_with_extra_keys_lay_out_their_keys(
         b'd', 0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 0,
         0, 2, 0, 0, 0, 0, 0, 1,
+        0, 0,
     ];
     assert_eq!(a[5], golden);
     let tail: Vec<&[u8]> = vec![b"1", b"status", b"started_at", b"=queued", b"-", b"2"];
