@@ -159,7 +159,7 @@ fn ops(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 rt.block_on(spread(&conn, tasks, iters, |mut c, _| async move {
                     let page = Job::by_user_id(&mut c, "lister", Page::newest(50)).await.unwrap();
-                    assert_eq!(page.len(), 50);
+                    assert_eq!(page.items.len(), 50);
                 }))
             })
         });
@@ -183,6 +183,7 @@ fn ops(c: &mut Criterion) {
                     Job::by_user_id(&mut c, "lister", Page::newest(1000))
                         .await
                         .unwrap()
+                        .items
                         .len(),
                     1000
                 );
@@ -272,7 +273,11 @@ fn ratios(_: &mut Criterion) {
                             }
                             ("delete", true) => assert!(hand_delete(&mut c, &format!("job-{}", base + i)).await),
                             (_, false) => assert_eq!(
-                                Job::by_user_id(&mut c, "lister", Page::newest(50)).await.unwrap().len(),
+                                Job::by_user_id(&mut c, "lister", Page::newest(50))
+                                    .await
+                                    .unwrap()
+                                    .items
+                                    .len(),
                                 50
                             ),
                             (_, true) => assert_eq!(hand_page(&mut c, "lister", 50).await.len(), 50),

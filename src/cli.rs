@@ -31,9 +31,8 @@ pub enum Command {
     /// Inspects the job queue.
     #[command(subcommand)]
     Queue(QueueCommand),
-    /// Maintains indexes.
-    #[command(subcommand)]
-    Index(IndexCommand),
+    /// Checks (the default) or repairs every index of every model.
+    Index(IndexArgs),
 }
 
 #[derive(Args)]
@@ -110,12 +109,21 @@ pub enum QueueCommand {
     },
 }
 
-#[derive(Subcommand)]
+#[derive(Args)]
+pub struct IndexArgs {
+    #[command(subcommand)]
+    pub action: Option<IndexCommand>,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
 pub enum IndexCommand {
-    /// Removes index entries whose entity is gone, in every index of every model.
-    Repair {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Reports, per index, members whose entity is gone or no longer belongs,
+    /// wrong scores, unreadable members and skipped keys; changes nothing.
+    Check,
+    /// Does what `check` does and repairs: removes what is gone or no longer
+    /// belongs, corrects scores. Touches only keys of an index's exact shape.
+    Repair,
 }

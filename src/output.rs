@@ -32,6 +32,19 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Text from Redis made safe for a terminal: control characters are escaped.
+pub fn clean(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 /// `1.2 s`, `340 ms`, or `-` for nothing.
 pub fn duration_ms(ms: Option<i64>) -> String {
     match ms {
@@ -58,8 +71,9 @@ pub fn job_json(job: &Job) -> serde_json::Value {
     })
 }
 
-/// Jobs as a table: id, status, exit code, time taken, repository.
-pub fn job_rows(jobs: &[Job]) -> String {
+/// Jobs as a table: id, status, exit code, time taken, repository; then a
+/// row per job that could not be read, with the error (which names its key).
+pub fn job_rows(jobs: &[Job], errors: &[repobox_orm::Error]) -> String {
     let rows: Vec<Vec<String>> = jobs
         .iter()
         .map(|j| {
@@ -72,6 +86,11 @@ pub fn job_rows(jobs: &[Job]) -> String {
                 j.repo_url.clone(),
             ]
         })
+        .chain(
+            errors
+                .iter()
+                .map(|e| vec!["?".into(), "unreadable".into(), "-".into(), "-".into(), e.to_string()]),
+        )
         .collect();
     render(&["ID", "STATUS", "EXIT", "TOOK", "REPOSITORY"], &rows)
 }

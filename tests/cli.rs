@@ -65,9 +65,25 @@ fn demo_runs_the_whole_flow_and_the_read_commands_agree() {
     assert!(stats["consumers"].as_array().unwrap().len() == 1);
     let dead = json(&repobox(Some(&server), &["queue", "dead", "--json"]));
     assert_eq!(dead, serde_json::json!([]));
-    let repair = json(&repobox(Some(&server), &["index", "repair", "--json"]));
-    assert_eq!(repair.as_array().unwrap().len(), 3);
-    assert!(repair.as_array().unwrap().iter().all(|r| r["removed"] == 0));
+    // One report per index of every model (User, Session and Job have one each).
+    for args in [
+        &["index", "--json"][..],
+        &["index", "check", "--json"],
+        &["index", "repair", "--json"],
+    ] {
+        let reports = json(&repobox(Some(&server), args));
+        let reports = reports.as_array().unwrap();
+        assert_eq!(reports.len(), 3, "{args:?}");
+        for r in reports {
+            let r = &r["report"];
+            assert!(r["keys"].as_u64().unwrap() >= 1, "{r}");
+            assert_eq!(
+                (&r["gone"], &r["mismatched"], &r["bad"], &r["skipped"]),
+                (&0.into(), &0.into(), &0.into(), &0.into()),
+                "{r}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -113,7 +113,7 @@ fn multi_placeholder_hash_tagged_key() {
 #[test]
 fn raw_identifier_placeholder_and_crate_override() {
     insta::assert_snapshot!(expand(quote! {
-        #[key("thing:<r#type>")]
+        #[key("thing:<r#type>", max_part_len = 64)]
         #[redis(crate = "::my::repobox")]
         #[index(sorted = "things:<owner>", score = r#ref)]
         pub struct Thing {

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use repobox_orm::prelude::{ConnectionLike, Page, RedisEntity, RedisValue};
+use repobox_orm::prelude::{ConnectionLike, Listing, Page, RedisEntity, RedisValue};
 
 use crate::{Error, Result};
 
@@ -266,8 +266,9 @@ impl Job {
         Ok(Job::delete_with(conn, id, &[output]).await?)
     }
 
-    /// The user's jobs, newest first.
-    pub async fn user_jobs<C: ConnectionLike + Send>(conn: &mut C, user_id: &str, page: Page) -> Result<Vec<Job>> {
+    /// The user's jobs, newest first; jobs that do not decode are reported in
+    /// the listing's `errors`.
+    pub async fn user_jobs<C: ConnectionLike + Send>(conn: &mut C, user_id: &str, page: Page) -> Result<Listing<Job>> {
         Ok(Job::by_user_id(conn, user_id, page).await?)
     }
 

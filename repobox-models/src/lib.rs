@@ -32,6 +32,30 @@ pub use job::{
 pub use session::{Session, SessionField, SessionPatch};
 pub use user::{User, UserField, UserPatch};
 
+/// Checks (or, with `repair`, repairs) every index of every model, as
+/// `(model, report)` pairs: the one list of the models, so a new model's
+/// indexes are swept as soon as it is added here.
+pub async fn sweep_indexes<C: repobox_orm::prelude::ConnectionLike + Send>(
+    conn: &mut C,
+    repair: bool,
+) -> repobox_orm::Result<Vec<(&'static str, repobox_orm::IndexReport)>> {
+    macro_rules! each_model {
+        ($($model:ty),+ $(,)?) => {{
+            let mut reports = Vec::new();
+            $(
+                let found = if repair {
+                    repobox_orm::repair_indexes::<$model, C>(conn).await?
+                } else {
+                    repobox_orm::check_indexes::<$model, C>(conn).await?
+                };
+                reports.extend(found.into_iter().map(|r| (stringify!($model), r)));
+            )+
+            reports
+        }};
+    }
+    Ok(each_model!(User, Session, Job, RepoCache))
+}
+
 /// Milliseconds since the Unix epoch, as every timestamp field holds them.
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now()

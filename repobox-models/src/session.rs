@@ -92,10 +92,14 @@ impl Session {
 
     /// Logs the user out everywhere: deletes every session of `user_id`, each
     /// with its index entry, in a few pipelined round trips; returns how many.
+    /// Only sessions whose `user_id` is this user's are deleted (the index read
+    /// checks each one); a session that does not decode is left alone.
     pub async fn delete_all_for_user<C: ConnectionLike + Send>(conn: &mut C, user_id: &str) -> Result<usize> {
         let ids: Vec<String> = Session::by_user_id(conn, user_id)
             .await?
+            .items
             .into_iter()
+            .filter(|s| s.user_id == user_id)
             .map(|s| s.id)
             .collect();
         let deleted = Session::delete_many(conn, &ids).await?;

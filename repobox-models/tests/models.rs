@@ -171,7 +171,11 @@ async fn jobs() {
     assert_eq!(first.get::<String>("user_id").as_deref(), Some("u1"));
     assert_eq!(first.get::<i64>("enqueued_at"), Some(now));
 
-    let page = Job::user_jobs(&mut conn, "u1", Page::newest(3)).await.unwrap();
+    let page = Job::user_jobs(&mut conn, "u1", Page::newest(3))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
     assert_eq!(
         page.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
         vec!["j4", "j3", "j2"]
@@ -373,7 +377,11 @@ async fn a_second_language_client_shares_the_hashes() {
         .await
         .unwrap();
     let _: () = conn.zadd("jobs:user:ts1", "ts-job", 5).await.unwrap();
-    let jobs = Job::user_jobs(&mut conn, "ts1", Page::newest(10)).await.unwrap();
+    let jobs = Job::user_jobs(&mut conn, "ts1", Page::newest(10))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(
         (jobs[0].status, jobs[0].exit_code, jobs[0].retries, jobs[0].env.len()),

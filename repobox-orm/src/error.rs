@@ -68,6 +68,18 @@ pub enum Error {
         /// What was expected (`an integer`, `one of "queued", "running"`).
         expected: &'static str,
     },
+    /// An index member that no entity can have: not UTF-8, or not an id of
+    /// the entity (written by hand or by another client). Reported, never
+    /// fatal to the rest of the read, and left in place.
+    #[error("index `{index_key}` holds a member that is not an entity id: {member} {reason}")]
+    BadIndexMember {
+        /// The index key.
+        index_key: String,
+        /// The member (at most its first 64 characters, lossily decoded).
+        member: Shown,
+        /// Why it is not an id.
+        reason: String,
+    },
     /// A value that cannot be written (JSON serialization failed, a NaN score).
     #[error("cannot encode field `{field}`: {message}")]
     Encode {

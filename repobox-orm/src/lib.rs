@@ -29,7 +29,7 @@
 //! Job::create(&mut conn, &job).await?;                    // hash + index, one round trip
 //! Job::update(&mut conn, "42", JobPatch { status: Some(Status::Running), ..Default::default() }).await?;
 //! let page = Job::by_user_id(&mut conn, "u1", Page::newest(20)).await?;   // two round trips
-//! assert_eq!(page[0].status, Status::Running);
+//! assert_eq!(page.items[0].status, Status::Running);                      // and page.errors
 //! assert!(Job::delete(&mut conn, "42").await?);
 //! # Ok(()) }
 //! ```
@@ -42,6 +42,7 @@ mod codec;
 mod engine;
 mod entity;
 mod error;
+mod listing;
 pub mod meta;
 mod page;
 pub mod queue;
@@ -55,9 +56,10 @@ pub mod testing;
 pub mod __private;
 
 pub use codec::{HashField, KeyPart, RedisValue, Score};
-pub use engine::sweep::{SweepReport, sweep_indexes};
+pub use engine::sweep::{IndexReport, check_indexes, repair_indexes};
 pub use entity::{EntityField, EntityPatch, FieldWriter, RawHash, RedisEntity};
 pub use error::{DecodeValue, Error, Result, Shown};
+pub use listing::Listing;
 pub use page::Page;
 pub use queue::{Delivery, Queue};
 pub use repobox_derive::{RedisEntity, RedisValue};
@@ -71,6 +73,7 @@ pub mod prelude {
     pub use crate::codec::{HashField, KeyPart, RedisValue};
     pub use crate::entity::{EntityField, EntityPatch, RedisEntity};
     pub use crate::error::{Error, Result};
+    pub use crate::listing::Listing;
     pub use crate::page::Page;
     pub use crate::store::{Store, StoreConfig};
     pub use redis::aio::ConnectionLike;

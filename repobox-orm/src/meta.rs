@@ -108,6 +108,40 @@ impl KeyTemplate {
         Ok(key)
     }
 
+    /// The key parts of `key` when it is exactly a key of this template: the
+    /// literal text matches and every part is a valid key part. `None` for
+    /// any other key (`jobs:user:alice:archive` is not a `jobs:user:<user_id>`).
+    pub fn parse_key<'k>(&self, key: &'k str) -> Option<Vec<&'k str>> {
+        let mut parts = Vec::new();
+        self.match_from(0, key, &mut parts).then_some(parts)
+    }
+
+    fn match_from<'k>(&self, at: usize, rest: &'k str, parts: &mut Vec<&'k str>) -> bool {
+        let Some(segment) = self.segments.get(at) else {
+            return rest.is_empty();
+        };
+        match *segment {
+            Segment::Lit(text) => rest
+                .strip_prefix(text)
+                .is_some_and(|rest| self.match_from(at + 1, rest, parts)),
+            Segment::Field { placeholder, .. } => {
+                // Key parts hold no `:` and no braces, so the candidates are few.
+                for (end, _) in rest.char_indices().skip(1).chain([(rest.len(), ' ')]) {
+                    let part = &rest[..end];
+                    if check_key_part(self.source, placeholder, part, self.max_part_len).is_err() {
+                        break;
+                    }
+                    parts.push(part);
+                    if self.match_from(at + 1, &rest[end..], parts) {
+                        return true;
+                    }
+                    parts.pop();
+                }
+                false
+            }
+        }
+    }
+
     /// The key of the entity whose id is `id` (its key parts joined by `:`).
     pub fn key_from_id(&self, id: &str) -> Result<String> {
         let mut parts = id.split(':');
@@ -246,6 +280,26 @@ mod tests {
     }
 
     #[test]
+    fn parses_only_keys_of_its_own_shape() {
+        assert_eq!(
+            REPO_CACHE.parse_key("repo_cache:{u1}:github"),
+            Some(vec!["u1", "github"])
+        );
+        for other in [
+            "repo_cache:{u1}:github:extra",
+            "repo_cache:{u1:x}:github",
+            "repo_cache:{}:github",
+            "repo_cache:u1:github",
+            "repo_cache:{u1}:",
+            "repo_cache:{u1}:git hub",
+            "other:{u1}:github",
+            "repo_cache:{u1}:abcdefghijklmnopq",
+        ] {
+            assert_eq!(REPO_CACHE.parse_key(other), None, "{other}");
+        }
+    }
+
+    #[test]
     fn refuses_invisible_characters_and_long_parts() {
         for bad in [
             "admin@corp.io\u{200B}",
@@ -266,7 +320,10 @@ mod tests {
         let err = validate_key_part("t:<p>", "p", &huge).unwrap_err();
         let text = err.to_string();
         assert!(text.len() < 300, "{text}");
-        assert!(text.contains(&format!("\"{}\"… (1048576 bytes)", "x".repeat(64))), "{text}");
+        assert!(
+            text.contains(&format!("\"{}\"… (1048576 bytes)", "x".repeat(64))),
+            "{text}"
+        );
         assert!(validate_key_part("t:<p>", "p", &"x".repeat(DEFAULT_MAX_KEY_PART_LEN)).is_ok());
         assert!(validate_key_part("t:<p>", "p", &"x".repeat(DEFAULT_MAX_KEY_PART_LEN + 1)).is_err());
     }

@@ -57,7 +57,8 @@ impl Page {
     /// page reaches past what Redis can index (`i64::MAX`) or a score bound is NaN.
     pub(crate) fn zrange_args(&self) -> Result<Vec<String>> {
         let invalid = |reason: String| Error::InvalidArgument { name: "page", reason };
-        let offset = i64::try_from(self.offset).map_err(|_| invalid(format!("offset {} is past i64::MAX", self.offset)))?;
+        let offset =
+            i64::try_from(self.offset).map_err(|_| invalid(format!("offset {} is past i64::MAX", self.offset)))?;
         let limit = i64::try_from(self.limit).map_err(|_| invalid(format!("limit {} is past i64::MAX", self.limit)))?;
         let last = offset
             .checked_add(limit.saturating_sub(1))
@@ -113,7 +114,10 @@ mod tests {
             Page::oldest(2).offset(i64::MAX as usize),
             Page::newest(1).scores(f64::NAN, 1.0),
         ] {
-            assert!(matches!(page.zrange_args(), Err(Error::InvalidArgument { .. })), "{page:?}");
+            assert!(
+                matches!(page.zrange_args(), Err(Error::InvalidArgument { .. })),
+                "{page:?}"
+            );
         }
         assert!(Page::oldest(1).offset(i64::MAX as usize).zrange_args().is_ok());
     }

@@ -153,7 +153,14 @@ async fn update_patches_and_never_recreates() {
         "None removes the field"
     );
     assert_eq!(Task::count_by_status(&mut conn, Status::Queued).await.unwrap(), 0);
-    assert_eq!(Task::by_status(&mut conn, Status::Running).await.unwrap(), vec![got]);
+    assert_eq!(
+        Task::by_status(&mut conn, Status::Running)
+            .await
+            .unwrap()
+            .into_result()
+            .unwrap(),
+        vec![got]
+    );
 }
 
 #[tokio::test]
@@ -169,10 +176,16 @@ async fn save_moves_index_entries() {
         Task::by_owner(&mut conn, "ann", Page::newest(10))
             .await
             .unwrap()
+            .into_result()
+            .unwrap()
             .is_empty()
     );
     assert_eq!(
-        Task::by_owner(&mut conn, "bob", Page::newest(10)).await.unwrap(),
+        Task::by_owner(&mut conn, "bob", Page::newest(10))
+            .await
+            .unwrap()
+            .into_result()
+            .unwrap(),
         vec![t.clone()]
     );
     let score: f64 = conn.zscore("tasks:owner:bob", "1").await.unwrap();
@@ -197,7 +210,11 @@ async fn save_moves_index_entries() {
     .await
     .unwrap();
     assert_eq!(Task::count_by_owner(&mut conn, "bob").await.unwrap(), 0);
-    let page = Task::by_owner(&mut conn, "cy", Page::newest(10)).await.unwrap();
+    let page = Task::by_owner(&mut conn, "cy", Page::newest(10))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
     assert_eq!(page[0].created_at, 300);
     // A score-only update keeps the index key and moves the score.
     Task::update(
@@ -277,10 +294,21 @@ async fn get_many_keeps_input_order() {
     for i in 0..5 {
         Task::create(&mut conn, &task(&i.to_string(), "ann", i)).await.unwrap();
     }
-    let got = Task::get_many(&mut conn, &["4", "missing", "0", "4"]).await.unwrap();
+    let got = Task::get_many(&mut conn, &["4", "missing", "0", "4"])
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
     let ids: Vec<Option<String>> = got.into_iter().map(|t| t.map(|t| t.id)).collect();
     assert_eq!(ids, vec![Some("4".into()), None, Some("0".into()), Some("4".into())]);
-    assert!(Task::get_many::<_, &str>(&mut conn, &[]).await.unwrap().is_empty());
+    assert!(
+        Task::get_many::<_, &str>(&mut conn, &[])
+            .await
+            .unwrap()
+            .into_result()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -296,7 +324,11 @@ async fn multi_placeholder_hash_tagged_keys() {
     assert_eq!(c.entity_id().unwrap(), "u1:github");
     assert_eq!(Cache::get(&mut conn, "u1", "github").await.unwrap(), Some(c.clone()));
     assert_eq!(
-        Cache::get_many(&mut conn, &["u1:github", "u1:gitlab"]).await.unwrap(),
+        Cache::get_many(&mut conn, &["u1:github", "u1:gitlab"])
+            .await
+            .unwrap()
+            .into_result()
+            .unwrap(),
         vec![Some(c), None]
     );
     assert!(matches!(
@@ -315,22 +347,34 @@ async fn sorted_pages() {
     }
     let ids = |v: Vec<Task>| v.into_iter().map(|t| t.id.parse::<i64>().unwrap()).collect::<Vec<_>>();
     assert_eq!(
-        ids(Task::by_owner(&mut conn, "ann", Page::newest(3)).await.unwrap()),
+        ids(Task::by_owner(&mut conn, "ann", Page::newest(3))
+            .await
+            .unwrap()
+            .into_result()
+            .unwrap()),
         vec![10, 9, 8]
     );
     assert_eq!(
-        ids(Task::by_owner(&mut conn, "ann", Page::oldest(3)).await.unwrap()),
+        ids(Task::by_owner(&mut conn, "ann", Page::oldest(3))
+            .await
+            .unwrap()
+            .into_result()
+            .unwrap()),
         vec![1, 2, 3]
     );
     assert_eq!(
         ids(Task::by_owner(&mut conn, "ann", Page::newest(3).offset(8))
             .await
+            .unwrap()
+            .into_result()
             .unwrap()),
         vec![2, 1]
     );
     assert_eq!(
         ids(Task::by_owner(&mut conn, "ann", Page::oldest(10).scores(25.0, 50.0))
             .await
+            .unwrap()
+            .into_result()
             .unwrap()),
         vec![3, 4, 5]
     );
@@ -339,6 +383,8 @@ async fn sorted_pages() {
             Task::by_owner(&mut conn, "ann", Page::newest(2).offset(1).scores(25.0, 50.0))
                 .await
                 .unwrap()
+                .into_result()
+                .unwrap()
         ),
         vec![4, 3]
     );
@@ -346,11 +392,15 @@ async fn sorted_pages() {
         Task::by_owner(&mut conn, "ann", Page::newest(0))
             .await
             .unwrap()
+            .into_result()
+            .unwrap()
             .is_empty()
     );
     assert!(
         Task::by_owner(&mut conn, "nobody", Page::newest(5))
             .await
+            .unwrap()
+            .into_result()
             .unwrap()
             .is_empty()
     );
@@ -432,17 +482,35 @@ async fn round_trips_are_counted() {
     }
     conn.take();
     let ids: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
-    assert_eq!(Task::get_many(&mut conn, &ids).await.unwrap().len(), 1000);
+    assert_eq!(
+        Task::get_many(&mut conn, &ids)
+            .await
+            .unwrap()
+            .into_result()
+            .unwrap()
+            .len(),
+        1000
+    );
     assert_eq!(conn.take(), 1, "get_many of 1000");
     assert_eq!(
         Task::by_owner(&mut conn, "ann", Page::newest(1000))
             .await
             .unwrap()
+            .into_result()
+            .unwrap()
             .len(),
         1000
     );
     assert!(conn.take() <= 2, "a 1000-entry page");
-    assert_eq!(Task::by_status(&mut conn, Status::Queued).await.unwrap().len(), 1001);
+    assert_eq!(
+        Task::by_status(&mut conn, Status::Queued)
+            .await
+            .unwrap()
+            .into_result()
+            .unwrap()
+            .len(),
+        1001
+    );
     assert!(conn.take() <= 2, "a 1000-member set index");
     Task::by_slug(&mut conn, "slug-5").await.unwrap().unwrap();
     assert!(conn.take() <= 2, "unique lookup");
@@ -470,10 +538,14 @@ async fn corrupt_hash_gives_a_decode_error_naming_key_and_field() {
         msg.contains("task:1") && msg.contains("created_at") && msg.contains("yesterday"),
         "{msg}"
     );
-    assert!(matches!(
-        Task::by_owner(&mut conn, "ann", Page::newest(5)).await,
-        Err(Error::Decode { .. })
-    ));
+    // A page reports the bad record, naming its key, and fails no other.
+    let page = Task::by_owner(&mut conn, "ann", Page::newest(5)).await.unwrap();
+    assert!(page.items.is_empty());
+    assert!(
+        matches!(&page.errors[..], [Error::Decode { key, .. }] if key == "task:1"),
+        "{:?}",
+        page.errors
+    );
     // The data is still there for a human to fix.
     assert_eq!(hgetall(&mut conn, "task:1").await["created_at"], "yesterday");
 }
@@ -510,12 +582,24 @@ async fn read_repair_drops_ghosts_and_fills_the_page() {
     }
     // Another client deletes hashes without touching the indexes.
     let _: () = conn.del(&["task:6", "task:5"]).await.unwrap();
-    let page = Task::by_owner(&mut conn, "ann", Page::newest(3)).await.unwrap();
+    let page = Task::by_owner(&mut conn, "ann", Page::newest(3))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
     let ids: Vec<&str> = page.iter().map(|t| t.id.as_str()).collect();
     assert_eq!(ids, vec!["4", "3", "2"], "no None, no ghost, a full page");
     let card: u64 = conn.zcard("tasks:owner:ann").await.unwrap();
     assert_eq!(card, 4, "the ghosts were removed");
-    assert_eq!(Task::by_status(&mut conn, Status::Queued).await.unwrap().len(), 4);
+    assert_eq!(
+        Task::by_status(&mut conn, Status::Queued)
+            .await
+            .unwrap()
+            .into_result()
+            .unwrap()
+            .len(),
+        4
+    );
     let members: u64 = conn.scard("tasks:status:queued").await.unwrap();
     assert_eq!(members, 4);
     let _: () = conn.del("task:1").await.unwrap();
@@ -709,9 +793,21 @@ async fn ttl_entities_expire_with_their_index_entries() {
     assert_eq!(Blink::get(&mut conn, "1").await.unwrap(), None);
     assert_eq!(Blink::count_by_group(&mut conn, "g").await.unwrap(), 1);
     assert_eq!(Blink::count_by_time(&mut conn, "g").await.unwrap(), 1);
-    let page = Blink::by_time(&mut conn, "g", Page::newest(10)).await.unwrap();
+    let page = Blink::by_time(&mut conn, "g", Page::newest(10))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
     assert_eq!(page.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), vec!["2"]);
-    assert_eq!(Blink::by_group(&mut conn, "g").await.unwrap().len(), 1);
+    assert_eq!(
+        Blink::by_group(&mut conn, "g")
+            .await
+            .unwrap()
+            .into_result()
+            .unwrap()
+            .len(),
+        1
+    );
 
     Blink::delete(&mut conn, "2").await.unwrap();
     Blink::create(
@@ -729,6 +825,8 @@ async fn ttl_entities_expire_with_their_index_entries() {
     assert!(
         Blink::by_time(&mut conn, "h", Page::newest(10))
             .await
+            .unwrap()
+            .into_result()
             .unwrap()
             .is_empty()
     );
@@ -792,16 +890,22 @@ async fn sweep_removes_ghost_entries_of_every_index_key() {
     let _: () = conn.zadd("unrelated:owner:x", "1", 1).await.unwrap();
     let ghosts: Vec<String> = (0..30).filter(|i| i % 4 == 0).map(|i| format!("task:{i}")).collect();
     let _: () = conn.del(&ghosts).await.unwrap();
-    let reports = repobox_orm::sweep_indexes::<Task, _>(&mut conn).await.unwrap();
+    let checked = repobox_orm::check_indexes::<Task, _>(&mut conn).await.unwrap();
+    assert_eq!(checked.iter().map(|r| r.gone).collect::<Vec<_>>(), [8, 8, 8]);
+    let reports = repobox_orm::repair_indexes::<Task, _>(&mut conn).await.unwrap();
     let [by_owner, by_status, by_slug] = &reports[..] else {
         panic!("one report per index: {reports:?}");
     };
     assert_eq!(by_owner.index, "by_owner");
-    assert_eq!((by_owner.keys, by_owner.entries, by_owner.removed), (3, 30, 8));
-    assert_eq!((by_status.keys, by_status.removed), (2, 8));
-    assert_eq!((by_slug.keys, by_slug.removed), (30, 8));
-    let again = repobox_orm::sweep_indexes::<Task, _>(&mut conn).await.unwrap();
-    assert!(again.iter().all(|r| r.removed == 0), "{again:?}");
+    assert_eq!((by_owner.keys, by_owner.members, by_owner.gone), (3, 30, 8));
+    assert_eq!(by_owner.skipped, 0, "unrelated:owner:x does not match tasks:owner:*");
+    assert_eq!((by_status.keys, by_status.gone), (2, 8));
+    assert_eq!((by_slug.keys, by_slug.gone), (30, 8));
+    let again = repobox_orm::check_indexes::<Task, _>(&mut conn).await.unwrap();
+    assert!(
+        again.iter().all(|r| r.gone + r.mismatched + r.rescored + r.bad == 0),
+        "{again:?}"
+    );
     let total: u64 = conn.zcard("tasks:owner:ann").await.unwrap();
     assert_eq!(total, 10 - 3);
 }
@@ -890,7 +994,11 @@ async fn a_single_index_key_of_the_wrong_type_fails_the_write_before_anything_is
     let _: () = conn.del("solos:g").await.unwrap();
     Solo::create(&mut conn, &solo).await.unwrap();
     assert_eq!(
-        Solo::by_group(&mut conn, "g", Page::oldest(5)).await.unwrap(),
+        Solo::by_group(&mut conn, "g", Page::oldest(5))
+            .await
+            .unwrap()
+            .into_result()
+            .unwrap(),
         vec![solo.clone()]
     );
     // A delete whose index key was clobbered fails before the hash goes.

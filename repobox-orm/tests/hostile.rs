@@ -105,13 +105,21 @@ async fn ttls_redis_would_refuse_are_refused_before_any_io() {
     let before = snapshot(&mut conn).await;
     for ttl in [Duration::MAX, Duration::from_secs(u64::MAX / 1000), Duration::ZERO] {
         let err = Session::expire_in(&mut conn, "s1", ttl).await.unwrap_err();
-        assert!(matches!(err, Error::InvalidArgument { name: "ttl", .. }), "{ttl:?}: {err}");
+        assert!(
+            matches!(err, Error::InvalidArgument { name: "ttl", .. }),
+            "{ttl:?}: {err}"
+        );
         let patch = SessionPatch {
             expires_at: Some(i64::MAX),
             ..Default::default()
         };
-        let err = Session::update_and_expire(&mut conn, "s1", patch, ttl).await.unwrap_err();
-        assert!(matches!(err, Error::InvalidArgument { name: "ttl", .. }), "{ttl:?}: {err}");
+        let err = Session::update_and_expire(&mut conn, "s1", patch, ttl)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidArgument { name: "ttl", .. }),
+            "{ttl:?}: {err}"
+        );
     }
     assert_eq!(snapshot(&mut conn).await, before);
 }
@@ -127,7 +135,11 @@ async fn pages_at_the_limits_of_their_types_are_errors_not_panics() {
         let err = Job::by_user_id(&mut conn, "u1", page).await.unwrap_err();
         assert!(matches!(err, Error::InvalidArgument { .. }), "{page:?}: {err}");
     }
-    assert!(Job::by_user_id(&mut conn, "u1", Page::oldest(usize::MAX)).await.is_err());
+    assert!(
+        Job::by_user_id(&mut conn, "u1", Page::oldest(usize::MAX))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]

@@ -124,7 +124,7 @@ async fn flow(store: &Store, args: &DemoArgs) -> anyhow::Result<()> {
     }));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let jobs = Job::get_many(&mut conn, &ids).await?;
+        let jobs = Job::get_many(&mut conn, &ids).await?.into_result()?;
         if jobs.iter().flatten().all(|j| j.status.is_final()) {
             break;
         }
@@ -140,9 +140,14 @@ async fn flow(store: &Store, args: &DemoArgs) -> anyhow::Result<()> {
     let page = Job::user_jobs(&mut conn, &user.id, Page::newest(20)).await?;
     let total = Job::user_job_count(&mut conn, &user.id).await?;
     println!("\n5. Jobs of {} (newest first, {total} in all):", user.id);
-    print!("{}", job_rows(&page));
+    print!("{}", job_rows(&page.items, &page.errors));
 
-    if let Some(failed) = page.iter().find(|j| j.status == JobStatus::Failed).or(page.first()) {
+    if let Some(failed) = page
+        .items
+        .iter()
+        .find(|j| j.status == JobStatus::Failed)
+        .or(page.items.first())
+    {
         let output = Job::output(&mut conn, &failed.id, OutputRange::ALL).await?;
         println!("\n6. Output of {} ({}):", failed.id, failed.status);
         for line in output {

@@ -1,48 +1,63 @@
-//! `repobox index repair`: sweeps every index of every model.
+//! `repobox index [check|repair]`: every index of every model.
 
-use repobox_models::{Job, RepoCache, Session, User};
-use repobox_orm::{Store, SweepReport, sweep_indexes};
+use repobox_orm::{IndexReport, Store};
 use serde_json::json;
 
-use crate::cli::IndexCommand;
-use crate::output::render;
+use crate::cli::{IndexArgs, IndexCommand};
+use crate::output::{clean, render};
 
-/// Sweeps every index of each listed model, as `(model, report)` pairs.
-macro_rules! sweep_models {
-    ($conn:expr, $($model:ty),+ $(,)?) => {{
-        let mut reports: Vec<(&'static str, SweepReport)> = Vec::new();
-        $(
-            for report in sweep_indexes::<$model, _>($conn).await? {
-                reports.push((stringify!($model), report));
-            }
-        )+
-        reports
-    }};
-}
-
-pub async fn index(store: &Store, cmd: IndexCommand) -> anyhow::Result<()> {
-    let IndexCommand::Repair { json } = cmd;
+pub async fn index(store: &Store, args: IndexArgs) -> anyhow::Result<()> {
+    let repair = args.action == Some(IndexCommand::Repair);
     let mut conn = store.clone();
-    let reports = sweep_models!(&mut conn, Job, Session, User, RepoCache);
-    if json {
+    let reports = repobox_models::sweep_indexes(&mut conn, repair).await?;
+    if args.json {
         let out: Vec<_> = reports
             .iter()
-            .map(|(entity, r)| json!({ "entity": entity, "index": r.index, "keys": r.keys, "entries": r.entries, "removed": r.removed }))
+            .map(|(model, r)| json!({ "model": model, "report": r }))
             .collect();
         println!("{}", serde_json::Value::Array(out));
-    } else {
-        let rows: Vec<Vec<String>> = reports
-            .iter()
-            .map(|(entity, r)| {
-                vec![
-                    format!("{entity}::{}", r.index),
-                    r.keys.to_string(),
-                    r.entries.to_string(),
-                    r.removed.to_string(),
-                ]
-            })
-            .collect();
-        print!("{}", render(&["INDEX", "KEYS", "ENTRIES", "REMOVED"], &rows));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = reports.iter().map(|(model, r)| row(model, r)).collect();
+    print!(
+        "{}",
+        render(
+            &[
+                "INDEX",
+                "KEYS",
+                "MEMBERS",
+                "GONE",
+                "MISMATCHED",
+                "RESCORED",
+                "BAD",
+                "SKIPPED"
+            ],
+            &rows
+        )
+    );
+    for (model, r) in &reports {
+        for problem in &r.problems {
+            println!("{model}::{}: {}", r.index, clean(problem));
+        }
+    }
+    let pending: u64 = reports.iter().map(|(_, r)| r.gone + r.mismatched + r.rescored).sum();
+    if repair {
+        println!("repaired {pending} member(s)");
+    } else if pending > 0 {
+        println!("{pending} member(s) need a repair: run `repobox index repair`");
     }
     Ok(())
+}
+
+fn row(model: &str, r: &IndexReport) -> Vec<String> {
+    vec![
+        format!("{model}::{}", r.index),
+        r.keys.to_string(),
+        r.members.to_string(),
+        r.gone.to_string(),
+        r.mismatched.to_string(),
+        r.rescored.to_string(),
+        r.bad.to_string(),
+        r.skipped.to_string(),
+    ]
 }

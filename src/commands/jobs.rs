@@ -23,11 +23,15 @@ pub async fn jobs(store: &Store, cmd: JobsCommand) -> anyhow::Result<()> {
             let jobs = Job::user_jobs(&mut conn, &user, Page::newest(limit).offset(offset)).await?;
             let total = Job::user_job_count(&mut conn, &user).await?;
             if json {
-                let list: Vec<_> = jobs.iter().map(job_json).collect();
-                println!("{}", json!({ "user_id": user, "total": total, "jobs": list }));
+                let list: Vec<_> = jobs.items.iter().map(job_json).collect();
+                let errors: Vec<_> = jobs.errors.iter().map(|e| json!({ "error": e.to_string() })).collect();
+                println!(
+                    "{}",
+                    json!({ "user_id": user, "total": total, "jobs": list, "errors": errors })
+                );
             } else {
-                print!("{}", job_rows(&jobs));
-                println!("{} of {total} jobs", jobs.len());
+                print!("{}", job_rows(&jobs.items, &jobs.errors));
+                println!("{} of {total} jobs", jobs.items.len());
             }
         }
         JobsCommand::Show { id, json } => {
@@ -42,7 +46,7 @@ pub async fn jobs(store: &Store, cmd: JobsCommand) -> anyhow::Result<()> {
                 v["output_tail"] = json!(tail);
                 println!("{v}");
             } else {
-                print!("{}", job_rows(std::slice::from_ref(&job)));
+                print!("{}", job_rows(std::slice::from_ref(&job), &[]));
                 if let Some(error) = &job.error {
                     println!("error: {error}");
                 }

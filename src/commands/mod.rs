@@ -26,7 +26,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Runner(args) => runner::runner(&store, args).await,
         Command::Jobs(cmd) => jobs::jobs(&store, cmd).await,
         Command::Queue(cmd) => queue::queue(&store, cmd).await,
-        Command::Index(cmd) => index::index(&store, cmd).await,
+        Command::Index(args) => index::index(&store, args).await,
     };
     store.close().await;
     result.map_err(|e| with_reach(e, &url))

@@ -186,11 +186,12 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
     items.push(f(
         quote! {
             /// Reads many entities by id (key parts joined by `:`) in one round trip,
-            /// in input order, `None` where absent.
+            /// in input order: `None` where absent, `None` and an error in the
+            /// listing's `errors` where one does not decode.
             pub async fn get_many<#conn, __S: ::core::convert::AsRef<::core::primitive::str>>(
                 conn: &mut __C,
                 ids: &[__S],
-            ) -> #r<::std::vec::Vec<::core::option::Option<Self>>>
+            ) -> #r<#p::Listing<::core::option::Option<Self>>>
         },
         quote!(#p::get_many(conn, ids).await),
     ));
@@ -339,7 +340,12 @@ fn index_fns(shape: &Shape<'_>, index: &IndexShape<'_>, body: Body) -> TokenStre
         Body::Stub => quote!(#item { ::core::unimplemented!() }),
     };
     let count_fn = |what: &str| {
-        let doc = format!("How many `{ty}`s the {what} index `{source}` holds.");
+        let doc = format!(
+            "How many members the {what} index `{source}` holds: one round trip, members whose \
+             entity is gone or moved on included until a read or `repair_indexes` removes them. \
+             For an entity with a TTL, each member's hash is checked (two round trips) so that an \
+             expired entity is never counted."
+        );
         f(
             quote! {
                 #[doc = #doc]
@@ -352,14 +358,17 @@ fn index_fns(shape: &Shape<'_>, index: &IndexShape<'_>, body: Body) -> TokenStre
         ShapeKind::Sorted { score } => {
             let doc = format!(
                 "A page of the `{ty}`s in the sorted index `{source}` (score `{score}`); \
-                 two round trips whatever the page size (one more to repair entries whose entity is gone)."
+                 two round trips whatever the page size. Each entity is checked against the index: \
+                 one that is gone, no longer belongs under this key or has another score is not \
+                 returned, is repaired (one more round trip) and the page is read again; one that \
+                 does not decode is reported in the listing's `errors`."
             );
             let page = f(
                 quote! {
                     #[doc = #doc]
                     pub async fn #name<#conn>(
                         conn: &mut __C, #(#params,)* page: #p::Page,
-                    ) -> #r<::std::vec::Vec<Self>>
+                    ) -> #r<#p::Listing<Self>>
                 },
                 quote!(#p::sorted_page::<Self, __C>(conn, #meta, #parts, page).await),
             );
@@ -368,12 +377,15 @@ fn index_fns(shape: &Shape<'_>, index: &IndexShape<'_>, body: Body) -> TokenStre
         }
         ShapeKind::Set => {
             let doc = format!(
-                "Every `{ty}` in the set index `{source}`; two round trips (one more to repair entries whose entity is gone)."
+                "Every `{ty}` in the set index `{source}`; two round trips. Each entity is checked \
+                 against the index: one that is gone or no longer belongs under this key is not \
+                 returned and is repaired (one more round trip); one that does not decode is \
+                 reported in the listing's `errors`."
             );
             let members = f(
                 quote! {
                     #[doc = #doc]
-                    pub async fn #name<#conn>(conn: &mut __C, #(#params),*) -> #r<::std::vec::Vec<Self>>
+                    pub async fn #name<#conn>(conn: &mut __C, #(#params),*) -> #r<#p::Listing<Self>>
                 },
                 quote!(#p::set_members::<Self, __C>(conn, #meta, #parts).await),
             );
@@ -381,7 +393,10 @@ fn index_fns(shape: &Shape<'_>, index: &IndexShape<'_>, body: Body) -> TokenStre
             quote!(#members #count)
         }
         ShapeKind::Unique => {
-            let doc = format!("The `{ty}` that the unique index `{source}` maps to; at most two round trips.");
+            let doc = format!(
+                "The `{ty}` that the unique index `{source}` maps to, if it still holds the value \
+                 (a stale claim is repaired); at most two round trips, three with a repair."
+            );
             f(
                 quote! {
                     #[doc = #doc]

@@ -113,7 +113,10 @@ pub fn key(cx: &Ctxt, attr: &syn::Attribute) -> Option<Key> {
                 }
             } else {
                 input.parse::<syn::Expr>()?;
-                cx.error_spanned_by(&name, format!("unknown key attribute, expected {}", one_of(&[MAX_PART_LEN])));
+                cx.error_spanned_by(
+                    &name,
+                    format!("unknown key attribute, expected {}", one_of(&[MAX_PART_LEN])),
+                );
             }
         }
         Ok(Key {

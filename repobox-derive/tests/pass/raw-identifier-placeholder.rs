@@ -13,7 +13,7 @@ struct Thing {
     r#match: Option<String>,
 }
 
-async fn of_type(conn: &mut Store) -> repobox_orm::Result<Vec<Thing>> {
+async fn of_type(conn: &mut Store) -> repobox_orm::Result<Listing<Thing>> {
     Thing::by_type(conn, "box").await
 }
 

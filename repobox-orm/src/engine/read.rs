@@ -7,6 +7,7 @@ use redis::aio::ConnectionLike;
 
 use crate::entity::{RawHash, RedisEntity};
 use crate::error::{Error, Result};
+use crate::listing::Listing;
 
 /// The entity in an `HGETALL` reply for `key`; `None` if the hash is absent.
 fn decode<E: RedisEntity>(key: &str, reply: &Value) -> Result<Option<E>> {
@@ -23,13 +24,14 @@ pub(crate) async fn get<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, 
     decode(key, &reply)
 }
 
-/// Reads the entities at `keys` in one pipeline, in order; `None` where absent.
+/// Reads the entities at `keys` in one pipeline, in order: `None` where
+/// absent, `None` and an error (naming the key) where one does not decode.
 pub(crate) async fn get_keys<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     keys: &[String],
-) -> Result<Vec<Option<E>>> {
+) -> Result<Listing<Option<E>>> {
     let Some(first) = keys.first() else {
-        return Ok(Vec::new());
+        return Ok(Listing::default());
     };
     let mut pipe = redis::pipe();
     for key in keys {
@@ -42,7 +44,17 @@ pub(crate) async fn get_keys<E: RedisEntity, C: ConnectionLike + Send>(
             detail: format!("{} replies to {} commands", replies.len(), keys.len()),
         });
     }
-    keys.iter().zip(&replies).map(|(k, r)| decode(k, r)).collect()
+    let mut listing = Listing::complete(Vec::with_capacity(keys.len()));
+    for (key, reply) in keys.iter().zip(&replies) {
+        match decode(key, reply) {
+            Ok(entity) => listing.items.push(entity),
+            Err(e) => {
+                listing.items.push(None);
+                listing.errors.push(e);
+            }
+        }
+    }
+    Ok(listing)
 }
 
 /// Whether the entity at `key` exists.

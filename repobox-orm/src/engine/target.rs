@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use crate::entity::{EntityField, FieldWriter, RedisEntity};
 use crate::error::{Error, Result, Shown};
+use crate::meta::KeyTemplate;
 
 /// Where an entity lives: the hash key (`job:42`), the id its index entries
 /// hold (the key parts joined by `:`), and each key part by hash field.
@@ -73,4 +74,47 @@ pub(crate) fn fields_of<E: RedisEntity>(entity: &E) -> Result<FieldWriter<'_>> {
     let mut fields = FieldWriter::with_capacity(<E::Field as EntityField>::ALL.len());
     entity.write_fields(&mut fields)?;
     Ok(fields)
+}
+
+/// Fills `template` with the values `value` gives per hash field; a field
+/// without a value, or not UTF-8, is an `InvalidKeyPart`.
+pub(crate) fn fill<'v>(template: &KeyTemplate, value: impl Fn(&'static str) -> Option<&'v [u8]>) -> Result<String> {
+    template.fill(|placeholder, field| {
+        value(field)
+            .ok_or(Error::InvalidKeyPart {
+                template: template.source,
+                placeholder,
+                value: Shown::new(""),
+                reason: "is absent",
+            })
+            .and_then(|v| {
+                std::str::from_utf8(v).map_err(|_| Error::InvalidKeyPart {
+                    template: template.source,
+                    placeholder,
+                    value: Shown::new(&String::from_utf8_lossy(v)),
+                    reason: "is not valid UTF-8",
+                })
+            })
+    })
+}
+
+/// An entity encoded: its address and its fields as they would be written.
+pub(crate) struct Encoded<'e> {
+    pub target: Target,
+    pub fields: FieldWriter<'e>,
+}
+
+impl<'e> Encoded<'e> {
+    pub fn of<E: RedisEntity>(entity: &'e E) -> Result<Self> {
+        let fields = fields_of(entity)?;
+        let target = Target::of::<E>(&fields)?;
+        Ok(Encoded { target, fields })
+    }
+
+    /// The key of `template` (an index's) that the entity belongs under.
+    pub fn index_key(&self, template: &KeyTemplate) -> Result<String> {
+        fill(template, |f| {
+            self.target.part(f).map(str::as_bytes).or_else(|| self.fields.get(f))
+        })
+    }
 }

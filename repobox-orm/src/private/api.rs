@@ -12,6 +12,7 @@ use crate::engine::write::PatchWrite;
 use crate::engine::{index, read, write};
 use crate::entity::{EntityPatch, FieldWriter, RedisEntity};
 use crate::error::Result;
+use crate::listing::Listing;
 use crate::meta::IndexMeta;
 use crate::page::Page;
 
@@ -59,7 +60,7 @@ pub async fn get<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, parts: 
 pub async fn get_many<E: RedisEntity, C: ConnectionLike + Send, S: AsRef<str>>(
     conn: &mut C,
     ids: &[S],
-) -> Result<Vec<Option<E>>> {
+) -> Result<Listing<Option<E>>> {
     let keys = ids
         .iter()
         .map(|id| E::META.key.key_from_id(id.as_ref()))
@@ -184,7 +185,7 @@ pub async fn sorted_page<E: RedisEntity, C: ConnectionLike + Send>(
     index: &'static IndexMeta,
     parts: &[Cow<'_, str>],
     page: Page,
-) -> Result<Vec<E>> {
+) -> Result<Listing<E>> {
     index::sorted_page(conn, index, &index.key.build(parts)?, page).await
 }
 
@@ -193,7 +194,7 @@ pub async fn set_members<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     index: &'static IndexMeta,
     parts: &[Cow<'_, str>],
-) -> Result<Vec<E>> {
+) -> Result<Listing<E>> {
     index::set_members(conn, index, &index.key.build(parts)?).await
 }
 

@@ -1,15 +1,47 @@
--- Read repair: drop index entries whose entity hash is gone (expired or
--- deleted by a client that did not maintain the index).
--- KEYS[1] is the index key, KEYS[2..] the members' hash keys;
--- ARGV[1] the index kind (z, s, u), ARGV[2..] the member ids.
--- A member is removed only if its hash is still absent now, so an entity
--- re-created since the caller looked keeps its entry.
-local removed = 0
-for i = 2, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 0 then
-    if ARGV[1] == 'z' then removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
-    elseif ARGV[1] == 's' then removed = removed + redis.call('SREM', KEYS[1], ARGV[i])
-    elseif redis.call('GET', KEYS[1]) == ARGV[i] then removed = removed + redis.call('DEL', KEYS[1]) end
+-- Index repair: drops members whose entity is gone or no longer belongs under
+-- this index key, and corrects a sorted member's score; each only if, inside
+-- the script, the entity is still exactly as the engine saw it, so a member
+-- whose entity was re-created or changed since keeps its entry.
+-- KEYS[1] is the index key, KEYS[1 + i] member i's hash key.
+-- ARGV[1] the index kind (z, s, u); ARGV[2] m, how many fields the engine
+-- checked; ARGV[3 .. 2 + m] their names; then per member (3 + m items): its
+-- id; the action ('g' gone: remove if the hash is absent, 'm' mismatch:
+-- remove if the fields still hold what the engine saw, 's' score: re-score
+-- if they do); the new score ('' unless 's'); and the m values the engine
+-- saw ('=' .. value, or '-' for an absent field). Answers how many changed.
+local kind, m = ARGV[1], tonumber(ARGV[2])
+local stride = 3 + m
+local changed = 0
+for i = 1, #KEYS - 1 do
+  local at = 3 + m + (i - 1) * stride
+  local id, action, score = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+  local hkey = KEYS[i + 1]
+  local holds
+  if action == 'g' then
+    holds = redis.call('EXISTS', hkey) == 0
+  else
+    holds = redis.call('TYPE', hkey).ok == 'hash'
+    if holds and m > 0 then
+      local cur = redis.call('HMGET', hkey, unpack(ARGV, 3, 2 + m))
+      for j = 1, m do
+        local enc = cur[j] and ('=' .. cur[j]) or '-'
+        if enc ~= ARGV[at + 2 + j] then
+          holds = false
+          break
+        end
+      end
+    end
+  end
+  if holds then
+    if action == 's' then
+      changed = changed + redis.call('ZADD', KEYS[1], 'XX', 'CH', score, id)
+    elseif kind == 'z' then
+      changed = changed + redis.call('ZREM', KEYS[1], id)
+    elseif kind == 's' then
+      changed = changed + redis.call('SREM', KEYS[1], id)
+    elseif redis.call('GET', KEYS[1]) == id then
+      changed = changed + redis.call('DEL', KEYS[1])
+    end
   end
 end
-return removed
+return changed

@@ -12,9 +12,9 @@ use std::time::Duration;
 use redis::{Cmd, Value};
 
 use super::protocol::{IndexOp, Mode, Takeover, WriteCall, WriteReply};
-use crate::engine::target::{Target, fields_of};
+use crate::engine::target::{Encoded, Target, fill};
 use crate::entity::{FieldWriter, RawHash, RedisEntity};
-use crate::error::{Error, Result, Shown};
+use crate::error::{Error, Result};
 use crate::meta::{IndexKind, IndexMeta, KeyTemplate};
 
 /// What a write does besides the entity and its indexes.
@@ -64,16 +64,17 @@ pub(crate) enum Step {
     Again,
     /// A unique value is claimed by `owner`: read the owner (`owner_lookup`),
     /// then `judge_owner` says whether the claim can be taken over.
-    CheckOwner { op: usize, owner: String },
+    CheckOwner {
+        op: usize,
+        owner: String,
+    },
 }
 
 /// The index key under which the entity stored in `hash` at `key` belongs;
 /// `None` when the hash does not decode as an `E`.
 fn index_key_of<E: RedisEntity>(key: &str, hash: &RawHash<'_>, index: &IndexMeta) -> Option<String> {
     let entity = E::read_fields(key, hash).ok()?;
-    let fields = fields_of(&entity).ok()?;
-    let target = Target::of::<E>(&fields).ok()?;
-    WritePlan::index_key(&index.key, |f| target.part(f).map(str::as_bytes).or_else(|| fields.get(f))).ok()
+    Encoded::of(&entity).ok()?.index_key(&index.key).ok()
 }
 
 /// The fields whose values decide an index key and are not part of the entity's key.
@@ -163,23 +164,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
     }
 
     fn index_key<'v>(template: &KeyTemplate, value: impl Fn(&'static str) -> Option<&'v [u8]>) -> Result<String> {
-        template.fill(|placeholder, field| {
-            value(field)
-                .ok_or(Error::InvalidKeyPart {
-                    template: template.source,
-                    placeholder,
-                    value: Shown::new(""),
-                    reason: "is absent",
-                })
-                .and_then(|v| {
-                    std::str::from_utf8(v).map_err(|_| Error::InvalidKeyPart {
-                        template: template.source,
-                        placeholder,
-                        value: Shown::new(&String::from_utf8_lossy(v)),
-                        reason: "is not valid UTF-8",
-                    })
-                })
-        })
+        fill(template, value)
     }
 
     /// The index entries this attempt maintains, from what the plan knows now.

@@ -122,11 +122,24 @@ fn a_create_with_a_stream_entry_and_a_delete_with_extra_keys_lay_out_their_keys(
     ];
     assert_eq!(header_of(&cmd), golden);
     let a = args(&cmd);
-    let keys: Vec<&[u8]> = vec![b"EVALSHA", b"sha", b"4", b"job:1", b"job:slug:a", b"jobs:stream", b"job:9"];
+    let keys: Vec<&[u8]> = vec![
+        b"EVALSHA",
+        b"sha",
+        b"4",
+        b"job:1",
+        b"job:slug:a",
+        b"jobs:stream",
+        b"job:9",
+    ];
     assert_eq!(&a[..7], keys.iter().map(|k| k.to_vec()).collect::<Vec<_>>());
     // After the stream entry: op 1, the owner at KEYS[4], its id, present, two fields.
-    let tail: Vec<&[u8]> = vec![b"job_id", b"1", b"1", b"4", b"9", b"p", b"2", b"slug", b"note", b"=b", b"-"];
-    assert_eq!(&a[a.len() - tail.len()..], tail.iter().map(|x| x.to_vec()).collect::<Vec<_>>());
+    let tail: Vec<&[u8]> = vec![
+        b"job_id", b"1", b"1", b"4", b"9", b"p", b"2", b"slug", b"note", b"=b", b"-",
+    ];
+    assert_eq!(
+        &a[a.len() - tail.len()..],
+        tail.iter().map(|x| x.to_vec()).collect::<Vec<_>>()
+    );
 
     let extra = ["job:1:output".to_owned()];
     let conditions = [("status", Some(&b"queued"[..])), ("started_at", None)];

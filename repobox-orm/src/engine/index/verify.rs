@@ -1,0 +1,280 @@
+//! The one path that checks index members against their entities: every index
+//! read and every sweep goes through it. A member is live when its hash
+//! decodes and its entity still belongs under the index key (and, in a sorted
+//! index, has the member's score). Otherwise it is gone (no hash), mismatched
+//! (the entity moved on, or the member was written by hand), needs a new
+//! score, or is bad (undecodable hash, or not an id): the first three are
+//! repaired by `repair.lua` only if the entity is still as it was seen; a bad
+//! one is reported and left alone.
+
+use redis::Value;
+use redis::aio::ConnectionLike;
+
+use crate::engine::target::Encoded;
+use crate::engine::write::BULK_CHUNK;
+use crate::engine::write::protocol::kind_byte;
+use crate::entity::{RawHash, RedisEntity};
+use crate::error::{Error, Result, Shown};
+use crate::meta::{IndexKind, IndexMeta};
+use crate::scripts::{self, REPAIR};
+
+/// An index member as Redis holds it.
+pub(crate) struct Member {
+    pub raw: Vec<u8>,
+    /// Its score, in a sorted index read with scores.
+    pub score: Option<f64>,
+}
+
+/// What a check found.
+pub(crate) struct Verified<E> {
+    /// The live entities, in member order.
+    pub live: Vec<E>,
+    /// One error per bad member.
+    pub errors: Vec<Error>,
+    /// Members whose entity is gone.
+    pub gone: u64,
+    /// Members whose entity no longer belongs under the key.
+    pub mismatched: u64,
+    /// Sorted members whose score was not their entity's.
+    pub rescored: u64,
+}
+
+impl<E> Verified<E> {
+    /// How many members needed a repair (made or not).
+    pub fn repairs(&self) -> u64 {
+        self.gone + self.mismatched + self.rescored
+    }
+}
+
+enum Action {
+    Gone,
+    Mismatch,
+    Rescore(String),
+}
+
+struct Repair {
+    id: String,
+    hash_key: String,
+    action: Action,
+    seen: Vec<Option<Vec<u8>>>,
+}
+
+/// The fields whose values decide where a member belongs: the index key's
+/// placeholders, and the score of a sorted index.
+fn check_fields(index: &IndexMeta) -> Vec<&'static str> {
+    let mut fields: Vec<&'static str> = index.key.placeholders().map(|(_, f)| f).collect();
+    if let IndexKind::Sorted { score } = index.kind
+        && !fields.contains(&score)
+    {
+        fields.push(score);
+    }
+    fields
+}
+
+fn bad_member(index_key: &str, raw: &[u8], reason: String) -> Error {
+    Error::BadIndexMember {
+        index_key: index_key.to_owned(),
+        member: Shown::new(&String::from_utf8_lossy(raw)),
+        reason,
+    }
+}
+
+/// Checks `members` of the index at `index_key` against their entities (one
+/// pipeline of `HGETALL`s) and, when `repair` is set, repairs what needs it
+/// (one script call, when anything does). Callers chunk what they pass.
+pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    index: &IndexMeta,
+    index_key: &str,
+    members: Vec<Member>,
+    repair: bool,
+) -> Result<Verified<E>> {
+    let mut out = Verified {
+        live: Vec::with_capacity(members.len()),
+        errors: Vec::new(),
+        gone: 0,
+        mismatched: 0,
+        rescored: 0,
+    };
+    let fields = check_fields(index);
+    {
+        let mut keyed = Vec::with_capacity(members.len());
+        for member in &members {
+            let id = match std::str::from_utf8(&member.raw) {
+                Ok(id) => id,
+                Err(_) => {
+                    out.errors
+                        .push(bad_member(index_key, &member.raw, "is not UTF-8".into()));
+                    continue;
+                }
+            };
+            match E::META.key.key_from_id(id) {
+                Ok(key) => keyed.push((id, key, member.score)),
+                Err(e) => out.errors.push(bad_member(index_key, &member.raw, e.to_string())),
+            }
+        }
+        if keyed.is_empty() {
+            return Ok(out);
+        }
+        let mut pipe = redis::pipe();
+        for (_, key, _) in &keyed {
+            pipe.cmd("HGETALL").arg(key);
+        }
+        let replies: Vec<Value> = pipe.ignore_errors().query_async(conn).await?;
+        if replies.len() != keyed.len() {
+            return Err(Error::UnexpectedReply {
+                key: index_key.to_owned(),
+                detail: format!("{} replies to {} reads", replies.len(), keyed.len()),
+            });
+        }
+        let mut repairs = Vec::new();
+        for ((id, key, score), reply) in keyed.into_iter().zip(&replies) {
+            let hash = match RawHash::from_reply(&key, reply) {
+                Ok(hash) => hash,
+                Err(e) => {
+                    out.errors.push(e);
+                    continue;
+                }
+            };
+            let seen = || fields.iter().map(|f| hash.get(f).map(<[u8]>::to_vec)).collect();
+            let action = if hash.is_empty() {
+                Action::Gone
+            } else {
+                let entity = match E::read_fields(&key, &hash) {
+                    Ok(entity) => entity,
+                    Err(e) => {
+                        out.errors.push(e);
+                        continue;
+                    }
+                };
+                match belongs(&entity, index, index_key, score) {
+                    Ok(None) => {
+                        out.live.push(entity);
+                        continue;
+                    }
+                    Ok(Some(action)) => action,
+                    Err(e) => {
+                        out.errors.push(e);
+                        continue;
+                    }
+                }
+            };
+            match action {
+                Action::Gone => out.gone += 1,
+                Action::Mismatch => out.mismatched += 1,
+                Action::Rescore(_) => out.rescored += 1,
+            }
+            repairs.push(Repair {
+                id: id.to_owned(),
+                hash_key: key,
+                action,
+                seen: seen(),
+            });
+        }
+        if repair && !repairs.is_empty() {
+            run_repair(conn, index, index_key, &fields, &repairs).await?;
+        }
+    }
+    Ok(out)
+}
+
+/// `None` when the entity belongs under `index_key` with `score`; else what to do.
+fn belongs<E: RedisEntity>(
+    entity: &E,
+    index: &IndexMeta,
+    index_key: &str,
+    score: Option<f64>,
+) -> Result<Option<Action>> {
+    let encoded = Encoded::of(entity)?;
+    match encoded.index_key(&index.key) {
+        Ok(key) if key == index_key => {}
+        _ => return Ok(Some(Action::Mismatch)),
+    }
+    if let (IndexKind::Sorted { score: field }, Some(held)) = (index.kind, score) {
+        let text = encoded.fields.get(field).and_then(|b| std::str::from_utf8(b).ok());
+        match text.and_then(|t| t.parse::<f64>().ok().filter(|x| !x.is_nan()).map(|x| (t, x))) {
+            Some((_, want)) if want == held => {}
+            Some((t, _)) => return Ok(Some(Action::Rescore(t.to_owned()))),
+            None => return Ok(Some(Action::Mismatch)),
+        }
+    }
+    Ok(None)
+}
+
+async fn run_repair<C: ConnectionLike + Send>(
+    conn: &mut C,
+    index: &IndexMeta,
+    index_key: &str,
+    fields: &[&'static str],
+    repairs: &[Repair],
+) -> Result<()> {
+    tracing::debug!(
+        index = index.name,
+        key = index_key,
+        members = repairs.len(),
+        "repairing index"
+    );
+    let keys: Vec<&str> = std::iter::once(index_key)
+        .chain(repairs.iter().map(|r| r.hash_key.as_str()))
+        .collect();
+    let mut cmd = scripts::evalsha(&REPAIR, &keys);
+    cmd.arg(&[kind_byte(index.kind)][..]).arg(fields.len()).arg(fields);
+    for r in repairs {
+        let (action, score) = match &r.action {
+            Action::Gone => ("g", ""),
+            Action::Mismatch => ("m", ""),
+            Action::Rescore(score) => ("s", score.as_str()),
+        };
+        cmd.arg(&r.id).arg(action).arg(score);
+        for value in &r.seen {
+            match value {
+                Some(v) => cmd.arg([b"=".as_slice(), v].concat()),
+                None => cmd.arg("-"),
+            };
+        }
+    }
+    scripts::run::<Value, C>(conn, &REPAIR, &cmd).await?;
+    Ok(())
+}
+
+/// How many of `members` have a hash (`EXISTS`, pipelined per chunk); those
+/// without one are removed on the way.
+pub(crate) async fn count_existing<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    index: &IndexMeta,
+    index_key: &str,
+    members: Vec<Member>,
+) -> Result<u64> {
+    let fields = check_fields(index);
+    let mut alive = 0;
+    let keyed: Vec<(String, String)> = members
+        .iter()
+        .filter_map(|m| {
+            let id = std::str::from_utf8(&m.raw).ok()?;
+            Some((id.to_owned(), E::META.key.key_from_id(id).ok()?))
+        })
+        .collect();
+    for chunk in keyed.chunks(BULK_CHUNK) {
+        let mut pipe = redis::pipe();
+        for (_, key) in chunk {
+            pipe.cmd("EXISTS").arg(key);
+        }
+        let exists: Vec<i64> = pipe.query_async(conn).await?;
+        alive += exists.iter().filter(|e| **e == 1).count() as u64;
+        let gone: Vec<Repair> = chunk
+            .iter()
+            .zip(&exists)
+            .filter(|(_, e)| **e == 0)
+            .map(|((id, key), _)| Repair {
+                id: id.clone(),
+                hash_key: key.clone(),
+                action: Action::Gone,
+                seen: vec![None; fields.len()],
+            })
+            .collect();
+        if !gone.is_empty() {
+            run_repair(conn, index, index_key, &fields, &gone).await?;
+        }
+    }
+    Ok(alive)
+}
