@@ -233,3 +233,212 @@ async fn a_unique_claim_held_by_an_id_no_entity_can_have_is_taken_over() {
     let owner: String = conn.get("user:email:dup@x.io").await.unwrap();
     assert_eq!(owner, "b");
 }
+
+fn job(id: &str, user_id: &str, created_at: i64) -> Job {
+    Job {
+        id: id.into(),
+        user_id: user_id.into(),
+        created_at,
+        started_at: None,
+    }
+}
+
+#[tokio::test]
+async fn index_reads_return_only_entities_that_match_the_query() {
+    let (_server, mut conn) = setup().await;
+    Job::create(&mut conn, &job("j1", "u1", 10)).await.unwrap();
+    Job::create(&mut conn, &job("j2", "u2", 20)).await.unwrap();
+    // Someone adds u1's job to u2's index by hand, and moves j2 to u3 with a plain HSET.
+    let _: () = conn.zadd("jobs:user:u2", "j1", 15).await.unwrap();
+    let _: () = conn.hset("job:j2", "user_id", "u3").await.unwrap();
+    let page = Job::by_user_id(&mut conn, "u2", Page::newest(10)).await.unwrap();
+    assert!(page.items.is_empty() && page.is_complete(), "{page:?}");
+    let left: Vec<String> = conn.zrange("jobs:user:u2", 0, -1).await.unwrap();
+    assert!(left.is_empty(), "the mismatched members were removed: {left:?}");
+    // j1 is still u1's.
+    let u1 = Job::by_user_id(&mut conn, "u1", Page::newest(10)).await.unwrap();
+    assert_eq!(u1.items, vec![job("j1", "u1", 10)]);
+
+    User::create(&mut conn, &user("a", "a@x.io")).await.unwrap();
+    User::create(&mut conn, &user("b", "b@x.io")).await.unwrap();
+    let _: () = conn.set("user:email:a@x.io", "b").await.unwrap();
+    assert_eq!(User::by_email(&mut conn, "a@x.io").await.unwrap(), None);
+    assert!(!conn.exists::<_, bool>("user:email:a@x.io").await.unwrap());
+    assert_eq!(User::by_email(&mut conn, "b@x.io").await.unwrap().unwrap().id, "b");
+
+    Session::create(
+        &mut conn,
+        &Session {
+            id: "sA".into(),
+            user_id: "uA".into(),
+            expires_at: 1,
+        },
+    )
+    .await
+    .unwrap();
+    Session::create(
+        &mut conn,
+        &Session {
+            id: "sB".into(),
+            user_id: "uB".into(),
+            expires_at: 1,
+        },
+    )
+    .await
+    .unwrap();
+    let _: () = conn.sadd("sessions:user:uA", "sB").await.unwrap();
+    let sessions = Session::by_user_id(&mut conn, "uA").await.unwrap();
+    assert_eq!(sessions.items.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["sA"]);
+}
+
+#[tokio::test]
+async fn a_member_with_a_wrong_score_is_rescored_and_the_page_is_in_order() {
+    let (_server, mut conn) = setup().await;
+    for (id, at) in [("a", 1), ("b", 2), ("c", 3)] {
+        Job::create(&mut conn, &job(id, "u1", at)).await.unwrap();
+    }
+    let _: () = conn.zadd("jobs:user:u1", "a", 99).await.unwrap();
+    let page = Job::by_user_id(&mut conn, "u1", Page::newest(3)).await.unwrap();
+    let ids: Vec<&str> = page.items.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, ["c", "b", "a"]);
+    let score: f64 = conn.zscore("jobs:user:u1", "a").await.unwrap();
+    assert_eq!(score, 1.0);
+}
+
+#[tokio::test]
+async fn one_bad_record_hides_none_of_the_good_ones() {
+    let (_server, mut conn) = setup().await;
+    for (id, at) in [("a", 1), ("b", 2), ("c", 3)] {
+        Job::create(&mut conn, &job(id, "u1", at)).await.unwrap();
+    }
+    let _: () = conn.hset("job:b", "created_at", "yesterday").await.unwrap();
+    let _: () = conn.zadd("jobs:user:u1", &b"\xff\xfe"[..], 2.5).await.unwrap();
+    let _: () = conn.zadd("jobs:user:u1", "x:y", 2.7).await.unwrap();
+    let page = Job::by_user_id(&mut conn, "u1", Page::newest(10)).await.unwrap();
+    let ids: Vec<&str> = page.items.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, ["c", "a"]);
+    assert_eq!(page.errors.len(), 3, "{:?}", page.errors);
+    let text: Vec<String> = page.errors.iter().map(ToString::to_string).collect();
+    assert!(
+        text.iter().any(|e| e.contains("job:b") && e.contains("created_at")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter().filter(|e| e.contains("jobs:user:u1")).count() == 2,
+        "bad members name the index key: {text:?}"
+    );
+    // Bad records are left for a human: nothing was removed.
+    let card: u64 = conn.zcard("jobs:user:u1").await.unwrap();
+    assert_eq!(card, 5);
+
+    let many = Job::get_many(&mut conn, &["a", "b", "zz"]).await.unwrap();
+    assert_eq!(
+        many.items.iter().map(Option::is_some).collect::<Vec<_>>(),
+        [true, false, false]
+    );
+    assert!(matches!(&many.errors[..], [Error::Decode { key, .. }] if key == "job:b"));
+}
+
+#[tokio::test]
+async fn a_condition_holds_for_every_stored_value_that_decodes_to_it() {
+    let (_server, mut conn) = setup().await;
+    Job::create(&mut conn, &job("j", "u1", 1)).await.unwrap();
+    for stored in ["007", "+7", "7"] {
+        let _: () = conn.hset("job:j", "started_at", stored).await.unwrap();
+        let expected = JobPatch {
+            started_at: Some(Some(7)),
+            ..Default::default()
+        };
+        let patch = JobPatch {
+            created_at: Some(2),
+            ..Default::default()
+        };
+        Job::update_if(&mut conn, "j", &patch, &expected).await.unwrap();
+    }
+    let _: () = conn.hset("job:j", "started_at", "8").await.unwrap();
+    let expected = JobPatch {
+        started_at: Some(Some(7)),
+        ..Default::default()
+    };
+    let err = Job::update_if(&mut conn, "j", &JobPatch::default(), &expected)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn index_maintenance_touches_only_index_keys() {
+    let (_server, mut conn) = setup().await;
+    User::create(&mut conn, &user("alice", "alice@x.io")).await.unwrap();
+    Job::create(&mut conn, &job("j1", "alice", 1)).await.unwrap();
+    Session::create(
+        &mut conn,
+        &Session {
+            id: "s1".into(),
+            user_id: "alice".into(),
+            expires_at: 1,
+        },
+    )
+    .await
+    .unwrap();
+    // The app's own keys that look like index keys, of every kind and type.
+    let _: () = conn.set("user:email:verify:alice@x.io", "token").await.unwrap();
+    let _: () = conn.zadd("jobs:user:alice:archive", "j-old", 1).await.unwrap();
+    let _: () = conn.sadd("sessions:user:alice:revoked", "s-old").await.unwrap();
+    let _: () = conn.hset("jobs:user:bob", "not", "a zset").await.unwrap();
+    let _: () = conn.set("user:email:carol@x.io", "ghost-id").await.unwrap();
+    let lookalikes = [
+        "user:email:verify:alice@x.io",
+        "jobs:user:alice:archive",
+        "sessions:user:alice:revoked",
+        "jobs:user:bob",
+    ];
+    let dump = |conn: &mut MultiplexedConnection, key: &'static str| {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("DUMP")
+                .arg(key)
+                .query_async::<Vec<u8>>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    let mut before = Vec::new();
+    for key in lookalikes {
+        before.push(dump(&mut conn, key).await);
+    }
+    let users = repobox_orm::check_indexes::<User, _>(&mut conn).await.unwrap();
+    assert_eq!((users[0].keys, users[0].gone, users[0].skipped), (2, 1, 1), "{users:?}");
+    let users = repobox_orm::repair_indexes::<User, _>(&mut conn).await.unwrap();
+    assert_eq!((users[0].gone, users[0].skipped), (1, 1));
+    let jobs = repobox_orm::repair_indexes::<Job, _>(&mut conn).await.unwrap();
+    assert_eq!((jobs[0].keys, jobs[0].skipped, jobs[0].gone), (1, 2, 0), "{jobs:?}");
+    let sessions = repobox_orm::repair_indexes::<Session, _>(&mut conn).await.unwrap();
+    assert_eq!((sessions[0].keys, sessions[0].skipped), (1, 1), "{sessions:?}");
+    for (key, dumped) in lookalikes.into_iter().zip(before) {
+        assert_eq!(dump(&mut conn, key).await, dumped, "{key} was touched");
+    }
+    assert!(!conn.exists::<_, bool>("user:email:carol@x.io").await.unwrap());
+}
+
+#[tokio::test]
+async fn a_sweep_reports_bad_members_and_runs_to_the_end() {
+    let (_server, mut conn) = setup().await;
+    for u in ["u1", "u2", "u3"] {
+        Job::create(&mut conn, &job(&format!("{u}-job"), u, 1)).await.unwrap();
+        let _: () = conn.zadd(format!("jobs:user:{u}"), &b"\xff"[..], 0).await.unwrap();
+        let _: () = conn
+            .zadd(format!("jobs:user:{u}"), format!("{u}-ghost"), 0)
+            .await
+            .unwrap();
+    }
+    let reports = repobox_orm::repair_indexes::<Job, _>(&mut conn).await.unwrap();
+    let r = &reports[0];
+    assert_eq!((r.keys, r.members, r.gone, r.bad), (3, 9, 3, 3), "{r:?}");
+    assert_eq!(r.problems.len(), 3);
+    assert!(r.problems[0].contains("not UTF-8"), "{:?}", r.problems);
+    for u in ["u1", "u2", "u3"] {
+        let card: u64 = conn.zcard(format!("jobs:user:{u}")).await.unwrap();
+        assert_eq!(card, 2, "the ghost went, the job and the bad member stayed");
+    }
+}

@@ -10,7 +10,7 @@ use redis::aio::ConnectionLike;
 use crate::engine::target::{Target, fields_of};
 use crate::engine::write::PatchWrite;
 use crate::engine::{index, read, write};
-use crate::entity::{EntityPatch, FieldWriter, RedisEntity};
+use crate::entity::RedisEntity;
 use crate::error::Result;
 use crate::listing::Listing;
 use crate::meta::IndexMeta;
@@ -92,7 +92,8 @@ pub async fn update<E: RedisEntity, C: ConnectionLike + Send>(
 }
 
 /// `E::update_if`: every field that `expected` sets must hold that value
-/// (`Some(None)`: be absent) when the patch is written.
+/// (`Some(None)`: be absent) when the patch is written; values are compared,
+/// not their bytes.
 pub async fn update_if<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     parts: &[Cow<'_, str>],
@@ -100,19 +101,7 @@ pub async fn update_if<E: RedisEntity, C: ConnectionLike + Send>(
     expected: &E::Patch,
 ) -> Result<()> {
     let target = Target::from_parts::<E>(parts)?;
-    let mut fields = FieldWriter::default();
-    expected.write_fields(&mut fields)?;
-    let conditions: Vec<(&'static str, Option<&[u8]>)> = fields
-        .set_fields()
-        .iter()
-        .map(|(name, value)| (*name, Some(&**value)))
-        .chain(fields.deleted_fields().iter().map(|name| (*name, None)))
-        .collect();
-    let how = PatchWrite {
-        conditions: &conditions,
-        ..PatchWrite::update::<E>()
-    };
-    write::patch::<E, C>(conn, &target, patch, how).await
+    write::patch_if::<E, C>(conn, &target, patch, expected).await
 }
 
 /// `E::update_and_expire`.

@@ -20,7 +20,7 @@ use self::plan::{Outcome, WritePlan};
 use self::protocol::Mode;
 use self::run::{run_write, run_writes};
 use crate::engine::target::{Target, fields_of};
-use crate::entity::{EntityPatch, FieldWriter, RedisEntity};
+use crate::entity::{EntityPatch, FieldWriter, RawHash, RedisEntity};
 use crate::error::{Error, Result};
 
 pub(crate) use self::run::BULK_CHUNK;
@@ -116,6 +116,64 @@ pub(crate) async fn patch<E: RedisEntity, C: ConnectionLike + Send>(
     let mut plan = WritePlan::new::<E>(how.mode, target, &fields, how.ttl);
     plan.extras.conditions = how.conditions;
     must_exist(run_write(conn, plan).await?, target)
+}
+
+/// How often a compare-and-set retries after finding the stored values equal
+/// to the expected ones in value but not in bytes (`007` for `7`).
+const CAS_ATTEMPTS: u32 = 4;
+
+/// Applies `patch` only if every field that `expected` sets holds that value.
+/// Values are compared, not bytes: the script compares bytes, so when it
+/// refuses, the entity is read, and if its fields decode to the expected
+/// values the write is sent again with the stored bytes as the condition.
+pub(crate) async fn patch_if<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    target: &Target,
+    patch: &E::Patch,
+    expected: &E::Patch,
+) -> Result<()> {
+    let mut wanted = FieldWriter::default();
+    expected.write_fields(&mut wanted)?;
+    let wanted: Vec<(&'static str, Option<Vec<u8>>)> = wanted
+        .set_fields()
+        .iter()
+        .map(|(name, value)| (*name, Some(value.to_vec())))
+        .chain(wanted.deleted_fields().iter().map(|name| (*name, None)))
+        .collect();
+    let mut conditions = wanted.clone();
+    for _ in 0..CAS_ATTEMPTS {
+        let refs: Vec<(&'static str, Option<&[u8]>)> = conditions.iter().map(|(f, v)| (*f, v.as_deref())).collect();
+        let how = PatchWrite {
+            conditions: &refs,
+            ..PatchWrite::update::<E>()
+        };
+        let conflict = match self::patch::<E, C>(conn, target, patch, how).await {
+            Err(conflict @ Error::Conflict { .. }) => conflict,
+            other => return other,
+        };
+        let reply: redis::Value = redis::cmd("HGETALL").arg(&target.key).query_async(conn).await?;
+        let hash = RawHash::from_reply(&target.key, &reply)?;
+        if hash.is_empty() {
+            return Err(Error::NotFound {
+                key: target.key.clone(),
+            });
+        }
+        let Ok(entity) = E::read_fields(&target.key, &hash) else {
+            return Err(conflict);
+        };
+        let stored = fields_of(&entity)?;
+        if !wanted.iter().all(|(f, want)| stored.get(f) == want.as_deref()) {
+            return Err(conflict);
+        }
+        conditions = wanted
+            .iter()
+            .map(|(f, _)| (*f, hash.get(f).map(<[u8]>::to_vec)))
+            .collect();
+    }
+    Err(Error::Contention {
+        key: target.key.clone(),
+        attempts: CAS_ATTEMPTS,
+    })
 }
 
 /// Deletes the entity, its index entries and the keys in `also` atomically;
