@@ -442,3 +442,151 @@ async fn a_sweep_reports_bad_members_and_runs_to_the_end() {
         assert_eq!(card, 2, "the ghost went, the job and the bad member stayed");
     }
 }
+
+#[tokio::test]
+async fn a_repair_adds_entities_missing_from_their_index() {
+    let (_server, mut conn) = setup().await;
+    Job::create(&mut conn, &job("j1", "u1", 1)).await.unwrap();
+    User::create(&mut conn, &user("a", "a@x.io")).await.unwrap();
+    // Changed by clients that do not maintain the indexes.
+    let _: () = conn.hset("job:j1", "user_id", "u2").await.unwrap();
+    let _: () = conn.hset("user:a", "email", "new@x.io").await.unwrap();
+    let _: () = conn
+        .hset_multiple("job:j9", &[("id", "j9"), ("user_id", "u9"), ("created_at", "9")])
+        .await
+        .unwrap();
+    let checked = repobox_orm::check_indexes::<Job, _>(&mut conn).await.unwrap();
+    assert_eq!((checked[0].mismatched, checked[0].missing), (1, 2), "{checked:?}");
+    repobox_orm::repair_indexes::<Job, _>(&mut conn).await.unwrap();
+    repobox_orm::repair_indexes::<User, _>(&mut conn).await.unwrap();
+    let u1: Vec<String> = conn.zrange("jobs:user:u1", 0, -1).await.unwrap();
+    let u2: Vec<(String, f64)> = conn.zrange_withscores("jobs:user:u2", 0, -1).await.unwrap();
+    let u9: Vec<String> = conn.zrange("jobs:user:u9", 0, -1).await.unwrap();
+    assert!(u1.is_empty());
+    assert_eq!(u2, [("j1".to_owned(), 1.0)]);
+    assert_eq!(u9, ["j9"]);
+    assert_eq!(User::by_email(&mut conn, "new@x.io").await.unwrap().unwrap().id, "a");
+    assert!(!conn.exists::<_, bool>("user:email:a@x.io").await.unwrap());
+    let again = repobox_orm::check_indexes::<Job, _>(&mut conn).await.unwrap();
+    assert_eq!((again[0].gone, again[0].mismatched, again[0].missing), (0, 0, 0));
+}
+
+/// What a foreign writer or repobox does in the property test.
+#[derive(Debug, Clone)]
+enum Step {
+    Save(u8, u8, i64),
+    Update(u8, u8),
+    Delete(u8),
+    /// A client that does not know the index deletes the hash.
+    ForeignDelete(u8),
+    /// A client that does not know the index moves the job with `HSET`.
+    ForeignMove(u8, u8),
+    /// Someone adds a member by hand.
+    ForeignMember(u8, u8, i64),
+    /// Corrupt data: a field that does not decode.
+    ForeignCorrupt(u8),
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => (0..6u8, 0..3u8, 0..100i64).prop_map(|(j, u, t)| Step::Save(j, u, t)),
+        2 => (0..6u8, 0..3u8).prop_map(|(j, u)| Step::Update(j, u)),
+        1 => (0..6u8).prop_map(Step::Delete),
+        1 => (0..6u8).prop_map(Step::ForeignDelete),
+        1 => (0..6u8, 0..3u8).prop_map(|(j, u)| Step::ForeignMove(j, u)),
+        1 => (0..8u8, 0..3u8, 0..100i64).prop_map(|(j, u, t)| Step::ForeignMember(j, u, t)),
+        1 => (0..6u8).prop_map(Step::ForeignCorrupt),
+    ]
+}
+
+async fn apply(conn: &mut MultiplexedConnection, step: &Step) {
+    let id = |j: &u8| format!("j{j}");
+    let user = |u: &u8| format!("u{u}");
+    match step {
+        Step::Save(j, u, t) => {
+            // A save onto a corrupt hash is fine; its result is not the point.
+            let _ = Job::save(conn, &job(&id(j), &user(u), *t)).await;
+        }
+        Step::Update(j, u) => {
+            let patch = JobPatch {
+                user_id: Some(user(u)),
+                ..Default::default()
+            };
+            let _ = Job::update(conn, id(j), patch).await;
+        }
+        Step::Delete(j) => {
+            let _ = Job::delete(conn, id(j)).await;
+        }
+        Step::ForeignDelete(j) => {
+            let _: () = conn.del(format!("job:{}", id(j))).await.unwrap();
+        }
+        Step::ForeignMove(j, u) => {
+            if conn.exists::<_, bool>(format!("job:{}", id(j))).await.unwrap() {
+                let _: () = conn.hset(format!("job:{}", id(j)), "user_id", user(u)).await.unwrap();
+            }
+        }
+        Step::ForeignMember(j, u, t) => {
+            let _: () = conn.zadd(format!("jobs:user:{}", user(u)), id(j), *t).await.unwrap();
+        }
+        Step::ForeignCorrupt(j) => {
+            if conn.exists::<_, bool>(format!("job:{}", id(j))).await.unwrap() {
+                let _: () = conn.hset(format!("job:{}", id(j)), "created_at", "soon").await.unwrap();
+            }
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+
+    /// Interleaves repobox with a foreign writer: no read returns an entity
+    /// that does not match its query or fails as a whole, and after a repair
+    /// every index is exact.
+    #[test]
+    fn foreign_writers_never_make_reads_lie_and_a_repair_makes_indexes_exact(
+        steps in proptest::collection::vec(step(), 1..30)
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let server = RedisServer::start();
+        rt.block_on(async {
+            let mut conn = server.connection().await;
+            for s in &steps {
+                apply(&mut conn, s).await;
+                for u in ["u0", "u1", "u2"] {
+                    let page = Job::by_user_id(&mut conn, u, Page::oldest(20)).await.expect("a read never fails as a whole");
+                    for j in &page.items {
+                        assert_eq!(j.user_id, u, "{u}'s page returned {j:?} after {steps:?}");
+                    }
+                }
+            }
+            repobox_orm::repair_indexes::<Job, _>(&mut conn).await.unwrap();
+            // Exact: every decodable job is in its user's index with its score;
+            // every member is such a job, or an undecodable one (left for a human).
+            for u in ["u0", "u1", "u2"] {
+                let members: Vec<(String, f64)> = conn.zrange_withscores(format!("jobs:user:{u}"), 0, -1).await.unwrap();
+                for (id, score) in &members {
+                    let hash: std::collections::HashMap<String, String> = conn.hgetall(format!("job:{id}")).await.unwrap();
+                    assert!(!hash.is_empty(), "ghost {id} in {u} after repair; {steps:?}");
+                    match hash.get("created_at").and_then(|c| c.parse::<i64>().ok()) {
+                        Some(at) => {
+                            assert_eq!(hash.get("user_id").map(String::as_str), Some(u), "{id} in {u}; {steps:?}");
+                            assert_eq!(*score, at as f64, "{id}'s score; {steps:?}");
+                        }
+                        None => {} // undecodable: reported, left alone
+                    }
+                }
+            }
+            let keys: Vec<String> = conn.keys("job:*").await.unwrap();
+            for key in keys {
+                let hash: std::collections::HashMap<String, String> = conn.hgetall(&key).await.unwrap();
+                let (Some(u), Some(Ok(at))) = (hash.get("user_id"), hash.get("created_at").map(|c| c.parse::<i64>())) else {
+                    continue;
+                };
+                let id = key.trim_start_matches("job:");
+                let score: Option<f64> = conn.zscore(format!("jobs:user:{u}"), id).await.unwrap();
+                assert_eq!(score, Some(at as f64), "{key} is missing from {u}'s index; {steps:?}");
+            }
+        });
+    }
+}

@@ -4,14 +4,17 @@
 //! as the template and holds the index's Redis type; any other key is counted
 //! as skipped and left alone.
 
+use std::collections::BTreeMap;
+
 use redis::Value;
 use redis::aio::ConnectionLike;
 
-use crate::engine::index::{all_members, verify};
+use crate::engine::index::{Action, Repair, all_members, check_fields, run_repair, verify};
+use crate::engine::target::Encoded;
 use crate::engine::write::BULK_CHUNK;
-use crate::entity::RedisEntity;
+use crate::entity::{RawHash, RedisEntity};
 use crate::error::Result;
-use crate::meta::{IndexMeta, KeyTemplate, Segment};
+use crate::meta::{IndexKind, IndexMeta, KeyTemplate, Segment};
 
 /// How many keys one `SCAN` call asks for.
 const SCAN_COUNT: u64 = 500;
@@ -38,6 +41,9 @@ pub struct IndexReport {
     pub mismatched: u64,
     /// Sorted members whose score was not their entity's.
     pub rescored: u64,
+    /// Entities missing from the index key their fields give (an entity
+    /// changed by a client that does not maintain the index).
+    pub missing: u64,
     /// Members that are not ids, or whose entity does not decode: left alone.
     pub bad: u64,
     /// Keys that matched the scan pattern but are not index keys (another
@@ -90,31 +96,9 @@ async fn sweep_index<E: RedisEntity, C: ConnectionLike + Send>(
             .arg(SCAN_COUNT)
             .query_async(conn)
             .await?;
-        let mut shaped = Vec::with_capacity(keys.len());
-        for key in keys {
-            match key {
-                Value::BulkString(b) => match String::from_utf8(b) {
-                    Ok(key) if index.key.parse_key(&key).is_some() => shaped.push(key),
-                    _ => report.skipped += 1,
-                },
-                _ => report.skipped += 1,
-            }
-        }
-        let types: Vec<String> = if shaped.is_empty() {
-            Vec::new()
-        } else {
-            let mut pipe = redis::pipe();
-            for key in &shaped {
-                pipe.cmd("TYPE").arg(key);
-            }
-            pipe.query_async(conn).await?
-        };
-        for (key, kind) in shaped.iter().zip(types) {
-            if kind != index.kind.redis_type() {
-                // Gone since the scan ("none"), or someone else's key.
-                report.skipped += u64::from(kind != "none");
-                continue;
-            }
+        let (typed, skipped) = keys_of(conn, &index.key, index.kind.redis_type(), keys).await?;
+        report.skipped += skipped;
+        for key in &typed {
             report.keys += 1;
             let mut members = all_members(conn, index.kind, key).await?;
             report.members += members.len() as u64;
@@ -170,5 +154,165 @@ async fn sweep<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, repair: b
     for index in E::META.indexes {
         reports.push(sweep_index::<E, C>(conn, index, repair).await?);
     }
+    if !reports.is_empty() {
+        sweep_entities::<E, C>(conn, repair, &mut reports).await?;
+    }
     Ok(reports)
+}
+
+/// The keys of one `SCAN` batch that are exactly `template`'s keys and hold `redis_type`.
+async fn keys_of<C: ConnectionLike + Send>(
+    conn: &mut C,
+    template: &KeyTemplate,
+    redis_type: &str,
+    keys: Vec<Value>,
+) -> Result<(Vec<String>, u64)> {
+    let mut skipped = 0;
+    let mut shaped = Vec::with_capacity(keys.len());
+    for key in keys {
+        match key {
+            Value::BulkString(b) => match String::from_utf8(b) {
+                Ok(key) if template.parse_key(&key).is_some() => shaped.push(key),
+                _ => skipped += 1,
+            },
+            _ => skipped += 1,
+        }
+    }
+    if shaped.is_empty() {
+        return Ok((shaped, skipped));
+    }
+    let mut pipe = redis::pipe();
+    for key in &shaped {
+        pipe.cmd("TYPE").arg(key);
+    }
+    let types: Vec<String> = pipe.query_async(conn).await?;
+    let mut typed = Vec::with_capacity(shaped.len());
+    for (key, kind) in shaped.into_iter().zip(types) {
+        if kind == redis_type {
+            typed.push(key);
+        } else if kind != "none" {
+            // Someone else's key (a key gone since the scan is no one's).
+            skipped += 1;
+        }
+    }
+    Ok((typed, skipped))
+}
+
+/// Walks every hash of `E` and finds the entities missing from the index key
+/// their fields give; a repair adds them (each only if the entity still holds
+/// those fields). A unique value held by another entity is left to it.
+async fn sweep_entities<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    repair: bool,
+    reports: &mut [IndexReport],
+) -> Result<()> {
+    let pattern = scan_pattern(&E::META.key);
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<Value>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT)
+            .query_async(conn)
+            .await?;
+        let (hashes, _) = keys_of(conn, &E::META.key, "hash", keys).await?;
+        for chunk in hashes.chunks(BULK_CHUNK) {
+            find_missing::<E, C>(conn, repair, reports, chunk).await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+async fn find_missing<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    repair: bool,
+    reports: &mut [IndexReport],
+    hash_keys: &[String],
+) -> Result<()> {
+    let mut pipe = redis::pipe();
+    for key in hash_keys {
+        pipe.cmd("HGETALL").arg(key);
+    }
+    let replies: Vec<Value> = pipe.ignore_errors().query_async(conn).await?;
+    // (index, index key, repair) per entry that each entity should have.
+    let mut wanted: Vec<(usize, String, Repair)> = Vec::new();
+    for (key, reply) in hash_keys.iter().zip(&replies) {
+        let Ok(hash) = RawHash::from_reply(key, reply) else {
+            continue;
+        };
+        if hash.is_empty() {
+            continue;
+        }
+        // Undecodable entities are reported by the index pass, where they are members.
+        let Ok(entity) = E::read_fields(key, &hash) else {
+            continue;
+        };
+        let Ok(encoded) = Encoded::of(&entity) else { continue };
+        for (i, index) in E::META.indexes.iter().enumerate() {
+            let Ok(index_key) = encoded.index_key(&index.key) else {
+                continue;
+            };
+            let score = match index.kind {
+                IndexKind::Sorted { score } => {
+                    match encoded.fields.get(score).and_then(|b| std::str::from_utf8(b).ok()) {
+                        Some(text) => text.to_owned(),
+                        None => continue,
+                    }
+                }
+                _ => String::new(),
+            };
+            let seen = check_fields(index)
+                .iter()
+                .map(|f| hash.get(f).map(<[u8]>::to_vec))
+                .collect();
+            wanted.push((
+                i,
+                index_key,
+                Repair {
+                    id: encoded.target.id.clone(),
+                    hash_key: key.clone(),
+                    action: Action::Add(score),
+                    seen,
+                },
+            ));
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for (i, index_key, r) in &wanted {
+        match E::META.indexes[*i].kind {
+            IndexKind::Sorted { .. } => pipe.cmd("ZSCORE").arg(index_key).arg(&r.id),
+            IndexKind::Set => pipe.cmd("SISMEMBER").arg(index_key).arg(&r.id),
+            IndexKind::Unique => pipe.cmd("GET").arg(index_key),
+        };
+    }
+    let present: Vec<Value> = pipe.ignore_errors().query_async(conn).await?;
+    // Grouped by index key, one repair call each.
+    let mut missing: BTreeMap<(usize, String), Vec<Repair>> = BTreeMap::new();
+    for ((i, index_key, r), held) in wanted.into_iter().zip(present) {
+        let absent = match (&E::META.indexes[i].kind, &held) {
+            (_, Value::ServerError(_)) => false,
+            (IndexKind::Set, Value::Int(n)) => *n == 0,
+            (IndexKind::Set, Value::Boolean(b)) => !*b,
+            (_, held) => matches!(held, Value::Nil),
+        };
+        if absent {
+            reports[i].missing += 1;
+            missing.entry((i, index_key)).or_default().push(r);
+        }
+    }
+    if repair {
+        for ((i, index_key), repairs) in missing {
+            let index = &E::META.indexes[i];
+            run_repair(conn, index, &index_key, &check_fields(index), &repairs).await?;
+        }
+    }
+    Ok(())
 }

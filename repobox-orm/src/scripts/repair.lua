@@ -7,8 +7,9 @@
 -- checked; ARGV[3 .. 2 + m] their names; then per member (3 + m items): its
 -- id; the action ('g' gone: remove if the hash is absent, 'm' mismatch:
 -- remove if the fields still hold what the engine saw, 's' score: re-score
--- if they do); the new score ('' unless 's'); and the m values the engine
--- saw ('=' .. value, or '-' for an absent field). Answers how many changed.
+-- if they do, 'a' add: add the missing member if they do); the score (''
+-- unless 's' or an 'a' to a sorted index); and the m values the engine saw
+-- ('=' .. value, or '-' for an absent field). Answers how many changed.
 local kind, m = ARGV[1], tonumber(ARGV[2])
 local stride = 3 + m
 local changed = 0
@@ -33,7 +34,15 @@ for i = 1, #KEYS - 1 do
     end
   end
   if holds then
-    if action == 's' then
+    if action == 'a' then
+      if kind == 'z' then
+        changed = changed + redis.call('ZADD', KEYS[1], 'CH', score, id)
+      elseif kind == 's' then
+        changed = changed + redis.call('SADD', KEYS[1], id)
+      elseif redis.call('SET', KEYS[1], id, 'NX') then
+        changed = changed + 1
+      end
+    elseif action == 's' then
       changed = changed + redis.call('ZADD', KEYS[1], 'XX', 'CH', score, id)
     elseif kind == 'z' then
       changed = changed + redis.call('ZREM', KEYS[1], id)

@@ -7,7 +7,7 @@ mod verify;
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Value};
 
-pub(crate) use self::verify::{Member, count_existing, verify};
+pub(crate) use self::verify::{Action, Member, Repair, check_fields, count_existing, run_repair, verify};
 use crate::entity::RedisEntity;
 use crate::error::{Error, Result};
 use crate::listing::Listing;

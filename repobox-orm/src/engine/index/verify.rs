@@ -46,22 +46,25 @@ impl<E> Verified<E> {
     }
 }
 
-enum Action {
+pub(crate) enum Action {
     Gone,
     Mismatch,
     Rescore(String),
+    /// Add a missing member (with its score, in a sorted index).
+    Add(String),
 }
 
-struct Repair {
-    id: String,
-    hash_key: String,
-    action: Action,
-    seen: Vec<Option<Vec<u8>>>,
+pub(crate) struct Repair {
+    pub id: String,
+    pub hash_key: String,
+    pub action: Action,
+    /// What the engine saw in [`check_fields`], in order.
+    pub seen: Vec<Option<Vec<u8>>>,
 }
 
 /// The fields whose values decide where a member belongs: the index key's
 /// placeholders, and the score of a sorted index.
-fn check_fields(index: &IndexMeta) -> Vec<&'static str> {
+pub(crate) fn check_fields(index: &IndexMeta) -> Vec<&'static str> {
     let mut fields: Vec<&'static str> = index.key.placeholders().map(|(_, f)| f).collect();
     if let IndexKind::Sorted { score } = index.kind
         && !fields.contains(&score)
@@ -163,6 +166,7 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
                 Action::Gone => out.gone += 1,
                 Action::Mismatch => out.mismatched += 1,
                 Action::Rescore(_) => out.rescored += 1,
+                Action::Add(_) => {}
             }
             repairs.push(Repair {
                 id: id.to_owned(),
@@ -201,7 +205,7 @@ fn belongs<E: RedisEntity>(
     Ok(None)
 }
 
-async fn run_repair<C: ConnectionLike + Send>(
+pub(crate) async fn run_repair<C: ConnectionLike + Send>(
     conn: &mut C,
     index: &IndexMeta,
     index_key: &str,
@@ -224,6 +228,7 @@ async fn run_repair<C: ConnectionLike + Send>(
             Action::Gone => ("g", ""),
             Action::Mismatch => ("m", ""),
             Action::Rescore(score) => ("s", score.as_str()),
+            Action::Add(score) => ("a", score.as_str()),
         };
         cmd.arg(&r.id).arg(action).arg(score);
         for value in &r.seen {
