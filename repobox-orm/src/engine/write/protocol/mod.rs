@@ -102,6 +102,9 @@ pub(crate) struct IndexOp {
     pub score: String,
 }
 
+/// Fields as the engine saw them in a hash: name and raw value (`None`: absent).
+pub(crate) type SeenFields = Vec<(&'static str, Option<Vec<u8>>)>;
+
 /// A unique value whose recorded owner the engine found gone or no longer
 /// holding it: the write may take the claim over if, inside the script, the
 /// owner is still exactly as the engine saw it.
@@ -115,7 +118,7 @@ pub(crate) struct Takeover {
     pub owner_key: Option<String>,
     /// What the engine saw of the owner's hash: `None` absent, else the
     /// indexed fields' raw values (`None` for an absent field).
-    pub seen: Option<Vec<(&'static str, Option<Vec<u8>>)>>,
+    pub seen: Option<SeenFields>,
 }
 
 /// One complete call of the write script.
