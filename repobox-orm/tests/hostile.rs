@@ -568,12 +568,10 @@ proptest::proptest! {
                 for (id, score) in &members {
                     let hash: std::collections::HashMap<String, String> = conn.hgetall(format!("job:{id}")).await.unwrap();
                     assert!(!hash.is_empty(), "ghost {id} in {u} after repair; {steps:?}");
-                    match hash.get("created_at").and_then(|c| c.parse::<i64>().ok()) {
-                        Some(at) => {
-                            assert_eq!(hash.get("user_id").map(String::as_str), Some(u), "{id} in {u}; {steps:?}");
-                            assert_eq!(*score, at as f64, "{id}'s score; {steps:?}");
-                        }
-                        None => {} // undecodable: reported, left alone
+                    // An undecodable job is reported and left alone; a decodable one must belong.
+                    if let Some(at) = hash.get("created_at").and_then(|c| c.parse::<i64>().ok()) {
+                        assert_eq!(hash.get("user_id").map(String::as_str), Some(u), "{id} in {u}; {steps:?}");
+                        assert_eq!(*score, at as f64, "{id}'s score; {steps:?}");
                     }
                 }
             }
