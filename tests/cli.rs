@@ -122,3 +122,113 @@ fn errors_are_one_line_and_a_non_zero_exit() {
         "{stderr}"
     );
 }
+
+#[test]
+fn flags_at_their_limits_are_errors_not_panics() {
+    let server = RedisServer::start();
+    for args in [
+        &[
+            "jobs",
+            "list",
+            "--user",
+            "u1",
+            "--offset",
+            "18446744073709551615",
+            "--limit",
+            "2",
+        ][..],
+        &[
+            "jobs",
+            "list",
+            "--user",
+            "u1",
+            "--offset",
+            "9223372036854775807",
+            "--limit",
+            "2",
+        ],
+        &["jobs", "list", "--user", "u1", "--limit", "18446744073709551615"],
+    ] {
+        let out = repobox(Some(&server), args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: invalid page"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_bad_job_is_an_error_row_and_the_others_are_listed() {
+    let server = RedisServer::start();
+    let mut conn = server.client().get_connection().unwrap();
+    for (id, at) in [("a", "1"), ("b", "2"), ("c", "3")] {
+        let _: () = redis::cmd("HSET")
+            .arg(format!("job:{id}"))
+            .arg(&[
+                ("id", id),
+                ("user_id", "u1"),
+                ("repo_url", "https://example.com/r.git"),
+                ("status", "queued"),
+                ("created_at", at),
+            ])
+            .query(&mut conn)
+            .unwrap();
+        let _: () = redis::cmd("ZADD")
+            .arg("jobs:user:u1")
+            .arg(at)
+            .arg(id)
+            .query(&mut conn)
+            .unwrap();
+    }
+    let _: () = redis::cmd("HSET")
+        .arg("job:b")
+        .arg("status")
+        .arg("exploded")
+        .query(&mut conn)
+        .unwrap();
+    let out = ok(&repobox(Some(&server), &["jobs", "list", "--user", "u1"]));
+    assert!(
+        out.lines().any(|l| l.starts_with("c ") && l.contains("queued")),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("a ") && l.contains("queued")),
+        "{out}"
+    );
+    let bad = out.lines().find(|l| l.contains("unreadable")).expect("an error row");
+    assert!(bad.contains("job:b") && bad.contains("status"), "{bad}");
+    let list = json(&repobox(Some(&server), &["jobs", "list", "--user", "u1", "--json"]));
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 2);
+    assert!(list["errors"][0]["error"].as_str().unwrap().contains("job:b"));
+}
+
+#[test]
+fn index_check_and_repair_leave_lookalike_keys_alone() {
+    let server = RedisServer::start();
+    let mut conn = server.client().get_connection().unwrap();
+    let lookalikes = [
+        ("SET", "user:email:verify:alice@x.io", vec!["token"]),
+        ("ZADD", "jobs:user:alice:archive", vec!["1", "j-old"]),
+        ("SADD", "sessions:user:alice:revoked", vec!["s-old"]),
+    ];
+    for (cmd, key, args) in &lookalikes {
+        let _: () = redis::cmd(cmd).arg(*key).arg(args).query(&mut conn).unwrap();
+    }
+    let dump =
+        |conn: &mut redis::Connection, key: &str| -> Vec<u8> { redis::cmd("DUMP").arg(key).query(conn).unwrap() };
+    let before: Vec<Vec<u8>> = lookalikes.iter().map(|(_, k, _)| dump(&mut conn, k)).collect();
+    for args in [&["index", "--json"][..], &["index", "repair", "--json"]] {
+        let reports = json(&repobox(Some(&server), args));
+        let skipped: u64 = reports
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["report"]["skipped"].as_u64().unwrap())
+            .sum();
+        assert_eq!(skipped, 3, "{args:?}: {reports}");
+    }
+    let after: Vec<Vec<u8>> = lookalikes.iter().map(|(_, k, _)| dump(&mut conn, k)).collect();
+    assert_eq!(after, before);
+    let out = ok(&repobox(Some(&server), &["index"]));
+    assert!(out.contains("User::by_email"), "{out}");
+}

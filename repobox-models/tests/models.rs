@@ -414,3 +414,83 @@ async fn a_second_language_client_shares_the_hashes() {
     assert_eq!(raw["last_login_at"], "7");
     assert_eq!(raw["avatar_url"], "https://x/a.png", "fields the app added are kept");
 }
+
+async fn dump_all(conn: &mut redis::aio::MultiplexedConnection) -> Vec<(String, Vec<u8>)> {
+    let mut keys: Vec<String> = conn.keys("*").await.unwrap();
+    keys.sort();
+    let mut out = Vec::new();
+    for key in keys {
+        let dump: Vec<u8> = redis::cmd("DUMP").arg(&key).query_async(conn).await.unwrap();
+        out.push((key, dump));
+    }
+    out
+}
+
+#[tokio::test]
+async fn hostile_inputs_and_other_writers() {
+    let (_server, mut conn) = setup().await;
+    let now = now_millis();
+    // Logging uA out everywhere never touches uB's session, whatever uA's set holds.
+    let a = Session::create_user_session(&mut conn, "uA", None, None, now)
+        .await
+        .unwrap();
+    let b = Session::create_user_session(&mut conn, "uB", None, None, now)
+        .await
+        .unwrap();
+    let _: () = conn.sadd("sessions:user:uA", &b.id).await.unwrap();
+    assert_eq!(Session::delete_all_for_user(&mut conn, "uA").await.unwrap(), 1);
+    assert_eq!(Session::get(&mut conn, a.id.as_str()).await.unwrap(), None);
+    assert_eq!(Session::get(&mut conn, b.id.as_str()).await.unwrap(), Some(b.clone()));
+
+    // Overflowing times are errors, and write nothing.
+    let before = dump_all(&mut conn).await;
+    let err = Session::extend(&mut conn, &b.id, Duration::MAX, now).await.unwrap_err();
+    assert!(
+        matches!(err, repobox_models::Error::Orm(Error::InvalidArgument { .. })),
+        "{err}"
+    );
+    let err = Session::extend(&mut conn, &b.id, Duration::from_secs(3600), i64::MAX)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, repobox_models::Error::Orm(Error::InvalidArgument { .. })),
+        "{err}"
+    );
+    let err = Session::create_user_session(&mut conn, "uC", None, None, i64::MAX)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, repobox_models::Error::Orm(Error::InvalidArgument { .. })),
+        "{err}"
+    );
+    assert_eq!(dump_all(&mut conn).await, before);
+
+    // A stored value that decodes is a value the status machine can compare with.
+    let job = Job::new("j-odd", "u1", "https://example.com/r.git", now);
+    Job::create(&mut conn, &job).await.unwrap();
+    Job::update_status(&mut conn, "j-odd", JobStatus::Running, now, JobOutcome::default())
+        .await
+        .unwrap();
+    let started: String = conn.hget("job:j-odd", "started_at").await.unwrap();
+    let _: () = conn
+        .hset("job:j-odd", "started_at", format!("+00{started}"))
+        .await
+        .unwrap();
+    let _: () = conn.hset("job:j-odd", "retries", u32::MAX).await.unwrap();
+    let done = Job::update_status(
+        &mut conn,
+        "j-odd",
+        JobStatus::Succeeded,
+        now + 1,
+        JobOutcome {
+            exit_code: Some(0),
+            error: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.status, JobStatus::Succeeded);
+    let again = Job::update_status(&mut conn, "j-odd", JobStatus::Running, now + 2, JobOutcome::default()).await;
+    assert!(matches!(again, Err(repobox_models::Error::InvalidTransition { .. })));
+    assert_eq!(OutputRange::last(usize::MAX).start, isize::MIN);
+}
