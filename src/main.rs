@@ -30,13 +30,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let json = wants_json();
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            let message = output::clean(&one_line(&e));
+            if json {
+                eprintln!("{}", serde_json::json!({ "error": message }));
+            } else {
+                eprintln!("error: {message}");
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether the command was asked for JSON: its errors are JSON too.
+fn wants_json() -> bool {
+    std::env::args_os().any(|a| a == "--json")
 }
 
 /// The error and its causes on one line, without repeating a cause that the

@@ -5,7 +5,10 @@ use repobox_models::Job;
 use serde_json::json;
 
 /// Renders rows under a header, each column as wide as its widest cell.
+/// Cells are [`clean`]ed: what Redis holds cannot steer the terminal.
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| clean(c)).collect()).collect();
+    let rows = &rows[..];
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -109,5 +112,17 @@ mod tests {
         assert_eq!(duration_ms(Some(1500)), "1.5 s");
         assert_eq!(duration_ms(Some(15)), "15 ms");
         assert_eq!(duration_ms(None), "-");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            clean("a\u{1b}]0;title\u{7}\u{1b}[2Jb"),
+            "a\\u{1b}]0;title\\u{7}\\u{1b}[2Jb"
+        );
+        assert_eq!(clean("\u{9b}31m"), "\\u{9b}31m");
+        assert_eq!(clean("plain ünïcode"), "plain ünïcode");
+        let table = render(&["A"], &[vec!["x\u{1b}[2J".into()]]);
+        assert!(!table.contains('\u{1b}'), "{table:?}");
     }
 }

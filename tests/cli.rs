@@ -232,3 +232,96 @@ fn index_check_and_repair_leave_lookalike_keys_alone() {
     let out = ok(&repobox(Some(&server), &["index"]));
     assert!(out.contains("User::by_email"), "{out}");
 }
+
+#[test]
+fn the_cli_never_prints_a_password() {
+    let dead = RedisServer::free_port();
+    for url in [
+        format!("redis://:TopSecretPW@127.0.0.1:{dead}"),
+        format!("redis://app:TopSecretPW@127.0.0.1:{dead}/0"),
+        "redis://:TopSecretPW@[not a url".to_owned(),
+    ] {
+        for args in [&["queue", "stats"][..], &["jobs", "list", "--user", "u1", "--json"]] {
+            let out = Command::new(env!("CARGO_BIN_EXE_repobox"))
+                .args(args)
+                .env("REDIS_URL", &url)
+                .env("REPOBOX_LOG", "trace")
+                .output()
+                .unwrap();
+            let all = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(!out.status.success());
+            assert!(!all.contains("TopSecretPW"), "{url} {args:?}: {all}");
+            assert!(all.contains("***"), "{url} {args:?}: {all}");
+        }
+    }
+    let server = RedisServer::start_with(&["--requirepass", "s3cretPW"]);
+    let url = format!("redis://:s3cretPW@127.0.0.1:{}/", server.port());
+    let out = Command::new(env!("CARGO_BIN_EXE_repobox"))
+        .args(["demo", "--jobs", "1"])
+        .env("REDIS_URL", &url)
+        .output()
+        .unwrap();
+    let stdout = ok(&out);
+    assert!(stdout.contains("Using Redis at redis://:***@127.0.0.1"), "{stdout}");
+    assert!(!stdout.contains("s3cretPW"), "{stdout}");
+}
+
+#[test]
+fn stored_strings_cannot_steer_the_terminal_and_json_stays_exact() {
+    let server = RedisServer::start();
+    let mut conn = server.client().get_connection().unwrap();
+    let hostile = "boom\u{1b}]0;pwned\u{7}\u{1b}[2J\r";
+    let _: () = redis::cmd("HSET")
+        .arg("job:j1")
+        .arg(&[
+            ("id", "j1"),
+            ("user_id", "u1"),
+            ("repo_url", hostile),
+            ("status", "failed"),
+            ("created_at", "1"),
+            ("error", hostile),
+        ])
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg("jobs:user:u1")
+        .arg(1)
+        .arg("j1")
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg("job:j1:output")
+        .arg(hostile)
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("XADD")
+        .arg("jobs:stream:dead")
+        .arg("*")
+        .arg(&[("job_id", "j1"), ("reason", hostile), ("deliveries", "5")])
+        .query(&mut conn)
+        .unwrap();
+    for args in [
+        &["jobs", "list", "--user", "u1"][..],
+        &["jobs", "show", "j1"],
+        &["queue", "dead"],
+    ] {
+        let out = ok(&repobox(Some(&server), args));
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{args:?}: {out:?}");
+        assert!(out.contains("boom\\u{1b}]0;pwned"), "{args:?}: {out}");
+    }
+    let list = json(&repobox(Some(&server), &["jobs", "list", "--user", "u1", "--json"]));
+    assert_eq!(list["jobs"][0]["repo_url"], hostile);
+}
+
+#[test]
+fn with_json_an_error_is_json_too() {
+    let server = RedisServer::start();
+    let out = repobox(Some(&server), &["jobs", "show", "nope", "--json"]);
+    assert!(!out.status.success());
+    let err: serde_json::Value = serde_json::from_slice(&out.stderr).expect("a JSON error");
+    assert_eq!(err["error"], "no job \"nope\"");
+}

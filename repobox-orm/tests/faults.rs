@@ -306,3 +306,75 @@ async fn urls_with_password_and_database_work() {
     .unwrap();
     assert!(Item::get(&mut wrong.clone(), "1").await.is_err());
 }
+
+#[tokio::test]
+async fn a_wrong_password_fails_within_one_handshake_and_is_not_shown() {
+    let server = RedisServer::start_with(&["--requirepass", "right-pw"]);
+    let admin_url = format!("redis://:right-pw@127.0.0.1:{}/", server.port());
+    let mut admin = redis::Client::open(admin_url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let connections = |info: String| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_connections_received:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap()
+    };
+    for url in [
+        format!("redis://:TopSecretPW@127.0.0.1:{}/", server.port()),
+        format!("redis://127.0.0.1:{}/", server.port()),
+    ] {
+        let before = connections(redis::cmd("INFO").arg("stats").query_async(&mut admin).await.unwrap());
+        // Retries on, and as many attempts as it likes: an auth error must not use them.
+        let config = StoreConfig::default().backoff(Backoff::default().max_attempts(None));
+        let store = Store::with_config(url.as_str(), config).unwrap();
+        let err = no_hang(redis::cmd("PING").query_async::<String>(&mut store.clone()))
+            .await
+            .unwrap_err();
+        let err = Error::from(err);
+        let text = err.to_string();
+        assert!(
+            text.contains("WRONGPASS") || text.contains("NOAUTH") || text.contains("uthentication"),
+            "{text}"
+        );
+        assert!(!text.contains("TopSecretPW"), "{text}");
+        let after = connections(redis::cmd("INFO").arg("stats").query_async(&mut admin).await.unwrap());
+        assert_eq!(after - before, 1, "one handshake, not a retry loop: {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_server_never_holds_a_call_past_its_bound() {
+    let server = RedisServer::start_with(&["--enable-debug-command", "yes"]);
+    let config = StoreConfig::default()
+        .response_timeout(Some(Duration::from_millis(300)))
+        .connect_timeout(Duration::from_millis(300))
+        .backoff(Backoff::default().max(Duration::from_millis(200)).max_attempts(None));
+    let bound = config.call_bound().unwrap();
+    assert_eq!(bound, Duration::from_millis(800));
+    let store = Store::with_config(server.url().as_str(), config).unwrap();
+    let mut conn = store.clone();
+    Item::create(&mut conn, &item(1)).await.unwrap();
+    // The server stalls for far longer than the bound.
+    let mut staller = admin(&server).await;
+    let stall = tokio::spawn(async move {
+        let _: redis::RedisResult<()> = redis::cmd("DEBUG").arg("SLEEP").arg(40).query_async(&mut staller).await;
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The first call meets the stalled connection, the next ones a handshake
+    // that gets no answer: each fails with the bound instead of waiting 40 s.
+    for _ in 0..3 {
+        let read = tokio::time::timeout(Duration::from_secs(10), Item::get(&mut conn, "1"))
+            .await
+            .expect("a call held far past its bound");
+        let err = read.unwrap_err();
+        assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+        let write = tokio::time::timeout(Duration::from_secs(10), Item::create(&mut conn, &item(2)))
+            .await
+            .expect("a call held far past its bound");
+        assert!(write.is_err());
+    }
+    stall.abort();
+}

@@ -41,9 +41,10 @@ async fn answers(url: &str) -> bool {
 async fn throw_away(local: &str) -> anyhow::Result<DemoRedis> {
     let server = crate::embedded::EmbeddedRedis::start()
         .await
-        .with_context(|| format!("no Redis answers at {local} and none could be started"))?;
+        .with_context(|| format!("no Redis answers at {} and none could be started", super::redact(local)))?;
     println!(
-        "No Redis at {local} and REDIS_URL is not set: started a throw-away redis-server on port {} (it stops with the demo).",
+        "No Redis at {} and REDIS_URL is not set: started a throw-away redis-server on port {} (it stops with the demo).",
+        super::redact(local),
         server.port()
     );
     Ok(DemoRedis::Embedded(server))
@@ -51,7 +52,10 @@ async fn throw_away(local: &str) -> anyhow::Result<DemoRedis> {
 
 #[cfg(not(feature = "embedded-redis"))]
 async fn throw_away(local: &str) -> anyhow::Result<DemoRedis> {
-    bail!("no Redis answers at {local}; set REDIS_URL (this build cannot start its own redis-server)")
+    bail!(
+        "no Redis answers at {}; set REDIS_URL (this build cannot start its own redis-server)",
+        super::redact(local)
+    )
 }
 
 pub async fn demo(url: Option<&str>, local: &str, args: &DemoArgs) -> anyhow::Result<()> {
@@ -62,7 +66,7 @@ pub async fn demo(url: Option<&str>, local: &str, args: &DemoArgs) -> anyhow::Re
     };
     let url = match &redis {
         DemoRedis::Given(url) | DemoRedis::Local(url) => {
-            println!("Using Redis at {url}");
+            println!("Using Redis at {}", super::redact(url));
             url.clone()
         }
         #[cfg(feature = "embedded-redis")]
@@ -151,7 +155,7 @@ async fn flow(store: &Store, args: &DemoArgs) -> anyhow::Result<()> {
         let output = Job::output(&mut conn, &failed.id, OutputRange::ALL).await?;
         println!("\n6. Output of {} ({}):", failed.id, failed.status);
         for line in output {
-            println!("   {line}");
+            println!("   {}", crate::output::clean(&line));
         }
     }
     println!("\nTry: repobox jobs list --user {}   ·   repobox queue stats", user.id);

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::shutdown_signal;
 use crate::cli::JobsCommand;
-use crate::output::{job_json, job_rows};
+use crate::output::{clean, job_json, job_rows};
 
 pub async fn jobs(store: &Store, cmd: JobsCommand) -> anyhow::Result<()> {
     let mut conn = store.clone();
@@ -48,11 +48,11 @@ pub async fn jobs(store: &Store, cmd: JobsCommand) -> anyhow::Result<()> {
             } else {
                 print!("{}", job_rows(std::slice::from_ref(&job), &[]));
                 if let Some(error) = &job.error {
-                    println!("error: {error}");
+                    println!("error: {}", clean(error));
                 }
                 println!("-- output ({lines} lines, last {}) --", tail.len());
                 for line in tail {
-                    println!("{line}");
+                    println!("{}", clean(&line));
                 }
             }
         }
@@ -72,7 +72,7 @@ async fn tail(store: &Store, id: &str) -> anyhow::Result<()> {
         let lines = Job::output(&mut conn, id, OutputRange { start: seen, end: -1 }).await?;
         seen += lines.len() as isize;
         for line in &lines {
-            println!("{line}");
+            println!("{}", clean(line));
         }
         if job.status.is_final() && lines.is_empty() {
             eprintln!("job {id} {}", job.status);

@@ -35,15 +35,53 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// The store the commands use: a few connection attempts, then the error.
 fn store_for(url: &str) -> anyhow::Result<Store> {
     let config = StoreConfig::default().backoff(Backoff::default().max_attempts(Some(3)));
-    Store::with_config(url, config).with_context(|| format!("invalid Redis URL {url:?}"))
+    Store::with_config(url, config).with_context(|| format!("invalid Redis URL {:?}", redact(url)))
 }
 
 /// Says which Redis could not be reached, when that is what went wrong.
 fn with_reach(e: anyhow::Error, url: &str) -> anyhow::Error {
     if is_unreachable(&e) {
-        e.context(format!("cannot reach Redis at {url}"))
+        e.context(format!("cannot reach Redis at {}", redact(url)))
     } else {
         e
+    }
+}
+
+/// A Redis URL as messages show it: the password, if any, as `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    // The userinfo ends at the last `@` before the path.
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &rest[..at];
+    let shown = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None if userinfo.is_empty() => String::new(),
+        // `redis://secret@host` carries the password alone.
+        None => "***".to_owned(),
+    };
+    format!("{scheme}://{shown}{}", &rest[at..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_never_shown() {
+        assert_eq!(
+            redact("redis://:TopSecretPW@127.0.0.1:7499"),
+            "redis://:***@127.0.0.1:7499"
+        );
+        assert_eq!(redact("rediss://app:pw@h:6380/2"), "rediss://app:***@h:6380/2");
+        assert_eq!(redact("redis://pw@h/0"), "redis://***@h/0");
+        assert_eq!(redact("redis://:p@ss@h"), "redis://:***@h");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact("not a url"), "not a url");
     }
 }
 

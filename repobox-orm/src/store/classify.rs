@@ -90,9 +90,23 @@ impl Replies for Vec<Value> {
     }
 }
 
+/// Whether the error is the server refusing who we are (`WRONGPASS`, `NOAUTH`,
+/// `NOPERM`): trying again cannot help, so it is never retried.
+pub(super) fn is_auth_failure(err: &RedisError) -> bool {
+    const CODES: [&str; 3] = ["WRONGPASS", "NOAUTH", "NOPERM"];
+    err.kind() == redis::ErrorKind::AuthenticationFailed || err.code().is_some_and(|c| CODES.contains(&c)) || {
+        let text = err.to_string();
+        CODES.iter().any(|c| text.contains(c))
+    }
+}
+
 /// Whether the error says the connection is unusable (and a read may be re-sent).
 pub(super) fn is_connection_failure(err: &RedisError) -> bool {
-    err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() || err.is_unrecoverable_error()
+    !is_auth_failure(err)
+        && (err.is_io_error()
+            || err.is_connection_dropped()
+            || err.is_connection_refusal()
+            || err.is_unrecoverable_error())
 }
 
 #[cfg(test)]

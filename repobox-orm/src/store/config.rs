@@ -7,7 +7,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Backoff {
     step: Duration,
-    max: Duration,
+    pub(super) max: Duration,
     jitter: bool,
     pub(super) max_attempts: Option<u32>,
 }
@@ -119,6 +119,7 @@ impl StoreConfig {
 
     /// How long a command may wait for its reply (`None`: forever). A command
     /// that times out fails with [`Error::Timeout`](crate::Error::Timeout) and the connection is replaced.
+    /// It also bounds every call as a whole: see [`call_bound`](Self::call_bound).
     pub fn response_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.response_timeout = timeout;
         self
@@ -129,6 +130,16 @@ impl StoreConfig {
     pub fn retry(mut self, on: bool) -> Self {
         self.retry = on;
         self
+    }
+
+    /// The longest a call takes, whatever the server does: the response
+    /// timeout, plus the connect timeout (when it must reconnect), plus the
+    /// longest backoff delay. A call still running then fails with
+    /// [`Error::Timeout`](crate::Error::Timeout). `None` when there is no
+    /// response timeout (a [`dedicated`](crate::Store::dedicated) store for blocking reads).
+    pub fn call_bound(&self) -> Option<Duration> {
+        self.response_timeout
+            .map(|r| r.saturating_add(self.connect_timeout).saturating_add(self.backoff.max))
     }
 
     /// How long [`Store::close`](crate::Store::close) waits for commands in flight.

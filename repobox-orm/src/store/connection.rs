@@ -8,6 +8,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{PushKind, RedisError};
 use tokio::sync::{Mutex, Notify};
 
+use super::classify::is_auth_failure;
 use super::config::StoreConfig;
 use crate::error::{Error, Result};
 
@@ -87,8 +88,9 @@ impl Inner {
                     return Ok(live);
                 }
                 Err(err) => {
-                    let give_up =
-                        !self.config.retry || self.config.backoff.max_attempts.is_some_and(|max| attempt >= max);
+                    let give_up = !self.config.retry
+                        || is_auth_failure(&err)
+                        || self.config.backoff.max_attempts.is_some_and(|max| attempt >= max);
                     tracing::warn!(target: "repobox::store", error = %err, attempt, "connect failed");
                     if give_up {
                         return Err(err.into());

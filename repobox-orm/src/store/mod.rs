@@ -157,6 +157,7 @@ impl Store {
         tracing::info!(target: "repobox::store", "closed");
     }
 
+    /// Runs one call within the config's [`call_bound`](StoreConfig::call_bound).
     async fn run<'a, T: Replies, F>(&'a self, read_only: bool, op: F) -> redis::RedisResult<T>
     where
         F: Fn(MultiplexedConnection) -> RedisFuture<'a, T>,
@@ -166,6 +167,23 @@ impl Store {
             return Err(StoreSignal::Closed.into());
         }
         let _guard = InFlight::enter(inner);
+        match inner.config.call_bound() {
+            None => self.attempts(read_only, op).await,
+            Some(bound) => match tokio::time::timeout(bound, self.attempts(read_only, op)).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!(target: "repobox::store", bound_ms = bound.as_millis() as u64, "a call ran out of its time");
+                    Err(StoreSignal::Timeout(bound).into())
+                }
+            },
+        }
+    }
+
+    async fn attempts<'a, T: Replies, F>(&'a self, read_only: bool, op: F) -> redis::RedisResult<T>
+    where
+        F: Fn(MultiplexedConnection) -> RedisFuture<'a, T>,
+    {
+        let inner = &self.inner;
         let mut attempt = 0;
         loop {
             let live = inner.connection().await.map_err(into_redis_error)?;
