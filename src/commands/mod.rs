@@ -67,24 +67,6 @@ pub fn redact(url: &str) -> String {
     format!("{scheme}://{shown}{}", &rest[at..])
 }
 
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_are_never_shown() {
-        assert_eq!(
-            redact("redis://:TopSecretPW@127.0.0.1:7499"),
-            "redis://:***@127.0.0.1:7499"
-        );
-        assert_eq!(redact("rediss://app:pw@h:6380/2"), "rediss://app:***@h:6380/2");
-        assert_eq!(redact("redis://pw@h/0"), "redis://***@h/0");
-        assert_eq!(redact("redis://:p@ss@h"), "redis://:***@h");
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(redact("not a url"), "not a url");
-    }
-}
-
 fn is_unreachable(e: &anyhow::Error) -> bool {
     let unreachable = |e: &repobox_orm::Error| match e {
         repobox_orm::Error::Redis(r) => r.is_connection_refusal() || r.is_io_error(),
@@ -118,4 +100,22 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_never_shown() {
+        assert_eq!(
+            redact("redis://:TopSecretPW@127.0.0.1:7499"),
+            "redis://:***@127.0.0.1:7499"
+        );
+        assert_eq!(redact("rediss://app:pw@h:6380/2"), "rediss://app:***@h:6380/2");
+        assert_eq!(redact("redis://pw@h/0"), "redis://***@h/0");
+        assert_eq!(redact("redis://:p@ss@h"), "redis://:***@h");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact("not a url"), "not a url");
+    }
 }
