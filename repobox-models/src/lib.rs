@@ -7,8 +7,8 @@
 //! |---|---|---|
 //! | `user:<id>` | hash ([`User`]) | none |
 //! | `user:email:<email>` | string -> user id | none |
-//! | `session:<id>` | hash ([`Session`]) | 7 days |
-//! | `sessions:user:<user_id>` | set of session ids | follows its sessions |
+//! | `session:<digest>` | hash ([`Session`]); digest = lowercase hex SHA-256 of the token | 7 days |
+//! | `sessions:user:<user_id>` | set of session digests | follows its sessions |
 //! | `job:<id>` | hash ([`Job`]) | none |
 //! | `jobs:user:<user_id>` | sorted set, score `created_at` | none |
 //! | `jobs:stream` | stream, group `runners` | none |
@@ -29,7 +29,7 @@ pub use git::{GitProvider, GitProviders, RepoCache, RepoCacheField, RepoCachePat
 pub use job::{
     JOB_OUTPUT_TTL, JOBS_GROUP, JOBS_STREAM, Job, JobField, JobOutcome, JobPatch, JobStatus, OutputRange, StatusChange,
 };
-pub use session::{Session, SessionField, SessionPatch};
+pub use session::{Session, SessionField, SessionPatch, SessionToken};
 pub use user::{User, UserField, UserPatch};
 
 /// Checks (or, with `repair`, repairs) every index of every model, as

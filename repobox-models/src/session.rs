@@ -1,27 +1,111 @@
+use std::fmt;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use repobox_orm::prelude::{ConnectionLike, RedisEntity};
+use repobox_orm::redis::{self, Script, Value};
+use repobox_orm::{Error as OrmError, RawHash};
+use sha2::{Digest, Sha256};
 
-use crate::Result;
+use crate::{Result, User};
 
-/// A login session; the hash expires with the session (`Session::TTL`, seven days).
-#[derive(RedisEntity, Debug, Clone, PartialEq)]
-#[key("session:<id>")]
+static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend_session.lua")));
+
+/// The secret a browser holds for its session: 256 bits from the operating
+/// system's random generator, as 64 lowercase hex characters. It is handed to
+/// the caller once, by [`Session::create_user_session`]; Redis only ever
+/// holds its SHA-256 digest. `Debug` and `Display` show a fingerprint only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionToken(String);
+
+impl SessionToken {
+    fn generate() -> Result<Self> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| OrmError::Encode {
+            field: "id",
+            message: format!("the OS random generator failed: {e}"),
+        })?;
+        Ok(SessionToken(hex(&bytes)))
+    }
+
+    /// The token a browser sent back (its cookie's value).
+    pub fn from_cookie(value: impl Into<String>) -> Self {
+        SessionToken(value.into())
+    }
+
+    /// The token itself, to put in the cookie. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// What Redis keys the session by: the lowercase hex SHA-256 of the
+    /// token's UTF-8 bytes (`session:<digest>`).
+    pub fn digest(&self) -> String {
+        hex(&Sha256::digest(self.0.as_bytes()))
+    }
+
+    /// The first 8 characters of the digest: enough to tell sessions apart in
+    /// a log, not enough to find one.
+    pub fn fingerprint(&self) -> String {
+        self.digest()[..8].to_owned()
+    }
+}
+
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionToken({}…)", self.fingerprint())
+    }
+}
+
+impl fmt::Display for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "session {}…", self.fingerprint())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A login session; the hash expires with the session (`Session::TTL`, seven
+/// days), and no session lives past [`Session::MAX_LIFETIME`] from its creation.
+#[derive(RedisEntity, Clone, PartialEq)]
+#[key("session:<id>", secret)]
 #[ttl(days = 7)]
 #[index(set = "sessions:user:<user_id>")]
 pub struct Session {
-    /// 128 random bits, hex.
+    /// The lowercase hex SHA-256 digest of the session's token; the token
+    /// itself is never stored.
     pub id: String,
     /// The user it belongs to.
     pub user_id: String,
-    /// Unix millis.
+    /// Unix millis, by Redis's clock.
     pub created_at: i64,
-    /// Unix millis after which the session is invalid.
+    /// Unix millis after which the session is invalid, by Redis's clock.
     pub expires_at: i64,
     /// The browser's user agent.
     pub user_agent: Option<String>,
     /// The client's address.
     pub ip: Option<String>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &format_args!("{}…", &self.id[..self.id.len().min(8)]))
+            .field("user_id", &self.user_id)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field("user_agent", &self.user_agent)
+            .field("ip", &self.ip)
+            .finish()
+    }
+}
+
+/// Redis's clock, in unix millis.
+async fn redis_now<C: ConnectionLike + Send>(conn: &mut C) -> Result<i64> {
+    let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(conn).await?;
+    Ok(secs.saturating_mul(1000).saturating_add(micros / 1000))
 }
 
 /// `now + by` in unix millis; `Err(InvalidArgument)` where it would overflow.
@@ -30,7 +114,7 @@ fn after(now: i64, by: Duration) -> Result<i64> {
         .ok()
         .and_then(|by| now.checked_add(by))
         .ok_or_else(|| {
-            repobox_orm::Error::InvalidArgument {
+            OrmError::InvalidArgument {
                 name: "expiry",
                 reason: format!("{now} ms + {by:?} is past the largest timestamp"),
             }
@@ -38,27 +122,23 @@ fn after(now: i64, by: Duration) -> Result<i64> {
         })
 }
 
-/// A new session id: 128 bits from the operating system's random generator, as hex.
-fn new_session_id() -> Result<String> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| repobox_orm::Error::Encode {
-        field: "id",
-        message: format!("the OS random generator failed: {e}"),
-    })?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 impl Session {
-    /// Creates a session for a new login of `user_id` at `now` (unix millis).
+    /// The longest a session lives from its creation, however often it is extended: 30 days.
+    pub const MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+    /// Creates a session for a new login of `user_id`, dated by Redis's clock.
+    /// Returns the token for the browser (given out this once, never stored)
+    /// and the session.
     pub async fn create_user_session<C: ConnectionLike + Send>(
         conn: &mut C,
         user_id: &str,
         user_agent: Option<String>,
         ip: Option<String>,
-        now: i64,
-    ) -> Result<Session> {
+    ) -> Result<(SessionToken, Session)> {
+        let token = SessionToken::generate()?;
+        let now = redis_now(conn).await?;
         let session = Session {
-            id: new_session_id()?,
+            id: token.digest(),
             user_id: user_id.to_owned(),
             created_at: now,
             expires_at: after(now, Session::TTL.unwrap_or_default())?,
@@ -66,28 +146,86 @@ impl Session {
             ip,
         };
         Session::create(conn, &session).await?;
-        Ok(session)
+        Ok((token, session))
     }
 
-    /// Reads a session that is still valid at `now`; one whose `expires_at` is
-    /// past is deleted and reported absent.
-    pub async fn get_valid<C: ConnectionLike + Send>(conn: &mut C, id: &str, now: i64) -> Result<Option<Session>> {
-        match Session::get(conn, id).await? {
-            Some(s) if s.expires_at <= now => {
-                Session::delete(conn, id).await?;
+    /// The session of `token` if it is valid: it exists, its `expires_at` is
+    /// ahead of Redis's clock, and its user still exists. A session that fails
+    /// the last two is revoked on the way. Two round trips (three to revoke).
+    pub async fn get_valid<C: ConnectionLike + Send>(conn: &mut C, token: &SessionToken) -> Result<Option<Session>> {
+        let key = Session::key_for(token.digest())?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("TIME").cmd("HGETALL").arg(&key);
+        let ((secs, micros), reply): ((i64, i64), Value) = pipe.query_async(conn).await?;
+        let now = secs.saturating_mul(1000).saturating_add(micros / 1000);
+        let shown = <Session as RedisEntity>::META.key.shown(&key);
+        let hash = RawHash::from_reply(&shown, &reply)?;
+        if hash.is_empty() {
+            return Ok(None);
+        }
+        let session = Session::read_fields(&shown, &hash)?;
+        if session.expires_at <= now || !User::exists(conn, session.user_id.as_str()).await? {
+            Session::delete(conn, session.id.as_str()).await?;
+            return Ok(None);
+        }
+        Ok(Some(session))
+    }
+
+    /// Moves the session's expiry to `by` from now (by Redis's clock), never
+    /// past [`MAX_LIFETIME`](Self::MAX_LIFETIME) from its creation; see
+    /// [`extend_within`](Self::extend_within).
+    pub async fn extend<C: ConnectionLike + Send>(
+        conn: &mut C,
+        token: &SessionToken,
+        by: Duration,
+    ) -> Result<Option<Session>> {
+        Session::extend_within(conn, token, by, Session::MAX_LIFETIME).await
+    }
+
+    /// Moves the session's expiry to `by` from now by Redis's clock, and its
+    /// TTL with it, atomically, never past `max_lifetime` from its creation
+    /// and never earlier than it was. A session past its `expires_at`, or
+    /// whose lifetime is used up, is not brought back: it is revoked and
+    /// `None` returned; so is an absent one.
+    pub async fn extend_within<C: ConnectionLike + Send>(
+        conn: &mut C,
+        token: &SessionToken,
+        by: Duration,
+        max_lifetime: Duration,
+    ) -> Result<Option<Session>> {
+        let by = by.min(max_lifetime);
+        let (by_ms, max_ms) = (millis(by)?, millis(max_lifetime)?);
+        let digest = token.digest();
+        let Some(mut session) = Session::get(conn, digest.as_str()).await? else {
+            return Ok(None);
+        };
+        let set = format!("sessions:user:{}", session.user_id);
+        let mut invocation = EXTEND.key(Session::key_for(digest.as_str())?);
+        invocation.key(&set).arg(by_ms).arg(max_ms).arg(&session.user_id);
+        let reply: Vec<String> = invocation.invoke_async(conn).await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => {
+                session.expires_at = reply.get(1).and_then(|n| n.parse().ok()).unwrap_or(session.expires_at);
+                Ok(Some(session))
+            }
+            Some("expired") => {
+                Session::delete(conn, digest.as_str()).await?;
                 Ok(None)
             }
-            other => Ok(other),
+            Some("missing" | "changed") => Ok(None),
+            other => Err(OrmError::UnexpectedReply {
+                key: <Session as RedisEntity>::META
+                    .key
+                    .shown(&Session::key_for(digest.as_str())?),
+                detail: format!("extending the session answered {other:?}"),
+            }
+            .into()),
         }
     }
 
-    /// Moves `expires_at` to `now + by` and the TTL with it; `Err(NotFound)` if the session is gone.
-    pub async fn extend<C: ConnectionLike + Send>(conn: &mut C, id: &str, by: Duration, now: i64) -> Result<()> {
-        let patch = SessionPatch {
-            expires_at: Some(after(now, by)?),
-            ..Default::default()
-        };
-        Ok(Session::update_and_expire(conn, id, patch, by).await?)
+    /// Logs the session out: deletes it and its index entry; `false` if it was gone.
+    pub async fn revoke<C: ConnectionLike + Send>(conn: &mut C, token: &SessionToken) -> Result<bool> {
+        Ok(Session::delete(conn, token.digest().as_str()).await?)
     }
 
     /// Logs the user out everywhere: deletes every session of `user_id`, each
@@ -104,5 +242,36 @@ impl Session {
             .collect();
         let deleted = Session::delete_many(conn, &ids).await?;
         Ok(deleted.into_iter().filter(|d| *d).count())
+    }
+}
+
+fn millis(d: Duration) -> Result<u64> {
+    u64::try_from(d.as_millis()).map_err(|_| {
+        OrmError::InvalidArgument {
+            name: "duration",
+            reason: format!("{d:?} is longer than repobox counts"),
+        }
+        .into()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_is_the_lowercase_hex_sha256_of_the_token() {
+        // The test vector of the README: what the web app must compute too.
+        let token = SessionToken::from_cookie("4d6f6e6b65792d746f6b656e2d666f722d7465737473");
+        assert_eq!(
+            token.digest(),
+            "436eec33f95b0667331e4d3ab6b3e719aca76847905751f9756186201ab78dad"
+        );
+        assert_eq!(token.fingerprint(), "436eec33");
+        assert_eq!(format!("{token:?}"), "SessionToken(436eec33…)");
+        assert!(!format!("{token}").contains(token.expose()));
+        let fresh = SessionToken::generate().unwrap();
+        assert_eq!(fresh.expose().len(), 64);
+        assert_ne!(fresh, SessionToken::generate().unwrap());
     }
 }

@@ -23,6 +23,21 @@ pub struct User {
 }
 
 impl User {
+    /// Deletes the user, its email claim and every one of its sessions in one
+    /// atomic write; `false` if the user was absent. A session created while
+    /// this runs is refused by [`Session::get_valid`](crate::Session::get_valid),
+    /// which checks that its user exists.
+    pub async fn delete_with_sessions<C: ConnectionLike + Send>(conn: &mut C, id: &str) -> Result<bool> {
+        let set = format!("sessions:user:{}", User::key_for(id)?.trim_start_matches("user:"));
+        let digests: Vec<String> = repobox_orm::redis::cmd("SMEMBERS").arg(&set).query_async(conn).await?;
+        let mut keys: Vec<String> = digests
+            .iter()
+            .filter_map(|d| crate::Session::key_for(d.as_str()).ok())
+            .collect();
+        keys.push(set);
+        Ok(User::delete_with(conn, id, &keys).await?)
+    }
+
     /// Records a login at `at` (unix millis); `Err(NotFound)` if the user is gone.
     pub async fn update_last_login<C: ConnectionLike + Send>(conn: &mut C, id: &str, at: i64) -> Result<()> {
         let patch = UserPatch {

@@ -76,19 +76,17 @@ async fn users() {
 #[tokio::test]
 async fn sessions() {
     let (_server, mut conn) = setup().await;
-    let now = now_millis();
-    let s = Session::create_user_session(&mut conn, "u1", Some("curl".into()), None, now)
+    for id in ["u1", "u2"] {
+        User::create(&mut conn, &user(id, &format!("{id}@x.io"))).await.unwrap();
+    }
+    let (token, s) = Session::create_user_session(&mut conn, "u1", Some("curl".into()), None)
         .await
         .unwrap();
-    assert_eq!(s.id.len(), 32, "128 bits as hex");
-    let other = Session::create_user_session(&mut conn, "u1", None, None, now)
-        .await
-        .unwrap();
+    assert_eq!(token.expose().len(), 64, "256 bits as hex");
+    assert_eq!(s.id, token.digest(), "the session is keyed by the digest");
+    let (other_token, other) = Session::create_user_session(&mut conn, "u1", None, None).await.unwrap();
     assert_ne!(s.id, other.id);
-    assert_eq!(
-        Session::get_valid(&mut conn, &s.id, now).await.unwrap(),
-        Some(s.clone())
-    );
+    assert_eq!(Session::get_valid(&mut conn, &token).await.unwrap(), Some(s.clone()));
     let ttl: i64 = redis::cmd("PTTL")
         .arg(format!("session:{}", s.id))
         .query_async(&mut conn)
@@ -104,47 +102,180 @@ async fn sessions() {
         .unwrap();
     assert!(set_ttl >= ttl - 1_000, "the set follows its sessions");
 
-    // Extend moves expires_at and the TTL together.
-    Session::extend(&mut conn, &s.id, Duration::from_secs(30 * 24 * 3600), now)
+    // Extend moves expires_at and the TTL together, capped at the lifetime.
+    let extended = Session::extend(&mut conn, &token, Duration::from_secs(20 * 24 * 3600))
         .await
+        .unwrap()
         .unwrap();
-    let extended = Session::get(&mut conn, s.id.as_str()).await.unwrap().unwrap();
-    assert_eq!(extended.expires_at, now + 30 * 24 * 3600 * 1000);
+    assert!(extended.expires_at > s.expires_at);
+    assert_eq!(Session::get(&mut conn, s.id.as_str()).await.unwrap().unwrap(), extended);
     let ttl: i64 = redis::cmd("PTTL")
         .arg(format!("session:{}", s.id))
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert!(ttl > 29 * 24 * 3600 * 1000);
+    assert!(ttl > 19 * 24 * 3600 * 1000);
     let set_ttl: i64 = redis::cmd("PTTL")
         .arg("sessions:user:u1")
         .query_async(&mut conn)
         .await
         .unwrap();
     assert!(set_ttl >= ttl - 1_000);
-    assert!(
-        Session::extend(&mut conn, "gone", Duration::from_secs(1), now)
+    let capped = Session::extend(&mut conn, &token, Duration::from_secs(365 * 24 * 3600))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        capped.expires_at,
+        s.created_at + Session::MAX_LIFETIME.as_millis() as i64
+    );
+    assert_eq!(
+        Session::extend(&mut conn, &SessionToken::from_cookie("gone"), Duration::from_secs(1))
             .await
-            .unwrap_err()
-            .is_not_found()
+            .unwrap(),
+        None
     );
 
-    // A session past its expires_at is deleted on read.
-    let later = now + 31 * 24 * 3600 * 1000;
-    assert_eq!(Session::get_valid(&mut conn, &other.id, later).await.unwrap(), None);
+    // Past its expires_at (by Redis's clock), a session is refused, revoked and not brought back.
+    let _: () = conn
+        .hset(format!("session:{}", other.id), "expires_at", 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        Session::extend(&mut conn, &other_token, Duration::from_secs(60))
+            .await
+            .unwrap(),
+        None
+    );
     assert!(!Session::exists(&mut conn, other.id.as_str()).await.unwrap());
+    let (late_token, late) = Session::create_user_session(&mut conn, "u1", None, None).await.unwrap();
+    let _: () = conn
+        .hset(format!("session:{}", late.id), "expires_at", 1)
+        .await
+        .unwrap();
+    assert_eq!(Session::get_valid(&mut conn, &late_token).await.unwrap(), None);
+    assert!(!Session::exists(&mut conn, late.id.as_str()).await.unwrap());
     assert_eq!(Session::count_by_user_id(&mut conn, "u1").await.unwrap(), 1);
 
+    // Revoked: gone.
+    let (t2, _) = Session::create_user_session(&mut conn, "u1", None, None).await.unwrap();
+    assert!(Session::revoke(&mut conn, &t2).await.unwrap());
+    assert_eq!(Session::get_valid(&mut conn, &t2).await.unwrap(), None);
+
     // Log out everywhere.
-    Session::create_user_session(&mut conn, "u1", None, None, now)
-        .await
-        .unwrap();
-    Session::create_user_session(&mut conn, "u2", None, None, now)
-        .await
-        .unwrap();
+    Session::create_user_session(&mut conn, "u1", None, None).await.unwrap();
+    Session::create_user_session(&mut conn, "u2", None, None).await.unwrap();
     assert_eq!(Session::delete_all_for_user(&mut conn, "u1").await.unwrap(), 2);
     assert_eq!(Session::count_by_user_id(&mut conn, "u1").await.unwrap(), 0);
     assert_eq!(Session::count_by_user_id(&mut conn, "u2").await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn sessions_of_deleted_users_are_refused() {
+    let (_server, mut conn) = setup().await;
+    for id in ["u1", "u2"] {
+        User::create(&mut conn, &user(id, &format!("{id}@x.io"))).await.unwrap();
+    }
+    let (a, _) = Session::create_user_session(&mut conn, "u1", None, None).await.unwrap();
+    let (b, _) = Session::create_user_session(&mut conn, "u1", None, None).await.unwrap();
+    // Deleting the user revokes its sessions in the same write.
+    assert!(User::delete_with_sessions(&mut conn, "u1").await.unwrap());
+    for t in [&a, &b] {
+        assert!(!Session::exists(&mut conn, t.digest().as_str()).await.unwrap());
+        assert_eq!(Session::get_valid(&mut conn, t).await.unwrap(), None);
+    }
+    assert!(!conn.exists::<_, bool>("sessions:user:u1").await.unwrap());
+    assert!(!conn.exists::<_, bool>("user:email:u1@x.io").await.unwrap());
+    // A user deleted by another client: its sessions are refused and revoked on read.
+    let (c, _) = Session::create_user_session(&mut conn, "u2", None, None).await.unwrap();
+    let _: () = conn.del("user:u2").await.unwrap();
+    assert_eq!(Session::get_valid(&mut conn, &c).await.unwrap(), None);
+    assert!(!Session::exists(&mut conn, c.digest().as_str()).await.unwrap());
+}
+
+/// A writer for the test's log lines.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn no_token_or_digest_reaches_redis_errors_or_logs() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let (_server, mut conn) = setup().await;
+    User::create(&mut conn, &user("u1", "u1@x.io")).await.unwrap();
+    let (token, session) = Session::create_user_session(&mut conn, "u1", None, None).await.unwrap();
+    Session::get_valid(&mut conn, &token).await.unwrap().unwrap();
+    Session::extend(&mut conn, &token, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let digest = token.digest();
+    // Errors that name the session's key: a corrupt field, a refused create, a ghost in the index.
+    let mut errors = Vec::new();
+    errors.push(Session::create(&mut conn, &session).await.unwrap_err().to_string());
+    let _: () = conn
+        .hset(format!("session:{digest}"), "created_at", "soon")
+        .await
+        .unwrap();
+    errors.push(Session::get(&mut conn, digest.as_str()).await.unwrap_err().to_string());
+    errors.push(Session::get_valid(&mut conn, &token).await.unwrap_err().to_string());
+    let listing = Session::by_user_id(&mut conn, "u1").await.unwrap();
+    errors.extend(listing.errors.iter().map(ToString::to_string));
+    let _: () = conn
+        .sadd("sessions:user:u1", "not-a-digest-but-a-secret:x")
+        .await
+        .unwrap();
+    let listing = Session::by_user_id(&mut conn, "u1").await.unwrap();
+    errors.extend(listing.errors.iter().map(ToString::to_string));
+    assert!(errors.len() >= 4, "{errors:?}");
+    errors.push(format!("{token:?} {token} {session:?}"));
+    for e in &errors {
+        assert!(!e.contains(token.expose()), "the token in: {e}");
+        assert!(!e.contains(&digest), "the digest in: {e}");
+        assert!(!e.contains("secret"), "a bad member in: {e}");
+    }
+    assert!(errors[0].contains(&token.fingerprint()), "{}", errors[0]);
+
+    // Redis holds the digest, never the token.
+    let keys: Vec<String> = conn.keys("*").await.unwrap();
+    for key in &keys {
+        assert!(!key.contains(token.expose()), "{key}");
+        let dump: Vec<u8> = redis::cmd("DUMP").arg(key).query_async(&mut conn).await.unwrap();
+        let dump = String::from_utf8_lossy(&dump);
+        assert!(!dump.contains(token.expose()), "the token in {key}");
+    }
+    let members: Vec<String> = conn.smembers("sessions:user:u1").await.unwrap();
+    assert!(members.contains(&digest));
+
+    Session::revoke(&mut conn, &token).await.unwrap();
+    // A ghost, repaired on read: the repair is logged.
+    let (ghost, _) = Session::create_user_session(&mut conn, "u1", None, None).await.unwrap();
+    let _: () = conn.del(format!("session:{}", ghost.digest())).await.unwrap();
+    Session::by_user_id(&mut conn, "u1").await.unwrap();
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    assert!(logs.contains("repairing index"), "the test saw no log line:\n{logs}");
+    assert!(
+        !logs.contains(&ghost.digest()) && !logs.contains(ghost.expose()),
+        "{logs}"
+    );
+    assert!(!logs.contains(token.expose()), "the token in the logs");
+    assert!(!logs.contains(&digest), "the digest in the logs:\n{logs}");
 }
 
 #[tokio::test]
@@ -431,32 +562,25 @@ async fn hostile_inputs_and_other_writers() {
     let (_server, mut conn) = setup().await;
     let now = now_millis();
     // Logging uA out everywhere never touches uB's session, whatever uA's set holds.
-    let a = Session::create_user_session(&mut conn, "uA", None, None, now)
-        .await
-        .unwrap();
-    let b = Session::create_user_session(&mut conn, "uB", None, None, now)
-        .await
-        .unwrap();
+    let (_, a) = Session::create_user_session(&mut conn, "uA", None, None).await.unwrap();
+    let (b_token, b) = Session::create_user_session(&mut conn, "uB", None, None).await.unwrap();
     let _: () = conn.sadd("sessions:user:uA", &b.id).await.unwrap();
     assert_eq!(Session::delete_all_for_user(&mut conn, "uA").await.unwrap(), 1);
     assert_eq!(Session::get(&mut conn, a.id.as_str()).await.unwrap(), None);
     assert_eq!(Session::get(&mut conn, b.id.as_str()).await.unwrap(), Some(b.clone()));
 
-    // Overflowing times are errors, and write nothing.
-    let before = dump_all(&mut conn).await;
-    let err = Session::extend(&mut conn, &b.id, Duration::MAX, now).await.unwrap_err();
-    assert!(
-        matches!(err, repobox_models::Error::Orm(Error::InvalidArgument { .. })),
-        "{err}"
-    );
-    let err = Session::extend(&mut conn, &b.id, Duration::from_secs(3600), i64::MAX)
+    // A huge extension is capped at the session's lifetime; a lifetime past
+    // what can be counted is an error and writes nothing.
+    let capped = Session::extend(&mut conn, &b_token, Duration::MAX)
         .await
-        .unwrap_err();
-    assert!(
-        matches!(err, repobox_models::Error::Orm(Error::InvalidArgument { .. })),
-        "{err}"
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        capped.expires_at,
+        b.created_at + Session::MAX_LIFETIME.as_millis() as i64
     );
-    let err = Session::create_user_session(&mut conn, "uC", None, None, i64::MAX)
+    let before = dump_all(&mut conn).await;
+    let err = Session::extend_within(&mut conn, &b_token, Duration::MAX, Duration::MAX)
         .await
         .unwrap_err();
     assert!(

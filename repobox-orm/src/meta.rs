@@ -51,6 +51,9 @@ pub struct KeyTemplate {
     /// The longest key part it takes, in bytes (`#[key("...", max_part_len = N)]`,
     /// else [`DEFAULT_MAX_KEY_PART_LEN`]).
     pub max_part_len: usize,
+    /// Whether its key parts are secrets (`#[key("...", secret)]`, a digest of
+    /// a session token, say): messages and logs show only a fingerprint of them.
+    pub secret: bool,
 }
 
 /// The longest key part an entity takes unless its `#[key]` says otherwise, in bytes.
@@ -106,6 +109,31 @@ impl KeyTemplate {
             }
         }
         Ok(key)
+    }
+
+    /// `key` as messages and logs may show it: itself, or for a `secret`
+    /// template with each key part cut to a fingerprint (its first 8
+    /// characters and `…`).
+    pub fn shown(&self, key: &str) -> String {
+        if !self.secret {
+            return key.to_owned();
+        }
+        let Some(parts) = self.parse_key(key) else {
+            return format!("<a key of `{}`>", self.source);
+        };
+        let mut parts = parts.into_iter();
+        let mut out = String::with_capacity(key.len());
+        for segment in self.segments {
+            match *segment {
+                Segment::Lit(text) => out.push_str(text),
+                Segment::Field { .. } => {
+                    let part = parts.next().unwrap_or_default();
+                    out.extend(part.chars().take(8));
+                    out.push('…');
+                }
+            }
+        }
+        out
     }
 
     /// The key parts of `key` when it is exactly a key of this template: the
@@ -249,6 +277,7 @@ mod tests {
             },
         ],
         max_part_len: 16,
+        secret: false,
     };
 
     #[test]
@@ -277,6 +306,25 @@ mod tests {
             );
         }
         assert!(REPO_CACHE.build(&["ü-ñ.é@x+y", "github"]).is_ok());
+    }
+
+    #[test]
+    fn secret_keys_are_shown_as_fingerprints() {
+        static SESSION: KeyTemplate = KeyTemplate {
+            source: "session:<id>",
+            segments: &[
+                Segment::Lit("session:"),
+                Segment::Field {
+                    placeholder: "id",
+                    field: "id",
+                },
+            ],
+            max_part_len: 512,
+            secret: true,
+        };
+        let digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        assert_eq!(SESSION.shown(&format!("session:{digest}")), "session:9f86d081…");
+        assert_eq!(REPO_CACHE.shown("repo_cache:{u1}:github"), "repo_cache:{u1}:github");
     }
 
     #[test]

@@ -93,16 +93,12 @@ async fn flow(store: &Store, args: &DemoArgs) -> anyhow::Result<()> {
     User::create(&mut conn, &user).await.context("creating the demo user")?;
     println!("\n1. Created user {} <{}>", user.id, user.email);
 
-    let session =
-        Session::create_user_session(&mut conn, &user.id, Some("repobox-demo".into()), None, now_millis()).await?;
+    let (token, session) = Session::create_user_session(&mut conn, &user.id, Some("repobox-demo".into()), None).await?;
     User::update_last_login(&mut conn, &user.id, now_millis()).await?;
     GitProviders::add(&mut conn, &user.id, GitProvider::GitHub).await?;
     let ttl = Session::ttl(&mut conn, session.id.as_str()).await?.unwrap_or_default();
-    println!(
-        "2. Logged in: session {}… expires in {} h",
-        &session.id[..8],
-        ttl.as_secs() / 3600
-    );
+    // The token goes to the browser; only a fingerprint of it is ever shown.
+    println!("2. Logged in: {token}, expires in {} h", ttl.as_secs() / 3600);
 
     let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
     q.ensure_group(&mut conn).await?;

@@ -9,7 +9,7 @@ use super::lit;
 use crate::internals::ast::{Entity, IndexKind, Piece, Template};
 use crate::internals::unraw::unraw;
 
-fn template_tokens(entity: &Entity<'_>, template: &Template) -> TokenStream {
+fn template_tokens(entity: &Entity<'_>, template: &Template, secret: bool) -> TokenStream {
     let p = entity.private();
     let source = lit(&template.source);
     let segments = template.pieces.iter().map(|piece| match piece {
@@ -29,17 +29,18 @@ fn template_tokens(entity: &Entity<'_>, template: &Template) -> TokenStream {
         None => quote!(#p::DEFAULT_MAX_KEY_PART_LEN),
     };
     quote! {
-        #p::KeyTemplate { source: #source, segments: &[#(#segments),*], max_part_len: #max_part_len }
+        #p::KeyTemplate { source: #source, segments: &[#(#segments),*], max_part_len: #max_part_len, secret: #secret }
     }
 }
 
 /// The `&'static EntityMeta` expression.
 pub fn meta(entity: &Entity<'_>) -> TokenStream {
     let p = entity.private();
-    let key = template_tokens(entity, &entity.key);
+    let key = template_tokens(entity, &entity.key, entity.secret);
     let indexes = entity.indexes.iter().map(|index| {
         let name = lit(&index.name(entity));
-        let key = template_tokens(entity, &index.template);
+        // Index keys are built from other fields; a secret key's parts are its id only.
+        let key = template_tokens(entity, &index.template, false);
         let kind = match &index.kind {
             IndexKind::Sorted { score, .. } => {
                 let score = lit(&entity.fields[*score].wire);

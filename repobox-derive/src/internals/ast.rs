@@ -19,6 +19,8 @@ pub struct Entity<'a> {
     pub key: Template,
     /// `max_part_len = N` of the `#[key]`, for the key and every index template.
     pub max_part_len: Option<usize>,
+    /// `secret` in the `#[key]`: the key parts are secrets.
+    pub secret: bool,
     pub ttl: Option<Ttl>,
     pub indexes: Vec<Index>,
     pub fields: Vec<Field<'a>>,
@@ -209,7 +211,12 @@ pub fn parse_entity<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Option<Entity
             }
         }
     }
-    let Some(attr::Key { template, max_part_len }) = key.get() else {
+    let Some(attr::Key {
+        template,
+        max_part_len,
+        secret,
+    }) = key.get()
+    else {
         cx.error_spanned_by(&input.ident, "missing `#[key(\"prefix:<field>\")]` attribute");
         return None;
     };
@@ -222,6 +229,7 @@ pub fn parse_entity<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Option<Entity
         krate: krate.get().unwrap_or_else(|| syn::parse_quote!(::repobox_orm)),
         key,
         max_part_len,
+        secret,
         ttl: ttl.get(),
         indexes,
         fields,

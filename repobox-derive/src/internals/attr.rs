@@ -91,6 +91,8 @@ pub fn unknown(cx: &Ctxt, meta: &ParseNestedMeta<'_>, what: &str, expected: &[Sy
 pub struct Key {
     pub template: syn::LitStr,
     pub max_part_len: Option<usize>,
+    /// The key parts are secrets: messages show fingerprints of them.
+    pub secret: bool,
 }
 
 /// Reads `#[key("...")]` with its optional `max_part_len = N`.
@@ -98,12 +100,17 @@ pub fn key(cx: &Ctxt, attr: &syn::Attribute) -> Option<Key> {
     let parsed = attr.parse_args_with(|input: syn::parse::ParseStream<'_>| {
         let template: syn::LitStr = input.parse()?;
         let mut max_part_len = Attr::none(cx, "#[key]", MAX_PART_LEN);
+        let mut secret = BoolAttr::none(cx, "#[key]", SECRET);
         while input.peek(syn::Token![,]) {
             input.parse::<syn::Token![,]>()?;
             if input.is_empty() {
                 break;
             }
             let name: syn::Ident = input.parse()?;
+            if name == SECRET {
+                secret.set_true(&name);
+                continue;
+            }
             input.parse::<syn::Token![=]>()?;
             if name == MAX_PART_LEN {
                 let n: syn::LitInt = input.parse()?;
@@ -122,6 +129,7 @@ pub fn key(cx: &Ctxt, attr: &syn::Attribute) -> Option<Key> {
         Ok(Key {
             template,
             max_part_len: max_part_len.get(),
+            secret: secret.get(),
         })
     });
     match parsed {

@@ -15,6 +15,7 @@ pub const REDIS: Symbol = Symbol("redis");
 
 // Inside `#[key("...", ...)]`.
 pub const MAX_PART_LEN: Symbol = Symbol("max_part_len");
+pub const SECRET: Symbol = Symbol("secret");
 
 // Inside `#[redis(...)]` on the struct.
 pub const CRATE: Symbol = Symbol("crate");

@@ -11,6 +11,7 @@ use crate::listing::Listing;
 
 /// The entity in an `HGETALL` reply for `key`; `None` if the hash is absent.
 fn decode<E: RedisEntity>(key: &str, reply: &Value) -> Result<Option<E>> {
+    let key = &E::META.key.shown(key);
     let hash = RawHash::from_reply(key, reply)?;
     if hash.is_empty() {
         return Ok(None);
@@ -40,7 +41,7 @@ pub(crate) async fn get_keys<E: RedisEntity, C: ConnectionLike + Send>(
     let replies: Vec<Value> = pipe.ignore_errors().query_async(conn).await?;
     if replies.len() != keys.len() {
         return Err(Error::UnexpectedReply {
-            key: first.clone(),
+            key: E::META.key.shown(first),
             detail: format!("{} replies to {} commands", replies.len(), keys.len()),
         });
     }

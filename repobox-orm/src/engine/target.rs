@@ -11,6 +11,8 @@ use crate::meta::KeyTemplate;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Target {
     pub key: String,
+    /// The key as messages and logs show it (a fingerprint for secret keys).
+    pub shown: String,
     pub id: String,
     parts: Vec<(&'static str, String)>,
 }
@@ -30,6 +32,7 @@ impl Target {
             });
         }
         Ok(Target {
+            shown: template.shown(&key),
             key,
             id: parts.join(":"),
             parts: fields.into_iter().zip(parts.iter().map(|p| p.to_string())).collect(),

@@ -74,10 +74,16 @@ pub(crate) fn check_fields(index: &IndexMeta) -> Vec<&'static str> {
     fields
 }
 
-fn bad_member(index_key: &str, raw: &[u8], reason: String) -> Error {
+fn bad_member<E: RedisEntity>(index_key: &str, raw: &[u8], reason: String) -> Error {
+    let member = String::from_utf8_lossy(raw);
+    let member = if E::META.key.secret {
+        member.chars().take(8).chain(['…']).collect()
+    } else {
+        member.into_owned()
+    };
     Error::BadIndexMember {
         index_key: index_key.to_owned(),
-        member: Shown::new(&String::from_utf8_lossy(raw)),
+        member: Shown::new(&member),
         reason,
     }
 }
@@ -107,13 +113,20 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
                 Ok(id) => id,
                 Err(_) => {
                     out.errors
-                        .push(bad_member(index_key, &member.raw, "is not UTF-8".into()));
+                        .push(bad_member::<E>(index_key, &member.raw, "is not UTF-8".into()));
                     continue;
                 }
             };
             match E::META.key.key_from_id(id) {
                 Ok(key) => keyed.push((id, key, member.score)),
-                Err(e) => out.errors.push(bad_member(index_key, &member.raw, e.to_string())),
+                Err(e) => {
+                    let reason = if E::META.key.secret {
+                        "is not an id of the entity".to_owned()
+                    } else {
+                        e.to_string()
+                    };
+                    out.errors.push(bad_member::<E>(index_key, &member.raw, reason));
+                }
             }
         }
         if keyed.is_empty() {
@@ -132,7 +145,8 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
         }
         let mut repairs = Vec::new();
         for ((id, key, score), reply) in keyed.into_iter().zip(&replies) {
-            let hash = match RawHash::from_reply(&key, reply) {
+            let shown = E::META.key.shown(&key);
+            let hash = match RawHash::from_reply(&shown, reply) {
                 Ok(hash) => hash,
                 Err(e) => {
                     out.errors.push(e);
@@ -143,7 +157,7 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
             let action = if hash.is_empty() {
                 Action::Gone
             } else {
-                let entity = match E::read_fields(&key, &hash) {
+                let entity = match E::read_fields(&shown, &hash) {
                     Ok(entity) => entity,
                     Err(e) => {
                         out.errors.push(e);

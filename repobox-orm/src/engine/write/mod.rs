@@ -29,7 +29,7 @@ fn must_exist(outcome: Outcome, target: &Target) -> Result<()> {
     match outcome {
         Outcome::Done(_) => Ok(()),
         Outcome::Missing => Err(Error::NotFound {
-            key: target.key.clone(),
+            key: target.shown.clone(),
         }),
     }
 }
@@ -68,7 +68,7 @@ pub(crate) async fn create_and_append<E: RedisEntity, C: ConnectionLike + Send>(
     match run_write(conn, plan).await? {
         Outcome::Done(Some(id)) => Ok(id),
         _ => Err(Error::UnexpectedReply {
-            key: target.key.clone(),
+            key: target.shown.clone(),
             detail: "XADD gave no entry id".into(),
         }),
     }
@@ -152,13 +152,13 @@ pub(crate) async fn patch_if<E: RedisEntity, C: ConnectionLike + Send>(
             other => return other,
         };
         let reply: redis::Value = redis::cmd("HGETALL").arg(&target.key).query_async(conn).await?;
-        let hash = RawHash::from_reply(&target.key, &reply)?;
+        let hash = RawHash::from_reply(&target.shown, &reply)?;
         if hash.is_empty() {
             return Err(Error::NotFound {
-                key: target.key.clone(),
+                key: target.shown.clone(),
             });
         }
-        let Ok(entity) = E::read_fields(&target.key, &hash) else {
+        let Ok(entity) = E::read_fields(&target.shown, &hash) else {
             return Err(conflict);
         };
         let stored = fields_of(&entity)?;
@@ -171,7 +171,7 @@ pub(crate) async fn patch_if<E: RedisEntity, C: ConnectionLike + Send>(
             .collect();
     }
     Err(Error::Contention {
-        key: target.key.clone(),
+        key: target.shown.clone(),
         attempts: CAS_ATTEMPTS,
     })
 }
@@ -229,7 +229,7 @@ async fn upsert_many<E: RedisEntity, C: ConnectionLike + Send>(
                 .next()
                 .unwrap_or_else(|| {
                     Err(Error::UnexpectedReply {
-                        key: target.key,
+                        key: target.shown,
                         detail: "the write got no outcome".into(),
                     })
                 })

@@ -239,7 +239,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
 
     /// Takes in the script's answer: done, refused, or learned the guards' values.
     pub fn absorb(&mut self, reply: Value) -> Result<Step> {
-        let key = &self.target.key;
+        let key = &self.target.shown;
         Ok(match WriteReply::parse(key, reply)? {
             WriteReply::Done => Step::Done(Outcome::Done(None)),
             WriteReply::Appended(id) => Step::Done(Outcome::Done(Some(id))),
@@ -264,9 +264,9 @@ impl<'w, 'a> WritePlan<'w, 'a> {
                 }
                 Step::CheckOwner { op, owner }
             }
-            WriteReply::WrongType { key } => {
+            WriteReply::WrongType { key: wrong } => {
                 return Err(Error::UnexpectedReply {
-                    key,
+                    key: if wrong == self.target.key { key.clone() } else { wrong },
                     detail: "the key holds the wrong kind of value".into(),
                 });
             }
@@ -325,7 +325,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
                 }
             }
         };
-        tracing::debug!(key = %self.target.key, index = index.name, "taking over a unique value whose owner is gone");
+        tracing::debug!(key = %self.target.shown, index = index.name, "taking over a unique value whose owner is gone");
         self.takeovers.push(Takeover {
             op,
             owner,
@@ -353,7 +353,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
             Value::Array(values) if values.len() == self.guards.len() => values,
             other => {
                 return Err(Error::UnexpectedReply {
-                    key: self.target.key.clone(),
+                    key: self.target.shown.clone(),
                     detail: format!("HMGET answered {other:?}"),
                 });
             }

@@ -1,0 +1,24 @@
+-- Extends a session, judged by Redis's own clock. KEYS[1] is the session
+-- hash, KEYS[2] its user's set of sessions. ARGV: how long to extend by (ms),
+-- the longest a session may live from its creation (ms), the user id the
+-- caller read. A session past its `expires_at` is not brought back; the new
+-- expiry never passes `created_at` + the longest lifetime.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local v = redis.call('HMGET', KEYS[1], 'created_at', 'expires_at', 'user_id')
+if not v[3] then return { 'missing' } end
+if v[3] ~= ARGV[3] then return { 'changed' } end
+local created, expires = tonumber(v[1]), tonumber(v[2])
+if not created or not expires then return { 'corrupt' } end
+if expires <= now then return { 'expired' } end
+local new = now + tonumber(ARGV[1])
+local cap = created + tonumber(ARGV[2])
+if new > cap then new = cap end
+if new <= now then return { 'expired' } end
+if new < expires then new = expires end
+redis.call('HSET', KEYS[1], 'expires_at', string.format('%d', new))
+redis.call('PEXPIREAT', KEYS[1], string.format('%d', new))
+-- The set of sessions lives at least as long as its longest-lived member.
+local left = redis.call('PTTL', KEYS[2])
+if left >= 0 and now + left < new then redis.call('PEXPIREAT', KEYS[2], string.format('%d', new)) end
+return { 'ok', string.format('%d', new) }
