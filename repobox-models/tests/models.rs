@@ -267,7 +267,7 @@ async fn no_token_or_digest_reaches_redis_errors_or_logs() {
     // A ghost, repaired on read: the repair is logged.
     let (ghost, _) = Session::create_user_session(&mut conn, "u1", None, None).await.unwrap();
     let _: () = conn.del(format!("session:{}", ghost.digest())).await.unwrap();
-    Session::by_user_id(&mut conn, "u1").await.unwrap();
+    let _ = Session::by_user_id(&mut conn, "u1").await.unwrap();
     let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
     assert!(logs.contains("repairing index"), "the test saw no log line:\n{logs}");
     assert!(
