@@ -12,6 +12,15 @@ pub struct Cli {
     /// Redis to use (default: $REDIS_URL, else redis://127.0.0.1:6379).
     #[arg(long, global = true, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+    /// For `rediss://`: a CA certificate (PEM) to trust instead of the system's.
+    #[arg(long, global = true, env = "REDIS_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// For mutual TLS: the client certificate (PEM).
+    #[arg(long, global = true, env = "REDIS_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// For mutual TLS: the client certificate's key (PEM).
+    #[arg(long, global = true, env = "REDIS_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<std::path::PathBuf>,
     /// Where the demo looks for a local Redis before it starts its own.
     #[arg(long, global = true, hide = true, default_value = repobox_orm::DEFAULT_URL)]
     pub local_url: String,

@@ -325,3 +325,28 @@ fn with_json_an_error_is_json_too() {
     let err: serde_json::Value = serde_json::from_slice(&out.stderr).expect("a JSON error");
     assert_eq!(err["error"], "no job \"nope\"");
 }
+
+#[test]
+fn the_cli_speaks_tls_with_the_ca_and_client_certificate_it_is_given() {
+    use repobox_orm::testing::TlsFiles;
+    let files = TlsFiles::generate();
+    let server = RedisServer::start_tls(&files, true);
+    let out = Command::new(env!("CARGO_BIN_EXE_repobox"))
+        .args(["queue", "stats", "--json"])
+        .env("REDIS_URL", server.tls_url())
+        .env("REDIS_CA_FILE", &files.ca_cert)
+        .env("REDIS_CLIENT_CERT", &files.client_cert)
+        .env("REDIS_CLIENT_KEY", &files.client_key)
+        .output()
+        .unwrap();
+    let stats = json(&out);
+    assert_eq!(stats["length"], 0);
+    // Without the client certificate the server refuses the connection.
+    let out = Command::new(env!("CARGO_BIN_EXE_repobox"))
+        .args(["queue", "stats"])
+        .env("REDIS_URL", server.tls_url())
+        .env("REDIS_CA_FILE", &files.ca_cert)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}

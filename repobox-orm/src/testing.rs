@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
+    tls_port: Option<u16>,
     child: Option<Child>,
     dir: PathBuf,
     extra: Vec<String>,
@@ -53,11 +54,37 @@ impl RedisServer {
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let mut server = RedisServer {
             port,
+            tls_port: None,
             child: None,
             dir,
             extra: args.iter().map(|s| s.to_string()).collect(),
         };
         server.spawn().unwrap_or_else(|e| panic!("{e}"));
+        server
+    }
+
+    /// Starts a server that also speaks TLS on a port of its own, with the
+    /// certificates in `tls`; `require_client_certs` makes it refuse clients
+    /// without a certificate signed by the CA (mutual TLS). The plain port
+    /// stays, for the kit's own readiness check and for admin connections.
+    pub fn start_tls(tls: &TlsFiles, require_client_certs: bool) -> Self {
+        let tls_port = free_port().expect("a free loopback port");
+        let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+        let args = [
+            "--tls-port".to_owned(),
+            tls_port.to_string(),
+            "--tls-cert-file".to_owned(),
+            path(&tls.server_cert),
+            "--tls-key-file".to_owned(),
+            path(&tls.server_key),
+            "--tls-ca-cert-file".to_owned(),
+            path(&tls.ca_cert),
+            "--tls-auth-clients".to_owned(),
+            (if require_client_certs { "yes" } else { "optional" }).to_owned(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut server = Self::start_with(&args);
+        server.tls_port = Some(tls_port);
         server
     }
 
@@ -77,6 +104,7 @@ impl RedisServer {
             std::fs::create_dir_all(&dir).map_err(|e| TestKitError::Start(e.to_string()))?;
             let mut server = RedisServer {
                 port,
+                tls_port: None,
                 child: None,
                 dir,
                 extra: args.iter().map(|s| s.to_string()).collect(),
@@ -157,6 +185,12 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// `rediss://127.0.0.1:<tls port>/` of a [`start_tls`](Self::start_tls) server.
+    pub fn tls_url(&self) -> String {
+        let port = self.tls_port.expect("a server started with start_tls");
+        format!("rediss://127.0.0.1:{port}/")
+    }
+
     /// A redis-rs client for the server.
     pub fn client(&self) -> redis::Client {
         redis::Client::open(self.url()).expect("valid test-kit url")
@@ -200,6 +234,79 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// TLS material made at test time in a temporary folder: a CA, a server
+/// certificate for `localhost` and `127.0.0.1` and a client certificate, both
+/// signed by it, as PEM files. Removed when dropped.
+#[derive(Debug)]
+pub struct TlsFiles {
+    dir: PathBuf,
+    /// The CA certificate.
+    pub ca_cert: PathBuf,
+    /// The server's certificate.
+    pub server_cert: PathBuf,
+    /// The server's key.
+    pub server_key: PathBuf,
+    /// A client certificate for mutual TLS.
+    pub client_cert: PathBuf,
+    /// The client certificate's key.
+    pub client_key: PathBuf,
+}
+
+impl TlsFiles {
+    /// Makes a new CA and certificates signed by it.
+    pub fn generate() -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+        };
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("repobox-tls-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a folder for the certificates");
+        let fail = |e: rcgen::Error| -> ! { panic!("cannot make test certificates: {e}") };
+
+        let ca_key = KeyPair::generate().unwrap_or_else(|e| fail(e));
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| fail(e));
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        ca.distinguished_name
+            .push(DnType::CommonName, format!("repobox test CA {n}"));
+        let ca_cert = ca.self_signed(&ca_key).unwrap_or_else(|e| fail(e));
+
+        let leaf = |names: Vec<String>, usage: ExtendedKeyUsagePurpose| {
+            let key = KeyPair::generate().unwrap_or_else(|e| fail(e));
+            let mut params = CertificateParams::new(names).unwrap_or_else(|e| fail(e));
+            params.extended_key_usages = vec![usage];
+            params.distinguished_name.push(DnType::CommonName, "repobox test");
+            let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap_or_else(|e| fail(e));
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert, server_key) = leaf(
+            vec!["localhost".into(), "127.0.0.1".into()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let (client_cert, client_key) = leaf(vec!["client".into()], ExtendedKeyUsagePurpose::ClientAuth);
+        let write = |name: &str, pem: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).expect("write a test certificate");
+            path
+        };
+        TlsFiles {
+            ca_cert: write("ca.pem", &ca_cert.pem()),
+            server_cert: write("server.pem", &server_cert),
+            server_key: write("server.key", &server_key),
+            client_cert: write("client.pem", &client_cert),
+            client_key: write("client.key", &client_key),
+            dir,
+        }
+    }
+}
+
+impl Drop for TlsFiles {
+    fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use repobox_models::{
     GitProvider, GitProviders, JOBS_GROUP, JOBS_STREAM, Job, JobStatus, OutputRange, Session, User, now_millis,
 };
-use repobox_orm::{Page, Queue, Store, StoreConfig};
+use repobox_orm::{Page, Queue, Store, StoreConfig, TlsConfig};
 use repobox_runner::{Runner, RunnerConfig};
 
 use super::{store_for, with_reach};
@@ -58,7 +58,7 @@ async fn throw_away(local: &str) -> anyhow::Result<DemoRedis> {
     )
 }
 
-pub async fn demo(url: Option<&str>, local: &str, args: &DemoArgs) -> anyhow::Result<()> {
+pub async fn demo(url: Option<&str>, local: &str, tls: Option<TlsConfig>, args: &DemoArgs) -> anyhow::Result<()> {
     let redis = match url {
         Some(url) => DemoRedis::Given(url.to_owned()),
         None if answers(local).await => DemoRedis::Local(local.to_owned()),
@@ -72,7 +72,13 @@ pub async fn demo(url: Option<&str>, local: &str, args: &DemoArgs) -> anyhow::Re
         #[cfg(feature = "embedded-redis")]
         DemoRedis::Embedded(server) => server.url(),
     };
-    let store = store_for(&url)?;
+    // Certificates are for the Redis the user named; a local or throw-away one is plain.
+    let tls = if matches!(redis, DemoRedis::Given(_)) {
+        tls
+    } else {
+        None
+    };
+    let store = store_for(&url, tls)?;
     let result = flow(&store, args).await;
     store.close().await;
     drop(redis);

@@ -7,20 +7,21 @@ mod queue;
 mod runner;
 
 use anyhow::Context;
-use repobox_orm::{Backoff, Store, StoreConfig};
+use repobox_orm::{Backoff, Store, StoreConfig, TlsConfig};
 
 use crate::cli::{Cli, Command};
 
 /// Runs the command `cli` names.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let tls = tls_of(&cli)?;
     if let Command::Demo(args) = &cli.command {
-        return demo::demo(cli.redis_url.as_deref(), &cli.local_url, args).await;
+        return demo::demo(cli.redis_url.as_deref(), &cli.local_url, tls, args).await;
     }
     let url = cli
         .redis_url
         .clone()
         .unwrap_or_else(|| repobox_orm::DEFAULT_URL.to_owned());
-    let store = store_for(&url)?;
+    let store = store_for(&url, tls)?;
     let result = match cli.command {
         Command::Demo(_) => Ok(()),
         Command::Runner(args) => runner::runner(&store, args).await,
@@ -32,9 +33,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     result.map_err(|e| with_reach(e, &url))
 }
 
+/// The certificates that `--ca-file`, `--client-cert` and `--client-key` (or
+/// their environment variables) name, if any.
+fn tls_of(cli: &Cli) -> anyhow::Result<Option<TlsConfig>> {
+    if cli.ca_file.is_none() && cli.client_cert.is_none() {
+        return Ok(None);
+    }
+    let mut tls = TlsConfig::default();
+    if let Some(ca) = &cli.ca_file {
+        tls = tls.ca_file(ca)?;
+    }
+    if let (Some(cert), Some(key)) = (&cli.client_cert, &cli.client_key) {
+        tls = tls.client_files(cert, key)?;
+    }
+    Ok(Some(tls))
+}
+
 /// The store the commands use: a few connection attempts, then the error.
-fn store_for(url: &str) -> anyhow::Result<Store> {
-    let config = StoreConfig::default().backoff(Backoff::default().max_attempts(Some(3)));
+fn store_for(url: &str, tls: Option<TlsConfig>) -> anyhow::Result<Store> {
+    let mut config = StoreConfig::default().backoff(Backoff::default().max_attempts(Some(3)));
+    if let Some(tls) = tls {
+        config = config.tls(tls);
+    }
     Store::with_config(url, config).with_context(|| format!("invalid Redis URL {:?}", redact(url)))
 }
 

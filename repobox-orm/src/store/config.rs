@@ -83,6 +83,7 @@ fn random_u64() -> u64 {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
+    pub(super) tls: Option<TlsConfig>,
     pub(super) backoff: Backoff,
     pub(super) connect_timeout: Duration,
     pub(super) response_timeout: Option<Duration>,
@@ -95,6 +96,7 @@ impl Default for StoreConfig {
     /// 5 s for in-flight commands on close.
     fn default() -> Self {
         StoreConfig {
+            tls: None,
             backoff: Backoff::default(),
             connect_timeout: Duration::from_secs(5),
             response_timeout: Some(Duration::from_secs(5)),
@@ -105,6 +107,13 @@ impl Default for StoreConfig {
 }
 
 impl StoreConfig {
+    /// The certificates of a `rediss://` connection: the CA to trust instead
+    /// of the system's, and a client certificate for mutual TLS.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// The reconnect backoff.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
@@ -146,6 +155,61 @@ impl StoreConfig {
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
         self
+    }
+}
+
+/// Certificates for `rediss://`, in PEM. Without a CA the system's trust
+/// store is used; with a client certificate and key the server can require
+/// mutual TLS. `Debug` never shows the key.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct TlsConfig {
+    pub(super) ca: Option<Vec<u8>>,
+    pub(super) client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("ca", &self.ca.is_some())
+            .field("client_certificate", &self.client.is_some())
+            .finish()
+    }
+}
+
+fn read_pem(what: &'static str, path: &std::path::Path) -> crate::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| crate::Error::InvalidArgument {
+        name: what,
+        reason: format!("cannot read {}: {e}", path.display()),
+    })
+}
+
+impl TlsConfig {
+    /// Trusts the CA certificate(s) in `pem` (instead of the system's).
+    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca = Some(pem.into());
+        self
+    }
+
+    /// Trusts the CA certificate(s) in the PEM file at `path`.
+    pub fn ca_file(self, path: impl AsRef<std::path::Path>) -> crate::Result<Self> {
+        Ok(self.ca_pem(read_pem("CA file", path.as_ref())?))
+    }
+
+    /// Presents this client certificate and key (PEM) for mutual TLS.
+    pub fn client_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.client = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// Presents the client certificate and key in these PEM files.
+    pub fn client_files(
+        self,
+        cert: impl AsRef<std::path::Path>,
+        key: impl AsRef<std::path::Path>,
+    ) -> crate::Result<Self> {
+        let cert = read_pem("client certificate", cert.as_ref())?;
+        let key = read_pem("client key", key.as_ref())?;
+        Ok(self.client_pem(cert, key))
     }
 }
 

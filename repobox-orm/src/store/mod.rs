@@ -31,7 +31,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
 use self::classify::{Replies, command_name, is_connection_failure, is_read_command};
-pub use self::config::{Backoff, StoreConfig};
+pub use self::config::{Backoff, StoreConfig, TlsConfig};
 use self::connection::{InFlight, Inner};
 use self::signal::StoreSignal;
 use crate::error::{Error, Result};
@@ -79,7 +79,20 @@ impl Store {
             .clone()
             .set_protocol(redis::ProtocolVersion::RESP3);
         let db = redis.db();
-        let client = redis::Client::open(info.set_redis_settings(redis))?;
+        let info = info.set_redis_settings(redis);
+        let client = match &config.tls {
+            None => redis::Client::open(info)?,
+            Some(tls) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: tls.client.as_ref().map(|(cert, key)| redis::ClientTlsConfig {
+                        client_cert: cert.clone(),
+                        client_key: key.clone(),
+                    }),
+                    root_cert: tls.ca.clone(),
+                },
+            )?,
+        };
         Ok(Store {
             inner: Arc::new(Inner::new(client, config, db, false)),
         })
