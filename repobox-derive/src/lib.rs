@@ -15,7 +15,7 @@ use proc_macro::TokenStream;
 /// Stores a struct as a Redis hash: `#[key("user:<id>")]`, `#[ttl(days = 7)]`,
 /// `#[index(sorted = "...", score = field)]`, `#[index(set = "...")]`,
 /// `#[index(unique = "...")]`, `#[redis(crate = "...")]` on the struct, and
-/// `#[redis(rename = "...", skip, default, json)]` on fields.
+/// `#[redis(rename = "...", skip, default, json, encrypted)]` on fields.
 #[proc_macro_derive(RedisEntity, attributes(key, ttl, index, redis))]
 pub fn derive_redis_entity(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);

@@ -93,6 +93,8 @@ fn field_attributes() {
             pub env: Vec<(String, String)>,
             #[redis(json, default)]
             pub labels: Vec<String>,
+            #[redis(encrypted)]
+            pub token: String,
         }
     }));
 }

@@ -95,3 +95,35 @@ pub struct RepoCache {
     /// Unix millis of the listing.
     pub fetched_at: i64,
 }
+
+/// A user's credentials for one git provider. The tokens are encrypted at
+/// rest (`#[redis(encrypted)]`, AES-256-GCM with the process's key ring, see
+/// `repobox_orm::crypto`); `Debug` never shows them.
+#[derive(RedisEntity, Clone, PartialEq)]
+#[key("git_credential:<user_id>:<provider>")]
+pub struct GitCredential {
+    /// The user.
+    pub user_id: String,
+    /// The provider the tokens are for.
+    pub provider: GitProvider,
+    /// The OAuth access token.
+    #[redis(encrypted)]
+    pub access_token: String,
+    /// The OAuth refresh token, if the provider gave one.
+    #[redis(encrypted)]
+    pub refresh_token: Option<String>,
+    /// Unix millis when the access token expires.
+    pub expires_at: Option<i64>,
+}
+
+impl std::fmt::Debug for GitCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitCredential")
+            .field("user_id", &self.user_id)
+            .field("provider", &self.provider)
+            .field("access_token", &"…")
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "…"))
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}

@@ -15,6 +15,7 @@
 //! | `job:<id>:output` | list of output lines | 24 hours |
 //! | `git_providers:<user_id>` | set of [`GitProvider`]s | none |
 //! | `repo_cache:<user_id>:<provider>` | hash ([`RepoCache`]) | 5 minutes |
+//! | `git_credential:<user_id>:<provider>` | hash ([`GitCredential`]), tokens encrypted | none |
 
 #![warn(missing_docs)]
 
@@ -25,7 +26,10 @@ mod session;
 mod user;
 
 pub use error::{Error, Result};
-pub use git::{GitProvider, GitProviders, RepoCache, RepoCacheField, RepoCachePatch, RepoSummary};
+pub use git::{
+    GitCredential, GitCredentialField, GitCredentialPatch, GitProvider, GitProviders, RepoCache, RepoCacheField,
+    RepoCachePatch, RepoSummary,
+};
 pub use job::{
     JOB_OUTPUT_TTL, JOBS_GROUP, JOBS_STREAM, Job, JobField, JobOutcome, JobPatch, JobStatus, OutputRange, StatusChange,
 };
@@ -53,7 +57,7 @@ pub async fn sweep_indexes<C: repobox_orm::prelude::ConnectionLike + Send>(
             reports
         }};
     }
-    Ok(each_model!(User, Session, Job, RepoCache))
+    Ok(each_model!(User, Session, Job, RepoCache, GitCredential))
 }
 
 /// Milliseconds since the Unix epoch, as every timestamp field holds them.

@@ -80,6 +80,17 @@ pub enum Error {
         /// Why it is not an id.
         reason: String,
     },
+    /// An encrypted field that does not open: sealed with a key the ring does
+    /// not hold, with another key, or copied from another entity or field.
+    #[error("cannot decrypt field `{field}` of `{key}`: {reason}")]
+    Decrypt {
+        /// The entity's key.
+        key: String,
+        /// The hash field.
+        field: &'static str,
+        /// Why not (never the value).
+        reason: String,
+    },
     /// A value that cannot be written (JSON serialization failed, a NaN score).
     #[error("cannot encode field `{field}`: {message}")]
     Encode {

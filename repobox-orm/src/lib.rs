@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 
 mod codec;
+pub mod crypto;
 mod engine;
 mod entity;
 mod error;

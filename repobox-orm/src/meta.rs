@@ -14,6 +14,8 @@ pub struct EntityMeta {
     pub indexes: &'static [IndexMeta],
     /// The `#[ttl(...)]`, if any.
     pub ttl: Option<Duration>,
+    /// The hash fields stored encrypted (`#[redis(encrypted)]`).
+    pub encrypted: &'static [&'static str],
 }
 
 /// One `#[index(...)]`.

@@ -58,11 +58,17 @@ pub fn meta(entity: &Entity<'_>) -> TokenStream {
         }
         None => quote!(::core::option::Option::None),
     };
+    let encrypted = entity
+        .fields
+        .iter()
+        .filter(|f| f.is_stored() && f.encrypted)
+        .map(|f| lit(&f.wire));
     quote! {
         &#p::EntityMeta {
             key: #key,
             indexes: &[#(#indexes),*],
             ttl: #ttl,
+            encrypted: &[#(#encrypted),*],
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct Field<'a> {
     pub skip: bool,
     pub default: bool,
     pub json: bool,
+    /// Stored sealed with the key ring (`#[redis(encrypted)]`).
+    pub encrypted: bool,
 }
 
 /// A key or index template whose placeholders are resolved to fields.
@@ -168,6 +170,7 @@ pub fn parse_entity<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Option<Entity
                 skip: attrs.skip,
                 default: attrs.default,
                 json: attrs.json,
+                encrypted: attrs.encrypted,
             })
         })
         .collect();

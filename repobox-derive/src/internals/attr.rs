@@ -153,6 +153,7 @@ pub struct FieldAttrs {
     pub skip: bool,
     pub default: bool,
     pub json: bool,
+    pub encrypted: bool,
 }
 
 /// Reads `#[ttl(days = 7, ...)]`; `None` (with errors in `cx`) when it is not a valid TTL.
@@ -205,6 +206,7 @@ pub fn field(cx: &Ctxt, field: &syn::Field) -> Option<FieldAttrs> {
     let mut skip = BoolAttr::none(cx, WITHIN, SKIP);
     let mut default = BoolAttr::none(cx, WITHIN, DEFAULT);
     let mut json = BoolAttr::none(cx, WITHIN, JSON);
+    let mut encrypted = BoolAttr::none(cx, WITHIN, ENCRYPTED);
     for attr in field.attrs.iter().filter(|a| a.path() == REDIS) {
         let result = attr.parse_nested_meta(|meta| {
             let path = &meta.path;
@@ -220,8 +222,10 @@ pub fn field(cx: &Ctxt, field: &syn::Field) -> Option<FieldAttrs> {
                 default.set_true(path);
             } else if path == JSON {
                 json.set_true(path);
+            } else if path == ENCRYPTED {
+                encrypted.set_true(path);
             } else {
-                unknown(cx, &meta, "field attribute", &[RENAME, SKIP, DEFAULT, JSON])?;
+                unknown(cx, &meta, "field attribute", &[RENAME, SKIP, DEFAULT, JSON, ENCRYPTED])?;
             }
             Ok(())
         });
@@ -235,11 +239,12 @@ pub fn field(cx: &Ctxt, field: &syn::Field) -> Option<FieldAttrs> {
         skip: skip.get(),
         default: default.get(),
         json: json.get(),
+        encrypted: encrypted.get(),
     };
-    if out.skip && (renamed || out.default || out.json) {
+    if out.skip && (renamed || out.default || out.json || out.encrypted) {
         cx.error_spanned_by(
             ident,
-            "a `skip` field is not stored; `rename`, `default` and `json` do not apply to it",
+            "a `skip` field is not stored; `rename`, `default`, `json` and `encrypted` do not apply to it",
         );
     }
     Some(out)

@@ -59,6 +59,8 @@ fn check_placeholders(cx: &Ctxt, entity: &Entity<'_>, template: &Template, what:
             Some("a `skip` field")
         } else if f.json {
             Some("a `json` field")
+        } else if f.encrypted {
+            Some("an `encrypted` field (its stored value differs on every write)")
         } else {
             None
         };
@@ -78,10 +80,10 @@ fn check_placeholders(cx: &Ctxt, entity: &Entity<'_>, template: &Template, what:
 // The score of a sorted index is a stored field, not JSON.
 fn check_score(cx: &Ctxt, entity: &Entity<'_>, score: usize, ident: &syn::Ident) {
     let f = &entity.fields[score];
-    if f.skip || f.json {
+    if f.skip || f.json || f.encrypted {
         cx.error_spanned_by(
             ident,
-            format!("score field `{ident}` must be stored as a number (not `skip` or `json`)"),
+            format!("score field `{ident}` must be stored as a number (not `skip`, `json` or `encrypted`)"),
         );
     }
 }

@@ -41,6 +41,7 @@ pub const RENAME: Symbol = Symbol("rename");
 pub const SKIP: Symbol = Symbol("skip");
 pub const DEFAULT: Symbol = Symbol("default");
 pub const JSON: Symbol = Symbol("json");
+pub const ENCRYPTED: Symbol = Symbol("encrypted");
 
 impl Symbol {
     /// The kind of an index, for duplicate messages (`sorted`, `set` or `unique`).

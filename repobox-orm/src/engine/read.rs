@@ -5,18 +5,19 @@ use std::time::Duration;
 use redis::Value;
 use redis::aio::ConnectionLike;
 
+use crate::crypto::read_entity;
 use crate::entity::{RawHash, RedisEntity};
 use crate::error::{Error, Result};
 use crate::listing::Listing;
 
 /// The entity in an `HGETALL` reply for `key`; `None` if the hash is absent.
 fn decode<E: RedisEntity>(key: &str, reply: &Value) -> Result<Option<E>> {
-    let key = &E::META.key.shown(key);
-    let hash = RawHash::from_reply(key, reply)?;
+    let shown = &E::META.key.shown(key);
+    let hash = RawHash::from_reply(shown, reply)?;
     if hash.is_empty() {
         return Ok(None);
     }
-    E::read_fields(key, &hash).map(Some)
+    read_entity::<E>(key, shown, &hash).map(Some)
 }
 
 /// Reads the entity at `key`; `None` if it is absent or expired.

@@ -249,7 +249,7 @@ async fn find_missing<E: RedisEntity, C: ConnectionLike + Send>(
             continue;
         }
         // Undecodable entities are reported by the index pass, where they are members.
-        let Ok(entity) = E::read_fields(key, &hash) else {
+        let Ok(entity) = crate::crypto::read_entity::<E>(key, key, &hash) else {
             continue;
         };
         let Ok(encoded) = Encoded::of(&entity) else { continue };

@@ -10,6 +10,7 @@
 use redis::Value;
 use redis::aio::ConnectionLike;
 
+use crate::crypto::read_entity;
 use crate::engine::target::Encoded;
 use crate::engine::write::BULK_CHUNK;
 use crate::engine::write::protocol::kind_byte;
@@ -157,7 +158,7 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
             let action = if hash.is_empty() {
                 Action::Gone
             } else {
-                let entity = match E::read_fields(&shown, &hash) {
+                let entity = match read_entity::<E>(&key, &shown, &hash) {
                     Ok(entity) => entity,
                     Err(e) => {
                         out.errors.push(e);

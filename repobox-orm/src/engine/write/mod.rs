@@ -19,6 +19,7 @@ use redis::aio::ConnectionLike;
 use self::plan::{Outcome, WritePlan};
 use self::protocol::Mode;
 use self::run::{run_write, run_writes};
+use crate::crypto::{read_entity, seal_fields};
 use crate::engine::target::{Target, fields_of};
 use crate::entity::{EntityPatch, FieldWriter, RawHash, RedisEntity};
 use crate::error::{Error, Result};
@@ -37,8 +38,9 @@ fn must_exist(outcome: Outcome, target: &Target) -> Result<()> {
 /// Creates the entity; `Err(AlreadyExists)` if its key is taken,
 /// `Err(UniqueViolation)` if a unique value is. Writes nothing on error.
 pub(crate) async fn create<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, entity: &E) -> Result<()> {
-    let fields = fields_of(entity)?;
+    let mut fields = fields_of(entity)?;
     let target = Target::of::<E>(&fields)?;
+    seal_fields::<E>(&target.key, &mut fields)?;
     let plan = WritePlan::new::<E>(Mode::Create, &target, &fields, E::META.ttl);
     run_write(conn, plan).await.map(drop)
 }
@@ -46,8 +48,9 @@ pub(crate) async fn create<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut 
 /// Creates or replaces the entity's fields, moving index entries whose fields
 /// changed and setting the full TTL. Fields other clients added are kept.
 pub(crate) async fn save<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, entity: &E) -> Result<()> {
-    let fields = fields_of(entity)?;
+    let mut fields = fields_of(entity)?;
     let target = Target::of::<E>(&fields)?;
+    seal_fields::<E>(&target.key, &mut fields)?;
     let plan = WritePlan::new::<E>(Mode::Save, &target, &fields, E::META.ttl);
     run_write(conn, plan).await.map(drop)
 }
@@ -61,8 +64,9 @@ pub(crate) async fn create_and_append<E: RedisEntity, C: ConnectionLike + Send>(
     stream: &str,
     entry: &[(&str, &str)],
 ) -> Result<String> {
-    let fields = fields_of(entity)?;
+    let mut fields = fields_of(entity)?;
     let target = Target::of::<E>(&fields)?;
+    seal_fields::<E>(&target.key, &mut fields)?;
     let mut plan = WritePlan::new::<E>(Mode::Create, &target, &fields, E::META.ttl);
     plan.extras.stream = Some((stream, entry));
     match run_write(conn, plan).await? {
@@ -113,6 +117,7 @@ pub(crate) async fn patch<E: RedisEntity, C: ConnectionLike + Send>(
 ) -> Result<()> {
     let mut fields = FieldWriter::default();
     patch.write_fields(&mut fields)?;
+    seal_fields::<E>(&target.key, &mut fields)?;
     let mut plan = WritePlan::new::<E>(how.mode, target, &fields, how.ttl);
     plan.extras.conditions = how.conditions;
     must_exist(run_write(conn, plan).await?, target)
@@ -134,6 +139,14 @@ pub(crate) async fn patch_if<E: RedisEntity, C: ConnectionLike + Send>(
 ) -> Result<()> {
     let mut wanted = FieldWriter::default();
     expected.write_fields(&mut wanted)?;
+    if let Some(field) = E::META.encrypted.iter().find(|f| wanted.touches(f)) {
+        return Err(Error::InvalidArgument {
+            name: "condition",
+            reason: format!(
+                "`{field}` is encrypted: its stored bytes differ on every write, so it cannot be a condition"
+            ),
+        });
+    }
     let wanted: Vec<(&'static str, Option<Vec<u8>>)> = wanted
         .set_fields()
         .iter()
@@ -158,7 +171,7 @@ pub(crate) async fn patch_if<E: RedisEntity, C: ConnectionLike + Send>(
                 key: target.shown.clone(),
             });
         }
-        let Ok(entity) = E::read_fields(&target.shown, &hash) else {
+        let Ok(entity) = read_entity::<E>(&target.key, &target.shown, &hash) else {
             return Err(conflict);
         };
         let stored = fields_of(&entity)?;
@@ -211,8 +224,10 @@ async fn upsert_many<E: RedisEntity, C: ConnectionLike + Send>(
     let prepared: Vec<Result<(Target, FieldWriter<'_>)>> = entities
         .iter()
         .map(|entity| {
-            let fields = fields_of(entity)?;
-            Ok((Target::of::<E>(&fields)?, fields))
+            let mut fields = fields_of(entity)?;
+            let target = Target::of::<E>(&fields)?;
+            seal_fields::<E>(&target.key, &mut fields)?;
+            Ok((target, fields))
         })
         .collect();
     let plans = prepared

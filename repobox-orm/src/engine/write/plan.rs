@@ -73,7 +73,7 @@ pub(crate) enum Step {
 /// The index key under which the entity stored in `hash` at `key` belongs;
 /// `None` when the hash does not decode as an `E`.
 fn index_key_of<E: RedisEntity>(key: &str, hash: &RawHash<'_>, index: &IndexMeta) -> Option<String> {
-    let entity = E::read_fields(key, hash).ok()?;
+    let entity = crate::crypto::read_entity::<E>(key, &E::META.key.shown(key), hash).ok()?;
     Encoded::of(&entity).ok()?.index_key(&index.key).ok()
 }
 
