@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::{Result, User};
 
 static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend_session.lua")));
+static GET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/get_session.lua")));
 
 /// The secret a browser holds for its session: 256 bits from the operating
 /// system's random generator, as 64 lowercase hex characters. It is handed to
@@ -102,7 +103,7 @@ impl fmt::Debug for Session {
     }
 }
 
-/// Redis's clock, in unix millis.
+/// Redis's clock, in unix millis (what sessions are dated by).
 async fn redis_now<C: ConnectionLike + Send>(conn: &mut C) -> Result<i64> {
     let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(conn).await?;
     Ok(secs.saturating_mul(1000).saturating_add(micros / 1000))
@@ -150,21 +151,36 @@ impl Session {
     }
 
     /// The session of `token` if it is valid: it exists, its `expires_at` is
-    /// ahead of Redis's clock, and its user still exists. A session that fails
-    /// the last two is revoked on the way. Two round trips (three to revoke).
+    /// ahead of Redis's clock (judged inside a script), and its user still
+    /// exists. A session that fails the last two is revoked on the way. Two
+    /// round trips (three to revoke).
     pub async fn get_valid<C: ConnectionLike + Send>(conn: &mut C, token: &SessionToken) -> Result<Option<Session>> {
         let key = Session::key_for(token.digest())?;
-        let mut pipe = redis::pipe();
-        pipe.cmd("TIME").cmd("HGETALL").arg(&key);
-        let ((secs, micros), reply): ((i64, i64), Value) = pipe.query_async(conn).await?;
-        let now = secs.saturating_mul(1000).saturating_add(micros / 1000);
         let shown = <Session as RedisEntity>::META.key.shown(&key);
-        let hash = RawHash::from_reply(&shown, &reply)?;
-        if hash.is_empty() {
-            return Ok(None);
+        let reply: Vec<Value> = GET.key(&key).invoke_async(conn).await?;
+        let tag = match reply.first() {
+            Some(Value::BulkString(b)) => b.as_slice(),
+            _ => b"",
+        };
+        match tag {
+            b"missing" => return Ok(None),
+            b"expired" => {
+                Session::delete(conn, token.digest().as_str()).await?;
+                return Ok(None);
+            }
+            b"ok" => {}
+            _ => {
+                return Err(OrmError::UnexpectedReply {
+                    key: shown,
+                    detail: "reading the session answered something else".into(),
+                }
+                .into());
+            }
         }
+        let fields = Value::Array(reply[1..].to_vec());
+        let hash = RawHash::from_reply(&shown, &fields)?;
         let session = Session::read_fields(&shown, &hash)?;
-        if session.expires_at <= now || !User::exists(conn, session.user_id.as_str()).await? {
+        if !User::exists(conn, session.user_id.as_str()).await? {
             Session::delete(conn, session.id.as_str()).await?;
             return Ok(None);
         }
