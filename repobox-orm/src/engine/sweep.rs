@@ -104,7 +104,7 @@ async fn sweep_index<E: RedisEntity, C: ConnectionLike + Send>(
             report.members += members.len() as u64;
             while !members.is_empty() {
                 let rest = members.split_off(members.len().min(BULK_CHUNK));
-                let found = verify::<E, C>(conn, index, key, members, repair).await?;
+                let found = verify::<E, C>(conn, index, key, members, repair, false).await?;
                 members = rest;
                 report.gone += found.gone;
                 report.mismatched += found.mismatched;

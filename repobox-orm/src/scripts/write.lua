@@ -29,9 +29,10 @@ local t0 = e0 + nextra            -- unique claims to take over at t0+1 ..
 
 -- The hash key's type, not just its existence: a key of another type must
 -- refuse the write before the first change, not fail at the HSET after it.
-local htype = redis.call('TYPE', hkey).ok
-if htype ~= 'none' and htype ~= 'hash' then return { 'wrongtype', hkey } end
-local exists = htype == 'hash'
+-- (HLEN answers an integer for a hash or nothing, an error for anything else.)
+local hlen = redis.pcall('HLEN', hkey)
+if type(hlen) ~= 'number' then return { 'wrongtype', hkey } end
+local exists = hlen > 0
 if mode == 'c' then
   if exists then return { 'exists' } end
 elseif mode ~= 's' and not exists then

@@ -150,7 +150,7 @@ pub(crate) async fn sorted_page<E: RedisEntity, C: ConnectionLike + Send>(
             .query_async(conn)
             .await?;
         let members = scored_members(index_key, &reply)?;
-        let found = verify::<E, C>(conn, index, index_key, members, true).await?;
+        let found = verify::<E, C>(conn, index, index_key, members, true, true).await?;
         if found.repairs() == 0 || pass > REPAIR_PASSES {
             return Ok(Listing {
                 items: found.live,
@@ -167,7 +167,7 @@ pub(crate) async fn set_members<E: RedisEntity, C: ConnectionLike + Send>(
     index_key: &str,
 ) -> Result<Listing<E>> {
     let members = all_members(conn, index.kind, index_key).await?;
-    let found = verify::<E, C>(conn, index, index_key, members, true).await?;
+    let found = verify::<E, C>(conn, index, index_key, members, true, true).await?;
     Ok(Listing {
         items: found.live,
         errors: found.errors,
@@ -184,7 +184,7 @@ pub(crate) async fn unique_get<E: RedisEntity, C: ConnectionLike + Send>(
     if members.is_empty() {
         return Ok(None);
     }
-    let mut found = verify::<E, C>(conn, index, index_key, members, true).await?;
+    let mut found = verify::<E, C>(conn, index, index_key, members, true, true).await?;
     match found.errors.pop() {
         Some(e) => Err(e),
         None => Ok(found.live.pop()),

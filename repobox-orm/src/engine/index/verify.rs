@@ -11,7 +11,7 @@ use redis::Value;
 use redis::aio::ConnectionLike;
 
 use crate::crypto::read_entity;
-use crate::engine::target::Encoded;
+use crate::engine::target::{Encoded, fill};
 use crate::engine::write::BULK_CHUNK;
 use crate::engine::write::protocol::kind_byte;
 use crate::entity::{RawHash, RedisEntity};
@@ -91,13 +91,16 @@ fn bad_member<E: RedisEntity>(index_key: &str, raw: &[u8], reason: String) -> Er
 
 /// Checks `members` of the index at `index_key` against their entities (one
 /// pipeline of `HGETALL`s) and, when `repair` is set, repairs what needs it
-/// (one script call, when anything does). Callers chunk what they pass.
+/// (one script call, when anything does). `from_query`: the key was built
+/// from a query's arguments (canonical), so stored bytes that match it show a
+/// member belongs without re-encoding the entity. Callers chunk what they pass.
 pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     index: &IndexMeta,
     index_key: &str,
     members: Vec<Member>,
     repair: bool,
+    from_query: bool,
 ) -> Result<Verified<E>> {
     let mut out = Verified {
         live: Vec::with_capacity(members.len()),
@@ -165,6 +168,10 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
                         continue;
                     }
                 };
+                if from_query && belongs_as_stored(&hash, index, index_key, score) {
+                    out.live.push(entity);
+                    continue;
+                }
                 match belongs(&entity, index, index_key, score) {
                     Ok(None) => {
                         out.live.push(entity);
@@ -195,6 +202,24 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
         }
     }
     Ok(out)
+}
+
+/// Whether the stored bytes alone show that the member belongs: its fields
+/// fill `index_key` exactly and its score field parses to the member's score.
+/// Only for an `index_key` built from a query, which is in canonical form, so
+/// that equal bytes mean equal values; anything else takes the full check.
+fn belongs_as_stored(hash: &RawHash<'_>, index: &IndexMeta, index_key: &str, score: Option<f64>) -> bool {
+    if fill(&index.key, |f| hash.get(f)).ok().as_deref() != Some(index_key) {
+        return false;
+    }
+    match (index.kind, score) {
+        (IndexKind::Sorted { score: field }, Some(held)) => hash
+            .get(field)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(|t| t.parse::<f64>().ok())
+            .is_some_and(|x| x == held),
+        _ => true,
+    }
 }
 
 /// `None` when the entity belongs under `index_key` with `score`; else what to do.
