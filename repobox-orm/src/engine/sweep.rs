@@ -74,6 +74,18 @@ fn scan_pattern(template: &KeyTemplate) -> String {
     pattern
 }
 
+/// One `SCAN` call: the next cursor and the keys (as Redis holds them).
+async fn scan<C: ConnectionLike + Send>(conn: &mut C, cursor: u64, pattern: &str) -> Result<(u64, Vec<Value>)> {
+    Ok(redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(SCAN_COUNT)
+        .query_async(conn)
+        .await?)
+}
+
 async fn sweep_index<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     index: &'static IndexMeta,
@@ -88,14 +100,7 @@ async fn sweep_index<E: RedisEntity, C: ConnectionLike + Send>(
     let pattern = scan_pattern(&index.key);
     let mut cursor = 0u64;
     loop {
-        let (next, keys): (u64, Vec<Value>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(SCAN_COUNT)
-            .query_async(conn)
-            .await?;
+        let (next, keys) = scan(conn, cursor, &pattern).await?;
         let (typed, skipped) = keys_of(conn, &index.key, index.kind.redis_type(), keys).await?;
         report.skipped += skipped;
         for key in &typed {
@@ -209,14 +214,7 @@ async fn sweep_entities<E: RedisEntity, C: ConnectionLike + Send>(
     let pattern = scan_pattern(&E::META.key);
     let mut cursor = 0u64;
     loop {
-        let (next, keys): (u64, Vec<Value>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(SCAN_COUNT)
-            .query_async(conn)
-            .await?;
+        let (next, keys) = scan(conn, cursor, &pattern).await?;
         let (hashes, _) = keys_of(conn, &E::META.key, "hash", keys).await?;
         for chunk in hashes.chunks(BULK_CHUNK) {
             find_missing::<E, C>(conn, repair, reports, chunk).await?;

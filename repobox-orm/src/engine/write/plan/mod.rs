@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use redis::{Cmd, Value};
 
+mod owner;
+
 use super::protocol::{IndexOp, Mode, Takeover, WriteCall, WriteReply};
-use crate::engine::target::{Encoded, Target, fill};
+use crate::engine::target::{Target, fill};
 use crate::entity::{FieldWriter, RawHash, RedisEntity};
 use crate::error::{Error, Result};
 use crate::meta::{IndexKind, IndexMeta, KeyTemplate};
@@ -68,13 +70,6 @@ pub(crate) enum Step {
         op: usize,
         owner: String,
     },
-}
-
-/// The index key under which the entity stored in `hash` at `key` belongs;
-/// `None` when the hash does not decode as an `E`.
-fn index_key_of<E: RedisEntity>(key: &str, hash: &RawHash<'_>, index: &IndexMeta) -> Option<String> {
-    let entity = crate::crypto::read_entity::<E>(key, &E::META.key.shown(key), hash).ok()?;
-    Encoded::of(&entity).ok()?.index_key(&index.key).ok()
 }
 
 /// The fields whose values decide an index key and are not part of the entity's key.
@@ -139,7 +134,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
             extras: Extras::default(),
             takeovers: Vec::new(),
             entity_key: &meta.key,
-            index_key_of: index_key_of::<E>,
+            index_key_of: owner::index_key_of::<E>,
         }
     }
 
@@ -271,68 +266,6 @@ impl<'w, 'a> WritePlan<'w, 'a> {
                 });
             }
         })
-    }
-
-    fn unique_violation(&self, op: usize, owner: String) -> Error {
-        let index = self.indexes.get(op);
-        Error::UniqueViolation {
-            index: index.map_or("", |ix| ix.name),
-            index_key: index
-                .and_then(|ix| Self::index_key(&ix.key, |f| self.after(f)).ok())
-                .unwrap_or_default(),
-            owner,
-        }
-    }
-
-    /// The `HGETALL` of a unique value's owner, when its id is an id of the
-    /// entity (`None`: it is not, so no entity of ours can hold the value).
-    pub fn owner_lookup(&self, owner: &str) -> Option<Cmd> {
-        let key = self.entity_key.key_from_id(owner).ok()?;
-        let mut cmd = redis::cmd("HGETALL");
-        cmd.arg(key);
-        Some(cmd)
-    }
-
-    /// Decides on a unique claim from the owner's hash (`reply` to
-    /// [`owner_lookup`](Self::owner_lookup), `None` when there was none):
-    /// an owner that is gone, or whose indexed fields no longer give this
-    /// unique key, is taken over on the next attempt; a live one is a
-    /// `UniqueViolation`. An owner that does not decode counts as live.
-    pub fn judge_owner(&mut self, op: usize, owner: String, reply: Option<Value>) -> Result<()> {
-        let Some(index) = self.indexes.get(op).copied() else {
-            return Err(self.unique_violation(op, owner));
-        };
-        let (owner_key, seen) = match reply {
-            None => (None, None),
-            Some(reply) => {
-                let key = self.entity_key.key_from_id(&owner)?;
-                let hash = RawHash::from_reply(&key, &reply)?;
-                if hash.is_empty() {
-                    (Some(key), None)
-                } else {
-                    let wanted = Self::index_key(&index.key, |f| self.after(f)).ok();
-                    match (self.index_key_of)(&key, &hash, index) {
-                        Some(held) if Some(&held) != wanted.as_ref() => {
-                            let seen = index
-                                .key
-                                .placeholders()
-                                .map(|(_, f)| (f, hash.get(f).map(<[u8]>::to_vec)))
-                                .collect();
-                            (Some(key), Some(seen))
-                        }
-                        _ => return Err(self.unique_violation(op, owner)),
-                    }
-                }
-            }
-        };
-        tracing::debug!(key = %self.target.shown, index = index.name, "taking over a unique value whose owner is gone");
-        self.takeovers.push(Takeover {
-            op,
-            owner,
-            owner_key,
-            seen,
-        });
-        Ok(())
     }
 
     /// The `HMGET` that learns the guard fields when the plan knows nothing of
