@@ -42,6 +42,8 @@ pub enum Command {
     Queue(QueueCommand),
     /// Checks (the default) or repairs every index of every model.
     Index(IndexArgs),
+    /// Prints the wire schema (models, fields, indexes, streams) as JSON.
+    Schema,
 }
 
 #[derive(Args)]

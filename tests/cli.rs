@@ -350,3 +350,28 @@ fn the_cli_speaks_tls_with_the_ca_and_client_certificate_it_is_given() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn the_wire_schema_is_the_committed_one() {
+    let out = ok(&repobox(None, &["schema"]));
+    let printed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let committed: serde_json::Value =
+        serde_json::from_str(include_str!("../schema.json")).expect("schema.json is JSON");
+    assert_eq!(
+        printed, committed,
+        "the wire format changed: run `cargo run -- schema > schema.json` and let the web app and the Go runner know"
+    );
+    let job = printed["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "Job")
+        .unwrap();
+    assert!(
+        job["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "exit_code")
+    );
+}

@@ -54,7 +54,7 @@ pub fn hand_encode_job(job: &Job) -> Vec<(&'static str, String)> {
         out.push(("finished_at", v.to_string()));
     }
     if let Some(v) = job.exit_code {
-        out.push(("exit", v.to_string()));
+        out.push(("exit_code", v.to_string()));
     }
     if let Some(v) = &job.error {
         out.push(("error", v.clone()));
@@ -90,7 +90,7 @@ pub fn hand_decode_job(reply: &Value) -> Option<Job> {
         created_at: map.get("created_at")?.parse().ok()?,
         started_at: map.get("started_at").and_then(|v| v.parse().ok()),
         finished_at: map.get("finished_at").and_then(|v| v.parse().ok()),
-        exit_code: map.get("exit").and_then(|v| v.parse().ok()),
+        exit_code: map.get("exit_code").and_then(|v| v.parse().ok()),
         error: map.get("error").cloned(),
         retries: map.get("retries").map_or(Some(0), |v| v.parse().ok())?,
         env: map

@@ -4,37 +4,48 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use crate::internals::attr::{self, Attr};
+use crate::internals::case::RenameRule;
 use crate::internals::ctxt::Ctxt;
-use crate::internals::symbol::{CRATE, REDIS, RENAME};
+use crate::internals::symbol::{CRATE, REDIS, RENAME, RENAME_ALL};
 
 pub fn derive(input: &syn::DeriveInput) -> TokenStream {
     let cx = Ctxt::new();
-    let krate = parse_container(&cx, input);
-    let variants = parse(&cx, input);
+    let (krate, rule) = parse_container(&cx, input);
+    let variants = parse(&cx, input, rule);
     if let Err(err) = cx.check() {
         return err.into_compile_error();
     }
     expand(input, &krate, &variants)
 }
 
-/// `#[redis(crate = "...")]` on the enum.
-fn parse_container(cx: &Ctxt, input: &syn::DeriveInput) -> syn::Path {
+/// `#[redis(crate = "...", rename_all = "...")]` on the enum; variants are
+/// snake_case unless `rename_all` says otherwise.
+fn parse_container(cx: &Ctxt, input: &syn::DeriveInput) -> (syn::Path, RenameRule) {
     let mut krate = Attr::none(cx, "#[redis(...)]", CRATE);
+    let mut rename_all = Attr::none(cx, "#[redis(...)]", RENAME_ALL);
     for a in input.attrs.iter().filter(|a| a.path() == REDIS) {
         let result = a.parse_nested_meta(|meta| {
             if meta.path == CRATE {
                 let lit: syn::LitStr = meta.value()?.parse()?;
                 krate.set(&meta.path, lit.parse::<syn::Path>()?);
                 Ok(())
+            } else if meta.path == RENAME_ALL {
+                if let Some(rule) = attr::rename_all(cx, &meta)? {
+                    rename_all.set(&meta.path, rule);
+                }
+                Ok(())
             } else {
-                attr::unknown(cx, &meta, "container attribute", &[CRATE])
+                attr::unknown(cx, &meta, "container attribute", &[CRATE, RENAME_ALL])
             }
         });
         if let Err(e) = result {
             cx.syn_error(e);
         }
     }
-    krate.get().unwrap_or_else(|| syn::parse_quote!(::repobox_orm))
+    (
+        krate.get().unwrap_or_else(|| syn::parse_quote!(::repobox_orm)),
+        rename_all.get().unwrap_or(RenameRule::Snake),
+    )
 }
 
 struct Variant<'a> {
@@ -42,7 +53,7 @@ struct Variant<'a> {
     wire: String,
 }
 
-fn parse<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Vec<Variant<'a>> {
+fn parse<'a>(cx: &Ctxt, input: &'a syn::DeriveInput, rule: RenameRule) -> Vec<Variant<'a>> {
     let syn::Data::Enum(data) = &input.data else {
         cx.error_spanned_by(&input.ident, "`RedisValue` is for enums of unit variants");
         return Vec::new();
@@ -73,7 +84,9 @@ fn parse<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Vec<Variant<'a>> {
                 cx.syn_error(e);
             }
         }
-        let wire = rename.get().unwrap_or_else(|| snake_case(&v.ident.to_string()));
+        let wire = rename
+            .get()
+            .unwrap_or_else(|| rule.apply_to_variant(&v.ident.to_string()));
         if out.iter().any(|o| o.wire == wire) {
             cx.error_spanned_by(&v.ident, format!("two variants are stored as `{wire}`"));
         }
@@ -81,25 +94,6 @@ fn parse<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Vec<Variant<'a>> {
     }
     if out.is_empty() && !matches!(input.data, syn::Data::Struct(_) | syn::Data::Union(_)) {
         cx.error_spanned_by(&input.ident, "`RedisValue` needs at least one variant");
-    }
-    out
-}
-
-/// `InProgress` -> `in_progress`, `HTTPError` -> `http_error`.
-pub fn snake_case(name: &str) -> String {
-    let chars: Vec<char> = name.chars().collect();
-    let mut out = String::new();
-    for (i, &c) in chars.iter().enumerate() {
-        if c.is_uppercase() {
-            let prev_lower = i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
-            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-            if i > 0 && (prev_lower || (next_lower && chars[i - 1].is_uppercase())) {
-                out.push('_');
-            }
-            out.extend(c.to_lowercase());
-        } else {
-            out.push(c);
-        }
     }
     out
 }
@@ -136,6 +130,8 @@ fn expand(input: &syn::DeriveInput, krate: &syn::Path, variants: &[Variant<'_>])
             #[automatically_derived]
             impl #p::HashField for #ident {
                 const EXPECTED: &'static ::core::primitive::str = #expected;
+                const WIRE_TYPE: &'static ::core::primitive::str = "enum";
+                const VALUES: &'static [&'static ::core::primitive::str] = &[#(#names),*];
 
                 fn encode_field(&self) -> ::core::option::Option<#p::Cow<'_, [::core::primitive::u8]>> {
                     ::core::option::Option::Some(#p::Cow::Borrowed(
@@ -157,18 +153,5 @@ fn expand(input: &syn::DeriveInput, krate: &syn::Path, variants: &[Variant<'_>])
                 }
             }
         };
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::snake_case;
-
-    #[test]
-    fn snake_cases_like_serde_users_expect() {
-        assert_eq!(snake_case("Queued"), "queued");
-        assert_eq!(snake_case("InProgress"), "in_progress");
-        assert_eq!(snake_case("HTTPError"), "http_error");
-        assert_eq!(snake_case("GitHub2Fa"), "git_hub2_fa");
     }
 }

@@ -72,8 +72,7 @@ pub struct Job {
     pub started_at: Option<i64>,
     /// Unix millis when it ended.
     pub finished_at: Option<i64>,
-    /// The exit code of a finished job.
-    #[redis(rename = "exit")]
+    /// The exit code of a finished job (`exit_code`, as the web app writes it).
     pub exit_code: Option<i32>,
     /// Why it failed.
     pub error: Option<String>,

@@ -60,6 +60,34 @@ pub async fn sweep_indexes<C: repobox_orm::prelude::ConnectionLike + Send>(
     Ok(each_model!(User, Session, Job, RepoCache, GitCredential))
 }
 
+/// The wire schema the web app and the Go runner follow: every model's key
+/// template, fields (wire type, optionality), TTL and indexes, and the job
+/// stream's entries. What `repobox schema` prints; `schema.json` at the
+/// repository's root is this, and a test keeps the two the same.
+pub fn schema() -> serde_json::Value {
+    use repobox_orm::{RedisEntity, RedisValue};
+    serde_json::json!({
+        "models": [
+            <User as RedisEntity>::META.schema(),
+            <Session as RedisEntity>::META.schema(),
+            <Job as RedisEntity>::META.schema(),
+            <RepoCache as RedisEntity>::META.schema(),
+            <GitCredential as RedisEntity>::META.schema(),
+        ],
+        "streams": [{
+            "key": JOBS_STREAM,
+            "group": JOBS_GROUP,
+            "fields": ["job_id", "user_id", "enqueued_at"],
+            "dead_letters": {
+                "key": format!("{JOBS_STREAM}:dead"),
+                "fields": ["original_id", "reason", "deliveries", "consumer", "dead_at", "job_id", "user_id", "enqueued_at"],
+            },
+        }],
+        "lists": [{ "key": "job:<id>:output", "ttl_ms": JOB_OUTPUT_TTL.as_millis() as u64 }],
+        "sets": [{ "key": "git_providers:<user_id>", "values": <GitProvider as RedisValue>::NAMES }],
+    })
+}
+
 /// Milliseconds since the Unix epoch, as every timestamp field holds them.
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now()

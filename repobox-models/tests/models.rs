@@ -501,7 +501,7 @@ async fn a_second_language_client_shares_the_hashes() {
             "running",
             "created_at",
             "5",
-            "exit",
+            "exit_code",
             "3",
         ])
         .query_async(&mut conn)
@@ -531,7 +531,7 @@ async fn a_second_language_client_shares_the_hashes() {
         ("repo_url", "https://example.com/r.git"),
         ("status", "queued"),
         ("created_at", "1700000000001"),
-        ("exit", "1"),
+        ("exit_code", "1"),
         ("retries", "0"),
         ("env", r#"[["CI","1"]]"#),
         ("history", r#"[{"status":"queued","at":1700000000001}]"#),
@@ -617,4 +617,49 @@ async fn hostile_inputs_and_other_writers() {
     let again = Job::update_status(&mut conn, "j-odd", JobStatus::Running, now + 2, JobOutcome::default()).await;
     assert!(matches!(again, Err(repobox_models::Error::InvalidTransition { .. })));
     assert_eq!(OutputRange::last(usize::MAX).start, isize::MIN);
+}
+
+#[tokio::test]
+async fn a_job_the_web_app_wrote_is_read_and_updated_without_a_second_field() {
+    let (_server, mut conn) = setup().await;
+    // The web app's `toHash` turns its camelCase fields into snake_case.
+    let _: () = redis::cmd("HSET")
+        .arg("job:web-1")
+        .arg(&[
+            ("id", "web-1"),
+            ("user_id", "u1"),
+            ("repo_url", "https://example.com/r.git"),
+            ("status", "running"),
+            ("created_at", "5"),
+            ("started_at", "6"),
+            ("exit_code", "3"),
+        ])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let job = Job::get(&mut conn, "web-1").await.unwrap().unwrap();
+    assert_eq!(job.exit_code, Some(3));
+    Job::update_status(
+        &mut conn,
+        "web-1",
+        JobStatus::Failed,
+        7,
+        JobOutcome {
+            exit_code: Some(1),
+            error: Some("boom".into()),
+        },
+    )
+    .await
+    .unwrap();
+    let raw: HashMap<String, String> = conn.hgetall("job:web-1").await.unwrap();
+    assert_eq!(raw.get("exit_code").map(String::as_str), Some("1"));
+    assert!(!raw.contains_key("exit"), "a second field for the same value: {raw:?}");
+    let schema = <Job as repobox_orm::RedisEntity>::META.schema();
+    let names: Vec<&str> = schema["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"exit_code") && !names.contains(&"exit"), "{names:?}");
 }

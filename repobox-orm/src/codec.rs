@@ -15,6 +15,16 @@ pub trait HashField: Sized {
     /// What a valid value looks like, for [`Error::Decode`](crate::Error::Decode) messages.
     const EXPECTED: &'static str;
 
+    /// The wire type other clients see in `repobox schema`: `string`,
+    /// `bytes`, `bool`, `integer`, `float`, `timestamp` or `enum`.
+    const WIRE_TYPE: &'static str;
+
+    /// Whether the field may be absent (an `Option`).
+    const OPTIONAL: bool = false;
+
+    /// The wire strings an `enum` field takes (empty for other types).
+    const VALUES: &'static [&'static str] = &[];
+
     /// The field's bytes; `None` leaves the field absent.
     fn encode_field(&self) -> Option<Cow<'_, [u8]>>;
 
@@ -29,6 +39,7 @@ pub trait HashField: Sized {
 
 impl HashField for String {
     const EXPECTED: &'static str = "a UTF-8 string";
+    const WIRE_TYPE: &'static str = "string";
 
     fn encode_field(&self) -> Option<Cow<'_, [u8]>> {
         Some(Cow::Borrowed(self.as_bytes()))
@@ -41,6 +52,7 @@ impl HashField for String {
 
 impl HashField for Vec<u8> {
     const EXPECTED: &'static str = "bytes";
+    const WIRE_TYPE: &'static str = "bytes";
 
     fn encode_field(&self) -> Option<Cow<'_, [u8]>> {
         Some(Cow::Borrowed(self))
@@ -53,6 +65,7 @@ impl HashField for Vec<u8> {
 
 impl HashField for bool {
     const EXPECTED: &'static str = "`true` or `false`";
+    const WIRE_TYPE: &'static str = "bool";
 
     fn encode_field(&self) -> Option<Cow<'_, [u8]>> {
         Some(Cow::Borrowed(if *self { b"true" } else { b"false" }))
@@ -71,6 +84,7 @@ macro_rules! integer_fields {
     ($($ty:ty => $expected:literal),* $(,)?) => {$(
         impl HashField for $ty {
             const EXPECTED: &'static str = $expected;
+            const WIRE_TYPE: &'static str = "integer";
 
             fn encode_field(&self) -> Option<Cow<'_, [u8]>> {
                 Some(Cow::Owned(itoa::Buffer::new().format(*self).as_bytes().to_vec()))
@@ -134,6 +148,7 @@ macro_rules! float_fields {
     ($($ty:ty),*) => {$(
         impl HashField for $ty {
             const EXPECTED: &'static str = "a decimal number";
+            const WIRE_TYPE: &'static str = "float";
 
             // Rust prints the shortest decimal that parses back to the same
             // bits, so floats round-trip exactly (`-0`, subnormals, `inf`).
@@ -152,6 +167,9 @@ float_fields!(f32, f64);
 
 impl<T: HashField> HashField for Option<T> {
     const EXPECTED: &'static str = T::EXPECTED;
+    const WIRE_TYPE: &'static str = T::WIRE_TYPE;
+    const OPTIONAL: bool = true;
+    const VALUES: &'static [&'static str] = T::VALUES;
 
     fn encode_field(&self) -> Option<Cow<'_, [u8]>> {
         self.as_ref().and_then(T::encode_field)
@@ -169,6 +187,7 @@ impl<T: HashField> HashField for Option<T> {
 #[cfg(feature = "chrono")]
 impl HashField for chrono::DateTime<chrono::Utc> {
     const EXPECTED: &'static str = "unix milliseconds";
+    const WIRE_TYPE: &'static str = "timestamp";
 
     fn encode_field(&self) -> Option<Cow<'_, [u8]>> {
         Some(Cow::Owned(self.timestamp_millis().to_string().into_bytes()))

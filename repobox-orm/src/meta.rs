@@ -8,6 +8,10 @@ use crate::error::{Error, Result, Shown};
 /// Everything the engine knows about an entity type.
 #[derive(Debug)]
 pub struct EntityMeta {
+    /// The Rust type's name (`Job`), for `repobox schema`.
+    pub name: &'static str,
+    /// The stored fields, in declaration order, as other clients see them.
+    pub fields: &'static [FieldMeta],
     /// The `#[key("...")]` template.
     pub key: KeyTemplate,
     /// The `#[index(...)]` declarations, in declaration order.
@@ -16,6 +20,21 @@ pub struct EntityMeta {
     pub ttl: Option<Duration>,
     /// The hash fields stored encrypted (`#[redis(encrypted)]`).
     pub encrypted: &'static [&'static str],
+}
+
+/// One stored field, as other clients see it on the wire.
+#[derive(Debug)]
+pub struct FieldMeta {
+    /// The hash field name.
+    pub name: &'static str,
+    /// `string`, `bytes`, `bool`, `integer`, `float`, `timestamp`, `enum` or `json`.
+    pub wire_type: &'static str,
+    /// Whether the field may be absent.
+    pub optional: bool,
+    /// Whether the field is stored encrypted (`v1:<key id>:<nonce>:<sealed>`).
+    pub encrypted: bool,
+    /// The wire strings of an `enum` field.
+    pub values: &'static [&'static str],
 }
 
 /// One `#[index(...)]`.
@@ -73,6 +92,54 @@ pub enum Segment {
         /// The hash field that holds the value.
         field: &'static str,
     },
+}
+
+impl EntityMeta {
+    /// The entity's wire schema as JSON: key template, TTL, fields with their
+    /// wire types and optionality, indexes. What `repobox schema` prints.
+    pub fn schema(&self) -> serde_json::Value {
+        let fields: Vec<serde_json::Value> = self
+            .fields
+            .iter()
+            .map(|f| {
+                let mut field = serde_json::json!({
+                    "name": f.name,
+                    "type": f.wire_type,
+                    "optional": f.optional,
+                });
+                if f.encrypted {
+                    field["encrypted"] = true.into();
+                }
+                if !f.values.is_empty() {
+                    field["values"] = f.values.into();
+                }
+                field
+            })
+            .collect();
+        let indexes: Vec<serde_json::Value> = self
+            .indexes
+            .iter()
+            .map(|ix| {
+                let (kind, score) = match ix.kind {
+                    IndexKind::Sorted { score } => ("sorted", Some(score)),
+                    IndexKind::Set => ("set", None),
+                    IndexKind::Unique => ("unique", None),
+                };
+                let mut index = serde_json::json!({ "name": ix.name, "kind": kind, "key": ix.key.source });
+                if let Some(score) = score {
+                    index["score"] = score.into();
+                }
+                index
+            })
+            .collect();
+        serde_json::json!({
+            "name": self.name,
+            "key": self.key.source,
+            "ttl_ms": self.ttl.map(|t| t.as_millis() as u64),
+            "fields": fields,
+            "indexes": indexes,
+        })
+    }
 }
 
 impl KeyTemplate {

@@ -13,6 +13,10 @@ use crate::cli::{Cli, Command};
 
 /// Runs the command `cli` names.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Schema = &cli.command {
+        println!("{}", serde_json::to_string_pretty(&repobox_models::schema())?);
+        return Ok(());
+    }
     let tls = tls_of(&cli)?;
     if let Command::Demo(args) = &cli.command {
         return demo::demo(cli.redis_url.as_deref(), &cli.local_url, tls, args).await;
@@ -23,7 +27,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         .unwrap_or_else(|| repobox_orm::DEFAULT_URL.to_owned());
     let store = store_for(&url, tls)?;
     let result = match cli.command {
-        Command::Demo(_) => Ok(()),
+        Command::Demo(_) | Command::Schema => Ok(()),
         Command::Runner(args) => runner::runner(&store, args).await,
         Command::Jobs(cmd) => jobs::jobs(&store, cmd).await,
         Command::Queue(cmd) => queue::queue(&store, cmd).await,

@@ -63,8 +63,30 @@ pub fn meta(entity: &Entity<'_>) -> TokenStream {
         .iter()
         .filter(|f| f.is_stored() && f.encrypted)
         .map(|f| lit(&f.wire));
+    let name = lit(&entity.input.ident.to_string());
+    let fields = entity.fields.iter().filter(|f| f.is_stored()).map(|f| {
+        let wire = lit(&f.wire);
+        let ty = f.ty;
+        let encrypted = f.encrypted;
+        // A `default` field may be absent on the wire: absent reads as the default.
+        let default = f.default;
+        if f.json {
+            let optional = default || crate::internals::ast::is_written_as_option(ty);
+            quote!(#p::FieldMeta { name: #wire, wire_type: "json", optional: #optional, encrypted: #encrypted, values: &[] })
+        } else {
+            quote!(#p::FieldMeta {
+                name: #wire,
+                wire_type: <#ty as #p::HashField>::WIRE_TYPE,
+                optional: #default || <#ty as #p::HashField>::OPTIONAL,
+                encrypted: #encrypted,
+                values: <#ty as #p::HashField>::VALUES,
+            })
+        }
+    });
     quote! {
         &#p::EntityMeta {
+            name: #name,
+            fields: &[#(#fields),*],
             key: #key,
             indexes: &[#(#indexes),*],
             ttl: #ttl,

@@ -31,6 +31,8 @@ pub struct Field<'a> {
     pub ty: &'a syn::Type,
     /// The hash field name.
     pub wire: String,
+    /// Whether `rename` chose the wire name.
+    pub renamed: bool,
     pub skip: bool,
     pub default: bool,
     pub json: bool,
@@ -159,13 +161,14 @@ pub fn parse_entity<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Option<Entity
     if !input.generics.params.is_empty() {
         cx.error_spanned_by(&input.generics, "`RedisEntity` does not support generic structs");
     }
-    let fields: Vec<Field<'a>> = named
+    let mut fields: Vec<Field<'a>> = named
         .iter()
         .filter_map(|f| {
             let attrs = attr::field(cx, f)?;
             Some(Field {
                 ident: f.ident.as_ref()?,
                 ty: &f.ty,
+                renamed: attrs.renamed,
                 wire: attrs.wire,
                 skip: attrs.skip,
                 default: attrs.default,
@@ -178,6 +181,7 @@ pub fn parse_entity<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Option<Entity
     let mut key = Attr::container(cx, KEY, "an entity has exactly one key");
     let mut ttl = Attr::container(cx, TTL, "put every unit in one `#[ttl(...)]`");
     let mut krate = Attr::none(cx, "#[redis(...)]", CRATE);
+    let mut rename_all = Attr::none(cx, "#[redis(...)]", RENAME_ALL);
     let mut indexes = Vec::new();
     for attr in &input.attrs {
         let path = attr.path();
@@ -200,18 +204,28 @@ pub fn parse_entity<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Option<Entity
                         Err(_) => cx.error_spanned_by(&lit, "`crate` needs a path, e.g. `crate = \"::my::repobox\"`"),
                     }
                     Ok(())
+                } else if meta.path == RENAME_ALL {
+                    if let Some(rule) = attr::rename_all(cx, &meta)? {
+                        rename_all.set(&meta.path, rule);
+                    }
+                    Ok(())
                 } else {
                     attr::unknown(
                         cx,
                         &meta,
                         "container attribute (field attributes go on fields)",
-                        &[CRATE],
+                        &[CRATE, RENAME_ALL],
                     )
                 }
             });
             if let Err(e) = result {
                 cx.syn_error(e);
             }
+        }
+    }
+    if let Some(rule) = rename_all.get() {
+        for f in fields.iter_mut().filter(|f| !f.renamed) {
+            f.wire = rule.apply_to_field(&unraw(f.ident));
         }
     }
     let Some(attr::Key {

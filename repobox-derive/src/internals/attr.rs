@@ -150,6 +150,8 @@ pub struct Ttl {
 pub struct FieldAttrs {
     /// The hash field name (the Rust name, unraw, unless renamed).
     pub wire: String,
+    /// Whether `rename` set it (a container's `rename_all` does not apply then).
+    pub renamed: bool,
     pub skip: bool,
     pub default: bool,
     pub json: bool,
@@ -235,6 +237,7 @@ pub fn field(cx: &Ctxt, field: &syn::Field) -> Option<FieldAttrs> {
     }
     let renamed = rename.is_set();
     let out = FieldAttrs {
+        renamed,
         wire: rename.get().unwrap_or_else(|| unraw(ident)),
         skip: skip.get(),
         default: default.get(),
@@ -248,4 +251,20 @@ pub fn field(cx: &Ctxt, field: &syn::Field) -> Option<FieldAttrs> {
         );
     }
     Some(out)
+}
+
+/// Reads `rename_all = "..."`: one of serde's rule names.
+pub fn rename_all(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<super::case::RenameRule>> {
+    let lit: syn::LitStr = meta.value()?.parse()?;
+    match super::case::RenameRule::parse(&lit.value()) {
+        Some(rule) => Ok(Some(rule)),
+        None => {
+            let names: Vec<String> = super::case::RULES.iter().map(|(n, _)| format!("`{n}`")).collect();
+            cx.error_spanned_by(
+                &lit,
+                format!("unknown `rename_all` rule, expected one of {}", names.join(", ")),
+            );
+            Ok(None)
+        }
+    }
 }

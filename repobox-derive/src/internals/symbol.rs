@@ -17,8 +17,9 @@ pub const REDIS: Symbol = Symbol("redis");
 pub const MAX_PART_LEN: Symbol = Symbol("max_part_len");
 pub const SECRET: Symbol = Symbol("secret");
 
-// Inside `#[redis(...)]` on the struct.
+// Inside `#[redis(...)]` on the struct or enum.
 pub const CRATE: Symbol = Symbol("crate");
+pub const RENAME_ALL: Symbol = Symbol("rename_all");
 
 // Inside `#[index(...)]`.
 pub const SORTED: Symbol = Symbol("sorted");

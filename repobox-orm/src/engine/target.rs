@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use crate::entity::{EntityField, FieldWriter, RedisEntity};
+use crate::entity::{FieldWriter, RedisEntity};
 use crate::error::{Error, Result, Shown};
 use crate::meta::KeyTemplate;
 
@@ -74,7 +74,7 @@ impl Target {
 
 /// Every stored field of `entity`, encoded.
 pub(crate) fn fields_of<E: RedisEntity>(entity: &E) -> Result<FieldWriter<'_>> {
-    let mut fields = FieldWriter::with_capacity(<E::Field as EntityField>::ALL.len());
+    let mut fields = FieldWriter::with_capacity(E::META.fields.len());
     entity.write_fields(&mut fields)?;
     Ok(fields)
 }

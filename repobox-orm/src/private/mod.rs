@@ -11,7 +11,7 @@ pub use crate::codec::{HashField, KeyPart, RedisValue, Score};
 pub use crate::entity::{EntityField, EntityPatch, FieldWriter, RawHash, RedisEntity};
 pub use crate::error::{Error, Result};
 pub use crate::listing::Listing;
-pub use crate::meta::{DEFAULT_MAX_KEY_PART_LEN, EntityMeta, IndexKind, IndexMeta, KeyTemplate, Segment};
+pub use crate::meta::{DEFAULT_MAX_KEY_PART_LEN, EntityMeta, FieldMeta, IndexKind, IndexMeta, KeyTemplate, Segment};
 pub use crate::page::Page;
 pub use redis::aio::ConnectionLike;
 pub use std::borrow::Cow;
