@@ -375,3 +375,82 @@ fn the_wire_schema_is_the_committed_one() {
             .any(|f| f["name"] == "exit_code")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_process_rides_out_a_killed_server_and_a_deleted_stream_and_stops_on_sigterm() {
+    use repobox_models::{JOBS_STREAM, Job, JobStatus, now_millis};
+    use std::time::Duration;
+
+    let mut server = RedisServer::start();
+    let mut runner = Command::new(env!("CARGO_BIN_EXE_repobox"))
+        .args(["runner", "--consumer", "survivor", "--min-idle-secs", "2"])
+        .env("REDIS_URL", server.url())
+        .env("REPOBOX_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let store = repobox_orm::Store::open(server.url().as_str()).unwrap();
+    let wait_for_status = |id: &'static str, store: repobox_orm::Store| async move {
+        tokio::time::timeout(Duration::from_secs(40), async {
+            loop {
+                if let Ok(Some(job)) = Job::get(&mut store.clone(), id).await
+                    && job.status == JobStatus::Succeeded
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{id} did not succeed"));
+    };
+    Job::create_and_enqueue(
+        &mut store.clone(),
+        &Job::new("before", "u1", "https://x/ok.git", now_millis()),
+        now_millis(),
+    )
+    .await
+    .unwrap();
+    wait_for_status("before", store.clone()).await;
+
+    // The server dies for 8 s; the runner must still be there when it comes back.
+    server.kill();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(
+        runner.try_wait().unwrap().is_none(),
+        "the runner quit during the outage"
+    );
+    server.restart();
+    // Someone deletes the stream (and with it the group).
+    let mut conn = server.connection().await;
+    let _: () = redis::cmd("DEL").arg(JOBS_STREAM).query_async(&mut conn).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Job::create_and_enqueue(
+        &mut store.clone(),
+        &Job::new("after", "u1", "https://x/ok.git", now_millis()),
+        now_millis(),
+    )
+    .await
+    .unwrap();
+    wait_for_status("after", store.clone()).await;
+    assert!(runner.try_wait().unwrap().is_none());
+
+    // A real SIGTERM: it finishes or releases what it holds and exits 0.
+    let term = Command::new("kill")
+        .args(["-TERM", &runner.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(status) = runner.try_wait().unwrap() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the runner stops after SIGTERM");
+    assert!(status.success(), "{status:?}");
+}

@@ -13,7 +13,6 @@ mod work;
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use repobox_models::{JOBS_GROUP, JOBS_STREAM, Job, JobOutcome, JobStatus, Result, now_millis};
 use repobox_orm::queue::defaults;
@@ -85,14 +84,28 @@ impl<H: JobHandler> Runner<H> {
     /// their deliveries stay pending for another runner to claim.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<RunStats> {
         let mut conn = self.store.clone();
-        self.queue.ensure_group(&mut conn).await?;
+        tokio::pin!(shutdown);
+        let mut failures = 0u32;
+        // The group first; a Redis that is down or loading is waited for.
+        loop {
+            match self.queue.ensure_group(&mut conn).await {
+                Ok(()) => break,
+                Err(e) if is_fatal(&e) => return Err(e.into()),
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = %e, attempt = failures, "cannot set up the queue yet; retrying");
+                    if self.pause(failures, &mut shutdown).await {
+                        return Ok(RunStats::default());
+                    }
+                }
+            }
+        }
         let mut reader = self.store.dedicated();
         let permits = Arc::new(Semaphore::new(self.config.concurrency));
         let running: Arc<Mutex<HashSet<String>>> = Arc::default();
-        let mut tasks: JoinSet<Result<Done>> = JoinSet::new();
+        let mut tasks: JoinSet<Done> = JoinSet::new();
         let mut stats = RunStats::default();
         let mut next_claim = tokio::time::Instant::now();
-        tokio::pin!(shutdown);
         let consumer = self.config.consumer.clone();
         tracing::info!(consumer = %consumer, concurrency = self.config.concurrency, "runner started");
 
@@ -104,10 +117,23 @@ impl<H: JobHandler> Runner<H> {
             let mut batch = Vec::new();
             if tokio::time::Instant::now() >= next_claim {
                 next_claim = tokio::time::Instant::now() + self.config.claim_interval;
-                let claimed = self
+                let claimed = match self
                     .queue
                     .claim_stalled(&mut conn, &consumer, self.config.min_idle, defaults::CLAIM_BATCH)
-                    .await?;
+                    .await
+                {
+                    Ok(claimed) => {
+                        failures = 0;
+                        claimed
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        if self.ride_out(e, failures, &mut conn, &mut shutdown).await? {
+                            stopping = true;
+                        }
+                        continue;
+                    }
+                };
                 for id in &claimed.deleted {
                     tracing::warn!(entry = %id, "a pending job entry was deleted from the stream before it was acknowledged");
                 }
@@ -136,10 +162,15 @@ impl<H: JobHandler> Runner<H> {
                     }
                 };
                 match delivered {
-                    Ok(d) => batch.extend(d),
+                    Ok(d) => {
+                        failures = 0;
+                        batch.extend(d);
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, "reading the queue failed");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        failures += 1;
+                        if self.ride_out(e, failures, &mut conn, &mut shutdown).await? {
+                            stopping = true;
+                        }
                     }
                 }
             }
@@ -199,18 +230,71 @@ impl<H: JobHandler> Runner<H> {
     }
 }
 
-fn record(stats: &mut RunStats, done: std::result::Result<Result<Done>, tokio::task::JoinError>) {
+/// Whether an error means the runner cannot go on: a closed store, refused
+/// credentials or a bad argument. Everything else (refused or reset
+/// connections, timeouts, `LOADING`, `READONLY`/`MASTERDOWN` during a
+/// failover, a deleted stream) is ridden out.
+fn is_fatal(e: &repobox_orm::Error) -> bool {
+    match e {
+        repobox_orm::Error::Closed | repobox_orm::Error::InvalidArgument { .. } => true,
+        repobox_orm::Error::Redis(r) => {
+            let text = r.to_string();
+            r.kind() == repobox_orm::redis::ErrorKind::AuthenticationFailed
+                || ["WRONGPASS", "NOAUTH", "NOPERM"].iter().any(|c| text.contains(c))
+        }
+        _ => false,
+    }
+}
+
+fn is_no_group(e: &repobox_orm::Error) -> bool {
+    matches!(e, repobox_orm::Error::Redis(r) if r.code() == Some("NOGROUP") || r.to_string().contains("NOGROUP"))
+}
+
+impl<H: JobHandler> Runner<H> {
+    /// Waits the store's backoff for `failures`; `true` if shutdown came first.
+    async fn pause(&self, failures: u32, shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
+        let delay = self.store.config().backoff_policy().delay(failures);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => false,
+            _ = shutdown.as_mut() => true,
+        }
+    }
+
+    /// Logs a failed queue call and waits before the next; re-creates the
+    /// group when the stream was deleted. `Ok(true)` if shutdown came while
+    /// waiting; `Err` only for a fatal error.
+    async fn ride_out(
+        &self,
+        e: repobox_orm::Error,
+        failures: u32,
+        conn: &mut Store,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<bool> {
+        if is_fatal(&e) {
+            return Err(e.into());
+        }
+        if is_no_group(&e) {
+            tracing::warn!(stream = %self.queue.stream(), "the stream or its group is gone; creating it again");
+            if let Err(e) = self.queue.ensure_group(conn).await {
+                tracing::warn!(error = %e, "could not create the group yet");
+            }
+        } else {
+            tracing::warn!(error = %e, attempt = failures, "a queue call failed; retrying");
+        }
+        Ok(self.pause(failures, shutdown).await)
+    }
+}
+
+fn record(stats: &mut RunStats, done: std::result::Result<Done, tokio::task::JoinError>) {
     match done {
-        Ok(Ok(Done::Succeeded)) => stats.succeeded += 1,
-        Ok(Ok(Done::Failed)) => stats.failed += 1,
-        Ok(Ok(Done::Retried)) => stats.retried += 1,
-        Ok(Ok(Done::DeadLettered)) => {
+        Ok(Done::Succeeded) => stats.succeeded += 1,
+        Ok(Done::Failed) => stats.failed += 1,
+        Ok(Done::Retried) => stats.retried += 1,
+        Ok(Done::DeadLettered) => {
             stats.dead_lettered += 1;
             stats.failed += 1;
         }
-        Ok(Ok(Done::Skipped)) => stats.skipped += 1,
-        // The delivery stays pending and is claimed again later.
-        Ok(Err(e)) => tracing::warn!(error = %e, "a job's bookkeeping failed; it will be delivered again"),
+        Ok(Done::Skipped) => stats.skipped += 1,
         Err(e) if e.is_cancelled() => {}
         Err(e) => tracing::error!(error = %e, "a job task panicked"),
     }

@@ -29,26 +29,40 @@ pub(crate) struct Work<H> {
 }
 
 impl<H: JobHandler> Work<H> {
-    pub(crate) async fn process(&self, delivery: Delivery) -> Result<Done> {
-        let mut conn = self.store.clone();
-        let Some(job_id) = delivery.field("job_id").map(str::to_owned) else {
-            self.queue
-                .dead_letter(&mut conn, &delivery, &self.consumer, "entry has no job_id")
-                .await?;
-            return Ok(Done::DeadLettered);
-        };
-        if self.queue.is_exhausted(&delivery) {
-            let reason = format!("delivered {} times without finishing", delivery.deliveries);
-            return self.give_up(&job_id, &delivery, &reason).await;
+    /// Processes one delivery. Never fails: whatever goes wrong with a
+    /// delivery (an entry without a valid job id, a job that is gone or does
+    /// not decode, a status write that fails, a handler that fails or panics)
+    /// counts as one delivery of it; it stays pending and is delivered again
+    /// until the queue's maximum, and then goes to the dead letters with the
+    /// reason (see [`poison`](Self::poison)).
+    pub(crate) async fn process(&self, delivery: Delivery) -> Done {
+        match self.try_process(&delivery).await {
+            Ok(done) => done,
+            Err(reason) => self.poison(&delivery, &reason).await,
         }
-        let Some(job) = Job::get(&mut conn, job_id.as_str()).await? else {
-            tracing::warn!(job = %job_id, "job is gone; acknowledging its entry");
-            self.queue.ack(&mut conn, &[&delivery.id]).await?;
-            return Ok(Done::Skipped);
+    }
+
+    async fn try_process(&self, delivery: &Delivery) -> std::result::Result<Done, String> {
+        let mut conn = self.store.clone();
+        if let Some(problem) = &delivery.malformed {
+            return Err(format!("malformed entry: {problem}"));
+        }
+        let job_id = match delivery.field("job_id") {
+            Some(id) if Job::key_for(id).is_ok() => id.to_owned(),
+            Some(_) => return Err("the entry's job_id is not a job id".into()),
+            None => return Err("the entry has no job_id".into()),
+        };
+        if self.queue.is_exhausted(delivery) {
+            return Err(format!("delivered {} times without finishing", delivery.deliveries));
+        }
+        let job = match Job::get(&mut conn, job_id.as_str()).await {
+            Ok(Some(job)) => job,
+            Ok(None) => return Err("the job does not exist".into()),
+            Err(e) => return Err(format!("the job cannot be read: {e}")),
         };
         if job.status.is_final() {
             // A duplicate delivery of a job that already ended.
-            self.queue.ack(&mut conn, &[&delivery.id]).await?;
+            self.ack(delivery).await?;
             return Ok(Done::Skipped);
         }
         let job = match Job::update_status(
@@ -62,17 +76,17 @@ impl<H: JobHandler> Work<H> {
         {
             Ok(job) => job,
             Err(Error::InvalidTransition { .. }) => {
-                self.queue.ack(&mut conn, &[&delivery.id]).await?;
+                self.ack(delivery).await?;
                 return Ok(Done::Skipped);
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(format!("the job could not be started: {e}")),
         };
         self.running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(job_id.clone());
         let started = job.clone();
-        let result = self.run_handler(job, &delivery).await;
+        let result = self.run_handler(job, delivery).await;
         self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job_id);
         let now = now_millis();
         match result {
@@ -86,21 +100,48 @@ impl<H: JobHandler> Work<H> {
                     exit_code: Some(code),
                     error: None,
                 };
-                Job::update_status_from(&mut conn, started, status, now, outcome).await?;
-                self.queue.ack(&mut conn, &[&delivery.id]).await?;
+                Job::update_status_from(&mut conn, started, status, now, outcome)
+                    .await
+                    .map_err(|e| format!("the job's outcome could not be recorded: {e}"))?;
+                self.ack(delivery).await?;
                 Ok(done)
             }
-            Err(reason) if delivery.deliveries >= self.queue.max_deliveries_value() => {
-                self.give_up(&job_id, &delivery, &reason).await
-            }
+            Err(reason) if delivery.deliveries >= self.queue.max_deliveries_value() => Err(reason),
             Err(reason) => {
                 tracing::warn!(job = %job_id, delivery = delivery.deliveries, %reason, "job failed; it will be delivered again");
                 let outcome = JobOutcome {
                     exit_code: None,
                     error: Some(reason),
                 };
-                Job::update_status_from(&mut conn, started, JobStatus::Queued, now, outcome).await?;
+                Job::update_status_from(&mut conn, started, JobStatus::Queued, now, outcome)
+                    .await
+                    .map_err(|e| format!("the job could not be queued again: {e}"))?;
                 Ok(Done::Retried)
+            }
+        }
+    }
+
+    async fn ack(&self, delivery: &Delivery) -> std::result::Result<(), String> {
+        self.queue
+            .ack(&mut self.store.clone(), &[&delivery.id])
+            .await
+            .map(drop)
+            .map_err(|e| format!("the delivery could not be acknowledged: {e}"))
+    }
+
+    /// A delivery that could not be processed: left pending for another
+    /// delivery, or, once it has had `max_deliveries`, dead-lettered with the
+    /// reason (and its job, if it exists and decodes, marked failed).
+    pub(crate) async fn poison(&self, delivery: &Delivery, reason: &str) -> Done {
+        if delivery.deliveries < self.queue.max_deliveries_value() {
+            tracing::warn!(entry = %delivery.id, delivery = delivery.deliveries, %reason, "a delivery failed; it will be delivered again");
+            return Done::Retried;
+        }
+        match self.give_up(delivery, reason).await {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::warn!(entry = %delivery.id, error = %e, "could not dead-letter a delivery; it will be delivered again");
+                Done::Retried
             }
         }
     }
@@ -132,19 +173,22 @@ impl<H: JobHandler> Work<H> {
         }
     }
 
-    /// Marks the job failed and moves its delivery to the dead letters.
-    async fn give_up(&self, job_id: &str, delivery: &Delivery, reason: &str) -> Result<Done> {
+    /// Marks the job failed (when there is one that can be) and moves the
+    /// delivery to the dead letters with the reason.
+    async fn give_up(&self, delivery: &Delivery, reason: &str) -> Result<Done> {
         let mut conn = self.store.clone();
-        let outcome = JobOutcome {
-            exit_code: None,
-            error: Some(reason.to_owned()),
-        };
-        match Job::update_status(&mut conn, job_id, JobStatus::Failed, now_millis(), outcome).await {
-            Ok(_) | Err(Error::InvalidTransition { .. }) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
+        if let Some(job_id) = delivery.field("job_id").filter(|id| Job::key_for(*id).is_ok()) {
+            let outcome = JobOutcome {
+                exit_code: None,
+                error: Some(reason.to_owned()),
+            };
+            match Job::update_status(&mut conn, job_id, JobStatus::Failed, now_millis(), outcome).await {
+                Ok(_) => {}
+                // Gone, undecodable or already over: the dead letter says why.
+                Err(e) => tracing::debug!(job = %job_id, error = %e, "a dead-lettered job's status was not written"),
+            }
         }
-        tracing::warn!(job = %job_id, deliveries = delivery.deliveries, %reason, "dead-lettering a job");
+        tracing::warn!(entry = %delivery.id, deliveries = delivery.deliveries, %reason, "dead-lettering a delivery");
         self.queue
             .dead_letter(&mut conn, delivery, &self.consumer, reason)
             .await?;

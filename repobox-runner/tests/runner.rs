@@ -18,6 +18,8 @@ struct Recorder {
     runs: Arc<Mutex<HashMap<String, u32>>>,
     started: Arc<tokio::sync::Notify>,
     hang_every_job: bool,
+    /// For "vanish": the job's hash is deleted while it runs.
+    store: Option<Store>,
 }
 
 impl JobHandler for Recorder {
@@ -33,6 +35,16 @@ impl JobHandler for Recorder {
         }
         match job.repo_url.as_str() {
             "poison" => Err("cannot clone".into()),
+            "panic" => panic!("the handler blew up"),
+            "vanish" => {
+                let mut conn = self.store.clone().expect("a store for vanish");
+                let _: () = redis::cmd("DEL")
+                    .arg(format!("job:{}", job.id))
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                Ok(0)
+            }
             "exit-2" => Ok(2),
             "hang" => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -264,4 +276,71 @@ async fn a_plain_redis_consumer_processes_a_repobox_job() {
     let acked: i64 = conn.xack(JOBS_STREAM, JOBS_GROUP, &[&entry.id]).await.unwrap();
     assert_eq!(acked, 1);
     assert_eq!(status(&store, "go-job").await.status, JobStatus::Succeeded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_poison_is_dead_lettered_after_exactly_the_maximum_deliveries() {
+    let server = RedisServer::start();
+    let store = Store::open(server.url().as_str()).unwrap();
+    let mut conn = store.clone();
+    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    q.ensure_group(&mut conn).await.unwrap();
+    // A stream entry whose job has no hash, an id no job can have, no job_id at all.
+    q.enqueue(&mut conn, &[("job_id", "ghost"), ("user_id", "u1")])
+        .await
+        .unwrap();
+    q.enqueue(&mut conn, &[("job_id", "a:b"), ("user_id", "u1")])
+        .await
+        .unwrap();
+    q.enqueue(&mut conn, &[("user_id", "u1")]).await.unwrap();
+    // A job whose hash does not decode (a status no runner knows).
+    enqueue(&store, "weird", "ok").await;
+    let _: () = redis::cmd("HSET")
+        .arg("job:weird")
+        .arg("status")
+        .arg("weird")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // A job whose bookkeeping fails (its hash vanishes while it runs), and a handler that panics.
+    enqueue(&store, "vanish", "vanish").await;
+    enqueue(&store, "panics", "panic").await;
+
+    let handler = Recorder {
+        store: Some(store.clone()),
+        ..Recorder::default()
+    };
+    let (stop, handle) = spawn_runner(&store, handler.clone(), config("r"));
+    wait_for(async || q.dead_len(&mut store.clone()).await.unwrap() == 6).await;
+    stop.send(()).unwrap();
+    let stats = handle.await.unwrap();
+    assert_eq!(stats.dead_lettered, 6);
+
+    let dead = q.dead_letters(&mut conn, "-", 10).await.unwrap();
+    let reason = |job: Option<&str>| -> String {
+        let letter = dead
+            .iter()
+            .find(|d| d.fields.get("job_id").map(String::as_str) == job)
+            .unwrap_or_else(|| panic!("no dead letter for {job:?}: {dead:?}"));
+        assert_eq!(letter.fields["deliveries"], "3", "{letter:?}");
+        letter.fields["reason"].clone()
+    };
+    assert!(reason(Some("ghost")).contains("does not exist"));
+    assert!(reason(Some("a:b")).contains("not a job id"));
+    assert!(reason(None).contains("no job_id"));
+    assert!(reason(Some("weird")).contains("cannot be read"));
+    // Its outcome could not be recorded; by the last delivery the job is gone.
+    let vanished = reason(Some("vanish"));
+    assert!(
+        vanished.contains("could not be recorded") || vanished.contains("does not exist"),
+        "{vanished}"
+    );
+    assert!(reason(Some("panics")).contains("panicked"));
+    assert_eq!(q.pending(&mut conn).await.unwrap().count, 0, "nothing loops");
+    // A job that exists and decodes is marked failed, with the reason in its history.
+    let panicked = status(&store, "panics").await;
+    assert_eq!(panicked.status, JobStatus::Failed);
+    assert!(panicked.error.as_deref().unwrap().contains("panicked"));
+    assert_eq!(panicked.history.last().unwrap().status, JobStatus::Failed);
+    assert_eq!(handler.runs.lock().unwrap()["panics"], 3);
 }

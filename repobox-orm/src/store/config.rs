@@ -114,6 +114,12 @@ impl StoreConfig {
         self
     }
 
+    /// The reconnect backoff it was built with (the runner paces its own
+    /// retries with it too).
+    pub fn backoff_policy(&self) -> &Backoff {
+        &self.backoff
+    }
+
     /// The reconnect backoff.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
