@@ -21,16 +21,15 @@ pub struct Cli {
     /// For mutual TLS: the client certificate's key (PEM).
     #[arg(long, global = true, env = "REDIS_CLIENT_KEY", requires = "client_cert")]
     pub client_key: Option<std::path::PathBuf>,
-    /// Where the demo looks for a local Redis before it starts its own.
-    #[arg(long, global = true, hide = true, default_value = repobox_orm::DEFAULT_URL)]
-    pub local_url: String,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// The whole flow: a user logs in, enqueues jobs, a runner runs them.
+    /// The whole flow: a user logs in, enqueues jobs, a runner runs them. On a
+    /// throw-away redis-server of its own unless a Redis is given; on a given
+    /// one it works in a namespace of its own and touches nothing else.
     Demo(DemoArgs),
     /// Runs jobs from `jobs:stream` until Ctrl-C or SIGTERM.
     Runner(RunnerArgs),
@@ -51,6 +50,10 @@ pub struct DemoArgs {
     /// How many jobs to enqueue (every third one fails).
     #[arg(long, default_value_t = 4)]
     pub jobs: usize,
+    /// Keep what the demo wrote (its user, session, jobs and stream) instead
+    /// of removing it at the end.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Args)]

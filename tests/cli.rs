@@ -31,7 +31,7 @@ fn json(out: &Output) -> serde_json::Value {
 #[test]
 fn demo_runs_the_whole_flow_and_the_read_commands_agree() {
     let server = RedisServer::start();
-    let out = ok(&repobox(Some(&server), &["demo", "--jobs", "3"]));
+    let out = ok(&repobox(Some(&server), &["demo", "--jobs", "3", "--keep"]));
     assert!(out.contains("3. Enqueued 3 jobs"), "{out}");
     assert!(out.contains("2 succeeded, 1 failed"), "{out}");
     assert!(out.contains("tests failed: 1 of 12"), "{out}");
@@ -58,11 +58,16 @@ fn demo_runs_the_whole_flow_and_the_read_commands_agree() {
     let tail = ok(&repobox(Some(&server), &["jobs", "tail", id]));
     assert_eq!(tail.lines().count(), 6, "{tail}");
 
+    // The demo ran on a stream of its own: the shared one was not touched,
+    // and reading its stats does not create it.
     let stats = json(&repobox(Some(&server), &["queue", "stats", "--json"]));
-    assert_eq!(stats["length"], 3);
+    assert_eq!(stats["length"], 0);
     assert_eq!(stats["pending"], 0);
     assert_eq!(stats["dead_letters"], 0);
-    assert!(stats["consumers"].as_array().unwrap().len() == 1);
+    assert!(stats["consumers"].as_array().unwrap().is_empty());
+    let mut conn = server.client().get_connection().unwrap();
+    let exists: bool = redis::cmd("EXISTS").arg("jobs:stream").query(&mut conn).unwrap();
+    assert!(!exists, "a read-only command wrote");
     let dead = json(&repobox(Some(&server), &["queue", "dead", "--json"]));
     assert_eq!(dead, serde_json::json!([]));
     // One report per index of every model (User, Session and Job have one each).
@@ -87,11 +92,71 @@ fn demo_runs_the_whole_flow_and_the_read_commands_agree() {
 }
 
 #[test]
-fn demo_starts_its_own_redis_when_none_answers() {
-    let dead = format!("redis://127.0.0.1:{}/", RedisServer::free_port());
-    let out = ok(&repobox(None, &["--local-url", &dead, "demo", "--jobs", "2"]));
-    assert!(out.contains("started a throw-away redis-server"), "{out}");
+fn demo_starts_its_own_redis_when_none_is_given() {
+    let out = ok(&repobox(None, &["demo", "--jobs", "2"]));
+    assert!(out.lines().next().unwrap().contains("throw-away redis-server"), "{out}");
     assert!(out.contains("2 succeeded, 0 failed"), "{out}");
+}
+
+#[test]
+fn the_demo_touches_only_what_it_made() {
+    let server = RedisServer::start();
+    let mut conn = server.client().get_connection().unwrap();
+    // Another application's job, queued on the shared stream.
+    let _: () = redis::cmd("HSET")
+        .arg("job:prod-1")
+        .arg(&[
+            ("id", "prod-1"),
+            ("user_id", "acme"),
+            ("repo_url", "https://github.com/acme/prod.git"),
+            ("status", "queued"),
+            ("created_at", "1"),
+        ])
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("XGROUP")
+        .arg(&["CREATE", "jobs:stream", "runners", "0", "MKSTREAM"])
+        .query(&mut conn)
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(&[
+            "jobs:stream",
+            "*",
+            "job_id",
+            "prod-1",
+            "user_id",
+            "acme",
+            "enqueued_at",
+            "1",
+        ])
+        .query(&mut conn)
+        .unwrap();
+    let keys_before: std::collections::BTreeSet<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+    let dump = |conn: &mut redis::Connection| -> Vec<Vec<u8>> {
+        ["job:prod-1", "jobs:stream"]
+            .iter()
+            .map(|k| redis::cmd("DUMP").arg(*k).query(conn).unwrap())
+            .collect()
+    };
+    let before = dump(&mut conn);
+
+    let out = ok(&repobox(Some(&server), &["demo", "--jobs", "3"]));
+    assert!(out.contains("namespace of the demo's own"), "{out}");
+    assert!(out.contains("2 succeeded, 1 failed"), "{out}");
+    assert_eq!(
+        dump(&mut conn),
+        before,
+        "the foreign job or the shared stream was touched"
+    );
+    let keys_after: std::collections::BTreeSet<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+    assert_eq!(keys_after, keys_before, "the demo left keys behind");
+
+    // With --keep, what it made stays, and still nothing else is touched.
+    let out = ok(&repobox(Some(&server), &["demo", "--jobs", "1", "--keep"]));
+    assert!(out.contains("Kept"), "{out}");
+    assert_eq!(dump(&mut conn), before);
+    let kept: Vec<String> = redis::cmd("KEYS").arg("job:demo-*").query(&mut conn).unwrap();
+    assert!(!kept.is_empty());
 }
 
 #[test]
@@ -267,6 +332,7 @@ fn the_cli_never_prints_a_password() {
         .unwrap();
     let stdout = ok(&out);
     assert!(stdout.contains("Using Redis at redis://:***@127.0.0.1"), "{stdout}");
+    assert!(stdout.contains("session ") && stdout.contains("…"), "{stdout}");
     assert!(!stdout.contains("s3cretPW"), "{stdout}");
 }
 

@@ -150,13 +150,24 @@ impl Job {
     /// Creating the same job id twice is `Err(AlreadyExists)` and enqueues nothing.
     /// Returns the stream entry id.
     pub async fn create_and_enqueue<C: ConnectionLike + Send>(conn: &mut C, job: &Job, now: i64) -> Result<String> {
+        Job::create_and_enqueue_on(conn, job, now, JOBS_STREAM).await
+    }
+
+    /// [`create_and_enqueue`](Self::create_and_enqueue) onto another stream
+    /// (a namespace of its own, for a demo or a test).
+    pub async fn create_and_enqueue_on<C: ConnectionLike + Send>(
+        conn: &mut C,
+        job: &Job,
+        now: i64,
+        stream: &str,
+    ) -> Result<String> {
         let enqueued_at = now.to_string();
         let entry = [
             ("job_id", job.id.as_str()),
             ("user_id", job.user_id.as_str()),
             ("enqueued_at", enqueued_at.as_str()),
         ];
-        Ok(Job::create_and_append(conn, job, JOBS_STREAM, &entry).await?)
+        Ok(Job::create_and_append(conn, job, stream, &entry).await?)
     }
 
     /// Moves the job to `to` at `now`, setting `started_at` when it starts and

@@ -8,6 +8,8 @@ use repobox_orm::queue::defaults;
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
     pub(crate) consumer: String,
+    pub(crate) stream: String,
+    pub(crate) group: String,
     pub(crate) concurrency: usize,
     pub(crate) block: Duration,
     pub(crate) claim_interval: Duration,
@@ -24,6 +26,8 @@ impl RunnerConfig {
     pub fn new(consumer: impl Into<String>) -> Self {
         RunnerConfig {
             consumer: consumer.into(),
+            stream: repobox_models::JOBS_STREAM.to_owned(),
+            group: repobox_models::JOBS_GROUP.to_owned(),
             concurrency: 4,
             block: Duration::from_secs(1),
             claim_interval: Duration::from_secs(5),
@@ -31,6 +35,14 @@ impl RunnerConfig {
             max_deliveries: defaults::MAX_DELIVERIES,
             shutdown_grace: Duration::from_secs(10),
         }
+    }
+
+    /// The stream and consumer group to take jobs from (default `jobs:stream`,
+    /// group `runners`); a demo or a test runs in a namespace of its own.
+    pub fn queue(mut self, stream: impl Into<String>, group: impl Into<String>) -> Self {
+        self.stream = stream.into();
+        self.group = group.into();
+        self
     }
 
     /// How many jobs run at once.

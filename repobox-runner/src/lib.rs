@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use repobox_models::{JOBS_GROUP, JOBS_STREAM, Job, JobOutcome, JobStatus, Result, now_millis};
+use repobox_models::{Job, JobOutcome, JobStatus, Result, now_millis};
 use repobox_orm::queue::defaults;
 use repobox_orm::{Queue, Store};
 use tokio::sync::Semaphore;
@@ -65,7 +65,7 @@ pub struct Runner<H> {
 impl<H: JobHandler> Runner<H> {
     /// A runner over `store` with `handler`.
     pub fn new(store: Store, handler: H, config: RunnerConfig) -> Self {
-        let queue = Queue::new(JOBS_STREAM, JOBS_GROUP).max_deliveries(config.max_deliveries);
+        let queue = Queue::new(config.stream.clone(), config.group.clone()).max_deliveries(config.max_deliveries);
         Runner {
             store,
             handler: Arc::new(handler),

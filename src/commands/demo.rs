@@ -1,129 +1,133 @@
 //! `repobox demo`: a user logs in, enqueues jobs, a runner runs them.
+//!
+//! Without a Redis given it starts a throw-away `redis-server` of its own.
+//! Given one, it works in a namespace of its own (its own stream and group,
+//! ids prefixed with the run), so it never runs or touches another
+//! application's jobs, and removes what it wrote at the end unless `--keep`.
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use repobox_models::{
-    GitProvider, GitProviders, JOBS_GROUP, JOBS_STREAM, Job, JobStatus, OutputRange, Session, User, now_millis,
-};
-use repobox_orm::{Page, Queue, Store, StoreConfig, TlsConfig};
+use repobox_models::{GitProvider, GitProviders, Job, JobStatus, OutputRange, Session, User, now_millis};
+use repobox_orm::{Page, Queue, Store, TlsConfig};
 use repobox_runner::{Runner, RunnerConfig};
 
-use super::{store_for, with_reach};
+use super::{redact, store_for, with_reach};
 use crate::cli::DemoArgs;
 use crate::handler::DemoHandler;
-use crate::output::job_rows;
+use crate::output::{clean, job_rows};
 
 /// Where the demo's Redis comes from.
 enum DemoRedis {
     Given(String),
-    Local(String),
     #[cfg(feature = "embedded-redis")]
     Embedded(crate::embedded::EmbeddedRedis),
 }
 
-async fn answers(url: &str) -> bool {
-    let config = StoreConfig::default()
-        .retry(false)
-        .connect_timeout(Duration::from_millis(500));
-    let Ok(store) = Store::with_config(url, config) else {
-        return false;
-    };
-    let ok = redis::cmd("PING")
-        .query_async::<String>(&mut store.clone())
-        .await
-        .is_ok();
-    store.close().await;
-    ok
-}
-
 #[cfg(feature = "embedded-redis")]
-async fn throw_away(local: &str) -> anyhow::Result<DemoRedis> {
+async fn throw_away() -> anyhow::Result<DemoRedis> {
+    println!("Starting a throw-away redis-server for the demo (it stops with the demo; set REDIS_URL to use another).");
     let server = crate::embedded::EmbeddedRedis::start()
         .await
-        .with_context(|| format!("no Redis answers at {} and none could be started", super::redact(local)))?;
-    println!(
-        "No Redis at {} and REDIS_URL is not set: started a throw-away redis-server on port {} (it stops with the demo).",
-        super::redact(local),
-        server.port()
-    );
+        .context("no Redis was given and none could be started")?;
     Ok(DemoRedis::Embedded(server))
 }
 
 #[cfg(not(feature = "embedded-redis"))]
-async fn throw_away(local: &str) -> anyhow::Result<DemoRedis> {
-    bail!(
-        "no Redis answers at {}; set REDIS_URL (this build cannot start its own redis-server)",
-        super::redact(local)
-    )
+async fn throw_away() -> anyhow::Result<DemoRedis> {
+    bail!("no Redis was given: set REDIS_URL (this build cannot start its own redis-server)")
 }
 
-pub async fn demo(url: Option<&str>, local: &str, tls: Option<TlsConfig>, args: &DemoArgs) -> anyhow::Result<()> {
+/// The names the demo writes under: all of them carry the run's id.
+struct Namespace {
+    run: String,
+    stream: String,
+    group: String,
+}
+
+pub async fn demo(url: Option<&str>, tls: Option<TlsConfig>, args: &DemoArgs) -> anyhow::Result<()> {
     let redis = match url {
         Some(url) => DemoRedis::Given(url.to_owned()),
-        None if answers(local).await => DemoRedis::Local(local.to_owned()),
-        None => throw_away(local).await?,
+        None => throw_away().await?,
     };
     let url = match &redis {
-        DemoRedis::Given(url) | DemoRedis::Local(url) => {
-            println!("Using Redis at {}", super::redact(url));
+        DemoRedis::Given(url) => {
+            println!("Using Redis at {}, in a namespace of the demo's own", redact(url));
             url.clone()
         }
         #[cfg(feature = "embedded-redis")]
         DemoRedis::Embedded(server) => server.url(),
     };
-    // Certificates are for the Redis the user named; a local or throw-away one is plain.
+    // Certificates are for the Redis the user named; the throw-away one is plain.
     let tls = if matches!(redis, DemoRedis::Given(_)) {
         tls
     } else {
         None
     };
     let store = store_for(&url, tls)?;
-    let result = flow(&store, args).await;
+    let run = format!("demo-{}-{}", now_millis(), std::process::id());
+    let ns = Namespace {
+        stream: format!("repobox-demo:{run}:stream"),
+        group: "demo".to_owned(),
+        run,
+    };
+    let result = flow(&store, &ns, args).await;
+    let cleaned = if args.keep {
+        Ok(())
+    } else {
+        clean_up(&store, &ns, args).await
+    };
     store.close().await;
     drop(redis);
-    result.map_err(|e| with_reach(e, &url))
+    result.and(cleaned).map_err(|e| with_reach(e, &url))
 }
 
-async fn flow(store: &Store, args: &DemoArgs) -> anyhow::Result<()> {
+fn job_ids(ns: &Namespace, args: &DemoArgs) -> Vec<String> {
+    (0..args.jobs).map(|i| format!("{}-job-{i}", ns.run)).collect()
+}
+
+async fn flow(store: &Store, ns: &Namespace, args: &DemoArgs) -> anyhow::Result<()> {
     let mut conn = store.clone();
-    let run = now_millis();
+    let now = now_millis();
     let user = User {
-        id: format!("demo-{run}"),
-        email: format!("demo-{run}@example.com"),
+        id: ns.run.clone(),
+        email: format!("{}@example.com", ns.run),
         name: "Demo User".into(),
-        created_at: run,
+        created_at: now,
         last_login_at: None,
         is_admin: false,
     };
     User::create(&mut conn, &user).await.context("creating the demo user")?;
     println!("\n1. Created user {} <{}>", user.id, user.email);
 
-    let (token, session) = Session::create_user_session(&mut conn, &user.id, Some("repobox-demo".into()), None).await?;
+    let (token, _) = Session::create_user_session(&mut conn, &user.id, Some("repobox-demo".into()), None).await?;
     User::update_last_login(&mut conn, &user.id, now_millis()).await?;
     GitProviders::add(&mut conn, &user.id, GitProvider::GitHub).await?;
-    let ttl = Session::ttl(&mut conn, session.id.as_str()).await?.unwrap_or_default();
+    let ttl = Session::ttl(&mut conn, token.digest().as_str())
+        .await?
+        .unwrap_or_default();
     // The token goes to the browser; only a fingerprint of it is ever shown.
     println!("2. Logged in: {token}, expires in {} h", ttl.as_secs() / 3600);
 
-    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    let q = Queue::new(ns.stream.clone(), ns.group.clone());
     q.ensure_group(&mut conn).await?;
-    let mut ids = Vec::new();
-    for i in 0..args.jobs {
+    let ids = job_ids(ns, args);
+    for (i, id) in ids.iter().enumerate() {
         let repo = if i % 3 == 2 {
             format!("https://github.com/demo/fail-project-{i}.git")
         } else {
             format!("https://github.com/demo/project-{i}.git")
         };
-        let job = Job::new(format!("{}-job-{i}", user.id), &user.id, repo, now_millis() + i as i64);
-        Job::create_and_enqueue(&mut conn, &job, now_millis()).await?;
-        ids.push(job.id);
+        let job = Job::new(id.clone(), &user.id, repo, now_millis() + i as i64);
+        Job::create_and_enqueue_on(&mut conn, &job, now_millis(), &ns.stream).await?;
     }
-    println!("3. Enqueued {} jobs on {JOBS_STREAM}", ids.len());
+    println!("3. Enqueued {} jobs on {}", ids.len(), ns.stream);
 
     println!("4. Running them with an in-process runner…");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = RunnerConfig::new(format!("demo-runner-{}", std::process::id())).concurrency(4);
+    let config = RunnerConfig::new(format!("{}-runner", ns.run))
+        .queue(ns.stream.clone(), ns.group.clone())
+        .concurrency(4);
     let runner = Runner::new(store.clone(), DemoHandler::default(), config);
     let handle = tokio::spawn(runner.run(async {
         let _ = stopped.await;
@@ -157,9 +161,30 @@ async fn flow(store: &Store, args: &DemoArgs) -> anyhow::Result<()> {
         let output = Job::output(&mut conn, &failed.id, OutputRange::ALL).await?;
         println!("\n6. Output of {} ({}):", failed.id, failed.status);
         for line in output {
-            println!("   {}", crate::output::clean(&line));
+            println!("   {}", clean(&line));
         }
     }
-    println!("\nTry: repobox jobs list --user {}   ·   repobox queue stats", user.id);
+    if args.keep {
+        println!("\nKept. Try: repobox jobs list --user {}", user.id);
+    }
+    Ok(())
+}
+
+/// Removes what the demo wrote: its jobs with their output, its user with
+/// its sessions and email claim, its providers, its stream and dead letters.
+async fn clean_up(store: &Store, ns: &Namespace, args: &DemoArgs) -> anyhow::Result<()> {
+    let mut conn = store.clone();
+    let ids = job_ids(ns, args);
+    for id in &ids {
+        Job::delete_with_output(&mut conn, id).await?;
+    }
+    User::delete_with_sessions(&mut conn, &ns.run).await?;
+    GitProviders::remove(&mut conn, &ns.run, GitProvider::GitHub).await?;
+    let _: () = redis::cmd("DEL")
+        .arg(&ns.stream)
+        .arg(format!("{}:dead", ns.stream))
+        .query_async(&mut conn)
+        .await?;
+    println!("\nRemoved what the demo wrote (--keep keeps it).");
     Ok(())
 }

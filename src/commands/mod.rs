@@ -19,7 +19,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let tls = tls_of(&cli)?;
     if let Command::Demo(args) = &cli.command {
-        return demo::demo(cli.redis_url.as_deref(), &cli.local_url, tls, args).await;
+        return demo::demo(cli.redis_url.as_deref(), tls, args).await;
     }
     let url = cli
         .redis_url

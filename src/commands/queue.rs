@@ -13,10 +13,13 @@ pub async fn queue(store: &Store, cmd: QueueCommand) -> anyhow::Result<()> {
     let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
     match cmd {
         QueueCommand::Stats { json } => {
-            q.ensure_group(&mut conn).await?;
+            // Read-only: a stream or group that does not exist yet reads as empty.
             let len = q.len(&mut conn).await?;
-            let pending = q.pending(&mut conn).await?;
-            let consumers = q.consumers(&mut conn).await?;
+            let (pending, consumers) = match (q.pending(&mut conn).await, q.consumers(&mut conn).await) {
+                (Ok(p), Ok(c)) => (p, c),
+                (Err(e), _) | (_, Err(e)) if is_missing_group(&e) => (Default::default(), Vec::new()),
+                (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+            };
             let dead = q.dead_len(&mut conn).await?;
             if json {
                 let consumers: Vec<_> = consumers
@@ -74,4 +77,10 @@ pub async fn queue(store: &Store, cmd: QueueCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether the error says the stream or its group does not exist.
+fn is_missing_group(e: &repobox_orm::Error) -> bool {
+    let text = e.to_string();
+    text.contains("NOGROUP") || text.contains("no such key")
 }
