@@ -5,7 +5,7 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use redis::streams::{StreamInfoConsumersReply, StreamPendingCountReply, StreamPendingReply, StreamRangeReply};
 
-use super::{Consumer, Entry, Pending, Queue, reply};
+use super::{Consumer, Entry, Pending, PendingEntry, Queue, reply};
 use crate::error::Result;
 
 impl Queue {
@@ -36,6 +36,32 @@ impl Queue {
                 .first()
                 .map(|p| Duration::from_millis(p.last_delivered_ms as u64)),
         })
+    }
+
+    /// Up to `count` pending deliveries, oldest first, with their consumer,
+    /// idle time and delivery count.
+    pub async fn pending_entries<C: ConnectionLike + Send>(&self, conn: &mut C, count: usize) -> Result<Vec<PendingEntry>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let reply: StreamPendingCountReply = redis::cmd("XPENDING")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg("-")
+            .arg("+")
+            .arg(count.min(i64::MAX as usize))
+            .query_async(conn)
+            .await?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .map(|p| PendingEntry {
+                id: p.id,
+                consumer: p.consumer,
+                idle: Duration::from_millis(p.last_delivered_ms as u64),
+                deliveries: p.times_delivered as u64,
+            })
+            .collect())
     }
 
     /// The group's consumers with their pending counts and idle times.
@@ -89,12 +115,15 @@ impl Queue {
 }
 
 async fn range<C: ConnectionLike + Send>(conn: &mut C, stream: &str, start: &str, count: usize) -> Result<Vec<Entry>> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
     let reply: StreamRangeReply = redis::cmd("XRANGE")
         .arg(stream)
         .arg(start)
         .arg("+")
         .arg("COUNT")
-        .arg(count.max(1))
+        .arg(count.min(i64::MAX as usize))
         .query_async(conn)
         .await?;
     Ok(reply

@@ -99,6 +99,19 @@ pub struct Pending {
     pub oldest_idle: Option<Duration>,
 }
 
+/// One pending delivery, as `XPENDING` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PendingEntry {
+    /// The stream entry id.
+    pub id: String,
+    /// The consumer holding it.
+    pub consumer: String,
+    /// Time since it was last delivered.
+    pub idle: Duration,
+    /// How often it has been delivered.
+    pub deliveries: u64,
+}
+
 /// A consumer of the group.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Consumer {
@@ -260,7 +273,66 @@ impl Queue {
     /// consumer group has not acknowledged or not yet read; returns how many went.
     pub async fn trim<C: ConnectionLike + Send>(&self, conn: &mut C, max_len: u64) -> Result<u64> {
         let mut cmd = scripts::evalsha(&TRIM, &[&self.stream]);
-        cmd.arg(max_len);
+        cmd.arg("maxlen").arg(max_len);
         scripts::run(conn, &TRIM, &cmd).await
+    }
+
+    /// Removes the entries older than `age` (by Redis's clock, `XTRIM MINID`),
+    /// never one that a consumer group has not acknowledged or not yet read;
+    /// returns how many went.
+    pub async fn trim_older_than<C: ConnectionLike + Send>(&self, conn: &mut C, age: Duration) -> Result<u64> {
+        let age = u64::try_from(age.as_millis()).unwrap_or(u64::MAX).min(i64::MAX as u64);
+        let mut cmd = scripts::evalsha(&TRIM, &[&self.stream]);
+        cmd.arg("age").arg(age);
+        scripts::run(conn, &TRIM, &cmd).await
+    }
+
+    /// Removes the group's consumers that have been idle at least `idle` and
+    /// hold nothing pending (runners that are gone); returns their names.
+    pub async fn remove_idle_consumers<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        idle: Duration,
+    ) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for c in self.consumers(conn).await? {
+            if c.pending == 0 && c.idle >= idle {
+                let _: redis::Value = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&self.stream)
+                    .arg(&self.group)
+                    .arg(&c.name)
+                    .query_async(conn)
+                    .await?;
+                removed.push(c.name);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Puts dead letters back on the stream with their original fields and
+    /// removes them from the dead letters, each atomically (`MULTI`); `ids`
+    /// empty means every dead letter. Returns the requeued letters.
+    pub async fn requeue_dead<C: ConnectionLike + Send>(&self, conn: &mut C, ids: &[String]) -> Result<Vec<Entry>> {
+        let letters = self.dead_letters(conn, "-", usize::MAX).await?;
+        let chosen: Vec<Entry> = letters
+            .into_iter()
+            .filter(|e| ids.is_empty() || ids.contains(&e.id))
+            .collect();
+        const BOOKKEEPING: [&str; 5] = ["original_id", "reason", "deliveries", "consumer", "dead_at"];
+        for letter in &chosen {
+            let mut fields: Vec<(&String, &String)> = letter
+                .fields
+                .iter()
+                .filter(|(k, _)| !BOOKKEEPING.contains(&k.as_str()))
+                .collect();
+            fields.sort();
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            pipe.cmd("XADD").arg(&self.stream).arg("*").arg(fields).ignore();
+            pipe.cmd("XDEL").arg(&self.dead).arg(&letter.id).ignore();
+            let _: () = pipe.query_async(conn).await?;
+        }
+        Ok(chosen)
     }
 }

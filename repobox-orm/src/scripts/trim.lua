@@ -1,9 +1,10 @@
--- Trims a stream to about ARGV[1] entries without dropping any entry that a
--- consumer group still needs: pending (delivered, not acknowledged) or not
--- yet delivered. KEYS[1] is the stream. Returns the number of entries removed.
-local stream, maxlen = KEYS[1], tonumber(ARGV[1])
-local len = redis.call('XLEN', stream)
-if len <= maxlen then return 0 end
+-- Trims a stream without dropping any entry that a consumer group still
+-- needs: pending (delivered, not acknowledged) or not yet delivered.
+-- KEYS[1] is the stream. ARGV[1] is the mode: 'maxlen' keeps about ARGV[2]
+-- entries; 'age' drops entries older than ARGV[2] ms by Redis's clock.
+-- Answers the number of entries removed.
+local stream, mode, value = KEYS[1], ARGV[1], tonumber(ARGV[2])
+if redis.call('EXISTS', stream) == 0 then return 0 end
 
 local function parse(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
@@ -15,9 +16,18 @@ local function less(a, b)
   return am < bm or (am == bm and as < bs)
 end
 
--- The first entry that a plain MAXLEN trim would keep.
-local dropped = redis.call('XRANGE', stream, '-', '+', 'COUNT', len - maxlen + 1)
-local keep = dropped[#dropped][1]
+-- The first entry to keep.
+local keep
+if mode == 'maxlen' then
+  local len = redis.call('XLEN', stream)
+  if len <= value then return 0 end
+  local dropped = redis.call('XRANGE', stream, '-', '+', 'COUNT', len - value + 1)
+  keep = dropped[#dropped][1]
+else
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  keep = string.format('%d', math.max(now - value, 0)) .. '-0'
+end
 
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
   local info = {}
