@@ -70,6 +70,12 @@ pub struct RunnerArgs {
     /// Deliveries before a job is dead-lettered.
     #[arg(long, default_value_t = repobox_orm::queue::defaults::MAX_DELIVERIES)]
     pub max_deliveries: u64,
+    /// Seconds acknowledged entries stay on the stream before the runner trims them.
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    pub retention_secs: u64,
+    /// Seconds a consumer with nothing pending may stay idle before it is removed.
+    #[arg(long, default_value_t = 24 * 3600)]
+    pub consumer_idle_secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -97,8 +103,21 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Follows a job's output until the job ends.
+    /// Prints a job's output; with `-f`, follows it until the job ends.
     Tail {
+        /// The job's id.
+        id: String,
+        /// Keep printing new lines until the job is over.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Puts a failed (or dead-lettered) job back on the queue.
+    Retry {
+        /// The job's id.
+        id: String,
+    },
+    /// Cancels a job: a queued one at once, a running one through its runner.
+    Cancel {
         /// The job's id.
         id: String,
     },
@@ -111,6 +130,32 @@ pub enum QueueCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Lists pending deliveries: consumer, idle time, delivery count.
+    Pending {
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Puts dead letters back on the stream (and their jobs back to queued).
+    RequeueDead {
+        /// The dead letters' ids.
+        ids: Vec<String>,
+        /// Every dead letter.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+    /// Trims the stream, never removing entries still pending or not yet delivered.
+    Trim {
+        /// Remove entries older than this many seconds.
+        #[arg(long, conflicts_with = "max_len")]
+        older_than_secs: Option<u64>,
+        /// Keep about this many entries.
+        #[arg(long)]
+        max_len: Option<u64>,
     },
     /// Lists dead letters.
     Dead {

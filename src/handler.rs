@@ -25,6 +25,12 @@ impl Default for DemoHandler {
 impl JobHandler for DemoHandler {
     async fn run(&self, job: Job, output: Output) -> HandlerResult {
         let fails = job.repo_url.contains("fail");
+        // A repository named "slow" takes a second per step (to watch or cancel it).
+        let step = if job.repo_url.contains("slow") {
+            Duration::from_secs(1)
+        } else {
+            self.step
+        };
         let lines = [
             format!("$ git clone {}", job.repo_url),
             "resolving dependencies".to_owned(),
@@ -34,7 +40,13 @@ impl JobHandler for DemoHandler {
         ];
         for line in lines {
             output.line(line).await.map_err(|e| e.to_string())?;
-            tokio::time::sleep(self.step).await;
+            tokio::select! {
+                _ = tokio::time::sleep(step) => {}
+                _ = output.cancelled() => {
+                    output.line("cancelled").await.map_err(|e| e.to_string())?;
+                    return Err("cancelled".into());
+                }
+            }
         }
         if fails {
             output.line("tests failed: 1 of 12").await.map_err(|e| e.to_string())?;

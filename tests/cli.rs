@@ -520,3 +520,189 @@ async fn a_runner_process_rides_out_a_killed_server_and_a_deleted_stream_and_sto
     .expect("the runner stops after SIGTERM");
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_commands_work_end_to_end() {
+    use repobox_models::{JOBS_GROUP, JOBS_STREAM, Job, JobStatus, now_millis};
+    use std::time::Duration;
+
+    let server = RedisServer::start();
+    let store = repobox_orm::Store::open(server.url().as_str()).unwrap();
+    let mut conn = store.clone();
+    let cli = |args: &[&str]| repobox(Some(&server), args);
+    let job_status = |id: &'static str| {
+        let store = store.clone();
+        async move { Job::get(&mut store.clone(), id).await.unwrap().unwrap().status }
+    };
+
+    // A queued job is cancelled at once.
+    Job::create_and_enqueue(
+        &mut conn,
+        &Job::new("q1", "u1", "https://x/ok.git", now_millis()),
+        now_millis(),
+    )
+    .await
+    .unwrap();
+    assert!(ok(&cli(&["jobs", "cancel", "q1"])).contains("cancelled"));
+    assert_eq!(job_status("q1").await, JobStatus::Cancelled);
+
+    // Pending: a delivery nobody acknowledged, with its consumer and delivery count.
+    let q = repobox_orm::Queue::new(JOBS_STREAM, JOBS_GROUP);
+    q.ensure_group(&mut conn).await.unwrap();
+    q.read(&mut conn, "someone", 1, None).await.unwrap();
+    let pending = json(&cli(&["queue", "pending", "--json"]));
+    assert_eq!(pending[0]["consumer"], "someone");
+    assert_eq!(pending[0]["deliveries"], 1);
+    q.ack(&mut conn, &[pending[0]["id"].as_str().unwrap()]).await.unwrap();
+
+    // A failed job retried: queued again with a history entry, and on the stream.
+    let mut failed = Job::new("f1", "u1", "https://x/ok.git", now_millis());
+    failed.status = JobStatus::Failed;
+    Job::create(&mut conn, &failed).await.unwrap();
+    let before = q.len(&mut conn).await.unwrap();
+    ok(&cli(&["jobs", "retry", "f1"]));
+    let retried = Job::get(&mut conn, "f1").await.unwrap().unwrap();
+    assert_eq!(retried.status, JobStatus::Queued);
+    assert_eq!(retried.history.last().unwrap().status, JobStatus::Queued);
+    assert_eq!(q.len(&mut conn).await.unwrap(), before + 1);
+    assert!(
+        !cli(&["jobs", "retry", "q1"]).status.success(),
+        "a cancelled job is not retried"
+    );
+
+    // A dead letter requeued: back on the stream, its job queued again.
+    let mut dead = Job::new("d1", "u1", "https://x/ok.git", now_millis());
+    dead.status = JobStatus::Failed;
+    Job::create(&mut conn, &dead).await.unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(&[
+            "jobs:stream:dead",
+            "*",
+            "original_id",
+            "1-0",
+            "reason",
+            "gave up",
+            "deliveries",
+            "5",
+            "job_id",
+            "d1",
+            "user_id",
+            "u1",
+        ])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ok(&cli(&["queue", "requeue-dead", "--all"])).contains("requeued 1"));
+    assert_eq!(job_status("d1").await, JobStatus::Queued);
+    assert_eq!(q.dead_len(&mut conn).await.unwrap(), 0);
+    assert!(ok(&cli(&["queue", "dead", "--limit", "0"])).lines().count() <= 1);
+
+    // A runner takes the queued jobs; a slow one is cancelled while it runs,
+    // and `jobs tail -f` ends when it does.
+    let mut runner = Command::new(env!("CARGO_BIN_EXE_repobox"))
+        .args(["runner", "--consumer", "r1"])
+        .env("REDIS_URL", server.url())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    Job::create_and_enqueue(
+        &mut conn,
+        &Job::new("slow1", "u1", "https://x/slow.git", now_millis()),
+        now_millis(),
+    )
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while job_status("slow1").await != JobStatus::Running {
+        assert!(tokio::time::Instant::now() < deadline, "the slow job never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let tail = Command::new(env!("CARGO_BIN_EXE_repobox"))
+        .args(["jobs", "tail", "-f", "slow1"])
+        .env("REDIS_URL", server.url())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(ok(&cli(&["jobs", "cancel", "slow1"])).contains("asked to cancel"));
+    let tail = tokio::task::spawn_blocking(move || tail.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(tail.status.success());
+    let followed = String::from_utf8_lossy(&tail.stdout);
+    assert!(
+        followed.contains("git clone") && followed.contains("cancelled"),
+        "{followed}"
+    );
+    assert!(String::from_utf8_lossy(&tail.stderr).contains("cancelled"));
+    assert_eq!(job_status("slow1").await, JobStatus::Cancelled);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while job_status("f1").await != JobStatus::Succeeded || job_status("d1").await != JobStatus::Succeeded {
+        assert!(tokio::time::Instant::now() < deadline, "the requeued jobs did not run");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = Command::new("kill").args(["-TERM", &runner.id().to_string()]).status();
+    assert!(runner.wait().unwrap().success());
+
+    // Trim by age keeps nothing pending; everything here is acknowledged.
+    let out = ok(&cli(&["queue", "trim", "--older-than-secs", "0"]));
+    assert!(out.starts_with("removed "), "{out}");
+    assert!(!cli(&["queue", "trim"]).status.success());
+}
+
+#[test]
+fn read_only_commands_work_on_a_replica() {
+    let primary = RedisServer::start();
+    let mut conn = primary.client().get_connection().unwrap();
+    for (id, at) in [("a", "1"), ("b", "2")] {
+        let _: () = redis::cmd("HSET")
+            .arg(format!("job:{id}"))
+            .arg(&[
+                ("id", id),
+                ("user_id", "u1"),
+                ("repo_url", "r"),
+                ("status", "queued"),
+                ("created_at", at),
+            ])
+            .query(&mut conn)
+            .unwrap();
+        let _: () = redis::cmd("ZADD")
+            .arg("jobs:user:u1")
+            .arg(at)
+            .arg(id)
+            .query(&mut conn)
+            .unwrap();
+    }
+    // A ghost the read would like to repair: on a replica it cannot, and must still answer.
+    let _: () = redis::cmd("ZADD")
+        .arg("jobs:user:u1")
+        .arg(3)
+        .arg("ghost")
+        .query(&mut conn)
+        .unwrap();
+    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary.port().to_string()]);
+    let mut rconn = replica.client().get_connection().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let n: u64 = redis::cmd("ZCARD").arg("jobs:user:u1").query(&mut rconn).unwrap();
+        if n == 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the replica never synced");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let list = json(&repobox(Some(&replica), &["jobs", "list", "--user", "u1", "--json"]));
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 2);
+    for args in [
+        &["jobs", "show", "a"][..],
+        &["jobs", "tail", "a"],
+        &["queue", "stats"],
+        &["queue", "dead"],
+        &["queue", "pending"],
+        &["index", "check"],
+        &["schema"],
+    ] {
+        ok(&repobox(Some(&replica), args));
+    }
+}

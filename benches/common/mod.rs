@@ -99,6 +99,7 @@ pub fn hand_decode_job(reply: &Value) -> Option<Job> {
         history: map
             .get("history")
             .map_or(Some(Vec::new()), |v| serde_json::from_str(v).ok())?,
+        cancel_requested_at: map.get("cancel_requested_at").and_then(|v| v.parse().ok()),
     })
 }
 

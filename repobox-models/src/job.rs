@@ -85,6 +85,18 @@ pub struct Job {
     /// Every status the job went through, oldest first.
     #[redis(json, default)]
     pub history: Vec<StatusChange>,
+    /// Unix millis when someone asked to cancel the running job; its runner
+    /// sees it and ends the job `cancelled`.
+    pub cancel_requested_at: Option<i64>,
+}
+
+/// What [`Job::cancel`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancel {
+    /// The job was queued: it is cancelled now.
+    Cancelled,
+    /// The job is running: its runner was asked to stop it.
+    Requested,
 }
 
 /// One entry of a job's status history.
@@ -137,6 +149,7 @@ impl Job {
                 status: JobStatus::Queued,
                 at: now,
             }],
+            cancel_requested_at: None,
         }
     }
 
@@ -232,6 +245,7 @@ impl Job {
             };
             match to {
                 JobStatus::Running => {
+                    patch.cancel_requested_at = Some(None);
                     patch.started_at = Some(Some(now));
                     patch.finished_at = Some(None);
                     patch.exit_code = Some(None);
@@ -240,6 +254,7 @@ impl Job {
                 }
                 JobStatus::Queued => {
                     patch.finished_at = Some(None);
+                    patch.cancel_requested_at = Some(None);
                 }
                 _ => {
                     patch.finished_at = Some(Some(now));
@@ -268,6 +283,62 @@ impl Job {
             attempts: ATTEMPTS,
         }
         .into())
+    }
+
+    /// Cancels the job: a queued one at once, a running one by asking its
+    /// runner (which sees a cancellation token and ends the job `cancelled`).
+    /// A job that is over is `Err(InvalidTransition)`.
+    pub async fn cancel<C: ConnectionLike + Send>(conn: &mut C, id: &str, now: i64) -> Result<Cancel> {
+        let Some(job) = Job::get(conn, id).await? else {
+            return Err(repobox_orm::Error::NotFound { key: Job::key_for(id)? }.into());
+        };
+        match job.status {
+            JobStatus::Running => {
+                let patch = JobPatch {
+                    cancel_requested_at: Some(Some(now)),
+                    ..Default::default()
+                };
+                let expected = JobPatch {
+                    status: Some(JobStatus::Running),
+                    ..Default::default()
+                };
+                match Job::update_if(conn, id, &patch, &expected).await {
+                    Ok(()) => Ok(Cancel::Requested),
+                    // It moved on since it was read: decide again.
+                    Err(repobox_orm::Error::Conflict { .. }) => Box::pin(Job::cancel(conn, id, now)).await,
+                    Err(e) => Err(e.into()),
+                }
+            }
+            _ => {
+                Job::update_status_from(conn, job, JobStatus::Cancelled, now, JobOutcome::default()).await?;
+                Ok(Cancel::Cancelled)
+            }
+        }
+    }
+
+    /// Puts a failed (or dead-lettered) job back: status `queued` with a
+    /// history entry, then a new entry on `jobs:stream`. Returns the entry id.
+    /// A job that is not failed is `Err(InvalidTransition)`.
+    pub async fn retry<C: ConnectionLike + Send>(conn: &mut C, id: &str, now: i64) -> Result<String> {
+        let Some(job) = Job::get(conn, id).await? else {
+            return Err(repobox_orm::Error::NotFound { key: Job::key_for(id)? }.into());
+        };
+        if job.status != JobStatus::Failed {
+            return Err(Error::InvalidTransition {
+                key: Job::key_for(id)?,
+                from: job.status.to_string(),
+                to: JobStatus::Queued.to_string(),
+            });
+        }
+        let job = Job::update_status_from(conn, job, JobStatus::Queued, now, JobOutcome::default()).await?;
+        let enqueued_at = now.to_string();
+        let entry = [
+            ("job_id", job.id.as_str()),
+            ("user_id", job.user_id.as_str()),
+            ("enqueued_at", enqueued_at.as_str()),
+        ];
+        let queue = repobox_orm::Queue::new(JOBS_STREAM, JOBS_GROUP);
+        Ok(queue.enqueue(conn, &entry).await?)
     }
 
     /// Deletes the job, its index entry and its output list atomically.

@@ -31,7 +31,8 @@ pub use git::{
     RepoCachePatch, RepoSummary,
 };
 pub use job::{
-    JOB_OUTPUT_TTL, JOBS_GROUP, JOBS_STREAM, Job, JobField, JobOutcome, JobPatch, JobStatus, OutputRange, StatusChange,
+    Cancel, JOB_OUTPUT_TTL, JOBS_GROUP, JOBS_STREAM, Job, JobField, JobOutcome, JobPatch, JobStatus, OutputRange,
+    StatusChange,
 };
 pub use session::{Session, SessionField, SessionPatch, SessionToken};
 pub use user::{User, UserField, UserPatch};

@@ -180,7 +180,10 @@ async fn trim_by_age_keeps_pending_and_undelivered_entries_however_old() {
     let mut conn = server.connection().await;
     let q = Queue::new("s", "g");
     // Entries from long ago (explicit ids in 1970), so any cutoff would take them all.
-    for (i, id) in ["1000-0", "2000-0", "3000-0", "4000-0", "5000-0"].into_iter().enumerate() {
+    for (i, id) in ["1000-0", "2000-0", "3000-0", "4000-0", "5000-0"]
+        .into_iter()
+        .enumerate()
+    {
         let _: String = redis::cmd("XADD")
             .arg("s")
             .arg(id)
@@ -195,7 +198,10 @@ async fn trim_by_age_keeps_pending_and_undelivered_entries_however_old() {
     let got = q.read(&mut conn, "c1", 2, None).await.unwrap();
     q.ack(&mut conn, &[&got[0].id]).await.unwrap();
     let removed = q.trim_older_than(&mut conn, Duration::from_millis(1)).await.unwrap();
-    assert_eq!(removed, 1, "only the acknowledged entry before the oldest pending one goes");
+    assert_eq!(
+        removed, 1,
+        "only the acknowledged entry before the oldest pending one goes"
+    );
     let left: Vec<String> = q
         .entries(&mut conn, "-", 10)
         .await
@@ -209,7 +215,13 @@ async fn trim_by_age_keeps_pending_and_undelivered_entries_however_old() {
     let ids: Vec<&str> = rest.iter().map(|d| d.id.as_str()).chain(["2000-0"]).collect();
     q.ack(&mut conn, &ids).await.unwrap();
     assert_eq!(q.trim_older_than(&mut conn, Duration::from_millis(1)).await.unwrap(), 4);
-    assert_eq!(Queue::new("missing", "g").trim_older_than(&mut conn, Duration::from_secs(1)).await.unwrap(), 0);
+    assert_eq!(
+        Queue::new("missing", "g")
+            .trim_older_than(&mut conn, Duration::from_secs(1))
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -224,19 +236,32 @@ async fn idle_consumers_with_nothing_pending_are_removed_and_dead_letters_requeu
     let done = q.read(&mut conn, "gone", 1, None).await.unwrap();
     q.ack(&mut conn, &[&done[0].id]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(30)).await;
-    let removed = q.remove_idle_consumers(&mut conn, Duration::from_millis(20)).await.unwrap();
+    let removed = q
+        .remove_idle_consumers(&mut conn, Duration::from_millis(20))
+        .await
+        .unwrap();
     assert_eq!(removed, ["gone"], "a consumer with pending work stays");
     let pending = q.pending_entries(&mut conn, 10).await.unwrap();
-    assert_eq!((pending.len(), pending[0].consumer.as_str(), pending[0].deliveries), (1, "busy", 1));
+    assert_eq!(
+        (pending.len(), pending[0].consumer.as_str(), pending[0].deliveries),
+        (1, "busy", 1)
+    );
     assert!(q.pending_entries(&mut conn, 0).await.unwrap().is_empty());
 
     q.dead_letter(&mut conn, &held[0], "busy", "gave up").await.unwrap();
-    assert!(q.dead_letters(&mut conn, "-", 0).await.unwrap().is_empty(), "a limit of 0 lists nothing");
+    assert!(
+        q.dead_letters(&mut conn, "-", 0).await.unwrap().is_empty(),
+        "a limit of 0 lists nothing"
+    );
     let requeued = q.requeue_dead(&mut conn, &[]).await.unwrap();
     assert_eq!(requeued.len(), 1);
     assert_eq!(q.dead_len(&mut conn).await.unwrap(), 0);
     let again = q.read(&mut conn, "busy", 10, None).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].field("job_id"), Some("j1"));
-    assert_eq!(again[0].fields.len(), 1, "the dead letter's bookkeeping fields are not carried back");
+    assert_eq!(
+        again[0].fields.len(),
+        1,
+        "the dead letter's bookkeeping fields are not carried back"
+    );
 }

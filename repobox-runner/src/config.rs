@@ -16,6 +16,9 @@ pub struct RunnerConfig {
     pub(crate) min_idle: Duration,
     pub(crate) max_deliveries: u64,
     pub(crate) shutdown_grace: Duration,
+    pub(crate) retention: Duration,
+    pub(crate) consumer_idle: Duration,
+    pub(crate) housekeeping: Duration,
 }
 
 impl RunnerConfig {
@@ -34,6 +37,9 @@ impl RunnerConfig {
             min_idle: defaults::MIN_IDLE,
             max_deliveries: defaults::MAX_DELIVERIES,
             shutdown_grace: Duration::from_secs(10),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            consumer_idle: Duration::from_secs(24 * 3600),
+            housekeeping: Duration::from_secs(60),
         }
     }
 
@@ -82,6 +88,27 @@ impl RunnerConfig {
         self
     }
 
+    /// How long acknowledged entries stay on the stream (7 days): the runner
+    /// trims older ones on its housekeeping schedule, never one that is
+    /// pending or not yet delivered.
+    pub fn retention(mut self, d: Duration) -> Self {
+        self.retention = d;
+        self
+    }
+
+    /// How long a consumer with nothing pending may stay idle before the
+    /// runner's housekeeping removes it from the group (1 day).
+    pub fn consumer_idle(mut self, d: Duration) -> Self {
+        self.consumer_idle = d;
+        self
+    }
+
+    /// How often the runner trims the stream and removes idle consumers (60 s).
+    pub fn housekeeping_interval(mut self, d: Duration) -> Self {
+        self.housekeeping = d;
+        self
+    }
+
     /// The consumer name.
     pub fn consumer(&self) -> &str {
         &self.consumer
@@ -103,4 +130,6 @@ pub struct RunStats {
     pub skipped: u64,
     /// Jobs still running at shutdown, put back to queued for another runner.
     pub released: u64,
+    /// Running jobs cancelled on request.
+    pub cancelled: u64,
 }

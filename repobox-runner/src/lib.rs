@@ -34,16 +34,34 @@ pub trait JobHandler: Send + Sync + 'static {
     fn run(&self, job: Job, output: Output) -> impl Future<Output = HandlerResult> + Send;
 }
 
-/// Where a running job writes its output lines (`job:<id>:output`, 24 h TTL).
+/// Where a running job writes its output lines (`job:<id>:output`, 24 h TTL),
+/// and its cancellation token: a handler that sees
+/// [`is_cancelled`](Output::is_cancelled) should stop; the job then ends
+/// `cancelled` whatever it returns.
 #[derive(Clone)]
 pub struct Output {
     store: Store,
     job_id: String,
+    cancel: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Output {
-    pub(crate) fn new(store: Store, job_id: String) -> Self {
-        Output { store, job_id }
+    pub(crate) fn new(store: Store, job_id: String, cancel: tokio::sync::watch::Receiver<bool>) -> Self {
+        Output { store, job_id, cancel }
+    }
+
+    /// Whether someone asked to cancel the job (`repobox jobs cancel`).
+    pub fn is_cancelled(&self) -> bool {
+        *self.cancel.borrow()
+    }
+
+    /// Resolves when someone asks to cancel the job.
+    pub async fn cancelled(&self) {
+        let mut cancel = self.cancel.clone();
+        // An error means the runner is gone: nothing will cancel any more.
+        if cancel.wait_for(|c| *c).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Appends one line.
@@ -106,6 +124,7 @@ impl<H: JobHandler> Runner<H> {
         let mut tasks: JoinSet<Done> = JoinSet::new();
         let mut stats = RunStats::default();
         let mut next_claim = tokio::time::Instant::now();
+        let mut next_housekeeping = tokio::time::Instant::now();
         let consumer = self.config.consumer.clone();
         tracing::info!(consumer = %consumer, concurrency = self.config.concurrency, "runner started");
 
@@ -113,6 +132,10 @@ impl<H: JobHandler> Runner<H> {
         while !stopping {
             while let Some(done) = tasks.try_join_next() {
                 record(&mut stats, done);
+            }
+            if tokio::time::Instant::now() >= next_housekeeping {
+                next_housekeeping = tokio::time::Instant::now() + self.config.housekeeping;
+                self.housekeeping(&mut conn).await;
             }
             let mut batch = Vec::new();
             if tokio::time::Instant::now() >= next_claim {
@@ -251,6 +274,21 @@ fn is_no_group(e: &repobox_orm::Error) -> bool {
 }
 
 impl<H: JobHandler> Runner<H> {
+    /// Trims acknowledged entries older than the retention and removes idle
+    /// consumers; a failure is logged and tried again next time.
+    async fn housekeeping(&self, conn: &mut Store) {
+        match self.queue.trim_older_than(conn, self.config.retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "trimmed the stream"),
+            Err(e) => tracing::warn!(error = %e, "could not trim the stream"),
+        }
+        match self.queue.remove_idle_consumers(conn, self.config.consumer_idle).await {
+            Ok(gone) if !gone.is_empty() => tracing::info!(consumers = ?gone, "removed idle consumers"),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "could not remove idle consumers"),
+        }
+    }
+
     /// Waits the store's backoff for `failures`; `true` if shutdown came first.
     async fn pause(&self, failures: u32, shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
         let delay = self.store.config().backoff_policy().delay(failures);
@@ -295,6 +333,7 @@ fn record(stats: &mut RunStats, done: std::result::Result<Done, tokio::task::Joi
             stats.failed += 1;
         }
         Ok(Done::Skipped) => stats.skipped += 1,
+        Ok(Done::Cancelled) => stats.cancelled += 1,
         Err(e) if e.is_cancelled() => {}
         Err(e) => tracing::error!(error = %e, "a job task panicked"),
     }

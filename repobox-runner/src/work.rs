@@ -8,6 +8,8 @@ use std::time::Duration;
 use repobox_models::{Error, Job, JobOutcome, JobStatus, Result, now_millis};
 use repobox_orm::{Delivery, Queue, Store};
 
+use repobox_orm::EntityField;
+
 use crate::{HandlerResult, JobHandler, Output};
 
 /// How a delivery ended.
@@ -17,7 +19,14 @@ pub(crate) enum Done {
     Retried,
     DeadLettered,
     Skipped,
+    Cancelled,
 }
+
+/// How often a runner looks whether someone asked to cancel a running job.
+const CANCEL_CHECK: Duration = Duration::from_millis(200);
+
+/// How long a handler gets to stop by itself once its job is cancelled.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
 pub(crate) struct Work<H> {
     pub store: Store,
@@ -86,9 +95,20 @@ impl<H: JobHandler> Work<H> {
             .unwrap_or_else(|e| e.into_inner())
             .insert(job_id.clone());
         let started = job.clone();
-        let result = self.run_handler(job, delivery).await;
+        let (result, cancelled) = self.run_handler(job, delivery).await;
         self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job_id);
         let now = now_millis();
+        if cancelled {
+            let outcome = JobOutcome {
+                exit_code: None,
+                error: Some("cancelled".into()),
+            };
+            Job::update_status_from(&mut conn, started, JobStatus::Cancelled, now, outcome)
+                .await
+                .map_err(|e| format!("the job's cancellation could not be recorded: {e}"))?;
+            self.ack(delivery).await?;
+            return Ok(Done::Cancelled);
+        }
         match result {
             Ok(code) => {
                 let (status, done) = if code == 0 {
@@ -148,25 +168,54 @@ impl<H: JobHandler> Work<H> {
 
     /// Runs the handler in a task of its own (a panic is a failure, not a
     /// crash) while keeping the delivery fresh so no other runner takes it.
-    async fn run_handler(&self, job: Job, delivery: &Delivery) -> HandlerResult {
-        let output = Output::new(self.store.clone(), job.id.clone());
+    /// Also watches the job's `cancel_requested_at`: once set, the handler's
+    /// cancellation token fires, and a handler that has not stopped after
+    /// [`CANCEL_GRACE`] is aborted. Returns the handler's result and whether
+    /// the job was cancelled.
+    async fn run_handler(&self, job: Job, delivery: &Delivery) -> (HandlerResult, bool) {
+        let (cancel, token) = tokio::sync::watch::channel(false);
+        let job_key = Job::key_for(job.id.as_str()).unwrap_or_default();
+        let output = Output::new(self.store.clone(), job.id.clone(), token);
         let handler = self.handler.clone();
         let mut run = AbortOnDrop(tokio::spawn(async move { handler.run(job, output).await }));
         let mut conn = self.store.clone();
         let mut beat = tokio::time::interval(self.heartbeat.max(Duration::from_millis(10)));
+        let mut check = tokio::time::interval(CANCEL_CHECK);
         beat.tick().await;
+        let mut give_up_at: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 joined = &mut run.0 => {
-                    return match joined {
+                    let result = match joined {
                         Ok(result) => result,
                         Err(e) if e.is_panic() => Err("the handler panicked".into()),
                         Err(e) => Err(format!("the handler was cancelled: {e}")),
                     };
+                    return (result, give_up_at.is_some());
                 }
                 _ = beat.tick() => {
                     if let Err(e) = self.queue.touch(&mut conn, &self.consumer, &[&delivery.id]).await {
                         tracing::warn!(error = %e, "could not keep a running job's delivery fresh");
+                    }
+                }
+                _ = check.tick() => {
+                    if let Some(deadline) = give_up_at {
+                        if tokio::time::Instant::now() >= deadline {
+                            run.0.abort();
+                            return (Err("cancelled".into()), true);
+                        }
+                        continue;
+                    }
+                    let requested: Result<Option<i64>> = repobox_orm::redis::cmd("HGET")
+                        .arg(&job_key)
+                        .arg(repobox_models::JobField::CancelRequestedAt.name())
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(Into::into);
+                    if let Ok(Some(_)) = requested {
+                        tracing::info!(entry = %delivery.id, "the job was cancelled; stopping its handler");
+                        let _ = cancel.send(true);
+                        give_up_at = Some(tokio::time::Instant::now() + CANCEL_GRACE);
                     }
                 }
             }

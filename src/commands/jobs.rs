@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use repobox_models::{Job, OutputRange};
+use repobox_models::{Cancel, Job, OutputRange, now_millis};
 use repobox_orm::{Page, Store};
 use serde_json::json;
 
@@ -56,13 +56,21 @@ pub async fn jobs(store: &Store, cmd: JobsCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        JobsCommand::Tail { id } => tail(store, &id).await?,
+        JobsCommand::Tail { id, follow } => tail(store, &id, follow).await?,
+        JobsCommand::Retry { id } => {
+            let entry = Job::retry(&mut conn, &id, now_millis()).await?;
+            println!("job {} queued again (entry {entry})", clean(&id));
+        }
+        JobsCommand::Cancel { id } => match Job::cancel(&mut conn, &id, now_millis()).await? {
+            Cancel::Cancelled => println!("job {} cancelled", clean(&id)),
+            Cancel::Requested => println!("job {} is running: its runner was asked to cancel it", clean(&id)),
+        },
     }
     Ok(())
 }
 
-/// Prints a job's output as it grows, until the job is over.
-async fn tail(store: &Store, id: &str) -> anyhow::Result<()> {
+/// Prints a job's output; with `follow`, as it grows, until the job is over.
+async fn tail(store: &Store, id: &str, follow: bool) -> anyhow::Result<()> {
     let mut conn = store.clone();
     let mut seen: isize = 0;
     loop {
@@ -74,8 +82,10 @@ async fn tail(store: &Store, id: &str) -> anyhow::Result<()> {
         for line in &lines {
             println!("{}", clean(line));
         }
-        if job.status.is_final() && lines.is_empty() {
-            eprintln!("job {id} {}", job.status);
+        if !follow || (job.status.is_final() && lines.is_empty()) {
+            if follow {
+                eprintln!("job {} {}", clean(id), job.status);
+            }
             return Ok(());
         }
         tokio::select! {

@@ -1,6 +1,8 @@
 //! `repobox queue stats|dead`.
 
-use repobox_models::{JOBS_GROUP, JOBS_STREAM};
+use std::time::Duration;
+
+use repobox_models::{JOBS_GROUP, JOBS_STREAM, Job, JobOutcome, JobStatus, now_millis};
 use repobox_orm::queue::Entry;
 use repobox_orm::{Queue, Store};
 use serde_json::json;
@@ -54,6 +56,61 @@ pub async fn queue(store: &Store, cmd: QueueCommand) -> anyhow::Result<()> {
                     .collect();
                 print!("{}", render(&["CONSUMER", "PENDING", "IDLE"], &rows));
             }
+        }
+        QueueCommand::Pending { limit, json } => {
+            let pending = match q.pending_entries(&mut conn, limit).await {
+                Ok(p) => p,
+                Err(e) if is_missing_group(&e) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+            if json {
+                let list: Vec<_> = pending
+                    .iter()
+                    .map(|p| json!({ "id": p.id, "consumer": p.consumer, "idle_ms": p.idle.as_millis() as u64, "deliveries": p.deliveries }))
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                let rows: Vec<Vec<String>> = pending
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            p.id.clone(),
+                            p.consumer.clone(),
+                            duration_ms(Some(p.idle.as_millis() as i64)),
+                            p.deliveries.to_string(),
+                        ]
+                    })
+                    .collect();
+                print!("{}", render(&["ENTRY", "CONSUMER", "IDLE", "DELIVERIES"], &rows));
+            }
+        }
+        QueueCommand::RequeueDead { ids, all } => {
+            if ids.is_empty() && !all {
+                anyhow::bail!("name the dead letters to requeue, or pass --all");
+            }
+            let letters = q.requeue_dead(&mut conn, &ids).await?;
+            for letter in &letters {
+                // The job goes back to queued, with a history entry.
+                if let Some(job_id) = letter.fields.get("job_id")
+                    && let Ok(Some(job)) = Job::get(&mut conn, job_id.as_str()).await
+                    && job.status == JobStatus::Failed
+                {
+                    Job::update_status_from(&mut conn, job, JobStatus::Queued, now_millis(), JobOutcome::default())
+                        .await?;
+                }
+            }
+            println!("requeued {} dead letter(s)", letters.len());
+        }
+        QueueCommand::Trim {
+            older_than_secs,
+            max_len,
+        } => {
+            let removed = match (older_than_secs, max_len) {
+                (_, Some(n)) => q.trim(&mut conn, n).await?,
+                (Some(secs), None) => q.trim_older_than(&mut conn, Duration::from_secs(secs)).await?,
+                (None, None) => anyhow::bail!("say how: --older-than-secs N or --max-len N"),
+            };
+            println!("removed {removed} entries");
         }
         QueueCommand::Dead { limit, json } => {
             let dead = q.dead_letters(&mut conn, "-", limit).await?;

@@ -19,15 +19,17 @@ pub async fn runner(store: &Store, args: RunnerArgs) -> anyhow::Result<()> {
     let config = RunnerConfig::new(consumer.clone())
         .concurrency(args.concurrency)
         .min_idle(Duration::from_secs(args.min_idle_secs))
-        .max_deliveries(args.max_deliveries);
+        .max_deliveries(args.max_deliveries)
+        .retention(Duration::from_secs(args.retention_secs))
+        .consumer_idle(Duration::from_secs(args.consumer_idle_secs));
     eprintln!("runner {consumer} waiting for jobs on {JOBS_STREAM} (Ctrl-C to stop)");
     let stats = Runner::new(store.clone(), DemoHandler::default(), config)
         .run(shutdown_signal())
         .await
         .context("the runner failed")?;
     eprintln!(
-        "runner stopped: {} succeeded, {} failed, {} retried, {} dead-lettered, {} released",
-        stats.succeeded, stats.failed, stats.retried, stats.dead_lettered, stats.released
+        "runner stopped: {} succeeded, {} failed, {} cancelled, {} retried, {} dead-lettered, {} released",
+        stats.succeeded, stats.failed, stats.cancelled, stats.retried, stats.dead_lettered, stats.released
     );
     Ok(())
 }

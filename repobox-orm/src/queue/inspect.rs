@@ -40,7 +40,11 @@ impl Queue {
 
     /// Up to `count` pending deliveries, oldest first, with their consumer,
     /// idle time and delivery count.
-    pub async fn pending_entries<C: ConnectionLike + Send>(&self, conn: &mut C, count: usize) -> Result<Vec<PendingEntry>> {
+    pub async fn pending_entries<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        count: usize,
+    ) -> Result<Vec<PendingEntry>> {
         if count == 0 {
             return Ok(Vec::new());
         }

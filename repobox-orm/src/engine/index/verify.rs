@@ -198,7 +198,16 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
             });
         }
         if repair && !repairs.is_empty() {
-            run_repair(conn, index, index_key, &fields, &repairs).await?;
+            match run_repair(conn, index, index_key, &fields, &repairs).await {
+                Ok(()) => {}
+                // A read repairs on the side: on a read-only replica, or when
+                // the repair fails, the read still answers (without the members
+                // it found wrong); a sweep that was asked to repair fails.
+                Err(e) if from_query => {
+                    tracing::warn!(index = index.name, key = index_key, error = %e, "could not repair an index while reading it")
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(out)
@@ -317,8 +326,11 @@ pub(crate) async fn count_existing<E: RedisEntity, C: ConnectionLike + Send>(
                 seen: vec![None; fields.len()],
             })
             .collect();
-        if !gone.is_empty() {
-            run_repair(conn, index, index_key, &fields, &gone).await?;
+        if !gone.is_empty()
+            && let Err(e) = run_repair(conn, index, index_key, &fields, &gone).await
+        {
+            // A count repairs on the side; on a replica it still counts.
+            tracing::warn!(index = index.name, key = index_key, error = %e, "could not repair an index while counting it");
         }
     }
     Ok(alive)
