@@ -100,12 +100,15 @@ pub enum Cancel {
 }
 
 /// One entry of a job's status history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StatusChange {
     /// The status the job entered.
     pub status: JobStatus,
     /// When, in unix millis.
     pub at: i64,
+    /// Why, when a job failed, was put back or was cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Which output lines to read: `start..=end`, negative counting from the end (as `LRANGE`).
@@ -148,6 +151,7 @@ impl Job {
             history: vec![StatusChange {
                 status: JobStatus::Queued,
                 at: now,
+                reason: None,
             }],
             cancel_requested_at: None,
         }
@@ -237,7 +241,11 @@ impl Job {
                 });
             }
             let mut history = job.history.clone();
-            history.push(StatusChange { status: to, at: now });
+            history.push(StatusChange {
+                status: to,
+                at: now,
+                reason: outcome.error.clone(),
+            });
             let mut patch = JobPatch {
                 status: Some(to),
                 history: Some(history),

@@ -341,6 +341,8 @@ async fn every_kind_of_poison_is_dead_lettered_after_exactly_the_maximum_deliver
     let panicked = status(&store, "panics").await;
     assert_eq!(panicked.status, JobStatus::Failed);
     assert!(panicked.error.as_deref().unwrap().contains("panicked"));
-    assert_eq!(panicked.history.last().unwrap().status, JobStatus::Failed);
+    let last = panicked.history.last().unwrap();
+    assert_eq!(last.status, JobStatus::Failed);
+    assert!(last.reason.as_deref().unwrap().contains("panicked"), "{last:?}");
     assert_eq!(handler.runs.lock().unwrap()["panics"], 3);
 }
