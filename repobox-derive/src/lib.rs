@@ -14,9 +14,10 @@ use proc_macro::TokenStream;
 
 /// Stores a struct as a Redis hash: `#[key("user:<id>")]`, `#[ttl(days = 7)]`,
 /// `#[index(sorted = "...", score = field)]`, `#[index(set = "...")]`,
-/// `#[index(unique = "...")]`, `#[redis(crate = "...")]` on the struct, and
+/// `#[index(unique = "...")]`, `#[cluster(co_located)]`, `#[redis(crate = "...",
+/// rename_all = "...")]` on the struct, and
 /// `#[redis(rename = "...", skip, default, json, encrypted)]` on fields.
-#[proc_macro_derive(RedisEntity, attributes(key, ttl, index, redis))]
+#[proc_macro_derive(RedisEntity, attributes(key, ttl, index, redis, cluster))]
 pub fn derive_redis_entity(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
     entity::derive(&input).into()

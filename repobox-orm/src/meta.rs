@@ -20,6 +20,9 @@ pub struct EntityMeta {
     pub ttl: Option<Duration>,
     /// The hash fields stored encrypted (`#[redis(encrypted)]`).
     pub encrypted: &'static [&'static str],
+    /// Whether every write touches one Redis Cluster slot: the key and every
+    /// index template share one hash tag.
+    pub co_located: bool,
 }
 
 /// One stored field, as other clients see it on the wire.
@@ -46,6 +49,8 @@ pub struct IndexMeta {
     pub kind: IndexKind,
     /// The index key template.
     pub key: KeyTemplate,
+    /// Whether its keys hash to the entity key's slot (the same hash tag).
+    pub co_located: bool,
 }
 
 /// The kind of an index.
@@ -125,7 +130,7 @@ impl EntityMeta {
                     IndexKind::Set => ("set", None),
                     IndexKind::Unique => ("unique", None),
                 };
-                let mut index = serde_json::json!({ "name": ix.name, "kind": kind, "key": ix.key.source });
+                let mut index = serde_json::json!({ "name": ix.name, "kind": kind, "key": ix.key.source, "co_located": ix.co_located });
                 if let Some(score) = score {
                     index["score"] = score.into();
                 }
@@ -136,6 +141,7 @@ impl EntityMeta {
             "name": self.name,
             "key": self.key.source,
             "ttl_ms": self.ttl.map(|t| t.as_millis() as u64),
+            "co_located": self.co_located,
             "fields": fields,
             "indexes": indexes,
         })

@@ -280,7 +280,10 @@ impl RedisCluster {
         let cluster = RedisCluster { nodes, masters };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !cluster.nodes.iter().all(|n| cluster_ok(n.addr())) {
-            assert!(Instant::now() < deadline, "the cluster did not become ready within 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not become ready within 30 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         cluster

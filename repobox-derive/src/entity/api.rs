@@ -31,6 +31,7 @@ pub const GENERATED: &[&str] = &[
     "save_many",
     "delete_many",
     "TTL",
+    "CO_LOCATED",
 ];
 
 /// The prefix of an index's count function (`count_by_user_id`).
@@ -50,6 +51,8 @@ pub struct Shape<'e> {
     pub key: Option<(String, Vec<&'e syn::Ident>)>,
     /// The `#[ttl]` in ms, if the entity has one.
     pub ttl: Option<u64>,
+    /// Whether every write touches one Redis Cluster slot.
+    pub co_located: bool,
     pub indexes: Vec<IndexShape<'e>>,
 }
 
@@ -78,6 +81,7 @@ impl<'e> Shape<'e> {
                 entity.placeholder_fields(&entity.key).map(|f| f.ident).collect(),
             )),
             ttl: entity.ttl.as_ref().map(|t| t.millis),
+            co_located: entity.co_located(),
             indexes: entity
                 .indexes
                 .iter()
@@ -134,10 +138,21 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
         Some(ms) => quote!(::core::option::Option::Some(#p::Duration::from_millis(#ms))),
         None => quote!(::core::option::Option::None),
     };
-    let mut items = vec![quote! {
-        /// The entity's `#[ttl]`; `None` if it has none.
-        pub const TTL: ::core::option::Option<#p::Duration> = #ttl_value;
-    }];
+    let co_located = shape.co_located;
+    let mut items = vec![
+        quote! {
+            /// The entity's `#[ttl]`; `None` if it has none.
+            pub const TTL: ::core::option::Option<#p::Duration> = #ttl_value;
+        },
+        quote! {
+            /// Whether every write of the entity touches one Redis Cluster slot:
+            /// its key and every index template share one hash tag. Then each
+            /// write is one atomic script on a cluster too; otherwise a write
+            /// spans slots. A constant tag (`{jobs}`) co-locates too, in one
+            /// hot slot.
+            pub const CO_LOCATED: ::core::primitive::bool = #co_located;
+        },
+    ];
 
     items.push(f(
         quote! {

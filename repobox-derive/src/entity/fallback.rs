@@ -62,6 +62,7 @@ pub fn fallback(input: &syn::DeriveInput, entity: Option<&Entity<'_>>, err: syn:
                 krate: &default_krate,
                 key: None,
                 ttl: None,
+                co_located: false,
                 indexes: Vec::new(),
             };
             (

@@ -49,7 +49,8 @@ pub fn meta(entity: &Entity<'_>) -> TokenStream {
             IndexKind::Set => quote!(#p::IndexKind::Set),
             IndexKind::Unique => quote!(#p::IndexKind::Unique),
         };
-        quote!(#p::IndexMeta { name: #name, kind: #kind, key: #key })
+        let co_located = entity.shares_slot(&index.template);
+        quote!(#p::IndexMeta { name: #name, kind: #kind, key: #key, co_located: #co_located })
     });
     let ttl = match &entity.ttl {
         Some(ttl) => {
@@ -64,6 +65,7 @@ pub fn meta(entity: &Entity<'_>) -> TokenStream {
         .filter(|f| f.is_stored() && f.encrypted)
         .map(|f| lit(&f.wire));
     let name = lit(&entity.input.ident.to_string());
+    let co_located = entity.co_located();
     let fields = entity.fields.iter().filter(|f| f.is_stored()).map(|f| {
         let wire = lit(&f.wire);
         let ty = f.ty;
@@ -91,6 +93,7 @@ pub fn meta(entity: &Entity<'_>) -> TokenStream {
             indexes: &[#(#indexes),*],
             ttl: #ttl,
             encrypted: &[#(#encrypted),*],
+            co_located: #co_located,
         }
     }
 }

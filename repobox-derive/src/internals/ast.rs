@@ -6,7 +6,7 @@
 use proc_macro2::Span;
 
 pub use super::attr::Ttl;
-use super::attr::{self, Attr};
+use super::attr::{self, Attr, BoolAttr};
 use super::ctxt::Ctxt;
 use super::symbol::*;
 use super::template::{RawPiece, RawTemplate};
@@ -21,6 +21,8 @@ pub struct Entity<'a> {
     pub max_part_len: Option<usize>,
     /// `secret` in the `#[key]`: the key parts are secrets.
     pub secret: bool,
+    /// `#[cluster(co_located)]`: a template outside the key's slot is an error.
+    pub require_co_located: bool,
     pub ttl: Option<Ttl>,
     pub indexes: Vec<Index>,
     pub fields: Vec<Field<'a>>,
@@ -71,7 +73,49 @@ pub struct Index {
     pub explicit_name: Option<syn::LitStr>,
 }
 
+/// A piece of a hash tag, to compare tags by their literal text and placeholders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagPiece {
+    Lit(String),
+    Field(usize),
+}
+
 impl Template {
+    /// The Redis Cluster hash tag: what lies between the first `{` and the
+    /// `}` after it, when that is not empty; `None` when the whole key is hashed.
+    pub fn hash_tag(&self) -> Option<Vec<TagPiece>> {
+        let mut tag: Option<Vec<TagPiece>> = None;
+        for piece in &self.pieces {
+            match (piece, &mut tag) {
+                (Piece::Lit(text), None) => {
+                    if let Some(open) = text.find('{') {
+                        let rest = &text[open + 1..];
+                        if let Some(close) = rest.find('}') {
+                            return (close > 0).then(|| vec![TagPiece::Lit(rest[..close].to_owned())]);
+                        }
+                        tag = Some(if rest.is_empty() {
+                            Vec::new()
+                        } else {
+                            vec![TagPiece::Lit(rest.to_owned())]
+                        });
+                    }
+                }
+                (Piece::Lit(text), Some(acc)) => {
+                    if let Some(close) = text.find('}') {
+                        if close > 0 {
+                            acc.push(TagPiece::Lit(text[..close].to_owned()));
+                        }
+                        return (!acc.is_empty()).then(|| acc.clone());
+                    }
+                    acc.push(TagPiece::Lit(text.clone()));
+                }
+                (Piece::Field(i), Some(acc)) => acc.push(TagPiece::Field(*i)),
+                (Piece::Field(_), None) => {}
+            }
+        }
+        None
+    }
+
     /// The field positions of the placeholders, in order.
     pub fn placeholders(&self) -> impl Iterator<Item = usize> + '_ {
         self.pieces.iter().filter_map(|p| match p {
@@ -82,6 +126,17 @@ impl Template {
 }
 
 impl Entity<'_> {
+    /// Whether `template` hashes to the key's slot: both have the same hash tag.
+    pub fn shares_slot(&self, template: &Template) -> bool {
+        self.key.hash_tag().is_some() && template.hash_tag() == self.key.hash_tag()
+    }
+
+    /// Whether every write of the entity touches one slot: every index
+    /// template has the key's hash tag.
+    pub fn co_located(&self) -> bool {
+        self.key.hash_tag().is_some() && self.indexes.iter().all(|ix| self.shares_slot(&ix.template))
+    }
+
     /// The module that generated code reaches the runtime through.
     pub fn private(&self) -> proc_macro2::TokenStream {
         let krate = &self.krate;
@@ -183,6 +238,7 @@ pub fn parse_entity<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Option<Entity
     let mut krate = Attr::none(cx, "#[redis(...)]", CRATE);
     let mut rename_all = Attr::none(cx, "#[redis(...)]", RENAME_ALL);
     let mut indexes = Vec::new();
+    let mut co_located = BoolAttr::none(cx, "#[cluster(...)]", CO_LOCATED);
     for attr in &input.attrs {
         let path = attr.path();
         if path == KEY {
@@ -192,6 +248,18 @@ pub fn parse_entity<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Option<Entity
         } else if path == TTL {
             if let Some(t) = attr::ttl(cx, attr) {
                 ttl.set(attr, t);
+            }
+        } else if path == CLUSTER {
+            let result = attr.parse_nested_meta(|meta| {
+                if meta.path == CO_LOCATED {
+                    co_located.set_true(&meta.path);
+                    Ok(())
+                } else {
+                    attr::unknown(cx, &meta, "cluster attribute", &[CO_LOCATED])
+                }
+            });
+            if let Err(e) = result {
+                cx.syn_error(e);
             }
         } else if path == INDEX {
             indexes.extend(parse_index(cx, attr, &fields));
@@ -247,6 +315,7 @@ pub fn parse_entity<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Option<Entity
         key,
         max_part_len,
         secret,
+        require_co_located: co_located.get(),
         ttl: ttl.get(),
         indexes,
         fields,

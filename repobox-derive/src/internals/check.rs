@@ -17,6 +17,7 @@ pub fn check(cx: &Ctxt, entity: &Entity<'_>) {
         }
     }
     check_index_names(cx, entity);
+    check_co_located(cx, entity);
     check_wire_names(cx, entity);
     check_optional_default(cx, entity);
 }
@@ -107,6 +108,33 @@ fn check_index_names(cx: &Ctxt, entity: &Entity<'_>) {
             );
         }
         names.push(name);
+    }
+}
+
+// With `#[cluster(co_located)]`, the key has a hash tag and every index
+// template has the same one, so that every write touches one slot.
+fn check_co_located(cx: &Ctxt, entity: &Entity<'_>) {
+    if !entity.require_co_located {
+        return;
+    }
+    if entity.key.hash_tag().is_none() {
+        cx.error_at(
+            entity.key.span,
+            format!(
+                "`#[cluster(co_located)]` needs a hash tag in the key template `{}`, e.g. `job:{{<user_id>}}:<id>`",
+                entity.key.source
+            ),
+        );
+        return;
+    }
+    for index in entity.indexes.iter().filter(|ix| !entity.shares_slot(&ix.template)) {
+        cx.error_at(
+            index.template.span,
+            format!(
+                "index template `{}` is not in the key's slot: `#[cluster(co_located)]` needs the same hash tag as `{}`",
+                index.template.source, entity.key.source
+            ),
+        );
     }
 }
 

@@ -12,6 +12,10 @@ pub const KEY: Symbol = Symbol("key");
 pub const TTL: Symbol = Symbol("ttl");
 pub const INDEX: Symbol = Symbol("index");
 pub const REDIS: Symbol = Symbol("redis");
+pub const CLUSTER: Symbol = Symbol("cluster");
+
+// Inside `#[cluster(...)]`.
+pub const CO_LOCATED: Symbol = Symbol("co_located");
 
 // Inside `#[key("...", ...)]`.
 pub const MAX_PART_LEN: Symbol = Symbol("max_part_len");
