@@ -1,4 +1,5 @@
-//! `#[derive(RedisValue)]`: a unit enum stored as a snake_case string.
+//! `#[derive(RedisValue)]`: a unit enum stored as a snake_case string (or as
+//! `#[redis(rename_all = "...")]` says).
 
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -6,46 +7,18 @@ use quote::quote;
 use crate::internals::attr::{self, Attr};
 use crate::internals::case::RenameRule;
 use crate::internals::ctxt::Ctxt;
-use crate::internals::symbol::{CRATE, REDIS, RENAME, RENAME_ALL};
+use crate::internals::symbol::{REDIS, RENAME};
 
 pub fn derive(input: &syn::DeriveInput) -> TokenStream {
     let cx = Ctxt::new();
-    let (krate, rule) = parse_container(&cx, input);
-    let variants = parse(&cx, input, rule);
+    // Variants are snake_case unless `rename_all` says otherwise.
+    let container = attr::container(&cx, input);
+    let krate = container.krate;
+    let variants = parse(&cx, input, container.rename_all.unwrap_or(RenameRule::Snake));
     if let Err(err) = cx.check() {
         return err.into_compile_error();
     }
     expand(input, &krate, &variants)
-}
-
-/// `#[redis(crate = "...", rename_all = "...")]` on the enum; variants are
-/// snake_case unless `rename_all` says otherwise.
-fn parse_container(cx: &Ctxt, input: &syn::DeriveInput) -> (syn::Path, RenameRule) {
-    let mut krate = Attr::none(cx, "#[redis(...)]", CRATE);
-    let mut rename_all = Attr::none(cx, "#[redis(...)]", RENAME_ALL);
-    for a in input.attrs.iter().filter(|a| a.path() == REDIS) {
-        let result = a.parse_nested_meta(|meta| {
-            if meta.path == CRATE {
-                let lit: syn::LitStr = meta.value()?.parse()?;
-                krate.set(&meta.path, lit.parse::<syn::Path>()?);
-                Ok(())
-            } else if meta.path == RENAME_ALL {
-                if let Some(rule) = attr::rename_all(cx, &meta)? {
-                    rename_all.set(&meta.path, rule);
-                }
-                Ok(())
-            } else {
-                attr::unknown(cx, &meta, "container attribute", &[CRATE, RENAME_ALL])
-            }
-        });
-        if let Err(e) = result {
-            cx.syn_error(e);
-        }
-    }
-    (
-        krate.get().unwrap_or_else(|| syn::parse_quote!(::repobox_orm)),
-        rename_all.get().unwrap_or(RenameRule::Snake),
-    )
 }
 
 struct Variant<'a> {

@@ -235,8 +235,7 @@ pub fn parse_entity<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Option<Entity
 
     let mut key = Attr::container(cx, KEY, "an entity has exactly one key");
     let mut ttl = Attr::container(cx, TTL, "put every unit in one `#[ttl(...)]`");
-    let mut krate = Attr::none(cx, "#[redis(...)]", CRATE);
-    let mut rename_all = Attr::none(cx, "#[redis(...)]", RENAME_ALL);
+    let container = attr::container(cx, input);
     let mut indexes = Vec::new();
     let mut co_located = BoolAttr::none(cx, "#[cluster(...)]", CO_LOCATED);
     for attr in &input.attrs {
@@ -263,35 +262,9 @@ pub fn parse_entity<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Option<Entity
             }
         } else if path == INDEX {
             indexes.extend(parse_index(cx, attr, &fields));
-        } else if path == REDIS {
-            let result = attr.parse_nested_meta(|meta| {
-                if meta.path == CRATE {
-                    let lit: syn::LitStr = meta.value()?.parse()?;
-                    match lit.parse::<syn::Path>() {
-                        Ok(path) => krate.set(&meta.path, path),
-                        Err(_) => cx.error_spanned_by(&lit, "`crate` needs a path, e.g. `crate = \"::my::repobox\"`"),
-                    }
-                    Ok(())
-                } else if meta.path == RENAME_ALL {
-                    if let Some(rule) = attr::rename_all(cx, &meta)? {
-                        rename_all.set(&meta.path, rule);
-                    }
-                    Ok(())
-                } else {
-                    attr::unknown(
-                        cx,
-                        &meta,
-                        "container attribute (field attributes go on fields)",
-                        &[CRATE, RENAME_ALL],
-                    )
-                }
-            });
-            if let Err(e) = result {
-                cx.syn_error(e);
-            }
         }
     }
-    if let Some(rule) = rename_all.get() {
+    if let Some(rule) = container.rename_all {
         for f in fields.iter_mut().filter(|f| !f.renamed) {
             f.wire = rule.apply_to_field(&unraw(f.ident));
         }
@@ -311,7 +284,7 @@ pub fn parse_entity<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Option<Entity
         .and_then(|raw| resolve(cx, raw, &fields, "key"))?;
     Some(Entity {
         input,
-        krate: krate.get().unwrap_or_else(|| syn::parse_quote!(::repobox_orm)),
+        krate: container.krate,
         key,
         max_part_len,
         secret,

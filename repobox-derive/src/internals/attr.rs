@@ -268,3 +268,47 @@ pub fn rename_all(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<s
         }
     }
 }
+
+/// What `#[redis(...)]` on a struct or enum says: the runtime's path
+/// (`crate = "..."`, else `::repobox_orm`) and the `rename_all` rule.
+pub struct Container {
+    pub krate: syn::Path,
+    pub rename_all: Option<super::case::RenameRule>,
+}
+
+/// Reads every `#[redis(...)]` of a struct or enum.
+pub fn container(cx: &Ctxt, input: &syn::DeriveInput) -> Container {
+    let mut krate = Attr::none(cx, "#[redis(...)]", CRATE);
+    let mut rule = Attr::none(cx, "#[redis(...)]", RENAME_ALL);
+    for attr in input.attrs.iter().filter(|a| a.path() == REDIS) {
+        let result = attr.parse_nested_meta(|meta| {
+            if meta.path == CRATE {
+                let lit: syn::LitStr = meta.value()?.parse()?;
+                match lit.parse::<syn::Path>() {
+                    Ok(path) => krate.set(&meta.path, path),
+                    Err(_) => cx.error_spanned_by(&lit, "`crate` needs a path, e.g. `crate = \"::my::repobox\"`"),
+                }
+                Ok(())
+            } else if meta.path == RENAME_ALL {
+                if let Some(r) = rename_all(cx, &meta)? {
+                    rule.set(&meta.path, r);
+                }
+                Ok(())
+            } else {
+                unknown(
+                    cx,
+                    &meta,
+                    "container attribute (field attributes go on fields)",
+                    &[CRATE, RENAME_ALL],
+                )
+            }
+        });
+        if let Err(e) = result {
+            cx.syn_error(e);
+        }
+    }
+    Container {
+        krate: krate.get().unwrap_or_else(|| syn::parse_quote!(::repobox_orm)),
+        rename_all: rule.get(),
+    }
+}
