@@ -84,7 +84,7 @@ pub fn schema() -> serde_json::Value {
                 "fields": ["original_id", "reason", "deliveries", "consumer", "dead_at", "job_id", "user_id", "enqueued_at"],
             },
         }],
-        "lists": [{ "key": "job:<id>:output", "ttl_ms": JOB_OUTPUT_TTL.as_millis() as u64 }],
+        "lists": [{ "key": "job:<id>:output", "ttl_ms": job::JOB_OUTPUT_TTL_MS }],
         "sets": [{ "key": "git_providers:<user_id>", "values": <GitProvider as RedisValue>::NAMES }],
     })
 }

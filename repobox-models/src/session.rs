@@ -171,7 +171,7 @@ impl Session {
             b"ok" => {}
             _ => {
                 return Err(OrmError::UnexpectedReply {
-                    key: shown,
+                    key: shown.into_owned(),
                     detail: "reading the session answered something else".into(),
                 }
                 .into());
@@ -232,7 +232,8 @@ impl Session {
             other => Err(OrmError::UnexpectedReply {
                 key: <Session as RedisEntity>::META
                     .key
-                    .shown(&Session::key_for(digest.as_str())?),
+                    .shown(&Session::key_for(digest.as_str())?)
+                    .into_owned(),
                 detail: format!("extending the session answered {other:?}"),
             }
             .into()),

@@ -111,7 +111,7 @@ mod tests {
         for page in [
             Page::newest(2).offset(usize::MAX),
             Page::oldest(usize::MAX).offset(2),
-            Page::oldest(2).offset(i64::MAX as usize),
+            Page::oldest(2).offset(usize::try_from(i64::MAX).expect("a 64-bit target")),
             Page::newest(1).scores(f64::NAN, 1.0),
         ] {
             assert!(
@@ -119,6 +119,11 @@ mod tests {
                 "{page:?}"
             );
         }
-        assert!(Page::oldest(1).offset(i64::MAX as usize).zrange_args().is_ok());
+        assert!(
+            Page::oldest(1)
+                .offset(usize::try_from(i64::MAX).expect("a 64-bit target"))
+                .zrange_args()
+                .is_ok()
+        );
     }
 }

@@ -340,6 +340,8 @@ async fn a_wrong_password_fails_within_one_handshake_and_is_not_shown() {
             "{text}"
         );
         assert!(!text.contains("TopSecretPW"), "{text}");
+        assert!(err.is_auth_failure(), "{text}");
+        assert!(!err.is_missing_group(), "{text}");
         let after = connections(redis::cmd("INFO").arg("stats").query_async(&mut admin).await.unwrap());
         assert_eq!(after - before, 1, "one handshake, not a retry loop: {text}");
     }

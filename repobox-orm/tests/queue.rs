@@ -21,6 +21,24 @@ async fn group_creation_is_idempotent() {
 }
 
 #[tokio::test]
+async fn a_missing_stream_or_group_is_told_apart_from_other_errors() {
+    let (_s, mut conn, q) = setup().await;
+    let no_stream = q.pending_entries(&mut conn, 10).await.unwrap_err();
+    assert!(no_stream.is_missing_group(), "{no_stream}");
+    let no_stream = q.consumers(&mut conn).await.unwrap_err();
+    assert!(no_stream.is_missing_group(), "{no_stream}");
+    let _: () = conn.xadd("q", "*", &[("k", "v")]).await.unwrap();
+    let no_group = q.pending_entries(&mut conn, 10).await.unwrap_err();
+    assert!(no_group.is_missing_group(), "{no_group}");
+    assert!(!no_group.is_auth_failure(), "{no_group}");
+    let _: () = conn.set("plain", "x").await.unwrap();
+    let wrong_type = Queue::new("plain", "workers").consumers(&mut conn).await.unwrap_err();
+    assert!(!wrong_type.is_missing_group(), "{wrong_type}");
+    q.ensure_group(&mut conn).await.unwrap();
+    assert!(q.pending_entries(&mut conn, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn enqueue_read_ack() {
     let (_s, mut conn, q) = setup().await;
     q.ensure_group(&mut conn).await.unwrap();

@@ -258,19 +258,10 @@ impl<H: JobHandler> Runner<H> {
 /// connections, timeouts, `LOADING`, `READONLY`/`MASTERDOWN` during a
 /// failover, a deleted stream) is ridden out.
 fn is_fatal(e: &repobox_orm::Error) -> bool {
-    match e {
-        repobox_orm::Error::Closed | repobox_orm::Error::InvalidArgument { .. } => true,
-        repobox_orm::Error::Redis(r) => {
-            let text = r.to_string();
-            r.kind() == repobox_orm::redis::ErrorKind::AuthenticationFailed
-                || ["WRONGPASS", "NOAUTH", "NOPERM"].iter().any(|c| text.contains(c))
-        }
-        _ => false,
-    }
-}
-
-fn is_no_group(e: &repobox_orm::Error) -> bool {
-    matches!(e, repobox_orm::Error::Redis(r) if r.code() == Some("NOGROUP") || r.to_string().contains("NOGROUP"))
+    matches!(
+        e,
+        repobox_orm::Error::Closed | repobox_orm::Error::InvalidArgument { .. }
+    ) || e.is_auth_failure()
 }
 
 impl<H: JobHandler> Runner<H> {
@@ -311,7 +302,7 @@ impl<H: JobHandler> Runner<H> {
         if is_fatal(&e) {
             return Err(e.into());
         }
-        if is_no_group(&e) {
+        if e.is_missing_group() {
             tracing::warn!(stream = %self.queue.stream(), "the stream or its group is gone; creating it again");
             if let Err(e) = self.queue.ensure_group(conn).await {
                 tracing::warn!(error = %e, "could not create the group yet");

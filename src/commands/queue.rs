@@ -19,7 +19,7 @@ pub async fn queue(store: &Store, cmd: QueueCommand) -> anyhow::Result<()> {
             let len = q.len(&mut conn).await?;
             let (pending, consumers) = match (q.pending(&mut conn).await, q.consumers(&mut conn).await) {
                 (Ok(p), Ok(c)) => (p, c),
-                (Err(e), _) | (_, Err(e)) if is_missing_group(&e) => (Default::default(), Vec::new()),
+                (Err(e), _) | (_, Err(e)) if e.is_missing_group() => (Default::default(), Vec::new()),
                 (Err(e), _) | (_, Err(e)) => return Err(e.into()),
             };
             let dead = q.dead_len(&mut conn).await?;
@@ -60,7 +60,7 @@ pub async fn queue(store: &Store, cmd: QueueCommand) -> anyhow::Result<()> {
         QueueCommand::Pending { limit, json } => {
             let pending = match q.pending_entries(&mut conn, limit).await {
                 Ok(p) => p,
-                Err(e) if is_missing_group(&e) => Vec::new(),
+                Err(e) if e.is_missing_group() => Vec::new(),
                 Err(e) => return Err(e.into()),
             };
             if json {
@@ -134,10 +134,4 @@ pub async fn queue(store: &Store, cmd: QueueCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Whether the error says the stream or its group does not exist.
-fn is_missing_group(e: &repobox_orm::Error) -> bool {
-    let text = e.to_string();
-    text.contains("NOGROUP") || text.contains("no such key")
 }

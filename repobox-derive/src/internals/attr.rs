@@ -114,9 +114,10 @@ pub fn key(cx: &Ctxt, attr: &syn::Attribute) -> Option<Key> {
             input.parse::<syn::Token![=]>()?;
             if name == MAX_PART_LEN {
                 let n: syn::LitInt = input.parse()?;
-                match n.base10_parse::<u32>() {
-                    Ok(0) | Err(_) => cx.error_spanned_by(&n, "`max_part_len` must be a number of bytes above zero"),
-                    Ok(len) => max_part_len.set(&name, len as usize),
+                // At most `u32::MAX`, so that the generated `usize` fits on 32-bit targets too.
+                match n.base10_parse::<u32>().ok().and_then(|len| usize::try_from(len).ok()) {
+                    None | Some(0) => cx.error_spanned_by(&n, "`max_part_len` must be a number of bytes above zero"),
+                    Some(len) => max_part_len.set(&name, len),
                 }
             } else {
                 input.parse::<syn::Expr>()?;

@@ -42,7 +42,7 @@ pub(crate) async fn get_keys<E: RedisEntity, C: ConnectionLike + Send>(
     let replies: Vec<Value> = pipe.ignore_errors().query_async(conn).await?;
     if replies.len() != keys.len() {
         return Err(Error::UnexpectedReply {
-            key: E::META.key.shown(first),
+            key: E::META.key.shown(first).into_owned(),
             detail: format!("{} replies to {} commands", replies.len(), keys.len()),
         });
     }

@@ -8,12 +8,11 @@ use crate::meta::KeyTemplate;
 
 /// Where an entity lives: the hash key (`job:42`), the id its index entries
 /// hold (the key parts joined by `:`), and each key part by hash field.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Target {
     pub key: String,
-    /// The key as messages and logs show it (a fingerprint for secret keys).
-    pub shown: String,
     pub id: String,
+    template: &'static KeyTemplate,
     parts: Vec<(&'static str, String)>,
 }
 
@@ -32,7 +31,7 @@ impl Target {
             });
         }
         Ok(Target {
-            shown: template.shown(&key),
+            template,
             key,
             id: parts.join(":"),
             parts: fields.into_iter().zip(parts.iter().map(|p| p.to_string())).collect(),
@@ -64,6 +63,11 @@ impl Target {
             })
             .collect::<Result<Vec<_>>>()?;
         Target::from_parts::<E>(&parts)
+    }
+
+    /// The key as messages and logs show it (a fingerprint for secret keys).
+    pub fn shown(&self) -> Cow<'_, str> {
+        self.template.shown(&self.key)
     }
 
     /// The key part that the hash field `field` holds, if it is one of the key's.

@@ -53,7 +53,7 @@ impl Queue {
             .arg(&self.group)
             .arg("-")
             .arg("+")
-            .arg(count.min(i64::MAX as usize))
+            .arg(redis_count(count))
             .query_async(conn)
             .await?;
         Ok(reply
@@ -127,7 +127,7 @@ async fn range<C: ConnectionLike + Send>(conn: &mut C, stream: &str, start: &str
         .arg(start)
         .arg("+")
         .arg("COUNT")
-        .arg(count.min(i64::MAX as usize))
+        .arg(redis_count(count))
         .query_async(conn)
         .await?;
     Ok(reply
@@ -142,4 +142,9 @@ async fn range<C: ConnectionLike + Send>(conn: &mut C, stream: &str, start: &str
             }
         })
         .collect())
+}
+
+/// A `COUNT` as Redis takes it: a signed 64-bit number, `count` capped to fit.
+fn redis_count(count: usize) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
 }

@@ -90,6 +90,25 @@ impl Replies for Vec<Value> {
     }
 }
 
+impl crate::Error {
+    /// Whether the server refused who we are (`WRONGPASS`, `NOAUTH`,
+    /// `NOPERM`): trying again cannot help, as the [`Store`](super::Store)
+    /// itself never retries it.
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(self, crate::Error::Redis(r) if is_auth_failure(r))
+    }
+
+    /// Whether a stream command found no consumer group to work in
+    /// (`NOGROUP`), or `XINFO` found no stream (`no such key`): the stream
+    /// was deleted, or never created.
+    pub fn is_missing_group(&self) -> bool {
+        matches!(self, crate::Error::Redis(r) if r.code() == Some("NOGROUP") || {
+            let text = r.to_string();
+            text.contains("NOGROUP") || text.contains("no such key")
+        })
+    }
+}
+
 /// Whether the error is the server refusing who we are (`WRONGPASS`, `NOAUTH`,
 /// `NOPERM`): trying again cannot help, so it is never retried.
 pub(super) fn is_auth_failure(err: &RedisError) -> bool {

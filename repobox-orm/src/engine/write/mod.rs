@@ -30,7 +30,7 @@ fn must_exist(outcome: Outcome, target: &Target) -> Result<()> {
     match outcome {
         Outcome::Done(_) => Ok(()),
         Outcome::Missing => Err(Error::NotFound {
-            key: target.shown.clone(),
+            key: target.shown().into_owned(),
         }),
     }
 }
@@ -72,7 +72,7 @@ pub(crate) async fn create_and_append<E: RedisEntity, C: ConnectionLike + Send>(
     match run_write(conn, plan).await? {
         Outcome::Done(Some(id)) => Ok(id),
         _ => Err(Error::UnexpectedReply {
-            key: target.shown.clone(),
+            key: target.shown().into_owned(),
             detail: "XADD gave no entry id".into(),
         }),
     }
@@ -165,13 +165,13 @@ pub(crate) async fn patch_if<E: RedisEntity, C: ConnectionLike + Send>(
             other => return other,
         };
         let reply: redis::Value = redis::cmd("HGETALL").arg(&target.key).query_async(conn).await?;
-        let hash = RawHash::from_reply(&target.shown, &reply)?;
+        let hash = RawHash::from_reply(&target.shown(), &reply)?;
         if hash.is_empty() {
             return Err(Error::NotFound {
-                key: target.shown.clone(),
+                key: target.shown().into_owned(),
             });
         }
-        let Ok(entity) = read_entity::<E>(&target.key, &target.shown, &hash) else {
+        let Ok(entity) = read_entity::<E>(&target.key, &target.shown(), &hash) else {
             return Err(conflict);
         };
         let stored = fields_of(&entity)?;
@@ -184,7 +184,7 @@ pub(crate) async fn patch_if<E: RedisEntity, C: ConnectionLike + Send>(
             .collect();
     }
     Err(Error::Contention {
-        key: target.shown.clone(),
+        key: target.shown().into_owned(),
         attempts: CAS_ATTEMPTS,
     })
 }
@@ -244,7 +244,7 @@ async fn upsert_many<E: RedisEntity, C: ConnectionLike + Send>(
                 .next()
                 .unwrap_or_else(|| {
                     Err(Error::UnexpectedReply {
-                        key: target.shown,
+                        key: target.shown().into_owned(),
                         detail: "the write got no outcome".into(),
                     })
                 })

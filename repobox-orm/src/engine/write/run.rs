@@ -22,7 +22,7 @@ pub(crate) const BULK_CHUNK: usize = 500;
 
 fn contention(plan: &WritePlan<'_, '_>) -> Error {
     Error::Contention {
-        key: plan.target.shown.clone(),
+        key: plan.target.shown().into_owned(),
         attempts: MAX_ATTEMPTS,
     }
 }
@@ -91,7 +91,7 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
         .filter_map(|(i, p)| Some((i, p.lookup()?)))
         .collect();
     for chunk in lookups.chunks(BULK_CHUNK) {
-        let key = plans[chunk[0].0].target.shown.clone();
+        let key = plans[chunk[0].0].target.shown().into_owned();
         let replies = pipeline(conn, chunk.iter().map(|(_, c)| c.clone()).collect(), &key).await?;
         for (&(i, _), reply) in chunk.iter().zip(replies) {
             if let Err(e) = plans[i].learn(reply) {
@@ -121,7 +121,7 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
             if sent.is_empty() {
                 continue;
             }
-            let key = plans[sent[0]].target.shown.clone();
+            let key = plans[sent[0]].target.shown().into_owned();
             let replies = pipeline(conn, cmds, &key).await?;
             for (i, reply) in sent.into_iter().zip(replies) {
                 // A restarted server lost the script: load it and send again.
@@ -156,7 +156,7 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
         .map(|(r, plan)| {
             r.unwrap_or_else(|| {
                 Err(Error::UnexpectedReply {
-                    key: plan.target.shown.clone(),
+                    key: plan.target.shown().into_owned(),
                     detail: "the write got no outcome".into(),
                 })
             })

@@ -234,8 +234,8 @@ impl<'w, 'a> WritePlan<'w, 'a> {
 
     /// Takes in the script's answer: done, refused, or learned the guards' values.
     pub fn absorb(&mut self, reply: Value) -> Result<Step> {
-        let key = &self.target.shown;
-        Ok(match WriteReply::parse(key, reply)? {
+        let key = self.target.shown();
+        Ok(match WriteReply::parse(&key, reply)? {
             WriteReply::Done => Step::Done(Outcome::Done(None)),
             WriteReply::Appended(id) => Step::Done(Outcome::Done(Some(id))),
             WriteReply::Missing => Step::Done(Outcome::Missing),
@@ -246,11 +246,11 @@ impl<'w, 'a> WritePlan<'w, 'a> {
             }
             WriteReply::Conflict { field } => {
                 return Err(Error::Conflict {
-                    key: key.clone(),
+                    key: key.to_string(),
                     field,
                 });
             }
-            WriteReply::Exists => return Err(Error::AlreadyExists { key: key.clone() }),
+            WriteReply::Exists => return Err(Error::AlreadyExists { key: key.to_string() }),
             WriteReply::Unique { op, owner } => {
                 // An owner already judged stale that still holds the claim
                 // changed since: it is live now.
@@ -261,7 +261,11 @@ impl<'w, 'a> WritePlan<'w, 'a> {
             }
             WriteReply::WrongType { key: wrong } => {
                 return Err(Error::UnexpectedReply {
-                    key: if wrong == self.target.key { key.clone() } else { wrong },
+                    key: if wrong == self.target.key {
+                        key.to_string()
+                    } else {
+                        wrong
+                    },
                     detail: "the key holds the wrong kind of value".into(),
                 });
             }
@@ -286,7 +290,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
             Value::Array(values) if values.len() == self.guards.len() => values,
             other => {
                 return Err(Error::UnexpectedReply {
-                    key: self.target.shown.clone(),
+                    key: self.target.shown().into_owned(),
                     detail: format!("HMGET answered {other:?}"),
                 });
             }
@@ -306,7 +310,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
 
 /// The longest TTL repobox sends, in ms: Redis adds a TTL to its clock and
 /// refuses a sum past `i64::MAX`; half of that leaves room for any clock.
-pub(crate) const MAX_TTL_MS: u64 = i64::MAX as u64 / 2;
+pub(crate) const MAX_TTL_MS: u64 = i64::MAX.unsigned_abs() / 2;
 
 /// A TTL in whole milliseconds (at least one), refused before any I/O when
 /// Redis would not take it: zero (Redis deletes the key at once) or longer

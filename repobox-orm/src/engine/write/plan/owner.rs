@@ -73,7 +73,7 @@ impl WritePlan<'_, '_> {
                 }
             }
         };
-        tracing::debug!(key = %self.target.shown, index = index.name, "taking over a unique value whose owner is gone");
+        tracing::debug!(key = %self.target.shown(), index = index.name, "taking over a unique value whose owner is gone");
         self.takeovers.push(Takeover {
             op,
             owner,

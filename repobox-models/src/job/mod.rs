@@ -4,12 +4,18 @@ use repobox_orm::prelude::{ConnectionLike, Listing, Page, RedisEntity, RedisValu
 
 use crate::{Error, Result};
 
+mod output;
+
+pub use output::OutputRange;
+
 /// The stream jobs travel through.
 pub const JOBS_STREAM: &str = "jobs:stream";
 /// The consumer group of the runners.
 pub const JOBS_GROUP: &str = "runners";
 /// How long a job's output list lives after its last line: 24 hours.
-pub const JOB_OUTPUT_TTL: Duration = Duration::from_secs(24 * 3600);
+pub const JOB_OUTPUT_TTL: Duration = Duration::from_millis(JOB_OUTPUT_TTL_MS);
+/// [`JOB_OUTPUT_TTL`] in milliseconds, as `PEXPIRE` and the schema take it.
+pub(crate) const JOB_OUTPUT_TTL_MS: u64 = 24 * 3600 * 1000;
 
 /// Where a job is in its life.
 #[derive(RedisValue, Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -111,28 +117,6 @@ pub struct StatusChange {
     pub reason: Option<String>,
 }
 
-/// Which output lines to read: `start..=end`, negative counting from the end (as `LRANGE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutputRange {
-    /// First line (0-based; -1 is the last).
-    pub start: isize,
-    /// Last line, inclusive.
-    pub end: isize,
-}
-
-impl OutputRange {
-    /// Every line.
-    pub const ALL: OutputRange = OutputRange { start: 0, end: -1 };
-
-    /// The last `n` lines.
-    pub fn last(n: usize) -> Self {
-        OutputRange {
-            start: isize::try_from(n).map_or(isize::MIN, |n| -n),
-            end: -1,
-        }
-    }
-}
-
 impl Job {
     /// A new queued job.
     pub fn new(id: impl Into<String>, user_id: impl Into<String>, repo_url: impl Into<String>, now: i64) -> Job {
@@ -157,9 +141,13 @@ impl Job {
         }
     }
 
-    /// The key of the job's output list.
-    pub fn output_key(id: &str) -> repobox_orm::Result<String> {
-        Ok(format!("{}:output", Job::key_for(id)?))
+    /// The fields of the job's `jobs:stream` entry.
+    fn stream_entry<'j>(&'j self, enqueued_at: &'j str) -> [(&'static str, &'j str); 3] {
+        [
+            ("job_id", self.id.as_str()),
+            ("user_id", self.user_id.as_str()),
+            ("enqueued_at", enqueued_at),
+        ]
     }
 
     /// Creates the job, its `jobs:user:<user_id>` entry and its `jobs:stream`
@@ -179,11 +167,7 @@ impl Job {
         stream: &str,
     ) -> Result<String> {
         let enqueued_at = now.to_string();
-        let entry = [
-            ("job_id", job.id.as_str()),
-            ("user_id", job.user_id.as_str()),
-            ("enqueued_at", enqueued_at.as_str()),
-        ];
+        let entry = job.stream_entry(&enqueued_at);
         Ok(Job::create_and_append(conn, job, stream, &entry).await?)
     }
 
@@ -340,19 +324,9 @@ impl Job {
         }
         let job = Job::update_status_from(conn, job, JobStatus::Queued, now, JobOutcome::default()).await?;
         let enqueued_at = now.to_string();
-        let entry = [
-            ("job_id", job.id.as_str()),
-            ("user_id", job.user_id.as_str()),
-            ("enqueued_at", enqueued_at.as_str()),
-        ];
+        let entry = job.stream_entry(&enqueued_at);
         let queue = repobox_orm::Queue::new(JOBS_STREAM, JOBS_GROUP);
         Ok(queue.enqueue(conn, &entry).await?)
-    }
-
-    /// Deletes the job, its index entry and its output list atomically.
-    pub async fn delete_with_output<C: ConnectionLike + Send>(conn: &mut C, id: &str) -> Result<bool> {
-        let output = Job::output_key(id)?;
-        Ok(Job::delete_with(conn, id, &[output]).await?)
     }
 
     /// The user's jobs, newest first; jobs that do not decode are reported in
@@ -364,47 +338,6 @@ impl Job {
     /// How many jobs the user has.
     pub async fn user_job_count<C: ConnectionLike + Send>(conn: &mut C, user_id: &str) -> Result<u64> {
         Ok(Job::count_by_user_id(conn, user_id).await?)
-    }
-
-    /// Appends output lines and resets the list's 24-hour TTL, atomically in
-    /// one round trip; returns the list's new length.
-    pub async fn append_output<C: ConnectionLike + Send, S: AsRef<str>>(
-        conn: &mut C,
-        id: &str,
-        lines: &[S],
-    ) -> Result<u64> {
-        let key = Job::output_key(id)?;
-        if lines.is_empty() {
-            return Job::output_count(conn, id).await;
-        }
-        let mut pipe = repobox_orm::redis::pipe();
-        pipe.atomic()
-            .cmd("RPUSH")
-            .arg(&key)
-            .arg(lines.iter().map(|l| l.as_ref()).collect::<Vec<_>>())
-            .cmd("PEXPIRE")
-            .arg(&key)
-            .arg(JOB_OUTPUT_TTL.as_millis() as u64)
-            .ignore();
-        let (len,): (u64,) = pipe.query_async(conn).await?;
-        Ok(len)
-    }
-
-    /// Output lines in `range`.
-    pub async fn output<C: ConnectionLike + Send>(conn: &mut C, id: &str, range: OutputRange) -> Result<Vec<String>> {
-        let key = Job::output_key(id)?;
-        Ok(repobox_orm::redis::cmd("LRANGE")
-            .arg(&key)
-            .arg(range.start)
-            .arg(range.end)
-            .query_async(conn)
-            .await?)
-    }
-
-    /// How many output lines the job has.
-    pub async fn output_count<C: ConnectionLike + Send>(conn: &mut C, id: &str) -> Result<u64> {
-        let key = Job::output_key(id)?;
-        Ok(repobox_orm::redis::cmd("LLEN").arg(&key).query_async(conn).await?)
     }
 }
 

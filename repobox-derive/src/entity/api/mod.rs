@@ -3,6 +3,8 @@
 //! collision check knows, the real functions and their stubs cannot diverge.
 //! Every body is one call into `__private`.
 
+mod index;
+
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
@@ -111,6 +113,16 @@ pub enum Body {
     Stub,
 }
 
+impl Body {
+    /// The function `item` (its signature) with the body `real`, or a stub.
+    fn function(self, item: TokenStream, real: TokenStream) -> TokenStream {
+        match self {
+            Body::Real => quote!(#item { #real }),
+            Body::Stub => quote!(#item { ::core::unimplemented!() }),
+        }
+    }
+}
+
 /// `name: impl KeyPart` parameters and the `&[Cow<str>]` of their parts.
 fn part_params(krate: &syn::Path, idents: &[&syn::Ident]) -> (Vec<TokenStream>, TokenStream) {
     let params = idents
@@ -129,10 +141,7 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
     let patch = format_ident!("{}Patch", ident);
     let r = quote!(#p::Result);
     let conn = quote!(__C: #p::ConnectionLike + ::core::marker::Send);
-    let f = |item: TokenStream, real: TokenStream| match body {
-        Body::Real => quote!(#item { #real }),
-        Body::Stub => quote!(#item { ::core::unimplemented!() }),
-    };
+    let f = |item, real| body.function(item, real);
 
     let ttl_value = match shape.ttl {
         Some(ms) => quote!(::core::option::Option::Some(#p::Duration::from_millis(#ms))),
@@ -326,7 +335,7 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
         }
     }
     for index in &shape.indexes {
-        items.push(index_fns(shape, index, body));
+        items.push(index::index_fns(shape, index, body));
     }
     let allow = (body == Body::Stub).then(|| quote!(#[allow(unused_variables, clippy::all)]));
     quote! {
@@ -334,91 +343,6 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
         #allow
         impl #ident {
             #(#items)*
-        }
-    }
-}
-
-fn index_fns(shape: &Shape<'_>, index: &IndexShape<'_>, body: Body) -> TokenStream {
-    let krate = shape.krate;
-    let p = quote!(#krate::__private);
-    let r = quote!(#p::Result);
-    let ty = shape.ident;
-    let name = format_ident!("{}", index.name);
-    let count = format_ident!("{}{}", COUNT_PREFIX, index.name);
-    let (params, parts) = part_params(krate, &index.params);
-    let source = &index.source;
-    let pos = index.pos;
-    let meta = quote!(&<Self as #p::RedisEntity>::META.indexes[#pos]);
-    let conn = quote!(__C: #p::ConnectionLike + ::core::marker::Send);
-    let f = |item: TokenStream, real: TokenStream| match body {
-        Body::Real => quote!(#item { #real }),
-        Body::Stub => quote!(#item { ::core::unimplemented!() }),
-    };
-    let count_fn = |what: &str| {
-        let doc = format!(
-            "How many members the {what} index `{source}` holds: one round trip, members whose \
-             entity is gone or moved on included until a read or `repair_indexes` removes them. \
-             For an entity with a TTL, each member's hash is checked (two round trips) so that an \
-             expired entity is never counted."
-        );
-        f(
-            quote! {
-                #[doc = #doc]
-                pub async fn #count<#conn>(conn: &mut __C, #(#params),*) -> #r<::core::primitive::u64>
-            },
-            quote!(#p::count::<Self, __C>(conn, #meta, #parts).await),
-        )
-    };
-    match &index.kind {
-        ShapeKind::Sorted { score } => {
-            let doc = format!(
-                "A page of the `{ty}`s in the sorted index `{source}` (score `{score}`); \
-                 two round trips whatever the page size. Each entity is checked against the index: \
-                 one that is gone, no longer belongs under this key or has another score is not \
-                 returned, is repaired (one more round trip) and the page is read again; one that \
-                 does not decode is reported in the listing's `errors`."
-            );
-            let page = f(
-                quote! {
-                    #[doc = #doc]
-                    pub async fn #name<#conn>(
-                        conn: &mut __C, #(#params,)* page: #p::Page,
-                    ) -> #r<#p::Listing<Self>>
-                },
-                quote!(#p::sorted_page::<Self, __C>(conn, #meta, #parts, page).await),
-            );
-            let count = count_fn("sorted");
-            quote!(#page #count)
-        }
-        ShapeKind::Set => {
-            let doc = format!(
-                "Every `{ty}` in the set index `{source}`; two round trips. Each entity is checked \
-                 against the index: one that is gone or no longer belongs under this key is not \
-                 returned and is repaired (one more round trip); one that does not decode is \
-                 reported in the listing's `errors`."
-            );
-            let members = f(
-                quote! {
-                    #[doc = #doc]
-                    pub async fn #name<#conn>(conn: &mut __C, #(#params),*) -> #r<#p::Listing<Self>>
-                },
-                quote!(#p::set_members::<Self, __C>(conn, #meta, #parts).await),
-            );
-            let count = count_fn("set");
-            quote!(#members #count)
-        }
-        ShapeKind::Unique => {
-            let doc = format!(
-                "The `{ty}` that the unique index `{source}` maps to, if it still holds the value \
-                 (a stale claim is repaired); at most two round trips, three with a repair."
-            );
-            f(
-                quote! {
-                    #[doc = #doc]
-                    pub async fn #name<#conn>(conn: &mut __C, #(#params),*) -> #r<::core::option::Option<Self>>
-                },
-                quote!(#p::unique_get::<Self, __C>(conn, #meta, #parts).await),
-            )
         }
     }
 }

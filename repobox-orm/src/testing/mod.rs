@@ -10,6 +10,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod cluster;
+mod tls;
+
+pub use cluster::RedisCluster;
+pub use tls::TlsFiles;
+
 /// A running `redis-server` owned by the test.
 #[derive(Debug)]
 pub struct RedisServer {
@@ -234,165 +240,6 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A Redis Cluster of real `redis-server` processes on free loopback ports:
-/// `masters` primaries with `replicas` replicas each, created with
-/// `redis-cli --cluster create` and ready (`cluster_state:ok` on every node)
-/// when [`start`](Self::start) returns. Every process stops when it drops.
-#[derive(Debug)]
-pub struct RedisCluster {
-    nodes: Vec<RedisServer>,
-    masters: usize,
-}
-
-impl RedisCluster {
-    /// Starts and creates the cluster; panics (it is a test kit) if it cannot.
-    pub fn start(masters: usize, replicas: usize) -> Self {
-        let args = [
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            "nodes.conf",
-            "--cluster-node-timeout",
-            "2000",
-        ];
-        let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
-            .map(|_| RedisServer::start_with(&args))
-            .collect();
-        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())).collect();
-        let out = Command::new("redis-cli")
-            .arg("--cluster")
-            .arg("create")
-            .args(&addrs)
-            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run redis-cli --cluster create: {e}"));
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster create failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let cluster = RedisCluster { nodes, masters };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !cluster.nodes.iter().all(|n| cluster_ok(n.addr())) {
-            assert!(
-                Instant::now() < deadline,
-                "the cluster did not become ready within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        cluster
-    }
-
-    /// Every node, primaries first as `redis-cli` assigned them.
-    pub fn nodes(&self) -> &[RedisServer] {
-        &self.nodes
-    }
-
-    /// A node, to kill or restart it.
-    pub fn node_mut(&mut self, i: usize) -> &mut RedisServer {
-        &mut self.nodes[i]
-    }
-
-    /// How many primaries the cluster was created with.
-    pub fn masters(&self) -> usize {
-        self.masters
-    }
-
-    /// `redis://127.0.0.1:<port>/` of every node.
-    pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(RedisServer::url).collect()
-    }
-}
-
-/// Whether the node at `addr` says `cluster_state:ok`.
-fn cluster_ok(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    if stream.write_all(b"CLUSTER INFO\r\n").is_err() {
-        return false;
-    }
-    let mut reply = vec![0u8; 4096];
-    let n = stream.read(&mut reply).unwrap_or(0);
-    String::from_utf8_lossy(&reply[..n]).contains("cluster_state:ok")
-}
-
-/// TLS material made at test time in a temporary folder: a CA, a server
-/// certificate for `localhost` and `127.0.0.1` and a client certificate, both
-/// signed by it, as PEM files. Removed when dropped.
-#[derive(Debug)]
-pub struct TlsFiles {
-    dir: PathBuf,
-    /// The CA certificate.
-    pub ca_cert: PathBuf,
-    /// The server's certificate.
-    pub server_cert: PathBuf,
-    /// The server's key.
-    pub server_key: PathBuf,
-    /// A client certificate for mutual TLS.
-    pub client_cert: PathBuf,
-    /// The client certificate's key.
-    pub client_key: PathBuf,
-}
-
-impl TlsFiles {
-    /// Makes a new CA and certificates signed by it.
-    pub fn generate() -> Self {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-        };
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("repobox-tls-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a folder for the certificates");
-        let fail = |e: rcgen::Error| -> ! { panic!("cannot make test certificates: {e}") };
-
-        let ca_key = KeyPair::generate().unwrap_or_else(|e| fail(e));
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| fail(e));
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        ca.distinguished_name
-            .push(DnType::CommonName, format!("repobox test CA {n}"));
-        let ca_cert = ca.self_signed(&ca_key).unwrap_or_else(|e| fail(e));
-
-        let leaf = |names: Vec<String>, usage: ExtendedKeyUsagePurpose| {
-            let key = KeyPair::generate().unwrap_or_else(|e| fail(e));
-            let mut params = CertificateParams::new(names).unwrap_or_else(|e| fail(e));
-            params.extended_key_usages = vec![usage];
-            params.distinguished_name.push(DnType::CommonName, "repobox test");
-            let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap_or_else(|e| fail(e));
-            (cert.pem(), key.serialize_pem())
-        };
-        let (server_cert, server_key) = leaf(
-            vec!["localhost".into(), "127.0.0.1".into()],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
-        let (client_cert, client_key) = leaf(vec!["client".into()], ExtendedKeyUsagePurpose::ClientAuth);
-        let write = |name: &str, pem: &str| {
-            let path = dir.join(name);
-            std::fs::write(&path, pem).expect("write a test certificate");
-            path
-        };
-        TlsFiles {
-            ca_cert: write("ca.pem", &ca_cert.pem()),
-            server_cert: write("server.pem", &server_cert),
-            server_key: write("server.key", &server_key),
-            client_cert: write("client.pem", &client_cert),
-            client_key: write("client.key", &client_key),
-            dir,
-        }
-    }
-}
-
-impl Drop for TlsFiles {
-    fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

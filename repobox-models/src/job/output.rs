@@ -1,0 +1,82 @@
+//! A job's output: the list `job:<id>:output`, which lives 24 hours after its last line.
+
+use repobox_orm::prelude::ConnectionLike;
+
+use super::{JOB_OUTPUT_TTL_MS, Job};
+use crate::Result;
+
+/// Which output lines to read: `start..=end`, negative counting from the end (as `LRANGE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputRange {
+    /// First line (0-based; -1 is the last).
+    pub start: isize,
+    /// Last line, inclusive.
+    pub end: isize,
+}
+
+impl OutputRange {
+    /// Every line.
+    pub const ALL: OutputRange = OutputRange { start: 0, end: -1 };
+
+    /// The last `n` lines.
+    pub fn last(n: usize) -> Self {
+        OutputRange {
+            start: isize::try_from(n).map_or(isize::MIN, |n| -n),
+            end: -1,
+        }
+    }
+}
+
+impl Job {
+    /// The key of the job's output list.
+    pub fn output_key(id: &str) -> repobox_orm::Result<String> {
+        Ok(format!("{}:output", Job::key_for(id)?))
+    }
+
+    /// Deletes the job, its index entry and its output list atomically.
+    pub async fn delete_with_output<C: ConnectionLike + Send>(conn: &mut C, id: &str) -> Result<bool> {
+        let output = Job::output_key(id)?;
+        Ok(Job::delete_with(conn, id, &[output]).await?)
+    }
+
+    /// Appends output lines and resets the list's 24-hour TTL, atomically in
+    /// one round trip; returns the list's new length.
+    pub async fn append_output<C: ConnectionLike + Send, S: AsRef<str>>(
+        conn: &mut C,
+        id: &str,
+        lines: &[S],
+    ) -> Result<u64> {
+        let key = Job::output_key(id)?;
+        if lines.is_empty() {
+            return Job::output_count(conn, id).await;
+        }
+        let mut pipe = repobox_orm::redis::pipe();
+        pipe.atomic()
+            .cmd("RPUSH")
+            .arg(&key)
+            .arg(lines.iter().map(|l| l.as_ref()).collect::<Vec<_>>())
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(JOB_OUTPUT_TTL_MS)
+            .ignore();
+        let (len,): (u64,) = pipe.query_async(conn).await?;
+        Ok(len)
+    }
+
+    /// Output lines in `range`.
+    pub async fn output<C: ConnectionLike + Send>(conn: &mut C, id: &str, range: OutputRange) -> Result<Vec<String>> {
+        let key = Job::output_key(id)?;
+        Ok(repobox_orm::redis::cmd("LRANGE")
+            .arg(&key)
+            .arg(range.start)
+            .arg(range.end)
+            .query_async(conn)
+            .await?)
+    }
+
+    /// How many output lines the job has.
+    pub async fn output_count<C: ConnectionLike + Send>(conn: &mut C, id: &str) -> Result<u64> {
+        let key = Job::output_key(id)?;
+        Ok(repobox_orm::redis::cmd("LLEN").arg(&key).query_async(conn).await?)
+    }
+}
