@@ -28,6 +28,23 @@ fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(&ok(out)).expect("--json prints JSON")
 }
 
+/// Writes a job hash and its `jobs:user:<user_id>` entry with plain commands,
+/// as the web app or an operator would, not through repobox.
+fn write_job_as_another_client(conn: &mut redis::Connection, fields: &[(&str, &str)]) {
+    let field = |name: &str| fields.iter().find(|(f, _)| *f == name).map(|(_, v)| *v).unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("job:{}", field("id")))
+        .arg(fields)
+        .query(conn)
+        .unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg(format!("jobs:user:{}", field("user_id")))
+        .arg(field("created_at"))
+        .arg(field("id"))
+        .query(conn)
+        .unwrap();
+}
+
 #[test]
 fn demo_runs_the_whole_flow_and_the_read_commands_agree() {
     let server = RedisServer::start();
@@ -227,23 +244,16 @@ fn a_bad_job_is_an_error_row_and_the_others_are_listed() {
     let server = RedisServer::start();
     let mut conn = server.client().get_connection().unwrap();
     for (id, at) in [("a", "1"), ("b", "2"), ("c", "3")] {
-        let _: () = redis::cmd("HSET")
-            .arg(format!("job:{id}"))
-            .arg(&[
+        write_job_as_another_client(
+            &mut conn,
+            &[
                 ("id", id),
                 ("user_id", "u1"),
                 ("repo_url", "https://example.com/r.git"),
                 ("status", "queued"),
                 ("created_at", at),
-            ])
-            .query(&mut conn)
-            .unwrap();
-        let _: () = redis::cmd("ZADD")
-            .arg("jobs:user:u1")
-            .arg(at)
-            .arg(id)
-            .query(&mut conn)
-            .unwrap();
+            ],
+        );
     }
     let _: () = redis::cmd("HSET")
         .arg("job:b")
@@ -341,24 +351,17 @@ fn stored_strings_cannot_steer_the_terminal_and_json_stays_exact() {
     let server = RedisServer::start();
     let mut conn = server.client().get_connection().unwrap();
     let hostile = "boom\u{1b}]0;pwned\u{7}\u{1b}[2J\r";
-    let _: () = redis::cmd("HSET")
-        .arg("job:j1")
-        .arg(&[
+    write_job_as_another_client(
+        &mut conn,
+        &[
             ("id", "j1"),
             ("user_id", "u1"),
             ("repo_url", hostile),
             ("status", "failed"),
             ("created_at", "1"),
             ("error", hostile),
-        ])
-        .query(&mut conn)
-        .unwrap();
-    let _: () = redis::cmd("ZADD")
-        .arg("jobs:user:u1")
-        .arg(1)
-        .arg("j1")
-        .query(&mut conn)
-        .unwrap();
+        ],
+    );
     let _: () = redis::cmd("RPUSH")
         .arg("job:j1:output")
         .arg(hostile)
@@ -656,23 +659,16 @@ fn read_only_commands_work_on_a_replica() {
     let primary = RedisServer::start();
     let mut conn = primary.client().get_connection().unwrap();
     for (id, at) in [("a", "1"), ("b", "2")] {
-        let _: () = redis::cmd("HSET")
-            .arg(format!("job:{id}"))
-            .arg(&[
+        write_job_as_another_client(
+            &mut conn,
+            &[
                 ("id", id),
                 ("user_id", "u1"),
                 ("repo_url", "r"),
                 ("status", "queued"),
                 ("created_at", at),
-            ])
-            .query(&mut conn)
-            .unwrap();
-        let _: () = redis::cmd("ZADD")
-            .arg("jobs:user:u1")
-            .arg(at)
-            .arg(id)
-            .query(&mut conn)
-            .unwrap();
+            ],
+        );
     }
     // A ghost the read would like to repair: on a replica it cannot, and must still answer.
     let _: () = redis::cmd("ZADD")
