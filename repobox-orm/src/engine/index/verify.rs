@@ -110,104 +110,102 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
         rescored: 0,
     };
     let fields = check_fields(index);
-    {
-        let mut keyed = Vec::with_capacity(members.len());
-        for member in &members {
-            let id = match std::str::from_utf8(&member.raw) {
-                Ok(id) => id,
-                Err(_) => {
-                    out.errors
-                        .push(bad_member::<E>(index_key, &member.raw, "is not UTF-8".into()));
-                    continue;
-                }
-            };
-            match E::META.key.key_from_id(id) {
-                Ok(key) => keyed.push((id, key, member.score)),
-                Err(e) => {
-                    let reason = if E::META.key.secret {
-                        "is not an id of the entity".to_owned()
-                    } else {
-                        e.to_string()
-                    };
-                    out.errors.push(bad_member::<E>(index_key, &member.raw, reason));
-                }
+    let mut keyed = Vec::with_capacity(members.len());
+    for member in &members {
+        let id = match std::str::from_utf8(&member.raw) {
+            Ok(id) => id,
+            Err(_) => {
+                out.errors
+                    .push(bad_member::<E>(index_key, &member.raw, "is not UTF-8".into()));
+                continue;
+            }
+        };
+        match E::META.key.key_from_id(id) {
+            Ok(key) => keyed.push((id, key, member.score)),
+            Err(e) => {
+                let reason = if E::META.key.secret {
+                    "is not an id of the entity".to_owned()
+                } else {
+                    e.to_string()
+                };
+                out.errors.push(bad_member::<E>(index_key, &member.raw, reason));
             }
         }
-        if keyed.is_empty() {
-            return Ok(out);
-        }
-        let mut pipe = redis::pipe();
-        for (_, key, _) in &keyed {
-            pipe.cmd("HGETALL").arg(key);
-        }
-        let replies: Vec<Value> = pipe.ignore_errors().query_async(conn).await?;
-        if replies.len() != keyed.len() {
-            return Err(Error::UnexpectedReply {
-                key: index_key.to_owned(),
-                detail: format!("{} replies to {} reads", replies.len(), keyed.len()),
-            });
-        }
-        let mut repairs = Vec::new();
-        for ((id, key, score), reply) in keyed.into_iter().zip(&replies) {
-            let shown = E::META.key.shown(&key);
-            let hash = match RawHash::from_reply(&shown, reply) {
-                Ok(hash) => hash,
+    }
+    if keyed.is_empty() {
+        return Ok(out);
+    }
+    let mut pipe = redis::pipe();
+    for (_, key, _) in &keyed {
+        pipe.cmd("HGETALL").arg(key);
+    }
+    let replies: Vec<Value> = pipe.ignore_errors().query_async(conn).await?;
+    if replies.len() != keyed.len() {
+        return Err(Error::UnexpectedReply {
+            key: index_key.to_owned(),
+            detail: format!("{} replies to {} reads", replies.len(), keyed.len()),
+        });
+    }
+    let mut repairs = Vec::new();
+    for ((id, key, score), reply) in keyed.into_iter().zip(&replies) {
+        let shown = E::META.key.shown(&key);
+        let hash = match RawHash::from_reply(&shown, reply) {
+            Ok(hash) => hash,
+            Err(e) => {
+                out.errors.push(e);
+                continue;
+            }
+        };
+        let seen = || fields.iter().map(|f| hash.get(f).map(<[u8]>::to_vec)).collect();
+        let action = if hash.is_empty() {
+            Action::Gone
+        } else {
+            let entity = match read_entity::<E>(&key, &shown, &hash) {
+                Ok(entity) => entity,
                 Err(e) => {
                     out.errors.push(e);
                     continue;
                 }
             };
-            let seen = || fields.iter().map(|f| hash.get(f).map(<[u8]>::to_vec)).collect();
-            let action = if hash.is_empty() {
-                Action::Gone
-            } else {
-                let entity = match read_entity::<E>(&key, &shown, &hash) {
-                    Ok(entity) => entity,
-                    Err(e) => {
-                        out.errors.push(e);
-                        continue;
-                    }
-                };
-                if from_query && belongs_as_stored(&hash, index, index_key, score) {
+            if from_query && belongs_as_stored(&hash, index, index_key, score) {
+                out.live.push(entity);
+                continue;
+            }
+            match belongs(&entity, index, index_key, score) {
+                Ok(None) => {
                     out.live.push(entity);
                     continue;
                 }
-                match belongs(&entity, index, index_key, score) {
-                    Ok(None) => {
-                        out.live.push(entity);
-                        continue;
-                    }
-                    Ok(Some(action)) => action,
-                    Err(e) => {
-                        out.errors.push(e);
-                        continue;
-                    }
+                Ok(Some(action)) => action,
+                Err(e) => {
+                    out.errors.push(e);
+                    continue;
                 }
-            };
-            match action {
-                Action::Gone => out.gone += 1,
-                Action::Mismatch => out.mismatched += 1,
-                Action::Rescore(_) => out.rescored += 1,
-                Action::Add(_) => {}
             }
-            repairs.push(Repair {
-                id: id.to_owned(),
-                hash_key: key,
-                action,
-                seen: seen(),
-            });
+        };
+        match action {
+            Action::Gone => out.gone += 1,
+            Action::Mismatch => out.mismatched += 1,
+            Action::Rescore(_) => out.rescored += 1,
+            Action::Add(_) => {}
         }
-        if repair && !repairs.is_empty() {
-            match run_repair(conn, index, index_key, &fields, &repairs).await {
-                Ok(()) => {}
-                // A read repairs on the side: on a read-only replica, or when
-                // the repair fails, the read still answers (without the members
-                // it found wrong); a sweep that was asked to repair fails.
-                Err(e) if from_query => {
-                    tracing::warn!(index = index.name, key = index_key, error = %e, "could not repair an index while reading it")
-                }
-                Err(e) => return Err(e),
+        repairs.push(Repair {
+            id: id.to_owned(),
+            hash_key: key,
+            action,
+            seen: seen(),
+        });
+    }
+    if repair && !repairs.is_empty() {
+        match run_repair(conn, index, index_key, &fields, &repairs).await {
+            Ok(()) => {}
+            // A read repairs on the side: on a read-only replica, or when
+            // the repair fails, the read still answers (without the members
+            // it found wrong); a sweep that was asked to repair fails.
+            Err(e) if from_query => {
+                tracing::warn!(index = index.name, key = index_key, error = %e, "could not repair an index while reading it")
             }
+            Err(e) => return Err(e),
         }
     }
     Ok(out)

@@ -32,12 +32,12 @@ use crate::meta::IndexKind;
 
 /// The header's `struct.unpack` format: mode, TTL in ms, then nine counts.
 /// Only `write.lua` reads it; the tests hold the two copies together.
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg(test)]
 pub(crate) const HEADER_FORMAT: &str = ">c1I8I2I2I2I2I2I2I2I2I2";
 /// Bytes of the header before the index op records.
 pub(crate) const HEADER_LEN: usize = 1 + 8 + 2 * 9;
 /// One index op record's `struct.unpack` format: kind, new key, old key.
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg(test)]
 pub(crate) const OP_FORMAT: &str = ">c1I2I2";
 /// Bytes of one index op record.
 pub(crate) const OP_LEN: usize = 1 + 2 + 2;
