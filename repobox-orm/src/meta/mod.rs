@@ -1,5 +1,6 @@
-//! Static metadata that `#[derive(RedisEntity)]` emits: key template, indexes
-//! and TTL (the stored fields are `RedisEntity::Field`). The engine works from it; nothing here does I/O.
+//! Static metadata that `#[derive(RedisEntity)]` emits: key template (in
+//! `key`), stored fields with their wire types, indexes and TTL. The engine
+//! works from it; nothing here does I/O.
 
 use std::time::Duration;
 
@@ -20,7 +21,9 @@ pub struct EntityMeta {
     pub indexes: &'static [IndexMeta],
     /// The `#[ttl(...)]`, if any.
     pub ttl: Option<Duration>,
-    /// The hash fields stored encrypted (`#[redis(encrypted)]`).
+    /// The hash fields stored encrypted (`#[redis(encrypted)]`): the
+    /// `encrypted` ones of `fields`, listed apart (by the same derive) for the
+    /// read and write paths, which check it on every call.
     pub encrypted: &'static [&'static str],
     /// Whether every write touches one Redis Cluster slot: the key and every
     /// index template share one hash tag.
