@@ -119,6 +119,21 @@ pub(super) fn is_auth_failure(err: &RedisError) -> bool {
     }
 }
 
+/// Whether a cluster's answer says the command did not run: a redirect
+/// (`MOVED`, `ASK`), a slot in flux (`TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`),
+/// or a node that refused the connection. An `ASK` to one command of a
+/// write pipeline may follow others that ran (keys of a migrating slot), so
+/// it counts as not run only for a single command or a read pipeline
+/// (`whole`).
+pub(super) fn not_run(err: &RedisError, whole: bool) -> bool {
+    use redis::ServerErrorKind::{Ask, ClusterDown, MasterDown, Moved, TryAgain};
+    match err.kind() {
+        redis::ErrorKind::Server(Moved | TryAgain | ClusterDown | MasterDown) => true,
+        redis::ErrorKind::Server(Ask) => whole,
+        _ => err.is_connection_refusal(),
+    }
+}
+
 /// Whether the error says the connection is unusable (and a read may be re-sent).
 pub(super) fn is_connection_failure(err: &RedisError) -> bool {
     !is_auth_failure(err)

@@ -190,6 +190,17 @@ fn read_pem(what: &'static str, path: &std::path::Path) -> crate::Result<Vec<u8>
 }
 
 impl TlsConfig {
+    /// The certificates in redis-rs's form.
+    pub(super) fn certificates(&self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: self.client.as_ref().map(|(cert, key)| redis::ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.clone(),
+            }),
+            root_cert: self.ca.clone(),
+        }
+    }
+
     /// Trusts the CA certificate(s) in `pem` (instead of the system's).
     pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.ca = Some(pem.into());

@@ -4,10 +4,10 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
-use redis::aio::MultiplexedConnection;
 use redis::{PushKind, RedisError};
 use tokio::sync::{Mutex, Notify};
 
+use super::backend::{Client, Conn};
 use super::classify::is_auth_failure;
 use super::config::StoreConfig;
 use crate::error::{Error, Result};
@@ -15,13 +15,13 @@ use crate::error::{Error, Result};
 /// A live connection and the flag its disconnect notification clears.
 #[derive(Clone)]
 pub(super) struct Live {
-    pub conn: MultiplexedConnection,
+    pub conn: Conn,
     pub generation: u64,
     alive: Arc<AtomicBool>,
 }
 
 pub(super) struct Inner {
-    pub client: redis::Client,
+    pub client: Client,
     pub config: StoreConfig,
     pub db: i64,
     current: RwLock<Option<Live>>,
@@ -33,7 +33,7 @@ pub(super) struct Inner {
 }
 
 impl Inner {
-    pub fn new(client: redis::Client, config: StoreConfig, db: i64, closed: bool) -> Self {
+    pub fn new(client: Client, config: StoreConfig, db: i64, closed: bool) -> Self {
         Inner {
             client,
             config,
@@ -115,12 +115,22 @@ impl Inner {
                 }
                 Ok::<(), std::convert::Infallible>(())
             });
-        let conn = match tokio::time::timeout(
-            self.config.connect_timeout,
-            self.client.get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        {
+        let connecting = async {
+            match &self.client {
+                Client::Single(client) => client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map(Conn::Single),
+                // The cluster connection reconnects to its nodes by itself;
+                // the store replaces it only when a command finds it broken.
+                Client::Cluster(client) => {
+                    let config =
+                        redis::cluster::ClusterConfig::new().set_connection_timeout(self.config.connect_timeout);
+                    client.get_async_connection_with_config(config).await.map(Conn::Cluster)
+                }
+            }
+        };
+        let conn = match tokio::time::timeout(self.config.connect_timeout, connecting).await {
             Ok(conn) => conn?,
             Err(_) => {
                 return Err(RedisError::from(std::io::Error::new(

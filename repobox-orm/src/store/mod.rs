@@ -14,25 +14,41 @@
 //! connection as soon as it happens; a command is then sent on a fresh
 //! connection instead of failing on the dead one.
 //!
+//! On a Redis Cluster (`redis+cluster://host:port,host:port` or
+//! [`Store::cluster`]) the same holds per command, with redirects handled:
+//! a command answered `MOVED`, `ASK`, `TRYAGAIN` or `CLUSTERDOWN` was not
+//! run, so it is sent again (after the backoff delay, while the client
+//! learns the new slot map), read or write; see `backend` for pipelines
+//! across slots, script calls across slots, and `SCAN`.
+//!
+//! - `endpoint`: [`Endpoint`], what a store is opened on;
 //! - `config`: [`StoreConfig`] and [`Backoff`];
+//! - `backend`: a server's or a cluster's connection, pipelines split by slot;
+//! - `slot`: the cluster key slots; `scan`: `SCAN` over every primary;
 //! - `connection`: the live connection and reconnecting;
 //! - `classify`: which commands are reads, which errors mean a dead connection;
 //! - `signal`: the store's own outcomes, carried typed through `RedisError`.
 
+mod backend;
 mod classify;
 mod config;
 mod connection;
+mod endpoint;
+mod scan;
 pub(crate) mod signal;
+pub(crate) mod slot;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::aio::ConnectionLike;
 use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
-use self::classify::{Replies, command_name, is_connection_failure, is_read_command};
+use self::backend::{Client, Conn};
+use self::classify::{Replies, command_name, is_connection_failure, is_read_command, not_run};
 pub use self::config::{Backoff, StoreConfig, TlsConfig};
 use self::connection::{InFlight, Inner};
+pub use self::endpoint::{Endpoint, IntoEndpoint};
 use self::signal::StoreSignal;
 use crate::error::{Error, Result};
 
@@ -54,8 +70,12 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let addr = match &self.inner.client {
+            Client::Single(client) => client.get_connection_info().addr().to_string(),
+            Client::Cluster(_) => "cluster".to_owned(),
+        };
         f.debug_struct("Store")
-            .field("addr", &self.inner.client.get_connection_info().addr())
+            .field("addr", &addr)
             .field("db", &self.inner.db)
             .field("closed", &self.inner.closed.load(Ordering::Relaxed))
             .finish()
@@ -67,39 +87,50 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 
 impl Store {
     /// A store for `url` with the default config; connects on the first command.
-    pub fn open(url: impl IntoConnectionInfo) -> Result<Store> {
+    ///
+    /// `url` is a server's (`redis://`, `rediss://`) or a cluster's
+    /// (`redis+cluster://host:port,host:port`, `rediss+cluster://`): see
+    /// [`IntoEndpoint`].
+    pub fn open(url: impl IntoEndpoint) -> Result<Store> {
         Store::with_config(url, StoreConfig::default())
     }
 
     /// A store for `url` with `config`; connects on the first command.
-    pub fn with_config(url: impl IntoConnectionInfo, config: StoreConfig) -> Result<Store> {
-        let info = url.into_connection_info()?;
-        let redis = info
-            .redis_settings()
-            .clone()
-            .set_protocol(redis::ProtocolVersion::RESP3);
-        let db = redis.db();
-        let info = info.set_redis_settings(redis);
-        let client = match &config.tls {
-            None => redis::Client::open(info)?,
-            Some(tls) => redis::Client::build_with_tls(
-                info,
-                redis::TlsCertificates {
-                    client_tls: tls.client.as_ref().map(|(cert, key)| redis::ClientTlsConfig {
-                        client_cert: cert.clone(),
-                        client_key: key.clone(),
-                    }),
-                    root_cert: tls.ca.clone(),
-                },
-            )?,
+    pub fn with_config(url: impl IntoEndpoint, config: StoreConfig) -> Result<Store> {
+        let (client, db) = match url.into_endpoint()? {
+            Endpoint::Server(info) => {
+                let db = info.redis_settings().db();
+                (Client::Single(single_client(info, &config)?), db)
+            }
+            Endpoint::Cluster(nodes) => (Client::Cluster(cluster_client(nodes, &config)?), 0),
         };
         Ok(Store {
             inner: Arc::new(Inner::new(client, config, db, false)),
         })
     }
 
+    /// A store for the Redis Cluster that `nodes` belong to (any reachable
+    /// node will do; the client learns the others from it), with `config`.
+    /// All nodes must share credentials and TLS settings.
+    pub fn cluster<I, N>(nodes: I, config: StoreConfig) -> Result<Store>
+    where
+        I: IntoIterator<Item = N>,
+        N: IntoConnectionInfo,
+    {
+        let nodes = nodes
+            .into_iter()
+            .map(IntoConnectionInfo::into_connection_info)
+            .collect::<redis::RedisResult<Vec<_>>>()?;
+        Store::with_config(Endpoint::Cluster(nodes), config)
+    }
+
+    /// Whether the store talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner.client, Client::Cluster(_))
+    }
+
     /// A store for `url` that has connected (or failed to, after the backoff).
-    pub async fn connect(url: impl IntoConnectionInfo) -> Result<Store> {
+    pub async fn connect(url: impl IntoEndpoint) -> Result<Store> {
         let store = Store::open(url)?;
         store.inner.connection().await?;
         Ok(store)
@@ -171,9 +202,9 @@ impl Store {
     }
 
     /// Runs one call within the config's [`call_bound`](StoreConfig::call_bound).
-    async fn run<'a, T: Replies, F>(&'a self, read_only: bool, op: F) -> redis::RedisResult<T>
+    async fn run<'a, T: Replies, F>(&'a self, read_only: bool, whole: bool, op: F) -> redis::RedisResult<T>
     where
-        F: Fn(MultiplexedConnection) -> RedisFuture<'a, T>,
+        F: Fn(Conn) -> RedisFuture<'a, T>,
     {
         let inner = &self.inner;
         if inner.closed.load(Ordering::SeqCst) {
@@ -181,8 +212,8 @@ impl Store {
         }
         let _guard = InFlight::enter(inner);
         match inner.config.call_bound() {
-            None => self.attempts(read_only, op).await,
-            Some(bound) => match tokio::time::timeout(bound, self.attempts(read_only, op)).await {
+            None => self.attempts(read_only, whole, op).await,
+            Some(bound) => match tokio::time::timeout(bound, self.attempts(read_only, whole, op)).await {
                 Ok(result) => result,
                 Err(_) => {
                     tracing::warn!(target: "repobox::store", bound_ms = bound.as_millis() as u64, "a call ran out of its time");
@@ -192,9 +223,9 @@ impl Store {
         }
     }
 
-    async fn attempts<'a, T: Replies, F>(&'a self, read_only: bool, op: F) -> redis::RedisResult<T>
+    async fn attempts<'a, T: Replies, F>(&'a self, read_only: bool, whole: bool, op: F) -> redis::RedisResult<T>
     where
-        F: Fn(MultiplexedConnection) -> RedisFuture<'a, T>,
+        F: Fn(Conn) -> RedisFuture<'a, T>,
     {
         let inner = &self.inner;
         let mut attempt = 0;
@@ -224,6 +255,22 @@ impl Store {
             if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) {
                 inner.invalidate(live.generation, "READONLY: the server is a replica");
                 return Err(StoreSignal::ReadOnly(err.to_string()).into());
+            }
+            // A cluster's redirect, or a node that refused the connection:
+            // the command did not run, so it goes again once the client has
+            // had time to learn the new slot map.
+            if live.conn.is_cluster() && not_run(&err, whole) {
+                attempt += 1;
+                if !inner.config.retry || inner.config.backoff.max_attempts.is_some_and(|max| attempt >= max) {
+                    return Err(err);
+                }
+                if err.is_connection_refusal() {
+                    inner.invalidate(live.generation, "a cluster node refused the connection");
+                }
+                let delay = inner.config.backoff.delay(attempt);
+                tracing::info!(target: "repobox::store", error = %err, attempt, delay_ms = delay.as_millis() as u64, "sending again after a cluster redirect");
+                tokio::time::sleep(delay).await;
+                continue;
             }
             if !is_connection_failure(&err) {
                 return Err(err);
@@ -255,8 +302,8 @@ impl ConnectionLike for Store {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let read_only = is_read_command(command_name(cmd));
-            self.run(read_only, |mut conn| {
-                Box::pin(async move { conn.req_packed_command(cmd).await })
+            self.run(read_only, true, |mut conn| {
+                Box::pin(async move { conn.command(cmd).await })
             })
             .await
         })
@@ -270,8 +317,8 @@ impl ConnectionLike for Store {
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
             let read_only = !pipeline.is_transaction() && pipeline.cmd_iter().all(|c| is_read_command(command_name(c)));
-            self.run(read_only, |mut conn| {
-                Box::pin(async move { conn.req_packed_commands(pipeline, offset, count).await })
+            self.run(read_only, read_only, |mut conn| {
+                Box::pin(async move { conn.pipeline(pipeline, offset, count).await })
             })
             .await
         })
@@ -280,4 +327,35 @@ impl ConnectionLike for Store {
     fn get_db(&self) -> i64 {
         self.inner.db
     }
+}
+
+fn single_client(info: redis::ConnectionInfo, config: &StoreConfig) -> Result<redis::Client> {
+    let redis = info
+        .redis_settings()
+        .clone()
+        .set_protocol(redis::ProtocolVersion::RESP3);
+    let info = info.set_redis_settings(redis);
+    Ok(match &config.tls {
+        None => redis::Client::open(info)?,
+        Some(tls) => redis::Client::build_with_tls(info, tls.certificates())?,
+    })
+}
+
+fn cluster_client(nodes: Vec<redis::ConnectionInfo>, config: &StoreConfig) -> Result<redis::cluster::ClusterClient> {
+    if nodes.is_empty() {
+        return Err(Error::InvalidArgument {
+            name: "cluster nodes",
+            reason: "no node to start from".into(),
+        });
+    }
+    // Redirects are followed by the store, which knows whether a command ran;
+    // redis-rs would also re-send a write whose connection dropped.
+    let mut builder = redis::cluster::ClusterClientBuilder::new(nodes)
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .retries(0)
+        .connection_timeout(config.connect_timeout);
+    if let Some(tls) = &config.tls {
+        builder = builder.certs(tls.certificates());
+    }
+    Ok(builder.build()?)
 }

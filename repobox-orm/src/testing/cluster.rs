@@ -58,6 +58,43 @@ impl RedisCluster {
         cluster
     }
 
+    /// One cluster of 3 primaries shared by every test of a test binary.
+    ///
+    /// A static is never dropped, so a reaper process (`sh`) watches the test
+    /// binary and kills the nodes and removes their directories when it
+    /// exits, however it exits: shared clusters leave no process behind.
+    pub fn shared() -> &'static RedisCluster {
+        static SHARED: std::sync::OnceLock<RedisCluster> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| {
+            let cluster = RedisCluster::start(3, 0);
+            cluster.reap_on_exit();
+            cluster
+        })
+    }
+
+    fn reap_on_exit(&self) {
+        let pids: Vec<String> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.pid())
+            .map(|p| p.to_string())
+            .collect();
+        let dirs: Vec<String> = self.nodes.iter().map(|n| format!("'{}'", n.dir().display())).collect();
+        let script = format!(
+            "while kill -0 {me} 2>/dev/null; do sleep 0.2; done; kill -9 {pids} 2>/dev/null; rm -rf {dirs}",
+            me = std::process::id(),
+            pids = pids.join(" "),
+            dirs = dirs.join(" "),
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the cluster reaper: {e}"));
+    }
+
     /// Every node, primaries first as `redis-cli` assigned them.
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
@@ -71,6 +108,25 @@ impl RedisCluster {
     /// How many primaries the cluster was created with.
     pub fn masters(&self) -> usize {
         self.masters
+    }
+
+    /// `redis+cluster://127.0.0.1:<port>,...` over every node, for
+    /// [`Store::open`](crate::Store::open) and `--redis-url`.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())).collect();
+        format!("redis+cluster://{}", nodes.join(","))
+    }
+
+    /// A [`Store`](crate::Store) on the cluster whose retries span a
+    /// failover (the nodes' timeout is 2 s): up to 40 attempts, 100 ms apart
+    /// and growing to 500 ms.
+    pub fn store(&self) -> crate::Store {
+        let backoff = crate::Backoff::default()
+            .step(Duration::from_millis(100))
+            .max(Duration::from_millis(500))
+            .max_attempts(Some(40));
+        crate::Store::with_config(self.url(), crate::StoreConfig::default().backoff(backoff))
+            .expect("the cluster URL parses")
     }
 
     /// `redis://127.0.0.1:<port>/` of every node.

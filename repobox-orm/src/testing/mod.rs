@@ -231,6 +231,16 @@ impl RedisServer {
         }
     }
 
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
+    /// The server's working directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// Whether the server process is running.
     pub fn is_running(&self) -> bool {
         self.child.is_some()

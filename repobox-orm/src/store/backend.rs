@@ -1,0 +1,134 @@
+//! The two kinds of connection behind a [`Store`](super::Store): one
+//! multiplexed connection to a server, or a redis-rs cluster connection that
+//! routes each command to its slot's primary.
+//!
+//! On a cluster the store adds what redis-rs leaves to the caller: a
+//! pipeline whose commands fall in several slots is split into one pipeline
+//! per slot, sent concurrently, and its replies put back in order; a script
+//! call whose keys fall in several slots is refused with `CROSSSLOT` before
+//! it is sent (the engine then takes its ordered path); and `SCAN` walks
+//! every primary (see `scan`).
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisResult, ServerErrorKind, Value};
+
+use super::slot::{command_keys, command_slot, key_slot};
+
+/// The client a store connects with.
+#[derive(Clone)]
+pub(super) enum Client {
+    Single(redis::Client),
+    Cluster(ClusterClient),
+}
+
+/// A live connection of either kind; cheap to clone.
+#[derive(Clone)]
+pub(super) enum Conn {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+/// The error of a script call whose keys are in different slots, as the
+/// cluster would answer it, but without the round trip.
+pub(super) fn cross_slot(slots: (u16, u16)) -> RedisError {
+    RedisError::from((
+        ErrorKind::Server(ServerErrorKind::CrossSlot),
+        "CROSSSLOT",
+        format!(
+            "Keys in request don't hash to the same slot ({} and {})",
+            slots.0, slots.1
+        ),
+    ))
+}
+
+impl Conn {
+    /// Whether this is a cluster connection.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Conn::Cluster(_))
+    }
+
+    /// Sends one command; on a cluster a multi-slot script call is refused unsent.
+    pub async fn command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd).await,
+            Conn::Cluster(c) => {
+                command_slot(cmd).map_err(cross_slot)?;
+                if is_scan(cmd) {
+                    return super::scan::cluster_scan(c, cmd).await;
+                }
+                c.req_packed_command(cmd).await
+            }
+        }
+    }
+
+    /// Sends a pipeline; on a cluster, one pipeline per slot, concurrently.
+    pub async fn pipeline(&mut self, pipeline: &Pipeline, offset: usize, count: usize) -> RedisResult<Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count).await,
+            Conn::Cluster(c) => {
+                if pipeline.is_transaction() {
+                    return c.req_packed_commands(pipeline, offset, count).await;
+                }
+                split_by_slot(c, pipeline).await
+            }
+        }
+    }
+}
+
+fn is_scan(cmd: &Cmd) -> bool {
+    matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"SCAN"))
+}
+
+/// The slot a pipeline's command goes to: its keys' slot; a keyless command
+/// goes with the first command's, and a multi-slot one on its own (the
+/// server answers it `CROSSSLOT`, as one command of a pipeline).
+fn slot_of(cmd: &Cmd) -> Option<u16> {
+    match command_slot(cmd) {
+        Ok(slot) => slot,
+        Err(_) => command_keys(cmd).and_then(|keys| keys.first().map(|k| key_slot(k))),
+    }
+}
+
+async fn split_by_slot(conn: &mut ClusterConnection, pipeline: &Pipeline) -> RedisResult<Vec<Value>> {
+    let cmds: Vec<&Cmd> = pipeline.cmd_iter().collect();
+    let mut groups: Vec<(Option<u16>, Vec<usize>)> = Vec::new();
+    let first = cmds.iter().find_map(|c| slot_of(c));
+    for (i, cmd) in cmds.iter().enumerate() {
+        let slot = slot_of(cmd).or(first);
+        match groups.iter_mut().find(|(s, _)| *s == slot) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((slot, vec![i])),
+        }
+    }
+    if groups.len() <= 1 {
+        return conn.req_packed_commands(pipeline, 0, cmds.len()).await;
+    }
+    let sends = groups.iter().map(|(_, members)| {
+        let mut part = redis::pipe();
+        for &i in members {
+            part.add_command(cmds[i].clone());
+        }
+        let mut conn = conn.clone();
+        async move {
+            let n = members.len();
+            conn.req_packed_commands(&part, 0, n).await
+        }
+    });
+    let replies = futures_util::future::try_join_all(sends).await?;
+    let mut ordered: Vec<Option<Value>> = vec![None; cmds.len()];
+    for ((_, members), values) in groups.iter().zip(replies) {
+        for (&i, value) in members.iter().zip(values) {
+            ordered[i] = Some(value);
+        }
+    }
+    ordered
+        .into_iter()
+        .map(|v| {
+            v.ok_or_else(|| {
+                RedisError::from((ErrorKind::Client, "store", "a pipeline command got no reply".to_owned()))
+            })
+        })
+        .collect()
+}

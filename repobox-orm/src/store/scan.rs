@@ -1,0 +1,125 @@
+//! `SCAN` over a whole cluster: the store walks every primary in turn, and
+//! the cursor it hands back says which primary and where on it.
+//!
+//! The cursor is `(node cursor << 8) | primary index`, over the primaries
+//! sorted by address, so `0` starts and ends a walk as on one server. Every
+//! key that stays on one primary for the whole walk is returned, as `SCAN`
+//! promises; a failover or resharding during the walk may skip or repeat the
+//! keys of the slots that moved.
+
+use redis::aio::ConnectionLike;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, ErrorKind, RedisError, RedisResult, Value};
+
+/// The bits of the cursor that name the primary.
+const NODE_BITS: u32 = 8;
+
+fn client_error(detail: String) -> RedisError {
+    RedisError::from((ErrorKind::Client, "cluster scan", detail))
+}
+
+/// The primaries' addresses, sorted, from `CLUSTER SLOTS`.
+async fn primaries(conn: &mut ClusterConnection) -> RedisResult<Vec<(String, u16)>> {
+    let mut cmd = redis::cmd("CLUSTER");
+    cmd.arg("SLOTS");
+    let reply = conn.req_packed_command(&cmd).await?;
+    let Value::Array(ranges) = reply else {
+        return Err(client_error(format!("CLUSTER SLOTS answered {reply:?}")));
+    };
+    let mut nodes = Vec::new();
+    for range in ranges {
+        let Value::Array(items) = range else { continue };
+        let Some(Value::Array(primary)) = items.get(2) else {
+            continue;
+        };
+        let host = match primary.first() {
+            Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            Some(Value::SimpleString(s)) => s.clone(),
+            _ => continue,
+        };
+        let Some(Value::Int(port)) = primary.get(1) else {
+            continue;
+        };
+        let Ok(port) = u16::try_from(*port) else { continue };
+        nodes.push((host, port));
+    }
+    nodes.sort();
+    nodes.dedup();
+    if nodes.is_empty() || nodes.len() > 1 << NODE_BITS {
+        return Err(client_error(format!("{} primaries", nodes.len())));
+    }
+    Ok(nodes)
+}
+
+/// Runs one `SCAN <cursor> [options]` step of a walk over every primary.
+pub(super) async fn cluster_scan(conn: &mut ClusterConnection, cmd: &Cmd) -> RedisResult<Value> {
+    let args: Vec<Vec<u8>> = cmd
+        .args_iter()
+        .filter_map(|a| match a {
+            redis::Arg::Simple(b) => Some(b.to_vec()),
+            _ => None,
+        })
+        .collect();
+    let cursor: u64 = args
+        .get(1)
+        .and_then(|c| std::str::from_utf8(c).ok()?.parse().ok())
+        .ok_or_else(|| client_error("SCAN needs a numeric cursor".into()))?;
+    let nodes = primaries(conn).await?;
+    let mut node = usize::try_from(cursor & ((1 << NODE_BITS) - 1)).unwrap_or(usize::MAX);
+    let mut at = cursor >> NODE_BITS;
+    loop {
+        let Some((host, port)) = nodes.get(node) else {
+            // The walk's primary is gone (fewer primaries now): it ends here.
+            return Ok(reply(0, Vec::new()));
+        };
+        let mut step = redis::cmd("SCAN");
+        step.arg(at).arg(&args[2..]);
+        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+            host: host.clone(),
+            port: *port,
+        });
+        let answer = conn.route_command(step, route).await?;
+        let (next, keys) = match answer {
+            Value::Array(mut parts) if parts.len() == 2 => {
+                let keys = parts.pop().unwrap_or(Value::Nil);
+                let next = match parts.pop() {
+                    Some(Value::BulkString(b)) => std::str::from_utf8(&b).ok().and_then(|s| s.parse::<u64>().ok()),
+                    Some(Value::SimpleString(s)) => s.parse().ok(),
+                    Some(Value::Int(i)) => u64::try_from(i).ok(),
+                    _ => None,
+                };
+                let keys = match keys {
+                    Value::Array(keys) => keys,
+                    _ => Vec::new(),
+                };
+                (
+                    next.ok_or_else(|| client_error("SCAN answered no cursor".into()))?,
+                    keys,
+                )
+            }
+            other => return Err(client_error(format!("SCAN answered {other:?}"))),
+        };
+        if next >> (64 - NODE_BITS) != 0 {
+            return Err(client_error(format!("node cursor {next} is too large to combine")));
+        }
+        if next != 0 {
+            return Ok(reply((next << NODE_BITS) | node as u64, keys));
+        }
+        node += 1;
+        at = 0;
+        if node == nodes.len() {
+            return Ok(reply(0, keys));
+        }
+        if !keys.is_empty() {
+            return Ok(reply(node as u64, keys));
+        }
+    }
+}
+
+fn reply(cursor: u64, keys: Vec<Value>) -> Value {
+    Value::Array(vec![
+        Value::BulkString(cursor.to_string().into_bytes()),
+        Value::Array(keys),
+    ])
+}
