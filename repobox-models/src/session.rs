@@ -3,11 +3,16 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use repobox_orm::prelude::{ConnectionLike, RedisEntity};
-use repobox_orm::redis::{self, Script, Value};
+use repobox_orm::redis::{self, ErrorKind, Script, ServerErrorKind, Value};
 use repobox_orm::{Error as OrmError, RawHash};
 use sha2::{Digest, Sha256};
 
 use crate::{Result, User};
+
+/// How much longer than an extension the user's set of sessions is made to
+/// live on a cluster, where it is lengthened before the session (by its own
+/// clock reading, not the script's).
+const SET_SLACK_MS: u64 = 60_000;
 
 static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend_session.lua")));
 static GET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/get_session.lua")));
@@ -216,9 +221,25 @@ impl Session {
             return Ok(None);
         };
         let set = format!("sessions:user:{}", session.user_id);
-        let mut invocation = EXTEND.key(Session::key_for(digest.as_str())?);
+        let key = Session::key_for(digest.as_str())?;
+        let mut invocation = EXTEND.key(&key);
         invocation.key(&set).arg(by_ms).arg(max_ms).arg(&session.user_id);
-        let reply: Vec<String> = invocation.invoke_async(conn).await?;
+        let reply: Vec<String> = match invocation.invoke_async(conn).await {
+            // On a cluster the set is in another slot: it is lengthened first
+            // (to outlive any expiry the script can set), then the session.
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::CrossSlot) => {
+                let _: i64 = redis::cmd("PEXPIRE")
+                    .arg(&set)
+                    .arg(by_ms.saturating_add(SET_SLACK_MS))
+                    .arg("GT")
+                    .query_async(conn)
+                    .await?;
+                let mut alone = EXTEND.key(&key);
+                alone.arg(by_ms).arg(max_ms).arg(&session.user_id);
+                alone.invoke_async(conn).await?
+            }
+            other => other?,
+        };
         match reply.first().map(String::as_str) {
             Some("ok") => {
                 session.expires_at = reply.get(1).and_then(|n| n.parse().ok()).unwrap_or(session.expires_at);

@@ -5,14 +5,42 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use repobox_models::*;
+use repobox_orm::Store;
 use repobox_orm::prelude::{Error, Page};
-use repobox_orm::testing::{CountingConnection, RedisServer};
+use repobox_orm::testing::CountingConnection;
 
-async fn setup() -> (RedisServer, redis::aio::MultiplexedConnection) {
-    let server = RedisServer::start();
-    let conn = server.connection().await;
-    (server, conn)
+/// Every test here runs twice: on a single server, and on a 3-primary
+/// cluster of its own, where User, Session and Job (whose keys are in
+/// several slots) are written by ordered steps instead of one script.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn standalone() {
+                let server = repobox_orm::testing::RedisServer::start();
+                super::$name(repobox_orm::Store::open(server.url()).unwrap()).await;
+            }
+
+            #[tokio::test]
+            async fn cluster() {
+                let cluster = repobox_orm::testing::RedisCluster::start(3, 0);
+                super::$name(cluster.store()).await;
+            }
+        }
+    )*};
 }
+
+on_both_backends!(
+    users,
+    sessions,
+    sessions_of_deleted_users_are_refused,
+    jobs,
+    concurrent_status_updates_never_skip_the_state_machine,
+    git_providers_and_repo_cache,
+    a_second_language_client_shares_the_hashes,
+    hostile_inputs_and_other_writers,
+    a_job_the_web_app_wrote_is_read_and_updated_without_a_second_field
+);
 
 fn user(id: &str, email: &str) -> User {
     User {
@@ -25,9 +53,7 @@ fn user(id: &str, email: &str) -> User {
     }
 }
 
-#[tokio::test]
-async fn users() {
-    let (_server, mut conn) = setup().await;
+async fn users(mut conn: Store) {
     let u = user("u1", "ann@example.com");
     User::create(&mut conn, &u).await.unwrap();
     assert!(User::exists(&mut conn, "u1").await.unwrap());
@@ -73,9 +99,7 @@ async fn users() {
     ));
 }
 
-#[tokio::test]
-async fn sessions() {
-    let (_server, mut conn) = setup().await;
+async fn sessions(mut conn: Store) {
     for id in ["u1", "u2"] {
         User::create(&mut conn, &user(id, &format!("{id}@x.io"))).await.unwrap();
     }
@@ -170,9 +194,7 @@ async fn sessions() {
     assert_eq!(Session::count_by_user_id(&mut conn, "u2").await.unwrap(), 1);
 }
 
-#[tokio::test]
-async fn sessions_of_deleted_users_are_refused() {
-    let (_server, mut conn) = setup().await;
+async fn sessions_of_deleted_users_are_refused(mut conn: Store) {
     for id in ["u1", "u2"] {
         User::create(&mut conn, &user(id, &format!("{id}@x.io"))).await.unwrap();
     }
@@ -217,7 +239,8 @@ async fn no_token_or_digest_reaches_redis_errors_or_logs() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let (_server, mut conn) = setup().await;
+    let _server = repobox_orm::testing::RedisServer::start();
+    let mut conn = _server.connection().await;
     User::create(&mut conn, &user("u1", "u1@x.io")).await.unwrap();
     let (token, session) = Session::create_user_session(&mut conn, "u1", None, None).await.unwrap();
     Session::get_valid(&mut conn, &token).await.unwrap().unwrap();
@@ -278,9 +301,7 @@ async fn no_token_or_digest_reaches_redis_errors_or_logs() {
     assert!(!logs.contains(&digest), "the digest in the logs:\n{logs}");
 }
 
-#[tokio::test]
-async fn jobs() {
-    let (_server, conn) = setup().await;
+async fn jobs(conn: Store) {
     let mut conn = CountingConnection::new(conn);
     let now = now_millis();
     for i in 0..5 {
@@ -293,7 +314,15 @@ async fn jobs() {
         again,
         Err(repobox_models::Error::Orm(Error::AlreadyExists { .. }))
     ));
-    assert_eq!(conn.take(), 1, "create + index + enqueue is one round trip");
+    // On a single server: one script. On a cluster: the script refused unsent
+    // (counted here, never on the wire), the outbox, the index claim, the
+    // hash (refused), and the outbox cleared.
+    let trips = if conn.inner().is_cluster() { 5 } else { 1 };
+    assert_eq!(
+        conn.take(),
+        trips,
+        "create + index + enqueue is one round trip on one server"
+    );
     let len: u64 = conn.xlen(JOBS_STREAM).await.unwrap();
     assert_eq!(len, 5, "a job id is never enqueued twice");
     let entries: redis::streams::StreamRangeReply = conn.xrange_all(JOBS_STREAM).await.unwrap();
@@ -380,9 +409,7 @@ async fn jobs() {
     assert_eq!(Job::user_job_count(&mut conn, "u1").await.unwrap(), 4);
 }
 
-#[tokio::test]
-async fn concurrent_status_updates_never_skip_the_state_machine() {
-    let (_server, conn) = setup().await;
+async fn concurrent_status_updates_never_skip_the_state_machine(conn: Store) {
     let mut c = conn.clone();
     Job::create(&mut c, &Job::new("j", "u", "r", 1)).await.unwrap();
     // Ten runners race to start the same job, then to finish it two ways.
@@ -408,9 +435,7 @@ async fn concurrent_status_updates_never_skip_the_state_machine() {
     assert_eq!(finished, 1, "exactly one runner may finish the job");
 }
 
-#[tokio::test]
-async fn git_providers_and_repo_cache() {
-    let (_server, mut conn) = setup().await;
+async fn git_providers_and_repo_cache(mut conn: Store) {
     assert!(GitProviders::add(&mut conn, "u1", GitProvider::GitHub).await.unwrap());
     assert!(!GitProviders::add(&mut conn, "u1", GitProvider::GitHub).await.unwrap());
     GitProviders::add(&mut conn, "u1", GitProvider::Bitbucket)
@@ -461,9 +486,7 @@ async fn git_providers_and_repo_cache() {
 }
 
 /// The TypeScript app writes plain hashes; the models read them, and it reads theirs.
-#[tokio::test]
-async fn a_second_language_client_shares_the_hashes() {
-    let (_server, mut conn) = setup().await;
+async fn a_second_language_client_shares_the_hashes(mut conn: Store) {
     // As ioredis would: HSET of snake_case fields, booleans as true/false, millis.
     let _: () = redis::cmd("HSET")
         .arg("user:ts1")
@@ -546,8 +569,18 @@ async fn a_second_language_client_shares_the_hashes() {
     assert_eq!(raw["avatar_url"], "https://x/a.png", "fields the app added are kept");
 }
 
-async fn dump_all(conn: &mut redis::aio::MultiplexedConnection) -> Vec<(String, Vec<u8>)> {
-    let mut keys: Vec<String> = conn.keys("*").await.unwrap();
+/// Every key with its `DUMP`; `SCAN` through the store walks every primary of a cluster.
+async fn dump_all(conn: &mut Store) -> Vec<(String, Vec<u8>)> {
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN").arg(cursor).query_async(conn).await.unwrap();
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
     keys.sort();
     let mut out = Vec::new();
     for key in keys {
@@ -557,9 +590,7 @@ async fn dump_all(conn: &mut redis::aio::MultiplexedConnection) -> Vec<(String, 
     out
 }
 
-#[tokio::test]
-async fn hostile_inputs_and_other_writers() {
-    let (_server, mut conn) = setup().await;
+async fn hostile_inputs_and_other_writers(mut conn: Store) {
     let now = now_millis();
     // Logging uA out everywhere never touches uB's session, whatever uA's set holds.
     let (_, a) = Session::create_user_session(&mut conn, "uA", None, None).await.unwrap();
@@ -619,9 +650,7 @@ async fn hostile_inputs_and_other_writers() {
     assert_eq!(OutputRange::last(usize::MAX).start, isize::MIN);
 }
 
-#[tokio::test]
-async fn a_job_the_web_app_wrote_is_read_and_updated_without_a_second_field() {
-    let (_server, mut conn) = setup().await;
+async fn a_job_the_web_app_wrote_is_read_and_updated_without_a_second_field(mut conn: Store) {
     // The web app's `toHash` turns its camelCase fields into snake_case.
     let _: () = redis::cmd("HSET")
         .arg("job:web-1")

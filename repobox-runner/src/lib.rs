@@ -140,6 +140,15 @@ impl<H: JobHandler> Runner<H> {
             let mut batch = Vec::new();
             if tokio::time::Instant::now() >= next_claim {
                 next_claim = tokio::time::Instant::now() + self.config.claim_interval;
+                // Jobs whose writer died between the job and its stream entry
+                // (ordered writes, on a cluster) are enqueued here.
+                match self.queue.sweep_outbox(&mut conn, self.config.min_idle).await {
+                    Ok(swept) if swept.appended > 0 => {
+                        tracing::info!(appended = swept.appended, "enqueued jobs a writer left in the outbox")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not sweep the outbox"),
+                }
                 let claimed = match self
                     .queue
                     .claim_stalled(&mut conn, &consumer, self.config.min_idle, defaults::CLAIM_BATCH)

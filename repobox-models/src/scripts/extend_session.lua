@@ -1,5 +1,5 @@
 -- Extends a session, judged by Redis's own clock. KEYS[1] is the session
--- hash, KEYS[2] its user's set of sessions. ARGV: how long to extend by (ms),
+-- hash, KEYS[2] (optional) its user's set of sessions. ARGV: how long to extend by (ms),
 -- the longest a session may live from its creation (ms), the user id the
 -- caller read. A session past its `expires_at` is not brought back; the new
 -- expiry never passes `created_at` + the longest lifetime.
@@ -18,7 +18,10 @@ if new <= now then return { 'expired' } end
 if new < expires then new = expires end
 redis.call('HSET', KEYS[1], 'expires_at', string.format('%d', new))
 redis.call('PEXPIREAT', KEYS[1], string.format('%d', new))
--- The set of sessions lives at least as long as its longest-lived member.
-local left = redis.call('PTTL', KEYS[2])
-if left >= 0 and now + left < new then redis.call('PEXPIREAT', KEYS[2], string.format('%d', new)) end
+-- The set of sessions lives at least as long as its longest-lived member
+-- (on a cluster the set is in another slot: the caller lengthened it first).
+if KEYS[2] then
+  local left = redis.call('PTTL', KEYS[2])
+  if left >= 0 and now + left < new then redis.call('PEXPIREAT', KEYS[2], string.format('%d', new)) end
+end
 return { 'ok', string.format('%d', new) }

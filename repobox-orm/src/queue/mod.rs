@@ -8,6 +8,7 @@
 //! `recover`.
 
 mod inspect;
+pub(crate) mod outbox;
 mod recover;
 mod reply;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use redis::streams::StreamReadReply;
 
+pub use self::outbox::OutboxSweep;
 pub use self::reply::cmp_ids;
 use crate::error::Result;
 use crate::scripts::{self, DEAD_LETTER, TRIM};
@@ -248,6 +250,11 @@ impl Queue {
 
     /// Moves a delivery to the dead-letter stream with `reason` and its delivery
     /// count, and acknowledges it, atomically; returns the dead letter's id.
+    ///
+    /// On a cluster the stream and its dead letters are in different slots:
+    /// the dead letter is appended first and the delivery acknowledged after
+    /// it, so a crash between the two leaves the delivery pending, to be
+    /// dead-lettered again (a duplicate dead letter), never lost.
     pub async fn dead_letter<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -263,10 +270,33 @@ impl Queue {
             .arg(consumer);
         let mut fields: Vec<(&String, &String)> = delivery.fields.iter().collect();
         fields.sort();
-        for (k, v) in fields {
+        for (k, v) in &fields {
             cmd.arg(k).arg(v);
         }
-        scripts::run(conn, &DEAD_LETTER, &cmd).await
+        match scripts::run(conn, &DEAD_LETTER, &cmd).await {
+            Err(crate::Error::Redis(e)) if scripts::is_cross_slot(&e) => {}
+            other => return other,
+        }
+        let time: (String, String) = redis::cmd("TIME").query_async(conn).await?;
+        let dead_at = time.0.parse::<u64>().unwrap_or(0) * 1000 + time.1.parse::<u64>().unwrap_or(0) / 1000;
+        let dead_id: String = redis::cmd("XADD")
+            .arg(&self.dead)
+            .arg("*")
+            .arg("original_id")
+            .arg(&delivery.id)
+            .arg("reason")
+            .arg(reason)
+            .arg("deliveries")
+            .arg(delivery.deliveries)
+            .arg("consumer")
+            .arg(consumer)
+            .arg("dead_at")
+            .arg(dead_at)
+            .arg(fields)
+            .query_async(conn)
+            .await?;
+        self.ack(conn, &[&delivery.id]).await?;
+        Ok(dead_id)
     }
 
     /// Trims the stream to about `max_len` entries, keeping every entry that a
@@ -312,7 +342,9 @@ impl Queue {
 
     /// Puts dead letters back on the stream with their original fields and
     /// removes them from the dead letters, each atomically (`MULTI`); `ids`
-    /// empty means every dead letter. Returns the requeued letters.
+    /// empty means every dead letter. Returns the requeued letters. On a
+    /// cluster (two slots) the entry is appended first and the letter removed
+    /// after it: a crash between them leaves the letter to requeue again.
     pub async fn requeue_dead<C: ConnectionLike + Send>(&self, conn: &mut C, ids: &[String]) -> Result<Vec<Entry>> {
         let letters = self.dead_letters(conn, "-", usize::MAX).await?;
         let chosen: Vec<Entry> = letters
@@ -329,9 +361,24 @@ impl Queue {
             fields.sort();
             let mut pipe = redis::pipe();
             pipe.atomic();
-            pipe.cmd("XADD").arg(&self.stream).arg("*").arg(fields).ignore();
+            pipe.cmd("XADD").arg(&self.stream).arg("*").arg(&fields).ignore();
             pipe.cmd("XDEL").arg(&self.dead).arg(&letter.id).ignore();
-            let _: () = pipe.query_async(conn).await?;
+            match pipe.query_async::<()>(conn).await {
+                Err(e) if scripts::is_cross_slot(&e) => {
+                    let _: String = redis::cmd("XADD")
+                        .arg(&self.stream)
+                        .arg("*")
+                        .arg(&fields)
+                        .query_async(conn)
+                        .await?;
+                    let _: i64 = redis::cmd("XDEL")
+                        .arg(&self.dead)
+                        .arg(&letter.id)
+                        .query_async(conn)
+                        .await?;
+                }
+                other => other?,
+            }
         }
         Ok(chosen)
     }

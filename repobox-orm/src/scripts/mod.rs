@@ -13,6 +13,8 @@ use crate::error::Result;
 
 /// One atomic write of an entity (`engine/write/protocol.rs` has its layout).
 pub(crate) static WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("write.lua")));
+/// One index entry on its own, a step of an ordered write (cluster).
+pub(crate) static INDEX_ENTRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("index_entry.lua")));
 /// Read repair: drops index entries whose entity is gone.
 pub(crate) static REPAIR: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("repair.lua")));
 /// Moves a pending delivery to the dead-letter stream and acknowledges it.
@@ -30,6 +32,17 @@ pub(crate) fn evalsha<K: redis::ToRedisArgs>(script: &Script, keys: &[K]) -> Cmd
 /// Whether a reply (one of a pipeline's) says the server does not know the script.
 pub(crate) fn is_noscript(reply: &Value) -> bool {
     matches!(reply, Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::NoScript))
+}
+
+/// Whether an error is a cluster's `CROSSSLOT`: the command's keys are in
+/// several slots, and nothing ran.
+pub(crate) fn is_cross_slot(err: &redis::RedisError) -> bool {
+    err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::CrossSlot)
+}
+
+/// Whether a reply (one of a pipeline's) is a cluster's `CROSSSLOT`.
+pub(crate) fn is_cross_slot_reply(reply: &Value) -> bool {
+    matches!(reply, Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::CrossSlot))
 }
 
 /// Runs `cmd`, an `EVALSHA` of `script`, loading the script when the server lacks it.

@@ -69,6 +69,13 @@ impl Conn {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count).await,
             Conn::Cluster(c) => {
                 if pipeline.is_transaction() {
+                    // MULTI/EXEC is atomic only within one slot.
+                    let mut slots = pipeline.cmd_iter().filter_map(slot_of);
+                    if let Some(first) = slots.next()
+                        && let Some(other) = slots.find(|s| *s != first)
+                    {
+                        return Err(cross_slot((first, other)));
+                    }
                     return c.req_packed_commands(pipeline, offset, count).await;
                 }
                 split_by_slot(c, pipeline).await

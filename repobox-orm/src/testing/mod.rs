@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod cluster;
+pub mod faults;
 mod tls;
 
 pub use cluster::RedisCluster;
@@ -292,6 +293,11 @@ impl<C> CountingConnection<C> {
             inner,
             round_trips: Default::default(),
         }
+    }
+
+    /// The wrapped connection.
+    pub fn inner(&self) -> &C {
+        &self.inner
     }
 
     /// Round trips so far.

@@ -2,6 +2,7 @@
 //! its entity (`verify`): what is gone or no longer belongs is not returned
 //! and is repaired, what cannot be read is reported.
 
+mod ordered;
 mod verify;
 
 use redis::aio::ConnectionLike;

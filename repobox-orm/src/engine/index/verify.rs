@@ -285,8 +285,13 @@ pub(crate) async fn run_repair<C: ConnectionLike + Send>(
             };
         }
     }
-    scripts::run::<Value, C>(conn, &REPAIR, &cmd).await?;
-    Ok(())
+    match scripts::run::<Value, C>(conn, &REPAIR, &cmd).await {
+        // The members' hashes are in other cluster slots than the index key.
+        Err(Error::Redis(e)) if scripts::is_cross_slot(&e) => {
+            super::ordered::repair_ordered(conn, index, index_key, fields, repairs).await
+        }
+        other => other.map(drop),
+    }
 }
 
 /// How many of `members` have a hash (`EXISTS`, pipelined per chunk); those

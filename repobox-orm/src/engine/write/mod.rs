@@ -3,11 +3,14 @@
 //!
 //! - `plan`: what a write changes and what it knows of the indexed fields;
 //! - `protocol`: how a plan is encoded for `write.lua`, and its answers decoded;
-//! - `run`: sending plans, retrying when the hash moved, bulk chunks.
+//! - `run`: sending plans, retrying when the hash moved, bulk chunks;
+//! - `ordered`: the same write as single-slot steps, for an entity whose
+//!   keys a cluster keeps in several slots.
 //!
 //! A write that moves no index entry costs one round trip; one that moves an
 //! entry (or must first learn where the entry is) costs two.
 
+mod ordered;
 mod plan;
 pub(crate) mod protocol;
 mod run;
@@ -24,6 +27,7 @@ use crate::engine::target::{Target, fields_of};
 use crate::entity::{EntityPatch, FieldWriter, RawHash, RedisEntity};
 use crate::error::{Error, Result};
 
+pub(crate) use self::ordered::send_steps;
 pub(crate) use self::run::BULK_CHUNK;
 
 fn must_exist(outcome: Outcome, target: &Target) -> Result<()> {

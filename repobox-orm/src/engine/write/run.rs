@@ -3,6 +3,7 @@
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Value};
 
+use super::ordered::run_ordered;
 use super::plan::{Outcome, Step, WritePlan};
 use crate::error::{Error, Result};
 use crate::scripts::{self, WRITE};
@@ -36,7 +37,11 @@ pub(crate) async fn run_write<C: ConnectionLike + Send>(conn: &mut C, mut plan: 
     }
     for _ in 0..MAX_ATTEMPTS {
         let cmd = plan.invocation(WRITE.get_hash())?;
-        let reply: Value = scripts::run(conn, &WRITE, &cmd).await?;
+        let reply: Value = match scripts::run(conn, &WRITE, &cmd).await {
+            // The entity's keys are in several cluster slots.
+            Err(Error::Redis(e)) if scripts::is_cross_slot(&e) => return run_ordered(conn, &mut plan).await,
+            other => other?,
+        };
         match plan.absorb(reply)? {
             Step::Done(outcome) => return Ok(outcome),
             Step::Again => {}
@@ -101,6 +106,8 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
     }
     let mut pending: Vec<usize> = (0..plans.len()).filter(|&i| results[i].is_none()).collect();
     let mut loaded = false;
+    // Writes whose keys a cluster keeps in several slots: ordered steps, one by one.
+    let mut ordered = Vec::new();
     for _ in 0..MAX_ATTEMPTS {
         if pending.is_empty() {
             break;
@@ -125,6 +132,10 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
             let replies = pipeline(conn, cmds, &key).await?;
             for (i, reply) in sent.into_iter().zip(replies) {
                 // A restarted server lost the script: load it and send again.
+                if scripts::is_cross_slot_reply(&reply) {
+                    ordered.push(i);
+                    continue;
+                }
                 if scripts::is_noscript(&reply) {
                     if !loaded {
                         WRITE.load_async(conn).await?;
@@ -149,6 +160,9 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
     }
     for i in pending {
         results[i] = Some(Err(contention(&plans[i])));
+    }
+    for i in ordered {
+        results[i] = Some(run_ordered(conn, &mut plans[i]).await);
     }
     Ok(results
         .into_iter()

@@ -12,6 +12,9 @@ use std::time::Duration;
 use redis::{Cmd, Value};
 
 mod owner;
+mod steps;
+
+pub(crate) use self::steps::EntryAction;
 
 use super::protocol::{IndexOp, Mode, Takeover, WriteCall, WriteReply};
 use crate::engine::target::{Target, fill};

@@ -21,7 +21,7 @@ pub(super) fn index_key_of<E: RedisEntity>(key: &str, hash: &RawHash<'_>, index:
 }
 
 impl WritePlan<'_, '_> {
-    pub(super) fn unique_violation(&self, op: usize, owner: String) -> Error {
+    pub(crate) fn unique_violation(&self, op: usize, owner: String) -> Error {
         let index = self.indexes.get(op);
         Error::UniqueViolation {
             index: index.map_or("", |ix| ix.name),
