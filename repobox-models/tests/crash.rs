@@ -1,0 +1,174 @@
+//! Crash between the steps of every ordered write: on a cluster, User,
+//! Session and Job keep their keys in several slots, so their writes are
+//! single-slot steps. A fault injected after each step stops the write as a
+//! dead writer would; reads must still answer right, `repair_indexes` must
+//! leave exact indexes (a `check_indexes` after it finds nothing), and the
+//! outbox sweep must enqueue every job that exists.
+
+use std::time::Duration;
+
+use repobox_models::*;
+use repobox_orm::testing::RedisCluster;
+use repobox_orm::testing::faults::{OrderedStep, fail_after};
+use repobox_orm::{IndexReport, Queue, Store};
+
+fn user(id: &str, email: &str) -> User {
+    User {
+        id: id.into(),
+        email: email.into(),
+        name: format!("User {id}"),
+        created_at: 1_700_000_000_000,
+        last_login_at: None,
+        is_admin: false,
+    }
+}
+
+fn problems(reports: &[IndexReport]) -> u64 {
+    reports
+        .iter()
+        .map(|r| r.gone + r.mismatched + r.rescored + r.missing + r.bad)
+        .sum()
+}
+
+/// Repairs every index, then checks that nothing is left to repair.
+async fn repair_is_exact(conn: &mut Store) {
+    repobox_orm::repair_indexes::<User, _>(conn).await.unwrap();
+    repobox_orm::repair_indexes::<Session, _>(conn).await.unwrap();
+    repobox_orm::repair_indexes::<Job, _>(conn).await.unwrap();
+    let mut left = repobox_orm::check_indexes::<User, _>(conn).await.unwrap();
+    left.extend(repobox_orm::check_indexes::<Session, _>(conn).await.unwrap());
+    left.extend(repobox_orm::check_indexes::<Job, _>(conn).await.unwrap());
+    assert_eq!(problems(&left), 0, "{left:#?}");
+}
+
+fn crashed<T: std::fmt::Debug, E: std::fmt::Display>(result: Result<T, E>) {
+    let err = result.expect_err("the injected fault stops the write");
+    assert!(err.to_string().contains("injected fault"), "{err}");
+}
+
+#[tokio::test]
+async fn users_survive_a_crash_after_every_step() {
+    let cluster = RedisCluster::start(3, 0);
+    let mut conn = cluster.store();
+    assert!(!User::CO_LOCATED && !Session::CO_LOCATED && !Job::CO_LOCATED);
+
+    // create: claimed only -> no user, and the e-mail is free.
+    fail_after("user:c1", OrderedStep::Claimed);
+    crashed(User::create(&mut conn, &user("c1", "c1@x.io")).await);
+    assert_eq!(User::get(&mut conn, "c1").await.unwrap(), None);
+    assert_eq!(User::by_email(&mut conn, "c1@x.io").await.unwrap(), None);
+    User::create(&mut conn, &user("c2", "c1@x.io")).await.unwrap();
+    assert_eq!(User::by_email(&mut conn, "c1@x.io").await.unwrap().unwrap().id, "c2");
+
+    // create: hash written -> the user and its e-mail are both there.
+    fail_after("user:c3", OrderedStep::HashWritten);
+    crashed(User::create(&mut conn, &user("c3", "c3@x.io")).await);
+    assert_eq!(User::by_email(&mut conn, "c3@x.io").await.unwrap().unwrap().id, "c3");
+
+    // update moving the unique e-mail, after each step.
+    User::create(&mut conn, &user("m1", "old1@x.io")).await.unwrap();
+    let patch = UserPatch {
+        email: Some("new1@x.io".into()),
+        ..Default::default()
+    };
+    fail_after("user:m1", OrderedStep::Claimed);
+    crashed(User::update(&mut conn, "m1", patch).await);
+    assert_eq!(User::by_email(&mut conn, "old1@x.io").await.unwrap().unwrap().id, "m1");
+    assert_eq!(User::by_email(&mut conn, "new1@x.io").await.unwrap(), None);
+
+    User::create(&mut conn, &user("m2", "old2@x.io")).await.unwrap();
+    let patch = UserPatch {
+        email: Some("new2@x.io".into()),
+        ..Default::default()
+    };
+    fail_after("user:m2", OrderedStep::HashWritten);
+    crashed(User::update(&mut conn, "m2", patch).await);
+    assert_eq!(User::by_email(&mut conn, "new2@x.io").await.unwrap().unwrap().id, "m2");
+    assert_eq!(User::by_email(&mut conn, "old2@x.io").await.unwrap(), None);
+    // The old e-mail is free again: its stale claim is taken over.
+    User::create(&mut conn, &user("m3", "old2@x.io")).await.unwrap();
+
+    // delete: hash gone, claim left -> no user, e-mail free.
+    User::create(&mut conn, &user("d1", "d1@x.io")).await.unwrap();
+    fail_after("user:d1", OrderedStep::HashWritten);
+    crashed(User::delete(&mut conn, "d1").await);
+    assert_eq!(User::get(&mut conn, "d1").await.unwrap(), None);
+    assert_eq!(User::by_email(&mut conn, "d1@x.io").await.unwrap(), None);
+
+    repair_is_exact(&mut conn).await;
+    assert_eq!(User::by_email(&mut conn, "c3@x.io").await.unwrap().unwrap().id, "c3");
+    assert_eq!(User::by_email(&mut conn, "new1@x.io").await.unwrap(), None);
+    assert_eq!(User::by_email(&mut conn, "old1@x.io").await.unwrap().unwrap().id, "m1");
+    conn.close().await;
+}
+
+#[tokio::test]
+async fn sessions_survive_a_crash_after_every_step() {
+    let cluster = RedisCluster::start(3, 0);
+    let mut conn = cluster.store();
+    User::create(&mut conn, &user("u1", "u1@x.io")).await.unwrap();
+    let (token, session) = Session::create_user_session(&mut conn, "u1", None, None).await.unwrap();
+    let key = format!("session:{}", session.id);
+    fail_after(&key, OrderedStep::HashWritten);
+    crashed(Session::revoke(&mut conn, &token).await);
+    assert_eq!(Session::get_valid(&mut conn, &token).await.unwrap(), None);
+    assert!(Session::by_user_id(&mut conn, "u1").await.unwrap().items.is_empty());
+    repair_is_exact(&mut conn).await;
+    conn.close().await;
+}
+
+#[tokio::test]
+async fn no_job_is_lost_whatever_step_its_writer_dies_after() {
+    let cluster = RedisCluster::start(3, 0);
+    let mut conn = cluster.store();
+    let queue = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    let now = 1_700_000_000_000;
+    let steps = [
+        OrderedStep::Outboxed,
+        OrderedStep::Claimed,
+        OrderedStep::HashWritten,
+        OrderedStep::Appended,
+    ];
+    for (i, step) in steps.iter().enumerate() {
+        let id = format!("j{i}");
+        fail_after(&format!("job:{id}"), *step);
+        crashed(Job::create_and_enqueue(&mut conn, &Job::new(&id, "u1", "https://x/r.git", now + i as i64), now).await);
+    }
+    // Reads: a job exists only once its hash is written, and the user's
+    // page shows exactly the jobs that exist.
+    let exists = [false, false, true, true];
+    for (i, want) in exists.iter().enumerate() {
+        assert_eq!(
+            Job::get(&mut conn, &format!("j{i}")).await.unwrap().is_some(),
+            *want,
+            "j{i}"
+        );
+    }
+    let page = Job::user_jobs(&mut conn, "u1", repobox_orm::Page::newest(10))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    assert_eq!(page.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["j3", "j2"]);
+    let enqueued = |entries: Vec<repobox_orm::queue::Entry>| -> Vec<String> {
+        entries
+            .into_iter()
+            .filter_map(|e| e.fields.get("job_id").cloned())
+            .collect()
+    };
+    assert_eq!(enqueued(queue.entries(&mut conn, "-", 100).await.unwrap()), ["j3"]);
+
+    // The sweep enqueues the job whose writer died before its entry (j2),
+    // drops the entries of jobs never written (j0, j1), and appends j3's
+    // again: a duplicate entry, which the runner's status compare-and-set
+    // keeps from running twice.
+    let swept = queue.sweep_outbox(&mut conn, Duration::ZERO).await.unwrap();
+    assert_eq!((swept.appended, swept.dropped, swept.young), (2, 2, 0), "{swept:?}");
+    let mut ids = enqueued(queue.entries(&mut conn, "-", 100).await.unwrap());
+    ids.sort();
+    assert_eq!(ids, ["j2", "j3", "j3"]);
+    let again = queue.sweep_outbox(&mut conn, Duration::ZERO).await.unwrap();
+    assert_eq!(again, Default::default(), "the outbox is empty");
+    repair_is_exact(&mut conn).await;
+    conn.close().await;
+}
