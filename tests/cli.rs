@@ -702,3 +702,41 @@ fn read_only_commands_work_on_a_replica() {
         ok(&repobox(Some(&replica), args));
     }
 }
+
+#[test]
+fn demo_runs_the_whole_flow_on_a_cluster() {
+    let cluster = repobox_orm::testing::RedisCluster::start(3, 0);
+    let url = cluster.url();
+    let out = ok(&repobox(None, &["demo", "--jobs", "3", "--keep", "--redis-url", &url]));
+    assert!(out.contains("3. Enqueued 3 jobs"), "{out}");
+    assert!(out.contains("2 succeeded, 1 failed"), "{out}");
+    // The sweep walks every primary: it finds the kept user, session and
+    // jobs wherever their slots put them, and the indexes are exact.
+    let reports = json(&repobox(None, &["index", "--json", "--redis-url", &url]));
+    let reports = reports.as_array().expect("one report per index");
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    for r in reports {
+        let r = &r["report"];
+        assert!(r["keys"].as_u64().unwrap() >= 1, "{r}");
+        for count in ["gone", "mismatched", "missing", "bad", "skipped"] {
+            assert_eq!(r[count], 0, "{count}: {r}");
+        }
+    }
+    let jobs = json(&repobox(
+        None,
+        &[
+            "jobs",
+            "list",
+            "--json",
+            "--redis-url",
+            &url,
+            "--user",
+            out.lines()
+                .find_map(|l| l.strip_prefix("1. Created user "))
+                .and_then(|l| l.split_whitespace().next())
+                .unwrap(),
+        ],
+    ));
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(3), "{jobs}");
+    assert_eq!(jobs["total"], 3, "{jobs}");
+}
