@@ -114,3 +114,81 @@ fn cluster_urls_are_parsed_and_their_secrets_kept_out_of_errors() {
             .is_cluster()
     );
 }
+
+fn role(node: &repobox_orm::testing::RedisServer) -> String {
+    let mut conn = node.client().get_connection().unwrap();
+    let info: String = redis::cmd("INFO").arg("replication").query(&mut conn).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("role:"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_under_writes_loses_no_acknowledged_write_and_the_writer_recovers() {
+    let cluster = RedisCluster::start(3, 1);
+    let store = cluster.store();
+    let replica = (cluster.masters()..cluster.nodes().len())
+        .find(|&i| role(&cluster.nodes()[i]) == "slave")
+        .expect("a replica");
+    let writer = {
+        let mut conn = store.clone();
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            let mut failed = 0;
+            for i in 0..1500u32 {
+                let key = format!("failover:{i}");
+                match redis::cmd("SET").arg(&key).arg(i).query_async::<()>(&mut conn).await {
+                    Ok(()) => acknowledged.push(key),
+                    Err(_) => failed += 1,
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            (acknowledged, failed)
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // A manual failover: the primary pauses writes until its replica has
+    // every one of them, then the replica takes over. Asked again while the
+    // nodes still gossip who replicates whom.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    'failover: loop {
+        let mut conn = cluster.nodes()[replica].client().get_connection().unwrap();
+        let () = redis::cmd("CLUSTER").arg("FAILOVER").query(&mut conn).unwrap();
+        let asked = std::time::Instant::now();
+        while asked.elapsed() < std::time::Duration::from_secs(3) {
+            if role(&cluster.nodes()[replica]) == "master" {
+                break 'failover;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica never took over: {:?}",
+            cluster.nodes().iter().map(role).collect::<Vec<_>>()
+        );
+    }
+    assert!(!writer.is_finished(), "the failover came after the writes");
+    let (acknowledged, failed) = writer.await.unwrap();
+    // Redirects are re-sent by the store: the writer never saw an error.
+    assert_eq!(failed, 0, "writes failed during a graceful failover");
+    assert_eq!(acknowledged.len(), 1500);
+    let mut conn = store.clone();
+    let mut pipe = redis::pipe();
+    for key in &acknowledged {
+        pipe.cmd("EXISTS").arg(key);
+    }
+    let exists: Vec<bool> = pipe.query_async(&mut conn).await.unwrap();
+    assert!(exists.iter().all(|e| *e), "an acknowledged write was lost");
+    // The old primary is a replica now; the store still writes everywhere.
+    for i in 0..50 {
+        let () = redis::cmd("SET")
+            .arg(format!("after:{i}"))
+            .arg(i)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    store.close().await;
+}

@@ -27,6 +27,9 @@ impl RedisCluster {
             "nodes.conf",
             "--cluster-node-timeout",
             "2000",
+            // Replicas sync at once (the default waits 5 s for more replicas).
+            "--repl-diskless-sync-delay",
+            "0",
         ];
         let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
             .map(|_| RedisServer::start_with(&args))
@@ -48,7 +51,7 @@ impl RedisCluster {
         );
         let cluster = RedisCluster { nodes, masters };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !cluster.nodes.iter().all(|n| cluster_ok(n.addr())) {
+        while !cluster.nodes.iter().all(|n| cluster_ok(n.addr()) && synced(n.addr())) {
             assert!(
                 Instant::now() < deadline,
                 "the cluster did not become ready within 30 s"
@@ -135,16 +138,27 @@ impl RedisCluster {
     }
 }
 
+/// Whether the node at `addr` is a primary or a replica whose link is up.
+fn synced(addr: SocketAddr) -> bool {
+    let info = ask(addr, b"INFO replication\r\n");
+    info.contains("role:master") || info.contains("master_link_status:up")
+}
+
 /// Whether the node at `addr` says `cluster_state:ok`.
 fn cluster_ok(addr: SocketAddr) -> bool {
+    ask(addr, b"CLUSTER INFO\r\n").contains("cluster_state:ok")
+}
+
+/// The node's answer to one inline command, as text ("" when it fails).
+fn ask(addr: SocketAddr, command: &[u8]) -> String {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
+        return String::new();
     };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    if stream.write_all(b"CLUSTER INFO\r\n").is_err() {
-        return false;
+    if stream.write_all(command).is_err() {
+        return String::new();
     }
-    let mut reply = vec![0u8; 4096];
+    let mut reply = vec![0u8; 8192];
     let n = stream.read(&mut reply).unwrap_or(0);
-    String::from_utf8_lossy(&reply[..n]).contains("cluster_state:ok")
+    String::from_utf8_lossy(&reply[..n]).into_owned()
 }
