@@ -9,28 +9,10 @@ use repobox_orm::Store;
 use repobox_orm::prelude::{Error, Page};
 use repobox_orm::testing::CountingConnection;
 
-/// Every test here runs twice: on a single server, and on a 3-primary
-/// cluster of its own, where User, Session and Job (whose keys are in
-/// several slots) are written by ordered steps instead of one script.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn standalone() {
-                let server = repobox_orm::testing::RedisServer::start();
-                super::$name(repobox_orm::Store::open(server.url()).unwrap()).await;
-            }
-
-            #[tokio::test]
-            async fn cluster() {
-                let cluster = repobox_orm::testing::RedisCluster::start(3, 0);
-                super::$name(cluster.store()).await;
-            }
-        }
-    )*};
-}
-
-on_both_backends!(
+// Every test here runs twice: on a single server, and on a 3-primary
+// cluster of its own, where User, Session and Job (whose keys are in
+// several slots) are written by ordered steps instead of one script.
+repobox_orm::on_both_backends!(
     users,
     sessions,
     sessions_of_deleted_users_are_refused,

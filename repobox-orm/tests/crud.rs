@@ -46,19 +46,36 @@ struct Cache {
     body: String,
 }
 
-async fn setup() -> (RedisServer, redis::aio::MultiplexedConnection) {
-    let server = RedisServer::start();
-    let conn = server.connection().await;
-    (server, conn)
-}
+// Every test here runs on a single server and on a 3-primary cluster: the
+// entities here keep their keys in several slots, so on the cluster their
+// writes are ordered steps (see the README's "Redis Cluster").
+repobox_orm::on_both_backends!(
+    create_get_exists_delete,
+    update_patches_and_never_recreates,
+    save_moves_index_entries,
+    unique_index_refuses_a_taken_value_and_writes_nothing,
+    get_many_keeps_input_order,
+    multi_placeholder_hash_tagged_keys,
+    sorted_pages,
+    bad_key_parts_are_refused_before_any_io,
+    round_trips_are_counted,
+    corrupt_hash_gives_a_decode_error_naming_key_and_field,
+    a_key_of_the_wrong_type_fails_the_write_and_writes_nothing,
+    fields_of_other_clients_survive_a_save,
+    read_repair_drops_ghosts_and_fills_the_page,
+    wire_format_is_plain_fields,
+    ttl_entities_expire_with_their_index_entries,
+    update_keeps_the_remaining_ttl_and_save_resets_it,
+    sweep_removes_ghost_entries_of_every_index_key,
+    bulk_calls_pipeline_in_chunks_and_report_per_entity,
+    a_single_index_key_of_the_wrong_type_fails_the_write_before_anything_is_written
+);
 
-async fn hgetall(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> HashMap<String, String> {
+async fn hgetall(conn: &mut Store, key: &str) -> HashMap<String, String> {
     conn.hgetall(key).await.unwrap()
 }
 
-#[tokio::test]
-async fn create_get_exists_delete() {
-    let (_server, mut conn) = setup().await;
+async fn create_get_exists_delete(mut conn: Store) {
     let t = task("1", "ann", 100);
     assert_eq!(Task::get(&mut conn, "1").await.unwrap(), None);
     assert!(!Task::exists(&mut conn, "1").await.unwrap());
@@ -94,9 +111,7 @@ async fn create_get_exists_delete() {
     assert!(keys.is_empty(), "delete leaves no index entry behind: {keys:?}");
 }
 
-#[tokio::test]
-async fn update_patches_and_never_recreates() {
-    let (_server, mut conn) = setup().await;
+async fn update_patches_and_never_recreates(mut conn: Store) {
     let err = Task::update(
         &mut conn,
         "nope",
@@ -163,9 +178,7 @@ async fn update_patches_and_never_recreates() {
     );
 }
 
-#[tokio::test]
-async fn save_moves_index_entries() {
-    let (_server, mut conn) = setup().await;
+async fn save_moves_index_entries(mut conn: Store) {
     let mut t = task("1", "ann", 100);
     Task::save(&mut conn, &t).await.unwrap();
     t.owner = "bob".into();
@@ -231,9 +244,7 @@ async fn save_moves_index_entries() {
     assert_eq!(score, 50.0);
 }
 
-#[tokio::test]
-async fn unique_index_refuses_a_taken_value_and_writes_nothing() {
-    let (_server, mut conn) = setup().await;
+async fn unique_index_refuses_a_taken_value_and_writes_nothing(mut conn: Store) {
     Task::create(&mut conn, &task("1", "ann", 1)).await.unwrap();
     let mut other = task("2", "bob", 2);
     other.slug = "slug-1".into();
@@ -288,9 +299,7 @@ async fn unique_index_refuses_a_taken_value_and_writes_nothing() {
     );
 }
 
-#[tokio::test]
-async fn get_many_keeps_input_order() {
-    let (_server, mut conn) = setup().await;
+async fn get_many_keeps_input_order(mut conn: Store) {
     for i in 0..5 {
         Task::create(&mut conn, &task(&i.to_string(), "ann", i)).await.unwrap();
     }
@@ -311,9 +320,7 @@ async fn get_many_keeps_input_order() {
     );
 }
 
-#[tokio::test]
-async fn multi_placeholder_hash_tagged_keys() {
-    let (_server, mut conn) = setup().await;
+async fn multi_placeholder_hash_tagged_keys(mut conn: Store) {
     let c = Cache {
         user_id: "u1".into(),
         provider: "github".into(),
@@ -337,9 +344,7 @@ async fn multi_placeholder_hash_tagged_keys() {
     ));
 }
 
-#[tokio::test]
-async fn sorted_pages() {
-    let (_server, mut conn) = setup().await;
+async fn sorted_pages(mut conn: Store) {
     for i in 1..=10 {
         Task::create(&mut conn, &task(&i.to_string(), "ann", i * 10))
             .await
@@ -407,9 +412,7 @@ async fn sorted_pages() {
     assert_eq!(Task::count_by_owner(&mut conn, "ann").await.unwrap(), 10);
 }
 
-#[tokio::test]
-async fn bad_key_parts_are_refused_before_any_io() {
-    let (_server, conn) = setup().await;
+async fn bad_key_parts_are_refused_before_any_io(conn: Store) {
     let mut conn = CountingConnection::new(conn);
     for bad in ["", "a:b", "a b", "x*", "{t}", "q?", "[a]", "tab\t", "nl\n", "\u{7}"] {
         assert!(
@@ -440,17 +443,21 @@ async fn bad_key_parts_are_refused_before_any_io() {
     assert_eq!(conn.round_trips(), 0);
 }
 
-#[tokio::test]
-async fn round_trips_are_counted() {
-    let (_server, conn) = setup().await;
+async fn round_trips_are_counted(conn: Store) {
+    let cluster = conn.is_cluster();
     let mut conn = CountingConnection::new(conn);
+    // Round trips on a single server, and on a cluster, where Task's keys are
+    // in several slots: a write's script is refused there without a round
+    // trip (counted here as one call), then runs as ordered steps; a
+    // pipeline across slots is one call, sent to every slot concurrently.
+    let trips = |standalone: usize, on_cluster: usize| if cluster { on_cluster } else { standalone };
     // Load the scripts once (a fresh server answers NOSCRIPT first).
     Task::create(&mut conn, &task("warm", "x", 0)).await.unwrap();
     let _ = Task::by_owner(&mut conn, "x", Page::newest(1)).await.unwrap();
     conn.take();
 
     Task::create(&mut conn, &task("0", "ann", 0)).await.unwrap();
-    assert_eq!(conn.take(), 1, "create");
+    assert_eq!(conn.take(), trips(1, 4), "create");
     Task::save(
         &mut conn,
         &Task {
@@ -460,7 +467,7 @@ async fn round_trips_are_counted() {
     )
     .await
     .unwrap();
-    assert_eq!(conn.take(), 1, "save that moves no index entry");
+    assert_eq!(conn.take(), trips(1, 4), "save that moves no index entry");
     Task::update(
         &mut conn,
         "0",
@@ -518,14 +525,12 @@ async fn round_trips_are_counted() {
     assert_eq!(conn.take(), 1, "count");
     // Moving an index entry needs the old key: one more round trip.
     Task::save(&mut conn, &task("0", "bob", 0)).await.unwrap();
-    assert!(conn.take() <= 2, "save that moves an entry");
+    assert_eq!(conn.take(), trips(2, 5), "save that moves an entry");
     Task::delete(&mut conn, "0").await.unwrap();
-    assert!(conn.take() <= 2, "delete");
+    assert_eq!(conn.take(), trips(2, 4), "delete");
 }
 
-#[tokio::test]
-async fn corrupt_hash_gives_a_decode_error_naming_key_and_field() {
-    let (_server, mut conn) = setup().await;
+async fn corrupt_hash_gives_a_decode_error_naming_key_and_field(mut conn: Store) {
     Task::create(&mut conn, &task("1", "ann", 1)).await.unwrap();
     let _: () = conn.hset("task:1", "created_at", "yesterday").await.unwrap();
     let err = Task::get(&mut conn, "1").await.unwrap_err();
@@ -550,9 +555,7 @@ async fn corrupt_hash_gives_a_decode_error_naming_key_and_field() {
     assert_eq!(hgetall(&mut conn, "task:1").await["created_at"], "yesterday");
 }
 
-#[tokio::test]
-async fn a_key_of_the_wrong_type_fails_the_write_and_writes_nothing() {
-    let (_server, mut conn) = setup().await;
+async fn a_key_of_the_wrong_type_fails_the_write_and_writes_nothing(mut conn: Store) {
     let _: () = conn.set("tasks:owner:ann", "not a zset").await.unwrap();
     let err = Task::create(&mut conn, &task("1", "ann", 1)).await.unwrap_err();
     assert!(
@@ -565,18 +568,14 @@ async fn a_key_of_the_wrong_type_fails_the_write_and_writes_nothing() {
     assert!(Task::get(&mut conn, "2").await.is_err());
 }
 
-#[tokio::test]
-async fn fields_of_other_clients_survive_a_save() {
-    let (_server, mut conn) = setup().await;
+async fn fields_of_other_clients_survive_a_save(mut conn: Store) {
     Task::create(&mut conn, &task("1", "ann", 1)).await.unwrap();
     let _: () = conn.hset("task:1", "added_by_ts", "keep me").await.unwrap();
     Task::save(&mut conn, &task("1", "ann", 2)).await.unwrap();
     assert_eq!(hgetall(&mut conn, "task:1").await["added_by_ts"], "keep me");
 }
 
-#[tokio::test]
-async fn read_repair_drops_ghosts_and_fills_the_page() {
-    let (_server, mut conn) = setup().await;
+async fn read_repair_drops_ghosts_and_fills_the_page(mut conn: Store) {
     for i in 1..=6 {
         Task::create(&mut conn, &task(&i.to_string(), "ann", i)).await.unwrap();
     }
@@ -610,9 +609,7 @@ async fn read_repair_drops_ghosts_and_fills_the_page() {
     );
 }
 
-#[tokio::test]
-async fn wire_format_is_plain_fields() {
-    let (_server, mut conn) = setup().await;
+async fn wire_format_is_plain_fields(mut conn: Store) {
     let t = Task {
         note: None,
         ..task("7", "ann", 1_700_000_000_000)
@@ -757,13 +754,11 @@ struct Blink {
     at: i64,
 }
 
-async fn pttl(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+async fn pttl(conn: &mut Store, key: &str) -> i64 {
     redis::cmd("PTTL").arg(key).query_async(conn).await.unwrap()
 }
 
-#[tokio::test]
-async fn ttl_entities_expire_with_their_index_entries() {
-    let (_server, mut conn) = setup().await;
+async fn ttl_entities_expire_with_their_index_entries(mut conn: Store) {
     let b = Blink {
         id: "1".into(),
         group: "g".into(),
@@ -834,9 +829,7 @@ async fn ttl_entities_expire_with_their_index_entries() {
     assert!(keys.is_empty(), "index keys expire with their last member: {keys:?}");
 }
 
-#[tokio::test]
-async fn update_keeps_the_remaining_ttl_and_save_resets_it() {
-    let (_server, mut conn) = setup().await;
+async fn update_keeps_the_remaining_ttl_and_save_resets_it(mut conn: Store) {
     let b = Blink {
         id: "1".into(),
         group: "g".into(),
@@ -879,9 +872,7 @@ async fn update_keeps_the_remaining_ttl_and_save_resets_it() {
     ));
 }
 
-#[tokio::test]
-async fn sweep_removes_ghost_entries_of_every_index_key() {
-    let (_server, mut conn) = setup().await;
+async fn sweep_removes_ghost_entries_of_every_index_key(mut conn: Store) {
     for i in 0..30 {
         let mut t = task(&i.to_string(), ["ann", "bob", "cy"][i % 3], i as i64);
         t.status = if i % 2 == 0 { Status::Queued } else { Status::Running };
@@ -910,9 +901,11 @@ async fn sweep_removes_ghost_entries_of_every_index_key() {
     assert_eq!(total, 10 - 3);
 }
 
-#[tokio::test]
-async fn bulk_calls_pipeline_in_chunks_and_report_per_entity() {
-    let (_server, conn) = setup().await;
+async fn bulk_calls_pipeline_in_chunks_and_report_per_entity(conn: Store) {
+    // On a cluster the scripts are refused unsent (one call per chunk), then
+    // each step of the ordered writes goes as one pipeline per chunk.
+    let cluster = conn.is_cluster();
+    let trips = |standalone: usize, on_cluster: usize| if cluster { on_cluster } else { standalone };
     let mut conn = CountingConnection::new(conn);
     Task::create(&mut conn, &task("warm", "x", 0)).await.unwrap();
     conn.take();
@@ -920,7 +913,7 @@ async fn bulk_calls_pipeline_in_chunks_and_report_per_entity() {
     let tasks: Vec<Task> = (0..1200).map(|i| task(&i.to_string(), "ann", i)).collect();
     let results = Task::create_many(&mut conn, &tasks).await.unwrap();
     assert!(results.iter().all(Result::is_ok));
-    assert_eq!(conn.take(), 3, "one round trip per 500 entities");
+    assert_eq!(conn.take(), trips(3, 12), "one round trip per 500 entities");
     assert_eq!(Task::count_by_owner(&mut conn, "ann").await.unwrap(), 1200);
 
     // Per entity outcomes: an existing key, a taken unique value, a bad key part.
@@ -948,14 +941,16 @@ async fn bulk_calls_pipeline_in_chunks_and_report_per_entity() {
     assert!(results.iter().all(Result::is_ok));
     assert_eq!(
         conn.take(),
-        3,
-        "two chunks, then one more for the 500 entries that moved"
+        trips(3, 10),
+        "two chunks, then one more for the 500 entries that moved (a cluster reads them first)"
     );
     assert_eq!(Task::count_by_owner(&mut conn, "cy").await.unwrap(), 500);
     assert_eq!(Task::count_by_owner(&mut conn, "ann").await.unwrap(), 700);
 
     let ids: Vec<String> = (0..1000).map(|i| i.to_string()).chain(["nope".to_owned()]).collect();
+    conn.take();
     let deleted = Task::delete_many(&mut conn, &ids).await.unwrap();
+    assert_eq!(conn.take(), trips(6, 10), "a lookup and a delete per 500 entities");
     assert_eq!(deleted.iter().filter(|d| **d).count(), 1000);
     assert!(!deleted[1000]);
     assert_eq!(Task::count_by_owner(&mut conn, "cy").await.unwrap(), 0);
@@ -976,9 +971,7 @@ struct Solo {
     n: i64,
 }
 
-#[tokio::test]
-async fn a_single_index_key_of_the_wrong_type_fails_the_write_before_anything_is_written() {
-    let (_server, mut conn) = setup().await;
+async fn a_single_index_key_of_the_wrong_type_fails_the_write_before_anything_is_written(mut conn: Store) {
     let _: () = conn.set("solos:g", "not a zset").await.unwrap();
     let solo = Solo {
         id: "1".into(),
@@ -1001,10 +994,19 @@ async fn a_single_index_key_of_the_wrong_type_fails_the_write_before_anything_is
             .unwrap(),
         vec![solo.clone()]
     );
-    // A delete whose index key was clobbered fails before the hash goes.
     let _: () = conn.del("solos:g").await.unwrap();
     let _: () = conn.set("solos:g", "clobbered").await.unwrap();
-    let err = Solo::delete(&mut conn, "1").await.unwrap_err();
-    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
-    assert_eq!(Solo::get(&mut conn, "1").await.unwrap(), Some(solo));
+    if conn.is_cluster() {
+        // On a cluster a delete removes the hash first (ordered steps): the
+        // entity goes, and the clobbered key is left as it was.
+        assert!(Solo::delete(&mut conn, "1").await.unwrap());
+        assert_eq!(Solo::get(&mut conn, "1").await.unwrap(), None);
+        let left: String = conn.get("solos:g").await.unwrap();
+        assert_eq!(left, "clobbered");
+    } else {
+        // A delete whose index key was clobbered fails before the hash goes.
+        let err = Solo::delete(&mut conn, "1").await.unwrap_err();
+        assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+        assert_eq!(Solo::get(&mut conn, "1").await.unwrap(), Some(solo));
+    }
 }

@@ -6,12 +6,10 @@
 -- the life in ms the key must have at least (0: leave its TTL alone), and
 -- for a unique add the owner the engine found stale and may take over ('').
 -- Answers 1 when it added or removed the member, 0 when there was nothing
--- to do, { 'unique', owner } when another entity holds the unique value,
--- { 'wrongtype', key } when the key holds another kind of value.
+-- to do, { 'unique', owner } when another entity holds the unique value.
+-- A key of another type fails the first command with WRONGTYPE, before
+-- anything is written.
 local key, action, kind, id = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
-local want = (kind == 'z' and 'zset') or (kind == 's' and 'set') or 'string'
-local t = redis.call('TYPE', key).ok
-if t ~= 'none' and t ~= want then return { 'wrongtype', key } end
 local changed = 0
 if action == 'r' then
   if kind == 'z' then return redis.call('ZREM', key, id) end
@@ -35,8 +33,10 @@ elseif action == 'a' or action == 'n' then
       changed = 1
     end
   end
-elseif t == 'none' then
-  return 0
+else
+  -- Only a key of the index's own type is lengthened.
+  local want = (kind == 'z' and 'zset') or (kind == 's' and 'set') or 'string'
+  if redis.call('TYPE', key).ok ~= want then return 0 end
 end
 local life = tonumber(ARGV[5])
 if life > 0 then

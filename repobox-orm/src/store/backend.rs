@@ -18,6 +18,7 @@ use super::slot::{command_keys, command_slot, key_slot};
 
 /// The client a store connects with.
 #[derive(Clone)]
+#[expect(clippy::large_enum_variant, reason = "one per store, behind its Arc")]
 pub(super) enum Client {
     Single(redis::Client),
     Cluster(ClusterClient),

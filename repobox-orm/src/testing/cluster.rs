@@ -75,6 +75,10 @@ impl RedisCluster {
         })
     }
 
+    #[expect(
+        clippy::zombie_processes,
+        reason = "the reaper outlives the test binary on purpose; init reaps it"
+    )]
     fn reap_on_exit(&self) {
         let pids: Vec<String> = self
             .nodes

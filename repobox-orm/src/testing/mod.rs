@@ -17,6 +17,34 @@ mod tls;
 pub use cluster::RedisCluster;
 pub use tls::TlsFiles;
 
+/// Runs each named test twice, as one parameterised suite: once on a
+/// single server of its own, once on a 3-primary [`RedisCluster`] of its
+/// own. Each name is an `async fn name(conn: Store)` in scope; the macro
+/// makes a module `name` with the tests `standalone` and `cluster`.
+///
+/// ```ignore
+/// async fn crud(mut conn: Store) { /* ... */ }
+/// repobox_orm::on_both_backends!(crud);
+/// ```
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn standalone() {
+                let server = $crate::testing::RedisServer::start();
+                super::$name($crate::Store::open(server.url()).unwrap()).await;
+            }
+
+            #[tokio::test]
+            async fn cluster() {
+                let cluster = $crate::testing::RedisCluster::start(3, 0);
+                super::$name(cluster.store()).await;
+            }
+        }
+    )*};
+}
+
 /// A running `redis-server` owned by the test.
 #[derive(Debug)]
 pub struct RedisServer {

@@ -86,6 +86,11 @@ fn parse_entry(key: &str, reply: Value) -> Result<Entry> {
                 }),
             }
         }
+        // A key of another type fails the step's first command, before it writes.
+        Value::ServerError(e) if e.code() == "WRONGTYPE" => Err(Error::UnexpectedReply {
+            key: key.to_owned(),
+            detail: "WRONGTYPE: the key holds the wrong kind of value".into(),
+        }),
         Value::ServerError(e) => Err(Error::Redis(e.into())),
         other => Err(Error::UnexpectedReply {
             key: key.to_owned(),
@@ -117,13 +122,20 @@ pub(crate) async fn send_steps<C: ConnectionLike + Send>(conn: &mut C, cmds: &[C
         }
         Err(e) => return Err(e.into()),
     };
+    // Steps a server answered NOSCRIPT (a restart, a new node): the script is loaded
     if replies.iter().any(scripts::is_noscript) {
         INDEX_ENTRY.load_async(conn).await?;
         let again: Vec<usize> = (0..replies.len())
             .filter(|&i| scripts::is_noscript(&replies[i]))
             .collect();
-        for i in again {
-            replies[i] = cmds[i].query_async(conn).await?;
+        // (on every primary, through a cluster client) and sent again.
+        let mut pipe = redis::pipe();
+        for &i in &again {
+            pipe.add_command(cmds[i].clone());
+        }
+        let resent: Vec<Value> = pipe.ignore_errors().query_async(conn).await?;
+        for (i, reply) in again.into_iter().zip(resent) {
+            replies[i] = reply;
         }
     }
     Ok(replies)
@@ -135,14 +147,16 @@ async fn remaining_ttl<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Res
     Ok(u64::try_from(ms).unwrap_or(0))
 }
 
-/// Removes the members that step 2 added, after a refused or failed write.
-async fn release<C: ConnectionLike + Send>(conn: &mut C, plan: &WritePlan<'_, '_>, ops: &[IndexOp], added: &[usize]) {
+/// Removes the members that step 2 added (op, key), after a refused or failed write.
+async fn release<C: ConnectionLike + Send>(
+    conn: &mut C,
+    plan: &WritePlan<'_, '_>,
+    ops: &[IndexOp],
+    added: &[(usize, String)],
+) {
     let cmds: Vec<Cmd> = added
         .iter()
-        .filter_map(|&i| {
-            let op = &ops[i];
-            Some(plan.entry_cmd(EntryAction::Remove, op, op.new.as_deref()?, 0, i))
-        })
+        .map(|(i, key)| plan.entry_cmd(EntryAction::Remove, &ops[*i], key, 0, *i))
         .collect();
     if let Err(e) = send_steps(conn, &cmds).await {
         tracing::warn!(key = %plan.target.shown(), error = %e, "could not release index entries of a refused write; a repair removes them");
@@ -187,6 +201,11 @@ async fn run_steps<C: ConnectionLike + Send>(
     plan: &mut WritePlan<'_, '_>,
     outboxed: bool,
 ) -> Result<Outcome> {
+    // Entries this write has claimed (op, key), and those it added itself
+    // (released if the write is refused); kept across attempts while the
+    // entity's new index keys stay the same.
+    let mut held: Vec<(usize, String)> = Vec::new();
+    let mut added: Vec<(usize, String)> = Vec::new();
     for _ in 0..MAX_ATTEMPTS {
         let ops = plan.entries()?;
         if plan.mode == Mode::Delete {
@@ -213,27 +232,44 @@ async fn run_steps<C: ConnectionLike + Send>(
                 Step::CheckOwner { .. } => return Err(unexpected(plan, "a delete met a unique claim")),
             }
         }
+        // Claims of an earlier attempt that this one no longer wants go.
+        let wanted = |i: usize, key: &str| ops[i].new.as_deref() == Some(key);
+        let stale: Vec<(usize, String)> = added.iter().filter(|(i, k)| !wanted(*i, k)).cloned().collect();
+        if !stale.is_empty() {
+            release(conn, plan, &ops, &stale).await;
+        }
+        held.retain(|(i, k)| wanted(*i, k));
+        added.retain(|(i, k)| wanted(*i, k));
         let life = match plan.life_ms()? {
             Some(ms) => ms,
             None => remaining_ttl(conn, &plan.target.key).await?,
         };
         // Step 2: claim the new entries.
-        let mut added = Vec::new();
         if plan.mode != Mode::Expire {
-            let claims: Vec<(usize, Cmd)> = ops
+            let claims: Vec<(usize, String, Cmd)> = ops
                 .iter()
                 .enumerate()
-                .filter_map(|(i, op)| Some((i, plan.entry_cmd(EntryAction::Claim, op, op.new.as_deref()?, life, i))))
+                .filter_map(|(i, op)| {
+                    let key = op.new.as_deref()?;
+                    if held.iter().any(|(j, k)| *j == i && k == key) {
+                        return None;
+                    }
+                    Some((i, key.to_owned(), plan.entry_cmd(EntryAction::Claim, op, key, life, i)))
+                })
                 .collect();
-            let cmds: Vec<Cmd> = claims.iter().map(|(_, c)| c.clone()).collect();
+            let cmds: Vec<Cmd> = claims.iter().map(|(_, _, c)| c.clone()).collect();
             let replies = send_steps(conn, &cmds).await?;
-            let mut held = None;
+            let mut taken = None;
             let mut failed = None;
-            for ((i, _), reply) in claims.iter().zip(replies) {
-                match parse_entry(&plan.target.shown(), reply) {
-                    Ok(Entry::Changed(true)) => added.push(*i),
-                    Ok(Entry::Changed(false)) => {}
-                    Ok(Entry::Unique(owner)) => held = Some((*i, owner)),
+            for ((i, key, _), reply) in claims.into_iter().zip(replies) {
+                match parse_entry(&key, reply) {
+                    Ok(Entry::Changed(new)) => {
+                        if new {
+                            added.push((i, key.clone()));
+                        }
+                        held.push((i, key));
+                    }
+                    Ok(Entry::Unique(owner)) => taken = Some((i, owner)),
                     Err(e) => failed = Some(e),
                 }
             }
@@ -241,16 +277,19 @@ async fn run_steps<C: ConnectionLike + Send>(
                 release(conn, plan, &ops, &added).await;
                 return Err(e);
             }
-            if let Some((op, owner)) = held {
-                release(conn, plan, &ops, &added).await;
+            if let Some((op, owner)) = taken {
                 if plan.stale_owner(op) == Some(owner.as_str()) {
+                    release(conn, plan, &ops, &added).await;
                     return Err(plan.unique_violation(op, owner));
                 }
                 let reply = match plan.owner_lookup(&owner) {
                     Some(cmd) => Some(cmd.query_async::<Value>(conn).await?),
                     None => None,
                 };
-                plan.judge_owner(op, owner, reply)?;
+                if let Err(e) = plan.judge_owner(op, owner, reply) {
+                    release(conn, plan, &ops, &added).await;
+                    return Err(e);
+                }
                 continue;
             }
         }
@@ -268,10 +307,8 @@ async fn run_steps<C: ConnectionLike + Send>(
                 release(conn, plan, &ops, &added).await;
                 return Ok(Outcome::Missing);
             }
-            Ok(Step::Again) => {
-                release(conn, plan, &ops, &added).await;
-                continue;
-            }
+            // The indexed fields moved: the next attempt keeps the claims it still wants.
+            Ok(Step::Again) => continue,
             Ok(Step::CheckOwner { .. }) => return Err(unexpected(plan, "the hash write met a unique claim")),
             Err(e) => {
                 release(conn, plan, &ops, &added).await;
@@ -309,6 +346,9 @@ async fn run_steps<C: ConnectionLike + Send>(
         };
         return Ok(Outcome::Done(id));
     }
+    if let Ok(ops) = plan.entries() {
+        release(conn, plan, &ops, &added).await;
+    }
     Err(Error::Contention {
         key: plan.target.shown().into_owned(),
         attempts: MAX_ATTEMPTS,
@@ -331,4 +371,209 @@ fn unexpected(plan: &WritePlan<'_, '_>, detail: &str) -> Error {
         key: plan.target.shown().into_owned(),
         detail: detail.into(),
     }
+}
+
+/// Runs many ordered writes with each step batched across them: the
+/// lookups, the claims, the hashes and the last steps each go as one
+/// pipeline (per [`BULK_CHUNK`](super::BULK_CHUNK)), which a
+/// [`Store`](crate::Store) on a cluster sends to every slot concurrently.
+/// A write that meets anything but the plain path (a unique value held by
+/// another entity, fields that moved, a TTL to read) finishes on its own
+/// through [`run_ordered`]. Outcomes in the order of `plans`.
+pub(crate) async fn run_ordered_many<C: ConnectionLike + Send>(
+    conn: &mut C,
+    plans: &mut [&mut WritePlan<'_, '_>],
+) -> Vec<Result<Outcome>> {
+    let mut results: Vec<Option<Result<Outcome>>> = (0..plans.len()).map(|_| None).collect();
+    let mut alone = Vec::new();
+    for chunk in (0..plans.len()).collect::<Vec<_>>().chunks(super::BULK_CHUNK) {
+        if let Err(e) = ordered_chunk(conn, plans, chunk, &mut results, &mut alone).await {
+            for &i in chunk {
+                if results[i].is_none() && !alone.contains(&i) {
+                    results[i] = Some(Err(Error::WriteOutcomeUnknown(e.to_string())));
+                }
+            }
+        }
+    }
+    for i in alone {
+        results[i] = Some(run_ordered(conn, plans[i]).await);
+    }
+    results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                Err(Error::UnexpectedReply {
+                    key: String::new(),
+                    detail: "the write got no outcome".into(),
+                })
+            })
+        })
+        .collect()
+}
+
+async fn ordered_chunk<C: ConnectionLike + Send>(
+    conn: &mut C,
+    plans: &mut [&mut WritePlan<'_, '_>],
+    chunk: &[usize],
+    results: &mut [Option<Result<Outcome>>],
+    alone: &mut Vec<usize>,
+) -> Result<()> {
+    // Lookups of the guard fields, where a plan must learn them.
+    for &i in chunk {
+        plans[i].read_before_save();
+    }
+    let lookups: Vec<(usize, Cmd)> = chunk.iter().filter_map(|&i| Some((i, plans[i].lookup()?))).collect();
+    let cmds: Vec<Cmd> = lookups.iter().map(|(_, c)| c.clone()).collect();
+    for ((i, _), reply) in lookups.iter().zip(send_steps(conn, &cmds).await?) {
+        if let Err(e) = plans[*i].learn(reply) {
+            results[*i] = Some(Err(e));
+        }
+    }
+    // Each plan's entries and the TTL its index keys need.
+    let mut live: Vec<(usize, Vec<IndexOp>, u64)> = Vec::new();
+    for &i in chunk {
+        if results[i].is_some() {
+            continue;
+        }
+        let plan = &plans[i];
+        if plan.extras.stream.is_some() {
+            alone.push(i);
+            continue;
+        }
+        match (plan.entries(), plan.life_ms()) {
+            (Ok(ops), Ok(Some(life))) => live.push((i, ops, life)),
+            (Ok(_), Ok(None)) => alone.push(i),
+            (Err(e), _) | (_, Err(e)) => results[i] = Some(Err(e)),
+        }
+    }
+    // Claims (not for deletes, which go hash first).
+    let mut added: Vec<(usize, Vec<(usize, String)>)> = Vec::new();
+    let mut claims: Vec<(usize, usize, String, Cmd)> = Vec::new();
+    for (i, ops, life) in &live {
+        let plan = &plans[*i];
+        if matches!(plan.mode, Mode::Delete | Mode::Expire) {
+            continue;
+        }
+        for (j, op) in ops.iter().enumerate() {
+            if let Some(key) = op.new.as_deref() {
+                claims.push((
+                    *i,
+                    j,
+                    key.to_owned(),
+                    plan.entry_cmd(EntryAction::Claim, op, key, *life, j),
+                ));
+            }
+        }
+    }
+    let cmds: Vec<Cmd> = claims.iter().map(|(_, _, _, c)| c.clone()).collect();
+    let mut off_path: Vec<usize> = Vec::new();
+    for ((i, j, key, _), reply) in claims.into_iter().zip(send_steps(conn, &cmds).await?) {
+        match parse_entry(&key, reply) {
+            Ok(Entry::Changed(true)) => match added.iter_mut().find(|(p, _)| *p == i) {
+                Some((_, list)) => list.push((j, key)),
+                None => added.push((i, vec![(j, key)])),
+            },
+            Ok(Entry::Changed(false)) => {}
+            Ok(Entry::Unique(_)) => off_path.push(i),
+            Err(e) => {
+                if results[i].is_none() {
+                    results[i] = Some(Err(e));
+                }
+            }
+        }
+    }
+    let added_of = |i: usize| {
+        added
+            .iter()
+            .find(|(p, _)| *p == i)
+            .map(|(_, l)| l.clone())
+            .unwrap_or_default()
+    };
+    // Plans off the plain path let go of what they claimed and run alone;
+    // plans whose claims failed let go and report.
+    for (i, ops, _) in &live {
+        let failed = results[*i].is_some();
+        if failed || off_path.contains(i) {
+            release(conn, plans[*i], ops, &added_of(*i)).await;
+            if !failed {
+                alone.push(*i);
+            }
+        }
+    }
+    // The hashes.
+    let writes: Vec<&(usize, Vec<IndexOp>, u64)> = live
+        .iter()
+        .filter(|(i, _, _)| results[*i].is_none() && !alone.contains(i))
+        .collect();
+    let mut cmds = Vec::with_capacity(writes.len());
+    let mut sent = Vec::with_capacity(writes.len());
+    for w in &writes {
+        match plans[w.0].hash_invocation() {
+            Ok(cmd) => {
+                cmds.push(cmd);
+                sent.push(*w);
+            }
+            Err(e) => {
+                release(conn, plans[w.0], &w.1, &added_of(w.0)).await;
+                results[w.0] = Some(Err(e));
+            }
+        }
+    }
+    let mut replies = send_steps(conn, &cmds).await?;
+    if replies.iter().any(scripts::is_noscript) {
+        WRITE.load_async(conn).await?;
+        replies = send_steps(conn, &cmds).await?;
+    }
+    let mut after = Vec::new();
+    let mut done = Vec::new();
+    for ((i, ops, life), reply) in sent.into_iter().zip(replies) {
+        let plan = &mut plans[*i];
+        match plan.absorb(reply) {
+            Ok(Step::Done(Outcome::Done(_))) => {
+                let delete = plan.mode == Mode::Delete;
+                for (j, op) in ops.iter().enumerate() {
+                    if let Some(old) = op.old.as_deref() {
+                        after.push(plan.entry_cmd(EntryAction::Remove, op, old, 0, j));
+                    }
+                    if let Some(new) = op.new.as_deref().filter(|_| !delete) {
+                        let action = if plan.mode == Mode::Expire {
+                            EntryAction::Touch
+                        } else {
+                            EntryAction::Add
+                        };
+                        after.push(plan.entry_cmd(action, op, new, *life, j));
+                    }
+                }
+                if delete {
+                    for k in plan.extras.delete_keys {
+                        let mut del = redis::cmd("DEL");
+                        del.arg(k);
+                        after.push(del);
+                    }
+                }
+                done.push(*i);
+            }
+            Ok(Step::Done(Outcome::Missing)) => {
+                release(conn, plans[*i], ops, &added_of(*i)).await;
+                results[*i] = Some(Ok(Outcome::Missing));
+            }
+            Ok(Step::Again | Step::CheckOwner { .. }) => {
+                release(conn, plans[*i], ops, &added_of(*i)).await;
+                alone.push(*i);
+            }
+            Err(e) => {
+                release(conn, plans[*i], ops, &added_of(*i)).await;
+                results[*i] = Some(Err(e));
+            }
+        }
+    }
+    for reply in send_steps(conn, &after).await? {
+        if let Err(e) = parse_entry("", reply) {
+            tracing::warn!(error = %e, "an index step after a bulk hash write failed; a repair fixes the index");
+        }
+    }
+    for i in done {
+        results[i] = Some(Ok(Outcome::Done(None)));
+    }
+    Ok(())
 }

@@ -3,7 +3,7 @@
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Value};
 
-use super::ordered::run_ordered;
+use super::ordered::{run_ordered, run_ordered_many};
 use super::plan::{Outcome, Step, WritePlan};
 use crate::error::{Error, Result};
 use crate::scripts::{self, WRITE};
@@ -161,8 +161,16 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
     for i in pending {
         results[i] = Some(Err(contention(&plans[i])));
     }
-    for i in ordered {
-        results[i] = Some(run_ordered(conn, &mut plans[i]).await);
+    ordered.sort_unstable();
+    let mut picked: Vec<&mut WritePlan<'_, '_>> = plans
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| ordered.binary_search(i).is_ok())
+        .map(|(_, p)| p)
+        .collect();
+    let outcomes = run_ordered_many(conn, &mut picked).await;
+    for (i, outcome) in ordered.into_iter().zip(outcomes) {
+        results[i] = Some(outcome);
     }
     Ok(results
         .into_iter()

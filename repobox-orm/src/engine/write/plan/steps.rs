@@ -66,6 +66,16 @@ impl WritePlan<'_, '_> {
         }
     }
 
+    /// Drops a save's assumption that its indexed fields did not move, so
+    /// that [`lookup`](WritePlan::lookup) reads them: in a batch of ordered
+    /// writes one read per chunk is cheaper than a refused hash write (and
+    /// its released claims) for every entity that moved.
+    pub fn read_before_save(&mut self) {
+        if self.mode == Mode::Save && !self.guards.is_empty() {
+            self.current = None;
+        }
+    }
+
     /// The owner this plan judged stale for op `op`, to take over.
     pub fn stale_owner(&self, op: usize) -> Option<&str> {
         self.takeovers
