@@ -3,26 +3,36 @@
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use repobox_orm::Queue;
-use repobox_orm::testing::RedisServer;
+use repobox_orm::{Queue, Store};
 
-async fn setup() -> (RedisServer, redis::aio::MultiplexedConnection, Queue) {
-    let server = RedisServer::start();
-    let conn = server.connection().await;
-    (server, conn, Queue::new("q", "workers").max_deliveries(3))
+fn queue() -> Queue {
+    Queue::new("q", "workers").max_deliveries(3)
 }
 
-#[tokio::test]
-async fn group_creation_is_idempotent() {
-    let (_s, mut conn, q) = setup().await;
+// Every test runs on a single server and on a 3-primary cluster, where a
+// stream and its dead letters are in different slots (dead letters and
+// requeues are ordered steps there).
+repobox_orm::on_both_backends!(
+    group_creation_is_idempotent,
+    a_missing_stream_or_group_is_told_apart_from_other_errors,
+    enqueue_read_ack,
+    claim_stalled_takes_over_counts_deliveries_and_reports_deleted_entries,
+    touch_keeps_a_live_delivery_from_being_claimed,
+    dead_letter_copies_and_acknowledges_atomically,
+    trim_never_drops_pending_or_unread_entries,
+    trim_by_age_keeps_pending_and_undelivered_entries_however_old,
+    idle_consumers_with_nothing_pending_are_removed_and_dead_letters_requeued
+);
+
+async fn group_creation_is_idempotent(mut conn: Store) {
+    let q = queue();
     q.ensure_group(&mut conn).await.unwrap();
     q.ensure_group(&mut conn).await.unwrap();
     assert_eq!(q.len(&mut conn).await.unwrap(), 0, "MKSTREAM made the stream");
 }
 
-#[tokio::test]
-async fn a_missing_stream_or_group_is_told_apart_from_other_errors() {
-    let (_s, mut conn, q) = setup().await;
+async fn a_missing_stream_or_group_is_told_apart_from_other_errors(mut conn: Store) {
+    let q = queue();
     let no_stream = q.pending_entries(&mut conn, 10).await.unwrap_err();
     assert!(no_stream.is_missing_group(), "{no_stream}");
     let no_stream = q.consumers(&mut conn).await.unwrap_err();
@@ -38,9 +48,8 @@ async fn a_missing_stream_or_group_is_told_apart_from_other_errors() {
     assert!(q.pending_entries(&mut conn, 10).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn enqueue_read_ack() {
-    let (_s, mut conn, q) = setup().await;
+async fn enqueue_read_ack(mut conn: Store) {
+    let q = queue();
     q.ensure_group(&mut conn).await.unwrap();
     let id = q
         .enqueue(&mut conn, &[("job_id", "j1"), ("user_id", "u")])
@@ -82,9 +91,8 @@ async fn enqueue_read_ack() {
     assert_eq!(entries.len(), 2);
 }
 
-#[tokio::test]
-async fn claim_stalled_takes_over_counts_deliveries_and_reports_deleted_entries() {
-    let (_s, mut conn, q) = setup().await;
+async fn claim_stalled_takes_over_counts_deliveries_and_reports_deleted_entries(mut conn: Store) {
+    let q = queue();
     q.ensure_group(&mut conn).await.unwrap();
     let mut ids = Vec::new();
     for i in 0..25 {
@@ -121,9 +129,8 @@ async fn claim_stalled_takes_over_counts_deliveries_and_reports_deleted_entries(
     assert!(again.deliveries.is_empty() && again.deleted.is_empty());
 }
 
-#[tokio::test]
-async fn touch_keeps_a_live_delivery_from_being_claimed() {
-    let (_s, mut conn, q) = setup().await;
+async fn touch_keeps_a_live_delivery_from_being_claimed(mut conn: Store) {
+    let q = queue();
     q.ensure_group(&mut conn).await.unwrap();
     let id = q.enqueue(&mut conn, &[("job_id", "j")]).await.unwrap();
     q.read(&mut conn, "busy", 1, None).await.unwrap();
@@ -136,9 +143,8 @@ async fn touch_keeps_a_live_delivery_from_being_claimed() {
     assert!(claimed.deliveries.is_empty());
 }
 
-#[tokio::test]
-async fn dead_letter_copies_and_acknowledges_atomically() {
-    let (_s, mut conn, q) = setup().await;
+async fn dead_letter_copies_and_acknowledges_atomically(mut conn: Store) {
+    let q = queue();
     q.ensure_group(&mut conn).await.unwrap();
     q.enqueue(&mut conn, &[("job_id", "poison"), ("user_id", "u")])
         .await
@@ -160,9 +166,8 @@ async fn dead_letter_copies_and_acknowledges_atomically() {
     assert_eq!(q.dead_len(&mut conn).await.unwrap(), 1);
 }
 
-#[tokio::test]
-async fn trim_never_drops_pending_or_unread_entries() {
-    let (_s, mut conn, q) = setup().await;
+async fn trim_never_drops_pending_or_unread_entries(mut conn: Store) {
+    let q = queue();
     q.ensure_group(&mut conn).await.unwrap();
     let mut ids = Vec::new();
     for i in 0..10 {
@@ -192,10 +197,7 @@ async fn trim_never_drops_pending_or_unread_entries() {
     assert_eq!(q.trim(&mut conn, 5).await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn trim_by_age_keeps_pending_and_undelivered_entries_however_old() {
-    let server = RedisServer::start();
-    let mut conn = server.connection().await;
+async fn trim_by_age_keeps_pending_and_undelivered_entries_however_old(mut conn: Store) {
     let q = Queue::new("s", "g");
     // Entries from long ago (explicit ids in 1970), so any cutoff would take them all.
     for (i, id) in ["1000-0", "2000-0", "3000-0", "4000-0", "5000-0"]
@@ -242,10 +244,7 @@ async fn trim_by_age_keeps_pending_and_undelivered_entries_however_old() {
     );
 }
 
-#[tokio::test]
-async fn idle_consumers_with_nothing_pending_are_removed_and_dead_letters_requeued() {
-    let server = RedisServer::start();
-    let mut conn = server.connection().await;
+async fn idle_consumers_with_nothing_pending_are_removed_and_dead_letters_requeued(mut conn: Store) {
     let q = Queue::new("s", "g").max_deliveries(1);
     q.ensure_group(&mut conn).await.unwrap();
     q.enqueue(&mut conn, &[("job_id", "j1")]).await.unwrap();
