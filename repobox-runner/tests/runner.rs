@@ -7,10 +7,20 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use repobox_models::*;
-use repobox_orm::testing::RedisServer;
 use repobox_orm::{Queue, Store};
 use repobox_runner::{HandlerResult, JobHandler, Output, RunStats, Runner, RunnerConfig};
 use tokio::sync::oneshot;
+
+// Every test runs on a single server and on a 3-primary cluster, where
+// jobs are created and dead-lettered by ordered steps.
+repobox_orm::on_both_backends!(multi_thread:
+    two_runners_share_the_work_and_run_nothing_twice,
+    a_killed_runners_job_is_taken_over_and_succeeds_once,
+    a_poison_job_is_dead_lettered_after_the_maximum_deliveries,
+    shutdown_releases_jobs_that_do_not_finish_in_time,
+    a_plain_redis_consumer_processes_a_repobox_job,
+    every_kind_of_poison_is_dead_lettered_after_exactly_the_maximum_deliveries
+);
 
 /// Counts runs per job; fails jobs whose repo says so; can be told to hang.
 #[derive(Clone, Default)]
@@ -111,10 +121,7 @@ async fn status(store: &Store, id: &str) -> Job {
     Job::get(&mut store.clone(), id).await.unwrap().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_runners_share_the_work_and_run_nothing_twice() {
-    let server = RedisServer::start();
-    let store = Store::open(server.url().as_str()).unwrap();
+async fn two_runners_share_the_work_and_run_nothing_twice(store: Store) {
     let handler = Recorder::default();
     let (stop_a, a) = spawn_runner(&store, handler.clone(), config("a"));
     let (stop_b, b) = spawn_runner(&store, handler.clone(), config("b"));
@@ -148,10 +155,7 @@ async fn two_runners_share_the_work_and_run_nothing_twice() {
     assert_eq!(out, vec!["building slow"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_runners_job_is_taken_over_and_succeeds_once() {
-    let server = RedisServer::start();
-    let store = Store::open(server.url().as_str()).unwrap();
+async fn a_killed_runners_job_is_taken_over_and_succeeds_once(store: Store) {
     let doomed = Recorder {
         hang_every_job: true,
         ..Recorder::default()
@@ -181,10 +185,7 @@ async fn a_killed_runners_job_is_taken_over_and_succeeds_once() {
     assert_eq!(q.pending(&mut store.clone()).await.unwrap().count, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_poison_job_is_dead_lettered_after_the_maximum_deliveries() {
-    let server = RedisServer::start();
-    let store = Store::open(server.url().as_str()).unwrap();
+async fn a_poison_job_is_dead_lettered_after_the_maximum_deliveries(store: Store) {
     let handler = Recorder::default();
     let (stop, handle) = spawn_runner(&store, handler.clone(), config("r"));
     enqueue(&store, "bad", "poison").await;
@@ -217,10 +218,7 @@ async fn a_poison_job_is_dead_lettered_after_the_maximum_deliveries() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_releases_jobs_that_do_not_finish_in_time() {
-    let server = RedisServer::start();
-    let store = Store::open(server.url().as_str()).unwrap();
+async fn shutdown_releases_jobs_that_do_not_finish_in_time(store: Store) {
     let handler = Recorder::default();
     let cfg = config("r").shutdown_grace(Duration::from_millis(200));
     let (stop, handle) = spawn_runner(&store, handler.clone(), cfg);
@@ -242,17 +240,15 @@ async fn shutdown_releases_jobs_that_do_not_finish_in_time() {
 }
 
 /// A runner in another language: XREADGROUP + HGETALL + XACK.
-#[tokio::test]
-async fn a_plain_redis_consumer_processes_a_repobox_job() {
-    let server = RedisServer::start();
-    let store = Store::open(server.url().as_str()).unwrap();
+async fn a_plain_redis_consumer_processes_a_repobox_job(store: Store) {
     Queue::new(JOBS_STREAM, JOBS_GROUP)
         .ensure_group(&mut store.clone())
         .await
         .unwrap();
     enqueue(&store, "go-job", "https://example.com/x.git").await;
 
-    let mut conn = server.connection().await;
+    // Another language's client, through its own connection.
+    let mut conn = store.dedicated();
     let reply: redis::streams::StreamReadReply = conn
         .xread_options(
             &[JOBS_STREAM],
@@ -278,10 +274,7 @@ async fn a_plain_redis_consumer_processes_a_repobox_job() {
     assert_eq!(status(&store, "go-job").await.status, JobStatus::Succeeded);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_kind_of_poison_is_dead_lettered_after_exactly_the_maximum_deliveries() {
-    let server = RedisServer::start();
-    let store = Store::open(server.url().as_str()).unwrap();
+async fn every_kind_of_poison_is_dead_lettered_after_exactly_the_maximum_deliveries(store: Store) {
     let mut conn = store.clone();
     let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
     q.ensure_group(&mut conn).await.unwrap();

@@ -22,21 +22,30 @@ pub use tls::TlsFiles;
 /// own. Each name is an `async fn name(conn: Store)` in scope; the macro
 /// makes a module `name` with the tests `standalone` and `cluster`.
 ///
+/// `multi_thread:` before the names runs them on a 2-thread runtime.
+///
 /// ```ignore
 /// async fn crud(mut conn: Store) { /* ... */ }
 /// repobox_orm::on_both_backends!(crud);
+/// repobox_orm::on_both_backends!(multi_thread: runners_share_work);
 /// ```
 #[macro_export]
 macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
+    (multi_thread: $($name:ident),* $(,)?) => {
+        $crate::on_both_backends!(@each (flavor = "multi_thread", worker_threads = 2) $($name),*);
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::on_both_backends!(@each () $($name),*);
+    };
+    (@each $flavor:tt $($name:ident),*) => {$(
         mod $name {
-            #[tokio::test]
+            #[tokio::test $flavor]
             async fn standalone() {
                 let server = $crate::testing::RedisServer::start();
                 super::$name($crate::Store::open(server.url()).unwrap()).await;
             }
 
-            #[tokio::test]
+            #[tokio::test $flavor]
             async fn cluster() {
                 let cluster = $crate::testing::RedisCluster::start(3, 0);
                 super::$name(cluster.store()).await;
