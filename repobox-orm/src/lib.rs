@@ -64,7 +64,7 @@ pub use listing::Listing;
 pub use page::Page;
 pub use queue::{Delivery, Queue};
 pub use repobox_derive::{RedisEntity, RedisValue};
-pub use store::{Backoff, DEFAULT_URL, Store, StoreConfig, TlsConfig};
+pub use store::{Backoff, DEFAULT_URL, Endpoint, IntoEndpoint, Store, StoreConfig, TlsConfig};
 
 /// The redis-rs version repobox is built on.
 pub use redis;

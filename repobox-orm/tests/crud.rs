@@ -50,6 +50,7 @@ struct Cache {
 // entities here keep their keys in several slots, so on the cluster their
 // writes are ordered steps (see the README's "Redis Cluster").
 repobox_orm::on_both_backends!(
+    co_located_entities_write_in_one_script_on_any_backend,
     create_get_exists_delete,
     update_patches_and_never_recreates,
     save_moves_index_entries,
@@ -318,6 +319,74 @@ async fn get_many_keeps_input_order(mut conn: Store) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// Every key in the owner's slot: one script per write, on any backend.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[key("note:{<owner>}:<id>")]
+#[index(sorted = "notes:{<owner>}", score = at)]
+#[index(set = "notes:{<owner>}:<tag>")]
+#[cluster(co_located)]
+struct Note {
+    owner: String,
+    id: String,
+    tag: String,
+    at: i64,
+}
+
+async fn co_located_entities_write_in_one_script_on_any_backend(conn: Store) {
+    const { assert!(Note::CO_LOCATED && !Task::CO_LOCATED) };
+    let mut conn = CountingConnection::new(conn);
+    let note = |id: &str, tag: &str, at| Note {
+        owner: "ann".into(),
+        id: id.into(),
+        tag: tag.into(),
+        at,
+    };
+    Note::create(&mut conn, &note("warm", "x", 0)).await.unwrap();
+    conn.take();
+    Note::create(&mut conn, &note("1", "red", 10)).await.unwrap();
+    assert_eq!(conn.take(), 1, "create");
+    Note::save(&mut conn, &note("1", "blue", 20)).await.unwrap();
+    assert_eq!(
+        conn.take(),
+        2,
+        "save that moves an entry: the script learns the old one"
+    );
+    let page = Note::by_owner(&mut conn, "ann", Page::newest(10))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    assert_eq!(page, vec![note("1", "blue", 20), note("warm", "x", 0)]);
+    assert_eq!(conn.take(), 2, "page");
+    assert_eq!(
+        Note::by_owner_and_tag(&mut conn, "ann", "blue")
+            .await
+            .unwrap()
+            .into_result()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        Note::by_owner_and_tag(&mut conn, "ann", "red")
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    conn.take();
+    assert!(Note::delete(&mut conn, "ann", "1").await.unwrap());
+    assert_eq!(conn.take(), 2, "delete");
+    let left: Vec<String> = redis::cmd("ZRANGE")
+        .arg("notes:{ann}")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, ["ann:warm"]);
 }
 
 async fn multi_placeholder_hash_tagged_keys(mut conn: Store) {
