@@ -8,6 +8,7 @@
 //! - `sweep`: the offline repair of every index of an entity.
 
 pub(crate) mod index;
+pub(crate) mod pipeline;
 pub(crate) mod read;
 pub(crate) mod sweep;
 pub(crate) mod target;

@@ -35,11 +35,8 @@ pub(crate) async fn get_keys<E: RedisEntity, C: ConnectionLike + Send>(
     let Some(first) = keys.first() else {
         return Ok(Listing::default());
     };
-    let mut pipe = redis::pipe();
-    for key in keys {
-        pipe.cmd("HGETALL").arg(key);
-    }
-    let replies: Vec<Value> = pipe.ignore_errors().query_async(conn).await?;
+    let cmds: Vec<redis::Cmd> = keys.iter().map(|key| hgetall(key)).collect();
+    let replies = crate::engine::pipeline::query(conn, &cmds).await?;
     if replies.len() != keys.len() {
         return Err(Error::UnexpectedReply {
             key: E::META.key.shown(first).into_owned(),
@@ -68,4 +65,11 @@ pub(crate) async fn exists<C: ConnectionLike + Send>(conn: &mut C, key: &str) ->
 pub(crate) async fn ttl<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<Option<Duration>> {
     let ms: i64 = redis::cmd("PTTL").arg(key).query_async(conn).await?;
     Ok(u64::try_from(ms).ok().map(Duration::from_millis))
+}
+
+/// `HGETALL key`.
+pub(crate) fn hgetall(key: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("HGETALL");
+    cmd.arg(key);
+    cmd
 }

@@ -10,6 +10,8 @@ use redis::Value;
 use redis::aio::ConnectionLike;
 
 use crate::engine::index::{Action, Repair, all_members, check_fields, run_repair, verify};
+use crate::engine::pipeline;
+use crate::engine::read::hgetall;
 use crate::engine::target::Encoded;
 use crate::engine::write::BULK_CHUNK;
 use crate::entity::{RawHash, RedisEntity};
@@ -186,11 +188,19 @@ async fn keys_of<C: ConnectionLike + Send>(
     if shaped.is_empty() {
         return Ok((shaped, skipped));
     }
-    let mut pipe = redis::pipe();
-    for key in &shaped {
-        pipe.cmd("TYPE").arg(key);
-    }
-    let types: Vec<String> = pipe.query_async(conn).await?;
+    let cmds: Vec<redis::Cmd> = shaped
+        .iter()
+        .map(|key| {
+            let mut cmd = redis::cmd("TYPE");
+            cmd.arg(key);
+            cmd
+        })
+        .collect();
+    let types: Vec<String> = pipeline::query(conn, &cmds)
+        .await?
+        .into_iter()
+        .map(|v| redis::from_redis_value::<String>(v).unwrap_or_default())
+        .collect();
     let mut typed = Vec::with_capacity(shaped.len());
     for (key, kind) in shaped.into_iter().zip(types) {
         if kind == redis_type {
@@ -232,11 +242,8 @@ async fn find_missing<E: RedisEntity, C: ConnectionLike + Send>(
     reports: &mut [IndexReport],
     hash_keys: &[String],
 ) -> Result<()> {
-    let mut pipe = redis::pipe();
-    for key in hash_keys {
-        pipe.cmd("HGETALL").arg(key);
-    }
-    let replies: Vec<Value> = pipe.ignore_errors().query_async(conn).await?;
+    let cmds: Vec<redis::Cmd> = hash_keys.iter().map(|key| hgetall(key)).collect();
+    let replies = pipeline::query(conn, &cmds).await?;
     // (index, index key, repair) per entry that each entity should have.
     let mut wanted: Vec<(usize, String, Repair)> = Vec::new();
     for (key, reply) in hash_keys.iter().zip(&replies) {
@@ -283,15 +290,22 @@ async fn find_missing<E: RedisEntity, C: ConnectionLike + Send>(
     if wanted.is_empty() {
         return Ok(());
     }
-    let mut pipe = redis::pipe();
-    for (i, index_key, r) in &wanted {
-        match E::META.indexes[*i].kind {
-            IndexKind::Sorted { .. } => pipe.cmd("ZSCORE").arg(index_key).arg(&r.id),
-            IndexKind::Set => pipe.cmd("SISMEMBER").arg(index_key).arg(&r.id),
-            IndexKind::Unique => pipe.cmd("GET").arg(index_key),
-        };
-    }
-    let present: Vec<Value> = pipe.ignore_errors().query_async(conn).await?;
+    let cmds: Vec<redis::Cmd> = wanted
+        .iter()
+        .map(|(i, index_key, r)| {
+            let mut cmd = match E::META.indexes[*i].kind {
+                IndexKind::Sorted { .. } => redis::cmd("ZSCORE"),
+                IndexKind::Set => redis::cmd("SISMEMBER"),
+                IndexKind::Unique => redis::cmd("GET"),
+            };
+            cmd.arg(index_key);
+            if !matches!(E::META.indexes[*i].kind, IndexKind::Unique) {
+                cmd.arg(&r.id);
+            }
+            cmd
+        })
+        .collect();
+    let present = pipeline::query(conn, &cmds).await?;
     // Grouped by index key, one repair call each.
     let mut missing: BTreeMap<(usize, String), Vec<Repair>> = BTreeMap::new();
     for ((i, index_key, r), held) in wanted.into_iter().zip(present) {

@@ -14,7 +14,7 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisResult, ServerErrorKind, Value};
 
-use super::slot::{command_keys, command_slot, key_slot};
+use super::slot::{command_slot, group_by_slot, slot_of};
 
 /// The client a store connects with.
 #[derive(Clone)]
@@ -89,31 +89,13 @@ fn is_scan(cmd: &Cmd) -> bool {
     matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"SCAN"))
 }
 
-/// The slot a pipeline's command goes to: its keys' slot; a keyless command
-/// goes with the first command's, and a multi-slot one on its own (the
-/// server answers it `CROSSSLOT`, as one command of a pipeline).
-fn slot_of(cmd: &Cmd) -> Option<u16> {
-    match command_slot(cmd) {
-        Ok(slot) => slot,
-        Err(_) => command_keys(cmd).and_then(|keys| keys.first().map(|k| key_slot(k))),
-    }
-}
-
 async fn split_by_slot(conn: &mut ClusterConnection, pipeline: &Pipeline) -> RedisResult<Vec<Value>> {
     let cmds: Vec<&Cmd> = pipeline.cmd_iter().collect();
-    let mut groups: Vec<(Option<u16>, Vec<usize>)> = Vec::new();
-    let first = cmds.iter().find_map(|c| slot_of(c));
-    for (i, cmd) in cmds.iter().enumerate() {
-        let slot = slot_of(cmd).or(first);
-        match groups.iter_mut().find(|(s, _)| *s == slot) {
-            Some((_, members)) => members.push(i),
-            None => groups.push((slot, vec![i])),
-        }
-    }
+    let groups = group_by_slot(cmds.iter().copied());
     if groups.len() <= 1 {
         return conn.req_packed_commands(pipeline, 0, cmds.len()).await;
     }
-    let sends = groups.iter().map(|(_, members)| {
+    let sends = groups.iter().map(|members| {
         let mut part = redis::pipe();
         for &i in members {
             part.add_command(cmds[i].clone());
@@ -126,7 +108,7 @@ async fn split_by_slot(conn: &mut ClusterConnection, pipeline: &Pipeline) -> Red
     });
     let replies = futures_util::future::try_join_all(sends).await?;
     let mut ordered: Vec<Option<Value>> = vec![None; cmds.len()];
-    for ((_, members), values) in groups.iter().zip(replies) {
+    for (members, values) in groups.iter().zip(replies) {
         for (&i, value) in members.iter().zip(values) {
             ordered[i] = Some(value);
         }

@@ -41,7 +41,7 @@ pub fn key_slot(key: &[u8]) -> u16 {
 /// The keys of a command whose keys repobox knows how to find: `EVAL`,
 /// `EVALSHA` (their `numkeys`), and single-key commands (the first argument).
 /// `None` for a command without keys (`PING`, `SCAN`, `SCRIPT`).
-pub(super) fn command_keys(cmd: &Cmd) -> Option<Vec<&[u8]>> {
+pub(crate) fn command_keys(cmd: &Cmd) -> Option<Vec<&[u8]>> {
     let mut args = cmd.args_iter().filter_map(|a| match a {
         Arg::Simple(bytes) => Some(bytes),
         _ => None,
@@ -63,7 +63,7 @@ pub(super) fn command_keys(cmd: &Cmd) -> Option<Vec<&[u8]>> {
 
 /// The one slot every key of `cmd` is in; `Err` with the slots when they
 /// differ, `Ok(None)` when the command has no keys.
-pub(super) fn command_slot(cmd: &Cmd) -> Result<Option<u16>, (u16, u16)> {
+pub(crate) fn command_slot(cmd: &Cmd) -> Result<Option<u16>, (u16, u16)> {
     let Some(keys) = command_keys(cmd) else {
         return Ok(None);
     };
@@ -73,6 +73,31 @@ pub(super) fn command_slot(cmd: &Cmd) -> Result<Option<u16>, (u16, u16)> {
         Some(other) => Err((first.unwrap_or_default(), other)),
         None => Ok(first),
     }
+}
+
+/// The slot a pipeline's command goes to: its keys' slot (the first key's
+/// when they differ: the server then answers it `CROSSSLOT` on its own).
+pub(crate) fn slot_of(cmd: &Cmd) -> Option<u16> {
+    match command_slot(cmd) {
+        Ok(slot) => slot,
+        Err(_) => command_keys(cmd).and_then(|keys| keys.first().map(|k| key_slot(k))),
+    }
+}
+
+/// The commands grouped by the slot they go to, in order of first
+/// appearance; a command without keys goes with the first command's slot.
+pub(crate) fn group_by_slot<'c>(cmds: impl IntoIterator<Item = &'c Cmd>) -> Vec<Vec<usize>> {
+    let slots: Vec<Option<u16>> = cmds.into_iter().map(slot_of).collect();
+    let first = slots.iter().find_map(|s| *s);
+    let mut groups: Vec<(Option<u16>, Vec<usize>)> = Vec::new();
+    for (i, slot) in slots.into_iter().enumerate() {
+        let slot = slot.or(first);
+        match groups.iter_mut().find(|(s, _)| *s == slot) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((slot, vec![i])),
+        }
+    }
+    groups.into_iter().map(|(_, members)| members).collect()
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ use redis::Value;
 use redis::aio::ConnectionLike;
 
 use crate::crypto::read_entity;
+use crate::engine::pipeline;
+use crate::engine::read::hgetall;
 use crate::engine::target::{Encoded, fill};
 use crate::engine::write::BULK_CHUNK;
 use crate::engine::write::protocol::kind_byte;
@@ -135,11 +137,8 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
     if keyed.is_empty() {
         return Ok(out);
     }
-    let mut pipe = redis::pipe();
-    for (_, key, _) in &keyed {
-        pipe.cmd("HGETALL").arg(key);
-    }
-    let replies: Vec<Value> = pipe.ignore_errors().query_async(conn).await?;
+    let cmds: Vec<redis::Cmd> = keyed.iter().map(|(_, key, _)| hgetall(key)).collect();
+    let replies = pipeline::query(conn, &cmds).await?;
     if replies.len() != keyed.len() {
         return Err(Error::UnexpectedReply {
             key: index_key.to_owned(),
@@ -312,11 +311,19 @@ pub(crate) async fn count_existing<E: RedisEntity, C: ConnectionLike + Send>(
         })
         .collect();
     for chunk in keyed.chunks(BULK_CHUNK) {
-        let mut pipe = redis::pipe();
-        for (_, key) in chunk {
-            pipe.cmd("EXISTS").arg(key);
-        }
-        let exists: Vec<i64> = pipe.query_async(conn).await?;
+        let cmds: Vec<redis::Cmd> = chunk
+            .iter()
+            .map(|(_, key)| {
+                let mut cmd = redis::cmd("EXISTS");
+                cmd.arg(key);
+                cmd
+            })
+            .collect();
+        let exists: Vec<i64> = pipeline::query(conn, &cmds)
+            .await?
+            .into_iter()
+            .map(|v| if matches!(v, Value::Int(1)) { 1 } else { 0 })
+            .collect();
         alive += exists.iter().filter(|e| **e == 1).count() as u64;
         let gone: Vec<Repair> = chunk
             .iter()

@@ -106,22 +106,7 @@ pub(crate) async fn send_steps<C: ConnectionLike + Send>(conn: &mut C, cmds: &[C
     if cmds.is_empty() {
         return Ok(Vec::new());
     }
-    let mut pipe = redis::pipe();
-    for cmd in cmds {
-        pipe.add_command(cmd.clone());
-    }
-    let mut replies: Vec<Value> = match pipe.ignore_errors().query_async(conn).await {
-        Ok(replies) => replies,
-        // redis-rs's own cluster connection refuses pipelines across slots.
-        Err(e) if e.kind() == redis::ErrorKind::Client || scripts::is_cross_slot(&e) => {
-            let mut replies = Vec::with_capacity(cmds.len());
-            for cmd in cmds {
-                replies.push(scripts::run::<Value, C>(conn, &INDEX_ENTRY, cmd).await?);
-            }
-            replies
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let mut replies = crate::engine::pipeline::query(conn, cmds).await?;
     // Steps a server answered NOSCRIPT (a restart, a new node): the script is loaded
     if replies.iter().any(scripts::is_noscript) {
         INDEX_ENTRY.load_async(conn).await?;
@@ -129,11 +114,8 @@ pub(crate) async fn send_steps<C: ConnectionLike + Send>(conn: &mut C, cmds: &[C
             .filter(|&i| scripts::is_noscript(&replies[i]))
             .collect();
         // (on every primary, through a cluster client) and sent again.
-        let mut pipe = redis::pipe();
-        for &i in &again {
-            pipe.add_command(cmds[i].clone());
-        }
-        let resent: Vec<Value> = pipe.ignore_errors().query_async(conn).await?;
+        let resend: Vec<Cmd> = again.iter().map(|&i| cmds[i].clone()).collect();
+        let resent = crate::engine::pipeline::query(conn, &resend).await?;
         for (i, reply) in again.into_iter().zip(resent) {
             replies[i] = reply;
         }

@@ -68,11 +68,7 @@ async fn check_owner<C: ConnectionLike + Send>(
 /// Sends `cmds` as one pipeline and checks that every command got its reply.
 async fn pipeline<C: ConnectionLike + Send>(conn: &mut C, cmds: Vec<Cmd>, key: &str) -> Result<Vec<Value>> {
     let n = cmds.len();
-    let mut pipe = redis::pipe();
-    for cmd in cmds {
-        pipe.add_command(cmd);
-    }
-    let replies: Vec<Value> = pipe.ignore_errors().query_async(conn).await?;
+    let replies = crate::engine::pipeline::query(conn, &cmds).await?;
     if replies.len() != n {
         return Err(Error::UnexpectedReply {
             key: key.to_owned(),
