@@ -60,7 +60,8 @@ fn tagged(i: u64, user: &str) -> TaggedJob {
     }
 }
 
-static SEQ: AtomicU64 = AtomicU64::new(0);
+/// Ids of the jobs the operations make, above the seeded `job-0` .. `job-999`.
+static SEQ: AtomicU64 = AtomicU64::new(1_000_000);
 
 /// Runs `n` operations over `tasks` tasks; returns the wall time.
 async fn spread<F, Fut>(store: &Store, tasks: u64, n: u64, op: F) -> Duration
