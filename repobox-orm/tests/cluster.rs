@@ -267,3 +267,61 @@ async fn the_generated_calls_work_on_redis_rs_own_cluster_connection() {
     assert!(deleted.iter().all(|d| *d));
     assert_eq!(Raw::by_name(&mut conn, "name-7").await.unwrap(), None);
 }
+
+/// A primary without a replica killed and restarted: calls on its slots fail
+/// once their attempts are used up (a write refused at connect was never
+/// sent, so it is tried again, not reported as unknown), calls on the other
+/// primaries go on, and the store picks the node up again by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_primary_is_ridden_out_and_picked_up_again() {
+    let mut cluster = RedisCluster::start(3, 0);
+    let backoff = repobox_orm::Backoff::default()
+        .step(std::time::Duration::from_millis(20))
+        .max(std::time::Duration::from_millis(100))
+        .max_attempts(Some(5));
+    let store = repobox_orm::Store::with_config(
+        cluster.url(),
+        repobox_orm::StoreConfig::default()
+            .backoff(backoff)
+            .connect_timeout(std::time::Duration::from_millis(500)),
+    )
+    .unwrap();
+    let mut conn = store.clone();
+    let keys: Vec<String> = (0..30).map(|i| format!("k{i}")).collect();
+    for k in &keys {
+        let () = redis::cmd("SET").arg(k).arg(1).query_async(&mut conn).await.unwrap();
+    }
+    let port = cluster.nodes()[0].port();
+    // Which keys the killed primary serves.
+    let mut direct = cluster.nodes()[0].client().get_connection().unwrap();
+    let on_node: Vec<&String> = keys
+        .iter()
+        .filter(|k| redis::cmd("GET").arg(*k).query::<Option<String>>(&mut direct).is_ok())
+        .collect();
+    let elsewhere: Vec<&String> = keys.iter().filter(|k| !on_node.contains(k)).collect();
+    assert!(!on_node.is_empty() && !elsewhere.is_empty());
+    drop(direct);
+    cluster.node_mut(0).kill();
+
+    let err = redis::cmd("GET").arg(on_node[0]).query_async::<Option<String>>(&mut conn).await.unwrap_err();
+    assert!(!err.to_string().contains("CROSSSLOT"), "{err}");
+    let _ = redis::cmd("SET").arg(on_node[0]).arg(2).query_async::<()>(&mut conn).await;
+    let other: Option<String> = redis::cmd("GET").arg(elsewhere[0]).query_async(&mut conn).await.unwrap();
+    assert_eq!(other.as_deref(), Some("1"), "the other primaries still answer (port {port} is down)");
+
+    cluster.node_mut(0).restart();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match redis::cmd("GET").arg(on_node[0]).query_async::<Option<String>>(&mut conn).await {
+            Ok(_) => break,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "never picked up again: {e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let () = redis::cmd("SET").arg(on_node[0]).arg(3).query_async(&mut conn).await.unwrap();
+    store.close().await;
+    assert!(matches!(
+        redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(repobox_orm::Error::from),
+        Err(repobox_orm::Error::Closed)
+    ));
+}
