@@ -172,3 +172,50 @@ async fn no_job_is_lost_whatever_step_its_writer_dies_after() {
     repair_is_exact(&mut conn).await;
     conn.close().await;
 }
+
+/// Which model operations stay one atomic script on a cluster and which
+/// become ordered steps, by their round trips through a counting store (a
+/// refused one-script attempt is counted as one call, though it is never
+/// sent): the keys of User, Session and Job are in several slots; a write
+/// that touches only the entity's hash (no index entry moves) is atomic.
+#[tokio::test]
+async fn model_operations_on_a_cluster_are_atomic_or_ordered_as_documented() {
+    use repobox_orm::testing::CountingConnection;
+    let cluster = RedisCluster::start(3, 0);
+    let mut conn = CountingConnection::new(cluster.store());
+    // Warm the scripts on every primary.
+    User::create(&mut conn, &user("warm", "warm@x.io")).await.unwrap();
+    Job::create_and_enqueue(&mut conn, &Job::new("warm", "warm", "x", 1), 1)
+        .await
+        .unwrap();
+    conn.take();
+
+    User::create(&mut conn, &user("a1", "a1@x.io")).await.unwrap();
+    assert_eq!(
+        conn.take(),
+        4,
+        "User::create: ordered (claim, hash, entry; the refused script)"
+    );
+    User::update_last_login(&mut conn, "a1", 5).await.unwrap();
+    assert_eq!(conn.take(), 1, "User::update_last_login: atomic");
+    let job = Job::new("a1", "a1", "https://x/r.git", 10);
+    Job::create_and_enqueue(&mut conn, &job, 10).await.unwrap();
+    assert_eq!(conn.take(), 7, "Job::create_and_enqueue: ordered, through the outbox");
+    Job::update_status(&mut conn, "a1", JobStatus::Running, 11, JobOutcome::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        conn.take(),
+        2,
+        "Job::update_status: a read, then one atomic compare-and-set"
+    );
+    GitProviders::add(&mut conn, "a1", GitProvider::GitHub).await.unwrap();
+    assert_eq!(conn.take(), 1, "GitProviders::add: atomic (one key)");
+    assert!(Job::delete(&mut conn, "a1").await.unwrap());
+    assert_eq!(
+        conn.take(),
+        4,
+        "Job::delete: ordered (fields, the refused script, hash, entry)"
+    );
+    conn.inner().close().await;
+}

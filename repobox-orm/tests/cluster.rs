@@ -303,25 +303,53 @@ async fn a_killed_primary_is_ridden_out_and_picked_up_again() {
     drop(direct);
     cluster.node_mut(0).kill();
 
-    let err = redis::cmd("GET").arg(on_node[0]).query_async::<Option<String>>(&mut conn).await.unwrap_err();
+    let err = redis::cmd("GET")
+        .arg(on_node[0])
+        .query_async::<Option<String>>(&mut conn)
+        .await
+        .unwrap_err();
     assert!(!err.to_string().contains("CROSSSLOT"), "{err}");
-    let _ = redis::cmd("SET").arg(on_node[0]).arg(2).query_async::<()>(&mut conn).await;
-    let other: Option<String> = redis::cmd("GET").arg(elsewhere[0]).query_async(&mut conn).await.unwrap();
-    assert_eq!(other.as_deref(), Some("1"), "the other primaries still answer (port {port} is down)");
+    let _ = redis::cmd("SET")
+        .arg(on_node[0])
+        .arg(2)
+        .query_async::<()>(&mut conn)
+        .await;
+    let other: Option<String> = redis::cmd("GET")
+        .arg(elsewhere[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        other.as_deref(),
+        Some("1"),
+        "the other primaries still answer (port {port} is down)"
+    );
 
     cluster.node_mut(0).restart();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        match redis::cmd("GET").arg(on_node[0]).query_async::<Option<String>>(&mut conn).await {
+        match redis::cmd("GET")
+            .arg(on_node[0])
+            .query_async::<Option<String>>(&mut conn)
+            .await
+        {
             Ok(_) => break,
             Err(e) => assert!(std::time::Instant::now() < deadline, "never picked up again: {e}"),
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let () = redis::cmd("SET").arg(on_node[0]).arg(3).query_async(&mut conn).await.unwrap();
+    let () = redis::cmd("SET")
+        .arg(on_node[0])
+        .arg(3)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     store.close().await;
     assert!(matches!(
-        redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(repobox_orm::Error::from),
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(repobox_orm::Error::from),
         Err(repobox_orm::Error::Closed)
     ));
 }
