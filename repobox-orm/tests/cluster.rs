@@ -309,11 +309,17 @@ async fn a_killed_primary_is_ridden_out_and_picked_up_again() {
         .await
         .unwrap_err();
     assert!(!err.to_string().contains("CROSSSLOT"), "{err}");
-    let _ = redis::cmd("SET")
+    let write = redis::cmd("SET")
         .arg(on_node[0])
         .arg(2)
         .query_async::<()>(&mut conn)
-        .await;
+        .await
+        .unwrap_err();
+    let write = repobox_orm::Error::from(write);
+    assert!(
+        !matches!(write, repobox_orm::Error::WriteOutcomeUnknown(_)),
+        "a write its node refused was never sent: {write:?}"
+    );
     let other: Option<String> = redis::cmd("GET")
         .arg(elsewhere[0])
         .query_async(&mut conn)
