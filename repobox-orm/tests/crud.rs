@@ -51,6 +51,7 @@ struct Cache {
 // writes are ordered steps (see the README's "Redis Cluster").
 repobox_orm::on_both_backends!(
     co_located_entities_write_in_one_script_on_any_backend,
+    entities_without_indexes_take_the_cheapest_write_and_keep_the_contract,
     create_get_exists_delete,
     update_patches_and_never_recreates,
     save_moves_index_entries,
@@ -389,6 +390,149 @@ async fn co_located_entities_write_in_one_script_on_any_backend(conn: Store) {
     assert_eq!(left, ["ann:warm"]);
 }
 
+/// No index: a save is a bare `HSET`.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[key("bare:<id>")]
+struct Bare {
+    id: String,
+    n: i64,
+    note: Option<String>,
+}
+
+/// No index, a TTL: every write checks the key's type first (`put.lua`).
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[key("leased:<id>")]
+#[ttl(minutes = 10)]
+struct Leased {
+    id: String,
+    n: i64,
+}
+
+async fn dump(conn: &mut Store, key: &str) -> Option<Vec<u8>> {
+    redis::cmd("DUMP").arg(key).query_async(conn).await.unwrap()
+}
+
+async fn entities_without_indexes_take_the_cheapest_write_and_keep_the_contract(conn: Store) {
+    let mut conn = CountingConnection::new(conn);
+    let bare = |id: &str, n, note: Option<&str>| Bare {
+        id: id.into(),
+        n,
+        note: note.map(Into::into),
+    };
+    // Load the scripts once.
+    Leased::save(
+        &mut conn,
+        &Leased {
+            id: "warm".into(),
+            n: 0,
+        },
+    )
+    .await
+    .unwrap();
+    conn.take();
+
+    Bare::save(&mut conn, &bare("1", 1, Some("hi"))).await.unwrap();
+    assert_eq!(conn.take(), 1, "save: one HSET");
+    let _: () = conn.hset("bare:1", "added_by_app", "keep").await.unwrap();
+    conn.take();
+    Bare::save(&mut conn, &bare("1", 2, None)).await.unwrap();
+    assert_eq!(conn.take(), 1, "save that drops a field: HSET and HDEL in one MULTI");
+    assert_eq!(Bare::get(&mut conn, "1").await.unwrap(), Some(bare("1", 2, None)));
+    let raw = hgetall(conn.inner_mut(), "bare:1").await;
+    assert_eq!(raw.get("added_by_app").map(String::as_str), Some("keep"));
+    assert!(!raw.contains_key("note"));
+    assert!(matches!(
+        Bare::create(&mut conn, &bare("1", 3, None)).await,
+        Err(Error::AlreadyExists { .. })
+    ));
+    Bare::update(
+        &mut conn,
+        "1",
+        BarePatch {
+            n: Some(4),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        Bare::update(
+            &mut conn,
+            "ghost",
+            BarePatch {
+                n: Some(4),
+                ..Default::default()
+            }
+        )
+        .await
+        .unwrap_err()
+        .is_not_found()
+    );
+    assert!(
+        !Bare::exists(&mut conn, "ghost").await.unwrap(),
+        "an update never creates"
+    );
+    let ttl: i64 = conn.pttl("bare:1").await.unwrap();
+    assert_eq!(ttl, -1);
+
+    // Another client's key of another type: refused, not a byte changed.
+    for key in ["bare:str", "leased:str"] {
+        let _: () = conn.set(key, "theirs").await.unwrap();
+        let _: () = conn.pexpire(key, 100_000).await.unwrap();
+    }
+    let before = (
+        dump(conn.inner_mut(), "bare:str").await,
+        dump(conn.inner_mut(), "leased:str").await,
+    );
+    for result in [
+        Bare::save(&mut conn, &bare("str", 1, Some("x"))).await,
+        Bare::save(&mut conn, &bare("str", 1, None)).await,
+        Bare::create(&mut conn, &bare("str", 1, None)).await,
+        Bare::update(
+            &mut conn,
+            "str",
+            BarePatch {
+                n: Some(1),
+                ..Default::default()
+            },
+        )
+        .await,
+        Leased::save(&mut conn, &Leased { id: "str".into(), n: 1 }).await,
+        Leased::create(&mut conn, &Leased { id: "str".into(), n: 1 }).await,
+    ] {
+        let err = result.unwrap_err();
+        assert!(matches!(err, Error::UnexpectedReply { .. }), "{err:?}");
+    }
+    let after = (
+        dump(conn.inner_mut(), "bare:str").await,
+        dump(conn.inner_mut(), "leased:str").await,
+    );
+    assert_eq!(after, before);
+    let ttl: i64 = conn.pttl("leased:str").await.unwrap();
+    assert!(ttl > 0 && ttl <= 100_000, "the other client's TTL stands: {ttl}");
+
+    // A TTL entity: the full TTL on save, kept by an update.
+    conn.take();
+    Leased::save(&mut conn, &Leased { id: "1".into(), n: 1 }).await.unwrap();
+    assert_eq!(conn.take(), 1, "save with a TTL: one small script");
+    let _: () = conn.pexpire("leased:1", 5_000).await.unwrap();
+    Leased::update(
+        &mut conn,
+        "1",
+        LeasedPatch {
+            n: Some(2),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ttl: i64 = conn.pttl("leased:1").await.unwrap();
+    assert!(ttl > 0 && ttl <= 5_000, "an update keeps the remaining TTL: {ttl}");
+    Leased::save(&mut conn, &Leased { id: "1".into(), n: 3 }).await.unwrap();
+    let ttl: i64 = conn.pttl("leased:1").await.unwrap();
+    assert!(ttl > 590_000, "a save sets the full TTL: {ttl}");
+}
+
 async fn multi_placeholder_hash_tagged_keys(mut conn: Store) {
     let c = Cache {
         user_id: "u1".into(),
@@ -522,6 +666,11 @@ async fn round_trips_are_counted(conn: Store) {
     let trips = |standalone: usize, on_cluster: usize| if cluster { on_cluster } else { standalone };
     // Load the scripts once (a fresh server answers NOSCRIPT first).
     Task::create(&mut conn, &task("warm", "x", 0)).await.unwrap();
+    let unindexed = TaskPatch {
+        note: Some(None),
+        ..Default::default()
+    };
+    Task::update(&mut conn, "warm", unindexed).await.unwrap();
     let _ = Task::by_owner(&mut conn, "x", Page::newest(1)).await.unwrap();
     conn.take();
 

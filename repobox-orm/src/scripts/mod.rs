@@ -13,6 +13,8 @@ use crate::error::Result;
 
 /// One atomic write of an entity (`engine/write/protocol.rs` has its layout).
 pub(crate) static WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("write.lua")));
+/// The write of an entity with no index entry to maintain (`write/fast.rs`).
+pub(crate) static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("put.lua")));
 /// One index entry on its own, a step of an ordered write (cluster).
 pub(crate) static INDEX_ENTRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("index_entry.lua")));
 /// Read repair: drops index entries whose entity is gone.

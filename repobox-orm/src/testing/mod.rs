@@ -337,6 +337,11 @@ impl<C> CountingConnection<C> {
         &self.inner
     }
 
+    /// The wrapped connection, to send commands that are not counted.
+    pub fn inner_mut(&mut self) -> &mut C {
+        &mut self.inner
+    }
+
     /// Round trips so far.
     pub fn round_trips(&self) -> usize {
         self.round_trips.load(std::sync::atomic::Ordering::SeqCst)

@@ -10,6 +10,7 @@
 //! A write that moves no index entry costs one round trip; one that moves an
 //! entry (or must first learn where the entry is) costs two.
 
+mod fast;
 mod ordered;
 mod plan;
 pub(crate) mod protocol;
@@ -45,6 +46,11 @@ pub(crate) async fn create<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut 
     let mut fields = fields_of(entity)?;
     let target = Target::of::<E>(&fields)?;
     seal_fields::<E>(&target.key, &mut fields)?;
+    if fast::applies::<E>(Mode::Create, &fields) {
+        return fast::put(conn, Mode::Create, &target, &fields, E::META.ttl)
+            .await
+            .map(drop);
+    }
     let plan = WritePlan::new::<E>(Mode::Create, &target, &fields, E::META.ttl);
     run_write(conn, plan).await.map(drop)
 }
@@ -55,6 +61,11 @@ pub(crate) async fn save<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C,
     let mut fields = fields_of(entity)?;
     let target = Target::of::<E>(&fields)?;
     seal_fields::<E>(&target.key, &mut fields)?;
+    if fast::applies::<E>(Mode::Save, &fields) {
+        return fast::put(conn, Mode::Save, &target, &fields, E::META.ttl)
+            .await
+            .map(drop);
+    }
     let plan = WritePlan::new::<E>(Mode::Save, &target, &fields, E::META.ttl);
     run_write(conn, plan).await.map(drop)
 }
@@ -122,6 +133,9 @@ pub(crate) async fn patch<E: RedisEntity, C: ConnectionLike + Send>(
     let mut fields = FieldWriter::default();
     patch.write_fields(&mut fields)?;
     seal_fields::<E>(&target.key, &mut fields)?;
+    if how.conditions.is_empty() && fast::applies::<E>(how.mode, &fields) {
+        return must_exist(fast::put(conn, how.mode, target, &fields, how.ttl).await?, target);
+    }
     let mut plan = WritePlan::new::<E>(how.mode, target, &fields, how.ttl);
     plan.extras.conditions = how.conditions;
     must_exist(run_write(conn, plan).await?, target)

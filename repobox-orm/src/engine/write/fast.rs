@@ -1,0 +1,112 @@
+//! The cheapest write that keeps the contract, for the writes that maintain
+//! no index entry and check no condition: an upsert of an entity without a
+//! TTL is a bare `HSET` (with its `HDEL`s in `MULTI`/`EXEC`); anything that
+//! must check the hash first (a create, an update that must not re-create,
+//! a TTL that must not land on another client's key) is `put.lua`, a few
+//! commands where the general script decodes a header.
+//!
+//! What they keep: the write is atomic; a key of another type refuses it
+//! with nothing written (`HSET` and `HDEL` fail on it, and nothing else is in
+//! the transaction; `put.lua` checks the type first); fields other clients
+//! added are kept.
+
+use std::time::Duration;
+
+use redis::Value;
+use redis::aio::ConnectionLike;
+
+use super::plan::{Outcome, ttl_millis};
+use super::protocol::Mode;
+use crate::engine::target::Target;
+use crate::entity::{FieldWriter, RedisEntity};
+use crate::error::{Error, Result};
+use crate::scripts::{self, PUT};
+
+/// Whether a write of `E` in `mode` with no conditions, stream entry or
+/// extra keys can take the fast path: it maintains no index entry.
+pub(super) fn applies<E: RedisEntity>(mode: Mode, fields: &FieldWriter<'_>) -> bool {
+    let meta = E::META;
+    match mode {
+        Mode::Create | Mode::Save => meta.indexes.is_empty(),
+        // A patch touches the indexes whose key or score it changes.
+        Mode::Update | Mode::Refresh => meta.indexes.iter().all(|ix| {
+            !ix.key.placeholders().any(|(_, f)| fields.touches(f))
+                && !matches!(ix.kind, crate::meta::IndexKind::Sorted { score } if fields.touches(score))
+        }),
+        Mode::Delete | Mode::Expire => false,
+    }
+}
+
+fn wrong_type(target: &Target) -> Error {
+    Error::UnexpectedReply {
+        key: target.shown().into_owned(),
+        detail: "the key holds the wrong kind of value".into(),
+    }
+}
+
+/// Writes the hash (and its TTL) of a write that [`applies`].
+pub(super) async fn put<C: ConnectionLike + Send>(
+    conn: &mut C,
+    mode: Mode,
+    target: &Target,
+    fields: &FieldWriter<'_>,
+    ttl: Option<Duration>,
+) -> Result<Outcome> {
+    let ttl_ms = match (mode, ttl) {
+        (Mode::Update, _) | (_, None) => 0,
+        (_, Some(ttl)) => ttl_millis(ttl)?,
+    };
+    if mode == Mode::Save && ttl_ms == 0 && !fields.set.is_empty() {
+        return bare(conn, target, fields).await;
+    }
+    let mut cmd = scripts::evalsha(&PUT, &[&target.key]);
+    let flag = match mode {
+        Mode::Create => "c",
+        Mode::Save => "s",
+        _ => "u",
+    };
+    cmd.arg(flag).arg(ttl_ms).arg(fields.set.len());
+    for (name, value) in &fields.set {
+        cmd.arg(*name).arg(value.as_ref());
+    }
+    cmd.arg(&fields.del);
+    match scripts::run::<i64, C>(conn, &PUT, &cmd).await? {
+        1 => Ok(Outcome::Done(None)),
+        0 => Ok(Outcome::Missing),
+        2 => Err(Error::AlreadyExists {
+            key: target.shown().into_owned(),
+        }),
+        -1 => Err(wrong_type(target)),
+        other => Err(Error::UnexpectedReply {
+            key: target.shown().into_owned(),
+            detail: format!("put.lua answered {other}"),
+        }),
+    }
+}
+
+/// An upsert without a TTL: `HSET`, and `HDEL` of the absent optional fields
+/// in the same `MULTI`/`EXEC`.
+async fn bare<C: ConnectionLike + Send>(conn: &mut C, target: &Target, fields: &FieldWriter<'_>) -> Result<Outcome> {
+    let mut hset = redis::cmd("HSET");
+    hset.arg(&target.key);
+    for (name, value) in &fields.set {
+        hset.arg(*name).arg(value.as_ref());
+    }
+    let reply: redis::RedisResult<Value> = match fields.del.is_empty() {
+        true => hset.query_async(conn).await,
+        false => {
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .add_command(hset)
+                .cmd("HDEL")
+                .arg(&target.key)
+                .arg(&fields.del);
+            pipe.query_async(conn).await
+        }
+    };
+    match reply {
+        Ok(_) => Ok(Outcome::Done(None)),
+        Err(e) if e.code() == Some("WRONGTYPE") || e.to_string().contains("WRONGTYPE") => Err(wrong_type(target)),
+        Err(e) => Err(e.into()),
+    }
+}

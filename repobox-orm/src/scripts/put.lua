@@ -1,0 +1,17 @@
+-- The write of an entity without index entries to maintain, and no
+-- conditions or stream entry: its hash and its TTL. A few commands where the
+-- general write script would decode a header. KEYS[1] is the hash.
+-- ARGV: mode ('s' save, 'u' update: only if present, 'c' create: only if
+-- absent), TTL in ms (0: leave it), the number of field/value pairs, the
+-- pairs, then the fields to delete. Answers 1 (written), 0 (absent: an
+-- update wrote nothing), 2 (present: a create wrote nothing), -1 (the key
+-- holds another type: nothing written).
+local key, mode, ttl, n = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local t = redis.call('TYPE', key).ok
+if t ~= 'hash' and t ~= 'none' then return -1 end
+if mode == 'u' and t == 'none' then return 0 end
+if mode == 'c' and t == 'hash' then return 2 end
+if n > 0 then redis.call('HSET', key, unpack(ARGV, 4, 3 + 2 * n)) end
+if #ARGV > 3 + 2 * n then redis.call('HDEL', key, unpack(ARGV, 4 + 2 * n)) end
+if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+return 1
