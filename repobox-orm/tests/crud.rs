@@ -516,16 +516,9 @@ async fn entities_without_indexes_take_the_cheapest_write_and_keep_the_contract(
     Leased::save(&mut conn, &Leased { id: "1".into(), n: 1 }).await.unwrap();
     assert_eq!(conn.take(), 1, "save with a TTL: one small script");
     let _: () = conn.pexpire("leased:1", 5_000).await.unwrap();
-    Leased::update(
-        &mut conn,
-        "1",
-        LeasedPatch {
-            n: Some(2),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    Leased::update(&mut conn, "1", LeasedPatch { n: Some(2) })
+        .await
+        .unwrap();
     let ttl: i64 = conn.pttl("leased:1").await.unwrap();
     assert!(ttl > 0 && ttl <= 5_000, "an update keeps the remaining TTL: {ttl}");
     Leased::save(&mut conn, &Leased { id: "1".into(), n: 3 }).await.unwrap();
