@@ -209,6 +209,13 @@ impl<'w, 'a> WritePlan<'w, 'a> {
 
     /// The script call of this attempt.
     pub fn invocation(&self, sha: &str) -> Result<Cmd> {
+        self.write_call(self.index_ops()?, true)?.command(sha)
+    }
+
+    /// The write script's call with `ops`; `whole`: with the stream entry,
+    /// the keys deleted with the entity and the unique takeovers (an ordered
+    /// write sends those as steps of their own).
+    fn write_call(&self, ops: Vec<IndexOp>, whole: bool) -> Result<WriteCall<'_, 'a>> {
         let (set, del): (&[_], &[_]) = match self.mode {
             Mode::Delete | Mode::Expire => (&[], &[]),
             _ => (&self.fields.set, &self.fields.del),
@@ -217,7 +224,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
             (Mode::Delete, _) | (_, None) => 0,
             (_, Some(ttl)) => ttl_millis(ttl)?,
         };
-        WriteCall {
+        Ok(WriteCall {
             mode: Some(self.mode),
             ttl_ms,
             hash_key: &self.target.key,
@@ -226,13 +233,12 @@ impl<'w, 'a> WritePlan<'w, 'a> {
             guard_values: self.current.as_deref(),
             set,
             del,
-            ops: self.index_ops()?,
+            ops,
             conditions: self.extras.conditions,
-            stream: self.extras.stream,
-            extra_keys: self.extras.delete_keys,
-            takeovers: &self.takeovers,
-        }
-        .command(sha)
+            stream: if whole { self.extras.stream } else { None },
+            extra_keys: if whole { self.extras.delete_keys } else { &[] },
+            takeovers: if whole { &self.takeovers } else { &[] },
+        })
     }
 
     /// Takes in the script's answer: done, refused, or learned the guards' values.

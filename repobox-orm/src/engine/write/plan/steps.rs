@@ -4,7 +4,7 @@
 use redis::Cmd;
 
 use super::{WritePlan, ttl_millis};
-use crate::engine::write::protocol::{IndexOp, Mode, WriteCall, kind_byte};
+use crate::engine::write::protocol::{IndexOp, Mode, kind_byte};
 use crate::error::Result;
 use crate::scripts::{self, INDEX_ENTRY};
 
@@ -29,30 +29,7 @@ impl WritePlan<'_, '_> {
     /// The write script call for the hash alone: its fields, TTL, guards and
     /// conditions, without index entries, stream entry or other keys.
     pub fn hash_invocation(&self) -> Result<Cmd> {
-        let (set, del): (&[_], &[_]) = match self.mode {
-            Mode::Delete | Mode::Expire => (&[], &[]),
-            _ => (&self.fields.set, &self.fields.del),
-        };
-        let ttl_ms = match (self.mode, self.ttl) {
-            (Mode::Delete, _) | (_, None) => 0,
-            (_, Some(ttl)) => ttl_millis(ttl)?,
-        };
-        WriteCall {
-            mode: Some(self.mode),
-            ttl_ms,
-            hash_key: &self.target.key,
-            id: &self.target.id,
-            guards: &self.guards,
-            guard_values: self.current.as_deref(),
-            set,
-            del,
-            ops: Vec::new(),
-            conditions: self.extras.conditions,
-            stream: None,
-            extra_keys: &[],
-            takeovers: &[],
-        }
-        .command(scripts::WRITE.get_hash())
+        self.write_call(Vec::new(), false)?.command(scripts::WRITE.get_hash())
     }
 
     /// The TTL (ms) an index key needs when this write sets the entity's
