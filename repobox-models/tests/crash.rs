@@ -183,8 +183,9 @@ async fn model_operations_on_a_cluster_are_atomic_or_ordered_as_documented() {
     use repobox_orm::testing::CountingConnection;
     let cluster = RedisCluster::start(3, 0);
     let mut conn = CountingConnection::new(cluster.store());
-    // Warm the scripts on every primary.
+    // Load the scripts (a script load reaches every primary).
     User::create(&mut conn, &user("warm", "warm@x.io")).await.unwrap();
+    User::update_last_login(&mut conn, "warm", 1).await.unwrap();
     Job::create_and_enqueue(&mut conn, &Job::new("warm", "warm", "x", 1), 1)
         .await
         .unwrap();
