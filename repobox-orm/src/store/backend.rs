@@ -44,6 +44,15 @@ pub(super) fn cross_slot(slots: (u16, u16)) -> RedisError {
     ))
 }
 
+/// The `CROSSSLOT` error reply a cluster node would give, as one reply of a pipeline.
+fn cross_slot_reply(slots: (u16, u16)) -> RedisResult<Value> {
+    let line = format!(
+        "-CROSSSLOT Keys in request don't hash to the same slot ({} and {})\r\n",
+        slots.0, slots.1
+    );
+    redis::parse_redis_value(line.as_bytes())
+}
+
 impl Conn {
     /// Whether this is a cluster connection.
     pub fn is_cluster(&self) -> bool {
@@ -91,10 +100,23 @@ fn is_scan(cmd: &Cmd) -> bool {
 
 async fn split_by_slot(conn: &mut ClusterConnection, pipeline: &Pipeline) -> RedisResult<Vec<Value>> {
     let cmds: Vec<&Cmd> = pipeline.cmd_iter().collect();
-    let groups = group_by_slot(cmds.iter().copied());
-    if groups.len() <= 1 {
+    let mut ordered: Vec<Option<Value>> = vec![None; cmds.len()];
+    // A command whose own keys span slots gets the cluster's answer without
+    // being sent (the engine then takes its ordered path for it).
+    let mut sendable = Vec::with_capacity(cmds.len());
+    for (i, cmd) in cmds.iter().enumerate() {
+        match command_slot(cmd) {
+            Err(slots) => ordered[i] = Some(cross_slot_reply(slots)?),
+            Ok(_) => sendable.push(i),
+        }
+    }
+    if sendable.len() == cmds.len() && group_by_slot(cmds.iter().copied()).len() <= 1 {
         return conn.req_packed_commands(pipeline, 0, cmds.len()).await;
     }
+    let groups: Vec<Vec<usize>> = group_by_slot(sendable.iter().map(|&i| cmds[i]))
+        .into_iter()
+        .map(|members| members.into_iter().map(|j| sendable[j]).collect())
+        .collect();
     let sends = groups.iter().map(|members| {
         let mut part = redis::pipe();
         for &i in members {
@@ -107,7 +129,6 @@ async fn split_by_slot(conn: &mut ClusterConnection, pipeline: &Pipeline) -> Red
         }
     });
     let replies = futures_util::future::try_join_all(sends).await?;
-    let mut ordered: Vec<Option<Value>> = vec![None; cmds.len()];
     for (members, values) in groups.iter().zip(replies) {
         for (&i, value) in members.iter().zip(values) {
             ordered[i] = Some(value);
