@@ -52,6 +52,7 @@ struct Cache {
 repobox_orm::on_both_backends!(
     co_located_entities_write_in_one_script_on_any_backend,
     entities_without_indexes_take_the_cheapest_write_and_keep_the_contract,
+    bulk_creates_go_many_per_script_call_and_answer_per_entity,
     create_get_exists_delete,
     update_patches_and_never_recreates,
     save_moves_index_entries,
@@ -524,6 +525,133 @@ async fn entities_without_indexes_take_the_cheapest_write_and_keep_the_contract(
     Leased::save(&mut conn, &Leased { id: "1".into(), n: 3 }).await.unwrap();
     let ttl: i64 = conn.pttl("leased:1").await.unwrap();
     assert!(ttl > 590_000, "a save sets the full TTL: {ttl}");
+}
+
+/// Sorted and set indexes, a TTL, no unique index: `create_many` sends up
+/// to 100 of them per script call.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[key("run:<id>")]
+#[ttl(minutes = 30)]
+#[index(sorted = "runs:<owner>", score = at)]
+#[index(set = "runs:state:<state>")]
+struct Run {
+    id: String,
+    owner: String,
+    state: String,
+    at: i64,
+}
+
+async fn bulk_creates_go_many_per_script_call_and_answer_per_entity(conn: Store) {
+    let cluster = conn.is_cluster();
+    let mut conn = CountingConnection::new(conn);
+    let run = |i: i64, owner: &str| Run {
+        id: format!("r{i}"),
+        owner: owner.into(),
+        state: if i % 2 == 0 { "even" } else { "odd" }.into(),
+        at: i,
+    };
+    Run::create_many(&mut conn, &[run(-1, "warm")]).await.unwrap();
+    conn.take();
+    let runs: Vec<Run> = (0..1200)
+        .map(|i| run(i, if i % 3 == 0 { "ann" } else { "bob" }))
+        .collect();
+    let results = Run::create_many(&mut conn, &runs).await.unwrap();
+    assert!(
+        results.iter().all(Result::is_ok),
+        "{:?}",
+        results.iter().find(|r| r.is_err())
+    );
+    // One round trip per 500 on one server; on a cluster the calls are
+    // refused unsent (3 calls) and the entities go the ordered way (12).
+    assert_eq!(conn.take(), if cluster { 15 } else { 3 });
+    assert_eq!(Run::count_by_owner(&mut conn, "ann").await.unwrap(), 400);
+    let page = Run::by_owner(&mut conn, "ann", Page::newest(2))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    assert_eq!(page, vec![run(1197, "ann"), run(1194, "ann")]);
+    assert_eq!(
+        Run::by_state(&mut conn, "odd")
+            .await
+            .unwrap()
+            .into_result()
+            .unwrap()
+            .len(),
+        601,
+        "600 and the warm-up run"
+    );
+    for key in ["run:r7", "runs:ann", "runs:state:odd"] {
+        let ttl: i64 = conn.pttl(key).await.unwrap();
+        assert!(ttl > 29 * 60_000, "{key} lives as long as its entities: {ttl}");
+    }
+
+    // Per entity: an existing key, a duplicate in the batch, another type at
+    // the hash key, another type at an index key, a bad key part.
+    let _: () = conn.set("run:str", "theirs").await.unwrap();
+    let _: () = conn.set("runs:carl", "theirs").await.unwrap();
+    let before = (
+        dump(conn.inner_mut(), "run:str").await,
+        dump(conn.inner_mut(), "runs:carl").await,
+    );
+    let batch = vec![
+        run(5, "ann"),
+        run(5000, "dan"),
+        run(5000, "dan"),
+        Run {
+            id: "str".into(),
+            ..run(5001, "dan")
+        },
+        run(5002, "carl"),
+        Run {
+            id: "a b".into(),
+            ..run(5003, "dan")
+        },
+        run(5004, "dan"),
+    ];
+    let results = Run::create_many(&mut conn, &batch).await.unwrap();
+    assert!(
+        matches!(results[0], Err(Error::AlreadyExists { .. })),
+        "{:?}",
+        results[0]
+    );
+    assert!(results[1].is_ok());
+    assert!(
+        matches!(results[2], Err(Error::AlreadyExists { .. })),
+        "{:?}",
+        results[2]
+    );
+    assert!(
+        matches!(&results[3], Err(Error::UnexpectedReply { key, .. }) if key == "run:str"),
+        "{:?}",
+        results[3]
+    );
+    assert!(
+        matches!(&results[4], Err(Error::UnexpectedReply { key, .. }) if key == "runs:carl"),
+        "{:?}",
+        results[4]
+    );
+    assert!(
+        matches!(results[5], Err(Error::InvalidKeyPart { .. })),
+        "{:?}",
+        results[5]
+    );
+    assert!(results[6].is_ok());
+    let after = (
+        dump(conn.inner_mut(), "run:str").await,
+        dump(conn.inner_mut(), "runs:carl").await,
+    );
+    assert_eq!(after, before, "other clients' keys are untouched");
+    assert!(
+        !Run::exists(&mut conn, "r5002").await.unwrap(),
+        "nothing of a refused entity is written"
+    );
+    assert_eq!(
+        Run::get(&mut conn, "r5").await.unwrap(),
+        Some(run(5, "bob")),
+        "an existing entity is kept"
+    );
+    assert_eq!(Run::count_by_owner(&mut conn, "dan").await.unwrap(), 2);
 }
 
 async fn multi_placeholder_hash_tagged_keys(mut conn: Store) {

@@ -15,6 +15,8 @@ use crate::error::Result;
 pub(crate) static WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("write.lua")));
 /// The write of an entity with no index entry to maintain (`write/fast.rs`).
 pub(crate) static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("put.lua")));
+/// Many creates in one call (`write/bulk.rs`).
+pub(crate) static CREATE_MANY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("create_many.lua")));
 /// One index entry on its own, a step of an ordered write (cluster).
 pub(crate) static INDEX_ENTRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("index_entry.lua")));
 /// Read repair: drops index entries whose entity is gone.

@@ -10,6 +10,7 @@
 //! A write that moves no index entry costs one round trip; one that moves an
 //! entry (or must first learn where the entry is) costs two.
 
+mod bulk;
 mod fast;
 mod ordered;
 mod plan;
@@ -236,13 +237,13 @@ pub(crate) async fn expire_in<E: RedisEntity, C: ConnectionLike + Send>(
 /// atomically, in pipelined chunks; per entity `Ok` or why not.
 async fn upsert_many<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
-    entities: &[E],
+    entities: &[&E],
     mode: Mode,
 ) -> Result<Vec<Result<()>>> {
     let prepared: Vec<Result<(Target, FieldWriter<'_>)>> = entities
         .iter()
         .map(|entity| {
-            let mut fields = fields_of(entity)?;
+            let mut fields = fields_of(*entity)?;
             let target = Target::of::<E>(&fields)?;
             seal_fields::<E>(&target.key, &mut fields)?;
             Ok((target, fields))
@@ -294,7 +295,13 @@ pub(crate) async fn create_many<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     entities: &[E],
 ) -> Result<Vec<Result<()>>> {
-    upsert_many(conn, entities, Mode::Create).await
+    if bulk::applies::<E>() {
+        return bulk::create_many(conn, entities, async |conn: &mut C, refused: &[&E]| {
+            upsert_many(conn, refused, Mode::Create).await
+        })
+        .await;
+    }
+    upsert_many(conn, &entities.iter().collect::<Vec<_>>(), Mode::Create).await
 }
 
 /// Saves many entities, each atomically with its indexes and TTL.
@@ -302,5 +309,5 @@ pub(crate) async fn save_many<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     entities: &[E],
 ) -> Result<Vec<Result<()>>> {
-    upsert_many(conn, entities, Mode::Save).await
+    upsert_many(conn, &entities.iter().collect::<Vec<_>>(), Mode::Save).await
 }

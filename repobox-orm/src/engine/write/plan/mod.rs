@@ -14,6 +14,7 @@ use redis::{Cmd, Value};
 mod owner;
 mod steps;
 
+pub(crate) use self::checked_score as score_of;
 pub(crate) use self::steps::EntryAction;
 
 use super::protocol::{IndexOp, Mode, Takeover, WriteCall, WriteReply};
@@ -340,7 +341,7 @@ pub(crate) fn ttl_millis(ttl: Duration) -> Result<u64> {
     }
 }
 
-fn checked_score(field: &'static str, raw: Option<&[u8]>) -> Result<String> {
+pub(crate) fn checked_score(field: &'static str, raw: Option<&[u8]>) -> Result<String> {
     let text = raw.and_then(|r| std::str::from_utf8(r).ok()).unwrap_or("");
     match text.parse::<f64>() {
         Ok(x) if !x.is_nan() => Ok(text.to_owned()),

@@ -1,0 +1,67 @@
+-- Creates many entities in one call, each atomically with its index entries
+-- and TTL: the bulk path of `create_many` for entities with sorted and set
+-- indexes (no unique one). A script call costs the server more than the
+-- commands in it; one call per entity was most of a bulk create's cost.
+-- KEYS: per entity, its hash key and then its index keys (every entity has
+-- the same indexes, in the same order). ARGV: the number of entities, of
+-- indexes, the TTL in ms (0: none), the index kinds ('z' sorted, 's' set,
+-- one letter each), then per entity: its id, its number of field/value
+-- pairs, the pairs, and one score per index ('' for a set).
+-- Answers one code per entity: 1 created, 0 the hash exists (nothing
+-- written), -1 the hash key holds another type, -1 - i index i's key holds
+-- another type (nothing of that entity written).
+local n, nidx, ttl, kinds = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local want = {}
+for i = 1, nidx do
+  want[i] = (string.sub(kinds, i, i) == 'z') and 'zset' or 'set'
+end
+local fits = {}   -- index key -> whether it is absent or of its index's type
+local out = {}
+local a = 5
+for e = 1, n do
+  local k0 = (e - 1) * (1 + nidx)
+  local hkey, id, nf = KEYS[k0 + 1], ARGV[a], tonumber(ARGV[a + 1])
+  local f0 = a + 2
+  local s0 = f0 + 2 * nf
+  a = s0 + nidx
+  local t = redis.call('TYPE', hkey).ok
+  local res = 1
+  if t == 'hash' then
+    res = 0
+  elseif t ~= 'none' then
+    res = -1
+  else
+    for i = 1, nidx do
+      local key = KEYS[k0 + 1 + i]
+      local ok = fits[key]
+      if ok == nil then
+        local kt = redis.call('TYPE', key).ok
+        ok = kt == 'none' or kt == want[i]
+        fits[key] = ok
+      end
+      if not ok then
+        res = -1 - i
+        break
+      end
+    end
+  end
+  if res == 1 then
+    if nf > 0 then redis.call('HSET', hkey, unpack(ARGV, f0, s0 - 1)) end
+    if ttl > 0 then redis.call('PEXPIRE', hkey, ttl) end
+    for i = 1, nidx do
+      local key = KEYS[k0 + 1 + i]
+      if want[i] == 'zset' then
+        redis.call('ZADD', key, ARGV[s0 + i - 1], id)
+      else
+        redis.call('SADD', key, id)
+      end
+      -- An index key of TTL entities lives at least as long as its longest-lived member.
+      if ttl > 0 then
+        local cur = redis.call('PTTL', key)
+        if cur == -1 or cur < ttl then redis.call('PEXPIRE', key, ttl) end
+      end
+    end
+  end
+  out[e] = res
+end
+return out
