@@ -1,16 +1,15 @@
-//! Server cost per operation: what Redis itself spends on each workload,
-//! from `INFO commandstats` (`usec` summed over every command, after
-//! `CONFIG RESETSTAT`), for repobox and for the hand-written redis-rs code of
-//! `common`. Far steadier than throughput on a shared machine: it counts the
-//! server's CPU time in commands, not the client's or the network's.
+//! Server cost per operation: what Redis itself spends on each workload, as
+//! the growth of its main thread's CPU time (`INFO cpu`, user + system), for
+//! repobox and for the hand-written redis-rs code of `common`. Far steadier
+//! than throughput on a shared machine: it is the server's own time, not the
+//! client's or the network's. (`INFO commandstats` would count a script's
+//! inner commands twice: once in the script's time, once in their own.)
 //!
 //! `cargo bench --bench server_cost` prints µs per operation and commands per
 //! operation, with the ratio repobox / hand-written, and the `MEMORY USAGE`
 //! of one stored job.
 
 mod common;
-
-use std::collections::BTreeMap;
 
 use redis::aio::MultiplexedConnection;
 use repobox_models::{Job, JobPatch, JobStatus};
@@ -89,24 +88,24 @@ async fn hand_bare_save(conn: &mut MultiplexedConnection, job: &BareJob) {
     let () = pipe.query_async(conn).await.unwrap();
 }
 
-/// Server µs and commands since the last reset.
-async fn server_cost(conn: &mut MultiplexedConnection) -> (f64, u64) {
+/// The server's main-thread CPU time so far, in µs (`INFO cpu`): what Redis
+/// spent on parsing, commands, scripts and replies, whoever caused it.
+async fn cpu_usec(conn: &mut MultiplexedConnection) -> f64 {
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await.unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("used_cpu_sys_main_thread:") || l.starts_with("used_cpu_user_main_thread:"))
+        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+        .sum::<f64>()
+        * 1e6
+}
+
+/// Commands run since the last reset (a script's inner commands included).
+async fn commands(conn: &mut MultiplexedConnection) -> u64 {
     let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.unwrap();
-    let mut usec = 0.0;
-    let mut calls = 0;
-    for line in info.lines().filter(|l| l.starts_with("cmdstat_")) {
-        let name = line.split(':').next().unwrap_or("");
-        if name == "cmdstat_config" || name == "cmdstat_info" {
-            continue;
-        }
-        let stats: BTreeMap<&str, &str> = line
-            .split_once(':')
-            .map(|(_, rest)| rest.split(',').filter_map(|kv| kv.split_once('=')).collect())
-            .unwrap_or_default();
-        usec += stats.get("usec").and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        calls += stats.get("calls").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    }
-    (usec, calls)
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_config") && !l.starts_with("cmdstat_info"))
+        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 async fn reset(conn: &mut MultiplexedConnection) {
@@ -115,15 +114,23 @@ async fn reset(conn: &mut MultiplexedConnection) {
 
 const N: u64 = 5_000;
 
-async fn measure<F>(conn: &mut MultiplexedConnection, n: u64, mut op: F) -> (f64, f64)
+/// Runs `n` operations over 32 tasks sharing the connection (as the
+/// throughput figures at c32 do, so that the server's per-request I/O is
+/// spread over pipelined requests as it is under load); the server's CPU µs
+/// and commands per operation.
+async fn measure<F>(conn: &mut MultiplexedConnection, n: u64, op: F) -> (f64, f64)
 where
-    F: AsyncFnMut(&mut MultiplexedConnection, u64),
+    F: AsyncFn(MultiplexedConnection, u64),
 {
+    use futures_util::StreamExt;
     reset(conn).await;
-    for i in 0..n {
-        op(conn, i).await;
-    }
-    let (usec, calls) = server_cost(conn).await;
+    let start = cpu_usec(conn).await;
+    let shared = conn.clone();
+    futures_util::stream::iter(0..n)
+        .for_each_concurrent(32, |i| op(shared.clone(), i))
+        .await;
+    let usec = cpu_usec(conn).await - start;
+    let calls = commands(conn).await;
     (usec / n as f64, calls as f64 / n as f64)
 }
 
@@ -146,52 +153,58 @@ fn main() {
 
         let mut rows = Vec::new();
         // Fresh keys on both sides: a first write costs more than an overwrite.
-        let r = measure(c, N, async |c, i| BareJob::save(c, &bare(1 + i)).await.unwrap()).await;
-        let h = measure(c, N, async |c, i| hand_bare_save(c, &bare(10_000_000 + i)).await).await;
-        rows.push(("bare save (no index, no TTL)", r, h));
-        let r = measure(c, N, async |c, i| {
-            drop(Job::get(c, format!("job-{}", i % 1000)).await.unwrap().unwrap())
+        let r = measure(c, N, async |mut c: MultiplexedConnection, i| {
+            BareJob::save(&mut c, &bare(1 + i)).await.unwrap()
         })
         .await;
-        let h = measure(c, N, async |c, i| {
-            drop(hand_get(c, &format!("job-{}", i % 1000)).await.unwrap())
+        let h = measure(c, N, async |mut c: MultiplexedConnection, i| {
+            hand_bare_save(&mut c, &bare(10_000_000 + i)).await
+        })
+        .await;
+        rows.push(("bare save (no index, no TTL)", r, h));
+        let r = measure(c, N, async |mut c: MultiplexedConnection, i| {
+            drop(Job::get(&mut c, format!("job-{}", i % 1000)).await.unwrap().unwrap())
+        })
+        .await;
+        let h = measure(c, N, async |mut c: MultiplexedConnection, i| {
+            drop(hand_get(&mut c, &format!("job-{}", i % 1000)).await.unwrap())
         })
         .await;
         rows.push(("get", r, h));
-        let r = measure(c, N, async |c, i| {
-            Job::create(c, &job(1_000_000 + i, "creator")).await.unwrap()
+        let r = measure(c, N, async |mut c: MultiplexedConnection, i| {
+            Job::create(&mut c, &job(1_000_000 + i, "creator")).await.unwrap()
         })
         .await;
-        let h = measure(c, N, async |c, i| {
-            assert!(hand_create(c, &job(2_000_000 + i, "creator")).await)
+        let h = measure(c, N, async |mut c: MultiplexedConnection, i| {
+            assert!(hand_create(&mut c, &job(2_000_000 + i, "creator")).await)
         })
         .await;
         rows.push(("create (sorted index entry)", r, h));
-        let r = measure(c, N, async |c, i| {
+        let r = measure(c, N, async |mut c: MultiplexedConnection, i| {
             let patch = JobPatch {
                 status: Some(JobStatus::Running),
                 ..Default::default()
             };
-            Job::update(c, format!("job-{}", i % 1000), patch).await.unwrap()
+            Job::update(&mut c, format!("job-{}", i % 1000), patch).await.unwrap()
         })
         .await;
-        let h = measure(c, N, async |c, i| {
-            assert!(hand_update_status(c, &format!("job-{}", i % 1000), JobStatus::Running).await)
+        let h = measure(c, N, async |mut c: MultiplexedConnection, i| {
+            assert!(hand_update_status(&mut c, &format!("job-{}", i % 1000), JobStatus::Running).await)
         })
         .await;
         rows.push(("update (unindexed field)", r, h));
-        let r = measure(c, N, async |c, i| {
-            assert!(Job::delete(c, format!("job-{}", 1_000_000 + i)).await.unwrap())
+        let r = measure(c, N, async |mut c: MultiplexedConnection, i| {
+            assert!(Job::delete(&mut c, format!("job-{}", 1_000_000 + i)).await.unwrap())
         })
         .await;
-        let h = measure(c, N, async |c, i| {
-            assert!(hand_delete(c, &format!("job-{}", 2_000_000 + i)).await)
+        let h = measure(c, N, async |mut c: MultiplexedConnection, i| {
+            assert!(hand_delete(&mut c, &format!("job-{}", 2_000_000 + i)).await)
         })
         .await;
         rows.push(("delete (and its index entry)", r, h));
-        let r = measure(c, N / 10, async |c, _| {
+        let r = measure(c, N / 10, async |mut c: MultiplexedConnection, _| {
             assert_eq!(
-                Job::by_user_id(c, "lister", Page::newest(50))
+                Job::by_user_id(&mut c, "lister", Page::newest(50))
                     .await
                     .unwrap()
                     .items
@@ -200,11 +213,45 @@ fn main() {
             )
         })
         .await;
-        let h = measure(c, N / 10, async |c, _| {
-            assert_eq!(hand_page(c, "lister", 50).await.len(), 50)
+        let h = measure(c, N / 10, async |mut c: MultiplexedConnection, _| {
+            assert_eq!(hand_page(&mut c, "lister", 50).await.len(), 50)
         })
         .await;
         rows.push(("page of 50", r, h));
+
+        // Bulk: 10,000 jobs per side, per entity.
+        let jobs: Vec<Job> = (0..10_000)
+            .map(|i| job(5_000_000 + i, &format!("bulk-{}", i % 100)))
+            .collect();
+        let r = measure(c, 1, async |mut c: MultiplexedConnection, _| {
+            assert!(Job::create_many(&mut c, &jobs).await.unwrap().iter().all(Result::is_ok))
+        })
+        .await;
+        let h = measure(c, 1, async |mut c: MultiplexedConnection, _| {
+            for chunk in (0..10_000u64).collect::<Vec<_>>().chunks(500) {
+                let mut pipe = redis::pipe();
+                for &i in chunk {
+                    let j = job(6_000_000 + i, &format!("bulk-{}", i % 100));
+                    pipe.cmd("HSET")
+                        .arg(format!("job:{}", j.id))
+                        .arg(hand_encode_job(&j))
+                        .ignore();
+                    pipe.cmd("ZADD")
+                        .arg(format!("jobs:user:{}", j.user_id))
+                        .arg(j.created_at)
+                        .arg(&j.id)
+                        .ignore();
+                }
+                let () = pipe.query_async(&mut c).await.unwrap();
+            }
+        })
+        .await;
+        let per = |(u, n): (f64, f64)| (u / 1e4, n / 1e4);
+        rows.push((
+            "create_many, per job (hand: pipelined HSET + ZADD, no checks)",
+            per(r),
+            per(h),
+        ));
 
         println!("| workload | repobox server µs/op | hand server µs/op | ratio | repobox cmds/op | hand cmds/op |");
         println!("|---|---|---|---|---|---|");
