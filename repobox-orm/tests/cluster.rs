@@ -359,3 +359,66 @@ async fn a_killed_primary_is_ridden_out_and_picked_up_again() {
         Err(repobox_orm::Error::Closed)
     ));
 }
+
+/// A slot moves to another primary behind the store's back: the part of a
+/// pipeline that goes to its old owner is answered `MOVED` and sent again on
+/// its own; the other slots' parts, which ran, are not run twice.
+#[tokio::test]
+async fn a_moved_slot_resends_only_its_part_of_a_pipeline() {
+    let cluster = RedisCluster::start(3, 0);
+    let store = cluster.store();
+    let mut conn = store.clone();
+    let () = redis::cmd("SET")
+        .arg("warm")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let ids: Vec<String> = cluster
+        .nodes()
+        .iter()
+        .map(|n| {
+            let mut c = n.client().get_connection().unwrap();
+            redis::cmd("CLUSTER").arg("MYID").query(&mut c).unwrap()
+        })
+        .collect();
+    // "inc:b" moves from its primary to the next one (its slot is empty).
+    let owner = |key: &str| {
+        cluster
+            .nodes()
+            .iter()
+            .position(|n| {
+                let mut c = n.client().get_connection().unwrap();
+                redis::cmd("GET").arg(key).query::<Option<String>>(&mut c).is_ok()
+            })
+            .unwrap()
+    };
+    let (a, b) = ("inc:a", "inc:b");
+    let slot: u16 = {
+        let mut c = cluster.nodes()[0].client().get_connection().unwrap();
+        redis::cmd("CLUSTER").arg("KEYSLOT").arg(b).query(&mut c).unwrap()
+    };
+    let from = owner(b);
+    let to = (from + 1) % 3;
+    for i in [to, from, (from + 2) % 3] {
+        let mut c = cluster.nodes()[i].client().get_connection().unwrap();
+        let () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("NODE")
+            .arg(&ids[to])
+            .query(&mut c)
+            .unwrap();
+    }
+    assert_eq!(owner(b), to);
+    let (x, y): (i64, i64) = redis::pipe()
+        .incr(a, 1)
+        .incr(b, 1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!((x, y), (1, 1));
+    let values: (i64, i64) = redis::pipe().get(a).get(b).query_async(&mut conn).await.unwrap();
+    assert_eq!(values, (1, 1), "the part that ran was not run again");
+    store.close().await;
+}

@@ -98,6 +98,33 @@ fn is_scan(cmd: &Cmd) -> bool {
     matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"SCAN"))
 }
 
+/// How often one slot's part of a split pipeline is sent again after the
+/// cluster said it did not run it.
+const GROUP_RETRIES: u32 = 5;
+
+/// Sends one slot's part of a split pipeline. A redirect (`MOVED`) or a slot
+/// in flux (`TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`) applies to every command
+/// of the part (they share the slot) and means none of them ran: the part
+/// alone goes again, once redis-rs has had time to learn the new slot map.
+/// Resending the whole pipeline instead would run the other slots' parts,
+/// which did run, a second time.
+async fn send_group(mut conn: ClusterConnection, part: Pipeline, n: usize) -> RedisResult<Vec<Value>> {
+    use redis::ServerErrorKind::{ClusterDown, MasterDown, Moved, TryAgain};
+    let mut attempt = 0;
+    loop {
+        match conn.req_packed_commands(&part, 0, n).await {
+            Err(e)
+                if attempt < GROUP_RETRIES
+                    && matches!(e.kind(), ErrorKind::Server(Moved | TryAgain | ClusterDown | MasterDown)) =>
+            {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 async fn split_by_slot(conn: &mut ClusterConnection, pipeline: &Pipeline) -> RedisResult<Vec<Value>> {
     let cmds: Vec<&Cmd> = pipeline.cmd_iter().collect();
     let mut ordered: Vec<Option<Value>> = vec![None; cmds.len()];
@@ -122,11 +149,7 @@ async fn split_by_slot(conn: &mut ClusterConnection, pipeline: &Pipeline) -> Red
         for &i in members {
             part.add_command(cmds[i].clone());
         }
-        let mut conn = conn.clone();
-        async move {
-            let n = members.len();
-            conn.req_packed_commands(&part, 0, n).await
-        }
+        send_group(conn.clone(), part, members.len())
     });
     let replies = futures_util::future::try_join_all(sends).await?;
     for (members, values) in groups.iter().zip(replies) {
