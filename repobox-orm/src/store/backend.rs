@@ -14,6 +14,11 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisResult, ServerErrorKind, Value};
 
+use std::sync::{Arc, RwLock};
+
+use redis::cluster_routing::SingleNodeRoutingInfo;
+
+use super::classify::{command_name, is_read_command};
 use super::slot::{command_slot, group_by_slot, slot_of};
 
 /// The client a store connects with.
@@ -28,7 +33,35 @@ pub(super) enum Client {
 #[derive(Clone)]
 pub(super) enum Conn {
     Single(MultiplexedConnection),
-    Cluster(ClusterConnection),
+    /// The cluster connection and the store's own view of which primary
+    /// serves which slot (for read pipelines grouped per node).
+    Cluster(ClusterConnection, Arc<Owners>),
+}
+
+/// Which primary serves which slot, as `CLUSTER SLOTS` last said; learned
+/// on the first read pipeline across slots, forgotten on a redirect.
+#[derive(Default)]
+pub(super) struct Owners(RwLock<Option<Arc<Vec<(u16, u16, String, u16)>>>>);
+
+impl Owners {
+    async fn get(&self, conn: &mut ClusterConnection) -> RedisResult<Arc<Vec<(u16, u16, String, u16)>>> {
+        if let Some(map) = self.0.read().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Ok(map);
+        }
+        let map = Arc::new(super::scan::slot_ranges(conn).await?);
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(map.clone());
+        Ok(map)
+    }
+
+    fn forget(&self) {
+        self.0.write().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+fn owner(map: &[(u16, u16, String, u16)], slot: u16) -> Option<(&str, u16)> {
+    map.iter()
+        .find(|(first, last, _, _)| (*first..=*last).contains(&slot))
+        .map(|(_, _, host, port)| (host.as_str(), *port))
 }
 
 /// The error of a script call whose keys are in different slots, as the
@@ -56,14 +89,14 @@ fn cross_slot_reply(slots: (u16, u16)) -> RedisResult<Value> {
 impl Conn {
     /// Whether this is a cluster connection.
     pub fn is_cluster(&self) -> bool {
-        matches!(self, Conn::Cluster(_))
+        matches!(self, Conn::Cluster(..))
     }
 
     /// Sends one command; on a cluster a multi-slot script call is refused unsent.
     pub async fn command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd).await,
-            Conn::Cluster(c) => {
+            Conn::Cluster(c, _) => {
                 command_slot(cmd).map_err(cross_slot)?;
                 if is_scan(cmd) {
                     return super::scan::cluster_scan(c, cmd).await;
@@ -77,7 +110,7 @@ impl Conn {
     pub async fn pipeline(&mut self, pipeline: &Pipeline, offset: usize, count: usize) -> RedisResult<Vec<Value>> {
         match self {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count).await,
-            Conn::Cluster(c) => {
+            Conn::Cluster(c, owners) => {
                 if pipeline.is_transaction() {
                     // MULTI/EXEC is atomic only within one slot.
                     let mut slots = pipeline.cmd_iter().filter_map(slot_of);
@@ -87,6 +120,9 @@ impl Conn {
                         return Err(cross_slot((first, other)));
                     }
                     return c.req_packed_commands(pipeline, offset, count).await;
+                }
+                if pipeline.cmd_iter().all(|cmd| is_read_command(command_name(cmd))) {
+                    return split_by_node(c, owners, pipeline).await;
                 }
                 split_by_slot(c, pipeline).await
             }
@@ -153,6 +189,74 @@ async fn split_by_slot(conn: &mut ClusterConnection, pipeline: &Pipeline) -> Red
     });
     let replies = futures_util::future::try_join_all(sends).await?;
     for (members, values) in groups.iter().zip(replies) {
+        for (&i, value) in members.iter().zip(values) {
+            ordered[i] = Some(value);
+        }
+    }
+    ordered
+        .into_iter()
+        .map(|v| {
+            v.ok_or_else(|| {
+                RedisError::from((ErrorKind::Client, "store", "a pipeline command got no reply".to_owned()))
+            })
+        })
+        .collect()
+}
+
+/// A read pipeline across slots, one part per primary (not per slot): a page
+/// of 50 entities spread over 50 slots is three requests on three primaries,
+/// not fifty. Reads only: a primary that answers one command `MOVED` (its
+/// slot moved) may have run the others, which a read may run again but a
+/// write may not; on a redirect the store forgets its slot map and the whole
+/// read is sent again.
+async fn split_by_node(conn: &mut ClusterConnection, owners: &Owners, pipeline: &Pipeline) -> RedisResult<Vec<Value>> {
+    let cmds: Vec<&Cmd> = pipeline.cmd_iter().collect();
+    if group_by_slot(cmds.iter().copied()).len() <= 1 {
+        return split_by_slot(conn, pipeline).await;
+    }
+    let map = owners.get(conn).await?;
+    let first = cmds.iter().find_map(|c| slot_of(c));
+    let mut groups: Vec<((&str, u16), Vec<usize>)> = Vec::new();
+    for (i, cmd) in cmds.iter().enumerate() {
+        let Some(node) = slot_of(cmd).or(first).and_then(|slot| owner(&map, slot)) else {
+            // A slot no primary serves (the cluster is changing): per slot.
+            return split_by_slot(conn, pipeline).await;
+        };
+        match groups.iter_mut().find(|(n, _)| *n == node) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((node, vec![i])),
+        }
+    }
+    let sends = groups.iter().map(|((host, port), members)| {
+        let mut part = redis::pipe();
+        for &i in members {
+            part.add_command(cmds[i].clone());
+        }
+        let route = SingleNodeRoutingInfo::ByAddress {
+            host: (*host).to_owned(),
+            port: *port,
+        };
+        let mut conn = conn.clone();
+        async move { conn.route_pipeline(part, 0, members.len(), route).await }
+    });
+    let replies = match futures_util::future::try_join_all(sends).await {
+        Ok(replies) => replies,
+        Err(e) => {
+            if e.kind() == ErrorKind::Server(redis::ServerErrorKind::Moved) || e.is_io_error() {
+                owners.forget();
+            }
+            return Err(e);
+        }
+    };
+    if replies
+        .iter()
+        .flatten()
+        .any(|v| matches!(v, Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::Moved)))
+    {
+        owners.forget();
+    }
+    let mut ordered: Vec<Option<Value>> = vec![None; cmds.len()];
+    for ((_, members), values) in groups.iter().zip(replies) {
         for (&i, value) in members.iter().zip(values) {
             ordered[i] = Some(value);
         }

@@ -126,7 +126,10 @@ impl Inner {
                 Client::Cluster(client) => {
                     let config =
                         redis::cluster::ClusterConfig::new().set_connection_timeout(self.config.connect_timeout);
-                    client.get_async_connection_with_config(config).await.map(Conn::Cluster)
+                    client
+                        .get_async_connection_with_config(config)
+                        .await
+                        .map(|c| Conn::Cluster(c, Default::default()))
                 }
             }
         };

@@ -19,17 +19,24 @@ fn client_error(detail: String) -> RedisError {
     RedisError::from((ErrorKind::Client, "cluster scan", detail))
 }
 
-/// The primaries' addresses, sorted, from `CLUSTER SLOTS`.
-async fn primaries(conn: &mut ClusterConnection) -> RedisResult<Vec<(String, u16)>> {
+/// Each slot range's primary, from `CLUSTER SLOTS`: `(first, last, host, port)`.
+pub(super) async fn slot_ranges(conn: &mut ClusterConnection) -> RedisResult<Vec<(u16, u16, String, u16)>> {
     let mut cmd = redis::cmd("CLUSTER");
     cmd.arg("SLOTS");
     let reply = conn.req_packed_command(&cmd).await?;
     let Value::Array(ranges) = reply else {
         return Err(client_error(format!("CLUSTER SLOTS answered {reply:?}")));
     };
-    let mut nodes = Vec::new();
+    let mut out = Vec::new();
     for range in ranges {
         let Value::Array(items) = range else { continue };
+        let slot = |i: usize| match items.get(i) {
+            Some(Value::Int(n)) => u16::try_from(*n).ok(),
+            _ => None,
+        };
+        let (Some(first), Some(last)) = (slot(0), slot(1)) else {
+            continue;
+        };
         let Some(Value::Array(primary)) = items.get(2) else {
             continue;
         };
@@ -42,8 +49,18 @@ async fn primaries(conn: &mut ClusterConnection) -> RedisResult<Vec<(String, u16
             continue;
         };
         let Ok(port) = u16::try_from(*port) else { continue };
-        nodes.push((host, port));
+        out.push((first, last, host, port));
     }
+    Ok(out)
+}
+
+/// The primaries' addresses, sorted.
+async fn primaries(conn: &mut ClusterConnection) -> RedisResult<Vec<(String, u16)>> {
+    let mut nodes: Vec<(String, u16)> = slot_ranges(conn)
+        .await?
+        .into_iter()
+        .map(|(_, _, host, port)| (host, port))
+        .collect();
     nodes.sort();
     nodes.dedup();
     if nodes.is_empty() || nodes.len() > 1 << NODE_BITS {
