@@ -41,10 +41,13 @@ pub(super) enum Conn {
 /// Which primary serves which slot, as `CLUSTER SLOTS` last said; learned
 /// on the first read pipeline across slots, forgotten on a redirect.
 #[derive(Default)]
-pub(super) struct Owners(RwLock<Option<Arc<Vec<(u16, u16, String, u16)>>>>);
+pub(super) struct Owners(RwLock<Option<Arc<SlotMap>>>);
+
+/// Slot ranges and their primary: `(first, last, host, port)`.
+type SlotMap = Vec<(u16, u16, String, u16)>;
 
 impl Owners {
-    async fn get(&self, conn: &mut ClusterConnection) -> RedisResult<Arc<Vec<(u16, u16, String, u16)>>> {
+    async fn get(&self, conn: &mut ClusterConnection) -> RedisResult<Arc<SlotMap>> {
         if let Some(map) = self.0.read().unwrap_or_else(|e| e.into_inner()).clone() {
             return Ok(map);
         }
