@@ -3,11 +3,12 @@
 //! routes each command to its slot's primary.
 //!
 //! On a cluster the store adds what redis-rs leaves to the caller: a
-//! pipeline whose commands fall in several slots is split into one pipeline
-//! per slot, sent concurrently, and its replies put back in order; a script
-//! call whose keys fall in several slots is refused with `CROSSSLOT` before
-//! it is sent (the engine then takes its ordered path); and `SCAN` walks
-//! every primary (see `scan`).
+//! pipeline whose commands fall in several slots is split (a read one part
+//! per primary, a write one part per slot), the parts sent concurrently and
+//! the replies put back in order; a script call or a pipeline command whose
+//! keys fall in several slots is answered `CROSSSLOT` without being sent (the
+//! engine then takes its ordered path); and `SCAN` walks every primary (see
+//! `scan`).
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
