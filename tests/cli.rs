@@ -526,13 +526,35 @@ async fn a_runner_process_rides_out_a_killed_server_and_a_deleted_stream_and_sto
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_queue_commands_work_end_to_end() {
+    let server = RedisServer::start();
+    queue_commands_end_to_end(server.url()).await;
+}
+
+/// The same on a 3-primary cluster: every command, and a runner process,
+/// through a `redis+cluster://` URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_commands_work_end_to_end_on_a_cluster() {
+    let cluster = repobox_orm::testing::RedisCluster::start(3, 0);
+    queue_commands_end_to_end(cluster.url()).await;
+}
+
+/// `repobox args..` with `REDIS_URL=url`.
+fn repobox_at(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_repobox"))
+        .args(args)
+        .env("REDIS_URL", url)
+        .env("REPOBOX_LOG", "error")
+        .output()
+        .expect("run repobox")
+}
+
+async fn queue_commands_end_to_end(url: String) {
     use repobox_models::{JOBS_GROUP, JOBS_STREAM, Job, JobStatus, now_millis};
     use std::time::Duration;
 
-    let server = RedisServer::start();
-    let store = repobox_orm::Store::open(server.url().as_str()).unwrap();
+    let store = repobox_orm::Store::open(url.as_str()).unwrap();
     let mut conn = store.clone();
-    let cli = |args: &[&str]| repobox(Some(&server), args);
+    let cli = |args: &[&str]| repobox_at(&url, args);
     let job_status = |id: &'static str| {
         let store = store.clone();
         async move { Job::get(&mut store.clone(), id).await.unwrap().unwrap().status }
@@ -604,7 +626,7 @@ async fn the_queue_commands_work_end_to_end() {
     // and `jobs tail -f` ends when it does.
     let mut runner = Command::new(env!("CARGO_BIN_EXE_repobox"))
         .args(["runner", "--consumer", "r1"])
-        .env("REDIS_URL", server.url())
+        .env("REDIS_URL", &url)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -623,7 +645,7 @@ async fn the_queue_commands_work_end_to_end() {
     }
     let tail = Command::new(env!("CARGO_BIN_EXE_repobox"))
         .args(["jobs", "tail", "-f", "slow1"])
-        .env("REDIS_URL", server.url())
+        .env("REDIS_URL", &url)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
