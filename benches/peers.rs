@@ -19,27 +19,9 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use redis_om::HashModel;
 use repobox_models::JobStatus;
-use repobox_orm::prelude::*;
 use repobox_orm::testing::RedisServer;
 
 use common::*;
-
-/// The job shape, no index, no TTL.
-#[derive(RedisEntity, Debug, Clone, PartialEq)]
-#[key("bare_job:<id>")]
-struct BareJob {
-    id: String,
-    user_id: String,
-    repo_url: String,
-    status: JobStatus,
-    created_at: i64,
-    started_at: Option<i64>,
-    finished_at: Option<i64>,
-    exit_code: Option<i32>,
-    error: Option<String>,
-    retries: u32,
-    env: String,
-}
 
 /// The same shape for redis-om.
 #[derive(redis_om::HashModel, Debug, Clone, PartialEq)]
@@ -57,35 +39,6 @@ struct RomJob {
     env: String,
 }
 
-fn bare(i: u64) -> BareJob {
-    let j = job(i, "peer");
-    BareJob {
-        id: j.id,
-        user_id: j.user_id,
-        repo_url: j.repo_url,
-        status: j.status,
-        created_at: j.created_at,
-        started_at: None,
-        finished_at: None,
-        exit_code: None,
-        error: None,
-        retries: 0,
-        env: serde_json::to_string(&j.env).unwrap(),
-    }
-}
-
-/// A finished job: every optional field present, so that an exact save
-/// needs no `HDEL` and repobox sends one `HSET`, as redis-om does.
-fn finished(i: u64) -> BareJob {
-    BareJob {
-        started_at: Some(1_700_000_000_500),
-        finished_at: Some(1_700_000_009_000),
-        exit_code: Some(0),
-        error: Some("none".into()),
-        ..bare(i)
-    }
-}
-
 fn rom_of(b: BareJob) -> RomJob {
     RomJob {
         id: b.id,
@@ -100,52 +53,6 @@ fn rom_of(b: BareJob) -> RomJob {
         retries: b.retries,
         env: b.env,
     }
-}
-
-/// Hand-written: `HSET` of the present fields, `HDEL` of the absent ones.
-async fn hand_save(conn: &mut MultiplexedConnection, job: &BareJob) {
-    let key = format!("hand_job:{}", job.id);
-    let mut fields = vec![
-        ("id", job.id.clone()),
-        ("user_id", job.user_id.clone()),
-        ("repo_url", job.repo_url.clone()),
-        ("status", job.status.to_string()),
-        ("created_at", job.created_at.to_string()),
-        ("retries", job.retries.to_string()),
-        ("env", job.env.clone()),
-    ];
-    let mut absent = Vec::new();
-    for (name, value) in [
-        ("started_at", job.started_at.map(|v| v.to_string())),
-        ("finished_at", job.finished_at.map(|v| v.to_string())),
-        ("exit_code", job.exit_code.map(|v| v.to_string())),
-        ("error", job.error.clone()),
-    ] {
-        match value {
-            Some(v) => fields.push((name, v)),
-            None => absent.push(name),
-        }
-    }
-    if absent.is_empty() {
-        let () = redis::cmd("HSET")
-            .arg(&key)
-            .arg(fields)
-            .query_async(conn)
-            .await
-            .unwrap();
-        return;
-    }
-    let mut pipe = redis::pipe();
-    pipe.atomic()
-        .cmd("HSET")
-        .arg(&key)
-        .arg(fields)
-        .ignore()
-        .cmd("HDEL")
-        .arg(&key)
-        .arg(absent)
-        .ignore();
-    let () = pipe.query_async(conn).await.unwrap();
 }
 
 async fn hand_get(conn: &mut MultiplexedConnection, id: &str) -> BareJob {
@@ -204,7 +111,7 @@ async fn one(side: Side, work: Work, mut c: Conns, i: u64) {
     };
     match (side, work) {
         (Side::Repobox, Work::Save | Work::SaveFull) => BareJob::save(&mut c.rs, &job).await.unwrap(),
-        (Side::Hand, Work::Save | Work::SaveFull) => hand_save(&mut c.rs, &job).await,
+        (Side::Hand, Work::Save | Work::SaveFull) => hand_bare_save(&mut c.rs, "hand_job", &job).await,
         (Side::RedisOm, Work::Save | Work::SaveFull) => rom_of(job).save(&mut c.om).await.unwrap(),
         (Side::Repobox, Work::Get) => drop(
             BareJob::get(&mut c.rs, format!("job-{}", i % 1000))

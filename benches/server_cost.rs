@@ -18,76 +18,6 @@ use repobox_orm::testing::RedisServer;
 
 use common::*;
 
-/// A Job's fields with no index and no TTL: a bare hash, as redis-om's
-/// `HashModel` stores one.
-#[derive(RedisEntity, Debug, Clone, PartialEq)]
-#[key("bare_job:<id>")]
-struct BareJob {
-    id: String,
-    user_id: String,
-    repo_url: String,
-    status: JobStatus,
-    created_at: i64,
-    started_at: Option<i64>,
-    finished_at: Option<i64>,
-    exit_code: Option<i32>,
-    error: Option<String>,
-    #[redis(default)]
-    retries: u32,
-    #[redis(json, default)]
-    env: Vec<(String, String)>,
-}
-
-fn bare(i: u64) -> BareJob {
-    let j = job(i, "bare");
-    BareJob {
-        id: j.id,
-        user_id: j.user_id,
-        repo_url: j.repo_url,
-        status: j.status,
-        created_at: j.created_at,
-        started_at: None,
-        finished_at: None,
-        exit_code: None,
-        error: None,
-        retries: 0,
-        env: j.env,
-    }
-}
-
-/// Hand-written bare save: `HSET` of the present fields, `HDEL` of the
-/// absent optional ones, in `MULTI`/`EXEC` (what keeps a re-save exact).
-async fn hand_bare_save(conn: &mut MultiplexedConnection, job: &BareJob) {
-    let key = format!("bare_job:{}", job.id);
-    let mut fields: Vec<(&str, String)> = vec![
-        ("id", job.id.clone()),
-        ("user_id", job.user_id.clone()),
-        ("repo_url", job.repo_url.clone()),
-        ("status", job.status.to_string()),
-        ("created_at", job.created_at.to_string()),
-        ("retries", job.retries.to_string()),
-        ("env", serde_json::to_string(&job.env).unwrap()),
-    ];
-    let mut absent = Vec::new();
-    for (name, value) in [
-        ("started_at", job.started_at.map(|v| v.to_string())),
-        ("finished_at", job.finished_at.map(|v| v.to_string())),
-        ("exit_code", job.exit_code.map(|v| v.to_string())),
-        ("error", job.error.clone()),
-    ] {
-        match value {
-            Some(v) => fields.push((name, v)),
-            None => absent.push(name),
-        }
-    }
-    let mut pipe = redis::pipe();
-    pipe.atomic().cmd("HSET").arg(&key).arg(fields).ignore();
-    if !absent.is_empty() {
-        pipe.cmd("HDEL").arg(&key).arg(absent).ignore();
-    }
-    let () = pipe.query_async(conn).await.unwrap();
-}
-
 /// The server's main-thread CPU time so far, in µs (`INFO cpu`): what Redis
 /// spent on parsing, commands, scripts and replies, whoever caused it.
 async fn cpu_usec(conn: &mut MultiplexedConnection) -> f64 {
@@ -158,7 +88,7 @@ fn main() {
         })
         .await;
         let h = measure(c, N, async |mut c: MultiplexedConnection, i| {
-            hand_bare_save(&mut c, &bare(10_000_000 + i)).await
+            hand_bare_save(&mut c, "bare_job", &bare(10_000_000 + i)).await
         })
         .await;
         rows.push(("bare save (no index, no TTL)", r, h));

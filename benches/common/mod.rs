@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use redis::aio::MultiplexedConnection;
 use redis::{FromRedisValue, Script, Value};
 use repobox_models::{Job, JobStatus, User};
+use repobox_orm::RedisEntity;
 
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -253,4 +254,99 @@ pub async fn n_plus_one_page(conn: &mut MultiplexedConnection, user: &str, limit
         out.extend(hand_get(conn, &id).await);
     }
     out
+}
+
+/// The job shape with no index and no TTL: a bare hash, as redis-om's
+/// `HashModel` stores one (`env` is the JSON text of a job's environment).
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[key("bare_job:<id>")]
+pub struct BareJob {
+    pub id: String,
+    pub user_id: String,
+    pub repo_url: String,
+    pub status: JobStatus,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub retries: u32,
+    pub env: String,
+}
+
+pub fn bare(i: u64) -> BareJob {
+    let j = job(i, "bare");
+    BareJob {
+        id: j.id,
+        user_id: j.user_id,
+        repo_url: j.repo_url,
+        status: j.status,
+        created_at: j.created_at,
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+        error: None,
+        retries: 0,
+        env: serde_json::to_string(&j.env).unwrap(),
+    }
+}
+
+/// A finished job: every optional field present, so that an exact save
+/// needs no `HDEL` and repobox sends one `HSET`, as redis-om does.
+pub fn finished(i: u64) -> BareJob {
+    BareJob {
+        started_at: Some(1_700_000_000_500),
+        finished_at: Some(1_700_000_009_000),
+        exit_code: Some(0),
+        error: Some("none".into()),
+        ..bare(i)
+    }
+}
+
+/// Hand-written bare save under `<prefix>:<id>`: `HSET` of the present
+/// fields, and `HDEL` of the absent ones in the same `MULTI`/`EXEC` (what
+/// keeps a re-save exact).
+pub async fn hand_bare_save(conn: &mut MultiplexedConnection, prefix: &str, job: &BareJob) {
+    let key = format!("{prefix}:{}", job.id);
+    let mut fields = vec![
+        ("id", job.id.clone()),
+        ("user_id", job.user_id.clone()),
+        ("repo_url", job.repo_url.clone()),
+        ("status", job.status.to_string()),
+        ("created_at", job.created_at.to_string()),
+        ("retries", job.retries.to_string()),
+        ("env", job.env.clone()),
+    ];
+    let mut absent = Vec::new();
+    for (name, value) in [
+        ("started_at", job.started_at.map(|v| v.to_string())),
+        ("finished_at", job.finished_at.map(|v| v.to_string())),
+        ("exit_code", job.exit_code.map(|v| v.to_string())),
+        ("error", job.error.clone()),
+    ] {
+        match value {
+            Some(v) => fields.push((name, v)),
+            None => absent.push(name),
+        }
+    }
+    if absent.is_empty() {
+        let () = redis::cmd("HSET")
+            .arg(&key)
+            .arg(fields)
+            .query_async(conn)
+            .await
+            .unwrap();
+        return;
+    }
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .cmd("HSET")
+        .arg(&key)
+        .arg(fields)
+        .ignore()
+        .cmd("HDEL")
+        .arg(&key)
+        .arg(absent)
+        .ignore();
+    let () = pipe.query_async(conn).await.unwrap();
 }

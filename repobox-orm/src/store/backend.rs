@@ -197,14 +197,7 @@ async fn split_by_slot(conn: &mut ClusterConnection, pipeline: &Pipeline) -> Red
             ordered[i] = Some(value);
         }
     }
-    ordered
-        .into_iter()
-        .map(|v| {
-            v.ok_or_else(|| {
-                RedisError::from((ErrorKind::Client, "store", "a pipeline command got no reply".to_owned()))
-            })
-        })
-        .collect()
+    in_order(ordered)
 }
 
 /// A read pipeline across slots, one part per primary (not per slot): a page
@@ -265,7 +258,12 @@ async fn split_by_node(conn: &mut ClusterConnection, owners: &Owners, pipeline: 
             ordered[i] = Some(value);
         }
     }
-    ordered
+    in_order(ordered)
+}
+
+/// The replies of a split pipeline, every command's in its place.
+fn in_order(replies: Vec<Option<Value>>) -> RedisResult<Vec<Value>> {
+    replies
         .into_iter()
         .map(|v| {
             v.ok_or_else(|| {
