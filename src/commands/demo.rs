@@ -118,7 +118,12 @@ async fn flow(store: &Store, ns: &Namespace, args: &DemoArgs) -> anyhow::Result<
         } else {
             format!("https://github.com/demo/project-{i}.git")
         };
-        let job = Job::new(id.clone(), &user.id, repo, now_millis() + i as i64);
+        let job = Job::new(
+            id.clone(),
+            &user.id,
+            repo,
+            now_millis().saturating_add(i64::try_from(i).unwrap_or(i64::MAX)),
+        );
         Job::create_and_enqueue_on(&mut conn, &job, now_millis(), &ns.stream).await?;
     }
     println!("3. Enqueued {} jobs on {}", ids.len(), ns.stream);

@@ -34,7 +34,7 @@ impl Queue {
             oldest_idle: oldest
                 .ids
                 .first()
-                .map(|p| Duration::from_millis(p.last_delivered_ms as u64)),
+                .map(|p| Duration::from_millis(u64::try_from(p.last_delivered_ms).unwrap_or(u64::MAX))),
         })
     }
 
@@ -62,8 +62,8 @@ impl Queue {
             .map(|p| PendingEntry {
                 id: p.id,
                 consumer: p.consumer,
-                idle: Duration::from_millis(p.last_delivered_ms as u64),
-                deliveries: p.times_delivered as u64,
+                idle: Duration::from_millis(u64::try_from(p.last_delivered_ms).unwrap_or(u64::MAX)),
+                deliveries: u64::try_from(p.times_delivered).unwrap_or(u64::MAX),
             })
             .collect())
     }

@@ -311,7 +311,9 @@ impl Queue {
     /// never one that a consumer group has not acknowledged or not yet read;
     /// returns how many went.
     pub async fn trim_older_than<C: ConnectionLike + Send>(&self, conn: &mut C, age: Duration) -> Result<u64> {
-        let age = u64::try_from(age.as_millis()).unwrap_or(u64::MAX).min(i64::MAX as u64);
+        let age = u64::try_from(age.as_millis())
+            .unwrap_or(u64::MAX)
+            .min(i64::MAX.unsigned_abs());
         let mut cmd = scripts::evalsha(&TRIM, &[&self.stream]);
         cmd.arg("age").arg(age);
         scripts::run(conn, &TRIM, &cmd).await

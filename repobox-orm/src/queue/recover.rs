@@ -89,7 +89,7 @@ impl Queue {
         Ok(reply
             .ids
             .into_iter()
-            .map(|p| (p.id, p.times_delivered as u64))
+            .map(|p| (p.id, u64::try_from(p.times_delivered).unwrap_or(u64::MAX)))
             .collect())
     }
 

@@ -62,6 +62,11 @@ impl Backoff {
     }
 }
 
+/// `d` in whole milliseconds, for logs (saturating).
+pub(super) fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -9,7 +9,7 @@ use tokio::sync::{Mutex, Notify};
 
 use super::backend::{Client, Conn};
 use super::classify::is_auth_failure;
-use super::config::StoreConfig;
+use super::config::{StoreConfig, ms};
 use crate::error::{Error, Result};
 
 /// A live connection and the flag its disconnect notification clears.
@@ -96,7 +96,7 @@ impl Inner {
                         return Err(err.into());
                     }
                     let delay = self.config.backoff.delay(attempt);
-                    tracing::info!(target: "repobox::store", attempt = attempt + 1, delay_ms = delay.as_millis() as u64, "reconnecting");
+                    tracing::info!(target: "repobox::store", attempt = attempt + 1, delay_ms = ms(delay), "reconnecting");
                     tokio::time::sleep(delay).await;
                 }
             }

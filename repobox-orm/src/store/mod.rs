@@ -216,7 +216,7 @@ impl Store {
             Some(bound) => match tokio::time::timeout(bound, self.attempts(read_only, whole, op)).await {
                 Ok(result) => result,
                 Err(_) => {
-                    tracing::warn!(target: "repobox::store", bound_ms = bound.as_millis() as u64, "a call ran out of its time");
+                    tracing::warn!(target: "repobox::store", bound_ms = config::ms(bound), "a call ran out of its time");
                     Err(StoreSignal::Timeout(bound).into())
                 }
             },
@@ -268,7 +268,7 @@ impl Store {
                     inner.invalidate(live.generation, "a cluster node refused the connection");
                 }
                 let delay = inner.config.backoff.delay(attempt);
-                tracing::info!(target: "repobox::store", error = %err, attempt, delay_ms = delay.as_millis() as u64, "sending again after a cluster redirect");
+                tracing::info!(target: "repobox::store", error = %err, attempt, delay_ms = config::ms(delay), "sending again after a cluster redirect");
                 tokio::time::sleep(delay).await;
                 continue;
             }

@@ -121,7 +121,7 @@ pub(super) async fn cluster_scan(conn: &mut ClusterConnection, cmd: &Cmd) -> Red
             return Err(client_error(format!("node cursor {next} is too large to combine")));
         }
         if next != 0 {
-            return Ok(reply((next << NODE_BITS) | node as u64, keys));
+            return Ok(reply((next << NODE_BITS) | index(node), keys));
         }
         node += 1;
         at = 0;
@@ -129,9 +129,15 @@ pub(super) async fn cluster_scan(conn: &mut ClusterConnection, cmd: &Cmd) -> Red
             return Ok(reply(0, keys));
         }
         if !keys.is_empty() {
-            return Ok(reply(node as u64, keys));
+            return Ok(reply(index(node), keys));
         }
     }
+}
+
+/// A primary's index as the cursor's low bits (fewer than `1 << NODE_BITS`
+/// primaries, checked when the list is read).
+fn index(node: usize) -> u64 {
+    u64::try_from(node).unwrap_or(0)
 }
 
 fn reply(cursor: u64, keys: Vec<Value>) -> Value {
