@@ -345,7 +345,9 @@ async fn co_located_entities_write_in_one_script_on_any_backend(conn: Store) {
         tag: tag.into(),
         at,
     };
+    // Load the write and delete scripts (a fresh server answers NOSCRIPT first).
     Note::create(&mut conn, &note("warm", "x", 0)).await.unwrap();
+    assert!(!Note::delete(&mut conn, "ann", "absent").await.unwrap());
     conn.take();
     Note::create(&mut conn, &note("1", "red", 10)).await.unwrap();
     assert_eq!(conn.take(), 1, "create");
@@ -409,7 +411,7 @@ struct Leased {
     n: i64,
 }
 
-async fn dump(conn: &mut Store, key: &str) -> Option<Vec<u8>> {
+async fn dump<C: redis::aio::ConnectionLike + Send>(conn: &mut C, key: &str) -> Option<Vec<u8>> {
     redis::cmd("DUMP").arg(key).query_async(conn).await.unwrap()
 }
 
@@ -793,6 +795,7 @@ async fn round_trips_are_counted(conn: Store) {
     };
     Task::update(&mut conn, "warm", unindexed).await.unwrap();
     let _ = Task::by_owner(&mut conn, "x", Page::newest(1)).await.unwrap();
+    assert!(!Task::delete(&mut conn, "absent").await.unwrap());
     conn.take();
 
     Task::create(&mut conn, &task("0", "ann", 0)).await.unwrap();
@@ -1247,6 +1250,7 @@ async fn bulk_calls_pipeline_in_chunks_and_report_per_entity(conn: Store) {
     let trips = |standalone: usize, on_cluster: usize| if cluster { on_cluster } else { standalone };
     let mut conn = CountingConnection::new(conn);
     Task::create(&mut conn, &task("warm", "x", 0)).await.unwrap();
+    assert!(!Task::delete(&mut conn, "absent").await.unwrap());
     conn.take();
 
     let tasks: Vec<Task> = (0..1200).map(|i| task(&i.to_string(), "ann", i)).collect();
@@ -1343,9 +1347,115 @@ async fn a_single_index_key_of_the_wrong_type_fails_the_write_before_anything_is
         let left: String = conn.get("solos:g").await.unwrap();
         assert_eq!(left, "clobbered");
     } else {
-        // A delete whose index key was clobbered fails before the hash goes.
+        // A delete whose index key was clobbered fails before the hash goes,
+        // and says which key.
         let err = Solo::delete(&mut conn, "1").await.unwrap_err();
-        assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+        assert!(
+            err.to_string().contains("solos:g") && err.to_string().contains("wrong kind"),
+            "{err}"
+        );
         assert_eq!(Solo::get(&mut conn, "1").await.unwrap(), Some(solo));
     }
+}
+
+/// A connection that runs `before` (another client's commands) on the
+/// server just before it forwards its first script call: what a writer
+/// racing a delete between its read and its script does.
+struct RaceBeforeScript {
+    inner: CountingConnection<redis::aio::MultiplexedConnection>,
+    before: Option<redis::Pipeline>,
+}
+
+impl redis::aio::ConnectionLike for RaceBeforeScript {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        Box::pin(async move {
+            let is_script = matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(b"EVALSHA")));
+            if is_script && let Some(race) = self.before.take() {
+                let () = race.query_async(self.inner.inner_mut()).await?;
+            }
+            self.inner.req_packed_command(cmd).await
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        self.inner.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner.get_db()
+    }
+}
+
+#[tokio::test]
+async fn a_delete_racing_another_writer_removes_the_entries_where_they_are_or_nothing() {
+    let server = RedisServer::start();
+    let mut conn = server.connection().await;
+    // Load the scripts (a fresh server answers NOSCRIPT first).
+    Task::create(&mut conn, &task("warm", "x", 0)).await.unwrap();
+    assert!(Task::delete(&mut conn, "warm").await.unwrap());
+    let other = conn.clone();
+    let racing = |before: redis::Pipeline| RaceBeforeScript {
+        inner: CountingConnection::new(other.clone()),
+        before: Some(before),
+    };
+
+    // Another client moves the task from ann to bob after the delete read
+    // where its entries are: the script sees the move, and the delete
+    // removes the entries where they are now, one round trip later.
+    Task::create(&mut conn, &task("m", "ann", 5)).await.unwrap();
+    let mut moved = redis::pipe();
+    moved
+        .hset("task:m", "owner", "bob")
+        .ignore()
+        .zrem("tasks:owner:ann", "m")
+        .ignore()
+        .zadd("tasks:owner:bob", "m", 5)
+        .ignore();
+    let mut c = racing(moved);
+    assert!(Task::delete(&mut c, "m").await.unwrap());
+    assert_eq!(c.inner.take(), 3, "lookup, the refused script, the script again");
+    for owner in ["ann", "bob"] {
+        let members: Vec<String> = conn.zrange(format!("tasks:owner:{owner}"), 0, -1).await.unwrap();
+        assert!(members.is_empty(), "{owner}: {members:?}");
+    }
+    let left: Vec<String> = conn.keys("task*").await.unwrap();
+    let status: Vec<String> = conn.smembers("tasks:status:queued").await.unwrap();
+    assert!(
+        left.iter().all(|k| k == "tasks:status:queued") && status.is_empty(),
+        "{left:?} {status:?}"
+    );
+
+    // Another client deletes the hash after the read: nothing is left to
+    // delete, the delete says so, and the script writes nothing.
+    Task::create(&mut conn, &task("g", "ann", 6)).await.unwrap();
+    let mut gone = redis::pipe();
+    gone.del("task:g").ignore();
+    let mut c = racing(gone);
+    assert!(!Task::delete(&mut c, "g").await.unwrap());
+    assert_eq!(c.inner.take(), 2, "lookup, the script");
+    let ghost: Vec<String> = conn.zrange("tasks:owner:ann", 0, -1).await.unwrap();
+    assert_eq!(ghost, ["g"], "the other client's ghost is left to read repair");
+
+    // A clobbered second index key refuses the delete before anything goes.
+    Task::create(&mut conn, &task("c", "ann", 7)).await.unwrap();
+    let _: () = conn.del("tasks:status:queued").await.unwrap();
+    let _: () = conn.set("tasks:status:queued", "clobbered").await.unwrap();
+    let before = (
+        dump(&mut conn, "task:c").await,
+        dump(&mut conn, "tasks:owner:ann").await,
+        dump(&mut conn, "task:slug:slug-c").await,
+    );
+    let err = Task::delete(&mut conn, "c").await.unwrap_err();
+    assert!(err.to_string().contains("tasks:status:queued"), "{err}");
+    let after = (
+        dump(&mut conn, "task:c").await,
+        dump(&mut conn, "tasks:owner:ann").await,
+        dump(&mut conn, "task:slug:slug-c").await,
+    );
+    assert_eq!(before, after, "a refused delete wrote something");
 }

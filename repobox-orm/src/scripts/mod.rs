@@ -13,6 +13,8 @@ use crate::error::Result;
 
 /// One atomic write of an entity (`engine/write/protocol.rs` has its layout).
 pub(crate) static WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("write.lua")));
+/// The delete of one entity, its index entries and its other keys (`write/protocol/delete.rs`).
+pub(crate) static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("delete.lua")));
 /// The write of an entity with no index entry to maintain (`write/fast.rs`).
 pub(crate) static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("put.lua")));
 /// Many creates in one call (`write/bulk.rs`).

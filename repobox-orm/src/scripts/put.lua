@@ -7,10 +7,12 @@
 -- update wrote nothing), 2 (present: a create wrote nothing), -1 (the key
 -- holds another type: nothing written).
 local key, mode, ttl, n = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local t = redis.call('TYPE', key).ok
-if t ~= 'hash' and t ~= 'none' then return -1 end
-if mode == 'u' and t == 'none' then return 0 end
-if mode == 'c' and t == 'hash' then return 2 end
+-- HLEN answers a number for a hash or no key, an error for another type
+-- (cheaper than TYPE, whose status reply Lua gets as a table).
+local len = redis.pcall('HLEN', key)
+if type(len) ~= 'number' then return -1 end
+if mode == 'u' and len == 0 then return 0 end
+if mode == 'c' and len > 0 then return 2 end
 if n > 0 then redis.call('HSET', key, unpack(ARGV, 4, 3 + 2 * n)) end
 if #ARGV > 3 + 2 * n then redis.call('HDEL', key, unpack(ARGV, 4 + 2 * n)) end
 if ttl > 0 then redis.call('PEXPIRE', key, ttl) end

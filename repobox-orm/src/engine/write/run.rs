@@ -6,7 +6,7 @@ use redis::{Cmd, Value};
 use super::ordered::{run_ordered, run_ordered_many};
 use super::plan::{Outcome, Step, WritePlan};
 use crate::error::{Error, Result};
-use crate::scripts::{self, WRITE};
+use crate::scripts;
 
 /// How often a write retries after the hash changed under it.
 ///
@@ -36,8 +36,8 @@ pub(crate) async fn run_write<C: ConnectionLike + Send>(conn: &mut C, mut plan: 
         plan.learn(reply)?;
     }
     for _ in 0..MAX_ATTEMPTS {
-        let cmd = plan.invocation(WRITE.get_hash())?;
-        let reply: Value = match scripts::run(conn, &WRITE, &cmd).await {
+        let cmd = plan.invocation()?;
+        let reply: Value = match scripts::run(conn, plan.script(), &cmd).await {
             // The entity's keys are in several cluster slots.
             Err(Error::Redis(e)) if scripts::is_cross_slot(&e) => return run_ordered(conn, &mut plan).await,
             other => other?,
@@ -101,7 +101,8 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
         }
     }
     let mut pending: Vec<usize> = (0..plans.len()).filter(|&i| results[i].is_none()).collect();
-    let mut loaded = false;
+    // The scripts loaded again after a server answered NOSCRIPT.
+    let mut loaded: Vec<&'static redis::Script> = Vec::new();
     // Writes whose keys a cluster keeps in several slots: ordered steps, one by one.
     let mut ordered = Vec::new();
     for _ in 0..MAX_ATTEMPTS {
@@ -113,7 +114,7 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
             let mut cmds = Vec::with_capacity(chunk.len());
             let mut sent = Vec::with_capacity(chunk.len());
             for &i in chunk {
-                match plans[i].invocation(WRITE.get_hash()) {
+                match plans[i].invocation() {
                     Ok(cmd) => {
                         cmds.push(cmd);
                         sent.push(i);
@@ -133,9 +134,10 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
                     continue;
                 }
                 if scripts::is_noscript(&reply) {
-                    if !loaded {
-                        WRITE.load_async(conn).await?;
-                        loaded = true;
+                    let script = plans[i].script();
+                    if !loaded.iter().any(|s| std::ptr::eq(*s, script)) {
+                        script.load_async(conn).await?;
+                        loaded.push(script);
                     }
                     next.push(i);
                     continue;

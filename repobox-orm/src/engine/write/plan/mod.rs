@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use redis::{Cmd, Value};
+use redis::{Cmd, Script, Value};
 
 mod owner;
 mod steps;
@@ -17,11 +17,12 @@ mod steps;
 pub(crate) use self::checked_score as score_of;
 pub(crate) use self::steps::EntryAction;
 
-use super::protocol::{IndexOp, Mode, Takeover, WriteCall, WriteReply};
+use super::protocol::{DeleteCall, IndexOp, Mode, Takeover, WriteCall, WriteReply};
 use crate::engine::target::{Target, fill};
 use crate::entity::{FieldWriter, RawHash, RedisEntity};
 use crate::error::{Error, Result};
 use crate::meta::{IndexKind, IndexMeta, KeyTemplate};
+use crate::scripts::{DELETE, WRITE};
 
 /// What a write does besides the entity and its indexes.
 #[derive(Default)]
@@ -208,9 +209,30 @@ impl<'w, 'a> WritePlan<'w, 'a> {
         Ok(ops)
     }
 
-    /// The script call of this attempt.
-    pub fn invocation(&self, sha: &str) -> Result<Cmd> {
-        self.write_call(self.index_ops()?, true)?.command(sha)
+    /// The script this plan's attempts run: `delete.lua` for a delete (it
+    /// has nothing to decode), the general write script for the rest.
+    pub fn script(&self) -> &'static Script {
+        match self.mode {
+            Mode::Delete => &DELETE,
+            _ => &WRITE,
+        }
+    }
+
+    /// The call of [`script`](Self::script) of this attempt.
+    pub fn invocation(&self) -> Result<Cmd> {
+        let ops = self.index_ops()?;
+        if self.mode == Mode::Delete {
+            return DeleteCall {
+                hash_key: &self.target.key,
+                id: &self.target.id,
+                ops: &ops,
+                guards: &self.guards,
+                guard_values: self.current.as_deref(),
+                extra_keys: self.extras.delete_keys,
+            }
+            .command(DELETE.get_hash());
+        }
+        self.write_call(ops, true)?.command(WRITE.get_hash())
     }
 
     /// The write script's call with `ops`; `whole`: with the stream entry,

@@ -16,6 +16,7 @@
 //! Every constant here is repeated, by name, at the top of `write.lua`; the
 //! tests at the bottom of this file hold the two sides together.
 
+mod delete;
 mod reply;
 #[cfg(test)]
 mod tests;
@@ -24,6 +25,7 @@ use std::borrow::Cow;
 
 use redis::Cmd;
 
+pub(crate) use self::delete::DeleteCall;
 pub(crate) use self::reply::WriteReply;
 #[cfg(test)]
 use self::reply::tag;
