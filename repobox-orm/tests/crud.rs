@@ -1327,6 +1327,30 @@ async fn a_single_index_key_of_the_wrong_type_fails_the_write_before_anything_is
     let err = Solo::save(&mut conn, &solo).await.unwrap_err();
     assert!(err.to_string().contains("WRONGTYPE"), "{err}");
     assert!(!Solo::exists(&mut conn, "1").await.unwrap());
+    // In bulk, the index entry goes first: the clobbered key refuses its
+    // entities with nothing written, the others are created.
+    let other = |id: &str| Solo {
+        id: id.into(),
+        group: "h".into(),
+        n: 2,
+    };
+    let results = Solo::create_many(&mut conn, &[solo.clone(), other("2"), other("2")])
+        .await
+        .unwrap();
+    assert!(
+        matches!(&results[0], Err(Error::UnexpectedReply { key, .. }) if key == "solos:g"),
+        "{results:?}"
+    );
+    assert!(results[1].is_ok(), "{results:?}");
+    assert!(matches!(results[2], Err(Error::AlreadyExists { .. })), "{results:?}");
+    assert!(!Solo::exists(&mut conn, "1").await.unwrap());
+    let clobbered: String = conn.get("solos:g").await.unwrap();
+    assert_eq!(clobbered, "not a zset");
+    let results = Solo::create_many(&mut conn, &[other("2"), other("3")]).await.unwrap();
+    assert!(matches!(results[0], Err(Error::AlreadyExists { .. })), "{results:?}");
+    assert!(results[1].is_ok(), "{results:?}");
+    let members: Vec<String> = conn.zrange("solos:h", 0, -1).await.unwrap();
+    assert_eq!(members, ["2", "3"]);
     let _: () = conn.del("solos:g").await.unwrap();
     Solo::create(&mut conn, &solo).await.unwrap();
     assert_eq!(

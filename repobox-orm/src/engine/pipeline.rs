@@ -17,22 +17,30 @@ use crate::store::slot::group_by_slot;
 /// Sends `cmds` as one pipeline; a command's error is its reply, not the
 /// call's. The replies come in the order of `cmds`.
 pub(crate) async fn query<C: ConnectionLike + Send>(conn: &mut C, cmds: &[Cmd]) -> Result<Vec<Value>> {
-    if cmds.is_empty() {
-        return Ok(Vec::new());
-    }
     let mut pipe = redis::pipe();
     for cmd in cmds {
         pipe.add_command(cmd.clone());
     }
+    send(conn, &mut pipe).await
+}
+
+/// [`query`] of a pipeline built by the caller (no copy of its commands).
+pub(crate) async fn send<C: ConnectionLike + Send>(conn: &mut C, pipe: &mut redis::Pipeline) -> Result<Vec<Value>> {
+    if pipe.is_empty() {
+        return Ok(Vec::new());
+    }
     let replies: Vec<Value> = match pipe.ignore_errors().query_async(conn).await {
         Ok(replies) => replies,
-        Err(e) if scripts::is_cross_slot(&e) => per_slot(conn, cmds).await?,
+        Err(e) if scripts::is_cross_slot(&e) => {
+            let cmds: Vec<Cmd> = pipe.cmd_iter().cloned().collect();
+            per_slot(conn, &cmds).await?
+        }
         Err(e) => return Err(e.into()),
     };
-    if replies.len() != cmds.len() {
+    if replies.len() != pipe.len() {
         return Err(Error::UnexpectedReply {
             key: String::new(),
-            detail: format!("{} replies to {} commands", replies.len(), cmds.len()),
+            detail: format!("{} replies to {} commands", replies.len(), pipe.len()),
         });
     }
     Ok(replies)

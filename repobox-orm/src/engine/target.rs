@@ -21,8 +21,7 @@ impl Target {
     pub fn from_parts<E: RedisEntity>(parts: &[Cow<'_, str>]) -> Result<Self> {
         let template = &E::META.key;
         let key = template.build(parts)?;
-        let fields: Vec<_> = template.placeholders().map(|(_, f)| f).collect();
-        if parts.len() != fields.len() {
+        if parts.len() != template.placeholders().count() {
             return Err(Error::InvalidKeyPart {
                 template: template.source,
                 placeholder: "",
@@ -33,8 +32,15 @@ impl Target {
         Ok(Target {
             template,
             key,
-            id: parts.join(":"),
-            parts: fields.into_iter().zip(parts.iter().map(|p| p.to_string())).collect(),
+            id: match parts {
+                [one] => one.to_string(),
+                _ => parts.join(":"),
+            },
+            parts: template
+                .placeholders()
+                .map(|(_, f)| f)
+                .zip(parts.iter().map(|p| p.to_string()))
+                .collect(),
         })
     }
 

@@ -168,10 +168,15 @@ pub fn validate_key_part(template: &'static str, placeholder: &'static str, valu
 }
 
 fn check_key_part(template: &'static str, placeholder: &'static str, value: &str, max_len: usize) -> Result<()> {
+    // Most key parts are short ASCII ids: checked byte by byte, without the
+    // Unicode table (no ASCII character is a format character).
+    let plain = |b: &u8| b.is_ascii_graphic() && !matches!(b, b':' | b'{' | b'}' | b'*' | b'?' | b'[' | b']');
     let reason = if value.is_empty() {
         "is empty"
     } else if value.len() > max_len {
         "is longer than the key allows"
+    } else if value.bytes().all(|b| plain(&b)) {
+        return Ok(());
     } else if let Some(c) = value.chars().find(|&c| {
         matches!(c, ':' | '{' | '}' | '*' | '?' | '[' | ']') || c.is_whitespace() || c.is_control() || is_format(c)
     }) {

@@ -5,8 +5,8 @@
 //! its own. A call whose keys a cluster keeps in several slots is refused
 //! (`CROSSSLOT`) and its entities go the per-entity way.
 
+use redis::Value;
 use redis::aio::ConnectionLike;
-use redis::{Cmd, Value};
 
 use super::BULK_CHUNK;
 use super::plan::{score_of, ttl_millis};
@@ -50,7 +50,8 @@ fn ready<E: RedisEntity>(entity: &E) -> Result<Ready<'_>> {
     Ok(Ready { encoded, entries })
 }
 
-fn call<E: RedisEntity>(batch: &[&Ready<'_>], ttl_ms: u64) -> Cmd {
+/// Adds one script call for `batch` to `pipe`.
+fn call<E: RedisEntity>(pipe: &mut redis::Pipeline, batch: &[&Ready<'_>], ttl_ms: u64) {
     let keys: Vec<&str> = batch
         .iter()
         .flat_map(|r| std::iter::once(r.encoded.target.key.as_str()).chain(r.entries.iter().map(|(k, _)| k.as_str())))
@@ -77,7 +78,35 @@ fn call<E: RedisEntity>(batch: &[&Ready<'_>], ttl_ms: u64) -> Cmd {
             cmd.arg(score);
         }
     }
-    cmd
+    pipe.add_command(cmd);
+}
+
+/// One round trip of a bulk create: its entities (by position), encoded,
+/// grouped into script calls, and the pipeline of those calls.
+struct Round<'e> {
+    start: usize,
+    prepared: Vec<Result<Ready<'e>>>,
+    /// Positions (in `prepared`) of each call's entities.
+    batches: Vec<Vec<usize>>,
+    pipe: redis::Pipeline,
+}
+
+fn round<'e, E: RedisEntity>(entities: &'e [E], start: usize, ttl_ms: u64) -> Round<'e> {
+    let end = (start + BULK_CHUNK).min(entities.len());
+    let prepared: Vec<Result<Ready<'_>>> = entities[start..end].iter().map(ready::<E>).collect();
+    let live: Vec<usize> = (0..prepared.len()).filter(|&i| prepared[i].is_ok()).collect();
+    let batches: Vec<Vec<usize>> = live.chunks(PER_CALL).map(<[usize]>::to_vec).collect();
+    let mut pipe = redis::pipe();
+    for b in &batches {
+        let refs: Vec<&Ready<'_>> = b.iter().filter_map(|&i| prepared[i].as_ref().ok()).collect();
+        call::<E>(&mut pipe, &refs, ttl_ms);
+    }
+    Round {
+        start,
+        prepared,
+        batches,
+        pipe,
+    }
 }
 
 fn outcome(ready: &Ready<'_>, code: Option<&Value>) -> Result<()> {
@@ -106,6 +135,9 @@ fn outcome(ready: &Ready<'_>, code: Option<&Value>) -> Result<()> {
 
 /// Creates `entities`; per entity `Ok` or why not, in order. `fallback`
 /// creates the entities of a call the connection refused across slots.
+///
+/// Each round trip carries [`BULK_CHUNK`] entities; the next round is
+/// encoded while the server works on the current one.
 pub(super) async fn create_many<E, C, F>(conn: &mut C, entities: &[E], fallback: F) -> Result<Vec<Result<()>>>
 where
     E: RedisEntity,
@@ -113,54 +145,21 @@ where
     F: AsyncFn(&mut C, &[&E]) -> Result<Vec<Result<()>>>,
 {
     let ttl_ms = E::META.ttl.map(ttl_millis).transpose()?.unwrap_or(0);
-    let prepared: Vec<Result<Ready<'_>>> = entities.iter().map(ready::<E>).collect();
     let mut results: Vec<Option<Result<()>>> = (0..entities.len()).map(|_| None).collect();
-    let live: Vec<usize> = (0..entities.len()).filter(|&i| prepared[i].is_ok()).collect();
     let mut refused: Vec<usize> = Vec::new();
-    for round in live.chunks(BULK_CHUNK) {
-        let batches: Vec<&[usize]> = round.chunks(PER_CALL).collect();
-        let cmds: Vec<Cmd> = batches
-            .iter()
-            .map(|b| {
-                let refs: Vec<&Ready<'_>> = b.iter().filter_map(|&i| prepared[i].as_ref().ok()).collect();
-                call::<E>(&refs, ttl_ms)
-            })
-            .collect();
-        let mut replies = crate::engine::pipeline::query(conn, &cmds).await?;
+    let mut next = (!entities.is_empty()).then(|| round::<E>(entities, 0, ttl_ms));
+    while let Some(mut current) = next.take() {
+        let following = current.start + BULK_CHUNK;
+        let (sent, upcoming) = tokio::join!(crate::engine::pipeline::send(conn, &mut current.pipe), async {
+            (following < entities.len()).then(|| round::<E>(entities, following, ttl_ms))
+        });
+        next = upcoming;
+        let mut replies = sent?;
         if replies.iter().any(scripts::is_noscript) {
             CREATE_MANY.load_async(conn).await?;
-            replies = crate::engine::pipeline::query(conn, &cmds).await?;
+            replies = crate::engine::pipeline::send(conn, &mut current.pipe).await?;
         }
-        for (batch, reply) in batches.into_iter().zip(replies) {
-            if scripts::is_cross_slot_reply(&reply) {
-                refused.extend_from_slice(batch);
-                continue;
-            }
-            let codes = match reply {
-                Value::Array(codes) if codes.len() == batch.len() => codes,
-                Value::ServerError(e) => {
-                    let e: redis::RedisError = e.into();
-                    for &i in batch {
-                        results[i] = Some(Err(Error::WriteOutcomeUnknown(e.to_string())));
-                    }
-                    continue;
-                }
-                other => {
-                    for &i in batch {
-                        results[i] = Some(Err(Error::UnexpectedReply {
-                            key: String::new(),
-                            detail: format!("create_many.lua answered {other:?}"),
-                        }));
-                    }
-                    continue;
-                }
-            };
-            for (&i, code) in batch.iter().zip(&codes) {
-                if let Ok(r) = &prepared[i] {
-                    results[i] = Some(outcome(r, Some(code)));
-                }
-            }
-        }
+        settle(current, replies, &mut results, &mut refused);
     }
     if !refused.is_empty() {
         let subset: Vec<&E> = refused.iter().map(|&i| &entities[i]).collect();
@@ -168,16 +167,57 @@ where
             results[i] = Some(r);
         }
     }
-    Ok(prepared
+    Ok(results
         .into_iter()
-        .zip(results)
-        .map(|(p, r)| match (p, r) {
-            (Err(e), _) => Err(e),
-            (Ok(_), Some(r)) => r,
-            (Ok(ready), None) => Err(Error::UnexpectedReply {
-                key: ready.encoded.target.shown().into_owned(),
-                detail: "the write got no outcome".into(),
-            }),
+        .enumerate()
+        .map(|(i, r)| {
+            r.unwrap_or_else(|| {
+                Err(Error::UnexpectedReply {
+                    key: String::new(),
+                    detail: format!("entity {i} of the bulk create got no outcome"),
+                })
+            })
         })
         .collect())
+}
+
+/// Takes in the replies of `round`: each entity's outcome into `results`,
+/// the entities of calls refused across slots into `refused`.
+fn settle(round: Round<'_>, replies: Vec<Value>, results: &mut [Option<Result<()>>], refused: &mut Vec<usize>) {
+    for (batch, reply) in round.batches.iter().zip(replies) {
+        let at = |i: usize| round.start + i;
+        if scripts::is_cross_slot_reply(&reply) {
+            refused.extend(batch.iter().map(|&i| at(i)));
+            continue;
+        }
+        let codes = match reply {
+            Value::Array(codes) if codes.len() == batch.len() => codes,
+            Value::ServerError(e) => {
+                let e: redis::RedisError = e.into();
+                for &i in batch {
+                    results[at(i)] = Some(Err(Error::WriteOutcomeUnknown(e.to_string())));
+                }
+                continue;
+            }
+            other => {
+                for &i in batch {
+                    results[at(i)] = Some(Err(Error::UnexpectedReply {
+                        key: String::new(),
+                        detail: format!("create_many.lua answered {other:?}"),
+                    }));
+                }
+                continue;
+            }
+        };
+        for (&i, code) in batch.iter().zip(&codes) {
+            if let Ok(r) = &round.prepared[i] {
+                results[at(i)] = Some(outcome(r, Some(code)));
+            }
+        }
+    }
+    for (i, p) in round.prepared.into_iter().enumerate() {
+        if let Err(e) = p {
+            results[round.start + i] = Some(Err(e));
+        }
+    }
 }
