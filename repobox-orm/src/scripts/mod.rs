@@ -17,6 +17,8 @@ pub(crate) static WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(include
 pub(crate) static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("delete.lua")));
 /// The write of an entity with no index entry to maintain (`write/fast.rs`).
 pub(crate) static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("put.lua")));
+/// An update that only sets fields (`write/fast.rs`).
+pub(crate) static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("update.lua")));
 /// Many creates in one call (`write/bulk.rs`).
 pub(crate) static CREATE_MANY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("create_many.lua")));
 /// One index entry on its own, a step of an ordered write (cluster).

@@ -3,7 +3,8 @@
 //! TTL is a bare `HSET` (with its `HDEL`s in `MULTI`/`EXEC`); anything that
 //! must check the hash first (a create, an update that must not re-create,
 //! a TTL that must not land on another client's key) is `put.lua`, a few
-//! commands where the general script decodes a header.
+//! commands where the general script decodes a header; an update that only
+//! sets fields is `update.lua`, which takes nothing but the pairs.
 //!
 //! What they keep: the write is atomic; a key of another type refuses it
 //! with nothing written (`HSET` and `HDEL` fail on it, and nothing else is in
@@ -20,7 +21,7 @@ use super::protocol::Mode;
 use crate::engine::target::Target;
 use crate::entity::{FieldWriter, RedisEntity};
 use crate::error::{Error, Result};
-use crate::scripts::{self, PUT};
+use crate::scripts::{self, PUT, UPDATE};
 
 /// Whether a write of `E` in `mode` with no conditions, stream entry or
 /// extra keys can take the fast path: it maintains no index entry.
@@ -59,6 +60,13 @@ pub(super) async fn put<C: ConnectionLike + Send>(
     if mode == Mode::Save && ttl_ms == 0 && !fields.set.is_empty() {
         return bare(conn, target, fields).await;
     }
+    if mode == Mode::Update && fields.del.is_empty() && !fields.set.is_empty() {
+        let mut cmd = scripts::evalsha(&UPDATE, &[&target.key]);
+        for (name, value) in &fields.set {
+            cmd.arg(*name).arg(value.as_ref());
+        }
+        return answer(target, "update.lua", scripts::run::<i64, C>(conn, &UPDATE, &cmd).await?);
+    }
     let mut cmd = scripts::evalsha(&PUT, &[&target.key]);
     let flag = match mode {
         Mode::Create => "c",
@@ -70,7 +78,12 @@ pub(super) async fn put<C: ConnectionLike + Send>(
         cmd.arg(*name).arg(value.as_ref());
     }
     cmd.arg(&fields.del);
-    match scripts::run::<i64, C>(conn, &PUT, &cmd).await? {
+    answer(target, "put.lua", scripts::run::<i64, C>(conn, &PUT, &cmd).await?)
+}
+
+/// What `put.lua` or `update.lua` answered.
+fn answer(target: &Target, script: &str, code: i64) -> Result<Outcome> {
+    match code {
         1 => Ok(Outcome::Done(None)),
         0 => Ok(Outcome::Missing),
         2 => Err(Error::AlreadyExists {
@@ -79,7 +92,7 @@ pub(super) async fn put<C: ConnectionLike + Send>(
         -1 => Err(wrong_type(target)),
         other => Err(Error::UnexpectedReply {
             key: target.shown().into_owned(),
-            detail: format!("put.lua answered {other}"),
+            detail: format!("{script} answered {other}"),
         }),
     }
 }
