@@ -238,17 +238,17 @@ fn ratios(_: &mut Criterion) {
     const ROUNDS: usize = 9;
     println!("\ninterleaved throughput ratios (repobox / hand-written; best of {ROUNDS} rounds each):");
     println!(
-        "{:<10} {:>5} {:>14} {:>14} {:>7}",
+        "{:<14} {:>5} {:>14} {:>14} {:>7}",
         "op", "tasks", "repobox op/s", "hand op/s", "ratio"
     );
     for tasks in [1u64, 32] {
         let n = if tasks == 1 { 2000 } else { 20000 };
-        for op in ["create", "get", "update", "delete", "page50"] {
+        for op in ["create", "get", "update", "delete", "delete/checked", "page50"] {
             let n = if op == "page50" { n / 20 } else { n };
             let (mut best_r, mut best_h) = (Duration::MAX, Duration::MAX);
             for _ in 0..ROUNDS {
                 for hand in [false, true] {
-                    let base = if op == "delete" {
+                    let base = if op.starts_with("delete") {
                         rt.block_on(deletable(&conn, n))
                     } else {
                         fresh(n)
@@ -272,6 +272,12 @@ fn ratios(_: &mut Criterion) {
                                 assert!(Job::delete(&mut c, format!("job-{}", base + i)).await.unwrap())
                             }
                             ("delete", true) => assert!(hand_delete(&mut c, &format!("job-{}", base + i)).await),
+                            ("delete/checked", false) => {
+                                assert!(Job::delete(&mut c, format!("job-{}", base + i)).await.unwrap())
+                            }
+                            ("delete/checked", true) => {
+                                assert!(hand_checked_delete(&mut c, &format!("job-{}", base + i)).await)
+                            }
                             (_, false) => assert_eq!(
                                 Job::by_user_id(&mut c, "lister", Page::newest(50))
                                     .await
@@ -288,7 +294,7 @@ fn ratios(_: &mut Criterion) {
                 }
             }
             let (r, h) = (n as f64 / best_r.as_secs_f64(), n as f64 / best_h.as_secs_f64());
-            println!("{op:<10} {tasks:>5} {r:>14.0} {h:>14.0} {:>7.2}", r / h);
+            println!("{op:<14} {tasks:>5} {r:>14.0} {h:>14.0} {:>7.2}", r / h);
         }
     }
 }

@@ -132,6 +132,13 @@ fn main() {
         })
         .await;
         rows.push(("delete (and its index entry)", r, h));
+        let more: Vec<Job> = (0..N).map(|i| job(3_000_000 + i, "creator")).collect();
+        Job::create_many(c, &more).await.unwrap();
+        let h = measure(c, N, async |mut c: MultiplexedConnection, i| {
+            assert!(hand_checked_delete(&mut c, &format!("job-{}", 3_000_000 + i)).await)
+        })
+        .await;
+        rows.push(("delete, hand with the same guarantee (HGET + checking script)", r, h));
         let r = measure(c, N / 10, async |mut c: MultiplexedConnection, _| {
             assert_eq!(
                 Job::by_user_id(&mut c, "lister", Page::newest(50))

@@ -221,6 +221,45 @@ pub async fn hand_delete(conn: &mut MultiplexedConnection, id: &str) -> bool {
     deleted == 1
 }
 
+/// Hand-written delete with repobox's guarantee: the owner read with
+/// `HGET`, then one script that deletes only if the owner is still the same
+/// (else the caller reads again), so that a concurrent move never leaves an
+/// entry behind. (No check of the key's type: a careful engineer's script.)
+pub static HAND_CHECKED_DELETE: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(
+        r"
+        local owner = redis.call('HGET', KEYS[1], 'user_id')
+        if not owner then return 0 end
+        if owner ~= ARGV[2] then return -1 end
+        redis.call('ZREM', KEYS[2], ARGV[1])
+        return redis.call('DEL', KEYS[1])",
+    )
+});
+
+pub async fn hand_checked_delete(conn: &mut MultiplexedConnection, id: &str) -> bool {
+    let key = format!("job:{id}");
+    loop {
+        let user: Option<String> = redis::cmd("HGET")
+            .arg(&key)
+            .arg("user_id")
+            .query_async(conn)
+            .await
+            .expect("hget");
+        let Some(user) = user else { return false };
+        let deleted: i64 = HAND_CHECKED_DELETE
+            .key(&key)
+            .key(format!("jobs:user:{user}"))
+            .arg(id)
+            .arg(&user)
+            .invoke_async(conn)
+            .await
+            .expect("hand checked delete");
+        if deleted >= 0 {
+            return deleted == 1;
+        }
+    }
+}
+
 /// Hand-written page: ZRANGE, then every hash in one pipeline.
 pub async fn hand_page(conn: &mut MultiplexedConnection, user: &str, limit: usize) -> Vec<Job> {
     let ids: Vec<String> = redis::cmd("ZRANGE")

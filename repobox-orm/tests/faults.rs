@@ -18,6 +18,14 @@ struct Item {
     n: i64,
 }
 
+/// No index: its writes take the small scripts (`put.lua`, `update.lua`).
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[key("memo:<id>")]
+struct Memo {
+    id: String,
+    text: String,
+}
+
 fn item(n: i64) -> Item {
     Item {
         id: n.to_string(),
@@ -145,6 +153,11 @@ async fn readonly_replica_fails_writes_clearly_and_recovers() {
     let store = Store::with_config(server.url().as_str(), quick_config()).unwrap();
     let mut conn = store.clone();
     Item::create(&mut conn, &item(1)).await.unwrap();
+    let memo = Memo {
+        id: "m".into(),
+        text: "hi".into(),
+    };
+    Memo::create(&mut conn, &memo).await.unwrap();
     let before = client_id(&store).await;
 
     // A failover demotes the primary: it now follows a primary that is not there.
@@ -159,6 +172,40 @@ async fn readonly_replica_fails_writes_clearly_and_recovers() {
     assert!(matches!(err, Error::ReadOnly(_)), "{err:?}");
     assert!(err.to_string().contains("read-only replica"), "{err}");
     assert_ne!(client_id(&store).await, before, "the store reconnected after READONLY");
+    // Every write script refuses the same way: READONLY is not mistaken for
+    // a key of another type (the scripts check types with pcall).
+    let patch = ItemPatch {
+        n: Some(5),
+        ..Default::default()
+    };
+    let refused = [
+        Item::update(&mut conn, "1", patch).await.map(drop),
+        Item::delete(&mut conn, "1").await.map(drop),
+        Item::create_many(&mut conn, &[item(3)])
+            .await
+            .map(|mut r| r.remove(0))
+            .and_then(|r| r),
+        Memo::update(
+            &mut conn,
+            "m",
+            MemoPatch {
+                text: Some("bye".into()),
+            },
+        )
+        .await,
+        Memo::create(
+            &mut conn,
+            &Memo {
+                id: "n".into(),
+                ..memo.clone()
+            },
+        )
+        .await,
+    ];
+    for err in refused {
+        let err = err.unwrap_err();
+        assert!(matches!(err, Error::ReadOnly(_)), "{err:?}");
+    }
     assert_eq!(
         Item::get(&mut conn, "1").await.unwrap(),
         Some(item(1)),

@@ -10,6 +10,13 @@
 -- Answers one code per entity: 1 created, 0 the hash exists (nothing
 -- written), -1 the hash key holds another type, -1 - i index i's key holds
 -- another type (nothing of that entity written).
+-- A pcall's answer: true when the key holds another type (WRONGTYPE);
+-- any other error (READONLY after a failover, OOM) is raised as it came.
+local function wrong(r)
+  if type(r) ~= 'table' or not r.err then return false end
+  if string.sub(r.err, 1, 9) == 'WRONGTYPE' then return true end
+  error(r)
+end
 local n, nidx, ttl, kinds = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local want = {}
 for i = 1, nidx do
@@ -68,7 +75,7 @@ for e = 1, n do
     else
       r = redis.pcall('SADD', key, id)
     end
-    if type(r) == 'table' and r.err then res = -2 end
+    if wrong(r) then res = -2 end
   end
   if res == 1 then
     made[hkey] = true

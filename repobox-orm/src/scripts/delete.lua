@@ -8,6 +8,13 @@
 -- Answers as write.lua does: 1 deleted, 0 absent, { 'stale', values.. } when
 -- the guards moved, { 'wrongtype', key } when a key holds another type;
 -- nothing is written unless the answer is 1.
+-- A pcall's answer: true when the key holds another type (WRONGTYPE);
+-- any other error (READONLY after a failover, OOM) is raised as it came.
+local function wrong(r)
+  if type(r) ~= 'table' or not r.err then return false end
+  if string.sub(r.err, 1, 9) == 'WRONGTYPE' then return true end
+  error(r)
+end
 local hkey, id, kinds = KEYS[1], ARGV[1], ARGV[2]
 local nidx, ng = #kinds, (#ARGV - 2) / 2
 
@@ -16,7 +23,7 @@ local nidx, ng = #kinds, (#ARGV - 2) / 2
 -- another type before anything is written.
 if ng > 0 then
   local cur = redis.pcall('HMGET', hkey, unpack(ARGV, 3, 2 + ng))
-  if cur.err then return { 'wrongtype', hkey } end
+  if wrong(cur) then return { 'wrongtype', hkey } end
   for i = 1, ng do
     local enc = cur[i] and ('=' .. cur[i]) or '-'
     if enc ~= ARGV[2 + ng + i] then
@@ -26,7 +33,7 @@ if ng > 0 then
   end
 else
   local n = redis.pcall('HLEN', hkey)
-  if type(n) ~= 'number' then return { 'wrongtype', hkey } end
+  if wrong(n) then return { 'wrongtype', hkey } end
   if n == 0 then return 0 end
 end
 
@@ -49,7 +56,7 @@ for i = 1, nidx do
     r = redis.pcall('GET', key)
     if r == id then redis.call('DEL', key) end
   end
-  if type(r) == 'table' and r.err then return { 'wrongtype', key } end
+  if wrong(r) then return { 'wrongtype', key } end
 end
 -- Entries are only sent for a hash whose guards hold values, so a hash
 -- found absent here had none to remove.
