@@ -640,15 +640,48 @@ async fn bulk_creates_go_many_per_script_call_and_answer_per_entity(conn: Store)
         results[5]
     );
     assert!(results[6].is_ok());
+    // One at a time (`create.lua`), the same answers.
+    let one = Run::create(&mut conn, &run(5005, "carl")).await.unwrap_err();
+    assert!(
+        matches!(&one, Error::UnexpectedReply { key, .. } if key == "runs:carl"),
+        "{one:?}"
+    );
+    let one = Run::create(
+        &mut conn,
+        &Run {
+            id: "str".into(),
+            ..run(5006, "dan")
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&one, Error::UnexpectedReply { key, .. } if key == "run:str"),
+        "{one:?}"
+    );
+    let one = Run::create(&mut conn, &run(5, "eve")).await.unwrap_err();
+    assert!(matches!(one, Error::AlreadyExists { .. }), "{one:?}");
+    Run::create(&mut conn, &run(5007, "eve")).await.unwrap();
+    for key in ["run:r5007", "runs:eve", "runs:state:odd"] {
+        let ttl: i64 = conn.pttl(key).await.unwrap();
+        assert!(ttl > 29 * 60_000, "{key} lives as long as its entities: {ttl}");
+    }
+    assert_eq!(Run::count_by_owner(&mut conn, "eve").await.unwrap(), 1);
     let after = (
         dump(conn.inner_mut(), "run:str").await,
         dump(conn.inner_mut(), "runs:carl").await,
     );
     assert_eq!(after, before, "other clients' keys are untouched");
-    assert!(
-        !Run::exists(&mut conn, "r5002").await.unwrap(),
-        "nothing of a refused entity is written"
-    );
+    for refused in ["r5002", "r5005"] {
+        assert!(
+            !Run::exists(&mut conn, refused).await.unwrap(),
+            "nothing of a refused entity is written"
+        );
+    }
+    for (state, refused) in [("even", "r5002"), ("odd", "r5005")] {
+        let members: Vec<String> = conn.smembers(format!("runs:state:{state}")).await.unwrap();
+        assert!(!members.iter().any(|m| m == refused), "{refused} in {members:?}");
+    }
     assert_eq!(
         Run::get(&mut conn, "r5").await.unwrap(),
         Some(run(5, "bob")),

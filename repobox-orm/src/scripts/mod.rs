@@ -19,6 +19,8 @@ pub(crate) static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(includ
 pub(crate) static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("put.lua")));
 /// An update that only sets fields (`write/fast.rs`).
 pub(crate) static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("update.lua")));
+/// The create of one entity with sorted or set indexes (`write/bulk.rs`).
+pub(crate) static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("create.lua")));
 /// Many creates in one call (`write/bulk.rs`).
 pub(crate) static CREATE_MANY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("create_many.lua")));
 /// One index entry on its own, a step of an ordered write (cluster).

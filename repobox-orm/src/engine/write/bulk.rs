@@ -15,7 +15,7 @@ use crate::engine::target::Encoded;
 use crate::entity::RedisEntity;
 use crate::error::{Error, Result};
 use crate::meta::IndexKind;
-use crate::scripts::{self, CREATE_MANY};
+use crate::scripts::{self, CREATE, CREATE_MANY};
 
 /// Entities per script call: big enough to spread the call's cost, small
 /// enough that one call never holds the server for long.
@@ -50,13 +50,8 @@ fn ready<E: RedisEntity>(entity: &E) -> Result<Ready<'_>> {
     Ok(Ready { encoded, entries })
 }
 
-/// Adds one script call for `batch` to `pipe`.
-fn call<E: RedisEntity>(pipe: &mut redis::Pipeline, batch: &[&Ready<'_>], ttl_ms: u64) {
-    let keys: Vec<&str> = batch
-        .iter()
-        .flat_map(|r| std::iter::once(r.encoded.target.key.as_str()).chain(r.entries.iter().map(|(k, _)| k.as_str())))
-        .collect();
-    let kinds: String = E::META
+fn kinds<E: RedisEntity>() -> String {
+    E::META
         .indexes
         .iter()
         .map(|ix| {
@@ -66,9 +61,49 @@ fn call<E: RedisEntity>(pipe: &mut redis::Pipeline, batch: &[&Ready<'_>], ttl_ms
                 's'
             }
         })
+        .collect()
+}
+
+/// Creates one entity with `create.lua` (the same checks and answers as
+/// one entity of `create_many.lua`, without its per-call tables); `ordered`
+/// creates it when its keys are in several cluster slots.
+pub(super) async fn create_one<E, C, F>(conn: &mut C, entity: &E, ordered: F) -> Result<()>
+where
+    E: RedisEntity,
+    C: ConnectionLike + Send,
+    F: AsyncFnOnce(&mut C, &E) -> Result<()>,
+{
+    let ttl_ms = E::META.ttl.map(ttl_millis).transpose()?.unwrap_or(0);
+    let r = ready(entity)?;
+    let keys: Vec<&str> = std::iter::once(r.encoded.target.key.as_str())
+        .chain(r.entries.iter().map(|(k, _)| k.as_str()))
+        .collect();
+    let mut cmd = scripts::evalsha(&CREATE, &keys);
+    cmd.arg(kinds::<E>()).arg(ttl_ms).arg(&r.encoded.target.id);
+    for (_, score) in &r.entries {
+        cmd.arg(score);
+    }
+    for (name, value) in &r.encoded.fields.set {
+        cmd.arg(*name).arg(value.as_ref());
+    }
+    match scripts::run::<Value, C>(conn, &CREATE, &cmd).await {
+        Err(Error::Redis(e)) if scripts::is_cross_slot(&e) => ordered(conn, entity).await,
+        Ok(code) => outcome(&r, Some(&code)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Adds one script call for `batch` to `pipe`.
+fn call<E: RedisEntity>(pipe: &mut redis::Pipeline, batch: &[&Ready<'_>], ttl_ms: u64) {
+    let keys: Vec<&str> = batch
+        .iter()
+        .flat_map(|r| std::iter::once(r.encoded.target.key.as_str()).chain(r.entries.iter().map(|(k, _)| k.as_str())))
         .collect();
     let mut cmd = scripts::evalsha(&CREATE_MANY, &keys);
-    cmd.arg(batch.len()).arg(E::META.indexes.len()).arg(ttl_ms).arg(kinds);
+    cmd.arg(batch.len())
+        .arg(E::META.indexes.len())
+        .arg(ttl_ms)
+        .arg(kinds::<E>());
     for r in batch {
         cmd.arg(&r.encoded.target.id).arg(r.encoded.fields.set.len());
         for (name, value) in &r.encoded.fields.set {

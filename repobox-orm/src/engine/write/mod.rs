@@ -45,18 +45,12 @@ fn must_exist(outcome: Outcome, target: &Target) -> Result<()> {
 /// Creates the entity; `Err(AlreadyExists)` if its key is taken,
 /// `Err(UniqueViolation)` if a unique value is. Writes nothing on error.
 pub(crate) async fn create<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, entity: &E) -> Result<()> {
-    // Sorted and set indexes only: the bulk script with one entity, which
-    // checks and writes what a hand-written create does (EXISTS, the entry,
-    // HSET) without the general script's header. Keys in several cluster
-    // slots go the ordered way at once.
+    // Sorted and set indexes only: `create.lua`, which checks and writes
+    // what a hand-written create does (EXISTS, the entry, HSET) without the
+    // general script's header. Keys in several cluster slots go the ordered
+    // way at once.
     if !E::META.indexes.is_empty() && bulk::applies::<E>() {
-        let mut outcomes = bulk::create_many(conn, std::slice::from_ref(entity), ordered_creates::<E, C>).await?;
-        return outcomes.pop().unwrap_or_else(|| {
-            Err(Error::UnexpectedReply {
-                key: String::new(),
-                detail: "the create got no outcome".into(),
-            })
-        });
+        return bulk::create_one(conn, entity, ordered_create::<E, C>).await;
     }
     let mut fields = fields_of(entity)?;
     let target = Target::of::<E>(&fields)?;
@@ -70,24 +64,13 @@ pub(crate) async fn create<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut 
     run_write(conn, plan).await.map(drop)
 }
 
-/// Creates each of `entities` as ordered steps (its keys are in several
-/// cluster slots).
-async fn ordered_creates<E: RedisEntity, C: ConnectionLike + Send>(
-    conn: &mut C,
-    entities: &[&E],
-) -> Result<Vec<Result<()>>> {
-    let mut out = Vec::with_capacity(entities.len());
-    for entity in entities {
-        let create = async {
-            let mut fields = fields_of(*entity)?;
-            let target = Target::of::<E>(&fields)?;
-            seal_fields::<E>(&target.key, &mut fields)?;
-            let mut plan = WritePlan::new::<E>(Mode::Create, &target, &fields, E::META.ttl);
-            run_ordered(conn, &mut plan).await.map(drop)
-        };
-        out.push(create.await);
-    }
-    Ok(out)
+/// Creates `entity` as ordered steps (its keys are in several cluster slots).
+async fn ordered_create<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, entity: &E) -> Result<()> {
+    let mut fields = fields_of(entity)?;
+    let target = Target::of::<E>(&fields)?;
+    seal_fields::<E>(&target.key, &mut fields)?;
+    let mut plan = WritePlan::new::<E>(Mode::Create, &target, &fields, E::META.ttl);
+    run_ordered(conn, &mut plan).await.map(drop)
 }
 
 /// Creates or replaces the entity's fields, moving index entries whose fields
