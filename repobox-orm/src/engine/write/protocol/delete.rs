@@ -4,13 +4,16 @@
 //!
 //! `KEYS`: the hash, the key of each index entry to remove, then the keys
 //! deleted with the entity. `ARGV`: the id, the index kinds (one byte per
-//! index key, as in `write.lua`'s op records), then the guard names and
-//! the values the engine read from them. The answers are `write.lua`'s
+//! index key, as in `write.lua`'s op records), one byte per guard saying
+//! whether the engine read a value in it (`=`), found it absent (`-`) or
+//! does not know (`?`), then the guard names and the values read (an empty
+//! string where there is none): the script compares them as they come, without building a
+//! string per guard. The answers are `write.lua`'s
 //! ([`WriteReply`](super::WriteReply)).
 
 use redis::Cmd;
 
-use super::{IndexOp, UNKNOWN, expected, kind_byte};
+use super::{IndexOp, kind_byte};
 use crate::error::{Error, Result};
 
 /// One call of the delete script.
@@ -44,12 +47,20 @@ impl DeleteCall<'_> {
         for op in &entries {
             cmd.arg(op.old.as_deref());
         }
-        cmd.arg(self.extra_keys).arg(self.id).arg(kinds).arg(self.guards);
+        let mut seen = Vec::with_capacity(self.guards.len());
+        let mut values = Vec::with_capacity(self.guards.len());
         for i in 0..self.guards.len() {
-            match self.guard_values {
-                None => cmd.arg(UNKNOWN),
-                Some(values) => cmd.arg(expected(values.get(i).and_then(Option::as_deref))),
-            };
+            let value = self.guard_values.map(|v| v.get(i).and_then(Option::as_deref));
+            seen.push(match value {
+                Some(Some(_)) => b'=',
+                Some(None) => b'-',
+                None => b'?',
+            });
+            values.push(value.flatten().unwrap_or_default());
+        }
+        cmd.arg(self.extra_keys).arg(self.id).arg(kinds).arg(seen).arg(self.guards);
+        for value in values {
+            cmd.arg(value);
         }
         Ok(cmd)
     }
