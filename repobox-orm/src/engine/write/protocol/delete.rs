@@ -58,7 +58,11 @@ impl DeleteCall<'_> {
             });
             values.push(value.flatten().unwrap_or_default());
         }
-        cmd.arg(self.extra_keys).arg(self.id).arg(kinds).arg(seen).arg(self.guards);
+        cmd.arg(self.extra_keys)
+            .arg(self.id)
+            .arg(kinds)
+            .arg(seen)
+            .arg(self.guards);
         for value in values {
             cmd.arg(value);
         }
