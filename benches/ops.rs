@@ -243,8 +243,16 @@ fn ratios(_: &mut Criterion) {
     );
     for tasks in [1u64, 32] {
         let n = if tasks == 1 { 2000 } else { 20000 };
-        for op in ["create", "get", "update", "delete", "delete/checked", "page50"] {
-            let n = if op == "page50" { n / 20 } else { n };
+        for op in [
+            "create",
+            "get",
+            "update",
+            "delete",
+            "delete/checked",
+            "page50",
+            "page50/checked",
+        ] {
+            let n = if op.starts_with("page50") { n / 20 } else { n };
             let (mut best_r, mut best_h) = (Duration::MAX, Duration::MAX);
             for _ in 0..ROUNDS {
                 for hand in [false, true] {
@@ -278,6 +286,10 @@ fn ratios(_: &mut Criterion) {
                             ("delete/checked", true) => {
                                 assert!(hand_checked_delete(&mut c, &format!("job-{}", base + i)).await)
                             }
+                            ("page50/checked", true) => {
+                                assert_eq!(hand_checked_page(&mut c, "lister", 50).await.len(), 50)
+                            }
+                            ("page50", true) => assert_eq!(hand_page(&mut c, "lister", 50).await.len(), 50),
                             (_, false) => assert_eq!(
                                 Job::by_user_id(&mut c, "lister", Page::newest(50))
                                     .await
@@ -286,7 +298,7 @@ fn ratios(_: &mut Criterion) {
                                     .len(),
                                 50
                             ),
-                            (_, true) => assert_eq!(hand_page(&mut c, "lister", 50).await.len(), 50),
+                            (op, true) => unreachable!("{op}"),
                         }
                     }));
                     let best = if hand { &mut best_h } else { &mut best_r };

@@ -155,6 +155,11 @@ fn main() {
         })
         .await;
         rows.push(("page of 50", r, h));
+        let h = measure(c, N / 10, async |mut c: MultiplexedConnection, _| {
+            assert_eq!(hand_checked_page(&mut c, "lister", 50).await.len(), 50)
+        })
+        .await;
+        rows.push(("page of 50, hand with the same check (WITHSCORES)", r, h));
 
         // Bulk: 10,000 jobs per side, per entity.
         let jobs: Vec<Job> = (0..10_000)

@@ -278,6 +278,33 @@ pub async fn hand_page(conn: &mut MultiplexedConnection, user: &str, limit: usiz
     replies.iter().filter_map(hand_decode_job).collect()
 }
 
+/// Hand-written page with repobox's check: `ZRANGE ... WITHSCORES`, every
+/// hash in one pipeline, and only the jobs whose `created_at` is their
+/// member's score (a careful engineer's check against stale entries).
+pub async fn hand_checked_page(conn: &mut MultiplexedConnection, user: &str, limit: usize) -> Vec<Job> {
+    let scored: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg(format!("jobs:user:{user}"))
+        .arg(0)
+        .arg(limit - 1)
+        .arg("REV")
+        .arg("WITHSCORES")
+        .query_async(conn)
+        .await
+        .expect("zrange");
+    let mut pipe = redis::pipe();
+    for (id, _) in &scored {
+        pipe.cmd("HGETALL").arg(format!("job:{id}"));
+    }
+    let replies: Vec<Value> = pipe.query_async(conn).await.expect("pipeline");
+    replies
+        .iter()
+        .zip(&scored)
+        .filter_map(|(reply, (_, score))| {
+            hand_decode_job(reply).filter(|j| j.created_at as f64 == *score && j.user_id == user)
+        })
+        .collect()
+}
+
 /// The N+1 pattern: ZRANGE, then one HGETALL round trip per id.
 pub async fn n_plus_one_page(conn: &mut MultiplexedConnection, user: &str, limit: usize) -> Vec<Job> {
     let ids: Vec<String> = redis::cmd("ZRANGE")

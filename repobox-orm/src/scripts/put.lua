@@ -6,18 +6,15 @@
 -- pairs, then the fields to delete. Answers 1 (written), 0 (absent: an
 -- update wrote nothing), 2 (present: a create wrote nothing), -1 (the key
 -- holds another type: nothing written).
--- A pcall's answer: true when the key holds another type (WRONGTYPE);
--- any other error (READONLY after a failover, OOM) is raised as it came.
-local function wrong(r)
-  if type(r) ~= 'table' or not r.err then return false end
-  if string.sub(r.err, 1, 9) == 'WRONGTYPE' then return true end
-  error(r)
-end
 local key, mode, ttl, n = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 -- HLEN answers a number for a hash or no key, an error for another type
 -- (cheaper than TYPE, whose status reply Lua gets as a table).
 local len = redis.pcall('HLEN', key)
-if wrong(len) then return -1 end
+if type(len) == 'table' then
+  -- WRONGTYPE: the key holds another type; any other error is raised as it came.
+  if string.sub(len.err, 1, 9) == 'WRONGTYPE' then return -1 end
+  error(len)
+end
 if mode == 'u' and len == 0 then return 0 end
 if mode == 'c' and len > 0 then return 2 end
 if n > 0 then redis.call('HSET', key, unpack(ARGV, 4, 3 + 2 * n)) end

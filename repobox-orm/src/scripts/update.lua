@@ -3,15 +3,12 @@
 -- hash, ARGV its field/value pairs. Answers 1 (written), 0 (absent: nothing
 -- written, never re-created), -1 (the key holds another type: nothing
 -- written). HLEN answers a number for a hash or no key, an error otherwise.
--- A pcall's answer: true when the key holds another type (WRONGTYPE);
--- any other error (READONLY after a failover, OOM) is raised as it came.
-local function wrong(r)
-  if type(r) ~= 'table' or not r.err then return false end
-  if string.sub(r.err, 1, 9) == 'WRONGTYPE' then return true end
-  error(r)
-end
 local len = redis.pcall('HLEN', KEYS[1])
-if wrong(len) then return -1 end
+if type(len) == 'table' then
+  -- WRONGTYPE: the key holds another type; any other error is raised as it came.
+  if string.sub(len.err, 1, 9) == 'WRONGTYPE' then return -1 end
+  error(len)
+end
 if len == 0 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1

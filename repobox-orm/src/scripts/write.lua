@@ -30,8 +30,12 @@ local t0 = e0 + nextra            -- unique claims to take over at t0+1 ..
 -- The hash key's type, not just its existence: a key of another type must
 -- refuse the write before the first change, not fail at the HSET after it.
 -- (HLEN answers an integer for a hash or nothing, an error for anything else.)
+-- Only WRONGTYPE is that; any other error is raised as it came.
 local hlen = redis.pcall('HLEN', hkey)
-if type(hlen) ~= 'number' then return { 'wrongtype', hkey } end
+if type(hlen) == 'table' then
+  if string.sub(hlen.err, 1, 9) == 'WRONGTYPE' then return { 'wrongtype', hkey } end
+  error(hlen)
+end
 local exists = hlen > 0
 if mode == 'c' then
   if exists then return { 'exists' } end
