@@ -169,23 +169,11 @@ fn main() {
             assert!(Job::create_many(&mut c, &jobs).await.unwrap().iter().all(Result::is_ok))
         })
         .await;
+        let hand_jobs: Vec<Job> = (0..10_000)
+            .map(|i| job(6_000_000 + i, &format!("bulk-{}", i % 100)))
+            .collect();
         let h = measure(c, 1, async |mut c: MultiplexedConnection, _| {
-            for chunk in (0..10_000u64).collect::<Vec<_>>().chunks(500) {
-                let mut pipe = redis::pipe();
-                for &i in chunk {
-                    let j = job(6_000_000 + i, &format!("bulk-{}", i % 100));
-                    pipe.cmd("HSET")
-                        .arg(format!("job:{}", j.id))
-                        .arg(hand_encode_job(&j))
-                        .ignore();
-                    pipe.cmd("ZADD")
-                        .arg(format!("jobs:user:{}", j.user_id))
-                        .arg(j.created_at)
-                        .arg(&j.id)
-                        .ignore();
-                }
-                let () = pipe.query_async(&mut c).await.unwrap();
-            }
+            hand_bulk_create(&mut c, &hand_jobs).await
         })
         .await;
         let per = |(u, n): (f64, f64)| (u / 1e4, n / 1e4);

@@ -197,16 +197,22 @@ pub async fn hand_update_status(conn: &mut MultiplexedConnection, id: &str, stat
         == 1
 }
 
-/// Hand-written delete: learn the owner, then the hash and its entry in MULTI/EXEC.
-pub async fn hand_delete(conn: &mut MultiplexedConnection, id: &str) -> bool {
-    let key = format!("job:{id}");
-    let user: Option<String> = redis::cmd("HGET")
-        .arg(&key)
+/// The job's `user_id` (`HGET`), which decides its index key.
+async fn owner(conn: &mut MultiplexedConnection, key: &str) -> Option<String> {
+    redis::cmd("HGET")
+        .arg(key)
         .arg("user_id")
         .query_async(conn)
         .await
-        .expect("hget");
-    let Some(user) = user else { return false };
+        .expect("hget")
+}
+
+/// Hand-written delete: learn the owner, then the hash and its entry in MULTI/EXEC.
+pub async fn hand_delete(conn: &mut MultiplexedConnection, id: &str) -> bool {
+    let key = format!("job:{id}");
+    let Some(user) = owner(conn, &key).await else {
+        return false;
+    };
     let (deleted,): (i64,) = redis::pipe()
         .atomic()
         .cmd("DEL")
@@ -236,16 +242,13 @@ pub static HAND_CHECKED_DELETE: std::sync::LazyLock<Script> = std::sync::LazyLoc
     )
 });
 
+/// [`HAND_CHECKED_DELETE`] after reading the owner, again while it moves.
 pub async fn hand_checked_delete(conn: &mut MultiplexedConnection, id: &str) -> bool {
     let key = format!("job:{id}");
     loop {
-        let user: Option<String> = redis::cmd("HGET")
-            .arg(&key)
-            .arg("user_id")
-            .query_async(conn)
-            .await
-            .expect("hget");
-        let Some(user) = user else { return false };
+        let Some(user) = owner(conn, &key).await else {
+            return false;
+        };
         let deleted: i64 = HAND_CHECKED_DELETE
             .key(&key)
             .key(format!("jobs:user:{user}"))
@@ -260,6 +263,27 @@ pub async fn hand_checked_delete(conn: &mut MultiplexedConnection, id: &str) -> 
     }
 }
 
+/// Hand-written bulk create, the floor of any that keeps an index entry:
+/// `HSET` + `ZADD` per job, pipelined 500 jobs at a time, checking nothing
+/// (no existence, no types, no per-job answer).
+pub async fn hand_bulk_create(conn: &mut MultiplexedConnection, jobs: &[Job]) {
+    for chunk in jobs.chunks(500) {
+        let mut pipe = redis::pipe();
+        for j in chunk {
+            pipe.cmd("HSET")
+                .arg(format!("job:{}", j.id))
+                .arg(hand_encode_job(j))
+                .ignore();
+            pipe.cmd("ZADD")
+                .arg(format!("jobs:user:{}", j.user_id))
+                .arg(j.created_at)
+                .arg(&j.id)
+                .ignore();
+        }
+        let () = pipe.query_async(conn).await.expect("pipeline");
+    }
+}
+
 /// Hand-written page: ZRANGE, then every hash in one pipeline.
 pub async fn hand_page(conn: &mut MultiplexedConnection, user: &str, limit: usize) -> Vec<Job> {
     let ids: Vec<String> = redis::cmd("ZRANGE")
@@ -270,12 +294,16 @@ pub async fn hand_page(conn: &mut MultiplexedConnection, user: &str, limit: usiz
         .query_async(conn)
         .await
         .expect("zrange");
+    hashes(conn, &ids).await.iter().filter_map(hand_decode_job).collect()
+}
+
+/// Every `job:<id>` hash of `ids`, in one pipeline.
+async fn hashes(conn: &mut MultiplexedConnection, ids: &[String]) -> Vec<Value> {
     let mut pipe = redis::pipe();
-    for id in &ids {
+    for id in ids {
         pipe.cmd("HGETALL").arg(format!("job:{id}"));
     }
-    let replies: Vec<Value> = pipe.query_async(conn).await.expect("pipeline");
-    replies.iter().filter_map(hand_decode_job).collect()
+    pipe.query_async(conn).await.expect("pipeline")
 }
 
 /// Hand-written page with repobox's check: `ZRANGE ... WITHSCORES`, every
@@ -291,16 +319,13 @@ pub async fn hand_checked_page(conn: &mut MultiplexedConnection, user: &str, lim
         .query_async(conn)
         .await
         .expect("zrange");
-    let mut pipe = redis::pipe();
-    for (id, _) in &scored {
-        pipe.cmd("HGETALL").arg(format!("job:{id}"));
-    }
-    let replies: Vec<Value> = pipe.query_async(conn).await.expect("pipeline");
-    replies
+    let (ids, scores): (Vec<String>, Vec<f64>) = scored.into_iter().unzip();
+    hashes(conn, &ids)
+        .await
         .iter()
-        .zip(&scored)
-        .filter_map(|(reply, (_, score))| {
-            hand_decode_job(reply).filter(|j| j.created_at as f64 == *score && j.user_id == user)
+        .zip(scores)
+        .filter_map(|(reply, score)| {
+            hand_decode_job(reply).filter(|j| j.created_at as f64 == score && j.user_id == user)
         })
         .collect()
 }
