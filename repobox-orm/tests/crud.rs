@@ -1285,6 +1285,8 @@ async fn bulk_calls_pipeline_in_chunks_and_report_per_entity(conn: Store) {
     let mut conn = CountingConnection::new(conn);
     Task::create(&mut conn, &task("warm", "x", 0)).await.unwrap();
     assert!(!Task::delete(&mut conn, "absent").await.unwrap());
+    let absent = Task::delete_many(&mut conn, &["absent-1", "absent-2"]).await.unwrap();
+    assert_eq!(absent, [false, false]);
     conn.take();
 
     let tasks: Vec<Task> = (0..1200).map(|i| task(&i.to_string(), "ann", i)).collect();
@@ -1326,8 +1328,29 @@ async fn bulk_calls_pipeline_in_chunks_and_report_per_entity(conn: Store) {
 
     let ids: Vec<String> = (0..1000).map(|i| i.to_string()).chain(["nope".to_owned()]).collect();
     conn.take();
+    if !cluster {
+        let () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(conn.inner_mut())
+            .await
+            .unwrap();
+    }
     let deleted = Task::delete_many(&mut conn, &ids).await.unwrap();
-    assert_eq!(conn.take(), trips(6, 10), "a lookup and a delete per 500 entities");
+    // On a cluster, the store refuses the first call of 100 deletes unsent
+    // (their keys are in many slots), and then each delete goes on its own.
+    assert_eq!(conn.take(), trips(6, 11), "a lookup and a delete per 500 entities");
+    if !cluster {
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(conn.inner_mut())
+            .await
+            .unwrap();
+        let calls = stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+            .and_then(|l| l.split(',').next()?.parse::<u32>().ok());
+        assert_eq!(calls, Some(11), "100 deletes per script call (500, 500 and one alone)");
+    }
     assert_eq!(deleted.iter().filter(|d| **d).count(), 1000);
     assert!(!deleted[1000]);
     assert_eq!(Task::count_by_owner(&mut conn, "cy").await.unwrap(), 0);
@@ -1420,8 +1443,9 @@ async fn a_single_index_key_of_the_wrong_type_fails_the_write_before_anything_is
 }
 
 /// A connection that runs `before` (another client's commands) on the
-/// server just before it forwards its first script call: what a writer
-/// racing a delete between its read and its script does.
+/// server just before it forwards its first script call (alone or in a
+/// pipeline): what a writer racing a delete between its read and its script
+/// does.
 struct RaceBeforeScript {
     inner: CountingConnection<redis::aio::MultiplexedConnection>,
     before: Option<redis::Pipeline>,
@@ -1444,7 +1468,15 @@ impl redis::aio::ConnectionLike for RaceBeforeScript {
         offset: usize,
         count: usize,
     ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
-        self.inner.req_packed_commands(pipeline, offset, count)
+        Box::pin(async move {
+            let scripts = pipeline
+                .cmd_iter()
+                .any(|cmd| matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(b"EVALSHA"))));
+            if scripts && let Some(race) = self.before.take() {
+                let () = race.query_async(self.inner.inner_mut()).await?;
+            }
+            self.inner.req_packed_commands(pipeline, offset, count).await
+        })
     }
 
     fn get_db(&self) -> i64 {
@@ -1519,4 +1551,66 @@ async fn a_delete_racing_another_writer_removes_the_entries_where_they_are_or_no
         dump(&mut conn, "task:slug:slug-c").await,
     );
     assert_eq!(before, after, "a refused delete wrote something");
+}
+
+#[tokio::test]
+async fn delete_many_answers_per_entity_within_one_call() {
+    let server = RedisServer::start();
+    let mut conn = server.connection().await;
+    Task::create(&mut conn, &task("warm", "x", 0)).await.unwrap();
+    assert_eq!(
+        Task::delete_many(&mut conn, &["warm", "absent"]).await.unwrap(),
+        [true, false]
+    );
+    assert!(!Task::delete(&mut conn, "absent").await.unwrap());
+    for (id, at) in [("a", 1), ("m", 2), ("b", 3)] {
+        Task::create(&mut conn, &task(id, "ann", at)).await.unwrap();
+    }
+    // Between the reads and the call, another client moves `m` to bob: its
+    // answer in the call is stale, and it goes again on its own.
+    let mut moved = redis::pipe();
+    moved
+        .hset("task:m", "owner", "bob")
+        .ignore()
+        .zrem("tasks:owner:ann", "m")
+        .ignore()
+        .zadd("tasks:owner:bob", "m", 2)
+        .ignore();
+    let mut racing = RaceBeforeScript {
+        inner: CountingConnection::new(conn.clone()),
+        before: Some(moved),
+    };
+    let deleted = Task::delete_many(&mut racing, &["a", "nope", "m", "b"]).await.unwrap();
+    assert_eq!(deleted, [true, false, true, true]);
+    assert_eq!(
+        racing.inner.take(),
+        3,
+        "the reads, the call of four, the stale one again"
+    );
+    for owner in ["ann", "bob"] {
+        let members: Vec<String> = conn.zrange(format!("tasks:owner:{owner}"), 0, -1).await.unwrap();
+        assert!(members.is_empty(), "{owner}: {members:?}");
+    }
+    let left: Vec<String> = conn.keys("task:*").await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+
+    // One entity's clobbered index key refuses that entity alone, with
+    // nothing of it written; the others of the call are deleted.
+    let running = |id: &str| Task {
+        status: Status::Running,
+        ..task(id, "cy", 4)
+    };
+    Task::create(&mut conn, &running("c")).await.unwrap();
+    Task::create(&mut conn, &task("d", "cy", 5)).await.unwrap();
+    let _: () = conn.del("tasks:status:running").await.unwrap();
+    let _: () = conn.set("tasks:status:running", "clobbered").await.unwrap();
+    let before = (dump(&mut conn, "task:c").await, dump(&mut conn, "tasks:owner:cy").await);
+    let err = Task::delete_many(&mut conn, &["c", "d"]).await.unwrap_err();
+    assert!(err.to_string().contains("tasks:status:running"), "{err}");
+    assert_eq!(Task::get(&mut conn, "c").await.unwrap(), Some(running("c")));
+    assert_eq!(Task::get(&mut conn, "d").await.unwrap(), None);
+    let members: Vec<String> = conn.zrange("tasks:owner:cy", 0, -1).await.unwrap();
+    assert_eq!(members, ["c"]);
+    assert_ne!(before.1, dump(&mut conn, "tasks:owner:cy").await, "d's entry went");
+    assert_eq!(before.0, dump(&mut conn, "task:c").await, "c is untouched");
 }

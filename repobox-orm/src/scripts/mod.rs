@@ -14,7 +14,15 @@ use crate::error::Result;
 /// One atomic write of an entity (`engine/write/protocol.rs` has its layout).
 pub(crate) static WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("write.lua")));
 /// The delete of one entity, its index entries and its other keys (`write/protocol/delete.rs`).
-pub(crate) static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("delete.lua")));
+pub(crate) static DELETE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(concat!(include_str!("delete_entity.lua"), include_str!("delete.lua"))));
+/// The deletes of many entities in one call, each atomic on its own.
+pub(crate) static DELETE_MANY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("delete_entity.lua"),
+        include_str!("delete_many.lua")
+    ))
+});
 /// The write of an entity with no index entry to maintain (`write/fast.rs`).
 pub(crate) static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("put.lua")));
 /// An update that only sets fields (`write/fast.rs`).

@@ -1,9 +1,13 @@
-//! `create_many` at pipeline speed: entities whose indexes are sorted or set
-//! indexes (no unique one) are created by `create_many.lua`, up to
-//! [`PER_CALL`] entities per script call and [`BULK_CHUNK`] per round trip,
-//! each entity still atomic with its index entries and TTL and answered on
-//! its own. A call whose keys a cluster keeps in several slots is refused
-//! (`CROSSSLOT`) and its entities go the per-entity way.
+//! Creates of entities whose indexes are sorted or set indexes (no unique
+//! one, whose claim needs the general script's owner checks): one at a time
+//! by `create.lua`, and `create_many` at pipeline speed by
+//! `create_many.lua`, up to [`PER_CALL`] entities per script call and
+//! [`BULK_CHUNK`] per round trip. Both check and write what a hand-written
+//! create does (the hash absent, `EXISTS`; the entries; `HSET`; the TTL),
+//! each entity atomic with its index entries and TTL and answered on its
+//! own. A call whose keys a cluster keeps in several slots is refused
+//! (`CROSSSLOT`): one entity goes the ordered way, a bulk call's entities
+//! the per-entity way.
 
 use redis::Value;
 use redis::aio::ConnectionLike;

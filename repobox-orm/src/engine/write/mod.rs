@@ -1,8 +1,15 @@
-//! Writes: each one Lua script call that changes the hash, its index entries
-//! and its TTL together.
+//! Writes: each one atomic command (a Lua script call, or `HSET` in
+//! `MULTI`/`EXEC`) that changes the hash, its index entries and its TTL
+//! together; each write takes the cheapest one that keeps the contract.
 //!
-//! - `plan`: what a write changes and what it knows of the indexed fields;
-//! - `protocol`: how a plan is encoded for `write.lua`, and its answers decoded;
+//! - `fast`: writes that maintain no index entry (`HSET`, `put.lua`,
+//!   `update.lua`);
+//! - `bulk`: creates of entities without a unique index, one (`create.lua`)
+//!   or 100 per call (`create_many.lua`);
+//! - `plan`: what any other write changes and what it knows of the indexed
+//!   fields;
+//! - `protocol`: how a plan is encoded for `write.lua` (a delete for
+//!   `delete.lua`), and the answers decoded;
 //! - `run`: sending plans, retrying when the hash moved, bulk chunks;
 //! - `ordered`: the same write as single-slot steps, for an entity whose
 //!   keys a cluster keeps in several slots.

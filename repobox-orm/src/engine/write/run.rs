@@ -5,8 +5,10 @@ use redis::{Cmd, Value};
 
 use super::ordered::{run_ordered, run_ordered_many};
 use super::plan::{Outcome, Step, WritePlan};
+use super::protocol::IndexOp;
+use super::protocol::{DeleteCall, Mode};
 use crate::error::{Error, Result};
-use crate::scripts;
+use crate::scripts::{self, DELETE_MANY};
 
 /// How often a write retries after the hash changed under it.
 ///
@@ -20,6 +22,10 @@ pub(crate) const MAX_ATTEMPTS: u32 = 16;
 
 /// How many commands one pipeline of a bulk call carries.
 pub(crate) const BULK_CHUNK: usize = 500;
+
+/// Deletes per `delete_many.lua` call: a script call costs the server more
+/// than the commands in it, and 100 keep one call short.
+const DELETES_PER_CALL: usize = 100;
 
 fn contention(plan: &WritePlan<'_, '_>) -> Error {
     Error::Contention {
@@ -101,61 +107,100 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
         }
     }
     let mut pending: Vec<usize> = (0..plans.len()).filter(|&i| results[i].is_none()).collect();
-    // The scripts loaded again after a server answered NOSCRIPT.
-    let mut loaded: Vec<&'static redis::Script> = Vec::new();
-    // Writes whose keys a cluster keeps in several slots: ordered steps, one by one.
-    let mut ordered = Vec::new();
+    let mut state = Settling {
+        results,
+        next: Vec::new(),
+        ordered: Vec::new(),
+        loaded: Vec::new(),
+    };
+    // Deletes go DELETES_PER_CALL to a `delete_many.lua` call; once a call
+    // is refused across cluster slots, every delete goes on its own.
+    let mut together = true;
     for _ in 0..MAX_ATTEMPTS {
         if pending.is_empty() {
             break;
         }
-        let mut next = Vec::new();
         for chunk in pending.chunks(BULK_CHUNK) {
             let mut cmds = Vec::with_capacity(chunk.len());
-            let mut sent = Vec::with_capacity(chunk.len());
-            for &i in chunk {
+            // The plans each command carries: more than one in a delete_many call.
+            let mut sent: Vec<Vec<usize>> = Vec::with_capacity(chunk.len());
+            let (deletes, others): (Vec<usize>, Vec<usize>) =
+                chunk.iter().partition(|&&i| together && plans[i].mode == Mode::Delete);
+            let mut alone: Vec<usize> = others;
+            for group in deletes.chunks(DELETES_PER_CALL) {
+                match group {
+                    [_] => alone.extend_from_slice(group),
+                    _ => match many_deletes(&plans, group) {
+                        Ok(cmd) => {
+                            cmds.push(cmd);
+                            sent.push(group.to_vec());
+                        }
+                        Err(_) => alone.extend_from_slice(group),
+                    },
+                }
+            }
+            for i in alone {
                 match plans[i].invocation() {
                     Ok(cmd) => {
                         cmds.push(cmd);
-                        sent.push(i);
+                        sent.push(vec![i]);
                     }
-                    Err(e) => results[i] = Some(Err(e)),
+                    Err(e) => state.results[i] = Some(Err(e)),
                 }
             }
-            if sent.is_empty() {
-                continue;
-            }
-            let key = plans[sent[0]].target.shown().into_owned();
+            let Some(first) = sent.first() else { continue };
+            let key = plans[first[0]].target.shown().into_owned();
             let replies = pipeline(conn, cmds, &key).await?;
-            for (i, reply) in sent.into_iter().zip(replies) {
-                // A restarted server lost the script: load it and send again.
-                if scripts::is_cross_slot_reply(&reply) {
-                    ordered.push(i);
-                    continue;
-                }
-                if scripts::is_noscript(&reply) {
-                    let script = plans[i].script();
-                    if !loaded.iter().any(|s| std::ptr::eq(*s, script)) {
-                        script.load_async(conn).await?;
-                        loaded.push(script);
+            for (members, reply) in sent.into_iter().zip(replies) {
+                let [i] = members[..] else {
+                    if scripts::is_cross_slot_reply(&reply) {
+                        together = false;
+                        state.next.extend(members);
+                    } else if scripts::is_noscript(&reply) {
+                        state.load(conn, &DELETE_MANY).await?;
+                        state.next.extend(members);
+                    } else {
+                        match reply {
+                            Value::Array(answers) if answers.len() == members.len() => {
+                                for (i, answer) in members.into_iter().zip(answers) {
+                                    state.settle(conn, &mut plans[i], i, answer).await?;
+                                }
+                            }
+                            other => {
+                                for i in members {
+                                    state.results[i] = Some(Err(match &other {
+                                        Value::ServerError(e) => redis::RedisError::from(e.clone()).into(),
+                                        _ => Error::UnexpectedReply {
+                                            key: plans[i].target.shown().into_owned(),
+                                            detail: format!("delete_many.lua answered {other:?}"),
+                                        },
+                                    }));
+                                }
+                            }
+                        }
                     }
-                    next.push(i);
+                    continue;
+                };
+                if scripts::is_cross_slot_reply(&reply) {
+                    state.ordered.push(i);
                     continue;
                 }
-                match plans[i].absorb(reply) {
-                    Ok(Step::Done(outcome)) => results[i] = Some(Ok(outcome)),
-                    Ok(Step::Again) => next.push(i),
-                    // Rare: a unique value held by an owner that may be gone.
-                    Ok(Step::CheckOwner { op, owner }) => match check_owner(conn, &mut plans[i], op, owner).await {
-                        Ok(()) => next.push(i),
-                        Err(e) => results[i] = Some(Err(e)),
-                    },
-                    Err(e) => results[i] = Some(Err(e)),
+                // A restarted server lost the script: load it and send again.
+                if scripts::is_noscript(&reply) {
+                    state.load(conn, plans[i].script()).await?;
+                    state.next.push(i);
+                    continue;
                 }
+                state.settle(conn, &mut plans[i], i, reply).await?;
             }
         }
-        pending = next;
+        pending = std::mem::take(&mut state.next);
     }
+    let Settling {
+        mut results,
+        mut ordered,
+        ..
+    } = state;
     for i in pending {
         results[i] = Some(Err(contention(&plans[i])));
     }
@@ -182,4 +227,58 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
             })
         })
         .collect())
+}
+
+/// One `delete_many.lua` call of the deletes `group` (positions in `plans`).
+fn many_deletes(plans: &[WritePlan<'_, '_>], group: &[usize]) -> Result<Cmd> {
+    let ops: Vec<Vec<IndexOp>> = group.iter().map(|&i| plans[i].entries()).collect::<Result<_>>()?;
+    let calls: Vec<DeleteCall<'_>> = group
+        .iter()
+        .zip(&ops)
+        .map(|(&i, ops)| plans[i].delete_call(ops))
+        .collect();
+    DeleteCall::many_command(&calls, DELETE_MANY.get_hash(), true)
+}
+
+/// What the answers of one round of [`run_writes`] leave to do.
+struct Settling {
+    results: Vec<Option<Result<Outcome>>>,
+    /// Writes to send again.
+    next: Vec<usize>,
+    /// Writes whose keys a cluster keeps in several slots: ordered steps.
+    ordered: Vec<usize>,
+    /// The scripts loaded again after a server answered NOSCRIPT.
+    loaded: Vec<&'static redis::Script>,
+}
+
+impl Settling {
+    /// Loads `script` once per run.
+    async fn load<C: ConnectionLike + Send>(&mut self, conn: &mut C, script: &'static redis::Script) -> Result<()> {
+        if !self.loaded.iter().any(|s| std::ptr::eq(*s, script)) {
+            script.load_async(conn).await?;
+            self.loaded.push(script);
+        }
+        Ok(())
+    }
+
+    /// Takes in the answer to write `i`: done, refused, or to send again.
+    async fn settle<C: ConnectionLike + Send>(
+        &mut self,
+        conn: &mut C,
+        plan: &mut WritePlan<'_, '_>,
+        i: usize,
+        reply: Value,
+    ) -> Result<()> {
+        match plan.absorb(reply) {
+            Ok(Step::Done(outcome)) => self.results[i] = Some(Ok(outcome)),
+            Ok(Step::Again) => self.next.push(i),
+            // Rare: a unique value held by an owner that may be gone.
+            Ok(Step::CheckOwner { op, owner }) => match check_owner(conn, plan, op, owner).await {
+                Ok(()) => self.next.push(i),
+                Err(e) => self.results[i] = Some(Err(e)),
+            },
+            Err(e) => self.results[i] = Some(Err(e)),
+        }
+        Ok(())
+    }
 }

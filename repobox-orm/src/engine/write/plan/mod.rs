@@ -222,17 +222,22 @@ impl<'w, 'a> WritePlan<'w, 'a> {
     pub fn invocation(&self) -> Result<Cmd> {
         let ops = self.index_ops()?;
         if self.mode == Mode::Delete {
-            return DeleteCall {
-                hash_key: &self.target.key,
-                id: &self.target.id,
-                ops: &ops,
-                guards: &self.guards,
-                guard_values: self.current.as_deref(),
-                extra_keys: self.extras.delete_keys,
-            }
-            .command(DELETE.get_hash());
+            return self.delete_call(&ops).command(DELETE.get_hash());
         }
         self.write_call(ops, true)?.command(WRITE.get_hash())
+    }
+
+    /// This delete as one of a `delete_many.lua` call, with `ops` from
+    /// [`entries`](Self::entries).
+    pub fn delete_call<'x>(&'x self, ops: &'x [IndexOp]) -> DeleteCall<'x> {
+        DeleteCall {
+            hash_key: &self.target.key,
+            id: &self.target.id,
+            ops,
+            guards: &self.guards,
+            guard_values: self.current.as_deref(),
+            extra_keys: self.extras.delete_keys,
+        }
     }
 
     /// The write script's call with `ops`; `whole`: with the stream entry,

@@ -1,15 +1,18 @@
-//! The protocol of `scripts/delete.lua`, the delete of one entity: no binary
-//! header, because a delete sets no field, claims no unique value and
+//! The protocol of `scripts/delete.lua` and `scripts/delete_many.lua` (both
+//! `delete_entity.lua` and a line or a loop), the delete of one entity: no
+//! binary header, because a delete sets no field, claims no unique value and
 //! checks no condition.
 //!
-//! `KEYS`: the hash, the key of each index entry to remove, then the keys
-//! deleted with the entity. `ARGV`: the id, the index kinds (one byte per
-//! index key, as in `write.lua`'s op records), one byte per guard saying
-//! whether the engine read a value in it (`=`), found it absent (`-`) or
-//! does not know (`?`), then the guard names and the values read (an empty
-//! string where there is none): the script compares them as they come, without building a
-//! string per guard. The answers are `write.lua`'s
-//! ([`WriteReply`](super::WriteReply)).
+//! Per delete, `KEYS`: the hash, the key of each index entry to remove, then
+//! the keys deleted with the entity. `ARGV`: the id, the index kinds (one
+//! byte per index key, as in `write.lua`'s op records), one byte per guard
+//! saying whether the engine read a value in it (`=`), found it absent (`-`)
+//! or does not know (`?`), how many keys go with the entity, then the guard
+//! names and the values read (an empty string where there is none): the
+//! script compares them as they come, without building a string per guard.
+//! `delete_many.lua` takes how many deletes first, then each one's `KEYS` and
+//! `ARGV` after the one before. The answers are `write.lua`'s
+//! ([`WriteReply`](super::WriteReply)), one per delete.
 
 use redis::Cmd;
 
@@ -30,23 +33,22 @@ pub(crate) struct DeleteCall<'w> {
     pub extra_keys: &'w [String],
 }
 
-impl DeleteCall<'_> {
-    /// The `EVALSHA` of the script whose SHA1 is `sha`.
-    pub(crate) fn command(&self, sha: &str) -> Result<Cmd> {
-        let entries: Vec<&IndexOp> = self.ops.iter().filter(|op| op.old.is_some()).collect();
-        let numkeys = 1 + entries.len() + self.extra_keys.len();
-        if numkeys > usize::from(u16::MAX) {
-            return Err(Error::Encode {
-                field: "keys",
-                message: format!("{numkeys} keys are more than one delete can carry"),
-            });
-        }
-        let kinds: Vec<u8> = entries.iter().map(|op| kind_byte(op.kind)).collect();
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(sha).arg(numkeys).arg(self.hash_key);
-        for op in &entries {
-            cmd.arg(op.old.as_deref());
-        }
+impl<'w> DeleteCall<'w> {
+    /// The index ops whose entry goes (those with an old key).
+    fn entries(&self) -> impl Iterator<Item = &'w IndexOp> + use<'w> {
+        self.ops.iter().filter(|op| op.old.is_some())
+    }
+
+    /// This delete's `KEYS`: the hash, the entries' keys, the other keys.
+    fn keys(&self) -> impl Iterator<Item = &'w str> + use<'w> {
+        std::iter::once(self.hash_key)
+            .chain(self.entries().filter_map(|op| op.old.as_deref()))
+            .chain(self.extra_keys.iter().map(String::as_str))
+    }
+
+    /// Appends this delete's `ARGV` to `cmd`.
+    fn write_args(&self, cmd: &mut Cmd) {
+        let kinds: Vec<u8> = self.entries().map(|op| kind_byte(op.kind)).collect();
         let mut seen = Vec::with_capacity(self.guards.len());
         let mut values = Vec::with_capacity(self.guards.len());
         for i in 0..self.guards.len() {
@@ -58,13 +60,38 @@ impl DeleteCall<'_> {
             });
             values.push(value.flatten().unwrap_or_default());
         }
-        cmd.arg(self.extra_keys)
-            .arg(self.id)
+        cmd.arg(self.id)
             .arg(kinds)
             .arg(seen)
+            .arg(self.extra_keys.len())
             .arg(self.guards);
         for value in values {
             cmd.arg(value);
+        }
+    }
+
+    /// The `EVALSHA` of `delete.lua`, whose SHA1 is `sha`.
+    pub(crate) fn command(&self, sha: &str) -> Result<Cmd> {
+        Self::many_command(std::slice::from_ref(self), sha, false)
+    }
+
+    /// One `EVALSHA` of `deletes`: of `delete_many.lua` (whose SHA1 is
+    /// `sha`) when `many`, which answers one answer per delete.
+    pub(crate) fn many_command(deletes: &[DeleteCall<'_>], sha: &str, many: bool) -> Result<Cmd> {
+        let keys: Vec<&str> = deletes.iter().flat_map(DeleteCall::keys).collect();
+        if keys.len() > usize::from(u16::MAX) {
+            return Err(Error::Encode {
+                field: "keys",
+                message: format!("{} keys are more than one delete can carry", keys.len()),
+            });
+        }
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(sha).arg(keys.len()).arg(keys);
+        if many {
+            cmd.arg(deletes.len());
+        }
+        for delete in deletes {
+            delete.write_args(&mut cmd);
         }
         Ok(cmd)
     }

@@ -1,5 +1,7 @@
 //! The protocol between the engine and `scripts/write.lua`: how one write is
-//! laid out in `KEYS` and `ARGV`, and what the script's answers mean.
+//! laid out in `KEYS` and `ARGV`, and what the script's answers mean. (A
+//! delete goes to `scripts/delete.lua`, laid out in `delete.rs`, and answers
+//! the same way.)
 //!
 //! `KEYS`: the hash, then each index op's new and old key (in op order, absent
 //! ones skipped), then the stream to `XADD` to, then the keys deleted with the
