@@ -565,8 +565,10 @@ async fn bulk_creates_go_many_per_script_call_and_answer_per_entity(conn: Store)
         results.iter().find(|r| r.is_err())
     );
     // One round trip per 500 on one server; on a cluster the calls are
-    // refused unsent (3 calls) and the entities go the ordered way (12).
-    assert_eq!(conn.take(), if cluster { 15 } else { 3 });
+    // refused unsent (3 calls, then 1 of the per-entity writes' batched
+    // calls, after which each goes on its own) and the entities go the
+    // ordered way (12).
+    assert_eq!(conn.take(), if cluster { 16 } else { 3 });
     assert_eq!(Run::count_by_owner(&mut conn, "ann").await.unwrap(), 400);
     let page = Run::by_owner(&mut conn, "ann", Page::newest(2))
         .await
@@ -1287,12 +1289,35 @@ async fn bulk_calls_pipeline_in_chunks_and_report_per_entity(conn: Store) {
     assert!(!Task::delete(&mut conn, "absent").await.unwrap());
     let absent = Task::delete_many(&mut conn, &["absent-1", "absent-2"]).await.unwrap();
     assert_eq!(absent, [false, false]);
+    let warm = [task("warm-1", "x", 0), task("warm-2", "x", 0)];
+    assert!(
+        Task::save_many(&mut conn, &warm)
+            .await
+            .unwrap()
+            .iter()
+            .all(Result::is_ok)
+    );
     conn.take();
 
     let tasks: Vec<Task> = (0..1200).map(|i| task(&i.to_string(), "ann", i)).collect();
+    if !cluster {
+        let () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(conn.inner_mut())
+            .await
+            .unwrap();
+    }
     let results = Task::create_many(&mut conn, &tasks).await.unwrap();
     assert!(results.iter().all(Result::is_ok));
-    assert_eq!(conn.take(), trips(3, 12), "one round trip per 500 entities");
+    // On a cluster, the first call of 100 writes is refused unsent.
+    assert_eq!(conn.take(), trips(3, 13), "one round trip per 500 entities");
+    if !cluster {
+        assert_eq!(
+            script_calls(conn.inner_mut()).await,
+            12,
+            "100 writes per script call (500, 500 and 200)"
+        );
+    }
     assert_eq!(Task::count_by_owner(&mut conn, "ann").await.unwrap(), 1200);
 
     // Per entity outcomes: an existing key, a taken unique value, a bad key part.
@@ -1320,8 +1345,9 @@ async fn bulk_calls_pipeline_in_chunks_and_report_per_entity(conn: Store) {
     assert!(results.iter().all(Result::is_ok));
     assert_eq!(
         conn.take(),
-        trips(3, 10),
-        "two chunks, then one more for the 500 entries that moved (a cluster reads them first)"
+        trips(3, 11),
+        "two chunks, then one more for the 500 entries that moved (a cluster reads them first, \
+         and refuses the first call of 100 writes unsent)"
     );
     assert_eq!(Task::count_by_owner(&mut conn, "cy").await.unwrap(), 500);
     assert_eq!(Task::count_by_owner(&mut conn, "ann").await.unwrap(), 700);
@@ -1340,16 +1366,11 @@ async fn bulk_calls_pipeline_in_chunks_and_report_per_entity(conn: Store) {
     // (their keys are in many slots), and then each delete goes on its own.
     assert_eq!(conn.take(), trips(6, 11), "a lookup and a delete per 500 entities");
     if !cluster {
-        let stats: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query_async(conn.inner_mut())
-            .await
-            .unwrap();
-        let calls = stats
-            .lines()
-            .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
-            .and_then(|l| l.split(',').next()?.parse::<u32>().ok());
-        assert_eq!(calls, Some(11), "100 deletes per script call (500, 500 and one alone)");
+        assert_eq!(
+            script_calls(conn.inner_mut()).await,
+            11,
+            "100 deletes per script call (500, 500 and one alone)"
+        );
     }
     assert_eq!(deleted.iter().filter(|d| **d).count(), 1000);
     assert!(!deleted[1000]);
@@ -1385,7 +1406,10 @@ async fn a_single_index_key_of_the_wrong_type_fails_the_write_before_anything_is
     );
     assert!(!Solo::exists(&mut conn, "1").await.unwrap(), "the hash was not written");
     let err = Solo::save(&mut conn, &solo).await.unwrap_err();
-    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    assert!(
+        matches!(&err, Error::UnexpectedReply { key, .. } if key == "solos:g"),
+        "{err}"
+    );
     assert!(!Solo::exists(&mut conn, "1").await.unwrap());
     // In bulk, the index entry goes first: the clobbered key refuses its
     // entities with nothing written, the others are created.
@@ -1613,4 +1637,68 @@ async fn delete_many_answers_per_entity_within_one_call() {
     assert_eq!(members, ["c"]);
     assert_ne!(before.1, dump(&mut conn, "tasks:owner:cy").await, "d's entry went");
     assert_eq!(before.0, dump(&mut conn, "task:c").await, "c is untouched");
+}
+
+/// `EVALSHA` calls since the last `CONFIG RESETSTAT` (`INFO commandstats`).
+async fn script_calls<C: redis::aio::ConnectionLike + Send>(conn: &mut C) -> u32 {
+    let stats: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.unwrap();
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|l| l.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn save_many_answers_per_entity_within_one_call() {
+    let server = RedisServer::start();
+    let mut conn = server.connection().await;
+    for id in ["s1", "s2", "c3"] {
+        Task::create(&mut conn, &task(id, "ann", 1)).await.unwrap();
+    }
+    let _: () = conn.set("tasks:status:running", "clobbered").await.unwrap();
+    let before = dump(&mut conn, "task:c3").await;
+    // Between the engine's assumption and the call, another client moves s1
+    // to bob: its answer in the call is stale, and it goes again on its own.
+    let mut moved = redis::pipe();
+    moved
+        .hset("task:s1", "owner", "bob")
+        .ignore()
+        .zrem("tasks:owner:ann", "s1")
+        .ignore()
+        .zadd("tasks:owner:bob", "s1", 1)
+        .ignore();
+    let mut racing = RaceBeforeScript {
+        inner: CountingConnection::new(conn.clone()),
+        before: Some(moved),
+    };
+    let saves = [
+        task("s1", "cy", 1),
+        Task {
+            note: Some("kept".into()),
+            ..task("s2", "ann", 1)
+        },
+        Task {
+            status: Status::Running,
+            ..task("c3", "ann", 1)
+        },
+    ];
+    let results = Task::save_many(&mut racing, &saves).await.unwrap();
+    assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
+    assert!(
+        matches!(&results[2], Err(Error::UnexpectedReply { key, .. }) if key == "tasks:status:running"),
+        "{results:?}"
+    );
+    for (owner, want) in [("ann", vec!["c3", "s2"]), ("bob", vec![]), ("cy", vec!["s1"])] {
+        let members: Vec<String> = conn.zrange(format!("tasks:owner:{owner}"), 0, -1).await.unwrap();
+        assert_eq!(members, want, "{owner}");
+    }
+    assert_eq!(Task::get(&mut conn, "s2").await.unwrap(), Some(saves[1].clone()));
+    assert_eq!(
+        dump(&mut conn, "task:c3").await,
+        before,
+        "a refused save writes nothing"
+    );
+    let clobbered: String = conn.get("tasks:status:running").await.unwrap();
+    assert_eq!(clobbered, "clobbered");
 }

@@ -12,7 +12,15 @@ use redis::{Cmd, FromRedisValue, Script, Value};
 use crate::error::Result;
 
 /// One atomic write of an entity (`engine/write/protocol.rs` has its layout).
-pub(crate) static WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("write.lua")));
+pub(crate) static WRITE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(concat!(include_str!("write_entity.lua"), include_str!("write.lua"))));
+/// Many writes in one call, each atomic on its own (`engine/write/run.rs`).
+pub(crate) static WRITE_MANY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("write_entity.lua"),
+        include_str!("write_many.lua")
+    ))
+});
 /// The delete of one entity, its index entries and its other keys (`write/protocol/delete.rs`).
 pub(crate) static DELETE: LazyLock<Script> =
     LazyLock::new(|| Script::new(concat!(include_str!("delete_entity.lua"), include_str!("delete.lua"))));
@@ -76,4 +84,41 @@ pub(crate) async fn run<T: FromRedisValue, C: ConnectionLike + Send>(
         }
         other => Ok(other?),
     }
+}
+
+/// The `KEYS` and the `ARGV` of one script call.
+struct Call<'c> {
+    keys: Vec<&'c [u8]>,
+    args: Vec<&'c [u8]>,
+}
+
+/// The `KEYS` and `ARGV` of an `EVALSHA <sha> <numkeys> KEYS.. ARGV..`.
+fn keys_and_args(cmd: &Cmd) -> Option<Call<'_>> {
+    let args: Vec<&[u8]> = cmd
+        .args_iter()
+        .map(|a| match a {
+            redis::Arg::Simple(b) => Some(b),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let numkeys: usize = std::str::from_utf8(args.get(2)?).ok()?.parse().ok()?;
+    let keys = args.get(3..3 + numkeys)?.to_vec();
+    Some(Call {
+        keys,
+        args: args[3 + numkeys..].to_vec(),
+    })
+}
+
+/// One call of `many` (a script that loops over its calls, each given as
+/// the number of its `KEYS` and of its `ARGV`, then its `ARGV`) in place of
+/// the `EVALSHA`s `cmds`; `None` when one of them is not an `EVALSHA`.
+pub(crate) fn joined(cmds: &[Cmd], many: &Script) -> Option<Cmd> {
+    let parts: Vec<Call<'_>> = cmds.iter().map(keys_and_args).collect::<Option<_>>()?;
+    let keys: Vec<&[u8]> = parts.iter().flat_map(|call| call.keys.iter().copied()).collect();
+    let mut cmd = evalsha(many, &keys);
+    cmd.arg(parts.len());
+    for call in &parts {
+        cmd.arg(call.keys.len()).arg(call.args.len()).arg(&call.args);
+    }
+    Some(cmd)
 }

@@ -1,14 +1,14 @@
 //! Sending write plans: one at a time with retries, or many in pipelined chunks.
 
 use redis::aio::ConnectionLike;
-use redis::{Cmd, Value};
+use redis::{Cmd, Script, Value};
 
 use super::ordered::{run_ordered, run_ordered_many};
 use super::plan::{Outcome, Step, WritePlan};
 use super::protocol::IndexOp;
 use super::protocol::{DeleteCall, Mode};
 use crate::error::{Error, Result};
-use crate::scripts::{self, DELETE_MANY};
+use crate::scripts::{self, DELETE_MANY, WRITE_MANY};
 
 /// How often a write retries after the hash changed under it.
 ///
@@ -23,9 +23,9 @@ pub(crate) const MAX_ATTEMPTS: u32 = 16;
 /// How many commands one pipeline of a bulk call carries.
 pub(crate) const BULK_CHUNK: usize = 500;
 
-/// Deletes per `delete_many.lua` call: a script call costs the server more
-/// than the commands in it, and 100 keep one call short.
-const DELETES_PER_CALL: usize = 100;
+/// Writes per `write_many.lua` or `delete_many.lua` call: a script call
+/// costs the server more than the commands in it, and 100 keep one call short.
+const PER_CALL: usize = 100;
 
 fn contention(plan: &WritePlan<'_, '_>) -> Error {
     Error::Contention {
@@ -113,8 +113,8 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
         ordered: Vec::new(),
         loaded: Vec::new(),
     };
-    // Deletes go DELETES_PER_CALL to a `delete_many.lua` call; once a call
-    // is refused across cluster slots, every delete goes on its own.
+    // Writes go PER_CALL to a `write_many.lua` or `delete_many.lua` call;
+    // once a call is refused across cluster slots, each goes on its own.
     let mut together = true;
     for _ in 0..MAX_ATTEMPTS {
         if pending.is_empty() {
@@ -122,42 +122,76 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
         }
         for chunk in pending.chunks(BULK_CHUNK) {
             let mut cmds = Vec::with_capacity(chunk.len());
-            // The plans each command carries: more than one in a delete_many call.
-            let mut sent: Vec<Vec<usize>> = Vec::with_capacity(chunk.len());
-            let (deletes, others): (Vec<usize>, Vec<usize>) =
-                chunk.iter().partition(|&&i| together && plans[i].mode == Mode::Delete);
-            let mut alone: Vec<usize> = others;
-            for group in deletes.chunks(DELETES_PER_CALL) {
+            // The plans each command carries, and the script of a call of many.
+            let mut sent: Vec<(Vec<usize>, Option<&'static Script>)> = Vec::with_capacity(chunk.len());
+            let mut alone: Vec<usize> = Vec::new();
+            let (deletes, writes): (Vec<usize>, Vec<usize>) = match together {
+                true => chunk.iter().partition(|&&i| plans[i].mode == Mode::Delete),
+                false => {
+                    alone.extend_from_slice(chunk);
+                    (Vec::new(), Vec::new())
+                }
+            };
+            for group in deletes.chunks(PER_CALL) {
                 match group {
                     [_] => alone.extend_from_slice(group),
                     _ => match many_deletes(&plans, group) {
                         Ok(cmd) => {
                             cmds.push(cmd);
-                            sent.push(group.to_vec());
+                            sent.push((group.to_vec(), Some(&DELETE_MANY)));
                         }
                         Err(_) => alone.extend_from_slice(group),
                     },
+                }
+            }
+            for group in writes.chunks(PER_CALL) {
+                if let [_] = group {
+                    alone.extend_from_slice(group);
+                    continue;
+                }
+                let mut calls = Vec::with_capacity(group.len());
+                let mut members = Vec::with_capacity(group.len());
+                for &i in group {
+                    match plans[i].invocation() {
+                        Ok(cmd) => {
+                            calls.push(cmd);
+                            members.push(i);
+                        }
+                        Err(e) => state.results[i] = Some(Err(e)),
+                    }
+                }
+                match scripts::joined(&calls, &WRITE_MANY) {
+                    Some(cmd) if members.len() > 1 => {
+                        cmds.push(cmd);
+                        sent.push((members, Some(&WRITE_MANY)));
+                    }
+                    _ => {
+                        for (i, cmd) in members.into_iter().zip(calls) {
+                            cmds.push(cmd);
+                            sent.push((vec![i], None));
+                        }
+                    }
                 }
             }
             for i in alone {
                 match plans[i].invocation() {
                     Ok(cmd) => {
                         cmds.push(cmd);
-                        sent.push(vec![i]);
+                        sent.push((vec![i], None));
                     }
                     Err(e) => state.results[i] = Some(Err(e)),
                 }
             }
-            let Some(first) = sent.first() else { continue };
+            let Some((first, _)) = sent.first() else { continue };
             let key = plans[first[0]].target.shown().into_owned();
             let replies = pipeline(conn, cmds, &key).await?;
-            for (members, reply) in sent.into_iter().zip(replies) {
-                let [i] = members[..] else {
+            for ((members, many), reply) in sent.into_iter().zip(replies) {
+                if let Some(script) = many {
                     if scripts::is_cross_slot_reply(&reply) {
                         together = false;
                         state.next.extend(members);
                     } else if scripts::is_noscript(&reply) {
-                        state.load(conn, &DELETE_MANY).await?;
+                        state.load(conn, script).await?;
                         state.next.extend(members);
                     } else {
                         match reply {
@@ -172,7 +206,7 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
                                         Value::ServerError(e) => redis::RedisError::from(e.clone()).into(),
                                         _ => Error::UnexpectedReply {
                                             key: plans[i].target.shown().into_owned(),
-                                            detail: format!("delete_many.lua answered {other:?}"),
+                                            detail: format!("a script of many writes answered {other:?}"),
                                         },
                                     }));
                                 }
@@ -180,7 +214,8 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
                         }
                     }
                     continue;
-                };
+                }
+                let i = members[0];
                 if scripts::is_cross_slot_reply(&reply) {
                     state.ordered.push(i);
                     continue;

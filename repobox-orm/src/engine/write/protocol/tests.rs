@@ -9,7 +9,7 @@ use super::*;
 use crate::error::Error;
 use crate::meta::IndexKind;
 
-const LUA: &str = include_str!("../../../scripts/write.lua");
+const LUA: &str = include_str!("../../../scripts/write_entity.lua");
 
 fn args(cmd: &Cmd) -> Vec<Vec<u8>> {
     cmd.args_iter()
