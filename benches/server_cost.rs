@@ -183,6 +183,36 @@ fn main() {
             per(h),
         ));
 
+        // save_many of the same jobs (no entry moves) and delete_many.
+        let r = measure(c, 1, async |mut c: MultiplexedConnection, _| {
+            assert!(Job::save_many(&mut c, &jobs).await.unwrap().iter().all(Result::is_ok))
+        })
+        .await;
+        let h = measure(c, 1, async |mut c: MultiplexedConnection, _| {
+            hand_bulk_create(&mut c, &hand_jobs).await
+        })
+        .await;
+        rows.push((
+            "save_many, per job (hand: pipelined HSET + ZADD, no checks)",
+            per(r),
+            per(h),
+        ));
+        let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
+        let hand_ids: Vec<String> = hand_jobs.iter().map(|j| j.id.clone()).collect();
+        let r = measure(c, 1, async |mut c: MultiplexedConnection, _| {
+            assert!(Job::delete_many(&mut c, &ids).await.unwrap().iter().all(|d| *d))
+        })
+        .await;
+        let h = measure(c, 1, async |mut c: MultiplexedConnection, _| {
+            hand_bulk_delete(&mut c, &hand_ids).await
+        })
+        .await;
+        rows.push((
+            "delete_many, per job (hand: pipelined HGET, then DEL + ZREM, no checks)",
+            per(r),
+            per(h),
+        ));
+
         println!("| workload | repobox server µs/op | hand server µs/op | ratio | repobox cmds/op | hand cmds/op |");
         println!("|---|---|---|---|---|---|");
         for (name, (ru, rc), (hu, hc)) in rows {
