@@ -32,10 +32,7 @@ impl Target {
         Ok(Target {
             template,
             key,
-            id: match parts {
-                [one] => one.to_string(),
-                _ => parts.join(":"),
-            },
+            id: parts.join(":"),
             parts: template
                 .placeholders()
                 .map(|(_, f)| f)

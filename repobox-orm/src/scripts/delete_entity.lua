@@ -1,24 +1,22 @@
 -- The delete of one entity: its index entries, its hash and the keys
 -- deleted with it, atomically. The general write script's delete without its
 -- header: a delete sets nothing, claims nothing and checks no condition.
--- This file defines `delete_entity`; `delete.lua` calls it once,
--- `delete_many.lua` once per entity of a call (scripts/mod.rs joins them).
+-- This file defines `entity`, which `one.lua` calls once and `many.lua`
+-- once per delete of a call (scripts/mod.rs joins the files).
 -- Per entity, KEYS from k + 1: the hash, one key per index entry to remove,
 -- then the keys deleted with the entity. ARGV from a + 1: the id, the index
 -- kinds (one letter per index key: 'z' sorted, 's' set, 'u' unique), what
 -- the engine read in each guard (one letter per guard: '=' a value, '-'
 -- absent, '?' not known), the number of keys deleted with the entity, then
 -- the guard names and the values read ('' when there is none).
--- Answers as write.lua does: 1 deleted, 0 absent, { 'stale', values.. } when
+-- Answers as write_entity.lua does: 1 deleted, 0 absent, { 'stale', values.. } when
 -- the guards moved, { 'wrongtype', key } when a key holds another type;
 -- nothing is written unless the answer is 1. A pcall's error other than
--- WRONGTYPE (READONLY after a failover) is raised as it came. Also returns
--- where the next entity's KEYS and ARGV start.
-local function delete_entity(k, a)
+-- WRONGTYPE (READONLY after a failover) is raised as it came.
+local function entity(k, a)
   local hkey, id, kinds, seen = KEYS[k + 1], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local nidx, ng, nextra = #kinds, #seen, tonumber(ARGV[a + 4])
   local g0 = a + 4                 -- guard names at g0 + 1 .., values after them
-  local nk, na = k + 1 + nidx + nextra, g0 + 2 * ng
   -- The guards decide which index keys the engine sent; if the hash says
   -- otherwise, hand it the truth. The read also refuses a key of another
   -- type before anything is written.
@@ -27,14 +25,14 @@ local function delete_entity(k, a)
     if ng == 1 then
       cur = redis.pcall('HGET', hkey, ARGV[g0 + 1])
       if type(cur) == 'table' then
-        if string.sub(cur.err, 1, 9) == 'WRONGTYPE' then return { 'wrongtype', hkey }, nk, na end
+        if string.sub(cur.err, 1, 9) == 'WRONGTYPE' then return { 'wrongtype', hkey } end
         error(cur)
       end
       cur = { cur }
     else
       cur = redis.pcall('HMGET', hkey, unpack(ARGV, g0 + 1, g0 + ng))
       if cur.err then
-        if string.sub(cur.err, 1, 9) == 'WRONGTYPE' then return { 'wrongtype', hkey }, nk, na end
+        if string.sub(cur.err, 1, 9) == 'WRONGTYPE' then return { 'wrongtype', hkey } end
         error(cur)
       end
     end
@@ -42,17 +40,17 @@ local function delete_entity(k, a)
       local v, s = cur[i], string.byte(seen, i)
       -- '=' (61): the value read; '-' (45): absent; '?': not known, never equal.
       if not ((s == 61 and v == ARGV[g0 + ng + i]) or (s == 45 and not v)) then
-        if redis.call('EXISTS', hkey) == 0 then return 0, nk, na end
-        return { 'stale', unpack(cur, 1, ng) }, nk, na
+        if redis.call('EXISTS', hkey) == 0 then return 0 end
+        return { 'stale', unpack(cur, 1, ng) }
       end
     end
   else
     local n = redis.pcall('HLEN', hkey)
     if type(n) == 'table' then
-      if string.sub(n.err, 1, 9) == 'WRONGTYPE' then return { 'wrongtype', hkey }, nk, na end
+      if string.sub(n.err, 1, 9) == 'WRONGTYPE' then return { 'wrongtype', hkey } end
       error(n)
     end
-    if n == 0 then return 0, nk, na end
+    if n == 0 then return 0 end
   end
 
   -- One index key is removed from first: a key of another type fails that
@@ -61,7 +59,7 @@ local function delete_entity(k, a)
     for i = 1, nidx do
       local kind, t = string.sub(kinds, i, i), redis.call('TYPE', KEYS[k + 1 + i]).ok
       local want = (kind == 'z' and 'zset') or (kind == 's' and 'set') or 'string'
-      if t ~= 'none' and t ~= want then return { 'wrongtype', KEYS[k + 1 + i] }, nk, na end
+      if t ~= 'none' and t ~= want then return { 'wrongtype', KEYS[k + 1 + i] } end
     end
   end
   for i = 1, nidx do
@@ -75,13 +73,13 @@ local function delete_entity(k, a)
       if r == id then redis.call('DEL', key) end
     end
     if type(r) == 'table' and r.err then
-      if string.sub(r.err, 1, 9) == 'WRONGTYPE' then return { 'wrongtype', key }, nk, na end
+      if string.sub(r.err, 1, 9) == 'WRONGTYPE' then return { 'wrongtype', key } end
       error(r)
     end
   end
   -- Entries are only sent for a hash whose guards hold values, so a hash
   -- found absent here had none to remove.
   local deleted = redis.call('DEL', hkey)
-  if deleted == 1 and nextra > 0 then redis.call('DEL', unpack(KEYS, k + 2 + nidx, nk)) end
-  return deleted, nk, na
+  if deleted == 1 and nextra > 0 then redis.call('DEL', unpack(KEYS, k + 2 + nidx, k + 1 + nidx + nextra)) end
+  return deleted
 end

@@ -11,34 +11,31 @@ use redis::{Cmd, FromRedisValue, Script, Value};
 
 use crate::error::Result;
 
-/// One atomic write of an entity (`engine/write/protocol.rs` has its layout).
-pub(crate) static WRITE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(concat!(include_str!("write_entity.lua"), include_str!("write.lua"))));
+/// A `*_entity.lua` file, which defines `entity`, joined with the file that
+/// calls it: `one.lua` (once) or `many.lua` (once per call, laid out as
+/// [`joined`] lays them out).
+macro_rules! calling {
+    ($entity:literal, $caller:literal) => {
+        LazyLock::new(|| Script::new(concat!(include_str!($entity), include_str!($caller))))
+    };
+}
+
+/// One atomic write of an entity (`engine/write/protocol/` has its layout).
+pub(crate) static WRITE: LazyLock<Script> = calling!("write_entity.lua", "one.lua");
 /// Many writes in one call, each atomic on its own (`engine/write/run.rs`).
-pub(crate) static WRITE_MANY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("write_entity.lua"),
-        include_str!("write_many.lua")
-    ))
-});
+pub(crate) static WRITE_MANY: LazyLock<Script> = calling!("write_entity.lua", "many.lua");
 /// The delete of one entity, its index entries and its other keys (`write/protocol/delete.rs`).
-pub(crate) static DELETE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(concat!(include_str!("delete_entity.lua"), include_str!("delete.lua"))));
-/// The deletes of many entities in one call, each atomic on its own.
-pub(crate) static DELETE_MANY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("delete_entity.lua"),
-        include_str!("delete_many.lua")
-    ))
-});
+pub(crate) static DELETE: LazyLock<Script> = calling!("delete_entity.lua", "one.lua");
+/// Many deletes in one call, each atomic on its own.
+pub(crate) static DELETE_MANY: LazyLock<Script> = calling!("delete_entity.lua", "many.lua");
+/// The create of one entity with sorted or set indexes (`write/bulk.rs`).
+pub(crate) static CREATE: LazyLock<Script> = calling!("create_entity.lua", "one.lua");
+/// Many such creates in one call, each atomic on its own (`write/bulk.rs`).
+pub(crate) static CREATE_MANY: LazyLock<Script> = calling!("create_entity.lua", "many.lua");
 /// The write of an entity with no index entry to maintain (`write/fast.rs`).
 pub(crate) static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("put.lua")));
 /// An update that only sets fields (`write/fast.rs`).
 pub(crate) static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("update.lua")));
-/// The create of one entity with sorted or set indexes (`write/bulk.rs`).
-pub(crate) static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("create.lua")));
-/// Many creates in one call (`write/bulk.rs`).
-pub(crate) static CREATE_MANY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("create_many.lua")));
 /// One index entry on its own, a step of an ordered write (cluster).
 pub(crate) static INDEX_ENTRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("index_entry.lua")));
 /// Read repair: drops index entries whose entity is gone.

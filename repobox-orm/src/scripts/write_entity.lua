@@ -1,7 +1,7 @@
 -- One atomic write of an entity: its hash, its index entries and its TTL.
--- This file defines `write_entity`; `write.lua` calls it once and
--- `write_many.lua` once per entity of a call (scripts/mod.rs joins them):
--- the entity's KEYS start after KEYS[kb], its ARGV after ARGV[ab].
+-- This file defines `entity`, which `one.lua` calls once and `many.lua`
+-- once per write of a call (scripts/mod.rs joins the files): the write's
+-- KEYS start after KEYS[kb], its ARGV after ARGV[ab].
 -- Every key arrives through KEYS (Redis Cluster). The layout of KEYS and ARGV
 -- is engine/write/protocol.rs's: a binary header read with one struct.unpack,
 -- one record per index op, then the variable parts, read in place. The
@@ -15,7 +15,7 @@ local HEADER_FORMAT, HEADER_LEN = '>c1I8I2I2I2I2I2I2I2I2I2', 27
 local OP_FORMAT, OP_LEN = '>c1I2I2', 5
 -- Modes: 'c' create, 's' save, 'u' update, 'd' delete, 'e' expire,
 -- 'r' refresh (an update that also sets the TTL).
-local function write_entity(kb, ab)
+local function entity(kb, ab)
   local h = ARGV[ab + 1]
   -- mode, TTL (ms), guards, fields to set, fields to delete, index ops,
   -- conditions, KEYS position of the stream (0: none), stream entry pairs,

@@ -1,7 +1,7 @@
 //! Creates of entities whose indexes are sorted or set indexes (no unique
-//! one, whose claim needs the general script's owner checks): one at a time
-//! by `create.lua`, and `create_many` at pipeline speed by
-//! `create_many.lua`, up to [`PER_CALL`] entities per script call and
+//! one, whose claim needs the general script's owner checks), by the create
+//! script (`scripts/create_entity.lua`): one at a time, and `create_many` at
+//! pipeline speed, up to [`PER_CALL`] entities per script call and
 //! [`BULK_CHUNK`] per round trip. Both check and write what a hand-written
 //! create does (the hash absent, `EXISTS`; the entries; `HSET`; the TTL),
 //! each entity atomic with its index entries and TTL and answered on its
@@ -9,8 +9,8 @@
 //! (`CROSSSLOT`): one entity goes the ordered way, a bulk call's entities
 //! the per-entity way.
 
-use redis::Value;
 use redis::aio::ConnectionLike;
+use redis::{Cmd, Value};
 
 use super::BULK_CHUNK;
 use super::plan::{score_of, ttl_millis};
@@ -68,17 +68,8 @@ fn kinds<E: RedisEntity>() -> String {
         .collect()
 }
 
-/// Creates one entity with `create.lua` (the same checks and answers as
-/// one entity of `create_many.lua`, without its per-call tables); `ordered`
-/// creates it when its keys are in several cluster slots.
-pub(super) async fn create_one<E, C, F>(conn: &mut C, entity: &E, ordered: F) -> Result<()>
-where
-    E: RedisEntity,
-    C: ConnectionLike + Send,
-    F: AsyncFnOnce(&mut C, &E) -> Result<()>,
-{
-    let ttl_ms = E::META.ttl.map(ttl_millis).transpose()?.unwrap_or(0);
-    let r = ready(entity)?;
+/// The create script's call for `r`.
+fn create_call<E: RedisEntity>(r: &Ready<'_>, ttl_ms: u64) -> Cmd {
     let keys: Vec<&str> = std::iter::once(r.encoded.target.key.as_str())
         .chain(r.entries.iter().map(|(k, _)| k.as_str()))
         .collect();
@@ -90,34 +81,24 @@ where
     for (name, value) in &r.encoded.fields.set {
         cmd.arg(*name).arg(value.as_ref());
     }
-    match scripts::run::<Value, C>(conn, &CREATE, &cmd).await {
+    cmd
+}
+
+/// Creates one entity with the create script; `ordered` creates it when its
+/// keys are in several cluster slots.
+pub(super) async fn create_one<E, C, F>(conn: &mut C, entity: &E, ordered: F) -> Result<()>
+where
+    E: RedisEntity,
+    C: ConnectionLike + Send,
+    F: AsyncFnOnce(&mut C, &E) -> Result<()>,
+{
+    let ttl_ms = E::META.ttl.map(ttl_millis).transpose()?.unwrap_or(0);
+    let r = ready(entity)?;
+    match scripts::run::<Value, C>(conn, &CREATE, &create_call::<E>(&r, ttl_ms)).await {
         Err(Error::Redis(e)) if scripts::is_cross_slot(&e) => ordered(conn, entity).await,
         Ok(code) => outcome(&r, Some(&code)),
         Err(e) => Err(e),
     }
-}
-
-/// Adds one script call for `batch` to `pipe`.
-fn call<E: RedisEntity>(pipe: &mut redis::Pipeline, batch: &[&Ready<'_>], ttl_ms: u64) {
-    let keys: Vec<&str> = batch
-        .iter()
-        .flat_map(|r| std::iter::once(r.encoded.target.key.as_str()).chain(r.entries.iter().map(|(k, _)| k.as_str())))
-        .collect();
-    let mut cmd = scripts::evalsha(&CREATE_MANY, &keys);
-    cmd.arg(batch.len())
-        .arg(E::META.indexes.len())
-        .arg(ttl_ms)
-        .arg(kinds::<E>());
-    for r in batch {
-        cmd.arg(&r.encoded.target.id).arg(r.encoded.fields.set.len());
-        for (name, value) in &r.encoded.fields.set {
-            cmd.arg(*name).arg(value.as_ref());
-        }
-        for (_, score) in &r.entries {
-            cmd.arg(score);
-        }
-    }
-    pipe.add_command(cmd);
 }
 
 /// One round trip of a bulk create: its entities (by position), encoded,
@@ -132,13 +113,30 @@ struct Round<'e> {
 
 fn round<'e, E: RedisEntity>(entities: &'e [E], start: usize, ttl_ms: u64) -> Round<'e> {
     let end = (start + BULK_CHUNK).min(entities.len());
-    let prepared: Vec<Result<Ready<'_>>> = entities[start..end].iter().map(ready::<E>).collect();
+    let mut prepared: Vec<Result<Ready<'_>>> = entities[start..end].iter().map(ready::<E>).collect();
     let live: Vec<usize> = (0..prepared.len()).filter(|&i| prepared[i].is_ok()).collect();
-    let batches: Vec<Vec<usize>> = live.chunks(PER_CALL).map(<[usize]>::to_vec).collect();
+    let mut batches = Vec::new();
     let mut pipe = redis::pipe();
-    for b in &batches {
-        let refs: Vec<&Ready<'_>> = b.iter().filter_map(|&i| prepared[i].as_ref().ok()).collect();
-        call::<E>(&mut pipe, &refs, ttl_ms);
+    for batch in live.chunks(PER_CALL) {
+        let calls: Vec<Cmd> = batch
+            .iter()
+            .filter_map(|&i| prepared[i].as_ref().ok())
+            .map(|r| create_call::<E>(r, ttl_ms))
+            .collect();
+        match scripts::joined(&calls, &CREATE_MANY) {
+            Some(cmd) => {
+                pipe.add_command(cmd);
+                batches.push(batch.to_vec());
+            }
+            None => {
+                for &i in batch {
+                    prepared[i] = Err(Error::Encode {
+                        field: "create",
+                        message: "a create call that is not a script call".into(),
+                    });
+                }
+            }
+        }
     }
     Round {
         start,
@@ -167,7 +165,7 @@ fn outcome(ready: &Ready<'_>, code: Option<&Value>) -> Result<()> {
         }
         other => Err(Error::UnexpectedReply {
             key: key(),
-            detail: format!("create_many.lua answered {other:?}"),
+            detail: format!("the create script answered {other:?}"),
         }),
     }
 }
@@ -242,7 +240,7 @@ fn settle(round: Round<'_>, replies: Vec<Value>, results: &mut [Option<Result<()
                 for &i in batch {
                     results[at(i)] = Some(Err(Error::UnexpectedReply {
                         key: String::new(),
-                        detail: format!("create_many.lua answered {other:?}"),
+                        detail: format!("the create script answered {other:?}"),
                     }));
                 }
                 continue;

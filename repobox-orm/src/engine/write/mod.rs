@@ -4,12 +4,12 @@
 //!
 //! - `fast`: writes that maintain no index entry (`HSET`, `put.lua`,
 //!   `update.lua`);
-//! - `bulk`: creates of entities without a unique index, one (`create.lua`)
-//!   or 100 per call (`create_many.lua`);
+//! - `bulk`: creates of entities without a unique index (`create_entity.lua`),
+//!   one or 100 per call;
 //! - `plan`: what any other write changes and what it knows of the indexed
 //!   fields;
-//! - `protocol`: how a plan is encoded for `write.lua` (a delete for
-//!   `delete.lua`), and the answers decoded;
+//! - `protocol`: how a plan is encoded for the write script (a delete for
+//!   the delete script), and the answers decoded;
 //! - `run`: sending plans, retrying when the hash moved, bulk chunks;
 //! - `ordered`: the same write as single-slot steps, for an entity whose
 //!   keys a cluster keeps in several slots.
@@ -52,7 +52,7 @@ fn must_exist(outcome: Outcome, target: &Target) -> Result<()> {
 /// Creates the entity; `Err(AlreadyExists)` if its key is taken,
 /// `Err(UniqueViolation)` if a unique value is. Writes nothing on error.
 pub(crate) async fn create<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, entity: &E) -> Result<()> {
-    // Sorted and set indexes only: `create.lua`, which checks and writes
+    // Sorted and set indexes only: the create script, which checks and writes
     // what a hand-written create does (EXISTS, the entry, HSET) without the
     // general script's header. Keys in several cluster slots go the ordered
     // way at once.

@@ -5,10 +5,9 @@ use redis::{Cmd, Script, Value};
 
 use super::ordered::{run_ordered, run_ordered_many};
 use super::plan::{Outcome, Step, WritePlan};
-use super::protocol::IndexOp;
-use super::protocol::{DeleteCall, Mode};
+use super::protocol::Mode;
 use crate::error::{Error, Result};
-use crate::scripts::{self, DELETE_MANY, WRITE_MANY};
+use crate::scripts;
 
 /// How often a write retries after the hash changed under it.
 ///
@@ -23,8 +22,8 @@ pub(crate) const MAX_ATTEMPTS: u32 = 16;
 /// How many commands one pipeline of a bulk call carries.
 pub(crate) const BULK_CHUNK: usize = 500;
 
-/// Writes per `write_many.lua` or `delete_many.lua` call: a script call
-/// costs the server more than the commands in it, and 100 keep one call short.
+/// Writes per call of a script of many (`many.lua`): a script call costs the
+/// server more than the commands in it, and 100 keep one call short.
 const PER_CALL: usize = 100;
 
 fn contention(plan: &WritePlan<'_, '_>) -> Error {
@@ -113,8 +112,8 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
         ordered: Vec::new(),
         loaded: Vec::new(),
     };
-    // Writes go PER_CALL to a `write_many.lua` or `delete_many.lua` call;
-    // once a call is refused across cluster slots, each goes on its own.
+    // Writes go PER_CALL to a call of their script of many; once such a call
+    // is refused across cluster slots, each goes on its own.
     let mut together = true;
     for _ in 0..MAX_ATTEMPTS {
         if pending.is_empty() {
@@ -124,31 +123,11 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
             let mut cmds = Vec::with_capacity(chunk.len());
             // The plans each command carries, and the script of a call of many.
             let mut sent: Vec<(Vec<usize>, Option<&'static Script>)> = Vec::with_capacity(chunk.len());
-            let mut alone: Vec<usize> = Vec::new();
-            let (deletes, writes): (Vec<usize>, Vec<usize>) = match together {
-                true => chunk.iter().partition(|&&i| plans[i].mode == Mode::Delete),
-                false => {
-                    alone.extend_from_slice(chunk);
-                    (Vec::new(), Vec::new())
-                }
-            };
-            for group in deletes.chunks(PER_CALL) {
-                match group {
-                    [_] => alone.extend_from_slice(group),
-                    _ => match many_deletes(&plans, group) {
-                        Ok(cmd) => {
-                            cmds.push(cmd);
-                            sent.push((group.to_vec(), Some(&DELETE_MANY)));
-                        }
-                        Err(_) => alone.extend_from_slice(group),
-                    },
-                }
-            }
-            for group in writes.chunks(PER_CALL) {
-                if let [_] = group {
-                    alone.extend_from_slice(group);
-                    continue;
-                }
+            // Deletes and other writes, each in calls of up to PER_CALL.
+            let (deletes, writes): (Vec<usize>, Vec<usize>) =
+                chunk.iter().partition(|&&i| plans[i].mode == Mode::Delete);
+            let per_call = if together { PER_CALL } else { 1 };
+            for group in deletes.chunks(per_call).chain(writes.chunks(per_call)) {
                 let mut calls = Vec::with_capacity(group.len());
                 let mut members = Vec::with_capacity(group.len());
                 for &i in group {
@@ -160,10 +139,11 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
                         Err(e) => state.results[i] = Some(Err(e)),
                     }
                 }
-                match scripts::joined(&calls, &WRITE_MANY) {
-                    Some(cmd) if members.len() > 1 => {
+                let many = plans[group[0]].many_script();
+                match (members.len() > 1).then(|| scripts::joined(&calls, many)).flatten() {
+                    Some(cmd) => {
                         cmds.push(cmd);
-                        sent.push((members, Some(&WRITE_MANY)));
+                        sent.push((members, Some(many)));
                     }
                     _ => {
                         for (i, cmd) in members.into_iter().zip(calls) {
@@ -171,15 +151,6 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
                             sent.push((vec![i], None));
                         }
                     }
-                }
-            }
-            for i in alone {
-                match plans[i].invocation() {
-                    Ok(cmd) => {
-                        cmds.push(cmd);
-                        sent.push((vec![i], None));
-                    }
-                    Err(e) => state.results[i] = Some(Err(e)),
                 }
             }
             let Some((first, _)) = sent.first() else { continue };
@@ -262,17 +233,6 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
             })
         })
         .collect())
-}
-
-/// One `delete_many.lua` call of the deletes `group` (positions in `plans`).
-fn many_deletes(plans: &[WritePlan<'_, '_>], group: &[usize]) -> Result<Cmd> {
-    let ops: Vec<Vec<IndexOp>> = group.iter().map(|&i| plans[i].entries()).collect::<Result<_>>()?;
-    let calls: Vec<DeleteCall<'_>> = group
-        .iter()
-        .zip(&ops)
-        .map(|(&i, ops)| plans[i].delete_call(ops))
-        .collect();
-    DeleteCall::many_command(&calls, DELETE_MANY.get_hash(), true)
 }
 
 /// What the answers of one round of [`run_writes`] leave to do.

@@ -22,7 +22,7 @@ use crate::engine::target::{Target, fill};
 use crate::entity::{FieldWriter, RawHash, RedisEntity};
 use crate::error::{Error, Result};
 use crate::meta::{IndexKind, IndexMeta, KeyTemplate};
-use crate::scripts::{DELETE, WRITE};
+use crate::scripts::{DELETE, DELETE_MANY, WRITE, WRITE_MANY};
 
 /// What a write does besides the entity and its indexes.
 #[derive(Default)]
@@ -209,8 +209,8 @@ impl<'w, 'a> WritePlan<'w, 'a> {
         Ok(ops)
     }
 
-    /// The script this plan's attempts run: `delete.lua` for a delete (it
-    /// has nothing to decode), the general write script for the rest.
+    /// The script this plan's attempts run: the delete script for a delete
+    /// (it has nothing to decode), the general write script for the rest.
     pub fn script(&self) -> &'static Script {
         match self.mode {
             Mode::Delete => &DELETE,
@@ -218,26 +218,29 @@ impl<'w, 'a> WritePlan<'w, 'a> {
         }
     }
 
+    /// The script that runs many of this plan's kind in one call.
+    pub fn many_script(&self) -> &'static Script {
+        match self.mode {
+            Mode::Delete => &DELETE_MANY,
+            _ => &WRITE_MANY,
+        }
+    }
+
     /// The call of [`script`](Self::script) of this attempt.
     pub fn invocation(&self) -> Result<Cmd> {
         let ops = self.index_ops()?;
         if self.mode == Mode::Delete {
-            return self.delete_call(&ops).command(DELETE.get_hash());
+            return DeleteCall {
+                hash_key: &self.target.key,
+                id: &self.target.id,
+                ops: &ops,
+                guards: &self.guards,
+                guard_values: self.current.as_deref(),
+                extra_keys: self.extras.delete_keys,
+            }
+            .command(DELETE.get_hash());
         }
         self.write_call(ops, true)?.command(WRITE.get_hash())
-    }
-
-    /// This delete as one of a `delete_many.lua` call, with `ops` from
-    /// [`entries`](Self::entries).
-    pub fn delete_call<'x>(&'x self, ops: &'x [IndexOp]) -> DeleteCall<'x> {
-        DeleteCall {
-            hash_key: &self.target.key,
-            id: &self.target.id,
-            ops,
-            guards: &self.guards,
-            guard_values: self.current.as_deref(),
-            extra_keys: self.extras.delete_keys,
-        }
     }
 
     /// The write script's call with `ops`; `whole`: with the stream entry,

@@ -1,18 +1,17 @@
-//! The protocol of `scripts/delete.lua` and `scripts/delete_many.lua` (both
-//! `delete_entity.lua` and a line or a loop), the delete of one entity: no
-//! binary header, because a delete sets no field, claims no unique value and
-//! checks no condition.
+//! The protocol of the delete script (`scripts/delete_entity.lua`), the
+//! delete of one entity: no binary header, because a delete sets no field,
+//! claims no unique value and checks no condition.
 //!
-//! Per delete, `KEYS`: the hash, the key of each index entry to remove, then
-//! the keys deleted with the entity. `ARGV`: the id, the index kinds (one
-//! byte per index key, as in `write.lua`'s op records), one byte per guard
+//! `KEYS`: the hash, the key of each index entry to remove, then the keys
+//! deleted with the entity. `ARGV`: the id, the index kinds (one byte per
+//! index key, as in the write script's op records), one byte per guard
 //! saying whether the engine read a value in it (`=`), found it absent (`-`)
 //! or does not know (`?`), how many keys go with the entity, then the guard
 //! names and the values read (an empty string where there is none): the
 //! script compares them as they come, without building a string per guard.
-//! `delete_many.lua` takes how many deletes first, then each one's `KEYS` and
-//! `ARGV` after the one before. The answers are `write.lua`'s
-//! ([`WriteReply`](super::WriteReply)), one per delete.
+//! The answers are the write script's ([`WriteReply`](super::WriteReply)).
+//! Many deletes go in one call as [`scripts::joined`](crate::scripts::joined)
+//! lays them out.
 
 use redis::Cmd;
 
@@ -70,15 +69,9 @@ impl<'w> DeleteCall<'w> {
         }
     }
 
-    /// The `EVALSHA` of `delete.lua`, whose SHA1 is `sha`.
+    /// The `EVALSHA` of the delete script, whose SHA1 is `sha`.
     pub(crate) fn command(&self, sha: &str) -> Result<Cmd> {
-        Self::many_command(std::slice::from_ref(self), sha, false)
-    }
-
-    /// One `EVALSHA` of `deletes`: of `delete_many.lua` (whose SHA1 is
-    /// `sha`) when `many`, which answers one answer per delete.
-    pub(crate) fn many_command(deletes: &[DeleteCall<'_>], sha: &str, many: bool) -> Result<Cmd> {
-        let keys: Vec<&str> = deletes.iter().flat_map(DeleteCall::keys).collect();
+        let keys: Vec<&str> = self.keys().collect();
         if keys.len() > usize::from(u16::MAX) {
             return Err(Error::Encode {
                 field: "keys",
@@ -87,12 +80,7 @@ impl<'w> DeleteCall<'w> {
         }
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(sha).arg(keys.len()).arg(keys);
-        if many {
-            cmd.arg(deletes.len());
-        }
-        for delete in deletes {
-            delete.write_args(&mut cmd);
-        }
+        self.write_args(&mut cmd);
         Ok(cmd)
     }
 }

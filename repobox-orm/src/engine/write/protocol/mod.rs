@@ -1,6 +1,7 @@
-//! The protocol between the engine and `scripts/write.lua`: how one write is
+//! The protocol between the engine and the write script
+//! (`scripts/write_entity.lua`): how one write is
 //! laid out in `KEYS` and `ARGV`, and what the script's answers mean. (A
-//! delete goes to `scripts/delete.lua`, laid out in `delete.rs`, and answers
+//! delete goes to `scripts/delete_entity.lua`, laid out in `delete.rs`, and answers
 //! the same way.)
 //!
 //! `KEYS`: the hash, then each index op's new and old key (in op order, absent
@@ -15,7 +16,7 @@
 //! `KEYS` positions of the keys deleted with the entity, and the unique
 //! claims to take over (see [`Takeover`]).
 //!
-//! Every constant here is repeated, by name, at the top of `write.lua`; the
+//! Every constant here is repeated, by name, at the top of `write_entity.lua`; the
 //! tests at the bottom of this file hold the two sides together.
 
 mod delete;
@@ -35,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::meta::IndexKind;
 
 /// The header's `struct.unpack` format: mode, TTL in ms, then nine counts.
-/// Only `write.lua` reads it; the tests hold the two copies together.
+/// Only the write script reads it; the tests hold the two copies together.
 #[cfg(test)]
 pub(crate) const HEADER_FORMAT: &str = ">c1I8I2I2I2I2I2I2I2I2I2";
 /// Bytes of the header before the index op records.

@@ -1,4 +1,4 @@
-//! What `write.lua` answers, read into [`WriteReply`].
+//! What the write script (`write_entity.lua`) answers, read into [`WriteReply`].
 
 use redis::Value;
 
@@ -12,7 +12,7 @@ pub(super) mod tag {
     pub const EXISTS: &str = "exists";
     pub const UNIQUE: &str = "unique";
     pub const WRONGTYPE: &str = "wrongtype";
-    /// Every tag, for the test that holds them against `write.lua`.
+    /// Every tag, for the test that holds them against the write script.
     #[cfg(test)]
     pub const ALL: &[&str] = &[OK, STALE, CONFLICT, EXISTS, UNIQUE, WRONGTYPE];
 }

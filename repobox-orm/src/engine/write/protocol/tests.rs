@@ -1,5 +1,6 @@
-//! Golden bytes: each mode encodes to exactly what `write.lua`'s
-//! `struct.unpack` formats read, and `write.lua` names the same layout.
+//! Golden bytes: each mode encodes to exactly what the write script's
+//! (`write_entity.lua`) `struct.unpack` formats read, and the script names
+//! the same layout.
 
 use std::borrow::Cow;
 
@@ -180,9 +181,9 @@ fn too_many_fields_are_an_error_not_a_truncation() {
 #[test]
 fn write_lua_names_the_same_layout() {
     let line = format!("local HEADER_FORMAT, HEADER_LEN = '{HEADER_FORMAT}', {HEADER_LEN}");
-    assert!(LUA.contains(&line), "write.lua must declare `{line}`");
+    assert!(LUA.contains(&line), "write_entity.lua must declare `{line}`");
     let line = format!("local OP_FORMAT, OP_LEN = '{OP_FORMAT}', {OP_LEN}");
-    assert!(LUA.contains(&line), "write.lua must declare `{line}`");
+    assert!(LUA.contains(&line), "write_entity.lua must declare `{line}`");
     for mode in [
         Mode::Create,
         Mode::Save,
@@ -192,17 +193,23 @@ fn write_lua_names_the_same_layout() {
         Mode::Refresh,
     ] {
         let byte = char::from(mode.byte());
-        assert!(LUA.contains(&format!("'{byte}'")), "write.lua must handle mode {byte}");
+        assert!(
+            LUA.contains(&format!("'{byte}'")),
+            "write_entity.lua must handle mode {byte}"
+        );
     }
     for kind in [IndexKind::Sorted { score: "" }, IndexKind::Set, IndexKind::Unique] {
         let byte = char::from(kind_byte(kind));
         assert!(
             LUA.contains(&format!("== '{byte}'")),
-            "write.lua must handle index kind {byte}"
+            "write_entity.lua must handle index kind {byte}"
         );
     }
     for t in tag::ALL {
-        assert!(LUA.contains(&format!("'{t}'")), "write.lua must answer with tag {t}");
+        assert!(
+            LUA.contains(&format!("'{t}'")),
+            "write_entity.lua must answer with tag {t}"
+        );
     }
     // struct.unpack counts bytes from 1: op i (from 1) starts after the header and i-1 ops.
     assert!(LUA.contains("HEADER_LEN + OP_LEN * (i - 1) + 1"));

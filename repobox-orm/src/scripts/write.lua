@@ -1,2 +1,0 @@
--- One write (write_entity.lua, joined before this).
-return write_entity(0, 0)
