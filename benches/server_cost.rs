@@ -18,17 +18,6 @@ use repobox_orm::testing::RedisServer;
 
 use common::*;
 
-/// The server's main-thread CPU time so far, in µs (`INFO cpu`): what Redis
-/// spent on parsing, commands, scripts and replies, whoever caused it.
-async fn cpu_usec(conn: &mut MultiplexedConnection) -> f64 {
-    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await.unwrap();
-    info.lines()
-        .filter(|l| l.starts_with("used_cpu_sys_main_thread:") || l.starts_with("used_cpu_user_main_thread:"))
-        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
-        .sum::<f64>()
-        * 1e6
-}
-
 /// Commands run since the last reset (a script's inner commands included).
 async fn commands(conn: &mut MultiplexedConnection) -> u64 {
     let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.unwrap();
@@ -54,12 +43,12 @@ where
 {
     use futures_util::StreamExt;
     reset(conn).await;
-    let start = cpu_usec(conn).await;
+    let start = server_cpu_usec(conn).await;
     let shared = conn.clone();
     futures_util::stream::iter(0..n)
         .for_each_concurrent(32, |i| op(shared.clone(), i))
         .await;
-    let usec = cpu_usec(conn).await - start;
+    let usec = server_cpu_usec(conn).await - start;
     let calls = commands(conn).await;
     (usec / n as f64, calls as f64 / n as f64)
 }

@@ -367,6 +367,17 @@ pub async fn n_plus_one_page(conn: &mut MultiplexedConnection, user: &str, limit
     out
 }
 
+/// The server's main-thread CPU time so far, in µs (`INFO cpu`): what Redis
+/// spent on parsing, commands, scripts and replies, whoever caused it.
+pub async fn server_cpu_usec(conn: &mut MultiplexedConnection) -> f64 {
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await.unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("used_cpu_sys_main_thread:") || l.starts_with("used_cpu_user_main_thread:"))
+        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+        .sum::<f64>()
+        * 1e6
+}
+
 /// The job shape with no index and no TTL: a bare hash, as redis-om's
 /// `HashModel` stores one (`env` is the JSON text of a job's environment).
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
