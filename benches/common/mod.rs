@@ -101,6 +101,9 @@ pub fn hand_decode_job(reply: &Value) -> Option<Job> {
             .get("history")
             .map_or(Some(Vec::new()), |v| serde_json::from_str(v).ok())?,
         cancel_requested_at: map.get("cancel_requested_at").and_then(|v| v.parse().ok()),
+        run_id: map.get("run_id").cloned(),
+        run_entry: map.get("run_entry").cloned(),
+        lease_until: map.get("lease_until").and_then(|v| v.parse().ok()),
     })
 }
 

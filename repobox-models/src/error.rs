@@ -20,6 +20,14 @@ pub enum Error {
         /// The refused state.
         to: String,
     },
+    /// A run wrote to a job that it no longer holds: its lease expired and
+    /// another run took the job over (or the job left `running`). Nothing
+    /// was written.
+    #[error("`{key}`: this run no longer holds the job (its lease expired and another run took it over)")]
+    LeaseLost {
+        /// The job's key.
+        key: String,
+    },
 }
 
 impl Error {
@@ -27,7 +35,7 @@ impl Error {
     pub fn orm(&self) -> Option<&repobox_orm::Error> {
         match self {
             Error::Orm(e) => Some(e),
-            Error::InvalidTransition { .. } => None,
+            Error::InvalidTransition { .. } | Error::LeaseLost { .. } => None,
         }
     }
 

@@ -31,8 +31,8 @@ pub use git::{
     RepoCachePatch, RepoSummary,
 };
 pub use job::{
-    Cancel, JOB_OUTPUT_TTL, JOBS_GROUP, JOBS_STREAM, Job, JobField, JobOutcome, JobPatch, JobStatus, OutputRange,
-    StatusChange,
+    Cancel, JOB_OUTPUT_TTL, JOBS_GROUP, JOBS_STREAM, Job, JobField, JobOutcome, JobPatch, JobStatus, Lease, OutputRange,
+    Start, StatusChange,
 };
 pub use session::{Session, SessionField, SessionPatch, SessionToken};
 pub use user::{User, UserField, UserPatch};
@@ -85,8 +85,23 @@ pub fn schema() -> serde_json::Value {
             },
         }],
         "lists": [{ "key": "job:<id>:output", "ttl_ms": job::JOB_OUTPUT_TTL_MS }],
+        "job_lease": {
+            "fields": ["run_id", "run_entry", "lease_until"],
+            "clock": "Redis TIME, unix millis",
+            "start": "a queued job, or a running one whose lease_until is absent or not after Redis's clock, becomes running with a fresh random run_id, run_entry = the stream entry id, lease_until = clock + lease, in one compare-and-set on status, started_at, run_id and lease_until",
+            "live_lease": "a running job whose lease_until is after Redis's clock is not started: a delivery of another entry is acknowledged as a duplicate, a delivery of run_entry is left pending",
+            "renew": "while running, set lease_until = clock + lease if status is running and run_id is unchanged; a run that cannot renew before its lease passes stops its work",
+            "status_writes": "every status write of a run is a compare-and-set that requires status running and its own run_id; leaving running removes lease_until",
+        },
         "sets": [{ "key": "git_providers:<user_id>", "values": <GitProvider as RedisValue>::NAMES }],
     })
+}
+
+/// Redis's clock (`TIME`), in unix millis: what sessions and job leases are
+/// dated by, so that every client judges them by the same clock.
+pub async fn redis_now<C: repobox_orm::prelude::ConnectionLike + Send>(conn: &mut C) -> Result<i64> {
+    let (secs, micros): (i64, i64) = repobox_orm::redis::cmd("TIME").query_async(conn).await?;
+    Ok(secs.saturating_mul(1000).saturating_add(micros / 1000))
 }
 
 /// Milliseconds since the Unix epoch, as every timestamp field holds them.

@@ -7,7 +7,7 @@ use repobox_orm::redis::{self, ErrorKind, Script, ServerErrorKind, Value};
 use repobox_orm::{Error as OrmError, RawHash};
 use sha2::{Digest, Sha256};
 
-use crate::{Result, User};
+use crate::{Result, User, redis_now};
 
 /// How much longer than an extension the user's set of sessions is made to
 /// live on a cluster, where it is lengthened before the session (by its own
@@ -106,12 +106,6 @@ impl fmt::Debug for Session {
             .field("ip", &self.ip)
             .finish()
     }
-}
-
-/// Redis's clock, in unix millis (what sessions are dated by).
-async fn redis_now<C: ConnectionLike + Send>(conn: &mut C) -> Result<i64> {
-    let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(conn).await?;
-    Ok(secs.saturating_mul(1000).saturating_add(micros / 1000))
 }
 
 /// `now + by` in unix millis; `Err(InvalidArgument)` where it would overflow.

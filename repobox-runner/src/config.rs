@@ -14,6 +14,7 @@ pub struct RunnerConfig {
     pub(crate) block: Duration,
     pub(crate) claim_interval: Duration,
     pub(crate) min_idle: Duration,
+    pub(crate) lease: Option<Duration>,
     pub(crate) max_deliveries: u64,
     pub(crate) shutdown_grace: Duration,
     pub(crate) retention: Duration,
@@ -35,6 +36,7 @@ impl RunnerConfig {
             block: Duration::from_secs(1),
             claim_interval: Duration::from_secs(5),
             min_idle: defaults::MIN_IDLE,
+            lease: None,
             max_deliveries: defaults::MAX_DELIVERIES,
             shutdown_grace: Duration::from_secs(10),
             retention: Duration::from_secs(7 * 24 * 3600),
@@ -74,6 +76,21 @@ impl RunnerConfig {
     pub fn min_idle(mut self, d: Duration) -> Self {
         self.min_idle = d;
         self
+    }
+
+    /// How long a run's lease on its job lasts without a renewal (default:
+    /// the [`min_idle`](Self::min_idle)); the runner renews it three times
+    /// per period while the job runs. Another delivery of the job takes it
+    /// over only once the lease has passed; a run that cannot renew it in
+    /// time stops its handler. At most a day.
+    pub fn lease(mut self, d: Duration) -> Self {
+        self.lease = Some(d.clamp(Duration::from_millis(1), Duration::from_secs(24 * 3600)));
+        self
+    }
+
+    /// The lease a run takes on its job.
+    pub fn lease_duration(&self) -> Duration {
+        self.lease.unwrap_or(self.min_idle)
     }
 
     /// Deliveries before a job is dead-lettered.
@@ -132,4 +149,6 @@ pub struct RunStats {
     pub released: u64,
     /// Running jobs cancelled on request.
     pub cancelled: u64,
+    /// Runs stopped because they lost their lease to another run.
+    pub lease_lost: u64,
 }

@@ -10,11 +10,11 @@
 mod config;
 mod work;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use repobox_models::{Job, JobOutcome, JobStatus, Result, now_millis};
+use repobox_models::{Job, Result, now_millis};
 use repobox_orm::queue::defaults;
 use repobox_orm::{Queue, Store};
 use tokio::sync::Semaphore;
@@ -120,7 +120,7 @@ impl<H: JobHandler> Runner<H> {
         }
         let mut reader = self.store.dedicated();
         let permits = Arc::new(Semaphore::new(self.config.concurrency));
-        let running: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let running: Arc<Mutex<HashMap<String, String>>> = Arc::default();
         let mut tasks: JoinSet<Done> = JoinSet::new();
         let mut stats = RunStats::default();
         let mut next_claim = tokio::time::Instant::now();
@@ -217,7 +217,8 @@ impl<H: JobHandler> Runner<H> {
                     queue: self.queue.clone(),
                     handler: self.handler.clone(),
                     consumer: consumer.clone(),
-                    heartbeat: self.config.min_idle / defaults::HEARTBEAT_DIVISOR,
+                    heartbeat: self.config.min_idle.min(self.config.lease_duration()) / defaults::HEARTBEAT_DIVISOR,
+                    lease: self.config.lease_duration(),
                     running: running.clone(),
                 };
                 tasks.spawn(async move {
@@ -239,23 +240,13 @@ impl<H: JobHandler> Runner<H> {
                 }
             }
         }
-        let left: Vec<String> = running.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
-        for job_id in left {
-            let released = Job::update_status(
-                &mut conn,
-                &job_id,
-                JobStatus::Queued,
-                now_millis(),
-                JobOutcome {
-                    exit_code: None,
-                    error: Some("released: the runner shut down".into()),
-                },
-            )
-            .await;
-            if let Err(e) = released {
-                tracing::warn!(job = %job_id, error = %e, "could not release a job at shutdown");
+        let left: Vec<(String, String)> = running.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+        for (job_id, run_id) in left {
+            let released = Job::release(&mut conn, &job_id, &run_id, now_millis(), "released: the runner shut down").await;
+            match released {
+                Ok(_) => stats.released += 1,
+                Err(e) => tracing::warn!(job = %job_id, error = %e, "could not release a job at shutdown"),
             }
-            stats.released += 1;
         }
         tracing::info!(consumer = %consumer, ?stats, "runner stopped");
         Ok(stats)
@@ -334,6 +325,7 @@ fn record(stats: &mut RunStats, done: std::result::Result<Done, tokio::task::Joi
         }
         Ok(Done::Skipped) => stats.skipped += 1,
         Ok(Done::Cancelled) => stats.cancelled += 1,
+        Ok(Done::LeaseLost) => stats.lease_lost += 1,
         Err(e) if e.is_cancelled() => {}
         Err(e) => tracing::error!(error = %e, "a job task panicked"),
     }

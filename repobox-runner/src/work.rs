@@ -1,11 +1,11 @@
 //! One delivery's life: check the job, start it, run the handler while keeping
 //! the delivery fresh, record the outcome, and only then acknowledge.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use repobox_models::{Error, Job, JobOutcome, JobStatus, Result, now_millis};
+use repobox_models::{Error, Job, JobOutcome, JobStatus, Result, Start, now_millis};
 use repobox_orm::{Delivery, Queue, Store};
 
 use repobox_orm::EntityField;
@@ -20,7 +20,23 @@ pub(crate) enum Done {
     DeadLettered,
     Skipped,
     Cancelled,
+    /// The run lost its lease: another run holds the job.
+    LeaseLost,
 }
+
+/// How a run's handler ended.
+enum Ended {
+    /// It returned (or panicked: an error).
+    Returned(HandlerResult),
+    /// It was cancelled on request.
+    Cancelled,
+    /// The run lost its lease and the handler was stopped.
+    LeaseLost,
+}
+
+/// The reason a stream entry naming another user than its job's is
+/// dead-lettered with.
+const FOREIGN: &str = "the entry's user_id is not the job's";
 
 /// How often a runner looks whether someone asked to cancel a running job.
 const CANCEL_CHECK: Duration = Duration::from_millis(200);
@@ -34,7 +50,9 @@ pub(crate) struct Work<H> {
     pub handler: Arc<H>,
     pub consumer: String,
     pub heartbeat: Duration,
-    pub running: Arc<Mutex<HashSet<String>>>,
+    pub lease: Duration,
+    /// The jobs this runner runs, with their run ids.
+    pub running: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl<H: JobHandler> Work<H> {
@@ -64,80 +82,118 @@ impl<H: JobHandler> Work<H> {
         if self.queue.is_exhausted(delivery) {
             return Err(format!("delivered {} times without finishing", delivery.deliveries));
         }
-        let job = match Job::get(&mut conn, job_id.as_str()).await {
-            Ok(Some(job)) => job,
-            Ok(None) => return Err("the job does not exist".into()),
-            Err(e) => return Err(format!("the job cannot be read: {e}")),
-        };
-        if job.status.is_final() {
-            // A duplicate delivery of a job that already ended.
-            self.ack(delivery).await?;
-            return Ok(Done::Skipped);
-        }
-        let job = match Job::update_status(
-            &mut conn,
-            &job_id,
-            JobStatus::Running,
-            now_millis(),
-            JobOutcome::default(),
-        )
-        .await
-        {
-            Ok(job) => job,
-            Err(Error::InvalidTransition { .. }) => {
+        let start = Job::start(&mut conn, &job_id, &delivery.id, delivery.field("user_id"), self.lease).await;
+        let job = match start {
+            Ok(Start::Started(job)) => job,
+            Ok(Start::Over(_)) => {
+                // A duplicate delivery of a job that already ended.
                 self.ack(delivery).await?;
                 return Ok(Done::Skipped);
             }
-            Err(e) => return Err(format!("the job could not be started: {e}")),
+            Ok(Start::Leased(lease)) if lease.entry.as_deref() == Some(delivery.id.as_str()) => {
+                // This very entry's run is alive elsewhere (its runner missed
+                // a heartbeat): leave the entry pending for that run to finish.
+                tracing::info!(job = %job_id, entry = %delivery.id, "the job's run is alive elsewhere; leaving its entry pending");
+                return Ok(Done::Skipped);
+            }
+            Ok(Start::Leased(_)) => {
+                // A second entry for a job that is running: the run holding
+                // the lease owns the job, its own entry stays pending.
+                tracing::info!(job = %job_id, entry = %delivery.id, "the job is running under a live lease; acknowledged as a duplicate");
+                self.ack(delivery).await?;
+                return Ok(Done::Skipped);
+            }
+            Ok(Start::ForeignEntry { .. }) => {
+                return Err(FOREIGN.into());
+            }
+            Err(e) if e.is_not_found() => return Err("the job does not exist".into()),
+            Err(e) => return Err(format!("the job cannot be read or started: {e}")),
         };
+        let run_id = job.run_id.clone().unwrap_or_default();
         self.running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(job_id.clone());
+            .insert(job_id.clone(), run_id.clone());
         let started = job.clone();
-        let (result, cancelled) = self.run_handler(job, delivery).await;
+        let ended = self.run_handler(job, &run_id, delivery).await;
         self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job_id);
         let now = now_millis();
-        if cancelled {
+        let (result, cancelled) = match ended {
+            Ended::Returned(result) => (result, false),
+            Ended::Cancelled => (Err("cancelled".into()), true),
+            Ended::LeaseLost => {
+                // Another run holds the job now: it writes its status, and
+                // this delivery is left to it (never acknowledged here).
+                return Ok(Done::LeaseLost);
+            }
+        };
+        let finish = |to: JobStatus, outcome: JobOutcome| {
+            let mut conn = conn.clone();
+            let started = started.clone();
+            async move { Job::update_status_from(&mut conn, started, to, now, outcome).await }
+        };
+        let recorded = if cancelled {
             let outcome = JobOutcome {
                 exit_code: None,
                 error: Some("cancelled".into()),
             };
-            Job::update_status_from(&mut conn, started, JobStatus::Cancelled, now, outcome)
-                .await
-                .map_err(|e| format!("the job's cancellation could not be recorded: {e}"))?;
-            self.ack(delivery).await?;
-            return Ok(Done::Cancelled);
-        }
-        match result {
-            Ok(code) => {
-                let (status, done) = if code == 0 {
-                    (JobStatus::Succeeded, Done::Succeeded)
-                } else {
-                    (JobStatus::Failed, Done::Failed)
-                };
-                let outcome = JobOutcome {
-                    exit_code: Some(code),
-                    error: None,
-                };
-                Job::update_status_from(&mut conn, started, status, now, outcome)
-                    .await
-                    .map_err(|e| format!("the job's outcome could not be recorded: {e}"))?;
+            finish(JobStatus::Cancelled, outcome).await.map(|_| Done::Cancelled)
+        } else {
+            match result {
+                Ok(code) => {
+                    let (status, done) = if code == 0 {
+                        (JobStatus::Succeeded, Done::Succeeded)
+                    } else {
+                        (JobStatus::Failed, Done::Failed)
+                    };
+                    let outcome = JobOutcome {
+                        exit_code: Some(code),
+                        error: None,
+                    };
+                    finish(status, outcome).await.map(|_| done)
+                }
+                Err(reason) if delivery.deliveries >= self.queue.max_deliveries_value() => {
+                    // The last delivery failed: the job fails, and the entry
+                    // goes to the dead letters.
+                    let outcome = JobOutcome {
+                        exit_code: None,
+                        error: Some(reason.clone()),
+                    };
+                    match finish(JobStatus::Failed, outcome).await {
+                        Ok(_) => {
+                            tracing::warn!(entry = %delivery.id, deliveries = delivery.deliveries, %reason, "dead-lettering a delivery");
+                            return match self.queue.dead_letter(&mut conn, delivery, &self.consumer, &reason).await {
+                                Ok(_) => Ok(Done::DeadLettered),
+                                Err(e) => Err(format!("the delivery could not be dead-lettered: {e}")),
+                            };
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(reason) => {
+                    tracing::warn!(job = %job_id, delivery = delivery.deliveries, %reason, "job failed; it will be delivered again");
+                    let outcome = JobOutcome {
+                        exit_code: None,
+                        error: Some(reason),
+                    };
+                    return match finish(JobStatus::Queued, outcome).await {
+                        Ok(_) => Ok(Done::Retried),
+                        Err(Error::LeaseLost { .. }) => Ok(Done::LeaseLost),
+                        Err(e) => Err(format!("the job could not be queued again: {e}")),
+                    };
+                }
+            }
+        };
+        match recorded {
+            Ok(done) => {
                 self.ack(delivery).await?;
                 Ok(done)
             }
-            Err(reason) if delivery.deliveries >= self.queue.max_deliveries_value() => Err(reason),
-            Err(reason) => {
-                tracing::warn!(job = %job_id, delivery = delivery.deliveries, %reason, "job failed; it will be delivered again");
-                let outcome = JobOutcome {
-                    exit_code: None,
-                    error: Some(reason),
-                };
-                Job::update_status_from(&mut conn, started, JobStatus::Queued, now, outcome)
-                    .await
-                    .map_err(|e| format!("the job could not be queued again: {e}"))?;
-                Ok(Done::Retried)
+            Err(Error::LeaseLost { .. }) => {
+                tracing::warn!(job = %job_id, entry = %delivery.id, "the run lost its lease before it could record its outcome; the run that holds the job records it");
+                Ok(Done::LeaseLost)
             }
+            Err(e) => Err(format!("the job's outcome could not be recorded: {e}")),
         }
     }
 
@@ -167,13 +223,16 @@ impl<H: JobHandler> Work<H> {
     }
 
     /// Runs the handler in a task of its own (a panic is a failure, not a
-    /// crash) while keeping the delivery fresh so no other runner takes it.
-    /// Also watches the job's `cancel_requested_at`: once set, the handler's
-    /// cancellation token fires, and a handler that has not stopped after
-    /// [`CANCEL_GRACE`] is aborted. Returns the handler's result and whether
-    /// the job was cancelled.
-    async fn run_handler(&self, job: Job, delivery: &Delivery) -> (HandlerResult, bool) {
+    /// crash) while keeping the delivery fresh and renewing the run's lease
+    /// on the job. A run that finds its lease taken over, or that could not
+    /// renew it before it passed (by this process's clock), stops its
+    /// handler at once: another run may hold the job. Also watches the
+    /// job's `cancel_requested_at`: once set, the handler's cancellation
+    /// token fires, and a handler that has not stopped after
+    /// [`CANCEL_GRACE`] is aborted.
+    async fn run_handler(&self, job: Job, run_id: &str, delivery: &Delivery) -> Ended {
         let (cancel, token) = tokio::sync::watch::channel(false);
+        let job_id = job.id.clone();
         let job_key = Job::key_for(job.id.as_str()).unwrap_or_default();
         let output = Output::new(self.store.clone(), job.id.clone(), token);
         let handler = self.handler.clone();
@@ -182,6 +241,9 @@ impl<H: JobHandler> Work<H> {
         let mut beat = tokio::time::interval(self.heartbeat.max(Duration::from_millis(10)));
         let mut check = tokio::time::interval(CANCEL_CHECK);
         beat.tick().await;
+        // The lease holds at least this long from its start (by this
+        // process's clock, which runs no faster than Redis's for this).
+        let mut held_until = tokio::time::Instant::now() + self.lease;
         let mut give_up_at: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
@@ -191,18 +253,38 @@ impl<H: JobHandler> Work<H> {
                         Err(e) if e.is_panic() => Err("the handler panicked".into()),
                         Err(e) => Err(format!("the handler was cancelled: {e}")),
                     };
-                    return (result, give_up_at.is_some());
+                    return if give_up_at.is_some() { Ended::Cancelled } else { Ended::Returned(result) };
                 }
                 _ = beat.tick() => {
+                    let renewing = tokio::time::Instant::now();
+                    match Job::renew_lease(&mut conn, &job_id, run_id, self.lease).await {
+                        Ok(Some(_)) => held_until = renewing + self.lease,
+                        Ok(None) => {
+                            tracing::warn!(job = %job_id, entry = %delivery.id, "the run lost its lease to another run; stopping its handler");
+                            run.0.abort();
+                            return Ended::LeaseLost;
+                        }
+                        Err(e) if tokio::time::Instant::now() >= held_until => {
+                            tracing::warn!(job = %job_id, error = %e, "the run could not renew its lease before it passed; stopping its handler");
+                            run.0.abort();
+                            return Ended::LeaseLost;
+                        }
+                        Err(e) => tracing::warn!(job = %job_id, error = %e, "could not renew a running job's lease; retrying"),
+                    }
                     if let Err(e) = self.queue.touch(&mut conn, &self.consumer, &[&delivery.id]).await {
                         tracing::warn!(error = %e, "could not keep a running job's delivery fresh");
                     }
                 }
                 _ = check.tick() => {
+                    if tokio::time::Instant::now() >= held_until {
+                        tracing::warn!(job = %job_id, "the run's lease passed before it could be renewed; stopping its handler");
+                        run.0.abort();
+                        return Ended::LeaseLost;
+                    }
                     if let Some(deadline) = give_up_at {
                         if tokio::time::Instant::now() >= deadline {
                             run.0.abort();
-                            return (Err("cancelled".into()), true);
+                            return Ended::Cancelled;
                         }
                         continue;
                     }
@@ -226,14 +308,14 @@ impl<H: JobHandler> Work<H> {
     /// delivery to the dead letters with the reason.
     async fn give_up(&self, delivery: &Delivery, reason: &str) -> Result<Done> {
         let mut conn = self.store.clone();
-        if let Some(job_id) = delivery.field("job_id").filter(|id| Job::key_for(*id).is_ok()) {
-            let outcome = JobOutcome {
-                exit_code: None,
-                error: Some(reason.to_owned()),
-            };
-            match Job::update_status(&mut conn, job_id, JobStatus::Failed, now_millis(), outcome).await {
+        // A job whose entry is not its own is not touched: the entry is
+        // not the job's to fail.
+        let own = !reason.starts_with(FOREIGN);
+        if let Some(job_id) = delivery.field("job_id").filter(|id| own && Job::key_for(*id).is_ok()) {
+            match Job::fail_unless_leased(&mut conn, job_id, None, reason).await {
                 Ok(_) => {}
-                // Gone, undecodable or already over: the dead letter says why.
+                // Gone, undecodable, over or held by a live run: the dead
+                // letter says why.
                 Err(e) => tracing::debug!(job = %job_id, error = %e, "a dead-lettered job's status was not written"),
             }
         }

@@ -4,8 +4,10 @@ use repobox_orm::prelude::{ConnectionLike, Listing, Page, RedisEntity, RedisValu
 
 use crate::{Error, Result};
 
+mod lease;
 mod output;
 
+pub use lease::{Lease, Start};
 pub use output::OutputRange;
 
 /// The stream jobs travel through.
@@ -34,15 +36,16 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
-    /// Whether a job may move from `self` to `to`. A running job may be
-    /// started again (a runner took over a stalled job); a failed job may be
-    /// queued again; succeeded and cancelled are final.
+    /// Whether a job may move from `self` to `to`. A running job is never
+    /// started again by a status write: only [`Job::start`] takes a running
+    /// job over, and only once its run's lease has expired; a failed job may
+    /// be queued again; succeeded and cancelled are final.
     pub fn can_become(self, to: JobStatus) -> bool {
         use JobStatus::*;
         matches!(
             (self, to),
             (Queued, Running | Failed | Cancelled)
-                | (Running, Running | Succeeded | Failed | Cancelled | Queued)
+                | (Running, Succeeded | Failed | Cancelled | Queued)
                 | (Failed, Queued)
         )
     }
@@ -94,6 +97,18 @@ pub struct Job {
     /// Unix millis when someone asked to cancel the running job; its runner
     /// sees it and ends the job `cancelled`.
     pub cancel_requested_at: Option<i64>,
+    /// The run that holds the job while it is `running` (and the last one
+    /// that did, after): a random id that [`Job::start`] writes. Every status
+    /// write of a run checks it, so a runner that lost its lease cannot
+    /// overwrite the run that replaced it.
+    pub run_id: Option<String>,
+    /// The `jobs:stream` entry whose delivery started that run.
+    pub run_entry: Option<String>,
+    /// Unix millis, by Redis's clock, until which the run's lease holds; the
+    /// runner renews it while the job runs, and removes it when the job
+    /// leaves `running`. A running job whose lease has passed (or that has
+    /// none) may be taken over by exactly one other delivery.
+    pub lease_until: Option<i64>,
 }
 
 /// What [`Job::cancel`] did.
@@ -138,6 +153,9 @@ impl Job {
                 reason: None,
             }],
             cancel_requested_at: None,
+            run_id: None,
+            run_entry: None,
+            lease_until: None,
         }
     }
 
@@ -182,12 +200,14 @@ impl Job {
         now: i64,
         outcome: JobOutcome,
     ) -> Result<Job> {
-        Job::transition(conn, id, None, to, now, outcome).await
+        Job::transition(conn, id, None, None, to, now, outcome).await
     }
 
     /// [`Job::update_status`] starting from a copy of the job that the caller
     /// just read (one round trip instead of two); if the job changed since,
-    /// it is read again and the move checked again.
+    /// it is read again and the move checked again. A copy of a running job
+    /// is a run's copy: the move is made only while that run (its `run_id`)
+    /// still holds the job, else `Err(LeaseLost)`.
     pub async fn update_status_from<C: ConnectionLike + Send>(
         conn: &mut C,
         job: Job,
@@ -196,13 +216,19 @@ impl Job {
         outcome: JobOutcome,
     ) -> Result<Job> {
         let id = job.id.clone();
-        Job::transition(conn, &id, Some(job), to, now, outcome).await
+        let run = (job.status == JobStatus::Running).then(|| job.run_id.clone());
+        Job::transition(conn, &id, Some(job), run, to, now, outcome).await
     }
 
+    /// Moves the job to `to` at `now` if, and only if, the run `run` (a
+    /// `run_id`; `None`: a run that recorded none) holds it: the job is
+    /// `running` with that `run_id`. Otherwise `Err(LeaseLost)`, and nothing
+    /// is written.
     async fn transition<C: ConnectionLike + Send>(
         conn: &mut C,
         id: &str,
         mut known: Option<Job>,
+        run: Option<Option<String>>,
         to: JobStatus,
         now: i64,
         outcome: JobOutcome,
@@ -216,6 +242,11 @@ impl Job {
             let Some(mut job) = job else {
                 return Err(repobox_orm::Error::NotFound { key: Job::key_for(id)? }.into());
             };
+            if let Some(run) = &run {
+                if job.status != JobStatus::Running || job.run_id != *run {
+                    return Err(Error::LeaseLost { key: Job::key_for(id)? });
+                }
+            }
             let from = job.status;
             if !from.can_become(to) {
                 return Err(Error::InvalidTransition {
@@ -254,11 +285,17 @@ impl Job {
                     patch.error = Some(outcome.error.clone());
                 }
             }
+            if to != JobStatus::Running {
+                patch.lease_until = Some(None);
+            }
             // Compare-and-set on what this transition was decided from: the
-            // status, and `started_at`, which every start changes.
+            // status, `started_at`, which every start changes, and the run
+            // and its lease.
             let expected = JobPatch {
                 status: Some(from),
                 started_at: Some(job.started_at),
+                run_id: Some(job.run_id.clone()),
+                lease_until: Some(job.lease_until),
                 ..Default::default()
             };
             match Job::update_if(conn, id, &patch, &expected).await {
