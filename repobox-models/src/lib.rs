@@ -31,8 +31,8 @@ pub use git::{
     RepoCachePatch, RepoSummary,
 };
 pub use job::{
-    Cancel, JOB_OUTPUT_TTL, JOBS_GROUP, JOBS_STREAM, Job, JobField, JobOutcome, JobPatch, JobStatus, Lease, OutputRange,
-    Start, StatusChange,
+    Cancel, JOB_OUTPUT_TTL, JOBS_GROUP, JOBS_STREAM, Job, JobField, JobOutcome, JobPatch, JobStatus, Lease,
+    OutputRange, Start, StatusChange,
 };
 pub use session::{Session, SessionField, SessionPatch, SessionToken};
 pub use user::{User, UserField, UserPatch};

@@ -242,7 +242,14 @@ impl<H: JobHandler> Runner<H> {
         }
         let left: Vec<(String, String)> = running.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
         for (job_id, run_id) in left {
-            let released = Job::release(&mut conn, &job_id, &run_id, now_millis(), "released: the runner shut down").await;
+            let released = Job::release(
+                &mut conn,
+                &job_id,
+                &run_id,
+                now_millis(),
+                "released: the runner shut down",
+            )
+            .await;
             match released {
                 Ok(_) => stats.released += 1,
                 Err(e) => tracing::warn!(job = %job_id, error = %e, "could not release a job at shutdown"),

@@ -162,7 +162,11 @@ impl<H: JobHandler> Work<H> {
                     match finish(JobStatus::Failed, outcome).await {
                         Ok(_) => {
                             tracing::warn!(entry = %delivery.id, deliveries = delivery.deliveries, %reason, "dead-lettering a delivery");
-                            return match self.queue.dead_letter(&mut conn, delivery, &self.consumer, &reason).await {
+                            return match self
+                                .queue
+                                .dead_letter(&mut conn, delivery, &self.consumer, &reason)
+                                .await
+                            {
                                 Ok(_) => Ok(Done::DeadLettered),
                                 Err(e) => Err(format!("the delivery could not be dead-lettered: {e}")),
                             };

@@ -19,13 +19,21 @@ repobox_orm::on_both_backends!(multi_thread:
     a_poison_job_is_dead_lettered_after_the_maximum_deliveries,
     shutdown_releases_jobs_that_do_not_finish_in_time,
     a_plain_redis_consumer_processes_a_repobox_job,
-    every_kind_of_poison_is_dead_lettered_after_exactly_the_maximum_deliveries
+    every_kind_of_poison_is_dead_lettered_after_exactly_the_maximum_deliveries,
+    two_entries_for_one_job_run_it_once_with_one_runner,
+    two_entries_for_one_job_run_it_once_with_two_runners,
+    a_retried_and_requeued_dead_job_runs_once_at_a_time,
+    a_run_that_lost_its_lease_stops_and_cannot_write_the_jobs_status,
+    an_entry_naming_another_user_is_dead_lettered_and_the_job_left_alone
 );
 
-/// Counts runs per job; fails jobs whose repo says so; can be told to hang.
+/// Counts runs per job (and the most that ran at once); fails jobs whose
+/// repo says so; can be told to hang.
 #[derive(Clone, Default)]
 struct Recorder {
     runs: Arc<Mutex<HashMap<String, u32>>>,
+    /// Per job: runs going on now, and the most that ever went on at once.
+    concurrent: Arc<Mutex<HashMap<String, (u32, u32)>>>,
     started: Arc<tokio::sync::Notify>,
     hang_every_job: bool,
     /// For "vanish": the job's hash is deleted while it runs.
@@ -35,6 +43,7 @@ struct Recorder {
 impl JobHandler for Recorder {
     async fn run(&self, job: Job, output: Output) -> HandlerResult {
         *self.runs.lock().unwrap().entry(job.id.clone()).or_default() += 1;
+        let _running = Running::enter(&self.concurrent, &job.id);
         self.started.notify_one();
         output
             .line(format!("building {}", job.repo_url))
@@ -70,6 +79,68 @@ impl JobHandler for Recorder {
             }
         }
     }
+}
+
+/// One run going on: counted in, and out when the run ends however it ends
+/// (returns, panics, or is aborted).
+struct Running {
+    concurrent: Arc<Mutex<HashMap<String, (u32, u32)>>>,
+    job: String,
+}
+
+impl Running {
+    fn enter(concurrent: &Arc<Mutex<HashMap<String, (u32, u32)>>>, job: &str) -> Self {
+        let mut map = concurrent.lock().unwrap();
+        let (now, most) = map.entry(job.to_owned()).or_default();
+        *now += 1;
+        *most = (*most).max(*now);
+        Running {
+            concurrent: concurrent.clone(),
+            job: job.to_owned(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some((now, _)) = self
+            .concurrent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&self.job)
+        {
+            *now -= 1;
+        }
+    }
+}
+
+impl Recorder {
+    fn most_at_once(&self, job: &str) -> u32 {
+        self.concurrent.lock().unwrap().get(job).map_or(0, |(_, most)| *most)
+    }
+
+    fn runs_of(&self, job: &str) -> u32 {
+        self.runs.lock().unwrap().get(job).copied().unwrap_or(0)
+    }
+}
+
+/// Asserts that a job's history is a sequence its status machine allows: a
+/// running job runs again only when a run took it over from an expired lease.
+fn assert_valid_history(job: &Job) {
+    let history = &job.history;
+    assert_eq!(
+        history.first().map(|c| c.status),
+        Some(JobStatus::Queued),
+        "{history:?}"
+    );
+    for pair in history.windows(2) {
+        let (from, to) = (pair[0].status, pair[1].status);
+        let takeover = from == JobStatus::Running
+            && to == JobStatus::Running
+            && pair[1].reason.as_deref().is_some_and(|r| r.starts_with("taken over"));
+        assert!(from.can_become(to) || takeover, "{from} -> {to} in {history:?}");
+    }
+    assert_eq!(history.last().map(|c| c.status), Some(job.status), "{history:?}");
 }
 
 fn config(name: &str) -> RunnerConfig {
@@ -338,4 +409,235 @@ async fn every_kind_of_poison_is_dead_lettered_after_exactly_the_maximum_deliver
     assert_eq!(last.status, JobStatus::Failed);
     assert!(last.reason.as_deref().unwrap().contains("panicked"), "{last:?}");
     assert_eq!(handler.runs.lock().unwrap()["panics"], 3);
+}
+
+/// Appends a second `jobs:stream` entry for a job that already has one, as a
+/// cluster outbox that appended twice, or `jobs retry` racing
+/// `queue requeue-dead`, would.
+async fn enqueue_again(store: &Store, id: &str) {
+    Queue::new(JOBS_STREAM, JOBS_GROUP)
+        .enqueue(
+            &mut store.clone(),
+            &[("job_id", id), ("user_id", "u1"), ("enqueued_at", "1")],
+        )
+        .await
+        .unwrap();
+}
+
+async fn settled(store: &Store) -> bool {
+    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    q.pending(&mut store.clone()).await.unwrap().count == 0
+}
+
+async fn two_entries_for_one_job_run_it_once_with_one_runner(store: Store) {
+    let mut conn = store.clone();
+    Queue::new(JOBS_STREAM, JOBS_GROUP)
+        .ensure_group(&mut conn)
+        .await
+        .unwrap();
+    enqueue(&store, "dup", "slow").await;
+    enqueue_again(&store, "dup").await;
+    enqueue_again(&store, "dup").await;
+    let handler = Recorder::default();
+    // Concurrency 3: all three entries are read in one go and run side by side.
+    let (stop, handle) = spawn_runner(&store, handler.clone(), config("r").concurrency(3));
+    wait_for(async || status(&store, "dup").await.status.is_final() && settled(&store).await).await;
+    stop.send(()).unwrap();
+    let stats = handle.await.unwrap();
+    assert_eq!(handler.runs_of("dup"), 1);
+    assert_eq!(handler.most_at_once("dup"), 1);
+    assert_eq!((stats.succeeded, stats.skipped), (1, 2), "{stats:?}");
+    let job = status(&store, "dup").await;
+    assert_eq!(job.status, JobStatus::Succeeded);
+    let statuses: Vec<JobStatus> = job.history.iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [JobStatus::Queued, JobStatus::Running, JobStatus::Succeeded]);
+    assert_valid_history(&job);
+    assert_eq!(job.lease_until, None, "a finished job holds no lease");
+}
+
+async fn two_entries_for_one_job_run_it_once_with_two_runners(store: Store) {
+    let mut conn = store.clone();
+    Queue::new(JOBS_STREAM, JOBS_GROUP)
+        .ensure_group(&mut conn)
+        .await
+        .unwrap();
+    let handler = Recorder::default();
+    let (stop_a, a) = spawn_runner(&store, handler.clone(), config("a"));
+    let (stop_b, b) = spawn_runner(&store, handler.clone(), config("b"));
+    for i in 0..6 {
+        let id = format!("d{i}");
+        enqueue(&store, &id, "slow").await;
+        enqueue_again(&store, &id).await;
+    }
+    wait_for(async || {
+        let mut over = true;
+        for i in 0..6 {
+            over &= status(&store, &format!("d{i}")).await.status.is_final();
+        }
+        over && settled(&store).await
+    })
+    .await;
+    stop_a.send(()).unwrap();
+    stop_b.send(()).unwrap();
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    assert_eq!(a.succeeded + b.succeeded, 6, "{a:?} {b:?}");
+    assert_eq!(a.skipped + b.skipped, 6, "every duplicate acknowledged: {a:?} {b:?}");
+    for i in 0..6 {
+        let id = format!("d{i}");
+        assert_eq!(handler.runs_of(&id), 1, "{id}");
+        assert_eq!(handler.most_at_once(&id), 1, "{id}");
+        let job = status(&store, &id).await;
+        assert_eq!(job.status, JobStatus::Succeeded);
+        assert_valid_history(&job);
+    }
+}
+
+async fn a_retried_and_requeued_dead_job_runs_once_at_a_time(store: Store) {
+    let mut conn = store.clone();
+    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    q.ensure_group(&mut conn).await.unwrap();
+    enqueue(&store, "again", "poison").await;
+    let handler = Recorder::default();
+    let (stop, handle) = spawn_runner(&store, handler.clone(), config("r"));
+    wait_for(async || q.dead_len(&mut store.clone()).await.unwrap() == 1).await;
+    assert_eq!(status(&store, "again").await.status, JobStatus::Failed);
+    assert_eq!(handler.runs_of("again"), 3);
+    // The cause is fixed; an operator retries the job and, at the same time,
+    // another requeues its dead letter: two entries for one job.
+    let fix = JobPatch {
+        repo_url: Some("slow".into()),
+        ..Default::default()
+    };
+    Job::update(&mut conn, "again", fix).await.unwrap();
+    Job::retry(&mut conn, "again", now_millis()).await.unwrap();
+    let requeued = q.requeue_dead(&mut conn, &[]).await.unwrap();
+    assert_eq!(requeued.len(), 1);
+    wait_for(async || status(&store, "again").await.status == JobStatus::Succeeded && settled(&store).await).await;
+    stop.send(()).unwrap();
+    let stats = handle.await.unwrap();
+    assert_eq!(handler.runs_of("again"), 4, "three failed deliveries, then one run");
+    assert_eq!(handler.most_at_once("again"), 1);
+    assert_eq!(stats.succeeded, 1, "{stats:?}");
+    let job = status(&store, "again").await;
+    assert_valid_history(&job);
+    let statuses: Vec<JobStatus> = job.history.iter().map(|c| c.status).collect();
+    assert_eq!(
+        statuses[statuses.len() - 3..],
+        [JobStatus::Queued, JobStatus::Running, JobStatus::Succeeded],
+        "{statuses:?}"
+    );
+}
+
+async fn a_run_that_lost_its_lease_stops_and_cannot_write_the_jobs_status(store: Store) {
+    let mut conn = store.clone();
+    Queue::new(JOBS_STREAM, JOBS_GROUP)
+        .ensure_group(&mut conn)
+        .await
+        .unwrap();
+    enqueue(&store, "held", "hang").await;
+    let handler = Recorder::default();
+    let (stop, handle) = spawn_runner(&store, handler.clone(), config("a").lease(Duration::from_secs(5)));
+    wait_for(async || status(&store, "held").await.status == JobStatus::Running).await;
+    let first = status(&store, "held").await;
+    let first_run = first.run_id.clone().expect("a run id");
+    assert!(first.lease_until.is_some() && first.run_entry.is_some());
+    // Another delivery may not take it over while the lease is live...
+    let second = Job::start(&mut conn, "held", "0-1", Some("u1"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&second, Start::Leased(lease) if lease.run_id.as_deref() == Some(first_run.as_str())),
+        "{second:?}"
+    );
+    // ...but once it has passed (here: moved into the past, as if the runner
+    // had been stopped for a while), exactly one does.
+    let _: () = conn.hset("job:held", "lease_until", "1").await.unwrap();
+    let Start::Started(taken) = Job::start(&mut conn, "held", "0-1", Some("u1"), Duration::from_secs(60))
+        .await
+        .unwrap()
+    else {
+        panic!("the passed lease is taken over");
+    };
+    let second_run = taken.run_id.clone().unwrap();
+    assert_ne!(second_run, first_run);
+    // The first run finds out at its next renewal and stops its handler
+    // without writing the job's status.
+    wait_for(async || handler.concurrent.lock().unwrap()["held"].0 == 0).await;
+    stop.send(()).unwrap();
+    let stats = handle.await.unwrap();
+    assert_eq!(stats.lease_lost, 1, "{stats:?}");
+    assert_eq!((stats.succeeded, stats.failed, stats.released), (0, 0, 0), "{stats:?}");
+    let now = status(&store, "held").await;
+    assert_eq!(now.status, JobStatus::Running);
+    assert_eq!(now.run_id.as_deref(), Some(second_run.as_str()));
+    // The old run's copy cannot write a status, nor renew, nor release.
+    let err = Job::update_status_from(
+        &mut conn,
+        first,
+        JobStatus::Succeeded,
+        now_millis(),
+        JobOutcome::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::LeaseLost { .. }), "{err:?}");
+    assert_eq!(
+        Job::renew_lease(&mut conn, "held", &first_run, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        None
+    );
+    let err = Job::release(&mut conn, "held", &first_run, now_millis(), "bye")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::LeaseLost { .. }), "{err:?}");
+    // The run that holds it can.
+    assert!(
+        Job::renew_lease(&mut conn, "held", &second_run, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let done = Job::update_status_from(
+        &mut conn,
+        taken,
+        JobStatus::Succeeded,
+        now_millis(),
+        JobOutcome::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.status, JobStatus::Succeeded);
+    let job = status(&store, "held").await;
+    assert_valid_history(&job);
+}
+
+async fn an_entry_naming_another_user_is_dead_lettered_and_the_job_left_alone(store: Store) {
+    let mut conn = store.clone();
+    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    q.ensure_group(&mut conn).await.unwrap();
+    let job = Job::new("theirs", "u1", "ok", now_millis());
+    Job::create(&mut conn, &job).await.unwrap();
+    q.enqueue(
+        &mut conn,
+        &[("job_id", "theirs"), ("user_id", "mallory"), ("enqueued_at", "1")],
+    )
+    .await
+    .unwrap();
+    let handler = Recorder::default();
+    let (stop, handle) = spawn_runner(&store, handler.clone(), config("r"));
+    wait_for(async || q.dead_len(&mut store.clone()).await.unwrap() == 1).await;
+    stop.send(()).unwrap();
+    handle.await.unwrap();
+    assert_eq!(handler.runs_of("theirs"), 0);
+    let dead = q.dead_letters(&mut conn, "-", 10).await.unwrap();
+    assert!(
+        dead[0].fields["reason"].contains("user_id is not the job's"),
+        "{dead:?}"
+    );
+    assert_eq!(
+        status(&store, "theirs").await.status,
+        JobStatus::Queued,
+        "not the entry's job to fail"
+    );
 }

@@ -234,7 +234,16 @@ impl Job {
             exit_code: None,
             error: Some(reason.to_owned()),
         };
-        Job::transition(conn, id, None, Some(Some(run_id.to_owned())), JobStatus::Queued, now, outcome).await
+        Job::transition(
+            conn,
+            id,
+            None,
+            Some(Some(run_id.to_owned())),
+            JobStatus::Queued,
+            now,
+            outcome,
+        )
+        .await
     }
 
     /// Marks the job failed with `reason` (its delivery is being
