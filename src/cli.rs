@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand};
 )]
 pub struct Cli {
     /// Redis to use (default: $REDIS_URL, else redis://127.0.0.1:6379).
-    #[arg(long, global = true, env = "REDIS_URL")]
+    // `--help` never shows the value: it may hold a password.
+    #[arg(long, global = true, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// For `rediss://`: a CA certificate (PEM) to trust instead of the system's.
     #[arg(long, global = true, env = "REDIS_CA_FILE")]
@@ -21,6 +22,9 @@ pub struct Cli {
     /// For mutual TLS: the client certificate's key (PEM).
     #[arg(long, global = true, env = "REDIS_CLIENT_KEY", requires = "client_cert")]
     pub client_key: Option<std::path::PathBuf>,
+    /// Print JSON: the result on stdout, an error as one object on stderr.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -67,6 +71,11 @@ pub struct RunnerArgs {
     /// Seconds a delivery must be idle before another runner takes it over.
     #[arg(long, default_value_t = repobox_orm::queue::defaults::MIN_IDLE.as_secs())]
     pub min_idle_secs: u64,
+    /// Seconds a run's lease on its job lasts without a renewal (default: the
+    /// min idle). Another delivery of a running job takes it over only once
+    /// its lease has passed.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub lease_secs: Option<u64>,
     /// Deliveries before a job is dead-lettered.
     #[arg(long, default_value_t = repobox_orm::queue::defaults::MAX_DELIVERIES)]
     pub max_deliveries: u64,
@@ -91,17 +100,11 @@ pub enum JobsCommand {
         /// Jobs to skip.
         #[arg(long, default_value_t = 0)]
         offset: usize,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// One job and the end of its output.
     Show {
         /// The job's id.
         id: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Prints a job's output; with `-f`, follows it until the job ends.
     Tail {
@@ -126,19 +129,12 @@ pub enum JobsCommand {
 #[derive(Subcommand)]
 pub enum QueueCommand {
     /// Length, pending deliveries, consumers and dead letters.
-    Stats {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Stats,
     /// Lists pending deliveries: consumer, idle time, delivery count.
     Pending {
         /// How many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Puts dead letters back on the stream (and their jobs back to queued).
     RequeueDead {
@@ -162,9 +158,6 @@ pub enum QueueCommand {
         /// How many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -172,9 +165,6 @@ pub enum QueueCommand {
 pub struct IndexArgs {
     #[command(subcommand)]
     pub action: Option<IndexCommand>,
-    /// Print JSON.
-    #[arg(long, global = true)]
-    pub json: bool,
 }
 
 #[derive(Subcommand, Clone, Copy, PartialEq, Eq)]

@@ -3,8 +3,14 @@
 //! - `cli`: what the command line accepts;
 //! - `commands`: one file per command;
 //! - `output`: tables and JSON;
+//! - `redact`: what may be shown of a Redis URL, in messages and logs;
 //! - `handler`: the runner's built-in demo handler;
 //! - `embedded`: the demo's throw-away `redis-server`.
+//!
+//! Exit codes: 0 success, 1 a command that failed (Redis unreachable, a job
+//! not found, ...), 2 a usage error (clap's code). With `--json` every error
+//! is one JSON object on stderr: `{"error": "...", "kind": "usage" |
+//! "unreachable" | "error"}`.
 
 mod cli;
 mod commands;
@@ -12,42 +18,101 @@ mod commands;
 mod embedded;
 mod handler;
 mod output;
+mod redact;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+use clap::error::ErrorKind;
+use serde_json::json;
+
+use crate::redact::{ScrubbedStderr, Scrubber};
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let json = wants_json();
+    let scrubber = Scrubber::from_process();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e, json, &scrubber),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("REPOBOX_LOG").unwrap_or_else(|_| "off".into()))
-        .with_writer(std::io::stderr)
+        .with_writer(ScrubbedStderr::new(scrubber.clone()))
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            report(
+                &format!("cannot start the async runtime: {e}"),
+                "error",
+                json,
+                &scrubber,
+            );
             return ExitCode::FAILURE;
         }
     };
-    let json = wants_json();
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let message = output::clean(&one_line(&e));
-            if json {
-                eprintln!("{}", serde_json::json!({ "error": message }));
+            let kind = if commands::is_unreachable(&e) {
+                "unreachable"
             } else {
-                eprintln!("error: {message}");
-            }
+                "error"
+            };
+            report(&one_line(&e), kind, json, &scrubber);
             ExitCode::FAILURE
         }
     }
 }
 
-/// Whether the command was asked for JSON: its errors are JSON too.
+/// Whether the command was asked for JSON: its errors are JSON too, argument
+/// errors included (so it is read from the raw arguments, before clap).
 fn wants_json() -> bool {
     std::env::args_os().any(|a| a == "--json")
+}
+
+/// Prints an error on stderr: one line, or one JSON object with `--json`;
+/// never a secret of a URL the process was given, never a control character.
+fn report(message: &str, kind: &str, json: bool, scrubber: &Scrubber) {
+    let message = scrubber.scrub(message);
+    if json {
+        eprintln!("{}", output::json_line(&json!({ "error": message, "kind": kind })));
+    } else {
+        eprintln!("error: {}", output::clean(&message));
+    }
+}
+
+/// clap's error, or its `--help` and `--version`: those print as clap prints
+/// them; with `--json` an argument error is one JSON object. Exit code 2
+/// (clap's), 0 for help and version.
+fn usage_error(e: &clap::Error, json: bool, scrubber: &Scrubber) -> ExitCode {
+    let code = ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+    let informational = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+    let text = e.render().to_string();
+    if json && !informational {
+        report(&usage_message(e.kind(), &text), "usage", true, scrubber);
+        return code;
+    }
+    let scrubbed = scrubber.scrub(&text);
+    if scrubbed == text {
+        // In colour where clap would colour it.
+        let _ = e.print();
+    } else {
+        eprint!("{scrubbed}");
+    }
+    code
+}
+
+/// clap's message on one line: its first paragraph, without `error: `.
+fn usage_message(kind: ErrorKind, text: &str) -> String {
+    if kind == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return "a subcommand is required (see --help)".to_owned();
+    }
+    let first = text.split("\n\n").next().unwrap_or(text);
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    first.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The error and its causes on one line, without repeating a cause that the

@@ -330,7 +330,10 @@ fn the_cli_never_prints_a_password() {
             );
             assert!(!out.status.success());
             assert!(!all.contains("TopSecretPW"), "{url} {args:?}: {all}");
-            assert!(all.contains("***"), "{url} {args:?}: {all}");
+            assert!(
+                all.contains("***") || all.contains("<unparsable>"),
+                "{url} {args:?}: {all}"
+            );
         }
     }
     let server = RedisServer::start_with(&["--requirepass", "s3cretPW"]);

@@ -4,6 +4,7 @@
 //! Given one, it works in a namespace of its own (its own stream and group,
 //! ids prefixed with the run), so it never runs or touches another
 //! application's jobs, and removes what it wrote at the end unless `--keep`.
+//! With `--json` it tells nothing as it goes and prints one JSON summary.
 
 use std::time::Duration;
 
@@ -12,10 +13,22 @@ use repobox_models::{GitProvider, GitProviders, Job, JobStatus, OutputRange, Ses
 use repobox_orm::{Page, Queue, Store, TlsConfig};
 use repobox_runner::{Runner, RunnerConfig};
 
-use super::{redact, store_for, with_reach};
+use serde_json::json;
+
+use super::{store_for, with_reach};
 use crate::cli::DemoArgs;
 use crate::handler::DemoHandler;
-use crate::output::{clean, job_rows};
+use crate::output::{clean, job_json, job_rows, json_line};
+use crate::redact;
+
+/// A line of the demo's story, unless `--json` asked for the summary only.
+macro_rules! say {
+    ($json:expr, $($line:tt)*) => {
+        if !$json {
+            println!($($line)*);
+        }
+    };
+}
 
 /// Where the demo's Redis comes from.
 enum DemoRedis {
@@ -25,8 +38,11 @@ enum DemoRedis {
 }
 
 #[cfg(feature = "embedded-redis")]
-async fn throw_away() -> anyhow::Result<DemoRedis> {
-    println!("Starting a throw-away redis-server for the demo (it stops with the demo; set REDIS_URL to use another).");
+async fn throw_away(json: bool) -> anyhow::Result<DemoRedis> {
+    say!(
+        json,
+        "Starting a throw-away redis-server for the demo (it stops with the demo; set REDIS_URL to use another)."
+    );
     let server = crate::embedded::EmbeddedRedis::start()
         .await
         .context("no Redis was given and none could be started")?;
@@ -34,7 +50,7 @@ async fn throw_away() -> anyhow::Result<DemoRedis> {
 }
 
 #[cfg(not(feature = "embedded-redis"))]
-async fn throw_away() -> anyhow::Result<DemoRedis> {
+async fn throw_away(_json: bool) -> anyhow::Result<DemoRedis> {
     bail!("no Redis was given: set REDIS_URL (this build cannot start its own redis-server)")
 }
 
@@ -45,14 +61,18 @@ struct Namespace {
     group: String,
 }
 
-pub async fn demo(url: Option<&str>, tls: Option<TlsConfig>, args: &DemoArgs) -> anyhow::Result<()> {
+pub async fn demo(url: Option<&str>, tls: Option<TlsConfig>, args: &DemoArgs, json: bool) -> anyhow::Result<()> {
     let redis = match url {
         Some(url) => DemoRedis::Given(url.to_owned()),
-        None => throw_away().await?,
+        None => throw_away(json).await?,
     };
     let url = match &redis {
         DemoRedis::Given(url) => {
-            println!("Using Redis at {}, in a namespace of the demo's own", redact(url));
+            say!(
+                json,
+                "Using Redis at {}, in a namespace of the demo's own",
+                redact::url(url)
+            );
             url.clone()
         }
         #[cfg(feature = "embedded-redis")]
@@ -71,22 +91,49 @@ pub async fn demo(url: Option<&str>, tls: Option<TlsConfig>, args: &DemoArgs) ->
         group: "demo".to_owned(),
         run,
     };
-    let result = flow(&store, &ns, args).await;
+    let result = flow(&store, &ns, args, json).await;
     let cleaned = if args.keep {
         Ok(())
     } else {
-        clean_up(&store, &ns, args).await
+        clean_up(&store, &ns, args, json).await
     };
     store.close().await;
+    let shown_url = match &redis {
+        DemoRedis::Given(url) => Some(redact::url(url)),
+        #[cfg(feature = "embedded-redis")]
+        DemoRedis::Embedded(_) => None,
+    };
     drop(redis);
-    result.and(cleaned).map_err(|e| with_reach(e, &url))
+    let summary = result
+        .and_then(|summary| cleaned.map(|()| summary))
+        .map_err(|e| with_reach(e, &url))?;
+    if json {
+        let out = json!({
+            "redis": shown_url,
+            "user_id": ns.run,
+            "stream": ns.stream,
+            "succeeded": summary.succeeded,
+            "failed": summary.failed,
+            "jobs": summary.jobs.iter().map(job_json).collect::<Vec<_>>(),
+            "kept": args.keep,
+        });
+        println!("{}", json_line(&out));
+    }
+    Ok(())
+}
+
+/// What `--json` reports of a run.
+struct Summary {
+    succeeded: u64,
+    failed: u64,
+    jobs: Vec<Job>,
 }
 
 fn job_ids(ns: &Namespace, args: &DemoArgs) -> Vec<String> {
     (0..args.jobs).map(|i| format!("{}-job-{i}", ns.run)).collect()
 }
 
-async fn flow(store: &Store, ns: &Namespace, args: &DemoArgs) -> anyhow::Result<()> {
+async fn flow(store: &Store, ns: &Namespace, args: &DemoArgs, json: bool) -> anyhow::Result<Summary> {
     let mut conn = store.clone();
     let now = now_millis();
     let user = User {
@@ -98,7 +145,7 @@ async fn flow(store: &Store, ns: &Namespace, args: &DemoArgs) -> anyhow::Result<
         is_admin: false,
     };
     User::create(&mut conn, &user).await.context("creating the demo user")?;
-    println!("\n1. Created user {} <{}>", user.id, user.email);
+    say!(json, "\n1. Created user {} <{}>", user.id, user.email);
 
     let (token, _) = Session::create_user_session(&mut conn, &user.id, Some("repobox-demo".into()), None).await?;
     User::update_last_login(&mut conn, &user.id, now_millis()).await?;
@@ -107,7 +154,7 @@ async fn flow(store: &Store, ns: &Namespace, args: &DemoArgs) -> anyhow::Result<
         .await?
         .unwrap_or_default();
     // The token goes to the browser; only a fingerprint of it is ever shown.
-    println!("2. Logged in: {token}, expires in {} h", ttl.as_secs() / 3600);
+    say!(json, "2. Logged in: {token}, expires in {} h", ttl.as_secs() / 3600);
 
     let q = Queue::new(ns.stream.clone(), ns.group.clone());
     q.ensure_group(&mut conn).await?;
@@ -126,9 +173,9 @@ async fn flow(store: &Store, ns: &Namespace, args: &DemoArgs) -> anyhow::Result<
         );
         Job::create_and_enqueue_on(&mut conn, &job, now_millis(), &ns.stream).await?;
     }
-    println!("3. Enqueued {} jobs on {}", ids.len(), ns.stream);
+    say!(json, "3. Enqueued {} jobs on {}", ids.len(), ns.stream);
 
-    println!("4. Running them with an in-process runner…");
+    say!(json, "4. Running them with an in-process runner…");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = RunnerConfig::new(format!("{}-runner", ns.run))
         .queue(ns.stream.clone(), ns.group.clone())
@@ -150,12 +197,14 @@ async fn flow(store: &Store, ns: &Namespace, args: &DemoArgs) -> anyhow::Result<
     }
     let _ = stop.send(());
     let stats = handle.await??;
-    println!("   {} succeeded, {} failed", stats.succeeded, stats.failed);
+    say!(json, "   {} succeeded, {} failed", stats.succeeded, stats.failed);
 
     let page = Job::user_jobs(&mut conn, &user.id, Page::newest(20)).await?;
     let total = Job::user_job_count(&mut conn, &user.id).await?;
-    println!("\n5. Jobs of {} (newest first, {total} in all):", user.id);
-    print!("{}", job_rows(&page.items, &page.errors));
+    say!(json, "\n5. Jobs of {} (newest first, {total} in all):", user.id);
+    if !json {
+        print!("{}", job_rows(&page.items, &page.errors));
+    }
 
     if let Some(failed) = page
         .items
@@ -164,20 +213,24 @@ async fn flow(store: &Store, ns: &Namespace, args: &DemoArgs) -> anyhow::Result<
         .or(page.items.first())
     {
         let output = Job::output(&mut conn, &failed.id, OutputRange::ALL).await?;
-        println!("\n6. Output of {} ({}):", failed.id, failed.status);
+        say!(json, "\n6. Output of {} ({}):", failed.id, failed.status);
         for line in output {
-            println!("   {}", clean(&line));
+            say!(json, "   {}", clean(&line));
         }
     }
     if args.keep {
-        println!("\nKept. Try: repobox jobs list --user {}", user.id);
+        say!(json, "\nKept. Try: repobox jobs list --user {}", user.id);
     }
-    Ok(())
+    Ok(Summary {
+        succeeded: stats.succeeded,
+        failed: stats.failed,
+        jobs: page.items,
+    })
 }
 
 /// Removes what the demo wrote: its jobs with their output, its user with
 /// its sessions and email claim, its providers, its stream and dead letters.
-async fn clean_up(store: &Store, ns: &Namespace, args: &DemoArgs) -> anyhow::Result<()> {
+async fn clean_up(store: &Store, ns: &Namespace, args: &DemoArgs, json: bool) -> anyhow::Result<()> {
     let mut conn = store.clone();
     let ids = job_ids(ns, args);
     for id in &ids {
@@ -190,6 +243,6 @@ async fn clean_up(store: &Store, ns: &Namespace, args: &DemoArgs) -> anyhow::Res
         .arg(format!("{}:dead", ns.stream))
         .query_async(&mut conn)
         .await?;
-    println!("\nRemoved what the demo wrote (--keep keeps it).");
+    say!(json, "\nRemoved what the demo wrote (--keep keeps it).");
     Ok(())
 }

@@ -4,18 +4,18 @@ use repobox_orm::{IndexReport, Store};
 use serde_json::json;
 
 use crate::cli::{IndexArgs, IndexCommand};
-use crate::output::{clean, render};
+use crate::output::{clean, json_line, render};
 
-pub async fn index(store: &Store, args: IndexArgs) -> anyhow::Result<()> {
+pub async fn index(store: &Store, args: IndexArgs, json: bool) -> anyhow::Result<()> {
     let repair = args.action == Some(IndexCommand::Repair);
     let mut conn = store.clone();
     let reports = repobox_models::sweep_indexes(&mut conn, repair).await?;
-    if args.json {
+    if json {
         let out: Vec<_> = reports
             .iter()
             .map(|(model, r)| json!({ "model": model, "report": r }))
             .collect();
-        println!("{}", serde_json::Value::Array(out));
+        println!("{}", json_line(&out));
         return Ok(());
     }
     let rows: Vec<Vec<String>> = reports.iter().map(|(model, r)| row(model, r)).collect();

@@ -9,17 +9,12 @@ use serde_json::json;
 
 use super::shutdown_signal;
 use crate::cli::JobsCommand;
-use crate::output::{clean, job_json, job_rows};
+use crate::output::{clean, job_json, job_rows, json_line};
 
-pub async fn jobs(store: &Store, cmd: JobsCommand) -> anyhow::Result<()> {
+pub async fn jobs(store: &Store, cmd: JobsCommand, json: bool) -> anyhow::Result<()> {
     let mut conn = store.clone();
     match cmd {
-        JobsCommand::List {
-            user,
-            limit,
-            offset,
-            json,
-        } => {
+        JobsCommand::List { user, limit, offset } => {
             let jobs = Job::user_jobs(&mut conn, &user, Page::newest(limit).offset(offset)).await?;
             let total = Job::user_job_count(&mut conn, &user).await?;
             if json {
@@ -27,14 +22,14 @@ pub async fn jobs(store: &Store, cmd: JobsCommand) -> anyhow::Result<()> {
                 let errors: Vec<_> = jobs.errors.iter().map(|e| json!({ "error": e.to_string() })).collect();
                 println!(
                     "{}",
-                    json!({ "user_id": user, "total": total, "jobs": list, "errors": errors })
+                    json_line(&json!({ "user_id": user, "total": total, "jobs": list, "errors": errors }))
                 );
             } else {
                 print!("{}", job_rows(&jobs.items, &jobs.errors));
                 println!("{} of {total} jobs", jobs.items.len());
             }
         }
-        JobsCommand::Show { id, json } => {
+        JobsCommand::Show { id } => {
             let job = Job::get(&mut conn, id.as_str())
                 .await?
                 .with_context(|| format!("no job {id:?}"))?;
@@ -44,7 +39,7 @@ pub async fn jobs(store: &Store, cmd: JobsCommand) -> anyhow::Result<()> {
                 let mut v = job_json(&job);
                 v["output_lines"] = json!(lines);
                 v["output_tail"] = json!(tail);
-                println!("{v}");
+                println!("{}", json_line(&v));
             } else {
                 print!("{}", job_rows(std::slice::from_ref(&job), &[]));
                 if let Some(error) = &job.error {
@@ -56,21 +51,38 @@ pub async fn jobs(store: &Store, cmd: JobsCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        JobsCommand::Tail { id, follow } => tail(store, &id, follow).await?,
+        JobsCommand::Tail { id, follow } => tail(store, &id, follow, json).await?,
         JobsCommand::Retry { id } => {
             let entry = Job::retry(&mut conn, &id, now_millis()).await?;
-            println!("job {} queued again (entry {entry})", clean(&id));
+            if json {
+                println!("{}", json_line(&json!({ "job_id": id, "entry": entry })));
+            } else {
+                println!("job {} queued again (entry {entry})", clean(&id));
+            }
         }
-        JobsCommand::Cancel { id } => match Job::cancel(&mut conn, &id, now_millis()).await? {
-            Cancel::Cancelled => println!("job {} cancelled", clean(&id)),
-            Cancel::Requested => println!("job {} is running: its runner was asked to cancel it", clean(&id)),
-        },
+        JobsCommand::Cancel { id } => {
+            let cancel = Job::cancel(&mut conn, &id, now_millis()).await?;
+            if json {
+                let outcome = match cancel {
+                    Cancel::Cancelled => "cancelled",
+                    Cancel::Requested => "requested",
+                };
+                println!("{}", json_line(&json!({ "job_id": id, "cancel": outcome })));
+            } else {
+                match cancel {
+                    Cancel::Cancelled => println!("job {} cancelled", clean(&id)),
+                    Cancel::Requested => println!("job {} is running: its runner was asked to cancel it", clean(&id)),
+                }
+            }
+        }
     }
     Ok(())
 }
 
 /// Prints a job's output; with `follow`, as it grows, until the job is over.
-async fn tail(store: &Store, id: &str, follow: bool) -> anyhow::Result<()> {
+/// With `json`, one JSON object per line (JSON Lines): `{"line": ...}` per
+/// output line and, when following, `{"job_id": ..., "status": ...}` at the end.
+async fn tail(store: &Store, id: &str, follow: bool, json: bool) -> anyhow::Result<()> {
     let mut conn = store.clone();
     let mut seen: isize = 0;
     loop {
@@ -80,10 +92,19 @@ async fn tail(store: &Store, id: &str, follow: bool) -> anyhow::Result<()> {
         let lines = Job::output(&mut conn, id, OutputRange { start: seen, end: -1 }).await?;
         seen += lines.len() as isize;
         for line in &lines {
-            println!("{}", clean(line));
+            if json {
+                println!("{}", json_line(&json!({ "line": line })));
+            } else {
+                println!("{}", clean(line));
+            }
         }
         if !follow || (job.status.is_final() && lines.is_empty()) {
-            if follow {
+            if follow && json {
+                println!(
+                    "{}",
+                    json_line(&json!({ "job_id": id, "status": job.status.to_string() }))
+                );
+            } else if follow {
                 eprintln!("job {} {}", clean(id), job.status);
             }
             return Ok(());

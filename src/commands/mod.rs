@@ -10,6 +10,7 @@ use anyhow::Context;
 use repobox_orm::{Backoff, Store, StoreConfig, TlsConfig};
 
 use crate::cli::{Cli, Command};
+use crate::redact;
 
 /// Runs the command `cli` names.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -18,8 +19,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let tls = tls_of(&cli)?;
+    let json = cli.json;
     if let Command::Demo(args) = &cli.command {
-        return demo::demo(cli.redis_url.as_deref(), tls, args).await;
+        return demo::demo(cli.redis_url.as_deref(), tls, args, json).await;
     }
     let url = cli
         .redis_url
@@ -28,10 +30,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let store = store_for(&url, tls)?;
     let result = match cli.command {
         Command::Demo(_) | Command::Schema => Ok(()),
-        Command::Runner(args) => runner::runner(&store, args).await,
-        Command::Jobs(cmd) => jobs::jobs(&store, cmd).await,
-        Command::Queue(cmd) => queue::queue(&store, cmd).await,
-        Command::Index(args) => index::index(&store, args).await,
+        Command::Runner(args) => runner::runner(&store, args, json).await,
+        Command::Jobs(cmd) => jobs::jobs(&store, cmd, json).await,
+        Command::Queue(cmd) => queue::queue(&store, cmd, json).await,
+        Command::Index(args) => index::index(&store, args, json).await,
     };
     store.close().await;
     result.map_err(|e| with_reach(e, &url))
@@ -59,39 +61,21 @@ fn store_for(url: &str, tls: Option<TlsConfig>) -> anyhow::Result<Store> {
     if let Some(tls) = tls {
         config = config.tls(tls);
     }
-    Store::with_config(url, config).with_context(|| format!("invalid Redis URL {:?}", redact(url)))
+    Store::with_config(url, config).with_context(|| format!("invalid Redis URL {}", redact::url(url)))
 }
 
 /// Says which Redis could not be reached, when that is what went wrong.
 fn with_reach(e: anyhow::Error, url: &str) -> anyhow::Error {
     if is_unreachable(&e) {
-        e.context(format!("cannot reach Redis at {}", redact(url)))
+        e.context(format!("cannot reach Redis at {}", redact::url(url)))
     } else {
         e
     }
 }
 
-/// A Redis URL as messages show it: the password, if any, as `***`.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    // The userinfo ends at the last `@` before the path.
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    let userinfo = &rest[..at];
-    let shown = match userinfo.split_once(':') {
-        Some((user, _)) => format!("{user}:***"),
-        None if userinfo.is_empty() => String::new(),
-        // `redis://secret@host` carries the password alone.
-        None => "***".to_owned(),
-    };
-    format!("{scheme}://{shown}{}", &rest[at..])
-}
-
-fn is_unreachable(e: &anyhow::Error) -> bool {
+/// Whether what went wrong is that Redis could not be reached (refused,
+/// reset, timed out).
+pub fn is_unreachable(e: &anyhow::Error) -> bool {
     let unreachable = |e: &repobox_orm::Error| match e {
         repobox_orm::Error::Redis(r) => r.is_connection_refusal() || r.is_io_error(),
         repobox_orm::Error::Timeout(_) => true,
@@ -124,22 +108,4 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_are_never_shown() {
-        assert_eq!(
-            redact("redis://:TopSecretPW@127.0.0.1:7499"),
-            "redis://:***@127.0.0.1:7499"
-        );
-        assert_eq!(redact("rediss://app:pw@h:6380/2"), "rediss://app:***@h:6380/2");
-        assert_eq!(redact("redis://pw@h/0"), "redis://***@h/0");
-        assert_eq!(redact("redis://:p@ss@h"), "redis://:***@h");
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(redact("not a url"), "not a url");
-    }
 }

@@ -1,4 +1,4 @@
-//! `repobox queue stats|dead`.
+//! `repobox queue stats|pending|requeue-dead|trim|dead`.
 
 use std::time::Duration;
 
@@ -8,13 +8,13 @@ use repobox_orm::{Queue, Store};
 use serde_json::json;
 
 use crate::cli::QueueCommand;
-use crate::output::{duration_ms, render};
+use crate::output::{duration_ms, json_line, render};
 
-pub async fn queue(store: &Store, cmd: QueueCommand) -> anyhow::Result<()> {
+pub async fn queue(store: &Store, cmd: QueueCommand, json: bool) -> anyhow::Result<()> {
     let mut conn = store.clone();
     let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
     match cmd {
-        QueueCommand::Stats { json } => {
+        QueueCommand::Stats => {
             // Read-only: a stream or group that does not exist yet reads as empty.
             let len = q.len(&mut conn).await?;
             let (pending, consumers) = match (q.pending(&mut conn).await, q.consumers(&mut conn).await) {
@@ -37,7 +37,7 @@ pub async fn queue(store: &Store, cmd: QueueCommand) -> anyhow::Result<()> {
                     "consumers": consumers,
                     "dead_letters": dead,
                 });
-                println!("{out}");
+                println!("{}", json_line(&out));
             } else {
                 println!("stream        {JOBS_STREAM} (group {JOBS_GROUP})");
                 println!("length        {len}");
@@ -57,7 +57,7 @@ pub async fn queue(store: &Store, cmd: QueueCommand) -> anyhow::Result<()> {
                 print!("{}", render(&["CONSUMER", "PENDING", "IDLE"], &rows));
             }
         }
-        QueueCommand::Pending { limit, json } => {
+        QueueCommand::Pending { limit } => {
             let pending = match q.pending_entries(&mut conn, limit).await {
                 Ok(p) => p,
                 Err(e) if e.is_missing_group() => Vec::new(),
@@ -68,7 +68,7 @@ pub async fn queue(store: &Store, cmd: QueueCommand) -> anyhow::Result<()> {
                     .iter()
                     .map(|p| json!({ "id": p.id, "consumer": p.consumer, "idle_ms": p.idle.as_millis() as u64, "deliveries": p.deliveries }))
                     .collect();
-                println!("{}", serde_json::Value::Array(list));
+                println!("{}", json_line(&list));
             } else {
                 let rows: Vec<Vec<String>> = pending
                     .iter()
@@ -99,7 +99,11 @@ pub async fn queue(store: &Store, cmd: QueueCommand) -> anyhow::Result<()> {
                         .await?;
                 }
             }
-            println!("requeued {} dead letter(s)", letters.len());
+            if json {
+                println!("{}", json_line(&json!({ "requeued": letters.len() })));
+            } else {
+                println!("requeued {} dead letter(s)", letters.len());
+            }
         }
         QueueCommand::Trim {
             older_than_secs,
@@ -110,12 +114,16 @@ pub async fn queue(store: &Store, cmd: QueueCommand) -> anyhow::Result<()> {
                 (Some(secs), None) => q.trim_older_than(&mut conn, Duration::from_secs(secs)).await?,
                 (None, None) => anyhow::bail!("say how: --older-than-secs N or --max-len N"),
             };
-            println!("removed {removed} entries");
+            if json {
+                println!("{}", json_line(&json!({ "removed": removed })));
+            } else {
+                println!("removed {removed} entries");
+            }
         }
-        QueueCommand::Dead { limit, json } => {
+        QueueCommand::Dead { limit } => {
             let dead = q.dead_letters(&mut conn, "-", limit).await?;
             if json {
-                println!("{}", serde_json::to_string(&dead)?);
+                println!("{}", json_line(&dead));
             } else {
                 let field = |e: &Entry, k: &str| e.fields.get(k).cloned().unwrap_or_else(|| "-".into());
                 let rows: Vec<Vec<String>> = dead
