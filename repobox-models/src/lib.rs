@@ -35,7 +35,7 @@ pub use job::{
     OutputRange, Start, StatusChange,
 };
 pub use session::{Session, SessionField, SessionPatch, SessionToken};
-pub use user::{User, UserField, UserPatch};
+pub use user::{User, UserDeleted, UserField, UserPatch};
 
 /// Checks (or, with `repair`, repairs) every index of every model, as
 /// `(model, report)` pairs: the one list of the models, so a new model's

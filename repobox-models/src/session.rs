@@ -2,7 +2,7 @@ use std::fmt;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use repobox_orm::prelude::{ConnectionLike, RedisEntity};
+use repobox_orm::prelude::{ConnectionLike, EntityField, RedisEntity};
 use repobox_orm::redis::{self, ErrorKind, Script, ServerErrorKind, Value};
 use repobox_orm::{Error as OrmError, RawHash};
 use sha2::{Digest, Sha256};
@@ -85,6 +85,12 @@ pub struct Session {
     pub id: String,
     /// The user it belongs to.
     pub user_id: String,
+    /// The `created_at` of the user it was issued to: which incarnation of
+    /// `user_id` it belongs to. A user deleted and created again under the
+    /// same id (re-registration, an id from an OAuth provider, a restore) is
+    /// another incarnation, and the old sessions are refused. A session
+    /// without it (written by a client that does not set it) is refused.
+    pub user_created_at: Option<i64>,
     /// Unix millis, by Redis's clock.
     pub created_at: i64,
     /// Unix millis after which the session is invalid, by Redis's clock.
@@ -100,6 +106,7 @@ impl fmt::Debug for Session {
         f.debug_struct("Session")
             .field("id", &format_args!("{}…", &self.id[..self.id.len().min(8)]))
             .field("user_id", &self.user_id)
+            .field("user_created_at", &self.user_created_at)
             .field("created_at", &self.created_at)
             .field("expires_at", &self.expires_at)
             .field("user_agent", &self.user_agent)
@@ -126,20 +133,34 @@ impl Session {
     /// The longest a session lives from its creation, however often it is extended: 30 days.
     pub const MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
-    /// Creates a session for a new login of `user_id`, dated by Redis's clock.
+    /// The longest duration session arithmetic takes (100 years): longer
+    /// extensions and lifetimes count as this long, so that no sum of
+    /// timestamps and durations can overflow, in Rust or in Redis's Lua.
+    pub const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+    /// Creates a session for a new login of `user_id`, dated by Redis's clock
+    /// and bound to the user's current incarnation (its `created_at`).
     /// Returns the token for the browser (given out this once, never stored)
-    /// and the session.
+    /// and the session. `Err(NotFound)` if the user does not exist.
     pub async fn create_user_session<C: ConnectionLike + Send>(
         conn: &mut C,
         user_id: &str,
         user_agent: Option<String>,
         ip: Option<String>,
     ) -> Result<(SessionToken, Session)> {
+        let Some(user) = User::get(conn, user_id).await? else {
+            return Err(OrmError::NotFound {
+                key: User::key_for(user_id)?,
+            }
+            .into());
+        };
+        let incarnation = user.created_at;
         let token = SessionToken::generate()?;
         let now = redis_now(conn).await?;
         let session = Session {
             id: token.digest(),
             user_id: user_id.to_owned(),
+            user_created_at: Some(incarnation),
             created_at: now,
             expires_at: after(now, Session::TTL.unwrap_or_default())?,
             user_agent,
@@ -150,9 +171,11 @@ impl Session {
     }
 
     /// The session of `token` if it is valid: it exists, its `expires_at` is
-    /// ahead of Redis's clock (judged inside a script), and its user still
-    /// exists. A session that fails the last two is revoked on the way. Two
-    /// round trips (three to revoke).
+    /// ahead of Redis's clock (judged inside a script), and it belongs to the
+    /// user's current incarnation (the user exists and its `created_at` is
+    /// the session's `user_created_at`). A session that fails the last two,
+    /// or whose `expires_at` is not a timestamp, is revoked on the way (the
+    /// latter with a warning). Two round trips (three to revoke).
     pub async fn get_valid<C: ConnectionLike + Send>(conn: &mut C, token: &SessionToken) -> Result<Option<Session>> {
         let key = Session::key_for(token.digest())?;
         let shown = <Session as RedisEntity>::META.key.shown(&key);
@@ -164,6 +187,11 @@ impl Session {
         match tag {
             b"missing" => return Ok(None),
             b"expired" => {
+                Session::delete(conn, token.digest().as_str()).await?;
+                return Ok(None);
+            }
+            b"corrupt" => {
+                tracing::warn!(session = %token.fingerprint(), "a session's expires_at is not a timestamp in range; it is treated as expired and revoked");
                 Session::delete(conn, token.digest().as_str()).await?;
                 return Ok(None);
             }
@@ -179,11 +207,18 @@ impl Session {
         let fields = Value::Array(reply[1..].to_vec());
         let hash = RawHash::from_reply(&shown, &fields)?;
         let session = Session::read_fields(&shown, &hash)?;
-        if !User::exists(conn, session.user_id.as_str()).await? {
+        if !session.is_of_current_user(conn).await? {
             Session::delete(conn, session.id.as_str()).await?;
             return Ok(None);
         }
         Ok(Some(session))
+    }
+
+    /// Whether the session's user exists and is the incarnation it was
+    /// issued to.
+    async fn is_of_current_user<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<bool> {
+        let current = user_incarnation(conn, &self.user_id).await?;
+        Ok(current.is_some() && current == self.user_created_at)
     }
 
     /// Moves the session's expiry to `by` from now (by Redis's clock), never
@@ -199,21 +234,49 @@ impl Session {
 
     /// Moves the session's expiry to `by` from now by Redis's clock, and its
     /// TTL with it, atomically, never past `max_lifetime` from its creation
-    /// and never earlier than it was. A session past its `expires_at`, or
-    /// whose lifetime is used up, is not brought back: it is revoked and
-    /// `None` returned; so is an absent one.
+    /// and never earlier than it was. A session past its `expires_at`, whose
+    /// lifetime is used up, whose stored times are not timestamps in range,
+    /// or whose user is gone or another incarnation, is not brought back: it
+    /// is revoked and `None` returned; so is an absent one. A zero `by` or
+    /// `max_lifetime` is `Err(InvalidArgument)`; durations past
+    /// [`LONGEST`](Self::LONGEST) count as that long (an expiry is capped,
+    /// never wrapped).
     pub async fn extend_within<C: ConnectionLike + Send>(
         conn: &mut C,
         token: &SessionToken,
         by: Duration,
         max_lifetime: Duration,
     ) -> Result<Option<Session>> {
+        if by.is_zero() || max_lifetime.is_zero() {
+            return Err(OrmError::InvalidArgument {
+                name: "duration",
+                reason: "a session is extended by a positive duration, within a positive lifetime".into(),
+            }
+            .into());
+        }
+        let max_lifetime = max_lifetime.min(Session::LONGEST);
         let by = by.min(max_lifetime);
         let (by_ms, max_ms) = (millis(by)?, millis(max_lifetime)?);
         let digest = token.digest();
-        let Some(mut session) = Session::get(conn, digest.as_str()).await? else {
+        let read = match Session::get(conn, digest.as_str()).await {
+            Err(OrmError::Decode {
+                field: "created_at" | "expires_at",
+                ..
+            }) => None,
+            other => Some(other?),
+        };
+        let Some(read) = read else {
+            tracing::warn!(session = %token.fingerprint(), "a session's created_at or expires_at is not a timestamp; it is treated as expired and revoked");
+            Session::delete(conn, digest.as_str()).await?;
             return Ok(None);
         };
+        let Some(mut session) = read else {
+            return Ok(None);
+        };
+        if !session.is_of_current_user(conn).await? {
+            Session::delete(conn, digest.as_str()).await?;
+            return Ok(None);
+        }
         let set = format!("sessions:user:{}", session.user_id);
         let key = Session::key_for(digest.as_str())?;
         let mut invocation = EXTEND.key(&key);
@@ -240,6 +303,11 @@ impl Session {
                 Ok(Some(session))
             }
             Some("expired") => {
+                Session::delete(conn, digest.as_str()).await?;
+                Ok(None)
+            }
+            Some("corrupt") => {
+                tracing::warn!(session = %token.fingerprint(), "a session's created_at or expires_at is not a timestamp in range; it is treated as expired and revoked");
                 Session::delete(conn, digest.as_str()).await?;
                 Ok(None)
             }
@@ -275,6 +343,18 @@ impl Session {
         let deleted = Session::delete_many(conn, &ids).await?;
         Ok(deleted.into_iter().filter(|d| *d).count())
     }
+}
+
+/// The `created_at` of user `user_id` as stored (one `HGET`): which
+/// incarnation of the id exists now; `None` if the user is absent or its
+/// `created_at` is not an integer (no session can be checked against it).
+async fn user_incarnation<C: ConnectionLike + Send>(conn: &mut C, user_id: &str) -> Result<Option<i64>> {
+    let raw: Option<String> = redis::cmd("HGET")
+        .arg(User::key_for(user_id)?)
+        .arg(crate::UserField::CreatedAt.name())
+        .query_async(conn)
+        .await?;
+    Ok(raw.and_then(|v| v.parse::<i64>().ok()))
 }
 
 fn millis(d: Duration) -> Result<u64> {

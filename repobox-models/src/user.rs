@@ -1,6 +1,34 @@
+use std::sync::LazyLock;
+
 use repobox_orm::prelude::{ConnectionLike, RedisEntity};
+use repobox_orm::redis::Script;
 
 use crate::Result;
+
+/// Deletes a session only if it belongs to the user: KEYS[1] the session,
+/// ARGV[1] the user id. Answers 1 deleted, 0 absent, -1 another user's (left
+/// alone).
+static REVOKE_OWNED: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/revoke_owned_session.lua")));
+
+/// What [`User::delete_with_sessions`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserDeleted {
+    /// Whether the user existed (and is deleted now).
+    pub existed: bool,
+    /// Sessions of the user deleted.
+    pub sessions_revoked: usize,
+    /// Members of the user's set of sessions that belong to another user (a
+    /// planted or mixed-up member): left alone.
+    pub not_its_own: usize,
+}
+
+/// The user's set of sessions, `sessions:user:<id>`.
+fn sessions_key(id: &str) -> repobox_orm::Result<String> {
+    Ok(format!(
+        "sessions:user:{}",
+        User::key_for(id)?.trim_start_matches("user:")
+    ))
+}
 
 /// A user of the web app.
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
@@ -23,19 +51,58 @@ pub struct User {
 }
 
 impl User {
-    /// Deletes the user, its email claim and every one of its sessions in one
-    /// atomic write; `false` if the user was absent. A session created while
-    /// this runs is refused by [`Session::get_valid`](crate::Session::get_valid),
-    /// which checks that its user exists.
-    pub async fn delete_with_sessions<C: ConnectionLike + Send>(conn: &mut C, id: &str) -> Result<bool> {
-        let set = format!("sessions:user:{}", User::key_for(id)?.trim_start_matches("user:"));
+    /// Deletes the user, its email claim and its set of sessions in one
+    /// atomic write, then revokes every session the set named that belongs
+    /// to this user: each is checked inside a script (its `user_id` is this
+    /// user's) before it is deleted, so a session of another user planted in
+    /// the set is left alone and counted in
+    /// [`not_its_own`](UserDeleted::not_its_own). `existed` is `false` if the
+    /// user was absent.
+    ///
+    /// A session created while this runs, or one this misses, is refused by
+    /// [`Session::get_valid`](crate::Session::get_valid) and
+    /// [`extend`](crate::Session::extend): it belongs to an incarnation of
+    /// the user that no longer exists, even once the id is created again. A
+    /// plain `User::delete` revokes the sessions that way too; this call also
+    /// removes them at once. Three round trips.
+    pub async fn delete_with_sessions<C: ConnectionLike + Send>(conn: &mut C, id: &str) -> Result<UserDeleted> {
+        let set = sessions_key(id)?;
         let digests: Vec<String> = repobox_orm::redis::cmd("SMEMBERS").arg(&set).query_async(conn).await?;
-        let mut keys: Vec<String> = digests
+        let existed = User::delete_with(conn, id, std::slice::from_ref(&set)).await?;
+        let keys: Vec<String> = digests
             .iter()
             .filter_map(|d| crate::Session::key_for(d.as_str()).ok())
             .collect();
-        keys.push(set);
-        Ok(User::delete_with(conn, id, &keys).await?)
+        let mut deleted = UserDeleted {
+            existed,
+            ..UserDeleted::default()
+        };
+        if keys.is_empty() {
+            return Ok(deleted);
+        }
+        let mut pipe = repobox_orm::redis::pipe();
+        for key in &keys {
+            pipe.cmd("EVALSHA").arg(REVOKE_OWNED.get_hash()).arg(1).arg(key).arg(id);
+        }
+        let answers: Vec<i64> = match pipe.query_async(conn).await {
+            Ok(answers) => answers,
+            // The script is not cached yet: load it, then go again.
+            Err(e)
+                if e.kind() == repobox_orm::redis::ErrorKind::Server(repobox_orm::redis::ServerErrorKind::NoScript) =>
+            {
+                REVOKE_OWNED.load_async(conn).await?;
+                pipe.query_async(conn).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for answer in answers {
+            match answer {
+                1 => deleted.sessions_revoked += 1,
+                -1 => deleted.not_its_own += 1,
+                _ => {}
+            }
+        }
+        Ok(deleted)
     }
 
     /// Records a login at `at` (unix millis); `Err(NotFound)` if the user is gone.

@@ -1,16 +1,20 @@
 -- Reads a session, judged by Redis's own clock. KEYS[1] is the session hash.
--- Answers { 'missing' }, { 'expired', user_id } for a session past its
--- `expires_at` (the caller revokes it), or { 'ok', field, value, ... }.
+-- Answers { 'missing' }, { 'expired' } for a session past its `expires_at`
+-- (the caller revokes it), { 'corrupt' } for one whose `expires_at` is
+-- absent or not a decimal integer in [0, 2^53) (never trusted: the caller revokes
+-- it too), or { 'ok', field, value, ... }.
+local LIMIT = 9007199254740992   -- 2^53
 local fields = redis.call('HGETALL', KEYS[1])
 if #fields == 0 then return { 'missing' } end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expires = nil
 for i = 1, #fields, 2 do
-  if fields[i] == 'expires_at' then
-    local expires = tonumber(fields[i + 1])
-    if expires and expires <= now then return { 'expired' } end
-  end
+  local v = fields[i + 1]
+  if fields[i] == 'expires_at' and #v <= 16 and string.match(v, '^%d+$') then expires = tonumber(v) end
 end
+if not expires or expires >= LIMIT then return { 'corrupt' } end
+if expires <= now then return { 'expired' } end
 local out = { 'ok' }
 for i = 1, #fields do out[i + 1] = fields[i] end
 return out

@@ -1,0 +1,15 @@
+-- Revokes a session only if it belongs to the user being deleted. KEYS[1]
+-- is the session hash, ARGV[1] the user id. Answers 1 deleted, 0 absent,
+-- -1 for a session of another user (or a key that is not a session hash),
+-- which is left alone.
+local owner = redis.pcall('HGET', KEYS[1], 'user_id')
+if type(owner) == 'table' then
+  if string.sub(owner.err, 1, 9) == 'WRONGTYPE' then return -1 end
+  error(owner)
+end
+if not owner then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+  return 0
+end
+if owner ~= ARGV[1] then return -1 end
+return redis.call('DEL', KEYS[1])
