@@ -765,3 +765,300 @@ fn demo_runs_the_whole_flow_on_a_cluster() {
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(3), "{jobs}");
     assert_eq!(jobs["total"], 3, "{jobs}");
 }
+
+/// Parses `bytes` as exactly one JSON value.
+fn one_json(bytes: &[u8], what: &str) -> serde_json::Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("{what} is not one JSON value ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+/// Every subcommand with `--json`: its result on stdout is JSON; an argument
+/// error (exit 2) and a Redis error (exit 1) are one JSON object on stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subcommand_speaks_json_on_success_and_on_every_error() {
+    use repobox_models::{Job, JobStatus, now_millis};
+
+    let server = RedisServer::start();
+    let url = server.url();
+    let store = repobox_orm::Store::open(url.as_str()).unwrap();
+    let mut conn = store.clone();
+    Job::create_and_enqueue(
+        &mut conn,
+        &Job::new("q1", "u1", "https://x/ok.git", now_millis()),
+        now_millis(),
+    )
+    .await
+    .unwrap();
+    let mut failed = Job::new("f1", "u1", "https://x/ok.git", now_millis());
+    failed.status = JobStatus::Failed;
+    Job::create(&mut conn, &failed).await.unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg("job:f1:output")
+        .arg(&["line one", "line two"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(&[
+            "jobs:stream:dead",
+            "*",
+            "job_id",
+            "f1",
+            "user_id",
+            "u1",
+            "reason",
+            "gave up",
+            "deliveries",
+            "5",
+        ])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let cli = |args: &[&str]| repobox_at(&url, args);
+    let success = |args: &[&str]| {
+        let out = cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        one_json(&out.stdout, &format!("stdout of {args:?}"))
+    };
+    assert_eq!(success(&["jobs", "list", "--user", "u1", "--json"])["total"], 2);
+    assert_eq!(success(&["jobs", "show", "f1", "--json"])["output_lines"], 2);
+    assert_eq!(success(&["queue", "dead", "--json"])[0]["fields"]["reason"], "gave up");
+    assert_eq!(success(&["queue", "stats", "--json"])["length"], 1);
+    assert!(success(&["queue", "pending", "--json"]).is_array());
+    for args in [
+        &["index", "--json"][..],
+        &["index", "check", "--json"],
+        &["index", "repair", "--json"],
+    ] {
+        assert!(success(args).is_array(), "{args:?}");
+    }
+    assert!(success(&["schema", "--json"])["models"].is_array());
+    // `jobs tail --json` is JSON Lines: one object per output line.
+    let out = cli(&["jobs", "tail", "f1", "--json"]);
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| one_json(l.as_bytes(), "a line of jobs tail --json"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            serde_json::json!({ "line": "line one" }),
+            serde_json::json!({ "line": "line two" })
+        ]
+    );
+    assert_eq!(success(&["jobs", "cancel", "q1", "--json"])["cancel"], "cancelled");
+    assert_eq!(success(&["queue", "requeue-dead", "--all", "--json"])["requeued"], 1);
+    assert_eq!(success(&["jobs", "show", "f1", "--json"])["status"], "queued");
+    let requeued = Job::get(&mut conn, "f1").await.unwrap().unwrap();
+    Job::update_status_from(&mut conn, requeued, JobStatus::Failed, now_millis(), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(success(&["jobs", "retry", "f1", "--json"])["job_id"], "f1");
+    assert!(success(&["queue", "trim", "--max-len", "100", "--json"])["removed"].is_u64());
+    let demo = success(&["demo", "--jobs", "1", "--json"]);
+    assert_eq!((&demo["succeeded"], &demo["failed"]), (&1.into(), &0.into()), "{demo}");
+    assert_eq!(demo["jobs"].as_array().map(Vec::len), Some(1), "{demo}");
+    // The runner: nothing while it runs, its counts when SIGTERM stops it.
+    let runner = Command::new(env!("CARGO_BIN_EXE_repobox"))
+        .args(["runner", "--consumer", "r-json", "--json"])
+        .env("REDIS_URL", &url)
+        .env("REPOBOX_LOG", "off")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while Job::get(&mut conn, "f1").await.unwrap().unwrap().status != JobStatus::Succeeded {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the runner did not run the retried job"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = Command::new("kill").args(["-TERM", &runner.id().to_string()]).status();
+    let out = tokio::task::spawn_blocking(move || runner.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stats = one_json(&out.stdout, "the runner's stdout");
+    assert_eq!(
+        (&stats["consumer"], &stats["succeeded"]),
+        (&"r-json".into(), &1.into()),
+        "{stats}"
+    );
+
+    // Argument errors: exit 2, nothing on stdout, one object on stderr.
+    for args in [
+        &["--json"][..],
+        &["nope", "--json"],
+        &["demo", "--jobs", "x", "--json"],
+        &["runner", "--concurrency", "-1", "--json"],
+        &["jobs", "--json"],
+        &["jobs", "list", "--json"],
+        &["jobs", "show", "--json"],
+        &["jobs", "tail", "--json", "--bogus"],
+        &["jobs", "retry", "--json"],
+        &["jobs", "cancel", "a", "b", "--json"],
+        &["queue", "stats", "--limit", "3", "--json"],
+        &["queue", "pending", "--limit", "x", "--json"],
+        &["queue", "requeue-dead", "a", "--all", "--json"],
+        &["queue", "trim", "--older-than-secs", "1", "--max-len", "2", "--json"],
+        &["queue", "dead", "--limit", "--json"],
+        &["index", "frob", "--json"],
+        &["schema", "extra", "--json"],
+    ] {
+        let out = cli(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let err = one_json(&out.stderr, &format!("stderr of {args:?}"));
+        assert_eq!(err["kind"], "usage", "{args:?}: {err}");
+        assert!(err["error"].as_str().is_some_and(|e| !e.is_empty()), "{args:?}: {err}");
+    }
+    // Without --json, clap's own text; --help and --version are unchanged.
+    let out = cli(&["jobs", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));
+    for args in [&["--help"][..], &["--version"], &["jobs", "list", "--help", "--json"]] {
+        let out = cli(args);
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).is_err(),
+            "{args:?}"
+        );
+    }
+
+    // Redis errors: exit 1, one object on stderr naming the kind.
+    let dead = format!("redis://127.0.0.1:{}/", RedisServer::free_port());
+    for args in [
+        &["demo", "--jobs", "1", "--json"][..],
+        &["jobs", "list", "--user", "u1", "--json"],
+        &["jobs", "show", "a", "--json"],
+        &["jobs", "tail", "a", "--json"],
+        &["jobs", "retry", "a", "--json"],
+        &["jobs", "cancel", "a", "--json"],
+        &["queue", "stats", "--json"],
+        &["queue", "pending", "--json"],
+        &["queue", "requeue-dead", "--all", "--json"],
+        &["queue", "trim", "--max-len", "1", "--json"],
+        &["queue", "dead", "--json"],
+        &["index", "--json"],
+        &["index", "check", "--json"],
+        &["index", "repair", "--json"],
+    ] {
+        let out = repobox_at(&dead, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let err = one_json(&out.stderr, &format!("stderr of {args:?}"));
+        assert_eq!(err["kind"], "unreachable", "{args:?}: {err}");
+        assert!(err["error"].as_str().unwrap().contains("cannot reach Redis"), "{err}");
+    }
+    // A runner retries an unreachable Redis for as long as it takes; refused
+    // credentials stop it, as one JSON error.
+    let locked = RedisServer::start_with(&["--requirepass", "letmein"]);
+    let out = repobox_at(&locked.url(), &["runner", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = one_json(&out.stderr, "the runner's stderr");
+    assert_eq!(err["kind"], "error", "{err}");
+}
+
+/// Values that another client wrote with bidi controls, C1 controls and DEL:
+/// escaped on the terminal, `\uXXXX` in JSON, exact once the JSON is read.
+#[test]
+fn bidi_and_c1_controls_from_redis_are_escaped_in_tables_and_json() {
+    let server = RedisServer::start();
+    let mut conn = server.client().get_connection().unwrap();
+    let repo = "https://x/\u{202e}lmth.exe\u{85}\u{7f}";
+    let error = "failed \u{2066}\u{200f}quietly\u{2069}\u{9b}31m";
+    write_job_as_another_client(
+        &mut conn,
+        &[
+            ("id", "j1"),
+            ("user_id", "u1"),
+            ("repo_url", repo),
+            ("status", "failed"),
+            ("created_at", "1"),
+            ("error", error),
+        ],
+    );
+    let _: () = redis::cmd("XADD")
+        .arg("jobs:stream:dead")
+        .arg("*")
+        .arg(&[("job_id", "j1"), ("reason", error), ("deliveries", "5")])
+        .query(&mut conn)
+        .unwrap();
+    let steering = |c: char| {
+        c.is_control() && c != '\n'
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    // What each command shows: the table of `jobs list` has no error column.
+    let repo_escapes = ["\\u{202e}", "\\u{85}", "\\u{7f}"];
+    let error_escapes = ["\\u{2066}", "\\u{200f}", "\\u{2069}", "\\u{9b}"];
+    for (args, escapes) in [
+        (&["jobs", "list", "--user", "u1"][..], &repo_escapes[..]),
+        (
+            &["jobs", "show", "j1"],
+            &[&repo_escapes[..], &error_escapes[..]].concat(),
+        ),
+        (&["queue", "dead"], &error_escapes[..]),
+    ] {
+        let out = ok(&repobox(Some(&server), args));
+        assert!(!out.chars().any(steering), "{args:?}: {out:?}");
+        for escaped in escapes {
+            assert!(out.contains(escaped), "{escaped} in {args:?}: {out}");
+        }
+    }
+    for args in [
+        &["jobs", "list", "--user", "u1", "--json"][..],
+        &["jobs", "show", "j1", "--json"],
+        &["queue", "dead", "--json"],
+    ] {
+        let out = ok(&repobox(Some(&server), args));
+        assert!(!out.chars().any(steering), "{args:?}: {out:?}");
+        let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let json_repo_escapes = ["\\u202e", "\\u0085", "\\u007f"];
+        let json_error_escapes = ["\\u2066", "\\u200f", "\\u2069", "\\u009b"];
+        let (shown, escapes) = match args[..2] {
+            ["queue", _] => (
+                vec![(&value[0]["fields"]["reason"], error)],
+                json_error_escapes.to_vec(),
+            ),
+            ["jobs", "list"] => (
+                vec![
+                    (&value["jobs"][0]["repo_url"], repo),
+                    (&value["jobs"][0]["error"], error),
+                ],
+                [&json_repo_escapes[..], &json_error_escapes[..]].concat(),
+            ),
+            _ => (
+                vec![(&value["repo_url"], repo), (&value["error"], error)],
+                [&json_repo_escapes[..], &json_error_escapes[..]].concat(),
+            ),
+        };
+        for (got, written) in shown {
+            assert_eq!(got, written, "{args:?}: exact once read");
+        }
+        for escaped in escapes {
+            assert!(out.contains(escaped), "{escaped} in {args:?}: {out}");
+        }
+    }
+}
