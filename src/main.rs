@@ -30,12 +30,12 @@ use serde_json::json;
 use crate::redact::{ScrubbedStderr, Scrubber};
 
 fn main() -> ExitCode {
-    let json = wants_json();
     let scrubber = Scrubber::from_process();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => return usage_error(&e, json, &scrubber),
+        Err(e) => return usage_error(&e, wants_json(), &scrubber),
     };
+    let json = cli.json;
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("REPOBOX_LOG").unwrap_or_else(|_| "off".into()))
         .with_writer(ScrubbedStderr::new(scrubber.clone()))
@@ -67,8 +67,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// Whether the command was asked for JSON: its errors are JSON too, argument
-/// errors included (so it is read from the raw arguments, before clap).
+/// Whether the arguments that clap refused ask for JSON: `--json` is among them.
 fn wants_json() -> bool {
     std::env::args_os().any(|a| a == "--json")
 }

@@ -127,7 +127,8 @@ fn mask(url: &mut Url) -> Option<()> {
     if url.password().is_some() {
         url.set_password(Some(MASK)).ok()?;
     } else if !url.username().is_empty() {
-        // `redis://secret@host`: one part alone may well be the password.
+        // redis-rs reads a lone part as a user name, but `redis://secret@host`
+        // is how many write a password.
         url.set_username(MASK).ok()?;
     }
     if let Some(query) = url.query() {
