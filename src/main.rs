@@ -8,7 +8,9 @@
 //! - `embedded`: the demo's throw-away `redis-server`.
 //!
 //! Exit codes: 0 success, 1 a command that failed (Redis unreachable, a job
-//! not found, ...), 2 a usage error (clap's code). With `--json` every error
+//! not found, ...), 2 a usage error (clap's code), 3 `index check` found
+//! entries to repair, unique conflicts or bad members (`index repair`: left
+//! conflicts or bad members for a person). With `--json` every error
 //! is one JSON object on stderr: `{"error": "...", "kind": "usage" |
 //! "unreachable" | "error"}`.
 
@@ -55,6 +57,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The report is printed; the code is what a cron job alerts on.
+        Err(e) if e.downcast_ref::<commands::index::Findings>().is_some() => {
+            ExitCode::from(commands::index::Findings::EXIT_CODE)
+        }
         Err(e) => {
             let kind = if commands::is_unreachable(&e) {
                 "unreachable"

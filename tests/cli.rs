@@ -308,6 +308,125 @@ fn index_check_and_repair_leave_lookalike_keys_alone() {
     assert!(out.contains("User::by_email"), "{out}");
 }
 
+/// The reports of `index --json`-style output, summed per field and model.
+fn report_sum(reports: &serde_json::Value, model: &str, field: &str) -> u64 {
+    reports
+        .as_array()
+        .expect("one report per index")
+        .iter()
+        .filter(|r| r["model"] == model)
+        .map(|r| r["report"][field].as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn index_check_and_repair_count_everything_and_exit_3_on_findings() {
+    let server = RedisServer::start();
+    let mut conn = server.client().get_connection().unwrap();
+    let hset = |conn: &mut redis::Connection, key: &str, fields: &[(&str, &str)]| {
+        let _: () = redis::cmd("HSET").arg(key).arg(fields).query(conn).unwrap();
+    };
+    // Written by another client without their index entries: a user (no
+    // email claim) and its session (no set entry), with the session's TTL.
+    hset(
+        &mut conn,
+        "user:u1",
+        &[
+            ("id", "u1"),
+            ("email", "one@x.io"),
+            ("name", "One"),
+            ("created_at", "5"),
+        ],
+    );
+    let digest = "ab".repeat(32);
+    hset(
+        &mut conn,
+        &format!("session:{digest}"),
+        &[
+            ("id", &digest),
+            ("user_id", "u1"),
+            ("user_created_at", "5"),
+            ("created_at", "1"),
+            ("expires_at", "99999999999999"),
+        ],
+    );
+    let _: () = redis::cmd("PEXPIRE")
+        .arg(format!("session:{digest}"))
+        .arg(600_000)
+        .query(&mut conn)
+        .unwrap();
+    // Two users holding one email: u2 owns the claim, u3 was written by hand.
+    hset(
+        &mut conn,
+        "user:u2",
+        &[
+            ("id", "u2"),
+            ("email", "dup@x.io"),
+            ("name", "Two"),
+            ("created_at", "5"),
+        ],
+    );
+    let _: () = redis::cmd("SET")
+        .arg("user:email:dup@x.io")
+        .arg("u2")
+        .query(&mut conn)
+        .unwrap();
+    hset(
+        &mut conn,
+        "user:u3",
+        &[
+            ("id", "u3"),
+            ("email", "dup@x.io"),
+            ("name", "Three"),
+            ("created_at", "5"),
+        ],
+    );
+
+    // check: every count in the table, a summary, and exit 3.
+    let out = repobox(Some(&server), &["index"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("MISSING") && table.contains("CONFLICTS"), "{table}");
+    assert!(table.contains("2 entr(y/ies) need a repair (create 2"), "{table}");
+    assert!(table.contains("1 unique conflict(s)"), "{table}");
+    assert!(
+        table.contains("`user:u3` claims a unique value that `user:u2` holds"),
+        "{table}"
+    );
+    let out = repobox(Some(&server), &["index", "check", "--json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report_sum(&reports, "User", "missing"), 1);
+    assert_eq!(report_sum(&reports, "User", "conflicts"), 1);
+    assert_eq!(report_sum(&reports, "Session", "missing"), 1);
+
+    // repair: says what it created, by kind; exit 3 for the conflict it leaves.
+    let out = repobox(Some(&server), &["index", "repair"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("repaired 2 entr(y/ies): created 2, removed 0, re-scored 0"),
+        "{said}"
+    );
+    assert!(
+        said.contains("set indexes: created 1") && said.contains("unique indexes: created 1"),
+        "{said}"
+    );
+    let owner: String = redis::cmd("GET").arg("user:email:one@x.io").query(&mut conn).unwrap();
+    assert_eq!(owner, "u1");
+    let owner: String = redis::cmd("GET").arg("user:email:dup@x.io").query(&mut conn).unwrap();
+    assert_eq!(owner, "u2", "the holder keeps its value");
+    // The set it created follows its sessions' TTL, as one repobox makes does.
+    let ttl: i64 = redis::cmd("PTTL").arg("sessions:user:u1").query(&mut conn).unwrap();
+    assert!(ttl > 0, "the created set has a TTL: {ttl}");
+
+    // Until a person settles the conflict, check keeps saying so.
+    assert_eq!(repobox(Some(&server), &["index"]).status.code(), Some(3));
+    let _: () = redis::cmd("DEL").arg("user:u3").query(&mut conn).unwrap();
+    let out = ok(&repobox(Some(&server), &["index"]));
+    assert!(out.contains("no entry needs a repair"), "{out}");
+}
+
 #[test]
 fn the_cli_never_prints_a_password() {
     let dead = RedisServer::free_port();
@@ -721,11 +840,14 @@ fn read_only_commands_work_on_a_replica() {
         &["queue", "stats"],
         &["queue", "dead"],
         &["queue", "pending"],
-        &["index", "check"],
         &["schema"],
     ] {
         ok(&repobox(Some(&replica), args));
     }
+    // The check reads (and reports the ghost, with its exit code) without writing.
+    let out = repobox(Some(&replica), &["index", "check"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 entr(y/ies) need a repair"));
 }
 
 #[test]

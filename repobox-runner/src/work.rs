@@ -84,7 +84,7 @@ impl<H: JobHandler> Work<H> {
         }
         let start = Job::start(&mut conn, &job_id, &delivery.id, delivery.field("user_id"), self.lease).await;
         let job = match start {
-            Ok(Start::Started(job)) => job,
+            Ok(Start::Started(job)) => *job,
             Ok(Start::Over(_)) => {
                 // A duplicate delivery of a job that already ended.
                 self.ack(delivery).await?;

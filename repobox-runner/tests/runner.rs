@@ -558,6 +558,7 @@ async fn a_run_that_lost_its_lease_stops_and_cannot_write_the_jobs_status(store:
     else {
         panic!("the passed lease is taken over");
     };
+    let taken = *taken;
     let second_run = taken.run_id.clone().unwrap();
     assert_ne!(second_run, first_run);
     // The first run finds out at its next renewal and stops its handler

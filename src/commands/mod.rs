@@ -1,7 +1,7 @@
 //! One file per command; this one dispatches and holds what they share.
 
 mod demo;
-mod index;
+pub mod index;
 mod jobs;
 mod queue;
 mod runner;

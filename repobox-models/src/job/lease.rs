@@ -39,7 +39,7 @@ pub struct Lease {
 pub enum Start {
     /// This delivery holds the job now: the job as written, with its new
     /// `run_id` and `lease_until`.
-    Started(Job),
+    Started(Box<Job>),
     /// Another run holds a live lease on the job: this delivery must not
     /// run it.
     Leased(Lease),
@@ -176,7 +176,7 @@ impl Job {
             match Job::update_if(conn, id, &patch, &expected).await {
                 Ok(()) => {
                     patch.apply_to(&mut job);
-                    return Ok(Start::Started(job));
+                    return Ok(Start::Started(Box::new(job)));
                 }
                 Err(repobox_orm::Error::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),

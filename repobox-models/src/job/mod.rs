@@ -242,10 +242,10 @@ impl Job {
             let Some(mut job) = job else {
                 return Err(repobox_orm::Error::NotFound { key: Job::key_for(id)? }.into());
             };
-            if let Some(run) = &run {
-                if job.status != JobStatus::Running || job.run_id != *run {
-                    return Err(Error::LeaseLost { key: Job::key_for(id)? });
-                }
+            if let Some(run) = &run
+                && (job.status != JobStatus::Running || job.run_id != *run)
+            {
+                return Err(Error::LeaseLost { key: Job::key_for(id)? });
             }
             let from = job.status;
             if !from.can_become(to) {

@@ -4,7 +4,7 @@
 //! as the template and holds the index's Redis type; any other key is counted
 //! as skipped and left alone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use redis::Value;
 use redis::aio::ConnectionLike;
@@ -27,6 +27,8 @@ const PROBLEMS_KEPT: usize = 100;
 /// What a check or repair of one index found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct IndexReport {
+    /// The index's kind: `sorted`, `set` or `unique`.
+    pub kind: &'static str,
     /// The index's name (`by_user_id`).
     pub index: &'static str,
     /// The index's key template.
@@ -44,8 +46,14 @@ pub struct IndexReport {
     /// Sorted members whose score was not their entity's.
     pub rescored: u64,
     /// Entities missing from the index key their fields give (an entity
-    /// changed by a client that does not maintain the index).
+    /// changed by a client that does not maintain the index): a repair
+    /// creates their entries.
     pub missing: u64,
+    /// Unique values claimed by more than one entity (another client wrote
+    /// a second entity with a value the first holds): never repaired, the
+    /// value's owner is left as it is and each other claimant reported in
+    /// `problems`, for a person to decide.
+    pub conflicts: u64,
     /// Members that are not ids, or whose entity does not decode: left alone.
     pub bad: u64,
     /// Keys that matched the scan pattern but are not index keys (another
@@ -53,6 +61,17 @@ pub struct IndexReport {
     pub skipped: u64,
     /// What was wrong with the bad members (at most 100 messages).
     pub problems: Vec<String>,
+}
+
+impl IndexReport {
+    /// Members and entries that a repair changes: entries to remove (`gone`,
+    /// `mismatched`), to re-score and to create (`missing`).
+    pub fn needs_repair(&self) -> u64 {
+        self.gone
+            .saturating_add(self.mismatched)
+            .saturating_add(self.rescored)
+            .saturating_add(self.missing)
+    }
 }
 
 /// The `SCAN MATCH` pattern of a template: placeholders become `*`, glob
@@ -94,6 +113,11 @@ async fn sweep_index<E: RedisEntity, C: ConnectionLike + Send>(
     repair: bool,
 ) -> Result<IndexReport> {
     let mut report = IndexReport {
+        kind: match index.kind {
+            IndexKind::Sorted { .. } => "sorted",
+            IndexKind::Set => "set",
+            IndexKind::Unique => "unique",
+        },
         index: index.name,
         template: index.key.source,
         repaired: repair,
@@ -215,7 +239,9 @@ async fn keys_of<C: ConnectionLike + Send>(
 
 /// Walks every hash of `E` and finds the entities missing from the index key
 /// their fields give; a repair adds them (each only if the entity still holds
-/// those fields). A unique value held by another entity is left to it.
+/// those fields), giving an index key it creates the entity's TTL. A unique
+/// value held by, or also claimed by, another entity is left to its holder
+/// and counted as a conflict.
 async fn sweep_entities<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     repair: bool,
@@ -223,11 +249,13 @@ async fn sweep_entities<E: RedisEntity, C: ConnectionLike + Send>(
 ) -> Result<()> {
     let pattern = scan_pattern(&E::META.key);
     let mut cursor = 0u64;
+    // Per unique index and value: the first entity seen claiming it.
+    let mut claims: HashMap<(usize, String), String> = HashMap::new();
     loop {
         let (next, keys) = scan(conn, cursor, &pattern).await?;
         let (hashes, _) = keys_of(conn, &E::META.key, "hash", keys).await?;
         for chunk in hashes.chunks(BULK_CHUNK) {
-            find_missing::<E, C>(conn, repair, reports, chunk).await?;
+            find_missing::<E, C>(conn, repair, reports, chunk, &mut claims).await?;
         }
         if next == 0 {
             return Ok(());
@@ -241,6 +269,7 @@ async fn find_missing<E: RedisEntity, C: ConnectionLike + Send>(
     repair: bool,
     reports: &mut [IndexReport],
     hash_keys: &[String],
+    claims: &mut HashMap<(usize, String), String>,
 ) -> Result<()> {
     let cmds: Vec<redis::Cmd> = hash_keys.iter().map(|key| hgetall(key)).collect();
     let replies = pipeline::query(conn, &cmds).await?;
@@ -308,7 +337,33 @@ async fn find_missing<E: RedisEntity, C: ConnectionLike + Send>(
     let present = pipeline::query(conn, &cmds).await?;
     // Grouped by index key, one repair call each.
     let mut missing: BTreeMap<(usize, String), Vec<Repair>> = BTreeMap::new();
+    let shown = |key: &str| E::META.key.shown(key).into_owned();
     for ((i, index_key, r), held) in wanted.into_iter().zip(present) {
+        let unique = matches!(E::META.indexes[i].kind, IndexKind::Unique);
+        if unique {
+            // Who holds the value, or else who claimed it first in this sweep.
+            let holder = match &held {
+                Value::BulkString(owner) => Some(String::from_utf8_lossy(owner).into_owned()),
+                _ => claims.get(&(i, index_key.clone())).cloned(),
+            };
+            match holder {
+                Some(holder) if holder != r.id => {
+                    reports[i].conflicts += 1;
+                    if reports[i].problems.len() < PROBLEMS_KEPT {
+                        reports[i].problems.push(format!(
+                            "`{}` claims a unique value that `{}` holds (index key {}): a conflict to settle by hand",
+                            shown(&r.hash_key),
+                            shown(&E::META.key.key_from_id(&holder).unwrap_or_default()),
+                            crate::error::Shown::new(&index_key),
+                        ));
+                    }
+                    continue;
+                }
+                _ => {
+                    claims.insert((i, index_key.clone()), r.id.clone());
+                }
+            }
+        }
         let absent = match (&E::META.indexes[i].kind, &held) {
             (_, Value::ServerError(_)) => false,
             (IndexKind::Set, Value::Int(n)) => *n == 0,
@@ -321,9 +376,12 @@ async fn find_missing<E: RedisEntity, C: ConnectionLike + Send>(
         }
     }
     if repair {
+        let ttl_ms = E::META
+            .ttl
+            .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
         for ((i, index_key), repairs) in missing {
             let index = &E::META.indexes[i];
-            run_repair(conn, index, &index_key, &check_fields(index), &repairs).await?;
+            run_repair(conn, index, &index_key, &check_fields(index), &repairs, ttl_ms).await?;
         }
     }
     Ok(())

@@ -21,13 +21,13 @@ use crate::error::Result;
 use crate::meta::{IndexKind, IndexMeta};
 use crate::scripts::{self, INDEX_ENTRY};
 
-fn entry(index: &IndexMeta, index_key: &str, action: &str, id: &str, score: &str) -> Cmd {
+fn entry(index: &IndexMeta, index_key: &str, action: &str, id: &str, score: &str, life_ms: u64) -> Cmd {
     let mut cmd = scripts::evalsha(&INDEX_ENTRY, &[index_key]);
     cmd.arg(action)
         .arg(&[kind_byte(index.kind)][..])
         .arg(id)
         .arg(score)
-        .arg(0)
+        .arg(life_ms)
         .arg("");
     cmd
 }
@@ -57,12 +57,14 @@ pub(crate) async fn repair_ordered<C: ConnectionLike + Send>(
     index_key: &str,
     fields: &[&'static str],
     repairs: &[Repair],
+    ttl_ms: u64,
 ) -> Result<()> {
     let first: Vec<Cmd> = repairs
         .iter()
         .map(|r| match &r.action {
-            Action::Gone | Action::Mismatch => entry(index, index_key, "r", &r.id, ""),
-            Action::Rescore(score) | Action::Add(score) => entry(index, index_key, "a", &r.id, score),
+            Action::Gone | Action::Mismatch => entry(index, index_key, "r", &r.id, "", 0),
+            Action::Rescore(score) => entry(index, index_key, "a", &r.id, score, 0),
+            Action::Add(score) => entry(index, index_key, "a", &r.id, score, ttl_ms),
         })
         .collect();
     send_steps(conn, &first).await?;
@@ -91,8 +93,8 @@ pub(crate) async fn repair_ordered<C: ConnectionLike + Send>(
             continue;
         }
         settle.push(match place(index, index_key, fields, &values) {
-            Some(score) => entry(index, index_key, "a", &r.id, &score),
-            None => entry(index, index_key, "r", &r.id, ""),
+            Some(score) => entry(index, index_key, "a", &r.id, &score, ttl_ms),
+            None => entry(index, index_key, "r", &r.id, "", 0),
         });
     }
     if !settle.is_empty() {

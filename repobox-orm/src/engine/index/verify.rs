@@ -196,7 +196,7 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
         });
     }
     if repair && !repairs.is_empty() {
-        match run_repair(conn, index, index_key, &fields, &repairs).await {
+        match run_repair(conn, index, index_key, &fields, &repairs, 0).await {
             Ok(()) => {}
             // A read repairs on the side: on a read-only replica, or when
             // the repair fails, the read still answers (without the members
@@ -257,6 +257,7 @@ pub(crate) async fn run_repair<C: ConnectionLike + Send>(
     index_key: &str,
     fields: &[&'static str],
     repairs: &[Repair],
+    ttl_ms: u64,
 ) -> Result<()> {
     tracing::debug!(
         index = index.name,
@@ -268,7 +269,10 @@ pub(crate) async fn run_repair<C: ConnectionLike + Send>(
         .chain(repairs.iter().map(|r| r.hash_key.as_str()))
         .collect();
     let mut cmd = scripts::evalsha(&REPAIR, &keys);
-    cmd.arg(&[kind_byte(index.kind)][..]).arg(fields.len()).arg(fields);
+    cmd.arg(&[kind_byte(index.kind)][..])
+        .arg(ttl_ms)
+        .arg(fields.len())
+        .arg(fields);
     for r in repairs {
         let (action, score) = match &r.action {
             Action::Gone => ("g", ""),
@@ -287,7 +291,7 @@ pub(crate) async fn run_repair<C: ConnectionLike + Send>(
     match scripts::run::<Value, C>(conn, &REPAIR, &cmd).await {
         // The members' hashes are in other cluster slots than the index key.
         Err(Error::Redis(e)) if scripts::is_cross_slot(&e) => {
-            super::ordered::repair_ordered(conn, index, index_key, fields, repairs).await
+            super::ordered::repair_ordered(conn, index, index_key, fields, repairs, ttl_ms).await
         }
         other => other.map(drop),
     }
@@ -337,7 +341,7 @@ pub(crate) async fn count_existing<E: RedisEntity, C: ConnectionLike + Send>(
             })
             .collect();
         if !gone.is_empty()
-            && let Err(e) = run_repair(conn, index, index_key, &fields, &gone).await
+            && let Err(e) = run_repair(conn, index, index_key, &fields, &gone, 0).await
         {
             // A count repairs on the side; on a replica it still counts.
             tracing::warn!(index = index.name, key = index_key, error = %e, "could not repair an index while counting it");
