@@ -1,7 +1,7 @@
 //! What the CLI may show of a Redis URL: the one place that decides, for the
 //! banner, every error and every log line.
 //!
-//! A URL is shown only as [`url`] renders it: parsed by a real URL parser, its
+//! A URL is shown only as [`url()`](fn@url) renders it: parsed by a real URL parser, its
 //! password and `pass`/`password` query values as `***`. A password written
 //! raw with `@ / # ? %` can make a URL parse in surprising ways (the start of
 //! it read as a port, the rest as a path), so a URL with an `@` where the
@@ -237,7 +237,7 @@ fn secrets_of(text: &str) -> Vec<String> {
 }
 
 /// Replaces, in any text, the URLs the process was given with their
-/// rendering by [`url`], then every secret they hold with `***`.
+/// rendering by [`url()`](fn@url), then every secret they hold with `***`.
 #[derive(Clone, Debug, Default)]
 pub struct Scrubber {
     /// Each given URL and its rendering, longest first.
