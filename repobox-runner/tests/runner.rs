@@ -642,3 +642,50 @@ async fn an_entry_naming_another_user_is_dead_lettered_and_the_job_left_alone(st
         "not the entry's job to fail"
     );
 }
+
+/// On a cluster, `create_and_enqueue` writes the job, then appends its
+/// stream entry in another slot. When that `XADD` is refused (here by an
+/// ACL rule, as a failover would) the caller's retry is refused
+/// `AlreadyExists`: that refusal must not clear the first attempt's outbox
+/// record, which the runner's sweep then appends, and the job runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_create_and_enqueue_whose_first_xadd_failed_runs_the_job_once() {
+    let cluster = repobox_orm::testing::RedisCluster::start(3, 0);
+    let store = cluster.store();
+    let mut conn = store.clone();
+    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    q.ensure_group(&mut conn).await.unwrap();
+    let acl = |rule: &'static str| {
+        for node in cluster.nodes() {
+            let mut c = node.client().get_connection().unwrap();
+            let () = redis::cmd("ACL")
+                .arg("SETUSER")
+                .arg("default")
+                .arg(rule)
+                .query(&mut c)
+                .unwrap();
+        }
+    };
+    acl("-xadd");
+    let job = Job::new("once", "u1", "slow", now_millis());
+    let first = Job::create_and_enqueue(&mut conn, &job, now_millis()).await;
+    assert!(first.is_err(), "the XADD is refused: {first:?}");
+    acl("+xadd");
+    let retry = Job::create_and_enqueue(&mut conn, &job, now_millis()).await;
+    assert!(
+        matches!(&retry, Err(Error::Orm(repobox_orm::Error::AlreadyExists { .. }))),
+        "{retry:?}"
+    );
+    let outbox: u64 = conn.hlen(format!("{JOBS_STREAM}:outbox")).await.unwrap();
+    assert_eq!(outbox, 1, "the first attempt's record is still there");
+
+    let handler = Recorder::default();
+    let (stop, handle) = spawn_runner(&store, handler.clone(), config("r"));
+    wait_for(async || status(&store, "once").await.status == JobStatus::Succeeded && settled(&store).await).await;
+    stop.send(()).unwrap();
+    handle.await.unwrap();
+    assert_eq!(handler.runs_of("once"), 1);
+    let outbox: u64 = conn.hlen(format!("{JOBS_STREAM}:outbox")).await.unwrap();
+    assert_eq!(outbox, 0);
+    assert_valid_history(&status(&store, "once").await);
+}

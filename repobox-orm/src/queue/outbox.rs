@@ -4,11 +4,18 @@
 //! appended. A writer that dies between the steps leaves its entry here;
 //! [`Queue::sweep_outbox`] appends it for the entity that exists, so no
 //! created entity loses its stream entry. An entry may then be appended
-//! twice; consumers must be idempotent (the runner's status compare-and-set
-//! keeps a job from running twice).
+//! twice; consumers must be idempotent (the runner's lease keeps a job from
+//! running twice at once, and a finished job from running again).
 //!
-//! The outbox is the hash `<stream>:outbox`: field = the entity's hash key,
-//! value = JSON `{"at": <unix ms>, "entry": [[field, value], ...]}`.
+//! Each entry belongs to the attempt that recorded it. A caller that retries
+//! a write whose first attempt failed after writing the entity (a failover at
+//! the `XADD`) is refused `AlreadyExists`; that refusal clears only its own
+//! attempt's record, never the first attempt's, which the sweep then appends.
+//!
+//! The outbox is the hash `<stream>:outbox`: field = the attempt's id (32
+//! random hex digits), value = JSON `{"at": <unix ms>, "key": <the entity's
+//! hash key>, "entry": [[field, value], ...]}`. A record without `"key"`
+//! (written before attempt ids) is keyed by its field.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,17 +35,28 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Records `entry` for the entity at `hash_key`.
+/// A new attempt id: 128 bits from the operating system's random generator.
+pub(crate) fn attempt_id() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| crate::Error::Encode {
+        field: "outbox",
+        message: format!("the OS random generator failed: {e}"),
+    })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Records `entry` for the entity at `hash_key`, as attempt `attempt`.
 pub(crate) async fn record<C: ConnectionLike + Send>(
     conn: &mut C,
     stream: &str,
+    attempt: &str,
     hash_key: &str,
     entry: &[(&str, &str)],
 ) -> Result<()> {
-    let value = serde_json::json!({ "at": now_ms(), "entry": entry });
+    let value = serde_json::json!({ "at": now_ms(), "key": hash_key, "entry": entry });
     let () = redis::cmd("HSET")
         .arg(key(stream))
-        .arg(hash_key)
+        .arg(attempt)
         .arg(value.to_string())
         .query_async(conn)
         .await?;
@@ -59,11 +77,11 @@ pub(crate) async fn append<C: ConnectionLike + Send>(
         .await?)
 }
 
-/// Takes the entity's entry out of the outbox.
-pub(crate) async fn clear<C: ConnectionLike + Send>(conn: &mut C, stream: &str, hash_key: &str) -> Result<()> {
+/// Takes attempt `attempt`'s record out of the outbox (and no other's).
+pub(crate) async fn clear<C: ConnectionLike + Send>(conn: &mut C, stream: &str, attempt: &str) -> Result<()> {
     let _: i64 = redis::cmd("HDEL")
         .arg(key(stream))
-        .arg(hash_key)
+        .arg(attempt)
         .query_async(conn)
         .await?;
     Ok(())
@@ -94,16 +112,21 @@ impl Queue {
         let held: Vec<(String, String)> = redis::cmd("HGETALL").arg(&outbox).query_async(conn).await?;
         let mut sweep = OutboxSweep::default();
         let cutoff = now_ms().saturating_sub(u64::try_from(grace.as_millis()).unwrap_or(u64::MAX));
-        for (hash_key, value) in held {
-            let parsed: Option<(u64, Vec<(String, String)>)> =
+        for (field, value) in held {
+            let parsed: Option<(u64, String, Vec<(String, String)>)> =
                 serde_json::from_str::<serde_json::Value>(&value).ok().and_then(|v| {
+                    let hash_key = match v.get("key") {
+                        Some(key) => key.as_str()?.to_owned(),
+                        None => field.clone(),
+                    };
                     Some((
                         v.get("at")?.as_u64()?,
+                        hash_key,
                         serde_json::from_value(v.get("entry")?.clone()).ok()?,
                     ))
                 });
-            let Some((at, entry)) = parsed else {
-                sweep.bad.push(hash_key);
+            let Some((at, hash_key, entry)) = parsed else {
+                sweep.bad.push(field);
                 continue;
             };
             if at > cutoff {
@@ -119,7 +142,7 @@ impl Queue {
             } else {
                 sweep.dropped += 1;
             }
-            clear(conn, self.stream(), &hash_key).await?;
+            clear(conn, self.stream(), &field).await?;
         }
         Ok(sweep)
     }

@@ -159,11 +159,12 @@ pub(crate) async fn run_ordered<C: ConnectionLike + Send>(
         plan.learn(reply)?;
     }
     let Some((stream, entry)) = plan.extras.stream else {
-        return run_steps(conn, plan, false).await;
+        return run_steps(conn, plan, None).await;
     };
-    outbox::record(conn, stream, &plan.target.key, entry).await?;
+    let attempt = outbox::attempt_id()?;
+    outbox::record(conn, stream, &attempt, &plan.target.key, entry).await?;
     checkpoint!(plan, Outboxed);
-    let result = run_steps(conn, plan, true).await;
+    let result = run_steps(conn, plan, Some(&attempt)).await;
     // A write that was refused leaves nothing for the sweep to append.
     if matches!(
         &result,
@@ -175,7 +176,7 @@ pub(crate) async fn run_ordered<C: ConnectionLike + Send>(
                 | Error::InvalidArgument { .. }
                 | Error::Encode { .. }
                 | Error::UnexpectedReply { .. })
-    ) && let Err(e) = outbox::clear(conn, stream, &plan.target.key).await
+    ) && let Err(e) = outbox::clear(conn, stream, &attempt).await
     {
         tracing::warn!(key = %plan.target.shown(), error = %e, "could not clear the outbox entry of a refused write");
     }
@@ -185,7 +186,7 @@ pub(crate) async fn run_ordered<C: ConnectionLike + Send>(
 async fn run_steps<C: ConnectionLike + Send>(
     conn: &mut C,
     plan: &mut WritePlan<'_, '_>,
-    outboxed: bool,
+    outboxed: Option<&str>,
 ) -> Result<Outcome> {
     // Entries this write has claimed (op, key), and those it added itself
     // (released if the write is refused); kept across attempts while the
@@ -295,10 +296,10 @@ async fn run_steps<C: ConnectionLike + Send>(
         let after = after_hash(plan, &ops, life, false);
         finish(conn, plan, &after).await?;
         let id = match plan.extras.stream {
-            Some((stream, entry)) if outboxed => {
+            Some((stream, entry)) if let Some(attempt) = outboxed => {
                 let id = outbox::append(conn, stream, entry).await?;
                 checkpoint!(plan, Appended);
-                outbox::clear(conn, stream, &plan.target.key).await?;
+                outbox::clear(conn, stream, attempt).await?;
                 Some(id)
             }
             _ => None,
