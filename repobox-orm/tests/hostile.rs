@@ -167,6 +167,44 @@ async fn invisible_characters_and_huge_key_parts_are_refused_with_a_short_messag
 }
 
 #[tokio::test]
+async fn blank_looking_characters_and_leading_combining_marks_are_refused_and_write_nothing() {
+    let (_server, mut conn) = setup().await;
+    User::create(&mut conn, &user("admin", "admin@corp.io")).await.unwrap();
+    let before = snapshot(&mut conn).await;
+    // Hangul fillers and a variation selector render as nothing; a combining
+    // mark at the start of a part joins the `:` before it.
+    for lookalike in [
+        "\u{115F}",
+        "\u{3164}",
+        "admin@corp.io\u{3164}",
+        "admin@corp.io\u{FE0F}",
+        "\u{0301}admin@corp.io",
+    ] {
+        let err = User::create(&mut conn, &user(lookalike, "x@corp.io"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidKeyPart { .. }), "{lookalike:?}: {err}");
+        let err = User::create(&mut conn, &user("admin2", lookalike)).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidKeyPart { .. }), "{lookalike:?}: {err}");
+        let err = User::by_email(&mut conn, lookalike).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidKeyPart { .. }), "{lookalike:?}: {err}");
+    }
+    // The message shows 64 characters of the part and its length, not all of it.
+    let fillers = "\u{3164}".repeat(150);
+    let err = User::get(&mut conn, fillers.as_str()).await.unwrap_err().to_string();
+    assert!(err.contains("(450 bytes)"), "{err}");
+    assert_eq!(err.matches('\u{3164}').count(), 64, "{err}");
+    assert_eq!(snapshot(&mut conn).await, before);
+    // Letters with marks after them, Hangul and emoji are ids like any other.
+    for id in ["jose\u{0301}", "\u{D55C}\u{AD6D}", "\u{1F383}"] {
+        User::create(&mut conn, &user(id, &format!("{id}@corp.io")))
+            .await
+            .unwrap();
+        assert_eq!(User::get(&mut conn, id).await.unwrap().unwrap().id, id);
+    }
+}
+
+#[tokio::test]
 async fn a_unique_value_of_a_vanished_owner_is_taken_over() {
     let (_server, mut conn) = setup().await;
     User::create(&mut conn, &user("a", "dup@x.io")).await.unwrap();

@@ -2,6 +2,9 @@
 
 use std::borrow::Cow;
 
+use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory, GeneralCategoryGroup};
+use icu_properties::{CodePointMapData, CodePointSetData};
+
 use crate::error::{Error, Result, Shown};
 
 /// A parsed key template such as `repo_cache:{<user_id>}:<provider>`.
@@ -160,16 +163,17 @@ impl KeyTemplate {
 
 /// Refuses a key part that could address another key: empty, longer than
 /// [`DEFAULT_MAX_KEY_PART_LEN`] bytes, or holding `:`, a hash-tag brace, a glob
-/// character, whitespace, or a Unicode control or format character (zero-width
-/// characters, bidi controls, the BOM), which would make two keys that look
-/// the same.
+/// character, whitespace, a Unicode control or format character (zero-width
+/// characters, bidi controls, the BOM) or another default-ignorable code point
+/// (Hangul fillers, variation selectors), or starting with a combining mark:
+/// any of those would make two keys that look the same.
 pub fn validate_key_part(template: &'static str, placeholder: &'static str, value: &str) -> Result<()> {
     check_key_part(template, placeholder, value, DEFAULT_MAX_KEY_PART_LEN)
 }
 
 fn check_key_part(template: &'static str, placeholder: &'static str, value: &str, max_len: usize) -> Result<()> {
     // Most key parts are short ASCII ids: checked byte by byte, without the
-    // Unicode table (no ASCII character is a format character).
+    // Unicode tables (no ASCII character is invisible or a mark).
     let plain = |b: &u8| b.is_ascii_graphic() && !matches!(b, b':' | b'{' | b'}' | b'*' | b'?' | b'[' | b']');
     let reason = if value.is_empty() {
         "is empty"
@@ -177,16 +181,8 @@ fn check_key_part(template: &'static str, placeholder: &'static str, value: &str
         "is longer than the key allows"
     } else if value.bytes().all(|b| plain(&b)) {
         return Ok(());
-    } else if let Some(c) = value.chars().find(|&c| {
-        matches!(c, ':' | '{' | '}' | '*' | '?' | '[' | ']') || c.is_whitespace() || c.is_control() || is_format(c)
-    }) {
-        match c {
-            ':' => "holds `:`",
-            '{' | '}' => "holds a hash-tag brace",
-            '*' | '?' | '[' | ']' => "holds a glob character",
-            c if is_format(c) => "holds an invisible format character",
-            _ => "holds whitespace or a control character",
-        }
+    } else if let Some(reason) = value.chars().enumerate().find_map(|(i, c)| refusal(c, i == 0)) {
+        reason
     } else {
         return Ok(());
     };
@@ -198,34 +194,30 @@ fn check_key_part(template: &'static str, placeholder: &'static str, value: &str
     })
 }
 
-/// Whether `c` is in Unicode's general category Cf (format): soft hyphen,
-/// zero-width characters, bidi controls, the BOM, tags... (Unicode 15.1).
-fn is_format(c: char) -> bool {
-    const CF: &[(u32, u32)] = &[
-        (0x00AD, 0x00AD),
-        (0x0600, 0x0605),
-        (0x061C, 0x061C),
-        (0x06DD, 0x06DD),
-        (0x070F, 0x070F),
-        (0x0890, 0x0891),
-        (0x08E2, 0x08E2),
-        (0x180E, 0x180E),
-        (0x200B, 0x200F),
-        (0x202A, 0x202E),
-        (0x2060, 0x2064),
-        (0x2066, 0x206F),
-        (0xFEFF, 0xFEFF),
-        (0xFFF9, 0xFFFB),
-        (0x110BD, 0x110BD),
-        (0x110CD, 0x110CD),
-        (0x13430, 0x1343F),
-        (0x1BCA0, 0x1BCA3),
-        (0x1D173, 0x1D17A),
-        (0xE0001, 0xE0001),
-        (0xE0020, 0xE007F),
-    ];
-    let c = u32::from(c);
-    CF.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
+/// Why `c` may not be in a key part (`first`: where it would start the part),
+/// or `None` when it may. Non-ASCII characters are looked up in the Unicode
+/// Character Database as compiled into `icu_properties`.
+fn refusal(c: char, first: bool) -> Option<&'static str> {
+    match c {
+        ':' => Some("holds `:`"),
+        '{' | '}' => Some("holds a hash-tag brace"),
+        '*' | '?' | '[' | ']' => Some("holds a glob character"),
+        c if c.is_whitespace() || c.is_control() => Some("holds whitespace or a control character"),
+        c if c.is_ascii() => None,
+        c => {
+            let category = CodePointMapData::<GeneralCategory>::new().get(c);
+            if category == GeneralCategory::Format {
+                Some("holds an invisible format character")
+            } else if CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c) {
+                Some("holds an invisible (default-ignorable) character")
+            } else if first && GeneralCategoryGroup::Mark.contains(category) {
+                // It would combine with the template's text before it (`user:́x`).
+                Some("starts with a combining mark")
+            } else {
+                None
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -329,6 +321,22 @@ mod tests {
         ] {
             let err = REPO_CACHE.build(&[bad, "github"]).unwrap_err();
             assert!(err.to_string().contains("invisible format character"), "{bad:?}: {err}");
+        }
+        for (bad, reason) in [
+            ("\u{115F}", "default-ignorable"),
+            ("a\u{3164}", "default-ignorable"),
+            ("a\u{FE0F}", "default-ignorable"),
+            ("\u{FFA0}b", "default-ignorable"),
+            ("\u{0301}a", "combining mark"),
+            ("\u{0903}a", "combining mark"),
+            ("\u{20DD}", "combining mark"),
+        ] {
+            let err = REPO_CACHE.build(&[bad, "github"]).unwrap_err();
+            assert!(err.to_string().contains(reason), "{bad:?}: {err}");
+        }
+        // A mark after a letter is part of the letter (decomposed `é`).
+        for good in ["e\u{0301}", "\u{D55C}\u{AD6D}", "\u{1F383}", "\u{0928}\u{093F}"] {
+            assert!(REPO_CACHE.build(&[good, "github"]).is_ok(), "{good:?}");
         }
         assert!(REPO_CACHE.build(&["a".repeat(16), "github".into()]).is_ok());
         let err = REPO_CACHE.build(&["a".repeat(17), "github".into()]).unwrap_err();
