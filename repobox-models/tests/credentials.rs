@@ -119,4 +119,37 @@ async fn tokens_are_sealed_bound_to_their_entity_and_field_and_rotate() {
             .access_token,
         "ghp_rotated"
     );
+
+    // A value written by another client with a 100,000-character key id: the
+    // error shows 64 characters of it and its length.
+    let huge_id = "k".repeat(100_000);
+    let forged = format!("v1:{huge_id}:AgICAgICAgICAgIC:YL65Fjkyoo+2uDAmiBrU/VR7+i4Cn4j2tDM=");
+    let _: () = conn
+        .hset("git_credential:u1:github", "access_token", &forged)
+        .await
+        .unwrap();
+    let err = GitCredential::get(&mut conn, "u1", GitProvider::GitHub)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Decrypt { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.len() < 300, "the message echoes the key id: {} bytes", text.len());
+    assert!(
+        text.contains(&format!("\"{}\"… (100000 bytes)", "k".repeat(64))),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_key_ring_with_one_id_twice_is_refused() {
+    let spec = format!(
+        "k2:{},k1:{},k2:{}",
+        STANDARD.encode([2; 32]),
+        STANDARD.encode([1; 32]),
+        STANDARD.encode([3; 32])
+    );
+    let err = KeyRing::parse(&spec).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+    assert!(err.to_string().contains("\"k2\" appears twice"), "{err}");
+    assert!(!err.to_string().contains(&STANDARD.encode([3; 32])), "{err}");
 }

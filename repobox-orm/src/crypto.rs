@@ -19,7 +19,7 @@ use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Shown};
 
 /// The environment variable a key ring is read from.
 pub const KEYS_ENV: &str = "REPOBOX_ENCRYPTION_KEYS";
@@ -50,24 +50,32 @@ fn invalid(reason: String) -> Error {
 static INSTALLED: RwLock<Option<Arc<KeyRing>>> = RwLock::new(None);
 
 impl KeyRing {
-    /// A ring of `(id, 32-byte key)`; the first seals. Ids are non-empty and hold no `:` or `,`.
+    /// A ring of `(id, 32-byte key)`; the first seals. Ids are non-empty,
+    /// hold no `:` or `,`, and are unique: a value names the key that opens it.
     pub fn new<I: Into<String>>(keys: impl IntoIterator<Item = (I, [u8; 32])>) -> Result<Self> {
-        let keys: Vec<(String, Aes256Gcm)> = keys
-            .into_iter()
-            .map(|(id, key)| {
-                let id = id.into();
-                if id.is_empty() || id.contains([':', ',']) || id.chars().any(char::is_whitespace) {
-                    return Err(invalid(format!(
-                        "key id {id:?} must be non-empty, without `:`, `,` or spaces"
-                    )));
-                }
-                Ok((id, Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key))))
-            })
-            .collect::<Result<_>>()?;
-        if keys.is_empty() {
+        let mut ring: Vec<(String, Aes256Gcm)> = Vec::new();
+        for (id, key) in keys {
+            let id = id.into();
+            if id.is_empty() || id.contains([':', ',']) || id.chars().any(char::is_whitespace) {
+                return Err(invalid(format!(
+                    "key id {} must be non-empty, without `:`, `,` or spaces",
+                    Shown::new(&id)
+                )));
+            }
+            // With two keys under one id, a value sealed by one would be
+            // tried with the other only, and never open.
+            if ring.iter().any(|(other, _)| *other == id) {
+                return Err(invalid(format!(
+                    "key id {} appears twice; each key needs an id of its own",
+                    Shown::new(&id)
+                )));
+            }
+            ring.push((id, Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key))));
+        }
+        if ring.is_empty() {
             return Err(invalid("the key ring is empty".into()));
         }
-        Ok(KeyRing { keys })
+        Ok(KeyRing { keys: ring })
     }
 
     /// Parses `id1:<base64 key>,id0:<base64 key>` (the format of [`KEYS_ENV`]).
@@ -83,10 +91,10 @@ impl KeyRing {
                     .ok_or_else(|| invalid("each key is `id:<base64 of 32 bytes>`".into()))?;
                 let bytes = STANDARD
                     .decode(b64.trim())
-                    .map_err(|_| invalid(format!("key {id:?} is not base64")))?;
+                    .map_err(|_| invalid(format!("key {} is not base64", Shown::new(id))))?;
                 let key: [u8; 32] = bytes
                     .try_into()
-                    .map_err(|b: Vec<u8>| invalid(format!("key {id:?} is {} bytes, not 32", b.len())))?;
+                    .map_err(|b: Vec<u8>| invalid(format!("key {} is {} bytes, not 32", Shown::new(id), b.len())))?;
                 Ok((id.to_owned(), key))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -139,7 +147,8 @@ impl KeyRing {
     }
 
     /// Opens a value sealed for field `field` of the entity at `key`; the
-    /// error says why not (never showing the value or a key).
+    /// error says why not (never showing the value or a key, and at most 64
+    /// characters of the key id it names: another client may have written it).
     pub(crate) fn open(&self, key: &str, field: &str, stored: &[u8]) -> std::result::Result<Vec<u8>, String> {
         let text = std::str::from_utf8(stored).map_err(|_| "not an encrypted value".to_owned())?;
         let mut parts = text.splitn(4, ':');
@@ -152,7 +161,7 @@ impl KeyRing {
             .keys
             .iter()
             .find(|(k, _)| k == id)
-            .ok_or_else(|| format!("sealed with key {id:?}, which the key ring does not hold"))?;
+            .ok_or_else(|| format!("sealed with key {}, which the key ring does not hold", Shown::new(id)))?;
         let nonce = STANDARD.decode(nonce).map_err(|_| "a bad nonce".to_owned())?;
         if nonce.len() != NONCE_LEN {
             return Err("a bad nonce".into());
@@ -168,7 +177,10 @@ impl KeyRing {
                 },
             )
             .map_err(|_| {
-                format!("does not open with key {id:?} for this entity and field (wrong key, or copied from elsewhere)")
+                format!(
+                    "does not open with key {} for this entity and field (wrong key, or copied from elsewhere)",
+                    Shown::new(id)
+                )
             })
     }
 }
@@ -285,5 +297,30 @@ mod tests {
             assert!(!err.contains(&b64(1)), "{err}");
         }
         assert!(!format!("{rotated:?}").contains(&b64(2)));
+    }
+
+    #[test]
+    fn a_ring_with_one_id_twice_is_refused() {
+        let err = KeyRing::new([("k1", [1; 32]), ("k2", [2; 32]), ("k1", [3; 32])]).unwrap_err();
+        assert!(err.to_string().contains("\"k1\" appears twice"), "{err}");
+        let b64 = |b: u8| STANDARD.encode([b; 32]);
+        let err = KeyRing::parse(&format!("k1:{},k1:{}", b64(1), b64(1))).unwrap_err();
+        assert!(err.to_string().contains("appears twice"), "{err}");
+    }
+
+    #[test]
+    fn a_huge_key_id_is_shown_cut() {
+        let id = "k".repeat(100_000);
+        let stored = format!("v1:{id}:AgICAgICAgICAgIC:YL65Fjkyoo+2uDAmiBrU/VR7+i4Cn4j2tDM=");
+        let err = ring("k1", 1).open("a:1", "t", stored.as_bytes()).unwrap_err();
+        assert!(err.len() < 200, "{} bytes", err.len());
+        assert!(
+            err.contains(&format!("\"{}\"… (100000 bytes)", "k".repeat(64))),
+            "{err}"
+        );
+        let err = KeyRing::new([(id.as_str(), [1; 32]), (id.as_str(), [1; 32])]).unwrap_err();
+        assert!(err.to_string().len() < 200, "{err}");
+        let err = KeyRing::parse(&format!("{id}:notbase64!")).unwrap_err();
+        assert!(err.to_string().len() < 200, "{err}");
     }
 }
