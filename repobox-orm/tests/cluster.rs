@@ -426,3 +426,107 @@ async fn a_moved_slot_resends_only_its_part_of_a_pipeline() {
     assert_eq!(values, (1, 1), "the part that ran was not run again");
     store.close().await;
 }
+
+/// A slot is migrating (`MIGRATING` on its owner, `IMPORTING` on another
+/// primary) and some of its keys have already left: reads and writes of
+/// those keys are answered `ASK` by the owner, and the store follows them to
+/// the importing node with `ASKING`, for single commands, transactions and
+/// read pipelines, with the default config (no waiting on a backoff). A
+/// write pipeline of several commands of which some were redirected is an
+/// unknown outcome, never "did not run". Once the migration ends, the old
+/// owner answers `MOVED`, which transactions follow too.
+#[tokio::test]
+async fn an_open_migration_is_read_and_written_through_the_store() {
+    use repobox_orm::{Error, Store};
+
+    let cluster = RedisCluster::start(3, 0);
+    let store = Store::open(cluster.url().as_str()).unwrap();
+    let mut conn = store.clone();
+    let (gone, stays, hash, new) = ("{mig}gone", "{mig}stays", "{mig}hash", "{mig}new");
+    let () = redis::pipe()
+        .set(gone, 1)
+        .ignore()
+        .set(stays, 1)
+        .ignore()
+        .hset(hash, "f", 1)
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let slot = cluster.slot_of(gone);
+    let to = (cluster.owner_of(slot) + 1) % 3;
+    let from = cluster.open_migration(slot, to, &[gone, hash]);
+
+    // Single commands: reads and writes of moved, staying and new keys.
+    let read: i64 = redis::cmd("GET").arg(gone).query_async(&mut conn).await.unwrap();
+    assert_eq!(read, 1);
+    let n: i64 = redis::cmd("INCR").arg(gone).query_async(&mut conn).await.unwrap();
+    assert_eq!(n, 2);
+    let n: i64 = redis::cmd("INCR").arg(stays).query_async(&mut conn).await.unwrap();
+    assert_eq!(n, 2);
+    let () = redis::cmd("SET")
+        .arg(new)
+        .arg("x")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Transactions (a redirect aborts them, so nothing ran before it is followed).
+    let (n, added): (i64, i64) = redis::pipe()
+        .atomic()
+        .incr(gone, 1)
+        .hset(hash, "g", 2)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!((n, added), (3, 1));
+    let (n,): (i64,) = redis::pipe()
+        .atomic()
+        .incr(stays, 1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    // A read pipeline over the slot and others.
+    let values: (i64, i64, String, Option<String>) = redis::pipe()
+        .get(gone)
+        .get(stays)
+        .get(new)
+        .get("elsewhere")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(values, (3, 3, "x".to_owned(), None));
+    // Several writes in one part, one of them redirected: the other ran.
+    let mixed: Result<(i64, i64), redis::RedisError> =
+        redis::pipe().incr(stays, 1).incr(gone, 1).query_async(&mut conn).await;
+    let err = Error::from(mixed.expect_err("part of the pipeline was redirected"));
+    assert!(matches!(err, Error::WriteOutcomeUnknown(_)), "{err:?}");
+    let n: i64 = redis::cmd("GET").arg(stays).query_async(&mut conn).await.unwrap();
+    assert_eq!(n, 4, "the write that was not redirected ran");
+
+    // The migration ends behind the store's back: MOVED from the old owner.
+    cluster.finish_migration(slot, from, to);
+    for i in 0..10 {
+        let (a, b): (i64, i64) = redis::pipe()
+            .atomic()
+            .incr(gone, 1)
+            .incr(stays, 1)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("transaction {i} after the move: {e}"));
+        assert_eq!(
+            (a, b),
+            (4 + i, 5 + i),
+            "the redirected write of the mixed part did not run"
+        );
+        let () = redis::pipe()
+            .set(new, i)
+            .ignore()
+            .hset(hash, "h", i)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("pipeline {i} after the move: {e}"));
+    }
+    store.close().await;
+}

@@ -20,6 +20,7 @@ use std::sync::{Arc, RwLock};
 use redis::cluster_routing::SingleNodeRoutingInfo;
 
 use super::classify::{command_name, is_read_command};
+use super::signal::StoreSignal;
 use super::slot::{command_slot, group_by_slot, slot_of};
 
 /// The client a store connects with.
@@ -96,7 +97,8 @@ impl Conn {
         matches!(self, Conn::Cluster(..))
     }
 
-    /// Sends one command; on a cluster a multi-slot script call is refused unsent.
+    /// Sends one command; on a cluster a multi-slot script call is refused
+    /// unsent, and a redirect is followed (see [`follow_command`]).
     pub async fn command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd).await,
@@ -105,7 +107,13 @@ impl Conn {
                 if is_scan(cmd) {
                     return super::scan::cluster_scan(c, cmd).await;
                 }
-                c.req_packed_command(cmd).await
+                match c.req_packed_command(cmd).await {
+                    Err(e) => match Redirect::of(&e) {
+                        Some(to) => follow_command(c, cmd, to).await,
+                        None => Err(e),
+                    },
+                    ok => ok,
+                }
             }
         }
     }
@@ -123,7 +131,13 @@ impl Conn {
                     {
                         return Err(cross_slot((first, other)));
                     }
-                    return c.req_packed_commands(pipeline, offset, count).await;
+                    return match c.req_packed_commands(pipeline, offset, count).await {
+                        Err(e) => match Redirect::of(&e) {
+                            Some(to) => follow_transaction(c, pipeline, offset, count, to).await,
+                            None => Err(e),
+                        },
+                        ok => ok,
+                    };
                 }
                 if pipeline.cmd_iter().all(|cmd| is_read_command(command_name(cmd))) {
                     return split_by_node(c, owners, pipeline).await;
@@ -142,27 +156,246 @@ fn is_scan(cmd: &Cmd) -> bool {
 /// cluster said it did not run it.
 const GROUP_RETRIES: u32 = 5;
 
-/// Sends one slot's part of a split pipeline. A redirect (`MOVED`) or a slot
-/// in flux (`TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`) applies to every command
-/// of the part (they share the slot) and means none of them ran: the part
-/// alone goes again, once redis-rs has had time to learn the new slot map.
-/// Resending the whole pipeline instead would run the other slots' parts,
-/// which did run, a second time.
-async fn send_group(mut conn: ClusterConnection, part: Pipeline, n: usize) -> RedisResult<Vec<Value>> {
-    use redis::ServerErrorKind::{ClusterDown, MasterDown, Moved, TryAgain};
+/// Sends one slot's part of a split pipeline. A `MOVED` applies to every
+/// command of the part (they share the slot, and the node does not serve it)
+/// and means none of them ran: the part alone goes to the node named, and
+/// the slot map is refreshed. A slot in flux (`TRYAGAIN`, `CLUSTERDOWN`,
+/// `MASTERDOWN`) also means nothing ran: the part alone goes again after a
+/// pause. Resending the whole pipeline instead would run the other slots'
+/// parts, which did run, a second time.
+///
+/// An `ASK` (the slot is migrating and a key has left) answers only the
+/// commands whose keys are gone; the others ran. A part of one command goes
+/// to the importing node with `ASKING`; a write part of several is reported
+/// as [`WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) (redis-rs
+/// hands back only the redirect, not which commands ran); a read part is
+/// sent again command by command, each following its own redirect.
+async fn send_group(conn: &mut ClusterConnection, part: &Pipeline, n: usize) -> RedisResult<Vec<Value>> {
+    use redis::ServerErrorKind::{ClusterDown, MasterDown, TryAgain};
     let mut attempt = 0;
     loop {
-        match conn.req_packed_commands(&part, 0, n).await {
-            Err(e)
-                if attempt < GROUP_RETRIES
-                    && matches!(e.kind(), ErrorKind::Server(Moved | TryAgain | ClusterDown | MasterDown)) =>
-            {
-                attempt += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
+        let err = match conn.req_packed_commands(part, 0, n).await {
+            Err(e) => e,
+            ok => return ok,
+        };
+        match Redirect::of(&err) {
+            Some(to) if !to.ask => {
+                let reply = to.send_pipeline(conn, part, 0, n).await;
+                refresh_slots(conn, part).await;
+                return reply;
             }
-            other => return other,
+            Some(to) if n == 1 => {
+                let cmd = part.cmd_iter().next().cloned().unwrap_or_else(|| redis::cmd("PING"));
+                return follow_command(conn, &cmd, to).await.map(|v| vec![v]);
+            }
+            Some(_) if part.cmd_iter().all(|c| is_read_command(command_name(c))) => {
+                let mut replies = Vec::with_capacity(n);
+                for cmd in part.cmd_iter() {
+                    replies.push(Conn::Cluster(conn.clone(), Default::default()).command(cmd).await?);
+                }
+                return Ok(replies);
+            }
+            Some(_) => {
+                return Err(StoreSignal::WriteOutcomeUnknown(format!(
+                    "a slot was migrating and some of {n} pipelined writes were redirected ({err})"
+                ))
+                .into());
+            }
+            None => {}
+        }
+        if attempt < GROUP_RETRIES && matches!(err.kind(), ErrorKind::Server(TryAgain | ClusterDown | MasterDown)) {
+            attempt += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
+            continue;
+        }
+        return Err(err);
+    }
+}
+
+/// Where a cluster sent a command or a transaction that it did not run:
+/// `MOVED` (the slot is served there now) or `ASK` (the slot is migrating
+/// there and the key has left; the next command must be `ASKING`).
+#[derive(Debug, Clone)]
+struct Redirect {
+    host: String,
+    port: u16,
+    ask: bool,
+}
+
+/// How many redirects one command or transaction follows.
+const REDIRECTS: u32 = 5;
+
+impl Redirect {
+    /// The redirect an error carries: a command's `MOVED`/`ASK`, or a
+    /// transaction aborted (`EXECABORT`) because a command was redirected.
+    fn of(err: &RedisError) -> Option<Redirect> {
+        use redis::ServerErrorKind::{Ask, ExecAbort, Moved};
+        let (detail, ask) = match err.kind() {
+            ErrorKind::Server(Moved) => (err.detail()?.to_owned(), false),
+            ErrorKind::Server(Ask) => (err.detail()?.to_owned(), true),
+            ErrorKind::Server(ExecAbort) => {
+                let errors = err.clone().into_server_errors()?;
+                let (_, inner) = errors.iter().find(|(_, e)| matches!(e.kind(), Some(Moved | Ask)))?;
+                (inner.details()?.to_owned(), inner.kind() == Some(Ask))
+            }
+            _ => return None,
+        };
+        // "<slot> <host>:<port>"
+        let addr = detail.split_ascii_whitespace().nth(1)?;
+        let (host, port) = addr.rsplit_once(':')?;
+        Some(Redirect {
+            host: host.to_owned(),
+            port: port.parse().ok()?,
+            ask,
+        })
+    }
+
+    fn route(&self) -> SingleNodeRoutingInfo {
+        SingleNodeRoutingInfo::ByAddress {
+            host: self.host.clone(),
+            port: self.port,
         }
     }
+
+    /// Sends `pipeline` (its replies `offset..offset + count`) to this node,
+    /// after `ASKING` when it is an `ASK`.
+    async fn send_pipeline(
+        &self,
+        conn: &mut ClusterConnection,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        if !self.ask {
+            return conn.route_pipeline(pipeline.clone(), offset, count, self.route()).await;
+        }
+        // `ASKING` holds for the next command, or for a whole MULTI block.
+        let mut asking = redis::pipe();
+        asking.cmd("ASKING");
+        if pipeline.is_transaction() {
+            asking.cmd("MULTI");
+        }
+        for cmd in pipeline.cmd_iter() {
+            asking.add_command(cmd.clone());
+        }
+        if pipeline.is_transaction() {
+            asking.cmd("EXEC");
+            // ASKING, MULTI and a QUEUED per command come before EXEC's reply.
+            let n = pipeline.cmd_iter().count();
+            let replies = conn.route_pipeline(asking, n + 2, 1, self.route()).await?;
+            return exec_reply(replies);
+        }
+        conn.route_pipeline(asking, offset + 1, count, self.route()).await
+    }
+}
+
+/// EXEC's reply, sent by hand: an aborted transaction is an error, as
+/// redis-rs reports it.
+fn exec_reply(replies: Vec<Value>) -> RedisResult<Vec<Value>> {
+    match replies.into_iter().next() {
+        Some(Value::ServerError(e)) => Err(e.into()),
+        Some(Value::Nil) => Err(RedisError::from((
+            ErrorKind::Server(redis::ServerErrorKind::ExecAbort),
+            "EXECABORT",
+            "the transaction was aborted".to_owned(),
+        ))),
+        Some(value) => Ok(vec![value]),
+        None => Err(RedisError::from((
+            ErrorKind::Client,
+            "store",
+            "a transaction got no reply".to_owned(),
+        ))),
+    }
+}
+
+/// Follows a redirect of one command: to the node named, with `ASKING` for
+/// an `ASK`, up to [`REDIRECTS`] times (a slot can move on while we follow).
+async fn follow_command(conn: &mut ClusterConnection, cmd: &Cmd, mut to: Redirect) -> RedisResult<Value> {
+    for _ in 0..REDIRECTS {
+        let reply = if to.ask {
+            let mut asking = redis::pipe();
+            asking.cmd("ASKING").add_command(cmd.clone());
+            conn.route_pipeline(asking, 1, 1, to.route())
+                .await
+                .and_then(|mut replies| replies.pop().ok_or_else(no_reply))
+                .and_then(|v| match v {
+                    Value::ServerError(e) => Err(e.into()),
+                    v => Ok(v),
+                })
+        } else {
+            let reply = conn
+                .route_command(cmd.clone(), redis::cluster_routing::RoutingInfo::SingleNode(to.route()))
+                .await;
+            // redis-rs learns the new slot map from a MOVED of its own routing.
+            refresh_slots_for(conn, cmd).await;
+            reply
+        };
+        match reply {
+            Err(e) => match Redirect::of(&e) {
+                Some(next) => to = next,
+                None => return Err(e),
+            },
+            ok => return ok,
+        }
+    }
+    Err(RedisError::from((
+        ErrorKind::Server(redis::ServerErrorKind::TryAgain),
+        "TRYAGAIN",
+        "the slot kept moving while the command followed it".to_owned(),
+    )))
+}
+
+/// Follows a redirect of a transaction, which did not run (`EXECABORT`): to
+/// the node named, as `ASKING` + the transaction for an `ASK`.
+async fn follow_transaction(
+    conn: &mut ClusterConnection,
+    pipeline: &Pipeline,
+    offset: usize,
+    count: usize,
+    mut to: Redirect,
+) -> RedisResult<Vec<Value>> {
+    for _ in 0..REDIRECTS {
+        let reply = to.send_pipeline(conn, pipeline, offset, count).await;
+        if !to.ask {
+            refresh_slots(conn, pipeline).await;
+        }
+        match reply {
+            Err(e) => match Redirect::of(&e) {
+                Some(next) => to = next,
+                None => return Err(e),
+            },
+            ok => return ok,
+        }
+    }
+    Err(RedisError::from((
+        ErrorKind::Server(redis::ServerErrorKind::TryAgain),
+        "TRYAGAIN",
+        "the slot kept moving while the transaction followed it".to_owned(),
+    )))
+}
+
+fn no_reply() -> RedisError {
+    RedisError::from((ErrorKind::Client, "store", "a command got no reply".to_owned()))
+}
+
+/// Makes redis-rs learn that a slot moved: a read of the pipeline's first
+/// key through its own routing, whose `MOVED` makes it rebuild its slot map
+/// (a redirect inside a transaction or a routed call does not).
+async fn refresh_slots(conn: &mut ClusterConnection, pipeline: &Pipeline) {
+    if let Some(cmd) = pipeline.cmd_iter().find(|c| slot_of(c).is_some()) {
+        refresh_slots_for(conn, cmd).await;
+    }
+}
+
+async fn refresh_slots_for(conn: &mut ClusterConnection, cmd: &Cmd) {
+    if let Some(key) = first_key(cmd) {
+        let _ = conn.req_packed_command(redis::cmd("EXISTS").arg(key)).await;
+    }
+}
+
+/// The first key of a command, as the slot computation finds it.
+fn first_key(cmd: &Cmd) -> Option<Vec<u8>> {
+    super::slot::first_key(cmd).map(<[u8]>::to_vec)
 }
 
 async fn split_by_slot(conn: &mut ClusterConnection, pipeline: &Pipeline) -> RedisResult<Vec<Value>> {
@@ -178,7 +411,7 @@ async fn split_by_slot(conn: &mut ClusterConnection, pipeline: &Pipeline) -> Red
         }
     }
     if sendable.len() == cmds.len() && group_by_slot(cmds.iter().copied()).len() <= 1 {
-        return conn.req_packed_commands(pipeline, 0, cmds.len()).await;
+        return send_group(conn, pipeline, cmds.len()).await;
     }
     let groups: Vec<Vec<usize>> = group_by_slot(sendable.iter().map(|&i| cmds[i]))
         .into_iter()
@@ -189,7 +422,8 @@ async fn split_by_slot(conn: &mut ClusterConnection, pipeline: &Pipeline) -> Red
         for &i in members {
             part.add_command(cmds[i].clone());
         }
-        send_group(conn.clone(), part, members.len())
+        let mut conn = conn.clone();
+        async move { send_group(&mut conn, &part, members.len()).await }
     });
     let replies = futures_util::future::try_join_all(sends).await?;
     for (members, values) in groups.iter().zip(replies) {
@@ -238,8 +472,14 @@ async fn split_by_node(conn: &mut ClusterConnection, owners: &Owners, pipeline: 
     });
     let replies = match futures_util::future::try_join_all(sends).await {
         Ok(replies) => replies,
+        // A slot moved or is migrating: per slot, each part following its
+        // redirect (reads may run again).
+        Err(e) if Redirect::of(&e).is_some() => {
+            owners.forget();
+            return split_by_slot(conn, pipeline).await;
+        }
         Err(e) => {
-            if e.kind() == ErrorKind::Server(redis::ServerErrorKind::Moved) || e.is_io_error() {
+            if e.is_io_error() {
                 owners.forget();
             }
             return Err(e);

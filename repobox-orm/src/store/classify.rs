@@ -121,7 +121,8 @@ pub(super) fn is_auth_failure(err: &RedisError) -> bool {
 
 /// Whether a cluster's answer says the command did not run: a redirect
 /// (`MOVED`, `ASK`), a slot in flux (`TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`),
-/// or a node that refused the connection. An `ASK` to one command of a
+/// a node that refused the connection, or no connection to send it on
+/// (`ClusterConnectionNotFound`: a node that is down or not yet known). An `ASK` to one command of a
 /// write pipeline may follow others that ran (keys of a migrating slot), so
 /// it counts as not run only for a single command or a read pipeline
 /// (`whole`).
@@ -130,6 +131,7 @@ pub(super) fn not_run(err: &RedisError, whole: bool) -> bool {
     match err.kind() {
         redis::ErrorKind::Server(Moved | TryAgain | ClusterDown | MasterDown) => true,
         redis::ErrorKind::Server(Ask) => whole,
+        redis::ErrorKind::ClusterConnectionNotFound => true,
         _ => err.is_connection_refusal(),
     }
 }

@@ -252,6 +252,10 @@ impl Store {
                 },
                 Err(err) => err,
             };
+            // The store's own verdict (an outcome a redirect left unknown).
+            if StoreSignal::of(&err).is_some() {
+                return Err(err);
+            }
             if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) {
                 inner.invalidate(live.generation, "READONLY: the server is a replica");
                 return Err(StoreSignal::ReadOnly(err.to_string()).into());

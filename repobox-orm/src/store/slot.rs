@@ -75,6 +75,11 @@ pub(crate) fn command_slot(cmd: &Cmd) -> Result<Option<u16>, (u16, u16)> {
     }
 }
 
+/// The first key of `cmd`, when repobox knows where its keys are.
+pub(crate) fn first_key(cmd: &Cmd) -> Option<&[u8]> {
+    command_keys(cmd).and_then(|keys| keys.first().copied())
+}
+
 /// The slot a pipeline's command goes to: its keys' slot (the first key's
 /// when they differ: the server then answers it `CROSSSLOT` on its own).
 pub(crate) fn slot_of(cmd: &Cmd) -> Option<u16> {

@@ -140,6 +140,136 @@ impl RedisCluster {
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
     }
+
+    /// The slot of `key`, as the cluster computes it.
+    pub fn slot_of(&self, key: &str) -> u16 {
+        let mut c = self.sync_conn(0);
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut c)
+            .expect("CLUSTER KEYSLOT")
+    }
+
+    /// The index (in [`nodes`](Self::nodes)) of the primary that serves
+    /// `slot`, as node 0's `CLUSTER SLOTS` says.
+    pub fn owner_of(&self, slot: u16) -> usize {
+        let mut c = self.sync_conn(0);
+        let ranges: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut c).expect("CLUSTER SLOTS");
+        for range in ranges {
+            let redis::Value::Array(items) = range else { continue };
+            let (Some(redis::Value::Int(first)), Some(redis::Value::Int(last)), Some(redis::Value::Array(primary))) =
+                (items.first(), items.get(1), items.get(2))
+            else {
+                continue;
+            };
+            if (*first..=*last).contains(&i64::from(slot))
+                && let Some(redis::Value::Int(port)) = primary.get(1)
+            {
+                return self
+                    .nodes
+                    .iter()
+                    .position(|n| i64::from(n.port()) == *port)
+                    .expect("a node of the cluster");
+            }
+        }
+        panic!("no primary serves slot {slot}");
+    }
+
+    /// The node's id (`CLUSTER MYID`).
+    pub fn node_id(&self, i: usize) -> String {
+        let mut c = self.sync_conn(i);
+        redis::cmd("CLUSTER").arg("MYID").query(&mut c).expect("CLUSTER MYID")
+    }
+
+    fn sync_conn(&self, i: usize) -> redis::Connection {
+        self.nodes[i]
+            .client()
+            .get_connection()
+            .expect("a connection to a cluster node")
+    }
+
+    /// Opens a migration of `slot` from its primary to primary `to`, as
+    /// `redis-cli --cluster reshard` does, and moves `keys` (keys of that
+    /// slot) there: the slot stays `MIGRATING` on its owner and `IMPORTING`
+    /// on `to`, so the owner answers `ASK` for the keys that left. Returns
+    /// the owner's index.
+    pub fn open_migration(&self, slot: u16, to: usize, keys: &[&str]) -> usize {
+        let from = self.owner_of(slot);
+        assert_ne!(from, to, "slot {slot} is already served by node {to}");
+        let (from_id, to_id) = (self.node_id(from), self.node_id(to));
+        let () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("IMPORTING")
+            .arg(&from_id)
+            .query(&mut self.sync_conn(to))
+            .expect("SETSLOT IMPORTING");
+        let () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("MIGRATING")
+            .arg(&to_id)
+            .query(&mut self.sync_conn(from))
+            .expect("SETSLOT MIGRATING");
+        self.migrate_keys(from, to, keys);
+        from
+    }
+
+    fn migrate_keys(&self, from: usize, to: usize, keys: &[&str]) {
+        if keys.is_empty() {
+            return;
+        }
+        let _: redis::Value = redis::cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(self.nodes[to].port())
+            .arg("")
+            .arg(0)
+            .arg(5000)
+            .arg("KEYS")
+            .arg(keys)
+            .query(&mut self.sync_conn(from))
+            .expect("MIGRATE");
+    }
+
+    /// Finishes a migration that [`open_migration`](Self::open_migration)
+    /// opened: moves the slot's remaining keys and gives the slot to `to` on
+    /// every primary.
+    pub fn finish_migration(&self, slot: u16, from: usize, to: usize) {
+        loop {
+            let keys: Vec<String> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(100)
+                .query(&mut self.sync_conn(from))
+                .expect("GETKEYSINSLOT");
+            if keys.is_empty() {
+                break;
+            }
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            self.migrate_keys(from, to, &keys);
+        }
+        let to_id = self.node_id(to);
+        // The new owner first, then the old one, then the others.
+        let mut order = vec![to, from];
+        order.extend((0..self.masters).filter(|i| *i != to && *i != from));
+        for i in order {
+            let () = redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg("NODE")
+                .arg(&to_id)
+                .query(&mut self.sync_conn(i))
+                .expect("SETSLOT NODE");
+        }
+    }
+
+    /// Moves `slot` with all its keys to primary `to`, behind the back of
+    /// every client (a live reshard of one slot).
+    pub fn move_slot(&self, slot: u16, to: usize) {
+        let from = self.open_migration(slot, to, &[]);
+        self.finish_migration(slot, from, to);
+    }
 }
 
 /// Whether the node at `addr` is a primary or a replica whose link is up.
