@@ -15,13 +15,15 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use repobox_models::{Job, Result, now_millis};
-use repobox_orm::queue::defaults;
+use repobox_orm::queue::{LogLimit, defaults};
 use repobox_orm::{Queue, Store};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 pub use self::config::{RunStats, RunnerConfig};
 use self::work::{Done, Work};
+
+static DELETED: LogLimit = LogLimit::warn("a pending job entry was deleted from the stream before it was acknowledged");
 
 /// What a handler says about a job it ran.
 pub type HandlerResult = std::result::Result<i32, String>;
@@ -133,6 +135,7 @@ impl<H: JobHandler> Runner<H> {
             while let Some(done) = tasks.try_join_next() {
                 record(&mut stats, done);
             }
+            LogLimit::report_held_back();
             if tokio::time::Instant::now() >= next_housekeeping {
                 next_housekeeping = tokio::time::Instant::now() + self.config.housekeeping;
                 self.housekeeping(&mut conn).await;
@@ -167,7 +170,9 @@ impl<H: JobHandler> Runner<H> {
                     }
                 };
                 for id in &claimed.deleted {
-                    tracing::warn!(entry = %id, "a pending job entry was deleted from the stream before it was acknowledged");
+                    if let Some(held_back) = DELETED.admit() {
+                        tracing::warn!(entry = %id, "a pending job entry was deleted from the stream before it was acknowledged{held_back}");
+                    }
                 }
                 if !claimed.deliveries.is_empty() {
                     tracing::info!(count = claimed.deliveries.len(), "took over stalled jobs");
@@ -255,6 +260,7 @@ impl<H: JobHandler> Runner<H> {
                 Err(e) => tracing::warn!(job = %job_id, error = %e, "could not release a job at shutdown"),
             }
         }
+        LogLimit::report_all_held_back();
         tracing::info!(consumer = %consumer, ?stats, "runner stopped");
         Ok(stats)
     }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use repobox_models::{Error, Job, JobOutcome, JobStatus, Result, Start, now_millis};
+use repobox_orm::queue::LogLimit;
 use repobox_orm::{Delivery, Queue, Store};
 
 use repobox_orm::EntityField;
@@ -43,6 +44,14 @@ const CANCEL_CHECK: Duration = Duration::from_millis(200);
 
 /// How long a handler gets to stop by itself once its job is cancelled.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+// The lines every stream entry may cause: a flood of garbage entries writes
+// one of each kind per interval, with a count of the others.
+static DEAD_LETTERING: LogLimit = LogLimit::warn("dead-lettering a delivery");
+static RETRYING: LogLimit = LogLimit::warn("a delivery failed; it will be delivered again");
+static NOT_DEAD_LETTERED: LogLimit = LogLimit::warn("could not dead-letter a delivery; it will be delivered again");
+static DUPLICATE: LogLimit = LogLimit::info("the job is running under a live lease; acknowledged as a duplicate");
+static ALIVE_ELSEWHERE: LogLimit = LogLimit::info("the job's run is alive elsewhere; leaving its entry pending");
 
 pub(crate) struct Work<H> {
     pub store: Store,
@@ -93,13 +102,17 @@ impl<H: JobHandler> Work<H> {
             Ok(Start::Leased(lease)) if lease.entry.as_deref() == Some(delivery.id.as_str()) => {
                 // This very entry's run is alive elsewhere (its runner missed
                 // a heartbeat): leave the entry pending for that run to finish.
-                tracing::info!(job = %job_id, entry = %delivery.id, "the job's run is alive elsewhere; leaving its entry pending");
+                if let Some(held_back) = ALIVE_ELSEWHERE.admit() {
+                    tracing::info!(job = %job_id, entry = %delivery.id, "the job's run is alive elsewhere; leaving its entry pending{held_back}");
+                }
                 return Ok(Done::Skipped);
             }
             Ok(Start::Leased(_)) => {
                 // A second entry for a job that is running: the run holding
                 // the lease owns the job, its own entry stays pending.
-                tracing::info!(job = %job_id, entry = %delivery.id, "the job is running under a live lease; acknowledged as a duplicate");
+                if let Some(held_back) = DUPLICATE.admit() {
+                    tracing::info!(job = %job_id, entry = %delivery.id, "the job is running under a live lease; acknowledged as a duplicate{held_back}");
+                }
                 self.ack(delivery).await?;
                 return Ok(Done::Skipped);
             }
@@ -161,7 +174,9 @@ impl<H: JobHandler> Work<H> {
                     };
                     match finish(JobStatus::Failed, outcome).await {
                         Ok(_) => {
-                            tracing::warn!(entry = %delivery.id, deliveries = delivery.deliveries, %reason, "dead-lettering a delivery");
+                            if let Some(held_back) = DEAD_LETTERING.admit() {
+                                tracing::warn!(entry = %delivery.id, deliveries = delivery.deliveries, %reason, "dead-lettering a delivery{held_back}");
+                            }
                             return match self
                                 .queue
                                 .dead_letter(&mut conn, delivery, &self.consumer, &reason)
@@ -214,13 +229,17 @@ impl<H: JobHandler> Work<H> {
     /// reason (and its job, if it exists and decodes, marked failed).
     pub(crate) async fn poison(&self, delivery: &Delivery, reason: &str) -> Done {
         if delivery.deliveries < self.queue.max_deliveries_value() {
-            tracing::warn!(entry = %delivery.id, delivery = delivery.deliveries, %reason, "a delivery failed; it will be delivered again");
+            if let Some(held_back) = RETRYING.admit() {
+                tracing::warn!(entry = %delivery.id, delivery = delivery.deliveries, %reason, "a delivery failed; it will be delivered again{held_back}");
+            }
             return Done::Retried;
         }
         match self.give_up(delivery, reason).await {
             Ok(done) => done,
             Err(e) => {
-                tracing::warn!(entry = %delivery.id, error = %e, "could not dead-letter a delivery; it will be delivered again");
+                if let Some(held_back) = NOT_DEAD_LETTERED.admit() {
+                    tracing::warn!(entry = %delivery.id, error = %e, "could not dead-letter a delivery; it will be delivered again{held_back}");
+                }
                 Done::Retried
             }
         }
@@ -323,7 +342,9 @@ impl<H: JobHandler> Work<H> {
                 Err(e) => tracing::debug!(job = %job_id, error = %e, "a dead-lettered job's status was not written"),
             }
         }
-        tracing::warn!(entry = %delivery.id, deliveries = delivery.deliveries, %reason, "dead-lettering a delivery");
+        if let Some(held_back) = DEAD_LETTERING.admit() {
+            tracing::warn!(entry = %delivery.id, deliveries = delivery.deliveries, %reason, "dead-lettering a delivery{held_back}");
+        }
         self.queue
             .dead_letter(&mut conn, delivery, &self.consumer, reason)
             .await?;

@@ -5,9 +5,10 @@
 //! them with plain `XREADGROUP`; the dead-letter stream is `<stream>:dead`.
 //! Replies are read with redis-rs's typed stream replies (`reply`); the
 //! monitoring reads are in `inspect`, the takeover of stalled deliveries in
-//! `recover`.
+//! `recover`; `log_limit` keeps per-entry log lines from flooding the logs.
 
 mod inspect;
+mod log_limit;
 pub(crate) mod outbox;
 mod recover;
 mod reply;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use redis::streams::StreamReadReply;
 
+pub use self::log_limit::{HeldBack, LOG_INTERVAL, LogLimit};
 pub use self::outbox::OutboxSweep;
 pub use self::reply::cmp_ids;
 use crate::error::Result;

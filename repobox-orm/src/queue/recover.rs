@@ -7,8 +7,10 @@ use redis::Value;
 use redis::aio::ConnectionLike;
 use redis::streams::{StreamAutoClaimReply, StreamPendingCountReply};
 
-use super::{Claimed, Delivery, Queue, cmp_ids, reply};
+use super::{Claimed, Delivery, LogLimit, Queue, cmp_ids, reply};
 use crate::error::Result;
+
+static DELETED: LogLimit = LogLimit::warn("pending entries were deleted from the stream before they were acknowledged");
 
 impl Queue {
     /// Takes over, for `consumer`, every delivery that has been pending longer
@@ -44,8 +46,11 @@ impl Queue {
             }
             cursor = reply.next_stream_id;
         }
-        if !claimed.deleted.is_empty() {
-            tracing::warn!(stream = %self.stream, ids = ?claimed.deleted, "pending entries were deleted from the stream before they were acknowledged");
+        // The ids are not all listed: a trim can delete thousands.
+        if let Some(first) = claimed.deleted.first()
+            && let Some(held_back) = DELETED.admit()
+        {
+            tracing::warn!(stream = %self.stream, count = claimed.deleted.len(), first = %first, "pending entries were deleted from the stream before they were acknowledged{held_back}");
         }
         if entries.is_empty() {
             return Ok(claimed);

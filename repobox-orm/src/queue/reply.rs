@@ -8,6 +8,10 @@ use std::collections::HashMap;
 use redis::Value;
 use redis::streams::StreamId;
 
+use super::LogLimit;
+
+static MALFORMED: LogLimit = LogLimit::warn("malformed stream entry");
+
 /// The text fields of a stream entry, and what was wrong with the others.
 pub(super) struct Fields {
     pub fields: HashMap<String, String>,
@@ -29,7 +33,9 @@ pub(super) fn fields(stream: &str, entry: StreamId) -> (String, Fields) {
     let malformed = (!bad.is_empty()).then(|| {
         bad.sort();
         let why = format!("field(s) {} are not UTF-8 text", bad.join(", "));
-        tracing::warn!(stream = %stream, entry = %entry.id, problem = %why, "malformed stream entry");
+        if let Some(held_back) = MALFORMED.admit() {
+            tracing::warn!(stream = %stream, entry = %entry.id, problem = %why, "malformed stream entry{held_back}");
+        }
         why
     });
     (entry.id, Fields { fields, malformed })
