@@ -64,7 +64,7 @@ async fn writes_go_on_through_a_live_reshard_of_their_slots() {
                         &Bare {
                             id: "b1".into(),
                             n: i,
-                            note: (i % 2 == 0).then(|| "even".into()),
+                            note: i.is_multiple_of(2).then(|| "even".into()),
                         },
                     )
                     .await

@@ -87,6 +87,9 @@ pub(crate) async fn clear<C: ConnectionLike + Send>(conn: &mut C, stream: &str, 
     Ok(())
 }
 
+/// A recorded stream entry's fields and values.
+type Entry = Vec<(String, String)>;
+
 /// What [`Queue::sweep_outbox`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutboxSweep {
@@ -113,7 +116,7 @@ impl Queue {
         let mut sweep = OutboxSweep::default();
         let cutoff = now_ms().saturating_sub(u64::try_from(grace.as_millis()).unwrap_or(u64::MAX));
         for (field, value) in held {
-            let parsed: Option<(u64, String, Vec<(String, String)>)> =
+            let parsed: Option<(u64, String, Entry)> =
                 serde_json::from_str::<serde_json::Value>(&value).ok().and_then(|v| {
                     let hash_key = match v.get("key") {
                         Some(key) => key.as_str()?.to_owned(),
