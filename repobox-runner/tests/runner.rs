@@ -689,3 +689,73 @@ async fn a_retried_create_and_enqueue_whose_first_xadd_failed_runs_the_job_once(
     assert_eq!(outbox, 0);
     assert_valid_history(&status(&store, "once").await);
 }
+
+/// `kill -9` of the primary that holds `jobs:stream`, on a cluster with a
+/// replica per primary and Redis's default `cluster-node-timeout` (15 s),
+/// while a writer enqueues jobs and a runner runs them, both on the default
+/// `StoreConfig`: the writer sees no error (its calls wait out the failover
+/// within `cluster_wait`), and every job it was told about reaches a final
+/// status, run once at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_stream_primary_fails_over_and_no_acknowledged_job_is_stranded() {
+    let mut cluster = repobox_orm::testing::RedisCluster::start_with_default_node_timeout(3, 1);
+    let store = Store::open(cluster.url().as_str()).unwrap();
+    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    q.ensure_group(&mut store.clone()).await.unwrap();
+    let handler = Recorder::default();
+    let runner_store = Store::open(cluster.url().as_str()).unwrap();
+    let (stop, handle) = spawn_runner(&runner_store, handler.clone(), config("r"));
+
+    let writer = {
+        let mut conn = store.clone();
+        tokio::spawn(async move {
+            let (mut acknowledged, mut errors) = (Vec::new(), Vec::new());
+            for i in 0..250 {
+                let id = format!("f{i}");
+                let job = Job::new(&id, "u1", "ok", now_millis());
+                match Job::create_and_enqueue(&mut conn, &job, now_millis()).await {
+                    Ok(_) => acknowledged.push(id),
+                    Err(e) => errors.push(format!("{id}: {e}")),
+                }
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+            (acknowledged, errors)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let primary = cluster.owner_of(cluster.slot_of(JOBS_STREAM));
+    cluster.node_mut(primary).kill();
+    let (acknowledged, errors) = writer.await.unwrap();
+    assert!(errors.is_empty(), "the writer saw errors: {errors:?}");
+    assert_eq!(acknowledged.len(), 250);
+
+    let mut conn = store.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let mut left: Vec<String> = acknowledged.clone();
+    while !left.is_empty() {
+        let mut still = Vec::new();
+        for id in left {
+            match Job::get(&mut conn, id.as_str()).await {
+                Ok(Some(job)) if job.status.is_final() => {}
+                _ => still.push(id),
+            }
+        }
+        left = still;
+        if tokio::time::Instant::now() > deadline {
+            panic!(
+                "{} jobs never reached a final status: {:?}",
+                left.len(),
+                &left[..left.len().min(10)]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.send(()).unwrap();
+    handle.await.unwrap();
+    for id in &acknowledged {
+        let job = status(&store, id).await;
+        assert_eq!(job.status, JobStatus::Succeeded, "{id}");
+        assert_eq!(handler.most_at_once(id), 1, "{id}");
+        assert_valid_history(&job);
+    }
+}

@@ -94,6 +94,7 @@ pub struct StoreConfig {
     pub(super) response_timeout: Option<Duration>,
     pub(super) retry: bool,
     pub(super) close_timeout: Duration,
+    pub(super) cluster_wait: Duration,
 }
 
 impl Default for StoreConfig {
@@ -107,6 +108,7 @@ impl Default for StoreConfig {
             response_timeout: Some(Duration::from_secs(5)),
             retry: true,
             close_timeout: Duration::from_secs(5),
+            cluster_wait: Duration::from_secs(40),
         }
     }
 }
@@ -154,12 +156,31 @@ impl StoreConfig {
 
     /// The longest a call takes, whatever the server does: the response
     /// timeout, plus the connect timeout (when it must reconnect), plus the
-    /// longest backoff delay. A call still running then fails with
-    /// [`Error::Timeout`](crate::Error::Timeout). `None` when there is no
+    /// longest backoff delay; on a Redis Cluster, plus the
+    /// [`cluster_wait`](Self::cluster_wait). A call still running then fails
+    /// with [`Error::Timeout`](crate::Error::Timeout). `None` when there is no
     /// response timeout (a [`dedicated`](crate::Store::dedicated) store for blocking reads).
     pub fn call_bound(&self) -> Option<Duration> {
         self.response_timeout
             .map(|r| r.saturating_add(self.connect_timeout).saturating_add(self.backoff.max))
+    }
+
+    /// How long a call on a Redis Cluster keeps sending again a command that
+    /// the cluster did not run (`CLUSTERDOWN`, `TRYAGAIN`, `MASTERDOWN`, a
+    /// redirect to a node that is down, no connection for the slot yet)
+    /// before it gives up with the cluster's error: 40 s by default, longer
+    /// than an automatic failover takes with Redis's default
+    /// `cluster-node-timeout` of 15 s, and than a new cluster takes to
+    /// converge. The [`Backoff`] paces the attempts; its `max_attempts` does
+    /// not cut this short.
+    pub fn cluster_wait(mut self, wait: Duration) -> Self {
+        self.cluster_wait = wait;
+        self
+    }
+
+    /// The configured [`cluster_wait`](Self::cluster_wait).
+    pub fn cluster_wait_value(&self) -> Duration {
+        self.cluster_wait
     }
 
     /// How long [`Store::close`](crate::Store::close) waits for commands in flight.

@@ -211,7 +211,11 @@ impl Store {
             return Err(StoreSignal::Closed.into());
         }
         let _guard = InFlight::enter(inner);
-        match inner.config.call_bound() {
+        let bound = inner.config.call_bound().map(|b| match inner.client {
+            Client::Cluster(_) => b.saturating_add(inner.config.cluster_wait),
+            Client::Single(_) => b,
+        });
+        match bound {
             None => self.attempts(read_only, whole, op).await,
             Some(bound) => match tokio::time::timeout(bound, self.attempts(read_only, whole, op)).await {
                 Ok(result) => result,
@@ -229,6 +233,8 @@ impl Store {
     {
         let inner = &self.inner;
         let mut attempt = 0;
+        // When the cluster first said it did not run the command.
+        let mut refused_since: Option<tokio::time::Instant> = None;
         loop {
             let live = inner.connection().await.map_err(into_redis_error)?;
             let reply = match inner.config.response_timeout {
@@ -263,9 +269,12 @@ impl Store {
             // A cluster's redirect, or a node that refused the connection:
             // the command did not run, so it goes again once the client has
             // had time to learn the new slot map.
+            // The budget is time: long enough for a failover or a young
+            // cluster to settle (`cluster_wait`).
             if live.conn.is_cluster() && not_run(&err, whole) {
                 attempt += 1;
-                if !inner.config.retry || inner.config.backoff.max_attempts.is_some_and(|max| attempt >= max) {
+                let since = *refused_since.get_or_insert_with(tokio::time::Instant::now);
+                if !inner.config.retry || since.elapsed() >= inner.config.cluster_wait {
                     return Err(err);
                 }
                 if err.is_connection_refusal() {

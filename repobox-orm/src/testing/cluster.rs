@@ -18,15 +18,34 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
-    /// Starts and creates the cluster; panics (it is a test kit) if it cannot.
+    /// Starts and creates the cluster, with a node timeout of 2 s (failovers
+    /// in about 3 s); panics (it is a test kit) if it cannot.
     pub fn start(masters: usize, replicas: usize) -> Self {
+        RedisCluster::start_with(masters, replicas, Duration::from_secs(2), true)
+    }
+
+    /// [`start`](Self::start) with Redis's default `cluster-node-timeout`
+    /// (15 s): a killed primary is replaced as it would be in production.
+    pub fn start_with_default_node_timeout(masters: usize, replicas: usize) -> Self {
+        RedisCluster::start_with(masters, replicas, Duration::from_secs(15), true)
+    }
+
+    /// A cluster returned as soon as `redis-cli --cluster create` has
+    /// finished, before every node reports `cluster_state:ok`: a client's
+    /// first commands meet a cluster that is still converging.
+    pub fn start_unsettled(masters: usize) -> Self {
+        RedisCluster::start_with(masters, 0, Duration::from_secs(2), false)
+    }
+
+    fn start_with(masters: usize, replicas: usize, node_timeout: Duration, wait_ready: bool) -> Self {
+        let node_timeout = node_timeout.as_millis().to_string();
         let args = [
             "--cluster-enabled",
             "yes",
             "--cluster-config-file",
             "nodes.conf",
             "--cluster-node-timeout",
-            "2000",
+            node_timeout.as_str(),
             // Replicas sync at once (the default waits 5 s for more replicas).
             "--repl-diskless-sync-delay",
             "0",
@@ -50,6 +69,9 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stderr)
         );
         let cluster = RedisCluster { nodes, masters };
+        if !wait_ready {
+            return cluster;
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         while !cluster.nodes.iter().all(|n| cluster_ok(n.addr()) && synced(n.addr())) {
             assert!(
