@@ -256,6 +256,18 @@ async fn the_generated_calls_work_on_redis_rs_own_cluster_connection() {
     .unwrap();
     assert!(saved.iter().all(Result::is_ok));
     assert_eq!(Raw::count_by_owner(&mut conn, "bob").await.unwrap(), 20);
+    // A sweep would see one node's keys here: it refuses, before reading anything.
+    let partial = repobox_orm::check_indexes::<Raw, _>(&mut conn).await;
+    assert!(
+        matches!(&partial, Err(repobox_orm::Error::InvalidArgument { reason, .. }) if reason.contains("every primary")),
+        "{partial:?}"
+    );
+    // Through a Store, whose SCAN walks every primary, it sees all 20.
+    let reports = repobox_orm::check_indexes::<Raw, _>(&mut cluster().store())
+        .await
+        .unwrap();
+    let by_owner = reports.iter().find(|r| r.index == "by_owner").unwrap();
+    assert!(by_owner.members >= 20, "{reports:?}");
     assert!(
         Raw::by_owner(&mut conn, "ann", Page::newest(5))
             .await

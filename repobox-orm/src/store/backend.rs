@@ -107,6 +107,9 @@ impl Conn {
                 if is_scan(cmd) {
                     return super::scan::cluster_scan(c, cmd).await;
                 }
+                if is_scan_probe(cmd) {
+                    return Ok(Value::BulkString(SCANS_EVERY_PRIMARY.to_vec()));
+                }
                 match c.req_packed_command(cmd).await {
                     Err(e) => match Redirect::of(&e) {
                         Some(to) => follow_command(c, cmd, to).await,
@@ -146,6 +149,22 @@ impl Conn {
             }
         }
     }
+}
+
+/// What a store on a cluster answers to [`SCAN_PROBE`] (without sending it):
+/// its `SCAN` walks every primary. A server, or another cluster client,
+/// echoes the probe back instead.
+pub(crate) const SCANS_EVERY_PRIMARY: &[u8] = b"repobox: SCAN walks every primary";
+
+/// The `ECHO` argument that asks a connection whether its `SCAN` sees the
+/// whole keyspace of a cluster.
+pub(crate) const SCAN_PROBE: &[u8] = b"repobox: does SCAN walk every primary?";
+
+fn is_scan_probe(cmd: &Cmd) -> bool {
+    let mut args = cmd.args_iter();
+    matches!(args.next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"ECHO"))
+        && matches!(args.next(), Some(redis::Arg::Simple(arg)) if arg == SCAN_PROBE)
+        && args.next().is_none()
 }
 
 fn is_scan(cmd: &Cmd) -> bool {

@@ -29,7 +29,7 @@
 //! - `classify`: which commands are reads, which errors mean a dead connection;
 //! - `signal`: the store's own outcomes, carried typed through `RedisError`.
 
-mod backend;
+pub(crate) mod backend;
 mod classify;
 mod config;
 mod connection;
