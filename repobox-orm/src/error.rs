@@ -131,6 +131,10 @@ pub enum Error {
     /// demoted it). The store drops the connection and connects again on the next call.
     #[error("the server is a read-only replica; the write was not applied: {0}")]
     ReadOnly(String),
+    /// The server refused a write for lack of memory (`OOM`: it is at its
+    /// `maxmemory` and evicts nothing): the write was not applied. Reads go on.
+    #[error("the server is out of memory (maxmemory); the write was not applied: {0}")]
+    OutOfMemory(String),
     /// A command did not get a reply within the configured response timeout.
     #[error("redis did not answer within {0:?}")]
     Timeout(std::time::Duration),

@@ -427,3 +427,69 @@ async fn a_stalled_server_never_holds_a_call_past_its_bound() {
     }
     stall.abort();
 }
+
+/// A server at its `maxmemory` with `noeviction` refuses writes with `OOM`:
+/// every kind of write (a script, a bare command, a transaction, a bulk
+/// call) fails with `Error::OutOfMemory`, which says that nothing was
+/// written, never as an unknown outcome; reads go on.
+#[tokio::test]
+async fn an_oom_refusal_is_its_own_error_and_writes_nothing() {
+    let server = RedisServer::start_with(&["--maxmemory", "3mb", "--maxmemory-policy", "noeviction"]);
+    let store = Store::open(server.url().as_str()).unwrap();
+    let mut conn = store.clone();
+    Item::create(&mut conn, &item(1)).await.unwrap();
+    // Fill the server with small values until it refuses one: it is past
+    // its maxmemory now (a small refused command frees next to nothing).
+    let mut admin = admin(&server).await;
+    let big = "x".repeat(64 * 1024);
+    let small = "x".repeat(256);
+    let mut full = false;
+    for i in 0..100_000 {
+        if admin.set::<_, _, ()>(format!("fill:{i}"), &small).await.is_err() {
+            full = true;
+            break;
+        }
+    }
+    assert!(full, "the server never refused a write");
+    let before: u64 = redis::cmd("DBSIZE").query_async(&mut admin).await.unwrap();
+    let refused = [
+        Item::create(&mut conn, &item(2)).await.map(drop),
+        Memo::save(
+            &mut conn,
+            &Memo {
+                id: "m".into(),
+                text: big.clone(),
+            },
+        )
+        .await,
+        Item::create_many(&mut conn, &[item(3), item(4)]).await.map(drop),
+        redis::cmd("SET")
+            .arg("plain")
+            .arg(&big)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(repobox_orm::Error::from),
+    ];
+    for (i, r) in refused.into_iter().enumerate() {
+        let Err(e) = r else {
+            assert_eq!(i, 2, "only create_many answers Ok (per entity, below)");
+            continue;
+        };
+        assert!(matches!(e, repobox_orm::Error::OutOfMemory(_)), "write {i}: {e:?}");
+        assert!(!e.to_string().contains(&big[..100]), "write {i}: no value echoed");
+    }
+    let per_entity = Item::create_many(&mut conn, &[item(5)]).await;
+    match per_entity {
+        Ok(results) => assert!(
+            matches!(results[0], Err(repobox_orm::Error::OutOfMemory(_))),
+            "{results:?}"
+        ),
+        Err(e) => assert!(matches!(e, repobox_orm::Error::OutOfMemory(_)), "{e:?}"),
+    }
+    let after: u64 = redis::cmd("DBSIZE").query_async(&mut admin).await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut admin).await.unwrap();
+    let written: Vec<&String> = keys.iter().filter(|k| !k.starts_with("fill:")).collect();
+    assert_eq!(after, before, "nothing was written: {written:?}");
+    assert_eq!(Item::get(&mut conn, "1").await.unwrap(), Some(item(1)), "reads go on");
+    store.close().await;
+}

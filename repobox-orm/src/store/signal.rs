@@ -54,9 +54,16 @@ impl From<redis::RedisError> for Error {
             Some(StoreSignal::Timeout(d)) => Error::Timeout(*d),
             Some(StoreSignal::ReadOnly(detail)) => Error::ReadOnly(detail.clone()),
             Some(StoreSignal::WriteOutcomeUnknown(detail)) => Error::WriteOutcomeUnknown(detail.clone()),
+            None if is_oom(&err) => Error::OutOfMemory(err.detail().unwrap_or("OOM").to_owned()),
             None => Error::Redis(err),
         }
     }
+}
+
+/// Whether the server refused a command for lack of memory: `-OOM ...`, or
+/// a script's write refused so (`... OOM command not allowed ...`).
+fn is_oom(err: &RedisError) -> bool {
+    err.code() == Some("OOM") || err.to_string().contains("OOM command not allowed")
 }
 
 #[cfg(test)]

@@ -230,9 +230,15 @@ fn settle(round: Round<'_>, replies: Vec<Value>, results: &mut [Option<Result<()
         let codes = match reply {
             Value::Array(codes) if codes.len() == batch.len() => codes,
             Value::ServerError(e) => {
-                let e: redis::RedisError = e.into();
+                // A script that fails part-way may have written the entities
+                // before: their outcome is unknown. An OOM refusal comes before
+                // a script's first write: nothing was written.
+                let e: Error = redis::RedisError::from(e).into();
                 for &i in batch {
-                    results[at(i)] = Some(Err(Error::WriteOutcomeUnknown(e.to_string())));
+                    results[at(i)] = Some(Err(match &e {
+                        Error::OutOfMemory(detail) => Error::OutOfMemory(detail.clone()),
+                        other => Error::WriteOutcomeUnknown(other.to_string()),
+                    }));
                 }
                 continue;
             }

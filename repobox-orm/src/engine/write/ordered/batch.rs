@@ -28,7 +28,10 @@ pub(crate) async fn run_ordered_many<C: ConnectionLike + Send>(
         if let Err(e) = ordered_chunk(conn, plans, chunk, &mut results, &mut alone).await {
             for &i in chunk {
                 if results[i].is_none() && !alone.contains(&i) {
-                    results[i] = Some(Err(Error::WriteOutcomeUnknown(e.to_string())));
+                    results[i] = Some(Err(match &e {
+                        Error::OutOfMemory(detail) => Error::OutOfMemory(detail.clone()),
+                        other => Error::WriteOutcomeUnknown(other.to_string()),
+                    }));
                 }
             }
         }
