@@ -147,6 +147,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// This error as the outcome of a script call that failed part-way
+    /// through several writes: the writes before the failure may have been
+    /// applied, so the outcome is unknown, except for a refusal that comes
+    /// before any write (`OOM`).
+    pub(crate) fn part_way(&self) -> Error {
+        match self {
+            Error::OutOfMemory(detail) => Error::OutOfMemory(detail.clone()),
+            Error::WriteOutcomeUnknown(detail) => Error::WriteOutcomeUnknown(detail.clone()),
+            other => Error::WriteOutcomeUnknown(other.to_string()),
+        }
+    }
+
     /// Whether this error says that the entity is absent.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })

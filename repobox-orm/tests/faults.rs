@@ -493,3 +493,58 @@ async fn an_oom_refusal_is_its_own_error_and_writes_nothing() {
     assert_eq!(Item::get(&mut conn, "1").await.unwrap(), Some(item(1)), "reads go on");
     store.close().await;
 }
+
+/// Something runs `SCRIPT FLUSH` every couple of milliseconds: every write
+/// meets `NOSCRIPT` now and then, sometimes again right after loading its
+/// script, and loads it as often as it takes; no call fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_flushed_every_few_milliseconds_fail_no_call() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let server = RedisServer::start();
+    let store = Store::open(server.url().as_str()).unwrap();
+    let mut conn = store.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flusher = {
+        let stop = stop.clone();
+        let mut admin = admin(&server).await;
+        tokio::spawn(async move {
+            let mut flushes = 0u32;
+            while !stop.load(Ordering::SeqCst) {
+                let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut admin).await.unwrap();
+                flushes += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            flushes
+        })
+    };
+    for i in 0..150 {
+        Item::create(&mut conn, &item(i)).await.unwrap();
+        Item::save(&mut conn, &Item { n: i + 1000, ..item(i) }).await.unwrap();
+        Memo::save(
+            &mut conn,
+            &Memo {
+                id: i.to_string(),
+                text: "t".into(),
+            },
+        )
+        .await
+        .unwrap();
+        if i % 10 == 9 {
+            let many: Vec<Item> = (0..20).map(|j| item(10_000 + i * 100 + j)).collect();
+            let created = Item::create_many(&mut conn, &many).await.unwrap();
+            assert!(created.iter().all(Result::is_ok), "{created:?}");
+            let saved = Item::save_many(&mut conn, &many).await.unwrap();
+            assert!(saved.iter().all(Result::is_ok), "{saved:?}");
+            let ids: Vec<String> = many.iter().map(|m| m.id.clone()).collect();
+            let deleted = Item::delete_many(&mut conn, &ids).await.unwrap();
+            assert!(deleted.iter().all(|d| *d));
+        }
+        assert!(Item::delete(&mut conn, i.to_string().as_str()).await.unwrap());
+    }
+    stop.store(true, Ordering::SeqCst);
+    let flushes = flusher.await.unwrap();
+    assert!(flushes > 50, "the scripts were flushed {flushes} times");
+    store.close().await;
+}

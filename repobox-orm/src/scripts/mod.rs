@@ -2,7 +2,9 @@
 //!
 //! Each script gets every key through `KEYS` (Redis Cluster needs that) and is
 //! sent as `EVALSHA`; a server that does not know it (a restart, a
-//! `SCRIPT FLUSH`) gets it loaded and the call sent again.
+//! `SCRIPT FLUSH`) gets it loaded and the call sent again, as often as it
+//! takes within [`RELOAD_WINDOW`] (see [`Reloads`]): a server whose scripts
+//! are flushed over and over does not fail the calls that meet it.
 
 use std::sync::LazyLock;
 
@@ -68,18 +70,101 @@ pub(crate) fn is_cross_slot_reply(reply: &Value) -> bool {
     matches!(reply, Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::CrossSlot))
 }
 
+/// How long one call keeps loading a script that the server keeps losing
+/// before it gives up.
+pub(crate) const RELOAD_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The one policy for a server that answers `NOSCRIPT`: load the script and
+/// send again, as often as needed within [`RELOAD_WINDOW`] of the first
+/// load of a call.
+#[derive(Default)]
+pub(crate) struct Reloads {
+    first: Option<std::time::Instant>,
+    count: u32,
+}
+
+impl Reloads {
+    /// Loads `script` (on every primary, through a cluster client), or
+    /// gives up once the window has passed.
+    pub(crate) async fn load<C: ConnectionLike + Send>(&mut self, conn: &mut C, script: &Script) -> Result<()> {
+        let first = *self.first.get_or_insert_with(std::time::Instant::now);
+        if first.elapsed() > RELOAD_WINDOW {
+            return Err(crate::Error::UnexpectedReply {
+                key: String::new(),
+                detail: format!(
+                    "the server lost the script again after {} loads in {RELOAD_WINDOW:?} (is something running SCRIPT FLUSH?)",
+                    self.count
+                ),
+            });
+        }
+        self.count = self.count.saturating_add(1);
+        script.load_async(conn).await?;
+        Ok(())
+    }
+}
+
+/// Sends `cmd`, an `EVALSHA` of `script`, until the server runs it: a
+/// `NOSCRIPT` gets the script loaded and the call sent again (see [`Reloads`]).
+pub(crate) async fn send_loading<C: ConnectionLike + Send>(
+    conn: &mut C,
+    script: &Script,
+    cmd: &Cmd,
+    reloads: &mut Reloads,
+) -> Result<Value> {
+    loop {
+        match cmd.query_async::<Value>(conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                reloads.load(conn, script).await?;
+            }
+            Ok(reply) if is_noscript(&reply) => reloads.load(conn, script).await?,
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Sends again, after loading `script`, each of `cmds` that calls it and
+/// that the server answered `NOSCRIPT` (`replies` are `cmds`' replies and
+/// take the new ones), as often as needed (see [`Reloads`]).
+pub(crate) async fn resend_unknown<C: ConnectionLike + Send>(
+    conn: &mut C,
+    cmds: &[Cmd],
+    replies: &mut [Value],
+    script: &Script,
+    reloads: &mut Reloads,
+) -> Result<()> {
+    let sha = script.get_hash().as_bytes();
+    loop {
+        let again: Vec<usize> = (0..replies.len().min(cmds.len()))
+            .filter(|&i| is_noscript(&replies[i]) && calls(&cmds[i], sha))
+            .collect();
+        if again.is_empty() {
+            return Ok(());
+        }
+        reloads.load(conn, script).await?;
+        let resend: Vec<Cmd> = again.iter().map(|&i| cmds[i].clone()).collect();
+        let resent = crate::engine::pipeline::query(conn, &resend).await?;
+        for (i, reply) in again.into_iter().zip(resent) {
+            replies[i] = reply;
+        }
+    }
+}
+
+/// Whether `cmd` is an `EVALSHA` of the script whose SHA1 is `sha`.
+fn calls(cmd: &Cmd, sha: &[u8]) -> bool {
+    let mut args = cmd.args_iter();
+    matches!(args.next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"EVALSHA"))
+        && matches!(args.next(), Some(redis::Arg::Simple(hash)) if hash.eq_ignore_ascii_case(sha))
+}
+
 /// Runs `cmd`, an `EVALSHA` of `script`, loading the script when the server lacks it.
 pub(crate) async fn run<T: FromRedisValue, C: ConnectionLike + Send>(
     conn: &mut C,
     script: &Script,
     cmd: &Cmd,
 ) -> Result<T> {
-    match cmd.query_async::<T>(conn).await {
-        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-            script.load_async(conn).await?;
-            Ok(cmd.query_async::<T>(conn).await?)
-        }
-        other => Ok(other?),
+    match send_loading(conn, script, cmd, &mut Reloads::default()).await? {
+        Value::ServerError(e) => Err(redis::RedisError::from(e).into()),
+        reply => Ok(redis::from_redis_value(reply).map_err(redis::RedisError::from)?),
     }
 }
 

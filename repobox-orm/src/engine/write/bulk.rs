@@ -185,6 +185,7 @@ where
     let mut results: Vec<Option<Result<()>>> = (0..entities.len()).map(|_| None).collect();
     let mut refused: Vec<usize> = Vec::new();
     let mut next = (!entities.is_empty()).then(|| round::<E>(entities, 0, ttl_ms));
+    let mut reloads = scripts::Reloads::default();
     while let Some(mut current) = next.take() {
         let following = current.start + BULK_CHUNK;
         let (sent, upcoming) = tokio::join!(crate::engine::pipeline::send(conn, &mut current.pipe), async {
@@ -193,8 +194,8 @@ where
         next = upcoming;
         let mut replies = sent?;
         if replies.iter().any(scripts::is_noscript) {
-            CREATE_MANY.load_async(conn).await?;
-            replies = crate::engine::pipeline::send(conn, &mut current.pipe).await?;
+            let cmds: Vec<redis::Cmd> = current.pipe.cmd_iter().cloned().collect();
+            scripts::resend_unknown(conn, &cmds, &mut replies, &CREATE_MANY, &mut reloads).await?;
         }
         settle(current, replies, &mut results, &mut refused);
     }
@@ -233,12 +234,9 @@ fn settle(round: Round<'_>, replies: Vec<Value>, results: &mut [Option<Result<()
                 // A script that fails part-way may have written the entities
                 // before: their outcome is unknown. An OOM refusal comes before
                 // a script's first write: nothing was written.
-                let e: Error = redis::RedisError::from(e).into();
+                let e = Error::from(redis::RedisError::from(e)).part_way();
                 for &i in batch {
-                    results[at(i)] = Some(Err(match &e {
-                        Error::OutOfMemory(detail) => Error::OutOfMemory(detail.clone()),
-                        other => Error::WriteOutcomeUnknown(other.to_string()),
-                    }));
+                    results[at(i)] = Some(Err(e.part_way()));
                 }
                 continue;
             }

@@ -71,9 +71,9 @@ async fn check_owner<C: ConnectionLike + Send>(
 }
 
 /// Sends `cmds` as one pipeline and checks that every command got its reply.
-async fn pipeline<C: ConnectionLike + Send>(conn: &mut C, cmds: Vec<Cmd>, key: &str) -> Result<Vec<Value>> {
+async fn pipeline<C: ConnectionLike + Send>(conn: &mut C, cmds: &[Cmd], key: &str) -> Result<Vec<Value>> {
     let n = cmds.len();
-    let replies = crate::engine::pipeline::query(conn, &cmds).await?;
+    let replies = crate::engine::pipeline::query(conn, cmds).await?;
     if replies.len() != n {
         return Err(Error::UnexpectedReply {
             key: key.to_owned(),
@@ -98,7 +98,8 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
         .collect();
     for chunk in lookups.chunks(BULK_CHUNK) {
         let key = plans[chunk[0].0].target.shown().into_owned();
-        let replies = pipeline(conn, chunk.iter().map(|(_, c)| c.clone()).collect(), &key).await?;
+        let lookups: Vec<Cmd> = chunk.iter().map(|(_, c)| c.clone()).collect();
+        let replies = pipeline(conn, &lookups, &key).await?;
         for (&(i, _), reply) in chunk.iter().zip(replies) {
             if let Err(e) = plans[i].learn(reply) {
                 results[i] = Some(Err(e));
@@ -110,7 +111,7 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
         results,
         next: Vec::new(),
         ordered: Vec::new(),
-        loaded: Vec::new(),
+        reloads: scripts::Reloads::default(),
     };
     // Writes go PER_CALL to a call of their script of many; once such a call
     // is refused across cluster slots, each goes on its own.
@@ -155,14 +156,19 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
             }
             let Some((first, _)) = sent.first() else { continue };
             let key = plans[first[0]].target.shown().into_owned();
-            let replies = pipeline(conn, cmds, &key).await?;
-            for ((members, many), reply) in sent.into_iter().zip(replies) {
-                if let Some(script) = many {
+            let replies = pipeline(conn, &cmds, &key).await?;
+            for (((members, many), reply), cmd) in sent.into_iter().zip(replies).zip(&cmds) {
+                // A server that lost the script (a restart, a flush): load
+                // it and send this call again, as often as it takes.
+                let reply = if scripts::is_noscript(&reply) {
+                    let script = many.unwrap_or_else(|| plans[members[0]].script());
+                    scripts::send_loading(conn, script, cmd, &mut state.reloads).await?
+                } else {
+                    reply
+                };
+                if many.is_some() {
                     if scripts::is_cross_slot_reply(&reply) {
                         together = false;
-                        state.next.extend(members);
-                    } else if scripts::is_noscript(&reply) {
-                        state.load(conn, script).await?;
                         state.next.extend(members);
                     } else {
                         match reply {
@@ -174,7 +180,11 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
                             other => {
                                 for i in members {
                                     state.results[i] = Some(Err(match &other {
-                                        Value::ServerError(e) => redis::RedisError::from(e.clone()).into(),
+                                        // A call of many that failed part-way
+                                        // may have written the writes before.
+                                        Value::ServerError(e) => {
+                                            Error::from(redis::RedisError::from(e.clone())).part_way()
+                                        }
                                         _ => Error::UnexpectedReply {
                                             key: plans[i].target.shown().into_owned(),
                                             detail: format!("a script of many writes answered {other:?}"),
@@ -189,12 +199,6 @@ pub(crate) async fn run_writes<C: ConnectionLike + Send>(
                 let i = members[0];
                 if scripts::is_cross_slot_reply(&reply) {
                     state.ordered.push(i);
-                    continue;
-                }
-                // A restarted server lost the script: load it and send again.
-                if scripts::is_noscript(&reply) {
-                    state.load(conn, plans[i].script()).await?;
-                    state.next.push(i);
                     continue;
                 }
                 state.settle(conn, &mut plans[i], i, reply).await?;
@@ -242,20 +246,11 @@ struct Settling {
     next: Vec<usize>,
     /// Writes whose keys a cluster keeps in several slots: ordered steps.
     ordered: Vec<usize>,
-    /// The scripts loaded again after a server answered NOSCRIPT.
-    loaded: Vec<&'static redis::Script>,
+    /// Loads of scripts a server lost during the run.
+    reloads: scripts::Reloads,
 }
 
 impl Settling {
-    /// Loads `script` once per run.
-    async fn load<C: ConnectionLike + Send>(&mut self, conn: &mut C, script: &'static redis::Script) -> Result<()> {
-        if !self.loaded.iter().any(|s| std::ptr::eq(*s, script)) {
-            script.load_async(conn).await?;
-            self.loaded.push(script);
-        }
-        Ok(())
-    }
-
     /// Takes in the answer to write `i`: done, refused, or to send again.
     async fn settle<C: ConnectionLike + Send>(
         &mut self,

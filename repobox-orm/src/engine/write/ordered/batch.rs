@@ -28,10 +28,7 @@ pub(crate) async fn run_ordered_many<C: ConnectionLike + Send>(
         if let Err(e) = ordered_chunk(conn, plans, chunk, &mut results, &mut alone).await {
             for &i in chunk {
                 if results[i].is_none() && !alone.contains(&i) {
-                    results[i] = Some(Err(match &e {
-                        Error::OutOfMemory(detail) => Error::OutOfMemory(detail.clone()),
-                        other => Error::WriteOutcomeUnknown(other.to_string()),
-                    }));
+                    results[i] = Some(Err(e.part_way()));
                 }
             }
         }
@@ -161,10 +158,7 @@ async fn ordered_chunk<C: ConnectionLike + Send>(
         }
     }
     let mut replies = send_steps(conn, &cmds).await?;
-    if replies.iter().any(scripts::is_noscript) {
-        WRITE.load_async(conn).await?;
-        replies = send_steps(conn, &cmds).await?;
-    }
+    scripts::resend_unknown(conn, &cmds, &mut replies, &WRITE, &mut scripts::Reloads::default()).await?;
     let mut after = Vec::new();
     let mut done = Vec::new();
     for ((i, ops, life), reply) in sent.into_iter().zip(replies) {

@@ -111,19 +111,10 @@ pub(crate) async fn send_steps<C: ConnectionLike + Send>(conn: &mut C, cmds: &[C
         return Ok(Vec::new());
     }
     let mut replies = crate::engine::pipeline::query(conn, cmds).await?;
-    // Steps a server answered NOSCRIPT (a restart, a new node): the script is loaded
-    if replies.iter().any(scripts::is_noscript) {
-        INDEX_ENTRY.load_async(conn).await?;
-        let again: Vec<usize> = (0..replies.len())
-            .filter(|&i| scripts::is_noscript(&replies[i]))
-            .collect();
-        // (on every primary, through a cluster client) and sent again.
-        let resend: Vec<Cmd> = again.iter().map(|&i| cmds[i].clone()).collect();
-        let resent = crate::engine::pipeline::query(conn, &resend).await?;
-        for (i, reply) in again.into_iter().zip(resent) {
-            replies[i] = reply;
-        }
-    }
+    // Steps a server answered NOSCRIPT (a restart, a new node, a flush): the
+    // script is loaded (on every primary, through a cluster client) and they
+    // go again.
+    scripts::resend_unknown(conn, cmds, &mut replies, &INDEX_ENTRY, &mut scripts::Reloads::default()).await?;
     Ok(replies)
 }
 
