@@ -65,3 +65,31 @@ async fn mutual_tls_needs_the_client_certificate() {
     let store = Store::with_config(server.tls_url().as_str(), config(mutual)).unwrap();
     assert_eq!(round_trip(&store).await.unwrap().unwrap().id, "1");
 }
+
+/// `rediss://` pointed at a plain Redis port: the handshake gets no answer
+/// (the server reads it as the start of a command). The store says so, as a
+/// TLS handshake failure naming plain Redis, after one attempt (the server
+/// saw one TLS connection and one plain probe), instead of retrying into
+/// "did not answer".
+#[tokio::test]
+async fn rediss_to_a_plain_server_is_a_tls_handshake_failure_at_once() {
+    let server = RedisServer::start();
+    let mut admin = server.connection().await;
+    let connections = async |admin: &mut redis::aio::MultiplexedConnection| -> u64 {
+        let info: String = redis::cmd("INFO").arg("stats").query_async(admin).await.unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_connections_received:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap()
+    };
+    let before = connections(&mut admin).await;
+    let url = format!("rediss://127.0.0.1:{}", server.port());
+    let config = StoreConfig::default().connect_timeout(std::time::Duration::from_millis(800));
+    let store = Store::with_config(url.as_str(), config).unwrap();
+    let err = round_trip(&store).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("TLS handshake failed"), "{text}");
+    assert!(text.contains("plain Redis") && text.contains("redis://"), "{text}");
+    // One TLS attempt and one plain probe: no retries.
+    assert_eq!(connections(&mut admin).await - before, 2);
+}

@@ -90,6 +90,7 @@ impl Inner {
                 Err(err) => {
                     let give_up = !self.config.retry
                         || is_auth_failure(&err)
+                        || is_tls_handshake_failure(&err)
                         || self.config.backoff.max_attempts.is_some_and(|max| attempt >= max);
                     tracing::warn!(target: "repobox::store", error = %err, attempt, "connect failed");
                     if give_up {
@@ -100,6 +101,17 @@ impl Inner {
                     tokio::time::sleep(delay).await;
                 }
             }
+        }
+    }
+
+    /// `host:port` of a single server reached over TLS (`rediss://`).
+    fn tls_address(&self) -> Option<String> {
+        match &self.client {
+            Client::Single(client) => match client.get_connection_info().addr() {
+                redis::ConnectionAddr::TcpTls { host, port, .. } => Some(format!("{host}:{port}")),
+                _ => None,
+            },
+            Client::Cluster(_) => None,
         }
     }
 
@@ -134,8 +146,18 @@ impl Inner {
             }
         };
         let conn = match tokio::time::timeout(self.config.connect_timeout, connecting).await {
+            // redis-rs's own connect timeout may fire first.
+            Ok(Err(e))
+                if e.is_timeout()
+                    && let Some(addr) = self.tls_address() =>
+            {
+                return Err(tls_handshake_failure(&addr, self.config.connect_timeout).await);
+            }
             Ok(conn) => conn?,
             Err(_) => {
+                if let Some(addr) = self.tls_address() {
+                    return Err(tls_handshake_failure(&addr, self.config.connect_timeout).await);
+                }
                 return Err(RedisError::from(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     format!("connect timed out after {:?}", self.config.connect_timeout),
@@ -148,6 +170,45 @@ impl Inner {
             alive,
         })
     }
+}
+
+/// What a TLS handshake that got no answer within `limit` says: a plain
+/// Redis server on a `rediss://` port reads the handshake as the start of a
+/// command and waits for the rest. One plain `PING` on a new connection
+/// tells which it is; the answer is never retried (the port will not learn
+/// TLS by itself).
+async fn tls_handshake_failure(addr: &str, limit: std::time::Duration) -> RedisError {
+    let plain = probe_plain(addr).await;
+    let detail = if plain {
+        format!("{addr} answered a plain-text PING: it speaks plain Redis, not TLS (use redis://, not rediss://)")
+    } else {
+        format!("{addr} did not complete a TLS handshake within {limit:?}")
+    };
+    RedisError::from((redis::ErrorKind::InvalidClientConfig, "TLS handshake failed", detail))
+}
+
+/// Whether `addr` answers a plain `PING` as Redis does (`+PONG`, or an error
+/// such as `-NOAUTH`), within half a second.
+async fn probe_plain(addr: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream.write_all(b"PING\r\n").await.ok()?;
+        let mut first = [0u8; 1];
+        stream.read_exact(&mut first).await.ok()?;
+        Some(matches!(first[0], b'+' | b'-'))
+    };
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_millis(500), probe).await,
+        Ok(Some(true))
+    )
+}
+
+/// Whether the error says the client's configuration cannot work (a TLS
+/// handshake that failed, see [`tls_handshake_failure`]): trying again
+/// cannot help.
+pub(super) fn is_tls_handshake_failure(err: &RedisError) -> bool {
+    err.kind() == redis::ErrorKind::InvalidClientConfig
 }
 
 /// Counts a command in flight for as long as it lives.
