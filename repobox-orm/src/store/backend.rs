@@ -136,7 +136,7 @@ impl Conn {
                     }
                     return match c.req_packed_commands(pipeline, offset, count).await {
                         Err(e) => match Redirect::of(&e) {
-                            Some(to) => follow_transaction(c, pipeline, offset, count, to).await,
+                            Some(to) => follow(c, pipeline, offset, count, to).await,
                             None => Err(e),
                         },
                         ok => ok,
@@ -198,15 +198,9 @@ async fn send_group(conn: &mut ClusterConnection, part: &Pipeline, n: usize) -> 
             ok => return ok,
         };
         match Redirect::of(&err) {
-            Some(to) if !to.ask => {
-                let reply = to.send_pipeline(conn, part, 0, n).await;
-                refresh_slots(conn, part).await;
-                return reply;
-            }
-            Some(to) if n == 1 => {
-                let cmd = part.cmd_iter().next().cloned().unwrap_or_else(|| redis::cmd("PING"));
-                return follow_command(conn, &cmd, to).await.map(|v| vec![v]);
-            }
+            // Every command of the part was answered MOVED, or the part is
+            // one command: none of it ran.
+            Some(to) if !to.ask || n == 1 => return follow(conn, part, 0, n, to).await,
             Some(_) if part.cmd_iter().all(|c| is_read_command(command_name(c))) => {
                 let mut replies = Vec::with_capacity(n);
                 for cmd in part.cmd_iter() {
@@ -328,45 +322,23 @@ fn exec_reply(replies: Vec<Value>) -> RedisResult<Vec<Value>> {
 }
 
 /// Follows a redirect of one command: to the node named, with `ASKING` for
-/// an `ASK`, up to [`REDIRECTS`] times (a slot can move on while we follow).
-async fn follow_command(conn: &mut ClusterConnection, cmd: &Cmd, mut to: Redirect) -> RedisResult<Value> {
-    for _ in 0..REDIRECTS {
-        let reply = if to.ask {
-            let mut asking = redis::pipe();
-            asking.cmd("ASKING").add_command(cmd.clone());
-            conn.route_pipeline(asking, 1, 1, to.route())
-                .await
-                .and_then(|mut replies| replies.pop().ok_or_else(no_reply))
-                .and_then(|v| match v {
-                    Value::ServerError(e) => Err(e.into()),
-                    v => Ok(v),
-                })
-        } else {
-            let reply = conn
-                .route_command(cmd.clone(), redis::cluster_routing::RoutingInfo::SingleNode(to.route()))
-                .await;
-            // redis-rs learns the new slot map from a MOVED of its own routing.
-            refresh_slots_for(conn, cmd).await;
-            reply
-        };
-        match reply {
-            Err(e) => match Redirect::of(&e) {
-                Some(next) => to = next,
-                None => return Err(e),
-            },
-            ok => return ok,
-        }
+/// an `ASK` (see [`follow`]).
+async fn follow_command(conn: &mut ClusterConnection, cmd: &Cmd, to: Redirect) -> RedisResult<Value> {
+    let mut alone = redis::pipe();
+    alone.add_command(cmd.clone());
+    match follow(conn, &alone, 0, 1, to).await?.pop() {
+        Some(Value::ServerError(e)) => Err(e.into()),
+        Some(value) => Ok(value),
+        None => Err(no_reply()),
     }
-    Err(RedisError::from((
-        ErrorKind::Server(redis::ServerErrorKind::TryAgain),
-        "TRYAGAIN",
-        "the slot kept moving while the command followed it".to_owned(),
-    )))
 }
 
-/// Follows a redirect of a transaction, which did not run (`EXECABORT`): to
-/// the node named, as `ASKING` + the transaction for an `ASK`.
-async fn follow_transaction(
+/// Follows a redirect of a pipeline that did not run (one command, a
+/// transaction aborted by `EXECABORT`, or a part of one slot): to the node
+/// named, after `ASKING` for an `ASK`, up to [`REDIRECTS`] times (a slot can
+/// move on while we follow). After a `MOVED`, redis-rs is made to learn the
+/// new slot map.
+async fn follow(
     conn: &mut ClusterConnection,
     pipeline: &Pipeline,
     offset: usize,
@@ -389,7 +361,7 @@ async fn follow_transaction(
     Err(RedisError::from((
         ErrorKind::Server(redis::ServerErrorKind::TryAgain),
         "TRYAGAIN",
-        "the slot kept moving while the transaction followed it".to_owned(),
+        "the slot kept moving while the call followed it".to_owned(),
     )))
 }
 
@@ -401,20 +373,9 @@ fn no_reply() -> RedisError {
 /// key through its own routing, whose `MOVED` makes it rebuild its slot map
 /// (a redirect inside a transaction or a routed call does not).
 async fn refresh_slots(conn: &mut ClusterConnection, pipeline: &Pipeline) {
-    if let Some(cmd) = pipeline.cmd_iter().find(|c| slot_of(c).is_some()) {
-        refresh_slots_for(conn, cmd).await;
-    }
-}
-
-async fn refresh_slots_for(conn: &mut ClusterConnection, cmd: &Cmd) {
-    if let Some(key) = first_key(cmd) {
+    if let Some(key) = pipeline.cmd_iter().find_map(super::slot::first_key) {
         let _ = conn.req_packed_command(redis::cmd("EXISTS").arg(key)).await;
     }
-}
-
-/// The first key of a command, as the slot computation finds it.
-fn first_key(cmd: &Cmd) -> Option<Vec<u8>> {
-    super::slot::first_key(cmd).map(<[u8]>::to_vec)
 }
 
 async fn split_by_slot(conn: &mut ClusterConnection, pipeline: &Pipeline) -> RedisResult<Vec<Value>> {
