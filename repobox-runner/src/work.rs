@@ -91,6 +91,9 @@ impl<H: JobHandler> Work<H> {
         if self.queue.is_exhausted(delivery) {
             return Err(format!("delivered {} times without finishing", delivery.deliveries));
         }
+        // The lease runs from no earlier than this (Redis's clock reads the
+        // start after it), so a deadline counted from here is never late.
+        let leased_at = tokio::time::Instant::now();
         let start = Job::start(&mut conn, &job_id, &delivery.id, delivery.field("user_id"), self.lease).await;
         let job = match start {
             Ok(Start::Started(job)) => *job,
@@ -128,7 +131,7 @@ impl<H: JobHandler> Work<H> {
             .unwrap_or_else(|e| e.into_inner())
             .insert(job_id.clone(), run_id.clone());
         let started = job.clone();
-        let ended = self.run_handler(job, &run_id, delivery).await;
+        let ended = self.run_handler(job, &run_id, delivery, leased_at).await;
         self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job_id);
         let now = now_millis();
         let (result, cancelled) = match ended {
@@ -253,7 +256,7 @@ impl<H: JobHandler> Work<H> {
     /// job's `cancel_requested_at`: once set, the handler's cancellation
     /// token fires, and a handler that has not stopped after
     /// [`CANCEL_GRACE`] is aborted.
-    async fn run_handler(&self, job: Job, run_id: &str, delivery: &Delivery) -> Ended {
+    async fn run_handler(&self, job: Job, run_id: &str, delivery: &Delivery, leased_at: tokio::time::Instant) -> Ended {
         let (cancel, token) = tokio::sync::watch::channel(false);
         let job_id = job.id.clone();
         let job_key = Job::key_for(job.id.as_str()).unwrap_or_default();
@@ -264,9 +267,9 @@ impl<H: JobHandler> Work<H> {
         let mut beat = tokio::time::interval(self.heartbeat.max(Duration::from_millis(10)));
         let mut check = tokio::time::interval(CANCEL_CHECK);
         beat.tick().await;
-        // The lease holds at least this long from its start (by this
-        // process's clock, which runs no faster than Redis's for this).
-        let mut held_until = tokio::time::Instant::now() + self.lease;
+        // The lease holds at least until then (each renewal counted from
+        // before it was sent, as the start was).
+        let mut held_until = leased_at + self.lease;
         let mut give_up_at: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
