@@ -177,3 +177,65 @@ async fn a_killed_runners_job_is_taken_over_only_after_its_lease_passed() {
     assert!(lines.last().unwrap().starts_with("ok:"), "{lines:?}");
     wait_for("the entry to be acknowledged", async || nothing_pending(&store).await).await;
 }
+
+/// `repobox queue requeue-dead --all` while a runner is up: each job goes
+/// back to `queued` before its entry goes back on the stream, so a runner
+/// that reads the entry at once runs the job (it used to find it `failed`,
+/// acknowledge the entry, and leave the job `queued` with nothing pending).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requeued_dead_letters_are_run_by_a_runner_that_is_up() {
+    let server = RedisServer::start();
+    let store = Store::open(server.url().as_str()).unwrap();
+    let mut conn = store.clone();
+    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    q.ensure_group(&mut conn).await.unwrap();
+    let ids: Vec<String> = (0..12).map(|i| format!("dead{i}")).collect();
+    for id in &ids {
+        let job = Job::new(id, "u1", "https://x/ok.git", now_millis());
+        Job::create(&mut conn, &job).await.unwrap();
+        let outcome = repobox_models::JobOutcome {
+            exit_code: None,
+            error: Some("gave up".into()),
+        };
+        Job::update_status(&mut conn, id, JobStatus::Failed, now_millis(), outcome)
+            .await
+            .unwrap();
+        let fields = [
+            ("job_id", id.as_str()),
+            ("user_id", "u1"),
+            ("enqueued_at", "1"),
+            ("original_id", "1-1"),
+            ("reason", "gave up"),
+            ("deliveries", "5"),
+            ("consumer", "gone"),
+            ("dead_at", "1"),
+        ];
+        let _: String = redis::cmd("XADD")
+            .arg(q.dead_stream())
+            .arg("*")
+            .arg(&fields)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let _runner = RunnerProcess::spawn(&server, "up", &[]);
+    // Let the runner be reading when the entries come.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_repobox"))
+        .args(["queue", "requeue-dead", "--all"])
+        .env("REDIS_URL", server.url())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    wait_for("every requeued job to succeed", async || {
+        let mut done = true;
+        for id in &ids {
+            done &= job(&store, id).await.status == JobStatus::Succeeded;
+        }
+        done && nothing_pending(&store).await
+    })
+    .await;
+    for id in &ids {
+        assert_eq!(runs_in(&output(&store, id).await), 1, "{id}");
+    }
+}

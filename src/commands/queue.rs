@@ -88,9 +88,14 @@ pub async fn queue(store: &Store, cmd: QueueCommand, json: bool) -> anyhow::Resu
             if ids.is_empty() && !all {
                 anyhow::bail!("name the dead letters to requeue, or pass --all");
             }
-            let letters = q.requeue_dead(&mut conn, &ids).await?;
-            for letter in &letters {
-                // The job goes back to queued, with a history entry.
+            let mut letters = Vec::new();
+            for letter in q.dead_letters(&mut conn, "-", usize::MAX).await? {
+                if !all && !ids.contains(&letter.id) {
+                    continue;
+                }
+                // The job goes back to queued first (with a history entry),
+                // then its entry onto the stream: a runner that reads the
+                // entry at once finds the job queued, not failed.
                 if let Some(job_id) = letter.fields.get("job_id")
                     && let Ok(Some(job)) = Job::get(&mut conn, job_id.as_str()).await
                     && job.status == JobStatus::Failed
@@ -98,6 +103,8 @@ pub async fn queue(store: &Store, cmd: QueueCommand, json: bool) -> anyhow::Resu
                     Job::update_status_from(&mut conn, job, JobStatus::Queued, now_millis(), JobOutcome::default())
                         .await?;
                 }
+                q.requeue_letter(&mut conn, &letter).await?;
+                letters.push(letter);
             }
             if json {
                 println!("{}", json_line(&json!({ "requeued": letters.len() })));

@@ -355,35 +355,43 @@ impl Queue {
             .into_iter()
             .filter(|e| ids.is_empty() || ids.contains(&e.id))
             .collect();
-        const BOOKKEEPING: [&str; 5] = ["original_id", "reason", "deliveries", "consumer", "dead_at"];
         for letter in &chosen {
-            let mut fields: Vec<(&String, &String)> = letter
-                .fields
-                .iter()
-                .filter(|(k, _)| !BOOKKEEPING.contains(&k.as_str()))
-                .collect();
-            fields.sort();
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            pipe.cmd("XADD").arg(&self.stream).arg("*").arg(&fields).ignore();
-            pipe.cmd("XDEL").arg(&self.dead).arg(&letter.id).ignore();
-            match pipe.query_async::<()>(conn).await {
-                Err(e) if scripts::is_cross_slot(&e) => {
-                    let _: String = redis::cmd("XADD")
-                        .arg(&self.stream)
-                        .arg("*")
-                        .arg(&fields)
-                        .query_async(conn)
-                        .await?;
-                    let _: i64 = redis::cmd("XDEL")
-                        .arg(&self.dead)
-                        .arg(&letter.id)
-                        .query_async(conn)
-                        .await?;
-                }
-                other => other?,
-            }
+            self.requeue_letter(conn, letter).await?;
         }
         Ok(chosen)
+    }
+
+    /// Puts one dead letter back on the stream (its original fields, not the
+    /// bookkeeping) and deletes it from the dead letters: atomically where
+    /// the two streams share a slot, else in that order.
+    pub async fn requeue_letter<C: ConnectionLike + Send>(&self, conn: &mut C, letter: &Entry) -> Result<()> {
+        const BOOKKEEPING: [&str; 5] = ["original_id", "reason", "deliveries", "consumer", "dead_at"];
+        let mut fields: Vec<(&String, &String)> = letter
+            .fields
+            .iter()
+            .filter(|(k, _)| !BOOKKEEPING.contains(&k.as_str()))
+            .collect();
+        fields.sort();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("XADD").arg(&self.stream).arg("*").arg(&fields).ignore();
+        pipe.cmd("XDEL").arg(&self.dead).arg(&letter.id).ignore();
+        match pipe.query_async::<()>(conn).await {
+            Err(e) if scripts::is_cross_slot(&e) => {
+                let _: String = redis::cmd("XADD")
+                    .arg(&self.stream)
+                    .arg("*")
+                    .arg(&fields)
+                    .query_async(conn)
+                    .await?;
+                let _: i64 = redis::cmd("XDEL")
+                    .arg(&self.dead)
+                    .arg(&letter.id)
+                    .query_async(conn)
+                    .await?;
+            }
+            other => other?,
+        }
+        Ok(())
     }
 }
