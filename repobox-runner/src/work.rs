@@ -338,6 +338,17 @@ impl<H: JobHandler> Work<H> {
         // not the job's to fail.
         let own = !reason.starts_with(FOREIGN);
         if let Some(job_id) = delivery.field("job_id").filter(|id| own && Job::key_for(*id).is_ok()) {
+            // This entry's own run still holds the job (its runner died, or
+            // is stalled, with a lease longer than the idle time): the entry
+            // stays pending until the lease passes, when this decides again;
+            // dead-lettering it now would leave the job running with nothing
+            // to take it over.
+            if let Ok(Some(lease)) = Job::live_lease(&mut conn, job_id).await
+                && lease.entry.as_deref() == Some(delivery.id.as_str())
+            {
+                tracing::info!(job = %job_id, entry = %delivery.id, "the entry's run holds the job's lease; left pending until the lease passes");
+                return Ok(Done::Skipped);
+            }
             match Job::fail_unless_leased(&mut conn, job_id, None, reason).await {
                 Ok(_) => {}
                 // Gone, undecodable, over or held by a live run: the dead

@@ -759,3 +759,37 @@ async fn a_killed_stream_primary_fails_over_and_no_acknowledged_job_is_stranded(
         assert_valid_history(&job);
     }
 }
+
+/// A runner dies mid-run holding a lease longer than the idle time, and the
+/// job's entry has used up its deliveries: the next runner leaves the entry
+/// pending while the dead run's lease holds (dead-lettering it then would
+/// leave the job `running` with nothing to take it over), and once the lease
+/// has passed marks the job failed and dead-letters the entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_entry_of_a_leased_job_waits_for_the_lease_then_fails_the_job() {
+    let server = repobox_orm::testing::RedisServer::start();
+    let store = Store::open(server.url().as_str()).unwrap();
+    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    q.ensure_group(&mut store.clone()).await.unwrap();
+    enqueue(&store, "held", "hang").await;
+    let cfg = |name: &str| config(name).max_deliveries(1).lease(Duration::from_secs(3));
+    let (_stop_a, a) = spawn_runner(&store, Recorder::default(), cfg("a"));
+    wait_for(async || status(&store, "held").await.status == JobStatus::Running).await;
+    // Runner a dies: its tasks are dropped, its lease is left to pass.
+    a.abort();
+    let _ = a.await;
+    let lease_until = status(&store, "held").await.lease_until.unwrap();
+    let (stop_b, b) = spawn_runner(&store, Recorder::default(), cfg("b"));
+    wait_for(async || q.dead_len(&mut store.clone()).await.unwrap() == 1).await;
+    stop_b.send(()).unwrap();
+    b.await.unwrap();
+    let job = status(&store, "held").await;
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    let failed_at = job.history.last().unwrap().at;
+    assert!(
+        failed_at >= lease_until,
+        "failed at {failed_at}, before the lease passed at {lease_until}"
+    );
+    assert_eq!(q.pending(&mut store.clone()).await.unwrap().count, 0);
+    assert_valid_history(&job);
+}

@@ -246,6 +246,23 @@ impl Job {
         .await
     }
 
+    /// The live lease on the job, by Redis's clock: `Some` while the job is
+    /// `running` under a lease that has not passed. Two round trips.
+    pub async fn live_lease<C: ConnectionLike + Send>(conn: &mut C, id: &str) -> Result<Option<Lease>> {
+        let now = redis_now(conn).await?;
+        let Some(job) = Job::get(conn, id).await? else {
+            return Ok(None);
+        };
+        Ok(match job.lease_until {
+            Some(until) if job.status == JobStatus::Running && until > now => Some(Lease {
+                run_id: job.run_id,
+                entry: job.run_entry,
+                until,
+            }),
+            _ => None,
+        })
+    }
+
     /// Marks the job failed with `reason` (its delivery is being
     /// dead-lettered), unless a run other than `own_run` holds a live lease
     /// on it: that run decides the job's status. `Ok(None)` when the job was
