@@ -239,3 +239,64 @@ async fn requeued_dead_letters_are_run_by_a_runner_that_is_up() {
         assert_eq!(runs_in(&output(&store, id).await), 1, "{id}");
     }
 }
+
+/// The runner holding a job is stopped (`SIGSTOP`) past its lease, another
+/// takes the job over, then the first is continued (`SIGCONT`): its run
+/// finds its lease passed and writes nothing more, neither output nor a
+/// status; the job's output after the takeover is the second run's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_runner_continued_after_a_takeover_writes_nothing() {
+    let server = RedisServer::start();
+    let store = Store::open(server.url().as_str()).unwrap();
+    let mut conn = store.clone();
+    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    q.ensure_group(&mut conn).await.unwrap();
+    let flags = ["--min-idle-secs", "1", "--lease-secs", "2"];
+    let mut a = RunnerProcess::spawn(&server, "a", &flags);
+    let slow = Job::new("paused", "u1", "https://x/slow.git", now_millis());
+    Job::create_and_enqueue(&mut conn, &slow, now_millis()).await.unwrap();
+    wait_for("the first run's first line", async || {
+        runs_in(&output(&store, "paused").await) == 1
+    })
+    .await;
+    let stop = |signal: &str, pid: u32| {
+        let status = Command::new("kill").args([signal, &pid.to_string()]).status().unwrap();
+        assert!(status.success());
+    };
+    stop("-STOP", a.0.id());
+    let _b = RunnerProcess::spawn(&server, "b", &flags);
+    wait_for("the takeover", async || runs_in(&output(&store, "paused").await) == 2).await;
+    stop("-CONT", a.0.id());
+    wait_for("the job to succeed", async || {
+        job(&store, "paused").await.status == JobStatus::Succeeded
+    })
+    .await;
+    wait_for("the entry to be acknowledged", async || nothing_pending(&store).await).await;
+    // Let the first runner go on as far as it would.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let lines = output(&store, "paused").await;
+    let second = lines.iter().rposition(|l| l.starts_with("$ git clone")).unwrap();
+    assert_eq!(
+        lines[second + 1..],
+        [
+            "resolving dependencies",
+            "building (1/2)",
+            "building (2/2)",
+            "running tests",
+            "ok: 12 tests passed"
+        ],
+        "{lines:?}"
+    );
+    let done = job(&store, "paused").await;
+    let statuses: Vec<JobStatus> = done.history.iter().map(|c| c.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            JobStatus::Queued,
+            JobStatus::Running,
+            JobStatus::Running,
+            JobStatus::Succeeded
+        ]
+    );
+    a.kill_9();
+}

@@ -40,16 +40,38 @@ pub trait JobHandler: Send + Sync + 'static {
 /// and its cancellation token: a handler that sees
 /// [`is_cancelled`](Output::is_cancelled) should stop; the job then ends
 /// `cancelled` whatever it returns.
+///
+/// Its writes are fenced by the run's lease: once the lease may have passed
+/// (by this process's clock: the runner could not renew it in time, or the
+/// process was stopped), [`line`](Output::line) refuses with
+/// `Err(LeaseLost)` and writes nothing, so a run that another took over does
+/// not write into the job's output.
 #[derive(Clone)]
 pub struct Output {
     store: Store,
     job_id: String,
     cancel: tokio::sync::watch::Receiver<bool>,
+    held_until: Arc<Mutex<tokio::time::Instant>>,
 }
 
 impl Output {
-    pub(crate) fn new(store: Store, job_id: String, cancel: tokio::sync::watch::Receiver<bool>) -> Self {
-        Output { store, job_id, cancel }
+    pub(crate) fn new(
+        store: Store,
+        job_id: String,
+        cancel: tokio::sync::watch::Receiver<bool>,
+        held_until: Arc<Mutex<tokio::time::Instant>>,
+    ) -> Self {
+        Output {
+            store,
+            job_id,
+            cancel,
+            held_until,
+        }
+    }
+
+    /// Whether the run still holds its lease, by this process's clock.
+    fn holds_lease(&self) -> bool {
+        tokio::time::Instant::now() < *self.held_until.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether someone asked to cancel the job (`repobox jobs cancel`).
@@ -66,8 +88,13 @@ impl Output {
         }
     }
 
-    /// Appends one line.
+    /// Appends one line; `Err(LeaseLost)` once the run may have lost its lease.
     pub async fn line(&self, line: impl AsRef<str>) -> Result<()> {
+        if !self.holds_lease() {
+            return Err(repobox_models::Error::LeaseLost {
+                key: Job::key_for(self.job_id.as_str())?,
+            });
+        }
         Job::append_output(&mut self.store.clone(), &self.job_id, &[line.as_ref()])
             .await
             .map(drop)

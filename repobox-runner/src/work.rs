@@ -260,16 +260,17 @@ impl<H: JobHandler> Work<H> {
         let (cancel, token) = tokio::sync::watch::channel(false);
         let job_id = job.id.clone();
         let job_key = Job::key_for(job.id.as_str()).unwrap_or_default();
-        let output = Output::new(self.store.clone(), job.id.clone(), token);
+        // The lease holds at least until then (each renewal counted from
+        // before it was sent, as the start was); the output is fenced by it.
+        let held_until = Arc::new(Mutex::new(leased_at + self.lease));
+        let output = Output::new(self.store.clone(), job.id.clone(), token, held_until.clone());
         let handler = self.handler.clone();
         let mut run = AbortOnDrop(tokio::spawn(async move { handler.run(job, output).await }));
         let mut conn = self.store.clone();
         let mut beat = tokio::time::interval(self.heartbeat.max(Duration::from_millis(10)));
         let mut check = tokio::time::interval(CANCEL_CHECK);
         beat.tick().await;
-        // The lease holds at least until then (each renewal counted from
-        // before it was sent, as the start was).
-        let mut held_until = leased_at + self.lease;
+        let deadline = || *held_until.lock().unwrap_or_else(|e| e.into_inner());
         let mut give_up_at: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
@@ -284,13 +285,13 @@ impl<H: JobHandler> Work<H> {
                 _ = beat.tick() => {
                     let renewing = tokio::time::Instant::now();
                     match Job::renew_lease(&mut conn, &job_id, run_id, self.lease).await {
-                        Ok(Some(_)) => held_until = renewing + self.lease,
+                        Ok(Some(_)) => *held_until.lock().unwrap_or_else(|e| e.into_inner()) = renewing + self.lease,
                         Ok(None) => {
                             tracing::warn!(job = %job_id, entry = %delivery.id, "the run lost its lease to another run; stopping its handler");
                             run.0.abort();
                             return Ended::LeaseLost;
                         }
-                        Err(e) if tokio::time::Instant::now() >= held_until => {
+                        Err(e) if tokio::time::Instant::now() >= deadline() => {
                             tracing::warn!(job = %job_id, error = %e, "the run could not renew its lease before it passed; stopping its handler");
                             run.0.abort();
                             return Ended::LeaseLost;
@@ -302,7 +303,7 @@ impl<H: JobHandler> Work<H> {
                     }
                 }
                 _ = check.tick() => {
-                    if tokio::time::Instant::now() >= held_until {
+                    if tokio::time::Instant::now() >= deadline() {
                         tracing::warn!(job = %job_id, "the run's lease passed before it could be renewed; stopping its handler");
                         run.0.abort();
                         return Ended::LeaseLost;
