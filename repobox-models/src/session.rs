@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use repobox_orm::prelude::{ConnectionLike, EntityField, RedisEntity};
 use repobox_orm::redis::{self, ErrorKind, Script, ServerErrorKind, Value};
-use repobox_orm::{Error as OrmError, RawHash};
+use repobox_orm::{Error as OrmError, RawHash, script};
 use sha2::{Digest, Sha256};
 
 use crate::{Result, User, redis_now};
@@ -179,7 +179,7 @@ impl Session {
     pub async fn get_valid<C: ConnectionLike + Send>(conn: &mut C, token: &SessionToken) -> Result<Option<Session>> {
         let key = Session::key_for(token.digest())?;
         let shown = <Session as RedisEntity>::META.key.shown(&key);
-        let reply: Vec<Value> = GET.key(&key).invoke_async(conn).await?;
+        let reply: Vec<Value> = script::invoke(conn, &GET, &script::evalsha(&GET, &[&key])).await?;
         let tag = match reply.first() {
             Some(Value::BulkString(b)) => b.as_slice(),
             _ => b"",
@@ -279,21 +279,21 @@ impl Session {
         }
         let set = format!("sessions:user:{}", session.user_id);
         let key = Session::key_for(digest.as_str())?;
-        let mut invocation = EXTEND.key(&key);
-        invocation.key(&set).arg(by_ms).arg(max_ms).arg(&session.user_id);
-        let reply: Vec<String> = match invocation.invoke_async(conn).await {
+        let mut both = script::evalsha(&EXTEND, &[&key, &set]);
+        both.arg(by_ms).arg(max_ms).arg(&session.user_id);
+        let reply: Vec<String> = match script::invoke(conn, &EXTEND, &both).await {
             // On a cluster the set is in another slot: it is lengthened first
             // (to outlive any expiry the script can set), then the session.
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::CrossSlot) => {
+            Err(OrmError::Redis(e)) if e.kind() == ErrorKind::Server(ServerErrorKind::CrossSlot) => {
                 let _: i64 = redis::cmd("PEXPIRE")
                     .arg(&set)
                     .arg(by_ms.saturating_add(SET_SLACK_MS))
                     .arg("GT")
                     .query_async(conn)
                     .await?;
-                let mut alone = EXTEND.key(&key);
+                let mut alone = script::evalsha(&EXTEND, &[&key]);
                 alone.arg(by_ms).arg(max_ms).arg(&session.user_id);
-                alone.invoke_async(conn).await?
+                script::invoke(conn, &EXTEND, &alone).await?
             }
             other => other?,
         };

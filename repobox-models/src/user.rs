@@ -2,6 +2,7 @@ use std::sync::LazyLock;
 
 use repobox_orm::prelude::{ConnectionLike, RedisEntity};
 use repobox_orm::redis::Script;
+use repobox_orm::script;
 
 use crate::Result;
 
@@ -80,21 +81,19 @@ impl User {
         if keys.is_empty() {
             return Ok(deleted);
         }
-        let mut pipe = repobox_orm::redis::pipe();
-        for key in &keys {
-            pipe.cmd("EVALSHA").arg(REVOKE_OWNED.get_hash()).arg(1).arg(key).arg(id);
-        }
-        let answers: Vec<i64> = match pipe.query_async(conn).await {
-            Ok(answers) => answers,
-            // The script is not cached yet: load it, then go again.
-            Err(e)
-                if e.kind() == repobox_orm::redis::ErrorKind::Server(repobox_orm::redis::ServerErrorKind::NoScript) =>
-            {
-                REVOKE_OWNED.load_async(conn).await?;
-                pipe.query_async(conn).await?
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let calls: Vec<repobox_orm::redis::Cmd> = keys
+            .iter()
+            .map(|key| {
+                let mut cmd = script::evalsha(&REVOKE_OWNED, &[key]);
+                cmd.arg(id);
+                cmd
+            })
+            .collect();
+        let answers: Vec<i64> = script::pipeline(conn, &REVOKE_OWNED, &calls)
+            .await?
+            .into_iter()
+            .map(|reply| repobox_orm::redis::from_redis_value(reply).map_err(repobox_orm::redis::RedisError::from))
+            .collect::<std::result::Result<_, _>>()?;
         for answer in answers {
             match answer {
                 1 => deleted.sessions_revoked += 1,

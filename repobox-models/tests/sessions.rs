@@ -209,3 +209,45 @@ async fn a_session_without_an_incarnation_is_refused(mut conn: Store) {
         .unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
 }
+
+/// `SCRIPT FLUSH` every 2 ms: the session scripts (read, extend, revoke the
+/// user's own) are loaded again as often as it takes; no call fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_calls_ride_out_a_script_flush_storm() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let server = repobox_orm::testing::RedisServer::start();
+    let mut conn = Store::open(server.url().as_str()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flusher = {
+        let stop = stop.clone();
+        let mut admin = server.connection().await;
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut admin).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    for round in 0..60 {
+        let id = format!("storm{round}");
+        User::create(&mut conn, &user(&id, round)).await.unwrap();
+        let (token, _) = Session::create_user_session(&mut conn, &id, None, None).await.unwrap();
+        Session::create_user_session(&mut conn, &id, None, None).await.unwrap();
+        assert!(
+            Session::get_valid(&mut conn, &token).await.unwrap().is_some(),
+            "round {round}"
+        );
+        assert!(
+            Session::extend(&mut conn, &token, Duration::from_secs(60))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let deleted = User::delete_with_sessions(&mut conn, &id).await.unwrap();
+        assert_eq!(deleted.sessions_revoked, 2, "round {round}");
+    }
+    stop.store(true, Ordering::SeqCst);
+    flusher.await.unwrap();
+}

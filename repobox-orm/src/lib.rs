@@ -48,6 +48,46 @@ pub mod meta;
 mod page;
 pub mod queue;
 mod scripts;
+pub mod script {
+    //! Running a Lua script of your own the way repobox runs its own: as
+    //! `EVALSHA` with every key in `KEYS`, loading the script again as often
+    //! as the server loses it (a restart, a failover, `SCRIPT FLUSH`) within
+    //! 10 s of a call.
+
+    use redis::aio::ConnectionLike;
+    use redis::{Cmd, FromRedisValue, Script, Value};
+
+    use crate::error::Result;
+
+    /// `EVALSHA <sha> <number of keys> <keys..>` of `script`; add `ARGV` to it.
+    pub fn evalsha<K: redis::ToRedisArgs>(script: &Script, keys: &[K]) -> Cmd {
+        crate::scripts::evalsha(script, keys)
+    }
+
+    /// Runs `cmd`, an [`evalsha`] of `script`.
+    pub async fn invoke<T: FromRedisValue, C: ConnectionLike + Send>(
+        conn: &mut C,
+        script: &Script,
+        cmd: &Cmd,
+    ) -> Result<T> {
+        crate::scripts::run(conn, script, cmd).await
+    }
+
+    /// Sends `cmds` (each an [`evalsha`] of `script`, or any other command)
+    /// as one pipeline; each reply in its place, server errors as values.
+    pub async fn pipeline<C: ConnectionLike + Send>(conn: &mut C, script: &Script, cmds: &[Cmd]) -> Result<Vec<Value>> {
+        let mut replies = crate::engine::pipeline::query(conn, cmds).await?;
+        crate::scripts::resend_unknown(
+            conn,
+            cmds,
+            &mut replies,
+            script,
+            &mut crate::scripts::Reloads::default(),
+        )
+        .await?;
+        Ok(replies)
+    }
+}
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
