@@ -418,7 +418,10 @@ fn index_check_and_repair_count_everything_and_exit_3_on_findings() {
     assert_eq!(owner, "u2", "the holder keeps its value");
     // The set it created follows its sessions' TTL, as one repobox makes does.
     let ttl: i64 = redis::cmd("PTTL").arg("sessions:user:u1").query(&mut conn).unwrap();
-    assert!(ttl > 0, "the created set has a TTL: {ttl}");
+    assert!(
+        ttl > 0 && ttl <= 600_000,
+        "the created set lives as long as its session (10 min), not the declared 7 days: {ttl}"
+    );
 
     // Until a person settles the conflict, check keeps saying so.
     assert_eq!(repobox(Some(&server), &["index"]).status.code(), Some(3));

@@ -276,6 +276,33 @@ async fn keys_of<C: ConnectionLike + Send>(
     Ok((typed, skipped))
 }
 
+/// How long an index key that a repair adds `repairs` to must live, in ms
+/// (0: no TTL): as long as the longest-lived of those entities, as the
+/// writes keep it (a session set follows its sessions, however far they were
+/// extended); the entity's declared TTL where a hash has none left to read.
+async fn index_key_life<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, repairs: &[Repair]) -> Result<u64> {
+    let Some(declared) = E::META.ttl else {
+        return Ok(0);
+    };
+    let cmds: Vec<redis::Cmd> = repairs
+        .iter()
+        .map(|r| {
+            let mut cmd = redis::cmd("PTTL");
+            cmd.arg(&r.hash_key);
+            cmd
+        })
+        .collect();
+    let left = pipeline::query(conn, &cmds)
+        .await?
+        .into_iter()
+        .filter_map(|v| redis::from_redis_value::<i64>(v).ok())
+        .filter_map(|ms| u64::try_from(ms).ok())
+        .max();
+    Ok(left
+        .filter(|ms| *ms > 0)
+        .unwrap_or_else(|| u64::try_from(declared.as_millis()).unwrap_or(u64::MAX)))
+}
+
 /// Walks every hash of `E` and finds the entities missing from the index key
 /// their fields give; a repair adds them (each only if the entity still holds
 /// those fields), giving an index key it creates the entity's TTL. A unique
@@ -415,12 +442,10 @@ async fn find_missing<E: RedisEntity, C: ConnectionLike + Send>(
         }
     }
     if repair {
-        let ttl_ms = E::META
-            .ttl
-            .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
         for ((i, index_key), repairs) in missing {
             let index = &E::META.indexes[i];
-            run_repair(conn, index, &index_key, &check_fields(index), &repairs, ttl_ms).await?;
+            let life = index_key_life::<E, C>(conn, &repairs).await?;
+            run_repair(conn, index, &index_key, &check_fields(index), &repairs, life).await?;
         }
     }
     Ok(())
