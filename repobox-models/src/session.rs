@@ -179,7 +179,9 @@ impl Session {
     pub async fn get_valid<C: ConnectionLike + Send>(conn: &mut C, token: &SessionToken) -> Result<Option<Session>> {
         let key = Session::key_for(token.digest())?;
         let shown = <Session as RedisEntity>::META.key.shown(&key);
-        let reply: Vec<Value> = script::invoke(conn, &GET, &script::evalsha(&GET, &[&key])).await?;
+        let mut read = script::evalsha(&GET, &[&key]);
+        read.arg(millis(Session::LONGEST)?);
+        let reply: Vec<Value> = script::invoke(conn, &GET, &read).await?;
         let tag = match reply.first() {
             Some(Value::BulkString(b)) => b.as_slice(),
             _ => b"",
@@ -234,7 +236,8 @@ impl Session {
 
     /// Moves the session's expiry to `by` from now by Redis's clock, and its
     /// TTL with it, atomically, never past `max_lifetime` from its creation
-    /// and never earlier than it was. A session past its `expires_at`, whose
+    /// and never earlier than it was (unless it was past that cap: another
+    /// writer's value, brought back to it). A session past its `expires_at`, whose
     /// lifetime is used up, whose stored times are not timestamps in range,
     /// or whose user is gone or another incarnation, is not brought back: it
     /// is revoked and `None` returned; so is an absent one. A zero `by` or

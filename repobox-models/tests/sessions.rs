@@ -144,7 +144,13 @@ async fn expiry_arithmetic_never_wraps_and_never_trusts_stored_values(mut conn: 
         .await
         .unwrap()
         .expect("valid");
-    assert!(capped.expires_at >= longest.expires_at, "never shortened");
+    // An extension under the 30-day cap brings an expiry past that cap
+    // back to it.
+    assert!(capped.expires_at <= session.created_at + Session::MAX_LIFETIME.as_millis() as i64);
+    assert!(
+        capped.expires_at >= session.expires_at,
+        "never shorter than the session had"
+    );
     let stored: i64 = conn.hget(&key, "expires_at").await.unwrap();
     assert_eq!(stored, capped.expires_at);
     let ttl: i64 = conn.pttl(&key).await.unwrap();
@@ -165,6 +171,7 @@ async fn expiry_arithmetic_never_wraps_and_never_trusts_stored_values(mut conn: 
         "9223372036854775807",
         "-9223372036854775808",
         "9007199254740993",
+        "9007199254740991",
         "1e18",
         "soon",
         "",
@@ -185,6 +192,23 @@ async fn expiry_arithmetic_never_wraps_and_never_trusts_stored_values(mut conn: 
             assert!(!conn.exists::<_, bool>(&k).await.unwrap(), "{bad:?} revoked");
         }
     }
+    // A stored expiry past the lifetime's cap (in range) is brought back to
+    // the cap by an extension, never kept.
+    let (t, s) = Session::create_user_session(&mut conn, "u", None, None).await.unwrap();
+    let far = s.created_at + 60 * 24 * 3600 * 1000;
+    let _: () = conn
+        .hset(format!("session:{}", t.digest()), "expires_at", far)
+        .await
+        .unwrap();
+    let extended = Session::extend(&mut conn, &t, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        extended.expires_at <= s.created_at + Session::MAX_LIFETIME.as_millis() as i64,
+        "{} is past the 30-day cap",
+        extended.expires_at
+    );
     // So is a created_at out of range, when extending.
     let (t, _) = Session::create_user_session(&mut conn, "u", None, None).await.unwrap();
     let _: () = conn

@@ -23,13 +23,16 @@ local by, longest = stamp(ARGV[1]), stamp(ARGV[2])
 if not by or not longest or by > 3153600000000 or longest > 3153600000000 then
   return redis.error_reply('ERR extend_session: durations out of range')
 end
-if not created or not expires then return { 'corrupt' } end
+-- An expiry further than 100 years (the longest any call allows) from now
+-- is out of range, as get_session.lua judges it.
+if not created or not expires or expires > now + 3153600000000 then return { 'corrupt' } end
 if expires <= now then return { 'expired' } end
 local new = now + by
 local cap = created + longest
 if new > cap then new = cap end
 if new <= now then return { 'expired' } end
-if new < expires then new = expires end
+-- Never shortened, unless it was past the cap (another writer's value).
+if new < expires and expires <= cap then new = expires end
 if new >= LIMIT then return { 'corrupt' } end
 redis.call('HSET', KEYS[1], 'expires_at', string.format('%d', new))
 redis.call('PEXPIREAT', KEYS[1], string.format('%d', new))

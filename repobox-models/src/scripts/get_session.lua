@@ -1,4 +1,6 @@
--- Reads a session, judged by Redis's own clock. KEYS[1] is the session hash.
+-- Reads a session, judged by Redis's own clock. KEYS[1] is the session hash,
+-- ARGV[1] the longest a session can live (ms): an `expires_at` further than
+-- that from now is out of range.
 -- Answers { 'missing' }, { 'expired' } for a session past its `expires_at`
 -- (the caller revokes it), { 'corrupt' } for one whose `expires_at` is
 -- absent or not a decimal integer in [0, 2^53) (never trusted: the caller revokes
@@ -13,7 +15,7 @@ for i = 1, #fields, 2 do
   local v = fields[i + 1]
   if fields[i] == 'expires_at' and #v <= 16 and string.match(v, '^%d+$') then expires = tonumber(v) end
 end
-if not expires or expires >= LIMIT then return { 'corrupt' } end
+if not expires or expires >= LIMIT or expires > now + tonumber(ARGV[1]) then return { 'corrupt' } end
 if expires <= now then return { 'expired' } end
 local out = { 'ok' }
 for i = 1, #fields do out[i + 1] = fields[i] end
