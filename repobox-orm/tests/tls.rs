@@ -93,3 +93,16 @@ async fn rediss_to_a_plain_server_is_a_tls_handshake_failure_at_once() {
     // One TLS attempt and one plain probe: no retries.
     assert_eq!(connections(&mut admin).await - before, 2);
 }
+
+/// The same for `rediss+cluster://` pointed at plain nodes.
+#[tokio::test]
+async fn rediss_cluster_to_plain_nodes_is_a_tls_handshake_failure_at_once() {
+    let server = RedisServer::start();
+    let url = format!("rediss+cluster://127.0.0.1:{}", server.port());
+    let config = StoreConfig::default().connect_timeout(std::time::Duration::from_millis(800));
+    let store = Store::with_config(url.as_str(), config).unwrap();
+    let err = round_trip(&store).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("TLS handshake failed"), "{text}");
+    assert!(text.contains("plain Redis"), "{text}");
+}

@@ -30,6 +30,8 @@ pub(super) struct Inner {
     pub closed: AtomicBool,
     pub in_flight: AtomicUsize,
     pub idle: Notify,
+    /// A cluster's first node, when the cluster is reached over TLS.
+    pub cluster_tls_node: Option<String>,
 }
 
 impl Inner {
@@ -44,6 +46,7 @@ impl Inner {
             closed: AtomicBool::new(closed),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
+            cluster_tls_node: None,
         }
     }
 
@@ -105,13 +108,11 @@ impl Inner {
     }
 
     /// `host:port` of a single server reached over TLS (`rediss://`).
+    /// (A cluster's: the first node it was given.)
     fn tls_address(&self) -> Option<String> {
         match &self.client {
-            Client::Single(client) => match client.get_connection_info().addr() {
-                redis::ConnectionAddr::TcpTls { host, port, .. } => Some(format!("{host}:{port}")),
-                _ => None,
-            },
-            Client::Cluster(_) => None,
+            Client::Single(client) => tls_address(client.get_connection_info()),
+            Client::Cluster(_) => self.cluster_tls_node.clone(),
         }
     }
 
@@ -209,6 +210,14 @@ async fn probe_plain(addr: &str) -> bool {
 /// cannot help.
 pub(super) fn is_tls_handshake_failure(err: &RedisError) -> bool {
     err.kind() == redis::ErrorKind::InvalidClientConfig
+}
+
+/// `host:port` of a node reached over TLS.
+pub(super) fn tls_address(info: &redis::ConnectionInfo) -> Option<String> {
+    match info.addr() {
+        redis::ConnectionAddr::TcpTls { host, port, .. } => Some(format!("{host}:{port}")),
+        _ => None,
+    }
 }
 
 /// Counts a command in flight for as long as it lives.

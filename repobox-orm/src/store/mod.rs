@@ -97,16 +97,20 @@ impl Store {
 
     /// A store for `url` with `config`; connects on the first command.
     pub fn with_config(url: impl IntoEndpoint, config: StoreConfig) -> Result<Store> {
+        let mut tls_node = None;
         let (client, db) = match url.into_endpoint()? {
             Endpoint::Server(info) => {
                 let db = info.redis_settings().db();
                 (Client::Single(single_client(info, &config)?), db)
             }
-            Endpoint::Cluster(nodes) => (Client::Cluster(cluster_client(nodes, &config)?), 0),
+            Endpoint::Cluster(nodes) => {
+                tls_node = nodes.first().and_then(connection::tls_address);
+                (Client::Cluster(cluster_client(nodes, &config)?), 0)
+            }
         };
-        Ok(Store {
-            inner: Arc::new(Inner::new(client, config, db, false)),
-        })
+        let mut inner = Inner::new(client, config, db, false);
+        inner.cluster_tls_node = tls_node;
+        Ok(Store { inner: Arc::new(inner) })
     }
 
     /// A store for the Redis Cluster that `nodes` belong to (any reachable
@@ -151,12 +155,11 @@ impl Store {
     pub fn dedicated(&self) -> Store {
         let config = self.inner.config.clone().response_timeout(None);
         Store {
-            inner: Arc::new(Inner::new(
-                self.inner.client.clone(),
-                config,
-                self.inner.db,
-                self.is_closed(),
-            )),
+            inner: Arc::new({
+                let mut inner = Inner::new(self.inner.client.clone(), config, self.inner.db, self.is_closed());
+                inner.cluster_tls_node = self.inner.cluster_tls_node.clone();
+                inner
+            }),
         }
     }
 
