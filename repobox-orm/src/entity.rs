@@ -133,7 +133,7 @@ impl<'a> RawHash<'a> {
                 }
             }
             Value::ServerError(e) => {
-                return Err(Error::Redis(e.clone().into()));
+                return Err(Error::from(redis::RedisError::from(e.clone())));
             }
             _ => return Err(bad("not a hash")),
         }

@@ -151,6 +151,17 @@ impl Error {
     /// through several writes: the writes before the failure may have been
     /// applied, so the outcome is unknown, except for a refusal that comes
     /// before any write (`OOM`).
+    /// This error as the outcome of a write some of whose steps were applied
+    /// before it (an ordered write on a cluster past its first write): the
+    /// outcome is unknown, whatever refused the later step (an `OOM` there
+    /// does not mean that nothing was written).
+    pub(crate) fn after_writes(self) -> Error {
+        match self {
+            Error::WriteOutcomeUnknown(detail) => Error::WriteOutcomeUnknown(detail),
+            other => Error::WriteOutcomeUnknown(format!("after part of the write was applied: {other}")),
+        }
+    }
+
     pub(crate) fn part_way(&self) -> Error {
         match self {
             Error::OutOfMemory(detail) => Error::OutOfMemory(detail.clone()),

@@ -469,6 +469,16 @@ async fn an_oom_refusal_is_its_own_error_and_writes_nothing() {
             .query_async::<()>(&mut conn)
             .await
             .map_err(repobox_orm::Error::from),
+        // A transaction whose command is refused is aborted as a whole.
+        redis::pipe()
+            .atomic()
+            .rpush("list", &big)
+            .ignore()
+            .pexpire("list", 1000)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(repobox_orm::Error::from),
     ];
     for (i, r) in refused.into_iter().enumerate() {
         let Err(e) = r else {

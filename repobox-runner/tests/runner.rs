@@ -793,3 +793,62 @@ async fn an_exhausted_entry_of_a_leased_job_waits_for_the_lease_then_fails_the_j
     assert_eq!(q.pending(&mut store.clone()).await.unwrap().count, 0);
     assert_valid_history(&job);
 }
+
+/// On a cluster the primary of `jobs:stream` is out of memory while the
+/// job's own primary is not: `create_and_enqueue` writes the job, then its
+/// `XADD` is refused. That is not "nothing was written" (an `OutOfMemory`
+/// would tell the caller to submit the job again): it is an outcome to read,
+/// the job exists, and once the node has memory again the outbox sweep
+/// enqueues it and it runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_stream_node_after_the_job_was_written_is_an_unknown_outcome_not_a_refusal() {
+    let cluster = repobox_orm::testing::RedisCluster::start(3, 0);
+    let store = cluster.store();
+    let mut conn = store.clone();
+    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    q.ensure_group(&mut conn).await.unwrap();
+    let stream_node = cluster.owner_of(cluster.slot_of(JOBS_STREAM));
+    let id = (0..100)
+        .map(|i| format!("oom{i}"))
+        .find(|id| {
+            let node = cluster.owner_of(cluster.slot_of(&format!("job:{id}")));
+            let outbox = cluster.owner_of(cluster.slot_of(&format!("{JOBS_STREAM}:outbox")));
+            node != stream_node
+                && outbox != stream_node
+                && cluster.owner_of(cluster.slot_of("jobs:user:u1")) != stream_node
+        })
+        .expect("a job id on another primary");
+    let max_memory = |max: &str| {
+        let mut c = cluster.nodes()[stream_node].client().get_connection().unwrap();
+        let () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(max)
+            .query(&mut c)
+            .unwrap();
+        let () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory-policy")
+            .arg("noeviction")
+            .query(&mut c)
+            .unwrap();
+    };
+    max_memory("1");
+    let job = Job::new(id.as_str(), "u1", "ok", now_millis());
+    let first = Job::create_and_enqueue(&mut conn, &job, now_millis()).await;
+    assert!(
+        matches!(&first, Err(Error::Orm(repobox_orm::Error::WriteOutcomeUnknown(_)))),
+        "{first:?}"
+    );
+    assert!(
+        Job::exists(&mut conn, id.as_str()).await.unwrap(),
+        "the job was written"
+    );
+    max_memory("0");
+    let handler = Recorder::default();
+    let (stop, handle) = spawn_runner(&store, handler.clone(), config("r"));
+    wait_for(async || status(&store, &id).await.status == JobStatus::Succeeded && settled(&store).await).await;
+    stop.send(()).unwrap();
+    handle.await.unwrap();
+    assert_eq!(handler.runs_of(&id), 1);
+}

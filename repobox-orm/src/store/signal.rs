@@ -60,10 +60,22 @@ impl From<redis::RedisError> for Error {
     }
 }
 
-/// Whether the server refused a command for lack of memory: `-OOM ...`, or
-/// a script's write refused so (`... OOM command not allowed ...`).
+/// Whether the server refused a command for lack of memory: `-OOM ...`, a
+/// script's write refused so (`... OOM command not allowed ...`), or a
+/// transaction aborted because one of its commands was.
 fn is_oom(err: &RedisError) -> bool {
-    err.code() == Some("OOM") || err.to_string().contains("OOM command not allowed")
+    if err.code() == Some("OOM") {
+        return true;
+    }
+    // A transaction aborted (EXECABORT) because a command was refused so.
+    if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ExecAbort)
+        && let Some(errors) = err.clone().into_server_errors()
+        && errors.iter().any(|(_, e)| e.code() == "OOM")
+    {
+        return true;
+    }
+    let text = err.to_string();
+    text.contains("OOM command not allowed") || text.contains("\"OOM\": command not allowed")
 }
 
 #[cfg(test)]

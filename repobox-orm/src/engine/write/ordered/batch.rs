@@ -28,7 +28,9 @@ pub(crate) async fn run_ordered_many<C: ConnectionLike + Send>(
         if let Err(e) = ordered_chunk(conn, plans, chunk, &mut results, &mut alone).await {
             for &i in chunk {
                 if results[i].is_none() && !alone.contains(&i) {
-                    results[i] = Some(Err(e.part_way()));
+                    // Some steps of the chunk may have run: an outcome to
+                    // read, whatever refused the later one.
+                    results[i] = Some(Err(Error::WriteOutcomeUnknown(e.to_string())));
                 }
             }
         }

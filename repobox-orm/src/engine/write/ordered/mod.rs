@@ -95,7 +95,7 @@ pub(super) fn parse_entry(key: &str, reply: Value) -> Result<Entry> {
             key: key.to_owned(),
             detail: "WRONGTYPE: the key holds the wrong kind of value".into(),
         }),
-        Value::ServerError(e) => Err(Error::Redis(e.into())),
+        Value::ServerError(e) => Err(Error::from(redis::RedisError::from(e))),
         other => Err(Error::UnexpectedReply {
             key: key.to_owned(),
             detail: format!("index step answered {other:?}"),
@@ -166,6 +166,7 @@ pub(crate) async fn run_ordered<C: ConnectionLike + Send>(
                 | Error::Contention { .. }
                 | Error::InvalidArgument { .. }
                 | Error::Encode { .. }
+                | Error::OutOfMemory(_)
                 | Error::UnexpectedReply { .. })
     ) && let Err(e) = outbox::clear(conn, stream, &attempt).await
     {
@@ -192,7 +193,9 @@ async fn run_steps<C: ConnectionLike + Send>(
                 Step::Done(outcome) => {
                     checkpoint!(plan, HashWritten);
                     let after = after_hash(plan, &ops, 0, matches!(outcome, Outcome::Done(_)));
-                    finish(conn, plan, &after).await?;
+                    // The hash is gone: a failure now leaves entries that
+                    // reads skip, and the caller an outcome to read.
+                    finish(conn, plan, &after).await.map_err(Error::after_writes)?;
                     return Ok(outcome);
                 }
                 Step::Again => continue,
@@ -284,13 +287,20 @@ async fn run_steps<C: ConnectionLike + Send>(
         }
         checkpoint!(plan, HashWritten);
         // Step 4: old entries go, new ones get their final score and TTL.
+        // The hash is written: a failure from here on is not "nothing was
+        // written" (an OOM on the stream's node included), but an outcome
+        // to read; the outbox sweep finishes a stream entry left behind.
         let after = after_hash(plan, &ops, life, false);
-        finish(conn, plan, &after).await?;
+        finish(conn, plan, &after).await.map_err(Error::after_writes)?;
         let id = match plan.extras.stream {
             Some((stream, entry)) if let Some(attempt) = outboxed => {
-                let id = outbox::append(conn, stream, entry).await?;
+                let id = outbox::append(conn, stream, entry).await.map_err(Error::after_writes)?;
                 checkpoint!(plan, Appended);
-                outbox::clear(conn, stream, attempt).await?;
+                // The entry is appended; a record left behind only makes the
+                // sweep append it again, which a consumer must take anyway.
+                if let Err(e) = outbox::clear(conn, stream, attempt).await {
+                    tracing::warn!(key = %plan.target.shown(), error = %e, "could not clear an outbox record; the sweep will append its entry again");
+                }
                 Some(id)
             }
             _ => None,
