@@ -50,15 +50,17 @@ fn invalid(reason: String) -> Error {
 static INSTALLED: RwLock<Option<Arc<KeyRing>>> = RwLock::new(None);
 
 impl KeyRing {
-    /// A ring of `(id, 32-byte key)`; the first seals. Ids are non-empty,
-    /// hold no `:` or `,`, and are unique: a value names the key that opens it.
+    /// A ring of `(id, 32-byte key)`; the first seals. Ids are 1 to 64
+    /// printable ASCII characters other than `:` and `,` (so two ids never
+    /// look alike: no invisible or bidi characters), and are unique: a value
+    /// names the key that opens it.
     pub fn new<I: Into<String>>(keys: impl IntoIterator<Item = (I, [u8; 32])>) -> Result<Self> {
         let mut ring: Vec<(String, Aes256Gcm)> = Vec::new();
         for (id, key) in keys {
             let id = id.into();
-            if id.is_empty() || id.contains([':', ',']) || id.chars().any(char::is_whitespace) {
+            if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_graphic() && c != ':' && c != ',') {
                 return Err(invalid(format!(
-                    "key id {} must be non-empty, without `:`, `,` or spaces",
+                    "key id {} must be 1 to 64 printable ASCII characters, without `:` or `,`",
                     Shown::new(&id)
                 )));
             }
@@ -297,6 +299,15 @@ mod tests {
             assert!(!err.contains(&b64(1)), "{err}");
         }
         assert!(!format!("{rotated:?}").contains(&b64(2)));
+    }
+
+    #[test]
+    fn key_ids_that_could_look_alike_are_refused() {
+        for id in ["k1\u{200b}", "k\u{202e}1", "ключ", "", &"k".repeat(65)] {
+            let err = KeyRing::new([(id, [1u8; 32])]).unwrap_err();
+            assert!(err.to_string().contains("printable ASCII"), "{id:?}: {err}");
+        }
+        assert!(KeyRing::new([("k1", [1u8; 32]), ("k1-old.2", [2u8; 32])]).is_ok());
     }
 
     #[test]

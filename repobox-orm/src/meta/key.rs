@@ -213,6 +213,14 @@ fn refusal(c: char, first: bool) -> Option<&'static str> {
             } else if first && GeneralCategoryGroup::Mark.contains(category) {
                 // It would combine with the template's text before it (`user:́x`).
                 Some("starts with a combining mark")
+            } else if matches!(category, GeneralCategory::Unassigned | GeneralCategory::PrivateUse) {
+                // Nothing a reader can tell apart: no glyph, or one of a private font.
+                Some("holds an unassigned, noncharacter or private-use code point")
+            } else if matches!(c, '\u{2800}' | '\u{FFFC}' | '\u{FFFD}') {
+                // Symbols that render as a blank or stand for a lost character
+                // (Braille blank, object and replacement characters): the
+                // Unicode data has no property that names them.
+                Some("holds a blank or replacement symbol")
             } else {
                 None
             }
@@ -223,6 +231,25 @@ fn refusal(c: char, first: bool) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unassigned_private_and_blank_symbols_are_refused() {
+        for c in [
+            '\u{2800}',
+            '\u{FFFC}',
+            '\u{FFFD}',
+            '\u{E000}',
+            '\u{F8FF}',
+            '\u{F0000}',
+            '\u{10FFFF}',
+            '\u{D7FF}',
+        ] {
+            assert!(refusal(c, false).is_some(), "{:04X}", u32::from(c));
+        }
+        for c in ['é', '日', '😀', 'ß'] {
+            assert_eq!(refusal(c, false), None, "{c}");
+        }
+    }
 
     static REPO_CACHE: KeyTemplate = KeyTemplate {
         source: "repo_cache:{<user_id>}:<provider>",
