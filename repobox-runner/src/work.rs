@@ -25,6 +25,16 @@ pub(crate) enum Done {
     LeaseLost,
 }
 
+/// What becomes of a delivery once its run's outcome is written.
+enum Then {
+    /// Acknowledged: the job is over (or cancelled).
+    Ack(Done),
+    /// The last delivery failed: to the dead letters, with the reason.
+    DeadLetter(String),
+    /// Left pending, to be delivered again.
+    Redeliver,
+}
+
 /// How a run's handler ended.
 enum Ended {
     /// It returned (or panicked: an error).
@@ -133,89 +143,65 @@ impl<H: JobHandler> Work<H> {
         let started = job.clone();
         let ended = self.run_handler(job, &run_id, delivery, leased_at).await;
         self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job_id);
-        let now = now_millis();
-        let (result, cancelled) = match ended {
-            Ended::Returned(result) => (result, false),
-            Ended::Cancelled => (Err("cancelled".into()), true),
-            Ended::LeaseLost => {
-                // Another run holds the job now: it writes its status, and
-                // this delivery is left to it (never acknowledged here).
+        let failure = |reason: String| JobOutcome {
+            exit_code: None,
+            error: Some(reason),
+        };
+        // What the run's end writes on the job, and what becomes of the delivery.
+        let (to, outcome, then) = match ended {
+            // Another run holds the job now: it writes the status, and this
+            // delivery is left to it (never acknowledged here).
+            Ended::LeaseLost => return Ok(Done::LeaseLost),
+            Ended::Cancelled => (
+                JobStatus::Cancelled,
+                failure("cancelled".into()),
+                Then::Ack(Done::Cancelled),
+            ),
+            Ended::Returned(Ok(code)) => {
+                let (to, done) = if code == 0 {
+                    (JobStatus::Succeeded, Done::Succeeded)
+                } else {
+                    (JobStatus::Failed, Done::Failed)
+                };
+                let outcome = JobOutcome {
+                    exit_code: Some(code),
+                    error: None,
+                };
+                (to, outcome, Then::Ack(done))
+            }
+            // The last delivery failed: the job fails, the entry is dead-lettered.
+            Ended::Returned(Err(reason)) if delivery.deliveries >= self.queue.max_deliveries_value() => {
+                (JobStatus::Failed, failure(reason.clone()), Then::DeadLetter(reason))
+            }
+            Ended::Returned(Err(reason)) => {
+                tracing::warn!(job = %job_id, delivery = delivery.deliveries, %reason, "job failed; it will be delivered again");
+                (JobStatus::Queued, failure(reason), Then::Redeliver)
+            }
+        };
+        match Job::update_status_from(&mut conn, started, to, now_millis(), outcome).await {
+            Ok(_) => {}
+            Err(Error::LeaseLost { .. }) => {
+                tracing::warn!(job = %job_id, entry = %delivery.id, "the run lost its lease before it could record its outcome; the run that holds the job records it");
                 return Ok(Done::LeaseLost);
             }
-        };
-        let finish = |to: JobStatus, outcome: JobOutcome| {
-            let mut conn = conn.clone();
-            let started = started.clone();
-            async move { Job::update_status_from(&mut conn, started, to, now, outcome).await }
-        };
-        let recorded = if cancelled {
-            let outcome = JobOutcome {
-                exit_code: None,
-                error: Some("cancelled".into()),
-            };
-            finish(JobStatus::Cancelled, outcome).await.map(|_| Done::Cancelled)
-        } else {
-            match result {
-                Ok(code) => {
-                    let (status, done) = if code == 0 {
-                        (JobStatus::Succeeded, Done::Succeeded)
-                    } else {
-                        (JobStatus::Failed, Done::Failed)
-                    };
-                    let outcome = JobOutcome {
-                        exit_code: Some(code),
-                        error: None,
-                    };
-                    finish(status, outcome).await.map(|_| done)
-                }
-                Err(reason) if delivery.deliveries >= self.queue.max_deliveries_value() => {
-                    // The last delivery failed: the job fails, and the entry
-                    // goes to the dead letters.
-                    let outcome = JobOutcome {
-                        exit_code: None,
-                        error: Some(reason.clone()),
-                    };
-                    match finish(JobStatus::Failed, outcome).await {
-                        Ok(_) => {
-                            if let Some(held_back) = DEAD_LETTERING.admit() {
-                                tracing::warn!(entry = %delivery.id, deliveries = delivery.deliveries, %reason, "dead-lettering a delivery{held_back}");
-                            }
-                            return match self
-                                .queue
-                                .dead_letter(&mut conn, delivery, &self.consumer, &reason)
-                                .await
-                            {
-                                Ok(_) => Ok(Done::DeadLettered),
-                                Err(e) => Err(format!("the delivery could not be dead-lettered: {e}")),
-                            };
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-                Err(reason) => {
-                    tracing::warn!(job = %job_id, delivery = delivery.deliveries, %reason, "job failed; it will be delivered again");
-                    let outcome = JobOutcome {
-                        exit_code: None,
-                        error: Some(reason),
-                    };
-                    return match finish(JobStatus::Queued, outcome).await {
-                        Ok(_) => Ok(Done::Retried),
-                        Err(Error::LeaseLost { .. }) => Ok(Done::LeaseLost),
-                        Err(e) => Err(format!("the job could not be queued again: {e}")),
-                    };
-                }
-            }
-        };
-        match recorded {
-            Ok(done) => {
+            Err(e) => return Err(format!("the job's outcome could not be recorded: {e}")),
+        }
+        match then {
+            Then::Ack(done) => {
                 self.ack(delivery).await?;
                 Ok(done)
             }
-            Err(Error::LeaseLost { .. }) => {
-                tracing::warn!(job = %job_id, entry = %delivery.id, "the run lost its lease before it could record its outcome; the run that holds the job records it");
-                Ok(Done::LeaseLost)
+            Then::DeadLetter(reason) => {
+                if let Some(held_back) = DEAD_LETTERING.admit() {
+                    tracing::warn!(entry = %delivery.id, deliveries = delivery.deliveries, %reason, "dead-lettering a delivery{held_back}");
+                }
+                self.queue
+                    .dead_letter(&mut conn, delivery, &self.consumer, &reason)
+                    .await
+                    .map(|_| Done::DeadLettered)
+                    .map_err(|e| format!("the delivery could not be dead-lettered: {e}"))
             }
-            Err(e) => Err(format!("the job's outcome could not be recorded: {e}")),
+            Then::Redeliver => Ok(Done::Retried),
         }
     }
 

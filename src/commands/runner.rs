@@ -45,12 +45,19 @@ pub async fn runner(store: &Store, args: RunnerArgs, json: bool) -> anyhow::Resu
             "retried": stats.retried,
             "dead_lettered": stats.dead_lettered,
             "released": stats.released,
+            "lease_lost": stats.lease_lost,
         });
         println!("{}", json_line(&out));
     } else {
         eprintln!(
-            "runner stopped: {} succeeded, {} failed, {} cancelled, {} retried, {} dead-lettered, {} released",
-            stats.succeeded, stats.failed, stats.cancelled, stats.retried, stats.dead_lettered, stats.released
+            "runner stopped: {} succeeded, {} failed, {} cancelled, {} retried, {} dead-lettered, {} released, {} lost their lease",
+            stats.succeeded,
+            stats.failed,
+            stats.cancelled,
+            stats.retried,
+            stats.dead_lettered,
+            stats.released,
+            stats.lease_lost
         );
     }
     Ok(())

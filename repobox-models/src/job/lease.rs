@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use repobox_orm::prelude::ConnectionLike;
 
-use super::{Job, JobOutcome, JobPatch, JobStatus, StatusChange};
+use super::{ATTEMPTS, Job, JobOutcome, JobPatch, JobStatus, StatusChange, contention, not_found};
 use crate::{Error, Result, redis_now};
 
 /// The longest lease a run may take: a day. Longer ones are refused, so the
@@ -107,12 +107,11 @@ impl Job {
         entry_user: Option<&str>,
         lease: Duration,
     ) -> Result<Start> {
-        const ATTEMPTS: u32 = 8;
         let lease_ms = lease_millis(lease)?;
         for _ in 0..ATTEMPTS {
             let now = redis_now(conn).await?;
             let Some(mut job) = Job::get(conn, id).await? else {
-                return Err(repobox_orm::Error::NotFound { key: Job::key_for(id)? }.into());
+                return Err(not_found(id));
             };
             if entry_user.is_some_and(|user| user != job.user_id) {
                 return Ok(Start::ForeignEntry { owner: job.user_id });
@@ -182,11 +181,7 @@ impl Job {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(repobox_orm::Error::Contention {
-            key: Job::key_for(id)?,
-            attempts: ATTEMPTS,
-        }
-        .into())
+        Err(contention(id))
     }
 
     /// Renews run `run_id`'s lease on the job to `lease` from now by Redis's
@@ -273,7 +268,6 @@ impl Job {
         own_run: Option<&str>,
         reason: &str,
     ) -> Result<Option<Job>> {
-        const ATTEMPTS: u32 = 8;
         for _ in 0..ATTEMPTS {
             let now = redis_now(conn).await?;
             let Some(job) = Job::get(conn, id).await? else {
@@ -296,10 +290,6 @@ impl Job {
                 Err(e) => return Err(e),
             }
         }
-        Err(repobox_orm::Error::Contention {
-            key: Job::key_for(id)?,
-            attempts: ATTEMPTS,
-        }
-        .into())
+        Err(contention(id))
     }
 }

@@ -233,14 +233,13 @@ impl Job {
         now: i64,
         outcome: JobOutcome,
     ) -> Result<Job> {
-        const ATTEMPTS: u32 = 8;
         for _ in 0..ATTEMPTS {
             let job = match known.take() {
                 Some(job) => Some(job),
                 None => Job::get(conn, id).await?,
             };
             let Some(mut job) = job else {
-                return Err(repobox_orm::Error::NotFound { key: Job::key_for(id)? }.into());
+                return Err(not_found(id));
             };
             if let Some(run) = &run
                 && (job.status != JobStatus::Running || job.run_id != *run)
@@ -307,11 +306,7 @@ impl Job {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(repobox_orm::Error::Contention {
-            key: Job::key_for(id)?,
-            attempts: ATTEMPTS,
-        }
-        .into())
+        Err(contention(id))
     }
 
     /// Cancels the job: a queued one at once, a running one by asking its
@@ -319,7 +314,7 @@ impl Job {
     /// A job that is over is `Err(InvalidTransition)`.
     pub async fn cancel<C: ConnectionLike + Send>(conn: &mut C, id: &str, now: i64) -> Result<Cancel> {
         let Some(job) = Job::get(conn, id).await? else {
-            return Err(repobox_orm::Error::NotFound { key: Job::key_for(id)? }.into());
+            return Err(not_found(id));
         };
         match job.status {
             JobStatus::Running => {
@@ -350,7 +345,7 @@ impl Job {
     /// A job that is not failed is `Err(InvalidTransition)`.
     pub async fn retry<C: ConnectionLike + Send>(conn: &mut C, id: &str, now: i64) -> Result<String> {
         let Some(job) = Job::get(conn, id).await? else {
-            return Err(repobox_orm::Error::NotFound { key: Job::key_for(id)? }.into());
+            return Err(not_found(id));
         };
         if job.status != JobStatus::Failed {
             return Err(Error::InvalidTransition {
@@ -375,6 +370,29 @@ impl Job {
     /// How many jobs the user has.
     pub async fn user_job_count<C: ConnectionLike + Send>(conn: &mut C, user_id: &str) -> Result<u64> {
         Ok(Job::count_by_user_id(conn, user_id).await?)
+    }
+}
+
+/// How often a compare-and-set on a job is tried before it gives up.
+const ATTEMPTS: u32 = 8;
+
+/// The error of a compare-and-set on job `id` that lost [`ATTEMPTS`] races.
+fn contention(id: &str) -> Error {
+    match Job::key_for(id) {
+        Ok(key) => repobox_orm::Error::Contention {
+            key,
+            attempts: ATTEMPTS,
+        }
+        .into(),
+        Err(e) => e.into(),
+    }
+}
+
+/// The error of job `id` being absent.
+fn not_found(id: &str) -> Error {
+    match Job::key_for(id) {
+        Ok(key) => repobox_orm::Error::NotFound { key }.into(),
+        Err(e) => e.into(),
     }
 }
 

@@ -180,46 +180,8 @@ pub async fn repair_indexes<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut
     sweep::<E, C>(conn, true).await
 }
 
-/// Refuses a sweep that would see part of the keys: on a Redis Cluster, a
-/// `SCAN` reaches one node unless the connection walks every primary, as a
-/// [`Store`](crate::Store) does (it says so to a probe, without a round
-/// trip). Anything else on a cluster (redis-rs's own cluster connection, a
-/// connection to one node) is `Err(InvalidArgument)` before anything is read.
-async fn ensure_whole_keyspace<C: ConnectionLike + Send>(conn: &mut C) -> Result<()> {
-    use crate::store::backend::{SCAN_PROBE, SCANS_EVERY_PRIMARY};
-    let answer: Vec<u8> = redis::cmd("ECHO").arg(SCAN_PROBE).query_async(conn).await?;
-    if answer == SCANS_EVERY_PRIMARY {
-        return Ok(());
-    }
-    // One server's text, or (redis-rs's cluster client) a map of every node's.
-    let info: Value = redis::cmd("INFO").arg("cluster").query_async(conn).await?;
-    if says_cluster_enabled(&info) {
-        return Err(crate::Error::InvalidArgument {
-            name: "connection",
-            reason: "this is a Redis Cluster and a SCAN on this connection reaches one node, so a sweep would \
-                     see part of the keys: sweep through a repobox Store, whose SCAN walks every primary"
-                .into(),
-        });
-    }
-    Ok(())
-}
-
-fn says_cluster_enabled(info: &Value) -> bool {
-    match info {
-        Value::BulkString(text) => String::from_utf8_lossy(text)
-            .lines()
-            .any(|l| l.trim() == "cluster_enabled:1"),
-        Value::VerbatimString { text, .. } | Value::SimpleString(text) => {
-            text.lines().any(|l| l.trim() == "cluster_enabled:1")
-        }
-        Value::Map(pairs) => pairs.iter().any(|(_, v)| says_cluster_enabled(v)),
-        Value::Array(items) => items.iter().any(says_cluster_enabled),
-        _ => false,
-    }
-}
-
 async fn sweep<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, repair: bool) -> Result<Vec<IndexReport>> {
-    ensure_whole_keyspace(conn).await?;
+    crate::store::scan::ensure_whole_keyspace(conn).await?;
     let mut reports = Vec::with_capacity(E::META.indexes.len());
     for index in E::META.indexes {
         reports.push(sweep_index::<E, C>(conn, index, repair).await?);

@@ -7,8 +7,8 @@
 //! per primary, a write one part per slot), the parts sent concurrently and
 //! the replies put back in order; a script call or a pipeline command whose
 //! keys fall in several slots is answered `CROSSSLOT` without being sent (the
-//! engine then takes its ordered path); and `SCAN` walks every primary (see
-//! `scan`).
+//! engine then takes its ordered path); redirects are followed (see
+//! `redirect`); and `SCAN` walks every primary (see `scan`).
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
@@ -20,6 +20,8 @@ use std::sync::{Arc, RwLock};
 use redis::cluster_routing::SingleNodeRoutingInfo;
 
 use super::classify::{command_name, is_read_command};
+use super::redirect::{Redirect, follow, follow_command};
+use super::scan::{SCANS_EVERY_PRIMARY, is_scan_probe};
 use super::signal::StoreSignal;
 use super::slot::{command_slot, group_by_slot, slot_of};
 
@@ -151,22 +153,6 @@ impl Conn {
     }
 }
 
-/// What a store on a cluster answers to [`SCAN_PROBE`] (without sending it):
-/// its `SCAN` walks every primary. A server, or another cluster client,
-/// echoes the probe back instead.
-pub(crate) const SCANS_EVERY_PRIMARY: &[u8] = b"repobox: SCAN walks every primary";
-
-/// The `ECHO` argument that asks a connection whether its `SCAN` sees the
-/// whole keyspace of a cluster.
-pub(crate) const SCAN_PROBE: &[u8] = b"repobox: does SCAN walk every primary?";
-
-fn is_scan_probe(cmd: &Cmd) -> bool {
-    let mut args = cmd.args_iter();
-    matches!(args.next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"ECHO"))
-        && matches!(args.next(), Some(redis::Arg::Simple(arg)) if arg == SCAN_PROBE)
-        && args.next().is_none()
-}
-
 fn is_scan(cmd: &Cmd) -> bool {
     matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"SCAN"))
 }
@@ -222,159 +208,6 @@ async fn send_group(conn: &mut ClusterConnection, part: &Pipeline, n: usize) -> 
             continue;
         }
         return Err(err);
-    }
-}
-
-/// Where a cluster sent a command or a transaction that it did not run:
-/// `MOVED` (the slot is served there now) or `ASK` (the slot is migrating
-/// there and the key has left; the next command must be `ASKING`).
-#[derive(Debug, Clone)]
-struct Redirect {
-    host: String,
-    port: u16,
-    ask: bool,
-}
-
-/// How many redirects one command or transaction follows.
-const REDIRECTS: u32 = 5;
-
-impl Redirect {
-    /// The redirect an error carries: a command's `MOVED`/`ASK`, or a
-    /// transaction aborted (`EXECABORT`) because a command was redirected.
-    fn of(err: &RedisError) -> Option<Redirect> {
-        use redis::ServerErrorKind::{Ask, ExecAbort, Moved};
-        let (detail, ask) = match err.kind() {
-            ErrorKind::Server(Moved) => (err.detail()?.to_owned(), false),
-            ErrorKind::Server(Ask) => (err.detail()?.to_owned(), true),
-            ErrorKind::Server(ExecAbort) => {
-                let errors = err.clone().into_server_errors()?;
-                let (_, inner) = errors.iter().find(|(_, e)| matches!(e.kind(), Some(Moved | Ask)))?;
-                (inner.details()?.to_owned(), inner.kind() == Some(Ask))
-            }
-            _ => return None,
-        };
-        // "<slot> <host>:<port>"
-        let addr = detail.split_ascii_whitespace().nth(1)?;
-        let (host, port) = addr.rsplit_once(':')?;
-        Some(Redirect {
-            host: host.to_owned(),
-            port: port.parse().ok()?,
-            ask,
-        })
-    }
-
-    fn route(&self) -> SingleNodeRoutingInfo {
-        SingleNodeRoutingInfo::ByAddress {
-            host: self.host.clone(),
-            port: self.port,
-        }
-    }
-
-    /// Sends `pipeline` (its replies `offset..offset + count`) to this node,
-    /// after `ASKING` when it is an `ASK`.
-    async fn send_pipeline(
-        &self,
-        conn: &mut ClusterConnection,
-        pipeline: &Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisResult<Vec<Value>> {
-        if !self.ask {
-            return conn.route_pipeline(pipeline.clone(), offset, count, self.route()).await;
-        }
-        // `ASKING` holds for the next command, or for a whole MULTI block.
-        let mut asking = redis::pipe();
-        asking.cmd("ASKING");
-        if pipeline.is_transaction() {
-            asking.cmd("MULTI");
-        }
-        for cmd in pipeline.cmd_iter() {
-            asking.add_command(cmd.clone());
-        }
-        if pipeline.is_transaction() {
-            asking.cmd("EXEC");
-            // ASKING, MULTI and a QUEUED per command come before EXEC's reply.
-            let n = pipeline.cmd_iter().count();
-            let replies = conn.route_pipeline(asking, n + 2, 1, self.route()).await?;
-            return exec_reply(replies);
-        }
-        conn.route_pipeline(asking, offset + 1, count, self.route()).await
-    }
-}
-
-/// EXEC's reply, sent by hand: an aborted transaction is an error, as
-/// redis-rs reports it.
-fn exec_reply(replies: Vec<Value>) -> RedisResult<Vec<Value>> {
-    match replies.into_iter().next() {
-        Some(Value::ServerError(e)) => Err(e.into()),
-        Some(Value::Nil) => Err(RedisError::from((
-            ErrorKind::Server(redis::ServerErrorKind::ExecAbort),
-            "EXECABORT",
-            "the transaction was aborted".to_owned(),
-        ))),
-        Some(value) => Ok(vec![value]),
-        None => Err(RedisError::from((
-            ErrorKind::Client,
-            "store",
-            "a transaction got no reply".to_owned(),
-        ))),
-    }
-}
-
-/// Follows a redirect of one command: to the node named, with `ASKING` for
-/// an `ASK` (see [`follow`]).
-async fn follow_command(conn: &mut ClusterConnection, cmd: &Cmd, to: Redirect) -> RedisResult<Value> {
-    let mut alone = redis::pipe();
-    alone.add_command(cmd.clone());
-    match follow(conn, &alone, 0, 1, to).await?.pop() {
-        Some(Value::ServerError(e)) => Err(e.into()),
-        Some(value) => Ok(value),
-        None => Err(no_reply()),
-    }
-}
-
-/// Follows a redirect of a pipeline that did not run (one command, a
-/// transaction aborted by `EXECABORT`, or a part of one slot): to the node
-/// named, after `ASKING` for an `ASK`, up to [`REDIRECTS`] times (a slot can
-/// move on while we follow). After a `MOVED`, redis-rs is made to learn the
-/// new slot map.
-async fn follow(
-    conn: &mut ClusterConnection,
-    pipeline: &Pipeline,
-    offset: usize,
-    count: usize,
-    mut to: Redirect,
-) -> RedisResult<Vec<Value>> {
-    for _ in 0..REDIRECTS {
-        let reply = to.send_pipeline(conn, pipeline, offset, count).await;
-        if !to.ask {
-            refresh_slots(conn, pipeline).await;
-        }
-        match reply {
-            Err(e) => match Redirect::of(&e) {
-                Some(next) => to = next,
-                None => return Err(e),
-            },
-            ok => return ok,
-        }
-    }
-    Err(RedisError::from((
-        ErrorKind::Server(redis::ServerErrorKind::TryAgain),
-        "TRYAGAIN",
-        "the slot kept moving while the call followed it".to_owned(),
-    )))
-}
-
-fn no_reply() -> RedisError {
-    RedisError::from((ErrorKind::Client, "store", "a command got no reply".to_owned()))
-}
-
-/// Makes redis-rs learn that a slot moved: a read of the pipeline's first
-/// key through its own routing, whose `MOVED` makes it rebuild its slot map
-/// (a redirect inside a transaction or a routed call does not).
-async fn refresh_slots(conn: &mut ClusterConnection, pipeline: &Pipeline) {
-    if let Some(key) = pipeline.cmd_iter().find_map(super::slot::first_key) {
-        let _ = conn.req_packed_command(redis::cmd("EXISTS").arg(key)).await;
     }
 }
 

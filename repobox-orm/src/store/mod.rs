@@ -16,25 +16,29 @@
 //!
 //! On a Redis Cluster (`redis+cluster://host:port,host:port` or
 //! [`Store::cluster`]) the same holds per command, with redirects handled:
-//! a command answered `MOVED`, `ASK`, `TRYAGAIN` or `CLUSTERDOWN` was not
-//! run, so it is sent again (after the backoff delay, while the client
-//! learns the new slot map), read or write; see `backend` for pipelines
-//! across slots, script calls across slots, and `SCAN`.
+//! a command answered `MOVED` or `ASK` goes to the node named at once (see
+//! `redirect`); one answered `TRYAGAIN`, `CLUSTERDOWN` or `MASTERDOWN`, or
+//! that found no connection for its slot, was not run and is sent again,
+//! read or write, paced by the backoff for up to
+//! [`StoreConfig::cluster_wait`]; see `backend` for pipelines across slots,
+//! script calls across slots, and `SCAN`.
 //!
 //! - `endpoint`: [`Endpoint`], what a store is opened on;
 //! - `config`: [`StoreConfig`] and [`Backoff`];
 //! - `backend`: a server's or a cluster's connection, pipelines split by slot;
+//! - `redirect`: following a cluster's `MOVED` and `ASK`;
 //! - `slot`: the cluster key slots; `scan`: `SCAN` over every primary;
 //! - `connection`: the live connection and reconnecting;
 //! - `classify`: which commands are reads, which errors mean a dead connection;
 //! - `signal`: the store's own outcomes, carried typed through `RedisError`.
 
-pub(crate) mod backend;
+mod backend;
 mod classify;
 mod config;
 mod connection;
 mod endpoint;
-mod scan;
+mod redirect;
+pub(crate) mod scan;
 pub(crate) mod signal;
 pub(crate) mod slot;
 

@@ -146,3 +146,54 @@ fn reply(cursor: u64, keys: Vec<Value>) -> Value {
         Value::Array(keys),
     ])
 }
+
+/// What a store on a cluster answers to [`SCAN_PROBE`] (without sending it):
+/// its `SCAN` walks every primary. A server, or another cluster client,
+/// echoes the probe back instead.
+pub(crate) const SCANS_EVERY_PRIMARY: &[u8] = b"repobox: SCAN walks every primary";
+
+/// The `ECHO` argument that asks a connection whether its `SCAN` sees the
+/// whole keyspace of a cluster.
+pub(crate) const SCAN_PROBE: &[u8] = b"repobox: does SCAN walk every primary?";
+
+pub(super) fn is_scan_probe(cmd: &Cmd) -> bool {
+    let mut args = cmd.args_iter();
+    matches!(args.next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"ECHO"))
+        && matches!(args.next(), Some(redis::Arg::Simple(arg)) if arg == SCAN_PROBE)
+        && args.next().is_none()
+}
+
+/// Refuses a sweep that would see part of the keys: on a Redis Cluster, a
+/// `SCAN` reaches one node unless the connection walks every primary, as a
+/// [`Store`](crate::Store) does (it says so to [`SCAN_PROBE`] without a
+/// round trip). Anything else on a cluster (redis-rs's own cluster
+/// connection, a connection to one node) is `Err(InvalidArgument)` before
+/// anything is read. One round trip on a single server (`INFO cluster`).
+pub(crate) async fn ensure_whole_keyspace<C: ConnectionLike + Send>(conn: &mut C) -> crate::Result<()> {
+    // One server's text, or (redis-rs's cluster client) a map of every node's.
+    let info: Value = redis::cmd("INFO").arg("cluster").query_async(conn).await?;
+    if !says_cluster_enabled(&info) {
+        return Ok(());
+    }
+    let answer: Vec<u8> = redis::cmd("ECHO").arg(SCAN_PROBE).query_async(conn).await?;
+    if answer == SCANS_EVERY_PRIMARY {
+        return Ok(());
+    }
+    Err(crate::Error::InvalidArgument {
+        name: "connection",
+        reason: "this is a Redis Cluster and a SCAN on this connection reaches one node, so a sweep would \
+                 see part of the keys: sweep through a repobox Store, whose SCAN walks every primary"
+            .into(),
+    })
+}
+
+fn says_cluster_enabled(info: &Value) -> bool {
+    let text_says = |text: &str| text.lines().any(|l| l.trim() == "cluster_enabled:1");
+    match info {
+        Value::BulkString(text) => text_says(&String::from_utf8_lossy(text)),
+        Value::VerbatimString { text, .. } | Value::SimpleString(text) => text_says(text),
+        Value::Map(pairs) => pairs.iter().any(|(_, v)| says_cluster_enabled(v)),
+        Value::Array(items) => items.iter().any(says_cluster_enabled),
+        _ => false,
+    }
+}
