@@ -1,6 +1,12 @@
-//! Expansion snapshots: the prettyplease-formatted output of each attribute combination.
+//! Expansion snapshots: the prettyplease-formatted output of each attribute
+//! combination; and the names an expansion gives its items, held to
+//! `internals::names`.
+
+use std::collections::BTreeSet;
 
 use quote::quote;
+
+use crate::internals::names;
 
 fn expand(input: proc_macro2::TokenStream) -> String {
     let input: syn::DeriveInput = syn::parse2(input).expect("test input parses");
@@ -168,4 +174,84 @@ fn errors_are_collected() {
     .unwrap();
     let out = crate::entity::derive(&input).to_string();
     assert_eq!(out.matches("compile_error").count(), 4, "{out}");
+}
+
+/// The items of the expansion's inherent `impl` blocks on the entity
+/// `entity`: each name, and a function's parameter names.
+fn inherent_items(input: proc_macro2::TokenStream, entity: &str) -> Vec<(String, Vec<String>)> {
+    let input: syn::DeriveInput = syn::parse2(input).expect("test input parses");
+    let file: syn::File = syn::parse2(crate::entity::derive(&input)).expect("expansion is valid Rust");
+    let blocks = file.items.into_iter().filter_map(|item| match item {
+        syn::Item::Const(c) => match *c.expr {
+            syn::Expr::Block(b) => Some(b.block.stmts),
+            _ => None,
+        },
+        _ => None,
+    });
+    let impls = blocks.flatten().filter_map(|stmt| match stmt {
+        syn::Stmt::Item(syn::Item::Impl(i)) if i.trait_.is_none() => Some(i),
+        _ => None,
+    });
+    let on_entity = impls.filter(|i| matches!(&*i.self_ty, syn::Type::Path(t) if t.path.is_ident(entity)));
+    on_entity
+        .flat_map(|i| i.items)
+        .map(|item| match item {
+            syn::ImplItem::Const(c) => (c.ident.to_string(), Vec::new()),
+            syn::ImplItem::Fn(f) => {
+                let params = f.sig.inputs.iter().filter_map(|arg| match arg {
+                    syn::FnArg::Typed(t) => match &*t.pat {
+                        syn::Pat::Ident(p) => Some(p.ident.to_string()),
+                        other => panic!("unexpected parameter pattern {}", quote!(#other)),
+                    },
+                    syn::FnArg::Receiver(_) => None,
+                });
+                (f.sig.ident.to_string(), params.collect())
+            }
+            other => panic!("unexpected item {}", quote!(#other)),
+        })
+        .collect()
+}
+
+#[test]
+fn the_expansion_and_its_stubs_name_exactly_the_listed_items() {
+    // Every kind of index and a TTL, so that every listed name is generated;
+    // `weeks` is an unknown unit, which makes the fallback stub the same items.
+    let entity = |ttl: proc_macro2::TokenStream| {
+        quote! {
+            #[key("job:<id>")]
+            #ttl
+            #[index(sorted = "jobs:user:<user_id>", score = created_at)]
+            #[index(set = "jobs:repo:<repo>")]
+            #[index(unique = "job:slug:<slug>", name = "with_slug")]
+            pub struct Job {
+                pub id: String,
+                pub user_id: String,
+                pub repo: String,
+                pub slug: String,
+                pub created_at: i64,
+            }
+        }
+    };
+    let placeholders = ["id", "user_id", "repo", "slug"];
+    let mut want: BTreeSet<String> = names::ENTITY_ITEMS.iter().map(|n| n.to_string()).collect();
+    for index in ["by_user_id", "by_repo"] {
+        want.extend([index.to_owned(), names::count_fn(index)]);
+    }
+    want.insert("with_slug".to_owned());
+    let params: BTreeSet<String> = names::PARAMS.iter().map(|n| n.to_string()).collect();
+    for (what, ttl) in [
+        ("expansion", quote!(#[ttl(days = 1)])),
+        ("fallback", quote!(#[ttl(weeks = 1)])),
+    ] {
+        let items = inherent_items(entity(ttl), "Job");
+        let named: Vec<&String> = items.iter().map(|(name, _)| name).collect();
+        assert_eq!(named.iter().copied().cloned().collect::<BTreeSet<_>>(), want, "{what}");
+        assert_eq!(named.len(), want.len(), "{what}: an item is generated twice");
+        let used: BTreeSet<String> = items
+            .into_iter()
+            .flat_map(|(_, params)| params)
+            .filter(|p| !placeholders.contains(&p.as_str()))
+            .collect();
+        assert_eq!(used, params, "{what}: parameters besides placeholders");
+    }
 }

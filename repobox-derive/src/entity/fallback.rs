@@ -9,6 +9,7 @@ use quote::{format_ident, quote};
 use super::api::{self, Body, Shape};
 use super::codec;
 use crate::internals::ast::Entity;
+use crate::internals::names;
 use crate::internals::symbol::TTL;
 
 pub fn fallback(input: &syn::DeriveInput, entity: Option<&Entity<'_>>, err: syn::Error) -> TokenStream {
@@ -35,8 +36,7 @@ pub fn fallback(input: &syn::DeriveInput, entity: Option<&Entity<'_>>, err: syn:
             shape.indexes.retain(|ix| {
                 let ok = syn::parse_str::<syn::Ident>(&ix.name).is_ok()
                     && !names.contains(&ix.name)
-                    && !api::GENERATED.contains(&ix.name.as_str())
-                    && !ix.name.starts_with(api::COUNT_PREFIX);
+                    && names::index_name_clash(&ix.name).is_none();
                 names.push(ix.name.clone());
                 ok
             });

@@ -4,8 +4,8 @@
 
 use super::ast::{Entity, IndexKind, Template, is_written_as_option};
 use super::ctxt::Ctxt;
+use super::names;
 use super::unraw::unraw;
-use crate::entity::api;
 
 pub fn check(cx: &Ctxt, entity: &Entity<'_>) {
     check_key_has_placeholder(cx, &entity.key);
@@ -50,7 +50,7 @@ fn check_placeholders(cx: &Ctxt, entity: &Entity<'_>, template: &Template, what:
             continue;
         }
         seen.push(i);
-        if api::PARAMS.contains(&name.as_str()) {
+        if names::PARAMS.contains(&name.as_str()) {
             cx.error_at(
                 template.span,
                 format!("placeholder `<{name}>` clashes with a parameter of the generated functions; rename the field"),
@@ -91,23 +91,20 @@ fn check_score(cx: &Ctxt, entity: &Entity<'_>, score: usize, ident: &syn::Ident)
 
 // Two indexes may not generate the same function, nor one the derive already generates.
 fn check_index_names(cx: &Ctxt, entity: &Entity<'_>) {
-    let mut names: Vec<String> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
     for index in &entity.indexes {
         let name = index.name(entity);
         if syn::parse_str::<syn::Ident>(&name).is_err() {
             cx.error_at(index.name_span(), format!("index name `{name}` is not an identifier"));
-        } else if names.contains(&name) {
+        } else if seen.contains(&name) {
             cx.error_at(
                 index.name_span(),
                 format!("index name `{name}` collides with another index; give one of them `name = \"...\"`"),
             );
-        } else if api::GENERATED.contains(&name.as_str()) || name.starts_with(api::COUNT_PREFIX) {
-            cx.error_at(
-                index.name_span(),
-                format!("index name `{name}` collides with a generated function"),
-            );
+        } else if let Some(clash) = names::index_name_clash(&name) {
+            cx.error_at(index.name_span(), clash);
         }
-        names.push(name);
+        seen.push(name);
     }
 }
 

@@ -2,17 +2,18 @@
 //! for sorted and set indexes, its count (`count_by_user_id`).
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::quote;
 
-use super::{Body, COUNT_PREFIX, IndexShape, Shape, ShapeKind, part_params};
+use super::{Body, IndexShape, Shape, ShapeKind, item_ident, part_params};
+use crate::internals::names;
 
 pub(super) fn index_fns(shape: &Shape<'_>, index: &IndexShape<'_>, body: Body) -> TokenStream {
     let krate = shape.krate;
     let p = quote!(#krate::__private);
     let r = quote!(#p::Result);
     let ty = shape.ident;
-    let name = format_ident!("{}", index.name);
-    let count = format_ident!("{}{}", COUNT_PREFIX, index.name);
+    let name = item_ident(&index.name);
+    let count = item_ident(&names::count_fn(&index.name));
     let (params, parts) = part_params(krate, &index.params);
     let source = &index.source;
     let pos = index.pos;

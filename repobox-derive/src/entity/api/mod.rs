@@ -1,6 +1,6 @@
-//! The inherent functions `#[derive(RedisEntity)]` generates, in one list that
-//! both the emitter and the fallback use, so that the names the index
-//! collision check knows, the real functions and their stubs cannot diverge.
+//! The inherent functions `#[derive(RedisEntity)]` generates, emitted once for
+//! the real expansion and the fallback's stubs alike. Each is named by its
+//! constant in `internals::names`, the list the index collision check knows.
 //! Every body is one call into `__private`.
 
 mod index;
@@ -9,40 +9,8 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use crate::internals::ast::{Entity, IndexKind};
+use crate::internals::names;
 use crate::internals::unraw::unraw;
-
-/// Names the derive generates on the entity besides the index functions.
-pub const GENERATED: &[&str] = &[
-    "key_for",
-    "key",
-    "entity_id",
-    "create",
-    "save",
-    "create_and_append",
-    "get",
-    "get_many",
-    "update",
-    "update_if",
-    "update_and_expire",
-    "delete",
-    "delete_with",
-    "exists",
-    "ttl",
-    "expire_in",
-    "create_many",
-    "save_many",
-    "delete_many",
-    "TTL",
-    "CO_LOCATED",
-];
-
-/// The prefix of an index's count function (`count_by_user_id`).
-pub const COUNT_PREFIX: &str = "count_";
-
-/// Parameter names the generated functions use besides placeholders.
-pub const PARAMS: &[&str] = &[
-    "conn", "page", "patch", "expected", "ttl", "entity", "ids", "entities", "stream", "entry", "also",
-];
 
 /// What the generated functions are built from: the entity, or as much of it
 /// as the fallback could read.
@@ -123,6 +91,11 @@ impl Body {
     }
 }
 
+/// A generated item's name, from `internals::names`.
+fn item_ident(name: &str) -> syn::Ident {
+    format_ident!("{}", name)
+}
+
 /// `name: impl KeyPart` parameters and the `&[Cow<str>]` of their parts.
 fn part_params(krate: &syn::Path, idents: &[&syn::Ident]) -> (Vec<TokenStream>, TokenStream) {
     let params = idents
@@ -142,6 +115,28 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
     let r = quote!(#p::Result);
     let conn = quote!(__C: #p::ConnectionLike + ::core::marker::Send);
     let f = |item, real| body.function(item, real);
+    // Every item is named by its constant in `names`.
+    let ttl_const = item_ident(names::TTL_CONST);
+    let co_located_const = item_ident(names::CO_LOCATED_CONST);
+    let key = item_ident(names::KEY);
+    let entity_id = item_ident(names::ENTITY_ID);
+    let create = item_ident(names::CREATE);
+    let save = item_ident(names::SAVE);
+    let create_and_append = item_ident(names::CREATE_AND_APPEND);
+    let get_many = item_ident(names::GET_MANY);
+    let create_many = item_ident(names::CREATE_MANY);
+    let save_many = item_ident(names::SAVE_MANY);
+    let delete_many = item_ident(names::DELETE_MANY);
+    let key_for = item_ident(names::KEY_FOR);
+    let get = item_ident(names::GET);
+    let exists = item_ident(names::EXISTS);
+    let update = item_ident(names::UPDATE);
+    let update_if = item_ident(names::UPDATE_IF);
+    let delete = item_ident(names::DELETE);
+    let delete_with = item_ident(names::DELETE_WITH);
+    let ttl = item_ident(names::TTL);
+    let expire_in = item_ident(names::EXPIRE_IN);
+    let update_and_expire = item_ident(names::UPDATE_AND_EXPIRE);
 
     let ttl_value = match shape.ttl {
         Some(ms) => quote!(::core::option::Option::Some(#p::Duration::from_millis(#ms))),
@@ -151,7 +146,7 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
     let mut items = vec![
         quote! {
             /// The entity's `#[ttl]`; `None` if it has none.
-            pub const TTL: ::core::option::Option<#p::Duration> = #ttl_value;
+            pub const #ttl_const: ::core::option::Option<#p::Duration> = #ttl_value;
         },
         quote! {
             /// Whether every write of the entity touches one Redis Cluster slot:
@@ -159,21 +154,21 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
             /// write is one atomic script on a cluster too; otherwise a write
             /// spans slots. A constant tag (`{jobs}`) co-locates too, in one
             /// hot slot.
-            pub const CO_LOCATED: ::core::primitive::bool = #co_located;
+            pub const #co_located_const: ::core::primitive::bool = #co_located;
         },
     ];
 
     items.push(f(
         quote! {
             /// This entity's key.
-            pub fn key(&self) -> #r<::std::string::String>
+            pub fn #key(&self) -> #r<::std::string::String>
         },
         quote!(#p::entity_key(self)),
     ));
     items.push(f(
         quote! {
             /// This entity's id: its key parts joined by `:`, as index entries hold it.
-            pub fn entity_id(&self) -> #r<::std::string::String>
+            pub fn #entity_id(&self) -> #r<::std::string::String>
         },
         quote!(#p::entity_id(self)),
     ));
@@ -181,7 +176,7 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
         quote! {
             /// Creates the entity with its index entries and TTL in one round trip;
             /// `Err(AlreadyExists)` or `Err(UniqueViolation)` write nothing.
-            pub async fn create<#conn>(conn: &mut __C, entity: &Self) -> #r<()>
+            pub async fn #create<#conn>(conn: &mut __C, entity: &Self) -> #r<()>
         },
         quote!(#p::create(conn, entity).await),
     ));
@@ -189,7 +184,7 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
         quote! {
             /// Creates or overwrites the entity, moving index entries whose fields changed
             /// and setting its full TTL, atomically.
-            pub async fn save<#conn>(conn: &mut __C, entity: &Self) -> #r<()>
+            pub async fn #save<#conn>(conn: &mut __C, entity: &Self) -> #r<()>
         },
         quote!(#p::save(conn, entity).await),
     ));
@@ -198,7 +193,7 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
             /// Creates the entity like `create` and appends `entry` to `stream` in the same
             /// atomic write; returns the stream entry's id. A second create of the same
             /// entity is `Err(AlreadyExists)` and appends nothing.
-            pub async fn create_and_append<#conn>(
+            pub async fn #create_and_append<#conn>(
                 conn: &mut __C,
                 entity: &Self,
                 stream: &::core::primitive::str,
@@ -212,7 +207,7 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
             /// Reads many entities by id (key parts joined by `:`) in one round trip,
             /// in input order: `None` where absent, `None` and an error in the
             /// listing's `errors` where one does not decode.
-            pub async fn get_many<#conn, __S: ::core::convert::AsRef<::core::primitive::str>>(
+            pub async fn #get_many<#conn, __S: ::core::convert::AsRef<::core::primitive::str>>(
                 conn: &mut __C,
                 ids: &[__S],
             ) -> #r<#p::Listing<::core::option::Option<Self>>>
@@ -223,7 +218,7 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
         quote! {
             /// Creates many entities, each atomically with its indexes and TTL, in
             /// pipelined chunks; per entity `Ok` or why it was not created.
-            pub async fn create_many<#conn>(conn: &mut __C, entities: &[Self]) -> #r<::std::vec::Vec<#r<()>>>
+            pub async fn #create_many<#conn>(conn: &mut __C, entities: &[Self]) -> #r<::std::vec::Vec<#r<()>>>
         },
         quote!(#p::create_many(conn, entities).await),
     ));
@@ -231,7 +226,7 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
         quote! {
             /// Saves many entities, each atomically with its indexes and TTL, in
             /// pipelined chunks; per entity `Ok` or why it was not saved.
-            pub async fn save_many<#conn>(conn: &mut __C, entities: &[Self]) -> #r<::std::vec::Vec<#r<()>>>
+            pub async fn #save_many<#conn>(conn: &mut __C, entities: &[Self]) -> #r<::std::vec::Vec<#r<()>>>
         },
         quote!(#p::save_many(conn, entities).await),
     ));
@@ -239,7 +234,7 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
         quote! {
             /// Deletes many entities by id (key parts joined by `:`), each atomically
             /// with its index entries; `true` where one existed.
-            pub async fn delete_many<#conn, __S: ::core::convert::AsRef<::core::primitive::str>>(
+            pub async fn #delete_many<#conn, __S: ::core::convert::AsRef<::core::primitive::str>>(
                 conn: &mut __C,
                 ids: &[__S],
             ) -> #r<::std::vec::Vec<::core::primitive::bool>>
@@ -253,21 +248,21 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
         items.push(f(
             quote! {
                 #[doc = #key_doc]
-                pub fn key_for(#(#params),*) -> #r<::std::string::String>
+                pub fn #key_for(#(#params),*) -> #r<::std::string::String>
             },
             quote!(#p::key_for::<Self>(#parts)),
         ));
         items.push(f(
             quote! {
                 /// Reads the entity; `None` if it is absent or expired. One round trip.
-                pub async fn get<#conn>(conn: &mut __C, #(#params),*) -> #r<::core::option::Option<Self>>
+                pub async fn #get<#conn>(conn: &mut __C, #(#params),*) -> #r<::core::option::Option<Self>>
             },
             quote!(#p::get::<Self, __C>(conn, #parts).await),
         ));
         items.push(f(
             quote! {
                 /// Whether the entity exists.
-                pub async fn exists<#conn>(conn: &mut __C, #(#params),*) -> #r<::core::primitive::bool>
+                pub async fn #exists<#conn>(conn: &mut __C, #(#params),*) -> #r<::core::primitive::bool>
             },
             quote!(#p::exists::<Self, __C>(conn, #parts).await),
         ));
@@ -275,7 +270,7 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
             quote! {
                 /// Applies a partial update atomically with its index entries, keeping the
                 /// remaining TTL; `Err(NotFound)` if the entity is absent (never re-creates it).
-                pub async fn update<#conn>(conn: &mut __C, #(#params,)* patch: #patch) -> #r<()>
+                pub async fn #update<#conn>(conn: &mut __C, #(#params,)* patch: #patch) -> #r<()>
             },
             quote!(#p::update::<Self, __C>(conn, #parts, &patch).await),
         ));
@@ -285,14 +280,14 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
                 /// sets holds that value (`Some(None)`: is absent) at the time of the
                 /// write: a compare-and-set. `Err(Conflict)` names the first field that
                 /// did not hold; nothing is written then.
-                pub async fn update_if<#conn>(conn: &mut __C, #(#params,)* patch: &#patch, expected: &#patch) -> #r<()>
+                pub async fn #update_if<#conn>(conn: &mut __C, #(#params,)* patch: &#patch, expected: &#patch) -> #r<()>
             },
             quote!(#p::update_if::<Self, __C>(conn, #parts, patch, expected).await),
         ));
         items.push(f(
             quote! {
                 /// Deletes the entity and its index entries atomically; `false` if it was absent.
-                pub async fn delete<#conn>(conn: &mut __C, #(#params),*) -> #r<::core::primitive::bool>
+                pub async fn #delete<#conn>(conn: &mut __C, #(#params),*) -> #r<::core::primitive::bool>
             },
             quote!(#p::delete::<Self, __C>(conn, #parts).await),
         ));
@@ -300,7 +295,7 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
             quote! {
                 /// Deletes the entity, its index entries and the keys in `also` (data that
                 /// belongs to it) atomically; `false` if it was absent.
-                pub async fn delete_with<#conn>(
+                pub async fn #delete_with<#conn>(
                     conn: &mut __C, #(#params,)* also: &[::std::string::String],
                 ) -> #r<::core::primitive::bool>
             },
@@ -310,7 +305,7 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
             items.push(f(
                 quote! {
                     /// The entity's remaining TTL; `None` if it is absent.
-                    pub async fn ttl<#conn>(conn: &mut __C, #(#params),*) -> #r<::core::option::Option<#p::Duration>>
+                    pub async fn #ttl<#conn>(conn: &mut __C, #(#params),*) -> #r<::core::option::Option<#p::Duration>>
                 },
                 quote!(#p::ttl::<Self, __C>(conn, #parts).await),
             ));
@@ -318,7 +313,7 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
                 quote! {
                     /// Sets the entity's TTL (its index keys are lengthened to outlive it);
                     /// `Err(NotFound)` if it is absent.
-                    pub async fn expire_in<#conn>(conn: &mut __C, #(#params,)* ttl: #p::Duration) -> #r<()>
+                    pub async fn #expire_in<#conn>(conn: &mut __C, #(#params,)* ttl: #p::Duration) -> #r<()>
                 },
                 quote!(#p::expire_in::<Self, __C>(conn, #parts, ttl).await),
             ));
@@ -326,7 +321,7 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
                 quote! {
                     /// Applies a patch and sets the entity's TTL to `ttl` in one atomic write;
                     /// `Err(NotFound)` if it is absent.
-                    pub async fn update_and_expire<#conn>(
+                    pub async fn #update_and_expire<#conn>(
                         conn: &mut __C, #(#params,)* patch: #patch, ttl: #p::Duration,
                     ) -> #r<()>
                 },
