@@ -191,54 +191,6 @@ fn associated_data(key: &str, field: &str) -> Vec<u8> {
     [key.as_bytes(), b"\0", field.as_bytes()].concat()
 }
 
-/// Seals the encrypted fields among `fields`, written to the entity at `key`.
-pub(crate) fn seal_fields<E: crate::entity::RedisEntity>(
-    key: &str,
-    fields: &mut crate::entity::FieldWriter<'_>,
-) -> Result<()> {
-    let encrypted = E::META.encrypted;
-    if encrypted.is_empty() || !fields.set.iter().any(|(name, _)| encrypted.contains(name)) {
-        return Ok(());
-    }
-    let ring = KeyRing::current()?;
-    for (name, value) in &mut fields.set {
-        if encrypted.contains(name) {
-            *value = std::borrow::Cow::Owned(ring.seal(key, name, value)?);
-        }
-    }
-    Ok(())
-}
-
-/// Reads an `E` from the hash at `key` (`shown` in messages), opening its
-/// encrypted fields first.
-pub(crate) fn read_entity<E: crate::entity::RedisEntity>(
-    key: &str,
-    shown: &str,
-    hash: &crate::entity::RawHash<'_>,
-) -> Result<E> {
-    let encrypted = E::META.encrypted;
-    if encrypted.is_empty() {
-        return E::read_fields(shown, hash);
-    }
-    let ring = KeyRing::current()?;
-    let mut opened: Vec<(&[u8], std::borrow::Cow<'_, [u8]>)> = Vec::with_capacity(hash.pairs().len());
-    for &(name, value) in hash.pairs() {
-        match encrypted.iter().find(|f| f.as_bytes() == name) {
-            Some(field) => {
-                let plain = ring.open(key, field, value).map_err(|reason| Error::Decrypt {
-                    key: shown.to_owned(),
-                    field,
-                    reason,
-                })?;
-                opened.push((name, std::borrow::Cow::Owned(plain)));
-            }
-            None => opened.push((name, std::borrow::Cow::Borrowed(value))),
-        }
-    }
-    let pairs = opened.iter().map(|(n, v)| (*n, &**v)).collect();
-    E::read_fields(shown, &crate::entity::RawHash::from_pairs(pairs))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -123,6 +123,13 @@ pub enum Error {
         /// What was wrong with the reply.
         detail: String,
     },
+    /// A key holds another kind of value than repobox keeps there (another
+    /// client wrote it): the write refused it before writing anything.
+    #[error("`{key}` holds the wrong kind of value; nothing was written")]
+    WrongType {
+        /// The key (as messages show it).
+        key: String,
+    },
     /// A write was sent but the connection died before its reply: it may or may not
     /// have been applied. It was not re-sent; read before you retry it.
     #[error("the outcome of a write is unknown (the connection failed after it was sent): {0}")]

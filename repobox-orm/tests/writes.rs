@@ -126,7 +126,7 @@ async fn entities_without_indexes_take_the_cheapest_write_and_keep_the_contract(
         Leased::create(&mut conn, &Leased { id: "str".into(), n: 1 }).await,
     ] {
         let err = result.unwrap_err();
-        assert!(matches!(err, Error::UnexpectedReply { .. }), "{err:?}");
+        assert!(matches!(err, Error::WrongType { .. }), "{err:?}");
     }
     let after = (
         dump(conn.inner_mut(), "bare:str").await,
@@ -248,12 +248,12 @@ async fn bulk_creates_go_many_per_script_call_and_answer_per_entity(conn: Store)
         results[2]
     );
     assert!(
-        matches!(&results[3], Err(Error::UnexpectedReply { key, .. }) if key == "run:str"),
+        matches!(&results[3], Err(Error::WrongType { key, .. }) if key == "run:str"),
         "{:?}",
         results[3]
     );
     assert!(
-        matches!(&results[4], Err(Error::UnexpectedReply { key, .. }) if key == "runs:carl"),
+        matches!(&results[4], Err(Error::WrongType { key, .. }) if key == "runs:carl"),
         "{:?}",
         results[4]
     );
@@ -266,7 +266,7 @@ async fn bulk_creates_go_many_per_script_call_and_answer_per_entity(conn: Store)
     // One at a time (`create.lua`), the same answers.
     let one = Run::create(&mut conn, &run(5005, "carl")).await.unwrap_err();
     assert!(
-        matches!(&one, Error::UnexpectedReply { key, .. } if key == "runs:carl"),
+        matches!(&one, Error::WrongType { key, .. } if key == "runs:carl"),
         "{one:?}"
     );
     let one = Run::create(
@@ -279,7 +279,7 @@ async fn bulk_creates_go_many_per_script_call_and_answer_per_entity(conn: Store)
     .await
     .unwrap_err();
     assert!(
-        matches!(&one, Error::UnexpectedReply { key, .. } if key == "run:str"),
+        matches!(&one, Error::WrongType { key, .. } if key == "run:str"),
         "{one:?}"
     );
     let one = Run::create(&mut conn, &run(5, "eve")).await.unwrap_err();
@@ -331,13 +331,13 @@ async fn a_single_index_key_of_the_wrong_type_fails_the_write_before_anything_is
     };
     let err = Solo::create(&mut conn, &solo).await.unwrap_err();
     assert!(
-        matches!(&err, Error::UnexpectedReply { key, .. } if key == "solos:g"),
+        matches!(&err, Error::WrongType { key, .. } if key == "solos:g"),
         "{err}"
     );
     assert!(!Solo::exists(&mut conn, "1").await.unwrap(), "the hash was not written");
     let err = Solo::save(&mut conn, &solo).await.unwrap_err();
     assert!(
-        matches!(&err, Error::UnexpectedReply { key, .. } if key == "solos:g"),
+        matches!(&err, Error::WrongType { key, .. } if key == "solos:g"),
         "{err}"
     );
     assert!(!Solo::exists(&mut conn, "1").await.unwrap());
@@ -352,7 +352,7 @@ async fn a_single_index_key_of_the_wrong_type_fails_the_write_before_anything_is
         .await
         .unwrap();
     assert!(
-        matches!(&results[0], Err(Error::UnexpectedReply { key, .. }) if key == "solos:g"),
+        matches!(&results[0], Err(Error::WrongType { key, .. }) if key == "solos:g"),
         "{results:?}"
     );
     assert!(results[1].is_ok(), "{results:?}");
@@ -596,7 +596,7 @@ async fn save_many_answers_per_entity_within_one_call() {
     let results = Task::save_many(&mut racing, &saves).await.unwrap();
     assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
     assert!(
-        matches!(&results[2], Err(Error::UnexpectedReply { key, .. }) if key == "tasks:status:running"),
+        matches!(&results[2], Err(Error::WrongType { key, .. }) if key == "tasks:status:running"),
         "{results:?}"
     );
     for (owner, want) in [("ann", vec!["c3", "s2"]), ("bob", vec![]), ("cy", vec!["s1"])] {

@@ -7,6 +7,7 @@
 //! - `index`: index reads, and the one ghost-finding and repair path;
 //! - `sweep`: the offline repair of every index of an entity.
 
+pub(crate) mod encoding;
 pub(crate) mod index;
 pub(crate) mod pipeline;
 pub(crate) mod read;

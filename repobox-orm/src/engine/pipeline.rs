@@ -1,5 +1,10 @@
-//! Pipelines of the engine: one round trip for many commands, whatever the
-//! connection.
+//! How the engine sends commands: one round trip for one command or many,
+//! whatever the connection.
+//!
+//! One command goes as a command, so that a [`Store`](crate::Store) gives it
+//! a command's patience on a cluster (redirects and a failover are waited
+//! out); several go as one pipeline. Either way a command's error is its
+//! reply, not the call's: the caller reads each reply on its own.
 //!
 //! A [`Store`](crate::Store) on a cluster splits a pipeline per slot itself
 //! and sends the parts concurrently. redis-rs's own cluster connection
@@ -8,20 +13,36 @@
 //! generated calls work on it too, at one round trip per slot.
 
 use redis::aio::ConnectionLike;
-use redis::{Cmd, Value};
+use redis::{Cmd, ServerError, Value};
 
+use crate::engine::write::route::is_refused_across_slots;
 use crate::error::{Error, Result};
-use crate::scripts;
 use crate::store::slot::group_by_slot;
 
-/// Sends `cmds` as one pipeline; a command's error is its reply, not the
-/// call's. The replies come in the order of `cmds`.
+/// Sends `cmds`; the replies come in the order of `cmds`.
 pub(crate) async fn query<C: ConnectionLike + Send>(conn: &mut C, cmds: &[Cmd]) -> Result<Vec<Value>> {
-    let mut pipe = redis::pipe();
-    for cmd in cmds {
-        pipe.add_command(cmd.clone());
+    match cmds {
+        [] => Ok(Vec::new()),
+        [one] => Ok(vec![command(conn, one).await?]),
+        many => {
+            let mut pipe = redis::pipe();
+            for cmd in many {
+                pipe.add_command(cmd.clone());
+            }
+            send(conn, &mut pipe).await
+        }
     }
-    send(conn, &mut pipe).await
+}
+
+/// Sends one command; a server's error answer comes back as its reply.
+pub(crate) async fn command<C: ConnectionLike + Send>(conn: &mut C, cmd: &Cmd) -> Result<Value> {
+    match conn.req_packed_command(cmd).await {
+        Ok(reply) => Ok(reply),
+        Err(e) => match ServerError::try_from(e) {
+            Ok(answer) => Ok(Value::ServerError(answer)),
+            Err(e) => Err(e.into()),
+        },
+    }
 }
 
 /// [`query`] of a pipeline built by the caller (no copy of its commands).
@@ -31,7 +52,7 @@ pub(crate) async fn send<C: ConnectionLike + Send>(conn: &mut C, pipe: &mut redi
     }
     let replies: Vec<Value> = match pipe.ignore_errors().query_async(conn).await {
         Ok(replies) => replies,
-        Err(e) if scripts::is_cross_slot(&e) => {
+        Err(e) if is_refused_across_slots(&e) => {
             let cmds: Vec<Cmd> = pipe.cmd_iter().cloned().collect();
             per_slot(conn, &cmds).await?
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use redis::Value;
 use redis::aio::ConnectionLike;
 
-use crate::crypto::read_entity;
+use crate::engine::encoding;
 use crate::entity::{RawHash, RedisEntity};
 use crate::error::{Error, Result};
 use crate::listing::Listing;
@@ -17,7 +17,7 @@ fn decode<E: RedisEntity>(key: &str, reply: &Value) -> Result<Option<E>> {
     if hash.is_empty() {
         return Ok(None);
     }
-    read_entity::<E>(key, shown, &hash).map(Some)
+    encoding::decode::<E>(key, shown, &hash).map(Some)
 }
 
 /// Reads the entity at `key`; `None` if it is absent or expired.

@@ -12,7 +12,7 @@ use redis::aio::ConnectionLike;
 use crate::engine::index::{Action, Repair, all_members, check_fields, run_repair, verify};
 use crate::engine::pipeline;
 use crate::engine::read::hgetall;
-use crate::engine::target::Encoded;
+use crate::engine::encoding::{Encoded, decode};
 use crate::engine::write::BULK_CHUNK;
 use crate::entity::{RawHash, RedisEntity};
 use crate::error::Result;
@@ -311,10 +311,10 @@ async fn find_missing<E: RedisEntity, C: ConnectionLike + Send>(
             continue;
         }
         // Undecodable entities are reported by the index pass, where they are members.
-        let Ok(entity) = crate::crypto::read_entity::<E>(key, key, &hash) else {
+        let Ok(entity) = decode::<E>(key, key, &hash) else {
             continue;
         };
-        let Ok(encoded) = Encoded::of(&entity) else { continue };
+        let Ok(encoded) = Encoded::plain(&entity) else { continue };
         for (i, index) in E::META.indexes.iter().enumerate() {
             let Ok(index_key) = encoded.index_key(&index.key) else {
                 continue;

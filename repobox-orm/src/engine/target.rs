@@ -79,13 +79,6 @@ impl Target {
     }
 }
 
-/// Every stored field of `entity`, encoded.
-pub(crate) fn fields_of<E: RedisEntity>(entity: &E) -> Result<FieldWriter<'_>> {
-    let mut fields = FieldWriter::with_capacity(E::META.fields.len());
-    entity.write_fields(&mut fields)?;
-    Ok(fields)
-}
-
 /// Fills `template` with the values `value` gives per hash field; a field
 /// without a value, or not UTF-8, is an `InvalidKeyPart`.
 pub(crate) fn fill<'v>(template: &KeyTemplate, value: impl Fn(&'static str) -> Option<&'v [u8]>) -> Result<String> {
@@ -106,25 +99,4 @@ pub(crate) fn fill<'v>(template: &KeyTemplate, value: impl Fn(&'static str) -> O
                 })
             })
     })
-}
-
-/// An entity encoded: its address and its fields as they would be written.
-pub(crate) struct Encoded<'e> {
-    pub target: Target,
-    pub fields: FieldWriter<'e>,
-}
-
-impl<'e> Encoded<'e> {
-    pub fn of<E: RedisEntity>(entity: &'e E) -> Result<Self> {
-        let fields = fields_of(entity)?;
-        let target = Target::of::<E>(&fields)?;
-        Ok(Encoded { target, fields })
-    }
-
-    /// The key of `template` (an index's) that the entity belongs under.
-    pub fn index_key(&self, template: &KeyTemplate) -> Result<String> {
-        fill(template, |f| {
-            self.target.part(f).map(str::as_bytes).or_else(|| self.fields.get(f))
-        })
-    }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use redis::aio::ConnectionLike;
 
-use crate::engine::target::{Target, fields_of};
+use crate::engine::encoding::Encoded;
+use crate::engine::target::Target;
 use crate::engine::write::PatchWrite;
 use crate::engine::{index, read, write};
 use crate::entity::RedisEntity;
@@ -23,12 +24,12 @@ pub fn key_for<E: RedisEntity>(parts: &[Cow<'_, str>]) -> Result<String> {
 
 /// The key of a whole entity.
 pub fn entity_key<E: RedisEntity>(entity: &E) -> Result<String> {
-    Ok(Target::of::<E>(&fields_of(entity)?)?.key)
+    Ok(Encoded::plain(entity)?.target.key)
 }
 
 /// The id of a whole entity (what its index entries hold).
 pub fn entity_id<E: RedisEntity>(entity: &E) -> Result<String> {
-    Ok(Target::of::<E>(&fields_of(entity)?)?.id)
+    Ok(Encoded::plain(entity)?.target.id)
 }
 
 /// `E::create`.
@@ -166,6 +167,12 @@ pub async fn delete_many<E: RedisEntity, C: ConnectionLike + Send, S: AsRef<str>
         .map(|id| Target::from_id::<E>(id.as_ref()))
         .collect::<Result<Vec<_>>>()?;
     write::delete_many::<E, C>(conn, &targets).await
+}
+
+/// `E::index_key_by_x`: the index's key for these key parts, built and
+/// checked as every index read and write builds it.
+pub fn index_key(index: &'static IndexMeta, parts: &[Cow<'_, str>]) -> Result<String> {
+    index.key.build(parts)
 }
 
 /// `E::by_x` of a sorted index.

@@ -22,6 +22,7 @@ use redis::streams::StreamReadReply;
 pub use self::log_limit::{HeldBack, LOG_INTERVAL, LogLimit};
 pub use self::outbox::OutboxSweep;
 pub use self::reply::cmp_ids;
+use crate::engine::write::route;
 use crate::error::Result;
 use crate::scripts::{self, DEAD_LETTER, TRIM};
 
@@ -275,9 +276,11 @@ impl Queue {
         for (k, v) in &fields {
             cmd.arg(k).arg(v);
         }
-        match scripts::run(conn, &DEAD_LETTER, &cmd).await {
-            Err(crate::Error::Redis(e)) if scripts::is_cross_slot(&e) => {}
-            other => return other,
+        if !route::splits(conn, [self.stream.as_str(), self.dead.as_str()]) {
+            match scripts::run(conn, &DEAD_LETTER, &cmd).await {
+                Err(crate::Error::Redis(e)) if route::is_refused_across_slots(&e) => {}
+                other => return other,
+            }
         }
         let time: (String, String) = redis::cmd("TIME").query_async(conn).await?;
         let dead_at = time.0.parse::<u64>().unwrap_or(0) * 1000 + time.1.parse::<u64>().unwrap_or(0) / 1000;
@@ -372,26 +375,22 @@ impl Queue {
             .filter(|(k, _)| !BOOKKEEPING.contains(&k.as_str()))
             .collect();
         fields.sort();
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        pipe.cmd("XADD").arg(&self.stream).arg("*").arg(&fields).ignore();
-        pipe.cmd("XDEL").arg(&self.dead).arg(&letter.id).ignore();
-        match pipe.query_async::<()>(conn).await {
-            Err(e) if scripts::is_cross_slot(&e) => {
-                let _: String = redis::cmd("XADD")
-                    .arg(&self.stream)
-                    .arg("*")
-                    .arg(&fields)
-                    .query_async(conn)
-                    .await?;
-                let _: i64 = redis::cmd("XDEL")
-                    .arg(&self.dead)
-                    .arg(&letter.id)
-                    .query_async(conn)
-                    .await?;
+        let mut add = redis::cmd("XADD");
+        add.arg(&self.stream).arg("*").arg(&fields);
+        let mut del = redis::cmd("XDEL");
+        del.arg(&self.dead).arg(&letter.id);
+        if !route::splits(conn, [self.stream.as_str(), self.dead.as_str()]) {
+            let mut pipe = redis::pipe();
+            pipe.atomic().add_command(add.clone()).ignore().add_command(del.clone()).ignore();
+            match pipe.query_async::<()>(conn).await {
+                Err(e) if route::is_refused_across_slots(&e) => {}
+                other => return Ok(other?),
             }
-            other => other?,
         }
+        // In different slots: appended first, so a crash between the two
+        // leaves a duplicate, never a lost entry.
+        let _: String = add.query_async(conn).await?;
+        let _: i64 = del.query_async(conn).await?;
         Ok(())
     }
 }

@@ -7,15 +7,17 @@
 -- KEYS: the hash, then one key per index. ARGV: the index kinds (one letter
 -- per index: 'z' sorted, 's' set), the TTL in ms (0: none), the id, one
 -- score per index ('' for a set), then the field/value pairs.
--- Answers 1 created, 0 the hash exists (a create earlier in the same call
--- included), -1 the hash key holds another type, -1 - i index i's key holds
--- another type; nothing is written unless the answer is 1.
+-- Answers CREATED, { 'exists' } when the hash exists (a create earlier in
+-- the same call included), { 'wrongtype', key } when a key holds another
+-- type (scripts/create_entity.rs decodes them); nothing is written unless
+-- the answer is CREATED.
+local CREATED = 1
 local function entity(kb, ab, last)
   local hkey, kinds, ttl, id = KEYS[kb + 1], ARGV[ab + 1], tonumber(ARGV[ab + 2]), ARGV[ab + 3]
   local nidx = #kinds
   if redis.call('EXISTS', hkey) == 1 then
-    if redis.call('TYPE', hkey).ok == 'hash' then return 0 end
-    return -1
+    if redis.call('TYPE', hkey).ok == 'hash' then return { 'exists' } end
+    return { 'wrongtype', hkey }
   end
   -- With one index, its entry is written first, and a key of another type
   -- fails that write before anything else is written; with several, each
@@ -24,21 +26,17 @@ local function entity(kb, ab, last)
     for i = 1, nidx do
       local want = (string.sub(kinds, i, i) == 'z') and 'zset' or 'set'
       local t = redis.call('TYPE', KEYS[kb + 1 + i]).ok
-      if t ~= 'none' and t ~= want then return -1 - i end
+      if t ~= 'none' and t ~= want then return { 'wrongtype', KEYS[kb + 1 + i] } end
     end
   end
   for i = 1, nidx do
-    local key, r = KEYS[kb + 1 + i], nil
+    local key, refused = KEYS[kb + 1 + i], nil
     if string.sub(kinds, i, i) == 'z' then
-      r = redis.pcall('ZADD', key, ARGV[ab + 3 + i], id)
+      refused = select(2, refuse_other_type(key, 'ZADD', key, ARGV[ab + 3 + i], id))
     else
-      r = redis.pcall('SADD', key, id)
+      refused = select(2, refuse_other_type(key, 'SADD', key, id))
     end
-    if type(r) == 'table' and r.err then
-      -- WRONGTYPE is a key of another type; anything else (READONLY) is raised.
-      if string.sub(r.err, 1, 9) == 'WRONGTYPE' then return -1 - i end
-      error(r)
-    end
+    if refused then return refused end
   end
   redis.call('HSET', hkey, unpack(ARGV, ab + 4 + nidx, last))
   if ttl > 0 then
@@ -50,5 +48,5 @@ local function entity(kb, ab, last)
       if cur == -1 or cur < ttl then redis.call('PEXPIRE', key, ttl) end
     end
   end
-  return 1
+  return CREATED
 end

@@ -1,6 +1,6 @@
 -- The delete of one entity: its index entries, its hash and the keys
 -- deleted with it, atomically. The general write script's delete without its
--- header: a delete sets nothing, claims nothing and checks no condition.
+-- header (engine/write/protocol/delete.rs lays it out): a delete sets nothing, claims nothing and checks no condition.
 -- This file defines `entity`, which `one.lua` calls once and `many.lua`
 -- once per delete of a call (scripts/mod.rs joins the files).
 -- Per entity, KEYS from k + 1: the hash, one key per index entry to remove,
@@ -11,8 +11,8 @@
 -- the guard names and the values read ('' when there is none).
 -- Answers as write_entity.lua does: 1 deleted, 0 absent, { 'stale', values.. } when
 -- the guards moved, { 'wrongtype', key } when a key holds another type;
--- nothing is written unless the answer is 1. A pcall's error other than
--- WRONGTYPE (READONLY after a failover) is raised as it came.
+-- nothing is written unless the answer is 1. Any other error (READONLY
+-- after a failover) is raised as it came (lib.lua's refuse_other_type).
 local function entity(k, a)
   local hkey, id, kinds, seen = KEYS[k + 1], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local nidx, ng, nextra = #kinds, #seen, tonumber(ARGV[a + 4])
@@ -21,21 +21,14 @@ local function entity(k, a)
   -- otherwise, hand it the truth. The read also refuses a key of another
   -- type before anything is written.
   if ng > 0 then
-    local cur
+    local cur, refused
     if ng == 1 then
-      cur = redis.pcall('HGET', hkey, ARGV[g0 + 1])
-      if type(cur) == 'table' then
-        if string.sub(cur.err, 1, 9) == 'WRONGTYPE' then return { 'wrongtype', hkey } end
-        error(cur)
-      end
+      cur, refused = refuse_other_type(hkey, 'HGET', hkey, ARGV[g0 + 1])
       cur = { cur }
     else
-      cur = redis.pcall('HMGET', hkey, unpack(ARGV, g0 + 1, g0 + ng))
-      if cur.err then
-        if string.sub(cur.err, 1, 9) == 'WRONGTYPE' then return { 'wrongtype', hkey } end
-        error(cur)
-      end
+      cur, refused = refuse_other_type(hkey, 'HMGET', hkey, unpack(ARGV, g0 + 1, g0 + ng))
     end
+    if refused then return refused end
     for i = 1, ng do
       local v, s = cur[i], string.byte(seen, i)
       -- '=' (61): the value read; '-' (45): absent; '?': not known, never equal.
@@ -45,11 +38,8 @@ local function entity(k, a)
       end
     end
   else
-    local n = redis.pcall('HLEN', hkey)
-    if type(n) == 'table' then
-      if string.sub(n.err, 1, 9) == 'WRONGTYPE' then return { 'wrongtype', hkey } end
-      error(n)
-    end
+    local n, refused = refuse_other_type(hkey, 'HLEN', hkey)
+    if refused then return refused end
     if n == 0 then return 0 end
   end
 
@@ -63,19 +53,16 @@ local function entity(k, a)
     end
   end
   for i = 1, nidx do
-    local kind, key, r = string.byte(kinds, i), KEYS[k + 1 + i], nil
+    local kind, key, r, refused = string.byte(kinds, i), KEYS[k + 1 + i], nil, nil
     if kind == 122 then       -- 'z'
-      r = redis.pcall('ZREM', key, id)
+      r, refused = refuse_other_type(key, 'ZREM', key, id)
     elseif kind == 115 then   -- 's'
-      r = redis.pcall('SREM', key, id)
+      r, refused = refuse_other_type(key, 'SREM', key, id)
     else
-      r = redis.pcall('GET', key)
+      r, refused = refuse_other_type(key, 'GET', key)
       if r == id then redis.call('DEL', key) end
     end
-    if type(r) == 'table' and r.err then
-      if string.sub(r.err, 1, 9) == 'WRONGTYPE' then return { 'wrongtype', key } end
-      error(r)
-    end
+    if refused then return refused end
   end
   -- Entries are only sent for a hash whose guards hold values, so a hash
   -- found absent here had none to remove.

@@ -13,12 +13,24 @@ use redis::{Cmd, FromRedisValue, Script, Value};
 
 use crate::error::Result;
 
+pub(crate) mod create_entity;
+pub(crate) mod index_entry;
+pub(crate) mod put;
+pub(crate) mod reply;
+
 /// A `*_entity.lua` file, which defines `entity`, joined with the file that
 /// calls it: `one.lua` (once) or `many.lua` (once per call, laid out as
 /// [`joined`] lays them out).
 macro_rules! calling {
     ($entity:literal, $caller:literal) => {
-        LazyLock::new(|| Script::new(concat!(include_str!($entity), include_str!($caller))))
+        LazyLock::new(|| Script::new(concat!(include_str!("lib.lua"), include_str!($entity), include_str!($caller))))
+    };
+}
+
+/// A script file after `lib.lua`, the helpers every script shares.
+macro_rules! script {
+    ($file:literal) => {
+        LazyLock::new(|| Script::new(concat!(include_str!("lib.lua"), include_str!($file))))
     };
 }
 
@@ -35,17 +47,17 @@ pub(crate) static CREATE: LazyLock<Script> = calling!("create_entity.lua", "one.
 /// Many such creates in one call, each atomic on its own (`write/bulk.rs`).
 pub(crate) static CREATE_MANY: LazyLock<Script> = calling!("create_entity.lua", "many.lua");
 /// The write of an entity with no index entry to maintain (`write/fast.rs`).
-pub(crate) static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("put.lua")));
+pub(crate) static PUT: LazyLock<Script> = script!("put.lua");
 /// An update that only sets fields (`write/fast.rs`).
-pub(crate) static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("update.lua")));
+pub(crate) static UPDATE: LazyLock<Script> = script!("update.lua");
 /// One index entry on its own, a step of an ordered write (cluster).
-pub(crate) static INDEX_ENTRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("index_entry.lua")));
+pub(crate) static INDEX_ENTRY: LazyLock<Script> = script!("index_entry.lua");
 /// Read repair: drops index entries whose entity is gone.
-pub(crate) static REPAIR: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("repair.lua")));
+pub(crate) static REPAIR: LazyLock<Script> = script!("repair.lua");
 /// Moves a pending delivery to the dead-letter stream and acknowledges it.
-pub(crate) static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("dead_letter.lua")));
+pub(crate) static DEAD_LETTER: LazyLock<Script> = script!("dead_letter.lua");
 /// Trims a stream without dropping entries a group still needs.
-pub(crate) static TRIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("trim.lua")));
+pub(crate) static TRIM: LazyLock<Script> = script!("trim.lua");
 
 /// `EVALSHA <sha> <number of keys> <keys..>` of `script`; the caller adds `ARGV`.
 pub(crate) fn evalsha<K: redis::ToRedisArgs>(script: &Script, keys: &[K]) -> Cmd {
@@ -57,17 +69,6 @@ pub(crate) fn evalsha<K: redis::ToRedisArgs>(script: &Script, keys: &[K]) -> Cmd
 /// Whether a reply (one of a pipeline's) says the server does not know the script.
 pub(crate) fn is_noscript(reply: &Value) -> bool {
     matches!(reply, Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::NoScript))
-}
-
-/// Whether an error is a cluster's `CROSSSLOT`: the command's keys are in
-/// several slots, and nothing ran.
-pub(crate) fn is_cross_slot(err: &redis::RedisError) -> bool {
-    err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::CrossSlot)
-}
-
-/// Whether a reply (one of a pipeline's) is a cluster's `CROSSSLOT`.
-pub(crate) fn is_cross_slot_reply(reply: &Value) -> bool {
-    matches!(reply, Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::CrossSlot))
 }
 
 /// How long one call keeps loading a script that the server keeps losing
@@ -104,7 +105,8 @@ impl Reloads {
 }
 
 /// Sends `cmd`, an `EVALSHA` of `script`, until the server runs it: a
-/// `NOSCRIPT` gets the script loaded and the call sent again (see [`Reloads`]).
+/// `NOSCRIPT` gets the script loaded and the call sent again (see
+/// [`Reloads`]). A server's error answer is the reply.
 pub(crate) async fn send_loading<C: ConnectionLike + Send>(
     conn: &mut C,
     script: &Script,
@@ -112,12 +114,9 @@ pub(crate) async fn send_loading<C: ConnectionLike + Send>(
     reloads: &mut Reloads,
 ) -> Result<Value> {
     loop {
-        match cmd.query_async::<Value>(conn).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                reloads.load(conn, script).await?;
-            }
-            Ok(reply) if is_noscript(&reply) => reloads.load(conn, script).await?,
-            other => return Ok(other?),
+        match crate::engine::pipeline::command(conn, cmd).await? {
+            reply if is_noscript(&reply) => reloads.load(conn, script).await?,
+            reply => return Ok(reply),
         }
     }
 }
@@ -168,39 +167,81 @@ pub(crate) async fn run<T: FromRedisValue, C: ConnectionLike + Send>(
     }
 }
 
-/// The `KEYS` and the `ARGV` of one script call.
-struct Call<'c> {
-    keys: Vec<&'c [u8]>,
-    args: Vec<&'c [u8]>,
+/// The `KEYS` and the `ARGV` of one call of a script, built by the
+/// script's protocol module from typed values: sent on its own with
+/// [`Call::command`], or with others of the same script in one call of its
+/// script of many with [`Call::joined`].
+#[derive(Default)]
+pub(crate) struct Call {
+    keys: Cmd,
+    nkeys: usize,
+    args: Cmd,
+    nargs: usize,
 }
 
-/// The `KEYS` and `ARGV` of an `EVALSHA <sha> <numkeys> KEYS.. ARGV..`.
-fn keys_and_args(cmd: &Cmd) -> Option<Call<'_>> {
-    let args: Vec<&[u8]> = cmd
-        .args_iter()
-        .map(|a| match a {
-            redis::Arg::Simple(b) => Some(b),
-            _ => None,
-        })
-        .collect::<Option<_>>()?;
-    let numkeys: usize = std::str::from_utf8(args.get(2)?).ok()?.parse().ok()?;
-    let keys = args.get(3..3 + numkeys)?.to_vec();
-    Some(Call {
-        keys,
-        args: args[3 + numkeys..].to_vec(),
-    })
-}
-
-/// One call of `many` (a script that loops over its calls, each given as
-/// the number of its `KEYS` and of its `ARGV`, then its `ARGV`) in place of
-/// the `EVALSHA`s `cmds`; `None` when one of them is not an `EVALSHA`.
-pub(crate) fn joined(cmds: &[Cmd], many: &Script) -> Option<Cmd> {
-    let parts: Vec<Call<'_>> = cmds.iter().map(keys_and_args).collect::<Option<_>>()?;
-    let keys: Vec<&[u8]> = parts.iter().flat_map(|call| call.keys.iter().copied()).collect();
-    let mut cmd = evalsha(many, &keys);
-    cmd.arg(parts.len());
-    for call in &parts {
-        cmd.arg(call.keys.len()).arg(call.args.len()).arg(&call.args);
+impl Call {
+    /// Adds a key to `KEYS`.
+    pub(crate) fn key(&mut self, key: &str) -> &mut Self {
+        self.keys.arg(key);
+        self.nkeys += 1;
+        self
     }
-    Some(cmd)
+
+    /// Adds one item (or, for a list, one per element) to `ARGV`.
+    pub(crate) fn arg(&mut self, arg: impl redis::ToRedisArgs) -> &mut Self {
+        self.args.arg(arg);
+        self
+    }
+
+    /// How many keys the call has so far.
+    pub(crate) fn key_count(&self) -> usize {
+        self.nkeys
+    }
+
+    fn nargs(&mut self) -> usize {
+        self.nargs = self.args.args_iter().count();
+        self.nargs
+    }
+
+    /// The `EVALSHA` of the script whose SHA1 is `sha` with this call's keys and arguments.
+    pub(crate) fn command_of(&self, sha: &str) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(sha).arg(self.nkeys);
+        append(&mut cmd, &self.keys);
+        append(&mut cmd, &self.args);
+        cmd
+    }
+
+    /// The `EVALSHA` of `script` with this call's keys and arguments.
+    pub(crate) fn command(&self, script: &Script) -> Cmd {
+        self.command_of(script.get_hash())
+    }
+
+    /// One call of `many` (a `*_entity.lua` file joined with `many.lua`) in
+    /// place of `calls`: `KEYS` all of theirs in order; `ARGV` how many
+    /// calls, then per call the number of its `KEYS` and of its `ARGV`, and
+    /// its `ARGV`.
+    pub(crate) fn joined(calls: &mut [Call], many: &Script) -> Cmd {
+        let nkeys: usize = calls.iter().map(|c| c.nkeys).sum();
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(many.get_hash()).arg(nkeys);
+        for call in calls.iter() {
+            append(&mut cmd, &call.keys);
+        }
+        cmd.arg(calls.len());
+        for call in calls.iter_mut() {
+            let nargs = call.nargs();
+            cmd.arg(call.nkeys).arg(nargs);
+            append(&mut cmd, &call.args);
+        }
+        cmd
+    }
+}
+
+fn append(cmd: &mut Cmd, from: &Cmd) {
+    for arg in from.args_iter() {
+        if let redis::Arg::Simple(bytes) = arg {
+            cmd.arg(bytes);
+        }
+    }
 }

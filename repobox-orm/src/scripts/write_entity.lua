@@ -3,18 +3,19 @@
 -- once per write of a call (scripts/mod.rs joins the files): the write's
 -- KEYS start after KEYS[kb], its ARGV after ARGV[ab].
 -- Every key arrives through KEYS (Redis Cluster). The layout of KEYS and ARGV
--- is engine/write/protocol.rs's: a binary header read with one struct.unpack,
--- one record per index op, then the variable parts, read in place. The
--- constants below are the ones protocol.rs names, and its tests check them.
+-- is engine/write/protocol/mod.rs's: a binary header read with one
+-- struct.unpack, one record per index op, then the variable parts, read in
+-- place. The constants below are the ones protocol/mod.rs names, and its
+-- tests check them. refuse_other_type comes from lib.lua.
 -- The script runs on every write, so the common paths build no tables and
 -- make no calls they can avoid; they answer 1 (done) or 0 (missing),
--- everything else is a table whose first item is a tag (protocol.rs `tag`).
+-- everything else is a table whose first item is a tag (scripts/reply.rs).
 -- Everything that can refuse the write is checked before the first write,
 -- because Redis does not roll a script back.
 local HEADER_FORMAT, HEADER_LEN = '>c1I8I2I2I2I2I2I2I2I2I2', 27
 local OP_FORMAT, OP_LEN = '>c1I2I2', 5
--- Modes: 'c' create, 's' save, 'u' update, 'd' delete, 'e' expire,
--- 'r' refresh (an update that also sets the TTL).
+-- Modes: 'c' create, 's' save, 'u' update, 'd' delete, 'e' set the TTL,
+-- 'r' an update that also sets the TTL.
 local function entity(kb, ab)
   local h = ARGV[ab + 1]
   -- mode, TTL (ms), guards, fields to set, fields to delete, index ops,
@@ -35,11 +36,8 @@ local function entity(kb, ab)
   -- refuse the write before the first change, not fail at the HSET after it.
   -- (HLEN answers an integer for a hash or nothing, an error for anything else.)
   -- Only WRONGTYPE is that; any other error is raised as it came.
-  local hlen = redis.pcall('HLEN', hkey)
-  if type(hlen) == 'table' then
-    if string.sub(hlen.err, 1, 9) == 'WRONGTYPE' then return { 'wrongtype', hkey } end
-    error(hlen)
-  end
+  local hlen, refused = refuse_other_type(hkey, 'HLEN', hkey)
+  if refused then return refused end
   local exists = hlen > 0
   if mode == 'c' then
     if exists then return { 'exists' } end
@@ -129,11 +127,8 @@ local function entity(kb, ab)
         end
       end
       if k == 'u' and news[i] > 0 and mode ~= 'e' then
-        local owner = redis.pcall('GET', KEYS[kb + news[i]])
-        if type(owner) == 'table' then
-          if string.sub(owner.err, 1, 9) == 'WRONGTYPE' then return { 'wrongtype', KEYS[kb + news[i]] } end
-          error(owner)
-        end
+        local owner, refused = refuse_other_type(KEYS[kb + news[i]], 'GET', KEYS[kb + news[i]])
+        if refused then return refused end
         if owner and owner ~= id and not (stale and stale(i, owner)) then
           return { 'unique', tostring(i), owner }
         end
@@ -166,14 +161,11 @@ local function entity(kb, ab)
 
   if first == 1 and news[1] > 0 and mode ~= 'e' then
     -- The first write refuses a key of another type with nothing written.
-    local key, k, r = KEYS[kb + news[1]], kinds[1], nil
-    if k == 'z' then r = redis.pcall('ZADD', key, ARGV[z0 + 1], id)
-    elseif k == 's' then r = redis.pcall('SADD', key, id)
-    else r = redis.pcall('SET', key, id) end
-    if type(r) == 'table' and r.err then
-      if string.sub(r.err, 1, 9) == 'WRONGTYPE' then return { 'wrongtype', key } end
-      error(r)
-    end
+    local key, k, refused = KEYS[kb + news[1]], kinds[1], nil
+    if k == 'z' then refused = select(2, refuse_other_type(key, 'ZADD', key, ARGV[z0 + 1], id))
+    elseif k == 's' then refused = select(2, refuse_other_type(key, 'SADD', key, id))
+    else refused = select(2, refuse_other_type(key, 'SET', key, id)) end
+    if refused then return refused end
   end
   if nset > 0 then redis.call('HSET', hkey, unpack(ARGV, s0 + 1, s0 + 2 * nset)) end
   if ndel > 0 then redis.call('HDEL', hkey, unpack(ARGV, d0 + 1, d0 + ndel)) end

@@ -5,10 +5,12 @@
 //! On a cluster the store adds what redis-rs leaves to the caller: a
 //! pipeline whose commands fall in several slots is split (a read one part
 //! per primary, a write one part per slot), the parts sent concurrently and
-//! the replies put back in order; a script call or a pipeline command whose
-//! keys fall in several slots is answered `CROSSSLOT` without being sent (the
-//! engine then takes its ordered path); redirects are followed (see
-//! `redirect`); and `SCAN` walks every primary (see `scan`).
+//! the replies put back in order (a command whose own keys are in several
+//! slots goes to its first key's node, which answers it `CROSSSLOT`; the
+//! engine routes its writes before sending, so it sends none); a
+//! transaction across slots is refused unsent, since `MULTI`/`EXEC` cannot
+//! be atomic there; redirects are followed (see `redirect`); and `SCAN`
+//! walks every primary (see `scan`).
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
@@ -23,7 +25,7 @@ use super::classify::{command_name, is_read_command};
 use super::redirect::{Redirect, follow, follow_command};
 use super::scan::{SCANS_EVERY_PRIMARY, is_scan_probe};
 use super::signal::StoreSignal;
-use super::slot::{command_slot, group_by_slot, slot_of};
+use super::slot::{group_by_slot, slot_of};
 
 /// The client a store connects with.
 #[derive(Clone)]
@@ -71,26 +73,17 @@ fn owner(map: &[(u16, u16, String, u16)], slot: u16) -> Option<(&str, u16)> {
         .map(|(_, _, host, port)| (host.as_str(), *port))
 }
 
-/// The error of a script call whose keys are in different slots, as the
-/// cluster would answer it, but without the round trip.
-pub(super) fn cross_slot(slots: (u16, u16)) -> RedisError {
+/// The store's refusal of a transaction whose keys are in different slots:
+/// nothing was sent (its kind is the cluster's `CROSSSLOT`, which says the same).
+fn transaction_across_slots(slots: (u16, u16)) -> RedisError {
     RedisError::from((
         ErrorKind::Server(ServerErrorKind::CrossSlot),
         "CROSSSLOT",
         format!(
-            "Keys in request don't hash to the same slot ({} and {})",
+            "a transaction's keys are in slots {} and {}: MULTI/EXEC is atomic only within one slot, so the store did not send it",
             slots.0, slots.1
         ),
     ))
-}
-
-/// The `CROSSSLOT` error reply a cluster node would give, as one reply of a pipeline.
-fn cross_slot_reply(slots: (u16, u16)) -> RedisResult<Value> {
-    let line = format!(
-        "-CROSSSLOT Keys in request don't hash to the same slot ({} and {})\r\n",
-        slots.0, slots.1
-    );
-    redis::parse_redis_value(line.as_bytes())
 }
 
 impl Conn {
@@ -99,13 +92,11 @@ impl Conn {
         matches!(self, Conn::Cluster(..))
     }
 
-    /// Sends one command; on a cluster a multi-slot script call is refused
-    /// unsent, and a redirect is followed (see [`follow_command`]).
+    /// Sends one command; on a cluster a redirect is followed (see [`follow_command`]).
     pub async fn command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd).await,
             Conn::Cluster(c, _) => {
-                command_slot(cmd).map_err(cross_slot)?;
                 if is_scan(cmd) {
                     return super::scan::cluster_scan(c, cmd).await;
                 }
@@ -134,7 +125,7 @@ impl Conn {
                     if let Some(first) = slots.next()
                         && let Some(other) = slots.find(|s| *s != first)
                     {
-                        return Err(cross_slot((first, other)));
+                        return Err(transaction_across_slots((first, other)));
                     }
                     return match c.req_packed_commands(pipeline, offset, count).await {
                         Err(e) => match Redirect::of(&e) {
@@ -214,22 +205,10 @@ async fn send_group(conn: &mut ClusterConnection, part: &Pipeline, n: usize) -> 
 async fn split_by_slot(conn: &mut ClusterConnection, pipeline: &Pipeline) -> RedisResult<Vec<Value>> {
     let cmds: Vec<&Cmd> = pipeline.cmd_iter().collect();
     let mut ordered: Vec<Option<Value>> = vec![None; cmds.len()];
-    // A command whose own keys span slots gets the cluster's answer without
-    // being sent (the engine then takes its ordered path for it).
-    let mut sendable = Vec::with_capacity(cmds.len());
-    for (i, cmd) in cmds.iter().enumerate() {
-        match command_slot(cmd) {
-            Err(slots) => ordered[i] = Some(cross_slot_reply(slots)?),
-            Ok(_) => sendable.push(i),
-        }
-    }
-    if sendable.len() == cmds.len() && group_by_slot(cmds.iter().copied()).len() <= 1 {
+    let groups = group_by_slot(cmds.iter().copied());
+    if groups.len() <= 1 {
         return send_group(conn, pipeline, cmds.len()).await;
     }
-    let groups: Vec<Vec<usize>> = group_by_slot(sendable.iter().map(|&i| cmds[i]))
-        .into_iter()
-        .map(|members| members.into_iter().map(|j| sendable[j]).collect())
-        .collect();
     let sends = groups.iter().map(|members| {
         let mut part = redis::pipe();
         for &i in members {

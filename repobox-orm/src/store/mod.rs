@@ -72,6 +72,11 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+// SAFETY: `Store` has no lifetime parameter, so every `Store` is `'static`:
+// the engine may see a generic connection as a `Store` (to ask its topology)
+// exactly when it is one.
+unsafe impl castaway::LifetimeFree for Store {}
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let addr = match &self.inner.client {

@@ -11,8 +11,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod cluster;
-pub mod faults;
 mod tls;
+
+/// Injected faults: the engine's hook that stops an ordered write after one
+/// of its steps, as a crash of the writer would.
+pub mod faults {
+    pub use crate::engine::write::faults::{OrderedStep, fail_after};
+}
 
 pub use cluster::RedisCluster;
 pub use tls::TlsFiles;
@@ -322,6 +327,10 @@ pub struct CountingConnection<C> {
     inner: C,
     round_trips: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
+
+// SAFETY: a `CountingConnection<C>` holds a `C` and an `Arc` of an atomic:
+// it has no lifetime of its own, so it is `'static` whenever `C` is.
+unsafe impl<C: castaway::LifetimeFree> castaway::LifetimeFree for CountingConnection<C> {}
 
 impl<C> CountingConnection<C> {
     /// Wraps `inner`.

@@ -15,21 +15,22 @@ use redis::{Cmd, Value};
 
 use super::verify::{Action, Repair};
 use crate::engine::target::fill;
-use crate::engine::write::protocol::kind_byte;
 use crate::engine::write::send_steps;
 use crate::error::Result;
 use crate::meta::{IndexKind, IndexMeta};
-use crate::scripts::{self, INDEX_ENTRY};
+use crate::scripts::index_entry::{Action as Step, EntryCall};
 
-fn entry(index: &IndexMeta, index_key: &str, action: &str, id: &str, score: &str, life_ms: u64) -> Cmd {
-    let mut cmd = scripts::evalsha(&INDEX_ENTRY, &[index_key]);
-    cmd.arg(action)
-        .arg(&[kind_byte(index.kind)][..])
-        .arg(id)
-        .arg(score)
-        .arg(life_ms)
-        .arg("");
-    cmd
+fn entry(index: &IndexMeta, index_key: &str, action: Step, id: &str, score: &str, life_ms: u64) -> Cmd {
+    EntryCall {
+        index_key,
+        action,
+        kind: index.kind,
+        id,
+        score,
+        life_ms,
+        stale_owner: "",
+    }
+    .command()
 }
 
 /// Where the raw `values` of `fields` put a member: `Some(score)` (empty
@@ -62,9 +63,9 @@ pub(crate) async fn repair_ordered<C: ConnectionLike + Send>(
     let first: Vec<Cmd> = repairs
         .iter()
         .map(|r| match &r.action {
-            Action::Gone | Action::Mismatch => entry(index, index_key, "r", &r.id, "", 0),
-            Action::Rescore(score) => entry(index, index_key, "a", &r.id, score, 0),
-            Action::Add(score) => entry(index, index_key, "a", &r.id, score, ttl_ms),
+            Action::Gone | Action::Mismatch => entry(index, index_key, Step::Remove, &r.id, "", 0),
+            Action::Rescore(score) => entry(index, index_key, Step::Add, &r.id, score, 0),
+            Action::Add(score) => entry(index, index_key, Step::Add, &r.id, score, ttl_ms),
         })
         .collect();
     send_steps(conn, &first).await?;
@@ -93,8 +94,8 @@ pub(crate) async fn repair_ordered<C: ConnectionLike + Send>(
             continue;
         }
         settle.push(match place(index, index_key, fields, &values) {
-            Some(score) => entry(index, index_key, "a", &r.id, &score, ttl_ms),
-            None => entry(index, index_key, "r", &r.id, "", 0),
+            Some(score) => entry(index, index_key, Step::Add, &r.id, &score, ttl_ms),
+            None => entry(index, index_key, Step::Remove, &r.id, "", 0),
         });
     }
     if !settle.is_empty() {

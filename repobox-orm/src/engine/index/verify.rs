@@ -10,10 +10,12 @@
 use redis::Value;
 use redis::aio::ConnectionLike;
 
-use crate::crypto::read_entity;
+use crate::engine::encoding::decode;
+use crate::engine::write::route;
 use crate::engine::pipeline;
 use crate::engine::read::hgetall;
-use crate::engine::target::{Encoded, fill};
+use crate::engine::encoding::Encoded;
+use crate::engine::target::fill;
 use crate::engine::write::BULK_CHUNK;
 use crate::engine::write::protocol::kind_byte;
 use crate::entity::{RawHash, RedisEntity};
@@ -159,7 +161,7 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
         let action = if hash.is_empty() {
             Action::Gone
         } else {
-            let entity = match read_entity::<E>(&key, &shown, &hash) {
+            let entity = match decode::<E>(&key, &shown, &hash) {
                 Ok(entity) => entity,
                 Err(e) => {
                     out.errors.push(e);
@@ -235,7 +237,7 @@ fn belongs<E: RedisEntity>(
     index_key: &str,
     score: Option<f64>,
 ) -> Result<Option<Action>> {
-    let encoded = Encoded::of(entity)?;
+    let encoded = Encoded::plain(entity)?;
     match encoded.index_key(&index.key) {
         Ok(key) if key == index_key => {}
         _ => return Ok(Some(Action::Mismatch)),
@@ -268,6 +270,10 @@ pub(crate) async fn run_repair<C: ConnectionLike + Send>(
     let keys: Vec<&str> = std::iter::once(index_key)
         .chain(repairs.iter().map(|r| r.hash_key.as_str()))
         .collect();
+    // The members' hashes are in other cluster slots than the index key.
+    if route::splits(conn, keys.iter().copied()) {
+        return super::ordered::repair_ordered(conn, index, index_key, fields, repairs, ttl_ms).await;
+    }
     let mut cmd = scripts::evalsha(&REPAIR, &keys);
     cmd.arg(&[kind_byte(index.kind)][..])
         .arg(ttl_ms)
@@ -289,8 +295,8 @@ pub(crate) async fn run_repair<C: ConnectionLike + Send>(
         }
     }
     match scripts::run::<Value, C>(conn, &REPAIR, &cmd).await {
-        // The members' hashes are in other cluster slots than the index key.
-        Err(Error::Redis(e)) if scripts::is_cross_slot(&e) => {
+        // A connection the engine cannot see into refused it across slots.
+        Err(Error::Redis(e)) if route::is_refused_across_slots(&e) => {
             super::ordered::repair_ordered(conn, index, index_key, fields, repairs, ttl_ms).await
         }
         other => other.map(drop),

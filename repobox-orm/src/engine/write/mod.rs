@@ -1,44 +1,47 @@
-//! Writes: each one atomic command (a Lua script call, or `HSET` in
-//! `MULTI`/`EXEC`) that changes the hash, its index entries and its TTL
-//! together; each write takes the cheapest one that keeps the contract.
+//! Writes. Each write is planned, then routed once (`route`): atomic, one
+//! script call that changes the hash, its index entries and its TTL together
+//! (`atomic`; `create` and `hash_only` for the writes a smaller script
+//! does), or ordered, single-slot steps for an entity whose keys a cluster
+//! keeps in several slots (`ordered`). Every script call is built and read
+//! by its script's protocol module (`scripts::*`, `protocol` for the write
+//! and delete scripts).
 //!
-//! - `fast`: writes that maintain no index entry (`HSET`, `put.lua`,
+//! - `plan`: what a write changes and what it knows of the indexed fields;
+//! - `route`: atomic or ordered, decided before anything is sent;
+//! - `atomic`: plans as script calls, one or many per round trip;
+//! - `ordered`: the one state machine of the ordered steps;
+//! - `create`: creates of entities without a unique index (`create_entity.lua`);
+//! - `hash_only`: writes that maintain no index entry (`HSET`, `put.lua`,
 //!   `update.lua`);
-//! - `bulk`: creates of entities without a unique index (`create_entity.lua`),
-//!   one or 100 per call;
-//! - `plan`: what any other write changes and what it knows of the indexed
-//!   fields;
-//! - `protocol`: how a plan is encoded for the write script (a delete for
-//!   the delete script), and the answers decoded;
-//! - `run`: sending plans, retrying when the hash moved, bulk chunks;
-//! - `ordered`: the same write as single-slot steps, for an entity whose
-//!   keys a cluster keeps in several slots.
+//! - `outbox`: the stream entries of ordered writes, until appended.
 //!
 //! A write that moves no index entry costs one round trip; one that moves an
 //! entry (or must first learn where the entry is) costs two.
 
-mod bulk;
-mod fast;
+mod atomic;
+mod create;
+#[cfg(feature = "testing")]
+pub(crate) mod faults;
+mod hash_only;
 mod ordered;
+pub(crate) mod outbox;
 mod plan;
 pub(crate) mod protocol;
-mod run;
+pub(crate) mod route;
 
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
 
-use self::ordered::run_ordered;
 use self::plan::{Outcome, WritePlan};
 use self::protocol::Mode;
-use self::run::{run_write, run_writes};
-use crate::crypto::{read_entity, seal_fields};
-use crate::engine::target::{Target, fields_of};
+use crate::engine::encoding::{Encoded, decode, seal};
+use crate::engine::target::Target;
 use crate::entity::{EntityPatch, FieldWriter, RawHash, RedisEntity};
 use crate::error::{Error, Result};
 
+pub(crate) use self::atomic::BULK_CHUNK;
 pub(crate) use self::ordered::send_steps;
-pub(crate) use self::run::BULK_CHUNK;
 
 fn must_exist(outcome: Outcome, target: &Target) -> Result<()> {
     match outcome {
@@ -54,45 +57,34 @@ fn must_exist(outcome: Outcome, target: &Target) -> Result<()> {
 pub(crate) async fn create<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, entity: &E) -> Result<()> {
     // Sorted and set indexes only: the create script, which checks and writes
     // what a hand-written create does (EXISTS, the entry, HSET) without the
-    // general script's header. Keys in several cluster slots go the ordered
-    // way at once.
-    if !E::META.indexes.is_empty() && bulk::applies::<E>() {
-        return bulk::create_one(conn, entity, ordered_create::<E, C>).await;
+    // general script's header.
+    if create::applies::<E>() {
+        let outcome = create::create_many(conn, std::slice::from_ref(entity)).await?.pop();
+        return outcome.unwrap_or(Ok(()));
     }
-    let mut fields = fields_of(entity)?;
-    let target = Target::of::<E>(&fields)?;
-    seal_fields::<E>(&target.key, &mut fields)?;
-    if fast::applies::<E>(Mode::Create, &fields) {
-        return fast::put(conn, Mode::Create, &target, &fields, E::META.ttl)
+    let encoded = Encoded::sealed(entity)?;
+    let (target, fields) = (&encoded.target, &encoded.fields);
+    if hash_only::applies::<E>(Mode::Create, fields) {
+        return hash_only::put(conn, Mode::Create, target, fields, E::META.ttl)
             .await
             .map(drop);
     }
-    let plan = WritePlan::new::<E>(Mode::Create, &target, &fields, E::META.ttl);
-    run_write(conn, plan).await.map(drop)
-}
-
-/// Creates `entity` as ordered steps (its keys are in several cluster slots).
-async fn ordered_create<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, entity: &E) -> Result<()> {
-    let mut fields = fields_of(entity)?;
-    let target = Target::of::<E>(&fields)?;
-    seal_fields::<E>(&target.key, &mut fields)?;
-    let mut plan = WritePlan::new::<E>(Mode::Create, &target, &fields, E::META.ttl);
-    run_ordered(conn, &mut plan).await.map(drop)
+    let plan = WritePlan::new::<E>(Mode::Create, target, fields, E::META.ttl);
+    route::run_one(conn, plan).await.map(drop)
 }
 
 /// Creates or replaces the entity's fields, moving index entries whose fields
 /// changed and setting the full TTL. Fields other clients added are kept.
 pub(crate) async fn save<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, entity: &E) -> Result<()> {
-    let mut fields = fields_of(entity)?;
-    let target = Target::of::<E>(&fields)?;
-    seal_fields::<E>(&target.key, &mut fields)?;
-    if fast::applies::<E>(Mode::Save, &fields) {
-        return fast::put(conn, Mode::Save, &target, &fields, E::META.ttl)
+    let encoded = Encoded::sealed(entity)?;
+    let (target, fields) = (&encoded.target, &encoded.fields);
+    if hash_only::applies::<E>(Mode::Save, fields) {
+        return hash_only::put(conn, Mode::Save, target, fields, E::META.ttl)
             .await
             .map(drop);
     }
-    let plan = WritePlan::new::<E>(Mode::Save, &target, &fields, E::META.ttl);
-    run_write(conn, plan).await.map(drop)
+    let plan = WritePlan::new::<E>(Mode::Save, target, fields, E::META.ttl);
+    route::run_one(conn, plan).await.map(drop)
 }
 
 /// Creates the entity and appends `entry` to `stream` in the same atomic
@@ -104,12 +96,11 @@ pub(crate) async fn create_and_append<E: RedisEntity, C: ConnectionLike + Send>(
     stream: &str,
     entry: &[(&str, &str)],
 ) -> Result<String> {
-    let mut fields = fields_of(entity)?;
-    let target = Target::of::<E>(&fields)?;
-    seal_fields::<E>(&target.key, &mut fields)?;
-    let mut plan = WritePlan::new::<E>(Mode::Create, &target, &fields, E::META.ttl);
+    let encoded = Encoded::sealed(entity)?;
+    let target = &encoded.target;
+    let mut plan = WritePlan::new::<E>(Mode::Create, target, &encoded.fields, E::META.ttl);
     plan.extras.stream = Some((stream, entry));
-    match run_write(conn, plan).await? {
+    match route::run_one(conn, plan).await? {
         Outcome::Done(Some(id)) => Ok(id),
         _ => Err(Error::UnexpectedReply {
             key: target.shown().into_owned(),
@@ -120,7 +111,7 @@ pub(crate) async fn create_and_append<E: RedisEntity, C: ConnectionLike + Send>(
 
 /// How a patch is written.
 pub(crate) struct PatchWrite<'w> {
-    /// `Update` keeps the remaining TTL, `Refresh` sets `ttl`.
+    /// `Update` keeps the remaining TTL, `UpdateSettingTtl` sets `ttl`.
     pub mode: Mode,
     pub ttl: Option<Duration>,
     /// Fields that must hold these values (`None` = absent) for the write to happen.
@@ -140,7 +131,7 @@ impl PatchWrite<'_> {
     /// An update that sets the TTL to `ttl`.
     pub fn refresh(ttl: Duration) -> Self {
         PatchWrite {
-            mode: Mode::Refresh,
+            mode: Mode::UpdateSettingTtl,
             ttl: Some(ttl),
             conditions: &[],
         }
@@ -157,13 +148,13 @@ pub(crate) async fn patch<E: RedisEntity, C: ConnectionLike + Send>(
 ) -> Result<()> {
     let mut fields = FieldWriter::default();
     patch.write_fields(&mut fields)?;
-    seal_fields::<E>(&target.key, &mut fields)?;
-    if how.conditions.is_empty() && fast::applies::<E>(how.mode, &fields) {
-        return must_exist(fast::put(conn, how.mode, target, &fields, how.ttl).await?, target);
+    seal::<E>(&target.key, &mut fields)?;
+    if how.conditions.is_empty() && hash_only::applies::<E>(how.mode, &fields) {
+        return must_exist(hash_only::put(conn, how.mode, target, &fields, how.ttl).await?, target);
     }
     let mut plan = WritePlan::new::<E>(how.mode, target, &fields, how.ttl);
     plan.extras.conditions = how.conditions;
-    must_exist(run_write(conn, plan).await?, target)
+    must_exist(route::run_one(conn, plan).await?, target)
 }
 
 /// How often a compare-and-set retries after finding the stored values equal
@@ -214,11 +205,11 @@ pub(crate) async fn patch_if<E: RedisEntity, C: ConnectionLike + Send>(
                 key: target.shown().into_owned(),
             });
         }
-        let Ok(entity) = read_entity::<E>(&target.key, &target.shown(), &hash) else {
+        let Ok(entity) = decode::<E>(&target.key, &target.shown(), &hash) else {
             return Err(conflict);
         };
-        let stored = fields_of(&entity)?;
-        if !wanted.iter().all(|(f, want)| stored.get(f) == want.as_deref()) {
+        let stored = Encoded::plain(&entity)?;
+        if !wanted.iter().all(|(f, want)| stored.fields.get(f) == want.as_deref()) {
             return Err(conflict);
         }
         conditions = wanted
@@ -242,7 +233,7 @@ pub(crate) async fn delete<E: RedisEntity, C: ConnectionLike + Send>(
     let fields = FieldWriter::default();
     let mut plan = WritePlan::new::<E>(Mode::Delete, target, &fields, None);
     plan.extras.delete_keys = also;
-    Ok(matches!(run_write(conn, plan).await?, Outcome::Done(_)))
+    Ok(matches!(route::run_one(conn, plan).await?, Outcome::Done(_)))
 }
 
 /// Sets the entity's TTL (index keys are lengthened to outlive it);
@@ -253,8 +244,8 @@ pub(crate) async fn expire_in<E: RedisEntity, C: ConnectionLike + Send>(
     ttl: Duration,
 ) -> Result<()> {
     let fields = FieldWriter::default();
-    let plan = WritePlan::new::<E>(Mode::Expire, target, &fields, Some(ttl));
-    must_exist(run_write(conn, plan).await?, target)
+    let plan = WritePlan::new::<E>(Mode::SetTtl, target, &fields, Some(ttl));
+    must_exist(route::run_one(conn, plan).await?, target)
 }
 
 /// Creates (`Mode::Create`) or saves (`Mode::Save`) many entities, each
@@ -264,26 +255,18 @@ async fn upsert_many<E: RedisEntity, C: ConnectionLike + Send>(
     entities: &[&E],
     mode: Mode,
 ) -> Result<Vec<Result<()>>> {
-    let prepared: Vec<Result<(Target, FieldWriter<'_>)>> = entities
-        .iter()
-        .map(|entity| {
-            let mut fields = fields_of(*entity)?;
-            let target = Target::of::<E>(&fields)?;
-            seal_fields::<E>(&target.key, &mut fields)?;
-            Ok((target, fields))
-        })
-        .collect();
+    let prepared: Vec<Result<Encoded<'_>>> = entities.iter().map(|entity| Encoded::sealed(*entity)).collect();
     let plans = prepared
         .iter()
         .filter_map(|p| p.as_ref().ok())
-        .map(|(target, fields)| WritePlan::new::<E>(mode, target, fields, E::META.ttl))
+        .map(|e| WritePlan::new::<E>(mode, &e.target, &e.fields, E::META.ttl))
         .collect();
-    let mut outcomes = run_writes(conn, plans).await?.into_iter();
+    let mut outcomes = route::run(conn, plans).await?.into_iter();
     Ok(prepared
         .into_iter()
         .map(|p| match p {
             Err(e) => Err(e),
-            Ok((target, _)) => outcomes
+            Ok(Encoded { target, .. }) => outcomes
                 .next()
                 .unwrap_or_else(|| {
                     Err(Error::UnexpectedReply {
@@ -307,7 +290,7 @@ pub(crate) async fn delete_many<E: RedisEntity, C: ConnectionLike + Send>(
         .iter()
         .map(|t| WritePlan::new::<E>(Mode::Delete, t, &fields, None))
         .collect();
-    run_writes(conn, plans)
+    route::run(conn, plans)
         .await?
         .into_iter()
         .map(|r| r.map(|o| matches!(o, Outcome::Done(_))))
@@ -319,11 +302,8 @@ pub(crate) async fn create_many<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     entities: &[E],
 ) -> Result<Vec<Result<()>>> {
-    if bulk::applies::<E>() {
-        return bulk::create_many(conn, entities, async |conn: &mut C, refused: &[&E]| {
-            upsert_many(conn, refused, Mode::Create).await
-        })
-        .await;
+    if create::applies::<E>() {
+        return create::create_many(conn, entities).await;
     }
     upsert_many(conn, &entities.iter().collect::<Vec<_>>(), Mode::Create).await
 }

@@ -16,116 +16,507 @@
 //! deleted with it. Index entries of an entity that is not (yet, or any
 //! more) there are what every index read already filters out.
 //!
-//! The engine takes this path when the atomic script is refused with
-//! `CROSSSLOT`, which a [`Store`](crate::Store) on a cluster answers without
-//! a round trip, so it needs no flag and never runs on a single server.
+//! This is the one state machine of those steps. It drives a batch of
+//! writes (a single write is a batch of one): each step of every write in
+//! the batch goes as one pipeline, which a [`Store`](crate::Store) on a
+//! cluster sends to every slot concurrently. A write that must try again
+//! (its indexed fields moved, a unique owner was judged) goes round again
+//! with the claims it still wants. Fault checkpoints (tests only) sit
+//! between the steps here, so every crash test covers batches too.
 
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Value};
 
-use super::plan::{EntryAction, Outcome, Step, WritePlan};
+use super::atomic::MAX_ATTEMPTS;
+use super::outbox;
+use super::plan::{Outcome, Step, WritePlan};
+use crate::scripts::index_entry::Action as EntryAction;
 use super::protocol::{IndexOp, Mode};
-use super::run::MAX_ATTEMPTS;
+use crate::engine::pipeline;
 use crate::error::{Error, Result};
-use crate::queue::outbox;
 use crate::scripts::{self, INDEX_ENTRY, WRITE};
 
 #[cfg(feature = "testing")]
-use crate::testing::faults::OrderedStep;
+use super::faults::OrderedStep;
 
-mod batch;
+use crate::scripts::index_entry::EntryReply;
 
-pub(crate) use self::batch::run_ordered_many;
-
-/// Stops the write here when a test armed a fault for this step.
+/// Whether a test armed a fault for this write at this step: the write then
+/// ends here as a dropped connection would end it (`true`).
 #[cfg(feature = "testing")]
-fn checkpoint(plan: &WritePlan<'_, '_>, step: OrderedStep) -> Result<()> {
-    if crate::testing::faults::fires(&plan.target.key, step) {
-        return Err(Error::Redis(redis::RedisError::from(std::io::Error::new(
-            std::io::ErrorKind::ConnectionAborted,
-            format!("injected fault after {step:?}"),
-        ))));
+macro_rules! crashed {
+    ($batch:expr, $plans:expr, $w:expr, $step:ident) => {{
+        let plan = $batch.writes[$w].plan;
+        match super::faults::checkpoint(&$plans[plan].target.key, OrderedStep::$step) {
+            Ok(()) => false,
+            Err(e) => {
+                $batch.end(plan, Err(e));
+                true
+            }
+        }
+    }};
+}
+
+#[cfg(not(feature = "testing"))]
+macro_rules! crashed {
+    ($($t:tt)*) => {
+        false
+    };
+}
+
+/// One write of the batch on its way through the steps.
+struct Write {
+    /// Its position in the plans.
+    plan: usize,
+    /// Entries this write has claimed (op, key), and those it added itself
+    /// (released if the write is refused); kept across rounds while the
+    /// entity's new index keys stay the same.
+    held: Vec<(usize, String)>,
+    added: Vec<(usize, String)>,
+    /// The outbox record of its stream entry (attempt id), once recorded.
+    outboxed: Option<String>,
+    /// This round's index ops and the TTL (ms) its index keys need.
+    ops: Vec<IndexOp>,
+    life: Option<u64>,
+}
+
+/// The writes of a batch and their outcomes.
+struct Batch<'r> {
+    writes: Vec<Write>,
+    results: &'r mut [Option<Result<Outcome>>],
+}
+
+impl Batch<'_> {
+    fn live(&self) -> Vec<usize> {
+        (0..self.writes.len())
+            .filter(|&w| self.results[self.writes[w].plan].is_none())
+            .collect()
+    }
+
+    fn end(&mut self, plan: usize, outcome: Result<Outcome>) {
+        if self.results[plan].is_none() {
+            self.results[plan] = Some(outcome);
+        }
+    }
+
+    /// Ends every write of `members` with `e` (a step that failed for all
+    /// of them): the first gets the error itself, the others its account.
+    fn fail(&mut self, members: &[usize], e: Error, after_hash: bool) {
+        let e = if after_hash { e.after_writes() } else { e };
+        let account = e.part_way();
+        let mut first = Some(e);
+        for &w in members {
+            let plan = self.writes[w].plan;
+            let e = first.take().unwrap_or_else(|| account.part_way());
+            self.end(plan, Err(e));
+        }
+    }
+}
+
+/// Runs the writes `which` of `plans` as ordered steps; each outcome goes
+/// to its place in `results`.
+pub(super) async fn run<C: ConnectionLike + Send>(
+    conn: &mut C,
+    plans: &mut [WritePlan<'_, '_>],
+    which: Vec<usize>,
+    results: &mut [Option<Result<Outcome>>],
+) {
+    let mut batch = Batch {
+        writes: which
+            .into_iter()
+            .map(|plan| Write {
+                plan,
+                held: Vec::new(),
+                added: Vec::new(),
+                outboxed: None,
+                ops: Vec::new(),
+                life: None,
+            })
+            .collect(),
+        results,
+    };
+    if let Err((members, e)) = prepare(conn, plans, &mut batch).await {
+        batch.fail(&members, e, false);
+    }
+    for _ in 0..MAX_ATTEMPTS {
+        let live = batch.live();
+        if live.is_empty() {
+            break;
+        }
+        if let Err((members, e, after_hash)) = round(conn, plans, &mut batch, &live).await {
+            batch.fail(&members, e, after_hash);
+        }
+    }
+    for w in batch.live() {
+        let plan = batch.writes[w].plan;
+        if let Ok(ops) = plans[plan].index_ops() {
+            let added = std::mem::take(&mut batch.writes[w].added);
+            release(conn, &plans[plan], &ops, &added).await;
+        }
+        let e = Error::Contention {
+            key: plans[plan].target.shown().into_owned(),
+            attempts: MAX_ATTEMPTS,
+        };
+        batch.end(plan, Err(e));
+    }
+    clear_refused(conn, plans, &batch).await;
+}
+
+/// A step that failed for the writes `.0`.
+type Failed = (Vec<usize>, Error);
+
+/// Before the rounds: the lookups of the writes that must learn their
+/// indexed fields, and step 1, the outbox records.
+async fn prepare<C: ConnectionLike + Send>(
+    conn: &mut C,
+    plans: &mut [WritePlan<'_, '_>],
+    batch: &mut Batch<'_>,
+) -> std::result::Result<(), Failed> {
+    let all = batch.live();
+    let lookups: Vec<(usize, Cmd)> = all
+        .iter()
+        .filter_map(|&w| Some((w, plans[batch.writes[w].plan].lookup()?)))
+        .collect();
+    let cmds: Vec<Cmd> = lookups.iter().map(|(_, c)| c.clone()).collect();
+    let members: Vec<usize> = lookups.iter().map(|(w, _)| *w).collect();
+    let replies = pipeline::query(conn, &cmds).await.map_err(|e| (members, e))?;
+    for ((w, _), reply) in lookups.iter().zip(replies) {
+        let plan = batch.writes[*w].plan;
+        if let Err(e) = plans[plan].take_lookup(reply) {
+            batch.end(plan, Err(e));
+        }
+    }
+    let mut records = Vec::new();
+    for w in batch.live() {
+        let plan = batch.writes[w].plan;
+        if let Some((stream, entry)) = plans[plan].extras.stream {
+            match outbox::attempt_id() {
+                Ok(attempt) => {
+                    records.push((w, outbox::record(stream, &attempt, &plans[plan].target.key, entry)));
+                    batch.writes[w].outboxed = Some(attempt);
+                }
+                Err(e) => batch.end(plan, Err(e)),
+            }
+        }
+    }
+    let cmds: Vec<Cmd> = records.iter().map(|(_, c)| c.clone()).collect();
+    let members: Vec<usize> = records.iter().map(|(w, _)| *w).collect();
+    let replies = pipeline::query(conn, &cmds).await.map_err(|e| (members, e))?;
+    for ((w, _), reply) in records.into_iter().zip(replies) {
+        let plan = batch.writes[w].plan;
+        match reply {
+            Value::ServerError(e) => {
+                batch.writes[w].outboxed = None;
+                batch.end(plan, Err(redis::RedisError::from(e).into()));
+            }
+            _ => {
+                let _ = crashed!(batch, plans, w, Outboxed);
+            }
+        }
     }
     Ok(())
 }
 
-#[cfg(not(feature = "testing"))]
-macro_rules! checkpoint {
-    ($($t:tt)*) => {};
-}
-
-#[cfg(feature = "testing")]
-macro_rules! checkpoint {
-    ($plan:expr, $step:ident) => {
-        checkpoint($plan, OrderedStep::$step)?
-    };
-}
-
-/// What one index-entry step answered.
-pub(super) enum Entry {
-    /// 1 when it changed the key, 0 when there was nothing to do.
-    Changed(bool),
-    /// The unique value is held by this owner.
-    Unique(String),
-}
-
-pub(super) fn parse_entry(key: &str, reply: Value) -> Result<Entry> {
-    match reply {
-        Value::Int(n) => Ok(Entry::Changed(n > 0)),
-        Value::Array(items) => {
-            let text = |v: Option<&Value>| match v {
-                Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-                Some(Value::SimpleString(s)) => s.clone(),
-                _ => String::new(),
-            };
-            match text(items.first()).as_str() {
-                "unique" => Ok(Entry::Unique(text(items.get(1)))),
-                "wrongtype" => Err(Error::UnexpectedReply {
-                    key: text(items.get(1)),
-                    detail: "the key holds the wrong kind of value".into(),
-                }),
-                _ => Err(Error::UnexpectedReply {
-                    key: key.to_owned(),
-                    detail: format!("index step answered {items:?}"),
-                }),
+/// One round of steps 2 to 4 for the writes `live`.
+async fn round<C: ConnectionLike + Send>(
+    conn: &mut C,
+    plans: &mut [WritePlan<'_, '_>],
+    batch: &mut Batch<'_>,
+    live: &[usize],
+) -> std::result::Result<(), (Vec<usize>, Error, bool)> {
+    let before = |members: &[usize]| members.to_vec();
+    // Each write's entries this round; claims an earlier round made that
+    // this one no longer wants go.
+    let mut stale = Vec::new();
+    for &w in live {
+        let plan = batch.writes[w].plan;
+        match plans[plan].index_ops() {
+            Ok(ops) => {
+                let write = &mut batch.writes[w];
+                let wanted = |i: usize, key: &str| ops[i].new.as_deref() == Some(key);
+                for (i, key) in write.added.iter().filter(|(i, k)| !wanted(*i, k)) {
+                    stale.push(plans[plan].entry_cmd(EntryAction::Remove, &ops[*i], key, 0, *i));
+                }
+                write.held.retain(|(i, k)| wanted(*i, k));
+                write.added.retain(|(i, k)| wanted(*i, k));
+                write.ops = ops;
+            }
+            Err(e) => {
+                let added = std::mem::take(&mut batch.writes[w].added);
+                let ops = std::mem::take(&mut batch.writes[w].ops);
+                release(conn, &plans[plan], &ops, &added).await;
+                batch.end(plan, Err(e));
             }
         }
-        // A key of another type fails the step's first command, before it writes.
-        Value::ServerError(e) if e.code() == "WRONGTYPE" => Err(Error::UnexpectedReply {
-            key: key.to_owned(),
-            detail: "WRONGTYPE: the key holds the wrong kind of value".into(),
-        }),
-        Value::ServerError(e) => Err(Error::from(redis::RedisError::from(e))),
-        other => Err(Error::UnexpectedReply {
-            key: key.to_owned(),
-            detail: format!("index step answered {other:?}"),
-        }),
+    }
+    if let Err(e) = send_steps(conn, &stale).await {
+        tracing::warn!(error = %e, "could not release index entries an earlier attempt claimed; a repair removes them");
+    }
+    // The TTL of the index keys: an update keeps the entity's remaining one.
+    let live: Vec<usize> = live.iter().copied().filter(|&w| batch.results[batch.writes[w].plan].is_none()).collect();
+    let mut ttls = Vec::new();
+    for &w in &live {
+        let plan = batch.writes[w].plan;
+        match plans[plan].life_ms() {
+            Ok(Some(ms)) => batch.writes[w].life = Some(ms),
+            Ok(None) => {
+                let mut pttl = redis::cmd("PTTL");
+                pttl.arg(&plans[plan].target.key);
+                ttls.push((w, pttl));
+            }
+            Err(e) => batch.end(plan, Err(e)),
+        }
+    }
+    let cmds: Vec<Cmd> = ttls.iter().map(|(_, c)| c.clone()).collect();
+    let replies = pipeline::query(conn, &cmds).await.map_err(|e| (before(&live), e, false))?;
+    for ((w, _), reply) in ttls.iter().zip(replies) {
+        let ms = match reply {
+            Value::Int(ms) => u64::try_from(ms).unwrap_or(0),
+            _ => 0,
+        };
+        batch.writes[*w].life = Some(ms);
+    }
+
+    // Step 2: claim the new entries (a delete and an expire claim nothing).
+    let live: Vec<usize> = live.into_iter().filter(|&w| batch.results[batch.writes[w].plan].is_none()).collect();
+    let mut claims: Vec<(usize, usize, String, Cmd)> = Vec::new();
+    for &w in &live {
+        let write = &batch.writes[w];
+        let plan = &plans[write.plan];
+        if matches!(plan.mode, Mode::Delete | Mode::SetTtl) {
+            continue;
+        }
+        for (i, op) in write.ops.iter().enumerate() {
+            let Some(key) = op.new.as_deref() else { continue };
+            if write.held.iter().any(|(j, k)| *j == i && k == key) {
+                continue;
+            }
+            let life = write.life.unwrap_or(0);
+            claims.push((w, i, key.to_owned(), plan.entry_cmd(EntryAction::Claim, op, key, life, i)));
+        }
+    }
+    let cmds: Vec<Cmd> = claims.iter().map(|(_, _, _, c)| c.clone()).collect();
+    let replies = send_steps(conn, &cmds).await.map_err(|e| (before(&live), e, false))?;
+    let mut taken: Vec<(usize, usize, String)> = Vec::new();
+    let mut failed: Vec<(usize, Error)> = Vec::new();
+    for ((w, i, key, _), reply) in claims.into_iter().zip(replies) {
+        match EntryReply::parse(&key, reply) {
+            Ok(EntryReply::Changed(new)) => {
+                let write = &mut batch.writes[w];
+                if new {
+                    write.added.push((i, key.clone()));
+                }
+                write.held.push((i, key));
+            }
+            Ok(EntryReply::Unique(owner)) => taken.push((w, i, owner)),
+            Err(e) => failed.push((w, e)),
+        }
+    }
+    for (w, e) in failed {
+        refuse(conn, plans, batch, w, Err(e)).await;
+    }
+    // A unique value held by another entity: a stale owner judged before
+    // that still holds it is live; any other owner is read and judged.
+    let mut owners: Vec<(usize, usize, String, Option<Cmd>)> = Vec::new();
+    for (w, op, owner) in taken {
+        let plan = batch.writes[w].plan;
+        if batch.results[plan].is_some() || owners.iter().any(|(v, ..)| *v == w) {
+            continue;
+        }
+        if plans[plan].stale_owner(op) == Some(owner.as_str()) {
+            let e = plans[plan].unique_violation(op, owner);
+            refuse(conn, plans, batch, w, Err(e)).await;
+            continue;
+        }
+        let lookup = plans[plan].owner_lookup(&owner);
+        owners.push((w, op, owner, lookup));
+    }
+    let cmds: Vec<Cmd> = owners.iter().filter_map(|(.., c)| c.clone()).collect();
+    let members: Vec<usize> = owners.iter().map(|(w, ..)| *w).collect();
+    let mut replies = pipeline::query(conn, &cmds)
+        .await
+        .map_err(|e| (members, e, false))?
+        .into_iter();
+    let mut again: Vec<usize> = Vec::new();
+    for (w, op, owner, lookup) in owners {
+        let reply = lookup.and_then(|_| replies.next());
+        let plan = batch.writes[w].plan;
+        match plans[plan].decide_takeover(op, owner, reply) {
+            Ok(()) => again.push(w),
+            Err(e) => refuse(conn, plans, batch, w, Err(e)).await,
+        }
+    }
+    let live: Vec<usize> = live
+        .into_iter()
+        .filter(|&w| batch.results[batch.writes[w].plan].is_none() && !again.contains(&w))
+        .collect();
+    for &w in &live {
+        if plans[batch.writes[w].plan].mode != Mode::Delete {
+            let _ = crashed!(batch, plans, w, Claimed);
+        }
+    }
+
+    // Step 3: the hashes.
+    let live: Vec<usize> = live.into_iter().filter(|&w| batch.results[batch.writes[w].plan].is_none()).collect();
+    let mut hashes = Vec::new();
+    for &w in &live {
+        match plans[batch.writes[w].plan].hash_invocation() {
+            Ok(cmd) => hashes.push((w, cmd)),
+            Err(e) => refuse(conn, plans, batch, w, Err(e)).await,
+        }
+    }
+    let cmds: Vec<Cmd> = hashes.iter().map(|(_, c)| c.clone()).collect();
+    let members: Vec<usize> = hashes.iter().map(|(w, _)| *w).collect();
+    let mut replies = pipeline::query(conn, &cmds).await.map_err(|e| (members.clone(), e, false))?;
+    scripts::resend_unknown(conn, &cmds, &mut replies, &WRITE, &mut scripts::Reloads::default())
+        .await
+        .map_err(|e| (members, e, false))?;
+    let mut written: Vec<(usize, bool)> = Vec::new();
+    for ((w, _), reply) in hashes.into_iter().zip(replies) {
+        let plan = batch.writes[w].plan;
+        match plans[plan].take_answer(reply) {
+            Ok(Step::Done(Outcome::Done(_))) => written.push((w, true)),
+            Ok(Step::Done(Outcome::Missing)) if plans[plan].mode == Mode::Delete => written.push((w, false)),
+            Ok(Step::Done(Outcome::Missing)) => refuse(conn, plans, batch, w, Ok(Outcome::Missing)).await,
+            // The indexed fields moved: the next round keeps the claims it still wants.
+            Ok(Step::Again) => {}
+            Ok(Step::CheckOwner { .. }) => {
+                let e = Error::UnexpectedReply {
+                    key: plans[plan].target.shown().into_owned(),
+                    detail: "the hash write met a unique claim".into(),
+                };
+                refuse(conn, plans, batch, w, Err(e)).await;
+            }
+            Err(e) => refuse(conn, plans, batch, w, Err(e)).await,
+        }
+    }
+    #[cfg(feature = "testing")]
+    for &(w, _) in &written {
+        let _ = crashed!(batch, plans, w, HashWritten);
+    }
+
+    // Step 4: old entries go, new ones get their final score and TTL, a
+    // delete's other keys go. The hash is written: a failure from here on is
+    // not "nothing was written" but an outcome to read (an OOM on the
+    // stream's node included); the outbox sweep finishes a stream entry left
+    // behind. A failed entry step leaves entries that reads filter out and a
+    // repair fixes, so it is logged.
+    let written: Vec<(usize, bool)> = written
+        .into_iter()
+        .filter(|(w, _)| batch.results[batch.writes[*w].plan].is_none())
+        .collect();
+    let members: Vec<usize> = written.iter().map(|(w, _)| *w).collect();
+    let mut after = Vec::new();
+    for &(w, found) in &written {
+        let write = &batch.writes[w];
+        after.extend(after_hash(&plans[write.plan], &write.ops, write.life.unwrap_or(0), found));
+    }
+    for reply in send_steps(conn, &after).await.map_err(|e| (members.clone(), e, true))? {
+        if let Err(e) = EntryReply::parse("", reply) {
+            tracing::warn!(error = %e, "an index step after the hash write failed; a repair fixes the index");
+        }
+    }
+    let appends: Vec<(usize, Cmd)> = written
+        .iter()
+        .filter_map(|&(w, _)| {
+            let (stream, entry) = plans[batch.writes[w].plan].extras.stream?;
+            batch.writes[w].outboxed.as_ref()?;
+            Some((w, outbox::append(stream, entry)))
+        })
+        .collect();
+    let cmds: Vec<Cmd> = appends.iter().map(|(_, c)| c.clone()).collect();
+    let appended: Vec<usize> = appends.iter().map(|(w, _)| *w).collect();
+    let replies = pipeline::query(conn, &cmds).await.map_err(|e| (appended.clone(), e, true))?;
+    let mut ids: Vec<(usize, String)> = Vec::new();
+    let mut clears = Vec::new();
+    for ((w, _), reply) in appends.into_iter().zip(replies) {
+        let plan = batch.writes[w].plan;
+        match redis::from_redis_value::<String>(reply) {
+            Ok(id) => {
+                if crashed!(batch, plans, w, Appended) {
+                    continue;
+                }
+                if let (Some((stream, _)), Some(attempt)) = (plans[plan].extras.stream, &batch.writes[w].outboxed) {
+                    clears.push(outbox::clear(stream, attempt));
+                }
+                ids.push((w, id));
+            }
+            Err(e) => batch.end(plan, Err(Error::from(redis::RedisError::from(e)).after_writes())),
+        }
+    }
+    // The entry is appended; a record left behind only makes the sweep
+    // append it again, which a consumer must take anyway.
+    if let Err(e) = pipeline::query(conn, &clears).await {
+        tracing::warn!(error = %e, "could not clear an outbox record; the sweep will append its entry again");
+    }
+    for (w, found) in written {
+        let plan = batch.writes[w].plan;
+        let id = ids.iter().find(|(v, _)| *v == w).map(|(_, id)| id.clone());
+        batch.end(plan, Ok(if found { Outcome::Done(id) } else { Outcome::Missing }));
+    }
+    Ok(())
+}
+
+/// Ends write `w` with `outcome` after releasing the entries it added: it
+/// was refused (or failed) before its hash was written.
+async fn refuse<C: ConnectionLike + Send>(
+    conn: &mut C,
+    plans: &[WritePlan<'_, '_>],
+    batch: &mut Batch<'_>,
+    w: usize,
+    outcome: Result<Outcome>,
+) {
+    let write = &mut batch.writes[w];
+    let added = std::mem::take(&mut write.added);
+    write.held.clear();
+    let plan = write.plan;
+    release(conn, &plans[plan], &write.ops, &added).await;
+    batch.end(plan, outcome);
+}
+
+/// A write that was refused leaves nothing for the outbox sweep to append.
+async fn clear_refused<C: ConnectionLike + Send>(conn: &mut C, plans: &[WritePlan<'_, '_>], batch: &Batch<'_>) {
+    let clears: Vec<Cmd> = batch
+        .writes
+        .iter()
+        .filter(|w| {
+            matches!(
+                &batch.results[w.plan],
+                Some(
+                    Ok(Outcome::Missing)
+                        | Err(Error::AlreadyExists { .. }
+                            | Error::UniqueViolation { .. }
+                            | Error::Conflict { .. }
+                            | Error::Contention { .. }
+                            | Error::InvalidArgument { .. }
+                            | Error::Encode { .. }
+                            | Error::OutOfMemory(_)
+                            | Error::WrongType { .. }
+                            | Error::UnexpectedReply { .. })
+                )
+            )
+        })
+        .filter_map(|w| {
+            let (stream, _) = plans[w.plan].extras.stream?;
+            Some(outbox::clear(stream, w.outboxed.as_deref()?))
+        })
+        .collect();
+    if let Err(e) = pipeline::query(conn, &clears).await {
+        tracing::warn!(error = %e, "could not clear the outbox entry of a refused write");
     }
 }
 
 /// Sends single-slot steps as one pipeline (a [`Store`](crate::Store) on a
-/// cluster splits it per slot and sends the parts concurrently), or one by
-/// one where the connection refuses a pipeline across slots.
+/// cluster splits it per slot and sends the parts concurrently), loading
+/// the index-entry script where a server lost it.
 pub(crate) async fn send_steps<C: ConnectionLike + Send>(conn: &mut C, cmds: &[Cmd]) -> Result<Vec<Value>> {
-    if cmds.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut replies = crate::engine::pipeline::query(conn, cmds).await?;
-    // Steps a server answered NOSCRIPT (a restart, a new node, a flush): the
-    // script is loaded (on every primary, through a cluster client) and they
-    // go again.
+    let mut replies = pipeline::query(conn, cmds).await?;
     scripts::resend_unknown(conn, cmds, &mut replies, &INDEX_ENTRY, &mut scripts::Reloads::default()).await?;
     Ok(replies)
 }
 
-/// The hash's remaining TTL in ms (0 when it has none).
-async fn remaining_ttl<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<u64> {
-    let ms: i64 = redis::cmd("PTTL").arg(key).query_async(conn).await?;
-    Ok(u64::try_from(ms).unwrap_or(0))
-}
-
 /// Removes the members that step 2 added (op, key), after a refused or failed write.
-pub(super) async fn release<C: ConnectionLike + Send>(
+async fn release<C: ConnectionLike + Send>(
     conn: &mut C,
     plan: &WritePlan<'_, '_>,
     ops: &[IndexOp],
@@ -133,193 +524,17 @@ pub(super) async fn release<C: ConnectionLike + Send>(
 ) {
     let cmds: Vec<Cmd> = added
         .iter()
-        .map(|(i, key)| plan.entry_cmd(EntryAction::Remove, &ops[*i], key, 0, *i))
+        .filter_map(|(i, key)| Some(plan.entry_cmd(EntryAction::Remove, ops.get(*i)?, key, 0, *i)))
         .collect();
     if let Err(e) = send_steps(conn, &cmds).await {
         tracing::warn!(key = %plan.target.shown(), error = %e, "could not release index entries of a refused write; a repair removes them");
     }
 }
 
-/// Runs `plan` as ordered single-slot steps.
-pub(crate) async fn run_ordered<C: ConnectionLike + Send>(
-    conn: &mut C,
-    plan: &mut WritePlan<'_, '_>,
-) -> Result<Outcome> {
-    if let Some(lookup) = plan.lookup() {
-        let reply: Value = lookup.query_async(conn).await?;
-        plan.learn(reply)?;
-    }
-    let Some((stream, entry)) = plan.extras.stream else {
-        return run_steps(conn, plan, None).await;
-    };
-    let attempt = outbox::attempt_id()?;
-    outbox::record(conn, stream, &attempt, &plan.target.key, entry).await?;
-    checkpoint!(plan, Outboxed);
-    let result = run_steps(conn, plan, Some(&attempt)).await;
-    // A write that was refused leaves nothing for the sweep to append.
-    if matches!(
-        &result,
-        Ok(Outcome::Missing)
-            | Err(Error::AlreadyExists { .. }
-                | Error::UniqueViolation { .. }
-                | Error::Conflict { .. }
-                | Error::Contention { .. }
-                | Error::InvalidArgument { .. }
-                | Error::Encode { .. }
-                | Error::OutOfMemory(_)
-                | Error::UnexpectedReply { .. })
-    ) && let Err(e) = outbox::clear(conn, stream, &attempt).await
-    {
-        tracing::warn!(key = %plan.target.shown(), error = %e, "could not clear the outbox entry of a refused write");
-    }
-    result
-}
-
-async fn run_steps<C: ConnectionLike + Send>(
-    conn: &mut C,
-    plan: &mut WritePlan<'_, '_>,
-    outboxed: Option<&str>,
-) -> Result<Outcome> {
-    // Entries this write has claimed (op, key), and those it added itself
-    // (released if the write is refused); kept across attempts while the
-    // entity's new index keys stay the same.
-    let mut held: Vec<(usize, String)> = Vec::new();
-    let mut added: Vec<(usize, String)> = Vec::new();
-    for _ in 0..MAX_ATTEMPTS {
-        let ops = plan.entries()?;
-        if plan.mode == Mode::Delete {
-            let reply: Value = scripts::run(conn, &WRITE, &plan.hash_invocation()?).await?;
-            match plan.absorb(reply)? {
-                Step::Done(outcome) => {
-                    checkpoint!(plan, HashWritten);
-                    let after = after_hash(plan, &ops, 0, matches!(outcome, Outcome::Done(_)));
-                    // The hash is gone: a failure now leaves entries that
-                    // reads skip, and the caller an outcome to read.
-                    finish(conn, plan, &after).await.map_err(Error::after_writes)?;
-                    return Ok(outcome);
-                }
-                Step::Again => continue,
-                Step::CheckOwner { .. } => return Err(unexpected(plan, "a delete met a unique claim")),
-            }
-        }
-        // Claims of an earlier attempt that this one no longer wants go.
-        let wanted = |i: usize, key: &str| ops[i].new.as_deref() == Some(key);
-        let stale: Vec<(usize, String)> = added.iter().filter(|(i, k)| !wanted(*i, k)).cloned().collect();
-        if !stale.is_empty() {
-            release(conn, plan, &ops, &stale).await;
-        }
-        held.retain(|(i, k)| wanted(*i, k));
-        added.retain(|(i, k)| wanted(*i, k));
-        let life = match plan.life_ms()? {
-            Some(ms) => ms,
-            None => remaining_ttl(conn, &plan.target.key).await?,
-        };
-        // Step 2: claim the new entries.
-        if plan.mode != Mode::Expire {
-            let claims: Vec<(usize, String, Cmd)> = ops
-                .iter()
-                .enumerate()
-                .filter_map(|(i, op)| {
-                    let key = op.new.as_deref()?;
-                    if held.iter().any(|(j, k)| *j == i && k == key) {
-                        return None;
-                    }
-                    Some((i, key.to_owned(), plan.entry_cmd(EntryAction::Claim, op, key, life, i)))
-                })
-                .collect();
-            let cmds: Vec<Cmd> = claims.iter().map(|(_, _, c)| c.clone()).collect();
-            let replies = send_steps(conn, &cmds).await?;
-            let mut taken = None;
-            let mut failed = None;
-            for ((i, key, _), reply) in claims.into_iter().zip(replies) {
-                match parse_entry(&key, reply) {
-                    Ok(Entry::Changed(new)) => {
-                        if new {
-                            added.push((i, key.clone()));
-                        }
-                        held.push((i, key));
-                    }
-                    Ok(Entry::Unique(owner)) => taken = Some((i, owner)),
-                    Err(e) => failed = Some(e),
-                }
-            }
-            if let Some(e) = failed {
-                release(conn, plan, &ops, &added).await;
-                return Err(e);
-            }
-            if let Some((op, owner)) = taken {
-                if plan.stale_owner(op) == Some(owner.as_str()) {
-                    release(conn, plan, &ops, &added).await;
-                    return Err(plan.unique_violation(op, owner));
-                }
-                let reply = match plan.owner_lookup(&owner) {
-                    Some(cmd) => Some(cmd.query_async::<Value>(conn).await?),
-                    None => None,
-                };
-                if let Err(e) = plan.judge_owner(op, owner, reply) {
-                    release(conn, plan, &ops, &added).await;
-                    return Err(e);
-                }
-                continue;
-            }
-        }
-        checkpoint!(plan, Claimed);
-        // Step 3: the hash.
-        let written = match plan.hash_invocation() {
-            Ok(cmd) => scripts::run::<Value, C>(conn, &WRITE, &cmd)
-                .await
-                .and_then(|r| plan.absorb(r)),
-            Err(e) => Err(e),
-        };
-        match written {
-            Ok(Step::Done(Outcome::Done(_))) => {}
-            Ok(Step::Done(Outcome::Missing)) => {
-                release(conn, plan, &ops, &added).await;
-                return Ok(Outcome::Missing);
-            }
-            // The indexed fields moved: the next attempt keeps the claims it still wants.
-            Ok(Step::Again) => continue,
-            Ok(Step::CheckOwner { .. }) => return Err(unexpected(plan, "the hash write met a unique claim")),
-            Err(e) => {
-                release(conn, plan, &ops, &added).await;
-                return Err(e);
-            }
-        }
-        checkpoint!(plan, HashWritten);
-        // Step 4: old entries go, new ones get their final score and TTL.
-        // The hash is written: a failure from here on is not "nothing was
-        // written" (an OOM on the stream's node included), but an outcome
-        // to read; the outbox sweep finishes a stream entry left behind.
-        let after = after_hash(plan, &ops, life, false);
-        finish(conn, plan, &after).await.map_err(Error::after_writes)?;
-        let id = match plan.extras.stream {
-            Some((stream, entry)) if let Some(attempt) = outboxed => {
-                let id = outbox::append(conn, stream, entry).await.map_err(Error::after_writes)?;
-                checkpoint!(plan, Appended);
-                // The entry is appended; a record left behind only makes the
-                // sweep append it again, which a consumer must take anyway.
-                if let Err(e) = outbox::clear(conn, stream, attempt).await {
-                    tracing::warn!(key = %plan.target.shown(), error = %e, "could not clear an outbox record; the sweep will append its entry again");
-                }
-                Some(id)
-            }
-            _ => None,
-        };
-        return Ok(Outcome::Done(id));
-    }
-    if let Ok(ops) = plan.entries() {
-        release(conn, plan, &ops, &added).await;
-    }
-    Err(Error::Contention {
-        key: plan.target.shown().into_owned(),
-        attempts: MAX_ATTEMPTS,
-    })
-}
-
 /// The steps after the hash write: old entries removed; new ones given their
 /// final score and TTL (an expire only lengthens their TTL); for a delete that
-/// found the entity (`deleted`), the keys deleted with it.
-pub(super) fn after_hash(plan: &WritePlan<'_, '_>, ops: &[IndexOp], life: u64, deleted: bool) -> Vec<Cmd> {
+/// found the entity (`found`), the keys deleted with it.
+fn after_hash(plan: &WritePlan<'_, '_>, ops: &[IndexOp], life: u64, found: bool) -> Vec<Cmd> {
     let mut cmds = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         if let Some(old) = op.old.as_deref() {
@@ -327,14 +542,14 @@ pub(super) fn after_hash(plan: &WritePlan<'_, '_>, ops: &[IndexOp], life: u64, d
         }
         let action = match plan.mode {
             Mode::Delete => continue,
-            Mode::Expire => EntryAction::Touch,
+            Mode::SetTtl => EntryAction::Touch,
             _ => EntryAction::Add,
         };
         if let Some(new) = op.new.as_deref() {
             cmds.push(plan.entry_cmd(action, op, new, life, i));
         }
     }
-    if deleted {
+    if plan.mode == Mode::Delete && found {
         cmds.extend(plan.extras.delete_keys.iter().map(|k| {
             let mut del = redis::cmd("DEL");
             del.arg(k);
@@ -342,22 +557,4 @@ pub(super) fn after_hash(plan: &WritePlan<'_, '_>, ops: &[IndexOp], life: u64, d
         }));
     }
     cmds
-}
-
-/// The last steps: their failure leaves entries that reads filter out and a
-/// repair removes, so it is logged, not returned, unless the connection failed.
-async fn finish<C: ConnectionLike + Send>(conn: &mut C, plan: &WritePlan<'_, '_>, cmds: &[Cmd]) -> Result<()> {
-    for reply in send_steps(conn, cmds).await? {
-        if let Err(e) = parse_entry(&plan.target.shown(), reply) {
-            tracing::warn!(key = %plan.target.shown(), error = %e, "an index step after the hash write failed; a repair fixes the index");
-        }
-    }
-    Ok(())
-}
-
-fn unexpected(plan: &WritePlan<'_, '_>, detail: &str) -> Error {
-    Error::UnexpectedReply {
-        key: plan.target.shown().into_owned(),
-        detail: detail.into(),
-    }
 }

@@ -15,14 +15,13 @@ mod owner;
 mod steps;
 
 pub(crate) use self::checked_score as score_of;
-pub(crate) use self::steps::EntryAction;
 
 use super::protocol::{DeleteCall, IndexOp, Mode, Takeover, WriteCall, WriteReply};
 use crate::engine::target::{Target, fill};
 use crate::entity::{FieldWriter, RawHash, RedisEntity};
 use crate::error::{Error, Result};
 use crate::meta::{IndexKind, IndexMeta, KeyTemplate};
-use crate::scripts::{DELETE, DELETE_MANY, WRITE, WRITE_MANY};
+use crate::scripts::{Call, DELETE, DELETE_MANY, WRITE, WRITE_MANY};
 
 /// What a write does besides the entity and its indexes.
 #[derive(Default)]
@@ -54,6 +53,8 @@ pub(crate) struct WritePlan<'w, 'a> {
     entity_key: &'static KeyTemplate,
     /// The index key that the entity in a hash is under (`None`: undecodable).
     index_key_of: fn(&str, &RawHash<'_>, &IndexMeta) -> Option<String>,
+    /// The entity's keys share one hash tag (`META.co_located`).
+    entity_co_located: bool,
 }
 
 /// How a write ended, when it was not refused.
@@ -70,7 +71,7 @@ pub(crate) enum Step {
     /// The hash disagreed with the plan's assumption; the plan now knows better.
     Again,
     /// A unique value is claimed by `owner`: read the owner (`owner_lookup`),
-    /// then `judge_owner` says whether the claim can be taken over.
+    /// then `decide_takeover` says whether the claim can be taken over.
     CheckOwner {
         op: usize,
         owner: String,
@@ -118,7 +119,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
                 for f in placeholder_fields(ix, target) {
                     push_unique(&mut guards, f);
                 }
-                if let (Mode::Update | Mode::Refresh, IndexKind::Sorted { score }) = (mode, ix.kind) {
+                if let (Mode::Update | Mode::UpdateSettingTtl, IndexKind::Sorted { score }) = (mode, ix.kind) {
                     push_unique(&mut guards, score);
                 }
             }
@@ -140,7 +141,30 @@ impl<'w, 'a> WritePlan<'w, 'a> {
             takeovers: Vec::new(),
             entity_key: &meta.key,
             index_key_of: owner::index_key_of::<E>,
+            entity_co_located: meta.co_located,
         }
+    }
+
+    /// Whether every key of this write is in one cluster slot by
+    /// declaration: the entity's keys share one hash tag, and the write
+    /// touches no other key (a stream, keys deleted with it).
+    pub fn co_located(&self) -> bool {
+        self.entity_co_located && self.extras.stream.is_none() && self.extras.delete_keys.is_empty()
+    }
+
+    /// Every key this attempt's atomic call touches, for routing.
+    pub fn keys(&self) -> Result<Vec<String>> {
+        let mut keys = vec![self.target.key.clone()];
+        for op in self.index_ops()? {
+            keys.extend(op.new);
+            keys.extend(op.old);
+        }
+        if let Some((stream, _)) = self.extras.stream {
+            keys.push(stream.to_owned());
+        }
+        keys.extend(self.extras.delete_keys.iter().cloned());
+        keys.extend(self.takeovers.iter().filter_map(|t| t.owner_key.clone()));
+        Ok(keys)
     }
 
     /// What the hash holds in `field` before the write, if known.
@@ -157,7 +181,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
         if let Some(part) = self.target.part(field) {
             return Some(part.as_bytes());
         }
-        if self.fields.touches(field) || !matches!(self.mode, Mode::Update | Mode::Refresh) {
+        if self.fields.touches(field) || !matches!(self.mode, Mode::Update | Mode::UpdateSettingTtl) {
             return self.fields.get(field);
         }
         self.before(field).flatten()
@@ -168,7 +192,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
     }
 
     /// The index entries this attempt maintains, from what the plan knows now.
-    fn index_ops(&self) -> Result<Vec<IndexOp>> {
+    pub(crate) fn index_ops(&self) -> Result<Vec<IndexOp>> {
         let known = self.guards.is_empty() || self.current.is_some();
         // No indexed field at all: the entity is almost surely gone, and the
         // script answers that it is missing. (A corrupt hash without any of
@@ -184,16 +208,16 @@ impl<'w, 'a> WritePlan<'w, 'a> {
             // Keys built from corrupt values cannot hold an entry of ours.
             let before = || Self::index_key(&ix.key, |f| self.before(f).flatten()).ok();
             let old = match self.mode {
-                Mode::Create | Mode::Expire => None,
+                Mode::Create | Mode::SetTtl => None,
                 _ => before(),
             };
             let new = match self.mode {
                 Mode::Delete => None,
-                Mode::Expire => before(),
+                Mode::SetTtl => before(),
                 _ => Some(Self::index_key(&ix.key, |f| self.after(f))?),
             };
             let score = match (self.mode, ix.kind) {
-                (Mode::Create | Mode::Save | Mode::Update | Mode::Refresh, IndexKind::Sorted { score }) => {
+                (Mode::Create | Mode::Save | Mode::Update | Mode::UpdateSettingTtl, IndexKind::Sorted { score }) => {
                     checked_score(score, self.after(score))?
                 }
                 _ => String::new(),
@@ -226,8 +250,8 @@ impl<'w, 'a> WritePlan<'w, 'a> {
         }
     }
 
-    /// The call of [`script`](Self::script) of this attempt.
-    pub fn invocation(&self) -> Result<Cmd> {
+    /// The `KEYS` and `ARGV` of this attempt's call of [`script`](Self::script).
+    pub fn call(&self) -> Result<Call> {
         let ops = self.index_ops()?;
         if self.mode == Mode::Delete {
             return DeleteCall {
@@ -238,9 +262,9 @@ impl<'w, 'a> WritePlan<'w, 'a> {
                 guard_values: self.current.as_deref(),
                 extra_keys: self.extras.delete_keys,
             }
-            .command(DELETE.get_hash());
+            .call();
         }
-        self.write_call(ops, true)?.command(WRITE.get_hash())
+        self.write_call(ops, true)?.call()
     }
 
     /// The write script's call with `ops`; `whole`: with the stream entry,
@@ -248,7 +272,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
     /// write sends those as steps of their own).
     fn write_call(&self, ops: Vec<IndexOp>, whole: bool) -> Result<WriteCall<'_, 'a>> {
         let (set, del): (&[_], &[_]) = match self.mode {
-            Mode::Delete | Mode::Expire => (&[], &[]),
+            Mode::Delete | Mode::SetTtl => (&[], &[]),
             _ => (&self.fields.set, &self.fields.del),
         };
         let ttl_ms = match (self.mode, self.ttl) {
@@ -273,9 +297,10 @@ impl<'w, 'a> WritePlan<'w, 'a> {
     }
 
     /// Takes in the script's answer: done, refused, or learned the guards' values.
-    pub fn absorb(&mut self, reply: Value) -> Result<Step> {
+    pub fn take_answer(&mut self, reply: Value) -> Result<Step> {
         let key = self.target.shown();
-        Ok(match WriteReply::parse(&key, reply)? {
+        let script = if self.mode == Mode::Delete { "delete_entity.lua" } else { "write_entity.lua" };
+        Ok(match WriteReply::parse(&key, &self.target.key, script, reply)? {
             WriteReply::Done => Step::Done(Outcome::Done(None)),
             WriteReply::Appended(id) => Step::Done(Outcome::Done(Some(id))),
             WriteReply::Missing => Step::Done(Outcome::Missing),
@@ -299,16 +324,6 @@ impl<'w, 'a> WritePlan<'w, 'a> {
                 }
                 Step::CheckOwner { op, owner }
             }
-            WriteReply::WrongType { key: wrong } => {
-                return Err(Error::UnexpectedReply {
-                    key: if wrong == self.target.key {
-                        key.to_string()
-                    } else {
-                        wrong
-                    },
-                    detail: "the key holds the wrong kind of value".into(),
-                });
-            }
         })
     }
 
@@ -325,7 +340,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
     }
 
     /// Takes in the answer of [`lookup`](Self::lookup).
-    pub fn learn(&mut self, reply: Value) -> Result<()> {
+    pub fn take_lookup(&mut self, reply: Value) -> Result<()> {
         let values = match reply {
             Value::Array(values) if values.len() == self.guards.len() => values,
             other => {

@@ -13,8 +13,8 @@ use crate::meta::IndexMeta;
 /// The index key under which the entity stored in `hash` at `key` belongs;
 /// `None` when the hash does not decode as an `E`.
 pub(super) fn index_key_of<E: RedisEntity>(key: &str, hash: &RawHash<'_>, index: &IndexMeta) -> Option<String> {
-    let entity = crate::crypto::read_entity::<E>(key, &E::META.key.shown(key), hash).ok()?;
-    crate::engine::target::Encoded::of(&entity)
+    let entity = crate::engine::encoding::decode::<E>(key, &E::META.key.shown(key), hash).ok()?;
+    crate::engine::encoding::Encoded::plain(&entity)
         .ok()?
         .index_key(&index.key)
         .ok()
@@ -46,7 +46,7 @@ impl WritePlan<'_, '_> {
     /// an owner that is gone, or whose indexed fields no longer give this
     /// unique key, is taken over on the next attempt; a live one is a
     /// `UniqueViolation`. An owner that does not decode counts as live.
-    pub fn judge_owner(&mut self, op: usize, owner: String, reply: Option<Value>) -> Result<()> {
+    pub fn decide_takeover(&mut self, op: usize, owner: String, reply: Option<Value>) -> Result<()> {
         let Some(index) = self.indexes.get(op).copied() else {
             return Err(self.unique_violation(op, owner));
         };

@@ -4,28 +4,12 @@
 use redis::Cmd;
 
 use super::{WritePlan, ttl_millis};
-use crate::engine::write::protocol::{IndexOp, Mode, kind_byte};
+use crate::engine::write::protocol::{IndexOp, Mode};
 use crate::error::Result;
-use crate::scripts::{self, INDEX_ENTRY};
-
-/// What an index-entry step does.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum EntryAction {
-    /// Add the member; a member already there keeps its score.
-    Claim,
-    /// Add the member, or give it the plan's score.
-    Add,
-    Remove,
-    /// Only lengthen the key's TTL.
-    Touch,
-}
+use crate::scripts::index_entry::{Action, EntryCall};
+use crate::scripts;
 
 impl WritePlan<'_, '_> {
-    /// The index entries this attempt maintains (see `index_ops`).
-    pub fn entries(&self) -> Result<Vec<IndexOp>> {
-        self.index_ops()
-    }
-
     /// The write script call for the hash alone: its fields, TTL, guards and
     /// conditions, without index entries, stream entry or other keys.
     pub fn hash_invocation(&self) -> Result<Cmd> {
@@ -63,20 +47,16 @@ impl WritePlan<'_, '_> {
     }
 
     /// One index-entry step on `key`.
-    pub fn entry_cmd(&self, action: EntryAction, op: &IndexOp, key: &str, life_ms: u64, op_index: usize) -> Cmd {
-        let mut cmd = scripts::evalsha(&INDEX_ENTRY, &[key]);
-        let action = match action {
-            EntryAction::Claim => "n",
-            EntryAction::Add => "a",
-            EntryAction::Remove => "r",
-            EntryAction::Touch => "t",
-        };
-        cmd.arg(action)
-            .arg(&[kind_byte(op.kind)][..])
-            .arg(&self.target.id)
-            .arg(&op.score)
-            .arg(life_ms)
-            .arg(self.stale_owner(op_index).unwrap_or(""));
-        cmd
+    pub fn entry_cmd(&self, action: Action, op: &IndexOp, key: &str, life_ms: u64, op_index: usize) -> Cmd {
+        EntryCall {
+            index_key: key,
+            action,
+            kind: op.kind,
+            id: &self.target.id,
+            score: &op.score,
+            life_ms,
+            stale_owner: self.stale_owner(op_index).unwrap_or(""),
+        }
+        .command()
     }
 }

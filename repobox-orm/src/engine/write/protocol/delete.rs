@@ -10,12 +10,13 @@
 //! names and the values read (an empty string where there is none): the
 //! script compares them as they come, without building a string per guard.
 //! The answers are the write script's ([`WriteReply`](super::WriteReply)).
-//! Many deletes go in one call as [`scripts::joined`](crate::scripts::joined)
-//! lays them out.
+//! Many deletes go in one call as [`Call::joined`] lays them out.
 
+#[cfg(test)]
 use redis::Cmd;
 
 use super::{IndexOp, kind_byte};
+use crate::scripts::Call;
 use crate::error::{Error, Result};
 
 /// One call of the delete script.
@@ -46,7 +47,7 @@ impl<'w> DeleteCall<'w> {
     }
 
     /// Appends this delete's `ARGV` to `cmd`.
-    fn write_args(&self, cmd: &mut Cmd) {
+    fn write_args(&self, cmd: &mut Call) {
         let kinds: Vec<u8> = self.entries().map(|op| kind_byte(op.kind)).collect();
         let mut seen = Vec::with_capacity(self.guards.len());
         let mut values = Vec::with_capacity(self.guards.len());
@@ -70,17 +71,24 @@ impl<'w> DeleteCall<'w> {
     }
 
     /// The `EVALSHA` of the delete script, whose SHA1 is `sha`.
+    #[cfg(test)]
     pub(crate) fn command(&self, sha: &str) -> Result<Cmd> {
-        let keys: Vec<&str> = self.keys().collect();
-        if keys.len() > usize::from(u16::MAX) {
+        Ok(self.call()?.command_of(sha))
+    }
+
+    /// This delete's `KEYS` and `ARGV`.
+    pub(crate) fn call(&self) -> Result<Call> {
+        let mut call = Call::default();
+        for key in self.keys() {
+            call.key(key);
+        }
+        if call.key_count() > usize::from(u16::MAX) {
             return Err(Error::Encode {
                 field: "keys",
-                message: format!("{} keys are more than one delete can carry", keys.len()),
+                message: format!("{} keys are more than one delete can carry", call.key_count()),
             });
         }
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(sha).arg(keys.len()).arg(keys);
-        self.write_args(&mut cmd);
-        Ok(cmd)
+        self.write_args(&mut call);
+        Ok(call)
     }
 }

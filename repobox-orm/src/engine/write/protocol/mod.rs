@@ -28,6 +28,8 @@ use std::borrow::Cow;
 
 use redis::Cmd;
 
+use crate::scripts::Call;
+
 pub(crate) use self::delete::DeleteCall;
 pub(crate) use self::reply::WriteReply;
 #[cfg(test)]
@@ -68,9 +70,9 @@ pub(crate) enum Mode {
     /// Removes the hash, its index entries and the extra keys.
     Delete,
     /// Needs the hash; sets its TTL and lengthens its index keys'.
-    Expire,
+    SetTtl,
     /// An update that also sets a new TTL.
-    Refresh,
+    UpdateSettingTtl,
 }
 
 impl Mode {
@@ -81,8 +83,8 @@ impl Mode {
             Mode::Save => b's',
             Mode::Update => b'u',
             Mode::Delete => b'd',
-            Mode::Expire => b'e',
-            Mode::Refresh => b'r',
+            Mode::SetTtl => b'e',
+            Mode::UpdateSettingTtl => b'r',
         }
     }
 }
@@ -168,6 +170,11 @@ fn expected(value: Option<&[u8]>) -> Vec<u8> {
 impl<'w> WriteCall<'w, '_> {
     /// The `EVALSHA` of the script whose SHA1 is `sha`.
     pub(crate) fn command(&'w self, sha: &str) -> Result<Cmd> {
+        Ok(self.call()?.command_of(sha))
+    }
+
+    /// This write's `KEYS` and `ARGV`.
+    pub(crate) fn call(&'w self) -> Result<Call> {
         let mode = self.mode.ok_or_else(|| Error::Encode {
             field: "mode",
             message: "a write without a mode".into(),
@@ -233,8 +240,10 @@ impl<'w> WriteCall<'w, '_> {
             header.extend_from_slice(&old.to_be_bytes());
         }
 
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(sha).arg(keys.len()).arg(&keys);
+        let mut cmd = Call::default();
+        for key in keys {
+            cmd.key(key);
+        }
         cmd.arg(header).arg(self.id);
         cmd.arg(self.guards);
         for i in 0..self.guards.len() {

@@ -2,20 +2,10 @@
 
 use redis::Value;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::scripts::reply::Answer;
 
-/// The first item of each tagged answer of the script (`{ 'stale', ... }`).
-pub(super) mod tag {
-    pub const OK: &str = "ok";
-    pub const STALE: &str = "stale";
-    pub const CONFLICT: &str = "conflict";
-    pub const EXISTS: &str = "exists";
-    pub const UNIQUE: &str = "unique";
-    pub const WRONGTYPE: &str = "wrongtype";
-    /// Every tag, for the test that holds them against the write script.
-    #[cfg(test)]
-    pub const ALL: &[&str] = &[OK, STALE, CONFLICT, EXISTS, UNIQUE, WRONGTYPE];
-}
+pub(super) use crate::scripts::reply::tag;
 
 /// What the write script answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,61 +24,38 @@ pub(crate) enum WriteReply {
     Exists,
     /// The unique index of op `op` (0-based) is held by `owner`; nothing written.
     Unique { op: usize, owner: String },
-    /// `key` holds a value of the wrong type; nothing written.
-    WrongType { key: String },
 }
 
 impl WriteReply {
-    /// Reads the script's answer for the write of `key`.
-    pub(crate) fn parse(key: &str, reply: Value) -> Result<WriteReply> {
-        let unexpected = |what: &dyn std::fmt::Debug| Error::UnexpectedReply {
-            key: key.to_owned(),
-            detail: format!("the write script answered {what:?}"),
-        };
-        let items = match reply {
-            Value::Int(1) => return Ok(WriteReply::Done),
-            Value::Int(0) => return Ok(WriteReply::Missing),
-            Value::Array(items) => items,
-            Value::ServerError(e) => return Err(Error::from(redis::RedisError::from(e))),
-            other => return Err(unexpected(&other)),
-        };
-        let text = |i: usize| match items.get(i) {
-            Some(Value::BulkString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
-            _ => None,
-        };
-        let Some(found) = text(0) else {
-            return Err(unexpected(&items));
+    /// Reads the script's answer for the write of `key` (as messages show
+    /// it; `raw` is the key itself). `script` names the script in messages.
+    pub(crate) fn parse(key: &str, raw: &str, script: &str, reply: Value) -> Result<WriteReply> {
+        let (found, mut items) = match Answer::parse(key, script, reply)? {
+            Answer::Status(1) => return Ok(WriteReply::Done),
+            Answer::Status(0) => return Ok(WriteReply::Missing),
+            Answer::Tagged(found, items) => (found, items),
+            other => return Err(other.unexpected(key, raw, script)),
         };
         Ok(match found.as_str() {
-            tag::OK => match text(1) {
+            tag::OK => match items.text(1) {
                 Some(id) => WriteReply::Appended(id),
                 None => WriteReply::Done,
             },
-            tag::STALE => WriteReply::Stale(
-                items[1..]
-                    .iter()
-                    .map(|v| match v {
-                        Value::BulkString(b) => Some(b.clone()),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
+            tag::STALE => WriteReply::Stale((1..items.len()).map(|i| items.bytes(i)).collect()),
             tag::CONFLICT => WriteReply::Conflict {
-                field: text(1).unwrap_or_default(),
+                field: items.text(1).unwrap_or_default(),
             },
             tag::EXISTS => WriteReply::Exists,
             tag::UNIQUE => WriteReply::Unique {
                 // The script counts ops from 1.
-                op: text(1)
+                op: items
+                    .text(1)
                     .and_then(|p| p.parse::<usize>().ok())
                     .unwrap_or(1)
                     .saturating_sub(1),
-                owner: text(2).unwrap_or_default(),
+                owner: items.text(2).unwrap_or_default(),
             },
-            tag::WRONGTYPE => WriteReply::WrongType {
-                key: text(1).unwrap_or_else(|| key.to_owned()),
-            },
-            _ => return Err(unexpected(&items)),
+            _ => return Err(Answer::Tagged(found, items).unexpected(key, raw, script)),
         })
     }
 }

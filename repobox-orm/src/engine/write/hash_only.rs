@@ -1,4 +1,4 @@
-//! The cheapest write that keeps the contract, for the writes that maintain
+//! Writes of the hash alone: the cheapest write that keeps the contract, for the writes that maintain
 //! no index entry and check no condition: an upsert of an entity without a
 //! TTL is a bare `HSET` (with its `HDEL`s in `MULTI`/`EXEC`); anything that
 //! must check the hash first (a create, an update that must not re-create,
@@ -21,6 +21,7 @@ use super::protocol::Mode;
 use crate::engine::target::Target;
 use crate::entity::{FieldWriter, RedisEntity};
 use crate::error::{Error, Result};
+use crate::scripts::put::{PutCall, PutMode, PutReply, UpdateCall};
 use crate::scripts::{self, PUT, UPDATE};
 
 /// Whether a write of `E` in `mode` with no conditions, stream entry or
@@ -30,18 +31,11 @@ pub(super) fn applies<E: RedisEntity>(mode: Mode, fields: &FieldWriter<'_>) -> b
     match mode {
         Mode::Create | Mode::Save => meta.indexes.is_empty(),
         // A patch touches the indexes whose key or score it changes.
-        Mode::Update | Mode::Refresh => meta.indexes.iter().all(|ix| {
+        Mode::Update | Mode::UpdateSettingTtl => meta.indexes.iter().all(|ix| {
             !ix.key.placeholders().any(|(_, f)| fields.touches(f))
                 && !matches!(ix.kind, crate::meta::IndexKind::Sorted { score } if fields.touches(score))
         }),
-        Mode::Delete | Mode::Expire => false,
-    }
-}
-
-fn wrong_type(target: &Target) -> Error {
-    Error::UnexpectedReply {
-        key: target.shown().into_owned(),
-        detail: "the key holds the wrong kind of value".into(),
+        Mode::Delete | Mode::SetTtl => false,
     }
 }
 
@@ -60,39 +54,32 @@ pub(super) async fn put<C: ConnectionLike + Send>(
     if mode == Mode::Save && ttl_ms == 0 && !fields.set.is_empty() {
         return bare(conn, target, fields).await;
     }
-    if mode == Mode::Update && fields.del.is_empty() && !fields.set.is_empty() {
-        let mut cmd = scripts::evalsha(&UPDATE, &[&target.key]);
-        for (name, value) in &fields.set {
-            cmd.arg(*name).arg(value.as_ref());
-        }
-        return answer(target, "update.lua", scripts::run::<i64, C>(conn, &UPDATE, &cmd).await?);
-    }
-    let mut cmd = scripts::evalsha(&PUT, &[&target.key]);
-    let flag = match mode {
-        Mode::Create => "c",
-        Mode::Save => "s",
-        _ => "u",
+    let (script, name, cmd) = if mode == Mode::Update && fields.del.is_empty() && !fields.set.is_empty() {
+        let call = UpdateCall {
+            key: &target.key,
+            set: &fields.set,
+        };
+        (&*UPDATE, "update.lua", call.command())
+    } else {
+        let call = PutCall {
+            key: &target.key,
+            mode: match mode {
+                Mode::Create => PutMode::Create,
+                Mode::Save => PutMode::Save,
+                _ => PutMode::Update,
+            },
+            ttl_ms,
+            set: &fields.set,
+            del: &fields.del,
+        };
+        (&*PUT, "put.lua", call.command())
     };
-    cmd.arg(flag).arg(ttl_ms).arg(fields.set.len());
-    for (name, value) in &fields.set {
-        cmd.arg(*name).arg(value.as_ref());
-    }
-    cmd.arg(&fields.del);
-    answer(target, "put.lua", scripts::run::<i64, C>(conn, &PUT, &cmd).await?)
-}
-
-/// What `put.lua` or `update.lua` answered.
-fn answer(target: &Target, script: &str, code: i64) -> Result<Outcome> {
-    match code {
-        1 => Ok(Outcome::Done(None)),
-        0 => Ok(Outcome::Missing),
-        2 => Err(Error::AlreadyExists {
+    let reply = scripts::send_loading(conn, script, &cmd, &mut scripts::Reloads::default()).await?;
+    match PutReply::parse(&target.shown(), &target.key, name, reply)? {
+        PutReply::Done => Ok(Outcome::Done(None)),
+        PutReply::Missing => Ok(Outcome::Missing),
+        PutReply::Exists => Err(Error::AlreadyExists {
             key: target.shown().into_owned(),
-        }),
-        -1 => Err(wrong_type(target)),
-        other => Err(Error::UnexpectedReply {
-            key: target.shown().into_owned(),
-            detail: format!("{script} answered {other}"),
         }),
     }
 }
@@ -119,7 +106,9 @@ async fn bare<C: ConnectionLike + Send>(conn: &mut C, target: &Target, fields: &
     };
     match reply {
         Ok(_) => Ok(Outcome::Done(None)),
-        Err(e) if e.code() == Some("WRONGTYPE") || e.to_string().contains("WRONGTYPE") => Err(wrong_type(target)),
+        Err(e) if e.code() == Some("WRONGTYPE") || e.to_string().contains("WRONGTYPE") => Err(Error::WrongType {
+            key: target.shown().into_owned(),
+        }),
         Err(e) => Err(e.into()),
     }
 }

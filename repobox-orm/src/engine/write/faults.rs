@@ -1,8 +1,12 @@
-//! Injected faults: stop an ordered write after one of its steps, as a
-//! crash of the writer would, to show what the steps leave behind.
+//! The engine's fault hook: a test stops an ordered write after one of its
+//! steps, as a crash of the writer would, to show what the steps leave
+//! behind. Compiled only with the `testing` feature (the test kit re-exports
+//! it as `testing::faults`); a release build has no hook and no lock.
 //!
 //! A fault is armed for one entity key, so tests that run in parallel do not
-//! trip each other's; it fires once and disarms.
+//! trip each other's; it fires once and disarms. The one place it is checked
+//! is the ordered state machine's `checkpoint`, which a single write and a
+//! batch both pass.
 
 use std::sync::Mutex;
 
@@ -33,7 +37,7 @@ pub fn fail_after(key: &str, step: OrderedStep) {
 }
 
 /// Whether a fault is armed for `key` at `step` (and disarms it).
-pub(crate) fn fires(key: &str, step: OrderedStep) -> bool {
+fn fires(key: &str, step: OrderedStep) -> bool {
     let mut armed = ARMED.lock().unwrap_or_else(|e| e.into_inner());
     match armed.iter().position(|(k, s)| k == key && *s == step) {
         Some(i) => {
@@ -42,4 +46,16 @@ pub(crate) fn fires(key: &str, step: OrderedStep) -> bool {
         }
         None => false,
     }
+}
+
+/// Stops the write of the entity at `key` here when a test armed a fault for
+/// `step`, failing as a dropped connection would.
+pub(crate) fn checkpoint(key: &str, step: OrderedStep) -> crate::Result<()> {
+    if fires(key, step) {
+        return Err(crate::Error::Redis(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            format!("injected fault after {step:?}"),
+        ))));
+    }
+    Ok(())
 }

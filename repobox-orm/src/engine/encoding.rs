@@ -1,0 +1,86 @@
+//! The engine's one codec path: an entity encoded for a write
+//! ([`Encoded::sealed`]: its fields, its encrypted fields sealed, its
+//! address) and a hash decoded into an entity ([`decode`]: its encrypted
+//! fields opened first). `crypto` keeps only the key ring and the cipher.
+
+use std::borrow::Cow;
+
+use crate::crypto::KeyRing;
+use crate::engine::target::{Target, fill};
+use crate::entity::{FieldWriter, RawHash, RedisEntity};
+use crate::error::{Error, Result};
+use crate::meta::KeyTemplate;
+
+/// An entity encoded: its address and its fields as they are written.
+pub(crate) struct Encoded<'e> {
+    pub target: Target,
+    pub fields: FieldWriter<'e>,
+}
+
+impl<'e> Encoded<'e> {
+    /// `entity` as a write sends it: every stored field encoded, the
+    /// encrypted ones sealed for its key.
+    pub fn sealed<E: RedisEntity>(entity: &'e E) -> Result<Self> {
+        let mut encoded = Encoded::plain(entity)?;
+        seal::<E>(&encoded.target.key, &mut encoded.fields)?;
+        Ok(encoded)
+    }
+
+    /// `entity` encoded without sealing: what its fields hold in the clear
+    /// (index keys and values to compare are made from these).
+    pub fn plain<E: RedisEntity>(entity: &'e E) -> Result<Self> {
+        let mut fields = FieldWriter::with_capacity(E::META.fields.len());
+        entity.write_fields(&mut fields)?;
+        let target = Target::of::<E>(&fields)?;
+        Ok(Encoded { target, fields })
+    }
+
+    /// The key of `template` (an index's) that the entity belongs under.
+    pub fn index_key(&self, template: &KeyTemplate) -> Result<String> {
+        fill(template, |f| {
+            self.target.part(f).map(str::as_bytes).or_else(|| self.fields.get(f))
+        })
+    }
+}
+
+/// Seals the encrypted fields among `fields` (a patch's), written to the
+/// entity at `key`.
+pub(crate) fn seal<E: RedisEntity>(key: &str, fields: &mut FieldWriter<'_>) -> Result<()> {
+    let encrypted = E::META.encrypted;
+    if encrypted.is_empty() || !fields.set.iter().any(|(name, _)| encrypted.contains(name)) {
+        return Ok(());
+    }
+    let ring = KeyRing::current()?;
+    for (name, value) in &mut fields.set {
+        if encrypted.contains(name) {
+            *value = Cow::Owned(ring.seal(key, name, value)?);
+        }
+    }
+    Ok(())
+}
+
+/// Reads an `E` from the hash at `key` (`shown` in messages), opening its
+/// encrypted fields first.
+pub(crate) fn decode<E: RedisEntity>(key: &str, shown: &str, hash: &RawHash<'_>) -> Result<E> {
+    let encrypted = E::META.encrypted;
+    if encrypted.is_empty() {
+        return E::read_fields(shown, hash);
+    }
+    let ring = KeyRing::current()?;
+    let mut opened: Vec<(&[u8], Cow<'_, [u8]>)> = Vec::with_capacity(hash.pairs().len());
+    for &(name, value) in hash.pairs() {
+        match encrypted.iter().find(|f| f.as_bytes() == name) {
+            Some(field) => {
+                let plain = ring.open(key, field, value).map_err(|reason| Error::Decrypt {
+                    key: shown.to_owned(),
+                    field,
+                    reason,
+                })?;
+                opened.push((name, Cow::Owned(plain)));
+            }
+            None => opened.push((name, Cow::Borrowed(value))),
+        }
+    }
+    let pairs = opened.iter().map(|(n, v)| (*n, &**v)).collect();
+    E::read_fields(shown, &RawHash::from_pairs(pairs))
+}
