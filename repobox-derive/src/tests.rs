@@ -235,9 +235,9 @@ fn the_expansion_and_its_stubs_name_exactly_the_listed_items() {
     let placeholders = ["id", "user_id", "repo", "slug"];
     let mut want: BTreeSet<String> = names::ENTITY_ITEMS.iter().map(|n| n.to_string()).collect();
     for index in ["by_user_id", "by_repo"] {
-        want.extend([index.to_owned(), names::count_fn(index)]);
+        want.extend([index.to_owned(), names::count_fn(index), names::index_key_fn(index)]);
     }
-    want.insert("with_slug".to_owned());
+    want.extend(["with_slug".to_owned(), names::index_key_fn("with_slug")]);
     let params: BTreeSet<String> = names::PARAMS.iter().map(|n| n.to_string()).collect();
     for (what, ttl) in [
         ("expansion", quote!(#[ttl(days = 1)])),

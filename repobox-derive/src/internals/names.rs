@@ -43,8 +43,11 @@ entity_items! {
 /// What begins the count function of a sorted or set index (`count_by_user_id`).
 pub const COUNT_PREFIX: &str = "count_";
 
+/// What begins the key function of every index (`index_key_by_user_id`).
+pub const INDEX_KEY_PREFIX: &str = "index_key_";
+
 /// The prefixes of an index's functions besides its query, which is its bare name.
-pub const INDEX_PREFIXES: &[&str] = &[COUNT_PREFIX];
+pub const INDEX_PREFIXES: &[&str] = &[COUNT_PREFIX, INDEX_KEY_PREFIX];
 
 /// Parameter names the generated functions use besides placeholders.
 pub const PARAMS: &[&str] = &[
@@ -54,6 +57,11 @@ pub const PARAMS: &[&str] = &[
 /// The count function of the index `index`.
 pub fn count_fn(index: &str) -> String {
     format!("{COUNT_PREFIX}{index}")
+}
+
+/// The key function of the index `index`.
+pub fn index_key_fn(index: &str) -> String {
+    format!("{INDEX_KEY_PREFIX}{index}")
 }
 
 /// Why an index may not be named `name`: one of its functions would be one
@@ -82,5 +90,6 @@ mod tests {
         // Nor can one index's function take another index's name.
         assert!(index_name_clash("by_user_id").is_none());
         assert!(index_name_clash(&count_fn("by_user_id")).is_some());
+        assert!(index_name_clash(&index_key_fn("by_user_id")).is_some());
     }
 }

@@ -37,4 +37,11 @@ fn main() {
     assert!(!User::CO_LOCATED);
     let meta = <Job as RedisEntity>::META;
     assert!(meta.co_located && meta.indexes.iter().all(|ix| ix.co_located));
+    // An index key is built around its hash tag, a constant one too.
+    assert_eq!(Job::index_key_by_user_id("u1").unwrap(), "jobs:{u1}:by_time");
+    assert_eq!(
+        Job::index_key_by_user_id_and_slug("u1", "s").unwrap(),
+        "job:{u1}:slug:s"
+    );
+    assert_eq!(Hot::index_key_all().unwrap(), "hot:{jobs}:all");
 }

@@ -26,6 +26,11 @@ fn main() {
     };
     assert_eq!(thing.key().unwrap(), "thing:box:7");
     assert_eq!(thing.entity_id().unwrap(), "box:7");
+    assert_eq!(Thing::index_key_by_type("box").unwrap(), "things:box");
+    assert!(matches!(
+        Thing::index_key_by_type("a:b"),
+        Err(repobox_orm::Error::InvalidKeyPart { .. })
+    ));
     let _ = ThingField::Type;
     assert_eq!(ThingField::Match.name(), "match");
     let _ = of_type;

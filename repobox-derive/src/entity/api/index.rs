@@ -1,5 +1,6 @@
-//! The functions an `#[index(...)]` generates: the query (`by_user_id`) and,
-//! for sorted and set indexes, its count (`count_by_user_id`).
+//! The functions an `#[index(...)]` generates: the query (`by_user_id`), its
+//! key (`index_key_by_user_id`) and, for sorted and set indexes, its count
+//! (`count_by_user_id`).
 
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -14,13 +15,19 @@ pub(super) fn index_fns(shape: &Shape<'_>, index: &IndexShape<'_>, body: Body) -
     let ty = shape.ident;
     let name = item_ident(&index.name);
     let count = item_ident(&names::count_fn(&index.name));
+    let index_key = item_ident(&names::index_key_fn(&index.name));
     let (params, parts) = part_params(krate, &index.params);
     let source = &index.source;
     let pos = index.pos;
     let meta = quote!(&<Self as #p::RedisEntity>::META.indexes[#pos]);
     let conn = quote!(__C: #p::ConnectionLike + ::core::marker::Send);
     let f = |item, real| body.function(item, real);
-    let count_fn = |what: &str| {
+    let what = match &index.kind {
+        ShapeKind::Sorted { .. } => "sorted",
+        ShapeKind::Set => "set",
+        ShapeKind::Unique => "unique",
+    };
+    let count_fn = || {
         let doc = format!(
             "How many members the {what} index `{source}` holds: one round trip, members whose \
              entity is gone or moved on included until a read or `repair_indexes` removes them. \
@@ -35,7 +42,20 @@ pub(super) fn index_fns(shape: &Shape<'_>, index: &IndexShape<'_>, body: Body) -
             quote!(#p::count::<Self, __C>(conn, #meta, #parts).await),
         )
     };
-    match &index.kind {
+    let key_doc = format!(
+        "The key of the {what} index `{source}` for these key parts: the key `{query}` reads and \
+         every write keeps the index's entries under, for code that names the index key itself \
+         (a script's `KEYS`, say). `Err(InvalidKeyPart)` on a bad part; no I/O.",
+        query = index.name,
+    );
+    let key_fn = f(
+        quote! {
+            #[doc = #key_doc]
+            pub fn #index_key(#(#params),*) -> #r<::std::string::String>
+        },
+        quote!(#p::index_key(#meta, #parts)),
+    );
+    let query = match &index.kind {
         ShapeKind::Sorted { score } => {
             let doc = format!(
                 "A page of the `{ty}`s in the sorted index `{source}` (score `{score}`); \
@@ -53,7 +73,7 @@ pub(super) fn index_fns(shape: &Shape<'_>, index: &IndexShape<'_>, body: Body) -
                 },
                 quote!(#p::sorted_page::<Self, __C>(conn, #meta, #parts, page).await),
             );
-            let count = count_fn("sorted");
+            let count = count_fn();
             quote!(#page #count)
         }
         ShapeKind::Set => {
@@ -70,7 +90,7 @@ pub(super) fn index_fns(shape: &Shape<'_>, index: &IndexShape<'_>, body: Body) -
                 },
                 quote!(#p::set_members::<Self, __C>(conn, #meta, #parts).await),
             );
-            let count = count_fn("set");
+            let count = count_fn();
             quote!(#members #count)
         }
         ShapeKind::Unique => {
@@ -86,5 +106,6 @@ pub(super) fn index_fns(shape: &Shape<'_>, index: &IndexShape<'_>, body: Body) -
                 quote!(#p::unique_get::<Self, __C>(conn, #meta, #parts).await),
             )
         }
-    }
+    };
+    quote!(#query #key_fn)
 }
