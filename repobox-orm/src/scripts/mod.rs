@@ -131,15 +131,37 @@ pub(crate) async fn resend_unknown<C: ConnectionLike + Send>(
     script: &Script,
     reloads: &mut Reloads,
 ) -> Result<()> {
-    let sha = script.get_hash().as_bytes();
+    resend_unknown_of(conn, cmds, replies, |_| Some(script), reloads).await
+}
+
+/// [`resend_unknown`] where each command may call another script:
+/// `script_of(i)` is the script `cmds[i]` calls. Each lost script is loaded
+/// once, and every call of it that was refused goes again in one pipeline.
+pub(crate) async fn resend_unknown_of<'s, C: ConnectionLike + Send>(
+    conn: &mut C,
+    cmds: &[Cmd],
+    replies: &mut [Value],
+    script_of: impl Fn(usize) -> Option<&'s Script>,
+    reloads: &mut Reloads,
+) -> Result<()> {
     loop {
         let again: Vec<usize> = (0..replies.len().min(cmds.len()))
-            .filter(|&i| is_noscript(&replies[i]) && calls(&cmds[i], sha))
+            .filter(|&i| {
+                is_noscript(&replies[i]) && script_of(i).is_some_and(|s| calls(&cmds[i], s.get_hash().as_bytes()))
+            })
             .collect();
         if again.is_empty() {
             return Ok(());
         }
-        reloads.load(conn, script).await?;
+        let mut loaded: Vec<&str> = Vec::new();
+        for &i in &again {
+            if let Some(script) = script_of(i)
+                && !loaded.contains(&script.get_hash())
+            {
+                reloads.load(conn, script).await?;
+                loaded.push(script.get_hash());
+            }
+        }
         let resend: Vec<Cmd> = again.iter().map(|&i| cmds[i].clone()).collect();
         let resent = crate::engine::pipeline::query(conn, &resend).await?;
         for (i, reply) in again.into_iter().zip(resent) {

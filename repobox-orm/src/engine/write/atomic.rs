@@ -60,14 +60,10 @@ pub(super) async fn run<C: ConnectionLike + Send>(
             let calls = calls(router, plans, chunk, results);
             let cmds: Vec<Cmd> = calls.iter().map(|c| c.cmd.clone()).collect();
             let mut replies = pipeline::query(conn, &cmds).await?;
-            for (call, reply) in calls.iter().zip(replies.iter_mut()) {
-                // A server that lost the script (a restart, a flush): load
-                // it and send this call again, as often as it takes.
-                if scripts::is_noscript(reply) {
-                    let script = call.many.unwrap_or_else(|| plans[call.members[0]].script());
-                    *reply = scripts::send_loading(conn, script, &call.cmd, &mut reloads).await?;
-                }
-            }
+            // A server that lost the scripts (a restart, a flush): each is
+            // loaded once and its calls go again, as often as it takes.
+            let script_of = |i: usize| Some(calls[i].many.unwrap_or_else(|| plans[calls[i].members[0]].script()));
+            scripts::resend_unknown_of(conn, &cmds, &mut replies, script_of, &mut reloads).await?;
             for (call, reply) in calls.into_iter().zip(replies) {
                 if router.refused(&reply) {
                     refused.extend(call.members);

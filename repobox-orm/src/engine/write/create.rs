@@ -150,12 +150,13 @@ pub(super) async fn create_many<E: RedisEntity, C: ConnectionLike + Send>(
         });
         next = upcoming;
         let mut replies = sent?;
-        for ((members, cmd), reply) in current.calls.iter().zip(replies.iter_mut()) {
-            if scripts::is_noscript(reply) {
-                let script = if members.len() == 1 { &CREATE } else { &CREATE_MANY };
-                *reply = scripts::send_loading(conn, script, cmd, &mut reloads).await?;
-            }
-        }
+        // A server that lost the scripts (a restart, a flush): each is
+        // loaded once and its calls go again.
+        let script_of = |i: usize| match current.calls[i].0.len() {
+            1 => Some(&*CREATE),
+            _ => Some(&*CREATE_MANY),
+        };
+        scripts::resend_unknown_of(conn, &cmds, &mut replies, script_of, &mut reloads).await?;
         settle(&mut router, current, replies, &mut results, &mut planned);
     }
     if !planned.is_empty() {
