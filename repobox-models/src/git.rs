@@ -1,3 +1,4 @@
+use repobox_orm::meta::{DEFAULT_MAX_KEY_PART_LEN, KeyTemplate, Segment};
 use repobox_orm::prelude::{ConnectionLike, RedisEntity, RedisValue};
 
 use crate::Result;
@@ -15,13 +16,28 @@ pub enum GitProvider {
     Bitbucket,
 }
 
-/// The providers each user has connected: the set `git_providers:<user_id>`.
+/// The providers each user has connected: the set [`GitProviders::KEY`].
 pub struct GitProviders;
 
 impl GitProviders {
+    /// The key of a user's set, `git_providers:<user_id>`; its key part is
+    /// checked by the rules of every entity key. A set, not a hash: the
+    /// template is written out as the derive writes an entity's.
+    pub const KEY: KeyTemplate = KeyTemplate {
+        source: "git_providers:<user_id>",
+        segments: &[
+            Segment::Lit("git_providers:"),
+            Segment::Field {
+                placeholder: "user_id",
+                field: "user_id",
+            },
+        ],
+        max_part_len: DEFAULT_MAX_KEY_PART_LEN,
+        secret: false,
+    };
+
     fn key(user_id: &str) -> Result<String> {
-        repobox_orm::meta::validate_key_part("git_providers:<user_id>", "user_id", user_id)?;
-        Ok(format!("git_providers:{user_id}"))
+        Ok(Self::KEY.build(&[user_id])?)
     }
 
     /// Runs `SADD`, `SREM` or `SISMEMBER` of `provider` on the user's set; whether it answered 1.
@@ -125,5 +141,26 @@ impl std::fmt::Debug for GitCredential {
             .field("refresh_token", &self.refresh_token.as_ref().map(|_| "…"))
             .field("expires_at", &self.expires_at)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_providers_key_is_built_from_its_one_template() {
+        // The segments and the source are the template written twice: filled
+        // with its own placeholder, the segments give the source back.
+        assert_eq!(
+            GitProviders::KEY.build(&["<user_id>"]).unwrap(),
+            GitProviders::KEY.source
+        );
+        assert_eq!(GitProviders::key("u1").unwrap(), "git_providers:u1");
+        assert!(matches!(
+            GitProviders::key("a:b"),
+            Err(crate::Error::Orm(repobox_orm::Error::InvalidKeyPart { template, .. }))
+                if template == GitProviders::KEY.source
+        ));
     }
 }

@@ -280,7 +280,7 @@ impl Session {
             Session::delete(conn, digest.as_str()).await?;
             return Ok(None);
         }
-        let set = format!("sessions:user:{}", session.user_id);
+        let set = Session::index_key_by_user_id(&session.user_id)?;
         let key = Session::key_for(digest.as_str())?;
         let mut both = script::evalsha(&EXTEND, &[&key, &set]);
         both.arg(by_ms).arg(max_ms).arg(&session.user_id);

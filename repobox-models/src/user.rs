@@ -23,14 +23,6 @@ pub struct UserDeleted {
     pub not_its_own: usize,
 }
 
-/// The user's set of sessions, `sessions:user:<id>`.
-fn sessions_key(id: &str) -> repobox_orm::Result<String> {
-    Ok(format!(
-        "sessions:user:{}",
-        User::key_for(id)?.trim_start_matches("user:")
-    ))
-}
-
 /// A user of the web app.
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
 #[key("user:<id>")]
@@ -67,7 +59,7 @@ impl User {
     /// plain `User::delete` revokes the sessions that way too; this call also
     /// removes them at once. Three round trips.
     pub async fn delete_with_sessions<C: ConnectionLike + Send>(conn: &mut C, id: &str) -> Result<UserDeleted> {
-        let set = sessions_key(id)?;
+        let set = crate::Session::index_key_by_user_id(id)?;
         let digests: Vec<String> = repobox_orm::redis::cmd("SMEMBERS").arg(&set).query_async(conn).await?;
         let existed = User::delete_with(conn, id, std::slice::from_ref(&set)).await?;
         let keys: Vec<String> = digests

@@ -21,7 +21,8 @@ repobox_orm::on_both_backends!(
     git_providers_and_repo_cache,
     a_second_language_client_shares_the_hashes,
     hostile_inputs_and_other_writers,
-    a_job_the_web_app_wrote_is_read_and_updated_without_a_second_field
+    a_job_the_web_app_wrote_is_read_and_updated_without_a_second_field,
+    generated_index_keys_are_the_keys_the_entries_are_written_under
 );
 
 fn user(id: &str, email: &str) -> User {
@@ -419,6 +420,38 @@ async fn concurrent_status_updates_never_skip_the_state_machine(conn: Store) {
         finished += usize::from(h.await.unwrap());
     }
     assert_eq!(finished, 1, "exactly one runner may finish the job");
+}
+
+/// `E::index_key_by_x` names the key each index's entries are written
+/// under, as the key layout has it.
+async fn generated_index_keys_are_the_keys_the_entries_are_written_under(mut conn: Store) {
+    User::create(&mut conn, &user("u1", "ann@example.com")).await.unwrap();
+    let email_key = User::index_key_by_email("ann@example.com").unwrap();
+    assert_eq!(email_key, "user:email:ann@example.com");
+    let claimed: Option<String> = conn.get(&email_key).await.unwrap();
+    assert_eq!(claimed.as_deref(), Some("u1"));
+
+    let (_, session) = Session::create_user_session(&mut conn, "u1", None, None).await.unwrap();
+    let sessions_key = Session::index_key_by_user_id("u1").unwrap();
+    assert_eq!(sessions_key, "sessions:user:u1");
+    assert!(conn.sismember::<_, _, bool>(&sessions_key, &session.id).await.unwrap());
+
+    let job = Job::new("j1", "u1", "https://example.com/r.git", 1_700_000_000_000);
+    Job::create(&mut conn, &job).await.unwrap();
+    let jobs_key = Job::index_key_by_user_id("u1").unwrap();
+    assert_eq!(jobs_key, "jobs:user:u1");
+    let score: Option<i64> = conn.zscore(&jobs_key, "j1").await.unwrap();
+    assert_eq!(score, Some(job.created_at));
+
+    // A bad part is refused as the index's own reads and writes refuse it.
+    assert!(matches!(
+        Job::index_key_by_user_id("a:b"),
+        Err(Error::InvalidKeyPart {
+            template: "jobs:user:<user_id>",
+            placeholder: "user_id",
+            ..
+        })
+    ));
 }
 
 async fn git_providers_and_repo_cache(mut conn: Store) {
