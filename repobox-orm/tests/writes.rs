@@ -176,7 +176,9 @@ async fn bulk_creates_go_many_per_script_call_and_answer_per_entity(conn: Store)
     };
     // Loads the scripts (one create, and two in one call).
     Run::create_many(&mut conn, &[run(-1, "warm")]).await.unwrap();
-    Run::create_many(&mut conn, &[run(-2, "warm"), run(-4, "warm")]).await.unwrap();
+    Run::create_many(&mut conn, &[run(-2, "warm"), run(-4, "warm")])
+        .await
+        .unwrap();
     conn.take();
     let runs: Vec<Run> = (0..1200)
         .map(|i| run(i, if i % 3 == 0 { "ann" } else { "bob" }))

@@ -381,7 +381,11 @@ impl Queue {
         del.arg(&self.dead).arg(&letter.id);
         if !route::splits(conn, [self.stream.as_str(), self.dead.as_str()]) {
             let mut pipe = redis::pipe();
-            pipe.atomic().add_command(add.clone()).ignore().add_command(del.clone()).ignore();
+            pipe.atomic()
+                .add_command(add.clone())
+                .ignore()
+                .add_command(del.clone())
+                .ignore();
             match pipe.query_async::<()>(conn).await {
                 Err(e) if route::is_refused_across_slots(&e) => {}
                 other => return Ok(other?),

@@ -124,7 +124,10 @@ mod tests {
         assert_eq!(parse(b":1\r\n").unwrap(), CreateReply::Created);
         assert_eq!(parse(b"*1\r\n$6\r\nexists\r\n").unwrap(), CreateReply::Exists);
         let wrong = parse(b"*2\r\n$9\r\nwrongtype\r\n$8\r\nruns:ann\r\n").unwrap_err();
-        assert!(matches!(wrong, Error::WrongType { ref key } if key == "runs:ann"), "{wrong:?}");
+        assert!(
+            matches!(wrong, Error::WrongType { ref key } if key == "runs:ann"),
+            "{wrong:?}"
+        );
         assert!(matches!(parse(b":0\r\n"), Err(Error::UnexpectedReply { .. })));
     }
 }

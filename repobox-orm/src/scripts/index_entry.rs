@@ -97,7 +97,9 @@ impl EntryReply {
     pub(crate) fn parse(index_key: &str, reply: Value) -> Result<EntryReply> {
         match Answer::parse(index_key, "index_entry.lua", reply)? {
             Answer::Status(n) => Ok(EntryReply::Changed(n > 0)),
-            Answer::Tagged(t, mut items) if t == tag::UNIQUE => Ok(EntryReply::Unique(items.text(1).unwrap_or_default())),
+            Answer::Tagged(t, mut items) if t == tag::UNIQUE => {
+                Ok(EntryReply::Unique(items.text(1).unwrap_or_default()))
+            }
             other => Err(other.unexpected(index_key, index_key, "index_entry.lua")),
         }
     }

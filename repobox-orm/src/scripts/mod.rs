@@ -23,7 +23,13 @@ pub(crate) mod reply;
 /// [`joined`] lays them out).
 macro_rules! calling {
     ($entity:literal, $caller:literal) => {
-        LazyLock::new(|| Script::new(concat!(include_str!("lib.lua"), include_str!($entity), include_str!($caller))))
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lib.lua"),
+                include_str!($entity),
+                include_str!($caller)
+            ))
+        })
     };
 }
 

@@ -135,20 +135,28 @@ mod tests {
             "*10\r\n$7\r\nEVALSHA\r\n$40\r\n{sha}\r\n$1\r\n1\r\n$6\r\nuser:1\r\n$1\r\nc\r\n$1\r\n5\r\n$1\r\n1\r\n$4\r\nname\r\n$3\r\nann\r\n$4\r\nnote\r\n"
         );
         assert_eq!(String::from_utf8(put.command().get_packed_command()).unwrap(), want);
-        let update = UpdateCall { key: "user:1", set: &set };
+        let update = UpdateCall {
+            key: "user:1",
+            set: &set,
+        };
         let sha = UPDATE.get_hash();
-        let want = format!("*6\r\n$7\r\nEVALSHA\r\n$40\r\n{sha}\r\n$1\r\n1\r\n$6\r\nuser:1\r\n$4\r\nname\r\n$3\r\nann\r\n");
+        let want =
+            format!("*6\r\n$7\r\nEVALSHA\r\n$40\r\n{sha}\r\n$1\r\n1\r\n$6\r\nuser:1\r\n$4\r\nname\r\n$3\r\nann\r\n");
         assert_eq!(String::from_utf8(update.command().get_packed_command()).unwrap(), want);
     }
 
     #[test]
     fn answers_are_decoded() {
-        let parse = |resp: &[u8]| PutReply::parse("user:1", "user:1", "put.lua", redis::parse_redis_value(resp).unwrap());
+        let parse =
+            |resp: &[u8]| PutReply::parse("user:1", "user:1", "put.lua", redis::parse_redis_value(resp).unwrap());
         assert_eq!(parse(b":1\r\n").unwrap(), PutReply::Done);
         assert_eq!(parse(b":0\r\n").unwrap(), PutReply::Missing);
         assert_eq!(parse(b"*1\r\n$6\r\nexists\r\n").unwrap(), PutReply::Exists);
         let wrong = parse(b"*2\r\n$9\r\nwrongtype\r\n$6\r\nuser:1\r\n").unwrap_err();
-        assert!(matches!(wrong, Error::WrongType { ref key } if key == "user:1"), "{wrong:?}");
+        assert!(
+            matches!(wrong, Error::WrongType { ref key } if key == "user:1"),
+            "{wrong:?}"
+        );
         assert!(matches!(parse(b":2\r\n"), Err(Error::UnexpectedReply { .. })));
     }
 }

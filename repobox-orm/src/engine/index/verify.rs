@@ -10,14 +10,14 @@
 use redis::Value;
 use redis::aio::ConnectionLike;
 
+use crate::engine::encoding::Encoded;
 use crate::engine::encoding::decode;
-use crate::engine::write::route;
 use crate::engine::pipeline;
 use crate::engine::read::hgetall;
-use crate::engine::encoding::Encoded;
 use crate::engine::target::fill;
 use crate::engine::write::BULK_CHUNK;
 use crate::engine::write::protocol::kind_byte;
+use crate::engine::write::route;
 use crate::entity::{RawHash, RedisEntity};
 use crate::error::{Error, Result, Shown};
 use crate::meta::{IndexKind, IndexMeta};

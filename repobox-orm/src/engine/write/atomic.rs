@@ -107,6 +107,9 @@ pub(super) async fn run<C: ConnectionLike + Send>(
     Ok(refused)
 }
 
+/// Writes that may share a call: deletes or not, and on a cluster their slot.
+type JoinGroup = (bool, Option<u16>);
+
 /// The script calls of `chunk`: deletes and other writes apart, joined
 /// [`PER_CALL`] to a call where the router lets them share one.
 fn calls(
@@ -115,7 +118,7 @@ fn calls(
     chunk: &[usize],
     results: &mut [Option<Result<Outcome>>],
 ) -> Vec<Call> {
-    let mut groups: Vec<((bool, Option<u16>), Vec<(usize, scripts::Call)>)> = Vec::new();
+    let mut groups: Vec<(JoinGroup, Vec<(usize, scripts::Call)>)> = Vec::new();
     for &i in chunk {
         let plan = &plans[i];
         let cmd = match plan.call() {

@@ -14,9 +14,9 @@
 use redis::aio::ConnectionLike;
 use redis::{Cmd, RedisError, ServerErrorKind, Value};
 
-use super::plan::{Outcome, WritePlan};
 use super::atomic::{self, BULK_CHUNK};
 use super::ordered;
+use super::plan::{Outcome, WritePlan};
 use crate::engine::pipeline;
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -253,7 +253,10 @@ mod tests {
         assert_ne!(key_slot(keys[0].as_bytes()), key_slot(keys[1].as_bytes()));
         assert_eq!(router(Topology::Cluster).route(false, keys), Route::Ordered);
         assert_eq!(router(Topology::Cluster).route(true, keys), Route::Atomic);
-        assert_eq!(router(Topology::Cluster).route(false, ["{u}:1", "{u}:2"]), Route::Atomic);
+        assert_eq!(
+            router(Topology::Cluster).route(false, ["{u}:1", "{u}:2"]),
+            Route::Atomic
+        );
         assert_eq!(router(Topology::OneServer).route(false, keys), Route::Atomic);
         assert_eq!(router(Topology::Unknown).route(false, keys), Route::Atomic);
     }

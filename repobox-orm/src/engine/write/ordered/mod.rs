@@ -30,16 +30,19 @@ use redis::{Cmd, Value};
 use super::atomic::MAX_ATTEMPTS;
 use super::outbox;
 use super::plan::{Outcome, Step, WritePlan};
-use crate::scripts::index_entry::Action as EntryAction;
-use super::protocol::{IndexOp, Mode};
+use super::protocol::Mode;
 use crate::engine::pipeline;
 use crate::error::{Error, Result};
-use crate::scripts::{self, INDEX_ENTRY, WRITE};
+use crate::scripts::index_entry::Action as EntryAction;
+use crate::scripts::{self, WRITE};
 
 #[cfg(feature = "testing")]
 use super::faults::OrderedStep;
 
 use crate::scripts::index_entry::EntryReply;
+
+pub(crate) use self::batch::send_steps;
+use self::batch::{Batch, Write, after_hash, clear_refused, prepare, refuse, release};
 
 /// Whether a test armed a fault for this write at this step: the write then
 /// ends here as a dropped connection would end it (`true`).
@@ -47,7 +50,7 @@ use crate::scripts::index_entry::EntryReply;
 macro_rules! crashed {
     ($batch:expr, $plans:expr, $w:expr, $step:ident) => {{
         let plan = $batch.writes[$w].plan;
-        match super::faults::checkpoint(&$plans[plan].target.key, OrderedStep::$step) {
+        match crate::engine::write::faults::checkpoint(&$plans[plan].target.key, OrderedStep::$step) {
             Ok(()) => false,
             Err(e) => {
                 $batch.end(plan, Err(e));
@@ -64,54 +67,7 @@ macro_rules! crashed {
     };
 }
 
-/// One write of the batch on its way through the steps.
-struct Write {
-    /// Its position in the plans.
-    plan: usize,
-    /// Entries this write has claimed (op, key), and those it added itself
-    /// (released if the write is refused); kept across rounds while the
-    /// entity's new index keys stay the same.
-    held: Vec<(usize, String)>,
-    added: Vec<(usize, String)>,
-    /// The outbox record of its stream entry (attempt id), once recorded.
-    outboxed: Option<String>,
-    /// This round's index ops and the TTL (ms) its index keys need.
-    ops: Vec<IndexOp>,
-    life: Option<u64>,
-}
-
-/// The writes of a batch and their outcomes.
-struct Batch<'r> {
-    writes: Vec<Write>,
-    results: &'r mut [Option<Result<Outcome>>],
-}
-
-impl Batch<'_> {
-    fn live(&self) -> Vec<usize> {
-        (0..self.writes.len())
-            .filter(|&w| self.results[self.writes[w].plan].is_none())
-            .collect()
-    }
-
-    fn end(&mut self, plan: usize, outcome: Result<Outcome>) {
-        if self.results[plan].is_none() {
-            self.results[plan] = Some(outcome);
-        }
-    }
-
-    /// Ends every write of `members` with `e` (a step that failed for all
-    /// of them): the first gets the error itself, the others its account.
-    fn fail(&mut self, members: &[usize], e: Error, after_hash: bool) {
-        let e = if after_hash { e.after_writes() } else { e };
-        let account = e.part_way();
-        let mut first = Some(e);
-        for &w in members {
-            let plan = self.writes[w].plan;
-            let e = first.take().unwrap_or_else(|| account.part_way());
-            self.end(plan, Err(e));
-        }
-    }
-}
+mod batch;
 
 /// Runs the writes `which` of `plans` as ordered steps; each outcome goes
 /// to its place in `results`.
@@ -162,61 +118,6 @@ pub(super) async fn run<C: ConnectionLike + Send>(
     clear_refused(conn, plans, &batch).await;
 }
 
-/// A step that failed for the writes `.0`.
-type Failed = (Vec<usize>, Error);
-
-/// Before the rounds: the lookups of the writes that must learn their
-/// indexed fields, and step 1, the outbox records.
-async fn prepare<C: ConnectionLike + Send>(
-    conn: &mut C,
-    plans: &mut [WritePlan<'_, '_>],
-    batch: &mut Batch<'_>,
-) -> std::result::Result<(), Failed> {
-    let all = batch.live();
-    let lookups: Vec<(usize, Cmd)> = all
-        .iter()
-        .filter_map(|&w| Some((w, plans[batch.writes[w].plan].lookup()?)))
-        .collect();
-    let cmds: Vec<Cmd> = lookups.iter().map(|(_, c)| c.clone()).collect();
-    let members: Vec<usize> = lookups.iter().map(|(w, _)| *w).collect();
-    let replies = pipeline::query(conn, &cmds).await.map_err(|e| (members, e))?;
-    for ((w, _), reply) in lookups.iter().zip(replies) {
-        let plan = batch.writes[*w].plan;
-        if let Err(e) = plans[plan].take_lookup(reply) {
-            batch.end(plan, Err(e));
-        }
-    }
-    let mut records = Vec::new();
-    for w in batch.live() {
-        let plan = batch.writes[w].plan;
-        if let Some((stream, entry)) = plans[plan].extras.stream {
-            match outbox::attempt_id() {
-                Ok(attempt) => {
-                    records.push((w, outbox::record(stream, &attempt, &plans[plan].target.key, entry)));
-                    batch.writes[w].outboxed = Some(attempt);
-                }
-                Err(e) => batch.end(plan, Err(e)),
-            }
-        }
-    }
-    let cmds: Vec<Cmd> = records.iter().map(|(_, c)| c.clone()).collect();
-    let members: Vec<usize> = records.iter().map(|(w, _)| *w).collect();
-    let replies = pipeline::query(conn, &cmds).await.map_err(|e| (members, e))?;
-    for ((w, _), reply) in records.into_iter().zip(replies) {
-        let plan = batch.writes[w].plan;
-        match reply {
-            Value::ServerError(e) => {
-                batch.writes[w].outboxed = None;
-                batch.end(plan, Err(redis::RedisError::from(e).into()));
-            }
-            _ => {
-                let _ = crashed!(batch, plans, w, Outboxed);
-            }
-        }
-    }
-    Ok(())
-}
-
 /// One round of steps 2 to 4 for the writes `live`.
 async fn round<C: ConnectionLike + Send>(
     conn: &mut C,
@@ -253,7 +154,11 @@ async fn round<C: ConnectionLike + Send>(
         tracing::warn!(error = %e, "could not release index entries an earlier attempt claimed; a repair removes them");
     }
     // The TTL of the index keys: an update keeps the entity's remaining one.
-    let live: Vec<usize> = live.iter().copied().filter(|&w| batch.results[batch.writes[w].plan].is_none()).collect();
+    let live: Vec<usize> = live
+        .iter()
+        .copied()
+        .filter(|&w| batch.results[batch.writes[w].plan].is_none())
+        .collect();
     let mut ttls = Vec::new();
     for &w in &live {
         let plan = batch.writes[w].plan;
@@ -268,7 +173,9 @@ async fn round<C: ConnectionLike + Send>(
         }
     }
     let cmds: Vec<Cmd> = ttls.iter().map(|(_, c)| c.clone()).collect();
-    let replies = pipeline::query(conn, &cmds).await.map_err(|e| (before(&live), e, false))?;
+    let replies = pipeline::query(conn, &cmds)
+        .await
+        .map_err(|e| (before(&live), e, false))?;
     for ((w, _), reply) in ttls.iter().zip(replies) {
         let ms = match reply {
             Value::Int(ms) => u64::try_from(ms).unwrap_or(0),
@@ -278,7 +185,10 @@ async fn round<C: ConnectionLike + Send>(
     }
 
     // Step 2: claim the new entries (a delete and an expire claim nothing).
-    let live: Vec<usize> = live.into_iter().filter(|&w| batch.results[batch.writes[w].plan].is_none()).collect();
+    let live: Vec<usize> = live
+        .into_iter()
+        .filter(|&w| batch.results[batch.writes[w].plan].is_none())
+        .collect();
     let mut claims: Vec<(usize, usize, String, Cmd)> = Vec::new();
     for &w in &live {
         let write = &batch.writes[w];
@@ -292,7 +202,12 @@ async fn round<C: ConnectionLike + Send>(
                 continue;
             }
             let life = write.life.unwrap_or(0);
-            claims.push((w, i, key.to_owned(), plan.entry_cmd(EntryAction::Claim, op, key, life, i)));
+            claims.push((
+                w,
+                i,
+                key.to_owned(),
+                plan.entry_cmd(EntryAction::Claim, op, key, life, i),
+            ));
         }
     }
     let cmds: Vec<Cmd> = claims.iter().map(|(_, _, _, c)| c.clone()).collect();
@@ -357,7 +272,10 @@ async fn round<C: ConnectionLike + Send>(
     }
 
     // Step 3: the hashes.
-    let live: Vec<usize> = live.into_iter().filter(|&w| batch.results[batch.writes[w].plan].is_none()).collect();
+    let live: Vec<usize> = live
+        .into_iter()
+        .filter(|&w| batch.results[batch.writes[w].plan].is_none())
+        .collect();
     let mut hashes = Vec::new();
     for &w in &live {
         match plans[batch.writes[w].plan].hash_invocation() {
@@ -367,7 +285,9 @@ async fn round<C: ConnectionLike + Send>(
     }
     let cmds: Vec<Cmd> = hashes.iter().map(|(_, c)| c.clone()).collect();
     let members: Vec<usize> = hashes.iter().map(|(w, _)| *w).collect();
-    let mut replies = pipeline::query(conn, &cmds).await.map_err(|e| (members.clone(), e, false))?;
+    let mut replies = pipeline::query(conn, &cmds)
+        .await
+        .map_err(|e| (members.clone(), e, false))?;
     scripts::resend_unknown(conn, &cmds, &mut replies, &WRITE, &mut scripts::Reloads::default())
         .await
         .map_err(|e| (members, e, false))?;
@@ -409,7 +329,12 @@ async fn round<C: ConnectionLike + Send>(
     let mut after = Vec::new();
     for &(w, found) in &written {
         let write = &batch.writes[w];
-        after.extend(after_hash(&plans[write.plan], &write.ops, write.life.unwrap_or(0), found));
+        after.extend(after_hash(
+            &plans[write.plan],
+            &write.ops,
+            write.life.unwrap_or(0),
+            found,
+        ));
     }
     for reply in send_steps(conn, &after).await.map_err(|e| (members.clone(), e, true))? {
         if let Err(e) = EntryReply::parse("", reply) {
@@ -426,7 +351,9 @@ async fn round<C: ConnectionLike + Send>(
         .collect();
     let cmds: Vec<Cmd> = appends.iter().map(|(_, c)| c.clone()).collect();
     let appended: Vec<usize> = appends.iter().map(|(w, _)| *w).collect();
-    let replies = pipeline::query(conn, &cmds).await.map_err(|e| (appended.clone(), e, true))?;
+    let replies = pipeline::query(conn, &cmds)
+        .await
+        .map_err(|e| (appended.clone(), e, true))?;
     let mut ids: Vec<(usize, String)> = Vec::new();
     let mut clears = Vec::new();
     for ((w, _), reply) in appends.into_iter().zip(replies) {
@@ -455,106 +382,4 @@ async fn round<C: ConnectionLike + Send>(
         batch.end(plan, Ok(if found { Outcome::Done(id) } else { Outcome::Missing }));
     }
     Ok(())
-}
-
-/// Ends write `w` with `outcome` after releasing the entries it added: it
-/// was refused (or failed) before its hash was written.
-async fn refuse<C: ConnectionLike + Send>(
-    conn: &mut C,
-    plans: &[WritePlan<'_, '_>],
-    batch: &mut Batch<'_>,
-    w: usize,
-    outcome: Result<Outcome>,
-) {
-    let write = &mut batch.writes[w];
-    let added = std::mem::take(&mut write.added);
-    write.held.clear();
-    let plan = write.plan;
-    release(conn, &plans[plan], &write.ops, &added).await;
-    batch.end(plan, outcome);
-}
-
-/// A write that was refused leaves nothing for the outbox sweep to append.
-async fn clear_refused<C: ConnectionLike + Send>(conn: &mut C, plans: &[WritePlan<'_, '_>], batch: &Batch<'_>) {
-    let clears: Vec<Cmd> = batch
-        .writes
-        .iter()
-        .filter(|w| {
-            matches!(
-                &batch.results[w.plan],
-                Some(
-                    Ok(Outcome::Missing)
-                        | Err(Error::AlreadyExists { .. }
-                            | Error::UniqueViolation { .. }
-                            | Error::Conflict { .. }
-                            | Error::Contention { .. }
-                            | Error::InvalidArgument { .. }
-                            | Error::Encode { .. }
-                            | Error::OutOfMemory(_)
-                            | Error::WrongType { .. }
-                            | Error::UnexpectedReply { .. })
-                )
-            )
-        })
-        .filter_map(|w| {
-            let (stream, _) = plans[w.plan].extras.stream?;
-            Some(outbox::clear(stream, w.outboxed.as_deref()?))
-        })
-        .collect();
-    if let Err(e) = pipeline::query(conn, &clears).await {
-        tracing::warn!(error = %e, "could not clear the outbox entry of a refused write");
-    }
-}
-
-/// Sends single-slot steps as one pipeline (a [`Store`](crate::Store) on a
-/// cluster splits it per slot and sends the parts concurrently), loading
-/// the index-entry script where a server lost it.
-pub(crate) async fn send_steps<C: ConnectionLike + Send>(conn: &mut C, cmds: &[Cmd]) -> Result<Vec<Value>> {
-    let mut replies = pipeline::query(conn, cmds).await?;
-    scripts::resend_unknown(conn, cmds, &mut replies, &INDEX_ENTRY, &mut scripts::Reloads::default()).await?;
-    Ok(replies)
-}
-
-/// Removes the members that step 2 added (op, key), after a refused or failed write.
-async fn release<C: ConnectionLike + Send>(
-    conn: &mut C,
-    plan: &WritePlan<'_, '_>,
-    ops: &[IndexOp],
-    added: &[(usize, String)],
-) {
-    let cmds: Vec<Cmd> = added
-        .iter()
-        .filter_map(|(i, key)| Some(plan.entry_cmd(EntryAction::Remove, ops.get(*i)?, key, 0, *i)))
-        .collect();
-    if let Err(e) = send_steps(conn, &cmds).await {
-        tracing::warn!(key = %plan.target.shown(), error = %e, "could not release index entries of a refused write; a repair removes them");
-    }
-}
-
-/// The steps after the hash write: old entries removed; new ones given their
-/// final score and TTL (an expire only lengthens their TTL); for a delete that
-/// found the entity (`found`), the keys deleted with it.
-fn after_hash(plan: &WritePlan<'_, '_>, ops: &[IndexOp], life: u64, found: bool) -> Vec<Cmd> {
-    let mut cmds = Vec::new();
-    for (i, op) in ops.iter().enumerate() {
-        if let Some(old) = op.old.as_deref() {
-            cmds.push(plan.entry_cmd(EntryAction::Remove, op, old, 0, i));
-        }
-        let action = match plan.mode {
-            Mode::Delete => continue,
-            Mode::SetTtl => EntryAction::Touch,
-            _ => EntryAction::Add,
-        };
-        if let Some(new) = op.new.as_deref() {
-            cmds.push(plan.entry_cmd(action, op, new, life, i));
-        }
-    }
-    if plan.mode == Mode::Delete && found {
-        cmds.extend(plan.extras.delete_keys.iter().map(|k| {
-            let mut del = redis::cmd("DEL");
-            del.arg(k);
-            del
-        }));
-    }
-    cmds
 }

@@ -299,7 +299,11 @@ impl<'w, 'a> WritePlan<'w, 'a> {
     /// Takes in the script's answer: done, refused, or learned the guards' values.
     pub fn take_answer(&mut self, reply: Value) -> Result<Step> {
         let key = self.target.shown();
-        let script = if self.mode == Mode::Delete { "delete_entity.lua" } else { "write_entity.lua" };
+        let script = if self.mode == Mode::Delete {
+            "delete_entity.lua"
+        } else {
+            "write_entity.lua"
+        };
         Ok(match WriteReply::parse(&key, &self.target.key, script, reply)? {
             WriteReply::Done => Step::Done(Outcome::Done(None)),
             WriteReply::Appended(id) => Step::Done(Outcome::Done(Some(id))),

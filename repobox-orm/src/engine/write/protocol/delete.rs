@@ -16,8 +16,8 @@
 use redis::Cmd;
 
 use super::{IndexOp, kind_byte};
-use crate::scripts::Call;
 use crate::error::{Error, Result};
+use crate::scripts::Call;
 
 /// One call of the delete script.
 pub(crate) struct DeleteCall<'w> {
@@ -90,5 +90,42 @@ impl<'w> DeleteCall<'w> {
         }
         self.write_args(&mut call);
         Ok(call)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::IndexKind;
+
+    #[test]
+    fn a_delete_is_encoded_byte_for_byte_as_the_script_reads_it() {
+        let ops = [IndexOp {
+            kind: IndexKind::Sorted { score: "at" },
+            new: None,
+            old: Some("jobs:user:u1".into()),
+            score: String::new(),
+        }];
+        let values = [Some(b"u1".to_vec())];
+        let extra = ["job:1:output".to_owned()];
+        let call = DeleteCall {
+            hash_key: "job:1",
+            id: "1",
+            ops: &ops,
+            guards: &["user_id"],
+            guard_values: Some(&values),
+            extra_keys: &extra,
+        };
+        let packed = String::from_utf8(call.command("sha").unwrap().get_packed_command()).unwrap();
+        let want = "*12\r\n$7\r\nEVALSHA\r\n$3\r\nsha\r\n$1\r\n3\r\n$5\r\njob:1\r\n$12\r\njobs:user:u1\r\n$12\r\njob:1:output\r\n\
+                    $1\r\n1\r\n$1\r\nz\r\n$1\r\n=\r\n$1\r\n1\r\n$7\r\nuser_id\r\n$2\r\nu1\r\n";
+        assert_eq!(packed, want);
+        // The script reads that layout.
+        let lua = include_str!("../../../scripts/delete_entity.lua");
+        assert!(lua.contains(
+            "local hkey, id, kinds, seen = KEYS[k + 1], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]"
+        ));
+        assert!(lua.contains("local nidx, ng, nextra = #kinds, #seen, tonumber(ARGV[a + 4])"));
+        assert!(lua.contains("refuse_other_type"));
     }
 }

@@ -205,7 +205,14 @@ fn write_lua_names_the_same_layout() {
             "write_entity.lua must handle index kind {byte}"
         );
     }
-    for t in [tag::OK, tag::STALE, tag::CONFLICT, tag::EXISTS, tag::UNIQUE, tag::WRONGTYPE] {
+    for t in [
+        tag::OK,
+        tag::STALE,
+        tag::CONFLICT,
+        tag::EXISTS,
+        tag::UNIQUE,
+        tag::WRONGTYPE,
+    ] {
         assert!(
             LUA.contains(&format!("'{t}'")),
             "write_entity.lua must answer with tag {t}"
@@ -219,18 +226,42 @@ fn write_lua_names_the_same_layout() {
 #[test]
 fn replies_decode_to_their_variants() {
     let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
-    assert_eq!(WriteReply::parse("k", "k", "write_entity.lua", Value::Int(1)).unwrap(), WriteReply::Done);
-    assert_eq!(WriteReply::parse("k", "k", "write_entity.lua", Value::Int(0)).unwrap(), WriteReply::Missing);
     assert_eq!(
-        WriteReply::parse("k", "k", "write_entity.lua", Value::Array(vec![bulk(tag::OK), bulk("1-0")])).unwrap(),
+        WriteReply::parse("k", "k", "write_entity.lua", Value::Int(1)).unwrap(),
+        WriteReply::Done
+    );
+    assert_eq!(
+        WriteReply::parse("k", "k", "write_entity.lua", Value::Int(0)).unwrap(),
+        WriteReply::Missing
+    );
+    assert_eq!(
+        WriteReply::parse(
+            "k",
+            "k",
+            "write_entity.lua",
+            Value::Array(vec![bulk(tag::OK), bulk("1-0")])
+        )
+        .unwrap(),
         WriteReply::Appended("1-0".into())
     );
     assert_eq!(
-        WriteReply::parse("k", "k", "write_entity.lua", Value::Array(vec![bulk(tag::STALE), bulk("a"), Value::Nil])).unwrap(),
+        WriteReply::parse(
+            "k",
+            "k",
+            "write_entity.lua",
+            Value::Array(vec![bulk(tag::STALE), bulk("a"), Value::Nil])
+        )
+        .unwrap(),
         WriteReply::Stale(vec![Some(b"a".to_vec()), None])
     );
     assert_eq!(
-        WriteReply::parse("k", "k", "write_entity.lua", Value::Array(vec![bulk(tag::UNIQUE), bulk("2"), bulk("u9")])).unwrap(),
+        WriteReply::parse(
+            "k",
+            "k",
+            "write_entity.lua",
+            Value::Array(vec![bulk(tag::UNIQUE), bulk("2"), bulk("u9")])
+        )
+        .unwrap(),
         WriteReply::Unique {
             op: 1,
             owner: "u9".into()
