@@ -3,7 +3,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use repobox_orm::prelude::{ConnectionLike, EntityField, RedisEntity};
-use repobox_orm::redis::{self, ErrorKind, Script, ServerErrorKind, Value};
+use repobox_orm::redis::{self, Cmd, ErrorKind, Script, ServerErrorKind, Value};
 use repobox_orm::{Error as OrmError, RawHash, script};
 use sha2::{Digest, Sha256};
 
@@ -16,6 +16,19 @@ const SET_SLACK_MS: u64 = 60_000;
 
 static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend_session.lua")));
 static GET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/get_session.lua")));
+
+/// A call of `extend_session.lua` on `keys` (the session, and its user's set
+/// where the two share a slot), with its ARGV in the script's order.
+fn extend_call(keys: &[&str], by_ms: u64, max_ms: u64, user_id: &str) -> Cmd {
+    let mut cmd = script::evalsha(&EXTEND, keys);
+    cmd.arg(by_ms)
+        .arg(max_ms)
+        .arg(user_id)
+        .arg(SessionField::CreatedAt.name())
+        .arg(SessionField::ExpiresAt.name())
+        .arg(SessionField::UserId.name());
+    cmd
+}
 
 /// The secret a browser holds for its session: 256 bits from the operating
 /// system's random generator, as 64 lowercase hex characters. It is handed to
@@ -180,7 +193,7 @@ impl Session {
         let key = Session::key_for(token.digest())?;
         let shown = <Session as RedisEntity>::META.key.shown(&key);
         let mut read = script::evalsha(&GET, &[&key]);
-        read.arg(millis(Session::LONGEST)?);
+        read.arg(millis(Session::LONGEST)?).arg(SessionField::ExpiresAt.name());
         let reply: Vec<Value> = script::invoke(conn, &GET, &read).await?;
         let tag = match reply.first() {
             Some(Value::BulkString(b)) => b.as_slice(),
@@ -261,11 +274,9 @@ impl Session {
         let by = by.min(max_lifetime);
         let (by_ms, max_ms) = (millis(by)?, millis(max_lifetime)?);
         let digest = token.digest();
+        let stamps = [SessionField::CreatedAt.name(), SessionField::ExpiresAt.name()];
         let read = match Session::get(conn, digest.as_str()).await {
-            Err(OrmError::Decode {
-                field: "created_at" | "expires_at",
-                ..
-            }) => None,
+            Err(OrmError::Decode { field, .. }) if stamps.contains(&field) => None,
             other => Some(other?),
         };
         let Some(read) = read else {
@@ -282,8 +293,7 @@ impl Session {
         }
         let set = Session::index_key_by_user_id(&session.user_id)?;
         let key = Session::key_for(digest.as_str())?;
-        let mut both = script::evalsha(&EXTEND, &[&key, &set]);
-        both.arg(by_ms).arg(max_ms).arg(&session.user_id);
+        let both = extend_call(&[&key, &set], by_ms, max_ms, &session.user_id);
         let reply: Vec<String> = match script::invoke(conn, &EXTEND, &both).await {
             // On a cluster the set is in another slot: it is lengthened first
             // (to outlive any expiry the script can set), then the session.
@@ -294,8 +304,7 @@ impl Session {
                     .arg("GT")
                     .query_async(conn)
                     .await?;
-                let mut alone = script::evalsha(&EXTEND, &[&key]);
-                alone.arg(by_ms).arg(max_ms).arg(&session.user_id);
+                let alone = extend_call(&[&key], by_ms, max_ms, &session.user_id);
                 script::invoke(conn, &EXTEND, &alone).await?
             }
             other => other?,

@@ -1,14 +1,14 @@
 use std::sync::LazyLock;
 
-use repobox_orm::prelude::{ConnectionLike, RedisEntity};
+use repobox_orm::prelude::{ConnectionLike, EntityField, RedisEntity};
 use repobox_orm::redis::Script;
 use repobox_orm::script;
 
 use crate::Result;
 
 /// Deletes a session only if it belongs to the user: KEYS[1] the session,
-/// ARGV[1] the user id. Answers 1 deleted, 0 absent, -1 another user's (left
-/// alone).
+/// ARGV[1] the user id, ARGV[2] the session's `user_id` hash field. Answers
+/// 1 deleted, 0 absent, -1 another user's (left alone).
 static REVOKE_OWNED: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/revoke_owned_session.lua")));
 
 /// What [`User::delete_with_sessions`] did.
@@ -77,7 +77,7 @@ impl User {
             .iter()
             .map(|key| {
                 let mut cmd = script::evalsha(&REVOKE_OWNED, &[key]);
-                cmd.arg(id);
+                cmd.arg(id).arg(crate::SessionField::UserId.name());
                 cmd
             })
             .collect();

@@ -1,8 +1,10 @@
 -- Revokes a session only if it belongs to the user being deleted. KEYS[1]
--- is the session hash, ARGV[1] the user id. Answers 1 deleted, 0 absent,
--- -1 for a session of another user (or a key that is not a session hash),
--- which is left alone.
-local owner = redis.pcall('HGET', KEYS[1], 'user_id')
+-- is the session hash, ARGV[1] the user id, ARGV[2] the hash field name of
+-- the session's `user_id` (from `SessionField`: no field name is spelled
+-- here). Answers 1 deleted, 0 absent, -1 for a session of another user (or
+-- a key that is not a session hash), which is left alone.
+local USER_ID = ARGV[2]
+local owner = redis.pcall('HGET', KEYS[1], USER_ID)
 if type(owner) == 'table' then
   if string.sub(owner.err, 1, 9) == 'WRONGTYPE' then return -1 end
   error(owner)
