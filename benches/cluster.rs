@@ -8,7 +8,8 @@
 //! latency at concurrency 1 and the throughput at concurrency 32 (tasks over
 //! one store). The single server and the 3-primary cluster run on the same
 //! machine, so the cluster's figures include two more server processes
-//! sharing its two cores.
+//! sharing its two cores; `REPOBOX_BENCH_REPLICAS=1` gives each primary a
+//! replica (three more).
 
 mod common;
 
@@ -199,7 +200,13 @@ fn main() {
     let server = RedisServer::start();
     let single = Store::open(server.url()).unwrap();
     let standalone = rt.block_on(measure("standalone", &single, c1, c32));
-    let cluster = RedisCluster::start(3, 0);
+    // `REPOBOX_BENCH_REPLICAS=1`: a replica per primary, as a user's
+    // cluster has (six servers on this machine's cores).
+    let replicas = std::env::var("REPOBOX_BENCH_REPLICAS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
+    let cluster = RedisCluster::start(3, replicas);
     let store = cluster.store();
     let clustered = rt.block_on(measure("cluster", &store, c1, c32));
     println!("| operation | single server c1 µs/op | cluster c1 µs/op | single server c32 op/s | cluster c32 op/s |");

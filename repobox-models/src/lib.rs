@@ -84,7 +84,7 @@ pub fn schema() -> serde_json::Value {
                 "fields": ["original_id", "reason", "deliveries", "consumer", "dead_at", "job_id", "user_id", "enqueued_at"],
             },
         }],
-        "lists": [{ "key": "job:<id>:output", "ttl_ms": job::JOB_OUTPUT_TTL_MS }],
+        "lists": [{ "key": Job::OUTPUT_KEY.source, "ttl_ms": job::JOB_OUTPUT_TTL_MS }],
         "job_lease": {
             "fields": ["run_id", "run_entry", "lease_until"],
             "clock": "Redis TIME, unix millis",
@@ -93,7 +93,7 @@ pub fn schema() -> serde_json::Value {
             "renew": "while running, set lease_until = clock + lease if status is running and run_id is unchanged; a run that cannot renew before its lease passes stops its work",
             "status_writes": "every status write of a run is a compare-and-set that requires status running and its own run_id; leaving running removes lease_until",
         },
-        "sets": [{ "key": "git_providers:<user_id>", "values": <GitProvider as RedisValue>::NAMES }],
+        "sets": [{ "key": GitProviders::KEY.source, "values": <GitProvider as RedisValue>::NAMES }],
     })
 }
 

@@ -3,7 +3,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use repobox_orm::prelude::{ConnectionLike, EntityField, RedisEntity};
-use repobox_orm::redis::{self, Cmd, ErrorKind, Script, ServerErrorKind, Value};
+use repobox_orm::redis::{self, Cmd, Script, Value};
 use repobox_orm::{Error as OrmError, RawHash, script};
 use sha2::{Digest, Sha256};
 
@@ -294,10 +294,11 @@ impl Session {
         let set = Session::index_key_by_user_id(&session.user_id)?;
         let key = Session::key_for(digest.as_str())?;
         let both = extend_call(&[&key, &set], by_ms, max_ms, &session.user_id);
-        let reply: Vec<String> = match script::invoke(conn, &EXTEND, &both).await {
+        let reply: Vec<String> = match script::invoke_together(conn, &EXTEND, &both, &[&key, &set]).await? {
+            Some(reply) => reply,
             // On a cluster the set is in another slot: it is lengthened first
             // (to outlive any expiry the script can set), then the session.
-            Err(OrmError::Redis(e)) if e.kind() == ErrorKind::Server(ServerErrorKind::CrossSlot) => {
+            None => {
                 let _: i64 = redis::cmd("PEXPIRE")
                     .arg(&set)
                     .arg(by_ms.saturating_add(SET_SLACK_MS))
@@ -307,7 +308,6 @@ impl Session {
                 let alone = extend_call(&[&key], by_ms, max_ms, &session.user_id);
                 script::invoke(conn, &EXTEND, &alone).await?
             }
-            other => other?,
         };
         match reply.first().map(String::as_str) {
             Some("ok") => {
@@ -382,6 +382,30 @@ fn millis(d: Duration) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_extend_call_is_laid_out_as_the_script_reads_it() {
+        let cmd = extend_call(&["session:d", "sessions:user:u1"], 1000, 2000, "u1");
+        let sha = EXTEND.get_hash();
+        let want = format!(
+            "*11\r\n$7\r\nEVALSHA\r\n$40\r\n{sha}\r\n$1\r\n2\r\n$9\r\nsession:d\r\n$16\r\nsessions:user:u1\r\n\
+             $4\r\n1000\r\n$4\r\n2000\r\n$2\r\nu1\r\n$10\r\ncreated_at\r\n$10\r\nexpires_at\r\n$7\r\nuser_id\r\n"
+        );
+        assert_eq!(String::from_utf8(cmd.get_packed_command()).unwrap(), want);
+        let lua = include_str!("scripts/extend_session.lua");
+        assert!(lua.contains("local CREATED_AT, EXPIRES_AT, USER_ID = ARGV[4], ARGV[5], ARGV[6]"));
+        for tag in ["ok", "missing", "changed", "corrupt", "expired"] {
+            assert!(lua.contains(&format!("'{tag}'")), "{tag}");
+        }
+        let get = include_str!("scripts/get_session.lua");
+        assert!(get.contains("local EXPIRES_AT = ARGV[2]"));
+        // No hash field name is spelled in the scripts.
+        for lua in [lua, get, include_str!("scripts/revoke_owned_session.lua")] {
+            for field in [SessionField::CreatedAt, SessionField::ExpiresAt, SessionField::UserId] {
+                assert!(!lua.contains(&format!("'{}'", field.name())), "{}", field.name());
+            }
+        }
+    }
 
     #[test]
     fn the_digest_is_the_lowercase_hex_sha256_of_the_token() {

@@ -9,7 +9,8 @@ use crate::Result;
 /// Deletes a session only if it belongs to the user: KEYS[1] the session,
 /// ARGV[1] the user id, ARGV[2] the session's `user_id` hash field. Answers
 /// 1 deleted, 0 absent, -1 another user's (left alone).
-static REVOKE_OWNED: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/revoke_owned_session.lua")));
+static REVOKE_OWNED: LazyLock<Script> =
+    LazyLock::new(|| script::with_shared_lua(include_str!("scripts/revoke_owned_session.lua")));
 
 /// What [`User::delete_with_sessions`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -95,7 +95,45 @@ async fn users_survive_a_crash_after_every_step() {
     assert_eq!(User::get(&mut conn, "d1").await.unwrap(), None);
     assert_eq!(User::by_email(&mut conn, "d1@x.io").await.unwrap(), None);
 
+    // The same steps in a batch: one write of a bulk call stops after its
+    // claims, another after its hash; the others finish, and each one's
+    // state is what the same crash leaves of a single write.
+    fail_after("user:b2", OrderedStep::Claimed);
+    fail_after("user:b3", OrderedStep::HashWritten);
+    let batch = [
+        user("b1", "b1@x.io"),
+        user("b2", "b2@x.io"),
+        user("b3", "b3@x.io"),
+        user("b4", "b4@x.io"),
+    ];
+    let results = User::create_many(&mut conn, &batch).await.unwrap();
+    assert!(results[0].is_ok() && results[3].is_ok(), "{results:?}");
+    crashed(results[1].as_ref().map(drop).map_err(ToString::to_string));
+    crashed(results[2].as_ref().map(drop).map_err(ToString::to_string));
+    assert_eq!(User::get(&mut conn, "b2").await.unwrap(), None);
+    assert_eq!(User::by_email(&mut conn, "b2@x.io").await.unwrap(), None);
+    assert_eq!(User::by_email(&mut conn, "b3@x.io").await.unwrap().unwrap().id, "b3");
+    for id in ["b1", "b4"] {
+        let found = User::by_email(&mut conn, &format!("{id}@x.io")).await.unwrap();
+        assert_eq!(found.unwrap().id, id);
+    }
+    // A bulk save that moves e-mails, one stopping after its claim.
+    fail_after("user:b4", OrderedStep::Claimed);
+    let moved = [user("b1", "b1-new@x.io"), user("b4", "b4-new@x.io")];
+    let results = User::save_many(&mut conn, &moved).await.unwrap();
+    assert!(results[0].is_ok(), "{results:?}");
+    crashed(results[1].as_ref().map(drop).map_err(ToString::to_string));
+    assert_eq!(
+        User::by_email(&mut conn, "b1-new@x.io").await.unwrap().unwrap().id,
+        "b1"
+    );
+    assert_eq!(User::by_email(&mut conn, "b1@x.io").await.unwrap(), None);
+    assert_eq!(User::by_email(&mut conn, "b4@x.io").await.unwrap().unwrap().id, "b4");
+    assert_eq!(User::by_email(&mut conn, "b4-new@x.io").await.unwrap(), None);
+
     repair_is_exact(&mut conn).await;
+    assert_eq!(User::by_email(&mut conn, "b2@x.io").await.unwrap(), None);
+    assert_eq!(User::by_email(&mut conn, "b4@x.io").await.unwrap().unwrap().id, "b4");
     assert_eq!(User::by_email(&mut conn, "c3@x.io").await.unwrap().unwrap().id, "c3");
     assert_eq!(User::by_email(&mut conn, "new1@x.io").await.unwrap(), None);
     assert_eq!(User::by_email(&mut conn, "old1@x.io").await.unwrap().unwrap().id, "m1");
@@ -192,11 +230,7 @@ async fn model_operations_on_a_cluster_are_atomic_or_ordered_as_documented() {
     conn.take();
 
     User::create(&mut conn, &user("a1", "a1@x.io")).await.unwrap();
-    assert_eq!(
-        conn.take(),
-        3,
-        "User::create: ordered (claim, hash, entry)"
-    );
+    assert_eq!(conn.take(), 3, "User::create: ordered (claim, hash, entry)");
     User::update_last_login(&mut conn, "a1", 5).await.unwrap();
     assert_eq!(conn.take(), 1, "User::update_last_login: atomic");
     let job = Job::new("a1", "a1", "https://x/r.git", 10);
@@ -217,10 +251,6 @@ async fn model_operations_on_a_cluster_are_atomic_or_ordered_as_documented() {
     GitProviders::add(&mut conn, "a1", GitProvider::GitHub).await.unwrap();
     assert_eq!(conn.take(), 1, "GitProviders::add: atomic (one key)");
     assert!(Job::delete(&mut conn, "a1").await.unwrap());
-    assert_eq!(
-        conn.take(),
-        3,
-        "Job::delete: ordered (fields, hash, entry)"
-    );
+    assert_eq!(conn.take(), 3, "Job::delete: ordered (fields, hash, entry)");
     conn.inner().close().await;
 }

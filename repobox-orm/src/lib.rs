@@ -59,6 +59,17 @@ pub mod script {
 
     use crate::error::Result;
 
+    /// The Lua every repobox script starts with: `refuse_other_type(key,
+    /// command, ...)` runs a command on `key` and answers `nil, { 'wrongtype',
+    /// key }` for a key of another type (before the script has written
+    /// anything), raising any other error.
+    pub const SHARED_LUA: &str = include_str!("scripts/lib.lua");
+
+    /// A script of yours after [`SHARED_LUA`], so that it can use its helpers.
+    pub fn with_shared_lua(source: &str) -> Script {
+        Script::new(&format!("{SHARED_LUA}{source}"))
+    }
+
     /// `EVALSHA <sha> <number of keys> <keys..>` of `script`; add `ARGV` to it.
     pub fn evalsha<K: redis::ToRedisArgs>(script: &Script, keys: &[K]) -> Cmd {
         crate::scripts::evalsha(script, keys)
@@ -71,6 +82,28 @@ pub mod script {
         cmd: &Cmd,
     ) -> Result<T> {
         crate::scripts::run(conn, script, cmd).await
+    }
+
+    /// Runs `cmd`, an [`evalsha`] of `script` whose `KEYS` are `keys`, as one
+    /// atomic call where the connection can: `Ok(None)` when its keys are in
+    /// several cluster slots and nothing ran, so that the caller does the work
+    /// in single-slot steps instead. Decided the way the write engine decides:
+    /// a [`Store`](crate::Store) says up front that it is a cluster; another
+    /// connection's `CROSSSLOT` answer says it after.
+    pub async fn invoke_together<T: FromRedisValue, C: ConnectionLike + Send>(
+        conn: &mut C,
+        script: &Script,
+        cmd: &Cmd,
+        keys: &[&str],
+    ) -> Result<Option<T>> {
+        use crate::engine::write::route;
+        if route::splits(conn, keys.iter().copied()) {
+            return Ok(None);
+        }
+        match crate::scripts::run(conn, script, cmd).await {
+            Err(crate::Error::Redis(e)) if route::is_refused_across_slots(&e) => Ok(None),
+            other => other.map(Some),
+        }
     }
 
     /// Sends `cmds` (each an [`evalsha`] of `script`, or any other command)

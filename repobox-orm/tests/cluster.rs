@@ -205,8 +205,10 @@ struct Raw {
 }
 
 /// redis-rs's own cluster connection, passed to the generated calls: the
-/// engine falls back to ordered writes on its `CROSSSLOT` answers and to one
-/// pipeline per slot where it refuses a pipeline across slots.
+/// engine cannot see that it is a cluster, so its first `CROSSSLOT` answer
+/// teaches the call's router (the refused writes go ordered, the rest of a
+/// bulk call is routed as on a `Store`), and it sends one pipeline per slot
+/// where the connection refuses a pipeline across slots.
 #[tokio::test]
 async fn the_generated_calls_work_on_redis_rs_own_cluster_connection() {
     use repobox_orm::Page;
@@ -233,6 +235,24 @@ async fn the_generated_calls_work_on_redis_rs_own_cluster_connection() {
         matches!(taken, Err(repobox_orm::Error::UniqueViolation { .. })),
         "{taken:?}"
     );
+    // A bulk create: its first call of many is refused across slots, then
+    // every entity goes ordered, each answered on its own.
+    let mut bulk: Vec<Raw> = (20..40).map(raw).collect();
+    bulk.push(Raw {
+        id: "dup".into(),
+        ..raw(5)
+    });
+    let created = Raw::create_many(&mut conn, &bulk).await.unwrap();
+    assert!(created[..20].iter().all(Result::is_ok), "{created:?}");
+    assert!(
+        matches!(created[20], Err(repobox_orm::Error::UniqueViolation { .. })),
+        "{created:?}"
+    );
+    assert_eq!(Raw::count_by_owner(&mut conn, "ann").await.unwrap(), 40);
+    assert_eq!(Raw::by_name(&mut conn, "name-33").await.unwrap(), Some(raw(33)));
+    let extra: Vec<String> = (20..40).map(|i| format!("r{i}")).collect();
+    assert!(Raw::delete_many(&mut conn, &extra).await.unwrap().iter().all(|d| *d));
+    assert_eq!(Raw::by_name(&mut conn, "name-33").await.unwrap(), None);
     let ids: Vec<String> = (0..20).map(|i| format!("r{i}")).collect();
     let all = Raw::get_many(&mut conn, &ids).await.unwrap().into_result().unwrap();
     assert_eq!(all, (0..20).map(|i| Some(raw(i))).collect::<Vec<_>>());

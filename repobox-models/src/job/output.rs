@@ -28,9 +28,26 @@ impl OutputRange {
 }
 
 impl Job {
+    /// The key template of a job's output list, `job:<id>:output`: its key
+    /// part is checked by the rules of the job's own key.
+    pub const OUTPUT_KEY: repobox_orm::meta::KeyTemplate = repobox_orm::meta::KeyTemplate {
+        source: "job:<id>:output",
+        segments: &[
+            repobox_orm::meta::Segment::Lit("job:"),
+            repobox_orm::meta::Segment::Field {
+                placeholder: "id",
+                field: "id",
+            },
+            repobox_orm::meta::Segment::Lit(":output"),
+        ],
+        max_part_len: repobox_orm::meta::DEFAULT_MAX_KEY_PART_LEN,
+        secret: false,
+    };
+
     /// The key of the job's output list.
     pub fn output_key(id: &str) -> repobox_orm::Result<String> {
-        Ok(format!("{}:output", Job::key_for(id)?))
+        Job::key_for(id)?;
+        Job::OUTPUT_KEY.build(&[id])
     }
 
     /// Deletes the job, its index entry and its output list atomically.
@@ -78,5 +95,17 @@ impl Job {
     pub async fn output_count<C: ConnectionLike + Send>(conn: &mut C, id: &str) -> Result<u64> {
         let key = Job::output_key(id)?;
         Ok(repobox_orm::redis::cmd("LLEN").arg(&key).query_async(conn).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_output_key_template_spells_its_source() {
+        assert_eq!(Job::output_key("7").unwrap(), "job:7:output");
+        assert_eq!(Job::OUTPUT_KEY.parse_key("job:7:output"), Some(vec!["7"]));
+        assert!(Job::output_key("a b").is_err());
     }
 }

@@ -24,6 +24,8 @@ pub use self::outbox::OutboxSweep;
 pub use self::reply::cmp_ids;
 use crate::engine::write::route;
 use crate::error::Result;
+use crate::scripts::dead_letter::DeadLetterCall;
+use crate::scripts::trim::Trim;
 use crate::scripts::{self, DEAD_LETTER, TRIM};
 
 /// The queue defaults that the library, the runner and the CLI share.
@@ -265,19 +267,22 @@ impl Queue {
         consumer: &str,
         reason: &str,
     ) -> Result<String> {
-        let mut cmd = scripts::evalsha(&DEAD_LETTER, &[&self.stream, &self.dead]);
-        cmd.arg(&self.group)
-            .arg(&delivery.id)
-            .arg(reason)
-            .arg(delivery.deliveries)
-            .arg(consumer);
         let mut fields: Vec<(&String, &String)> = delivery.fields.iter().collect();
         fields.sort();
-        for (k, v) in &fields {
-            cmd.arg(k).arg(v);
-        }
+        let call = DeadLetterCall {
+            stream: &self.stream,
+            dead: &self.dead,
+            group: &self.group,
+            id: &delivery.id,
+            reason,
+            deliveries: delivery.deliveries,
+            consumer,
+            fields: &fields,
+        };
         if !route::splits(conn, [self.stream.as_str(), self.dead.as_str()]) {
-            match scripts::run(conn, &DEAD_LETTER, &cmd).await {
+            let reply =
+                scripts::send_loading(conn, &DEAD_LETTER, &call.command(), &mut scripts::Reloads::default()).await?;
+            match call.parse(reply) {
                 Err(crate::Error::Redis(e)) if route::is_refused_across_slots(&e) => {}
                 other => return other,
             }
@@ -307,9 +312,7 @@ impl Queue {
     /// Trims the stream to about `max_len` entries, keeping every entry that a
     /// consumer group has not acknowledged or not yet read; returns how many went.
     pub async fn trim<C: ConnectionLike + Send>(&self, conn: &mut C, max_len: u64) -> Result<u64> {
-        let mut cmd = scripts::evalsha(&TRIM, &[&self.stream]);
-        cmd.arg("maxlen").arg(max_len);
-        scripts::run(conn, &TRIM, &cmd).await
+        self.run_trim(conn, Trim::MaxLen(max_len)).await
     }
 
     /// Removes the entries older than `age` (by Redis's clock, `XTRIM MINID`),
@@ -319,9 +322,18 @@ impl Queue {
         let age = u64::try_from(age.as_millis())
             .unwrap_or(u64::MAX)
             .min(i64::MAX.unsigned_abs());
-        let mut cmd = scripts::evalsha(&TRIM, &[&self.stream]);
-        cmd.arg("age").arg(age);
-        scripts::run(conn, &TRIM, &cmd).await
+        self.run_trim(conn, Trim::Age(age)).await
+    }
+
+    async fn run_trim<C: ConnectionLike + Send>(&self, conn: &mut C, trim: Trim) -> Result<u64> {
+        let reply = scripts::send_loading(
+            conn,
+            &TRIM,
+            &trim.command(&self.stream),
+            &mut scripts::Reloads::default(),
+        )
+        .await?;
+        Trim::parse(&self.stream, reply)
     }
 
     /// Removes the group's consumers that have been idle at least `idle` and

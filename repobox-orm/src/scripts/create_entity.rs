@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use redis::Value;
 
 use super::Call;
-use super::index_entry::kind_letter;
+use super::kind_letter;
 use super::reply::{Answer, tag};
 use crate::error::Result;
 use crate::meta::IndexKind;

@@ -11,7 +11,7 @@
 use redis::{Cmd, Value};
 
 use super::reply::{Answer, tag};
-use super::{INDEX_ENTRY, evalsha};
+use super::{INDEX_ENTRY, evalsha, kind_letter};
 use crate::error::Result;
 use crate::meta::IndexKind;
 
@@ -45,15 +45,6 @@ pub(crate) const CLAIM: &str = "n";
 pub(crate) const ADD: &str = "a";
 pub(crate) const REMOVE: &str = "r";
 pub(crate) const TOUCH: &str = "t";
-
-/// An index kind's letter in the script calls (also the write script's op records).
-pub(crate) const fn kind_letter(kind: IndexKind) -> u8 {
-    match kind {
-        IndexKind::Sorted { .. } => b'z',
-        IndexKind::Set => b's',
-        IndexKind::Unique => b'u',
-    }
-}
 
 /// One call of `index_entry.lua`.
 pub(crate) struct EntryCall<'a> {
@@ -97,9 +88,7 @@ impl EntryReply {
     pub(crate) fn parse(index_key: &str, reply: Value) -> Result<EntryReply> {
         match Answer::parse(index_key, "index_entry.lua", reply)? {
             Answer::Status(n) => Ok(EntryReply::Changed(n > 0)),
-            Answer::Tagged(t, mut items) if t == tag::UNIQUE => {
-                Ok(EntryReply::Unique(items.text(1).unwrap_or_default()))
-            }
+            Answer::Tagged(t, items) if t == tag::UNIQUE => Ok(EntryReply::Unique(items.text(1).unwrap_or_default())),
             other => Err(other.unexpected(index_key, index_key, "index_entry.lua")),
         }
     }

@@ -12,11 +12,17 @@ use redis::aio::ConnectionLike;
 use redis::{Cmd, FromRedisValue, Script, Value};
 
 use crate::error::Result;
+use crate::meta::IndexKind;
 
 pub(crate) mod create_entity;
+pub(crate) mod dead_letter;
+pub(crate) mod delete_entity;
 pub(crate) mod index_entry;
 pub(crate) mod put;
+pub(crate) mod repair;
 pub(crate) mod reply;
+pub(crate) mod trim;
+pub(crate) mod write_entity;
 
 /// A `*_entity.lua` file, which defines `entity`, joined with the file that
 /// calls it: `one.lua` (once) or `many.lua` (once per call, laid out as
@@ -64,6 +70,15 @@ pub(crate) static REPAIR: LazyLock<Script> = script!("repair.lua");
 pub(crate) static DEAD_LETTER: LazyLock<Script> = script!("dead_letter.lua");
 /// Trims a stream without dropping entries a group still needs.
 pub(crate) static TRIM: LazyLock<Script> = script!("trim.lua");
+
+/// An index kind's letter in the scripts' calls: `z` sorted, `s` set, `u` unique.
+pub(crate) const fn kind_letter(kind: IndexKind) -> u8 {
+    match kind {
+        IndexKind::Sorted { .. } => b'z',
+        IndexKind::Set => b's',
+        IndexKind::Unique => b'u',
+    }
+}
 
 /// `EVALSHA <sha> <number of keys> <keys..>` of `script`; the caller adds `ARGV`.
 pub(crate) fn evalsha<K: redis::ToRedisArgs>(script: &Script, keys: &[K]) -> Cmd {

@@ -2,7 +2,8 @@
 -- this index key, and corrects a sorted member's score; each only if, inside
 -- the script, the entity is still exactly as the engine saw it, so a member
 -- whose entity was re-created or changed since keeps its entry.
--- KEYS[1] is the index key, KEYS[1 + i] member i's hash key.
+-- KEYS[1] is the index key, KEYS[1 + i] member i's hash key (scripts/repair.rs
+-- builds the call).
 -- ARGV[1] the index kind (z, s, u); ARGV[2] the entity's TTL in ms (0:
 -- none; an index key a repair adds to lives at least that long, as one the
 -- writes make does); ARGV[3] m, how many fields the engine checked;
@@ -12,6 +13,7 @@
 -- if they do, 'a' add: add the missing member if they do); the score (''
 -- unless 's' or an 'a' to a sorted index); and the m values the engine saw
 -- ('=' .. value, or '-' for an absent field). Answers how many changed.
+local GONE, MISMATCH, RESCORE, ADD = 'g', 'm', 's', 'a'
 local kind, ttl, m = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local stride = 3 + m
 local changed = 0
@@ -21,7 +23,7 @@ for i = 1, #KEYS - 1 do
   local id, action, score = ARGV[at], ARGV[at + 1], ARGV[at + 2]
   local hkey = KEYS[i + 1]
   local holds
-  if action == 'g' then
+  if action == GONE then
     holds = redis.call('EXISTS', hkey) == 0
   else
     holds = redis.call('TYPE', hkey).ok == 'hash'
@@ -37,7 +39,7 @@ for i = 1, #KEYS - 1 do
     end
   end
   if holds then
-    if action == 'a' then
+    if action == ADD then
       added = true
       if kind == 'z' then
         changed = changed + redis.call('ZADD', KEYS[1], 'CH', score, id)
@@ -46,7 +48,7 @@ for i = 1, #KEYS - 1 do
       elseif redis.call('SET', KEYS[1], id, 'NX') then
         changed = changed + 1
       end
-    elseif action == 's' then
+    elseif action == RESCORE then
       changed = changed + redis.call('ZADD', KEYS[1], 'XX', 'CH', score, id)
     elseif kind == 'z' then
       changed = changed + redis.call('ZREM', KEYS[1], id)

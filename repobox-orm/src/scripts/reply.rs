@@ -41,7 +41,7 @@ pub(crate) struct Items(pub Vec<Value>);
 
 impl Items {
     /// Item `i` as text, if it is a string.
-    pub(crate) fn text(&mut self, i: usize) -> Option<String> {
+    pub(crate) fn text(&self, i: usize) -> Option<String> {
         match self.0.get(i)? {
             Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
             Value::SimpleString(s) => Some(s.clone()),
@@ -92,7 +92,7 @@ impl Answer {
     /// `wrongtype` of it names it as shown (a secret key as its fingerprint).
     pub(crate) fn unexpected(self, key: &str, raw: &str, script: &str) -> Error {
         match self {
-            Answer::Tagged(tag, mut items) if tag == tag::WRONGTYPE => Error::WrongType {
+            Answer::Tagged(tag, items) if tag == tag::WRONGTYPE => Error::WrongType {
                 key: match items.text(1) {
                     Some(k) if k != raw => k,
                     _ => key.to_owned(),

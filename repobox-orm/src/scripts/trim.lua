@@ -2,7 +2,8 @@
 -- needs: pending (delivered, not acknowledged) or not yet delivered.
 -- KEYS[1] is the stream. ARGV[1] is the mode: 'maxlen' keeps about ARGV[2]
 -- entries; 'age' drops entries older than ARGV[2] ms by Redis's clock.
--- Answers the number of entries removed.
+-- Answers the number of entries removed (scripts/trim.rs builds the call).
+local MAXLEN, AGE = 'maxlen', 'age'
 local stream, mode, value = KEYS[1], ARGV[1], tonumber(ARGV[2])
 if redis.call('EXISTS', stream) == 0 then return 0 end
 
@@ -18,15 +19,17 @@ end
 
 -- The first entry to keep.
 local keep
-if mode == 'maxlen' then
+if mode == MAXLEN then
   local len = redis.call('XLEN', stream)
   if len <= value then return 0 end
   local dropped = redis.call('XRANGE', stream, '-', '+', 'COUNT', len - value + 1)
   keep = dropped[#dropped][1]
-else
+elseif mode == AGE then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   keep = string.format('%d', math.max(now - value, 0)) .. '-0'
+else
+  return redis.error_reply('trim.lua: unknown mode ' .. tostring(mode))
 end
 
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do

@@ -125,12 +125,12 @@ pub(super) fn is_auth_failure(err: &RedisError) -> bool {
 /// (`ClusterConnectionNotFound`: a node that is down or not yet known). An `ASK` to one command of a
 /// write pipeline may follow others that ran (keys of a migrating slot), so
 /// it counts as not run only for a single command or a read pipeline
-/// (`whole`).
-pub(super) fn not_run(err: &RedisError, whole: bool) -> bool {
+/// (`resend_on_ask`).
+pub(super) fn not_run(err: &RedisError, resend_on_ask: bool) -> bool {
     use redis::ServerErrorKind::{Ask, ClusterDown, MasterDown, Moved, TryAgain};
     match err.kind() {
         redis::ErrorKind::Server(Moved | TryAgain | ClusterDown | MasterDown) => true,
-        redis::ErrorKind::Server(Ask) => whole,
+        redis::ErrorKind::Server(Ask) => resend_on_ask,
         redis::ErrorKind::ClusterConnectionNotFound => true,
         _ => err.is_connection_refusal(),
     }

@@ -214,7 +214,7 @@ impl Store {
     }
 
     /// Runs one call within the config's [`call_bound`](StoreConfig::call_bound).
-    async fn run<'a, T: Replies, F>(&'a self, read_only: bool, whole: bool, op: F) -> redis::RedisResult<T>
+    async fn run<'a, T: Replies, F>(&'a self, read_only: bool, resend_on_ask: bool, op: F) -> redis::RedisResult<T>
     where
         F: Fn(Conn) -> RedisFuture<'a, T>,
     {
@@ -228,8 +228,8 @@ impl Store {
             Client::Single(_) => b,
         });
         match bound {
-            None => self.attempts(read_only, whole, op).await,
-            Some(bound) => match tokio::time::timeout(bound, self.attempts(read_only, whole, op)).await {
+            None => self.attempts(read_only, resend_on_ask, op).await,
+            Some(bound) => match tokio::time::timeout(bound, self.attempts(read_only, resend_on_ask, op)).await {
                 Ok(result) => result,
                 Err(_) => {
                     tracing::warn!(target: "repobox::store", bound_ms = config::ms(bound), "a call ran out of its time");
@@ -239,7 +239,7 @@ impl Store {
         }
     }
 
-    async fn attempts<'a, T: Replies, F>(&'a self, read_only: bool, whole: bool, op: F) -> redis::RedisResult<T>
+    async fn attempts<'a, T: Replies, F>(&'a self, read_only: bool, resend_on_ask: bool, op: F) -> redis::RedisResult<T>
     where
         F: Fn(Conn) -> RedisFuture<'a, T>,
     {
@@ -283,7 +283,7 @@ impl Store {
             // had time to learn the new slot map.
             // The budget is time: long enough for a failover or a young
             // cluster to settle (`cluster_wait`).
-            if live.conn.is_cluster() && not_run(&err, whole) {
+            if live.conn.is_cluster() && not_run(&err, resend_on_ask) {
                 attempt += 1;
                 let since = *refused_since.get_or_insert_with(tokio::time::Instant::now);
                 if !inner.config.retry || since.elapsed() >= inner.config.cluster_wait {

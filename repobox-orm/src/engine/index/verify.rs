@@ -16,11 +16,11 @@ use crate::engine::pipeline;
 use crate::engine::read::hgetall;
 use crate::engine::target::fill;
 use crate::engine::write::BULK_CHUNK;
-use crate::engine::write::protocol::kind_byte;
 use crate::engine::write::route;
 use crate::entity::{RawHash, RedisEntity};
 use crate::error::{Error, Result, Shown};
 use crate::meta::{IndexKind, IndexMeta};
+use crate::scripts::repair::{self, MemberRepair, RepairAction, RepairCall};
 use crate::scripts::{self, REPAIR};
 
 /// An index member as Redis holds it.
@@ -274,27 +274,30 @@ pub(crate) async fn run_repair<C: ConnectionLike + Send>(
     if route::splits(conn, keys.iter().copied()) {
         return super::ordered::repair_ordered(conn, index, index_key, fields, repairs, ttl_ms).await;
     }
-    let mut cmd = scripts::evalsha(&REPAIR, &keys);
-    cmd.arg(&[kind_byte(index.kind)][..])
-        .arg(ttl_ms)
-        .arg(fields.len())
-        .arg(fields);
-    for r in repairs {
-        let (action, score) = match &r.action {
-            Action::Gone => ("g", ""),
-            Action::Mismatch => ("m", ""),
-            Action::Rescore(score) => ("s", score.as_str()),
-            Action::Add(score) => ("a", score.as_str()),
-        };
-        cmd.arg(&r.id).arg(action).arg(score);
-        for value in &r.seen {
-            match value {
-                Some(v) => cmd.arg([b"=".as_slice(), v].concat()),
-                None => cmd.arg("-"),
-            };
-        }
+    let members: Vec<MemberRepair<'_>> = repairs
+        .iter()
+        .map(|r| MemberRepair {
+            id: &r.id,
+            hash_key: &r.hash_key,
+            action: match &r.action {
+                Action::Gone => RepairAction::Gone,
+                Action::Mismatch => RepairAction::Mismatch,
+                Action::Rescore(score) => RepairAction::Rescore(score),
+                Action::Add(score) => RepairAction::Add(score),
+            },
+            seen: &r.seen,
+        })
+        .collect();
+    let cmd = RepairCall {
+        index_key,
+        kind: index.kind,
+        ttl_ms,
+        fields,
+        members: &members,
     }
-    match scripts::run::<Value, C>(conn, &REPAIR, &cmd).await {
+    .command();
+    let reply = scripts::send_loading(conn, &REPAIR, &cmd, &mut scripts::Reloads::default()).await?;
+    match repair::parse(index_key, reply) {
         // A connection the engine cannot see into refused it across slots.
         Err(Error::Redis(e)) if route::is_refused_across_slots(&e) => {
             super::ordered::repair_ordered(conn, index, index_key, fields, repairs, ttl_ms).await

@@ -7,12 +7,12 @@
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Script, Value};
 
-use super::plan::{Outcome, Step, WritePlan};
-use super::protocol::Mode;
+use super::plan::{Next, Outcome, WritePlan};
 use super::route::Router;
 use crate::engine::pipeline;
 use crate::error::{Error, Result};
 use crate::scripts;
+use crate::scripts::write_entity::Mode;
 
 /// How often a write retries after the hash changed under it.
 ///
@@ -173,10 +173,10 @@ async fn settle<C: ConnectionLike + Send>(
     results: &mut [Option<Result<Outcome>>],
 ) {
     match plan.take_answer(reply) {
-        Ok(Step::Done(outcome)) => results[i] = Some(Ok(outcome)),
-        Ok(Step::Again) => next.push(i),
+        Ok(Next::Done(outcome)) => results[i] = Some(Ok(outcome)),
+        Ok(Next::Again) => next.push(i),
         // Rare: a unique value held by an owner that may be gone.
-        Ok(Step::CheckOwner { op, owner }) => match check_owner(conn, plan, op, owner).await {
+        Ok(Next::CheckOwner { op, owner }) => match check_owner(conn, plan, op, owner).await {
             Ok(()) => next.push(i),
             Err(e) => results[i] = Some(Err(e)),
         },

@@ -15,8 +15,7 @@ use redis::Value;
 use redis::aio::ConnectionLike;
 
 use super::atomic::{BULK_CHUNK, PER_CALL};
-use super::plan::{Outcome, WritePlan, score_of, ttl_millis};
-use super::protocol::Mode;
+use super::plan::{Outcome, WritePlan, checked_score, ttl_millis};
 use super::route::{self, Route, Router};
 use crate::engine::encoding::Encoded;
 use crate::engine::pipeline;
@@ -24,6 +23,7 @@ use crate::entity::RedisEntity;
 use crate::error::{Error, Result};
 use crate::meta::IndexKind;
 use crate::scripts::create_entity::{CreateCall, CreateReply};
+use crate::scripts::write_entity::Mode;
 use crate::scripts::{self, CREATE, CREATE_MANY, Call};
 
 /// Whether creates of `E` can take this path.
@@ -62,7 +62,7 @@ fn ready<E: RedisEntity>(entity: &E) -> Result<Ready<'_>> {
         .map(|ix| {
             let key = encoded.index_key(&ix.key)?;
             let score = match ix.kind {
-                IndexKind::Sorted { score } => score_of(score, encoded.fields.get(score))?,
+                IndexKind::Sorted { score } => checked_score(score, encoded.fields.get(score))?,
                 _ => String::new(),
             };
             Ok((ix.kind, key, score))

@@ -17,11 +17,11 @@ use redis::Value;
 use redis::aio::ConnectionLike;
 
 use super::plan::{Outcome, ttl_millis};
-use super::protocol::Mode;
 use crate::engine::target::Target;
 use crate::entity::{FieldWriter, RedisEntity};
 use crate::error::{Error, Result};
 use crate::scripts::put::{PutCall, PutMode, PutReply, UpdateCall};
+use crate::scripts::write_entity::Mode;
 use crate::scripts::{self, PUT, UPDATE};
 
 /// Whether a write of `E` in `mode` with no conditions, stream entry or

@@ -3,8 +3,7 @@
 //! (`atomic`; `create` and `hash_only` for the writes a smaller script
 //! does), or ordered, single-slot steps for an entity whose keys a cluster
 //! keeps in several slots (`ordered`). Every script call is built and read
-//! by its script's protocol module (`scripts::*`, `protocol` for the write
-//! and delete scripts).
+//! by its script's protocol module (`scripts::*`).
 //!
 //! - `plan`: what a write changes and what it knows of the indexed fields;
 //! - `route`: atomic or ordered, decided before anything is sent;
@@ -26,7 +25,6 @@ mod hash_only;
 mod ordered;
 pub(crate) mod outbox;
 mod plan;
-pub(crate) mod protocol;
 pub(crate) mod route;
 
 use std::time::Duration;
@@ -34,11 +32,11 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 
 use self::plan::{Outcome, WritePlan};
-use self::protocol::Mode;
 use crate::engine::encoding::{Encoded, decode, seal};
 use crate::engine::target::Target;
 use crate::entity::{EntityPatch, FieldWriter, RawHash, RedisEntity};
 use crate::error::{Error, Result};
+use crate::scripts::write_entity::Mode;
 
 pub(crate) use self::atomic::BULK_CHUNK;
 pub(crate) use self::ordered::send_steps;
@@ -99,7 +97,7 @@ pub(crate) async fn create_and_append<E: RedisEntity, C: ConnectionLike + Send>(
     let encoded = Encoded::sealed(entity)?;
     let target = &encoded.target;
     let mut plan = WritePlan::new::<E>(Mode::Create, target, &encoded.fields, E::META.ttl);
-    plan.extras.stream = Some((stream, entry));
+    plan.options.stream = Some((stream, entry));
     match route::run_one(conn, plan).await? {
         Outcome::Done(Some(id)) => Ok(id),
         _ => Err(Error::UnexpectedReply {
@@ -153,7 +151,7 @@ pub(crate) async fn patch<E: RedisEntity, C: ConnectionLike + Send>(
         return must_exist(hash_only::put(conn, how.mode, target, &fields, how.ttl).await?, target);
     }
     let mut plan = WritePlan::new::<E>(how.mode, target, &fields, how.ttl);
-    plan.extras.conditions = how.conditions;
+    plan.options.conditions = how.conditions;
     must_exist(route::run_one(conn, plan).await?, target)
 }
 
@@ -232,7 +230,7 @@ pub(crate) async fn delete<E: RedisEntity, C: ConnectionLike + Send>(
 ) -> Result<bool> {
     let fields = FieldWriter::default();
     let mut plan = WritePlan::new::<E>(Mode::Delete, target, &fields, None);
-    plan.extras.delete_keys = also;
+    plan.options.delete_keys = also;
     Ok(matches!(route::run_one(conn, plan).await?, Outcome::Done(_)))
 }
 

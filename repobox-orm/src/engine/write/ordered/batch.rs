@@ -6,10 +6,10 @@ use redis::{Cmd, Value};
 
 use super::super::outbox;
 use super::super::plan::{Outcome, WritePlan};
-use super::super::protocol::{IndexOp, Mode};
 use crate::engine::pipeline;
 use crate::error::{Error, Result};
 use crate::scripts::index_entry::Action as EntryAction;
+use crate::scripts::write_entity::{IndexOp, Mode};
 use crate::scripts::{self, INDEX_ENTRY};
 
 #[cfg(feature = "testing")]
@@ -108,7 +108,7 @@ pub(super) async fn clear_refused<C: ConnectionLike + Send>(
             )
         })
         .filter_map(|w| {
-            let (stream, _) = plans[w.plan].extras.stream?;
+            let (stream, _) = plans[w.plan].options.stream?;
             Some(outbox::clear(stream, w.outboxed.as_deref()?))
         })
         .collect();
@@ -161,7 +161,7 @@ pub(super) fn after_hash(plan: &WritePlan<'_, '_>, ops: &[IndexOp], life: u64, f
         }
     }
     if plan.mode == Mode::Delete && found {
-        cmds.extend(plan.extras.delete_keys.iter().map(|k| {
+        cmds.extend(plan.options.delete_keys.iter().map(|k| {
             let mut del = redis::cmd("DEL");
             del.arg(k);
             del
@@ -197,7 +197,7 @@ pub(super) async fn prepare<C: ConnectionLike + Send>(
     let mut records = Vec::new();
     for w in batch.live() {
         let plan = batch.writes[w].plan;
-        if let Some((stream, entry)) = plans[plan].extras.stream {
+        if let Some((stream, entry)) = plans[plan].options.stream {
             match outbox::attempt_id() {
                 Ok(attempt) => {
                     records.push((w, outbox::record(stream, &attempt, &plans[plan].target.key, entry)));

@@ -29,11 +29,11 @@ use redis::{Cmd, Value};
 
 use super::atomic::MAX_ATTEMPTS;
 use super::outbox;
-use super::plan::{Outcome, Step, WritePlan};
-use super::protocol::Mode;
+use super::plan::{Next, Outcome, WritePlan};
 use crate::engine::pipeline;
 use crate::error::{Error, Result};
 use crate::scripts::index_entry::Action as EntryAction;
+use crate::scripts::write_entity::Mode;
 use crate::scripts::{self, WRITE};
 
 #[cfg(feature = "testing")]
@@ -295,12 +295,12 @@ async fn round<C: ConnectionLike + Send>(
     for ((w, _), reply) in hashes.into_iter().zip(replies) {
         let plan = batch.writes[w].plan;
         match plans[plan].take_answer(reply) {
-            Ok(Step::Done(Outcome::Done(_))) => written.push((w, true)),
-            Ok(Step::Done(Outcome::Missing)) if plans[plan].mode == Mode::Delete => written.push((w, false)),
-            Ok(Step::Done(Outcome::Missing)) => refuse(conn, plans, batch, w, Ok(Outcome::Missing)).await,
+            Ok(Next::Done(Outcome::Done(_))) => written.push((w, true)),
+            Ok(Next::Done(Outcome::Missing)) if plans[plan].mode == Mode::Delete => written.push((w, false)),
+            Ok(Next::Done(Outcome::Missing)) => refuse(conn, plans, batch, w, Ok(Outcome::Missing)).await,
             // The indexed fields moved: the next round keeps the claims it still wants.
-            Ok(Step::Again) => {}
-            Ok(Step::CheckOwner { .. }) => {
+            Ok(Next::Again) => {}
+            Ok(Next::CheckOwner { .. }) => {
                 let e = Error::UnexpectedReply {
                     key: plans[plan].target.shown().into_owned(),
                     detail: "the hash write met a unique claim".into(),
@@ -344,7 +344,7 @@ async fn round<C: ConnectionLike + Send>(
     let appends: Vec<(usize, Cmd)> = written
         .iter()
         .filter_map(|&(w, _)| {
-            let (stream, entry) = plans[batch.writes[w].plan].extras.stream?;
+            let (stream, entry) = plans[batch.writes[w].plan].options.stream?;
             batch.writes[w].outboxed.as_ref()?;
             Some((w, outbox::append(stream, entry)))
         })
@@ -363,7 +363,7 @@ async fn round<C: ConnectionLike + Send>(
                 if crashed!(batch, plans, w, Appended) {
                     continue;
                 }
-                if let (Some((stream, _)), Some(attempt)) = (plans[plan].extras.stream, &batch.writes[w].outboxed) {
+                if let (Some((stream, _)), Some(attempt)) = (plans[plan].options.stream, &batch.writes[w].outboxed) {
                     clears.push(outbox::clear(stream, attempt));
                 }
                 ids.push((w, id));

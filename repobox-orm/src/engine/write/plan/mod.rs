@@ -14,18 +14,18 @@ use redis::{Cmd, Script, Value};
 mod owner;
 mod steps;
 
-pub(crate) use self::checked_score as score_of;
-
-use super::protocol::{DeleteCall, IndexOp, Mode, Takeover, WriteCall, WriteReply};
 use crate::engine::target::{Target, fill};
 use crate::entity::{FieldWriter, RawHash, RedisEntity};
 use crate::error::{Error, Result};
 use crate::meta::{IndexKind, IndexMeta, KeyTemplate};
+use crate::scripts::delete_entity::DeleteCall;
+use crate::scripts::write_entity::{IndexOp, Mode, Takeover, WriteCall, WriteReply};
 use crate::scripts::{Call, DELETE, DELETE_MANY, WRITE, WRITE_MANY};
 
-/// What a write does besides the entity and its indexes.
+/// What a write does besides the entity and its indexes: conditions it
+/// checks, a stream entry it appends, keys it deletes.
 #[derive(Default)]
-pub(crate) struct Extras<'w> {
+pub(crate) struct PlanOptions<'w> {
     /// Fields that must hold these values (`None` = absent) for the write to happen.
     pub conditions: &'w [(&'static str, Option<&'w [u8]>)],
     /// A stream entry appended with the write.
@@ -46,7 +46,7 @@ pub(crate) struct WritePlan<'w, 'a> {
     guards: Vec<&'static str>,
     /// What the hash holds in the guard fields; `None` = not known yet.
     current: Option<Vec<Option<Vec<u8>>>>,
-    pub extras: Extras<'w>,
+    pub options: PlanOptions<'w>,
     /// Unique claims whose owners were found stale, to take over.
     takeovers: Vec<Takeover>,
     /// The entity's key template, to find a unique value's owner.
@@ -65,8 +65,8 @@ pub(crate) enum Outcome {
     Missing,
 }
 
-/// What one answer of the write script means for its plan.
-pub(crate) enum Step {
+/// What a plan does next after an answer of its script.
+pub(crate) enum Next {
     Done(Outcome),
     /// The hash disagreed with the plan's assumption; the plan now knows better.
     Again,
@@ -137,7 +137,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
             indexes,
             guards,
             current,
-            extras: Extras::default(),
+            options: PlanOptions::default(),
             takeovers: Vec::new(),
             entity_key: &meta.key,
             index_key_of: owner::index_key_of::<E>,
@@ -149,7 +149,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
     /// declaration: the entity's keys share one hash tag, and the write
     /// touches no other key (a stream, keys deleted with it).
     pub fn co_located(&self) -> bool {
-        self.entity_co_located && self.extras.stream.is_none() && self.extras.delete_keys.is_empty()
+        self.entity_co_located && self.options.stream.is_none() && self.options.delete_keys.is_empty()
     }
 
     /// Every key this attempt's atomic call touches, for routing.
@@ -159,10 +159,10 @@ impl<'w, 'a> WritePlan<'w, 'a> {
             keys.extend(op.new);
             keys.extend(op.old);
         }
-        if let Some((stream, _)) = self.extras.stream {
+        if let Some((stream, _)) = self.options.stream {
             keys.push(stream.to_owned());
         }
-        keys.extend(self.extras.delete_keys.iter().cloned());
+        keys.extend(self.options.delete_keys.iter().cloned());
         keys.extend(self.takeovers.iter().filter_map(|t| t.owner_key.clone()));
         Ok(keys)
     }
@@ -260,17 +260,17 @@ impl<'w, 'a> WritePlan<'w, 'a> {
                 ops: &ops,
                 guards: &self.guards,
                 guard_values: self.current.as_deref(),
-                extra_keys: self.extras.delete_keys,
+                extra_keys: self.options.delete_keys,
             }
             .call();
         }
         self.write_call(ops, true)?.call()
     }
 
-    /// The write script's call with `ops`; `whole`: with the stream entry,
+    /// The write script's call with `ops`; `with_other_keys`: with the stream entry,
     /// the keys deleted with the entity and the unique takeovers (an ordered
     /// write sends those as steps of their own).
-    fn write_call(&self, ops: Vec<IndexOp>, whole: bool) -> Result<WriteCall<'_, 'a>> {
+    fn write_call(&self, ops: Vec<IndexOp>, with_other_keys: bool) -> Result<WriteCall<'_, 'a>> {
         let (set, del): (&[_], &[_]) = match self.mode {
             Mode::Delete | Mode::SetTtl => (&[], &[]),
             _ => (&self.fields.set, &self.fields.del),
@@ -289,15 +289,15 @@ impl<'w, 'a> WritePlan<'w, 'a> {
             set,
             del,
             ops,
-            conditions: self.extras.conditions,
-            stream: if whole { self.extras.stream } else { None },
-            extra_keys: if whole { self.extras.delete_keys } else { &[] },
-            takeovers: if whole { &self.takeovers } else { &[] },
+            conditions: self.options.conditions,
+            stream: if with_other_keys { self.options.stream } else { None },
+            extra_keys: if with_other_keys { self.options.delete_keys } else { &[] },
+            takeovers: if with_other_keys { &self.takeovers } else { &[] },
         })
     }
 
     /// Takes in the script's answer: done, refused, or learned the guards' values.
-    pub fn take_answer(&mut self, reply: Value) -> Result<Step> {
+    pub fn take_answer(&mut self, reply: Value) -> Result<Next> {
         let key = self.target.shown();
         let script = if self.mode == Mode::Delete {
             "delete_entity.lua"
@@ -305,13 +305,13 @@ impl<'w, 'a> WritePlan<'w, 'a> {
             "write_entity.lua"
         };
         Ok(match WriteReply::parse(&key, &self.target.key, script, reply)? {
-            WriteReply::Done => Step::Done(Outcome::Done(None)),
-            WriteReply::Appended(id) => Step::Done(Outcome::Done(Some(id))),
-            WriteReply::Missing => Step::Done(Outcome::Missing),
+            WriteReply::Done => Next::Done(Outcome::Done(None)),
+            WriteReply::Appended(id) => Next::Done(Outcome::Done(Some(id))),
+            WriteReply::Missing => Next::Done(Outcome::Missing),
             WriteReply::Stale(current) => {
                 tracing::debug!(key = %key, "index fields moved; writing again with their current values");
                 self.current = Some(current);
-                Step::Again
+                Next::Again
             }
             WriteReply::Conflict { field } => {
                 return Err(Error::Conflict {
@@ -326,7 +326,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
                 if self.takeovers.iter().any(|t| t.op == op && t.owner == owner) {
                     return Err(self.unique_violation(op, owner));
                 }
-                Step::CheckOwner { op, owner }
+                Next::CheckOwner { op, owner }
             }
         })
     }

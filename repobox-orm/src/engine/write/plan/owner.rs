@@ -5,10 +5,10 @@
 use redis::{Cmd, Value};
 
 use super::WritePlan;
-use crate::engine::write::protocol::Takeover;
 use crate::entity::{RawHash, RedisEntity};
 use crate::error::{Error, Result};
 use crate::meta::IndexMeta;
+use crate::scripts::write_entity::Takeover;
 
 /// The index key under which the entity stored in `hash` at `key` belongs;
 /// `None` when the hash does not decode as an `E`.

@@ -4,10 +4,10 @@
 use redis::Cmd;
 
 use super::{WritePlan, ttl_millis};
-use crate::engine::write::protocol::{IndexOp, Mode};
 use crate::error::Result;
 use crate::scripts;
 use crate::scripts::index_entry::{Action, EntryCall};
+use crate::scripts::write_entity::{IndexOp, Mode};
 
 impl WritePlan<'_, '_> {
     /// The write script call for the hash alone: its fields, TTL, guards and

@@ -10,7 +10,7 @@ use super::*;
 use crate::error::Error;
 use crate::meta::IndexKind;
 
-const LUA: &str = include_str!("../../../scripts/write_entity.lua");
+const LUA: &str = include_str!("../write_entity.lua");
 
 fn args(cmd: &Cmd) -> Vec<Vec<u8>> {
     cmd.args_iter()
@@ -199,7 +199,7 @@ fn write_lua_names_the_same_layout() {
         );
     }
     for kind in [IndexKind::Sorted { score: "" }, IndexKind::Set, IndexKind::Unique] {
-        let byte = char::from(kind_byte(kind));
+        let byte = char::from(kind_letter(kind));
         assert!(
             LUA.contains(&format!("== '{byte}'")),
             "write_entity.lua must handle index kind {byte}"

@@ -1,8 +1,7 @@
-//! The protocol between the engine and the write script
-//! (`scripts/write_entity.lua`): how one write is
+//! The protocol of the write script (`write_entity.lua`): how one write is
 //! laid out in `KEYS` and `ARGV`, and what the script's answers mean. (A
-//! delete goes to `scripts/delete_entity.lua`, laid out in `delete.rs`, and answers
-//! the same way.)
+//! delete goes to `delete_entity.lua`, laid out in `delete_entity.rs`, and
+//! answers the same way.)
 //!
 //! `KEYS`: the hash, then each index op's new and old key (in op order, absent
 //! ones skipped), then the stream to `XADD` to, then the keys deleted with the
@@ -19,7 +18,6 @@
 //! Every constant here is repeated, by name, at the top of `write_entity.lua`; the
 //! tests at the bottom of this file hold the two sides together.
 
-mod delete;
 mod reply;
 #[cfg(test)]
 mod tests;
@@ -30,12 +28,12 @@ use redis::Cmd;
 
 use crate::scripts::Call;
 
-pub(crate) use self::delete::DeleteCall;
 pub(crate) use self::reply::WriteReply;
 #[cfg(test)]
 use self::reply::tag;
 use crate::error::{Error, Result};
 use crate::meta::IndexKind;
+pub(crate) use crate::scripts::kind_letter;
 
 /// The header's `struct.unpack` format: mode, TTL in ms, then nine counts.
 /// Only the write script reads it; the tests hold the two copies together.
@@ -86,15 +84,6 @@ impl Mode {
             Mode::SetTtl => b'e',
             Mode::UpdateSettingTtl => b'r',
         }
-    }
-}
-
-/// An index kind's byte in an op record.
-pub(crate) const fn kind_byte(kind: IndexKind) -> u8 {
-    match kind {
-        IndexKind::Sorted { .. } => b'z',
-        IndexKind::Set => b's',
-        IndexKind::Unique => b'u',
     }
 }
 
@@ -194,7 +183,7 @@ impl<'w> WriteCall<'w, '_> {
             };
             let new = position(&op.new)?;
             let old = position(&op.old)?;
-            records.push((kind_byte(op.kind), new, old));
+            records.push((kind_letter(op.kind), new, old));
         }
         let stream_pos = match self.stream {
             Some((stream, _)) => {

@@ -9,13 +9,14 @@
 //! or does not know (`?`), how many keys go with the entity, then the guard
 //! names and the values read (an empty string where there is none): the
 //! script compares them as they come, without building a string per guard.
-//! The answers are the write script's ([`WriteReply`](super::WriteReply)).
+//! The answers are the write script's ([`WriteReply`](super::write_entity::WriteReply)).
 //! Many deletes go in one call as [`Call::joined`] lays them out.
 
 #[cfg(test)]
 use redis::Cmd;
 
-use super::{IndexOp, kind_byte};
+use super::kind_letter;
+use super::write_entity::IndexOp;
 use crate::error::{Error, Result};
 use crate::scripts::Call;
 
@@ -48,7 +49,7 @@ impl<'w> DeleteCall<'w> {
 
     /// Appends this delete's `ARGV` to `cmd`.
     fn write_args(&self, cmd: &mut Call) {
-        let kinds: Vec<u8> = self.entries().map(|op| kind_byte(op.kind)).collect();
+        let kinds: Vec<u8> = self.entries().map(|op| kind_letter(op.kind)).collect();
         let mut seen = Vec::with_capacity(self.guards.len());
         let mut values = Vec::with_capacity(self.guards.len());
         for i in 0..self.guards.len() {
@@ -121,10 +122,8 @@ mod tests {
                     $1\r\n1\r\n$1\r\nz\r\n$1\r\n=\r\n$1\r\n1\r\n$7\r\nuser_id\r\n$2\r\nu1\r\n";
         assert_eq!(packed, want);
         // The script reads that layout.
-        let lua = include_str!("../../../scripts/delete_entity.lua");
-        assert!(lua.contains(
-            "local hkey, id, kinds, seen = KEYS[k + 1], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]"
-        ));
+        let lua = include_str!("delete_entity.lua");
+        assert!(lua.contains("local hkey, id, kinds, seen = KEYS[k + 1], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]"));
         assert!(lua.contains("local nidx, ng, nextra = #kinds, #seen, tonumber(ARGV[a + 4])"));
         assert!(lua.contains("refuse_other_type"));
     }
