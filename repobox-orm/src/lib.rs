@@ -81,7 +81,7 @@ pub mod script {
         script: &Script,
         cmd: &Cmd,
     ) -> Result<T> {
-        crate::scripts::run(conn, script, cmd).await
+        crate::engine::pipeline::run(conn, script, cmd).await
     }
 
     /// Runs `cmd`, an [`evalsha`] of `script` whose `KEYS` are `keys`, as one
@@ -100,8 +100,8 @@ pub mod script {
         if route::splits(conn, keys.iter().copied()) {
             return Ok(None);
         }
-        match crate::scripts::run(conn, script, cmd).await {
-            Err(crate::Error::Redis(e)) if route::is_refused_across_slots(&e) => Ok(None),
+        match crate::engine::pipeline::run(conn, script, cmd).await {
+            Err(crate::Error::Redis(e)) if crate::engine::pipeline::is_refused_across_slots(&e) => Ok(None),
             other => other.map(Some),
         }
     }
@@ -110,12 +110,12 @@ pub mod script {
     /// as one pipeline; each reply in its place, server errors as values.
     pub async fn pipeline<C: ConnectionLike + Send>(conn: &mut C, script: &Script, cmds: &[Cmd]) -> Result<Vec<Value>> {
         let mut replies = crate::engine::pipeline::query(conn, cmds).await?;
-        crate::scripts::resend_unknown(
+        crate::engine::pipeline::resend_unknown(
             conn,
             cmds,
             &mut replies,
             script,
-            &mut crate::scripts::Reloads::default(),
+            &mut crate::engine::pipeline::Reloads::default(),
         )
         .await?;
         Ok(replies)

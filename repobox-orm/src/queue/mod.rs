@@ -22,11 +22,12 @@ use redis::streams::StreamReadReply;
 pub use self::log_limit::{HeldBack, LOG_INTERVAL, LogLimit};
 pub use self::outbox::OutboxSweep;
 pub use self::reply::cmp_ids;
+use crate::engine::pipeline;
 use crate::engine::write::route;
 use crate::error::Result;
 use crate::scripts::dead_letter::DeadLetterCall;
 use crate::scripts::trim::Trim;
-use crate::scripts::{self, DEAD_LETTER, TRIM};
+use crate::scripts::{DEAD_LETTER, TRIM};
 
 /// The queue defaults that the library, the runner and the CLI share.
 pub mod defaults {
@@ -281,9 +282,9 @@ impl Queue {
         };
         if !route::splits(conn, [self.stream.as_str(), self.dead.as_str()]) {
             let reply =
-                scripts::send_loading(conn, &DEAD_LETTER, &call.command(), &mut scripts::Reloads::default()).await?;
+                pipeline::send_loading(conn, &DEAD_LETTER, &call.command(), &mut pipeline::Reloads::default()).await?;
             match call.parse(reply) {
-                Err(crate::Error::Redis(e)) if route::is_refused_across_slots(&e) => {}
+                Err(crate::Error::Redis(e)) if crate::engine::pipeline::is_refused_across_slots(&e) => {}
                 other => return other,
             }
         }
@@ -326,11 +327,11 @@ impl Queue {
     }
 
     async fn run_trim<C: ConnectionLike + Send>(&self, conn: &mut C, trim: Trim) -> Result<u64> {
-        let reply = scripts::send_loading(
+        let reply = pipeline::send_loading(
             conn,
             &TRIM,
             &trim.command(&self.stream),
-            &mut scripts::Reloads::default(),
+            &mut pipeline::Reloads::default(),
         )
         .await?;
         Trim::parse(&self.stream, reply)
@@ -399,7 +400,7 @@ impl Queue {
                 .add_command(del.clone())
                 .ignore();
             match pipe.query_async::<()>(conn).await {
-                Err(e) if route::is_refused_across_slots(&e) => {}
+                Err(e) if crate::engine::pipeline::is_refused_across_slots(&e) => {}
                 other => return Ok(other?),
             }
         }

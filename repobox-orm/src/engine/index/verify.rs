@@ -20,8 +20,8 @@ use crate::engine::write::route;
 use crate::entity::{RawHash, RedisEntity};
 use crate::error::{Error, Result, Shown};
 use crate::meta::{IndexKind, IndexMeta};
+use crate::scripts::REPAIR;
 use crate::scripts::repair::{self, MemberRepair, RepairAction, RepairCall};
-use crate::scripts::{self, REPAIR};
 
 /// An index member as Redis holds it.
 pub(crate) struct Member {
@@ -296,10 +296,10 @@ pub(crate) async fn run_repair<C: ConnectionLike + Send>(
         members: &members,
     }
     .command();
-    let reply = scripts::send_loading(conn, &REPAIR, &cmd, &mut scripts::Reloads::default()).await?;
+    let reply = pipeline::send_loading(conn, &REPAIR, &cmd, &mut pipeline::Reloads::default()).await?;
     match repair::parse(index_key, reply) {
         // A connection the engine cannot see into refused it across slots.
-        Err(Error::Redis(e)) if route::is_refused_across_slots(&e) => {
+        Err(Error::Redis(e)) if crate::engine::pipeline::is_refused_across_slots(&e) => {
             super::ordered::repair_ordered(conn, index, index_key, fields, repairs, ttl_ms).await
         }
         other => other.map(drop),

@@ -50,7 +50,7 @@ pub(super) async fn run<C: ConnectionLike + Send>(
     results: &mut [Option<Result<Outcome>>],
 ) -> Result<Vec<usize>> {
     let mut refused = Vec::new();
-    let mut reloads = scripts::Reloads::default();
+    let mut reloads = pipeline::Reloads::default();
     for _ in 0..MAX_ATTEMPTS {
         if pending.is_empty() {
             break;
@@ -63,7 +63,7 @@ pub(super) async fn run<C: ConnectionLike + Send>(
             // A server that lost the scripts (a restart, a flush): each is
             // loaded once and its calls go again, as often as it takes.
             let script_of = |i: usize| Some(calls[i].many.unwrap_or_else(|| plans[calls[i].members[0]].script()));
-            scripts::resend_unknown_of(conn, &cmds, &mut replies, script_of, &mut reloads).await?;
+            pipeline::resend_unknown_of(conn, &cmds, &mut replies, script_of, &mut reloads).await?;
             for (call, reply) in calls.into_iter().zip(replies) {
                 if router.refused(&reply) {
                     refused.extend(call.members);

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::meta::IndexKind;
 use crate::scripts::create_entity::{CreateCall, CreateReply};
 use crate::scripts::write_entity::Mode;
-use crate::scripts::{self, CREATE, CREATE_MANY, Call};
+use crate::scripts::{CREATE, CREATE_MANY, Call};
 
 /// Whether creates of `E` can take this path.
 pub(super) fn applies<E: RedisEntity>() -> bool {
@@ -141,7 +141,7 @@ pub(super) async fn create_many<E: RedisEntity, C: ConnectionLike + Send>(
     // Entities to write as plans: split across slots, or refused across them.
     let mut planned: Vec<(usize, Ready<'_>)> = Vec::new();
     let mut next = (!entities.is_empty()).then(|| round::<E>(&router, entities, 0, ttl_ms));
-    let mut reloads = scripts::Reloads::default();
+    let mut reloads = pipeline::Reloads::default();
     while let Some(current) = next.take() {
         let following = current.start + BULK_CHUNK;
         let cmds: Vec<redis::Cmd> = current.calls.iter().map(|(_, c)| c.clone()).collect();
@@ -156,7 +156,7 @@ pub(super) async fn create_many<E: RedisEntity, C: ConnectionLike + Send>(
             1 => Some(&*CREATE),
             _ => Some(&*CREATE_MANY),
         };
-        scripts::resend_unknown_of(conn, &cmds, &mut replies, script_of, &mut reloads).await?;
+        pipeline::resend_unknown_of(conn, &cmds, &mut replies, script_of, &mut reloads).await?;
         settle(&mut router, current, replies, &mut results, &mut planned);
     }
     if !planned.is_empty() {

@@ -17,12 +17,13 @@ use redis::Value;
 use redis::aio::ConnectionLike;
 
 use super::plan::{Outcome, ttl_millis};
+use crate::engine::pipeline;
 use crate::engine::target::Target;
 use crate::entity::{FieldWriter, RedisEntity};
 use crate::error::{Error, Result};
 use crate::scripts::put::{PutCall, PutMode, PutReply, UpdateCall};
 use crate::scripts::write_entity::Mode;
-use crate::scripts::{self, PUT, UPDATE};
+use crate::scripts::{PUT, UPDATE};
 
 /// Whether a write of `E` in `mode` with no conditions, stream entry or
 /// extra keys can take the fast path: it maintains no index entry.
@@ -74,7 +75,7 @@ pub(super) async fn put<C: ConnectionLike + Send>(
         };
         (&*PUT, "put.lua", call.command())
     };
-    let reply = scripts::send_loading(conn, script, &cmd, &mut scripts::Reloads::default()).await?;
+    let reply = pipeline::send_loading(conn, script, &cmd, &mut pipeline::Reloads::default()).await?;
     match PutReply::parse(&target.shown(), &target.key, name, reply)? {
         PutReply::Done => Ok(Outcome::Done(None)),
         PutReply::Missing => Ok(Outcome::Missing),

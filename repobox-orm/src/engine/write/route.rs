@@ -12,7 +12,7 @@
 //! ordered. That answer is the only one the engine reads as a route.
 
 use redis::aio::ConnectionLike;
-use redis::{Cmd, RedisError, ServerErrorKind, Value};
+use redis::{Cmd, Value};
 
 use super::atomic::{self, BULK_CHUNK};
 use super::ordered;
@@ -210,7 +210,7 @@ impl Router {
     /// refused it across slots (nothing ran), and from then on this router
     /// routes as on a cluster.
     pub(crate) fn refused(&mut self, reply: &Value) -> bool {
-        let refused = matches!(reply, Value::ServerError(e) if e.kind() == Some(ServerErrorKind::CrossSlot));
+        let refused = pipeline::is_cross_slot_reply(reply);
         if refused {
             self.topology = Topology::Cluster;
         }
@@ -231,12 +231,6 @@ fn one_slot<'k>(keys: impl IntoIterator<Item = &'k str>) -> Option<u16> {
 /// outside the write engine: an index repair, a dead letter.)
 pub(crate) fn splits<'k, C>(conn: &C, keys: impl IntoIterator<Item = &'k str>) -> bool {
     Router::new(conn).route(false, keys) == Route::Ordered
-}
-
-/// Whether an error is a cluster's `CROSSSLOT`: the command's keys are in
-/// several slots, and nothing ran.
-pub(crate) fn is_refused_across_slots(err: &RedisError) -> bool {
-    err.kind() == redis::ErrorKind::Server(ServerErrorKind::CrossSlot)
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@ use super::super::outbox;
 use super::super::plan::{Outcome, WritePlan};
 use crate::engine::pipeline;
 use crate::error::{Error, Result};
+use crate::scripts::INDEX_ENTRY;
 use crate::scripts::index_entry::Action as EntryAction;
 use crate::scripts::write_entity::{IndexOp, Mode};
-use crate::scripts::{self, INDEX_ENTRY};
 
 #[cfg(feature = "testing")]
 use super::super::faults::OrderedStep;
@@ -122,7 +122,14 @@ pub(super) async fn clear_refused<C: ConnectionLike + Send>(
 /// the index-entry script where a server lost it.
 pub(crate) async fn send_steps<C: ConnectionLike + Send>(conn: &mut C, cmds: &[Cmd]) -> Result<Vec<Value>> {
     let mut replies = pipeline::query(conn, cmds).await?;
-    scripts::resend_unknown(conn, cmds, &mut replies, &INDEX_ENTRY, &mut scripts::Reloads::default()).await?;
+    pipeline::resend_unknown(
+        conn,
+        cmds,
+        &mut replies,
+        &INDEX_ENTRY,
+        &mut pipeline::Reloads::default(),
+    )
+    .await?;
     Ok(replies)
 }
 

@@ -32,9 +32,9 @@ use super::outbox;
 use super::plan::{Next, Outcome, WritePlan};
 use crate::engine::pipeline;
 use crate::error::{Error, Result};
+use crate::scripts::WRITE;
 use crate::scripts::index_entry::Action as EntryAction;
 use crate::scripts::write_entity::Mode;
-use crate::scripts::{self, WRITE};
 
 #[cfg(feature = "testing")]
 use super::faults::OrderedStep;
@@ -288,7 +288,7 @@ async fn round<C: ConnectionLike + Send>(
     let mut replies = pipeline::query(conn, &cmds)
         .await
         .map_err(|e| (members.clone(), e, false))?;
-    scripts::resend_unknown(conn, &cmds, &mut replies, &WRITE, &mut scripts::Reloads::default())
+    pipeline::resend_unknown(conn, &cmds, &mut replies, &WRITE, &mut pipeline::Reloads::default())
         .await
         .map_err(|e| (members, e, false))?;
     let mut written: Vec<(usize, bool)> = Vec::new();
