@@ -12,6 +12,7 @@ mod log_limit;
 pub(crate) mod outbox;
 mod recover;
 mod reply;
+mod trim;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -25,9 +26,8 @@ pub use self::reply::cmp_ids;
 use crate::engine::pipeline;
 use crate::engine::write::route;
 use crate::error::Result;
+use crate::scripts::DEAD_LETTER;
 use crate::scripts::dead_letter::DeadLetterCall;
-use crate::scripts::trim::Trim;
-use crate::scripts::{DEAD_LETTER, TRIM};
 
 /// The queue defaults that the library, the runner and the CLI share.
 pub mod defaults {
@@ -308,33 +308,6 @@ impl Queue {
             .await?;
         self.ack(conn, &[&delivery.id]).await?;
         Ok(dead_id)
-    }
-
-    /// Trims the stream to about `max_len` entries, keeping every entry that a
-    /// consumer group has not acknowledged or not yet read; returns how many went.
-    pub async fn trim<C: ConnectionLike + Send>(&self, conn: &mut C, max_len: u64) -> Result<u64> {
-        self.run_trim(conn, Trim::MaxLen(max_len)).await
-    }
-
-    /// Removes the entries older than `age` (by Redis's clock, `XTRIM MINID`),
-    /// never one that a consumer group has not acknowledged or not yet read;
-    /// returns how many went.
-    pub async fn trim_older_than<C: ConnectionLike + Send>(&self, conn: &mut C, age: Duration) -> Result<u64> {
-        let age = u64::try_from(age.as_millis())
-            .unwrap_or(u64::MAX)
-            .min(i64::MAX.unsigned_abs());
-        self.run_trim(conn, Trim::Age(age)).await
-    }
-
-    async fn run_trim<C: ConnectionLike + Send>(&self, conn: &mut C, trim: Trim) -> Result<u64> {
-        let reply = pipeline::send_loading(
-            conn,
-            &TRIM,
-            &trim.command(&self.stream),
-            &mut pipeline::Reloads::default(),
-        )
-        .await?;
-        Trim::parse(&self.stream, reply)
     }
 
     /// Removes the group's consumers that have been idle at least `idle` and

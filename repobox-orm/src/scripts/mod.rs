@@ -46,19 +46,19 @@ macro_rules! script {
 
 /// One atomic write of an entity (`engine/write/protocol/` has its layout).
 pub(crate) static WRITE: LazyLock<Script> = calling!("write_entity.lua", "one.lua");
-/// Many writes in one call, each atomic on its own (`engine/write/run.rs`).
+/// Many writes in one call, each atomic on its own (`engine/write/atomic.rs`).
 pub(crate) static WRITE_MANY: LazyLock<Script> = calling!("write_entity.lua", "many.lua");
 /// The delete of one entity, its index entries and its other keys (`write/protocol/delete.rs`).
 pub(crate) static DELETE: LazyLock<Script> = calling!("delete_entity.lua", "one.lua");
 /// Many deletes in one call, each atomic on its own.
 pub(crate) static DELETE_MANY: LazyLock<Script> = calling!("delete_entity.lua", "many.lua");
-/// The create of one entity with sorted or set indexes (`write/bulk.rs`).
+/// The create of one entity with sorted or set indexes (`engine/write/create.rs`).
 pub(crate) static CREATE: LazyLock<Script> = calling!("create_entity.lua", "one.lua");
-/// Many such creates in one call, each atomic on its own (`write/bulk.rs`).
+/// Many such creates in one call, each atomic on its own (`engine/write/create.rs`).
 pub(crate) static CREATE_MANY: LazyLock<Script> = calling!("create_entity.lua", "many.lua");
-/// The write of an entity with no index entry to maintain (`write/fast.rs`).
+/// The write of an entity with no index entry to maintain (`engine/write/hash_only.rs`).
 pub(crate) static PUT: LazyLock<Script> = script!("put.lua");
-/// An update that only sets fields (`write/fast.rs`).
+/// An update that only sets fields (`engine/write/hash_only.rs`).
 pub(crate) static UPDATE: LazyLock<Script> = script!("update.lua");
 /// One index entry on its own, a step of an ordered write (cluster).
 pub(crate) static INDEX_ENTRY: LazyLock<Script> = script!("index_entry.lua");
