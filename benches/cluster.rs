@@ -162,7 +162,28 @@ async fn seed(store: &Store) {
     TaggedJob::create_many(&mut s, &tagged_jobs).await.unwrap();
 }
 
-async fn measure(name: &str, store: &Store, c1: u64, c32: u64) -> Vec<(String, f64, f64)> {
+/// The CPU time (s) the servers at `urls` have used so far, summed (`INFO cpu`).
+async fn server_cpu(urls: &[String]) -> f64 {
+    let mut total = 0.0;
+    for url in urls {
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let info: String = redis::cmd("INFO").arg("cpu").query_async(&mut conn).await.unwrap();
+        for line in info.lines() {
+            if let Some(v) = line
+                .strip_prefix("used_cpu_sys:")
+                .or_else(|| line.strip_prefix("used_cpu_user:"))
+            {
+                total += v.trim().parse::<f64>().unwrap_or(0.0);
+            }
+        }
+    }
+    total
+}
+
+/// Per operation: mean latency at c1 (µs), throughput at c32 (op/s) and the
+/// servers' CPU per operation at c32 (µs, every server of `nodes` summed).
+async fn measure(name: &str, store: &Store, nodes: &[String], c1: u64, c32: u64) -> Vec<(String, f64, f64, f64)> {
     seed(store).await;
     let mut rows = Vec::new();
     let mut starts: Vec<(&str, u64)> = Vec::new();
@@ -179,12 +200,15 @@ async fn measure(name: &str, store: &Store, c1: u64, c32: u64) -> Vec<(String, f
         }
         starts.push((op, SEQ.load(Ordering::Relaxed)));
         let t1 = spread(store, 1, c1, f).await;
+        let cpu_before = server_cpu(nodes).await;
         let t32 = spread(store, 32, c32, f).await;
+        let cpu = server_cpu(nodes).await - cpu_before;
         SEQ.fetch_max(end, Ordering::Relaxed);
         rows.push((
             op.to_owned(),
             t1.as_secs_f64() * 1e6 / c1 as f64,
             c32 as f64 / t32.as_secs_f64(),
+            cpu * 1e6 / c32 as f64,
         ));
         eprintln!("{name}: {op} done");
     }
@@ -199,7 +223,7 @@ fn main() {
     let (c1, c32) = (2_000, 10_000);
     let server = RedisServer::start();
     let single = Store::open(server.url()).unwrap();
-    let standalone = rt.block_on(measure("standalone", &single, c1, c32));
+    let standalone = rt.block_on(measure("standalone", &single, &[server.url()], c1, c32));
     // `REPOBOX_BENCH_REPLICAS=1`: a replica per primary, as a user's
     // cluster has (six servers on this machine's cores).
     let replicas = std::env::var("REPOBOX_BENCH_REPLICAS")
@@ -208,10 +232,17 @@ fn main() {
         .unwrap_or(0);
     let cluster = RedisCluster::start(3, replicas);
     let store = cluster.store();
-    let clustered = rt.block_on(measure("cluster", &store, c1, c32));
-    println!("| operation | single server c1 µs/op | cluster c1 µs/op | single server c32 op/s | cluster c32 op/s |");
-    println!("|---|---|---|---|---|");
+    let nodes: Vec<String> = cluster.nodes().iter().map(|n| n.url()).collect();
+    let clustered = rt.block_on(measure("cluster", &store, &nodes, c1, c32));
+    println!("cluster: 3 primaries, {replicas} replica(s) each");
+    println!(
+        "| operation | single server c1 µs/op | cluster c1 µs/op | single server c32 op/s | cluster c32 op/s | server CPU µs/op c32 (single, cluster) |"
+    );
+    println!("|---|---|---|---|---|---|");
     for (a, b) in standalone.iter().zip(&clustered) {
-        println!("| {} | {:.0} | {:.0} | {:.0} | {:.0} |", a.0, a.1, b.1, a.2, b.2);
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1}, {:.1} |",
+            a.0, a.1, b.1, a.2, b.2, a.3, b.3
+        );
     }
 }

@@ -22,7 +22,8 @@ repobox_orm::on_both_backends!(
     a_second_language_client_shares_the_hashes,
     hostile_inputs_and_other_writers,
     a_job_the_web_app_wrote_is_read_and_updated_without_a_second_field,
-    generated_index_keys_are_the_keys_the_entries_are_written_under
+    generated_index_keys_are_the_keys_the_entries_are_written_under,
+    bulk_writes_keep_unique_values_and_refuse_keys_of_another_type
 );
 
 fn user(id: &str, email: &str) -> User {
@@ -691,4 +692,99 @@ async fn a_job_the_web_app_wrote_is_read_and_updated_without_a_second_field(mut 
         .map(|f| f["name"].as_str().unwrap())
         .collect();
     assert!(names.contains(&"exit_code") && !names.contains(&"exit"), "{names:?}");
+}
+
+/// Unique values inside one bulk call, and keys of another type, answered
+/// alike on one server (one script per write) and on a cluster (ordered
+/// steps, a batch per call): a value two writes of the batch want goes to
+/// the first; a chain of moves in one batch goes through in either order;
+/// a key of another type refuses the write with nothing written.
+async fn bulk_writes_keep_unique_values_and_refuse_keys_of_another_type(mut conn: Store) {
+    let created = User::create_many(&mut conn, &[user("bk1", "bk-same@x.io"), user("bk2", "bk-same@x.io")])
+        .await
+        .unwrap();
+    assert!(created[0].is_ok(), "{created:?}");
+    assert!(matches!(created[1], Err(Error::UniqueViolation { .. })), "{created:?}");
+    assert_eq!(User::get(&mut conn, "bk2").await.unwrap(), None);
+    let saved = User::save_many(&mut conn, &[user("bk3", "bk-other@x.io"), user("bk4", "bk-other@x.io")])
+        .await
+        .unwrap();
+    assert!(saved[0].is_ok(), "{saved:?}");
+    assert!(matches!(saved[1], Err(Error::UniqueViolation { .. })), "{saved:?}");
+    assert_eq!(
+        User::by_email(&mut conn, "bk-other@x.io").await.unwrap().unwrap().id,
+        "bk3"
+    );
+
+    // A chain of moves: the second write takes the first's old value.
+    User::create_many(&mut conn, &[user("ch1", "ch-a@x.io"), user("ch2", "ch-b@x.io")])
+        .await
+        .unwrap();
+    let moved = User::save_many(&mut conn, &[user("ch2", "ch-c@x.io"), user("ch1", "ch-b@x.io")])
+        .await
+        .unwrap();
+    assert!(moved.iter().all(Result::is_ok), "{moved:?}");
+    // ...and in the other order: the first takes a value the second gives up.
+    let moved = User::save_many(&mut conn, &[user("ch2", "ch-b2@x.io"), user("ch1", "ch-c@x.io")])
+        .await
+        .unwrap();
+    assert!(moved.iter().all(Result::is_ok), "{moved:?}");
+    assert_eq!(User::by_email(&mut conn, "ch-c@x.io").await.unwrap().unwrap().id, "ch1");
+    assert_eq!(
+        User::by_email(&mut conn, "ch-b2@x.io").await.unwrap().unwrap().id,
+        "ch2"
+    );
+    assert_eq!(User::by_email(&mut conn, "ch-a@x.io").await.unwrap(), None);
+    assert_eq!(User::by_email(&mut conn, "ch-b@x.io").await.unwrap(), None);
+    let reports = repobox_orm::check_indexes::<User, _>(&mut conn).await.unwrap();
+    let problems: u64 = reports
+        .iter()
+        .map(|r| r.gone + r.mismatched + r.rescored + r.missing + r.bad + r.conflicts)
+        .sum();
+    assert_eq!(problems, 0, "{reports:#?}");
+
+    // The hash key holds a list: a write that must read it first is refused.
+    let _: () = conn.rpush("user:wt1", "x").await.unwrap();
+    let moving = UserPatch {
+        email: Some("wt-new@x.io".into()),
+        ..Default::default()
+    };
+    for err in [
+        User::update(&mut conn, "wt1", moving).await.unwrap_err(),
+        User::delete(&mut conn, "wt1").await.unwrap_err(),
+    ] {
+        assert!(matches!(&err, Error::WrongType { key } if key == "user:wt1"), "{err:?}");
+    }
+    assert_eq!(conn.llen::<_, i64>("user:wt1").await.unwrap(), 1);
+    assert_eq!(User::by_email(&mut conn, "wt-new@x.io").await.unwrap(), None);
+
+    // The old e-mail's key holds a list: an update that moves the e-mail is
+    // refused before anything is written.
+    User::create(&mut conn, &user("wt2", "wt-old@x.io")).await.unwrap();
+    let _: () = conn.del("user:email:wt-old@x.io").await.unwrap();
+    let _: () = conn.rpush("user:email:wt-old@x.io", "x").await.unwrap();
+    let moving = UserPatch {
+        email: Some("wt-moved@x.io".into()),
+        ..Default::default()
+    };
+    let err = User::update(&mut conn, "wt2", moving).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::WrongType { key } if key == "user:email:wt-old@x.io"),
+        "{err:?}"
+    );
+    assert_eq!(User::get(&mut conn, "wt2").await.unwrap().unwrap().email, "wt-old@x.io");
+    assert_eq!(User::by_email(&mut conn, "wt-moved@x.io").await.unwrap(), None);
+
+    // The stream holds a string: a create with a stream entry writes nothing.
+    let _: () = conn.set("wt:stream", "not a stream").await.unwrap();
+    let job = Job::new("wt-job", "wt-user", "https://x/r.git", 1);
+    let err = Job::create_and_append(&mut conn, &job, "wt:stream", &[("job_id", "wt-job")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::WrongType { key } if key == "wt:stream"),
+        "{err:?}"
+    );
+    assert_eq!(Job::get(&mut conn, "wt-job").await.unwrap(), None);
+    assert!(!conn.exists::<_, bool>("wt:stream:outbox").await.unwrap());
 }

@@ -12,6 +12,7 @@ local CLAIM = 'n'   -- add; a member already there keeps its score
 local ADD = 'a'     -- add, or give the member the new score
 local REMOVE = 'r'  -- remove (a unique key only while it holds this id)
 local TOUCH = 't'   -- only lengthen the key's TTL
+local CHECK = 'c'   -- write nothing; refuse a key of another type ('x': a stream)
 local key, action, kind, id = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local changed, refused = 0, nil
 if action == REMOVE then
@@ -45,6 +46,11 @@ elseif action == ADD or action == CLAIM then
     end
   end
   if refused then return refused end
+elseif action == CHECK then
+  local want = (kind == 'z' and 'zset') or (kind == 's' and 'set') or (kind == 'x' and 'stream') or 'string'
+  local t = redis.call('TYPE', key).ok
+  if t ~= 'none' and t ~= want then return { 'wrongtype', key } end
+  return 0
 elseif action == TOUCH then
   -- Only a key of the index's own type is lengthened.
   local want = (kind == 'z' and 'zset') or (kind == 's' and 'set') or 'string'

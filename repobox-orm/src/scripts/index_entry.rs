@@ -26,6 +26,8 @@ pub(crate) enum Action {
     Remove,
     /// Only lengthen the key's TTL.
     Touch,
+    /// Write nothing; refuse a key of another type than the index's.
+    Check,
 }
 
 impl Action {
@@ -36,6 +38,7 @@ impl Action {
             Action::Add => ADD,
             Action::Remove => REMOVE,
             Action::Touch => TOUCH,
+            Action::Check => CHECK,
         }
     }
 }
@@ -45,6 +48,9 @@ pub(crate) const CLAIM: &str = "n";
 pub(crate) const ADD: &str = "a";
 pub(crate) const REMOVE: &str = "r";
 pub(crate) const TOUCH: &str = "t";
+pub(crate) const CHECK: &str = "c";
+/// The kind letter of a stream, for a [`check_stream`].
+pub(crate) const STREAM: u8 = b'x';
 
 /// One call of `index_entry.lua`.
 pub(crate) struct EntryCall<'a> {
@@ -72,6 +78,14 @@ impl EntryCall<'_> {
             .arg(self.stale_owner);
         cmd
     }
+}
+
+/// A step that writes nothing and refuses `stream` if it holds another type
+/// than a stream (answers 0, or `{ 'wrongtype', stream }`).
+pub(crate) fn check_stream(stream: &str) -> Cmd {
+    let mut cmd = evalsha(&INDEX_ENTRY, &[stream]);
+    cmd.arg(CHECK).arg(&[STREAM][..]).arg("").arg("").arg(0).arg("");
+    cmd
 }
 
 /// What one index-entry step answered.
@@ -102,10 +116,17 @@ mod tests {
     #[test]
     fn the_script_declares_the_same_letters() {
         let lua = include_str!("index_entry.lua");
-        for (name, letter) in [("CLAIM", CLAIM), ("ADD", ADD), ("REMOVE", REMOVE), ("TOUCH", TOUCH)] {
+        for (name, letter) in [
+            ("CLAIM", CLAIM),
+            ("ADD", ADD),
+            ("REMOVE", REMOVE),
+            ("TOUCH", TOUCH),
+            ("CHECK", CHECK),
+        ] {
             assert!(lua.contains(&format!("local {name} = '{letter}'")), "{name}");
         }
         assert!(lua.contains(&format!("'{}'", tag::UNIQUE)));
+        assert!(lua.contains(&format!("kind == '{}' and 'stream'", char::from(STREAM))));
     }
 
     #[test]

@@ -87,10 +87,7 @@ impl RepairCall<'_> {
 
 /// Reads the answer for the repairs of `index_key`: how many members changed.
 pub(crate) fn parse(index_key: &str, reply: Value) -> Result<u64> {
-    match Answer::parse(index_key, "repair.lua", reply)? {
-        Answer::Status(n) => Ok(u64::try_from(n).unwrap_or(0)),
-        other => Err(other.unexpected(index_key, index_key, "repair.lua")),
-    }
+    Answer::count(index_key, "repair.lua", reply)
 }
 
 #[cfg(test)]

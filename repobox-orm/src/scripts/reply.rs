@@ -85,6 +85,15 @@ impl Answer {
         }
     }
 
+    /// Reads an answer that is a count (how many members or entries
+    /// changed): a negative one counts as none.
+    pub(crate) fn count(key: &str, script: &str, reply: Value) -> Result<u64> {
+        match Answer::parse(key, script, reply)? {
+            Answer::Status(n) => Ok(u64::try_from(n).unwrap_or(0)),
+            other => Err(other.unexpected(key, key, script)),
+        }
+    }
+
     /// The error for an answer the script's protocol does not expect here:
     /// [`Error::WrongType`] for `{ 'wrongtype', key }`, and
     /// [`Error::UnexpectedReply`] for anything else. `key` is the key the

@@ -35,10 +35,7 @@ impl Trim {
 
     /// Reads the answer for `stream`: how many entries went.
     pub(crate) fn parse(stream: &str, reply: Value) -> Result<u64> {
-        match Answer::parse(stream, "trim.lua", reply)? {
-            Answer::Status(n) => Ok(u64::try_from(n).unwrap_or(0)),
-            other => Err(other.unexpected(stream, stream, "trim.lua")),
-        }
+        Answer::count(stream, "trim.lua", reply)
     }
 }
 

@@ -29,6 +29,30 @@ pub(super) struct Write {
     /// This round's index ops and the TTL (ms) its index keys need.
     pub(super) ops: Vec<IndexOp>,
     pub(super) life: Option<u64>,
+    /// Set aside: it met a unique value's owner, which may be another write
+    /// of the batch, so it is judged once the rest of the batch is written.
+    pub(super) deferred: bool,
+}
+
+impl Write {
+    /// A write of plan `plan` that has taken no step yet.
+    pub(super) fn new(plan: usize) -> Write {
+        Write {
+            plan,
+            held: Vec::new(),
+            added: Vec::new(),
+            outboxed: None,
+            ops: Vec::new(),
+            life: None,
+            deferred: false,
+        }
+    }
+
+    /// The same write, with the outbox record it already made.
+    pub(super) fn with_outbox(mut self, outboxed: Option<String>) -> Write {
+        self.outboxed = outboxed;
+        self
+    }
 }
 
 /// The writes of a batch and their outcomes.
@@ -40,7 +64,7 @@ pub(super) struct Batch<'r> {
 impl Batch<'_> {
     pub(super) fn live(&self) -> Vec<usize> {
         (0..self.writes.len())
-            .filter(|&w| self.results[self.writes[w].plan].is_none())
+            .filter(|&w| self.results[self.writes[w].plan].is_none() && !self.writes[w].deferred)
             .collect()
     }
 
@@ -204,7 +228,9 @@ pub(super) async fn prepare<C: ConnectionLike + Send>(
     let mut records = Vec::new();
     for w in batch.live() {
         let plan = batch.writes[w].plan;
-        if let Some((stream, entry)) = plans[plan].options.stream {
+        if let Some((stream, entry)) = plans[plan].options.stream
+            && batch.writes[w].outboxed.is_none()
+        {
             match outbox::attempt_id() {
                 Ok(attempt) => {
                     records.push((w, outbox::record(stream, &attempt, &plans[plan].target.key, entry)));

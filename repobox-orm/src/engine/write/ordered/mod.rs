@@ -68,6 +68,7 @@ macro_rules! crashed {
 }
 
 mod batch;
+mod claims;
 
 /// Runs the writes `which` of `plans` as ordered steps; each outcome goes
 /// to its place in `results`.
@@ -77,20 +78,23 @@ pub(super) async fn run<C: ConnectionLike + Send>(
     which: Vec<usize>,
     results: &mut [Option<Result<Outcome>>],
 ) {
-    let mut batch = Batch {
-        writes: which
-            .into_iter()
-            .map(|plan| Write {
-                plan,
-                held: Vec::new(),
-                added: Vec::new(),
-                outboxed: None,
-                ops: Vec::new(),
-                life: None,
-            })
-            .collect(),
-        results,
-    };
+    let writes = which.into_iter().map(Write::new).collect();
+    // Writes that met a unique value's owner go again, each on its own, once
+    // the rest of the batch is written: the owner may be one of them.
+    for write in run_batch(conn, plans, writes, results).await {
+        run_batch(conn, plans, vec![write], results).await;
+    }
+}
+
+/// Runs `writes` through the steps; returns those set aside (see
+/// [`Write::deferred`]), never any when there is one write.
+async fn run_batch<C: ConnectionLike + Send>(
+    conn: &mut C,
+    plans: &mut [WritePlan<'_, '_>],
+    writes: Vec<Write>,
+    results: &mut [Option<Result<Outcome>>],
+) -> Vec<Write> {
+    let mut batch = Batch { writes, results };
     if let Err((members, e)) = prepare(conn, plans, &mut batch).await {
         batch.fail(&members, e, false);
     }
@@ -116,6 +120,18 @@ pub(super) async fn run<C: ConnectionLike + Send>(
         batch.end(plan, Err(e));
     }
     clear_refused(conn, plans, &batch).await;
+    let Batch { writes, results } = batch;
+    writes
+        .into_iter()
+        .filter(|w| w.deferred && results[w.plan].is_none())
+        .map(|w| {
+            Write {
+                deferred: false,
+                ..Write::new(w.plan)
+            }
+            .with_outbox(w.outboxed)
+        })
+        .collect()
 }
 
 /// One round of steps 2 to 4 for the writes `live`.
@@ -185,86 +201,7 @@ async fn round<C: ConnectionLike + Send>(
     }
 
     // Step 2: claim the new entries (a delete and an expire claim nothing).
-    let live: Vec<usize> = live
-        .into_iter()
-        .filter(|&w| batch.results[batch.writes[w].plan].is_none())
-        .collect();
-    let mut claims: Vec<(usize, usize, String, Cmd)> = Vec::new();
-    for &w in &live {
-        let write = &batch.writes[w];
-        let plan = &plans[write.plan];
-        if matches!(plan.mode, Mode::Delete | Mode::SetTtl) {
-            continue;
-        }
-        for (i, op) in write.ops.iter().enumerate() {
-            let Some(key) = op.new.as_deref() else { continue };
-            if write.held.iter().any(|(j, k)| *j == i && k == key) {
-                continue;
-            }
-            let life = write.life.unwrap_or(0);
-            claims.push((
-                w,
-                i,
-                key.to_owned(),
-                plan.entry_cmd(EntryAction::Claim, op, key, life, i),
-            ));
-        }
-    }
-    let cmds: Vec<Cmd> = claims.iter().map(|(_, _, _, c)| c.clone()).collect();
-    let replies = send_steps(conn, &cmds).await.map_err(|e| (before(&live), e, false))?;
-    let mut taken: Vec<(usize, usize, String)> = Vec::new();
-    let mut failed: Vec<(usize, Error)> = Vec::new();
-    for ((w, i, key, _), reply) in claims.into_iter().zip(replies) {
-        match EntryReply::parse(&key, reply) {
-            Ok(EntryReply::Changed(new)) => {
-                let write = &mut batch.writes[w];
-                if new {
-                    write.added.push((i, key.clone()));
-                }
-                write.held.push((i, key));
-            }
-            Ok(EntryReply::Unique(owner)) => taken.push((w, i, owner)),
-            Err(e) => failed.push((w, e)),
-        }
-    }
-    for (w, e) in failed {
-        refuse(conn, plans, batch, w, Err(e)).await;
-    }
-    // A unique value held by another entity: a stale owner judged before
-    // that still holds it is live; any other owner is read and judged.
-    let mut owners: Vec<(usize, usize, String, Option<Cmd>)> = Vec::new();
-    for (w, op, owner) in taken {
-        let plan = batch.writes[w].plan;
-        if batch.results[plan].is_some() || owners.iter().any(|(v, ..)| *v == w) {
-            continue;
-        }
-        if plans[plan].stale_owner(op) == Some(owner.as_str()) {
-            let e = plans[plan].unique_violation(op, owner);
-            refuse(conn, plans, batch, w, Err(e)).await;
-            continue;
-        }
-        let lookup = plans[plan].owner_lookup(&owner);
-        owners.push((w, op, owner, lookup));
-    }
-    let cmds: Vec<Cmd> = owners.iter().filter_map(|(.., c)| c.clone()).collect();
-    let members: Vec<usize> = owners.iter().map(|(w, ..)| *w).collect();
-    let mut replies = pipeline::query(conn, &cmds)
-        .await
-        .map_err(|e| (members, e, false))?
-        .into_iter();
-    let mut again: Vec<usize> = Vec::new();
-    for (w, op, owner, lookup) in owners {
-        let reply = lookup.and_then(|_| replies.next());
-        let plan = batch.writes[w].plan;
-        match plans[plan].decide_takeover(op, owner, reply) {
-            Ok(()) => again.push(w),
-            Err(e) => refuse(conn, plans, batch, w, Err(e)).await,
-        }
-    }
-    let live: Vec<usize> = live
-        .into_iter()
-        .filter(|&w| batch.results[batch.writes[w].plan].is_none() && !again.contains(&w))
-        .collect();
+    let live = claims::claim(conn, plans, batch, live).await?;
     for &w in &live {
         if plans[batch.writes[w].plan].mode != Mode::Delete {
             let _ = crashed!(batch, plans, w, Claimed);
@@ -358,7 +295,11 @@ async fn round<C: ConnectionLike + Send>(
     let mut clears = Vec::new();
     for ((w, _), reply) in appends.into_iter().zip(replies) {
         let plan = batch.writes[w].plan;
-        match redis::from_redis_value::<String>(reply) {
+        let appended = match reply {
+            Value::ServerError(e) => Err(Error::from(redis::RedisError::from(e))),
+            reply => redis::from_redis_value::<String>(reply).map_err(|e| Error::from(redis::RedisError::from(e))),
+        };
+        match appended {
             Ok(id) => {
                 if crashed!(batch, plans, w, Appended) {
                     continue;
@@ -368,7 +309,7 @@ async fn round<C: ConnectionLike + Send>(
                 }
                 ids.push((w, id));
             }
-            Err(e) => batch.end(plan, Err(Error::from(redis::RedisError::from(e)).after_writes())),
+            Err(e) => batch.end(plan, Err(e.after_writes())),
         }
     }
     // The entry is appended; a record left behind only makes the sweep

@@ -350,6 +350,12 @@ impl<'w, 'a> WritePlan<'w, 'a> {
     pub fn take_lookup(&mut self, reply: Value) -> Result<()> {
         let values = match reply {
             Value::Array(values) if values.len() == self.guards.len() => values,
+            // The hash key holds another type: nothing is written.
+            Value::ServerError(e) if e.code() == "WRONGTYPE" => {
+                return Err(Error::WrongType {
+                    key: self.target.shown().into_owned(),
+                });
+            }
             other => {
                 return Err(Error::UnexpectedReply {
                     key: self.target.shown().into_owned(),
