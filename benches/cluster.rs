@@ -181,9 +181,25 @@ async fn server_cpu(urls: &[String]) -> f64 {
     total
 }
 
-/// Per operation: mean latency at c1 (µs), throughput at c32 (op/s) and the
-/// servers' CPU per operation at c32 (µs, every server of `nodes` summed).
-async fn measure(name: &str, store: &Store, nodes: &[String], c1: u64, c32: u64) -> Vec<(String, f64, f64, f64)> {
+/// The CPU time (s) this process (the client) has used so far, from
+/// `/proc/self/stat` (user and system, in clock ticks of 10 ms).
+fn client_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after ')'.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Per operation: mean latency at c1 (µs), throughput at c32 (op/s), and
+/// per operation at c32 the servers' CPU (µs, every server of `nodes`
+/// summed) and the client's.
+async fn measure(name: &str, store: &Store, nodes: &[String], c1: u64, c32: u64) -> Vec<(String, f64, f64, f64, f64)> {
     seed(store).await;
     let mut rows = Vec::new();
     let mut starts: Vec<(&str, u64)> = Vec::new();
@@ -201,7 +217,9 @@ async fn measure(name: &str, store: &Store, nodes: &[String], c1: u64, c32: u64)
         starts.push((op, SEQ.load(Ordering::Relaxed)));
         let t1 = spread(store, 1, c1, f).await;
         let cpu_before = server_cpu(nodes).await;
+        let client_before = client_cpu();
         let t32 = spread(store, 32, c32, f).await;
+        let client = client_cpu() - client_before;
         let cpu = server_cpu(nodes).await - cpu_before;
         SEQ.fetch_max(end, Ordering::Relaxed);
         rows.push((
@@ -209,6 +227,7 @@ async fn measure(name: &str, store: &Store, nodes: &[String], c1: u64, c32: u64)
             t1.as_secs_f64() * 1e6 / c1 as f64,
             c32 as f64 / t32.as_secs_f64(),
             cpu * 1e6 / c32 as f64,
+            client * 1e6 / c32 as f64,
         ));
         eprintln!("{name}: {op} done");
     }
@@ -236,13 +255,13 @@ fn main() {
     let clustered = rt.block_on(measure("cluster", &store, &nodes, c1, c32));
     println!("cluster: 3 primaries, {replicas} replica(s) each");
     println!(
-        "| operation | single server c1 µs/op | cluster c1 µs/op | single server c32 op/s | cluster c32 op/s | server CPU µs/op c32 (single, cluster) |"
+        "| operation | single server c1 µs/op | cluster c1 µs/op | single server c32 op/s | cluster c32 op/s | servers' CPU µs/op c32 (single, cluster) | client CPU µs/op c32 (single, cluster) |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for (a, b) in standalone.iter().zip(&clustered) {
         println!(
-            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1}, {:.1} |",
-            a.0, a.1, b.1, a.2, b.2, a.3, b.3
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1}, {:.1} | {:.1}, {:.1} |",
+            a.0, a.1, b.1, a.2, b.2, a.3, b.3, a.4, b.4
         );
     }
 }

@@ -59,10 +59,11 @@ pub mod script {
 
     use crate::error::Result;
 
-    /// The Lua every repobox script starts with: `refuse_other_type(key,
-    /// command, ...)` runs a command on `key` and answers `nil, { 'wrongtype',
-    /// key }` for a key of another type (before the script has written
-    /// anything), raising any other error.
+    /// The Lua every repobox script starts with: `refused_as_other_type(key,
+    /// r)` reads `r`, what `redis.pcall` answered for a command on `key`, and
+    /// gives `{ 'wrongtype', key }` for a key of another type (to return before
+    /// the script has written anything), raises any other error, and gives
+    /// `nil` otherwise.
     pub const SHARED_LUA: &str = include_str!("scripts/lib.lua");
 
     /// A script of yours after [`SHARED_LUA`], so that it can use its helpers.

@@ -55,6 +55,11 @@ pub(crate) async fn send<C: ConnectionLike + Send>(conn: &mut C, pipe: &mut redi
     if pipe.is_empty() {
         return Ok(Vec::new());
     }
+    if pipe.len() == 1
+        && let Some(one) = pipe.cmd_iter().next()
+    {
+        return Ok(vec![command(conn, one).await?]);
+    }
     let replies: Vec<Value> = match pipe.ignore_errors().query_async(conn).await {
         Ok(replies) => replies,
         Err(e) if is_refused_across_slots(&e) => {

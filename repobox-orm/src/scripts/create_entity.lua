@@ -32,9 +32,9 @@ local function entity(kb, ab, last)
   for i = 1, nidx do
     local key, refused = KEYS[kb + 1 + i], nil
     if string.sub(kinds, i, i) == 'z' then
-      refused = select(2, refuse_other_type(key, 'ZADD', key, ARGV[ab + 3 + i], id))
+      refused = refused_as_other_type(key, redis.pcall('ZADD', key, ARGV[ab + 3 + i], id))
     else
-      refused = select(2, refuse_other_type(key, 'SADD', key, id))
+      refused = refused_as_other_type(key, redis.pcall('SADD', key, id))
     end
     if refused then return refused end
   end

@@ -10,11 +10,11 @@
 
 use std::borrow::Cow;
 
-use redis::Value;
+use redis::{Cmd, Value};
 
-use super::Call;
 use super::kind_letter;
 use super::reply::{Answer, tag};
+use super::{Args, CREATE, Call, evalsha};
 use crate::error::Result;
 use crate::meta::IndexKind;
 
@@ -33,22 +33,34 @@ pub(crate) struct CreateCall<'a> {
 }
 
 impl CreateCall<'_> {
-    /// This create's `KEYS` and `ARGV`.
+    /// This create's `KEYS` and `ARGV`, to be joined with others.
     pub(crate) fn call(&self) -> Call {
         let mut call = Call::default();
         call.key(self.hash_key);
         for (_, key, _) in self.entries {
             call.key(key);
         }
+        self.args(&mut call);
+        call
+    }
+
+    /// The `EVALSHA` of this create sent alone, built in place.
+    pub(crate) fn command(&self) -> Cmd {
+        let keys = std::iter::once(self.hash_key).chain(self.entries.iter().map(|(_, key, _)| key.as_str()));
+        let mut cmd = evalsha(&CREATE, &keys.collect::<Vec<_>>());
+        self.args(&mut cmd);
+        cmd
+    }
+
+    fn args(&self, out: &mut impl Args) {
         let kinds: Vec<u8> = self.entries.iter().map(|(kind, _, _)| kind_letter(*kind)).collect();
-        call.arg(kinds).arg(self.ttl_ms).arg(self.id);
+        out.push(kinds).push(self.ttl_ms).push(self.id);
         for (_, _, score) in self.entries {
-            call.arg(score);
+            out.push(score);
         }
         for (name, value) in self.fields {
-            call.arg(*name).arg(value.as_ref());
+            out.push(*name).push(value.as_ref());
         }
-        call
     }
 }
 
@@ -83,7 +95,7 @@ mod tests {
         let lua = include_str!("create_entity.lua");
         assert!(lua.contains(&format!("local CREATED = {CREATED}")));
         assert!(lua.contains(&format!("'{}'", tag::EXISTS)));
-        assert!(lua.contains("refuse_other_type"));
+        assert!(lua.contains("refused_as_other_type"));
     }
 
     #[test]
@@ -101,6 +113,11 @@ mod tests {
             fields: &fields,
         };
         let packed = String::from_utf8(call.call().command_of("sha").get_packed_command()).unwrap();
+        let alone = String::from_utf8(call.command().get_packed_command()).unwrap();
+        assert_eq!(
+            alone,
+            packed.replace("$3\r\nsha\r\n", &format!("$40\r\n{}\r\n", CREATE.get_hash()))
+        );
         let want = "*15\r\n$7\r\nEVALSHA\r\n$3\r\nsha\r\n$1\r\n3\r\n$5\r\nrun:1\r\n$8\r\nruns:ann\r\n$6\r\ntags:x\r\n\
                     $2\r\nzs\r\n$4\r\n1000\r\n$1\r\n1\r\n$1\r\n7\r\n$0\r\n\r\n$2\r\nid\r\n$1\r\n1\r\n$2\r\nat\r\n$1\r\n7\r\n";
         assert_eq!(packed, want);

@@ -12,7 +12,7 @@
 -- Answers as write_entity.lua does: 1 deleted, 0 absent, { 'stale', values.. } when
 -- the guards moved, { 'wrongtype', key } when a key holds another type;
 -- nothing is written unless the answer is 1. Any other error (READONLY
--- after a failover) is raised as it came (lib.lua's refuse_other_type).
+-- after a failover) is raised as it came (lib.lua's refused_as_other_type).
 local function entity(k, a)
   local hkey, id, kinds, seen = KEYS[k + 1], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local nidx, ng, nextra = #kinds, #seen, tonumber(ARGV[a + 4])
@@ -23,10 +23,12 @@ local function entity(k, a)
   if ng > 0 then
     local cur, refused
     if ng == 1 then
-      cur, refused = refuse_other_type(hkey, 'HGET', hkey, ARGV[g0 + 1])
+      cur = redis.pcall('HGET', hkey, ARGV[g0 + 1])
+      refused = refused_as_other_type(hkey, cur)
       cur = { cur }
     else
-      cur, refused = refuse_other_type(hkey, 'HMGET', hkey, unpack(ARGV, g0 + 1, g0 + ng))
+      cur = redis.pcall('HMGET', hkey, unpack(ARGV, g0 + 1, g0 + ng))
+      refused = refused_as_other_type(hkey, cur)
     end
     if refused then return refused end
     for i = 1, ng do
@@ -38,7 +40,8 @@ local function entity(k, a)
       end
     end
   else
-    local n, refused = refuse_other_type(hkey, 'HLEN', hkey)
+    local n = redis.pcall('HLEN', hkey)
+    local refused = refused_as_other_type(hkey, n)
     if refused then return refused end
     if n == 0 then return 0 end
   end
@@ -55,11 +58,14 @@ local function entity(k, a)
   for i = 1, nidx do
     local kind, key, r, refused = string.byte(kinds, i), KEYS[k + 1 + i], nil, nil
     if kind == 122 then       -- 'z'
-      r, refused = refuse_other_type(key, 'ZREM', key, id)
+      r = redis.pcall('ZREM', key, id)
+      refused = refused_as_other_type(key, r)
     elseif kind == 115 then   -- 's'
-      r, refused = refuse_other_type(key, 'SREM', key, id)
+      r = redis.pcall('SREM', key, id)
+      refused = refused_as_other_type(key, r)
     else
-      r, refused = refuse_other_type(key, 'GET', key)
+      r = redis.pcall('GET', key)
+      refused = refused_as_other_type(key, r)
       if r == id then redis.call('DEL', key) end
     end
     if refused then return refused end

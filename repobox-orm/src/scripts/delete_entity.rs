@@ -125,6 +125,6 @@ mod tests {
         let lua = include_str!("delete_entity.lua");
         assert!(lua.contains("local hkey, id, kinds, seen = KEYS[k + 1], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]"));
         assert!(lua.contains("local nidx, ng, nextra = #kinds, #seen, tonumber(ARGV[a + 4])"));
-        assert!(lua.contains("refuse_other_type"));
+        assert!(lua.contains("refused_as_other_type"));
     }
 }

@@ -17,27 +17,34 @@ local key, action, kind, id = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local changed, refused = 0, nil
 if action == REMOVE then
   if kind == 'z' then
-    changed, refused = refuse_other_type(key, 'ZREM', key, id)
+    changed = redis.pcall('ZREM', key, id)
+    refused = refused_as_other_type(key, changed)
   elseif kind == 's' then
-    changed, refused = refuse_other_type(key, 'SREM', key, id)
+    changed = redis.pcall('SREM', key, id)
+    refused = refused_as_other_type(key, changed)
   else
     local owner
-    owner, refused = refuse_other_type(key, 'GET', key)
+    owner = redis.pcall('GET', key)
+    refused = refused_as_other_type(key, owner)
     if owner == id then changed = redis.call('DEL', key) end
   end
   return refused or changed
 elseif action == ADD or action == CLAIM then
   if kind == 'z' then
     if action == CLAIM then
-      changed, refused = refuse_other_type(key, 'ZADD', key, 'NX', ARGV[4], id)
+      changed = redis.pcall('ZADD', key, 'NX', ARGV[4], id)
+      refused = refused_as_other_type(key, changed)
     else
-      changed, refused = refuse_other_type(key, 'ZADD', key, ARGV[4], id)
+      changed = redis.pcall('ZADD', key, ARGV[4], id)
+      refused = refused_as_other_type(key, changed)
     end
   elseif kind == 's' then
-    changed, refused = refuse_other_type(key, 'SADD', key, id)
+    changed = redis.pcall('SADD', key, id)
+    refused = refused_as_other_type(key, changed)
   else
     local owner
-    owner, refused = refuse_other_type(key, 'GET', key)
+    owner = redis.pcall('GET', key)
+    refused = refused_as_other_type(key, owner)
     if refused then return refused end
     if owner and owner ~= id and owner ~= ARGV[6] then return { 'unique', owner } end
     if owner ~= id then

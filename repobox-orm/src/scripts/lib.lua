@@ -1,13 +1,14 @@
 -- Shared by repobox's scripts (scripts/mod.rs puts it before each one).
--- refuse_other_type(key, command, ...) runs the command, which acts on `key`.
--- A key of another type answers nil and { 'wrongtype', key }, which the
--- script returns before it has written anything (Redis does not roll a
--- script back); any other error (READONLY, OOM) is raised as it came.
-local function refuse_other_type(key, ...)
-  local r = redis.pcall(...)
+-- refused_as_other_type(key, r) reads `r`, what redis.pcall answered for a
+-- command on `key`: a key of another type gives { 'wrongtype', key }, which
+-- the script returns before it has written anything (Redis does not roll a
+-- script back); any other error (READONLY, OOM) is raised as it came;
+-- anything else gives nil. (A function of two arguments: cheaper for Lua
+-- than one that passes the command on.)
+local function refused_as_other_type(key, r)
   if type(r) == 'table' and r.err then
-    if string.sub(r.err, 1, 9) == 'WRONGTYPE' then return nil, { 'wrongtype', key } end
+    if string.sub(r.err, 1, 9) == 'WRONGTYPE' then return { 'wrongtype', key } end
     error(r)
   end
-  return r
+  return nil
 end

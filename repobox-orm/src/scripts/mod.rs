@@ -156,6 +156,25 @@ impl Call {
     }
 }
 
+/// Where a protocol writes a call's `ARGV`: straight into the `EVALSHA` of a
+/// call sent alone, or into a [`Call`] to be joined with others.
+pub(crate) trait Args {
+    /// Adds one item (or, for a list, one per element) to `ARGV`.
+    fn push(&mut self, arg: impl redis::ToRedisArgs) -> &mut Self;
+}
+
+impl Args for Cmd {
+    fn push(&mut self, arg: impl redis::ToRedisArgs) -> &mut Self {
+        self.arg(arg)
+    }
+}
+
+impl Args for Call {
+    fn push(&mut self, arg: impl redis::ToRedisArgs) -> &mut Self {
+        self.arg(arg)
+    }
+}
+
 fn append(cmd: &mut Cmd, from: &Cmd) {
     for arg in from.args_iter() {
         if let redis::Arg::Simple(bytes) = arg {

@@ -11,7 +11,8 @@ local DONE, MISSING = 1, 0
 local key, mode, ttl, n = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 -- HLEN answers a number for a hash or no key, an error for another type
 -- (cheaper than TYPE, whose status reply Lua gets as a table).
-local len, refused = refuse_other_type(key, 'HLEN', key)
+local len = redis.pcall('HLEN', key)
+local refused = refused_as_other_type(key, len)
 if refused then return refused end
 if mode == UPDATE and len == 0 then return MISSING end
 if mode == CREATE and len > 0 then return { 'exists' } end

@@ -115,7 +115,7 @@ mod tests {
         )));
         for lua in [put, include_str!("update.lua")] {
             assert!(lua.contains(&format!("local DONE, MISSING = {DONE}, {MISSING}")));
-            assert!(lua.contains("refuse_other_type"));
+            assert!(lua.contains("refused_as_other_type"));
         }
         assert!(put.contains(&format!("'{}'", tag::EXISTS)));
     }

@@ -2,7 +2,7 @@
 //! meaning the script's protocol names: 1 done, 0 missing, ...) on the paths
 //! that must build no table, else a table whose first item is a tag naming
 //! what happened, followed by its details. `{ 'wrongtype', key }` means the
-//! same from every script (`lib.lua`'s `refuse_other_type`). Each script's
+//! same from every script (`lib.lua`'s `refused_as_other_type`). Each script's
 //! protocol module decodes an [`Answer`] into its own typed reply.
 
 use redis::Value;

@@ -4,7 +4,8 @@
 -- DONE, MISSING (absent: nothing written, never re-created) or
 -- { 'wrongtype', key } (nothing written).
 local DONE, MISSING = 1, 0
-local len, refused = refuse_other_type(KEYS[1], 'HLEN', KEYS[1])
+local len = redis.pcall('HLEN', KEYS[1])
+local refused = refused_as_other_type(KEYS[1], len)
 if refused then return refused end
 if len == 0 then return MISSING end
 redis.call('HSET', KEYS[1], unpack(ARGV))

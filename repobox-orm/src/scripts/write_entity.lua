@@ -6,7 +6,7 @@
 -- is engine/write/protocol/mod.rs's: a binary header read with one
 -- struct.unpack, one record per index op, then the variable parts, read in
 -- place. The constants below are the ones protocol/mod.rs names, and its
--- tests check them. refuse_other_type comes from lib.lua.
+-- tests check them. refused_as_other_type comes from lib.lua.
 -- The script runs on every write, so the common paths build no tables and
 -- make no calls they can avoid; they answer 1 (done) or 0 (missing),
 -- everything else is a table whose first item is a tag (scripts/reply.rs).
@@ -36,7 +36,8 @@ local function entity(kb, ab)
   -- refuse the write before the first change, not fail at the HSET after it.
   -- (HLEN answers an integer for a hash or nothing, an error for anything else.)
   -- Only WRONGTYPE is that; any other error is raised as it came.
-  local hlen, refused = refuse_other_type(hkey, 'HLEN', hkey)
+  local hlen = redis.pcall('HLEN', hkey)
+  local refused = refused_as_other_type(hkey, hlen)
   if refused then return refused end
   local exists = hlen > 0
   if mode == 'c' then
@@ -127,7 +128,8 @@ local function entity(kb, ab)
         end
       end
       if k == 'u' and news[i] > 0 and mode ~= 'e' then
-        local owner, refused = refuse_other_type(KEYS[kb + news[i]], 'GET', KEYS[kb + news[i]])
+        local owner = redis.pcall('GET', KEYS[kb + news[i]])
+        local refused = refused_as_other_type(KEYS[kb + news[i]], owner)
         if refused then return refused end
         if owner and owner ~= id and not (stale and stale(i, owner)) then
           return { 'unique', tostring(i), owner }
@@ -162,9 +164,9 @@ local function entity(kb, ab)
   if first == 1 and news[1] > 0 and mode ~= 'e' then
     -- The first write refuses a key of another type with nothing written.
     local key, k, refused = KEYS[kb + news[1]], kinds[1], nil
-    if k == 'z' then refused = select(2, refuse_other_type(key, 'ZADD', key, ARGV[z0 + 1], id))
-    elseif k == 's' then refused = select(2, refuse_other_type(key, 'SADD', key, id))
-    else refused = select(2, refuse_other_type(key, 'SET', key, id)) end
+    if k == 'z' then refused = refused_as_other_type(key, redis.pcall('ZADD', key, ARGV[z0 + 1], id))
+    elseif k == 's' then refused = refused_as_other_type(key, redis.pcall('SADD', key, id))
+    else refused = refused_as_other_type(key, redis.pcall('SET', key, id)) end
     if refused then return refused end
   end
   if nset > 0 then redis.call('HSET', hkey, unpack(ARGV, s0 + 1, s0 + 2 * nset)) end

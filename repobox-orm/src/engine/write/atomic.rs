@@ -32,11 +32,10 @@ pub(crate) const BULK_CHUNK: usize = 500;
 pub(crate) const PER_CALL: usize = 100;
 
 /// One script call of a round: the writes it carries, and the script of
-/// many when it carries several.
+/// many when it carries several (the call itself is in the round's commands).
 struct Call {
     members: Vec<usize>,
     many: Option<&'static Script>,
-    cmd: Cmd,
 }
 
 /// Runs the writes `pending` of `plans` atomically, each outcome to its place
@@ -57,8 +56,7 @@ pub(super) async fn run<C: ConnectionLike + Send>(
         }
         let mut next = Vec::new();
         for chunk in pending.chunks(BULK_CHUNK) {
-            let calls = calls(router, plans, chunk, results);
-            let cmds: Vec<Cmd> = calls.iter().map(|c| c.cmd.clone()).collect();
+            let (calls, cmds) = calls(router, plans, chunk, results);
             let mut replies = pipeline::query(conn, &cmds).await?;
             // A server that lost the scripts (a restart, a flush): each is
             // loaded once and its calls go again, as often as it takes.
@@ -117,7 +115,7 @@ fn calls(
     plans: &[WritePlan<'_, '_>],
     chunk: &[usize],
     results: &mut [Option<Result<Outcome>>],
-) -> Vec<Call> {
+) -> (Vec<Call>, Vec<Cmd>) {
     let mut groups: Vec<(JoinGroup, Vec<(usize, scripts::Call)>)> = Vec::new();
     for &i in chunk {
         let plan = &plans[i];
@@ -139,6 +137,7 @@ fn calls(
         }
     }
     let mut calls = Vec::new();
+    let mut cmds = Vec::new();
     for (_, mut members) in groups {
         for part in members.chunks_mut(PER_CALL) {
             let first = part[0].0;
@@ -146,8 +145,8 @@ fn calls(
                 calls.push(Call {
                     members: vec![*i],
                     many: None,
-                    cmd: call.command(plans[*i].script()),
                 });
+                cmds.push(call.command(plans[*i].script()));
                 continue;
             }
             let many = plans[first].many_script();
@@ -156,11 +155,11 @@ fn calls(
             calls.push(Call {
                 members,
                 many: Some(many),
-                cmd: scripts::Call::joined(&mut parts, many),
             });
+            cmds.push(scripts::Call::joined(&mut parts, many));
         }
     }
-    calls
+    (calls, cmds)
 }
 
 /// Takes in the answer to write `i`: done, refused, or to send again.

@@ -38,7 +38,7 @@ struct Ready<'e> {
 }
 
 impl Ready<'_> {
-    fn call(&self, ttl_ms: u64) -> Call {
+    fn create_call(&self, ttl_ms: u64) -> CreateCall<'_> {
         CreateCall {
             hash_key: &self.encoded.target.key,
             id: &self.encoded.target.id,
@@ -46,7 +46,6 @@ impl Ready<'_> {
             entries: &self.entries,
             fields: &self.encoded.fields.set,
         }
-        .call()
     }
 
     fn keys(&self) -> impl Iterator<Item = &str> {
@@ -76,8 +75,10 @@ fn ready<E: RedisEntity>(entity: &E) -> Result<Ready<'_>> {
 struct Round<'e> {
     start: usize,
     prepared: Vec<Result<Ready<'e>>>,
-    /// Positions (in `prepared`) of each call's entities, and the call.
-    calls: Vec<(Vec<usize>, redis::Cmd)>,
+    /// Positions (in `prepared`) of each call's entities...
+    calls: Vec<Vec<usize>>,
+    /// ...and the calls, in that order.
+    pipe: redis::Pipeline,
     /// Positions (in `prepared`) whose keys are in several cluster slots.
     split: Vec<usize>,
 }
@@ -105,25 +106,65 @@ fn round<'e, E: RedisEntity>(router: &Router, entities: &'e [E], start: usize, t
         }
     }
     let mut calls = Vec::new();
+    let mut pipe = redis::pipe();
     for (_, members) in groups {
         for part in members.chunks(PER_CALL) {
-            let mut parts: Vec<Call> = part
-                .iter()
-                .filter_map(|&i| prepared[i].as_ref().ok())
-                .map(|r| r.call(ttl_ms))
-                .collect();
-            let cmd = match parts.as_slice() {
-                [one] => one.command(&CREATE),
-                _ => Call::joined(&mut parts, &CREATE_MANY),
+            let ready = part.iter().filter_map(|&i| prepared[i].as_ref().ok());
+            let cmd = match part {
+                [_] => match ready.map(|r| r.create_call(ttl_ms).command()).next() {
+                    Some(cmd) => cmd,
+                    None => continue,
+                },
+                _ => {
+                    let mut parts: Vec<Call> = ready.map(|r| r.create_call(ttl_ms).call()).collect();
+                    Call::joined(&mut parts, &CREATE_MANY)
+                }
             };
-            calls.push((part.to_vec(), cmd));
+            calls.push(part.to_vec());
+            pipe.add_command(cmd);
         }
     }
     Round {
         start,
         prepared,
         calls,
+        pipe,
         split,
+    }
+}
+
+/// What the create script's answer for `ready` means.
+fn outcome(ready: &Ready<'_>, answer: Value) -> Result<()> {
+    let target = &ready.encoded.target;
+    match CreateReply::parse(&target.shown(), &target.key, answer)? {
+        CreateReply::Created => Ok(()),
+        CreateReply::Exists => Err(Error::AlreadyExists {
+            key: target.shown().into_owned(),
+        }),
+    }
+}
+
+/// Creates one entity: the route and the script of a batch, without a
+/// batch's bookkeeping (one call, one round trip).
+pub(super) async fn create_one<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, entity: &E) -> Result<()> {
+    let ttl_ms = E::META.ttl.map(ttl_millis).transpose()?.unwrap_or(0);
+    let mut router = Router::new(conn);
+    let ready = ready::<E>(entity)?;
+    if !(router.is_cluster() && !E::META.co_located && router.route(false, ready.keys()) == Route::Ordered) {
+        let cmd = ready.create_call(ttl_ms).command();
+        let reply = pipeline::send_loading(conn, &CREATE, &cmd, &mut pipeline::Reloads::default()).await?;
+        if !router.refused(&reply) {
+            return outcome(&ready, reply);
+        }
+    }
+    let plan = WritePlan::new::<E>(Mode::Create, &ready.encoded.target, &ready.encoded.fields, E::META.ttl);
+    let key = plan.target.shown().into_owned();
+    match route::run_routed(conn, &mut router, vec![plan]).await?.pop() {
+        Some(outcome) => outcome.map(drop),
+        None => Err(Error::UnexpectedReply {
+            key,
+            detail: "the create got no outcome".into(),
+        }),
     }
 }
 
@@ -142,21 +183,23 @@ pub(super) async fn create_many<E: RedisEntity, C: ConnectionLike + Send>(
     let mut planned: Vec<(usize, Ready<'_>)> = Vec::new();
     let mut next = (!entities.is_empty()).then(|| round::<E>(&router, entities, 0, ttl_ms));
     let mut reloads = pipeline::Reloads::default();
-    while let Some(current) = next.take() {
+    while let Some(mut current) = next.take() {
         let following = current.start + BULK_CHUNK;
-        let cmds: Vec<redis::Cmd> = current.calls.iter().map(|(_, c)| c.clone()).collect();
-        let (sent, upcoming) = tokio::join!(pipeline::query(conn, &cmds), async {
+        let (sent, upcoming) = tokio::join!(pipeline::send(conn, &mut current.pipe), async {
             (following < entities.len()).then(|| round::<E>(&router, entities, following, ttl_ms))
         });
         next = upcoming;
         let mut replies = sent?;
         // A server that lost the scripts (a restart, a flush): each is
         // loaded once and its calls go again.
-        let script_of = |i: usize| match current.calls[i].0.len() {
-            1 => Some(&*CREATE),
-            _ => Some(&*CREATE_MANY),
-        };
-        pipeline::resend_unknown_of(conn, &cmds, &mut replies, script_of, &mut reloads).await?;
+        if replies.iter().any(pipeline::is_noscript) {
+            let cmds: Vec<redis::Cmd> = current.pipe.cmd_iter().cloned().collect();
+            let script_of = |i: usize| match current.calls[i].len() {
+                1 => Some(&*CREATE),
+                _ => Some(&*CREATE_MANY),
+            };
+            pipeline::resend_unknown_of(conn, &cmds, &mut replies, script_of, &mut reloads).await?;
+        }
         settle(&mut router, current, replies, &mut results, &mut planned);
     }
     if !planned.is_empty() {
@@ -196,7 +239,7 @@ fn settle<'e>(
     let start = round.start;
     let mut prepared: Vec<Option<Result<Ready<'e>>>> = round.prepared.into_iter().map(Some).collect();
     let mut to_plan: Vec<usize> = round.split;
-    for ((members, _), reply) in round.calls.iter().zip(replies) {
+    for (members, reply) in round.calls.iter().zip(replies) {
         if router.refused(&reply) {
             to_plan.extend(members);
             continue;
@@ -226,14 +269,7 @@ fn settle<'e>(
         };
         for (&i, answer) in members.iter().zip(answers) {
             if let Some(Some(Ok(r))) = prepared.get(i) {
-                let target = &r.encoded.target;
-                results[start + i] = Some(match CreateReply::parse(&target.shown(), &target.key, answer) {
-                    Ok(CreateReply::Created) => Ok(()),
-                    Ok(CreateReply::Exists) => Err(Error::AlreadyExists {
-                        key: target.shown().into_owned(),
-                    }),
-                    Err(e) => Err(e),
-                });
+                results[start + i] = Some(outcome(r, answer));
             }
         }
     }

@@ -57,8 +57,7 @@ pub(crate) async fn create<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut 
     // what a hand-written create does (EXISTS, the entry, HSET) without the
     // general script's header.
     if create::applies::<E>() {
-        let outcome = create::create_many(conn, std::slice::from_ref(entity)).await?.pop();
-        return outcome.unwrap_or(Ok(()));
+        return create::create_one(conn, entity).await;
     }
     let encoded = Encoded::sealed(entity)?;
     let (target, fields) = (&encoded.target, &encoded.fields);
