@@ -19,6 +19,14 @@ static GET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("script
 
 /// A call of `extend_session.lua` on `keys` (the session, and its user's set
 /// where the two share a slot), with its ARGV in the script's order.
+/// The call of `get_session.lua` for the session hash `key`: `ARGV` is the
+/// longest a session lives (ms) and the `expires_at` field's name.
+fn get_call(key: &str) -> Result<Cmd> {
+    let mut cmd = script::evalsha(&GET, &[key]);
+    cmd.arg(millis(Session::LONGEST)?).arg(SessionField::ExpiresAt.name());
+    Ok(cmd)
+}
+
 fn extend_call(keys: &[&str], by_ms: u64, max_ms: u64, user_id: &str) -> Cmd {
     let mut cmd = script::evalsha(&EXTEND, keys);
     cmd.arg(by_ms)
@@ -192,8 +200,7 @@ impl Session {
     pub async fn get_valid<C: ConnectionLike + Send>(conn: &mut C, token: &SessionToken) -> Result<Option<Session>> {
         let key = Session::key_for(token.digest())?;
         let shown = <Session as RedisEntity>::META.key.shown(&key);
-        let mut read = script::evalsha(&GET, &[&key]);
-        read.arg(millis(Session::LONGEST)?).arg(SessionField::ExpiresAt.name());
+        let read = get_call(&key)?;
         let reply: Vec<Value> = script::invoke(conn, &GET, &read).await?;
         let tag = match reply.first() {
             Some(Value::BulkString(b)) => b.as_slice(),
@@ -399,6 +406,17 @@ mod tests {
         }
         let get = include_str!("scripts/get_session.lua");
         assert!(get.contains("local EXPIRES_AT = ARGV[2]"));
+        let sha = GET.get_hash();
+        let want = format!(
+            "*6\r\n$7\r\nEVALSHA\r\n$40\r\n{sha}\r\n$1\r\n1\r\n$9\r\nsession:d\r\n$13\r\n3153600000000\r\n$10\r\nexpires_at\r\n"
+        );
+        assert_eq!(
+            String::from_utf8(get_call("session:d").unwrap().get_packed_command()).unwrap(),
+            want
+        );
+        for tag in ["ok", "missing", "corrupt", "expired"] {
+            assert!(get.contains(&format!("'{tag}'")), "{tag}");
+        }
         // No hash field name is spelled in the scripts.
         for lua in [lua, get, include_str!("scripts/revoke_owned_session.lua")] {
             for field in [SessionField::CreatedAt, SessionField::ExpiresAt, SessionField::UserId] {

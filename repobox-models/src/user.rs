@@ -9,6 +9,14 @@ use crate::Result;
 /// Deletes a session only if it belongs to the user: KEYS[1] the session,
 /// ARGV[1] the user id, ARGV[2] the session's `user_id` hash field. Answers
 /// 1 deleted, 0 absent, -1 another user's (left alone).
+/// The call of `revoke_owned_session.lua` for the session hash `key` of
+/// user `user_id`: `ARGV` is the user id and the `user_id` field's name.
+fn revoke_call(key: &str, user_id: &str) -> repobox_orm::redis::Cmd {
+    let mut cmd = script::evalsha(&REVOKE_OWNED, &[key]);
+    cmd.arg(user_id).arg(crate::SessionField::UserId.name());
+    cmd
+}
+
 static REVOKE_OWNED: LazyLock<Script> =
     LazyLock::new(|| script::with_shared_lua(include_str!("scripts/revoke_owned_session.lua")));
 
@@ -74,14 +82,7 @@ impl User {
         if keys.is_empty() {
             return Ok(deleted);
         }
-        let calls: Vec<repobox_orm::redis::Cmd> = keys
-            .iter()
-            .map(|key| {
-                let mut cmd = script::evalsha(&REVOKE_OWNED, &[key]);
-                cmd.arg(id).arg(crate::SessionField::UserId.name());
-                cmd
-            })
-            .collect();
+        let calls: Vec<repobox_orm::redis::Cmd> = keys.iter().map(|key| revoke_call(key, id)).collect();
         let answers: Vec<i64> = script::pipeline(conn, &REVOKE_OWNED, &calls)
             .await?
             .into_iter()
@@ -104,5 +105,25 @@ impl User {
             ..Default::default()
         };
         Ok(User::update(conn, id, patch).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_revoke_call_is_laid_out_as_the_script_reads_it() {
+        let sha = REVOKE_OWNED.get_hash();
+        let want = format!(
+            "*6\r\n$7\r\nEVALSHA\r\n$40\r\n{sha}\r\n$1\r\n1\r\n$9\r\nsession:d\r\n$2\r\nu1\r\n$7\r\nuser_id\r\n"
+        );
+        assert_eq!(
+            String::from_utf8(revoke_call("session:d", "u1").get_packed_command()).unwrap(),
+            want
+        );
+        let lua = include_str!("scripts/revoke_owned_session.lua");
+        assert!(lua.contains("local USER_ID = ARGV[2]"));
+        assert!(lua.contains("refused_as_other_type"));
     }
 }
