@@ -104,6 +104,24 @@ async fn a_script_across_slots_is_refused_and_runs_nothing() {
     assert_eq!(exists, (false, false));
     // Keys sharing a hash tag are one slot: the script runs.
     let () = script.key("{t}:a").key("{t}:b").invoke_async(&mut conn).await.unwrap();
+    // A transaction across slots cannot be atomic: the store refuses it
+    // unsent, as its own error.
+    let err = redis::pipe()
+        .atomic()
+        .set("cross:a", "1")
+        .set("cross:b", "1")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), redis::ErrorKind::Client, "{err}");
+    assert!(err.to_string().contains("atomic only within one slot"), "{err}");
+    let exists: (bool, bool) = redis::pipe()
+        .exists("cross:a")
+        .exists("cross:b")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exists, (false, false));
 }
 
 #[test]

@@ -15,7 +15,7 @@
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisResult, ServerErrorKind, Value};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisResult, Value};
 
 use std::sync::{Arc, RwLock};
 
@@ -73,12 +73,12 @@ fn owner(map: &[(u16, u16, String, u16)], slot: u16) -> Option<(&str, u16)> {
         .map(|(_, _, host, port)| (host.as_str(), *port))
 }
 
-/// The store's refusal of a transaction whose keys are in different slots:
-/// nothing was sent (its kind is the cluster's `CROSSSLOT`, which says the same).
+/// The store's own refusal of a transaction whose keys are in different
+/// slots: nothing was sent. A client error, not a made-up server answer.
 fn transaction_across_slots(slots: (u16, u16)) -> RedisError {
     RedisError::from((
-        ErrorKind::Server(ServerErrorKind::CrossSlot),
-        "CROSSSLOT",
+        ErrorKind::Client,
+        "store",
         format!(
             "a transaction's keys are in slots {} and {}: MULTI/EXEC is atomic only within one slot, so the store did not send it",
             slots.0, slots.1
