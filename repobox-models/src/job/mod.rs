@@ -1,14 +1,16 @@
 use std::time::Duration;
 
-use repobox_orm::prelude::{ConnectionLike, Listing, Page, RedisEntity, RedisValue};
+use repobox_orm::prelude::{ConnectionLike, Listing, Page, RedisEntity};
 
 use crate::{Error, Result};
 
 mod lease;
 mod output;
+mod status;
 
 pub use lease::{Lease, Start};
 pub use output::OutputRange;
+pub use status::JobStatus;
 
 /// The stream jobs travel through.
 pub const JOBS_STREAM: &str = "jobs:stream";
@@ -18,49 +20,6 @@ pub const JOBS_GROUP: &str = "runners";
 pub const JOB_OUTPUT_TTL: Duration = Duration::from_millis(JOB_OUTPUT_TTL_MS);
 /// [`JOB_OUTPUT_TTL`] in milliseconds, as `PEXPIRE` and the schema take it.
 pub(crate) const JOB_OUTPUT_TTL_MS: u64 = 24 * 3600 * 1000;
-
-/// Where a job is in its life.
-#[derive(RedisValue, Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    /// Waiting in `jobs:stream`.
-    Queued,
-    /// A runner has it.
-    Running,
-    /// Finished with exit code 0.
-    Succeeded,
-    /// Finished with an error or a non-zero exit code.
-    Failed,
-    /// Stopped before it finished.
-    Cancelled,
-}
-
-impl JobStatus {
-    /// Whether a job may move from `self` to `to`. A running job is never
-    /// started again by a status write: only [`Job::start`] takes a running
-    /// job over, and only once its run's lease has expired; a failed job may
-    /// be queued again; succeeded and cancelled are final.
-    pub fn can_become(self, to: JobStatus) -> bool {
-        use JobStatus::*;
-        matches!(
-            (self, to),
-            (Queued, Running | Failed | Cancelled)
-                | (Running, Succeeded | Failed | Cancelled | Queued)
-                | (Failed, Queued)
-        )
-    }
-
-    /// Whether the job is over.
-    pub fn is_final(self) -> bool {
-        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled)
-    }
-}
-
-impl std::fmt::Display for JobStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A job: a repository to build, owned by a user.
 #[derive(RedisEntity, Debug, Clone, PartialEq)]

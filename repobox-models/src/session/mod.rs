@@ -1,98 +1,22 @@
 use std::fmt;
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use repobox_orm::prelude::{ConnectionLike, EntityField, RedisEntity};
-use repobox_orm::redis::{self, Cmd, Script, Value};
+use repobox_orm::redis::{self, Value};
 use repobox_orm::{Error as OrmError, RawHash, script};
-use sha2::{Digest, Sha256};
 
 use crate::{Result, User, redis_now};
+
+mod calls;
+mod token;
+
+use self::calls::{EXTEND, GET, extend_call, get_call};
+pub use self::token::SessionToken;
 
 /// How much longer than an extension the user's set of sessions is made to
 /// live on a cluster, where it is lengthened before the session (by its own
 /// clock reading, not the script's).
 const SET_SLACK_MS: u64 = 60_000;
-
-static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend_session.lua")));
-static GET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/get_session.lua")));
-
-/// A call of `extend_session.lua` on `keys` (the session, and its user's set
-/// where the two share a slot), with its ARGV in the script's order.
-/// The call of `get_session.lua` for the session hash `key`: `ARGV` is the
-/// longest a session lives (ms) and the `expires_at` field's name.
-fn get_call(key: &str) -> Result<Cmd> {
-    let mut cmd = script::evalsha(&GET, &[key]);
-    cmd.arg(millis(Session::LONGEST)?).arg(SessionField::ExpiresAt.name());
-    Ok(cmd)
-}
-
-fn extend_call(keys: &[&str], by_ms: u64, max_ms: u64, user_id: &str) -> Cmd {
-    let mut cmd = script::evalsha(&EXTEND, keys);
-    cmd.arg(by_ms)
-        .arg(max_ms)
-        .arg(user_id)
-        .arg(SessionField::CreatedAt.name())
-        .arg(SessionField::ExpiresAt.name())
-        .arg(SessionField::UserId.name());
-    cmd
-}
-
-/// The secret a browser holds for its session: 256 bits from the operating
-/// system's random generator, as 64 lowercase hex characters. It is handed to
-/// the caller once, by [`Session::create_user_session`]; Redis only ever
-/// holds its SHA-256 digest. `Debug` and `Display` show a fingerprint only.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SessionToken(String);
-
-impl SessionToken {
-    fn generate() -> Result<Self> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| OrmError::Encode {
-            field: "id",
-            message: format!("the OS random generator failed: {e}"),
-        })?;
-        Ok(SessionToken(hex(&bytes)))
-    }
-
-    /// The token a browser sent back (its cookie's value).
-    pub fn from_cookie(value: impl Into<String>) -> Self {
-        SessionToken(value.into())
-    }
-
-    /// The token itself, to put in the cookie. Never log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// What Redis keys the session by: the lowercase hex SHA-256 of the
-    /// token's UTF-8 bytes (`session:<digest>`).
-    pub fn digest(&self) -> String {
-        hex(&Sha256::digest(self.0.as_bytes()))
-    }
-
-    /// The first 8 characters of the digest: enough to tell sessions apart in
-    /// a log, not enough to find one.
-    pub fn fingerprint(&self) -> String {
-        self.digest()[..8].to_owned()
-    }
-}
-
-impl fmt::Debug for SessionToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SessionToken({}…)", self.fingerprint())
-    }
-}
-
-impl fmt::Display for SessionToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "session {}…", self.fingerprint())
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// A login session; the hash expires with the session (`Session::TTL`, seven
 /// days), and no session lives past [`Session::MAX_LIFETIME`] from its creation.
@@ -384,60 +308,4 @@ fn millis(d: Duration) -> Result<u64> {
         }
         .into()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_extend_call_is_laid_out_as_the_script_reads_it() {
-        let cmd = extend_call(&["session:d", "sessions:user:u1"], 1000, 2000, "u1");
-        let sha = EXTEND.get_hash();
-        let want = format!(
-            "*11\r\n$7\r\nEVALSHA\r\n$40\r\n{sha}\r\n$1\r\n2\r\n$9\r\nsession:d\r\n$16\r\nsessions:user:u1\r\n\
-             $4\r\n1000\r\n$4\r\n2000\r\n$2\r\nu1\r\n$10\r\ncreated_at\r\n$10\r\nexpires_at\r\n$7\r\nuser_id\r\n"
-        );
-        assert_eq!(String::from_utf8(cmd.get_packed_command()).unwrap(), want);
-        let lua = include_str!("scripts/extend_session.lua");
-        assert!(lua.contains("local CREATED_AT, EXPIRES_AT, USER_ID = ARGV[4], ARGV[5], ARGV[6]"));
-        for tag in ["ok", "missing", "changed", "corrupt", "expired"] {
-            assert!(lua.contains(&format!("'{tag}'")), "{tag}");
-        }
-        let get = include_str!("scripts/get_session.lua");
-        assert!(get.contains("local EXPIRES_AT = ARGV[2]"));
-        let sha = GET.get_hash();
-        let want = format!(
-            "*6\r\n$7\r\nEVALSHA\r\n$40\r\n{sha}\r\n$1\r\n1\r\n$9\r\nsession:d\r\n$13\r\n3153600000000\r\n$10\r\nexpires_at\r\n"
-        );
-        assert_eq!(
-            String::from_utf8(get_call("session:d").unwrap().get_packed_command()).unwrap(),
-            want
-        );
-        for tag in ["ok", "missing", "corrupt", "expired"] {
-            assert!(get.contains(&format!("'{tag}'")), "{tag}");
-        }
-        // No hash field name is spelled in the scripts.
-        for lua in [lua, get, include_str!("scripts/revoke_owned_session.lua")] {
-            for field in [SessionField::CreatedAt, SessionField::ExpiresAt, SessionField::UserId] {
-                assert!(!lua.contains(&format!("'{}'", field.name())), "{}", field.name());
-            }
-        }
-    }
-
-    #[test]
-    fn the_digest_is_the_lowercase_hex_sha256_of_the_token() {
-        // The test vector of the README: what the web app must compute too.
-        let token = SessionToken::from_cookie("4d6f6e6b65792d746f6b656e2d666f722d7465737473");
-        assert_eq!(
-            token.digest(),
-            "436eec33f95b0667331e4d3ab6b3e719aca76847905751f9756186201ab78dad"
-        );
-        assert_eq!(token.fingerprint(), "436eec33");
-        assert_eq!(format!("{token:?}"), "SessionToken(436eec33…)");
-        assert!(!format!("{token}").contains(token.expose()));
-        let fresh = SessionToken::generate().unwrap();
-        assert_eq!(fresh.expose().len(), 64);
-        assert_ne!(fresh, SessionToken::generate().unwrap());
-    }
 }

@@ -14,6 +14,10 @@ use std::borrow::Cow;
 
 use url::{Position, Url};
 
+mod scrub;
+
+pub use self::scrub::{ScrubbedStderr, Scrubber};
+
 /// Every scheme redis-rs or a [`repobox_orm::Store`] accepts.
 const SCHEMES: [&str; 9] = [
     "redis",
@@ -36,9 +40,9 @@ const SECRET_PARAMS: [&str; 2] = ["pass", "password"];
 
 /// Shorter secrets are not searched for in rendered text: they cannot be
 /// told from ordinary text (a 2-character password is in many host names).
-const MIN_SEARCHED_SECRET: usize = 4;
+pub(super) const MIN_SEARCHED_SECRET: usize = 4;
 
-const MASK: &str = "***";
+pub(super) const MASK: &str = "***";
 const UNPARSABLE: &str = "<unparsable>";
 
 /// A Redis URL as messages show it: the password (or a lone user-info part,
@@ -62,7 +66,7 @@ pub fn url(text: &str) -> String {
 }
 
 /// The URL's scheme, lower case, if it is one the store accepts.
-fn scheme_of(text: &str) -> Option<String> {
+pub(super) fn scheme_of(text: &str) -> Option<String> {
     let (scheme, _) = text.split_once(':')?;
     let scheme = scheme.to_ascii_lowercase();
     SCHEMES.contains(&scheme.as_str()).then_some(scheme)
@@ -195,7 +199,7 @@ fn stray_at(text: &str) -> bool {
 /// password (or lone user-info part) as the URL parser reads it, and as the
 /// widest reading takes it (everything up to the last `@`), and the values
 /// of `pass`/`password` parameters, up to the next `&` and up to the end.
-fn secrets_of(text: &str) -> Vec<String> {
+pub(super) fn secrets_of(text: &str) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
     let mut add = |secret: &str| {
         for s in [secret.to_owned(), decode(secret).into_owned()] {
@@ -234,129 +238,6 @@ fn secrets_of(text: &str) -> Vec<String> {
         }
     }
     found
-}
-
-/// Replaces, in any text, the URLs the process was given with their
-/// rendering by [`url()`](fn@url), then every secret they hold with `***`.
-#[derive(Clone, Debug, Default)]
-pub struct Scrubber {
-    /// Each given URL and its rendering, longest first.
-    urls: Vec<(String, String)>,
-    /// Secrets of those URLs, longest first.
-    secrets: Vec<String>,
-}
-
-impl Scrubber {
-    /// A scrubber for every URL in the process's arguments (`--redis-url`'s
-    /// value, in either form, and anything that looks like a URL) and in
-    /// `REDIS_URL`.
-    pub fn from_process() -> Self {
-        let args: Vec<String> = std::env::args_os()
-            .skip(1)
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let mut given: Vec<String> = std::env::var("REDIS_URL").ok().into_iter().collect();
-        let mut after_flag = false;
-        for arg in &args {
-            if after_flag {
-                given.push(arg.clone());
-            } else if let Some(value) = arg.strip_prefix("--redis-url=") {
-                given.push(value.to_owned());
-            } else if arg.contains("://") || scheme_of(arg).is_some() {
-                given.push(arg.clone());
-            }
-            after_flag = arg == "--redis-url";
-        }
-        Scrubber::new(given.iter().map(String::as_str))
-    }
-
-    /// A scrubber for these URLs.
-    pub fn new<'a>(urls: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut scrubber = Scrubber::default();
-        for given in urls {
-            if given.is_empty() {
-                continue;
-            }
-            scrubber.urls.push((given.to_owned(), url(given)));
-            for secret in secrets_of(given) {
-                if secret.len() >= MIN_SEARCHED_SECRET && !scrubber.secrets.contains(&secret) {
-                    scrubber.secrets.push(secret);
-                }
-            }
-        }
-        scrubber.urls.sort_by_key(|(given, _)| std::cmp::Reverse(given.len()));
-        scrubber.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        scrubber
-    }
-
-    /// `text` with the given URLs rendered and their secrets masked.
-    pub fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let mut out = Cow::Borrowed(text);
-        for (given, shown) in &self.urls {
-            if out.contains(given.as_str()) {
-                out = Cow::Owned(out.replace(given.as_str(), shown));
-            }
-        }
-        for secret in &self.secrets {
-            if out.contains(secret.as_str()) {
-                out = Cow::Owned(out.replace(secret.as_str(), MASK));
-            }
-        }
-        out
-    }
-}
-
-/// Log lines through a [`Scrubber`]: each event is buffered whole and
-/// scrubbed before it reaches stderr.
-pub struct ScrubbedStderr {
-    scrubber: Scrubber,
-}
-
-impl ScrubbedStderr {
-    pub fn new(scrubber: Scrubber) -> Self {
-        ScrubbedStderr { scrubber }
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ScrubbedStderr {
-    type Writer = ScrubbedEvent<'a>;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        ScrubbedEvent {
-            scrubber: &self.scrubber,
-            buffer: Vec::new(),
-        }
-    }
-}
-
-/// One log event on its way to stderr.
-pub struct ScrubbedEvent<'a> {
-    scrubber: &'a Scrubber,
-    buffer: Vec<u8>,
-}
-
-impl std::io::Write for ScrubbedEvent<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.buffer.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.buffer.is_empty() {
-            return Ok(());
-        }
-        let text = String::from_utf8_lossy(&self.buffer);
-        let scrubbed = self.scrubber.scrub(&text);
-        let result = std::io::stderr().write_all(scrubbed.as_bytes());
-        self.buffer.clear();
-        result
-    }
-}
-
-impl Drop for ScrubbedEvent<'_> {
-    fn drop(&mut self) {
-        let _ = std::io::Write::flush(self);
-    }
 }
 
 #[cfg(test)]
@@ -425,16 +306,5 @@ mod tests {
         ] {
             assert_eq!(url(given), shown, "{given}");
         }
-    }
-
-    #[test]
-    fn the_scrubber_masks_given_urls_and_their_secrets_anywhere() {
-        let scrubber = Scrubber::new(["redis://:S3c/retPW@127.0.0.1:6390", "unix:///s?pass=An0ther&db=1"]);
-        assert_eq!(
-            scrubber.scrub("bad redis://:S3c/retPW@127.0.0.1:6390 and S3c/retPW"),
-            "bad redis://<unparsable> and ***"
-        );
-        assert_eq!(scrubber.scrub("pass An0ther"), "pass ***");
-        assert!(matches!(scrubber.scrub("nothing here"), Cow::Borrowed(_)));
     }
 }
