@@ -123,6 +123,19 @@ pub mod script {
     }
 }
 mod store;
+
+/// A new random id: 128 bits from the operating system's random generator,
+/// as 32 lowercase hex digits (an outbox attempt, a job's run). `what` names
+/// the id in the error if the generator fails.
+pub fn random_id(what: &'static str) -> Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Encode {
+        field: what,
+        message: format!("the OS random generator failed: {e}"),
+    })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -77,6 +77,16 @@ async fn a_store_opened_on_a_cluster_url_routes_every_command() {
     store.close().await;
 }
 
+/// Whether `cross:a` and `cross:b` exist.
+async fn neither_written(conn: &mut repobox_orm::Store) -> (bool, bool) {
+    redis::pipe()
+        .exists("cross:a")
+        .exists("cross:b")
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
 /// A user's script across slots goes to its first key's primary, which
 /// refuses it (`CROSSSLOT`) and runs nothing; the store makes up no answer.
 #[tokio::test]
@@ -95,13 +105,7 @@ async fn a_script_across_slots_is_refused_and_runs_nothing() {
         redis::ErrorKind::Server(redis::ServerErrorKind::CrossSlot),
         "{err}"
     );
-    let exists: (bool, bool) = redis::pipe()
-        .exists("cross:a")
-        .exists("cross:b")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(exists, (false, false));
+    assert_eq!(neither_written(&mut conn).await, (false, false));
     // Keys sharing a hash tag are one slot: the script runs.
     let () = script.key("{t}:a").key("{t}:b").invoke_async(&mut conn).await.unwrap();
     // A transaction across slots cannot be atomic: the store refuses it
@@ -115,13 +119,7 @@ async fn a_script_across_slots_is_refused_and_runs_nothing() {
         .unwrap_err();
     assert_eq!(err.kind(), redis::ErrorKind::Client, "{err}");
     assert!(err.to_string().contains("atomic only within one slot"), "{err}");
-    let exists: (bool, bool) = redis::pipe()
-        .exists("cross:a")
-        .exists("cross:b")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(exists, (false, false));
+    assert_eq!(neither_written(&mut conn).await, (false, false));
 }
 
 #[test]

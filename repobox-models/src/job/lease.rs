@@ -78,14 +78,9 @@ fn until(now: i64, ms: i64) -> Result<i64> {
     })
 }
 
-/// A new run id: 128 bits from the operating system's random generator, hex.
+/// A new run id (see [`repobox_orm::random_id`]).
 fn new_run_id() -> Result<String> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| repobox_orm::Error::Encode {
-        field: "run_id",
-        message: format!("the OS random generator failed: {e}"),
-    })?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(repobox_orm::random_id("run_id")?)
 }
 
 impl Job {

@@ -14,6 +14,11 @@ local REMOVE = 'r'  -- remove (a unique key only while it holds this id)
 local TOUCH = 't'   -- only lengthen the key's TTL
 local CHECK = 'c'   -- write nothing; refuse a key of another type ('x': a stream)
 local key, action, kind, id = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+-- The id a unique key holds, and the refusal of a key of another type.
+local function owner_of(k)
+  local owner = redis.pcall('GET', k)
+  return owner, refused_as_other_type(k, owner)
+end
 local changed, refused = 0, nil
 if action == REMOVE then
   if kind == 'z' then
@@ -24,8 +29,7 @@ if action == REMOVE then
     refused = refused_as_other_type(key, changed)
   else
     local owner
-    owner = redis.pcall('GET', key)
-    refused = refused_as_other_type(key, owner)
+    owner, refused = owner_of(key)
     if owner == id then changed = redis.call('DEL', key) end
   end
   return refused or changed
@@ -43,8 +47,7 @@ elseif action == ADD or action == CLAIM then
     refused = refused_as_other_type(key, changed)
   else
     local owner
-    owner = redis.pcall('GET', key)
-    refused = refused_as_other_type(key, owner)
+    owner, refused = owner_of(key)
     if refused then return refused end
     if owner and owner ~= id and owner ~= ARGV[6] then return { 'unique', owner } end
     if owner ~= id then

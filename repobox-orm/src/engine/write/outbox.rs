@@ -36,14 +36,9 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// A new attempt id: 128 bits from the operating system's random generator.
+/// A new attempt id (see [`random_id`](crate::random_id)).
 pub(crate) fn attempt_id() -> Result<String> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| crate::Error::Encode {
-        field: "outbox",
-        message: format!("the OS random generator failed: {e}"),
-    })?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    crate::random_id("outbox")
 }
 
 /// Records `entry` for the entity at `hash_key`, as attempt `attempt`.
