@@ -358,6 +358,28 @@ async fn co_located_entities_write_in_one_script_on_any_backend(conn: Store) {
         .await
         .unwrap();
     assert_eq!(left, ["ann:warm"]);
+
+    // A bulk create across owners (each owner's notes in a slot of their
+    // own): on a cluster, creates share a script call only where they share
+    // a slot, so no call is refused and every create stays one script.
+    let by = |owner: &str, id: &str| Note {
+        owner: owner.into(),
+        id: id.into(),
+        tag: "bulk".into(),
+        at: 1,
+    };
+    Note::create_many(&mut conn, &[by("warm", "a"), by("warm", "b")])
+        .await
+        .unwrap();
+    conn.take();
+    let notes: Vec<Note> = ["bo", "cy", "di", "ed"]
+        .iter()
+        .flat_map(|owner| [by(owner, "1"), by(owner, "2")])
+        .collect();
+    let created = Note::create_many(&mut conn, &notes).await.unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    assert_eq!(conn.take(), 1, "one round trip for the chunk, on either backend");
+    assert_eq!(Note::count_by_owner(&mut conn, "cy").await.unwrap(), 2);
 }
 
 async fn multi_placeholder_hash_tagged_keys(mut conn: Store) {
@@ -948,7 +970,7 @@ async fn sweep_removes_ghost_entries_of_every_index_key(mut conn: Store) {
 }
 
 async fn bulk_calls_pipeline_in_chunks_and_report_per_entity(conn: Store) {
-    // On a cluster the scripts are refused unsent (one call per chunk), then
+    // On a cluster Task's writes are routed ordered before anything is sent:
     // each step of the ordered writes goes as one pipeline per chunk.
     let cluster = conn.is_cluster();
     let trips = |standalone: usize, on_cluster: usize| if cluster { on_cluster } else { standalone };

@@ -90,15 +90,14 @@ fn round<'e, E: RedisEntity>(router: &Router, entities: &'e [E], start: usize, t
     let mut groups: Vec<(Option<u16>, Vec<usize>)> = Vec::new();
     for (i, r) in prepared.iter().enumerate() {
         let Ok(r) = r else { continue };
-        let group = match router.is_cluster() && !E::META.co_located {
-            false => None,
-            true => match router.route(false, r.keys()) {
-                Route::Ordered => {
-                    split.push(i);
-                    continue;
-                }
-                Route::Atomic => router.join_group(r.keys()),
-            },
+        // On a cluster, creates share a call only where they share a slot
+        // (co-located entities of different tags do not).
+        let group = match router.route(E::META.co_located, r.keys()) {
+            Route::Ordered => {
+                split.push(i);
+                continue;
+            }
+            Route::Atomic => router.join_group(r.keys()),
         };
         match groups.iter_mut().find(|(g, _)| *g == group) {
             Some((_, members)) => members.push(i),
@@ -150,7 +149,7 @@ pub(super) async fn create_one<E: RedisEntity, C: ConnectionLike + Send>(conn: &
     let ttl_ms = E::META.ttl.map(ttl_millis).transpose()?.unwrap_or(0);
     let mut router = Router::new(conn);
     let ready = ready::<E>(entity)?;
-    if !(router.is_cluster() && !E::META.co_located && router.route(false, ready.keys()) == Route::Ordered) {
+    if router.route(E::META.co_located, ready.keys()) == Route::Atomic {
         let cmd = ready.create_call(ttl_ms).command();
         let reply = pipeline::send_loading(conn, &CREATE, &cmd, &mut pipeline::Reloads::default()).await?;
         if !router.refused(&reply) {

@@ -67,6 +67,7 @@ pub(crate) async fn run_routed<C: ConnectionLike + Send>(
         if results[i].is_some() {
             continue;
         }
+        // The keys are computed only where they can change the route.
         let route = match router.is_cluster() && !plan.co_located() {
             false => Route::Atomic,
             true => match plan.keys() {
