@@ -11,7 +11,7 @@ use crate::Result;
 
 /// The secret a browser holds for its session: 256 bits from the operating
 /// system's random generator, as 64 lowercase hex characters. It is handed to
-/// the caller once, by [`Session::create_user_session`]; Redis only ever
+/// the caller once, by [`Session::create_user_session`](super::Session::create_user_session); Redis only ever
 /// holds its SHA-256 digest. `Debug` and `Display` show a fingerprint only.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SessionToken(String);
