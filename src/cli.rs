@@ -1,6 +1,10 @@
 //! The command line: what `repobox` accepts.
 
-use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +29,11 @@ pub struct Cli {
     /// Print JSON: the result on stdout, an error as one object on stderr.
     #[arg(long, global = true)]
     pub json: bool,
+    /// How log lines look on stderr: `text`, or `json` (one object per line,
+    /// for log shippers). Which lines: `REPOBOX_LOG` (default `info` for
+    /// `runner`, `off` for the other commands).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -35,7 +44,9 @@ pub enum Command {
     /// throw-away redis-server of its own unless a Redis is given; on a given
     /// one it works in a namespace of its own and touches nothing else.
     Demo(DemoArgs),
-    /// Runs jobs from `jobs:stream` until Ctrl-C or SIGTERM.
+    /// Runs jobs from `jobs:stream` with a program (`--exec`, `--shell`) or
+    /// the built-in demo handler (`--demo`) until SIGTERM or Ctrl-C, then
+    /// drains. See "Running jobs" in the README.
     Runner(RunnerArgs),
     /// Reads jobs.
     #[command(subcommand)]
@@ -60,14 +71,75 @@ pub struct DemoArgs {
     pub keep: bool,
 }
 
+/// How log lines look.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event.
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
 #[derive(Args)]
+#[command(group(ArgGroup::new("mode").required(true).args(["exec", "shell", "demo"])))]
 pub struct RunnerArgs {
+    /// Runs PROGRAM [ARGS...] for each job, without a shell. Arguments that
+    /// start with `-` go after `--`: `--exec make -- -j4 test`.
+    #[arg(long, num_args = 1.., value_name = "PROGRAM")]
+    pub exec: Vec<String>,
+    /// Arguments for `--exec` that start with `-`.
+    #[arg(last = true, requires = "exec", value_name = "ARGS")]
+    pub exec_args: Vec<String>,
+    /// Runs `sh -c COMMAND` for each job. Job fields reach it only as
+    /// environment variables (`"$REPOBOX_REPO_URL"`), never in the line.
+    #[arg(long, value_name = "COMMAND")]
+    pub shell: Option<String>,
+    /// Runs the built-in demo handler, which only pretends: it writes made-up
+    /// build lines and fails repositories whose URL contains `fail`.
+    #[arg(long)]
+    pub demo: bool,
+    /// Where each job's working directory is made (default: the system temp dir).
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+    /// Keep each job's working directory instead of removing it.
+    #[arg(long)]
+    pub keep_workdir: bool,
+    /// Pass the runner's environment to jobs (without `REDIS_*` and
+    /// `REPOBOX_*`) instead of a minimal one.
+    #[arg(long)]
+    pub inherit_env: bool,
+    /// Environment names a job may not set, besides the ones always refused
+    /// (`PATH`, `HOME`, `LD_*`, `DYLD_*`, `REPOBOX_*`, ...); `NAME_*` refuses
+    /// a prefix. Repeat, or separate with commas.
+    #[arg(long, value_delimiter = ',', value_name = "NAME")]
+    pub deny_env: Vec<String>,
+    /// Bytes kept of one output line; longer lines are cut and marked.
+    #[arg(long, default_value_t = 8 * 1024, value_parser = clap::value_parser!(u64).range(1..=16 * 1024 * 1024))]
+    pub max_line_bytes: u64,
+    /// Output lines kept per job; a last line says how many more were dropped.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_output_lines: u64,
+    /// How long a job may run (`90`, `90s`, `15m`, `2h`); then its process
+    /// group gets SIGTERM, SIGKILL after `--kill-grace`, and it fails with
+    /// reason `timeout`. Default: no limit.
+    #[arg(long, value_parser = duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL when a job is stopped.
+    #[arg(long, value_parser = duration, default_value = "10s", value_name = "DURATION")]
+    pub kill_grace: Duration,
+    /// Seconds running jobs get to finish after SIGTERM or Ctrl-C; the rest
+    /// are then stopped and go back to the queue. A second signal stops them at once.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub drain_secs: u64,
+    /// Serve `GET /healthz` and `GET /readyz` on this address (`127.0.0.1:9090`).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub health_addr: Option<SocketAddr>,
     /// This runner's consumer name (default: runner-HOSTNAME-PID).
     #[arg(long)]
     pub consumer: Option<String>,
     /// Jobs run at once.
-    #[arg(long, default_value_t = 4)]
-    pub concurrency: usize,
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub concurrency: u64,
     /// Seconds a delivery must be idle before another runner takes it over.
     #[arg(long, default_value_t = repobox_orm::queue::defaults::MIN_IDLE.as_secs())]
     pub min_idle_secs: u64,
@@ -85,6 +157,14 @@ pub struct RunnerArgs {
     /// Seconds a consumer with nothing pending may stay idle before it is removed.
     #[arg(long, default_value_t = 24 * 3600)]
     pub consumer_idle_secs: u64,
+}
+
+/// A duration: seconds (`90`), or with a unit (`90s`, `15m`, `2h`, `500ms`).
+fn duration(text: &str) -> Result<Duration, String> {
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{e} (write 90, 90s, 15m or 2h)"))
 }
 
 #[derive(Subcommand)]

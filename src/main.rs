@@ -38,11 +38,7 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(&e, wants_json(), &scrubber),
     };
     let json = cli.json;
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("REPOBOX_LOG").unwrap_or_else(|_| "off".into()))
-        .with_writer(ScrubbedStderr::new(scrubber.clone()))
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    init_logs(&cli, &scrubber);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -70,6 +66,25 @@ fn main() -> ExitCode {
             report(&one_line(&e), kind, json, &scrubber);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Log lines on stderr, through the scrubber: the daemon (`runner`) says what
+/// it does at `info` by default, the other commands nothing unless
+/// `REPOBOX_LOG` asks; `--log-format json` makes each line a JSON object.
+fn init_logs(cli: &cli::Cli, scrubber: &Scrubber) {
+    let default = if matches!(cli.command, cli::Command::Runner(_)) {
+        "info"
+    } else {
+        "off"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REPOBOX_LOG").unwrap_or_else(|_| default.into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(ScrubbedStderr::new(scrubber.clone()));
+    match cli.log_format {
+        cli::LogFormat::Json => logs.json().flatten_event(true).init(),
+        cli::LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }
 

@@ -11,7 +11,7 @@ use repobox_orm::{Delivery, Queue, Store};
 
 use repobox_orm::EntityField;
 
-use crate::{HandlerResult, JobHandler, Output};
+use crate::{HandlerResult, JobHandler, Output, Phase, RunnerControl, StopReason};
 
 /// How a delivery ended.
 pub(crate) enum Done {
@@ -23,7 +23,13 @@ pub(crate) enum Done {
     Cancelled,
     /// The run lost its lease: another run holds the job.
     LeaseLost,
+    /// The runner stopped the run at shutdown: the job went back to
+    /// `queued`, its delivery stays pending for another runner.
+    Released,
 }
+
+/// The history reason of a job that a runner stopped at shutdown.
+pub(crate) const RELEASED: &str = "released: the runner shut down";
 
 /// What becomes of a delivery once its run's outcome is written.
 enum Then {
@@ -43,6 +49,9 @@ enum Ended {
     Cancelled,
     /// The run lost its lease and the handler was stopped.
     LeaseLost,
+    /// The runner is stopping: the handler was asked to stop, the job goes
+    /// back to the queue.
+    Released,
 }
 
 /// The reason a stream entry naming another user than its job's is
@@ -51,9 +60,6 @@ const FOREIGN: &str = "the entry's user_id is not the job's";
 
 /// How often a runner looks whether someone asked to cancel a running job.
 const CANCEL_CHECK: Duration = Duration::from_millis(200);
-
-/// How long a handler gets to stop by itself once its job is cancelled.
-const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
 // The lines every stream entry may cause: a flood of garbage entries writes
 // one of each kind per interval, with a count of the others.
@@ -72,6 +78,8 @@ pub(crate) struct Work<H> {
     pub lease: Duration,
     /// The jobs this runner runs, with their run ids.
     pub running: Arc<Mutex<HashMap<String, String>>>,
+    /// The runner's phase: a run is stopped once it is `Stopping`.
+    pub control: RunnerControl,
 }
 
 impl<H: JobHandler> Work<H> {
@@ -141,8 +149,9 @@ impl<H: JobHandler> Work<H> {
             .unwrap_or_else(|e| e.into_inner())
             .insert(job_id.clone(), run_id.clone());
         let started = job.clone();
-        let ended = self.run_handler(job, &run_id, delivery, leased_at).await;
-        self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job_id);
+        tracing::info!(job = %job_id, user = %job.user_id, delivery = delivery.deliveries, entry = %delivery.id, "job started");
+        let clock = std::time::Instant::now();
+        let (ended, lines) = self.run_handler(job, &run_id, delivery, leased_at).await;
         let failure = |reason: String| JobOutcome {
             exit_code: None,
             error: Some(reason),
@@ -151,7 +160,27 @@ impl<H: JobHandler> Work<H> {
         let (to, outcome, then) = match ended {
             // Another run holds the job now: it writes the status, and this
             // delivery is left to it (never acknowledged here).
-            Ended::LeaseLost => return Ok(Done::LeaseLost),
+            Ended::LeaseLost => {
+                self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job_id);
+                return Ok(Done::LeaseLost);
+            }
+            Ended::Released => {
+                let released = Job::release(&mut conn, &job_id, &run_id, now_millis(), RELEASED).await;
+                self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job_id);
+                return match released {
+                    Ok(_) => {
+                        tracing::info!(job = %job_id, duration_secs = clock.elapsed().as_secs_f64(), output_lines = lines, "job stopped at shutdown; back to the queue");
+                        Ok(Done::Released)
+                    }
+                    Err(Error::LeaseLost { .. }) => Ok(Done::LeaseLost),
+                    // The runner's last pass releases what is left.
+                    Err(e) => {
+                        tracing::warn!(job = %job_id, error = %e, "could not put a stopped job back on the queue");
+                        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(job_id.clone(), run_id.clone());
+                        Ok(Done::LeaseLost)
+                    }
+                };
+            }
             Ended::Cancelled => (
                 JobStatus::Cancelled,
                 failure("cancelled".into()),
@@ -169,17 +198,35 @@ impl<H: JobHandler> Work<H> {
                 };
                 (to, outcome, Then::Ack(done))
             }
-            // The last delivery failed: the job fails, the entry is dead-lettered.
-            Ended::Returned(Err(reason)) if delivery.deliveries >= self.queue.max_deliveries_value() => {
-                (JobStatus::Failed, failure(reason.clone()), Then::DeadLetter(reason))
+            // A failure no other delivery would fix: the job fails now.
+            Ended::Returned(Err(f)) if !f.retry => {
+                let outcome = JobOutcome {
+                    exit_code: f.exit_code,
+                    error: Some(f.reason),
+                };
+                (JobStatus::Failed, outcome, Then::Ack(Done::Failed))
             }
-            Ended::Returned(Err(reason)) => {
-                tracing::warn!(job = %job_id, delivery = delivery.deliveries, %reason, "job failed; it will be delivered again");
-                (JobStatus::Queued, failure(reason), Then::Redeliver)
+            // The last delivery failed: the job fails, the entry is dead-lettered.
+            Ended::Returned(Err(f)) if delivery.deliveries >= self.queue.max_deliveries_value() => {
+                (JobStatus::Failed, failure(f.reason.clone()), Then::DeadLetter(f.reason))
+            }
+            Ended::Returned(Err(f)) => {
+                tracing::warn!(job = %job_id, delivery = delivery.deliveries, reason = %f.reason, "job failed; it will be delivered again");
+                (JobStatus::Queued, failure(f.reason), Then::Redeliver)
             }
         };
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job_id);
+        let (status, exit_code, reason) = (to, outcome.exit_code, outcome.error.clone());
         match Job::update_status_from(&mut conn, started, to, now_millis(), outcome).await {
-            Ok(_) => {}
+            Ok(_) => tracing::info!(
+                job = %job_id,
+                status = %status,
+                exit_code = exit_code.map(i64::from),
+                reason = reason.as_deref(),
+                duration_secs = clock.elapsed().as_secs_f64(),
+                output_lines = lines,
+                "job finished"
+            ),
             Err(Error::LeaseLost { .. }) => {
                 tracing::warn!(job = %job_id, entry = %delivery.id, "the run lost its lease before it could record its outcome; the run that holds the job records it");
                 return Ok(Done::LeaseLost);
@@ -239,17 +286,26 @@ impl<H: JobHandler> Work<H> {
     /// on the job. A run that finds its lease taken over, or that could not
     /// renew it before it passed (by this process's clock), stops its
     /// handler at once: another run may hold the job. Also watches the
-    /// job's `cancel_requested_at`: once set, the handler's cancellation
-    /// token fires, and a handler that has not stopped after
-    /// [`CANCEL_GRACE`] is aborted.
-    async fn run_handler(&self, job: Job, run_id: &str, delivery: &Delivery, leased_at: tokio::time::Instant) -> Ended {
-        let (cancel, token) = tokio::sync::watch::channel(false);
+    /// job's `cancel_requested_at` and the runner's phase: once the job is
+    /// cancelled or the runner is stopping, the handler's stop token fires,
+    /// and a handler that has not stopped after its
+    /// [`stop_grace`](JobHandler::stop_grace) is aborted. Returns how the run
+    /// ended and how many output lines it wrote.
+    async fn run_handler(
+        &self,
+        job: Job,
+        run_id: &str,
+        delivery: &Delivery,
+        leased_at: tokio::time::Instant,
+    ) -> (Ended, u64) {
+        let (stop, token) = tokio::sync::watch::channel(None);
         let job_id = job.id.clone();
         let job_key = Job::key_for(job.id.as_str()).unwrap_or_default();
         // The lease holds at least until then (each renewal counted from
         // before it was sent, as the start was); the output is fenced by it.
         let held_until = Arc::new(Mutex::new(leased_at + self.lease));
         let output = Output::new(self.store.clone(), job.id.clone(), token, held_until.clone());
+        let written = output.clone();
         let handler = self.handler.clone();
         let mut run = AbortOnDrop(tokio::spawn(async move { handler.run(job, output).await }));
         let mut conn = self.store.clone();
@@ -257,16 +313,29 @@ impl<H: JobHandler> Work<H> {
         let mut check = tokio::time::interval(CANCEL_CHECK);
         beat.tick().await;
         let deadline = || *held_until.lock().unwrap_or_else(|e| e.into_inner());
-        let mut give_up_at: Option<tokio::time::Instant> = None;
-        loop {
+        // Once the handler was asked to stop: why, and until when it may take.
+        let mut stopping: Option<(StopReason, tokio::time::Instant)> = None;
+        let stopped = |reason: StopReason| match reason {
+            StopReason::Cancelled => Ended::Cancelled,
+            StopReason::Shutdown => Ended::Released,
+        };
+        let ended = loop {
             tokio::select! {
                 joined = &mut run.0 => {
-                    let result = match joined {
+                    let result: HandlerResult = match joined {
                         Ok(result) => result,
                         Err(e) if e.is_panic() => Err("the handler panicked".into()),
-                        Err(e) => Err(format!("the handler was cancelled: {e}")),
+                        Err(e) => Err(format!("the handler was cancelled: {e}").into()),
                     };
-                    return if give_up_at.is_some() { Ended::Cancelled } else { Ended::Returned(result) };
+                    break match stopping {
+                        Some((reason, _)) => stopped(reason),
+                        None => Ended::Returned(result),
+                    };
+                }
+                _ = self.control.reached(Phase::Stopping), if stopping.is_none() => {
+                    tracing::info!(job = %job_id, "the runner is stopping; stopping the job");
+                    let _ = stop.send(Some(StopReason::Shutdown));
+                    stopping = Some((StopReason::Shutdown, tokio::time::Instant::now() + self.handler.stop_grace()));
                 }
                 _ = beat.tick() => {
                     let renewing = tokio::time::Instant::now();
@@ -274,30 +343,27 @@ impl<H: JobHandler> Work<H> {
                         Ok(Some(_)) => *held_until.lock().unwrap_or_else(|e| e.into_inner()) = renewing + self.lease,
                         Ok(None) => {
                             tracing::warn!(job = %job_id, entry = %delivery.id, "the run lost its lease to another run; stopping its handler");
-                            run.0.abort();
-                            return Ended::LeaseLost;
+                            break Ended::LeaseLost;
                         }
                         Err(e) if tokio::time::Instant::now() >= deadline() => {
                             tracing::warn!(job = %job_id, error = %e, "the run could not renew its lease before it passed; stopping its handler");
-                            run.0.abort();
-                            return Ended::LeaseLost;
+                            break Ended::LeaseLost;
                         }
-                        Err(e) => tracing::warn!(job = %job_id, error = %e, "could not renew a running job's lease; retrying"),
+                        Err(e) => tracing::debug!(job = %job_id, error = %e, "could not renew a running job's lease; retrying"),
                     }
                     if let Err(e) = self.queue.touch(&mut conn, &self.consumer, &[&delivery.id]).await {
-                        tracing::warn!(error = %e, "could not keep a running job's delivery fresh");
+                        tracing::debug!(error = %e, "could not keep a running job's delivery fresh");
                     }
                 }
                 _ = check.tick() => {
                     if tokio::time::Instant::now() >= deadline() {
                         tracing::warn!(job = %job_id, "the run's lease passed before it could be renewed; stopping its handler");
-                        run.0.abort();
-                        return Ended::LeaseLost;
+                        break Ended::LeaseLost;
                     }
-                    if let Some(deadline) = give_up_at {
-                        if tokio::time::Instant::now() >= deadline {
-                            run.0.abort();
-                            return Ended::Cancelled;
+                    if let Some((reason, until)) = stopping {
+                        if tokio::time::Instant::now() >= until {
+                            tracing::warn!(job = %job_id, "the handler did not stop within its grace; aborted");
+                            break stopped(reason);
                         }
                         continue;
                     }
@@ -308,13 +374,16 @@ impl<H: JobHandler> Work<H> {
                         .await
                         .map_err(Into::into);
                     if let Ok(Some(_)) = requested {
-                        tracing::info!(entry = %delivery.id, "the job was cancelled; stopping its handler");
-                        let _ = cancel.send(true);
-                        give_up_at = Some(tokio::time::Instant::now() + CANCEL_GRACE);
+                        tracing::info!(job = %job_id, entry = %delivery.id, "the job was cancelled; stopping it");
+                        let _ = stop.send(Some(StopReason::Cancelled));
+                        stopping = Some((StopReason::Cancelled, tokio::time::Instant::now() + self.handler.stop_grace()));
                     }
                 }
             }
-        }
+        };
+        // Whatever still runs stops here (its guards kill what it started).
+        run.0.abort();
+        (ended, written.lines_written())
     }
 
     /// Marks the job failed (when there is one that can be) and moves the
@@ -355,7 +424,7 @@ impl<H: JobHandler> Work<H> {
 
 /// A handler task that dies with the work that spawned it (a runner that is
 /// aborted or shut down leaves no job running behind its back).
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+pub(crate) struct AbortOnDrop<T>(pub(crate) tokio::task::JoinHandle<T>);
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {

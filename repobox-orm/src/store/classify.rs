@@ -98,6 +98,25 @@ impl crate::Error {
         matches!(self, crate::Error::Redis(r) if is_auth_failure(r))
     }
 
+    /// Whether Redis could not be reached or cannot serve yet: a refused,
+    /// reset or dropped connection, a timeout, or a server that is loading,
+    /// has no primary or a cluster that is down (`LOADING`, `MASTERDOWN`,
+    /// `CLUSTERDOWN`, `TRYAGAIN`). Waiting may help; nothing else will.
+    pub fn is_unreachable(&self) -> bool {
+        const BUSY: [&str; 4] = ["LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"];
+        match self {
+            crate::Error::Timeout(_) => true,
+            crate::Error::Redis(r) => {
+                r.is_connection_refusal()
+                    || r.is_io_error()
+                    || r.is_timeout()
+                    || r.is_connection_dropped()
+                    || r.code().is_some_and(|c| BUSY.contains(&c))
+            }
+            _ => false,
+        }
+    }
+
     /// Whether a stream command found no consumer group to work in
     /// (`NOGROUP`), or `XINFO` found no stream (`no such key`): the stream
     /// was deleted, or never created.

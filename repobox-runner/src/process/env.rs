@@ -1,0 +1,195 @@
+//! A job's process environment: the runner's base (minimal, or inherited with
+//! `--inherit-env`), the job's own `env` pairs when their names are allowed,
+//! and the job's fields as `REPOBOX_*`, which nothing overrides.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use repobox_models::Job;
+
+/// `PATH` of the minimal environment.
+const MINIMAL_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Names that make a shell, a loader or a common tool run code from the
+/// variable's value: a job may never set them, whatever `--deny-env` says.
+pub const ALWAYS_DENIED: &[&str] = &[
+    "PATH",
+    "HOME",
+    // Shells: startup files, traced prompts, word splitting, functions.
+    "BASH_ENV",
+    "ENV",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "PROMPT_COMMAND",
+    "IFS",
+    "CDPATH",
+    "GLOBIGNORE",
+    // Interpreters and tools that read code or hooks from the environment.
+    "NODE_OPTIONS",
+    "PYTHONSTARTUP",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PERL5OPT",
+    "PERL5LIB",
+    "RUBYOPT",
+    "RUBYLIB",
+    "JAVA_TOOL_OPTIONS",
+    "GIT_SSH",
+    "GIT_SSH_COMMAND",
+    "GIT_ASKPASS",
+    "SSH_ASKPASS",
+    "GIT_EXEC_PATH",
+    "GIT_CONFIG",
+    "GIT_CONFIG_GLOBAL",
+    "GIT_CONFIG_SYSTEM",
+    "GIT_CONFIG_COUNT",
+    "GIT_PROXY_COMMAND",
+    "GIT_EXTERNAL_DIFF",
+    "EDITOR",
+    "VISUAL",
+    "PAGER",
+];
+
+/// Prefixes a job may never set: the dynamic loaders' (`LD_PRELOAD`,
+/// `DYLD_INSERT_LIBRARIES`, ...), the runner's own, and git's per-key config.
+pub const ALWAYS_DENIED_PREFIXES: &[&str] = &["LD_", "DYLD_", "REPOBOX_", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"];
+
+/// Why a job's environment was refused; the job fails with it. It names the
+/// variable (escaped and shortened), never its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvRefused {
+    /// The variable's name, escaped and shortened for a message.
+    pub name: String,
+    /// Why it may not be set.
+    pub reason: &'static str,
+}
+
+impl std::fmt::Display for EnvRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the job's env may not set {}: {}", self.name, self.reason)
+    }
+}
+
+impl std::error::Error for EnvRefused {}
+
+impl EnvRefused {
+    fn new(name: &str, reason: &'static str) -> Self {
+        let mut shown: String = name.chars().take(64).flat_map(char::escape_debug).collect();
+        if name.chars().count() > 64 {
+            shown.push('…');
+        }
+        EnvRefused {
+            name: format!("\"{shown}\""),
+            reason,
+        }
+    }
+}
+
+/// Whether `name` is `[A-Z_][A-Z0-9_]*`.
+fn well_formed(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b'A'..=b'Z' | b'_')) && bytes.all(|b| matches!(b, b'A'..=b'Z' | b'0'..=b'9' | b'_'))
+}
+
+/// Whether `name` is in an operator's deny list: an exact name, or a prefix
+/// ending in `*`.
+fn listed(name: &str, list: &[String]) -> bool {
+    list.iter().any(|d| match d.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => d == name,
+    })
+}
+
+/// Checks one name and value a job asks for.
+pub(crate) fn check(name: &str, value: &str, deny: &[String]) -> Result<(), EnvRefused> {
+    if !well_formed(name) {
+        return Err(EnvRefused::new(name, "names must match [A-Z_][A-Z0-9_]*"));
+    }
+    if ALWAYS_DENIED.contains(&name) {
+        return Err(EnvRefused::new(name, "the runner sets it, or it makes programs run code"));
+    }
+    if ALWAYS_DENIED_PREFIXES.iter().any(|p| name.starts_with(p)) {
+        return Err(EnvRefused::new(name, "LD_*, DYLD_*, REPOBOX_* and git's config keys are the runner's"));
+    }
+    if listed(name, deny) {
+        return Err(EnvRefused::new(name, "the runner's --deny-env refuses it"));
+    }
+    if value.contains('\0') {
+        return Err(EnvRefused::new(name, "a value may not hold a NUL byte"));
+    }
+    Ok(())
+}
+
+/// What the environment is built from.
+pub(crate) struct EnvRules<'a> {
+    pub inherit: bool,
+    pub deny: &'a [String],
+}
+
+/// The whole environment of a job's process, or why the job may not run.
+pub(crate) fn environment(job: &Job, workdir: &Path, rules: &EnvRules<'_>) -> Result<Vec<(OsString, OsString)>, EnvRefused> {
+    let mut env: Vec<(OsString, OsString)> = Vec::new();
+    if rules.inherit {
+        // The runner's own Redis settings (its URL may hold a password) and
+        // its REPOBOX_* never reach a job.
+        env.extend(std::env::vars_os().filter(|(name, _)| {
+            let name = name.to_string_lossy();
+            !name.starts_with("REDIS_") && !name.starts_with("REPOBOX_")
+        }));
+    } else {
+        env.push(("PATH".into(), MINIMAL_PATH.into()));
+        env.push(("HOME".into(), workdir.into()));
+        env.push(("LANG".into(), "C.UTF-8".into()));
+    }
+    env.push(("TMPDIR".into(), workdir.into()));
+    let mut seen: Vec<&str> = Vec::with_capacity(job.env.len());
+    for (name, value) in &job.env {
+        check(name, value, rules.deny)?;
+        if seen.contains(&name.as_str()) {
+            return Err(EnvRefused::new(name, "it is given twice"));
+        }
+        seen.push(name);
+        env.push((name.into(), value.into()));
+    }
+    let fields = [
+        ("REPOBOX_JOB_ID", job.id.clone()),
+        ("REPOBOX_USER_ID", job.user_id.clone()),
+        ("REPOBOX_REPO_URL", job.repo_url.clone()),
+        ("REPOBOX_CREATED_AT", job.created_at.to_string()),
+        ("REPOBOX_RETRIES", job.retries.to_string()),
+        ("REPOBOX_RUN_ID", job.run_id.clone().unwrap_or_default()),
+    ];
+    for (name, value) in fields {
+        if value.contains('\0') {
+            return Err(EnvRefused::new(name, "a job field may not hold a NUL byte"));
+        }
+        env.push((name.into(), value.into()));
+    }
+    env.push(("REPOBOX_WORKDIR".into(), workdir.into()));
+    Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_and_values_never_shown() {
+        let deny = vec!["AWS_*".to_owned(), "SECRET".to_owned()];
+        assert!(check("CI", "1", &deny).is_ok());
+        assert!(check("_X9", "", &deny).is_ok());
+        for bad in ["", "lower", "9X", "A=B", "A-B", "É", "A B"] {
+            let e = check(bad, "v", &deny).unwrap_err();
+            assert_eq!(e.reason, "names must match [A-Z_][A-Z0-9_]*", "{bad}");
+        }
+        for refused in ["PATH", "HOME", "LD_PRELOAD", "DYLD_INSERT_LIBRARIES", "REPOBOX_JOB_ID", "BASH_ENV", "AWS_KEY", "SECRET"] {
+            assert!(check(refused, "v", &deny).is_err(), "{refused}");
+        }
+        let e = check("TOKEN", "s3cr3t\0", &deny).unwrap_err();
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
+        let long = "x".repeat(500);
+        let e = check(&format!("{long}\n"), "hunter2", &deny).unwrap_err();
+        assert!(e.name.len() < 80 && !e.to_string().contains("hunter2"), "{e}");
+    }
+}

@@ -1,0 +1,339 @@
+//! [`Runner`]: takes deliveries from the stream, hands each to a [`Work`], and
+//! drains, stops and releases at shutdown.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use repobox_models::{Job, Result, now_millis};
+use repobox_orm::queue::{LogLimit, defaults};
+use repobox_orm::{Queue, Store};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::link::Link;
+use crate::work::{Done, RELEASED, Work};
+use crate::{JobHandler, Phase, RunStats, RunnerConfig, RunnerControl};
+
+static DELETED: LogLimit = LogLimit::warn("a pending job entry was deleted from the stream before it was acknowledged");
+
+/// How long stopped jobs get, beyond their handler's stop grace, to write
+/// that they went back to the queue before they are aborted.
+const RELEASE_TIME: Duration = Duration::from_secs(10);
+
+/// Takes jobs from the queue and runs them; see [`Runner::run_with`].
+pub struct Runner<H> {
+    store: Store,
+    handler: Arc<H>,
+    config: RunnerConfig,
+    queue: Queue,
+}
+
+impl<H: JobHandler> Runner<H> {
+    /// A runner over `store` with `handler`.
+    pub fn new(store: Store, handler: H, config: RunnerConfig) -> Self {
+        let queue = Queue::new(config.stream.clone(), config.group.clone()).max_deliveries(config.max_deliveries);
+        Runner {
+            store,
+            handler: Arc::new(handler),
+            config,
+            queue,
+        }
+    }
+
+    /// The queue the runner consumes.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// [`run_with`](Self::run_with) a control that drains when `shutdown`
+    /// completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<RunStats> {
+        let control = RunnerControl::new();
+        let run = self.run_with(control.clone());
+        tokio::pin!(run, shutdown);
+        let mut signalled = false;
+        loop {
+            tokio::select! {
+                stats = &mut run => return stats,
+                _ = &mut shutdown, if !signalled => {
+                    signalled = true;
+                    control.drain();
+                }
+            }
+        }
+    }
+
+    /// Runs jobs until `control` drains or stops it. Draining: no new
+    /// deliveries are taken, running jobs get the
+    /// [`shutdown_grace`](RunnerConfig::shutdown_grace) to finish. Then (or at
+    /// once on [`RunnerControl::stop`]) each job still running is asked to
+    /// stop, gets its handler's [`stop_grace`](JobHandler::stop_grace), and
+    /// goes back to `queued` with a history entry; its delivery stays pending
+    /// for another runner to claim. Returns what it did; `Err` only when it
+    /// cannot go on (the store was closed, Redis refused its credentials).
+    pub async fn run_with(self, control: RunnerControl) -> Result<RunStats> {
+        let mut conn = self.store.clone();
+        let mut link = Link::new(control.clone());
+        let mut failures = 0u32;
+        // The group first; a Redis that is down or loading is waited for.
+        loop {
+            match self.queue.ensure_group(&mut conn).await {
+                Ok(()) => {
+                    link.up(false);
+                    break;
+                }
+                Err(e) if is_fatal(&e) => return Err(e.into()),
+                Err(e) => {
+                    failures += 1;
+                    link.down(&e);
+                    if self.pause(failures, &control).await {
+                        return Ok(RunStats::default());
+                    }
+                }
+            }
+        }
+        let mut reader = self.store.dedicated();
+        let permits = Arc::new(Semaphore::new(self.config.concurrency));
+        let running: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+        let mut tasks: JoinSet<Done> = JoinSet::new();
+        let mut stats = RunStats::default();
+        let mut next_claim = tokio::time::Instant::now();
+        let mut next_housekeeping = tokio::time::Instant::now();
+        let consumer = self.config.consumer.clone();
+        tracing::info!(consumer = %consumer, stream = %self.queue.stream(), concurrency = self.config.concurrency, "runner started");
+
+        let mut stopping = false;
+        while !stopping {
+            while let Some(done) = tasks.try_join_next() {
+                record(&mut stats, done);
+            }
+            LogLimit::report_held_back();
+            if tokio::time::Instant::now() >= next_housekeeping {
+                next_housekeeping = tokio::time::Instant::now() + self.config.housekeeping;
+                self.housekeeping(&mut conn).await;
+            }
+            let mut batch = Vec::new();
+            if tokio::time::Instant::now() >= next_claim {
+                next_claim = tokio::time::Instant::now() + self.config.claim_interval;
+                // Jobs whose writer died between the job and its stream entry
+                // (ordered writes, on a cluster) are enqueued here.
+                match self.queue.sweep_outbox(&mut conn, self.config.min_idle).await {
+                    Ok(swept) if swept.appended > 0 => {
+                        tracing::info!(appended = swept.appended, "enqueued jobs a writer left in the outbox")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "could not sweep the outbox"),
+                }
+                let claimed = match self
+                    .queue
+                    .claim_stalled(&mut conn, &consumer, self.config.min_idle, defaults::CLAIM_BATCH)
+                    .await
+                {
+                    Ok(claimed) => {
+                        failures = 0;
+                        link.up(false);
+                        claimed
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        link.down(&e);
+                        if self.ride_out(e, failures, &mut conn, &control).await? {
+                            stopping = true;
+                        }
+                        continue;
+                    }
+                };
+                for id in &claimed.deleted {
+                    if let Some(held_back) = DELETED.admit() {
+                        tracing::warn!(entry = %id, "a pending job entry was deleted from the stream before it was acknowledged{held_back}");
+                    }
+                }
+                if !claimed.deliveries.is_empty() {
+                    tracing::info!(count = claimed.deliveries.len(), "took over stalled jobs");
+                }
+                batch.extend(claimed.deliveries);
+            }
+            let free = permits.available_permits().saturating_sub(batch.len());
+            if free == 0 && batch.is_empty() {
+                tokio::select! {
+                    _ = control.reached(Phase::Draining) => stopping = true,
+                    Some(done) = tasks.join_next() => record(&mut stats, done),
+                }
+                continue;
+            }
+            if free > 0 {
+                // A read in flight is never abandoned: what it returns is run.
+                let read = self.queue.read(&mut reader, &consumer, free, Some(self.config.block));
+                tokio::pin!(read);
+                let delivered = tokio::select! {
+                    r = &mut read => r,
+                    _ = control.reached(Phase::Draining) => {
+                        stopping = true;
+                        read.await
+                    }
+                };
+                match delivered {
+                    Ok(d) => {
+                        failures = 0;
+                        link.up(true);
+                        batch.extend(d);
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        link.down(&e);
+                        if self.ride_out(e, failures, &mut conn, &control).await? {
+                            stopping = true;
+                        }
+                    }
+                }
+            }
+            for delivery in batch {
+                let permit = permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore is never closed");
+                let work = Work {
+                    store: self.store.clone(),
+                    queue: self.queue.clone(),
+                    handler: self.handler.clone(),
+                    consumer: consumer.clone(),
+                    heartbeat: self.config.min_idle.min(self.config.lease_duration()) / defaults::HEARTBEAT_DIVISOR,
+                    lease: self.config.lease_duration(),
+                    running: running.clone(),
+                    control: control.clone(),
+                };
+                tasks.spawn(async move {
+                    let _permit = permit;
+                    work.process(delivery).await
+                });
+            }
+        }
+
+        self.wind_down(&control, &mut tasks, &mut stats).await;
+        let left: Vec<(String, String)> = running.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+        for (job_id, run_id) in left {
+            match Job::release(&mut conn, &job_id, &run_id, now_millis(), RELEASED).await {
+                Ok(_) => stats.released += 1,
+                Err(e) => tracing::warn!(job = %job_id, error = %e, "could not release a job at shutdown"),
+            }
+        }
+        LogLimit::report_all_held_back();
+        tracing::info!(consumer = %consumer, ?stats, "runner stopped");
+        Ok(stats)
+    }
+
+    /// Lets running jobs finish until the drain time passes (or the control
+    /// stops), then stops the rest: each is asked to stop and released by
+    /// its own work; one that has not ended after its stop grace is aborted
+    /// (and released by the caller).
+    async fn wind_down(&self, control: &RunnerControl, tasks: &mut JoinSet<Done>, stats: &mut RunStats) {
+        if !tasks.is_empty() && control.phase() < Phase::Stopping {
+            tracing::info!(running = tasks.len(), drain_secs = self.config.shutdown_grace.as_secs_f64(), "draining: no new jobs; waiting for the running ones");
+            let deadline = tokio::time::Instant::now() + self.config.shutdown_grace;
+            let stop = control.reached(Phase::Stopping);
+            tokio::pin!(stop);
+            while !tasks.is_empty() {
+                tokio::select! {
+                    done = tasks.join_next() => if let Some(done) = done { record(stats, done) },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = &mut stop => break,
+                }
+            }
+        }
+        control.stop();
+        if tasks.is_empty() {
+            return;
+        }
+        tracing::info!(running = tasks.len(), "stopping the jobs still running; they go back to the queue");
+        let deadline = tokio::time::Instant::now() + self.handler.stop_grace() + RELEASE_TIME;
+        while !tasks.is_empty() {
+            match tokio::time::timeout_at(deadline, tasks.join_next()).await {
+                Ok(Some(done)) => record(stats, done),
+                Ok(None) => break,
+                Err(_) => {
+                    tasks.abort_all();
+                    while tasks.join_next().await.is_some() {}
+                }
+            }
+        }
+    }
+}
+
+/// Whether an error means the runner cannot go on: a closed store, refused
+/// credentials or a bad argument. Everything else (refused or reset
+/// connections, timeouts, `LOADING`, `READONLY`/`MASTERDOWN` during a
+/// failover, a deleted stream) is ridden out.
+fn is_fatal(e: &repobox_orm::Error) -> bool {
+    matches!(
+        e,
+        repobox_orm::Error::Closed | repobox_orm::Error::InvalidArgument { .. }
+    ) || e.is_auth_failure()
+}
+
+impl<H: JobHandler> Runner<H> {
+    /// Trims acknowledged entries older than the retention and removes idle
+    /// consumers; a failure is logged and tried again next time.
+    async fn housekeeping(&self, conn: &mut Store) {
+        match self.queue.trim_older_than(conn, self.config.retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "trimmed the stream"),
+            Err(e) => tracing::debug!(error = %e, "could not trim the stream"),
+        }
+        match self.queue.remove_idle_consumers(conn, self.config.consumer_idle).await {
+            Ok(gone) if !gone.is_empty() => tracing::info!(consumers = ?gone, "removed idle consumers"),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "could not remove idle consumers"),
+        }
+    }
+
+    /// Waits the store's backoff for `failures`; `true` if draining began first.
+    async fn pause(&self, failures: u32, control: &RunnerControl) -> bool {
+        let delay = self.store.config().backoff_policy().delay(failures);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => false,
+            _ = control.reached(Phase::Draining) => true,
+        }
+    }
+
+    /// Waits before the next queue call (the [`Link`] said what failed);
+    /// re-creates the group when the stream was deleted. `Ok(true)` if
+    /// draining began while waiting; `Err` only for a fatal error.
+    async fn ride_out(
+        &self,
+        e: repobox_orm::Error,
+        failures: u32,
+        conn: &mut Store,
+        control: &RunnerControl,
+    ) -> Result<bool> {
+        if is_fatal(&e) {
+            return Err(e.into());
+        }
+        if e.is_missing_group()
+            && let Err(e) = self.queue.ensure_group(conn).await
+        {
+            tracing::warn!(error = %e, "could not create the group yet");
+        }
+        Ok(self.pause(failures, control).await)
+    }
+}
+
+fn record(stats: &mut RunStats, done: std::result::Result<Done, tokio::task::JoinError>) {
+    match done {
+        Ok(Done::Succeeded) => stats.succeeded += 1,
+        Ok(Done::Failed) => stats.failed += 1,
+        Ok(Done::Retried) => stats.retried += 1,
+        Ok(Done::DeadLettered) => {
+            stats.dead_lettered += 1;
+            stats.failed += 1;
+        }
+        Ok(Done::Skipped) => stats.skipped += 1,
+        Ok(Done::Cancelled) => stats.cancelled += 1,
+        Ok(Done::LeaseLost) => stats.lease_lost += 1,
+        Ok(Done::Released) => stats.released += 1,
+        Err(e) if e.is_cancelled() => {}
+        Err(e) => tracing::error!(error = %e, "a job task panicked"),
+    }
+}

@@ -1,0 +1,121 @@
+//! `repobox runner`: runs jobs with a program (`--exec`, `--shell`) or the
+//! demo handler (`--demo`) until a signal, then drains.
+//!
+//! - `health`: `/healthz` and `/readyz` for supervisors.
+
+mod health;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use repobox_orm::Store;
+use repobox_runner::{JobHandler, ProcessHandler, RunStats, Runner, RunnerConfig, RunnerControl};
+use serde_json::json;
+
+use crate::cli::RunnerArgs;
+use crate::handler::DemoHandler;
+use crate::output::json_line;
+
+/// Logs one line per event on stderr (see `main`); with `json`, prints its
+/// counts as one JSON object on stdout when it stops.
+pub async fn runner(store: &Store, args: RunnerArgs, json: bool) -> anyhow::Result<()> {
+    let consumer = args.consumer.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        format!("runner-{}-{}", host.trim(), std::process::id())
+    });
+    let mut config = RunnerConfig::new(consumer.clone())
+        .concurrency(usize::try_from(args.concurrency).unwrap_or(1))
+        .min_idle(Duration::from_secs(args.min_idle_secs))
+        .max_deliveries(args.max_deliveries)
+        .retention(Duration::from_secs(args.retention_secs))
+        .consumer_idle(Duration::from_secs(args.consumer_idle_secs))
+        .shutdown_grace(Duration::from_secs(args.drain_secs));
+    if let Some(secs) = args.lease_secs {
+        config = config.lease(Duration::from_secs(secs));
+    }
+    let control = RunnerControl::new();
+    if let Some(addr) = args.health_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot serve health checks on {addr}"))?;
+        tracing::info!(%addr, "serving /healthz and /readyz");
+        tokio::spawn(health::serve(listener, control.clone()));
+    }
+    tokio::spawn(on_signals(control.clone()));
+    let stats = match process_handler(&args) {
+        Some(handler) => run(store, handler, config, control).await,
+        None => run(store, DemoHandler::default(), config, control).await,
+    }
+    .context("the runner failed")?;
+    if json {
+        let out = json!({
+            "consumer": consumer,
+            "succeeded": stats.succeeded,
+            "failed": stats.failed,
+            "cancelled": stats.cancelled,
+            "retried": stats.retried,
+            "dead_lettered": stats.dead_lettered,
+            "released": stats.released,
+            "lease_lost": stats.lease_lost,
+        });
+        println!("{}", json_line(&out));
+    }
+    Ok(())
+}
+
+/// The handler `--exec` or `--shell` asks for; `None` for `--demo` (clap
+/// makes sure one of the three is given).
+fn process_handler(args: &RunnerArgs) -> Option<ProcessHandler> {
+    let handler = if let Some((program, first)) = args.exec.split_first() {
+        ProcessHandler::exec(program, first.iter().chain(&args.exec_args))
+    } else {
+        ProcessHandler::shell(args.shell.clone()?)
+    };
+    let mut handler = handler
+        .keep_workdir(args.keep_workdir)
+        .inherit_env(args.inherit_env)
+        .deny_env(args.deny_env.iter().cloned())
+        .max_line_bytes(usize::try_from(args.max_line_bytes).unwrap_or(usize::MAX))
+        .max_output_lines(args.max_output_lines)
+        .kill_grace(args.kill_grace);
+    if let Some(dir) = &args.workdir {
+        handler = handler.workdir(dir);
+    }
+    if let Some(timeout) = args.timeout {
+        handler = handler.timeout(timeout);
+    }
+    Some(handler)
+}
+
+async fn run<H: JobHandler>(
+    store: &Store,
+    handler: H,
+    config: RunnerConfig,
+    control: RunnerControl,
+) -> repobox_models::Result<RunStats> {
+    Runner::new(store.clone(), handler, config).run_with(control).await
+}
+
+/// The first SIGTERM or SIGINT drains the runner; the next stops it at once.
+async fn on_signals(control: RunnerControl) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot listen for SIGTERM and SIGINT; stop the runner with SIGKILL");
+        return;
+    };
+    let mut drained = false;
+    loop {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        if drained {
+            tracing::warn!(signal = name, "second signal: stopping the running jobs now");
+            control.stop();
+            return;
+        }
+        tracing::info!(signal = name, "draining: taking no new jobs; a second signal stops the running ones now");
+        control.drain();
+        drained = true;
+    }
+}
