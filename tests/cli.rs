@@ -577,7 +577,7 @@ async fn a_runner_process_rides_out_a_killed_server_and_a_deleted_stream_and_sto
 
     let mut server = RedisServer::start();
     let mut runner = Command::new(env!("CARGO_BIN_EXE_repobox"))
-        .args(["runner", "--consumer", "survivor", "--min-idle-secs", "2"])
+        .args(["runner", "--demo", "--consumer", "survivor", "--min-idle-secs", "2"])
         .env("REDIS_URL", server.url())
         .env("REPOBOX_LOG", "warn")
         .stdout(std::process::Stdio::null())
@@ -750,7 +750,7 @@ async fn queue_commands_end_to_end(url: String) {
     // A runner takes the queued jobs; a slow one is cancelled while it runs,
     // and `jobs tail -f` ends when it does.
     let mut runner = Command::new(env!("CARGO_BIN_EXE_repobox"))
-        .args(["runner", "--consumer", "r1"])
+        .args(["runner", "--demo", "--consumer", "r1"])
         .env("REDIS_URL", &url)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -991,7 +991,7 @@ async fn every_subcommand_speaks_json_on_success_and_on_every_error() {
     assert_eq!(demo["jobs"].as_array().map(Vec::len), Some(1), "{demo}");
     // The runner: nothing while it runs, its counts when SIGTERM stops it.
     let runner = Command::new(env!("CARGO_BIN_EXE_repobox"))
-        .args(["runner", "--consumer", "r-json", "--json"])
+        .args(["runner", "--demo", "--consumer", "r-json", "--json"])
         .env("REDIS_URL", &url)
         .env("REPOBOX_LOG", "off")
         .stdout(std::process::Stdio::piped())
@@ -1024,7 +1024,8 @@ async fn every_subcommand_speaks_json_on_success_and_on_every_error() {
         &["--json"][..],
         &["nope", "--json"],
         &["demo", "--jobs", "x", "--json"],
-        &["runner", "--concurrency", "-1", "--json"],
+        &["runner", "--demo", "--concurrency", "-1", "--json"],
+        &["runner", "--json"],
         &["jobs", "--json"],
         &["jobs", "list", "--json"],
         &["jobs", "show", "--json"],
@@ -1100,7 +1101,7 @@ async fn every_subcommand_speaks_json_on_success_and_on_every_error() {
     // A runner retries an unreachable Redis for as long as it takes; refused
     // credentials stop it, as one JSON error.
     let locked = RedisServer::start_with(&["--requirepass", "letmein"]);
-    let out = repobox_at(&locked.url(), &["runner", "--json"]);
+    let out = repobox_at(&locked.url(), &["runner", "--demo", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let err = one_json(&out.stderr, "the runner's stderr");
     assert_eq!(err["kind"], "error", "{err}");

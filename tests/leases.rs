@@ -15,7 +15,7 @@ struct RunnerProcess(Child);
 impl RunnerProcess {
     fn spawn(server: &RedisServer, name: &str, extra: &[&str]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_repobox"))
-            .args(["runner", "--consumer", name])
+            .args(["runner", "--demo", "--consumer", name])
             .args(extra)
             .env("REDIS_URL", server.url())
             .env("REPOBOX_LOG", "warn")

@@ -1,0 +1,324 @@
+//! `repobox runner` processes with `--exec`: draining on SIGTERM with a
+//! second runner taking over, a second signal, health checks across a Redis
+//! restart and a drain, the log lines, `jobs cancel`, and the usage error.
+//! Real binaries, real scripts, a test-kit server.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use repobox_models::{JOBS_GROUP, JOBS_STREAM, Job, JobStatus, OutputRange, now_millis};
+use repobox_orm::testing::RedisServer;
+use repobox_orm::{Queue, Store};
+
+fn script(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("job.sh");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// A `repobox runner` with its stderr (the log) piped.
+fn runner(server: &RedisServer, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_repobox"))
+        .arg("runner")
+        .args(args)
+        .env("REDIS_URL", server.url())
+        .env_remove("REPOBOX_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn a runner")
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn finish(child: Child) -> Output {
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()),
+    )
+    .await
+    .expect("the runner exits within 60 s")
+    .unwrap()
+}
+
+async fn enqueue(store: &Store, id: &str, mode: &str) {
+    let mut job = Job::new(id, "u1", format!("https://example.com/{id}.git"), now_millis());
+    job.env = vec![("MODE".to_owned(), mode.to_owned())];
+    Job::create_and_enqueue(&mut store.clone(), &job, now_millis())
+        .await
+        .unwrap();
+}
+
+async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while !done().await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what} within 60 s"));
+}
+
+async fn job(store: &Store, id: &str) -> Job {
+    Job::get(&mut store.clone(), id).await.unwrap().expect("the job exists")
+}
+
+async fn output(store: &Store, id: &str) -> Vec<String> {
+    Job::output(&mut store.clone(), id, OutputRange::ALL).await.unwrap()
+}
+
+/// The log lines of `--log-format json`: every one a JSON object.
+fn json_log(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect()
+}
+
+fn said<'a>(log: &'a [serde_json::Value], message: &str) -> Vec<&'a serde_json::Value> {
+    log.iter().filter(|l| l["message"] == message).collect()
+}
+
+#[test]
+fn a_runner_without_a_mode_is_a_usage_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_repobox"))
+        .arg("runner")
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for mode in ["--exec", "--shell", "--demo"] {
+        assert!(err.contains(mode), "{err}");
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_repobox"))
+        .args(["runner", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("only pretends") && help.contains("without a shell"), "{help}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_the_short_job_and_releases_the_long_one_to_a_second_runner() {
+    let server = RedisServer::start();
+    let store = Store::open(server.url().as_str()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // On the first runner a long job never ends by itself.
+    let job_sh = script(
+        dir.path(),
+        r#"echo "$MODE started on $1"
+if [ "$MODE" = short ]; then sleep 1; fi
+if [ "$MODE" = long ] && [ "$1" = first ]; then sleep 600; fi
+echo "$MODE done on $1""#,
+    );
+    let exe = job_sh.to_str().unwrap();
+    let first = runner(
+        &server,
+        &[
+            "--exec", exe, "first", "--consumer", "first", "--concurrency", "2", "--drain-secs", "3",
+            "--kill-grace", "1s", "--min-idle-secs", "2", "--log-format", "json",
+        ],
+    );
+    enqueue(&store, "short", "short").await;
+    enqueue(&store, "long", "long").await;
+    wait_for("both jobs running", async || {
+        output(&store, "short").await.len() == 1 && output(&store, "long").await.len() == 1
+    })
+    .await;
+    signal(&first, "TERM");
+    let out = finish(first).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // The short job finished; the long one went back to the queue, its
+    // delivery pending for another runner.
+    let short = job(&store, "short").await;
+    assert_eq!(short.status, JobStatus::Succeeded);
+    assert_eq!(output(&store, "short").await, ["short started on first", "short done on first"]);
+    let long = job(&store, "long").await;
+    assert_eq!(long.status, JobStatus::Queued);
+    let last = long.history.last().unwrap();
+    assert_eq!(last.reason.as_deref(), Some("released: the runner shut down"));
+    let queue = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    let pending = queue.pending_entries(&mut store.clone(), 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].consumer, "first");
+
+    // One JSON object per line: what it did, in order.
+    let log = json_log(&out);
+    assert_eq!(said(&log, "connected to Redis").len(), 1);
+    assert_eq!(said(&log, "job started").len(), 2);
+    let finished = said(&log, "job finished");
+    assert_eq!(finished.len(), 1);
+    assert_eq!((&finished[0]["job"], &finished[0]["status"]), (&"short".into(), &"succeeded".into()));
+    assert_eq!(finished[0]["exit_code"], 0);
+    assert_eq!(finished[0]["output_lines"], 2);
+    assert!(finished[0]["duration_secs"].as_f64().unwrap() >= 1.0);
+    assert_eq!(said(&log, "job stopped at shutdown; back to the queue").len(), 1);
+    assert!(
+        log.iter().any(|l| l["message"].as_str().unwrap().starts_with("draining")),
+        "{log:?}"
+    );
+
+    // A second runner takes the long job over and finishes it.
+    let second = runner(&server, &["--exec", exe, "second", "--consumer", "second", "--min-idle-secs", "2"]);
+    wait_for("the long job succeeded on the second runner", async || {
+        job(&store, "long").await.status == JobStatus::Succeeded
+    })
+    .await;
+    let lines = output(&store, "long").await;
+    assert_eq!(lines.first().unwrap(), "long started on first");
+    assert_eq!(lines.last().unwrap(), "long done on second");
+
+    // A second signal does not wait for the drain time.
+    signal(&second, "TERM");
+    let out = finish(second).await;
+    assert!(out.status.success());
+    enqueue(&store, "stuck", "long").await;
+    let third = runner(
+        &server,
+        &["--exec", exe, "first", "--consumer", "third", "--drain-secs", "600", "--kill-grace", "1s"],
+    );
+    wait_for("the stuck job running", async || {
+        job(&store, "stuck").await.status == JobStatus::Running
+    })
+    .await;
+    signal(&third, "TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(&third, "INT");
+    let out = finish(third).await;
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("second signal: stopping the running jobs now"), "{log}");
+    let stuck = job(&store, "stuck").await;
+    assert_eq!(stuck.status, JobStatus::Queued);
+    assert_eq!(
+        stuck.history.last().unwrap().reason.as_deref(),
+        Some("released: the runner shut down")
+    );
+}
+
+/// `GET path` on `addr`: the status code and the body.
+fn get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    Some((code, body))
+}
+
+async fn wait_for_code(addr: &str, path: &str, code: u16) -> String {
+    let mut last = None;
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let got = get(addr, path);
+            if let Some((c, body)) = &got
+                && *c == code
+            {
+                return body.clone();
+            }
+            last = got;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("{path} never answered {code}; last: {last:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_a_redis_restart_and_a_drain_and_jobs_cancel_stops_a_process() {
+    let mut server = RedisServer::start();
+    let store = Store::open(server.url().as_str()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let job_sh = script(dir.path(), "echo \"$MODE started\"\nsleep 600");
+    let port = RedisServer::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let runner = runner(
+        &server,
+        &[
+            "--exec",
+            job_sh.to_str().unwrap(),
+            "--health-addr",
+            &addr,
+            "--drain-secs",
+            "60",
+            "--kill-grace",
+            "1s",
+        ],
+    );
+    let body = wait_for_code(&addr, "/healthz", 200).await;
+    assert!(body.contains(r#""redis":true"#), "{body}");
+    wait_for_code(&addr, "/readyz", 200).await;
+
+    // Redis goes away: both checks fail; it comes back: both pass again
+    // (the group is made again on the empty server).
+    server.kill();
+    let body = wait_for_code(&addr, "/healthz", 503).await;
+    assert!(body.contains(r#""redis":false"#), "{body}");
+    wait_for_code(&addr, "/readyz", 503).await;
+    server.restart();
+    wait_for_code(&addr, "/healthz", 200).await;
+    wait_for_code(&addr, "/readyz", 200).await;
+
+    // `repobox jobs cancel` stops a running process.
+    enqueue(&store, "doomed", "doomed").await;
+    enqueue(&store, "busy", "busy").await;
+    wait_for("both jobs running", async || {
+        output(&store, "doomed").await.len() == 1 && output(&store, "busy").await.len() == 1
+    })
+    .await;
+    let cancel = Command::new(env!("CARGO_BIN_EXE_repobox"))
+        .args(["jobs", "cancel", "doomed"])
+        .env("REDIS_URL", server.url())
+        .output()
+        .unwrap();
+    assert!(cancel.status.success(), "{}", String::from_utf8_lossy(&cancel.stderr));
+    wait_for("the cancelled job over", async || {
+        job(&store, "doomed").await.status == JobStatus::Cancelled
+    })
+    .await;
+    assert_eq!(
+        output(&store, "doomed").await.last().unwrap(),
+        "[repobox: cancelled; its processes ended on SIGTERM]"
+    );
+
+    // Draining: not ready, still healthy; then a second signal.
+    signal(&runner, "TERM");
+    let body = wait_for_code(&addr, "/readyz", 503).await;
+    assert!(body.contains(r#""phase":"draining""#), "{body}");
+    let (code, _) = get(&addr, "/healthz").unwrap();
+    assert_eq!(code, 200);
+    signal(&runner, "TERM");
+    let out = finish(runner).await;
+    assert!(out.status.success());
+    assert_eq!(job(&store, "busy").await.status, JobStatus::Queued);
+
+    // The log said it all, one line per event.
+    let log = String::from_utf8_lossy(&out.stderr);
+    for line in [
+        "connected to Redis",
+        "lost Redis; retrying until it is back",
+        "reconnected to Redis after",
+        "job started job=doomed user=u1 delivery=1",
+        "job finished job=doomed status=cancelled",
+        "the job was cancelled; stopping it",
+        "serving /healthz and /readyz",
+    ] {
+        assert!(log.contains(line), "no {line:?} in\n{log}");
+    }
+    assert_eq!(log.matches("lost Redis").count(), 1, "{log}");
+}
