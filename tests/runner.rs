@@ -322,3 +322,49 @@ async fn health_follows_a_redis_restart_and_a_drain_and_jobs_cancel_stops_a_proc
     }
     assert_eq!(log.matches("lost Redis").count(), 1, "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_killed_with_sigkill_takes_its_program_with_it() {
+    let server = RedisServer::start();
+    let store = Store::open(server.url().as_str()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    let job_sh = script(dir.path(), "echo $$ > \"$PIDFILE\"\necho started\nexec sleep 600");
+    let mut runner = runner(&server, &["--exec", job_sh.to_str().unwrap()]);
+    let mut job = Job::new("orphan", "u1", "https://example.com/o.git", now_millis());
+    job.env = vec![("PIDFILE".to_owned(), pidfile.to_str().unwrap().to_owned())];
+    Job::create_and_enqueue(&mut store.clone(), &job, now_millis())
+        .await
+        .unwrap();
+    wait_for("the job running", async || output(&store, "orphan").await.len() == 1).await;
+    let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    wait_for("the program gone", async || {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat.rsplit(") ").next().is_some_and(|s| s.starts_with('Z')),
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_says_once_that_redis_is_unreachable_and_still_stops_on_sigterm() {
+    let port = RedisServer::free_port();
+    let runner = Command::new(env!("CARGO_BIN_EXE_repobox"))
+        .args(["runner", "--demo"])
+        .env("REDIS_URL", format!("redis://127.0.0.1:{port}"))
+        .env_remove("REPOBOX_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    signal(&runner, "TERM");
+    let out = finish(runner).await;
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(log.matches("lost Redis; retrying until it is back").count(), 1, "{log}");
+    assert!(log.contains(" WARN "), "{log}");
+}

@@ -248,6 +248,23 @@ impl ProcessHandler {
             .stderr(Stdio::from(stderr))
             .process_group(0)
             .kill_on_drop(true);
+        // A runner killed with SIGKILL cannot stop its jobs: the kernel
+        // kills the program when the runner dies.
+        #[cfg(target_os = "linux")]
+        // SAFETY: the closure runs in the forked child before exec and only
+        // makes async-signal-safe system calls (prctl, getppid), allocating
+        // nothing.
+        unsafe {
+            let runner = nix::unistd::getpid();
+            cmd.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+                // The runner died before the line above: nothing would kill us.
+                if nix::unistd::getppid() != runner {
+                    return Err(std::io::Error::other("the runner is gone"));
+                }
+                Ok(())
+            });
+        }
         let spawned = cmd.spawn();
         // The parent's copies of the pipe's write end: the output ends when
         // the job's processes have closed theirs.
