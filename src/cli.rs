@@ -47,7 +47,7 @@ pub enum Command {
     /// Runs jobs from `jobs:stream` with a program (`--exec`, `--shell`) or
     /// the built-in demo handler (`--demo`) until SIGTERM or Ctrl-C, then
     /// drains. See "Running jobs" in the README.
-    Runner(RunnerArgs),
+    Runner(Box<RunnerArgs>),
     /// Reads jobs.
     #[command(subcommand)]
     Jobs(JobsCommand),

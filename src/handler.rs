@@ -1,4 +1,5 @@
-//! The CLI runner's built-in demo handler. It only pretends to build: nothing
+//! The built-in demo handler, used by `repobox demo` and `repobox runner
+//! --demo` only, never unless asked for. It only pretends to build: nothing
 //! read from Redis is ever executed.
 
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! - `commands`: one file per command;
 //! - `output`: tables and JSON;
 //! - `redact`: what may be shown of a Redis URL, in messages and logs;
-//! - `handler`: the runner's built-in demo handler;
+//! - `handler`: the demo handler (`demo`, `runner --demo`);
 //! - `embedded`: the demo's throw-away `redis-server`.
 //!
 //! Exit codes: 0 success, 1 a command that failed (Redis unreachable, a job

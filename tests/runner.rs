@@ -107,7 +107,10 @@ fn a_runner_without_a_mode_is_a_usage_error() {
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    assert!(help.contains("only pretends") && help.contains("without a shell"), "{help}");
+    assert!(
+        help.contains("only pretends") && help.contains("without a shell"),
+        "{help}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,8 +130,21 @@ echo "$MODE done on $1""#,
     let first = runner(
         &server,
         &[
-            "--exec", exe, "first", "--consumer", "first", "--concurrency", "2", "--drain-secs", "3",
-            "--kill-grace", "1s", "--min-idle-secs", "2", "--log-format", "json",
+            "--exec",
+            exe,
+            "first",
+            "--consumer",
+            "first",
+            "--concurrency",
+            "2",
+            "--drain-secs",
+            "3",
+            "--kill-grace",
+            "1s",
+            "--min-idle-secs",
+            "2",
+            "--log-format",
+            "json",
         ],
     );
     enqueue(&store, "short", "short").await;
@@ -145,7 +161,10 @@ echo "$MODE done on $1""#,
     // delivery pending for another runner.
     let short = job(&store, "short").await;
     assert_eq!(short.status, JobStatus::Succeeded);
-    assert_eq!(output(&store, "short").await, ["short started on first", "short done on first"]);
+    assert_eq!(
+        output(&store, "short").await,
+        ["short started on first", "short done on first"]
+    );
     let long = job(&store, "long").await;
     assert_eq!(long.status, JobStatus::Queued);
     let last = long.history.last().unwrap();
@@ -161,18 +180,25 @@ echo "$MODE done on $1""#,
     assert_eq!(said(&log, "job started").len(), 2);
     let finished = said(&log, "job finished");
     assert_eq!(finished.len(), 1);
-    assert_eq!((&finished[0]["job"], &finished[0]["status"]), (&"short".into(), &"succeeded".into()));
+    assert_eq!(
+        (&finished[0]["job"], &finished[0]["status"]),
+        (&"short".into(), &"succeeded".into())
+    );
     assert_eq!(finished[0]["exit_code"], 0);
     assert_eq!(finished[0]["output_lines"], 2);
     assert!(finished[0]["duration_secs"].as_f64().unwrap() >= 1.0);
     assert_eq!(said(&log, "job stopped at shutdown; back to the queue").len(), 1);
     assert!(
-        log.iter().any(|l| l["message"].as_str().unwrap().starts_with("draining")),
+        log.iter()
+            .any(|l| l["message"].as_str().unwrap().starts_with("draining")),
         "{log:?}"
     );
 
     // A second runner takes the long job over and finishes it.
-    let second = runner(&server, &["--exec", exe, "second", "--consumer", "second", "--min-idle-secs", "2"]);
+    let second = runner(
+        &server,
+        &["--exec", exe, "second", "--consumer", "second", "--min-idle-secs", "2"],
+    );
     wait_for("the long job succeeded on the second runner", async || {
         job(&store, "long").await.status == JobStatus::Succeeded
     })
@@ -188,7 +214,17 @@ echo "$MODE done on $1""#,
     enqueue(&store, "stuck", "long").await;
     let third = runner(
         &server,
-        &["--exec", exe, "first", "--consumer", "third", "--drain-secs", "600", "--kill-grace", "1s"],
+        &[
+            "--exec",
+            exe,
+            "first",
+            "--consumer",
+            "third",
+            "--drain-secs",
+            "600",
+            "--kill-grace",
+            "1s",
+        ],
     );
     wait_for("the stuck job running", async || {
         job(&store, "stuck").await.status == JobStatus::Running
@@ -213,7 +249,11 @@ echo "$MODE done on $1""#,
 fn get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut text = String::new();
     stream.read_to_string(&mut text).ok()?;
     let code = text.split_whitespace().nth(1)?.parse().ok()?;

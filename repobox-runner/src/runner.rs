@@ -231,7 +231,11 @@ impl<H: JobHandler> Runner<H> {
     /// (and released by the caller).
     async fn wind_down(&self, control: &RunnerControl, tasks: &mut JoinSet<Done>, stats: &mut RunStats) {
         if !tasks.is_empty() && control.phase() < Phase::Stopping {
-            tracing::info!(running = tasks.len(), drain_secs = self.config.shutdown_grace.as_secs_f64(), "draining: no new jobs; waiting for the running ones");
+            tracing::info!(
+                running = tasks.len(),
+                drain_secs = self.config.shutdown_grace.as_secs_f64(),
+                "draining: no new jobs; waiting for the running ones"
+            );
             let deadline = tokio::time::Instant::now() + self.config.shutdown_grace;
             let stop = control.reached(Phase::Stopping);
             tokio::pin!(stop);
@@ -247,7 +251,10 @@ impl<H: JobHandler> Runner<H> {
         if tasks.is_empty() {
             return;
         }
-        tracing::info!(running = tasks.len(), "stopping the jobs still running; they go back to the queue");
+        tracing::info!(
+            running = tasks.len(),
+            "stopping the jobs still running; they go back to the queue"
+        );
         let deadline = tokio::time::Instant::now() + self.handler.stop_grace() + RELEASE_TIME;
         while !tasks.is_empty() {
             match tokio::time::timeout_at(deadline, tasks.join_next()).await {

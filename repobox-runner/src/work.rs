@@ -176,7 +176,10 @@ impl<H: JobHandler> Work<H> {
                     // The runner's last pass releases what is left.
                     Err(e) => {
                         tracing::warn!(job = %job_id, error = %e, "could not put a stopped job back on the queue");
-                        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(job_id.clone(), run_id.clone());
+                        self.running
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(job_id.clone(), run_id.clone());
                         Ok(Done::LeaseLost)
                     }
                 };

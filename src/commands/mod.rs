@@ -30,7 +30,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let store = store_for(&url, tls)?;
     let result = match cli.command {
         Command::Demo(_) | Command::Schema => Ok(()),
-        Command::Runner(args) => runner::runner(&store, args, json).await,
+        Command::Runner(args) => runner::runner(&store, *args, json).await,
         Command::Jobs(cmd) => jobs::jobs(&store, cmd, json).await,
         Command::Queue(cmd) => queue::queue(&store, cmd, json).await,
         Command::Index(args) => index::index(&store, args, json).await,
@@ -76,16 +76,12 @@ fn with_reach(e: anyhow::Error, url: &str) -> anyhow::Error {
 /// Whether what went wrong is that Redis could not be reached (refused,
 /// reset, timed out).
 pub fn is_unreachable(e: &anyhow::Error) -> bool {
-    let unreachable = |e: &repobox_orm::Error| match e {
-        repobox_orm::Error::Redis(r) => r.is_connection_refusal() || r.is_io_error(),
-        repobox_orm::Error::Timeout(_) => true,
-        _ => false,
-    };
     e.chain().any(|c| {
-        c.downcast_ref::<repobox_orm::Error>().is_some_and(unreachable)
+        c.downcast_ref::<repobox_orm::Error>()
+            .is_some_and(repobox_orm::Error::is_unreachable)
             || c.downcast_ref::<repobox_models::Error>()
                 .and_then(repobox_models::Error::orm)
-                .is_some_and(unreachable)
+                .is_some_and(repobox_orm::Error::is_unreachable)
     })
 }
 

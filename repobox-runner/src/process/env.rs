@@ -107,10 +107,16 @@ pub(crate) fn check(name: &str, value: &str, deny: &[String]) -> Result<(), EnvR
         return Err(EnvRefused::new(name, "names must match [A-Z_][A-Z0-9_]*"));
     }
     if ALWAYS_DENIED.contains(&name) {
-        return Err(EnvRefused::new(name, "the runner sets it, or it makes programs run code"));
+        return Err(EnvRefused::new(
+            name,
+            "the runner sets it, or it makes programs run code",
+        ));
     }
     if ALWAYS_DENIED_PREFIXES.iter().any(|p| name.starts_with(p)) {
-        return Err(EnvRefused::new(name, "LD_*, DYLD_*, REPOBOX_* and git's config keys are the runner's"));
+        return Err(EnvRefused::new(
+            name,
+            "LD_*, DYLD_*, REPOBOX_* and git's config keys are the runner's",
+        ));
     }
     if listed(name, deny) {
         return Err(EnvRefused::new(name, "the runner's --deny-env refuses it"));
@@ -128,7 +134,11 @@ pub(crate) struct EnvRules<'a> {
 }
 
 /// The whole environment of a job's process, or why the job may not run.
-pub(crate) fn environment(job: &Job, workdir: &Path, rules: &EnvRules<'_>) -> Result<Vec<(OsString, OsString)>, EnvRefused> {
+pub(crate) fn environment(
+    job: &Job,
+    workdir: &Path,
+    rules: &EnvRules<'_>,
+) -> Result<Vec<(OsString, OsString)>, EnvRefused> {
     let mut env: Vec<(OsString, OsString)> = Vec::new();
     if rules.inherit {
         // The runner's own Redis settings (its URL may hold a password) and
@@ -183,7 +193,16 @@ mod tests {
             let e = check(bad, "v", &deny).unwrap_err();
             assert_eq!(e.reason, "names must match [A-Z_][A-Z0-9_]*", "{bad}");
         }
-        for refused in ["PATH", "HOME", "LD_PRELOAD", "DYLD_INSERT_LIBRARIES", "REPOBOX_JOB_ID", "BASH_ENV", "AWS_KEY", "SECRET"] {
+        for refused in [
+            "PATH",
+            "HOME",
+            "LD_PRELOAD",
+            "DYLD_INSERT_LIBRARIES",
+            "REPOBOX_JOB_ID",
+            "BASH_ENV",
+            "AWS_KEY",
+            "SECRET",
+        ] {
             assert!(check(refused, "v", &deny).is_err(), "{refused}");
         }
         let e = check("TOKEN", "s3cr3t\0", &deny).unwrap_err();

@@ -299,7 +299,10 @@ impl ProcessHandler {
             },
             Ending::TimedOut(stopped) => {
                 let secs = self.timeout.unwrap_or_default().as_secs_f64();
-                (Some(format!("timed out after {secs} s; {}", said(stopped, grace))), Err(Failure::fatal("timeout")))
+                (
+                    Some(format!("timed out after {secs} s; {}", said(stopped, grace))),
+                    Err(Failure::fatal("timeout")),
+                )
             }
             Ending::Stopped(StopReason::Cancelled, stopped) => (
                 Some(format!("cancelled; {}", said(stopped, grace))),

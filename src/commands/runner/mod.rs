@@ -114,7 +114,10 @@ async fn on_signals(control: RunnerControl) {
             control.stop();
             return;
         }
-        tracing::info!(signal = name, "draining: taking no new jobs; a second signal stops the running ones now");
+        tracing::info!(
+            signal = name,
+            "draining: taking no new jobs; a second signal stops the running ones now"
+        );
         control.drain();
         drained = true;
     }
