@@ -30,10 +30,10 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
     /// How log lines look on stderr: `text`, or `json` (one object per line,
-    /// for log shippers). Which lines: `REPOBOX_LOG` (default `info` for
-    /// `runner`, `off` for the other commands).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// for log shippers; the default with `--json`). Which lines:
+    /// `REPOBOX_LOG` (default `info` for `runner`, `off` for the other commands).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -122,7 +122,7 @@ pub struct RunnerArgs {
     /// How long a job may run (`90`, `90s`, `15m`, `2h`); then its process
     /// group gets SIGTERM, SIGKILL after `--kill-grace`, and it fails with
     /// reason `timeout`. Default: no limit.
-    #[arg(long, value_parser = duration, value_name = "DURATION")]
+    #[arg(long, value_parser = positive_duration, value_name = "DURATION")]
     pub timeout: Option<Duration>,
     /// Time between SIGTERM and SIGKILL when a job is stopped.
     #[arg(long, value_parser = duration, default_value = "10s", value_name = "DURATION")]
@@ -159,12 +159,29 @@ pub struct RunnerArgs {
     pub consumer_idle_secs: u64,
 }
 
-/// A duration: seconds (`90`), or with a unit (`90s`, `15m`, `2h`, `500ms`).
+/// A duration: seconds (`90`), or with a unit (`90s`, `15m`, `2h`, `500ms`),
+/// at most a year.
 fn duration(text: &str) -> Result<Duration, String> {
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    let d = match text.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(text).map_err(|e| format!("{e} (write 90, 90s, 15m or 2h)"))?,
+    };
+    if d > YEAR {
+        return Err("at most a year".to_owned());
     }
-    humantime::parse_duration(text).map_err(|e| format!("{e} (write 90, 90s, 15m or 2h)"))
+    Ok(d)
+}
+
+/// A [`duration`] above zero.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    duration(text).and_then(|d| {
+        if d.is_zero() {
+            Err("must be above zero".to_owned())
+        } else {
+            Ok(d)
+        }
+    })
 }
 
 #[derive(Subcommand)]

@@ -71,7 +71,8 @@ fn main() -> ExitCode {
 
 /// Log lines on stderr, through the scrubber: the daemon (`runner`) says what
 /// it does at `info` by default, the other commands nothing unless
-/// `REPOBOX_LOG` asks; `--log-format json` makes each line a JSON object.
+/// `REPOBOX_LOG` asks; `--log-format json` (the default with `--json`)
+/// makes each line a JSON object.
 fn init_logs(cli: &cli::Cli, scrubber: &Scrubber) {
     let default = if matches!(cli.command, cli::Command::Runner(_)) {
         "info"
@@ -82,7 +83,12 @@ fn init_logs(cli: &cli::Cli, scrubber: &Scrubber) {
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(ScrubbedStderr::new(scrubber.clone()));
-    match cli.log_format {
+    let format = cli.log_format.unwrap_or(if cli.json {
+        cli::LogFormat::Json
+    } else {
+        cli::LogFormat::Text
+    });
+    match format {
         cli::LogFormat::Json => logs.json().flatten_event(true).init(),
         cli::LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
     }

@@ -91,7 +91,7 @@ fn said<'a>(log: &'a [serde_json::Value], message: &str) -> Vec<&'a serde_json::
 }
 
 #[test]
-fn a_runner_without_a_mode_is_a_usage_error() {
+fn runner_arguments_are_checked_before_it_takes_jobs() {
     let out = Command::new(env!("CARGO_BIN_EXE_repobox"))
         .arg("runner")
         .env("REDIS_URL", "redis://127.0.0.1:1")
@@ -111,6 +111,30 @@ fn a_runner_without_a_mode_is_a_usage_error() {
         help.contains("only pretends") && help.contains("without a shell"),
         "{help}"
     );
+
+    // A zero timeout is a usage error; a program that cannot run is one
+    // error at start (as JSON with --json), not a failure per job.
+    let server = RedisServer::start();
+    let zero = runner(&server, &["--exec", "/bin/true", "--timeout", "0"]);
+    assert_eq!(zero.wait_with_output().unwrap().status.code(), Some(2));
+    for (program, why) in [
+        ("/nonexistent/build", "No such file"),
+        ("/etc", "is not an executable file"),
+        ("no-such-program-anywhere", "is not on the PATH jobs get"),
+    ] {
+        let out = runner(&server, &["--exec", program, "--json"])
+            .wait_with_output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{program}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+        assert_eq!(last["kind"], "error", "{stderr}");
+        assert!(last["error"].as_str().unwrap().contains(why), "{stderr}");
+        // With --json the log lines are JSON too.
+        for line in stderr.lines() {
+            serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -407,4 +431,44 @@ async fn a_runner_says_once_that_redis_is_unreachable_and_still_stops_on_sigterm
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(log.matches("lost Redis; retrying until it is back").count(), 1, "{log}");
     assert!(log.contains(" WARN "), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inherit_env_passes_the_runners_environment_but_never_its_redis_settings() {
+    let server = RedisServer::start_with(&["--requirepass", "hunter2pass"]);
+    let url = format!("redis://:hunter2pass@127.0.0.1:{}", server.port());
+    let store = Store::open(url.as_str()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let job_sh = script(dir.path(), "env");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_repobox"))
+            .args(["runner", "--exec", job_sh.to_str().unwrap()])
+            .args(extra)
+            .env("REDIS_URL", &url)
+            .env("REPOBOX_LOG", "debug")
+            .env("MY_TOOL_TOKEN", "visible")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    for (id, extra) in [("inherited", &["--inherit-env"][..]), ("minimal", &[][..])] {
+        let runner = run(extra);
+        enqueue(&store, id, "env").await;
+        wait_for("the job over", async || job(&store, id).await.status.is_final()).await;
+        signal(&runner, "TERM");
+        let out = finish(runner).await;
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(!log.contains("hunter2pass"), "{log}");
+        let env = output(&store, id).await;
+        assert!(
+            !env.iter().any(|l| l.contains("hunter2pass") || l.starts_with("REDIS_")),
+            "{env:?}"
+        );
+        assert!(env.iter().any(|l| l == &format!("REPOBOX_JOB_ID={id}")), "{env:?}");
+        assert!(!env.iter().any(|l| l.starts_with("REPOBOX_LOG")), "{env:?}");
+        let inherited = env.iter().any(|l| l == "MY_TOOL_TOKEN=visible");
+        assert_eq!(inherited, id == "inherited", "{env:?}");
+    }
 }

@@ -99,7 +99,9 @@ impl RunnerConfig {
         self
     }
 
-    /// How long running jobs get to finish at shutdown before they are released.
+    /// How long running jobs get to finish once the runner drains (10 s);
+    /// those still running then are asked to stop and go back to `queued`
+    /// (see [`Runner::run_with`](crate::Runner::run_with)).
     pub fn shutdown_grace(mut self, d: Duration) -> Self {
         self.shutdown_grace = d;
         self
@@ -145,7 +147,7 @@ pub struct RunStats {
     pub dead_lettered: u64,
     /// Deliveries acknowledged without a run (job deleted or already over).
     pub skipped: u64,
-    /// Jobs still running at shutdown, put back to queued for another runner.
+    /// Jobs stopped at shutdown, put back to queued for another runner.
     pub released: u64,
     /// Running jobs cancelled on request.
     pub cancelled: u64,

@@ -8,7 +8,7 @@ use std::path::Path;
 use repobox_models::Job;
 
 /// `PATH` of the minimal environment.
-const MINIMAL_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+pub(crate) const MINIMAL_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// Names that make a shell, a loader or a common tool run code from the
 /// variable's value: a job may never set them, whatever `--deny-env` says.

@@ -88,16 +88,56 @@ impl ProcessHandler {
         }
     }
 
-    /// Runs `program` with `args`, without a shell.
+    /// Runs `program` with `args`, without a shell. A `program` with a `/`
+    /// in it is a path (a relative one is taken from the current directory
+    /// now, not from each job's working directory); a bare name is looked
+    /// up on the `PATH` the jobs get.
     pub fn exec<I, S>(program: impl Into<OsString>, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
+        let program: OsString = program.into();
+        let program = if program.as_bytes().contains(&b'/') {
+            std::path::absolute(&program).map_or(program, PathBuf::into_os_string)
+        } else {
+            program
+        };
         Self::new(Program::Exec {
-            program: program.into(),
+            program,
             args: args.into_iter().map(Into::into).collect(),
         })
+    }
+
+    /// Where the program is, or why it cannot be started (not found, not a
+    /// file, not executable): what a runner checks before it takes jobs, so
+    /// that a typo is one error at start, not a failure per job.
+    pub fn check_program(&self) -> std::io::Result<PathBuf> {
+        let program = match &self.program {
+            Program::Exec { program, .. } => program.as_os_str(),
+            Program::Shell(_) => std::ffi::OsStr::new("/bin/sh"),
+        };
+        let candidates: Vec<PathBuf> = if program.as_bytes().contains(&b'/') {
+            vec![PathBuf::from(program)]
+        } else {
+            let path = match self.inherit_env {
+                true => std::env::var_os("PATH").unwrap_or_default(),
+                false => env::MINIMAL_PATH.into(),
+            };
+            std::env::split_paths(&path).map(|dir| dir.join(program)).collect()
+        };
+        let mut why = format!("{} is not on the PATH jobs get", program.to_string_lossy());
+        for candidate in candidates {
+            match std::fs::metadata(&candidate) {
+                Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => return Ok(candidate),
+                Ok(_) => why = format!("{} is not an executable file", candidate.display()),
+                Err(e) if candidate.is_absolute() && program.as_bytes().contains(&b'/') => {
+                    why = format!("{}: {e}", candidate.display())
+                }
+                Err(_) => {}
+            }
+        }
+        Err(std::io::Error::new(std::io::ErrorKind::NotFound, why))
     }
 
     /// Runs `sh -c command`. Job fields reach it only as environment
@@ -367,4 +407,6 @@ fn said(stopped: Stopped, grace: f64) -> String {
     }
 }
 
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::ExitStatusExt as _;

@@ -42,7 +42,12 @@ pub async fn runner(store: &Store, args: RunnerArgs, json: bool) -> anyhow::Resu
         tokio::spawn(health::serve(listener, control.clone()));
     }
     tokio::spawn(on_signals(control.clone()));
-    let stats = match process_handler(&args) {
+    let handler = process_handler(&args);
+    if let Some(handler) = &handler {
+        let program = handler.check_program().context("cannot run the jobs' program")?;
+        tracing::info!(program = %program.display(), "running each job with this program");
+    }
+    let stats = match handler {
         Some(handler) => run(store, handler, config, control).await,
         None => run(store, DemoHandler::default(), config, control).await,
     }
