@@ -322,6 +322,8 @@ impl<H: JobHandler> Work<H> {
             StopReason::Cancelled => Ended::Cancelled,
             StopReason::Shutdown => Ended::Released,
         };
+        let runner_stops = self.control.reached(Phase::Stopping);
+        tokio::pin!(runner_stops);
         let ended = loop {
             tokio::select! {
                 joined = &mut run.0 => {
@@ -335,7 +337,8 @@ impl<H: JobHandler> Work<H> {
                         None => Ended::Returned(result),
                     };
                 }
-                _ = self.control.reached(Phase::Stopping), if stopping.is_none() => {
+                // Polled until it resolves or the job is stopped otherwise, never after.
+                _ = &mut runner_stops, if stopping.is_none() => {
                     tracing::info!(job = %job_id, "the runner is stopping; stopping the job");
                     let _ = stop.send(Some(StopReason::Shutdown));
                     stopping = Some((StopReason::Shutdown, tokio::time::Instant::now() + self.handler.stop_grace()));
