@@ -2,12 +2,16 @@
 //! runs once, and a runner killed with `kill -9` mid-run is taken over only
 //! once its lease has passed. Real binaries against a test-kit server.
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use repobox_models::{JOBS_GROUP, JOBS_STREAM, Job, JobStatus, now_millis};
 use repobox_orm::testing::RedisServer;
 use repobox_orm::{Queue, Store};
+
+use common::{job, output, wait_for};
 
 /// A `repobox runner` process; killed with SIGKILL when dropped.
 struct RunnerProcess(Child);
@@ -38,26 +42,6 @@ impl Drop for RunnerProcess {
     fn drop(&mut self) {
         self.kill_9();
     }
-}
-
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while !done().await {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{what} within 60 s"));
-}
-
-async fn job(store: &Store, id: &str) -> Job {
-    Job::get(&mut store.clone(), id).await.unwrap().expect("the job exists")
-}
-
-async fn output(store: &Store, id: &str) -> Vec<String> {
-    Job::output(&mut store.clone(), id, repobox_models::OutputRange::ALL)
-        .await
-        .unwrap()
 }
 
 async fn nothing_pending(store: &Store) -> bool {

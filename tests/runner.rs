@@ -3,15 +3,19 @@
 //! restart and a drain, the log lines, `jobs cancel`, and the usage error.
 //! Real binaries, real scripts, a test-kit server.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use repobox_models::{JOBS_GROUP, JOBS_STREAM, Job, JobStatus, OutputRange, now_millis};
+use repobox_models::{JOBS_GROUP, JOBS_STREAM, Job, JobStatus, now_millis};
 use repobox_orm::testing::RedisServer;
 use repobox_orm::{Queue, Store};
+
+use common::{job, output, wait_for};
 
 fn script(dir: &Path, body: &str) -> PathBuf {
     let path = dir.join("job.sh");
@@ -58,24 +62,6 @@ async fn enqueue(store: &Store, id: &str, mode: &str) {
     Job::create_and_enqueue(&mut store.clone(), &job, now_millis())
         .await
         .unwrap();
-}
-
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while !done().await {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{what} within 60 s"));
-}
-
-async fn job(store: &Store, id: &str) -> Job {
-    Job::get(&mut store.clone(), id).await.unwrap().expect("the job exists")
-}
-
-async fn output(store: &Store, id: &str) -> Vec<String> {
-    Job::output(&mut store.clone(), id, OutputRange::ALL).await.unwrap()
 }
 
 /// The log lines of `--log-format json`: every one a JSON object.
