@@ -1,0 +1,132 @@
+//! The handler's run, watched: the lease renewed and the delivery kept fresh,
+//! cancellation and the runner's shutdown turned into the handler's stop
+//! token, and a handler that outlives its grace aborted.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use repobox_models::{Job, Result};
+use repobox_orm::{Delivery, EntityField};
+
+use super::{CANCEL_CHECK, Ended, Work};
+use crate::{HandlerResult, JobHandler, Output, Phase, StopReason};
+
+impl<H: JobHandler> Work<H> {
+    /// Runs the handler in a task of its own (a panic is a failure, not a
+    /// crash) while keeping the delivery fresh and renewing the run's lease
+    /// on the job. A run that finds its lease taken over, or that could not
+    /// renew it before it passed (by this process's clock), stops its
+    /// handler at once: another run may hold the job. Also watches the
+    /// job's `cancel_requested_at` and the runner's phase: once the job is
+    /// cancelled or the runner is stopping, the handler's stop token fires,
+    /// and a handler that has not stopped after its
+    /// [`stop_grace`](JobHandler::stop_grace) is aborted. Returns how the run
+    /// ended and how many output lines it wrote.
+    pub(super) async fn run_handler(
+        &self,
+        job: Job,
+        run_id: &str,
+        delivery: &Delivery,
+        leased_at: tokio::time::Instant,
+    ) -> (Ended, u64) {
+        let (stop, token) = tokio::sync::watch::channel(None);
+        let job_id = job.id.clone();
+        let job_key = Job::key_for(job.id.as_str()).unwrap_or_default();
+        // The lease holds at least until then (each renewal counted from
+        // before it was sent, as the start was); the output is fenced by it.
+        let held_until = Arc::new(Mutex::new(leased_at + self.lease));
+        let output = Output::new(self.store.clone(), job.id.clone(), token, held_until.clone());
+        let written = output.clone();
+        let handler = self.handler.clone();
+        let mut run = AbortOnDrop(tokio::spawn(async move { handler.run(job, output).await }));
+        let mut conn = self.store.clone();
+        let mut beat = tokio::time::interval(self.heartbeat.max(Duration::from_millis(10)));
+        let mut check = tokio::time::interval(CANCEL_CHECK);
+        beat.tick().await;
+        let deadline = || *held_until.lock().unwrap_or_else(|e| e.into_inner());
+        // Once the handler was asked to stop: why, and until when it may take.
+        let mut stopping: Option<(StopReason, tokio::time::Instant)> = None;
+        let stopped = |reason: StopReason| match reason {
+            StopReason::Cancelled => Ended::Cancelled,
+            StopReason::Shutdown => Ended::Released,
+        };
+        let runner_stops = self.control.reached(Phase::Stopping);
+        tokio::pin!(runner_stops);
+        let ended = loop {
+            tokio::select! {
+                joined = &mut run.0 => {
+                    let result: HandlerResult = match joined {
+                        Ok(result) => result,
+                        Err(e) if e.is_panic() => Err("the handler panicked".into()),
+                        Err(e) => Err(format!("the handler was cancelled: {e}").into()),
+                    };
+                    break match stopping {
+                        Some((reason, _)) => stopped(reason),
+                        None => Ended::Returned(result),
+                    };
+                }
+                // Polled until it resolves or the job is stopped otherwise, never after.
+                _ = &mut runner_stops, if stopping.is_none() => {
+                    tracing::info!(job = %job_id, "the runner is stopping; stopping the job");
+                    let _ = stop.send(Some(StopReason::Shutdown));
+                    stopping = Some((StopReason::Shutdown, tokio::time::Instant::now() + self.handler.stop_grace()));
+                }
+                _ = beat.tick() => {
+                    let renewing = tokio::time::Instant::now();
+                    match Job::renew_lease(&mut conn, &job_id, run_id, self.lease).await {
+                        Ok(Some(_)) => *held_until.lock().unwrap_or_else(|e| e.into_inner()) = renewing + self.lease,
+                        Ok(None) => {
+                            tracing::warn!(job = %job_id, entry = %delivery.id, "the run lost its lease to another run; stopping its handler");
+                            break Ended::LeaseLost;
+                        }
+                        Err(e) if tokio::time::Instant::now() >= deadline() => {
+                            tracing::warn!(job = %job_id, error = %e, "the run could not renew its lease before it passed; stopping its handler");
+                            break Ended::LeaseLost;
+                        }
+                        Err(e) => tracing::debug!(job = %job_id, error = %e, "could not renew a running job's lease; retrying"),
+                    }
+                    if let Err(e) = self.queue.touch(&mut conn, &self.consumer, &[&delivery.id]).await {
+                        tracing::debug!(error = %e, "could not keep a running job's delivery fresh");
+                    }
+                }
+                _ = check.tick() => {
+                    if tokio::time::Instant::now() >= deadline() {
+                        tracing::warn!(job = %job_id, "the run's lease passed before it could be renewed; stopping its handler");
+                        break Ended::LeaseLost;
+                    }
+                    if let Some((reason, until)) = stopping {
+                        if tokio::time::Instant::now() >= until {
+                            tracing::warn!(job = %job_id, "the handler did not stop within its grace; aborted");
+                            break stopped(reason);
+                        }
+                        continue;
+                    }
+                    let requested: Result<Option<i64>> = repobox_orm::redis::cmd("HGET")
+                        .arg(&job_key)
+                        .arg(repobox_models::JobField::CancelRequestedAt.name())
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(Into::into);
+                    if let Ok(Some(_)) = requested {
+                        tracing::info!(job = %job_id, entry = %delivery.id, "the job was cancelled; stopping it");
+                        let _ = stop.send(Some(StopReason::Cancelled));
+                        stopping = Some((StopReason::Cancelled, tokio::time::Instant::now() + self.handler.stop_grace()));
+                    }
+                }
+            }
+        };
+        // Whatever still runs stops here (its guards kill what it started).
+        run.0.abort();
+        (ended, written.lines_written())
+    }
+}
+
+/// A handler task that dies with the work that spawned it (a runner that is
+/// aborted or shut down leaves no job running behind its back).
+pub(crate) struct AbortOnDrop<T>(pub(crate) tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
