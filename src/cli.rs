@@ -113,6 +113,10 @@ pub struct RunnerArgs {
     /// a prefix. Repeat, or separate with commas.
     #[arg(long, value_delimiter = ',', value_name = "NAME")]
     pub deny_env: Vec<String>,
+    /// The only environment names a job may set (`NAME_*`: a prefix); the
+    /// ones always refused stay refused. Default: any name not refused.
+    #[arg(long, value_delimiter = ',', value_name = "NAME")]
+    pub allow_env: Vec<String>,
     /// Bytes kept of one output line; longer lines are cut and marked.
     #[arg(long, default_value_t = 8 * 1024, value_parser = clap::value_parser!(u64).range(1..=16 * 1024 * 1024))]
     pub max_line_bytes: u64,

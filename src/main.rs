@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(&e, wants_json(), &scrubber),
     };
     let json = cli.json;
+    hide_secrets_from_proc();
     init_logs(&cli, &scrubber);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -69,13 +70,50 @@ fn main() -> ExitCode {
     }
 }
 
+/// The environment variables whose values are secrets.
+const SECRET_VARS: [&str; 2] = ["REDIS_URL", repobox_orm::crypto::KEYS_ENV];
+
+/// Overwrites the values of [`SECRET_VARS`] in the environment block the
+/// process started with, which `/proc/<pid>/environ` shows to processes of
+/// the same user (a runner's jobs) and to root, and keeps them for this
+/// process in a copy only it reads. (`runner` also makes itself
+/// non-dumpable, which closes `/proc/<pid>/mem` and `environ` to its jobs.)
+fn hide_secrets_from_proc() {
+    #[cfg(target_os = "linux")]
+    for name in SECRET_VARS {
+        let Some(value) = std::env::var_os(name) else {
+            continue;
+        };
+        let prefix = format!("{name}=");
+        // SAFETY: this runs at the start of `main`, before the runtime or
+        // any other thread exists, so nothing reads the environment while it
+        // changes. `environ` is the C library's null-terminated array of
+        // pointers to NUL-terminated strings; the bytes written are within
+        // each string's value, and the string stays NUL-terminated.
+        unsafe {
+            let mut entry = nix::libc::environ;
+            while !entry.is_null() && !(*entry).is_null() {
+                let text = std::ffi::CStr::from_ptr(*entry).to_bytes();
+                if let Some(secret) = text.strip_prefix(prefix.as_bytes()) {
+                    std::ptr::write_bytes((*entry).add(prefix.len()), b'*', secret.len());
+                }
+                entry = entry.add(1);
+            }
+            // A fresh copy for this process; the block keeps the stars.
+            std::env::set_var(name, &value);
+        }
+    }
+}
+
 /// Log lines on stderr, through the scrubber: the daemon (`runner`) says what
 /// it does at `info` by default, the other commands nothing unless
 /// `REPOBOX_LOG` asks; `--log-format json` (the default with `--json`)
 /// makes each line a JSON object.
 fn init_logs(cli: &cli::Cli, scrubber: &Scrubber) {
+    // The runner's own lines say when Redis is lost and back, once per
+    // outage: the store's line per reconnect attempt is not wanted there.
     let default = if matches!(cli.command, cli::Command::Runner(_)) {
-        "info"
+        "info,repobox::store=error"
     } else {
         "off"
     };

@@ -103,6 +103,17 @@ fn runner_arguments_are_checked_before_it_takes_jobs() {
     let server = RedisServer::start();
     let zero = runner(&server, &["--exec", "/bin/true", "--timeout", "0"]);
     assert_eq!(zero.wait_with_output().unwrap().status.code(), Some(2));
+    let no_workdir = runner(
+        &server,
+        &["--exec", "/bin/true", "--workdir", "/nonexistent/jobs", "--json"],
+    );
+    let out = no_workdir.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot make working directories under /nonexistent/jobs"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for (program, why) in [
         ("/nonexistent/build", "No such file"),
         ("/etc", "is not an executable file"),
@@ -425,7 +436,11 @@ async fn inherit_env_passes_the_runners_environment_but_never_its_redis_settings
     let url = format!("redis://:hunter2pass@127.0.0.1:{}", server.port());
     let store = Store::open(url.as_str()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let job_sh = script(dir.path(), "env");
+    // The job also tries the runner's own environment, through /proc.
+    let job_sh = script(
+        dir.path(),
+        "env\necho ---\ntr '\\0' '\\n' < /proc/$PPID/environ || echo 'environ: unreadable'",
+    );
     let run = |extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_repobox"))
             .args(["runner", "--exec", job_sh.to_str().unwrap()])
@@ -447,14 +462,66 @@ async fn inherit_env_passes_the_runners_environment_but_never_its_redis_settings
         let out = finish(runner).await;
         let log = String::from_utf8_lossy(&out.stderr);
         assert!(!log.contains("hunter2pass"), "{log}");
-        let env = output(&store, id).await;
-        assert!(
-            !env.iter().any(|l| l.contains("hunter2pass") || l.starts_with("REDIS_")),
-            "{env:?}"
-        );
+        let lines = output(&store, id).await;
+        assert!(!lines.iter().any(|l| l.contains("hunter2pass")), "{lines:?}");
+        let split = lines.iter().position(|l| l == "---").unwrap();
+        let (env, proc_environ) = (&lines[..split], &lines[split + 1..]);
+        assert!(!env.iter().any(|l| l.starts_with("REDIS_")), "{env:?}");
         assert!(env.iter().any(|l| l == &format!("REPOBOX_JOB_ID={id}")), "{env:?}");
         assert!(!env.iter().any(|l| l.starts_with("REPOBOX_LOG")), "{env:?}");
+        // Unreadable to a job of the runner's user; to root, readable, but
+        // the value is overwritten.
+        let masked = format!("REDIS_URL={}", "*".repeat(url.len()));
+        assert!(
+            proc_environ.iter().any(|l| l == "environ: unreadable" || *l == masked),
+            "{proc_environ:?}"
+        );
         let inherited = env.iter().any(|l| l == "MY_TOOL_TOKEN=visible");
         assert_eq!(inherited, id == "inherited", "{env:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_is_noticed_and_does_not_hold_up_a_stop() {
+    let server = RedisServer::start();
+    let store = Store::open(server.url().as_str()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let job_sh = script(dir.path(), "echo started\nsleep 600");
+    let port = RedisServer::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let exe = job_sh.to_str().unwrap();
+    // One slot, busy with a job: no read tells whether Redis is there.
+    let runner = runner(
+        &server,
+        &[
+            "--exec",
+            exe,
+            "--concurrency",
+            "1",
+            "--health-addr",
+            &addr,
+            "--kill-grace",
+            "1s",
+        ],
+    );
+    wait_for_code(&addr, "/healthz", 200).await;
+    enqueue(&store, "busy", "busy").await;
+    wait_for("the job running", async || output(&store, "busy").await.len() == 1).await;
+
+    // The server hangs (a partition, a stopped process): nothing answers.
+    let pid = server.pid().unwrap().to_string();
+    let stop = |sig: &str| Command::new("kill").args([sig, &pid]).status().unwrap();
+    assert!(stop("-STOP").success());
+    let body = wait_for_code(&addr, "/healthz", 503).await;
+    assert!(body.contains(r#""redis":false"#), "{body}");
+    // Two signals stop it while the server still hangs.
+    signal(&runner, "TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(&runner, "TERM");
+    let out = finish(runner).await;
+    assert!(stop("-CONT").success());
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(log.matches("lost Redis; retrying until it is back").count(), 1, "{log}");
+    assert!(!log.contains("connect failed"), "the store's lines stay out: {log}");
 }

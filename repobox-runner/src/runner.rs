@@ -18,6 +18,9 @@ use crate::{JobHandler, Phase, RunStats, RunnerConfig, RunnerControl};
 
 static DELETED: LogLimit = LogLimit::warn("a pending job entry was deleted from the stream before it was acknowledged");
 
+/// How often a runner whose every slot is busy checks that Redis is there.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
 /// How long stopped jobs get, beyond their handler's stop grace, to write
 /// that they went back to the queue before they are aborted.
 const RELEASE_TIME: Duration = Duration::from_secs(10);
@@ -94,7 +97,9 @@ impl<H: JobHandler> Runner<H> {
                 }
             }
         }
-        let mut reader = self.store.dedicated();
+        // A read that outlives its block by the store's response timeout is
+        // a hung server: the connection is dropped and the outage said.
+        let mut reader = self.store.dedicated_for(self.config.block);
         let permits = Arc::new(Semaphore::new(self.config.concurrency));
         let running: Arc<Mutex<HashMap<String, String>>> = Arc::default();
         let mut tasks: JoinSet<Done> = JoinSet::new();
@@ -157,21 +162,24 @@ impl<H: JobHandler> Runner<H> {
             }
             let free = permits.available_permits().saturating_sub(batch.len());
             if free == 0 && batch.is_empty() {
+                // Every slot is busy: no read says whether Redis is there, so
+                // a PING does, every `block`.
                 tokio::select! {
                     _ = control.reached(Phase::Draining) => stopping = true,
                     Some(done) = tasks.join_next() => record(&mut stats, done),
+                    _ = tokio::time::sleep(self.config.block.max(PROBE_EVERY)) => self.probe(&mut conn, &mut link).await,
                 }
                 continue;
             }
             if free > 0 {
-                // A read in flight is never abandoned: what it returns is run.
-                let read = self.queue.read(&mut reader, &consumer, free, Some(self.config.block));
-                tokio::pin!(read);
+                // Draining takes no new deliveries: a read still in flight is
+                // abandoned, and what the server hands it stays pending for
+                // another runner to claim once idle.
                 let delivered = tokio::select! {
-                    r = &mut read => r,
+                    r = self.queue.read(&mut reader, &consumer, free, Some(self.config.block)) => r,
                     _ = control.reached(Phase::Draining) => {
                         stopping = true;
-                        read.await
+                        Ok(Vec::new())
                     }
                 };
                 match delivered {
@@ -293,6 +301,18 @@ impl<H: JobHandler> Runner<H> {
             Ok(gone) if !gone.is_empty() => tracing::info!(consumers = ?gone, "removed idle consumers"),
             Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "could not remove idle consumers"),
+        }
+    }
+
+    /// A `PING`, for the [`Link`] to say whether Redis is there.
+    async fn probe(&self, conn: &mut Store, link: &mut Link) {
+        let pong: repobox_orm::Result<()> = repobox_orm::redis::cmd("PING")
+            .query_async(conn)
+            .await
+            .map_err(Into::into);
+        match pong {
+            Ok(()) => link.up(false),
+            Err(e) => link.down(&e),
         }
     }
 

@@ -44,6 +44,7 @@ pub(crate) mod slot;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use redis::aio::ConnectionLike;
 use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
@@ -162,7 +163,21 @@ impl Store {
     /// response timeout, for blocking commands (`XREADGROUP ... BLOCK`) that
     /// must not hold up, or be timed out like, ordinary commands.
     pub fn dedicated(&self) -> Store {
-        let config = self.inner.config.clone().response_timeout(None);
+        self.dedicated_with(None)
+    }
+
+    /// [`dedicated`](Self::dedicated), for commands that block at most
+    /// `block`: a reply that takes longer than that plus this store's
+    /// response timeout (5 s by default) is a timeout, and the connection is
+    /// dropped, so a server that hangs (a partition, a stopped process) is
+    /// noticed as one that is down.
+    pub fn dedicated_for(&self, block: Duration) -> Store {
+        let margin = self.inner.config.response_timeout.unwrap_or(Duration::from_secs(5));
+        self.dedicated_with(Some(block.saturating_add(margin)))
+    }
+
+    fn dedicated_with(&self, response_timeout: Option<Duration>) -> Store {
+        let config = self.inner.config.clone().response_timeout(response_timeout);
         Store {
             inner: Arc::new({
                 let mut inner = Inner::new(self.inner.client.clone(), config, self.inner.db, self.is_closed());

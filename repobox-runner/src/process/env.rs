@@ -10,11 +10,13 @@ use repobox_models::Job;
 /// `PATH` of the minimal environment.
 pub(crate) const MINIMAL_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-/// Names that make a shell, a loader or a common tool run code from the
-/// variable's value: a job may never set them, whatever `--deny-env` says.
+/// Names a job may never set, whatever `--deny-env` says: the runner's
+/// own, and names that make a shell, a loader or a common tool run code or
+/// load a file named by the value.
 pub const ALWAYS_DENIED: &[&str] = &[
     "PATH",
     "HOME",
+    "TMPDIR",
     // Shells: startup files, traced prompts, word splitting, functions.
     "BASH_ENV",
     "ENV",
@@ -25,35 +27,34 @@ pub const ALWAYS_DENIED: &[&str] = &[
     "IFS",
     "CDPATH",
     "GLOBIGNORE",
-    // Interpreters and tools that read code or hooks from the environment.
-    "NODE_OPTIONS",
-    "PYTHONSTARTUP",
-    "PYTHONPATH",
-    "PYTHONHOME",
-    "PERL5OPT",
-    "PERL5LIB",
-    "RUBYOPT",
-    "RUBYLIB",
+    "ZDOTDIR",
+    // The C library: charset converters, locales, host aliases.
+    "GCONV_PATH",
+    "LOCPATH",
+    "NLSPATH",
+    "HOSTALIASES",
+    "RESOLV_HOST_CONF",
+    // Tools that read code, hooks or modules from the environment.
     "JAVA_TOOL_OPTIONS",
-    "GIT_SSH",
-    "GIT_SSH_COMMAND",
-    "GIT_ASKPASS",
+    "JDK_JAVA_OPTIONS",
+    "CLASSPATH",
     "SSH_ASKPASS",
-    "GIT_EXEC_PATH",
-    "GIT_CONFIG",
-    "GIT_CONFIG_GLOBAL",
-    "GIT_CONFIG_SYSTEM",
-    "GIT_CONFIG_COUNT",
-    "GIT_PROXY_COMMAND",
-    "GIT_EXTERNAL_DIFF",
     "EDITOR",
     "VISUAL",
     "PAGER",
+    "BROWSER",
+    "MANPAGER",
 ];
 
 /// Prefixes a job may never set: the dynamic loaders' (`LD_PRELOAD`,
-/// `DYLD_INSERT_LIBRARIES`, ...), the runner's own, and git's per-key config.
-pub const ALWAYS_DENIED_PREFIXES: &[&str] = &["LD_", "DYLD_", "REPOBOX_", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"];
+/// `DYLD_INSERT_LIBRARIES`, ...), the C library's tunables, the runner's own,
+/// and whole families of tools whose variables load code: git
+/// (`GIT_CONFIG_PARAMETERS`, `GIT_SSH_COMMAND`, ...), Python, Perl, Ruby,
+/// Node, Lua, Java, OpenSSL, `less`.
+pub const ALWAYS_DENIED_PREFIXES: &[&str] = &[
+    "LD_", "DYLD_", "GLIBC_", "MALLOC_", "REPOBOX_", "GIT_", "PYTHON", "PERL", "RUBY", "NODE_", "LUA_", "_JAVA_",
+    "OPENSSL_", "LESS",
+];
 
 /// Why a job's environment was refused; the job fails with it. It names the
 /// variable (escaped and shortened), never its value.
@@ -102,24 +103,21 @@ fn listed(name: &str, list: &[String]) -> bool {
 }
 
 /// Checks one name and value a job asks for.
-pub(crate) fn check(name: &str, value: &str, deny: &[String]) -> Result<(), EnvRefused> {
+pub(crate) fn check(name: &str, value: &str, rules: &EnvRules<'_>) -> Result<(), EnvRefused> {
     if !well_formed(name) {
         return Err(EnvRefused::new(name, "names must match [A-Z_][A-Z0-9_]*"));
     }
-    if ALWAYS_DENIED.contains(&name) {
+    if ALWAYS_DENIED.contains(&name) || ALWAYS_DENIED_PREFIXES.iter().any(|p| name.starts_with(p)) {
         return Err(EnvRefused::new(
             name,
-            "the runner sets it, or it makes programs run code",
+            "the runner sets it, or it can make programs run code",
         ));
     }
-    if ALWAYS_DENIED_PREFIXES.iter().any(|p| name.starts_with(p)) {
-        return Err(EnvRefused::new(
-            name,
-            "LD_*, DYLD_*, REPOBOX_* and git's config keys are the runner's",
-        ));
-    }
-    if listed(name, deny) {
+    if listed(name, rules.deny) {
         return Err(EnvRefused::new(name, "the runner's --deny-env refuses it"));
+    }
+    if !rules.allow.is_empty() && !listed(name, rules.allow) {
+        return Err(EnvRefused::new(name, "the runner's --allow-env does not list it"));
     }
     if value.contains('\0') {
         return Err(EnvRefused::new(name, "a value may not hold a NUL byte"));
@@ -131,6 +129,8 @@ pub(crate) fn check(name: &str, value: &str, deny: &[String]) -> Result<(), EnvR
 pub(crate) struct EnvRules<'a> {
     pub inherit: bool,
     pub deny: &'a [String],
+    /// When not empty, the only names a job may set.
+    pub allow: &'a [String],
 }
 
 /// The whole environment of a job's process, or why the job may not run.
@@ -155,7 +155,7 @@ pub(crate) fn environment(
     env.push(("TMPDIR".into(), workdir.into()));
     let mut seen: Vec<&str> = Vec::with_capacity(job.env.len());
     for (name, value) in &job.env {
-        check(name, value, rules.deny)?;
+        check(name, value, rules)?;
         if seen.contains(&name.as_str()) {
             return Err(EnvRefused::new(name, "it is given twice"));
         }
@@ -187,10 +187,15 @@ mod tests {
     #[test]
     fn names_are_checked_and_values_never_shown() {
         let deny = vec!["AWS_*".to_owned(), "SECRET".to_owned()];
-        assert!(check("CI", "1", &deny).is_ok());
-        assert!(check("_X9", "", &deny).is_ok());
+        let rules = EnvRules {
+            inherit: false,
+            deny: &deny,
+            allow: &[],
+        };
+        assert!(check("CI", "1", &rules).is_ok());
+        assert!(check("_X9", "", &rules).is_ok());
         for bad in ["", "lower", "9X", "A=B", "A-B", "É", "A B"] {
-            let e = check(bad, "v", &deny).unwrap_err();
+            let e = check(bad, "v", &rules).unwrap_err();
             assert_eq!(e.reason, "names must match [A-Z_][A-Z0-9_]*", "{bad}");
         }
         for refused in [
@@ -200,15 +205,36 @@ mod tests {
             "DYLD_INSERT_LIBRARIES",
             "REPOBOX_JOB_ID",
             "BASH_ENV",
+            "GIT_CONFIG_PARAMETERS",
+            "GIT_SSH_COMMAND",
+            "GCONV_PATH",
+            "GLIBC_TUNABLES",
+            "PYTHONSTARTUP",
+            "PERLLIB",
+            "LESSOPEN",
+            "LUA_INIT",
             "AWS_KEY",
             "SECRET",
         ] {
-            assert!(check(refused, "v", &deny).is_err(), "{refused}");
+            assert!(check(refused, "v", &rules).is_err(), "{refused}");
         }
-        let e = check("TOKEN", "s3cr3t\0", &deny).unwrap_err();
+        let e = check("TOKEN", "s3cr3t\0", &rules).unwrap_err();
         assert!(!e.to_string().contains("s3cr3t"), "{e}");
         let long = "x".repeat(500);
-        let e = check(&format!("{long}\n"), "hunter2", &deny).unwrap_err();
+        let e = check(&format!("{long}\n"), "hunter2", &rules).unwrap_err();
         assert!(e.name.len() < 80 && !e.to_string().contains("hunter2"), "{e}");
+
+        // An allow list: only what it names, never what is always refused.
+        let allow = vec!["CI".to_owned(), "BUILD_*".to_owned(), "GIT_*".to_owned()];
+        let rules = EnvRules {
+            inherit: false,
+            deny: &[],
+            allow: &allow,
+        };
+        assert!(check("CI", "1", &rules).is_ok());
+        assert!(check("BUILD_TARGET", "x", &rules).is_ok());
+        let e = check("OTHER", "1", &rules).unwrap_err();
+        assert_eq!(e.reason, "the runner's --allow-env does not list it");
+        assert!(check("GIT_DIR", "x", &rules).is_err());
     }
 }

@@ -62,6 +62,7 @@ pub struct ProcessHandler {
     keep_workdir: bool,
     inherit_env: bool,
     deny_env: Vec<String>,
+    allow_env: Vec<String>,
     caps: Caps,
     timeout: Option<Duration>,
     kill_grace: Duration,
@@ -75,6 +76,7 @@ impl ProcessHandler {
             keep_workdir: false,
             inherit_env: false,
             deny_env: Vec::new(),
+            allow_env: Vec::new(),
             caps: Caps {
                 line_bytes: 8 * 1024,
                 lines: 100_000,
@@ -105,10 +107,25 @@ impl ProcessHandler {
         })
     }
 
-    /// Where the program is, or why it cannot be started (not found, not a
-    /// file, not executable): what a runner checks before it takes jobs, so
-    /// that a typo is one error at start, not a failure per job.
-    pub fn check_program(&self) -> std::io::Result<PathBuf> {
+    /// Where the program is, or why jobs cannot run: the program is not
+    /// found, not a file or not executable, or no working directory can be
+    /// made under [`workdir`](Self::workdir). What a runner checks before it
+    /// takes jobs, so that a typo is one error at start, not a failure per job.
+    pub fn check(&self) -> std::io::Result<PathBuf> {
+        tempfile::Builder::new()
+            .prefix("repobox-check-")
+            .tempdir_in(&self.workdir)
+            .and_then(tempfile::TempDir::close)
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot make working directories under {}: {e}", self.workdir.display()),
+                )
+            })?;
+        self.find_program()
+    }
+
+    fn find_program(&self) -> std::io::Result<PathBuf> {
         let program = match &self.program {
             Program::Exec { program, .. } => program.as_os_str(),
             Program::Shell(_) => std::ffi::OsStr::new("/bin/sh"),
@@ -170,6 +187,18 @@ impl ProcessHandler {
         S: Into<String>,
     {
         self.deny_env.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// The only names a job may set (besides those always refused, which
+    /// it may never set); `NAME_*` allows a prefix. Empty (the default):
+    /// any name that is not refused.
+    pub fn allow_env<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allow_env.extend(names.into_iter().map(Into::into));
         self
     }
 

@@ -2,6 +2,7 @@
 //! output and how it ended.
 
 use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -51,6 +52,7 @@ impl JobHandler for ProcessHandler {
     async fn run(&self, job: Job, output: Output) -> HandlerResult {
         let dir = tempfile::Builder::new()
             .prefix("repobox-job-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(&self.workdir)
             .map_err(|e| {
                 Failure::retry(format!(
@@ -61,6 +63,7 @@ impl JobHandler for ProcessHandler {
         let rules = EnvRules {
             inherit: self.inherit_env,
             deny: &self.deny_env,
+            allow: &self.allow_env,
         };
         let result = match environment(&job, dir.path(), &rules) {
             Ok(env) => self.run_in(&output, dir.path(), env).await,

@@ -44,8 +44,15 @@ pub async fn runner(store: &Store, args: RunnerArgs, json: bool) -> anyhow::Resu
     tokio::spawn(on_signals(control.clone()));
     let handler = process_handler(&args);
     if let Some(handler) = &handler {
-        let program = handler.check_program().context("cannot run the jobs' program")?;
+        let program = handler.check().context("cannot run jobs")?;
         tracing::info!(program = %program.display(), "running each job with this program");
+        // The jobs run as this user: without this they could read the
+        // runner's environment (its REDIS_URL, password and all) and memory
+        // from /proc. It also keeps core dumps, which hold the same, away.
+        #[cfg(target_os = "linux")]
+        if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+            tracing::warn!(error = %e, "could not hide the runner's memory and environment from its jobs");
+        }
     }
     let stats = match handler {
         Some(handler) => run(store, handler, config, control).await,
@@ -80,6 +87,7 @@ fn process_handler(args: &RunnerArgs) -> Option<ProcessHandler> {
         .keep_workdir(args.keep_workdir)
         .inherit_env(args.inherit_env)
         .deny_env(args.deny_env.iter().cloned())
+        .allow_env(args.allow_env.iter().cloned())
         .max_line_bytes(usize::try_from(args.max_line_bytes).unwrap_or(usize::MAX))
         .max_output_lines(args.max_output_lines)
         .kill_grace(args.kill_grace);
