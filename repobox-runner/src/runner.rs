@@ -6,14 +6,14 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use repobox_models::{Job, Result, now_millis};
+use repobox_models::Result;
 use repobox_orm::queue::{LogLimit, defaults};
 use repobox_orm::{Queue, Store};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::link::Link;
-use crate::work::{Done, RELEASED, Work};
+use crate::work::{Done, Work, release_at_shutdown};
 use crate::{JobHandler, Phase, RunStats, RunnerConfig, RunnerControl};
 
 static DELETED: LogLimit = LogLimit::warn("a pending job entry was deleted from the stream before it was acknowledged");
@@ -115,27 +115,37 @@ impl<H: JobHandler> Runner<H> {
                 record(&mut stats, done);
             }
             LogLimit::report_held_back();
+            // Every call below gives way to a drain: a Redis that hangs does
+            // not hold the runner's stop up.
             if tokio::time::Instant::now() >= next_housekeeping {
                 next_housekeeping = tokio::time::Instant::now() + self.config.housekeeping;
-                self.housekeeping(&mut conn).await;
+                if or_drain(&control, self.housekeeping(&mut conn)).await.is_none() {
+                    break;
+                }
             }
             let mut batch = Vec::new();
             if tokio::time::Instant::now() >= next_claim {
                 next_claim = tokio::time::Instant::now() + self.config.claim_interval;
                 // Jobs whose writer died between the job and its stream entry
                 // (ordered writes, on a cluster) are enqueued here.
-                match self.queue.sweep_outbox(&mut conn, self.config.min_idle).await {
+                let Some(swept) = or_drain(&control, self.queue.sweep_outbox(&mut conn, self.config.min_idle)).await
+                else {
+                    break;
+                };
+                match swept {
                     Ok(swept) if swept.appended > 0 => {
                         tracing::info!(appended = swept.appended, "enqueued jobs a writer left in the outbox")
                     }
                     Ok(_) => {}
                     Err(e) => tracing::debug!(error = %e, "could not sweep the outbox"),
                 }
-                let claimed = match self
+                let claim = self
                     .queue
-                    .claim_stalled(&mut conn, &consumer, self.config.min_idle, defaults::CLAIM_BATCH)
-                    .await
-                {
+                    .claim_stalled(&mut conn, &consumer, self.config.min_idle, defaults::CLAIM_BATCH);
+                let Some(claimed) = or_drain(&control, claim).await else {
+                    break;
+                };
+                let claimed = match claimed {
                     Ok(claimed) => {
                         failures = 0;
                         link.up(false);
@@ -167,7 +177,11 @@ impl<H: JobHandler> Runner<H> {
                 tokio::select! {
                     _ = control.reached(Phase::Draining) => stopping = true,
                     Some(done) = tasks.join_next() => record(&mut stats, done),
-                    _ = tokio::time::sleep(self.config.block.max(PROBE_EVERY)) => self.probe(&mut conn, &mut link).await,
+                    _ = tokio::time::sleep(self.config.block.max(PROBE_EVERY)) => {
+                        if or_drain(&control, self.probe(&mut conn, &mut link)).await.is_none() {
+                            break;
+                        }
+                    }
                 }
                 continue;
             }
@@ -179,7 +193,7 @@ impl<H: JobHandler> Runner<H> {
                     r = self.queue.read(&mut reader, &consumer, free, Some(self.config.block)) => r,
                     _ = control.reached(Phase::Draining) => {
                         stopping = true;
-                        Ok(Vec::new())
+                        continue;
                     }
                 };
                 match delivered {
@@ -223,9 +237,8 @@ impl<H: JobHandler> Runner<H> {
         self.wind_down(&control, &mut tasks, &mut stats).await;
         let left: Vec<(String, String)> = running.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
         for (job_id, run_id) in left {
-            match Job::release(&mut conn, &job_id, &run_id, now_millis(), RELEASED).await {
-                Ok(_) => stats.released += 1,
-                Err(e) => tracing::warn!(job = %job_id, error = %e, "could not release a job at shutdown"),
+            if release_at_shutdown(&mut conn, &job_id, &run_id).await {
+                stats.released += 1;
             }
         }
         LogLimit::report_all_held_back();
@@ -344,6 +357,14 @@ impl<H: JobHandler> Runner<H> {
             tracing::warn!(error = %e, "could not create the group yet");
         }
         Ok(self.pause(failures, control).await)
+    }
+}
+
+/// `future`'s output, or `None` (and `future` abandoned) once the runner drains.
+async fn or_drain<T>(control: &RunnerControl, future: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        out = future => Some(out),
+        _ = control.reached(Phase::Draining) => None,
     }
 }
 

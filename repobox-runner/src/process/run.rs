@@ -42,7 +42,8 @@ impl ProcessHandler {
 
 /// How a job's process ended.
 enum Ending {
-    Exited(ExitStatus),
+    /// It exited; `true` if it left processes running, which were stopped.
+    Exited(ExitStatus, bool),
     TimedOut(Stopped),
     Stopped(StopReason, Stopped),
     Lost(std::io::Error),
@@ -115,7 +116,7 @@ impl ProcessHandler {
                 nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
                 // The runner died before the line above: nothing would kill us.
                 if nix::unistd::getppid() != runner {
-                    return Err(std::io::Error::other("the runner is gone"));
+                    return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
                 }
                 Ok(())
             });
@@ -144,14 +145,14 @@ impl ProcessHandler {
         let (ending, _) = tokio::join!(watch, lines::write(output, queued));
         let grace = self.kill_grace.as_secs_f64();
         let (note, result) = match ending {
-            Ending::Exited(status) => match (status.code(), status.signal()) {
-                (Some(code), _) => (None, Ok(code)),
-                (None, Some(signal)) => {
-                    let reason = format!("killed by {}", signal_name(signal));
-                    (None, Err(Failure::fatal(reason)))
+            Ending::Exited(status, left) => {
+                let note = left.then(|| "stopped the processes the program left running".to_owned());
+                match (status.code(), status.signal()) {
+                    (Some(code), _) => (note, Ok(code)),
+                    (None, Some(signal)) => (note, Err(Failure::fatal(format!("killed by {}", signal_name(signal))))),
+                    (None, None) => (note, Err(Failure::fatal("the program ended without an exit code"))),
                 }
-                (None, None) => (None, Err(Failure::fatal("the program ended without an exit code"))),
-            },
+            }
             Ending::TimedOut(stopped) => {
                 let secs = self.timeout.unwrap_or_default().as_secs_f64();
                 (
@@ -169,6 +170,7 @@ impl ProcessHandler {
             ),
             Ending::Lost(e) => (None, Err(Failure::retry(format!("lost the program: {e}")))),
         };
+        // After every line of the program's: the writer is done.
         if let Some(note) = note {
             let _ = output.line(format!("[repobox: {note}]")).await;
         }
@@ -196,12 +198,8 @@ impl ProcessHandler {
         };
         match woke {
             Woke::Exited(Ok(status)) => {
-                if group.stop(child, self.kill_grace).await != Stopped::Empty {
-                    let _ = output
-                        .line("[repobox: stopped the processes the program left running]")
-                        .await;
-                }
-                Ending::Exited(status)
+                let left = group.stop(child, self.kill_grace).await != Stopped::Empty;
+                Ending::Exited(status, left)
             }
             Woke::Exited(Err(e)) => {
                 group.stop(child, self.kill_grace).await;

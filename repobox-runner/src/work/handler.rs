@@ -73,7 +73,8 @@ impl<H: JobHandler> Work<H> {
                 }
                 _ = beat.tick() => {
                     let renewing = tokio::time::Instant::now();
-                    match Job::renew_lease(&mut conn, &job_id, run_id, self.lease).await {
+                    let renewed = bounded(Job::renew_lease(&mut conn, &job_id, run_id, self.lease)).await;
+                    match renewed {
                         Ok(Some(_)) => *held_until.lock().unwrap_or_else(|e| e.into_inner()) = renewing + self.lease,
                         Ok(None) => {
                             tracing::warn!(job = %job_id, entry = %delivery.id, "the run lost its lease to another run; stopping its handler");
@@ -85,7 +86,11 @@ impl<H: JobHandler> Work<H> {
                         }
                         Err(e) => tracing::debug!(job = %job_id, error = %e, "could not renew a running job's lease; retrying"),
                     }
-                    if let Err(e) = self.queue.touch(&mut conn, &self.consumer, &[&delivery.id]).await {
+                    if let Err(e) = bounded(async {
+                        Ok(self.queue.touch(&mut conn, &self.consumer, &[&delivery.id]).await?)
+                    })
+                    .await
+                    {
                         tracing::debug!(error = %e, "could not keep a running job's delivery fresh");
                     }
                 }
@@ -101,12 +106,14 @@ impl<H: JobHandler> Work<H> {
                         }
                         continue;
                     }
-                    let requested: Result<Option<i64>> = repobox_orm::redis::cmd("HGET")
-                        .arg(&job_key)
-                        .arg(repobox_models::JobField::CancelRequestedAt.name())
-                        .query_async(&mut conn)
-                        .await
-                        .map_err(Into::into);
+                    let requested: Result<Option<i64>> = bounded(async {
+                        Ok(repobox_orm::redis::cmd("HGET")
+                            .arg(&job_key)
+                            .arg(repobox_models::JobField::CancelRequestedAt.name())
+                            .query_async(&mut conn)
+                            .await?)
+                    })
+                    .await;
                     if let Ok(Some(_)) = requested {
                         tracing::info!(job = %job_id, entry = %delivery.id, "the job was cancelled; stopping it");
                         let _ = stop.send(Some(StopReason::Cancelled));
@@ -128,5 +135,18 @@ pub(crate) struct AbortOnDrop<T>(pub(crate) tokio::task::JoinHandle<T>);
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// How long one of a run's watching calls (a renewal, a cancellation check)
+/// may take: the loop that makes them also stops the run, and a Redis that
+/// hangs must not hold that up. A call given up on is made again next time.
+const REDIS_WAIT: Duration = Duration::from_secs(2);
+
+/// `call`'s result, or a timeout after [`REDIS_WAIT`].
+async fn bounded<T>(call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    match tokio::time::timeout(REDIS_WAIT, call).await {
+        Ok(result) => result,
+        Err(_) => Err(repobox_orm::Error::Timeout(REDIS_WAIT).into()),
     }
 }

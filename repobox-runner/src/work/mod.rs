@@ -33,7 +33,32 @@ pub(crate) enum Done {
 }
 
 /// The history reason of a job that a runner stopped at shutdown.
-pub(crate) const RELEASED: &str = "released: the runner shut down";
+const RELEASED: &str = "released: the runner shut down";
+
+/// How long putting a stopped job back may take at shutdown: a Redis that
+/// hangs must not hold the runner up.
+const RELEASE_WAIT: Duration = Duration::from_secs(5);
+
+/// Puts a job this runner stopped at shutdown back to `queued` (its
+/// delivery stays pending); `false` if that could not be done in
+/// [`RELEASE_WAIT`]: the job then stays `running` until its lease passes,
+/// when another runner takes it over.
+pub(crate) async fn release_at_shutdown(conn: &mut Store, job_id: &str, run_id: &str) -> bool {
+    let release = Job::release(conn, job_id, run_id, now_millis(), RELEASED);
+    match tokio::time::timeout(RELEASE_WAIT, release).await {
+        Ok(Ok(_)) => true,
+        // Another run holds it: nothing of this run's to put back.
+        Ok(Err(Error::LeaseLost { .. })) => false,
+        Ok(Err(e)) => {
+            tracing::warn!(job = %job_id, error = %e, "could not put a stopped job back on the queue; another runner takes it over once its lease passes");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(job = %job_id, "Redis did not answer in time to put a stopped job back on the queue; another runner takes it over once its lease passes");
+            false
+        }
+    }
+}
 
 /// What becomes of a delivery once its run's outcome is written.
 enum Then {
@@ -169,24 +194,13 @@ impl<H: JobHandler> Work<H> {
                 return Ok(Done::LeaseLost);
             }
             Ended::Released => {
-                let released = Job::release(&mut conn, &job_id, &run_id, now_millis(), RELEASED).await;
+                let released = release_at_shutdown(&mut conn, &job_id, &run_id).await;
                 self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job_id);
-                return match released {
-                    Ok(_) => {
-                        tracing::info!(job = %job_id, duration_secs = clock.elapsed().as_secs_f64(), output_lines = lines, "job stopped at shutdown; back to the queue");
-                        Ok(Done::Released)
-                    }
-                    Err(Error::LeaseLost { .. }) => Ok(Done::LeaseLost),
-                    // The runner's last pass releases what is left.
-                    Err(e) => {
-                        tracing::warn!(job = %job_id, error = %e, "could not put a stopped job back on the queue");
-                        self.running
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(job_id.clone(), run_id.clone());
-                        Ok(Done::LeaseLost)
-                    }
-                };
+                if released {
+                    tracing::info!(job = %job_id, duration_secs = clock.elapsed().as_secs_f64(), output_lines = lines, "job stopped at shutdown; back to the queue");
+                    return Ok(Done::Released);
+                }
+                return Ok(Done::LeaseLost);
             }
             Ended::Cancelled => (
                 JobStatus::Cancelled,
