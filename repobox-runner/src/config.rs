@@ -149,6 +149,9 @@ pub struct RunStats {
     pub skipped: u64,
     /// Jobs stopped at shutdown, put back to queued for another runner.
     pub released: u64,
+    /// Jobs stopped at shutdown that Redis did not take back in time (it
+    /// was down or hung): another runner takes each over once its lease passes.
+    pub unreleased: u64,
     /// Running jobs cancelled on request.
     pub cancelled: u64,
     /// Runs stopped because they lost their lease to another run.

@@ -239,6 +239,8 @@ impl<H: JobHandler> Runner<H> {
         for (job_id, run_id) in left {
             if release_at_shutdown(&mut conn, &job_id, &run_id).await {
                 stats.released += 1;
+            } else {
+                stats.unreleased += 1;
             }
         }
         LogLimit::report_all_held_back();
@@ -381,6 +383,7 @@ fn record(stats: &mut RunStats, done: std::result::Result<Done, tokio::task::Joi
         Ok(Done::Cancelled) => stats.cancelled += 1,
         Ok(Done::LeaseLost) => stats.lease_lost += 1,
         Ok(Done::Released) => stats.released += 1,
+        Ok(Done::Unreleased) => stats.unreleased += 1,
         Err(e) if e.is_cancelled() => {}
         Err(e) => tracing::error!(error = %e, "a job task panicked"),
     }

@@ -416,3 +416,35 @@ async fn job_fields_never_become_shell_code() {
     let made: Vec<_> = std::fs::read_dir(dirs[0].as_ref().unwrap().path()).unwrap().collect();
     assert!(made.is_empty(), "{made:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_timed_out_stays_failed_when_the_runner_stops_during_its_grace() {
+    let bench = Bench::new();
+    let script = bench.script("deaf.sh", "trap '' TERM\necho started\nwhile true; do sleep 0.1; done");
+    let control = RunnerControl::new();
+    let handler = ProcessHandler::exec(&script, [""; 0])
+        .timeout(Duration::from_millis(300))
+        .kill_grace(Duration::from_secs(3));
+    let run = tokio::spawn(Runner::new(bench.store.clone(), handler, config()).run_with(control.clone()));
+    Job::create_and_enqueue(&mut bench.store.clone(), &job("deaf"), now_millis())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while bench.output("deaf").await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    // The timeout has fired; the runner stops while the job's grace runs.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    control.stop();
+    let stats = run.await.unwrap().unwrap();
+    let job = bench.job("deaf").await;
+    assert_eq!(
+        (job.status, job.error.as_deref()),
+        (JobStatus::Failed, Some("timeout")),
+        "{stats:?}"
+    );
+    assert_eq!(stats.released, 0);
+}

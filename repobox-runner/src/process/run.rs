@@ -108,11 +108,22 @@ impl ProcessHandler {
         // kills the program when the runner dies.
         #[cfg(target_os = "linux")]
         // SAFETY: the closure runs in the forked child before exec and only
-        // makes async-signal-safe system calls (prctl, getppid), allocating
-        // nothing.
+        // makes async-signal-safe system calls (close_range, prctl, getppid),
+        // allocating nothing.
         unsafe {
             let runner = nix::unistd::getpid();
             cmd.pre_exec(move || {
+                // Descriptors the runner inherited (its own are close-on-exec)
+                // do not reach the job: every one above stderr closes at exec.
+                let marked = nix::libc::syscall(
+                    nix::libc::SYS_close_range,
+                    3u32,
+                    u32::MAX,
+                    nix::libc::CLOSE_RANGE_CLOEXEC,
+                );
+                if marked != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
                 // The runner died before the line above: nothing would kill us.
                 if nix::unistd::getppid() != runner {

@@ -61,6 +61,11 @@ impl<H: JobHandler> Work<H> {
                         Err(e) => Err(format!("the handler was cancelled: {e}").into()),
                     };
                     break match stopping {
+                        // The job ended by itself (an exit code, a timeout)
+                        // before the shutdown could stop it: that is its end.
+                        Some((StopReason::Shutdown, _)) if !matches!(&result, Err(f) if f.retry) => {
+                            Ended::Returned(result)
+                        }
                         Some((reason, _)) => stopped(reason),
                         None => Ended::Returned(result),
                     };

@@ -30,6 +30,9 @@ pub(crate) enum Done {
     /// The runner stopped the run at shutdown: the job went back to
     /// `queued`, its delivery stays pending for another runner.
     Released,
+    /// The runner stopped the run at shutdown but Redis did not take the
+    /// job back: it is taken over once its lease passes.
+    Unreleased,
 }
 
 /// The history reason of a job that a runner stopped at shutdown.
@@ -200,7 +203,7 @@ impl<H: JobHandler> Work<H> {
                     tracing::info!(job = %job_id, duration_secs = clock.elapsed().as_secs_f64(), output_lines = lines, "job stopped at shutdown; back to the queue");
                     return Ok(Done::Released);
                 }
-                return Ok(Done::LeaseLost);
+                return Ok(Done::Unreleased);
             }
             Ended::Cancelled => (
                 JobStatus::Cancelled,

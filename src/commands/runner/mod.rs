@@ -68,6 +68,7 @@ pub async fn runner(store: &Store, args: RunnerArgs, json: bool) -> anyhow::Resu
             "retried": stats.retried,
             "dead_lettered": stats.dead_lettered,
             "released": stats.released,
+            "unreleased": stats.unreleased,
             "lease_lost": stats.lease_lost,
         });
         println!("{}", json_line(&out));
