@@ -24,21 +24,53 @@ fn script(dir: &Path, body: &str) -> PathBuf {
     path
 }
 
-/// A `repobox runner` with its stderr (the log) piped.
-fn runner(server: &RedisServer, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_repobox"))
-        .arg("runner")
-        .args(args)
-        .env("REDIS_URL", server.url())
-        .env_remove("REPOBOX_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn a runner")
+/// A runner process, killed with SIGKILL if a test leaves it running (an
+/// assertion that failed): no runner outlives its test.
+struct RunnerProcess(Option<Child>);
+
+impl From<Child> for RunnerProcess {
+    fn from(child: Child) -> Self {
+        RunnerProcess(Some(child))
+    }
 }
 
-fn signal(child: &Child, name: &str) {
+impl RunnerProcess {
+    fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
+    /// The process, which the caller now waits for.
+    fn take(mut self) -> Child {
+        self.0.take().expect("a runner process")
+    }
+}
+
+impl Drop for RunnerProcess {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A `repobox runner` with its stderr (the log) piped.
+fn runner(server: &RedisServer, args: &[&str]) -> RunnerProcess {
+    RunnerProcess::from(
+        Command::new(env!("CARGO_BIN_EXE_repobox"))
+            .arg("runner")
+            .args(args)
+            .env("REDIS_URL", server.url())
+            .env_remove("REPOBOX_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn a runner"),
+    )
+}
+
+fn signal(child: &RunnerProcess, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])
         .status()
@@ -46,7 +78,8 @@ fn signal(child: &Child, name: &str) {
     assert!(status.success());
 }
 
-async fn finish(child: Child) -> Output {
+async fn finish(child: RunnerProcess) -> Output {
+    let child = child.take();
     tokio::time::timeout(
         Duration::from_secs(60),
         tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()),
@@ -102,12 +135,12 @@ fn runner_arguments_are_checked_before_it_takes_jobs() {
     // error at start (as JSON with --json), not a failure per job.
     let server = RedisServer::start();
     let zero = runner(&server, &["--exec", "/bin/true", "--timeout", "0"]);
-    assert_eq!(zero.wait_with_output().unwrap().status.code(), Some(2));
+    assert_eq!(zero.take().wait_with_output().unwrap().status.code(), Some(2));
     let no_workdir = runner(
         &server,
         &["--exec", "/bin/true", "--workdir", "/nonexistent/jobs", "--json"],
     );
-    let out = no_workdir.wait_with_output().unwrap();
+    let out = no_workdir.take().wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("cannot make working directories under /nonexistent/jobs"),
@@ -120,6 +153,7 @@ fn runner_arguments_are_checked_before_it_takes_jobs() {
         ("no-such-program-anywhere", "is not on the PATH jobs get"),
     ] {
         let out = runner(&server, &["--exec", program, "--json"])
+            .take()
             .wait_with_output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "{program}");
@@ -391,7 +425,7 @@ async fn a_runner_killed_with_sigkill_takes_its_program_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("pid");
     let job_sh = script(dir.path(), "echo $$ > \"$PIDFILE\"\necho started\nexec sleep 600");
-    let mut runner = runner(&server, &["--exec", job_sh.to_str().unwrap()]);
+    let runner = runner(&server, &["--exec", job_sh.to_str().unwrap()]);
     let mut job = Job::new("orphan", "u1", "https://example.com/o.git", now_millis());
     job.env = vec![("PIDFILE".to_owned(), pidfile.to_str().unwrap().to_owned())];
     Job::create_and_enqueue(&mut store.clone(), &job, now_millis())
@@ -399,8 +433,8 @@ async fn a_runner_killed_with_sigkill_takes_its_program_with_it() {
         .unwrap();
     wait_for("the job running", async || output(&store, "orphan").await.len() == 1).await;
     let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
-    runner.kill().unwrap();
-    runner.wait().unwrap();
+    // SIGKILL, as the guard's drop sends it.
+    drop(runner);
     wait_for("the program gone", async || {
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             Err(_) => true,
@@ -413,14 +447,16 @@ async fn a_runner_killed_with_sigkill_takes_its_program_with_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_says_once_that_redis_is_unreachable_and_still_stops_on_sigterm() {
     let port = RedisServer::free_port();
-    let runner = Command::new(env!("CARGO_BIN_EXE_repobox"))
-        .args(["runner", "--demo"])
-        .env("REDIS_URL", format!("redis://127.0.0.1:{port}"))
-        .env_remove("REPOBOX_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let runner = RunnerProcess::from(
+        Command::new(env!("CARGO_BIN_EXE_repobox"))
+            .args(["runner", "--demo"])
+            .env("REDIS_URL", format!("redis://127.0.0.1:{port}"))
+            .env_remove("REPOBOX_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     signal(&runner, "TERM");
     let out = finish(runner).await;
@@ -442,7 +478,7 @@ async fn inherit_env_passes_the_runners_environment_but_never_its_redis_settings
         "env\necho ---\ntr '\\0' '\\n' < /proc/$PPID/environ || echo 'environ: unreadable'",
     );
     let run = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_repobox"))
+        let child = Command::new(env!("CARGO_BIN_EXE_repobox"))
             .args(["runner", "--exec", job_sh.to_str().unwrap()])
             .args(extra)
             .env("REDIS_URL", &url)
@@ -452,7 +488,8 @@ async fn inherit_env_passes_the_runners_environment_but_never_its_redis_settings
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap()
+            .unwrap();
+        RunnerProcess::from(child)
     };
     for (id, extra) in [("inherited", &["--inherit-env"][..]), ("minimal", &[][..])] {
         let runner = run(extra);
