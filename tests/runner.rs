@@ -562,3 +562,33 @@ async fn a_hung_redis_is_noticed_and_does_not_hold_up_a_stop() {
     assert_eq!(log.matches("lost Redis; retrying until it is back").count(), 1, "{log}");
     assert!(!log.contains("connect failed"), "the store's lines stay out: {log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn descriptors_the_runner_inherited_do_not_reach_its_jobs() {
+    let server = RedisServer::start();
+    let store = Store::open(server.url().as_str()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let job_sh = script(
+        dir.path(),
+        "if [ -e /proc/$$/fd/9 ]; then echo 'fd 9 leaked'; else echo 'fd 9 closed'; fi",
+    );
+    // The runner starts with fd 9 open on a file, as a careless parent
+    // leaves it (bash, unlike dash, leaves it open across exec).
+    let runner = RunnerProcess::from(
+        Command::new("bash")
+            .args(["-c", "exec 9</etc/hostname; exec \"$0\" runner --exec \"$1\""])
+            .arg(env!("CARGO_BIN_EXE_repobox"))
+            .arg(&job_sh)
+            .env("REDIS_URL", server.url())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    enqueue(&store, "fds", "fds").await;
+    wait_for("the job over", async || job(&store, "fds").await.status.is_final()).await;
+    signal(&runner, "TERM");
+    assert!(finish(runner).await.status.success());
+    assert_eq!(output(&store, "fds").await, ["fd 9 closed"]);
+}

@@ -99,7 +99,7 @@ impl<H: JobHandler> Runner<H> {
         }
         // A read that outlives its block by the store's response timeout is
         // a hung server: the connection is dropped and the outage said.
-        let mut reader = self.store.dedicated_for(self.config.block);
+        let mut reader = self.store.dedicated(Some(self.config.block));
         let permits = Arc::new(Semaphore::new(self.config.concurrency));
         let running: Arc<Mutex<HashMap<String, String>>> = Arc::default();
         let mut tasks: JoinSet<Done> = JoinSet::new();

@@ -67,6 +67,18 @@ impl Bench {
             .unwrap()
     }
 
+    /// Waits for the job's first output line: its program has started.
+    async fn wait_for_output(&self, id: &str) {
+        self.wait_until(id, |j| j.status == JobStatus::Running).await;
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while self.output(id).await.is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no output from {id} within 30 s"));
+    }
+
     async fn wait_until(&self, id: &str, done: impl Fn(&Job) -> bool) -> Job {
         tokio::time::timeout(Duration::from_secs(60), async {
             loop {
@@ -324,13 +336,7 @@ async fn a_cancelled_job_is_stopped_and_ends_cancelled() {
     Job::create_and_enqueue(&mut bench.store.clone(), &job("long"), now_millis())
         .await
         .unwrap();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while bench.output("long").await.is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap();
+    bench.wait_for_output("long").await;
     assert_eq!(
         Job::cancel(&mut bench.store.clone(), "long", now_millis())
             .await
@@ -429,13 +435,7 @@ async fn a_job_that_timed_out_stays_failed_when_the_runner_stops_during_its_grac
     Job::create_and_enqueue(&mut bench.store.clone(), &job("deaf"), now_millis())
         .await
         .unwrap();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while bench.output("deaf").await.is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap();
+    bench.wait_for_output("deaf").await;
     // The timeout has fired; the runner stops while the job's grace runs.
     tokio::time::sleep(Duration::from_secs(1)).await;
     control.stop();

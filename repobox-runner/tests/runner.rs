@@ -319,7 +319,7 @@ async fn a_plain_redis_consumer_processes_a_repobox_job(store: Store) {
     enqueue(&store, "go-job", "https://example.com/x.git").await;
 
     // Another language's client, through its own connection.
-    let mut conn = store.dedicated();
+    let mut conn = store.dedicated(None);
     let reply: redis::streams::StreamReadReply = conn
         .xread_options(
             &[JOBS_STREAM],

@@ -159,7 +159,7 @@ impl StoreConfig {
     /// longest backoff delay; on a Redis Cluster, plus the
     /// [`cluster_wait`](Self::cluster_wait). A call still running then fails
     /// with [`Error::Timeout`](crate::Error::Timeout). `None` when there is no
-    /// response timeout (a [`dedicated`](crate::Store::dedicated) store for blocking reads).
+    /// response timeout (a [`dedicated(None)`](crate::Store::dedicated) store for blocking reads).
     pub fn call_bound(&self) -> Option<Duration> {
         self.response_timeout
             .map(|r| r.saturating_add(self.connect_timeout).saturating_add(self.backoff.max))

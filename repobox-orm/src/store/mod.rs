@@ -159,25 +159,20 @@ impl Store {
         )
     }
 
-    /// A second store on the same server with its own connection and no
-    /// response timeout, for blocking commands (`XREADGROUP ... BLOCK`) that
-    /// must not hold up, or be timed out like, ordinary commands.
-    pub fn dedicated(&self) -> Store {
-        self.dedicated_with(None)
-    }
-
-    /// [`dedicated`](Self::dedicated), for commands that block at most
-    /// `block`: a reply that takes longer than that plus this store's
-    /// response timeout (5 s by default) is a timeout, and the connection is
-    /// dropped, so a server that hangs (a partition, a stopped process) is
-    /// noticed as one that is down.
-    pub fn dedicated_for(&self, block: Duration) -> Store {
+    /// A second store on the same server with its own connection, for
+    /// blocking commands (`XREADGROUP ... BLOCK`) that must not hold up
+    /// ordinary commands. `block`: the longest such a command blocks; a reply
+    /// that takes longer than that plus this store's response timeout (5 s by
+    /// default) is a timeout and the connection is dropped, so a server that
+    /// hangs (a partition, a stopped process) is noticed as one that is down.
+    /// `None`: no response timeout at all (`BLOCK 0`).
+    pub fn dedicated(&self, block: Option<Duration>) -> Store {
         let margin = self.inner.config.response_timeout.unwrap_or(Duration::from_secs(5));
-        self.dedicated_with(Some(block.saturating_add(margin)))
-    }
-
-    fn dedicated_with(&self, response_timeout: Option<Duration>) -> Store {
-        let config = self.inner.config.clone().response_timeout(response_timeout);
+        let config = self
+            .inner
+            .config
+            .clone()
+            .response_timeout(block.map(|b| b.saturating_add(margin)));
         Store {
             inner: Arc::new({
                 let mut inner = Inner::new(self.inner.client.clone(), config, self.inner.db, self.is_closed());

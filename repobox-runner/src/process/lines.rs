@@ -86,9 +86,8 @@ fn finish(mut kept: Vec<u8>, mut cut: u64) -> String {
 
 /// Reads every line of `reader` into `lines`, keeping the first
 /// `caps.lines`; the others are read (so the program never blocks on a full
-/// pipe) and counted, and a last line says how many were dropped. Returns
-/// the number of lines read.
-pub(crate) async fn pump<R: AsyncBufRead + Unpin>(reader: R, caps: Caps, lines: mpsc::Sender<String>) -> u64 {
+/// pipe) and counted, and a last line says how many were dropped.
+pub(crate) async fn pump<R: AsyncBufRead + Unpin>(reader: R, caps: Caps, lines: mpsc::Sender<String>) {
     let mut reader = LineReader::new(reader, caps.line_bytes);
     let mut read: u64 = 0;
     let mut failed = None;
@@ -120,15 +119,13 @@ pub(crate) async fn pump<R: AsyncBufRead + Unpin>(reader: R, caps: Caps, lines: 
     if let Some(why) = failed {
         tracing::debug!(why, "the output pump stopped early");
     }
-    read
 }
 
 /// Writes what `lines` receives to `output` in batches until the pump is
 /// done. A write that fails is tried again (the run's lease fences it: once
 /// the lease may have passed, the rest is dropped and the runner stops the
-/// run). Returns the lines written.
-pub(crate) async fn write(output: &Output, mut lines: mpsc::Receiver<String>) -> u64 {
-    let mut written: u64 = 0;
+/// run); [`Output`] counts what was written.
+pub(crate) async fn write(output: &Output, mut lines: mpsc::Receiver<String>) {
     let mut batch: Vec<String> = Vec::new();
     let mut failures = 0u32;
     while let Some(first) = lines.recv().await {
@@ -146,14 +143,13 @@ pub(crate) async fn write(output: &Output, mut lines: mpsc::Receiver<String>) ->
         loop {
             match output.lines(&batch).await {
                 Ok(()) => {
-                    written = written.saturating_add(u64::try_from(batch.len()).unwrap_or(u64::MAX));
                     failures = 0;
                     break;
                 }
                 Err(repobox_models::Error::LeaseLost { .. }) => {
                     // Not the run's to write any more: drain and drop.
                     while lines.recv().await.is_some() {}
-                    return written;
+                    return;
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
@@ -165,7 +161,6 @@ pub(crate) async fn write(output: &Output, mut lines: mpsc::Receiver<String>) ->
         }
         batch.clear();
     }
-    written
 }
 
 #[cfg(test)]

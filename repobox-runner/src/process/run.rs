@@ -153,7 +153,7 @@ impl ProcessHandler {
             }
             ending
         };
-        let (ending, _) = tokio::join!(watch, lines::write(output, queued));
+        let (ending, ()) = tokio::join!(watch, lines::write(output, queued));
         let grace = self.kill_grace.as_secs_f64();
         let (note, result) = match ending {
             Ending::Exited(status, left) => {
