@@ -161,6 +161,34 @@ pub struct RunnerArgs {
     /// Seconds a consumer with nothing pending may stay idle before it is removed.
     #[arg(long, default_value_t = 24 * 3600)]
     pub consumer_idle_secs: u64,
+    /// Runs a job gets in all when its runs fail retryably (an error, a
+    /// timeout, an exit code of `--retry-exit-code`); 1 never retries. A job's
+    /// own `retry` policy wins.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_attempts: u32,
+    /// How the wait between attempts grows: `exponential` (doubling, with
+    /// jitter) or `fixed`.
+    #[arg(long, value_enum, default_value_t = BackoffArg::Exponential)]
+    pub backoff: BackoffArg,
+    /// The first wait before a retry (`1s`, `500ms`, `2m`).
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    pub backoff_base: Duration,
+    /// The longest wait before a retry.
+    #[arg(long, default_value = "5m", value_parser = duration)]
+    pub backoff_max: Duration,
+    /// A non-zero exit code that is retried instead of final. Repeat, or
+    /// separate with commas.
+    #[arg(long, value_delimiter = ',')]
+    pub retry_exit_code: Vec<i32>,
+}
+
+/// How the wait between attempts grows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackoffArg {
+    /// Doubling from the base up to the maximum, with jitter.
+    Exponential,
+    /// The base each time.
+    Fixed,
 }
 
 /// A duration: seconds (`90`), or with a unit (`90s`, `15m`, `2h`, `500ms`),
@@ -190,11 +218,16 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
 
 #[derive(Subcommand)]
 pub enum JobsCommand {
-    /// A user's jobs, newest first.
+    /// Jobs newest first: a user's (`--user`) or, across users, those in a
+    /// status (`--status`).
+    #[command(group(ArgGroup::new("which").required(true).args(["user", "status"])))]
     List {
         /// The user's id.
         #[arg(long)]
-        user: String,
+        user: Option<String>,
+        /// Only jobs in this status.
+        #[arg(long, value_enum)]
+        status: Option<StatusArg>,
         /// Page size.
         #[arg(long, default_value_t = 20)]
         limit: usize,
@@ -220,17 +253,63 @@ pub enum JobsCommand {
         /// The job's id.
         id: String,
     },
-    /// Cancels a job: a queued one at once, a running one through its runner.
+    /// Cancels a job: a queued, delayed or retrying one at once, a running
+    /// one through its runner.
     Cancel {
+        /// The job's id.
+        id: String,
+    },
+    /// Queues a delayed or retrying job now instead of at its `run_at`.
+    RunNow {
         /// The job's id.
         id: String,
     },
 }
 
+/// A job status, as `--status` takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusArg {
+    /// Waiting for its time.
+    Delayed,
+    /// Waiting on the stream.
+    Queued,
+    /// A runner has it.
+    Running,
+    /// Waiting for its backoff after a failed run.
+    Retrying,
+    /// Finished with exit code 0.
+    Succeeded,
+    /// Finished otherwise.
+    Failed,
+    /// Stopped before it finished.
+    Cancelled,
+}
+
+impl From<StatusArg> for repobox_models::JobStatus {
+    fn from(s: StatusArg) -> Self {
+        use repobox_models::JobStatus as S;
+        match s {
+            StatusArg::Delayed => S::Delayed,
+            StatusArg::Queued => S::Queued,
+            StatusArg::Running => S::Running,
+            StatusArg::Retrying => S::Retrying,
+            StatusArg::Succeeded => S::Succeeded,
+            StatusArg::Failed => S::Failed,
+            StatusArg::Cancelled => S::Cancelled,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 pub enum QueueCommand {
-    /// Length, pending deliveries, consumers and dead letters.
+    /// Jobs by status (waiting, running, delayed, retrying, ...), whether the
+    /// queue is paused, pending deliveries, consumers and dead letters.
     Stats,
+    /// Pauses the queue: runners take no new jobs (within a second) and say
+    /// so; running jobs finish; new jobs keep arriving.
+    Pause,
+    /// Resumes a paused queue.
+    Resume,
     /// Lists pending deliveries: consumer, idle time, delivery count.
     Pending {
         /// How many.

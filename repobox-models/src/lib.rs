@@ -11,7 +11,10 @@
 //! | `sessions:user:<user_id>` | set of session digests | follows its sessions |
 //! | `job:<id>` | hash ([`Job`]) | none |
 //! | `jobs:user:<user_id>` | sorted set, score `created_at` | none |
+//! | `jobs:status:<status>` | sorted set, score `created_at` | none |
+//! | `jobs:delayed` | sorted set of delayed and retrying jobs, score `run_at` | none |
 //! | `jobs:stream` | stream, group `runners` | none |
+//! | `jobs:stream:paused` | string: set while the queue is paused | none |
 //! | `job:<id>:output` | list of output lines | 24 hours |
 //! | `git_providers:<user_id>` | set of [`GitProvider`]s | none |
 //! | `repo_cache:<user_id>:<provider>` | hash ([`RepoCache`]) | 5 minutes |
@@ -31,8 +34,8 @@ pub use git::{
     RepoCachePatch, RepoSummary,
 };
 pub use job::{
-    Cancel, JOB_OUTPUT_TTL, JOBS_GROUP, JOBS_STREAM, Job, JobField, JobOutcome, JobPatch, JobStatus, Lease,
-    OutputRange, Start, StatusChange,
+    Backoff, BackoffKind, Cancel, JOB_OUTPUT_TTL, JOBS_GROUP, JOBS_STREAM, Job, JobField, JobOutcome, JobPatch,
+    JobStatus, Lease, OutputRange, Promoted, RetryPolicy, Start, StatusChange,
 };
 pub use session::{Session, SessionField, SessionPatch, SessionToken};
 pub use user::{User, UserDeleted, UserField, UserPatch};

@@ -247,12 +247,14 @@ impl<T: KeyPart + ?Sized> KeyPart for &T {
 }
 
 /// A numeric field that can be the score of a sorted index: integers, floats
-/// and (with the `chrono` feature) `DateTime<Utc>`. Scores are the field's
-/// decimal encoding, so Redis orders members exactly as the values order.
+/// and (with the `chrono` feature) `DateTime<Utc>`, or an `Option` of one.
+/// Scores are the field's decimal encoding, so Redis orders members exactly
+/// as the values order. An `Option` score makes a partial index: an entity
+/// whose score is `None` has no entry in it.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the score of a sorted index",
     label = "used as a score here",
-    note = "a score is a stored, always-present integer, float or `DateTime<Utc>` field"
+    note = "a score is a stored integer, float or `DateTime<Utc>` field, or an `Option` of one"
 )]
 pub trait Score: HashField {}
 
@@ -264,6 +266,9 @@ scores!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, f32, f64
 
 #[cfg(feature = "chrono")]
 impl Score for chrono::DateTime<chrono::Utc> {}
+
+/// A partial index: only the entities whose score is `Some` are in it.
+impl<T: Score> Score for Option<T> where Option<T>: HashField {}
 
 /// Encodes a `#[redis(json)]` field; `null` is stored as an absent field.
 pub(crate) fn encode_json<T: serde::Serialize>(

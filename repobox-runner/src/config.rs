@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use repobox_models::RetryPolicy;
 use repobox_orm::queue::defaults;
 
 /// How a [`Runner`](crate::Runner) works.
@@ -20,6 +21,8 @@ pub struct RunnerConfig {
     pub(crate) retention: Duration,
     pub(crate) consumer_idle: Duration,
     pub(crate) housekeeping: Duration,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) promote_interval: Duration,
 }
 
 impl RunnerConfig {
@@ -42,6 +45,8 @@ impl RunnerConfig {
             retention: Duration::from_secs(7 * 24 * 3600),
             consumer_idle: Duration::from_secs(24 * 3600),
             housekeeping: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+            promote_interval: Duration::from_secs(1),
         }
     }
 
@@ -125,6 +130,21 @@ impl RunnerConfig {
     /// How often the runner trims the stream and removes idle consumers (60 s).
     pub fn housekeeping_interval(mut self, d: Duration) -> Self {
         self.housekeeping = d;
+        self
+    }
+
+    /// How failed runs of jobs without a policy of their own are retried
+    /// (default [`RetryPolicy::default`]: 5 attempts, exponential backoff
+    /// from 1 s to 5 minutes). A job's own `retry` wins.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// How often the runner looks for delayed and retrying jobs that are due
+    /// (1 s): a due job waits at most this long to be queued.
+    pub fn promote_interval(mut self, d: Duration) -> Self {
+        self.promote_interval = d.max(Duration::from_millis(10));
         self
     }
 

@@ -12,6 +12,7 @@ use repobox_orm::{Queue, Store};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::chores::Chores;
 use crate::link::Link;
 use crate::work::{Done, Work, release_at_shutdown};
 use crate::{JobHandler, Phase, RunStats, RunnerConfig, RunnerControl};
@@ -106,6 +107,7 @@ impl<H: JobHandler> Runner<H> {
         let mut stats = RunStats::default();
         let mut next_claim = tokio::time::Instant::now();
         let mut next_housekeeping = tokio::time::Instant::now();
+        let mut chores = Chores::new(self.config.promote_interval);
         let consumer = self.config.consumer.clone();
         tracing::info!(consumer = %consumer, stream = %self.queue.stream(), concurrency = self.config.concurrency, "runner started");
 
@@ -170,7 +172,29 @@ impl<H: JobHandler> Runner<H> {
                 }
                 batch.extend(claimed.deliveries);
             }
-            let free = permits.available_permits().saturating_sub(batch.len());
+            if or_drain(&control, chores.promote(&mut conn, &self.queue))
+                .await
+                .is_none()
+            {
+                break;
+            }
+            let Some(paused) = or_drain(&control, chores.paused(&mut conn, &self.queue)).await else {
+                break;
+            };
+            if paused && batch.is_empty() {
+                // Paused: no reads; running jobs finish.
+                tokio::select! {
+                    _ = control.reached(Phase::Draining) => stopping = true,
+                    Some(done) = tasks.join_next() => record(&mut stats, done),
+                    _ = tokio::time::sleep(chores.pause_wait()) => {}
+                }
+                continue;
+            }
+            let free = if paused {
+                0
+            } else {
+                permits.available_permits().saturating_sub(batch.len())
+            };
             if free == 0 && batch.is_empty() {
                 // Every slot is busy: no read says whether Redis is there, so
                 // a PING does, every `block`.
@@ -226,6 +250,7 @@ impl<H: JobHandler> Runner<H> {
                     lease: self.config.lease_duration(),
                     running: running.clone(),
                     control: control.clone(),
+                    retry: self.config.retry.clone(),
                 };
                 tasks.spawn(async move {
                     let _permit = permit;

@@ -1,9 +1,9 @@
-//! `repobox jobs list|show|tail`.
+//! `repobox jobs list|show|tail|retry|cancel|run-now`.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use repobox_models::{Cancel, Job, OutputRange, now_millis};
+use repobox_models::{Cancel, Job, JobStatus, OutputRange, now_millis};
 use repobox_orm::{Page, Store};
 use serde_json::json;
 
@@ -14,15 +14,36 @@ use crate::output::{clean, job_json, job_rows, json_line};
 pub async fn jobs(store: &Store, cmd: JobsCommand, json: bool) -> anyhow::Result<()> {
     let mut conn = store.clone();
     match cmd {
-        JobsCommand::List { user, limit, offset } => {
-            let jobs = Job::user_jobs(&mut conn, &user, Page::newest(limit).offset(offset)).await?;
-            let total = Job::user_job_count(&mut conn, &user).await?;
+        JobsCommand::List {
+            user,
+            status,
+            limit,
+            offset,
+        } => {
+            let page = Page::newest(limit).offset(offset);
+            let (jobs, total) = match (&user, status) {
+                (Some(user), _) => (
+                    Job::user_jobs(&mut conn, user, page).await?,
+                    Job::user_job_count(&mut conn, user).await?,
+                ),
+                (None, Some(status)) => {
+                    let status = JobStatus::from(status);
+                    (
+                        Job::by_status(&mut conn, status, page).await?,
+                        Job::count_by_status(&mut conn, status).await?,
+                    )
+                }
+                (None, None) => anyhow::bail!("give --user or --status"),
+            };
             if json {
                 let list: Vec<_> = jobs.items.iter().map(job_json).collect();
                 let errors: Vec<_> = jobs.errors.iter().map(|e| json!({ "error": e.to_string() })).collect();
+                let status = status.map(|s| JobStatus::from(s).to_string());
                 println!(
                     "{}",
-                    json_line(&json!({ "user_id": user, "total": total, "jobs": list, "errors": errors }))
+                    json_line(
+                        &json!({ "user_id": user, "status": status, "total": total, "jobs": list, "errors": errors })
+                    )
                 );
             } else {
                 print!("{}", job_rows(&jobs.items, &jobs.errors));
@@ -73,6 +94,14 @@ pub async fn jobs(store: &Store, cmd: JobsCommand, json: bool) -> anyhow::Result
                     Cancel::Cancelled => println!("job {} cancelled", clean(&id)),
                     Cancel::Requested => println!("job {} is running: its runner was asked to cancel it", clean(&id)),
                 }
+            }
+        }
+        JobsCommand::RunNow { id } => {
+            let entry = Job::run_now(&mut conn, &id, now_millis()).await?;
+            if json {
+                println!("{}", json_line(&json!({ "job_id": id, "entry": entry })));
+            } else {
+                println!("job {} queued now (entry {entry})", clean(&id));
             }
         }
     }

@@ -1,4 +1,4 @@
-//! `repobox queue stats|pending|requeue-dead|trim|dead`.
+//! `repobox queue stats|pause|resume|pending|requeue-dead|trim|dead`.
 
 use std::time::Duration;
 
@@ -14,47 +14,25 @@ pub async fn queue(store: &Store, cmd: QueueCommand, json: bool) -> anyhow::Resu
     let mut conn = store.clone();
     let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
     match cmd {
-        QueueCommand::Stats => {
-            // Read-only: a stream or group that does not exist yet reads as empty.
-            let len = q.len(&mut conn).await?;
-            let (pending, consumers) = match (q.pending(&mut conn).await, q.consumers(&mut conn).await) {
-                (Ok(p), Ok(c)) => (p, c),
-                (Err(e), _) | (_, Err(e)) if e.is_missing_group() => (Default::default(), Vec::new()),
-                (Err(e), _) | (_, Err(e)) => return Err(e.into()),
-            };
-            let dead = q.dead_len(&mut conn).await?;
+        QueueCommand::Stats => stats(&mut conn, &q, json).await?,
+        QueueCommand::Pause => {
+            let changed = q.pause(&mut conn).await?;
             if json {
-                let consumers: Vec<_> = consumers
-                    .iter()
-                    .map(|c| json!({ "name": c.name, "pending": c.pending, "idle_ms": c.idle.as_millis() as u64 }))
-                    .collect();
-                let out = json!({
-                    "stream": JOBS_STREAM,
-                    "group": JOBS_GROUP,
-                    "length": len,
-                    "pending": pending.count,
-                    "oldest_pending_idle_ms": pending.oldest_idle.map(|d| d.as_millis() as u64),
-                    "consumers": consumers,
-                    "dead_letters": dead,
-                });
-                println!("{}", json_line(&out));
+                println!("{}", json_line(&json!({ "paused": true, "changed": changed })));
+            } else if changed {
+                println!("queue paused: runners take no new jobs; running ones finish");
             } else {
-                println!("stream        {JOBS_STREAM} (group {JOBS_GROUP})");
-                println!("length        {len}");
-                let oldest = pending.oldest_idle.map(|d| d.as_millis() as i64);
-                println!("pending       {} (oldest idle {})", pending.count, duration_ms(oldest));
-                println!("dead letters  {dead}");
-                let rows: Vec<Vec<String>> = consumers
-                    .iter()
-                    .map(|c| {
-                        vec![
-                            c.name.clone(),
-                            c.pending.to_string(),
-                            duration_ms(Some(c.idle.as_millis() as i64)),
-                        ]
-                    })
-                    .collect();
-                print!("{}", render(&["CONSUMER", "PENDING", "IDLE"], &rows));
+                println!("queue was paused already");
+            }
+        }
+        QueueCommand::Resume => {
+            let changed = q.resume(&mut conn).await?;
+            if json {
+                println!("{}", json_line(&json!({ "paused": false, "changed": changed })));
+            } else if changed {
+                println!("queue resumed");
+            } else {
+                println!("queue was not paused");
             }
         }
         QueueCommand::Pending { limit } => {
@@ -148,5 +126,69 @@ pub async fn queue(store: &Store, cmd: QueueCommand, json: bool) -> anyhow::Resu
             }
         }
     }
+    Ok(())
+}
+
+/// `queue stats`: jobs per status (from `jobs:status:<status>`), what waits
+/// for the group, whether the queue is paused, the pending list, consumers
+/// and dead letters. Read-only: a stream or group that does not exist yet
+/// reads as empty.
+async fn stats(conn: &mut Store, q: &Queue, json: bool) -> anyhow::Result<()> {
+    let len = q.len(conn).await?;
+    let (pending, consumers, waiting) = match (q.pending(conn).await, q.consumers(conn).await, q.waiting(conn).await) {
+        (Ok(p), Ok(c), Ok(w)) => (p, c, w),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) if e.is_missing_group() => (Default::default(), Vec::new(), 0),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(e.into()),
+    };
+    let dead = q.dead_len(conn).await?;
+    let paused = q.paused_since(conn).await?;
+    let mut by_status = Vec::new();
+    for status in JobStatus::ALL {
+        by_status.push((status, Job::count_by_status(conn, status).await?));
+    }
+    if json {
+        let consumers: Vec<_> = consumers
+            .iter()
+            .map(|c| json!({ "name": c.name, "pending": c.pending, "idle_ms": c.idle.as_millis() as u64 }))
+            .collect();
+        let jobs: serde_json::Map<String, serde_json::Value> =
+            by_status.iter().map(|(s, n)| (s.to_string(), json!(n))).collect();
+        let out = json!({
+            "stream": JOBS_STREAM,
+            "group": JOBS_GROUP,
+            "paused": paused.is_some(),
+            "paused_at": paused,
+            "waiting": waiting,
+            "jobs": jobs,
+            "length": len,
+            "pending": pending.count,
+            "oldest_pending_idle_ms": pending.oldest_idle.map(|d| d.as_millis() as u64),
+            "consumers": consumers,
+            "dead_letters": dead,
+        });
+        println!("{}", json_line(&out));
+        return Ok(());
+    }
+    println!("stream        {JOBS_STREAM} (group {JOBS_GROUP})");
+    println!("state         {}", if paused.is_some() { "paused" } else { "running" });
+    println!("waiting       {waiting} (entries not yet delivered)");
+    for (status, n) in &by_status {
+        println!("{:<13} {n}", status.to_string());
+    }
+    println!("length        {len}");
+    let oldest = pending.oldest_idle.map(|d| d.as_millis() as i64);
+    println!("pending       {} (oldest idle {})", pending.count, duration_ms(oldest));
+    println!("dead letters  {dead}");
+    let rows: Vec<Vec<String>> = consumers
+        .iter()
+        .map(|c| {
+            vec![
+                c.name.clone(),
+                c.pending.to_string(),
+                duration_ms(Some(c.idle.as_millis() as i64)),
+            ]
+        })
+        .collect();
+    print!("{}", render(&["CONSUMER", "PENDING", "IDLE"], &rows));
     Ok(())
 }

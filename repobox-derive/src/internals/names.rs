@@ -30,6 +30,7 @@ entity_items! {
     EXISTS = "exists",
     UPDATE = "update",
     UPDATE_IF = "update_if",
+    UPDATE_IF_AND_APPEND = "update_if_and_append",
     UPDATE_AND_EXPIRE = "update_and_expire",
     DELETE = "delete",
     DELETE_WITH = "delete_with",

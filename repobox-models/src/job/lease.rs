@@ -141,11 +141,7 @@ impl Job {
                 None => "taken over: the run held no lease".to_owned(),
             });
             let mut history = job.history.clone();
-            history.push(StatusChange {
-                status: JobStatus::Running,
-                at: now,
-                reason,
-            });
+            history.push(StatusChange::new(JobStatus::Running, now, reason));
             let patch = JobPatch {
                 status: Some(JobStatus::Running),
                 history: Some(history),

@@ -6,10 +6,14 @@ use crate::{Error, Result};
 
 mod lease;
 mod output;
+mod retry;
+mod schedule;
 mod status;
 
 pub use lease::{Lease, Start};
 pub use output::OutputRange;
+pub use retry::{Backoff, BackoffKind, RetryPolicy};
+pub use schedule::Promoted;
 pub use status::JobStatus;
 
 /// The stream jobs travel through.
@@ -25,6 +29,8 @@ pub(crate) const JOB_OUTPUT_TTL_MS: u64 = 24 * 3600 * 1000;
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
 #[key("job:<id>")]
 #[index(sorted = "jobs:user:<user_id>", score = created_at)]
+#[index(sorted = "jobs:status:<status>", score = created_at)]
+#[index(sorted = "jobs:delayed", score = run_at, name = "due")]
 pub struct Job {
     /// The job's id.
     pub id: String,
@@ -68,6 +74,13 @@ pub struct Job {
     /// leaves `running`. A running job whose lease has passed (or that has
     /// none) may be taken over by exactly one other delivery.
     pub lease_until: Option<i64>,
+    /// Unix millis, by Redis's clock, when a `delayed` or `retrying` job is
+    /// due: a runner then puts it on the stream. Only those jobs have it, and
+    /// only they are in `jobs:delayed` (scored by it).
+    pub run_at: Option<i64>,
+    /// The job's own retry policy; `None`: the runner's.
+    #[redis(json)]
+    pub retry: Option<RetryPolicy>,
 }
 
 /// What [`Job::cancel`] did.
@@ -89,6 +102,25 @@ pub struct StatusChange {
     /// Why, when a job failed, was put back or was cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The attempt that ended, when a run failed and will be retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// When a `delayed` or `retrying` job is due (unix millis, Redis's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<i64>,
+}
+
+impl StatusChange {
+    /// An entry: the job entered `status` at `at`, for `reason`.
+    pub fn new(status: JobStatus, at: i64, reason: Option<String>) -> StatusChange {
+        StatusChange {
+            status,
+            at,
+            reason,
+            attempt: None,
+            run_at: None,
+        }
+    }
 }
 
 impl Job {
@@ -106,16 +138,20 @@ impl Job {
             error: None,
             retries: 0,
             env: Vec::new(),
-            history: vec![StatusChange {
-                status: JobStatus::Queued,
-                at: now,
-                reason: None,
-            }],
+            history: vec![StatusChange::new(JobStatus::Queued, now, None)],
             cancel_requested_at: None,
             run_id: None,
             run_entry: None,
             lease_until: None,
+            run_at: None,
+            retry: None,
         }
+    }
+
+    /// The attempt a run of the job is (1 for the first run): how often it
+    /// was started.
+    pub fn attempt(&self) -> u32 {
+        self.retries.saturating_add(1)
     }
 
     /// The fields of the job's `jobs:stream` entry.
@@ -214,11 +250,7 @@ impl Job {
                 });
             }
             let mut history = job.history.clone();
-            history.push(StatusChange {
-                status: to,
-                at: now,
-                reason: outcome.error.clone(),
-            });
+            history.push(StatusChange::new(to, now, outcome.error.clone()));
             let mut patch = JobPatch {
                 status: Some(to),
                 history: Some(history),
@@ -245,6 +277,9 @@ impl Job {
             }
             if to != JobStatus::Running {
                 patch.lease_until = Some(None);
+            }
+            if from.is_scheduled() {
+                patch.run_at = Some(None);
             }
             // Compare-and-set on what this transition was decided from: the
             // status, `started_at`, which every start changes, and the run

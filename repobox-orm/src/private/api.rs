@@ -12,7 +12,7 @@ use crate::engine::target::Target;
 use crate::engine::write::PatchWrite;
 use crate::engine::{index, read, write};
 use crate::entity::RedisEntity;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::listing::Listing;
 use crate::meta::IndexMeta;
 use crate::page::Page;
@@ -89,7 +89,9 @@ pub async fn update<E: RedisEntity, C: ConnectionLike + Send>(
     patch: &E::Patch,
 ) -> Result<()> {
     let target = Target::from_parts::<E>(parts)?;
-    write::patch::<E, C>(conn, &target, patch, PatchWrite::update::<E>()).await
+    write::patch::<E, C>(conn, &target, patch, PatchWrite::update::<E>())
+        .await
+        .map(drop)
 }
 
 /// `E::update_if`: every field that `expected` sets must hold that value
@@ -102,7 +104,29 @@ pub async fn update_if<E: RedisEntity, C: ConnectionLike + Send>(
     expected: &E::Patch,
 ) -> Result<()> {
     let target = Target::from_parts::<E>(parts)?;
-    write::patch_if::<E, C>(conn, &target, patch, expected).await
+    write::patch_if::<E, C>(conn, &target, patch, expected, None)
+        .await
+        .map(drop)
+}
+
+/// `E::update_if_and_append`: [`update_if`], appending `entry` to `stream`
+/// in the same write; returns the entry's id.
+pub async fn update_if_and_append<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    parts: &[Cow<'_, str>],
+    patch: &E::Patch,
+    expected: &E::Patch,
+    stream: &str,
+    entry: &[(&str, &str)],
+) -> Result<String> {
+    let target = Target::from_parts::<E>(parts)?;
+    match write::patch_if::<E, C>(conn, &target, patch, expected, Some((stream, entry))).await? {
+        Some(id) => Ok(id),
+        None => Err(Error::UnexpectedReply {
+            key: target.shown().into_owned(),
+            detail: "XADD gave no entry id".into(),
+        }),
+    }
 }
 
 /// `E::update_and_expire`.
@@ -113,7 +137,9 @@ pub async fn update_and_expire<E: RedisEntity, C: ConnectionLike + Send>(
     ttl: Duration,
 ) -> Result<()> {
     let target = Target::from_parts::<E>(parts)?;
-    write::patch::<E, C>(conn, &target, patch, PatchWrite::refresh(ttl)).await
+    write::patch::<E, C>(conn, &target, patch, PatchWrite::refresh(ttl))
+        .await
+        .map(drop)
 }
 
 /// `E::delete`.

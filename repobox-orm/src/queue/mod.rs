@@ -7,6 +7,7 @@
 //! monitoring reads are in `inspect`, the takeover of stalled deliveries in
 //! `recover`; `log_limit` keeps per-entry log lines from flooding the logs.
 
+mod control;
 mod inspect;
 mod log_limit;
 pub(crate) mod outbox;

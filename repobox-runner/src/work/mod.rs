@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use repobox_models::{Error, Job, JobOutcome, JobStatus, Result, Start, now_millis};
+use repobox_models::{Error, Job, JobOutcome, JobStatus, Result, RetryPolicy, Start, now_millis};
 use repobox_orm::queue::LogLimit;
 use repobox_orm::{Delivery, Queue, Store};
 
@@ -67,10 +67,20 @@ pub(crate) async fn release_at_shutdown(conn: &mut Store, job_id: &str, run_id: 
 enum Then {
     /// Acknowledged: the job is over (or cancelled).
     Ack(Done),
-    /// The last delivery failed: to the dead letters, with the reason.
+    /// The last attempt failed: to the dead letters, with the reason.
     DeadLetter(String),
-    /// Left pending, to be delivered again.
-    Redeliver,
+}
+
+/// What a run's end writes on its job.
+#[derive(Clone, Copy)]
+enum Finish {
+    Succeeded,
+    Cancelled,
+    /// `retrying` when `retryable` and the policy allows another attempt,
+    /// else `failed`.
+    Failed {
+        retryable: bool,
+    },
 }
 
 /// How a run's handler ended.
@@ -112,6 +122,8 @@ pub(crate) struct Work<H> {
     pub running: Arc<Mutex<HashMap<String, String>>>,
     /// The runner's phase: a run is stopped once it is `Stopping`.
     pub control: RunnerControl,
+    /// The queue's retry policy, for jobs without their own.
+    pub retry: RetryPolicy,
 }
 
 impl<H: JobHandler> Work<H> {
@@ -189,7 +201,8 @@ impl<H: JobHandler> Work<H> {
             error: Some(reason),
         };
         // What the run's end writes on the job, and what becomes of the delivery.
-        let (to, outcome, then) = match ended {
+        let policy = started.retry.clone().unwrap_or_else(|| self.retry.clone());
+        let (to, outcome) = match ended {
             // Another run holds the job now: it writes the status, and this
             // delivery is left to it (never acknowledged here).
             Ended::LeaseLost => {
@@ -205,58 +218,81 @@ impl<H: JobHandler> Work<H> {
                 }
                 return Ok(Done::Unreleased);
             }
-            Ended::Cancelled => (
-                JobStatus::Cancelled,
-                failure("cancelled".into()),
-                Then::Ack(Done::Cancelled),
+            Ended::Cancelled => (Finish::Cancelled, failure("cancelled".into())),
+            Ended::Returned(Ok(0)) => (
+                Finish::Succeeded,
+                JobOutcome {
+                    exit_code: Some(0),
+                    error: None,
+                },
             ),
+            // A non-zero exit code is the job's result, unless the policy
+            // lists it as one to retry.
             Ended::Returned(Ok(code)) => {
-                let (to, done) = if code == 0 {
-                    (JobStatus::Succeeded, Done::Succeeded)
-                } else {
-                    (JobStatus::Failed, Done::Failed)
-                };
                 let outcome = JobOutcome {
                     exit_code: Some(code),
                     error: None,
                 };
-                (to, outcome, Then::Ack(done))
+                (
+                    Finish::Failed {
+                        retryable: policy.retries_exit_code(code),
+                    },
+                    outcome,
+                )
             }
-            // A failure no other delivery would fix: the job fails now.
-            Ended::Returned(Err(f)) if !f.retry => {
+            Ended::Returned(Err(f)) => {
                 let outcome = JobOutcome {
                     exit_code: f.exit_code,
                     error: Some(f.reason),
                 };
-                (JobStatus::Failed, outcome, Then::Ack(Done::Failed))
-            }
-            // The last delivery failed: the job fails, the entry is dead-lettered.
-            Ended::Returned(Err(f)) if delivery.deliveries >= self.queue.max_deliveries_value() => {
-                (JobStatus::Failed, failure(f.reason.clone()), Then::DeadLetter(f.reason))
-            }
-            Ended::Returned(Err(f)) => {
-                tracing::warn!(job = %job_id, delivery = delivery.deliveries, reason = %f.reason, "job failed; it will be delivered again");
-                (JobStatus::Queued, failure(f.reason), Then::Redeliver)
+                (Finish::Failed { retryable: f.retry }, outcome)
             }
         };
         self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job_id);
-        let (status, exit_code, reason) = (to, outcome.exit_code, outcome.error.clone());
-        match Job::update_status_from(&mut conn, started, to, now_millis(), outcome).await {
-            Ok(_) => tracing::info!(
-                job = %job_id,
-                status = %status,
-                exit_code = exit_code.map(i64::from),
-                reason = reason.as_deref(),
-                duration_secs = clock.elapsed().as_secs_f64(),
-                output_lines = lines,
-                "job finished"
-            ),
+        let (exit_code, reason) = (outcome.exit_code, outcome.error.clone());
+        let written = match to {
+            Finish::Succeeded => {
+                Job::update_status_from(&mut conn, started, JobStatus::Succeeded, now_millis(), outcome).await
+            }
+            Finish::Cancelled => {
+                Job::update_status_from(&mut conn, started, JobStatus::Cancelled, now_millis(), outcome).await
+            }
+            Finish::Failed { retryable } => Job::fail_run(&mut conn, started, outcome, &policy, retryable).await,
+        };
+        let (then, job) = match written {
+            Ok(job) => {
+                let then = match (to, job.status) {
+                    (Finish::Succeeded, _) => Then::Ack(Done::Succeeded),
+                    (Finish::Cancelled, _) => Then::Ack(Done::Cancelled),
+                    (_, JobStatus::Retrying) => Then::Ack(Done::Retried),
+                    // A retryable failure of the last attempt: the delivery
+                    // goes to the dead letters with the reason.
+                    (Finish::Failed { retryable: true }, _) => Then::DeadLetter(
+                        reason
+                            .clone()
+                            .unwrap_or_else(|| format!("exit code {}", exit_code.unwrap_or(-1))),
+                    ),
+                    _ => Then::Ack(Done::Failed),
+                };
+                (then, job)
+            }
             Err(Error::LeaseLost { .. }) => {
                 tracing::warn!(job = %job_id, entry = %delivery.id, "the run lost its lease before it could record its outcome; the run that holds the job records it");
                 return Ok(Done::LeaseLost);
             }
             Err(e) => return Err(format!("the job's outcome could not be recorded: {e}")),
-        }
+        };
+        tracing::info!(
+            job = %job_id,
+            status = %job.status,
+            attempt = job.retries.saturating_add(1),
+            exit_code = exit_code.map(i64::from),
+            reason = reason.as_deref(),
+            retry_at = job.run_at,
+            duration_secs = clock.elapsed().as_secs_f64(),
+            output_lines = lines,
+            "job finished"
+        );
         match then {
             Then::Ack(done) => {
                 self.ack(delivery).await?;
@@ -272,7 +308,6 @@ impl<H: JobHandler> Work<H> {
                     .map(|_| Done::DeadLettered)
                     .map_err(|e| format!("the delivery could not be dead-lettered: {e}"))
             }
-            Then::Redeliver => Ok(Done::Retried),
         }
     }
 

@@ -8,11 +8,12 @@ mod health;
 use std::time::Duration;
 
 use anyhow::Context;
+use repobox_models::{Backoff, RetryPolicy};
 use repobox_orm::Store;
 use repobox_runner::{JobHandler, ProcessHandler, RunStats, Runner, RunnerConfig, RunnerControl};
 use serde_json::json;
 
-use crate::cli::RunnerArgs;
+use crate::cli::{BackoffArg, RunnerArgs};
 use crate::handler::DemoHandler;
 use crate::output::json_line;
 
@@ -27,6 +28,7 @@ pub async fn runner(store: &Store, args: RunnerArgs, json: bool) -> anyhow::Resu
         .concurrency(usize::try_from(args.concurrency).unwrap_or(1))
         .min_idle(Duration::from_secs(args.min_idle_secs))
         .max_deliveries(args.max_deliveries)
+        .retry(retry_policy(&args))
         .retention(Duration::from_secs(args.retention_secs))
         .consumer_idle(Duration::from_secs(args.consumer_idle_secs))
         .shutdown_grace(Duration::from_secs(args.drain_secs));
@@ -135,4 +137,13 @@ async fn on_signals(control: RunnerControl) {
         control.drain();
         drained = true;
     }
+}
+
+/// The queue's retry policy from the runner's flags.
+fn retry_policy(args: &RunnerArgs) -> RetryPolicy {
+    let backoff = match args.backoff {
+        BackoffArg::Exponential => Backoff::exponential(args.backoff_base, args.backoff_max.max(args.backoff_base)),
+        BackoffArg::Fixed => Backoff::fixed(args.backoff_base),
+    };
+    RetryPolicy::new(args.max_attempts, backoff).retry_exit_codes(args.retry_exit_code.iter().copied())
 }

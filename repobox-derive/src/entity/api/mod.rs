@@ -132,6 +132,7 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
     let exists = item_ident(names::EXISTS);
     let update = item_ident(names::UPDATE);
     let update_if = item_ident(names::UPDATE_IF);
+    let update_if_and_append = item_ident(names::UPDATE_IF_AND_APPEND);
     let delete = item_ident(names::DELETE);
     let delete_with = item_ident(names::DELETE_WITH);
     let ttl = item_ident(names::TTL);
@@ -283,6 +284,22 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
                 pub async fn #update_if<#conn>(conn: &mut __C, #(#params,)* patch: &#patch, expected: &#patch) -> #r<()>
             },
             quote!(#p::update_if::<Self, __C>(conn, #parts, patch, expected).await),
+        ));
+        items.push(f(
+            quote! {
+                /// `update_if`, appending `entry` to `stream` in the same atomic write (in
+                /// the stream's outbox first where a cluster splits the keys); returns the
+                /// stream entry's id. A refused write appends nothing.
+                pub async fn #update_if_and_append<#conn>(
+                    conn: &mut __C,
+                    #(#params,)*
+                    patch: &#patch,
+                    expected: &#patch,
+                    stream: &::core::primitive::str,
+                    entry: &[(&::core::primitive::str, &::core::primitive::str)],
+                ) -> #r<::std::string::String>
+            },
+            quote!(#p::update_if_and_append::<Self, __C>(conn, #parts, patch, expected, stream, entry).await),
         ));
         items.push(f(
             quote! {

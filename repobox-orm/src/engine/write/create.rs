@@ -58,6 +58,8 @@ fn ready<E: RedisEntity>(entity: &E) -> Result<Ready<'_>> {
     let entries = E::META
         .indexes
         .iter()
+        // A sorted index whose score is absent holds no entry of the entity.
+        .filter(|ix| !matches!(ix.kind, IndexKind::Sorted { score } if encoded.fields.get(score).is_none()))
         .map(|ix| {
             let key = encoded.index_key(&ix.key)?;
             let score = match ix.kind {

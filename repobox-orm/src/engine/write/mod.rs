@@ -41,9 +41,9 @@ use crate::scripts::write_entity::Mode;
 pub(crate) use self::atomic::BULK_CHUNK;
 pub(crate) use self::ordered::send_steps;
 
-fn must_exist(outcome: Outcome, target: &Target) -> Result<()> {
+fn must_exist(outcome: Outcome, target: &Target) -> Result<Option<String>> {
     match outcome {
-        Outcome::Done(_) => Ok(()),
+        Outcome::Done(entry) => Ok(entry),
         Outcome::Missing => Err(Error::NotFound {
             key: target.shown().into_owned(),
         }),
@@ -113,6 +113,9 @@ pub(crate) struct PatchWrite<'w> {
     pub ttl: Option<Duration>,
     /// Fields that must hold these values (`None` = absent) for the write to happen.
     pub conditions: &'w [(&'static str, Option<&'w [u8]>)],
+    /// A stream entry appended with the write (atomically, or through the
+    /// stream's outbox where a cluster splits the keys).
+    pub stream: Option<(&'w str, &'w [(&'w str, &'w str)])>,
 }
 
 impl PatchWrite<'_> {
@@ -122,6 +125,7 @@ impl PatchWrite<'_> {
             mode: Mode::Update,
             ttl: E::META.ttl,
             conditions: &[],
+            stream: None,
         }
     }
 
@@ -131,26 +135,29 @@ impl PatchWrite<'_> {
             mode: Mode::UpdateSettingTtl,
             ttl: Some(ttl),
             conditions: &[],
+            stream: None,
         }
     }
 }
 
 /// Applies a patch to an existing entity; `Err(NotFound)` if it is absent
 /// (never re-creates it), `Err(Conflict)` if a condition does not hold.
+/// Returns the id of the stream entry it appended, if `how` has one.
 pub(crate) async fn patch<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     target: &Target,
     patch: &E::Patch,
     how: PatchWrite<'_>,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let mut fields = FieldWriter::default();
     patch.write_fields(&mut fields)?;
     seal::<E>(&target.key, &mut fields)?;
-    if how.conditions.is_empty() && hash_only::applies::<E>(how.mode, &fields) {
+    if how.conditions.is_empty() && how.stream.is_none() && hash_only::applies::<E>(how.mode, &fields) {
         return must_exist(hash_only::put(conn, how.mode, target, &fields, how.ttl).await?, target);
     }
     let mut plan = WritePlan::new::<E>(how.mode, target, &fields, how.ttl);
     plan.options.conditions = how.conditions;
+    plan.options.stream = how.stream;
     must_exist(route::run_one(conn, plan).await?, target)
 }
 
@@ -158,7 +165,8 @@ pub(crate) async fn patch<E: RedisEntity, C: ConnectionLike + Send>(
 /// to the expected ones in value but not in bytes (`007` for `7`).
 const CAS_ATTEMPTS: u32 = 4;
 
-/// Applies `patch` only if every field that `expected` sets holds that value.
+/// Applies `patch` only if every field that `expected` sets holds that value,
+/// appending `stream`'s entry with it when there is one (its id is returned).
 /// Values are compared, not bytes: the script compares bytes, so when it
 /// refuses, the entity is read, and if its fields decode to the expected
 /// values the write is sent again with the stored bytes as the condition.
@@ -167,7 +175,8 @@ pub(crate) async fn patch_if<E: RedisEntity, C: ConnectionLike + Send>(
     target: &Target,
     patch: &E::Patch,
     expected: &E::Patch,
-) -> Result<()> {
+    stream: Option<(&str, &[(&str, &str)])>,
+) -> Result<Option<String>> {
     let mut wanted = FieldWriter::default();
     expected.write_fields(&mut wanted)?;
     if let Some(field) = E::META.encrypted.iter().find(|f| wanted.touches(f)) {
@@ -189,6 +198,7 @@ pub(crate) async fn patch_if<E: RedisEntity, C: ConnectionLike + Send>(
         let refs: Vec<(&'static str, Option<&[u8]>)> = conditions.iter().map(|(f, v)| (*f, v.as_deref())).collect();
         let how = PatchWrite {
             conditions: &refs,
+            stream,
             ..PatchWrite::update::<E>()
         };
         let conflict = match self::patch::<E, C>(conn, target, patch, how).await {
@@ -242,7 +252,7 @@ pub(crate) async fn expire_in<E: RedisEntity, C: ConnectionLike + Send>(
 ) -> Result<()> {
     let fields = FieldWriter::default();
     let plan = WritePlan::new::<E>(Mode::SetTtl, target, &fields, Some(ttl));
-    must_exist(route::run_one(conn, plan).await?, target)
+    must_exist(route::run_one(conn, plan).await?, target).map(drop)
 }
 
 /// Creates (`Mode::Create`) or saves (`Mode::Save`) many entities, each

@@ -214,15 +214,23 @@ impl<'w, 'a> WritePlan<'w, 'a> {
                 Mode::Create | Mode::SetTtl => None,
                 _ => before(),
             };
+            // A sorted index whose score is absent (an `Option` score that is
+            // `None`) holds no entry of the entity: a partial index.
+            let unscored_before =
+                matches!(ix.kind, IndexKind::Sorted { score } if self.before(score).flatten().is_none());
+            let unscored_after = matches!(ix.kind, IndexKind::Sorted { score } if self.after(score).is_none());
             let new = match self.mode {
                 Mode::Delete => None,
-                Mode::SetTtl => before(),
+                Mode::SetTtl => before().filter(|_| !unscored_before),
+                _ if unscored_after => None,
                 _ => Some(Self::index_key(&ix.key, |f| self.after(f))?),
             };
-            let score = match (self.mode, ix.kind) {
-                (Mode::Create | Mode::Save | Mode::Update | Mode::UpdateSettingTtl, IndexKind::Sorted { score }) => {
-                    checked_score(score, self.after(score))?
-                }
+            let score = match (self.mode, ix.kind, &new) {
+                (
+                    Mode::Create | Mode::Save | Mode::Update | Mode::UpdateSettingTtl,
+                    IndexKind::Sorted { score },
+                    Some(_),
+                ) => checked_score(score, self.after(score))?,
                 _ => String::new(),
             };
             let old = old.filter(|o| Some(o) != new.as_ref());

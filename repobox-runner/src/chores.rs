@@ -1,0 +1,90 @@
+//! What a runner does besides reading deliveries, on its own schedule:
+//! queueing delayed and retrying jobs that are due, and watching whether the
+//! queue is paused.
+
+use std::time::Duration;
+
+use repobox_models::Job;
+use repobox_orm::{Queue, Store};
+use tokio::time::Instant;
+
+/// How often a runner looks whether the queue was paused or resumed.
+const PAUSE_CHECK: Duration = Duration::from_millis(250);
+
+/// How many due jobs one promotion queues at most.
+const PROMOTE_BATCH: usize = 100;
+
+pub(crate) struct Chores {
+    promote_every: Duration,
+    next_promote: Instant,
+    next_pause_check: Instant,
+    paused: bool,
+}
+
+impl Chores {
+    pub(crate) fn new(promote_every: Duration) -> Self {
+        Chores {
+            promote_every,
+            next_promote: Instant::now(),
+            next_pause_check: Instant::now(),
+            paused: false,
+        }
+    }
+
+    /// Queues the delayed and retrying jobs that are due (on the queue's
+    /// stream), when their time to be looked for has come. A failure is
+    /// logged and tried again next time.
+    pub(crate) async fn promote(&mut self, conn: &mut Store, queue: &Queue) {
+        if Instant::now() < self.next_promote {
+            return;
+        }
+        self.next_promote = Instant::now() + self.promote_every;
+        loop {
+            match Job::promote_due(conn, queue.stream(), PROMOTE_BATCH).await {
+                Ok(done) => {
+                    for (job, entry) in &done.jobs {
+                        tracing::info!(job = %job, entry = %entry, "job due: queued");
+                    }
+                    // A full batch: there may be more due right now.
+                    if done.jobs.len() + done.raced < PROMOTE_BATCH {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not queue due jobs");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Whether the queue is paused, as last seen (looked up at most every
+    /// [`PAUSE_CHECK`]); a change is said once. A failed lookup keeps what
+    /// was last seen.
+    pub(crate) async fn paused(&mut self, conn: &mut Store, queue: &Queue) -> bool {
+        if Instant::now() < self.next_pause_check {
+            return self.paused;
+        }
+        self.next_pause_check = Instant::now() + PAUSE_CHECK;
+        match queue.paused_since(conn).await {
+            Ok(since) => {
+                let paused = since.is_some();
+                if paused != self.paused {
+                    if paused {
+                        tracing::info!(key = %queue.paused_key(), "queue paused: taking no new jobs; running ones finish");
+                    } else {
+                        tracing::info!("queue resumed: taking jobs again");
+                    }
+                }
+                self.paused = paused;
+            }
+            Err(e) => tracing::debug!(error = %e, "could not look whether the queue is paused"),
+        }
+        self.paused
+    }
+
+    /// How long a paused runner waits before it looks again.
+    pub(crate) fn pause_wait(&self) -> Duration {
+        PAUSE_CHECK
+    }
+}
