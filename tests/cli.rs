@@ -43,6 +43,12 @@ fn write_job_as_another_client(conn: &mut redis::Connection, fields: &[(&str, &s
         .arg(field("id"))
         .query(conn)
         .unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg(format!("jobs:status:{}", field("status")))
+        .arg(field("created_at"))
+        .arg(field("id"))
+        .query(conn)
+        .unwrap();
 }
 
 #[test]
@@ -87,7 +93,8 @@ fn demo_runs_the_whole_flow_and_the_read_commands_agree() {
     assert!(!exists, "a read-only command wrote");
     let dead = json(&repobox(Some(&server), &["queue", "dead", "--json"]));
     assert_eq!(dead, serde_json::json!([]));
-    // One report per index of every model (User, Session and Job have one each).
+    // One report per index of every model (User and Session have one each,
+    // Job three: by user, by status, and the delayed jobs, none here).
     for args in [
         &["index", "--json"][..],
         &["index", "check", "--json"],
@@ -95,10 +102,11 @@ fn demo_runs_the_whole_flow_and_the_read_commands_agree() {
     ] {
         let reports = json(&repobox(Some(&server), args));
         let reports = reports.as_array().unwrap();
-        assert_eq!(reports.len(), 3, "{args:?}");
+        assert_eq!(reports.len(), 5, "{args:?}");
         for r in reports {
             let r = &r["report"];
-            assert!(r["keys"].as_u64().unwrap() >= 1, "{r}");
+            let delayed = r["template"] == "jobs:delayed";
+            assert!(r["keys"].as_u64().unwrap() >= u64::from(!delayed), "{r}");
             assert_eq!(
                 (&r["gone"], &r["mismatched"], &r["bad"], &r["skipped"]),
                 (&0.into(), &0.into(), &0.into(), &0.into()),
@@ -864,10 +872,11 @@ fn demo_runs_the_whole_flow_on_a_cluster() {
     // jobs wherever their slots put them, and the indexes are exact.
     let reports = json(&repobox(None, &["index", "--json", "--redis-url", &url]));
     let reports = reports.as_array().expect("one report per index");
-    assert_eq!(reports.len(), 3, "{reports:?}");
+    assert_eq!(reports.len(), 5, "{reports:?}");
     for r in reports {
         let r = &r["report"];
-        assert!(r["keys"].as_u64().unwrap() >= 1, "{r}");
+        let delayed = r["template"] == "jobs:delayed";
+        assert!(r["keys"].as_u64().unwrap() >= u64::from(!delayed), "{r}");
         for count in ["gone", "mismatched", "missing", "bad", "skipped"] {
             assert_eq!(r[count], 0, "{count}: {r}");
         }

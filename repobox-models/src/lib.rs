@@ -97,6 +97,14 @@ pub fn schema() -> serde_json::Value {
             "status_writes": "every status write of a run is a compare-and-set that requires status running and its own run_id; leaving running removes lease_until",
         },
         "sets": [{ "key": GitProviders::KEY.source, "values": <GitProvider as RedisValue>::NAMES }],
+        "job_schedule": {
+            "fields": ["run_at", "retry"],
+            "delayed_set": "jobs:delayed holds exactly the jobs that have run_at (status delayed or retrying), scored by run_at; it is an index of Job and moves with the job's hash",
+            "promote": "a job in jobs:delayed whose run_at is not after Redis's clock becomes queued: one compare-and-set on status, run_at and started_at that removes run_at and appends its jobs:stream entry",
+            "retry": "JSON {max_attempts, backoff: {kind: exponential|fixed, base_ms, max_ms, jitter}, retry_exit_codes}; absent: the runner's policy. A run that fails retryably with attempts left (retries + 1 < max_attempts) becomes retrying with run_at = clock + backoff and a history entry with attempt and run_at; otherwise failed",
+            "status_index": "jobs:status:<status> holds every job under its current status, scored by created_at",
+            "paused": { "key": format!("{JOBS_STREAM}:paused"), "meaning": "while this key exists, runners take no new deliveries; its value is the unix millis of the pause" },
+        },
     })
 }
 

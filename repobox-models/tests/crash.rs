@@ -245,8 +245,8 @@ async fn model_operations_on_a_cluster_are_atomic_or_ordered_as_documented() {
         .unwrap();
     assert_eq!(
         conn.take(),
-        2,
-        "Job::update_status: a read, then one atomic compare-and-set"
+        5,
+        "Job::update_status: a read, then ordered steps, since its entry in `jobs:status:<status>` moves to another slot (fields, claim, hash, old entry)"
     );
     GitProviders::add(&mut conn, "a1", GitProvider::GitHub).await.unwrap();
     assert_eq!(conn.take(), 1, "GitProviders::add: atomic (one key)");

@@ -16,8 +16,164 @@ use common::*;
 repobox_orm::on_both_backends!(
     entities_without_indexes_take_the_cheapest_write_and_keep_the_contract,
     bulk_creates_go_many_per_script_call_and_answer_per_entity,
-    a_single_index_key_of_the_wrong_type_fails_the_write_before_anything_is_written
+    a_single_index_key_of_the_wrong_type_fails_the_write_before_anything_is_written,
+    a_partial_index_holds_exactly_the_entities_with_a_score,
+    a_conditional_update_appends_its_stream_entry_only_when_it_writes
 );
+
+/// `Option` scores: a partial index, and a second index on the same entity.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[key("chore:<id>")]
+#[index(sorted = "chores:due", score = due_at, name = "due")]
+#[index(sorted = "chores:owner:<owner>", score = n)]
+struct Chore {
+    id: String,
+    owner: String,
+    n: i64,
+    due_at: Option<i64>,
+}
+
+fn chore(id: &str, due_at: Option<i64>) -> Chore {
+    Chore {
+        id: id.into(),
+        owner: "ann".into(),
+        n: 1,
+        due_at,
+    }
+}
+
+async fn due(conn: &mut Store) -> Vec<(String, i64)> {
+    conn.zrange_withscores("chores:due", 0, -1).await.unwrap()
+}
+
+async fn a_partial_index_holds_exactly_the_entities_with_a_score(mut conn: Store) {
+    // Created one by one and in bulk: only the scored ones are entered.
+    Chore::create(&mut conn, &chore("c1", None)).await.unwrap();
+    Chore::create(&mut conn, &chore("c2", Some(5))).await.unwrap();
+    for r in Chore::create_many(&mut conn, &[chore("c3", Some(7)), chore("c4", None)])
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+    Chore::save(&mut conn, &chore("c5", None)).await.unwrap();
+    assert_eq!(due(&mut conn).await, [("c2".into(), 5), ("c3".into(), 7)]);
+    assert_eq!(
+        Chore::count_by_owner(&mut conn, "ann").await.unwrap(),
+        5,
+        "the other index holds every one"
+    );
+
+    // A score set enters the entity, a score cleared takes it out.
+    let set = |v: Option<i64>| ChorePatch {
+        due_at: Some(v),
+        ..Default::default()
+    };
+    Chore::update(&mut conn, "c1", set(Some(3))).await.unwrap();
+    Chore::update(&mut conn, "c2", set(None)).await.unwrap();
+    Chore::save(&mut conn, &chore("c3", None)).await.unwrap();
+    Chore::update(&mut conn, "c4", set(Some(9))).await.unwrap();
+    Chore::update(&mut conn, "c4", set(Some(1))).await.unwrap();
+    assert_eq!(due(&mut conn).await, [("c4".into(), 1), ("c1".into(), 3)]);
+    // A change of another field leaves the partial index alone.
+    Chore::update(
+        &mut conn,
+        "c2",
+        ChorePatch {
+            n: Some(2),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(due(&mut conn).await.len(), 2);
+
+    // Reads list what is scored, by score range.
+    let page = Chore::due(&mut conn, Page::oldest(10).scores(f64::NEG_INFINITY, 2.0))
+        .await
+        .unwrap();
+    assert_eq!(page.items, [chore("c4", Some(1))]);
+    assert_eq!(Chore::count_due(&mut conn).await.unwrap(), 2);
+    // A member whose entity has no score (another writer's) is not listed,
+    // and the read takes it out.
+    let _: () = conn.zadd("chores:due", "c5", 0).await.unwrap();
+    let page = Chore::due(&mut conn, Page::oldest(10)).await.unwrap();
+    assert_eq!(page.items, [chore("c4", Some(1)), chore("c1", Some(3))]);
+    assert_eq!(due(&mut conn).await, [("c4".into(), 1), ("c1".into(), 3)]);
+    // The sweep agrees.
+    let report = repobox_orm::check_indexes::<Chore, _>(&mut conn).await.unwrap();
+    assert!(
+        report
+            .iter()
+            .all(|r| r.gone + r.mismatched + r.missing + r.rescored + r.bad == 0),
+        "{report:#?}"
+    );
+    // Deleted: out of both.
+    assert!(Chore::delete(&mut conn, "c1").await.unwrap());
+    assert_eq!(due(&mut conn).await, [("c4".into(), 1)]);
+}
+
+async fn a_conditional_update_appends_its_stream_entry_only_when_it_writes(mut conn: Store) {
+    Chore::create(&mut conn, &chore("a1", Some(4))).await.unwrap();
+    let take = ChorePatch {
+        due_at: Some(None),
+        n: Some(2),
+        ..Default::default()
+    };
+    let expect = |v: Option<i64>| ChorePatch {
+        due_at: Some(v),
+        ..Default::default()
+    };
+    // Refused: nothing written, nothing appended.
+    let refused = Chore::update_if_and_append(
+        &mut conn,
+        "a1",
+        &take,
+        &expect(Some(5)),
+        "chores:stream",
+        &[("id", "a1")],
+    )
+    .await;
+    assert!(matches!(refused, Err(Error::Conflict { .. })), "{refused:?}");
+    let len: u64 = conn.xlen("chores:stream").await.unwrap();
+    assert_eq!(len, 0);
+    assert_eq!(due(&mut conn).await, [("a1".into(), 4)]);
+    // Written: the entity, its index entries and the entry together.
+    let id = Chore::update_if_and_append(
+        &mut conn,
+        "a1",
+        &take,
+        &expect(Some(4)),
+        "chores:stream",
+        &[("id", "a1")],
+    )
+    .await
+    .unwrap();
+    let entries: redis::streams::StreamRangeReply = conn.xrange_all("chores:stream").await.unwrap();
+    assert_eq!(entries.ids.len(), 1);
+    assert_eq!(entries.ids[0].id, id);
+    assert_eq!(entries.ids[0].get::<String>("id").as_deref(), Some("a1"));
+    assert!(due(&mut conn).await.is_empty());
+    assert_eq!(Chore::get(&mut conn, "a1").await.unwrap().unwrap().n, 2);
+    // A second try with the same expectation finds it moved on.
+    let again = Chore::update_if_and_append(
+        &mut conn,
+        "a1",
+        &take,
+        &expect(Some(4)),
+        "chores:stream",
+        &[("id", "a1")],
+    )
+    .await;
+    assert!(matches!(again, Err(Error::Conflict { .. })));
+    // An absent entity is not created.
+    let absent =
+        Chore::update_if_and_append(&mut conn, "zz", &take, &expect(None), "chores:stream", &[("id", "zz")]).await;
+    assert!(absent.is_err());
+    assert_eq!(Chore::get(&mut conn, "zz").await.unwrap(), None);
+    let len: u64 = conn.xlen("chores:stream").await.unwrap();
+    assert_eq!(len, 1);
+}
 
 /// No index: a save is a bare `HSET`.
 #[derive(RedisEntity, Debug, Clone, PartialEq)]

@@ -150,6 +150,8 @@ fn config(name: &str) -> RunnerConfig {
         .claim_interval(Duration::from_millis(50))
         .min_idle(Duration::from_millis(300))
         .max_deliveries(3)
+        .retry(RetryPolicy::new(3, Backoff::fixed(Duration::from_millis(50))))
+        .promote_interval(Duration::from_millis(50))
         .shutdown_grace(Duration::from_secs(5))
 }
 
@@ -268,18 +270,23 @@ async fn a_poison_job_is_dead_lettered_after_the_maximum_deliveries(store: Store
     let stats = handle.await.unwrap();
     assert_eq!(stats.dead_lettered, 1);
     assert_eq!(stats.retried, 2);
-    assert_eq!(
-        handler.runs.lock().unwrap()["bad"],
-        3,
-        "run once per delivery, three deliveries"
-    );
+    assert_eq!(handler.runs.lock().unwrap()["bad"], 3, "three attempts");
     let job = status(&store, "bad").await;
     assert_eq!(job.status, JobStatus::Failed);
     assert_eq!(job.error.as_deref(), Some("cannot clone"));
+    assert_eq!(job.attempt(), 3);
+    let retries: Vec<(Option<u32>, bool)> = job
+        .history
+        .iter()
+        .filter(|c| c.status == JobStatus::Retrying)
+        .map(|c| (c.attempt, c.run_at.is_some()))
+        .collect();
+    assert_eq!(retries, [(Some(1), true), (Some(2), true)], "{:?}", job.history);
+    assert_valid_history(&job);
     let dead = q.dead_letters(&mut store.clone(), "-", 10).await.unwrap();
     assert_eq!(dead[0].fields["job_id"], "bad");
     assert_eq!(dead[0].fields["reason"], "cannot clone");
-    assert_eq!(dead[0].fields["deliveries"], "3");
+    assert_eq!(dead[0].fields["deliveries"], "1", "each attempt is an entry of its own");
     assert_eq!(q.pending(&mut store.clone()).await.unwrap().count, 0);
     // A non-zero exit is a finished job, not a poison one.
     let nonzero = status(&store, "nonzero").await;
@@ -386,7 +393,10 @@ async fn every_kind_of_poison_is_dead_lettered_after_exactly_the_maximum_deliver
             .iter()
             .find(|d| d.fields.get("job_id").map(String::as_str) == job)
             .unwrap_or_else(|| panic!("no dead letter for {job:?}: {dead:?}"));
-        assert_eq!(letter.fields["deliveries"], "3", "{letter:?}");
+        // A handler's failures are retried as attempts, each on an entry
+        // of its own; the rest are deliveries of one entry.
+        let deliveries = if job == Some("panics") { "1" } else { "3" };
+        assert_eq!(letter.fields["deliveries"], deliveries, "{letter:?}");
         letter.fields["reason"].clone()
     };
     assert!(reason(Some("ghost")).contains("does not exist"));
@@ -408,7 +418,8 @@ async fn every_kind_of_poison_is_dead_lettered_after_exactly_the_maximum_deliver
     let last = panicked.history.last().unwrap();
     assert_eq!(last.status, JobStatus::Failed);
     assert!(last.reason.as_deref().unwrap().contains("panicked"), "{last:?}");
-    assert_eq!(handler.runs.lock().unwrap()["panics"], 3);
+    assert_eq!(handler.runs.lock().unwrap()["panics"], 3, "three attempts");
+    assert_eq!(panicked.attempt(), 3);
 }
 
 /// Appends a second `jobs:stream` entry for a job that already has one, as a
@@ -515,7 +526,7 @@ async fn a_retried_and_requeued_dead_job_runs_once_at_a_time(store: Store) {
     wait_for(async || status(&store, "again").await.status == JobStatus::Succeeded && settled(&store).await).await;
     stop.send(()).unwrap();
     let stats = handle.await.unwrap();
-    assert_eq!(handler.runs_of("again"), 4, "three failed deliveries, then one run");
+    assert_eq!(handler.runs_of("again"), 4, "three failed attempts, then one run");
     assert_eq!(handler.most_at_once("again"), 1);
     assert_eq!(stats.succeeded, 1, "{stats:?}");
     let job = status(&store, "again").await;

@@ -200,9 +200,20 @@ impl<'w, 'a> WritePlan<'w, 'a> {
         // No indexed field at all: the entity is almost surely gone, and the
         // script answers that it is missing. (A corrupt hash without any of
         // them cannot have index entries to maintain either.)
+        // Only placeholders say so: a score may be an absent `Option`.
+        let is_placeholder = |g: &&str| {
+            self.indexes
+                .iter()
+                .any(|ix| ix.key.placeholders().any(|(_, f)| f == *g))
+        };
         let absent = !matches!(self.mode, Mode::Create | Mode::Save)
-            && !self.guards.is_empty()
-            && self.current.as_ref().is_some_and(|cur| cur.iter().all(Option::is_none));
+            && self.guards.iter().any(|g| is_placeholder(&g))
+            && self.current.as_ref().is_some_and(|cur| {
+                cur.iter()
+                    .zip(&self.guards)
+                    .filter(|(_, g)| is_placeholder(g))
+                    .all(|(v, _)| v.is_none())
+            });
         if !known || absent {
             return Ok(Vec::new());
         }
@@ -216,13 +227,12 @@ impl<'w, 'a> WritePlan<'w, 'a> {
             };
             // A sorted index whose score is absent (an `Option` score that is
             // `None`) holds no entry of the entity: a partial index.
-            let unscored_before =
-                matches!(ix.kind, IndexKind::Sorted { score } if self.before(score).flatten().is_none());
-            let unscored_after = matches!(ix.kind, IndexKind::Sorted { score } if self.after(score).is_none());
+            let unscored = matches!(ix.kind, IndexKind::Sorted { score } if self.after(score).is_none());
             let new = match self.mode {
                 Mode::Delete => None,
-                Mode::SetTtl => before().filter(|_| !unscored_before),
-                _ if unscored_after => None,
+                // The key's life is lengthened whether or not it holds the entity.
+                Mode::SetTtl => before(),
+                _ if unscored => None,
                 _ => Some(Self::index_key(&ix.key, |f| self.after(f))?),
             };
             let score = match (self.mode, ix.kind, &new) {

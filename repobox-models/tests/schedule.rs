@@ -1,0 +1,275 @@
+//! Jobs for later, against real servers: delayed jobs, retries after a
+//! backoff, their promotion to the stream, and the status index.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use repobox_models::*;
+use repobox_orm::Store;
+use repobox_orm::prelude::Page;
+
+// Each on a single server and on a 3-primary cluster, where the job, its
+// status entry, `jobs:delayed` and the stream are in different slots.
+repobox_orm::on_both_backends!(
+    a_delayed_job_waits_for_its_time_and_is_queued_once,
+    a_delayed_job_can_be_cancelled_or_run_now,
+    failed_runs_wait_for_their_backoff_until_the_attempts_are_used_up,
+    the_status_index_follows_every_move
+);
+
+const STREAM: &str = "jobs:stream";
+
+fn job(id: &str, user: &str) -> Job {
+    Job::new(id, user, "https://git.example/r.git", 1_700_000_000_000)
+}
+
+async fn stream_job_ids(conn: &mut Store) -> Vec<String> {
+    let entries: redis::streams::StreamRangeReply = conn.xrange_all(STREAM).await.unwrap();
+    entries.ids.iter().map(|e| e.get::<String>("job_id").unwrap()).collect()
+}
+
+async fn delayed_ids(conn: &mut Store) -> Vec<(String, i64)> {
+    conn.zrange_withscores("jobs:delayed", 0, -1).await.unwrap()
+}
+
+async fn a_delayed_job_waits_for_its_time_and_is_queued_once(mut conn: Store) {
+    let now = redis_now(&mut conn).await.unwrap();
+    Job::enqueue_at(&mut conn, &job("d1", "u1"), now + 600).await.unwrap();
+    let later = Job::enqueue_in(&mut conn, &job("d2", "u1"), Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(later >= now + 3_600_000);
+
+    let d1 = Job::get(&mut conn, "d1").await.unwrap().unwrap();
+    assert_eq!(d1.status, JobStatus::Delayed);
+    assert_eq!(d1.run_at, Some(now + 600));
+    assert_eq!(d1.history.last().unwrap().run_at, Some(now + 600));
+    assert_eq!(
+        delayed_ids(&mut conn).await,
+        vec![("d1".to_owned(), now + 600), ("d2".to_owned(), later)]
+    );
+    assert_eq!(Job::count_by_status(&mut conn, JobStatus::Delayed).await.unwrap(), 2);
+
+    // Not early: nothing is due yet, nothing reaches the stream.
+    let early = Job::promote_due(&mut conn, STREAM, 100).await.unwrap();
+    assert_eq!(early, Promoted::default());
+    assert!(stream_job_ids(&mut conn).await.is_empty());
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Two runners promote at once: the job is queued exactly once.
+    let (mut a, mut b) = (conn.clone(), conn.clone());
+    let (pa, pb) = tokio::join!(
+        Job::promote_due(&mut a, STREAM, 100),
+        Job::promote_due(&mut b, STREAM, 100)
+    );
+    let (pa, pb) = (pa.unwrap(), pb.unwrap());
+    assert_eq!(pa.jobs.len() + pb.jobs.len(), 1, "{pa:?} {pb:?}");
+    assert_eq!(stream_job_ids(&mut conn).await, vec!["d1".to_owned()]);
+    let d1 = Job::get(&mut conn, "d1").await.unwrap().unwrap();
+    assert_eq!(d1.status, JobStatus::Queued);
+    assert_eq!(d1.run_at, None);
+    assert_eq!(delayed_ids(&mut conn).await, vec![("d2".to_owned(), later)]);
+    assert_eq!(
+        Job::promote_due(&mut conn, STREAM, 100).await.unwrap(),
+        Promoted::default()
+    );
+    assert_eq!(stream_job_ids(&mut conn).await.len(), 1, "promoted once");
+
+    // A member another writer left in jobs:delayed whose job is not waiting
+    // is dropped by the read, never queued.
+    Job::create(&mut conn, &job("q1", "u1")).await.unwrap();
+    let _: () = conn.zadd("jobs:delayed", "q1", 1).await.unwrap();
+    let _: () = conn.zadd("jobs:delayed", "gone", 1).await.unwrap();
+    assert_eq!(
+        Job::promote_due(&mut conn, STREAM, 100).await.unwrap(),
+        Promoted::default()
+    );
+    assert_eq!(delayed_ids(&mut conn).await, vec![("d2".to_owned(), later)]);
+    assert_eq!(stream_job_ids(&mut conn).await.len(), 1);
+}
+
+async fn a_delayed_job_can_be_cancelled_or_run_now(mut conn: Store) {
+    for id in ["c1", "n1"] {
+        Job::enqueue_in(&mut conn, &job(id, "u1"), Duration::from_secs(3600))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        Job::cancel(&mut conn, "c1", now_millis()).await.unwrap(),
+        Cancel::Cancelled
+    );
+    let c1 = Job::get(&mut conn, "c1").await.unwrap().unwrap();
+    assert_eq!((c1.status, c1.run_at), (JobStatus::Cancelled, None));
+
+    let entry = Job::run_now(&mut conn, "n1", now_millis()).await.unwrap();
+    assert!(!entry.is_empty());
+    let n1 = Job::get(&mut conn, "n1").await.unwrap().unwrap();
+    assert_eq!((n1.status, n1.run_at), (JobStatus::Queued, None));
+    assert_eq!(n1.history.last().unwrap().reason.as_deref(), Some("run now"));
+    assert!(delayed_ids(&mut conn).await.is_empty());
+    assert_eq!(stream_job_ids(&mut conn).await, vec!["n1".to_owned()]);
+    // Only waiting jobs run now.
+    assert!(matches!(
+        Job::run_now(&mut conn, "n1", now_millis()).await,
+        Err(Error::InvalidTransition { .. })
+    ));
+    assert!(matches!(
+        Job::run_now(&mut conn, "c1", now_millis()).await,
+        Err(Error::InvalidTransition { .. })
+    ));
+    // A policy that cannot work is refused before anything is written.
+    let mut bad = job("b1", "u1");
+    bad.retry = Some(RetryPolicy::new(0, Backoff::fixed(Duration::ZERO)));
+    assert!(Job::enqueue_at(&mut conn, &bad, 0).await.is_err());
+    assert_eq!(Job::get(&mut conn, "b1").await.unwrap(), None);
+}
+
+async fn start(conn: &mut Store, id: &str, entry: &str) -> Job {
+    match Job::start(conn, id, entry, Some("u1"), Duration::from_secs(30))
+        .await
+        .unwrap()
+    {
+        Start::Started(job) => *job,
+        other => panic!("not started: {other:?}"),
+    }
+}
+
+fn failed(reason: &str) -> JobOutcome {
+    JobOutcome {
+        exit_code: None,
+        error: Some(reason.into()),
+    }
+}
+
+async fn failed_runs_wait_for_their_backoff_until_the_attempts_are_used_up(mut conn: Store) {
+    let policy = RetryPolicy::new(3, Backoff::fixed(Duration::from_millis(300)));
+    let entry = Job::create_and_enqueue(&mut conn, &job("r1", "u1"), 1).await.unwrap();
+
+    // Attempt 1 fails: retrying, due a backoff from now by Redis's clock.
+    let run = start(&mut conn, "r1", &entry).await;
+    assert_eq!(run.attempt(), 1);
+    let before = redis_now(&mut conn).await.unwrap();
+    let j = Job::fail_run(&mut conn, run, failed("boom 1"), &policy, true)
+        .await
+        .unwrap();
+    assert_eq!(j.status, JobStatus::Retrying);
+    let run_at = j.run_at.unwrap();
+    assert!((before + 300..before + 1300).contains(&run_at), "{before} {run_at}");
+    let last = j.history.last().unwrap();
+    assert_eq!(
+        (last.status, last.attempt, last.run_at, last.reason.as_deref()),
+        (JobStatus::Retrying, Some(1), Some(run_at), Some("boom 1"))
+    );
+    assert_eq!(Job::get(&mut conn, "r1").await.unwrap().unwrap(), j);
+    assert_eq!(delayed_ids(&mut conn).await, vec![("r1".to_owned(), run_at)]);
+    assert_eq!(Job::count_by_status(&mut conn, JobStatus::Retrying).await.unwrap(), 1);
+    // The old entry, delivered again meanwhile, does not start it early.
+    assert!(matches!(
+        Job::start(&mut conn, "r1", &entry, Some("u1"), Duration::from_secs(30))
+            .await
+            .unwrap(),
+        Start::Over(JobStatus::Retrying)
+    ));
+    assert_eq!(Job::promote_due(&mut conn, STREAM, 10).await.unwrap().jobs.len(), 0);
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let promoted = Job::promote_due(&mut conn, STREAM, 10).await.unwrap();
+    assert_eq!(promoted.jobs.len(), 1);
+    let run = start(&mut conn, "r1", &promoted.jobs[0].1).await;
+    assert_eq!(run.attempt(), 2);
+    let j = Job::fail_run(&mut conn, run, failed("boom 2"), &policy, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        (j.status, j.history.last().unwrap().attempt),
+        (JobStatus::Retrying, Some(2))
+    );
+
+    // The run's own copy is a lease: a run that no longer holds the job
+    // cannot schedule it.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let promoted = Job::promote_due(&mut conn, STREAM, 10).await.unwrap();
+    let run = start(&mut conn, "r1", &promoted.jobs[0].1).await;
+    let mut stale = run.clone();
+    stale.run_id = Some("another-run".into());
+    assert!(matches!(
+        Job::fail_run(&mut conn, stale, failed("late"), &policy, true).await,
+        Err(Error::LeaseLost { .. })
+    ));
+    // Attempt 3 of 3: failed for good.
+    assert_eq!(run.attempt(), 3);
+    let j = Job::fail_run(&mut conn, run, failed("boom 3"), &policy, true)
+        .await
+        .unwrap();
+    assert_eq!((j.status, j.run_at), (JobStatus::Failed, None));
+    assert!(delayed_ids(&mut conn).await.is_empty());
+    let statuses: Vec<JobStatus> = j.history.iter().map(|h| h.status).collect();
+    use JobStatus::*;
+    assert_eq!(
+        statuses,
+        [
+            Queued, Running, Retrying, Queued, Running, Retrying, Queued, Running, Failed
+        ]
+    );
+
+    // A failure that is not retryable, or a job whose own policy allows
+    // one attempt, fails at once.
+    let entry = Job::create_and_enqueue(&mut conn, &job("r2", "u1"), 1).await.unwrap();
+    let run = start(&mut conn, "r2", &entry).await;
+    let j = Job::fail_run(&mut conn, run, failed("bad input"), &policy, false)
+        .await
+        .unwrap();
+    assert_eq!(j.status, JobStatus::Failed);
+    let mut own = job("r3", "u1");
+    own.retry = Some(RetryPolicy::never());
+    let entry = Job::create_and_enqueue(&mut conn, &own, 1).await.unwrap();
+    let run = start(&mut conn, "r3", &entry).await;
+    let j = Job::fail_run(&mut conn, run, failed("once"), &policy, true)
+        .await
+        .unwrap();
+    assert_eq!(j.status, JobStatus::Failed);
+}
+
+async fn the_status_index_follows_every_move(mut conn: Store) {
+    let ids = |l: &repobox_orm::Listing<Job>| l.items.iter().map(|j| j.id.clone()).collect::<Vec<_>>();
+    for (i, id) in ["s1", "s2", "s3"].iter().enumerate() {
+        let mut j = job(id, "u1");
+        j.created_at += i as i64;
+        Job::create_and_enqueue(&mut conn, &j, 1).await.unwrap();
+    }
+    let queued = Job::by_status(&mut conn, JobStatus::Queued, Page::newest(10))
+        .await
+        .unwrap();
+    assert_eq!(ids(&queued), ["s3", "s2", "s1"], "newest first");
+    Job::update_status(&mut conn, "s2", JobStatus::Running, 2, JobOutcome::default())
+        .await
+        .unwrap();
+    Job::update_status(&mut conn, "s2", JobStatus::Succeeded, 3, JobOutcome::default())
+        .await
+        .unwrap();
+    Job::cancel(&mut conn, "s3", 4).await.unwrap();
+    for (status, want) in [
+        (JobStatus::Queued, vec!["s1"]),
+        (JobStatus::Running, vec![]),
+        (JobStatus::Succeeded, vec!["s2"]),
+        (JobStatus::Cancelled, vec!["s3"]),
+    ] {
+        let page = Job::by_status(&mut conn, status, Page::newest(10)).await.unwrap();
+        assert_eq!(ids(&page), want, "{status}");
+        assert_eq!(
+            Job::count_by_status(&mut conn, status).await.unwrap(),
+            want.len() as u64
+        );
+    }
+    // Pages: offset and limit.
+    let second = Job::by_status(&mut conn, JobStatus::Queued, Page::newest(1).offset(1))
+        .await
+        .unwrap();
+    assert!(second.items.is_empty());
+    // An entry another writer left under the wrong status is not listed.
+    let _: () = conn.zadd("jobs:status:running", "s1", 9).await.unwrap();
+    let running = Job::by_status(&mut conn, JobStatus::Running, Page::newest(10))
+        .await
+        .unwrap();
+    assert!(running.items.is_empty());
+}

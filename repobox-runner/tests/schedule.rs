@@ -1,0 +1,284 @@
+//! Retries with backoff, delayed jobs and pausing, end to end: real runners
+//! against real servers (a single one and a 3-primary cluster).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use repobox_models::*;
+use repobox_orm::{Queue, Store};
+use repobox_runner::{Failure, HandlerResult, JobHandler, Output, RunStats, Runner, RunnerConfig};
+use tokio::sync::oneshot;
+
+repobox_orm::on_both_backends!(multi_thread:
+    a_job_failing_twice_then_succeeding_shows_its_backoff_in_its_history,
+    exit_codes_are_final_unless_the_policy_lists_them,
+    a_delayed_job_is_not_run_early_and_runs_once_across_a_runner_restart,
+    a_paused_queue_takes_no_new_jobs_and_lets_running_ones_finish
+);
+
+/// Fails a job's first `fail_first` runs (per the job's repo URL:
+/// `flaky-N`), exits with `exit-N`, sleeps with `slow`; counts runs.
+#[derive(Clone, Default)]
+struct Flaky {
+    runs: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Flaky {
+    fn runs_of(&self, id: &str) -> u32 {
+        self.runs.lock().unwrap().get(id).copied().unwrap_or(0)
+    }
+}
+
+impl JobHandler for Flaky {
+    async fn run(&self, job: Job, _output: Output) -> HandlerResult {
+        let run = {
+            let mut runs = self.runs.lock().unwrap();
+            let n = runs.entry(job.id.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        let url = job.repo_url.as_str();
+        if let Some(n) = url.strip_prefix("flaky-") {
+            if run <= n.parse::<u32>().unwrap() {
+                return Err(Failure::retry(format!("flaky run {run}")));
+            }
+        } else if let Some(code) = url.strip_prefix("exit-") {
+            return Ok(code.parse().unwrap());
+        } else if url == "slow" {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+        }
+        Ok(0)
+    }
+}
+
+fn config(name: &str) -> RunnerConfig {
+    RunnerConfig::new(name)
+        .concurrency(2)
+        .block(Duration::from_millis(50))
+        .claim_interval(Duration::from_millis(50))
+        .promote_interval(Duration::from_millis(50))
+        .min_idle(Duration::from_millis(500))
+        .retry(RetryPolicy::new(
+            3,
+            Backoff::exponential(Duration::from_millis(100), Duration::from_secs(1)).jitter(false),
+        ))
+        .shutdown_grace(Duration::from_secs(5))
+}
+
+fn spawn_runner(
+    store: &Store,
+    handler: Flaky,
+    cfg: RunnerConfig,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<RunStats>) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let runner = Runner::new(store.clone(), handler, cfg);
+    let handle = tokio::spawn(async move {
+        runner
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap()
+    });
+    (stop, handle)
+}
+
+async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !done().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what} within 30 s"));
+}
+
+async fn job(store: &Store, id: &str) -> Job {
+    Job::get(&mut store.clone(), id).await.unwrap().unwrap()
+}
+
+async fn enqueue(store: &Store, id: &str, repo: &str) {
+    let j = Job::new(id, "u1", repo, now_millis());
+    Job::create_and_enqueue(&mut store.clone(), &j, now_millis())
+        .await
+        .unwrap();
+}
+
+async fn a_job_failing_twice_then_succeeding_shows_its_backoff_in_its_history(store: Store) {
+    let handler = Flaky::default();
+    let (stop, runner) = spawn_runner(&store, handler.clone(), config("r"));
+    enqueue(&store, "f1", "flaky-2").await;
+    wait_for("f1 succeeded", async || {
+        job(&store, "f1").await.status == JobStatus::Succeeded
+    })
+    .await;
+    stop.send(()).unwrap();
+    let stats = runner.await.unwrap();
+    assert_eq!((stats.retried, stats.succeeded), (2, 1), "{stats:?}");
+    assert_eq!(handler.runs_of("f1"), 3);
+
+    let f1 = job(&store, "f1").await;
+    assert_eq!(f1.attempt(), 3);
+    use JobStatus::*;
+    let statuses: Vec<JobStatus> = f1.history.iter().map(|c| c.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            Queued, Running, Retrying, Queued, Running, Retrying, Queued, Running, Succeeded
+        ]
+    );
+    // The backoff doubles (100 ms, then 200 ms) and is on the job's history;
+    // no run started before its time.
+    let retrying: Vec<&StatusChange> = f1.history.iter().filter(|c| c.status == Retrying).collect();
+    let waits: Vec<(Option<u32>, i64)> = retrying.iter().map(|c| (c.attempt, c.run_at.unwrap() - c.at)).collect();
+    assert_eq!(waits, [(Some(1), 100), (Some(2), 200)]);
+    for pair in f1.history.windows(3) {
+        if pair[0].status == Retrying {
+            assert!(pair[2].at >= pair[0].run_at.unwrap(), "{:?}", f1.history);
+        }
+    }
+    assert_eq!(f1.run_at, None);
+    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    assert_eq!(q.pending(&mut store.clone()).await.unwrap().count, 0);
+    assert_eq!(q.dead_len(&mut store.clone()).await.unwrap(), 0);
+    assert_eq!(Job::count_due(&mut store.clone()).await.unwrap(), 0);
+}
+
+async fn exit_codes_are_final_unless_the_policy_lists_them(store: Store) {
+    let handler = Flaky::default();
+    let cfg = config("r").retry(RetryPolicy::new(2, Backoff::fixed(Duration::from_millis(50))).retry_exit_codes([75]));
+    let (stop, runner) = spawn_runner(&store, handler.clone(), cfg);
+    enqueue(&store, "final", "exit-2").await;
+    enqueue(&store, "tempfail", "exit-75").await;
+    // A job's own policy wins over the runner's.
+    let mut own = Job::new("own", "u1", "flaky-1", now_millis());
+    own.retry = Some(RetryPolicy::never());
+    Job::create_and_enqueue(&mut store.clone(), &own, now_millis())
+        .await
+        .unwrap();
+    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    wait_for("the three jobs over", async || {
+        let mut over = true;
+        for id in ["final", "tempfail", "own"] {
+            over &= job(&store, id).await.status.is_final();
+        }
+        over && q.dead_len(&mut store.clone()).await.unwrap() == 2
+    })
+    .await;
+    stop.send(()).unwrap();
+    runner.await.unwrap();
+    let (fin, temp, own) = (
+        job(&store, "final").await,
+        job(&store, "tempfail").await,
+        job(&store, "own").await,
+    );
+    assert_eq!(
+        (fin.status, fin.exit_code, handler.runs_of("final")),
+        (JobStatus::Failed, Some(2), 1)
+    );
+    assert_eq!(
+        (temp.status, temp.exit_code, handler.runs_of("tempfail")),
+        (JobStatus::Failed, Some(75), 2)
+    );
+    assert_eq!((own.status, handler.runs_of("own")), (JobStatus::Failed, 1));
+    // The retryable failures used up their attempts: dead-lettered, with the reason.
+    let dead = q.dead_letters(&mut store.clone(), "-", 10).await.unwrap();
+    let mut reasons: Vec<(String, String)> = dead
+        .iter()
+        .map(|d| (d.fields["job_id"].clone(), d.fields["reason"].clone()))
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            ("own".to_owned(), "flaky run 1".to_owned()),
+            ("tempfail".to_owned(), "exit code 75".to_owned())
+        ]
+    );
+}
+
+async fn a_delayed_job_is_not_run_early_and_runs_once_across_a_runner_restart(store: Store) {
+    let mut conn = store.clone();
+    let handler = Flaky::default();
+    let run_at = redis_now(&mut conn).await.unwrap() + 1500;
+    Job::enqueue_at(&mut conn, &Job::new("d1", "u1", "ok", now_millis()), run_at)
+        .await
+        .unwrap();
+    enqueue(&store, "now", "ok").await;
+    // A runner that runs a while and stops before the job is due.
+    let (stop, first) = spawn_runner(&store, handler.clone(), config("first"));
+    wait_for("the other job ran", async || {
+        job(&store, "now").await.status == JobStatus::Succeeded
+    })
+    .await;
+    stop.send(()).unwrap();
+    first.await.unwrap();
+    if redis_now(&mut conn).await.unwrap() < run_at {
+        assert_eq!(job(&store, "d1").await.status, JobStatus::Delayed);
+        assert_eq!(handler.runs_of("d1"), 0, "not run early");
+    }
+    // Another runner, later, runs it once.
+    let (stop, second) = spawn_runner(&store, handler.clone(), config("second"));
+    let (stop_b, third) = spawn_runner(&store, handler.clone(), config("third"));
+    wait_for("d1 succeeded", async || {
+        job(&store, "d1").await.status == JobStatus::Succeeded
+    })
+    .await;
+    stop.send(()).unwrap();
+    stop_b.send(()).unwrap();
+    second.await.unwrap();
+    third.await.unwrap();
+    assert_eq!(handler.runs_of("d1"), 1);
+    let d1 = job(&store, "d1").await;
+    assert!(
+        d1.started_at.unwrap() >= run_at,
+        "started at {:?}, due {run_at}",
+        d1.started_at
+    );
+    let statuses: Vec<JobStatus> = d1.history.iter().map(|c| c.status).collect();
+    use JobStatus::*;
+    assert_eq!(statuses, [Delayed, Queued, Running, Succeeded]);
+    let entries: u64 = repobox_orm::redis::cmd("XLEN")
+        .arg(JOBS_STREAM)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(entries, 2, "one entry for each job");
+}
+
+async fn a_paused_queue_takes_no_new_jobs_and_lets_running_ones_finish(store: Store) {
+    let mut conn = store.clone();
+    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    let handler = Flaky::default();
+    let (stop, runner) = spawn_runner(&store, handler.clone(), config("r"));
+    enqueue(&store, "long", "slow").await;
+    wait_for("long started", async || {
+        job(&store, "long").await.status == JobStatus::Running
+    })
+    .await;
+    assert!(q.pause(&mut conn).await.unwrap());
+    assert!(!q.pause(&mut conn).await.unwrap(), "paused already");
+    assert!(q.paused_since(&mut conn).await.unwrap().is_some());
+    // The runner sees the pause within its check interval; a job enqueued
+    // well after that waits.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    enqueue(&store, "waits", "ok").await;
+    wait_for("long finished", async || {
+        job(&store, "long").await.status == JobStatus::Succeeded
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(job(&store, "waits").await.status, JobStatus::Queued);
+    assert_eq!(handler.runs_of("waits"), 0);
+    assert_eq!(q.waiting(&mut conn).await.unwrap(), 1);
+    assert!(q.resume(&mut conn).await.unwrap());
+    assert!(!q.resume(&mut conn).await.unwrap());
+    wait_for("waits succeeded", async || {
+        job(&store, "waits").await.status == JobStatus::Succeeded
+    })
+    .await;
+    stop.send(()).unwrap();
+    runner.await.unwrap();
+    assert_eq!(q.waiting(&mut conn).await.unwrap(), 0);
+}
