@@ -211,6 +211,131 @@ async fn no_job_is_lost_whatever_step_its_writer_dies_after() {
     conn.close().await;
 }
 
+/// Starts every entry of `id` in turn: exactly one may start a run.
+async fn runs_once(conn: &mut Store, queue: &Queue, id: &str) {
+    let entries = queue.entries(conn, "-", 100).await.unwrap();
+    let mut started = 0;
+    for e in entries
+        .iter()
+        .filter(|e| e.fields.get("job_id").map(String::as_str) == Some(id))
+    {
+        match Job::start(conn, id, &e.id, Some("u1"), Duration::from_secs(60))
+            .await
+            .unwrap()
+        {
+            Start::Started(_) => started += 1,
+            Start::Leased(_) | Start::Over(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(started, 1, "{id}: one run, {entries:?}");
+}
+
+#[tokio::test]
+async fn a_due_job_is_queued_once_whatever_step_its_promoter_dies_after() {
+    let cluster = RedisCluster::start(3, 0);
+    let mut conn = cluster.store();
+    let queue = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    let steps = [
+        OrderedStep::Outboxed,
+        OrderedStep::Claimed,
+        OrderedStep::HashWritten,
+        OrderedStep::Appended,
+    ];
+    for (i, step) in steps.iter().enumerate() {
+        let id = format!("p{i}");
+        Job::enqueue_at(&mut conn, &Job::new(&id, "u1", "https://x/r.git", 1), 0)
+            .await
+            .unwrap();
+        fail_after(&format!("job:{id}"), *step);
+        crashed(Job::promote_due(&mut conn, JOBS_STREAM, 10).await);
+        // Before its hash is written the job still waits; after, it is queued.
+        let waiting = i < 2;
+        let job = Job::get(&mut conn, &id).await.unwrap().unwrap();
+        assert_eq!(job.status.is_scheduled(), waiting, "{id} after {step:?}: {job:?}");
+        // An entry the sweep appends for a job still waiting is not a run:
+        // starting it finds the job delayed.
+        queue.sweep_outbox(&mut conn, Duration::ZERO).await.unwrap();
+        if waiting {
+            let entries = queue.entries(&mut conn, "-", 100).await.unwrap();
+            for e in entries.iter().filter(|e| e.fields.get("job_id") == Some(&id)) {
+                let start = Job::start(&mut conn, &id, &e.id, Some("u1"), Duration::from_secs(60)).await;
+                assert!(matches!(start, Ok(Start::Over(JobStatus::Delayed))), "{start:?}");
+            }
+        }
+        // The next promotion (of whatever is still due) finishes the move.
+        Job::promote_due(&mut conn, JOBS_STREAM, 10).await.unwrap();
+        let job = Job::get(&mut conn, &id).await.unwrap().unwrap();
+        assert_eq!((job.status, job.run_at), (JobStatus::Queued, None), "{id}");
+        assert!(
+            Job::due(&mut conn, repobox_orm::Page::oldest(10))
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        runs_once(&mut conn, &queue, &id).await;
+    }
+    repair_is_exact(&mut conn).await;
+    conn.close().await;
+}
+
+#[tokio::test]
+async fn a_failed_run_is_retried_once_whatever_step_its_writer_dies_after() {
+    let cluster = RedisCluster::start(3, 0);
+    let mut conn = cluster.store();
+    let queue = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    let policy = RetryPolicy::new(3, Backoff::fixed(Duration::ZERO));
+    let failed = JobOutcome {
+        exit_code: None,
+        error: Some("boom".into()),
+    };
+    for (i, step) in [OrderedStep::Claimed, OrderedStep::HashWritten].iter().enumerate() {
+        let id = format!("r{i}");
+        let entry = Job::create_and_enqueue(&mut conn, &Job::new(&id, "u1", "https://x/r.git", 1), 1)
+            .await
+            .unwrap();
+        let Start::Started(run) = Job::start(&mut conn, &id, &entry, Some("u1"), Duration::from_millis(200))
+            .await
+            .unwrap()
+        else {
+            panic!("not started")
+        };
+        fail_after(&format!("job:{id}"), *step);
+        crashed(Job::fail_run(&mut conn, *run, failed.clone(), &policy, true).await);
+        let job = Job::get(&mut conn, &id).await.unwrap().unwrap();
+        if *step == OrderedStep::Claimed {
+            // Nothing of the retry was written: the job is still running,
+            // and the claimed entries are not listed.
+            assert_eq!(job.status, JobStatus::Running);
+            assert!(
+                Job::due(&mut conn, repobox_orm::Page::oldest(10))
+                    .await
+                    .unwrap()
+                    .items
+                    .is_empty()
+            );
+            let retrying = Job::by_status(&mut conn, JobStatus::Retrying, repobox_orm::Page::newest(10))
+                .await
+                .unwrap();
+            assert!(retrying.items.is_empty());
+            // Its lease passes and its delivery, still pending, takes it over.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let again = Job::start(&mut conn, &id, &entry, Some("u1"), Duration::from_secs(60))
+                .await
+                .unwrap();
+            assert!(matches!(again, Start::Started(_)), "{again:?}");
+        } else {
+            assert_eq!(job.status, JobStatus::Retrying);
+            let promoted = Job::promote_due(&mut conn, JOBS_STREAM, 10).await.unwrap();
+            assert_eq!(promoted.jobs.len(), 1);
+            runs_once(&mut conn, &queue, &id).await;
+        }
+    }
+    repair_is_exact(&mut conn).await;
+    conn.close().await;
+}
+
 /// Which model operations stay one atomic script on a cluster and which
 /// become ordered steps, by their round trips through a counting store (the
 /// engine routes a write before sending it, so nothing is sent to be
