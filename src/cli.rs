@@ -180,6 +180,13 @@ pub struct RunnerArgs {
     /// separate with commas.
     #[arg(long, value_delimiter = ',')]
     pub retry_exit_code: Vec<i32>,
+    /// Remove succeeded and cancelled jobs (hash, output, index entries)
+    /// this long after they finished (`7d`, `12h`). Default: kept.
+    #[arg(long, value_parser = positive_duration)]
+    pub keep_finished: Option<Duration>,
+    /// Remove failed jobs this long after they failed. Default: kept.
+    #[arg(long, value_parser = positive_duration)]
+    pub keep_failed: Option<Duration>,
 }
 
 /// How the wait between attempts grows.
@@ -264,6 +271,13 @@ pub enum JobsCommand {
         /// The job's id.
         id: String,
     },
+    /// Removes jobs with their output and index entries (not running ones:
+    /// cancel those first).
+    Delete {
+        /// The jobs' ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
 }
 
 /// A job status, as `--status` takes it.
@@ -310,6 +324,22 @@ pub enum QueueCommand {
     Pause,
     /// Resumes a paused queue.
     Resume,
+    /// Removes finished jobs in a status that finished before a time, with
+    /// their output and index entries; `--dry-run` only counts them.
+    Purge {
+        /// `succeeded`, `failed` or `cancelled`.
+        #[arg(long, value_enum)]
+        status: StatusArg,
+        /// Jobs that finished at least this long ago (`30d`, `12h`).
+        #[arg(long, value_parser = duration)]
+        older_than: Duration,
+        /// Count and list them; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Remove at most this many.
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+    },
     /// Lists pending deliveries: consumer, idle time, delivery count.
     Pending {
         /// How many.

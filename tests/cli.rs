@@ -807,6 +807,80 @@ async fn queue_commands_end_to_end(url: String) {
     let out = ok(&cli(&["queue", "trim", "--older-than-secs", "0"]));
     assert!(out.starts_with("removed "), "{out}");
     assert!(!cli(&["queue", "trim"]).status.success());
+
+    // Pause and resume; stats say so, with the jobs per status.
+    let paused = json(&cli(&["queue", "pause", "--json"]));
+    assert_eq!(paused, serde_json::json!({ "paused": true, "changed": true }));
+    assert!(ok(&cli(&["queue", "pause"])).contains("paused already"));
+    let stats = json(&cli(&["queue", "stats", "--json"]));
+    assert_eq!(stats["paused"], true);
+    assert_eq!(stats["jobs"]["cancelled"], 2, "{stats}");
+    assert_eq!(stats["jobs"]["succeeded"], 2, "{stats}");
+    assert_eq!(stats["jobs"]["running"], 0, "{stats}");
+    assert_eq!(stats["waiting"], 0, "{stats}");
+    assert!(ok(&cli(&["queue", "stats"])).contains("paused"));
+    assert_eq!(json(&cli(&["queue", "resume", "--json"]))["changed"], true);
+    assert_eq!(json(&cli(&["queue", "stats", "--json"]))["paused"], false);
+
+    // A delayed job: listed by status, run now, then waiting on the stream.
+    Job::enqueue_in(
+        &mut conn,
+        &Job::new("later", "u1", "https://x/ok.git", now_millis()),
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
+    let delayed = json(&cli(&["jobs", "list", "--status", "delayed", "--json"]));
+    assert_eq!(delayed["total"], 1);
+    assert_eq!(delayed["jobs"][0]["id"], "later");
+    assert_eq!(json(&cli(&["queue", "stats", "--json"]))["jobs"]["delayed"], 1);
+    assert!(ok(&cli(&["jobs", "run-now", "later"])).contains("queued now"));
+    assert_eq!(job_status("later").await, JobStatus::Queued);
+    assert!(
+        !cli(&["jobs", "run-now", "later"]).status.success(),
+        "only a waiting job runs now"
+    );
+    let stats = json(&cli(&["queue", "stats", "--json"]));
+    assert_eq!(
+        (&stats["waiting"], &stats["jobs"]["delayed"]),
+        (&1.into(), &0.into()),
+        "{stats}"
+    );
+    assert!(!cli(&["jobs", "list"]).status.success(), "--user or --status");
+
+    // Purge: a dry run counts, the real one removes; delete one by one.
+    let dry = json(&cli(&[
+        "queue",
+        "purge",
+        "--status",
+        "cancelled",
+        "--older-than",
+        "0s",
+        "--dry-run",
+        "--json",
+    ]));
+    assert_eq!((&dry["matched"], &dry["removed"]), (&2.into(), &0.into()), "{dry}");
+    assert_eq!(job_status("q1").await, JobStatus::Cancelled);
+    let purged = json(&cli(&[
+        "queue",
+        "purge",
+        "--status",
+        "cancelled",
+        "--older-than",
+        "0s",
+        "--json",
+    ]));
+    assert_eq!(purged["removed"], 2, "{purged}");
+    assert!(Job::get(&mut conn, "slow1").await.unwrap().is_none());
+    assert_eq!(Job::output_count(&mut conn, "slow1").await.unwrap(), 0);
+    assert!(
+        !cli(&["queue", "purge", "--status", "queued", "--older-than", "0s"])
+            .status
+            .success()
+    );
+    let deleted = json(&cli(&["jobs", "delete", "f1", "nope", "--json"]));
+    assert_eq!(deleted, serde_json::json!({ "removed": ["f1"], "absent": ["nope"] }));
+    assert!(Job::get(&mut conn, "f1").await.unwrap().is_none());
 }
 
 #[test]

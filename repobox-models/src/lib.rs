@@ -35,7 +35,7 @@ pub use git::{
 };
 pub use job::{
     Backoff, BackoffKind, Cancel, JOB_OUTPUT_TTL, JOBS_GROUP, JOBS_STREAM, Job, JobField, JobOutcome, JobPatch,
-    JobStatus, Lease, OutputRange, Promoted, RetryPolicy, Start, StatusChange,
+    JobStatus, Lease, OutputRange, Promoted, Purged, RetryPolicy, Start, StatusChange,
 };
 pub use session::{Session, SessionField, SessionPatch, SessionToken};
 pub use user::{User, UserDeleted, UserField, UserPatch};

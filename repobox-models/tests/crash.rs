@@ -336,6 +336,41 @@ async fn a_failed_run_is_retried_once_whatever_step_its_writer_dies_after() {
     conn.close().await;
 }
 
+#[tokio::test]
+async fn a_purge_stopped_after_each_step_leaves_no_ghost() {
+    let cluster = RedisCluster::start(3, 0);
+    let mut conn = cluster.store();
+    // A delete's steps: read its fields, delete the hash, remove the entries.
+    for (i, step) in [OrderedStep::HashWritten].iter().enumerate() {
+        let id = format!("g{i}");
+        Job::create_and_enqueue(&mut conn, &Job::new(&id, "u1", "https://x/r.git", 1), 1)
+            .await
+            .unwrap();
+        Job::update_status(&mut conn, &id, JobStatus::Cancelled, 2, JobOutcome::default())
+            .await
+            .unwrap();
+        fail_after(&format!("job:{id}"), *step);
+        crashed(Job::purge(&mut conn, JobStatus::Cancelled, 10, 10, false).await);
+        // Whatever is left is listed only if the job is there, and the next
+        // purge finishes it.
+        let listed = Job::by_status(&mut conn, JobStatus::Cancelled, repobox_orm::Page::newest(10))
+            .await
+            .unwrap();
+        let exists = Job::get(&mut conn, &id).await.unwrap().is_some();
+        assert_eq!(listed.items.len(), usize::from(exists), "{id} after {step:?}");
+        Job::purge(&mut conn, JobStatus::Cancelled, 10, 10, false)
+            .await
+            .unwrap();
+        assert_eq!(Job::get(&mut conn, &id).await.unwrap(), None);
+        let page = Job::user_jobs(&mut conn, "u1", repobox_orm::Page::newest(10))
+            .await
+            .unwrap();
+        assert!(page.items.is_empty(), "{page:?}");
+    }
+    repair_is_exact(&mut conn).await;
+    conn.close().await;
+}
+
 /// Which model operations stay one atomic script on a cluster and which
 /// become ordered steps, by their round trips through a counting store (the
 /// engine routes a write before sending it, so nothing is sent to be

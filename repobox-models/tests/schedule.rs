@@ -14,7 +14,8 @@ repobox_orm::on_both_backends!(
     a_delayed_job_waits_for_its_time_and_is_queued_once,
     a_delayed_job_can_be_cancelled_or_run_now,
     failed_runs_wait_for_their_backoff_until_the_attempts_are_used_up,
-    the_status_index_follows_every_move
+    the_status_index_follows_every_move,
+    finished_jobs_are_purged_with_their_output_and_index_entries
 );
 
 const STREAM: &str = "jobs:stream";
@@ -272,4 +273,68 @@ async fn the_status_index_follows_every_move(mut conn: Store) {
         .await
         .unwrap();
     assert!(running.items.is_empty());
+}
+
+async fn finish(conn: &mut Store, id: &str, to: JobStatus, at: i64) {
+    let entry = Job::create_and_enqueue(conn, &job(id, "u1"), 1).await.unwrap();
+    let run = start(conn, id, &entry).await;
+    Job::append_output(conn, id, &["a line"]).await.unwrap();
+    Job::update_status_from(conn, run, to, at, JobOutcome::default())
+        .await
+        .unwrap();
+}
+
+async fn finished_jobs_are_purged_with_their_output_and_index_entries(mut conn: Store) {
+    finish(&mut conn, "old", JobStatus::Succeeded, 1_000).await;
+    finish(&mut conn, "new", JobStatus::Succeeded, 9_000).await;
+    finish(&mut conn, "bad", JobStatus::Failed, 1_000).await;
+    Job::create_and_enqueue(&mut conn, &job("waits", "u1"), 1)
+        .await
+        .unwrap();
+
+    // A dry run counts and removes nothing.
+    let dry = Job::purge(&mut conn, JobStatus::Succeeded, 5_000, 100, true)
+        .await
+        .unwrap();
+    assert_eq!((dry.matched.as_slice(), dry.removed), (&["old".to_owned()][..], 0));
+    assert!(Job::get(&mut conn, "old").await.unwrap().is_some());
+
+    let done = Job::purge(&mut conn, JobStatus::Succeeded, 5_000, 100, false)
+        .await
+        .unwrap();
+    assert_eq!((done.matched.as_slice(), done.removed), (&["old".to_owned()][..], 1));
+    assert_eq!(Job::get(&mut conn, "old").await.unwrap(), None);
+    assert_eq!(
+        Job::output_count(&mut conn, "old").await.unwrap(),
+        0,
+        "its output went with it"
+    );
+    let user: Vec<String> = conn.zrange("jobs:user:u1", 0, -1).await.unwrap();
+    assert!(!user.contains(&"old".to_owned()), "{user:?}");
+    let succeeded: Vec<String> = conn.zrange("jobs:status:succeeded", 0, -1).await.unwrap();
+    assert_eq!(succeeded, ["new"]);
+    // Other statuses and newer jobs stay; unfinished statuses are refused.
+    assert!(Job::get(&mut conn, "bad").await.unwrap().is_some());
+    assert!(
+        Job::purge(&mut conn, JobStatus::Queued, i64::MAX, 100, false)
+            .await
+            .is_err()
+    );
+    // A limit stops it.
+    let limited = Job::purge(&mut conn, JobStatus::Succeeded, i64::MAX, 0, false)
+        .await
+        .unwrap();
+    assert_eq!(limited, Purged::default());
+
+    // One by one: not while running.
+    assert!(Job::remove(&mut conn, "bad").await.unwrap());
+    assert!(!Job::remove(&mut conn, "bad").await.unwrap());
+    let entry = Job::create_and_enqueue(&mut conn, &job("busy", "u1"), 1).await.unwrap();
+    start(&mut conn, "busy", &entry).await;
+    assert!(matches!(
+        Job::remove(&mut conn, "busy").await,
+        Err(Error::InvalidTransition { .. })
+    ));
+    let failed: u64 = conn.zcard("jobs:status:failed").await.unwrap();
+    assert_eq!(failed, 0);
 }

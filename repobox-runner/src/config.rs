@@ -23,6 +23,8 @@ pub struct RunnerConfig {
     pub(crate) housekeeping: Duration,
     pub(crate) retry: RetryPolicy,
     pub(crate) promote_interval: Duration,
+    pub(crate) keep_finished: Option<Duration>,
+    pub(crate) keep_failed: Option<Duration>,
 }
 
 impl RunnerConfig {
@@ -47,6 +49,8 @@ impl RunnerConfig {
             housekeeping: Duration::from_secs(60),
             retry: RetryPolicy::default(),
             promote_interval: Duration::from_secs(1),
+            keep_finished: None,
+            keep_failed: None,
         }
     }
 
@@ -145,6 +149,21 @@ impl RunnerConfig {
     /// (1 s): a due job waits at most this long to be queued.
     pub fn promote_interval(mut self, d: Duration) -> Self {
         self.promote_interval = d.max(Duration::from_millis(10));
+        self
+    }
+
+    /// How long succeeded and cancelled jobs are kept after they finished;
+    /// the runner's housekeeping then removes each with its output and index
+    /// entries. `None` (the default): kept.
+    pub fn keep_finished(mut self, d: Option<Duration>) -> Self {
+        self.keep_finished = d;
+        self
+    }
+
+    /// How long failed jobs are kept after they failed (see
+    /// [`keep_finished`](Self::keep_finished)). `None` (the default): kept.
+    pub fn keep_failed(mut self, d: Option<Duration>) -> Self {
+        self.keep_failed = d;
         self
     }
 

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use repobox_models::Result;
+use repobox_models::{Job, JobStatus, Result};
 use repobox_orm::queue::{LogLimit, defaults};
 use repobox_orm::{Queue, Store};
 use tokio::sync::Semaphore;
@@ -21,6 +21,9 @@ static DELETED: LogLimit = LogLimit::warn("a pending job entry was deleted from 
 
 /// How often a runner whose every slot is busy checks that Redis is there.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// How many finished jobs of one status one housekeeping round removes.
+const PURGE_BATCH: usize = 1000;
 
 /// How long stopped jobs get, beyond their handler's stop grace, to write
 /// that they went back to the queue before they are aborted.
@@ -341,6 +344,23 @@ impl<H: JobHandler> Runner<H> {
             Ok(gone) if !gone.is_empty() => tracing::info!(consumers = ?gone, "removed idle consumers"),
             Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "could not remove idle consumers"),
+        }
+        let kept = [
+            (JobStatus::Succeeded, self.config.keep_finished),
+            (JobStatus::Cancelled, self.config.keep_finished),
+            (JobStatus::Failed, self.config.keep_failed),
+        ];
+        for (status, keep) in kept {
+            let Some(keep) = keep else { continue };
+            let cutoff =
+                repobox_models::now_millis().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+            match Job::purge(conn, status, cutoff, PURGE_BATCH, false).await {
+                Ok(p) if p.removed > 0 => {
+                    tracing::info!(%status, removed = p.removed, "removed finished jobs past their retention")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "could not remove finished jobs"),
+            }
         }
     }
 

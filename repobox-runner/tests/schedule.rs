@@ -14,7 +14,8 @@ repobox_orm::on_both_backends!(multi_thread:
     a_job_failing_twice_then_succeeding_shows_its_backoff_in_its_history,
     exit_codes_are_final_unless_the_policy_lists_them,
     a_delayed_job_is_not_run_early_and_runs_once_across_a_runner_restart,
-    a_paused_queue_takes_no_new_jobs_and_lets_running_ones_finish
+    a_paused_queue_takes_no_new_jobs_and_lets_running_ones_finish,
+    the_runner_removes_finished_jobs_past_their_retention
 );
 
 /// Fails a job's first `fail_first` runs (per the job's repo URL:
@@ -281,4 +282,31 @@ async fn a_paused_queue_takes_no_new_jobs_and_lets_running_ones_finish(store: St
     stop.send(()).unwrap();
     runner.await.unwrap();
     assert_eq!(q.waiting(&mut conn).await.unwrap(), 0);
+}
+
+async fn the_runner_removes_finished_jobs_past_their_retention(store: Store) {
+    let mut conn = store.clone();
+    let handler = Flaky::default();
+    let cfg = config("r")
+        .housekeeping_interval(Duration::from_millis(100))
+        .keep_finished(Some(Duration::from_millis(1)));
+    enqueue(&store, "done", "ok").await;
+    enqueue(&store, "broken", "exit-3").await;
+    let (stop, runner) = spawn_runner(&store, handler.clone(), cfg);
+    wait_for("done removed", async || {
+        Job::get(&mut store.clone(), "done").await.unwrap().is_none()
+    })
+    .await;
+    wait_for("broken failed", async || {
+        job(&store, "broken").await.status == JobStatus::Failed
+    })
+    .await;
+    stop.send(()).unwrap();
+    runner.await.unwrap();
+    assert_eq!(handler.runs_of("done"), 1);
+    let succeeded = Job::count_by_status(&mut conn, JobStatus::Succeeded).await.unwrap();
+    let user = Job::user_job_count(&mut conn, "u1").await.unwrap();
+    assert_eq!((succeeded, user), (0, 1), "its index entries went with it");
+    // Failed jobs have a retention of their own: kept by default.
+    assert!(Job::get(&mut conn, "broken").await.unwrap().is_some());
 }

@@ -1,4 +1,4 @@
-//! `repobox jobs list|show|tail|retry|cancel|run-now`.
+//! `repobox jobs list|show|tail|retry|cancel|run-now|delete`.
 
 use std::time::Duration;
 
@@ -93,6 +93,27 @@ pub async fn jobs(store: &Store, cmd: JobsCommand, json: bool) -> anyhow::Result
                 match cancel {
                     Cancel::Cancelled => println!("job {} cancelled", clean(&id)),
                     Cancel::Requested => println!("job {} is running: its runner was asked to cancel it", clean(&id)),
+                }
+            }
+        }
+        JobsCommand::Delete { ids } => {
+            let mut removed = Vec::new();
+            let mut absent = Vec::new();
+            for id in &ids {
+                if Job::remove(&mut conn, id).await? {
+                    removed.push(id.as_str());
+                } else {
+                    absent.push(id.as_str());
+                }
+            }
+            if json {
+                println!("{}", json_line(&json!({ "removed": removed, "absent": absent })));
+            } else {
+                for id in &removed {
+                    println!("job {} removed", clean(id));
+                }
+                for id in &absent {
+                    println!("no job {}", clean(id));
                 }
             }
         }

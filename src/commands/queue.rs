@@ -1,4 +1,4 @@
-//! `repobox queue stats|pause|resume|pending|requeue-dead|trim|dead`.
+//! `repobox queue stats|pause|resume|purge|pending|requeue-dead|trim|dead`.
 
 use std::time::Duration;
 
@@ -15,6 +15,34 @@ pub async fn queue(store: &Store, cmd: QueueCommand, json: bool) -> anyhow::Resu
     let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
     match cmd {
         QueueCommand::Stats => stats(&mut conn, &q, json).await?,
+        QueueCommand::Purge {
+            status,
+            older_than,
+            dry_run,
+            limit,
+        } => {
+            let status = JobStatus::from(status);
+            let cutoff = now_millis().saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
+            let purged = Job::purge(&mut conn, status, cutoff, limit, dry_run).await?;
+            if json {
+                let out = json!({
+                    "status": status.to_string(),
+                    "finished_before": cutoff,
+                    "dry_run": dry_run,
+                    "matched": purged.matched.len(),
+                    "removed": purged.removed,
+                    "ids": purged.matched,
+                });
+                println!("{}", json_line(&out));
+            } else if dry_run {
+                for id in &purged.matched {
+                    println!("{}", crate::output::clean(id));
+                }
+                println!("{} {status} job(s) would be removed", purged.matched.len());
+            } else {
+                println!("removed {} {status} job(s)", purged.removed);
+            }
+        }
         QueueCommand::Pause => {
             let changed = q.pause(&mut conn).await?;
             if json {

@@ -6,12 +6,14 @@ use crate::{Error, Result};
 
 mod lease;
 mod output;
+mod retention;
 mod retry;
 mod schedule;
 mod status;
 
 pub use lease::{Lease, Start};
 pub use output::OutputRange;
+pub use retention::Purged;
 pub use retry::{Backoff, BackoffKind, RetryPolicy};
 pub use schedule::Promoted;
 pub use status::JobStatus;

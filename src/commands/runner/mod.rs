@@ -29,6 +29,8 @@ pub async fn runner(store: &Store, args: RunnerArgs, json: bool) -> anyhow::Resu
         .min_idle(Duration::from_secs(args.min_idle_secs))
         .max_deliveries(args.max_deliveries)
         .retry(retry_policy(&args))
+        .keep_finished(args.keep_finished)
+        .keep_failed(args.keep_failed)
         .retention(Duration::from_secs(args.retention_secs))
         .consumer_idle(Duration::from_secs(args.consumer_idle_secs))
         .shutdown_grace(Duration::from_secs(args.drain_secs));
