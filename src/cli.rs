@@ -187,6 +187,11 @@ pub struct RunnerArgs {
     /// Remove failed jobs this long after they failed. Default: kept.
     #[arg(long, value_parser = positive_duration)]
     pub keep_failed: Option<Duration>,
+    /// At most N job starts per interval across every runner of the queue,
+    /// by Redis's clock (`100/1m`, `5/1s`, `10/500ms`); give every runner
+    /// the same. Default: no limit.
+    #[arg(long, value_parser = clap::value_parser!(repobox_orm::queue::RateLimit))]
+    pub rate_limit: Option<repobox_orm::queue::RateLimit>,
 }
 
 /// How the wait between attempts grows.

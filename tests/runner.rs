@@ -592,3 +592,53 @@ async fn descriptors_the_runner_inherited_do_not_reach_its_jobs() {
     assert!(finish(runner).await.status.success());
     assert_eq!(output(&store, "fds").await, ["fd 9 closed"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runner_processes_share_one_rate_limit_and_say_when_the_queue_is_paused() {
+    let server = RedisServer::start();
+    let store = Store::open(server.url()).unwrap();
+    let mut conn = store.clone();
+    for i in 0..7 {
+        enqueue(&store, &format!("r{i}"), "ok").await;
+    }
+    let args = |name: &'static str| {
+        [
+            "--shell",
+            "true",
+            "--rate-limit",
+            "3/1m",
+            "--log-format",
+            "json",
+            "--consumer",
+            name,
+        ]
+    };
+    let a = runner(&server, &args("a"));
+    let b = runner(&server, &args("b"));
+    let succeeded = async || {
+        Job::count_by_status(&mut store.clone(), JobStatus::Succeeded)
+            .await
+            .unwrap()
+    };
+    wait_for("three jobs ran", async || succeeded().await == 3).await;
+    // The window is a minute: both runners ask, neither starts another.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(succeeded().await, 3);
+    assert_eq!(Job::count_by_status(&mut conn, JobStatus::Queued).await.unwrap(), 4);
+    // A pause is said once by each runner.
+    let q = repobox_orm::Queue::new(JOBS_STREAM, JOBS_GROUP);
+    assert!(q.pause(&mut conn).await.unwrap());
+    // Noticed within a read's block (1 s) and a pause check (250 ms).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    signal(&a, "TERM");
+    signal(&b, "TERM");
+    for out in [finish(a).await, finish(b).await] {
+        assert!(out.status.success(), "{out:?}");
+        let log = json_log(&out);
+        assert_eq!(
+            said(&log, "queue paused: taking no new jobs; running ones finish").len(),
+            1,
+            "{log:?}"
+        );
+    }
+}

@@ -69,6 +69,8 @@ pub fn hand_encode_job(job: &Job) -> Vec<(&'static str, String)> {
 fn status(s: &str) -> Option<JobStatus> {
     Some(match s {
         "queued" => JobStatus::Queued,
+        "delayed" => JobStatus::Delayed,
+        "retrying" => JobStatus::Retrying,
         "running" => JobStatus::Running,
         "succeeded" => JobStatus::Succeeded,
         "failed" => JobStatus::Failed,
@@ -104,6 +106,11 @@ pub fn hand_decode_job(reply: &Value) -> Option<Job> {
         run_id: map.get("run_id").cloned(),
         run_entry: map.get("run_entry").cloned(),
         lease_until: map.get("lease_until").and_then(|v| v.parse().ok()),
+        run_at: map.get("run_at").and_then(|v| v.parse().ok()),
+        retry: match map.get("retry") {
+            Some(v) => Some(serde_json::from_str(v).ok()?),
+            None => None,
+        },
     })
 }
 

@@ -1,10 +1,11 @@
 //! What a runner does besides reading deliveries, on its own schedule:
-//! queueing delayed and retrying jobs that are due, and watching whether the
-//! queue is paused.
+//! queueing delayed and retrying jobs that are due, watching whether the
+//! queue is paused, and asking the queue's rate limit for starts.
 
 use std::time::Duration;
 
 use repobox_models::Job;
+use repobox_orm::queue::RateLimit;
 use repobox_orm::{Queue, Store};
 use tokio::time::Instant;
 
@@ -19,6 +20,16 @@ pub(crate) struct Chores {
     next_promote: Instant,
     next_pause_check: Instant,
     paused: bool,
+    /// Starts the rate limit granted for the read in hand.
+    granted: Vec<String>,
+}
+
+/// What a runner may start now.
+pub(crate) enum Starts {
+    /// This many.
+    Go(usize),
+    /// None: the rate limit is reached for this long.
+    Wait(Duration),
 }
 
 impl Chores {
@@ -28,6 +39,7 @@ impl Chores {
             next_promote: Instant::now(),
             next_pause_check: Instant::now(),
             paused: false,
+            granted: Vec::new(),
         }
     }
 
@@ -81,6 +93,38 @@ impl Chores {
             Err(e) => tracing::debug!(error = %e, "could not look whether the queue is paused"),
         }
         self.paused
+    }
+
+    /// How many of `want` deliveries the runner may read now: all of them
+    /// without a rate limit; else what the queue's limiter grants (kept, to
+    /// give back with [`unused`](Self::unused) what the read does not use).
+    pub(crate) async fn starts(
+        &mut self,
+        conn: &mut Store,
+        queue: &Queue,
+        consumer: &str,
+        limit: Option<RateLimit>,
+        want: usize,
+    ) -> repobox_orm::Result<Starts> {
+        let Some(limit) = limit else {
+            return Ok(Starts::Go(want));
+        };
+        let grant = queue.acquire_starts(conn, consumer, limit, want).await?;
+        if grant.starts.is_empty() {
+            return Ok(Starts::Wait(grant.wait));
+        }
+        let n = grant.starts.len();
+        self.granted = grant.starts;
+        Ok(Starts::Go(n))
+    }
+
+    /// Gives back the granted starts beyond the `used` ones; a failure only
+    /// leaves them counted until the window passes.
+    pub(crate) async fn unused(&mut self, conn: &mut Store, queue: &Queue, used: usize) {
+        let unused: Vec<String> = self.granted.drain(..).skip(used).collect();
+        if let Err(e) = queue.release_starts(conn, &unused).await {
+            tracing::debug!(error = %e, "could not give back unused starts");
+        }
     }
 
     /// How long a paused runner waits before it looks again.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use repobox_models::RetryPolicy;
-use repobox_orm::queue::defaults;
+use repobox_orm::queue::{RateLimit, defaults};
 
 /// How a [`Runner`](crate::Runner) works.
 #[derive(Debug, Clone)]
@@ -25,6 +25,7 @@ pub struct RunnerConfig {
     pub(crate) promote_interval: Duration,
     pub(crate) keep_finished: Option<Duration>,
     pub(crate) keep_failed: Option<Duration>,
+    pub(crate) rate_limit: Option<RateLimit>,
 }
 
 impl RunnerConfig {
@@ -51,6 +52,7 @@ impl RunnerConfig {
             promote_interval: Duration::from_secs(1),
             keep_finished: None,
             keep_failed: None,
+            rate_limit: None,
         }
     }
 
@@ -164,6 +166,15 @@ impl RunnerConfig {
     /// [`keep_finished`](Self::keep_finished)). `None` (the default): kept.
     pub fn keep_failed(mut self, d: Option<Duration>) -> Self {
         self.keep_failed = d;
+        self
+    }
+
+    /// At most `limit.max` starts per `limit.per` across every runner of the
+    /// queue, by Redis's clock (`<stream>:rate`); give every runner the same.
+    /// Deliveries of jobs whose runner died (taken over) are not counted.
+    /// `None` (the default): no limit.
+    pub fn rate_limit(mut self, limit: Option<RateLimit>) -> Self {
+        self.rate_limit = limit;
         self
     }
 

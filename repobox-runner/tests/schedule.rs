@@ -15,7 +15,8 @@ repobox_orm::on_both_backends!(multi_thread:
     exit_codes_are_final_unless_the_policy_lists_them,
     a_delayed_job_is_not_run_early_and_runs_once_across_a_runner_restart,
     a_paused_queue_takes_no_new_jobs_and_lets_running_ones_finish,
-    the_runner_removes_finished_jobs_past_their_retention
+    the_runner_removes_finished_jobs_past_their_retention,
+    a_rate_limit_caps_starts_and_gives_back_what_a_read_did_not_use
 );
 
 /// Fails a job's first `fail_first` runs (per the job's repo URL:
@@ -309,4 +310,44 @@ async fn the_runner_removes_finished_jobs_past_their_retention(store: Store) {
     assert_eq!((succeeded, user), (0, 1), "its index entries went with it");
     // Failed jobs have a retention of their own: kept by default.
     assert!(Job::get(&mut conn, "broken").await.unwrap().is_some());
+}
+
+async fn a_rate_limit_caps_starts_and_gives_back_what_a_read_did_not_use(store: Store) {
+    let mut conn = store.clone();
+    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    let limit = repobox_orm::queue::RateLimit::new(3, Duration::from_secs(60)).unwrap();
+    let handler = Flaky::default();
+    let (stop, runner) = spawn_runner(&store, handler.clone(), config("r").rate_limit(Some(limit)));
+    // Many reads find nothing for a while: each gives its starts back (else
+    // the limit would be used up before any job arrives).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..5 {
+        enqueue(&store, &format!("j{i}"), "ok").await;
+    }
+    wait_for("three ran", async || {
+        Job::count_by_status(&mut store.clone(), JobStatus::Succeeded)
+            .await
+            .unwrap()
+            == 3
+    })
+    .await;
+    // The window is a minute: the other two wait.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.send(()).unwrap();
+    let stats = runner.await.unwrap();
+    assert_eq!(stats.succeeded, 3, "{stats:?}");
+    assert_eq!(Job::count_by_status(&mut conn, JobStatus::Queued).await.unwrap(), 2);
+    let held: u64 = repobox_orm::redis::cmd("ZCARD")
+        .arg(q.rate_key())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(held, 3, "one start per job run");
+    // A limit that is not one is refused, and parses from the CLI's form.
+    assert!(repobox_orm::queue::RateLimit::new(0, Duration::from_secs(1)).is_err());
+    assert_eq!(
+        "5/1s".parse::<repobox_orm::queue::RateLimit>(),
+        Ok(repobox_orm::queue::RateLimit::new(5, Duration::from_secs(1)).unwrap())
+    );
+    assert!("5/1x".parse::<repobox_orm::queue::RateLimit>().is_err());
 }

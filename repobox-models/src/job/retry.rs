@@ -146,7 +146,7 @@ impl Backoff {
             BackoffKind::Fixed => self.base_ms,
             BackoffKind::Exponential => {
                 let doublings = attempt.saturating_sub(1).min(63);
-                self.base_ms.checked_mul(1u64 << doublings).unwrap_or(u64::MAX)
+                self.base_ms.saturating_mul(1u64 << doublings)
             }
         }
         .min(self.max_ms);

@@ -11,6 +11,7 @@ mod control;
 mod inspect;
 mod log_limit;
 pub(crate) mod outbox;
+mod rate;
 mod recover;
 mod reply;
 mod trim;
@@ -23,6 +24,7 @@ use redis::streams::StreamReadReply;
 
 pub use self::log_limit::{HeldBack, LOG_INTERVAL, LogLimit};
 pub use self::outbox::OutboxSweep;
+pub use self::rate::{Grant, RateLimit};
 pub use self::reply::cmp_ids;
 use crate::engine::pipeline;
 use crate::engine::write::route;

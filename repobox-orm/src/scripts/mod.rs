@@ -17,6 +17,7 @@ pub(crate) mod dead_letter;
 pub(crate) mod delete_entity;
 pub(crate) mod index_entry;
 pub(crate) mod put;
+pub(crate) mod rate_limit;
 pub(crate) mod repair;
 pub(crate) mod reply;
 pub(crate) mod trim;
@@ -68,6 +69,8 @@ pub(crate) static REPAIR: LazyLock<Script> = script!("repair.lua");
 pub(crate) static DEAD_LETTER: LazyLock<Script> = script!("dead_letter.lua");
 /// Trims a stream without dropping entries a group still needs.
 pub(crate) static TRIM: LazyLock<Script> = script!("trim.lua");
+/// Grants starts under a queue-wide rate limit.
+pub(crate) static RATE_LIMIT: LazyLock<Script> = script!("rate_limit.lua");
 
 /// An index kind's letter in the scripts' calls: `z` sorted, `s` set, `u` unique.
 pub(crate) const fn kind_letter(kind: IndexKind) -> u8 {

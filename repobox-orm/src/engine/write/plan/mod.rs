@@ -207,7 +207,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
                 .any(|ix| ix.key.placeholders().any(|(_, f)| f == *g))
         };
         let absent = !matches!(self.mode, Mode::Create | Mode::Save)
-            && self.guards.iter().any(|g| is_placeholder(&g))
+            && self.guards.iter().any(&is_placeholder)
             && self.current.as_ref().is_some_and(|cur| {
                 cur.iter()
                     .zip(&self.guards)

@@ -6,13 +6,16 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use repobox_models::{Job, JobStatus, Result};
+use repobox_models::Result;
 use repobox_orm::queue::{LogLimit, defaults};
 use repobox_orm::{Queue, Store};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::chores::Chores;
+mod upkeep;
+
+use self::upkeep::{is_fatal, or_drain, record};
+use crate::chores::{Chores, Starts};
 use crate::link::Link;
 use crate::work::{Done, Work, release_at_shutdown};
 use crate::{JobHandler, Phase, RunStats, RunnerConfig, RunnerControl};
@@ -213,6 +216,32 @@ impl<H: JobHandler> Runner<H> {
                 continue;
             }
             if free > 0 {
+                let starts = chores.starts(&mut conn, &self.queue, &consumer, self.config.rate_limit, free);
+                let free = match or_drain(&control, starts).await {
+                    None => break,
+                    Some(Ok(Starts::Go(n))) => n,
+                    Some(Ok(Starts::Wait(wait))) => {
+                        // The queue's rate limit is reached: wait for the window.
+                        tokio::select! {
+                            _ = control.reached(Phase::Draining) => stopping = true,
+                            Some(done) = tasks.join_next() => record(&mut stats, done),
+                            _ = tokio::time::sleep(wait.min(chores.pause_wait())) => {}
+                        }
+                        self.spawn_all(batch, &permits, &mut tasks, &consumer, &running, &control)
+                            .await;
+                        continue;
+                    }
+                    Some(Err(e)) => {
+                        failures += 1;
+                        link.down(&e);
+                        if self.ride_out(e, failures, &mut conn, &control).await? {
+                            stopping = true;
+                        }
+                        self.spawn_all(batch, &permits, &mut tasks, &consumer, &running, &control)
+                            .await;
+                        continue;
+                    }
+                };
                 // Draining takes no new deliveries: a read still in flight is
                 // abandoned, and what the server hands it stays pending for
                 // another runner to claim once idle.
@@ -220,9 +249,12 @@ impl<H: JobHandler> Runner<H> {
                     r = self.queue.read(&mut reader, &consumer, free, Some(self.config.block)) => r,
                     _ = control.reached(Phase::Draining) => {
                         stopping = true;
+                        let _ = tokio::time::timeout(PROBE_EVERY, chores.unused(&mut conn, &self.queue, 0)).await;
                         continue;
                     }
                 };
+                let used = delivered.as_ref().map_or(0, Vec::len);
+                chores.unused(&mut conn, &self.queue, used).await;
                 match delivered {
                     Ok(d) => {
                         failures = 0;
@@ -238,28 +270,8 @@ impl<H: JobHandler> Runner<H> {
                     }
                 }
             }
-            for delivery in batch {
-                let permit = permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("semaphore is never closed");
-                let work = Work {
-                    store: self.store.clone(),
-                    queue: self.queue.clone(),
-                    handler: self.handler.clone(),
-                    consumer: consumer.clone(),
-                    heartbeat: self.config.min_idle.min(self.config.lease_duration()) / defaults::HEARTBEAT_DIVISOR,
-                    lease: self.config.lease_duration(),
-                    running: running.clone(),
-                    control: control.clone(),
-                    retry: self.config.retry.clone(),
-                };
-                tasks.spawn(async move {
-                    let _permit = permit;
-                    work.process(delivery).await
-                });
-            }
+            self.spawn_all(batch, &permits, &mut tasks, &consumer, &running, &control)
+                .await;
         }
 
         self.wind_down(&control, &mut tasks, &mut stats).await;
@@ -274,6 +286,41 @@ impl<H: JobHandler> Runner<H> {
         LogLimit::report_all_held_back();
         tracing::info!(consumer = %consumer, ?stats, "runner stopped");
         Ok(stats)
+    }
+
+    /// Hands each delivery to a [`Work`] in a task of its own, each once a
+    /// slot is free.
+    async fn spawn_all(
+        &self,
+        batch: Vec<repobox_orm::Delivery>,
+        permits: &Arc<Semaphore>,
+        tasks: &mut JoinSet<Done>,
+        consumer: &str,
+        running: &Arc<Mutex<HashMap<String, String>>>,
+        control: &RunnerControl,
+    ) {
+        for delivery in batch {
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
+            let work = Work {
+                store: self.store.clone(),
+                queue: self.queue.clone(),
+                handler: self.handler.clone(),
+                consumer: consumer.to_owned(),
+                heartbeat: self.config.min_idle.min(self.config.lease_duration()) / defaults::HEARTBEAT_DIVISOR,
+                lease: self.config.lease_duration(),
+                running: running.clone(),
+                control: control.clone(),
+                retry: self.config.retry.clone(),
+            };
+            tasks.spawn(async move {
+                let _permit = permit;
+                work.process(delivery).await
+            });
+        }
     }
 
     /// Lets running jobs finish until the drain time passes (or the control
@@ -317,119 +364,5 @@ impl<H: JobHandler> Runner<H> {
                 }
             }
         }
-    }
-}
-
-/// Whether an error means the runner cannot go on: a closed store, refused
-/// credentials or a bad argument. Everything else (refused or reset
-/// connections, timeouts, `LOADING`, `READONLY`/`MASTERDOWN` during a
-/// failover, a deleted stream) is ridden out.
-fn is_fatal(e: &repobox_orm::Error) -> bool {
-    matches!(
-        e,
-        repobox_orm::Error::Closed | repobox_orm::Error::InvalidArgument { .. }
-    ) || e.is_auth_failure()
-}
-
-impl<H: JobHandler> Runner<H> {
-    /// Trims acknowledged entries older than the retention and removes idle
-    /// consumers; a failure is logged and tried again next time.
-    async fn housekeeping(&self, conn: &mut Store) {
-        match self.queue.trim_older_than(conn, self.config.retention).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "trimmed the stream"),
-            Err(e) => tracing::debug!(error = %e, "could not trim the stream"),
-        }
-        match self.queue.remove_idle_consumers(conn, self.config.consumer_idle).await {
-            Ok(gone) if !gone.is_empty() => tracing::info!(consumers = ?gone, "removed idle consumers"),
-            Ok(_) => {}
-            Err(e) => tracing::debug!(error = %e, "could not remove idle consumers"),
-        }
-        let kept = [
-            (JobStatus::Succeeded, self.config.keep_finished),
-            (JobStatus::Cancelled, self.config.keep_finished),
-            (JobStatus::Failed, self.config.keep_failed),
-        ];
-        for (status, keep) in kept {
-            let Some(keep) = keep else { continue };
-            let cutoff =
-                repobox_models::now_millis().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
-            match Job::purge(conn, status, cutoff, PURGE_BATCH, false).await {
-                Ok(p) if p.removed > 0 => {
-                    tracing::info!(%status, removed = p.removed, "removed finished jobs past their retention")
-                }
-                Ok(_) => {}
-                Err(e) => tracing::debug!(error = %e, "could not remove finished jobs"),
-            }
-        }
-    }
-
-    /// A `PING`, for the [`Link`] to say whether Redis is there.
-    async fn probe(&self, conn: &mut Store, link: &mut Link) {
-        let pong: repobox_orm::Result<()> = repobox_orm::redis::cmd("PING")
-            .query_async(conn)
-            .await
-            .map_err(Into::into);
-        match pong {
-            Ok(()) => link.up(false),
-            Err(e) => link.down(&e),
-        }
-    }
-
-    /// Waits the store's backoff for `failures`; `true` if draining began first.
-    async fn pause(&self, failures: u32, control: &RunnerControl) -> bool {
-        let delay = self.store.config().backoff_policy().delay(failures);
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => false,
-            _ = control.reached(Phase::Draining) => true,
-        }
-    }
-
-    /// Waits before the next queue call (the [`Link`] said what failed);
-    /// re-creates the group when the stream was deleted. `Ok(true)` if
-    /// draining began while waiting; `Err` only for a fatal error.
-    async fn ride_out(
-        &self,
-        e: repobox_orm::Error,
-        failures: u32,
-        conn: &mut Store,
-        control: &RunnerControl,
-    ) -> Result<bool> {
-        if is_fatal(&e) {
-            return Err(e.into());
-        }
-        if e.is_missing_group()
-            && let Err(e) = self.queue.ensure_group(conn).await
-        {
-            tracing::warn!(error = %e, "could not create the group yet");
-        }
-        Ok(self.pause(failures, control).await)
-    }
-}
-
-/// `future`'s output, or `None` (and `future` abandoned) once the runner drains.
-async fn or_drain<T>(control: &RunnerControl, future: impl Future<Output = T>) -> Option<T> {
-    tokio::select! {
-        out = future => Some(out),
-        _ = control.reached(Phase::Draining) => None,
-    }
-}
-
-fn record(stats: &mut RunStats, done: std::result::Result<Done, tokio::task::JoinError>) {
-    match done {
-        Ok(Done::Succeeded) => stats.succeeded += 1,
-        Ok(Done::Failed) => stats.failed += 1,
-        Ok(Done::Retried) => stats.retried += 1,
-        Ok(Done::DeadLettered) => {
-            stats.dead_lettered += 1;
-            stats.failed += 1;
-        }
-        Ok(Done::Skipped) => stats.skipped += 1,
-        Ok(Done::Cancelled) => stats.cancelled += 1,
-        Ok(Done::LeaseLost) => stats.lease_lost += 1,
-        Ok(Done::Released) => stats.released += 1,
-        Ok(Done::Unreleased) => stats.unreleased += 1,
-        Err(e) if e.is_cancelled() => {}
-        Err(e) => tracing::error!(error = %e, "a job task panicked"),
     }
 }
