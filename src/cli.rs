@@ -192,6 +192,11 @@ pub struct RunnerArgs {
     /// the same. Default: no limit.
     #[arg(long, value_parser = clap::value_parser!(repobox_orm::queue::RateLimit))]
     pub rate_limit: Option<repobox_orm::queue::RateLimit>,
+    /// At most N jobs of one user run at once, across every runner of the
+    /// queue (give every runner the same); a user's jobs over it wait
+    /// without holding up other users' jobs. Default: no limit.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_running_per_user: Option<u32>,
 }
 
 /// How the wait between attempts grows.

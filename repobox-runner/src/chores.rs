@@ -1,6 +1,7 @@
 //! What a runner does besides reading deliveries, on its own schedule:
-//! queueing delayed and retrying jobs that are due, watching whether the
-//! queue is paused, and asking the queue's rate limit for starts.
+//! queueing delayed and retrying jobs that are due and parked jobs whose
+//! users have free slots, watching whether the queue is paused, and asking
+//! the queue's rate limit for starts.
 
 use std::time::Duration;
 
@@ -9,8 +10,13 @@ use repobox_orm::queue::RateLimit;
 use repobox_orm::{Queue, Store};
 use tokio::time::Instant;
 
+use crate::work::parked_entry;
+
 /// How often a runner looks whether the queue was paused or resumed.
 const PAUSE_CHECK: Duration = Duration::from_millis(250);
+
+/// How many users with parked jobs one sweep looks at.
+const UNPARK_USERS: usize = 100;
 
 /// How many due jobs one promotion queues at most.
 const PROMOTE_BATCH: usize = 100;
@@ -46,11 +52,20 @@ impl Chores {
     /// Queues the delayed and retrying jobs that are due (on the queue's
     /// stream), when their time to be looked for has come. A failure is
     /// logged and tried again next time.
-    pub(crate) async fn promote(&mut self, conn: &mut Store, queue: &Queue) {
+    pub(crate) async fn promote(&mut self, conn: &mut Store, queue: &Queue, per_user: Option<u32>) {
         if Instant::now() < self.next_promote {
             return;
         }
         self.next_promote = Instant::now() + self.promote_every;
+        // Parked jobs whose users have free slots (their runner died, or
+        // gave its slot back without putting them back) go back too.
+        if let Some(limit) = per_user {
+            match queue.unpark_all(conn, limit, UNPARK_USERS, parked_entry).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(jobs = n, "parked jobs queued again: their users have free slots"),
+                Err(e) => tracing::debug!(error = %e, "could not look for parked jobs"),
+            }
+        }
         loop {
             match Job::promote_due(conn, queue.stream(), PROMOTE_BATCH).await {
                 Ok(done) => {

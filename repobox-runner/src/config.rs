@@ -26,6 +26,7 @@ pub struct RunnerConfig {
     pub(crate) keep_finished: Option<Duration>,
     pub(crate) keep_failed: Option<Duration>,
     pub(crate) rate_limit: Option<RateLimit>,
+    pub(crate) max_running_per_user: Option<u32>,
 }
 
 impl RunnerConfig {
@@ -53,6 +54,7 @@ impl RunnerConfig {
             keep_finished: None,
             keep_failed: None,
             rate_limit: None,
+            max_running_per_user: None,
         }
     }
 
@@ -178,6 +180,18 @@ impl RunnerConfig {
         self
     }
 
+    /// At most `n` jobs of one user run at once, across every runner of the
+    /// queue (give every runner the same). A job whose user has every slot
+    /// taken is parked (its delivery acknowledged, its status `queued`) and
+    /// put back on the stream when one of the user's runs ends, so it never
+    /// holds up other users' jobs. Slots are leases: a runner that dies
+    /// gives its slots back when their leases pass, and the runners' sweep
+    /// then puts parked jobs back. `None` (the default): no limit.
+    pub fn max_running_per_user(mut self, n: Option<u32>) -> Self {
+        self.max_running_per_user = n.map(|n| n.max(1));
+        self
+    }
+
     /// The consumer name.
     pub fn consumer(&self) -> &str {
         &self.consumer
@@ -206,4 +220,6 @@ pub struct RunStats {
     pub cancelled: u64,
     /// Runs stopped because they lost their lease to another run.
     pub lease_lost: u64,
+    /// Jobs parked because their user had every slot taken.
+    pub parked: u64,
 }

@@ -16,7 +16,9 @@ repobox_orm::on_both_backends!(multi_thread:
     a_delayed_job_is_not_run_early_and_runs_once_across_a_runner_restart,
     a_paused_queue_takes_no_new_jobs_and_lets_running_ones_finish,
     the_runner_removes_finished_jobs_past_their_retention,
-    a_rate_limit_caps_starts_and_gives_back_what_a_read_did_not_use
+    a_rate_limit_caps_starts_and_gives_back_what_a_read_did_not_use,
+    a_user_flooding_the_queue_runs_at_its_limit_and_holds_up_no_one,
+    a_dead_runner_leaks_no_slot_and_its_users_parked_jobs_run
 );
 
 /// Fails a job's first `fail_first` runs (per the job's repo URL:
@@ -24,6 +26,8 @@ repobox_orm::on_both_backends!(multi_thread:
 #[derive(Clone, Default)]
 struct Flaky {
     runs: Arc<Mutex<HashMap<String, u32>>>,
+    /// Per user: jobs running now, and the most at once.
+    per_user: Arc<Mutex<HashMap<String, (u32, u32)>>>,
 }
 
 impl Flaky {
@@ -48,7 +52,14 @@ impl JobHandler for Flaky {
         } else if let Some(code) = url.strip_prefix("exit-") {
             return Ok(code.parse().unwrap());
         } else if url == "slow" {
+            {
+                let mut users = self.per_user.lock().unwrap();
+                let (now, most) = users.entry(job.user_id.clone()).or_default();
+                *now += 1;
+                *most = (*most).max(*now);
+            }
             tokio::time::sleep(Duration::from_millis(800)).await;
+            self.per_user.lock().unwrap().get_mut(&job.user_id).unwrap().0 -= 1;
         }
         Ok(0)
     }
@@ -350,4 +361,100 @@ async fn a_rate_limit_caps_starts_and_gives_back_what_a_read_did_not_use(store: 
         Ok(repobox_orm::queue::RateLimit::new(5, Duration::from_secs(1)).unwrap())
     );
     assert!("5/1x".parse::<repobox_orm::queue::RateLimit>().is_err());
+}
+
+async fn a_user_flooding_the_queue_runs_at_its_limit_and_holds_up_no_one(store: Store) {
+    let mut conn = store.clone();
+    for i in 0..6 {
+        let j = Job::new(format!("a{i}"), "ann", "slow", now_millis());
+        Job::create_and_enqueue(&mut conn, &j, now_millis()).await.unwrap();
+    }
+    let j = Job::new("b0", "bob", "slow", now_millis());
+    Job::create_and_enqueue(&mut conn, &j, now_millis()).await.unwrap();
+    let handler = Flaky::default();
+    let cfg = |name| config(name).concurrency(3).max_running_per_user(Some(2));
+    let (stop_a, a) = spawn_runner(&store, handler.clone(), cfg("a"));
+    let (stop_b, b) = spawn_runner(&store, handler.clone(), cfg("b"));
+    wait_for("every job succeeded", async || {
+        Job::count_by_status(&mut store.clone(), JobStatus::Succeeded)
+            .await
+            .unwrap()
+            == 7
+    })
+    .await;
+    stop_a.send(()).unwrap();
+    stop_b.send(()).unwrap();
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    assert!(a.parked + b.parked > 0, "ann's jobs waited: {a:?} {b:?}");
+    assert_eq!(a.succeeded + b.succeeded, 7);
+    let most = handler.per_user.lock().unwrap().clone();
+    assert_eq!(most["ann"].1, 2, "never more than two of ann's at once: {most:?}");
+    // Bob's job, enqueued after all of ann's, did not wait for them: it
+    // started before ann's third job did.
+    let mut ann_starts = Vec::new();
+    for i in 0..6 {
+        ann_starts.push(job(&store, &format!("a{i}")).await.started_at.unwrap());
+        assert_eq!(handler.runs_of(&format!("a{i}")), 1, "each ran once");
+    }
+    ann_starts.sort();
+    let bob = job(&store, "b0").await.started_at.unwrap();
+    assert!(bob < ann_starts[2], "bob at {bob}, ann's at {ann_starts:?}");
+    // Every slot was given back, nothing is left parked.
+    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    for user in ["ann", "bob"] {
+        let (running, parked) = q.tenant_keys(user).unwrap();
+        let n: (u64, u64) = repobox_orm::redis::pipe()
+            .cmd("ZCARD")
+            .arg(&running)
+            .cmd("ZCARD")
+            .arg(&parked)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(n, (0, 0), "{user}");
+    }
+    assert_eq!(q.pending(&mut conn).await.unwrap().count, 0);
+}
+
+async fn a_dead_runner_leaks_no_slot_and_its_users_parked_jobs_run(store: Store) {
+    let mut conn = store.clone();
+    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    let (running, parked) = q.tenant_keys("ann").unwrap();
+    let card = async |key: &str| -> u64 {
+        repobox_orm::redis::cmd("ZCARD")
+            .arg(key)
+            .query_async(&mut store.clone())
+            .await
+            .unwrap()
+    };
+    let cfg = |name| {
+        config(name)
+            .max_running_per_user(Some(1))
+            .lease(Duration::from_millis(500))
+    };
+    let doomed = Flaky::default();
+    let (_stop, dying) = spawn_runner(&store, doomed.clone(), cfg("doomed"));
+    let j = Job::new("a0", "ann", "slow", now_millis());
+    Job::create_and_enqueue(&mut conn, &j, now_millis()).await.unwrap();
+    wait_for("a0 running", async || {
+        job(&store, "a0").await.status == JobStatus::Running
+    })
+    .await;
+    let j = Job::new("a1", "ann", "ok", now_millis());
+    Job::create_and_enqueue(&mut conn, &j, now_millis()).await.unwrap();
+    wait_for("a1 parked", async || card(&parked).await == 1).await;
+    // The runner dies holding ann's only slot.
+    dying.abort();
+    let _ = dying.await;
+    assert_eq!(card(&running).await, 1);
+    let rescuer = Flaky::default();
+    let (stop, handle) = spawn_runner(&store, rescuer.clone(), cfg("rescuer"));
+    wait_for("both succeeded", async || {
+        job(&store, "a0").await.status == JobStatus::Succeeded && job(&store, "a1").await.status == JobStatus::Succeeded
+    })
+    .await;
+    stop.send(()).unwrap();
+    handle.await.unwrap();
+    assert_eq!(rescuer.runs_of("a1"), 1);
+    assert_eq!((card(&running).await, card(&parked).await), (0, 0));
 }

@@ -14,6 +14,7 @@ pub(crate) mod outbox;
 mod rate;
 mod recover;
 mod reply;
+mod tenants;
 mod trim;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ pub use self::log_limit::{HeldBack, LOG_INTERVAL, LogLimit};
 pub use self::outbox::OutboxSweep;
 pub use self::rate::{Grant, RateLimit};
 pub use self::reply::cmp_ids;
+pub use self::tenants::Slot;
 use crate::engine::pipeline;
 use crate::engine::write::route;
 use crate::error::Result;

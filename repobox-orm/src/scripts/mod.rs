@@ -20,6 +20,7 @@ pub(crate) mod put;
 pub(crate) mod rate_limit;
 pub(crate) mod repair;
 pub(crate) mod reply;
+pub(crate) mod slots;
 pub(crate) mod trim;
 pub(crate) mod write_entity;
 
@@ -69,6 +70,8 @@ pub(crate) static REPAIR: LazyLock<Script> = script!("repair.lua");
 pub(crate) static DEAD_LETTER: LazyLock<Script> = script!("dead_letter.lua");
 /// Trims a stream without dropping entries a group still needs.
 pub(crate) static TRIM: LazyLock<Script> = script!("trim.lua");
+/// A tenant's slots: running and parked members.
+pub(crate) static SLOTS: LazyLock<Script> = script!("slots.lua");
 /// Grants starts under a queue-wide rate limit.
 pub(crate) static RATE_LIMIT: LazyLock<Script> = script!("rate_limit.lua");
 

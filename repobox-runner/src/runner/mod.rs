@@ -178,10 +178,8 @@ impl<H: JobHandler> Runner<H> {
                 }
                 batch.extend(claimed.deliveries);
             }
-            if or_drain(&control, chores.promote(&mut conn, &self.queue))
-                .await
-                .is_none()
-            {
+            let promote = chores.promote(&mut conn, &self.queue, self.config.max_running_per_user);
+            if or_drain(&control, promote).await.is_none() {
                 break;
             }
             let Some(paused) = or_drain(&control, chores.paused(&mut conn, &self.queue)).await else {
@@ -315,6 +313,7 @@ impl<H: JobHandler> Runner<H> {
                 running: running.clone(),
                 control: control.clone(),
                 retry: self.config.retry.clone(),
+                per_user: self.config.max_running_per_user,
             };
             tasks.spawn(async move {
                 let _permit = permit;

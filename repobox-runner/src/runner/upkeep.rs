@@ -120,6 +120,7 @@ pub(super) fn record(stats: &mut RunStats, done: std::result::Result<Done, tokio
         Ok(Done::LeaseLost) => stats.lease_lost += 1,
         Ok(Done::Released) => stats.released += 1,
         Ok(Done::Unreleased) => stats.unreleased += 1,
+        Ok(Done::Parked) => stats.parked += 1,
         Err(e) if e.is_cancelled() => {}
         Err(e) => tracing::error!(error = %e, "a job task panicked"),
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use repobox_models::{Job, Result};
 use repobox_orm::{Delivery, EntityField};
 
+use super::slots::UserSlot;
 use super::{CANCEL_CHECK, Ended, Work};
 use crate::{HandlerResult, JobHandler, Output, Phase, StopReason};
 
@@ -28,6 +29,7 @@ impl<H: JobHandler> Work<H> {
         run_id: &str,
         delivery: &Delivery,
         leased_at: tokio::time::Instant,
+        slot: Option<&UserSlot>,
     ) -> (Ended, u64) {
         let (stop, token) = tokio::sync::watch::channel(None);
         let job_id = job.id.clone();
@@ -90,6 +92,9 @@ impl<H: JobHandler> Work<H> {
                             break Ended::LeaseLost;
                         }
                         Err(e) => tracing::debug!(job = %job_id, error = %e, "could not renew a running job's lease; retrying"),
+                    }
+                    if let Some(slot) = slot {
+                        let _ = tokio::time::timeout(REDIS_WAIT, slot.renew(&mut conn, self.lease)).await;
                     }
                     if let Err(e) = bounded(async {
                         Ok(self.queue.touch(&mut conn, &self.consumer, &[&delivery.id]).await?)

@@ -4,8 +4,11 @@
 //! - `handler`: the handler's run, watched: lease, cancellation, shutdown.
 
 mod handler;
+mod slots;
 
 pub(crate) use self::handler::AbortOnDrop;
+pub(crate) use self::slots::entry as parked_entry;
+use self::slots::{Taken, UserSlot};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,6 +36,9 @@ pub(crate) enum Done {
     /// The runner stopped the run at shutdown but Redis did not take the
     /// job back: it is taken over once its lease passes.
     Unreleased,
+    /// Its user had every slot taken: the job waits, parked, and its
+    /// delivery is acknowledged.
+    Parked,
 }
 
 /// The history reason of a job that a runner stopped at shutdown.
@@ -124,6 +130,8 @@ pub(crate) struct Work<H> {
     pub control: RunnerControl,
     /// The queue's retry policy, for jobs without their own.
     pub retry: RetryPolicy,
+    /// At most this many jobs of one user run at once, across runners.
+    pub per_user: Option<u32>,
 }
 
 impl<H: JobHandler> Work<H> {
@@ -156,7 +164,30 @@ impl<H: JobHandler> Work<H> {
         // The lease runs from no earlier than this (Redis's clock reads the
         // start after it), so a deadline counted from here is never late.
         let leased_at = tokio::time::Instant::now();
+        let slot = match UserSlot::take(&mut conn, &self.queue, self.per_user, delivery, &job_id, self.lease).await? {
+            Taken::Unlimited => None,
+            Taken::Slot(slot) => Some(slot),
+            Taken::Parked { user } => {
+                self.ack(delivery).await?;
+                tracing::info!(job = %job_id, user = %user, "job parked: its user has every slot taken");
+                return Ok(Done::Parked);
+            }
+        };
         let start = Job::start(&mut conn, &job_id, &delivery.id, delivery.field("user_id"), self.lease).await;
+        // A job that does not start here gives its slot back, unless
+        // another run holds it (the slot is the job's).
+        let slot = match (slot, &start) {
+            (Some(slot), Ok(Start::Started(_))) => Some(slot),
+            (Some(slot), Ok(Start::Leased(_))) => {
+                drop(slot);
+                None
+            }
+            (Some(slot), _) => {
+                slot.release(&mut conn).await;
+                None
+            }
+            (None, _) => None,
+        };
         let job = match start {
             Ok(Start::Started(job)) => *job,
             Ok(Start::Over(_)) => {
@@ -195,7 +226,14 @@ impl<H: JobHandler> Work<H> {
         let started = job.clone();
         tracing::info!(job = %job_id, user = %job.user_id, delivery = delivery.deliveries, entry = %delivery.id, "job started");
         let clock = std::time::Instant::now();
-        let (ended, lines) = self.run_handler(job, &run_id, delivery, leased_at).await;
+        let (ended, lines) = self.run_handler(job, &run_id, delivery, leased_at, slot.as_ref()).await;
+        // The run is over here (whatever its outcome is written as): its
+        // slot goes back, unless another run took the job over.
+        if let Some(slot) = slot
+            && !matches!(ended, Ended::LeaseLost)
+        {
+            slot.release(&mut conn).await;
+        }
         let failure = |reason: String| JobOutcome {
             exit_code: None,
             error: Some(reason),

@@ -32,6 +32,7 @@ pub async fn runner(store: &Store, args: RunnerArgs, json: bool) -> anyhow::Resu
         .keep_finished(args.keep_finished)
         .keep_failed(args.keep_failed)
         .rate_limit(args.rate_limit)
+        .max_running_per_user(args.max_running_per_user)
         .retention(Duration::from_secs(args.retention_secs))
         .consumer_idle(Duration::from_secs(args.consumer_idle_secs))
         .shutdown_grace(Duration::from_secs(args.drain_secs));
