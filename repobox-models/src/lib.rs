@@ -15,6 +15,9 @@
 //! | `jobs:delayed` | sorted set of delayed and retrying jobs, score `run_at` | none |
 //! | `jobs:stream` | stream, group `runners` | none |
 //! | `jobs:stream:paused` | string: set while the queue is paused | none |
+//! | `jobs:stream:rate` | sorted set: starts granted in the rate limit's window | the window |
+//! | `{jobs:stream:tenant:<user_id>}:running`, `:parked` | sorted sets: a user's slots and parked jobs | none |
+//! | `jobs:stream:parked` | sorted set: users that parked jobs | none |
 //! | `job:<id>:output` | list of output lines | 24 hours |
 //! | `git_providers:<user_id>` | set of [`GitProvider`]s | none |
 //! | `repo_cache:<user_id>:<provider>` | hash ([`RepoCache`]) | 5 minutes |
@@ -104,6 +107,13 @@ pub fn schema() -> serde_json::Value {
             "retry": "JSON {max_attempts, backoff: {kind: exponential|fixed, base_ms, max_ms, jitter}, retry_exit_codes}; absent: the runner's policy. A run that fails retryably with attempts left (retries + 1 < max_attempts) becomes retrying with run_at = clock + backoff and a history entry with attempt and run_at; otherwise failed",
             "status_index": "jobs:status:<status> holds every job under its current status, scored by created_at",
             "paused": { "key": format!("{JOBS_STREAM}:paused"), "meaning": "while this key exists, runners take no new deliveries; its value is the unix millis of the pause" },
+            "rate_limit": { "key": format!("{JOBS_STREAM}:rate"), "meaning": "sorted set of the starts granted in the current window (member: a unique name, score: when, unix millis by Redis's clock)" },
+            "user_slots": {
+                "running": format!("{{{JOBS_STREAM}:tenant:<user_id>}}:running"),
+                "parked": format!("{{{JOBS_STREAM}:tenant:<user_id>}}:parked"),
+                "users": format!("{JOBS_STREAM}:parked"),
+                "meaning": "running: job id -> lease expiry (a slot); parked: job id -> when parked (its delivery acknowledged, status queued, put back on jobs:stream when a slot frees); users: user id -> when it last parked a job",
+            },
         },
     })
 }
