@@ -285,21 +285,23 @@ async fn finish(conn: &mut Store, id: &str, to: JobStatus, at: i64) {
 }
 
 async fn finished_jobs_are_purged_with_their_output_and_index_entries(mut conn: Store) {
-    finish(&mut conn, "old", JobStatus::Succeeded, 1_000).await;
-    finish(&mut conn, "new", JobStatus::Succeeded, 9_000).await;
-    finish(&mut conn, "bad", JobStatus::Failed, 1_000).await;
+    // Finished 1 s and 9 s after they were created.
+    let t0 = job("x", "u1").created_at;
+    finish(&mut conn, "old", JobStatus::Succeeded, t0 + 1_000).await;
+    finish(&mut conn, "new", JobStatus::Succeeded, t0 + 9_000).await;
+    finish(&mut conn, "bad", JobStatus::Failed, t0 + 1_000).await;
     Job::create_and_enqueue(&mut conn, &job("waits", "u1"), 1)
         .await
         .unwrap();
 
     // A dry run counts and removes nothing.
-    let dry = Job::purge(&mut conn, JobStatus::Succeeded, 5_000, 100, true)
+    let dry = Job::purge(&mut conn, JobStatus::Succeeded, t0 + 5_000, 100, true)
         .await
         .unwrap();
     assert_eq!((dry.matched.as_slice(), dry.removed), (&["old".to_owned()][..], 0));
     assert!(Job::get(&mut conn, "old").await.unwrap().is_some());
 
-    let done = Job::purge(&mut conn, JobStatus::Succeeded, 5_000, 100, false)
+    let done = Job::purge(&mut conn, JobStatus::Succeeded, t0 + 5_000, 100, false)
         .await
         .unwrap();
     assert_eq!((done.matched.as_slice(), done.removed), (&["old".to_owned()][..], 1));
