@@ -197,6 +197,10 @@ pub struct RunnerArgs {
     /// without holding up other users' jobs. Default: no limit.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_running_per_user: Option<u32>,
+    /// Stop (draining, exit 0) once nothing is left to do now: nothing
+    /// waiting or in flight, no job retrying or parked, no delayed job due.
+    #[arg(long)]
+    pub until_empty: bool,
 }
 
 /// How the wait between attempts grows.

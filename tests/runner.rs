@@ -642,3 +642,18 @@ async fn two_runner_processes_share_one_rate_limit_and_say_when_the_queue_is_pau
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn until_empty_stops_the_runner_once_the_queue_is_done() {
+    let server = RedisServer::start();
+    let store = Store::open(server.url()).unwrap();
+    for i in 0..3 {
+        enqueue(&store, &format!("u{i}"), "ok").await;
+    }
+    let r = runner(&server, &["--shell", "true", "--until-empty", "--json"]);
+    let out = finish(r).await;
+    assert!(out.status.success(), "{out:?}");
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["succeeded"], 3, "{stats}");
+    assert!(said(&json_log(&out), "the queue is empty; draining").len() == 1);
+}

@@ -15,7 +15,8 @@ repobox_orm::on_both_backends!(
     a_delayed_job_can_be_cancelled_or_run_now,
     failed_runs_wait_for_their_backoff_until_the_attempts_are_used_up,
     the_status_index_follows_every_move,
-    finished_jobs_are_purged_with_their_output_and_index_entries
+    finished_jobs_are_purged_with_their_output_and_index_entries,
+    many_jobs_are_enqueued_each_atomically_many_per_round_trip
 );
 
 const STREAM: &str = "jobs:stream";
@@ -339,4 +340,55 @@ async fn finished_jobs_are_purged_with_their_output_and_index_entries(mut conn: 
     ));
     let failed: u64 = conn.zcard("jobs:status:failed").await.unwrap();
     assert_eq!(failed, 0);
+}
+
+async fn many_jobs_are_enqueued_each_atomically_many_per_round_trip(conn: Store) {
+    let mut conn = repobox_orm::testing::CountingConnection::new(conn);
+    // The first calls load the scripts of one write and of many.
+    Job::create_and_enqueue(&mut conn, &job("warm1", "u1"), 1)
+        .await
+        .unwrap();
+    for r in Job::create_and_enqueue_many(&mut conn, &[job("taken", "u1"), job("warm", "u1")], 1)
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+    let jobs: Vec<Job> = (0..100)
+        .map(|i| job(&format!("m{i}"), "u1"))
+        .chain([job("taken", "u2"), job("bad:id", "u1")])
+        .collect();
+    conn.take();
+    let results = Job::create_and_enqueue_many(&mut conn, &jobs, 7).await.unwrap();
+    let trips = conn.take();
+    assert_eq!(results.len(), 102);
+    assert!(results[..100].iter().all(Result::is_ok), "{:?}", &results[..3]);
+    assert!(
+        matches!(results[100], Err(Error::Orm(repobox_orm::Error::AlreadyExists { .. }))),
+        "{:?}",
+        results[100]
+    );
+    assert!(results[101].is_err(), "a bad id is refused");
+    let mut conn = conn.inner().clone();
+    let ids = stream_job_ids(&mut conn).await;
+    assert_eq!(ids.len(), 103, "one entry per job created, none for the refused");
+    assert_eq!(ids.iter().filter(|i| *i == "taken").count(), 1);
+    assert_eq!(Job::count_by_status(&mut conn, JobStatus::Queued).await.unwrap(), 103);
+    assert_eq!(
+        Job::get(&mut conn, "taken").await.unwrap().unwrap().user_id,
+        "u1",
+        "the first stays"
+    );
+    // One script call for the lot on one server; on a cluster, ordered
+    // steps, each one pipeline.
+    let info: repobox_orm::redis::Value = repobox_orm::redis::cmd("INFO")
+        .arg("cluster")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if format!("{info:?}").contains("cluster_enabled:1") {
+        assert!(trips <= 8, "{trips} round trips");
+    } else {
+        assert_eq!(trips, 1);
+    }
 }

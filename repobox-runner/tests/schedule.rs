@@ -18,7 +18,8 @@ repobox_orm::on_both_backends!(multi_thread:
     the_runner_removes_finished_jobs_past_their_retention,
     a_rate_limit_caps_starts_and_gives_back_what_a_read_did_not_use,
     a_user_flooding_the_queue_runs_at_its_limit_and_holds_up_no_one,
-    a_dead_runner_leaks_no_slot_and_its_users_parked_jobs_run
+    a_dead_runner_leaks_no_slot_and_its_users_parked_jobs_run,
+    run_until_empty_returns_once_everything_due_is_done
 );
 
 /// Fails a job's first `fail_first` runs (per the job's repo URL:
@@ -457,4 +458,40 @@ async fn a_dead_runner_leaks_no_slot_and_its_users_parked_jobs_run(store: Store)
     handle.await.unwrap();
     assert_eq!(rescuer.runs_of("a1"), 1);
     assert_eq!((card(&running).await, card(&parked).await), (0, 0));
+}
+
+async fn run_until_empty_returns_once_everything_due_is_done(store: Store) {
+    let mut conn = store.clone();
+    let jobs: Vec<Job> = (0..5)
+        .map(|i| Job::new(format!("e{i}"), "u1", "ok", now_millis()))
+        .collect();
+    for r in Job::create_and_enqueue_many(&mut conn, &jobs, now_millis())
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+    Job::create_and_enqueue(&mut conn, &Job::new("f1", "u1", "flaky-1", now_millis()), now_millis())
+        .await
+        .unwrap();
+    Job::enqueue_in(
+        &mut conn,
+        &Job::new("later", "u1", "ok", now_millis()),
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
+    let handler = Flaky::default();
+    let stats = tokio::time::timeout(
+        Duration::from_secs(30),
+        Runner::new(store.clone(), handler.clone(), config("r")).run_until_empty(),
+    )
+    .await
+    .expect("it returns by itself")
+    .unwrap();
+    // The retry was waited for; the job delayed to later was left.
+    assert_eq!((stats.succeeded, stats.retried), (6, 1), "{stats:?}");
+    assert_eq!(job(&store, "f1").await.status, JobStatus::Succeeded);
+    assert_eq!(job(&store, "later").await.status, JobStatus::Delayed);
+    assert_eq!(handler.runs_of("later"), 0);
 }

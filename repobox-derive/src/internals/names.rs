@@ -25,6 +25,7 @@ entity_items! {
     CREATE = "create",
     SAVE = "save",
     CREATE_AND_APPEND = "create_and_append",
+    CREATE_AND_APPEND_MANY = "create_and_append_many",
     GET = "get",
     GET_MANY = "get_many",
     EXISTS = "exists",
@@ -52,7 +53,7 @@ pub const INDEX_PREFIXES: &[&str] = &[COUNT_PREFIX, INDEX_KEY_PREFIX];
 
 /// Parameter names the generated functions use besides placeholders.
 pub const PARAMS: &[&str] = &[
-    "conn", "page", "patch", "expected", "ttl", "entity", "ids", "entities", "stream", "entry", "also",
+    "conn", "page", "patch", "expected", "ttl", "entity", "ids", "entities", "stream", "entry", "entries", "also",
 ];
 
 /// The count function of the index `index`.

@@ -186,6 +186,32 @@ impl Job {
         Ok(Job::create_and_append(conn, job, stream, &entry).await?)
     }
 
+    /// Creates and enqueues many jobs, each like
+    /// [`create_and_enqueue`](Self::create_and_enqueue) (its hash, index
+    /// entries and stream entry in one atomic write), many writes per round
+    /// trip; per job its stream entry id or why it was not created (then
+    /// nothing of it was enqueued).
+    pub async fn create_and_enqueue_many<C: ConnectionLike + Send>(
+        conn: &mut C,
+        jobs: &[Job],
+        now: i64,
+    ) -> Result<Vec<Result<String>>> {
+        Job::create_and_enqueue_many_on(conn, jobs, now, JOBS_STREAM).await
+    }
+
+    /// [`create_and_enqueue_many`](Self::create_and_enqueue_many) onto another stream.
+    pub async fn create_and_enqueue_many_on<C: ConnectionLike + Send>(
+        conn: &mut C,
+        jobs: &[Job],
+        now: i64,
+        stream: &str,
+    ) -> Result<Vec<Result<String>>> {
+        let enqueued_at = now.to_string();
+        let entries: Vec<Vec<(&str, &str)>> = jobs.iter().map(|j| j.stream_entry(&enqueued_at).to_vec()).collect();
+        let created = Job::create_and_append_many(conn, jobs, stream, &entries).await?;
+        Ok(created.into_iter().map(|r| r.map_err(Error::from)).collect())
+    }
+
     /// Moves the job to `to` at `now`, setting `started_at` when it starts and
     /// `finished_at` (with `exit_code` / `error`) when it ends. An impossible
     /// move (succeeded -> running) is `Err(InvalidTransition)`; a status that

@@ -167,6 +167,16 @@ pub async fn expire_in<E: RedisEntity, C: ConnectionLike + Send>(
     write::expire_in::<E, C>(conn, &target, ttl).await
 }
 
+/// `E::create_and_append_many`.
+pub async fn create_and_append_many<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    entities: &[E],
+    stream: &str,
+    entries: &[Vec<(&str, &str)>],
+) -> Result<Vec<Result<String>>> {
+    write::create_and_append_many(conn, entities, stream, entries).await
+}
+
 /// `E::create_many`.
 pub async fn create_many<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,

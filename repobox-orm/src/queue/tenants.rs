@@ -155,6 +155,26 @@ impl Queue {
         Ok(members)
     }
 
+    /// How many members are parked, over the first 1,000 tenants on the
+    /// sweep's list.
+    pub async fn parked<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<u64> {
+        let tenants: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.parked_tenants_key())
+            .arg(0)
+            .arg(999)
+            .query_async(conn)
+            .await?;
+        let mut parked = 0u64;
+        for tenant in tenants {
+            let Ok((_, key)) = self.tenant_keys(&tenant) else {
+                continue;
+            };
+            let n: u64 = redis::cmd("ZCARD").arg(key).query_async(conn).await?;
+            parked = parked.saturating_add(n);
+        }
+        Ok(parked)
+    }
+
     /// The sweep: [`unpark`](Self::unpark) for up to `tenants` tenants on
     /// the list, and takes off the list those with nothing parked that
     /// parked nothing lately. Returns how many members went back.

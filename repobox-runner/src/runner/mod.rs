@@ -12,6 +12,7 @@ use repobox_orm::{Queue, Store};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+mod until_empty;
 mod upkeep;
 
 use self::upkeep::{is_fatal, or_drain, record};

@@ -60,9 +60,10 @@ pub async fn runner(store: &Store, args: RunnerArgs, json: bool) -> anyhow::Resu
             tracing::warn!(error = %e, "could not hide the runner's memory and environment from its jobs");
         }
     }
+    let until_empty = args.until_empty;
     let stats = match handler {
-        Some(handler) => run(store, handler, config, control).await,
-        None => run(store, DemoHandler::default(), config, control).await,
+        Some(handler) => run(store, handler, config, control, until_empty).await,
+        None => run(store, DemoHandler::default(), config, control, until_empty).await,
     }
     .context("the runner failed")?;
     if json {
@@ -76,6 +77,7 @@ pub async fn runner(store: &Store, args: RunnerArgs, json: bool) -> anyhow::Resu
             "released": stats.released,
             "unreleased": stats.unreleased,
             "lease_lost": stats.lease_lost,
+            "parked": stats.parked,
         });
         println!("{}", json_line(&out));
     }
@@ -112,8 +114,14 @@ async fn run<H: JobHandler>(
     handler: H,
     config: RunnerConfig,
     control: RunnerControl,
+    until_empty: bool,
 ) -> repobox_models::Result<RunStats> {
-    Runner::new(store.clone(), handler, config).run_with(control).await
+    let runner = Runner::new(store.clone(), handler, config);
+    if until_empty {
+        runner.run_until_empty_with(control).await
+    } else {
+        runner.run_with(control).await
+    }
 }
 
 /// The first SIGTERM or SIGINT drains the runner; the next stops it at once.

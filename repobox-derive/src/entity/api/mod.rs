@@ -123,6 +123,7 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
     let create = item_ident(names::CREATE);
     let save = item_ident(names::SAVE);
     let create_and_append = item_ident(names::CREATE_AND_APPEND);
+    let create_and_append_many = item_ident(names::CREATE_AND_APPEND_MANY);
     let get_many = item_ident(names::GET_MANY);
     let create_many = item_ident(names::CREATE_MANY);
     let save_many = item_ident(names::SAVE_MANY);
@@ -202,6 +203,20 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
             ) -> #r<::std::string::String>
         },
         quote!(#p::create_and_append(conn, entity, stream, entry).await),
+    ));
+    items.push(f(
+        quote! {
+            /// Creates many entities like `create_and_append`, each atomically with its
+            /// entry (`entries[i]` for `entities[i]`), in pipelined chunks; per entity
+            /// the entry's id, or why it was not created (then nothing was appended).
+            pub async fn #create_and_append_many<#conn>(
+                conn: &mut __C,
+                entities: &[Self],
+                stream: &::core::primitive::str,
+                entries: &[::std::vec::Vec<(&::core::primitive::str, &::core::primitive::str)>],
+            ) -> #r<::std::vec::Vec<#r<::std::string::String>>>
+        },
+        quote!(#p::create_and_append_many(conn, entities, stream, entries).await),
     ));
     items.push(f(
         quote! {

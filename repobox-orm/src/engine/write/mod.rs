@@ -106,6 +106,51 @@ pub(crate) async fn create_and_append<E: RedisEntity, C: ConnectionLike + Send>(
     }
 }
 
+/// Creates many entities, each with its stream entry (`entries[i]` for
+/// `entities[i]`) in the same atomic write, in pipelined chunks (through the
+/// stream's outbox where a cluster splits the keys); per entity the entry's
+/// id or why it was not created (then nothing of it was appended).
+pub(crate) async fn create_and_append_many<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    entities: &[E],
+    stream: &str,
+    entries: &[Vec<(&str, &str)>],
+) -> Result<Vec<Result<String>>> {
+    if entries.len() != entities.len() {
+        return Err(Error::InvalidArgument {
+            name: "entries",
+            reason: format!("{} entries for {} entities", entries.len(), entities.len()),
+        });
+    }
+    let prepared: Vec<Result<Encoded<'_>>> = entities.iter().map(Encoded::sealed).collect();
+    let plans = prepared
+        .iter()
+        .zip(entries)
+        .filter_map(|(p, entry)| Some((p.as_ref().ok()?, entry)))
+        .map(|(e, entry)| {
+            let mut plan = WritePlan::new::<E>(Mode::Create, &e.target, &e.fields, E::META.ttl);
+            plan.options.stream = Some((stream, entry.as_slice()));
+            plan
+        })
+        .collect();
+    let mut outcomes = route::run(conn, plans).await?.into_iter();
+    Ok(prepared
+        .into_iter()
+        .map(|p| {
+            let Encoded { target, .. } = p?;
+            let no_entry = || Error::UnexpectedReply {
+                key: target.shown().into_owned(),
+                detail: "XADD gave no entry id".into(),
+            };
+            match outcomes.next() {
+                Some(Ok(Outcome::Done(Some(id)))) => Ok(id),
+                Some(Ok(_)) | None => Err(no_entry()),
+                Some(Err(e)) => Err(e),
+            }
+        })
+        .collect())
+}
+
 /// How a patch is written.
 pub(crate) struct PatchWrite<'w> {
     /// `Update` keeps the remaining TTL, `UpdateSettingTtl` sets `ttl`.
