@@ -120,11 +120,12 @@ impl Chores {
         consumer: &str,
         limit: Option<RateLimit>,
         want: usize,
+        block: Duration,
     ) -> repobox_orm::Result<Starts> {
         let Some(limit) = limit else {
             return Ok(Starts::Go(want));
         };
-        let grant = queue.acquire_starts(conn, consumer, limit, want).await?;
+        let grant = queue.acquire_starts(conn, consumer, limit, want, block).await?;
         if grant.starts.is_empty() {
             return Ok(Starts::Wait(grant.wait));
         }
@@ -133,12 +134,14 @@ impl Chores {
         Ok(Starts::Go(n))
     }
 
-    /// Gives back the granted starts beyond the `used` ones; a failure only
-    /// leaves them counted until the window passes.
-    pub(crate) async fn unused(&mut self, conn: &mut Store, queue: &Queue, used: usize) {
-        let unused: Vec<String> = self.granted.drain(..).skip(used).collect();
-        if let Err(e) = queue.release_starts(conn, &unused).await {
-            tracing::debug!(error = %e, "could not give back unused starts");
+    /// Settles the granted starts once the read returned: the first `used`
+    /// are scored now, the rest given back. A failure only leaves them
+    /// counted, as late as they might have started, until the window passes.
+    pub(crate) async fn settle(&mut self, conn: &mut Store, queue: &Queue, used: usize) {
+        let mut granted = std::mem::take(&mut self.granted);
+        let unused = granted.split_off(used.min(granted.len()));
+        if let Err(e) = queue.settle_starts(conn, &granted, &unused).await {
+            tracing::debug!(error = %e, "could not settle the rate limit's starts");
         }
     }
 

@@ -19,7 +19,8 @@ repobox_orm::on_both_backends!(multi_thread:
     a_rate_limit_caps_starts_and_gives_back_what_a_read_did_not_use,
     a_user_flooding_the_queue_runs_at_its_limit_and_holds_up_no_one,
     a_dead_runner_leaks_no_slot_and_its_users_parked_jobs_run,
-    run_until_empty_returns_once_everything_due_is_done
+    run_until_empty_returns_once_everything_due_is_done,
+    no_window_of_the_rate_limit_holds_more_starts_than_its_limit
 );
 
 /// Fails a job's first `fail_first` runs (per the job's repo URL:
@@ -494,4 +495,31 @@ async fn run_until_empty_returns_once_everything_due_is_done(store: Store) {
     assert_eq!(job(&store, "f1").await.status, JobStatus::Succeeded);
     assert_eq!(job(&store, "later").await.status, JobStatus::Delayed);
     assert_eq!(handler.runs_of("later"), 0);
+}
+
+async fn no_window_of_the_rate_limit_holds_more_starts_than_its_limit(store: Store) {
+    let limit = repobox_orm::queue::RateLimit::new(1, Duration::from_secs(3)).unwrap();
+    // Reads that wait a whole second: a start granted before a read must
+    // count from when the read hands the job over, not from the grant.
+    let cfg = config("r").block(Duration::from_secs(1)).rate_limit(Some(limit));
+    let handler = Flaky::default();
+    let (stop, runner) = spawn_runner(&store, handler.clone(), cfg);
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    enqueue(&store, "a1", "ok").await;
+    enqueue(&store, "b1", "ok").await;
+    wait_for("both ran", async || {
+        Job::count_by_status(&mut store.clone(), JobStatus::Succeeded)
+            .await
+            .unwrap()
+            == 2
+    })
+    .await;
+    stop.send(()).unwrap();
+    runner.await.unwrap();
+    let (a, b) = (
+        job(&store, "a1").await.started_at.unwrap(),
+        job(&store, "b1").await.started_at.unwrap(),
+    );
+    // 3 s apart, less the few ms between a read's return and its job's start.
+    assert!(b - a >= 2_500, "{a} and {b}: {} ms apart under 1 per 3 s", b - a);
 }

@@ -1,8 +1,11 @@
 //! A queue-wide limit on starts: at most `max` per `per`, across every
 //! runner, by Redis's clock. The limiter is `<stream>:rate`, a sorted set of
-//! the starts granted in the current window (scored by when); a runner asks
-//! for as many starts as it has free slots before it reads, reads at most
-//! what it was granted, and gives back what it did not use.
+//! the starts in the current window; a runner asks for as many starts as it
+//! has free slots before it reads (each scored, until the read returns, by
+//! the latest time it may start: now plus the read's block), reads at most
+//! what it was granted, then scores the used ones by when the read returned
+//! and gives back the rest. So no window of `per` holds more than `max`
+//! starts, however long a read waits.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -13,7 +16,7 @@ use super::Queue;
 use crate::engine::pipeline;
 use crate::error::{Error, Result};
 use crate::scripts::RATE_LIMIT;
-use crate::scripts::rate_limit::RateCall;
+use crate::scripts::rate_limit;
 
 /// At most `max` starts per `per`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,13 +81,16 @@ impl Queue {
         format!("{}:rate", self.stream)
     }
 
-    /// Asks for up to `want` starts under `limit` for `consumer`.
+    /// Asks for up to `want` starts under `limit` for `consumer`, for a read
+    /// that waits at most `hold`; settle them with
+    /// [`settle_starts`](Self::settle_starts) once the read returns.
     pub async fn acquire_starts<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         consumer: &str,
         limit: RateLimit,
         want: usize,
+        hold: Duration,
     ) -> Result<Grant> {
         let key = self.rate_key();
         let prefix = format!(
@@ -92,12 +98,13 @@ impl Queue {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let call = RateCall {
+        let call = rate_limit::Grant {
             key: &key,
             max: u64::from(limit.max),
             per_ms: u64::try_from(limit.per.as_millis()).unwrap_or(u64::MAX),
             want: u64::try_from(want).unwrap_or(u64::MAX),
             prefix: &prefix,
+            hold_ms: u64::try_from(hold.as_millis()).unwrap_or(u64::MAX),
         };
         let reply =
             pipeline::send_loading(conn, &RATE_LIMIT, &call.command(), &mut pipeline::Reloads::default()).await?;
@@ -108,16 +115,20 @@ impl Queue {
         })
     }
 
-    /// Gives back starts that were granted and not used.
-    pub async fn release_starts<C: ConnectionLike + Send>(&self, conn: &mut C, starts: &[String]) -> Result<()> {
-        if starts.is_empty() {
+    /// Settles granted starts once their read returned: the `used` ones are
+    /// scored now, the `unused` given back.
+    pub async fn settle_starts<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        used: &[String],
+        unused: &[String],
+    ) -> Result<()> {
+        if used.is_empty() && unused.is_empty() {
             return Ok(());
         }
-        let _: i64 = redis::cmd("ZREM")
-            .arg(self.rate_key())
-            .arg(starts)
-            .query_async(conn)
-            .await?;
-        Ok(())
+        let key = self.rate_key();
+        let cmd = rate_limit::settle(&key, used, unused);
+        let reply = pipeline::send_loading(conn, &RATE_LIMIT, &cmd, &mut pipeline::Reloads::default()).await?;
+        rate_limit::parse_settle(&key, reply).map(drop)
     }
 }

@@ -1,7 +1,7 @@
 //! The protocol of `rate_limit.lua`: grants starts under a queue-wide limit
-//! of so many per interval, by Redis's clock. `KEYS[1]` is the limiter;
-//! `ARGV` the limit, the interval in ms, how many starts are wanted and the
-//! prefix of the granted members' names. The answer is `{granted, wait_ms}`.
+//! of so many per interval, by Redis's clock, and settles them once the read
+//! they were granted for returns. `KEYS[1]` is the limiter; `ARGV` the
+//! operation and its arguments.
 
 use redis::{Cmd, Value};
 
@@ -9,24 +9,32 @@ use super::reply::Answer;
 use super::{Call, RATE_LIMIT};
 use crate::error::Result;
 
-/// One request for starts.
-pub(crate) struct RateCall<'a> {
+/// The operations (`rate_limit.lua` declares the same).
+pub(crate) const GRANT: &str = "grant";
+pub(crate) const SETTLE: &str = "settle";
+
+/// A request for starts.
+pub(crate) struct Grant<'a> {
     pub key: &'a str,
     pub max: u64,
     pub per_ms: u64,
     pub want: u64,
     pub prefix: &'a str,
+    /// How late the granted starts may happen: the read's block.
+    pub hold_ms: u64,
 }
 
-impl RateCall<'_> {
+impl Grant<'_> {
     /// The `EVALSHA` of this request.
     pub(crate) fn command(&self) -> Cmd {
         let mut call = Call::default();
         call.key(self.key)
+            .arg(GRANT)
             .arg(self.max)
             .arg(self.per_ms)
             .arg(self.want)
-            .arg(self.prefix);
+            .arg(self.prefix)
+            .arg(self.hold_ms);
         call.command(&RATE_LIMIT)
     }
 
@@ -48,27 +56,48 @@ impl RateCall<'_> {
     }
 }
 
+/// The `EVALSHA` that scores the `used` starts now and gives back the `unused`.
+pub(crate) fn settle(key: &str, used: &[String], unused: &[String]) -> Cmd {
+    let mut call = Call::default();
+    call.key(key).arg(SETTLE).arg(used.len()).arg(used).arg(unused);
+    call.command(&RATE_LIMIT)
+}
+
+/// Reads the answer of a settle: how many starts were given back.
+pub(crate) fn parse_settle(key: &str, reply: Value) -> Result<u64> {
+    Answer::count(key, "rate_limit.lua", reply)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_call_is_encoded_and_the_answer_read() {
-        let call = RateCall {
+    fn the_script_declares_the_same_operations_and_the_calls_are_encoded() {
+        let lua = include_str!("rate_limit.lua");
+        assert!(lua.contains(&format!("local GRANT, SETTLE = '{GRANT}', '{SETTLE}'")));
+        let grant = Grant {
             key: "q:rate",
             max: 5,
             per_ms: 1000,
             want: 3,
             prefix: "r1:7:",
+            hold_ms: 50,
         };
-        let packed = String::from_utf8(call.command().get_packed_command()).unwrap();
+        let packed = String::from_utf8(grant.command().get_packed_command()).unwrap();
         assert!(
-            packed.ends_with("$6\r\nq:rate\r\n$1\r\n5\r\n$4\r\n1000\r\n$1\r\n3\r\n$5\r\nr1:7:\r\n"),
+            packed.ends_with(
+                "$6\r\nq:rate\r\n$5\r\ngrant\r\n$1\r\n5\r\n$4\r\n1000\r\n$1\r\n3\r\n$5\r\nr1:7:\r\n$2\r\n50\r\n"
+            ),
             "{packed}"
         );
         let reply = Value::Array(vec![Value::Int(2), Value::Int(0)]);
-        assert_eq!(call.parse(reply).unwrap(), (2, 0));
-        let too_many = Value::Array(vec![Value::Int(9), Value::Int(0)]);
-        assert!(call.parse(too_many).is_err());
+        assert_eq!(grant.parse(reply).unwrap(), (2, 0));
+        assert!(grant.parse(Value::Array(vec![Value::Int(9), Value::Int(0)])).is_err());
+        let packed = String::from_utf8(settle("k", &["a".into()], &["b".into()]).get_packed_command()).unwrap();
+        assert!(
+            packed.ends_with("$1\r\nk\r\n$6\r\nsettle\r\n$1\r\n1\r\n$1\r\na\r\n$1\r\nb\r\n"),
+            "{packed}"
+        );
     }
 }

@@ -132,8 +132,13 @@ impl<H: JobHandler> Runner<H> {
                     break;
                 }
             }
+            let Some(paused) = or_drain(&control, chores.paused(&mut conn, &self.queue)).await else {
+                break;
+            };
             let mut batch = Vec::new();
-            if tokio::time::Instant::now() >= next_claim {
+            // A paused runner starts nothing new: not even a stalled job
+            // taken over from a runner that died.
+            if !paused && tokio::time::Instant::now() >= next_claim {
                 next_claim = tokio::time::Instant::now() + self.config.claim_interval;
                 // Jobs whose writer died between the job and its stream entry
                 // (ordered writes, on a cluster) are enqueued here.
@@ -183,10 +188,7 @@ impl<H: JobHandler> Runner<H> {
             if or_drain(&control, promote).await.is_none() {
                 break;
             }
-            let Some(paused) = or_drain(&control, chores.paused(&mut conn, &self.queue)).await else {
-                break;
-            };
-            if paused && batch.is_empty() {
+            if paused {
                 // Paused: no reads; running jobs finish.
                 tokio::select! {
                     _ = control.reached(Phase::Draining) => stopping = true,
@@ -195,11 +197,7 @@ impl<H: JobHandler> Runner<H> {
                 }
                 continue;
             }
-            let free = if paused {
-                0
-            } else {
-                permits.available_permits().saturating_sub(batch.len())
-            };
+            let free = permits.available_permits().saturating_sub(batch.len());
             if free == 0 && batch.is_empty() {
                 // Every slot is busy: no read says whether Redis is there, so
                 // a PING does, every `block`.
@@ -215,7 +213,8 @@ impl<H: JobHandler> Runner<H> {
                 continue;
             }
             if free > 0 {
-                let starts = chores.starts(&mut conn, &self.queue, &consumer, self.config.rate_limit, free);
+                let rate = self.config.rate_limit;
+                let starts = chores.starts(&mut conn, &self.queue, &consumer, rate, free, self.config.block);
                 let free = match or_drain(&control, starts).await {
                     None => break,
                     Some(Ok(Starts::Go(n))) => n,
@@ -248,12 +247,12 @@ impl<H: JobHandler> Runner<H> {
                     r = self.queue.read(&mut reader, &consumer, free, Some(self.config.block)) => r,
                     _ = control.reached(Phase::Draining) => {
                         stopping = true;
-                        let _ = tokio::time::timeout(PROBE_EVERY, chores.unused(&mut conn, &self.queue, 0)).await;
+                        let _ = tokio::time::timeout(PROBE_EVERY, chores.settle(&mut conn, &self.queue, 0)).await;
                         continue;
                     }
                 };
                 let used = delivered.as_ref().map_or(0, Vec::len);
-                chores.unused(&mut conn, &self.queue, used).await;
+                chores.settle(&mut conn, &self.queue, used).await;
                 match delivered {
                     Ok(d) => {
                         failures = 0;
