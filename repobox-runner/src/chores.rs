@@ -58,13 +58,13 @@ impl Chores {
         }
         self.next_promote = Instant::now() + self.promote_every;
         // Parked jobs whose users have free slots (their runner died, or
-        // gave its slot back without putting them back) go back too.
-        if let Some(limit) = per_user {
-            match queue.unpark_all(conn, limit, UNPARK_USERS, parked_entry).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(jobs = n, "parked jobs queued again: their users have free slots"),
-                Err(e) => tracing::debug!(error = %e, "could not look for parked jobs"),
-            }
+        // gave its slot back without putting them back) go back too; a
+        // runner without a per-user limit puts every parked job back.
+        let limit = per_user.unwrap_or(u32::MAX);
+        match queue.unpark_all(conn, limit, UNPARK_USERS, parked_entry).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(jobs = n, "parked jobs queued again: their users have free slots"),
+            Err(e) => tracing::debug!(error = %e, "could not look for parked jobs"),
         }
         loop {
             match Job::promote_due(conn, queue.stream(), PROMOTE_BATCH).await {

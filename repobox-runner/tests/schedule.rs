@@ -287,10 +287,20 @@ async fn a_paused_queue_takes_no_new_jobs_and_lets_running_ones_finish(store: St
     assert_eq!(job(&store, "waits").await.status, JobStatus::Queued);
     assert_eq!(handler.runs_of("waits"), 0);
     assert_eq!(q.waiting(&mut conn).await.unwrap(), 1);
+    // Nor is a stalled delivery of another consumer taken over and started.
+    enqueue(&store, "stalled", "ok").await;
+    let _ = q.read(&mut conn, "ghost", 10, None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(job(&store, "stalled").await.status, JobStatus::Queued);
+    assert_eq!(handler.runs_of("stalled"), 0);
     assert!(q.resume(&mut conn).await.unwrap());
     assert!(!q.resume(&mut conn).await.unwrap());
     wait_for("waits succeeded", async || {
         job(&store, "waits").await.status == JobStatus::Succeeded
+    })
+    .await;
+    wait_for("stalled taken over", async || {
+        job(&store, "stalled").await.status == JobStatus::Succeeded
     })
     .await;
     stop.send(()).unwrap();
@@ -449,8 +459,13 @@ async fn a_dead_runner_leaks_no_slot_and_its_users_parked_jobs_run(store: Store)
     dying.abort();
     let _ = dying.await;
     assert_eq!(card(&running).await, 1);
+    // A runner without the limit puts parked jobs back too.
     let rescuer = Flaky::default();
-    let (stop, handle) = spawn_runner(&store, rescuer.clone(), cfg("rescuer"));
+    let (stop, handle) = spawn_runner(
+        &store,
+        rescuer.clone(),
+        config("rescuer").lease(Duration::from_millis(500)),
+    );
     wait_for("both succeeded", async || {
         job(&store, "a0").await.status == JobStatus::Succeeded && job(&store, "a1").await.status == JobStatus::Succeeded
     })

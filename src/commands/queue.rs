@@ -165,11 +165,15 @@ async fn stats(conn: &mut Store, q: &Queue, json: bool) -> anyhow::Result<()> {
     let len = q.len(conn).await?;
     let (pending, consumers, waiting) = match (q.pending(conn).await, q.consumers(conn).await, q.waiting(conn).await) {
         (Ok(p), Ok(c), Ok(w)) => (p, c, w),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) if e.is_missing_group() => (Default::default(), Vec::new(), 0),
+        // No group yet: it is made from the stream's start, so every entry waits.
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) if e.is_missing_group() => {
+            (Default::default(), Vec::new(), len)
+        }
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(e.into()),
     };
     let dead = q.dead_len(conn).await?;
     let paused = q.paused_since(conn).await?;
+    let parked = q.parked(conn).await?;
     let mut by_status = Vec::new();
     for status in JobStatus::ALL {
         by_status.push((status, Job::count_by_status(conn, status).await?));
@@ -187,6 +191,7 @@ async fn stats(conn: &mut Store, q: &Queue, json: bool) -> anyhow::Result<()> {
             "paused": paused.is_some(),
             "paused_at": paused,
             "waiting": waiting,
+            "parked": parked,
             "jobs": jobs,
             "length": len,
             "pending": pending.count,
@@ -200,6 +205,7 @@ async fn stats(conn: &mut Store, q: &Queue, json: bool) -> anyhow::Result<()> {
     println!("stream        {JOBS_STREAM} (group {JOBS_GROUP})");
     println!("state         {}", if paused.is_some() { "paused" } else { "running" });
     println!("waiting       {waiting} (entries not yet delivered)");
+    println!("parked        {parked} (queued jobs waiting for a slot of their user)");
     for (status, n) in &by_status {
         println!("{:<13} {n}", status.to_string());
     }

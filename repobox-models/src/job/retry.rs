@@ -83,6 +83,18 @@ impl RetryPolicy {
         self
     }
 
+    /// The policy with what another writer may have stored made workable:
+    /// at least one attempt, waits of at most 30 days, a base no longer than
+    /// the maximum. (A policy the library writes is [`check`](Self::check)ed
+    /// instead.)
+    pub fn bounded(mut self) -> Self {
+        let max = u64::try_from(MAX_BACKOFF.as_millis()).unwrap_or(u64::MAX);
+        self.max_attempts = self.max_attempts.max(1);
+        self.backoff.max_ms = self.backoff.max_ms.min(max);
+        self.backoff.base_ms = self.backoff.base_ms.min(self.backoff.max_ms);
+        self
+    }
+
     /// Whether a run that exited with `code` may be retried.
     pub fn retries_exit_code(&self, code: i32) -> bool {
         code != 0 && self.retry_exit_codes.contains(&code)
@@ -196,5 +208,9 @@ mod tests {
             r#"{"max_attempts":5,"backoff":{"kind":"exponential","base_ms":1000,"max_ms":300000,"jitter":true},"retry_exit_codes":[75]}"#
         );
         assert_eq!(serde_json::from_str::<RetryPolicy>(&json).unwrap(), policy);
+        let stored = r#"{"max_attempts":0,"backoff":{"kind":"fixed","base_ms":18446744073709551615,"max_ms":18446744073709551615}}"#;
+        let bounded = serde_json::from_str::<RetryPolicy>(stored).unwrap().bounded();
+        assert!(bounded.check().is_ok(), "{bounded:?}");
+        assert_eq!(bounded.max_attempts, 1);
     }
 }

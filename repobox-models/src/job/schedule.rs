@@ -17,6 +17,9 @@ use repobox_orm::prelude::{ConnectionLike, Page};
 use super::{ATTEMPTS, JOBS_STREAM, Job, JobOutcome, JobPatch, JobStatus, RetryPolicy, StatusChange, contention};
 use crate::{Error, Result, redis_now};
 
+static UNREADABLE: repobox_orm::queue::LogLimit =
+    repobox_orm::queue::LogLimit::warn("a member of jobs:delayed cannot be read; left alone");
+
 /// What [`Job::promote_due`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Promoted {
@@ -77,7 +80,9 @@ impl Job {
         // Scores are millis: exact in an f64 for the next 285,000 years.
         let due = Job::due(conn, Page::oldest(limit).scores(f64::NEG_INFINITY, now as f64)).await?;
         for e in &due.errors {
-            tracing::warn!(error = %e, "a member of jobs:delayed cannot be read; left alone");
+            if let Some(held_back) = UNREADABLE.admit() {
+                tracing::warn!(error = %e, "a member of jobs:delayed cannot be read; left alone{held_back}");
+            }
         }
         let mut promoted = Promoted::default();
         for job in due.items {
@@ -169,7 +174,8 @@ impl Job {
         policy: &RetryPolicy,
         retryable: bool,
     ) -> Result<Job> {
-        let policy = run.retry.clone().unwrap_or_else(|| policy.clone());
+        // A policy another writer stored is taken within bounds.
+        let policy = run.retry.clone().unwrap_or_else(|| policy.clone()).bounded();
         let attempt = run.attempt();
         let now = redis_now(conn).await?;
         if !retryable || attempt >= policy.max_attempts {

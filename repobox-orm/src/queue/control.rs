@@ -8,7 +8,7 @@
 use redis::aio::ConnectionLike;
 
 use super::Queue;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 impl Queue {
     /// The key that is set while the queue is paused: `<stream>:paused`.
@@ -50,7 +50,7 @@ impl Queue {
     }
 
     /// How many entries wait for the group: not yet delivered to any
-    /// consumer (`XINFO GROUPS`' lag). Where Redis cannot tell the lag (after
+    /// consumer (`XINFO GROUPS`' lag; every entry while there is no group). Where Redis cannot tell the lag (after
     /// deletions in the stream), the entries after the group's last
     /// delivered one are counted, up to `10_000`.
     pub async fn waiting<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<u64> {
@@ -65,10 +65,10 @@ impl Queue {
         }
         let last_delivered = group.map(|g| g.last_delivered_id);
         let Some(last) = last_delivered else {
-            return Err(Error::UnexpectedReply {
-                key: self.stream.clone(),
-                detail: format!("the stream has no group `{}`", self.group),
-            });
+            // No group yet: it will be made from the stream's start, so
+            // every entry waits.
+            let len: u64 = redis::cmd("XLEN").arg(&self.stream).query_async(conn).await?;
+            return Ok(len);
         };
         let after: Vec<redis::Value> = redis::cmd("XRANGE")
             .arg(&self.stream)

@@ -31,6 +31,9 @@ pub enum Slot {
     Parked,
 }
 
+/// How many parked members one [`Queue::unpark`] puts back at most.
+const UNPARK_BATCH: u64 = 100;
+
 /// How long a tenant stays on the sweep's list after its last park with
 /// nothing parked: longer than a park takes.
 const TENANT_GRACE_MS: i64 = 10_000;
@@ -121,7 +124,7 @@ impl Queue {
     }
 
     /// Puts as many of `tenant`'s parked members back on the stream as it
-    /// has free slots under `limit`, oldest first, each with the entry
+    /// has free slots under `limit` (at most 100), oldest first, each with the entry
     /// `entry(member)`; returns them. Appended first, then taken out of the
     /// parked set: a crash between the two appends a member twice (its
     /// runs are kept to one by the job's lease), never loses it.
@@ -140,7 +143,7 @@ impl Queue {
         let members: Vec<String> = redis::cmd("ZRANGE")
             .arg(&parked)
             .arg(0)
-            .arg(free.saturating_sub(1))
+            .arg(free.min(UNPARK_BATCH).saturating_sub(1))
             .query_async(conn)
             .await?;
         for member in &members {

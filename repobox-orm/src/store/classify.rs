@@ -117,6 +117,12 @@ impl crate::Error {
         }
     }
 
+    /// Whether a key held another type than the command needs (`WRONGTYPE`).
+    pub fn is_wrong_type(&self) -> bool {
+        matches!(self, crate::Error::WrongType { .. })
+            || matches!(self, crate::Error::Redis(r) if r.code() == Some("WRONGTYPE"))
+    }
+
     /// Whether a stream command found no consumer group to work in
     /// (`NOGROUP`), or `XINFO` found no stream (`no such key`): the stream
     /// was deleted, or never created.
