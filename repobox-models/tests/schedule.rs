@@ -230,6 +230,20 @@ async fn failed_runs_wait_for_their_backoff_until_the_attempts_are_used_up(mut c
         .await
         .unwrap();
     assert_eq!(j.status, JobStatus::Failed);
+
+    // A policy another writer stored out of bounds is taken within them:
+    // the outcome is written, the wait at most 30 days.
+    let entry = Job::create_and_enqueue(&mut conn, &job("r4", "u1"), 1).await.unwrap();
+    let absurd =
+        r#"{"max_attempts":9,"backoff":{"kind":"fixed","base_ms":18446744073709551615,"max_ms":18446744073709551615}}"#;
+    let _: () = conn.hset("job:r4", "retry", absurd).await.unwrap();
+    let run = start(&mut conn, "r4", &entry).await;
+    let now = redis_now(&mut conn).await.unwrap();
+    let j = Job::fail_run(&mut conn, run, failed("far"), &policy, true)
+        .await
+        .unwrap();
+    assert_eq!(j.status, JobStatus::Retrying);
+    assert!(j.run_at.unwrap() <= now + 31 * 24 * 3_600_000, "{:?}", j.run_at);
 }
 
 async fn the_status_index_follows_every_move(mut conn: Store) {
