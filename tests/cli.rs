@@ -814,6 +814,11 @@ async fn queue_commands_end_to_end(url: String) {
     assert!(ok(&cli(&["queue", "pause"])).contains("paused already"));
     let stats = json(&cli(&["queue", "stats", "--json"]));
     assert_eq!(stats["paused"], true);
+    // What the runner did, per outcome, and its run times.
+    assert_eq!(stats["last_hour"]["succeeded"], 2, "{stats}");
+    assert_eq!(stats["last_hour"]["cancelled"], 1, "{stats}");
+    assert_eq!(stats["duration_ms"]["runs"], 3, "{stats}");
+    assert!(stats["duration_ms"]["p50"].is_u64(), "{stats}");
     assert_eq!(stats["jobs"]["cancelled"], 2, "{stats}");
     assert_eq!(stats["jobs"]["succeeded"], 2, "{stats}");
     assert_eq!(stats["jobs"]["running"], 0, "{stats}");

@@ -107,6 +107,12 @@ pub fn schema() -> serde_json::Value {
             "retry": "JSON {max_attempts, backoff: {kind: exponential|fixed, base_ms, max_ms, jitter}, retry_exit_codes}; absent: the runner's policy. A run that fails retryably with attempts left (retries + 1 < max_attempts) becomes retrying with run_at = clock + backoff and a history entry with attempt and run_at; otherwise failed",
             "status_index": "jobs:status:<status> holds every job under its current status, scored by created_at",
             "paused": { "key": format!("{JOBS_STREAM}:paused"), "meaning": "while this key exists, runners take no new deliveries; its value is the unix millis of the pause" },
+            "metrics": {
+                "counts": format!("{JOBS_STREAM}:metrics:<outcome>"),
+                "outcomes": repobox_orm::queue::OUTCOMES,
+                "durations": format!("{JOBS_STREAM}:durations"),
+                "meaning": "counts: hash, unix minute (runner's clock) -> deliveries that ended so, the last hour kept, expires 2 h after its last count; durations: list of the last 1,000 run times in ms, newest first",
+            },
             "rate_limit": { "key": format!("{JOBS_STREAM}:rate"), "meaning": "sorted set of the starts granted in the current window (member: a unique name, score: when, unix millis by Redis's clock)" },
             "user_slots": {
                 "running": format!("{{{JOBS_STREAM}:tenant:<user_id>}}:running"),

@@ -20,7 +20,8 @@ repobox_orm::on_both_backends!(multi_thread:
     a_user_flooding_the_queue_runs_at_its_limit_and_holds_up_no_one,
     a_dead_runner_leaks_no_slot_and_its_users_parked_jobs_run,
     run_until_empty_returns_once_everything_due_is_done,
-    no_window_of_the_rate_limit_holds_more_starts_than_its_limit
+    no_window_of_the_rate_limit_holds_more_starts_than_its_limit,
+    the_metrics_count_what_was_done
 );
 
 /// Fails a job's first `fail_first` runs (per the job's repo URL:
@@ -537,4 +538,51 @@ async fn no_window_of_the_rate_limit_holds_more_starts_than_its_limit(store: Sto
     );
     // 3 s apart, less the few ms between a read's return and its job's start.
     assert!(b - a >= 2_500, "{a} and {b}: {} ms apart under 1 per 3 s", b - a);
+}
+
+async fn the_metrics_count_what_was_done(store: Store) {
+    let mut conn = store.clone();
+    for i in 0..5 {
+        enqueue(&store, &format!("ok{i}"), "ok").await;
+    }
+    enqueue(&store, "bad0", "exit-3").await;
+    enqueue(&store, "bad1", "exit-3").await;
+    enqueue(&store, "flaky", "flaky-1").await;
+    let stats = Runner::new(store.clone(), Flaky::default(), config("r"))
+        .run_until_empty()
+        .await
+        .unwrap();
+    assert_eq!((stats.succeeded, stats.failed, stats.retried), (6, 2, 1), "{stats:?}");
+    let q = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    let m = q
+        .metrics(&mut conn, &repobox_orm::queue::OUTCOMES, now_millis())
+        .await
+        .unwrap();
+    let total = |o: &str| m.per_minute[o].iter().sum::<u64>();
+    assert_eq!(
+        (
+            total("succeeded"),
+            total("failed"),
+            total("retried"),
+            total("cancelled")
+        ),
+        (6, 2, 1, 0)
+    );
+    assert_eq!(m.durations_ms.len(), 9, "one run time per run");
+    assert!(m.percentile(50).is_some());
+    // Old minutes are dropped by the housekeeping's trim; this hour stays.
+    let key = q.metrics_key("succeeded");
+    let _: () = repobox_orm::redis::cmd("HSET")
+        .arg(&key)
+        .arg(1)
+        .arg(5)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        q.trim_metrics(&mut conn, &["succeeded"], now_millis()).await.unwrap(),
+        1
+    );
+    let m = q.metrics(&mut conn, &["succeeded"], now_millis()).await.unwrap();
+    assert_eq!(m.per_minute["succeeded"].iter().sum::<u64>(), 6);
 }

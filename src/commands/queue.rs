@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use repobox_models::{JOBS_GROUP, JOBS_STREAM, Job, JobOutcome, JobStatus, now_millis};
-use repobox_orm::queue::Entry;
+use repobox_orm::queue::{Entry, OUTCOMES};
 use repobox_orm::{Queue, Store};
 use serde_json::json;
 
@@ -174,6 +174,12 @@ async fn stats(conn: &mut Store, q: &Queue, json: bool) -> anyhow::Result<()> {
     let dead = q.dead_len(conn).await?;
     let paused = q.paused_since(conn).await?;
     let parked = q.parked(conn).await?;
+    let metrics = q.metrics(conn, &OUTCOMES, now_millis()).await?;
+    let last_hour: Vec<(&str, u64)> = OUTCOMES
+        .iter()
+        .map(|o| (*o, metrics.per_minute.get(*o).map_or(0, |m| m.iter().sum())))
+        .collect();
+    let percentiles = [50u8, 90, 99].map(|p| (p, metrics.percentile(p)));
     let mut by_status = Vec::new();
     for status in JobStatus::ALL {
         by_status.push((status, Job::count_by_status(conn, status).await?));
@@ -198,6 +204,14 @@ async fn stats(conn: &mut Store, q: &Queue, json: bool) -> anyhow::Result<()> {
             "oldest_pending_idle_ms": pending.oldest_idle.map(|d| d.as_millis() as u64),
             "consumers": consumers,
             "dead_letters": dead,
+            "last_hour": last_hour.iter().map(|(o, n)| (o.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+            "per_minute": metrics.per_minute,
+            "duration_ms": {
+                "runs": metrics.durations_ms.len(),
+                "p50": percentiles[0].1,
+                "p90": percentiles[1].1,
+                "p99": percentiles[2].1,
+            },
         });
         println!("{}", json_line(&out));
         return Ok(());
@@ -213,6 +227,17 @@ async fn stats(conn: &mut Store, q: &Queue, json: bool) -> anyhow::Result<()> {
     let oldest = pending.oldest_idle.map(|d| d.as_millis() as i64);
     println!("pending       {} (oldest idle {})", pending.count, duration_ms(oldest));
     println!("dead letters  {dead}");
+    let hour: Vec<String> = last_hour.iter().map(|(o, n)| format!("{n} {o}")).collect();
+    println!("last hour     {}", hour.join(", "));
+    let shown: Vec<String> = percentiles
+        .iter()
+        .map(|(p, ms)| format!("p{p} {}", duration_ms(ms.map(|v| i64::try_from(v).unwrap_or(i64::MAX)))))
+        .collect();
+    println!(
+        "run time      {} (last {} runs)",
+        shown.join(", "),
+        metrics.durations_ms.len()
+    );
     let rows: Vec<Vec<String>> = consumers
         .iter()
         .map(|c| {

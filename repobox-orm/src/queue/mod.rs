@@ -10,6 +10,7 @@
 mod control;
 mod inspect;
 mod log_limit;
+mod metrics;
 pub(crate) mod outbox;
 mod rate;
 mod recover;
@@ -24,6 +25,7 @@ use redis::aio::ConnectionLike;
 use redis::streams::StreamReadReply;
 
 pub use self::log_limit::{HeldBack, LOG_INTERVAL, LogLimit};
+pub use self::metrics::{DURATIONS_KEPT, Finished, Metrics, OUTCOMES, WINDOW_MINUTES};
 pub use self::outbox::OutboxSweep;
 pub use self::rate::{Grant, RateLimit};
 pub use self::reply::cmp_ids;

@@ -65,8 +65,8 @@ impl std::str::FromStr for RateLimit {
 /// Starts granted by [`Queue::acquire_starts`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grant {
-    /// The granted starts' names in the limiter; give back the unused ones
-    /// with [`Queue::release_starts`].
+    /// The granted starts' names in the limiter; settle them (the unused given back)
+    /// with [`Queue::settle_starts`].
     pub starts: Vec<String>,
     /// When none was granted: how long until one may be.
     pub wait: Duration,

@@ -36,6 +36,10 @@ impl<H: JobHandler> Runner<H> {
             Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "could not remove idle consumers"),
         }
+        let now = repobox_models::now_millis();
+        if let Err(e) = self.queue.trim_metrics(conn, &repobox_orm::queue::OUTCOMES, now).await {
+            tracing::debug!(error = %e, "could not trim the queue's metrics");
+        }
         let kept = [
             (JobStatus::Succeeded, self.config.keep_finished),
             (JobStatus::Cancelled, self.config.keep_finished),

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use repobox_models::{Error, Job, JobOutcome, JobStatus, RetryPolicy, Start, now_millis};
-use repobox_orm::queue::LogLimit;
+use repobox_orm::queue::{Finished, LogLimit};
 use repobox_orm::{Delivery, Queue, Store};
 
 use crate::{HandlerResult, JobHandler, RunnerControl};
@@ -336,7 +336,21 @@ impl<H: JobHandler> Work<H> {
         );
         match then {
             Then::Ack(done) => {
-                self.ack(delivery).await?;
+                let outcome = match done {
+                    Done::Succeeded => "succeeded",
+                    Done::Cancelled => "cancelled",
+                    Done::Retried => "retried",
+                    _ => "failed",
+                };
+                let finished = Finished {
+                    outcome,
+                    took: clock.elapsed(),
+                    at_ms: now_millis(),
+                };
+                self.queue
+                    .ack_finished(&mut conn, &delivery.id, finished)
+                    .await
+                    .map_err(|e| format!("the delivery could not be acknowledged: {e}"))?;
                 Ok(done)
             }
             Then::DeadLetter(reason) => {
@@ -346,8 +360,16 @@ impl<H: JobHandler> Work<H> {
                 self.queue
                     .dead_letter(&mut conn, delivery, &self.consumer, &reason)
                     .await
-                    .map(|_| Done::DeadLettered)
-                    .map_err(|e| format!("the delivery could not be dead-lettered: {e}"))
+                    .map_err(|e| format!("the delivery could not be dead-lettered: {e}"))?;
+                let finished = Finished {
+                    outcome: "failed",
+                    took: clock.elapsed(),
+                    at_ms: now_millis(),
+                };
+                if let Err(e) = self.queue.count_finished(&mut conn, finished).await {
+                    tracing::debug!(error = %e, "could not count a finished job");
+                }
+                Ok(Done::DeadLettered)
             }
         }
     }

@@ -1,0 +1,210 @@
+//! What finished, per minute, for the last hour, and how long it took: kept
+//! in Redis with a bounded size, so that any client can show them.
+//!
+//! `<stream>:metrics:<outcome>` is a hash: field = the unix minute (by the
+//! runner's clock), value = how many deliveries ended with that outcome in
+//! it; fields older than [`WINDOW_MINUTES`] are dropped by the runners'
+//! housekeeping, and the hash expires two hours after its last count.
+//! `<stream>:durations` is a list of the last [`DURATIONS_KEPT`] run times
+//! in milliseconds, newest first.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+
+use super::Queue;
+use crate::engine::pipeline;
+use crate::error::Result;
+
+/// The outcomes a runner counts.
+pub const OUTCOMES: [&str; 4] = ["succeeded", "failed", "cancelled", "retried"];
+
+/// The minutes counted.
+pub const WINDOW_MINUTES: i64 = 60;
+/// How many run times are kept.
+pub const DURATIONS_KEPT: isize = 1000;
+/// How long a metrics hash outlives its last count.
+const METRICS_TTL_MS: u64 = 2 * 3600 * 1000;
+
+/// How one delivery ended, to count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished<'a> {
+    /// The outcome: `succeeded`, `failed`, `cancelled`, `retried`.
+    pub outcome: &'a str,
+    /// How long its run took.
+    pub took: Duration,
+    /// Now, in unix millis.
+    pub at_ms: i64,
+}
+
+/// What [`Queue::metrics`] read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Metrics {
+    /// Per outcome: the counts of the last [`WINDOW_MINUTES`] minutes,
+    /// oldest first, the current minute last.
+    pub per_minute: BTreeMap<String, Vec<u64>>,
+    /// The last run times in milliseconds, newest first.
+    pub durations_ms: Vec<u64>,
+}
+
+impl Metrics {
+    /// The `p`th percentile (0-100) of the run times kept, in milliseconds.
+    pub fn percentile(&self, p: u8) -> Option<u64> {
+        let mut sorted = self.durations_ms.clone();
+        sorted.sort_unstable();
+        if sorted.is_empty() {
+            return None;
+        }
+        let rank = (usize::from(p.min(100)) * (sorted.len() - 1)).div_ceil(100);
+        sorted.get(rank).copied()
+    }
+}
+
+fn minute(at_ms: i64) -> i64 {
+    at_ms.div_euclid(60_000)
+}
+
+impl Queue {
+    /// The counts of `outcome`: `<stream>:metrics:<outcome>`.
+    pub fn metrics_key(&self, outcome: &str) -> String {
+        format!("{}:metrics:{outcome}", self.stream)
+    }
+
+    /// The last run times: `<stream>:durations`.
+    pub fn durations_key(&self) -> String {
+        format!("{}:durations", self.stream)
+    }
+
+    /// Acknowledges delivery `id` and counts how it ended, in one round
+    /// trip (on a cluster, one per node). Returns how many were pending.
+    pub async fn ack_finished<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        id: &str,
+        finished: Finished<'_>,
+    ) -> Result<u64> {
+        let mut cmds = vec![redis::cmd("XACK").arg(&self.stream).arg(&self.group).arg(id).clone()];
+        cmds.extend(self.count_cmds(finished));
+        let replies = pipeline::query(conn, &cmds).await?;
+        // The acknowledgement's answer decides; the counts are best effort.
+        match replies.into_iter().next() {
+            Some(redis::Value::ServerError(e)) => Err(redis::RedisError::from(e).into()),
+            Some(redis::Value::Int(n)) => Ok(u64::try_from(n).unwrap_or(0)),
+            other => Err(crate::error::Error::UnexpectedReply {
+                key: self.stream.clone(),
+                detail: format!("XACK answered {other:?}"),
+            }),
+        }
+    }
+
+    /// Counts how a delivery ended, without acknowledging it (one that was
+    /// dead-lettered, say).
+    pub async fn count_finished<C: ConnectionLike + Send>(&self, conn: &mut C, finished: Finished<'_>) -> Result<()> {
+        pipeline::query(conn, &self.count_cmds(finished)).await.map(drop)
+    }
+
+    fn count_cmds(&self, finished: Finished<'_>) -> [redis::Cmd; 4] {
+        let counts = self.metrics_key(finished.outcome);
+        let took = u64::try_from(finished.took.as_millis()).unwrap_or(u64::MAX);
+        [
+            redis::cmd("HINCRBY")
+                .arg(&counts)
+                .arg(minute(finished.at_ms))
+                .arg(1)
+                .clone(),
+            redis::cmd("PEXPIRE").arg(&counts).arg(METRICS_TTL_MS).clone(),
+            redis::cmd("LPUSH").arg(self.durations_key()).arg(took).clone(),
+            redis::cmd("LTRIM")
+                .arg(self.durations_key())
+                .arg(0)
+                .arg(DURATIONS_KEPT - 1)
+                .clone(),
+        ]
+    }
+
+    /// The counts of `outcomes` for the last hour up to `now_ms`, and the
+    /// run times kept. Counts that are not numbers read as 0.
+    pub async fn metrics<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        outcomes: &[&str],
+        now_ms: i64,
+    ) -> Result<Metrics> {
+        let now = minute(now_ms);
+        let mut metrics = Metrics::default();
+        for outcome in outcomes {
+            let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+                .arg(self.metrics_key(outcome))
+                .query_async(conn)
+                .await?;
+            let mut counts = vec![0u64; usize::try_from(WINDOW_MINUTES).unwrap_or(60)];
+            for (field, value) in fields {
+                let (Ok(m), Ok(n)) = (field.parse::<i64>(), value.parse::<u64>()) else {
+                    continue;
+                };
+                let age = now.saturating_sub(m);
+                if (0..WINDOW_MINUTES).contains(&age) {
+                    let i = usize::try_from(WINDOW_MINUTES - 1 - age).unwrap_or(0);
+                    counts[i] = counts[i].saturating_add(n);
+                }
+            }
+            metrics.per_minute.insert((*outcome).to_owned(), counts);
+        }
+        let durations: Vec<String> = redis::cmd("LRANGE")
+            .arg(self.durations_key())
+            .arg(0)
+            .arg(DURATIONS_KEPT - 1)
+            .query_async(conn)
+            .await?;
+        metrics.durations_ms = durations.iter().filter_map(|d| d.parse().ok()).collect();
+        Ok(metrics)
+    }
+
+    /// Drops the counts of `outcomes` older than the window (housekeeping);
+    /// returns how many fields went.
+    pub async fn trim_metrics<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        outcomes: &[&str],
+        now_ms: i64,
+    ) -> Result<u64> {
+        let now = minute(now_ms);
+        let mut gone = 0;
+        for outcome in outcomes {
+            let key = self.metrics_key(outcome);
+            let fields: Vec<String> = redis::cmd("HKEYS").arg(&key).query_async(conn).await?;
+            let old: Vec<String> = fields
+                .into_iter()
+                .filter(|f| {
+                    f.parse::<i64>()
+                        .map_or(true, |m| now.saturating_sub(m) >= WINDOW_MINUTES)
+                })
+                .collect();
+            if !old.is_empty() {
+                let n: u64 = redis::cmd("HDEL").arg(&key).arg(&old).query_async(conn).await?;
+                gone += n;
+            }
+        }
+        Ok(gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_the_kept_run_times() {
+        let m = Metrics {
+            durations_ms: (1..=100).rev().collect(),
+            ..Metrics::default()
+        };
+        assert_eq!(
+            (m.percentile(50), m.percentile(90), m.percentile(99), m.percentile(100)),
+            (Some(51), Some(91), Some(100), Some(100))
+        );
+        assert_eq!(Metrics::default().percentile(50), None);
+        assert_eq!(minute(-1), -1);
+    }
+}
