@@ -586,3 +586,63 @@ async fn the_metrics_count_what_was_done(store: Store) {
     let m = q.metrics(&mut conn, &["succeeded"], now_millis()).await.unwrap();
     assert_eq!(m.per_minute["succeeded"].iter().sum::<u64>(), 6);
 }
+
+/// The server's count of the commands it ran.
+async fn commands_processed(conn: &mut Store) -> u64 {
+    let info: String = repobox_orm::redis::cmd("INFO")
+        .arg("stats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+/// The commands the server runs per job at steady state (those scripts run
+/// included), counted by the server: a guard against regressions, not the
+/// goal (one round trip per job needs a finish-and-start script).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_per_job_at_steady_state() {
+    let server = repobox_orm::testing::RedisServer::start();
+    let store = Store::open(server.url()).unwrap();
+    let mut conn = store.clone();
+    let batch = |from: usize, n: usize| -> Vec<Job> {
+        (from..from + n)
+            .map(|i| Job::new(format!("s{i}"), "u1", "ok", now_millis()))
+            .collect()
+    };
+    let cfg = || {
+        RunnerConfig::new("r")
+            .concurrency(8)
+            .block(Duration::from_millis(200))
+            .retry(RetryPolicy::never())
+    };
+    // Warm: the scripts loaded, the group made.
+    Job::create_and_enqueue_many(&mut conn, &batch(0, 20), now_millis())
+        .await
+        .unwrap();
+    Runner::new(store.clone(), Flaky::default(), cfg())
+        .run_until_empty()
+        .await
+        .unwrap();
+    const JOBS: usize = 400;
+    Job::create_and_enqueue_many(&mut conn, &batch(20, JOBS), now_millis())
+        .await
+        .unwrap();
+    let before = commands_processed(&mut conn).await;
+    let stats = Runner::new(store.clone(), Flaky::default(), cfg())
+        .run_until_empty()
+        .await
+        .unwrap();
+    let after = commands_processed(&mut conn).await;
+    assert_eq!(stats.succeeded, JOBS as u64);
+    let per_job = (after - before) as f64 / JOBS as f64;
+    eprintln!("commands per job at steady state: {per_job:.2}");
+    // Measured 30.6 on 2026-11-30 (BENCHMARKS.md, section 5).
+    assert!(per_job <= PER_JOB_BOUND, "{per_job:.2} commands per job");
+}
+
+/// The bound of [`commands_per_job_at_steady_state`].
+const PER_JOB_BOUND: f64 = 36.0;

@@ -229,7 +229,8 @@ async fn flow(store: &Store, ns: &Namespace, args: &DemoArgs, json: bool) -> any
 }
 
 /// Removes what the demo wrote: its jobs with their output, its user with
-/// its sessions and email claim, its providers, its stream and dead letters.
+/// its sessions and email claim, its providers, its stream, dead letters and
+/// the runner's metrics of the stream.
 async fn clean_up(store: &Store, ns: &Namespace, args: &DemoArgs, json: bool) -> anyhow::Result<()> {
     let mut conn = store.clone();
     let ids = job_ids(ns, args);
@@ -238,9 +239,16 @@ async fn clean_up(store: &Store, ns: &Namespace, args: &DemoArgs, json: bool) ->
     }
     User::delete_with_sessions(&mut conn, &ns.run).await?;
     GitProviders::remove(&mut conn, &ns.run, GitProvider::GitHub).await?;
+    let queue = repobox_orm::Queue::new(ns.stream.clone(), repobox_models::JOBS_GROUP);
+    let metrics: Vec<String> = repobox_orm::queue::OUTCOMES
+        .iter()
+        .map(|o| queue.metrics_key(o))
+        .collect();
     let _: () = redis::cmd("DEL")
         .arg(&ns.stream)
-        .arg(format!("{}:dead", ns.stream))
+        .arg(queue.dead_stream())
+        .arg(queue.durations_key())
+        .arg(metrics)
         .query_async(&mut conn)
         .await?;
     say!(json, "\nRemoved what the demo wrote (--keep keeps it).");
