@@ -272,6 +272,11 @@ impl<H: JobHandler> Runner<H> {
                 .await;
         }
 
+        // The read connection goes now: a blocking read the loop abandoned
+        // would otherwise stay blocked on the server, and hand an entry to
+        // this runner after it stopped reading (pending until it is idle
+        // long enough for another runner to take over).
+        drop(reader);
         self.wind_down(&control, &mut tasks, &mut stats).await;
         let left: Vec<(String, String)> = running.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
         for (job_id, run_id) in left {
