@@ -72,8 +72,10 @@ impl Chores {
                     for (job, entry) in &done.jobs {
                         tracing::info!(job = %job, entry = %entry, "job due: queued");
                     }
-                    // A full batch: there may be more due right now.
-                    if done.jobs.len() + done.raced < PROMOTE_BATCH {
+                    // A full batch queued: there may be more due right now.
+                    // (Members another writer left that cannot be queued
+                    // count as nothing, so they cannot keep this looping.)
+                    if done.jobs.len() < PROMOTE_BATCH {
                         return;
                     }
                 }
