@@ -77,6 +77,14 @@ async fn a_delayed_job_waits_for_its_time_and_is_queued_once(mut conn: Store) {
     );
     assert_eq!(stream_job_ids(&mut conn).await.len(), 1, "promoted once");
 
+    // A queued job another writer gave a `run_at` loses it (and its place
+    // in jobs:delayed) instead of holding up the jobs that wait.
+    let mut odd = job("odd", "u1");
+    odd.run_at = Some(1);
+    Job::create(&mut conn, &odd).await.unwrap();
+    assert_eq!(Job::promote_due(&mut conn, STREAM, 100).await.unwrap().raced, 1);
+    assert_eq!(Job::get(&mut conn, "odd").await.unwrap().unwrap().run_at, None);
+    assert_eq!(delayed_ids(&mut conn).await, vec![("d2".to_owned(), later)]);
     // A member another writer left in jobs:delayed whose job is not waiting
     // is dropped by the read, never queued.
     Job::create(&mut conn, &job("q1", "u1")).await.unwrap();

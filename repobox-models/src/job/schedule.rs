@@ -136,6 +136,22 @@ impl Job {
         reason: Option<&str>,
     ) -> Result<Option<String>> {
         if !job.status.is_scheduled() {
+            // Another writer's job with a `run_at` that does not wait for
+            // it: the `run_at` goes, so it leaves `jobs:delayed` and cannot
+            // hold up the jobs that do wait.
+            let patch = JobPatch {
+                run_at: Some(None),
+                ..Default::default()
+            };
+            let expected = JobPatch {
+                status: Some(job.status),
+                run_at: Some(job.run_at),
+                ..Default::default()
+            };
+            match Job::update_if(conn, &job.id, &patch, &expected).await {
+                Ok(()) | Err(repobox_orm::Error::Conflict { .. } | repobox_orm::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
             return Ok(None);
         }
         let mut history = job.history.clone();
