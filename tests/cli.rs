@@ -1276,3 +1276,64 @@ fn bidi_and_c1_controls_from_redis_are_escaped_in_tables_and_json() {
         }
     }
 }
+
+/// How often the server ran `command`.
+fn calls_of(server: &RedisServer, command: &str) -> u64 {
+    let mut conn = server.client().get_connection().unwrap();
+    let info: String = redis::cmd("INFO").arg("commandstats").query(&mut conn).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_tail_follow_waits_on_events_instead_of_polling() {
+    use repobox_models::{Job, now_millis};
+    let server = RedisServer::start();
+    let store = repobox_orm::Store::open(server.url().as_str()).unwrap();
+    let mut conn = store.clone();
+    let job = Job::new("t1", "u1", "https://x/ok.git", now_millis());
+    let entry = Job::create_and_enqueue(&mut conn, &job, now_millis()).await.unwrap();
+    let run = match Job::start(&mut conn, "t1", &entry, Some("u1"), std::time::Duration::from_secs(60))
+        .await
+        .unwrap()
+    {
+        repobox_models::Start::Started(run) => *run,
+        other => panic!("{other:?}"),
+    };
+    let tail = Command::new(env!("CARGO_BIN_EXE_repobox"))
+        .args(["jobs", "tail", "-f", "t1"])
+        .env("REDIS_URL", server.url())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let before = calls_of(&server, "lrange");
+    // Nothing happens to the job for 2 s: the tail waits, it does not look.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(calls_of(&server, "lrange"), before, "no output read without an event");
+    // Output and the end wake it.
+    Job::append_output(&mut conn, "t1", &["built"]).await.unwrap();
+    Job::update_status_from(
+        &mut conn,
+        run,
+        repobox_models::JobStatus::Succeeded,
+        now_millis(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(4),
+        tokio::task::spawn_blocking(move || tail.wait_with_output().unwrap()),
+    )
+    .await
+    .expect("the tail ends with the job, before its own look")
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "built\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("succeeded"));
+}

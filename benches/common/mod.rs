@@ -111,6 +111,8 @@ pub fn hand_decode_job(reply: &Value) -> Option<Job> {
             Some(v) => Some(serde_json::from_str(v).ok()?),
             None => None,
         },
+        progress: map.get("progress").and_then(|v| v.parse().ok()),
+        progress_message: map.get("progress_message").cloned(),
     })
 }
 

@@ -14,6 +14,7 @@
 //! | `jobs:status:<status>` | sorted set, score `created_at` | none |
 //! | `jobs:delayed` | sorted set of delayed and retrying jobs, score `run_at` | none |
 //! | `jobs:stream` | stream, group `runners` | none |
+//! | `jobs:events` | stream: status changes, cancellation requests, progress, output | about 10,000 entries |
 //! | `jobs:stream:paused` | string: set while the queue is paused | none |
 //! | `jobs:stream:rate` | sorted set: starts granted in the rate limit's window | the window |
 //! | `{jobs:stream:tenant:<user_id>}:running`, `:parked` | sorted sets: a user's slots and parked jobs | none |
@@ -37,8 +38,8 @@ pub use git::{
     RepoCachePatch, RepoSummary,
 };
 pub use job::{
-    Backoff, BackoffKind, Cancel, JOB_OUTPUT_TTL, JOBS_GROUP, JOBS_STREAM, Job, JobField, JobOutcome, JobPatch,
-    JobStatus, Lease, OutputRange, Promoted, Purged, RetryPolicy, Start, StatusChange,
+    Backoff, BackoffKind, Cancel, EVENTS_KEPT, JOB_EVENTS, JOB_OUTPUT_TTL, JOBS_GROUP, JOBS_STREAM, Job, JobEvent,
+    JobField, JobOutcome, JobPatch, JobStatus, Lease, OutputRange, Promoted, Purged, RetryPolicy, Start, StatusChange,
 };
 pub use session::{Session, SessionField, SessionPatch, SessionToken};
 pub use user::{User, UserDeleted, UserField, UserPatch};
@@ -100,6 +101,17 @@ pub fn schema() -> serde_json::Value {
             "status_writes": "every status write of a run is a compare-and-set that requires status running and its own run_id; leaving running removes lease_until",
         },
         "sets": [{ "key": GitProviders::KEY.source, "values": <GitProvider as RedisValue>::NAMES }],
+        "events": {
+            "key": JOB_EVENTS,
+            "kept": EVENTS_KEPT,
+            "fields": ["job_id", "kind", "at", "status", "progress", "message", "lines"],
+            "kinds": {
+                "status": "the job entered `status`; appended in the same write as the status (atomic on one server, through the stream's outbox on a cluster); a promotion to queued appends to jobs:stream instead and has no event",
+                "cancel": "someone asked to cancel the running job; runners wake its run on it (a client that sets cancel_requested_at without this event is seen within 5 s)",
+                "progress": "the run reported `progress` (0-100) and maybe `message`, also stored on the job as progress and progress_message",
+                "output": "the job's output list has `lines` lines now",
+            },
+        },
         "job_schedule": {
             "fields": ["run_at", "retry"],
             "delayed_set": "jobs:delayed holds exactly the jobs that have run_at (status delayed or retrying), scored by run_at; it is an index of Job and moves with the job's hash",

@@ -16,7 +16,8 @@ repobox_orm::on_both_backends!(
     failed_runs_wait_for_their_backoff_until_the_attempts_are_used_up,
     the_status_index_follows_every_move,
     finished_jobs_are_purged_with_their_output_and_index_entries,
-    many_jobs_are_enqueued_each_atomically_many_per_round_trip
+    many_jobs_are_enqueued_each_atomically_many_per_round_trip,
+    status_changes_cancellations_progress_and_output_are_events
 );
 
 const STREAM: &str = "jobs:stream";
@@ -413,4 +414,61 @@ async fn many_jobs_are_enqueued_each_atomically_many_per_round_trip(conn: Store)
     } else {
         assert_eq!(trips, 1);
     }
+}
+
+async fn status_changes_cancellations_progress_and_output_are_events(mut conn: Store) {
+    let from = JobEvent::last_id(&mut conn).await.unwrap();
+    assert_eq!(from, "0-0", "no events yet");
+    let entry = Job::create_and_enqueue(&mut conn, &job("e1", "u1"), 1).await.unwrap();
+    let run = start(&mut conn, "e1", &entry).await;
+    let run_id = run.run_id.clone().unwrap();
+    Job::report_progress(&mut conn, "e1", &run_id, 250, Some("half"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        Job::report_progress(&mut conn, "e1", "another-run", 10, None).await,
+        Err(Error::LeaseLost { .. })
+    ));
+    Job::append_output(&mut conn, "e1", &["a", "b"]).await.unwrap();
+    Job::cancel(&mut conn, "e1", 5).await.unwrap();
+    Job::update_status_from(&mut conn, run, JobStatus::Cancelled, 6, JobOutcome::default())
+        .await
+        .unwrap();
+    let e1 = Job::get(&mut conn, "e1").await.unwrap().unwrap();
+    assert_eq!(
+        (e1.progress, e1.progress_message.as_deref()),
+        (Some(100), Some("half")),
+        "capped at 100"
+    );
+    let events = JobEvent::read(&mut conn, &from, None, 100).await.unwrap();
+    let seen: Vec<(String, Option<&str>)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.kind.clone(),
+                e.field("status").or(e.field("progress")).or(e.field("lines")),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("status".to_owned(), Some("running")),
+            ("progress".to_owned(), Some("100")),
+            ("output".to_owned(), Some("2")),
+            ("cancel".to_owned(), None),
+            ("status".to_owned(), Some("cancelled")),
+        ]
+    );
+    assert!(events.iter().all(|e| e.job_id == "e1"));
+    // A refused write appends no event.
+    assert!(
+        Job::update_status(&mut conn, "e1", JobStatus::Running, 7, JobOutcome::default())
+            .await
+            .is_err()
+    );
+    let last = events.last().unwrap().id.clone();
+    assert_eq!(JobEvent::last_id(&mut conn).await.unwrap(), last);
+    assert!(JobEvent::read(&mut conn, &last, None, 10).await.unwrap().is_empty());
+    assert_eq!(JobEvent::trim(&mut conn).await.unwrap(), 0, "far under the cap");
 }

@@ -31,6 +31,7 @@
 
 #![warn(missing_docs)]
 
+mod cancels;
 mod chores;
 mod config;
 mod control;

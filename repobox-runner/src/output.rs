@@ -32,6 +32,7 @@ pub enum StopReason {
 pub struct Output {
     store: Store,
     job_id: String,
+    run_id: String,
     stop: tokio::sync::watch::Receiver<Option<StopReason>>,
     held_until: Arc<Mutex<tokio::time::Instant>>,
     written: Arc<AtomicU64>,
@@ -41,12 +42,14 @@ impl Output {
     pub(crate) fn new(
         store: Store,
         job_id: String,
+        run_id: String,
         stop: tokio::sync::watch::Receiver<Option<StopReason>>,
         held_until: Arc<Mutex<tokio::time::Instant>>,
     ) -> Self {
         Output {
             store,
             job_id,
+            run_id,
             stop,
             held_until,
             written: Arc::default(),
@@ -105,6 +108,19 @@ impl Output {
         let n = u64::try_from(lines.len()).unwrap_or(u64::MAX);
         self.written.fetch_add(n, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Reports how far the job is (`percent`, 0-100, capped) with an
+    /// optional `message`: stored on the job (`progress`,
+    /// `progress_message`) with a `progress` event, while this run holds
+    /// the job; `Err(LeaseLost)` once it does not.
+    pub async fn progress(&self, percent: u8, message: Option<&str>) -> Result<()> {
+        if !self.holds_lease() {
+            return Err(repobox_models::Error::LeaseLost {
+                key: Job::key_for(self.job_id.as_str())?,
+            });
+        }
+        Job::report_progress(&mut self.store.clone(), &self.job_id, &self.run_id, percent, message).await
     }
 
     /// How many lines this run wrote.

@@ -239,6 +239,7 @@ async fn clean_up(store: &Store, ns: &Namespace, args: &DemoArgs, json: bool) ->
     }
     User::delete_with_sessions(&mut conn, &ns.run).await?;
     GitProviders::remove(&mut conn, &ns.run, GitProvider::GitHub).await?;
+    remove_events_of(&mut conn, &ids).await?;
     let queue = repobox_orm::Queue::new(ns.stream.clone(), repobox_models::JOBS_GROUP);
     let metrics: Vec<String> = repobox_orm::queue::OUTCOMES
         .iter()
@@ -252,5 +253,52 @@ async fn clean_up(store: &Store, ns: &Namespace, args: &DemoArgs, json: bool) ->
         .query_async(&mut conn)
         .await?;
     say!(json, "\nRemoved what the demo wrote (--keep keeps it).");
+    Ok(())
+}
+
+/// Takes the demo's jobs' events out of the shared `jobs:events` (and the
+/// stream itself, when nothing else is left in it).
+async fn remove_events_of(conn: &mut Store, ids: &[String]) -> anyhow::Result<()> {
+    let mut from = "-".to_owned();
+    loop {
+        let page: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(repobox_models::JOB_EVENTS)
+            .arg(&from)
+            .arg("+")
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        let Some(last) = page.ids.last().map(|e| e.id.clone()) else {
+            break;
+        };
+        let ours: Vec<&str> = page
+            .ids
+            .iter()
+            .filter(|e| e.get::<String>("job_id").is_some_and(|j| ids.contains(&j)))
+            .map(|e| e.id.as_str())
+            .collect();
+        if !ours.is_empty() {
+            let _: i64 = redis::cmd("XDEL")
+                .arg(repobox_models::JOB_EVENTS)
+                .arg(ours)
+                .query_async(conn)
+                .await?;
+        }
+        if page.ids.len() < 1000 {
+            break;
+        }
+        from = format!("({last}");
+    }
+    let left: u64 = redis::cmd("XLEN")
+        .arg(repobox_models::JOB_EVENTS)
+        .query_async(conn)
+        .await?;
+    if left == 0 {
+        let _: i64 = redis::cmd("DEL")
+            .arg(repobox_models::JOB_EVENTS)
+            .query_async(conn)
+            .await?;
+    }
     Ok(())
 }

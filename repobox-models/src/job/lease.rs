@@ -154,6 +154,8 @@ impl Job {
                 run_id: Some(Some(new_run_id()?)),
                 run_entry: Some(Some(entry.to_owned())),
                 lease_until: Some(Some(until(now, lease_ms)?)),
+                progress: Some(None),
+                progress_message: Some(None),
                 ..Default::default()
             };
             let expected = JobPatch {
@@ -163,8 +165,10 @@ impl Job {
                 lease_until: Some(job.lease_until),
                 ..Default::default()
             };
-            match Job::update_if(conn, id, &patch, &expected).await {
-                Ok(()) => {
+            let at = now.to_string();
+            let event = super::status_event(id, JobStatus::Running, &at);
+            match Job::update_if_and_append(conn, id, &patch, &expected, super::JOB_EVENTS, &event).await {
+                Ok(_) => {
                     patch.apply_to(&mut job);
                     return Ok(Start::Started(Box::new(job)));
                 }

@@ -4,6 +4,7 @@ use repobox_orm::prelude::{ConnectionLike, Listing, Page, RedisEntity};
 
 use crate::{Error, Result};
 
+mod events;
 mod lease;
 mod output;
 mod retention;
@@ -11,6 +12,7 @@ mod retry;
 mod schedule;
 mod status;
 
+pub use events::{EVENTS_KEPT, JOB_EVENTS, JobEvent};
 pub use lease::{Lease, Start};
 pub use output::OutputRange;
 pub use retention::Purged;
@@ -83,6 +85,10 @@ pub struct Job {
     /// The job's own retry policy; `None`: the runner's.
     #[redis(json)]
     pub retry: Option<RetryPolicy>,
+    /// How far the running job is, 0-100, as its run last reported.
+    pub progress: Option<u8>,
+    /// What the run last said with its progress.
+    pub progress_message: Option<String>,
 }
 
 /// What [`Job::cancel`] did.
@@ -147,6 +153,8 @@ impl Job {
             lease_until: None,
             run_at: None,
             retry: None,
+            progress: None,
+            progress_message: None,
         }
     }
 
@@ -319,8 +327,10 @@ impl Job {
                 lease_until: Some(job.lease_until),
                 ..Default::default()
             };
-            match Job::update_if(conn, id, &patch, &expected).await {
-                Ok(()) => {
+            let at = now.to_string();
+            let event = status_event(id, to, &at);
+            match Job::update_if_and_append(conn, id, &patch, &expected, JOB_EVENTS, &event).await {
+                Ok(_) => {
                     patch.apply_to(&mut job);
                     return Ok(job);
                 }
@@ -348,8 +358,10 @@ impl Job {
                     status: Some(JobStatus::Running),
                     ..Default::default()
                 };
-                match Job::update_if(conn, id, &patch, &expected).await {
-                    Ok(()) => Ok(Cancel::Requested),
+                let at = now.to_string();
+                let event = [("job_id", id), ("kind", "cancel"), ("at", at.as_str())];
+                match Job::update_if_and_append(conn, id, &patch, &expected, JOB_EVENTS, &event).await {
+                    Ok(_) => Ok(Cancel::Requested),
                     // It moved on since it was read: decide again.
                     Err(repobox_orm::Error::Conflict { .. }) => Box::pin(Job::cancel(conn, id, now)).await,
                     Err(e) => Err(e.into()),
@@ -393,6 +405,17 @@ impl Job {
     pub async fn user_job_count<C: ConnectionLike + Send>(conn: &mut C, user_id: &str) -> Result<u64> {
         Ok(Job::count_by_user_id(conn, user_id).await?)
     }
+}
+
+/// The `jobs:events` entry of job `id` entering `status` at `at`.
+pub(crate) fn status_event<'a>(id: &'a str, status: JobStatus, at: &'a str) -> [(&'static str, &'a str); 4] {
+    use repobox_orm::RedisValue;
+    [
+        ("job_id", id),
+        ("kind", "status"),
+        ("status", status.as_str()),
+        ("at", at),
+    ]
 }
 
 /// How often a compare-and-set on a job is tried before it gives up.

@@ -1,6 +1,7 @@
 //! A job's output: the list `job:<id>:output`, which lives 24 hours after its last line.
 
 use repobox_orm::prelude::ConnectionLike;
+use repobox_orm::redis;
 
 use super::{JOB_OUTPUT_TTL_MS, Job};
 use crate::Result;
@@ -57,7 +58,8 @@ impl Job {
     }
 
     /// Appends output lines and resets the list's 24-hour TTL, atomically in
-    /// one round trip; returns the list's new length.
+    /// one round trip, then an `output` event to `jobs:events`; returns the
+    /// list's new length.
     pub async fn append_output<C: ConnectionLike + Send, S: AsRef<str>>(
         conn: &mut C,
         id: &str,
@@ -77,6 +79,24 @@ impl Job {
             .arg(JOB_OUTPUT_TTL_MS)
             .ignore();
         let (len,): (u64,) = pipe.query_async(conn).await?;
+        // Followers (`jobs tail -f`) wake on it; the lines are in already,
+        // so a lost event only delays them until they look anyway.
+        let lines = len.to_string();
+        let at = crate::now_millis().to_string();
+        let event: redis::RedisResult<String> = repobox_orm::redis::cmd("XADD")
+            .arg(super::JOB_EVENTS)
+            .arg("*")
+            .arg(&[
+                ("job_id", id),
+                ("kind", "output"),
+                ("lines", lines.as_str()),
+                ("at", at.as_str()),
+            ])
+            .query_async(conn)
+            .await;
+        if let Err(e) = event {
+            tracing::debug!(job = %id, error = %e, "could not append an output event");
+        }
         Ok(len)
     }
 

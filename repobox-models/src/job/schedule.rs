@@ -220,8 +220,10 @@ impl Job {
             run_id: Some(run.run_id.clone()),
             ..Default::default()
         };
-        match Job::update_if(conn, &run.id, &patch, &expected).await {
-            Ok(()) => {
+        let at = now.to_string();
+        let event = super::status_event(&run.id, JobStatus::Retrying, &at);
+        match Job::update_if_and_append(conn, &run.id, &patch, &expected, super::JOB_EVENTS, &event).await {
+            Ok(_) => {
                 let mut job = run;
                 patch.apply_to(&mut job);
                 Ok(job)

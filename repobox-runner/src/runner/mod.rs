@@ -16,9 +16,10 @@ mod until_empty;
 mod upkeep;
 
 use self::upkeep::{is_fatal, or_drain, record};
+use crate::cancels::{self, Cancels};
 use crate::chores::{Chores, Starts};
 use crate::link::Link;
-use crate::work::{Done, Work, release_at_shutdown};
+use crate::work::{AbortOnDrop, Done, Work, release_at_shutdown};
 use crate::{JobHandler, Phase, RunStats, RunnerConfig, RunnerControl};
 
 static DELETED: LogLimit = LogLimit::warn("a pending job entry was deleted from the stream before it was acknowledged");
@@ -39,6 +40,7 @@ pub struct Runner<H> {
     handler: Arc<H>,
     config: RunnerConfig,
     queue: Queue,
+    cancels: Cancels,
 }
 
 impl<H: JobHandler> Runner<H> {
@@ -50,6 +52,7 @@ impl<H: JobHandler> Runner<H> {
             handler: Arc::new(handler),
             config,
             queue,
+            cancels: Cancels::default(),
         }
     }
 
@@ -110,6 +113,12 @@ impl<H: JobHandler> Runner<H> {
         let mut reader = self.store.dedicated(Some(self.config.block));
         let permits = Arc::new(Semaphore::new(self.config.concurrency));
         let running: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+        // Cancel events wake the runs they name (see `cancels`).
+        let _follower = AbortOnDrop(tokio::spawn(cancels::follow(
+            self.store.clone(),
+            self.cancels.clone(),
+            control.clone(),
+        )));
         let mut tasks: JoinSet<Done> = JoinSet::new();
         let mut stats = RunStats::default();
         let mut next_claim = tokio::time::Instant::now();
@@ -319,6 +328,7 @@ impl<H: JobHandler> Runner<H> {
                 control: control.clone(),
                 retry: self.config.retry.clone(),
                 per_user: self.config.max_running_per_user,
+                cancels: self.cancels.clone(),
             };
             tasks.spawn(async move {
                 let _permit = permit;

@@ -36,6 +36,11 @@ impl<H: JobHandler> Runner<H> {
             Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "could not remove idle consumers"),
         }
+        match repobox_models::JobEvent::trim(conn).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "trimmed jobs:events"),
+            Err(e) => tracing::debug!(error = %e, "could not trim jobs:events"),
+        }
         let now = repobox_models::now_millis();
         if let Err(e) = self.queue.trim_metrics(conn, &repobox_orm::queue::OUTCOMES, now).await {
             tracing::debug!(error = %e, "could not trim the queue's metrics");

@@ -9,7 +9,8 @@ use repobox_models::{Job, Result};
 use repobox_orm::{Delivery, EntityField};
 
 use super::slots::UserSlot;
-use super::{CANCEL_CHECK, Ended, Work};
+use super::{CANCEL_CHECK, CANCEL_LOOK, Ended, Work};
+use crate::cancels::Cancels;
 use crate::{HandlerResult, JobHandler, Output, Phase, StopReason};
 
 impl<H: JobHandler> Work<H> {
@@ -37,13 +38,29 @@ impl<H: JobHandler> Work<H> {
         // The lease holds at least until then (each renewal counted from
         // before it was sent, as the start was); the output is fenced by it.
         let held_until = Arc::new(Mutex::new(leased_at + self.lease));
-        let output = Output::new(self.store.clone(), job.id.clone(), token, held_until.clone());
+        let output = Output::new(
+            self.store.clone(),
+            job.id.clone(),
+            run_id.to_owned(),
+            token,
+            held_until.clone(),
+        );
         let written = output.clone();
         let handler = self.handler.clone();
         let mut run = AbortOnDrop(tokio::spawn(async move { handler.run(job, output).await }));
         let mut conn = self.store.clone();
         let mut beat = tokio::time::interval(self.heartbeat.max(Duration::from_millis(10)));
         let mut check = tokio::time::interval(CANCEL_CHECK);
+        // Woken by a cancel event of this job; looks by itself every
+        // CANCEL_LOOK as well.
+        let woken = Arc::new(tokio::sync::Notify::new());
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job_id.clone(), woken.clone());
+        let _registered = Registered(&self.cancels, &job_id);
+        let mut next_look = tokio::time::Instant::now() + CANCEL_LOOK;
+        let mut look_now = false;
         beat.tick().await;
         let deadline = || *held_until.lock().unwrap_or_else(|e| e.into_inner());
         // Once the handler was asked to stop: why, and until when it may take.
@@ -104,6 +121,10 @@ impl<H: JobHandler> Work<H> {
                         tracing::debug!(error = %e, "could not keep a running job's delivery fresh");
                     }
                 }
+                _ = woken.notified(), if stopping.is_none() => {
+                    look_now = true;
+                    check.reset_immediately();
+                }
                 _ = check.tick() => {
                     if tokio::time::Instant::now() >= deadline() {
                         tracing::warn!(job = %job_id, "the run's lease passed before it could be renewed; stopping its handler");
@@ -116,6 +137,11 @@ impl<H: JobHandler> Work<H> {
                         }
                         continue;
                     }
+                    if !look_now && tokio::time::Instant::now() < next_look {
+                        continue;
+                    }
+                    look_now = false;
+                    next_look = tokio::time::Instant::now() + CANCEL_LOOK;
                     let requested: Result<Option<i64>> = bounded(async {
                         Ok(repobox_orm::redis::cmd("HGET")
                             .arg(&job_key)
@@ -158,5 +184,14 @@ async fn bounded<T>(call: impl std::future::Future<Output = Result<T>>) -> Resul
     match tokio::time::timeout(REDIS_WAIT, call).await {
         Ok(result) => result,
         Err(_) => Err(repobox_orm::Error::Timeout(REDIS_WAIT).into()),
+    }
+}
+
+/// A run's place in the runner's [`Cancels`], taken out when the run ends.
+struct Registered<'a>(&'a Cancels, &'a str);
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(self.1);
     }
 }

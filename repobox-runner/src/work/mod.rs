@@ -21,6 +21,7 @@ use repobox_models::{Error, Job, JobOutcome, JobStatus, RetryPolicy, Start, now_
 use repobox_orm::queue::{Finished, LogLimit};
 use repobox_orm::{Delivery, Queue, Store};
 
+use crate::cancels::Cancels;
 use crate::{HandlerResult, JobHandler, RunnerControl};
 
 /// How a delivery ended.
@@ -109,8 +110,14 @@ enum Ended {
 /// dead-lettered with.
 const FOREIGN: &str = "the entry's user_id is not the job's";
 
-/// How often a runner looks whether someone asked to cancel a running job.
+/// How often a run's watch ticks: its lease's deadline, a stopping
+/// handler's grace.
 const CANCEL_CHECK: Duration = Duration::from_millis(200);
+
+/// How often a running job looks whether someone asked to cancel it without
+/// a cancel event (a request written by another client); a request with its
+/// event wakes it at once.
+const CANCEL_LOOK: Duration = Duration::from_secs(5);
 
 // The lines every stream entry may cause: a flood of garbage entries writes
 // one of each kind per interval, with a count of the others.
@@ -135,6 +142,8 @@ pub(crate) struct Work<H> {
     pub retry: RetryPolicy,
     /// At most this many jobs of one user run at once, across runners.
     pub per_user: Option<u32>,
+    /// The runs woken by cancel events.
+    pub cancels: Cancels,
 }
 
 impl<H: JobHandler> Work<H> {
