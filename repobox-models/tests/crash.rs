@@ -405,8 +405,8 @@ async fn model_operations_on_a_cluster_are_atomic_or_ordered_as_documented() {
         .unwrap();
     assert_eq!(
         conn.take(),
-        5,
-        "Job::update_status: a read, then ordered steps, since its entry in `jobs:status:<status>` moves to another slot (fields, claim, hash, old entry)"
+        8,
+        "Job::update_status: a read, then ordered steps, since its entry in `jobs:status:<status>` moves to another slot and its event goes to `jobs:events` (fields, outbox, claim, hash, old entry, XADD, outbox cleared)"
     );
     GitProviders::add(&mut conn, "a1", GitProvider::GitHub).await.unwrap();
     assert_eq!(conn.take(), 1, "GitProviders::add: atomic (one key)");

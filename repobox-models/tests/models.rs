@@ -366,7 +366,7 @@ async fn jobs(conn: Store) {
             .is_not_found()
     );
 
-    // Output: RPUSH + TTL in one round trip.
+    // Output: RPUSH + TTL atomically in one round trip, then its event.
     conn.take();
     assert_eq!(
         Job::append_output(&mut conn, "j1", &["line 1", "line 2"])
@@ -374,7 +374,7 @@ async fn jobs(conn: Store) {
             .unwrap(),
         2
     );
-    assert_eq!(conn.take(), 1);
+    assert_eq!(conn.take(), 2);
     Job::append_output(&mut conn, "j1", &["line 3"]).await.unwrap();
     assert_eq!(
         Job::output(&mut conn, "j1", OutputRange::ALL).await.unwrap(),
