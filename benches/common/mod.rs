@@ -111,6 +111,13 @@ pub fn hand_decode_job(reply: &Value) -> Option<Job> {
             Some(v) => Some(serde_json::from_str(v).ok()?),
             None => None,
         },
+        priority: match map.get("priority").map(String::as_str) {
+            Some("high") => Some(repobox_models::Priority::High),
+            Some("normal") => Some(repobox_models::Priority::Normal),
+            Some("low") => Some(repobox_models::Priority::Low),
+            Some(_) => return None,
+            None => None,
+        },
         progress: map.get("progress").and_then(|v| v.parse().ok()),
         progress_message: map.get("progress_message").cloned(),
     })

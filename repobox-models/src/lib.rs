@@ -13,7 +13,8 @@
 //! | `jobs:user:<user_id>` | sorted set, score `created_at` | none |
 //! | `jobs:status:<status>` | sorted set, score `created_at` | none |
 //! | `jobs:delayed` | sorted set of delayed and retrying jobs, score `run_at` | none |
-//! | `jobs:stream` | stream, group `runners` | none |
+//! | `jobs:stream` | stream, group `runners` (priority `normal`) | none |
+//! | `jobs:stream:high`, `jobs:stream:low` | streams, group `runners`: the other priority levels | none |
 //! | `jobs:events` | stream: status changes, cancellation requests, progress, output | about 10,000 entries |
 //! | `jobs:stream:paused` | string: set while the queue is paused | none |
 //! | `jobs:stream:rate` | sorted set: starts granted in the rate limit's window | the window |
@@ -39,7 +40,8 @@ pub use git::{
 };
 pub use job::{
     Backoff, BackoffKind, Cancel, EVENTS_KEPT, JOB_EVENTS, JOB_OUTPUT_TTL, JOBS_GROUP, JOBS_STREAM, Job, JobEvent,
-    JobField, JobOutcome, JobPatch, JobStatus, Lease, OutputRange, Promoted, Purged, RetryPolicy, Start, StatusChange,
+    JobField, JobOutcome, JobPatch, JobStatus, Lease, OutputRange, Priority, Promoted, Purged, RetryPolicy, Start,
+    StatusChange,
 };
 pub use session::{Session, SessionField, SessionPatch, SessionToken};
 pub use user::{User, UserDeleted, UserField, UserPatch};
@@ -82,6 +84,11 @@ pub fn schema() -> serde_json::Value {
             <RepoCache as RedisEntity>::META.schema(),
             <GitCredential as RedisEntity>::META.schema(),
         ],
+        "priority_levels": {
+            "field": "priority",
+            "streams": Priority::LEVELS.iter().map(|p| serde_json::json!({ "priority": p.to_string(), "key": p.stream(JOBS_STREAM) })).collect::<Vec<_>>(),
+            "meaning": "a job waits on the stream of its priority (absent: normal, jobs:stream); each stream has the group runners, its own :dead and :outbox; runners read high, normal, low, and every tenth read low first",
+        },
         "streams": [{
             "key": JOBS_STREAM,
             "group": JOBS_GROUP,

@@ -27,6 +27,7 @@ pub struct RunnerConfig {
     pub(crate) keep_failed: Option<Duration>,
     pub(crate) rate_limit: Option<RateLimit>,
     pub(crate) max_running_per_user: Option<u32>,
+    pub(crate) fair_every: u64,
 }
 
 impl RunnerConfig {
@@ -55,6 +56,7 @@ impl RunnerConfig {
             keep_failed: None,
             rate_limit: None,
             max_running_per_user: None,
+            fair_every: 10,
         }
     }
 
@@ -189,6 +191,14 @@ impl RunnerConfig {
     /// then puts parked jobs back. `None` (the default): no limit.
     pub fn max_running_per_user(mut self, n: Option<u32>) -> Self {
         self.max_running_per_user = n.map(|n| n.max(1));
+        self
+    }
+
+    /// Every `n`th read (10) takes the low priority level first instead of
+    /// the high one: a waiting job of a lower level is taken within `n`
+    /// reads of this runner however busy the higher levels are (at least 2).
+    pub fn fair_every(mut self, n: u64) -> Self {
+        self.fair_every = n.max(2);
         self
     }
 

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use repobox_models::JobEvent;
 use repobox_models::*;
+use repobox_models::{JobEvent, Priority};
 use repobox_orm::{Queue, Store};
 use repobox_runner::{Failure, HandlerResult, JobHandler, Output, RunStats, Runner, RunnerConfig};
 use tokio::sync::oneshot;
@@ -23,7 +23,8 @@ repobox_orm::on_both_backends!(multi_thread:
     run_until_empty_returns_once_everything_due_is_done,
     no_window_of_the_rate_limit_holds_more_starts_than_its_limit,
     the_metrics_count_what_was_done,
-    a_cancellation_wakes_its_run_through_the_events_and_progress_is_stored
+    a_cancellation_wakes_its_run_through_the_events_and_progress_is_stored,
+    priorities_are_strict_then_fair
 );
 
 /// Fails a job's first `fail_first` runs (per the job's repo URL:
@@ -31,6 +32,8 @@ repobox_orm::on_both_backends!(multi_thread:
 #[derive(Clone, Default)]
 struct Flaky {
     runs: Arc<Mutex<HashMap<String, u32>>>,
+    /// The jobs in the order they started.
+    order: Arc<Mutex<Vec<String>>>,
     /// Per user: jobs running now, and the most at once.
     per_user: Arc<Mutex<HashMap<String, (u32, u32)>>>,
 }
@@ -43,6 +46,7 @@ impl Flaky {
 
 impl JobHandler for Flaky {
     async fn run(&self, job: Job, output: Output) -> HandlerResult {
+        self.order.lock().unwrap().push(job.id.clone());
         let run = {
             let mut runs = self.runs.lock().unwrap();
             let n = runs.entry(job.id.clone()).or_default();
@@ -697,4 +701,61 @@ async fn a_cancellation_wakes_its_run_through_the_events_and_progress_is_stored(
         .map(|e| (e.kind.as_str(), e.field("status")))
         .collect();
     assert_eq!(kinds, [("cancel", None), ("status", Some("cancelled"))], "{events:?}");
+}
+
+async fn priorities_are_strict_then_fair(store: Store) {
+    let mut conn = store.clone();
+    let at = |level: Priority, id: &str| {
+        let mut j = Job::new(id, "u1", "ok", now_millis());
+        j.priority = Some(level);
+        j
+    };
+    let mut jobs = Vec::new();
+    for i in 1..=6 {
+        jobs.push(at(Priority::Low, &format!("L{i}")));
+    }
+    for i in 1..=3 {
+        jobs.push(at(Priority::Normal, &format!("N{i}")));
+        jobs.push(at(Priority::High, &format!("H{i}")));
+    }
+    for r in Job::create_and_enqueue_many(&mut conn, &jobs, now_millis())
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+    // Each level on its own stream.
+    for (stream, n) in [("jobs:stream:high", 3u64), ("jobs:stream", 3), ("jobs:stream:low", 6)] {
+        let len: u64 = repobox_orm::redis::cmd("XLEN")
+            .arg(stream)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(len, n, "{stream}");
+    }
+    // One job per read: high first, then normal, then low, but every fourth
+    // read takes low first.
+    let handler = Flaky::default();
+    let cfg = config("r").concurrency(1).fair_every(4);
+    let stats = Runner::new(store.clone(), handler.clone(), cfg)
+        .run_until_empty()
+        .await
+        .unwrap();
+    assert_eq!(stats.succeeded, 12);
+    let order = handler.order.lock().unwrap().clone();
+    assert_eq!(
+        order,
+        ["H1", "H2", "H3", "L1", "N1", "N2", "N3", "L2", "L3", "L4", "L5", "L6"]
+    );
+    // Retried and delayed jobs come back on their level.
+    let mut later = at(Priority::High, "HD");
+    later.created_at = 1;
+    Job::enqueue_at(&mut conn, &later, 0).await.unwrap();
+    Job::promote_due(&mut conn, JOBS_STREAM, 10).await.unwrap();
+    let len: u64 = repobox_orm::redis::cmd("XLEN")
+        .arg("jobs:stream:high")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 4);
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use repobox_models::{JOBS_GROUP, JOBS_STREAM, Job, JobOutcome, JobStatus, now_millis};
+use repobox_models::{JOBS_GROUP, JOBS_STREAM, Job, JobOutcome, JobStatus, Priority, now_millis};
 use repobox_orm::queue::{Entry, OUTCOMES};
 use repobox_orm::{Queue, Store};
 use serde_json::json;
@@ -174,6 +174,27 @@ async fn stats(conn: &mut Store, q: &Queue, json: bool) -> anyhow::Result<()> {
     let dead = q.dead_len(conn).await?;
     let paused = q.paused_since(conn).await?;
     let parked = q.parked(conn).await?;
+    // The other priority levels' streams (the normal one is `q`).
+    let mut levels = serde_json::Map::new();
+    for level in Priority::LEVELS {
+        let lq = Queue::new(level.stream(JOBS_STREAM).into_owned(), JOBS_GROUP);
+        let (length, waiting) = match level {
+            Priority::Normal => (len, waiting),
+            _ => {
+                let length = lq.len(conn).await?;
+                let waiting = match lq.waiting(conn).await {
+                    Ok(n) => n,
+                    Err(e) if e.is_missing_group() => length,
+                    Err(e) => return Err(e.into()),
+                };
+                (length, waiting)
+            }
+        };
+        levels.insert(
+            level.to_string(),
+            json!({ "stream": lq.stream(), "length": length, "waiting": waiting }),
+        );
+    }
     let metrics = q.metrics(conn, &OUTCOMES, now_millis()).await?;
     let last_hour: Vec<(&str, u64)> = OUTCOMES
         .iter()
@@ -197,6 +218,7 @@ async fn stats(conn: &mut Store, q: &Queue, json: bool) -> anyhow::Result<()> {
             "paused": paused.is_some(),
             "paused_at": paused,
             "waiting": waiting,
+            "levels": levels,
             "parked": parked,
             "jobs": jobs,
             "length": len,
@@ -219,6 +241,9 @@ async fn stats(conn: &mut Store, q: &Queue, json: bool) -> anyhow::Result<()> {
     println!("stream        {JOBS_STREAM} (group {JOBS_GROUP})");
     println!("state         {}", if paused.is_some() { "paused" } else { "running" });
     println!("waiting       {waiting} (entries not yet delivered)");
+    for (level, v) in &levels {
+        println!("  {level:<11} {} waiting of {}", v["waiting"], v["length"]);
+    }
     println!("parked        {parked} (queued jobs waiting for a slot of their user)");
     for (status, n) in &by_status {
         println!("{:<13} {n}", status.to_string());

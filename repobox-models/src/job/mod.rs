@@ -7,6 +7,7 @@ use crate::{Error, Result};
 mod events;
 mod lease;
 mod output;
+mod priority;
 mod retention;
 mod retry;
 mod schedule;
@@ -15,6 +16,7 @@ mod status;
 pub use events::{EVENTS_KEPT, JOB_EVENTS, JobEvent};
 pub use lease::{Lease, Start};
 pub use output::OutputRange;
+pub use priority::Priority;
 pub use retention::Purged;
 pub use retry::{Backoff, BackoffKind, RetryPolicy};
 pub use schedule::Promoted;
@@ -85,6 +87,8 @@ pub struct Job {
     /// The job's own retry policy; `None`: the runner's.
     #[redis(json)]
     pub retry: Option<RetryPolicy>,
+    /// Which of the queue's streams the job waits on; `None`: `normal`.
+    pub priority: Option<Priority>,
     /// How far the running job is, 0-100, as its run last reported.
     pub progress: Option<u8>,
     /// What the run last said with its progress.
@@ -153,6 +157,7 @@ impl Job {
             lease_until: None,
             run_at: None,
             retry: None,
+            priority: None,
             progress: None,
             progress_message: None,
         }
@@ -162,6 +167,11 @@ impl Job {
     /// was started.
     pub fn attempt(&self) -> u32 {
         self.retries.saturating_add(1)
+    }
+
+    /// The stream of the job's priority on the queue of `base`.
+    pub fn level_stream<'s>(&self, base: &'s str) -> std::borrow::Cow<'s, str> {
+        self.priority.unwrap_or_default().stream(base)
     }
 
     /// The fields of the job's `jobs:stream` entry.
@@ -191,7 +201,7 @@ impl Job {
     ) -> Result<String> {
         let enqueued_at = now.to_string();
         let entry = job.stream_entry(&enqueued_at);
-        Ok(Job::create_and_append(conn, job, stream, &entry).await?)
+        Ok(Job::create_and_append(conn, job, &job.level_stream(stream), &entry).await?)
     }
 
     /// Creates and enqueues many jobs, each like
@@ -215,9 +225,34 @@ impl Job {
         stream: &str,
     ) -> Result<Vec<Result<String>>> {
         let enqueued_at = now.to_string();
-        let entries: Vec<Vec<(&str, &str)>> = jobs.iter().map(|j| j.stream_entry(&enqueued_at).to_vec()).collect();
-        let created = Job::create_and_append_many(conn, jobs, stream, &entries).await?;
-        Ok(created.into_iter().map(|r| r.map_err(Error::from)).collect())
+        let mut results: Vec<Option<Result<String>>> = jobs.iter().map(|_| None).collect();
+        // One call per level, each job onto its level's stream.
+        for level in Priority::LEVELS {
+            let at: Vec<usize> = (0..jobs.len())
+                .filter(|&i| jobs[i].priority.unwrap_or_default() == level)
+                .collect();
+            if at.is_empty() {
+                continue;
+            }
+            let some: Vec<Job> = at.iter().map(|&i| jobs[i].clone()).collect();
+            let entries: Vec<Vec<(&str, &str)>> = some.iter().map(|j| j.stream_entry(&enqueued_at).to_vec()).collect();
+            let created = Job::create_and_append_many(conn, &some, &level.stream(stream), &entries).await?;
+            for (i, r) in at.into_iter().zip(created) {
+                results[i] = Some(r.map_err(Error::from));
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(repobox_orm::Error::UnexpectedReply {
+                        key: String::new(),
+                        detail: "no outcome".into(),
+                    }
+                    .into())
+                })
+            })
+            .collect())
     }
 
     /// Moves the job to `to` at `now`, setting `started_at` when it starts and
@@ -391,7 +426,7 @@ impl Job {
         let job = Job::update_status_from(conn, job, JobStatus::Queued, now, JobOutcome::default()).await?;
         let enqueued_at = now.to_string();
         let entry = job.stream_entry(&enqueued_at);
-        let queue = repobox_orm::Queue::new(JOBS_STREAM, JOBS_GROUP);
+        let queue = repobox_orm::Queue::new(job.level_stream(JOBS_STREAM), JOBS_GROUP);
         Ok(queue.enqueue(conn, &entry).await?)
     }
 

@@ -170,7 +170,8 @@ impl Job {
         };
         let enqueued_at = now.to_string();
         let entry = job.stream_entry(&enqueued_at);
-        match Job::update_if_and_append(conn, &job.id, &patch, &expected, stream, &entry).await {
+        let stream = job.level_stream(stream);
+        match Job::update_if_and_append(conn, &job.id, &patch, &expected, &stream, &entry).await {
             Ok(id) => Ok(Some(id)),
             Err(repobox_orm::Error::Conflict { .. } | repobox_orm::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),

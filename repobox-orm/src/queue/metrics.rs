@@ -76,15 +76,24 @@ impl Queue {
         format!("{}:durations", self.stream)
     }
 
-    /// Acknowledges delivery `id` and counts how it ended, in one round
-    /// trip (on a cluster, one per node). Returns how many were pending.
+    /// Acknowledges delivery `id` of `delivered_on` (this queue, or one of
+    /// its priority levels) and counts how it ended on this queue's metrics,
+    /// in one round trip (on a cluster, one per node). Returns how many were
+    /// pending.
     pub async fn ack_finished<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
+        delivered_on: &Queue,
         id: &str,
         finished: Finished<'_>,
     ) -> Result<u64> {
-        let mut cmds = vec![redis::cmd("XACK").arg(&self.stream).arg(&self.group).arg(id).clone()];
+        let mut cmds = vec![
+            redis::cmd("XACK")
+                .arg(&delivered_on.stream)
+                .arg(&delivered_on.group)
+                .arg(id)
+                .clone(),
+        ];
         cmds.extend(self.count_cmds(finished));
         let replies = pipeline::query(conn, &cmds).await?;
         // The acknowledgement's answer decides; the counts are best effort.

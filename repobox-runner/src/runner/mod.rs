@@ -12,8 +12,11 @@ use repobox_orm::{Queue, Store};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+mod levels;
 mod until_empty;
 mod upkeep;
+
+use self::levels::Levels;
 
 use self::upkeep::{is_fatal, or_drain, record};
 use crate::cancels::{self, Cancels};
@@ -41,11 +44,16 @@ pub struct Runner<H> {
     config: RunnerConfig,
     queue: Queue,
     cancels: Cancels,
+    /// One per job running at once.
+    permits: Arc<Semaphore>,
+    /// The jobs this runner runs, with their run ids.
+    running: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl<H: JobHandler> Runner<H> {
     /// A runner over `store` with `handler`.
     pub fn new(store: Store, handler: H, config: RunnerConfig) -> Self {
+        let concurrency = config.concurrency;
         let queue = Queue::new(config.stream.clone(), config.group.clone()).max_deliveries(config.max_deliveries);
         Runner {
             store,
@@ -53,6 +61,8 @@ impl<H: JobHandler> Runner<H> {
             config,
             queue,
             cancels: Cancels::default(),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            running: Arc::default(),
         }
     }
 
@@ -90,10 +100,11 @@ impl<H: JobHandler> Runner<H> {
     pub async fn run_with(self, control: RunnerControl) -> Result<RunStats> {
         let mut conn = self.store.clone();
         let mut link = Link::new(control.clone());
+        let mut levels = Levels::new(&self.queue, self.config.fair_every);
         let mut failures = 0u32;
         // The group first; a Redis that is down or loading is waited for.
         loop {
-            match self.queue.ensure_group(&mut conn).await {
+            match levels.ensure_groups(&mut conn).await {
                 Ok(()) => {
                     link.up(false);
                     break;
@@ -111,8 +122,8 @@ impl<H: JobHandler> Runner<H> {
         // A read that outlives its block by the store's response timeout is
         // a hung server: the connection is dropped and the outage said.
         let mut reader = self.store.dedicated(Some(self.config.block));
-        let permits = Arc::new(Semaphore::new(self.config.concurrency));
-        let running: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+        let permits = self.permits.clone();
+        let running = self.running.clone();
         // Cancel events wake the runs they name (see `cancels`).
         let _follower = AbortOnDrop(tokio::spawn(cancels::follow(
             self.store.clone(),
@@ -137,7 +148,10 @@ impl<H: JobHandler> Runner<H> {
             // not hold the runner's stop up.
             if tokio::time::Instant::now() >= next_housekeeping {
                 next_housekeeping = tokio::time::Instant::now() + self.config.housekeeping;
-                if or_drain(&control, self.housekeeping(&mut conn)).await.is_none() {
+                if or_drain(&control, self.housekeeping(&mut conn, &levels))
+                    .await
+                    .is_none()
+                {
                     break;
                 }
             }
@@ -151,20 +165,19 @@ impl<H: JobHandler> Runner<H> {
                 next_claim = tokio::time::Instant::now() + self.config.claim_interval;
                 // Jobs whose writer died between the job and its stream entry
                 // (ordered writes, on a cluster) are enqueued here.
-                let Some(swept) = or_drain(&control, self.queue.sweep_outbox(&mut conn, self.config.min_idle)).await
-                else {
-                    break;
-                };
-                match swept {
-                    Ok(swept) if swept.appended > 0 => {
-                        tracing::info!(appended = swept.appended, "enqueued jobs a writer left in the outbox")
+                for q in levels.all() {
+                    let Some(swept) = or_drain(&control, q.sweep_outbox(&mut conn, self.config.min_idle)).await else {
+                        break;
+                    };
+                    match swept {
+                        Ok(swept) if swept.appended > 0 => {
+                            tracing::info!(appended = swept.appended, stream = %q.stream(), "enqueued jobs a writer left in the outbox")
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::debug!(error = %e, "could not sweep the outbox"),
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::debug!(error = %e, "could not sweep the outbox"),
                 }
-                let claim = self
-                    .queue
-                    .claim_stalled(&mut conn, &consumer, self.config.min_idle, defaults::CLAIM_BATCH);
+                let claim = levels.claim_stalled(&mut conn, &consumer, self.config.min_idle, defaults::CLAIM_BATCH);
                 let Some(claimed) = or_drain(&control, claim).await else {
                     break;
                 };
@@ -177,21 +190,22 @@ impl<H: JobHandler> Runner<H> {
                     Err(e) => {
                         failures += 1;
                         link.down(&e);
-                        if self.ride_out(e, failures, &mut conn, &control).await? {
+                        if self.ride_out(e, failures, &mut conn, &control, &levels).await? {
                             stopping = true;
                         }
                         continue;
                     }
                 };
-                for id in &claimed.deleted {
+                let (claimed, deleted) = claimed;
+                for id in &deleted {
                     if let Some(held_back) = DELETED.admit() {
                         tracing::warn!(entry = %id, "a pending job entry was deleted from the stream before it was acknowledged{held_back}");
                     }
                 }
-                if !claimed.deliveries.is_empty() {
-                    tracing::info!(count = claimed.deliveries.len(), "took over stalled jobs");
+                if !claimed.is_empty() {
+                    tracing::info!(count = claimed.len(), "took over stalled jobs");
                 }
-                batch.extend(claimed.deliveries);
+                batch.extend(claimed);
             }
             let promote = chores.promote(&mut conn, &self.queue, self.config.max_running_per_user);
             if or_drain(&control, promote).await.is_none() {
@@ -234,18 +248,16 @@ impl<H: JobHandler> Runner<H> {
                             Some(done) = tasks.join_next() => record(&mut stats, done),
                             _ = tokio::time::sleep(wait.min(chores.pause_wait())) => {}
                         }
-                        self.spawn_all(batch, &permits, &mut tasks, &consumer, &running, &control)
-                            .await;
+                        self.spawn_all(batch, &mut tasks, &consumer, &control, &levels).await;
                         continue;
                     }
                     Some(Err(e)) => {
                         failures += 1;
                         link.down(&e);
-                        if self.ride_out(e, failures, &mut conn, &control).await? {
+                        if self.ride_out(e, failures, &mut conn, &control, &levels).await? {
                             stopping = true;
                         }
-                        self.spawn_all(batch, &permits, &mut tasks, &consumer, &running, &control)
-                            .await;
+                        self.spawn_all(batch, &mut tasks, &consumer, &control, &levels).await;
                         continue;
                     }
                 };
@@ -253,7 +265,7 @@ impl<H: JobHandler> Runner<H> {
                 // abandoned, and what the server hands it stays pending for
                 // another runner to claim once idle.
                 let delivered = tokio::select! {
-                    r = self.queue.read(&mut reader, &consumer, free, Some(self.config.block)) => r,
+                    r = levels.read(&mut conn, &mut reader, &consumer, free, self.config.block) => r,
                     _ = control.reached(Phase::Draining) => {
                         stopping = true;
                         let _ = tokio::time::timeout(PROBE_EVERY, chores.settle(&mut conn, &self.queue, 0)).await;
@@ -271,14 +283,13 @@ impl<H: JobHandler> Runner<H> {
                     Err(e) => {
                         failures += 1;
                         link.down(&e);
-                        if self.ride_out(e, failures, &mut conn, &control).await? {
+                        if self.ride_out(e, failures, &mut conn, &control, &levels).await? {
                             stopping = true;
                         }
                     }
                 }
             }
-            self.spawn_all(batch, &permits, &mut tasks, &consumer, &running, &control)
-                .await;
+            self.spawn_all(batch, &mut tasks, &consumer, &control, &levels).await;
         }
 
         // The read connection goes now: a blocking read the loop abandoned
@@ -304,27 +315,28 @@ impl<H: JobHandler> Runner<H> {
     /// slot is free.
     async fn spawn_all(
         &self,
-        batch: Vec<repobox_orm::Delivery>,
-        permits: &Arc<Semaphore>,
+        batch: Vec<(usize, repobox_orm::Delivery)>,
         tasks: &mut JoinSet<Done>,
         consumer: &str,
-        running: &Arc<Mutex<HashMap<String, String>>>,
         control: &RunnerControl,
+        levels: &Levels,
     ) {
-        for delivery in batch {
-            let permit = permits
+        for (level, delivery) in batch {
+            let permit = self
+                .permits
                 .clone()
                 .acquire_owned()
                 .await
                 .expect("semaphore is never closed");
             let work = Work {
                 store: self.store.clone(),
-                queue: self.queue.clone(),
+                queue: levels.queue(level).clone(),
+                base: self.queue.clone(),
                 handler: self.handler.clone(),
                 consumer: consumer.to_owned(),
                 heartbeat: self.config.min_idle.min(self.config.lease_duration()) / defaults::HEARTBEAT_DIVISOR,
                 lease: self.config.lease_duration(),
-                running: running.clone(),
+                running: self.running.clone(),
                 control: control.clone(),
                 retry: self.config.retry.clone(),
                 per_user: self.config.max_running_per_user,

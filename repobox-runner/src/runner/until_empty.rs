@@ -6,6 +6,7 @@ use repobox_models::{Job, JobStatus, Result, redis_now};
 use repobox_orm::{Page, Queue, Store};
 
 use super::Runner;
+use super::levels::Levels;
 use crate::{JobHandler, RunStats, RunnerControl};
 
 impl<H: JobHandler> Runner<H> {
@@ -46,13 +47,9 @@ impl<H: JobHandler> Runner<H> {
 
 /// Whether the queue has nothing to do now.
 async fn is_empty(conn: &mut Store, queue: &Queue) -> Result<bool> {
-    let waiting = match queue.waiting(conn).await {
-        Ok(n) => n,
-        // No group yet: the runner creates it; nothing was read.
-        Err(e) if e.is_missing_group() => return Ok(false),
-        Err(e) => return Err(e.into()),
-    };
-    if waiting > 0 || queue.pending(conn).await?.count > 0 {
+    // Every priority level's stream.
+    let (waiting, pending) = Levels::new(queue, 2).backlog(conn).await?;
+    if waiting > 0 || pending > 0 {
         return Ok(false);
     }
     if Job::count_by_status(conn, JobStatus::Retrying).await? > 0 || queue.parked(conn).await? > 0 {

@@ -6,6 +6,7 @@ use std::future::Future;
 use repobox_models::{Job, JobStatus, Result};
 use repobox_orm::Store;
 
+use super::levels::Levels;
 use super::{PURGE_BATCH, Runner};
 use crate::link::Link;
 use crate::work::Done;
@@ -25,16 +26,18 @@ pub(super) fn is_fatal(e: &repobox_orm::Error) -> bool {
 impl<H: JobHandler> Runner<H> {
     /// Trims acknowledged entries older than the retention and removes idle
     /// consumers; a failure is logged and tried again next time.
-    pub(super) async fn housekeeping(&self, conn: &mut Store) {
-        match self.queue.trim_older_than(conn, self.config.retention).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "trimmed the stream"),
-            Err(e) => tracing::debug!(error = %e, "could not trim the stream"),
-        }
-        match self.queue.remove_idle_consumers(conn, self.config.consumer_idle).await {
-            Ok(gone) if !gone.is_empty() => tracing::info!(consumers = ?gone, "removed idle consumers"),
-            Ok(_) => {}
-            Err(e) => tracing::debug!(error = %e, "could not remove idle consumers"),
+    pub(super) async fn housekeeping(&self, conn: &mut Store, levels: &Levels) {
+        for q in levels.all() {
+            match q.trim_older_than(conn, self.config.retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, stream = %q.stream(), "trimmed the stream"),
+                Err(e) => tracing::debug!(error = %e, "could not trim the stream"),
+            }
+            match q.remove_idle_consumers(conn, self.config.consumer_idle).await {
+                Ok(gone) if !gone.is_empty() => tracing::info!(consumers = ?gone, "removed idle consumers"),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "could not remove idle consumers"),
+            }
         }
         match repobox_models::JobEvent::trim(conn).await {
             Ok(0) => {}
@@ -94,12 +97,13 @@ impl<H: JobHandler> Runner<H> {
         failures: u32,
         conn: &mut Store,
         control: &RunnerControl,
+        levels: &Levels,
     ) -> Result<bool> {
         if is_fatal(&e) {
             return Err(e.into());
         }
         if e.is_missing_group()
-            && let Err(e) = self.queue.ensure_group(conn).await
+            && let Err(e) = levels.ensure_groups(conn).await
         {
             tracing::warn!(error = %e, "could not create the group yet");
         }

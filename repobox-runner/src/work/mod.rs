@@ -129,7 +129,11 @@ static ALIVE_ELSEWHERE: LogLimit = LogLimit::info("the job's run is alive elsewh
 
 pub(crate) struct Work<H> {
     pub store: Store,
+    /// The delivery's queue: its priority level's stream.
     pub queue: Queue,
+    /// The queue's normal level, whose keys the per-user slots and the
+    /// metrics use.
+    pub base: Queue,
     pub handler: Arc<H>,
     pub consumer: String,
     pub heartbeat: Duration,
@@ -176,7 +180,7 @@ impl<H: JobHandler> Work<H> {
         // The lease runs from no earlier than this (Redis's clock reads the
         // start after it), so a deadline counted from here is never late.
         let leased_at = tokio::time::Instant::now();
-        let slot = match UserSlot::take(&mut conn, &self.queue, self.per_user, delivery, &job_id, self.lease).await? {
+        let slot = match UserSlot::take(&mut conn, &self.base, self.per_user, delivery, &job_id, self.lease).await? {
             Taken::Unlimited => None,
             Taken::Slot(slot) => Some(slot),
             Taken::Parked { user } => {
@@ -356,8 +360,8 @@ impl<H: JobHandler> Work<H> {
                     took: clock.elapsed(),
                     at_ms: now_millis(),
                 };
-                self.queue
-                    .ack_finished(&mut conn, &delivery.id, finished)
+                self.base
+                    .ack_finished(&mut conn, &self.queue, &delivery.id, finished)
                     .await
                     .map_err(|e| format!("the delivery could not be acknowledged: {e}"))?;
                 Ok(done)
@@ -375,7 +379,7 @@ impl<H: JobHandler> Work<H> {
                     took: clock.elapsed(),
                     at_ms: now_millis(),
                 };
-                if let Err(e) = self.queue.count_finished(&mut conn, finished).await {
+                if let Err(e) = self.base.count_finished(&mut conn, finished).await {
                     tracing::debug!(error = %e, "could not count a finished job");
                 }
                 Ok(Done::DeadLettered)
