@@ -245,8 +245,16 @@ async fn clean_up(store: &Store, ns: &Namespace, args: &DemoArgs, json: bool) ->
         .iter()
         .map(|o| queue.metrics_key(o))
         .collect();
+    let levels: Vec<String> = [repobox_models::Priority::High, repobox_models::Priority::Low]
+        .iter()
+        .flat_map(|p| {
+            let stream = p.stream(&ns.stream).into_owned();
+            [format!("{stream}:dead"), stream]
+        })
+        .collect();
     let _: () = redis::cmd("DEL")
         .arg(&ns.stream)
+        .arg(levels)
         .arg(queue.dead_stream())
         .arg(queue.durations_key())
         .arg(metrics)
