@@ -39,6 +39,9 @@ fn main() -> ExitCode {
     };
     let json = cli.json;
     hide_secrets_from_proc();
+    if !matches!(cli.command, cli::Command::Runner(_) | cli::Command::Demo(_)) {
+        end_quietly_on_a_closed_pipe();
+    }
     init_logs(&cli, &scrubber);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -67,6 +70,19 @@ fn main() -> ExitCode {
             report(&one_line(&e), kind, json, &scrubber);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A short-lived command whose reader went away (`repobox queue stats |
+/// head -3`) ends as Unix tools do, by SIGPIPE, instead of a panic in
+/// `println!` (Rust ignores SIGPIPE by default). The daemons (`runner`,
+/// `demo`) keep ignoring it: a closed socket is an error to handle there.
+fn end_quietly_on_a_closed_pipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: no other thread runs yet, and the default action replaces
+    // no handler of this program's.
+    if let Err(e) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
+        tracing::debug!(error = %e, "could not restore SIGPIPE's default action");
     }
 }
 

@@ -1337,3 +1337,27 @@ async fn jobs_tail_follow_waits_on_events_instead_of_polling() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "built\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("succeeded"));
 }
+
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let server = RedisServer::start();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_repobox"))
+        .args(["queue", "stats"])
+        .env("REDIS_URL", server.url())
+        .env_remove("REPOBOX_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the command prints (it reads Redis first).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        out.status.success() || out.status.signal() == Some(13),
+        "{:?}",
+        out.status
+    );
+}
