@@ -215,7 +215,8 @@ pub struct RunStats {
     pub succeeded: u64,
     /// Jobs that ended failed (non-zero exit, or dead-lettered).
     pub failed: u64,
-    /// Failed runs left for another delivery.
+    /// Failed runs to be run again: attempts waiting for their backoff
+    /// (`retrying`), and deliveries left pending for another delivery.
     pub retried: u64,
     /// Deliveries moved to the dead-letter stream.
     pub dead_lettered: u64,

@@ -72,7 +72,7 @@ pub async fn queue(store: &Store, cmd: QueueCommand, json: bool) -> anyhow::Resu
             if json {
                 let list: Vec<_> = pending
                     .iter()
-                    .map(|p| json!({ "id": p.id, "consumer": p.consumer, "idle_ms": p.idle.as_millis() as u64, "deliveries": p.deliveries }))
+                    .map(|p| json!({ "id": p.id, "consumer": p.consumer, "idle_ms": millis(p.idle), "deliveries": p.deliveries }))
                     .collect();
                 println!("{}", json_line(&list));
             } else {
@@ -82,7 +82,7 @@ pub async fn queue(store: &Store, cmd: QueueCommand, json: bool) -> anyhow::Resu
                         vec![
                             p.id.clone(),
                             p.consumer.clone(),
-                            duration_ms(Some(p.idle.as_millis() as i64)),
+                            duration_ms(Some(i64::try_from(p.idle.as_millis()).unwrap_or(i64::MAX))),
                             p.deliveries.to_string(),
                         ]
                     })
@@ -208,7 +208,7 @@ async fn stats(conn: &mut Store, q: &Queue, json: bool) -> anyhow::Result<()> {
     if json {
         let consumers: Vec<_> = consumers
             .iter()
-            .map(|c| json!({ "name": c.name, "pending": c.pending, "idle_ms": c.idle.as_millis() as u64 }))
+            .map(|c| json!({ "name": c.name, "pending": c.pending, "idle_ms": millis(c.idle) }))
             .collect();
         let jobs: serde_json::Map<String, serde_json::Value> =
             by_status.iter().map(|(s, n)| (s.to_string(), json!(n))).collect();
@@ -223,7 +223,7 @@ async fn stats(conn: &mut Store, q: &Queue, json: bool) -> anyhow::Result<()> {
             "jobs": jobs,
             "length": len,
             "pending": pending.count,
-            "oldest_pending_idle_ms": pending.oldest_idle.map(|d| d.as_millis() as u64),
+            "oldest_pending_idle_ms": pending.oldest_idle.map(millis),
             "consumers": consumers,
             "dead_letters": dead,
             "last_hour": last_hour.iter().map(|(o, n)| (o.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
@@ -249,7 +249,9 @@ async fn stats(conn: &mut Store, q: &Queue, json: bool) -> anyhow::Result<()> {
         println!("{:<13} {n}", status.to_string());
     }
     println!("length        {len}");
-    let oldest = pending.oldest_idle.map(|d| d.as_millis() as i64);
+    let oldest = pending
+        .oldest_idle
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     println!("pending       {} (oldest idle {})", pending.count, duration_ms(oldest));
     println!("dead letters  {dead}");
     let hour: Vec<String> = last_hour.iter().map(|(o, n)| format!("{n} {o}")).collect();
@@ -269,10 +271,15 @@ async fn stats(conn: &mut Store, q: &Queue, json: bool) -> anyhow::Result<()> {
             vec![
                 c.name.clone(),
                 c.pending.to_string(),
-                duration_ms(Some(c.idle.as_millis() as i64)),
+                duration_ms(Some(i64::try_from(c.idle.as_millis()).unwrap_or(i64::MAX))),
             ]
         })
         .collect();
     print!("{}", render(&["CONSUMER", "PENDING", "IDLE"], &rows));
     Ok(())
+}
+
+/// A duration in whole milliseconds, saturating.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -61,7 +61,7 @@ impl Queue {
             .await?;
         let group = reply.groups.into_iter().find(|g| g.name == self.group);
         if let Some(lag) = group.as_ref().and_then(|g| g.lag) {
-            return Ok(lag as u64);
+            return Ok(u64::try_from(lag).unwrap_or(u64::MAX));
         }
         let last_delivered = group.map(|g| g.last_delivered_id);
         let Some(last) = last_delivered else {
@@ -78,7 +78,7 @@ impl Queue {
             .arg(WAITING_COUNT_LIMIT)
             .query_async(conn)
             .await?;
-        Ok(after.len() as u64)
+        Ok(u64::try_from(after.len()).unwrap_or(u64::MAX))
     }
 }
 

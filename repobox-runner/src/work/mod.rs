@@ -194,15 +194,11 @@ impl<H: JobHandler> Work<H> {
         // another run holds it (the slot is the job's).
         let slot = match (slot, &start) {
             (Some(slot), Ok(Start::Started(_))) => Some(slot),
-            (Some(slot), Ok(Start::Leased(_))) => {
-                drop(slot);
-                None
-            }
-            (Some(slot), _) => {
+            (Some(slot), Err(_) | Ok(Start::Over(_) | Start::ForeignEntry { .. })) => {
                 slot.release(&mut conn).await;
                 None
             }
-            (None, _) => None,
+            _ => None,
         };
         let job = match start {
             Ok(Start::Started(job)) => *job,
