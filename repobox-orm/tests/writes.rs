@@ -18,7 +18,8 @@ repobox_orm::on_both_backends!(
     bulk_creates_go_many_per_script_call_and_answer_per_entity,
     a_single_index_key_of_the_wrong_type_fails_the_write_before_anything_is_written,
     a_partial_index_holds_exactly_the_entities_with_a_score,
-    a_conditional_update_appends_its_stream_entry_only_when_it_writes
+    a_conditional_update_appends_its_stream_entry_only_when_it_writes,
+    a_conditional_update_acknowledges_its_delivery_only_when_it_writes
 );
 
 /// `Option` scores: a partial index, and a second index on the same entity.
@@ -173,6 +174,81 @@ async fn a_conditional_update_appends_its_stream_entry_only_when_it_writes(mut c
     assert_eq!(Chore::get(&mut conn, "zz").await.unwrap(), None);
     let len: u64 = conn.xlen("chores:stream").await.unwrap();
     assert_eq!(len, 1);
+}
+
+async fn a_conditional_update_acknowledges_its_delivery_only_when_it_writes(conn: Store) {
+    let mut conn = CountingConnection::new(conn);
+    let queue = repobox_orm::Queue::new("chores:queue", "workers");
+    queue.ensure_group(&mut conn).await.unwrap();
+    Chore::create(&mut conn, &chore("k1", Some(4))).await.unwrap();
+    queue.enqueue(&mut conn, &[("id", "k1")]).await.unwrap();
+    let delivered = queue.read(&mut conn, "w1", 10, None).await.unwrap();
+    let entry = delivered[0].id.clone();
+    let pending = async |conn: &mut CountingConnection<Store>| queue.pending(conn).await.unwrap().count;
+    assert_eq!(pending(&mut conn).await, 1);
+    // `due_at` moves the partial index: its guard is the condition's value.
+    let take = ChorePatch {
+        due_at: Some(None),
+        ..Default::default()
+    };
+    let expect = |v: Option<i64>| ChorePatch {
+        due_at: Some(v),
+        ..Default::default()
+    };
+    let event = [("id", "k1"), ("kind", "done")];
+    // Refused: nothing written, nothing appended, the delivery still pending.
+    let refused = Chore::update_if_and_ack(
+        &mut conn,
+        "k1",
+        &take,
+        &expect(Some(5)),
+        Some(("chores:events", &event)),
+        &queue,
+        &entry,
+    )
+    .await;
+    assert!(matches!(refused, Err(Error::Conflict { .. })), "{refused:?}");
+    assert_eq!(pending(&mut conn).await, 1);
+    let len: u64 = conn.xlen("chores:events").await.unwrap();
+    assert_eq!(len, 0);
+    // Written: the entity, its index entries, the event and the
+    // acknowledgement together; on one server in one round trip (the
+    // conditions name the guards, so nothing is read first).
+    conn.take();
+    let appended = Chore::update_if_and_ack(
+        &mut conn,
+        "k1",
+        &take,
+        &expect(Some(4)),
+        Some(("chores:events", &event)),
+        &queue,
+        &entry,
+    )
+    .await
+    .unwrap();
+    let trips = conn.take();
+    if !conn.inner().is_cluster() {
+        assert_eq!(trips, 1);
+    }
+    assert!(appended.is_some());
+    assert_eq!(pending(&mut conn).await, 0);
+    let len: u64 = conn.xlen("chores:events").await.unwrap();
+    assert_eq!(len, 1);
+    assert!(due(conn.inner_mut()).await.is_empty());
+    assert_eq!(Chore::get(&mut conn, "k1").await.unwrap().unwrap().due_at, None);
+    // Without an entry to append it only acknowledges.
+    queue.enqueue(&mut conn, &[("id", "k1")]).await.unwrap();
+    let entry = queue.read(&mut conn, "w1", 10, None).await.unwrap()[0].id.clone();
+    let back = ChorePatch {
+        n: Some(3),
+        ..Default::default()
+    };
+    let none = Chore::update_if_and_ack(&mut conn, "k1", &back, &expect(None), None, &queue, &entry)
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+    assert_eq!(pending(&mut conn).await, 0);
+    assert_eq!(Chore::get(&mut conn, "k1").await.unwrap().unwrap().n, 3);
 }
 
 /// No index: a save is a bare `HSET`.

@@ -39,6 +39,7 @@ mod link;
 mod output;
 mod process;
 mod runner;
+mod tally;
 mod work;
 
 use std::future::Future;

@@ -27,11 +27,13 @@ entity_items! {
     CREATE_AND_APPEND = "create_and_append",
     CREATE_AND_APPEND_MANY = "create_and_append_many",
     GET = "get",
+    GET_WITH_CLOCK = "get_with_clock",
     GET_MANY = "get_many",
     EXISTS = "exists",
     UPDATE = "update",
     UPDATE_IF = "update_if",
     UPDATE_IF_AND_APPEND = "update_if_and_append",
+    UPDATE_IF_AND_ACK = "update_if_and_ack",
     UPDATE_AND_EXPIRE = "update_and_expire",
     DELETE = "delete",
     DELETE_WITH = "delete_with",
@@ -54,6 +56,7 @@ pub const INDEX_PREFIXES: &[&str] = &[COUNT_PREFIX, INDEX_KEY_PREFIX];
 /// Parameter names the generated functions use besides placeholders.
 pub const PARAMS: &[&str] = &[
     "conn", "page", "patch", "expected", "ttl", "entity", "ids", "entities", "stream", "entry", "entries", "also",
+    "append", "queue", "entry_id",
 ];
 
 /// The count function of the index `index`.

@@ -14,6 +14,7 @@
 
 use std::time::Duration;
 
+use repobox_orm::Queue;
 use repobox_orm::prelude::ConnectionLike;
 
 use super::{ATTEMPTS, Job, JobOutcome, JobPatch, JobStatus, StatusChange, contention, not_found};
@@ -93,8 +94,8 @@ impl Job {
     /// several deliveries that try at once exactly one wins, the others see
     /// [`Start::Leased`]. A live lease is [`Start::Leased`]; a job that is
     /// over (or failed) is [`Start::Over`]; an entry whose user is not the
-    /// job's is [`Start::ForeignEntry`]. Three round trips: Redis's clock,
-    /// the read, the compare-and-set.
+    /// job's is [`Start::ForeignEntry`]. Two round trips: the read with
+    /// Redis's clock, the compare-and-set.
     pub async fn start<C: ConnectionLike + Send>(
         conn: &mut C,
         id: &str,
@@ -104,8 +105,8 @@ impl Job {
     ) -> Result<Start> {
         let lease_ms = lease_millis(lease)?;
         for _ in 0..ATTEMPTS {
-            let now = redis_now(conn).await?;
-            let Some(mut job) = Job::get(conn, id).await? else {
+            let (now, job) = Job::get_with_clock(conn, id).await?;
+            let Some(mut job) = job else {
                 return Err(not_found(id));
             };
             if entry_user.is_some_and(|user| user != job.user_id) {
@@ -209,6 +210,26 @@ impl Job {
         }
     }
 
+    /// [`Job::update_status_from`] a run's copy (as [`Job::start`] returned
+    /// it), acknowledging the run's delivery, entry `entry` of `queue`, in the
+    /// same write: the status, its index and event, and the acknowledgement
+    /// in one script on one server; on a cluster, the acknowledgement goes
+    /// after the write (a delivery left pending comes again and finds the job
+    /// over). `Err(LeaseLost)`, and nothing acknowledged, if the run no longer
+    /// holds the job.
+    pub async fn end_run<C: ConnectionLike + Send>(
+        conn: &mut C,
+        run: Job,
+        to: JobStatus,
+        now: i64,
+        outcome: JobOutcome,
+        (queue, entry): (&Queue, &str),
+    ) -> Result<Job> {
+        let id = run.id.clone();
+        let run_id = Some(run.run_id.clone());
+        Job::transition(conn, &id, Some(run), run_id, to, now, outcome, Some((queue, entry))).await
+    }
+
     /// Puts a job that run `run_id` holds back to `queued` (the runner shuts
     /// down before it finished), with `reason` in its history; its delivery
     /// stays pending for another runner. `Err(LeaseLost)` if the run no
@@ -232,15 +253,16 @@ impl Job {
             JobStatus::Queued,
             now,
             outcome,
+            None,
         )
         .await
     }
 
     /// The live lease on the job, by Redis's clock: `Some` while the job is
-    /// `running` under a lease that has not passed. Two round trips.
+    /// `running` under a lease that has not passed. One round trip.
     pub async fn live_lease<C: ConnectionLike + Send>(conn: &mut C, id: &str) -> Result<Option<Lease>> {
-        let now = redis_now(conn).await?;
-        let Some(job) = Job::get(conn, id).await? else {
+        let (now, job) = Job::get_with_clock(conn, id).await?;
+        let Some(job) = job else {
             return Ok(None);
         };
         Ok(match job.lease_until {
@@ -264,8 +286,8 @@ impl Job {
         reason: &str,
     ) -> Result<Option<Job>> {
         for _ in 0..ATTEMPTS {
-            let now = redis_now(conn).await?;
-            let Some(job) = Job::get(conn, id).await? else {
+            let (now, job) = Job::get_with_clock(conn, id).await?;
+            let Some(job) = job else {
                 return Ok(None);
             };
             let leased_by_other = job.status == JobStatus::Running

@@ -181,7 +181,7 @@ impl Job {
         now: i64,
         outcome: JobOutcome,
     ) -> Result<Job> {
-        Job::transition(conn, id, None, None, to, now, outcome).await
+        Job::transition(conn, id, None, None, to, now, outcome, None).await
     }
 
     /// [`Job::update_status`] starting from a copy of the job that the caller
@@ -198,13 +198,14 @@ impl Job {
     ) -> Result<Job> {
         let id = job.id.clone();
         let run = (job.status == JobStatus::Running).then(|| job.run_id.clone());
-        Job::transition(conn, &id, Some(job), run, to, now, outcome).await
+        Job::transition(conn, &id, Some(job), run, to, now, outcome, None).await
     }
 
     /// Moves the job to `to` at `now` if, and only if, the run `run` (a
     /// `run_id`; `None`: a run that recorded none) holds it: the job is
     /// `running` with that `run_id`. Otherwise `Err(LeaseLost)`, and nothing
-    /// is written.
+    /// is written. `ack`: a delivery (queue, entry id) acknowledged with the move.
+    #[allow(clippy::too_many_arguments)]
     async fn transition<C: ConnectionLike + Send>(
         conn: &mut C,
         id: &str,
@@ -213,6 +214,7 @@ impl Job {
         to: JobStatus,
         now: i64,
         outcome: JobOutcome,
+        ack: Option<(&repobox_orm::Queue, &str)>,
     ) -> Result<Job> {
         for _ in 0..ATTEMPTS {
             let job = match known.take() {
@@ -279,8 +281,18 @@ impl Job {
             };
             let at = now.to_string();
             let event = status_event(id, to, &at);
-            match Job::update_if_and_append(conn, id, &patch, &expected, JOB_EVENTS, &event).await {
-                Ok(_) => {
+            let written = match ack {
+                None => Job::update_if_and_append(conn, id, &patch, &expected, JOB_EVENTS, &event)
+                    .await
+                    .map(drop),
+                Some((queue, entry)) => {
+                    Job::update_if_and_ack(conn, id, &patch, &expected, Some((JOB_EVENTS, &event)), queue, entry)
+                        .await
+                        .map(drop)
+                }
+            };
+            match written {
+                Ok(()) => {
                     patch.apply_to(&mut job);
                     return Ok(job);
                 }

@@ -12,6 +12,7 @@
 use std::hash::BuildHasher;
 use std::time::Duration;
 
+use repobox_orm::Queue;
 use repobox_orm::prelude::{ConnectionLike, Page};
 
 use super::{ATTEMPTS, JOBS_STREAM, Job, JobOutcome, JobPatch, JobStatus, RetryPolicy, StatusChange, contention};
@@ -191,12 +192,31 @@ impl Job {
         policy: &RetryPolicy,
         retryable: bool,
     ) -> Result<Job> {
+        Job::fail_run_and_ack(conn, run, outcome, policy, retryable, None).await
+    }
+
+    /// [`Job::fail_run`], acknowledging the run's delivery (queue, entry id)
+    /// in the same write (see [`Job::end_run`]) when the delivery is over:
+    /// the job is `retrying`, or `failed` by a failure that is not
+    /// retryable. A retryable failure of the last attempt acknowledges
+    /// nothing: the caller dead-letters the delivery.
+    pub async fn fail_run_and_ack<C: ConnectionLike + Send>(
+        conn: &mut C,
+        run: Job,
+        outcome: JobOutcome,
+        policy: &RetryPolicy,
+        retryable: bool,
+        ack: Option<(&Queue, &str)>,
+    ) -> Result<Job> {
         // A policy another writer stored is taken within bounds.
         let policy = run.retry.clone().unwrap_or_else(|| policy.clone()).bounded();
         let attempt = run.attempt();
         let now = redis_now(conn).await?;
         if !retryable || attempt >= policy.max_attempts {
-            return Job::update_status_from(conn, run, JobStatus::Failed, now, outcome).await;
+            return match ack.filter(|_| !retryable) {
+                Some(ack) => Job::end_run(conn, run, JobStatus::Failed, now, outcome, ack).await,
+                None => Job::update_status_from(conn, run, JobStatus::Failed, now, outcome).await,
+            };
         }
         let random = std::collections::hash_map::RandomState::new().hash_one((&run.id, now));
         let run_at = later(now, policy.backoff.wait_ms(attempt, random))?;
@@ -223,8 +243,17 @@ impl Job {
         };
         let at = now.to_string();
         let event = super::status_event(&run.id, JobStatus::Retrying, &at);
-        match Job::update_if_and_append(conn, &run.id, &patch, &expected, super::JOB_EVENTS, &event).await {
-            Ok(_) => {
+        let append = Some((super::JOB_EVENTS, &event[..]));
+        let written = match ack {
+            None => Job::update_if_and_append(conn, &run.id, &patch, &expected, super::JOB_EVENTS, &event)
+                .await
+                .map(drop),
+            Some((queue, entry)) => Job::update_if_and_ack(conn, &run.id, &patch, &expected, append, queue, entry)
+                .await
+                .map(drop),
+        };
+        match written {
+            Ok(()) => {
                 let mut job = run;
                 patch.apply_to(&mut job);
                 Ok(job)

@@ -26,6 +26,36 @@ pub(crate) async fn get<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, 
     decode(key, &reply)
 }
 
+/// Reads Redis's clock (`TIME`, in Unix milliseconds) and the entity at
+/// `key` in one pipeline: the clock as the entity was read.
+pub(crate) async fn get_with_clock<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+) -> Result<(i64, Option<E>)> {
+    let cmds = [redis::cmd("TIME"), hgetall(key)];
+    let replies = crate::engine::pipeline::query(conn, &cmds).await?;
+    let [time, hash] = <[Value; 2]>::try_from(replies).map_err(|replies| Error::UnexpectedReply {
+        key: E::META.key.shown(key).into_owned(),
+        detail: format!("{} replies to TIME and HGETALL", replies.len()),
+    })?;
+    let unexpected = |detail: String| Error::UnexpectedReply {
+        key: "TIME".into(),
+        detail,
+    };
+    let (secs, micros): (i64, i64) = match &time {
+        Value::ServerError(e) => return Err(redis::RedisError::from(e.clone()).into()),
+        _ => redis::from_redis_value_ref(&time).map_err(|e| unexpected(format!("{e}")))?,
+    };
+    let now = secs
+        .checked_mul(1000)
+        .and_then(|ms| ms.checked_add(micros / 1000))
+        .ok_or_else(|| unexpected(format!("{secs} s is out of range")))?;
+    if let Value::ServerError(e) = &hash {
+        return Err(redis::RedisError::from(e.clone()).into());
+    }
+    Ok((now, decode(key, &hash)?))
+}
+
 /// Reads the entities at `keys` in one pipeline, in order: `None` where
 /// absent, `None` and an error (naming the key) where one does not decode.
 pub(crate) async fn get_keys<E: RedisEntity, C: ConnectionLike + Send>(

@@ -9,13 +9,14 @@ use redis::aio::ConnectionLike;
 
 use crate::engine::encoding::Encoded;
 use crate::engine::target::Target;
-use crate::engine::write::PatchWrite;
+use crate::engine::write::{Ack, PatchWrite};
 use crate::engine::{index, read, write};
 use crate::entity::RedisEntity;
 use crate::error::{Error, Result};
 use crate::listing::Listing;
 use crate::meta::IndexMeta;
 use crate::page::Page;
+use crate::queue::Queue;
 
 /// The key for these key parts.
 pub fn key_for<E: RedisEntity>(parts: &[Cow<'_, str>]) -> Result<String> {
@@ -55,6 +56,14 @@ pub async fn create_and_append<E: RedisEntity, C: ConnectionLike + Send>(
 /// `E::get`.
 pub async fn get<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, parts: &[Cow<'_, str>]) -> Result<Option<E>> {
     read::get(conn, &key_for::<E>(parts)?).await
+}
+
+/// `E::get_with_clock`.
+pub async fn get_with_clock<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    parts: &[Cow<'_, str>],
+) -> Result<(i64, Option<E>)> {
+    read::get_with_clock(conn, &key_for::<E>(parts)?).await
 }
 
 /// `E::get_many`: every id is checked before any I/O.
@@ -104,7 +113,7 @@ pub async fn update_if<E: RedisEntity, C: ConnectionLike + Send>(
     expected: &E::Patch,
 ) -> Result<()> {
     let target = Target::from_parts::<E>(parts)?;
-    write::patch_if::<E, C>(conn, &target, patch, expected, None)
+    write::patch_if::<E, C>(conn, &target, patch, expected, None, None)
         .await
         .map(drop)
 }
@@ -120,13 +129,34 @@ pub async fn update_if_and_append<E: RedisEntity, C: ConnectionLike + Send>(
     entry: &[(&str, &str)],
 ) -> Result<String> {
     let target = Target::from_parts::<E>(parts)?;
-    match write::patch_if::<E, C>(conn, &target, patch, expected, Some((stream, entry))).await? {
+    match write::patch_if::<E, C>(conn, &target, patch, expected, Some((stream, entry)), None).await? {
         Some(id) => Ok(id),
         None => Err(Error::UnexpectedReply {
             key: target.shown().into_owned(),
             detail: "XADD gave no entry id".into(),
         }),
     }
+}
+
+/// `E::update_if_and_ack`: [`update_if`], appending `append`'s entry when
+/// given, and acknowledging delivery `entry_id` of `queue` in the same write;
+/// returns the appended entry's id.
+pub async fn update_if_and_ack<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    parts: &[Cow<'_, str>],
+    patch: &E::Patch,
+    expected: &E::Patch,
+    append: Option<(&str, &[(&str, &str)])>,
+    queue: &Queue,
+    entry_id: &str,
+) -> Result<Option<String>> {
+    let target = Target::from_parts::<E>(parts)?;
+    let ack = Ack {
+        stream: queue.stream(),
+        group: queue.group(),
+        id: entry_id,
+    };
+    write::patch_if::<E, C>(conn, &target, patch, expected, append, Some(ack)).await
 }
 
 /// `E::update_and_expire`.

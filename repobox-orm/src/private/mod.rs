@@ -13,6 +13,7 @@ pub use crate::error::{Error, Result};
 pub use crate::listing::Listing;
 pub use crate::meta::{DEFAULT_MAX_KEY_PART_LEN, EntityMeta, FieldMeta, IndexKind, IndexMeta, KeyTemplate, Segment};
 pub use crate::page::Page;
+pub use crate::queue::Queue;
 pub use redis::aio::ConnectionLike;
 pub use std::borrow::Cow;
 pub use std::time::Duration;

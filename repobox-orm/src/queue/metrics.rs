@@ -76,60 +76,53 @@ impl Queue {
         format!("{}:durations", self.stream)
     }
 
-    /// Acknowledges delivery `id` of `delivered_on` (this queue, or one of
-    /// its priority levels) and counts how it ended on this queue's metrics,
-    /// in one round trip (on a cluster, one per node). Returns how many were
-    /// pending.
-    pub async fn ack_finished<C: ConnectionLike + Send>(
+    /// Counts how deliveries ended (a runner's tally since its last count):
+    /// per outcome and minute one `HINCRBY`, the run times in one `LPUSH`,
+    /// in one round trip (on a cluster, one per node). Best effort: a count
+    /// that fails is lost, never retried twice.
+    pub async fn count_finished<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
-        delivered_on: &Queue,
-        id: &str,
-        finished: Finished<'_>,
-    ) -> Result<u64> {
-        let mut cmds = vec![
-            redis::cmd("XACK")
-                .arg(&delivered_on.stream)
-                .arg(&delivered_on.group)
-                .arg(id)
-                .clone(),
-        ];
-        cmds.extend(self.count_cmds(finished));
-        let replies = pipeline::query(conn, &cmds).await?;
-        // The acknowledgement's answer decides; the counts are best effort.
-        match replies.into_iter().next() {
-            Some(redis::Value::ServerError(e)) => Err(redis::RedisError::from(e).into()),
-            Some(redis::Value::Int(n)) => Ok(u64::try_from(n).unwrap_or(0)),
-            other => Err(crate::error::Error::UnexpectedReply {
-                key: self.stream.clone(),
-                detail: format!("XACK answered {other:?}"),
-            }),
+        finished: &[Finished<'_>],
+    ) -> Result<()> {
+        if finished.is_empty() {
+            return Ok(());
         }
-    }
-
-    /// Counts how a delivery ended, without acknowledging it (one that was
-    /// dead-lettered, say).
-    pub async fn count_finished<C: ConnectionLike + Send>(&self, conn: &mut C, finished: Finished<'_>) -> Result<()> {
-        pipeline::query(conn, &self.count_cmds(finished)).await.map(drop)
-    }
-
-    fn count_cmds(&self, finished: Finished<'_>) -> [redis::Cmd; 4] {
-        let counts = self.metrics_key(finished.outcome);
-        let took = u64::try_from(finished.took.as_millis()).unwrap_or(u64::MAX);
-        [
-            redis::cmd("HINCRBY")
-                .arg(&counts)
-                .arg(minute(finished.at_ms))
-                .arg(1)
-                .clone(),
-            redis::cmd("PEXPIRE").arg(&counts).arg(METRICS_TTL_MS).clone(),
-            redis::cmd("LPUSH").arg(self.durations_key()).arg(took).clone(),
+        let mut counts: BTreeMap<(&str, i64), i64> = BTreeMap::new();
+        for f in finished {
+            let n = counts.entry((f.outcome, minute(f.at_ms))).or_default();
+            *n = n.saturating_add(1);
+        }
+        let mut cmds = Vec::with_capacity(2 * counts.len() + 2);
+        let mut keys: Vec<String> = Vec::new();
+        for ((outcome, at), n) in counts {
+            let key = self.metrics_key(outcome);
+            cmds.push(redis::cmd("HINCRBY").arg(&key).arg(at).arg(n).clone());
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        for key in keys {
+            cmds.push(redis::cmd("PEXPIRE").arg(key).arg(METRICS_TTL_MS).clone());
+        }
+        let took: Vec<u64> = finished
+            .iter()
+            .map(|f| u64::try_from(f.took.as_millis()).unwrap_or(u64::MAX))
+            .collect();
+        cmds.push(redis::cmd("LPUSH").arg(self.durations_key()).arg(took).clone());
+        cmds.push(
             redis::cmd("LTRIM")
                 .arg(self.durations_key())
                 .arg(0)
                 .arg(DURATIONS_KEPT - 1)
                 .clone(),
-        ]
+        );
+        for reply in pipeline::query(conn, &cmds).await? {
+            if let redis::Value::ServerError(e) = reply {
+                return Err(redis::RedisError::from(e).into());
+            }
+        }
+        Ok(())
     }
 
     /// The counts of `outcomes` for the last hour up to `now_ms`, and the

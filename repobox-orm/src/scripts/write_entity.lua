@@ -12,7 +12,7 @@
 -- everything else is a table whose first item is a tag (scripts/reply.rs).
 -- Everything that can refuse the write is checked before the first write,
 -- because Redis does not roll a script back.
-local HEADER_FORMAT, HEADER_LEN = '>c1I8I2I2I2I2I2I2I2I2I2', 27
+local HEADER_FORMAT, HEADER_LEN = '>c1I8I2I2I2I2I2I2I2I2I2I2', 29
 local OP_FORMAT, OP_LEN = '>c1I2I2', 5
 -- Modes: 'c' create, 's' save, 'u' update, 'd' delete, 'e' set the TTL,
 -- 'r' an update that also sets the TTL.
@@ -20,8 +20,9 @@ local function entity(kb, ab)
   local h = ARGV[ab + 1]
   -- mode, TTL (ms), guards, fields to set, fields to delete, index ops,
   -- conditions, KEYS position of the stream (0: none), stream entry pairs,
+  -- KEYS position of the stream whose delivery it acknowledges (0: none),
   -- keys deleted with the entity, unique claims to take over
-  local mode, ttl, ng, nset, ndel, nidx, ncond, xpos, nx, nextra, ntake =
+  local mode, ttl, ng, nset, ndel, nidx, ncond, xpos, nx, apos, nextra, ntake =
     struct.unpack(HEADER_FORMAT, h)
   local hkey, id = KEYS[kb + 1], ARGV[ab + 2]
   local s0 = ab + 2 + 2 * ng            -- field/value pairs at s0+1 ..
@@ -29,7 +30,9 @@ local function entity(kb, ab)
   local z0 = d0 + ndel              -- scores at z0+1 ..
   local c0 = z0 + nidx              -- condition names, then expected values
   local x0 = c0 + 2 * ncond         -- stream entry pairs
-  local e0 = x0 + 2 * nx            -- positions of keys deleted with the entity
+  local a0 = x0 + 2 * nx            -- the acknowledged delivery's group and id
+  local e0 = a0                     -- positions of keys deleted with the entity
+  if apos > 0 then e0 = a0 + 2 end
   local t0 = e0 + nextra            -- unique claims to take over at t0+1 ..
 
   -- The hash key's type, not just its existence: a key of another type must
@@ -68,6 +71,10 @@ local function entity(kb, ab)
   if xpos > 0 then
     local t = redis.call('TYPE', KEYS[kb + xpos]).ok
     if t ~= 'none' and t ~= 'stream' then return { 'wrongtype', KEYS[kb + xpos] } end
+  end
+  if apos > 0 then
+    local t = redis.call('TYPE', KEYS[kb + apos]).ok
+    if t ~= 'none' and t ~= 'stream' then return { 'wrongtype', KEYS[kb + apos] } end
   end
 
   -- A unique value whose recorded owner the engine found gone, or no longer
@@ -192,6 +199,8 @@ local function entity(kb, ab)
       end
     end
   end
+  -- The delivery that this write records the end of is acknowledged with it.
+  if apos > 0 then redis.call('XACK', KEYS[kb + apos], ARGV[a0 + 1], ARGV[a0 + 2]) end
   if xpos > 0 then
     return { 'ok', redis.call('XADD', KEYS[kb + xpos], '*', unpack(ARGV, x0 + 1, x0 + 2 * nx)) }
   end

@@ -22,6 +22,7 @@ use self::upkeep::{is_fatal, or_drain, record};
 use crate::cancels::{self, Cancels};
 use crate::chores::{Chores, Starts};
 use crate::link::Link;
+use crate::tally::Tally;
 use crate::work::{AbortOnDrop, Done, Work, release_at_shutdown};
 use crate::{JobHandler, Phase, RunStats, RunnerConfig, RunnerControl};
 
@@ -44,6 +45,8 @@ pub struct Runner<H> {
     config: RunnerConfig,
     queue: Queue,
     cancels: Cancels,
+    /// How deliveries ended, not yet counted on the queue's metrics.
+    tally: Tally,
     /// One per job running at once.
     permits: Arc<Semaphore>,
     /// The jobs this runner runs, with their run ids.
@@ -61,6 +64,7 @@ impl<H: JobHandler> Runner<H> {
             config,
             queue,
             cancels: Cancels::default(),
+            tally: Tally::default(),
             permits: Arc::new(Semaphore::new(concurrency)),
             running: Arc::default(),
         }
@@ -134,6 +138,7 @@ impl<H: JobHandler> Runner<H> {
         let mut stats = RunStats::default();
         let mut next_claim = tokio::time::Instant::now();
         let mut next_housekeeping = tokio::time::Instant::now();
+        let mut next_tally = tokio::time::Instant::now();
         let mut chores = Chores::new(self.config.promote_interval);
         let consumer = self.config.consumer.clone();
         tracing::info!(consumer = %consumer, stream = %self.queue.stream(), concurrency = self.config.concurrency, "runner started");
@@ -158,6 +163,10 @@ impl<H: JobHandler> Runner<H> {
             let Some(paused) = or_drain(&control, chores.paused(&mut conn, &self.queue)).await else {
                 break;
             };
+            let tally = self.tally.flush_due(&mut conn, &self.queue, &mut next_tally);
+            if or_drain(&control, tally).await.is_none() {
+                break;
+            }
             let mut batch = Vec::new();
             // A paused runner starts nothing new: not even a stalled job
             // taken over from a runner that died.
@@ -306,6 +315,8 @@ impl<H: JobHandler> Runner<H> {
                 stats.unreleased += 1;
             }
         }
+        // The last counts; a Redis that hangs does not hold the stop up.
+        let _ = tokio::time::timeout(crate::tally::LAST_FLUSH_WAIT, self.tally.flush(&mut conn, &self.queue)).await;
         LogLimit::report_all_held_back();
         tracing::info!(consumer = %consumer, ?stats, "runner stopped");
         Ok(stats)
@@ -341,6 +352,7 @@ impl<H: JobHandler> Runner<H> {
                 retry: self.config.retry.clone(),
                 per_user: self.config.max_running_per_user,
                 cancels: self.cancels.clone(),
+                tally: self.tally.clone(),
             };
             tasks.spawn(async move {
                 let _permit = permit;

@@ -18,10 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use repobox_models::{Error, Job, JobOutcome, JobStatus, RetryPolicy, Start, now_millis};
-use repobox_orm::queue::{Finished, LogLimit};
+use repobox_orm::queue::LogLimit;
 use repobox_orm::{Delivery, Queue, Store};
 
 use crate::cancels::Cancels;
+use crate::tally::Tally;
 use crate::{HandlerResult, JobHandler, RunnerControl};
 
 /// How a delivery ended.
@@ -148,6 +149,8 @@ pub(crate) struct Work<H> {
     pub per_user: Option<u32>,
     /// The runs woken by cancel events.
     pub cancels: Cancels,
+    /// How deliveries ended, counted on the queue's metrics in batches.
+    pub tally: Tally,
 }
 
 impl<H: JobHandler> Work<H> {
@@ -300,14 +303,20 @@ impl<H: JobHandler> Work<H> {
         };
         self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job_id);
         let (exit_code, reason) = (outcome.exit_code, outcome.error.clone());
+        // The outcome and the delivery's acknowledgement in one write (the
+        // acknowledgement after it on a cluster); a delivery whose job goes
+        // to the dead letters is not acknowledged there.
+        let ack = (&self.queue, delivery.id.as_str());
         let written = match to {
             Finish::Succeeded => {
-                Job::update_status_from(&mut conn, started, JobStatus::Succeeded, now_millis(), outcome).await
+                Job::end_run(&mut conn, started, JobStatus::Succeeded, now_millis(), outcome, ack).await
             }
             Finish::Cancelled => {
-                Job::update_status_from(&mut conn, started, JobStatus::Cancelled, now_millis(), outcome).await
+                Job::end_run(&mut conn, started, JobStatus::Cancelled, now_millis(), outcome, ack).await
             }
-            Finish::Failed { retryable } => Job::fail_run(&mut conn, started, outcome, &policy, retryable).await,
+            Finish::Failed { retryable } => {
+                Job::fail_run_and_ack(&mut conn, started, outcome, &policy, retryable, Some(ack)).await
+            }
         };
         let (then, job) = match written {
             Ok(job) => {
@@ -345,21 +354,14 @@ impl<H: JobHandler> Work<H> {
         );
         match then {
             Then::Ack(done) => {
+                // Acknowledged by the write.
                 let outcome = match done {
                     Done::Succeeded => "succeeded",
                     Done::Cancelled => "cancelled",
                     Done::Retried => "retried",
                     _ => "failed",
                 };
-                let finished = Finished {
-                    outcome,
-                    took: clock.elapsed(),
-                    at_ms: now_millis(),
-                };
-                self.base
-                    .ack_finished(&mut conn, &self.queue, &delivery.id, finished)
-                    .await
-                    .map_err(|e| format!("the delivery could not be acknowledged: {e}"))?;
+                self.tally.add(outcome, clock.elapsed());
                 Ok(done)
             }
             Then::DeadLetter(reason) => {
@@ -370,14 +372,7 @@ impl<H: JobHandler> Work<H> {
                     .dead_letter(&mut conn, delivery, &self.consumer, &reason)
                     .await
                     .map_err(|e| format!("the delivery could not be dead-lettered: {e}"))?;
-                let finished = Finished {
-                    outcome: "failed",
-                    took: clock.elapsed(),
-                    at_ms: now_millis(),
-                };
-                if let Err(e) = self.base.count_finished(&mut conn, finished).await {
-                    tracing::debug!(error = %e, "could not count a finished job");
-                }
+                self.tally.add("failed", clock.elapsed());
                 Ok(Done::DeadLettered)
             }
         }

@@ -130,10 +130,12 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
     let delete_many = item_ident(names::DELETE_MANY);
     let key_for = item_ident(names::KEY_FOR);
     let get = item_ident(names::GET);
+    let get_with_clock = item_ident(names::GET_WITH_CLOCK);
     let exists = item_ident(names::EXISTS);
     let update = item_ident(names::UPDATE);
     let update_if = item_ident(names::UPDATE_IF);
     let update_if_and_append = item_ident(names::UPDATE_IF_AND_APPEND);
+    let update_if_and_ack = item_ident(names::UPDATE_IF_AND_ACK);
     let delete = item_ident(names::DELETE);
     let delete_with = item_ident(names::DELETE_WITH);
     let ttl = item_ident(names::TTL);
@@ -277,6 +279,17 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
         ));
         items.push(f(
             quote! {
+                /// Reads the entity with Redis's clock (Unix milliseconds) as it
+                /// was read: `TIME` and the read in one pipeline, one round trip.
+                pub async fn #get_with_clock<#conn>(
+                    conn: &mut __C,
+                    #(#params),*
+                ) -> #r<(::core::primitive::i64, ::core::option::Option<Self>)>
+            },
+            quote!(#p::get_with_clock::<Self, __C>(conn, #parts).await),
+        ));
+        items.push(f(
+            quote! {
                 /// Whether the entity exists.
                 pub async fn #exists<#conn>(conn: &mut __C, #(#params),*) -> #r<::core::primitive::bool>
             },
@@ -315,6 +328,29 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
                 ) -> #r<::std::string::String>
             },
             quote!(#p::update_if_and_append::<Self, __C>(conn, #parts, patch, expected, stream, entry).await),
+        ));
+        items.push(f(
+            quote! {
+                /// `update_if`, appending `append`'s entry when given (as
+                /// `update_if_and_append` does) and acknowledging delivery
+                /// `entry_id` of `queue` in the same atomic write; where a cluster
+                /// splits the keys, the acknowledgement goes after the write (a
+                /// delivery left pending comes again). A refused write
+                /// acknowledges nothing. Returns the appended entry's id.
+                pub async fn #update_if_and_ack<#conn>(
+                    conn: &mut __C,
+                    #(#params,)*
+                    patch: &#patch,
+                    expected: &#patch,
+                    append: ::core::option::Option<(
+                        &::core::primitive::str,
+                        &[(&::core::primitive::str, &::core::primitive::str)],
+                    )>,
+                    queue: &#p::Queue,
+                    entry_id: &::core::primitive::str,
+                ) -> #r<::core::option::Option<::std::string::String>>
+            },
+            quote!(#p::update_if_and_ack::<Self, __C>(conn, #parts, patch, expected, append, queue, entry_id).await),
         ));
         items.push(f(
             quote! {

@@ -36,6 +36,7 @@ use crate::engine::encoding::{Encoded, decode, seal};
 use crate::engine::target::Target;
 use crate::entity::{EntityPatch, FieldWriter, RawHash, RedisEntity};
 use crate::error::{Error, Result};
+pub(crate) use crate::scripts::write_entity::Ack;
 use crate::scripts::write_entity::Mode;
 
 pub(crate) use self::atomic::BULK_CHUNK;
@@ -161,6 +162,9 @@ pub(crate) struct PatchWrite<'w> {
     /// A stream entry appended with the write (atomically, or through the
     /// stream's outbox where a cluster splits the keys).
     pub stream: Option<(&'w str, &'w [(&'w str, &'w str)])>,
+    /// A delivery acknowledged with the write (after it, where a cluster
+    /// splits the keys).
+    pub ack: Option<Ack<'w>>,
 }
 
 impl PatchWrite<'_> {
@@ -171,6 +175,7 @@ impl PatchWrite<'_> {
             ttl: E::META.ttl,
             conditions: &[],
             stream: None,
+            ack: None,
         }
     }
 
@@ -181,6 +186,7 @@ impl PatchWrite<'_> {
             ttl: Some(ttl),
             conditions: &[],
             stream: None,
+            ack: None,
         }
     }
 }
@@ -197,12 +203,18 @@ pub(crate) async fn patch<E: RedisEntity, C: ConnectionLike + Send>(
     let mut fields = FieldWriter::default();
     patch.write_fields(&mut fields)?;
     seal::<E>(&target.key, &mut fields)?;
-    if how.conditions.is_empty() && how.stream.is_none() && hash_only::applies::<E>(how.mode, &fields) {
+    if how.conditions.is_empty()
+        && how.stream.is_none()
+        && how.ack.is_none()
+        && hash_only::applies::<E>(how.mode, &fields)
+    {
         return must_exist(hash_only::put(conn, how.mode, target, &fields, how.ttl).await?, target);
     }
     let mut plan = WritePlan::new::<E>(how.mode, target, &fields, how.ttl);
     plan.options.conditions = how.conditions;
     plan.options.stream = how.stream;
+    plan.options.ack = how.ack;
+    plan.assume_conditions();
     must_exist(route::run_one(conn, plan).await?, target)
 }
 
@@ -211,7 +223,8 @@ pub(crate) async fn patch<E: RedisEntity, C: ConnectionLike + Send>(
 const CAS_ATTEMPTS: u32 = 4;
 
 /// Applies `patch` only if every field that `expected` sets holds that value,
-/// appending `stream`'s entry with it when there is one (its id is returned).
+/// appending `stream`'s entry with it when there is one (its id is returned)
+/// and acknowledging `ack`'s delivery with it when there is one.
 /// Values are compared, not bytes: the script compares bytes, so when it
 /// refuses, the entity is read, and if its fields decode to the expected
 /// values the write is sent again with the stored bytes as the condition.
@@ -221,6 +234,7 @@ pub(crate) async fn patch_if<E: RedisEntity, C: ConnectionLike + Send>(
     patch: &E::Patch,
     expected: &E::Patch,
     stream: Option<(&str, &[(&str, &str)])>,
+    ack: Option<Ack<'_>>,
 ) -> Result<Option<String>> {
     let mut wanted = FieldWriter::default();
     expected.write_fields(&mut wanted)?;
@@ -244,6 +258,7 @@ pub(crate) async fn patch_if<E: RedisEntity, C: ConnectionLike + Send>(
         let how = PatchWrite {
             conditions: &refs,
             stream,
+            ack,
             ..PatchWrite::update::<E>()
         };
         let conflict = match self::patch::<E, C>(conn, target, patch, how).await {

@@ -4,15 +4,15 @@
 //! answers the same way.)
 //!
 //! `KEYS`: the hash, then each index op's new and old key (in op order, absent
-//! ones skipped), then the stream to `XADD` to, then the keys deleted with the
-//! entity. The script never builds a key name (Redis Cluster needs that).
+//! ones skipped), then the stream to `XADD` to, then the stream of the
+//! delivery to `XACK`, then the keys deleted with the entity. The script never builds a key name (Redis Cluster needs that).
 //!
 //! `ARGV[1]` is a binary header read with one `struct.unpack(HEADER_FORMAT)`,
 //! followed by one `OP_FORMAT` record per index op; `ARGV[2]` is the id; then
 //! the variable parts in this order: guard names and their expected values,
 //! field/value pairs to set, names to delete, one score per index op,
 //! condition names and expected values, the stream entry's pairs, the
-//! `KEYS` positions of the keys deleted with the entity, and the unique
+//! acknowledged delivery's group and entry id, the `KEYS` positions of the keys deleted with the entity, and the unique
 //! claims to take over (see [`Takeover`]).
 //!
 //! Every constant here is repeated, by name, at the top of `write_entity.lua`; the
@@ -35,12 +35,12 @@ use crate::error::{Error, Result};
 use crate::meta::IndexKind;
 pub(crate) use crate::scripts::kind_letter;
 
-/// The header's `struct.unpack` format: mode, TTL in ms, then nine counts.
+/// The header's `struct.unpack` format: mode, TTL in ms, then ten counts.
 /// Only the write script reads it; the tests hold the two copies together.
 #[cfg(test)]
-pub(crate) const HEADER_FORMAT: &str = ">c1I8I2I2I2I2I2I2I2I2I2";
+pub(crate) const HEADER_FORMAT: &str = ">c1I8I2I2I2I2I2I2I2I2I2I2";
 /// Bytes of the header before the index op records.
-pub(crate) const HEADER_LEN: usize = 1 + 8 + 2 * 9;
+pub(crate) const HEADER_LEN: usize = 1 + 8 + 2 * 10;
 /// One index op record's `struct.unpack` format: kind, new key, old key.
 #[cfg(test)]
 pub(crate) const OP_FORMAT: &str = ">c1I2I2";
@@ -117,6 +117,17 @@ pub(crate) struct Takeover {
     pub seen: Option<SeenFields>,
 }
 
+/// A stream delivery that a write acknowledges (`XACK`) when it is done.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ack<'w> {
+    /// The stream the delivery came from.
+    pub stream: &'w str,
+    /// Its consumer group.
+    pub group: &'w str,
+    /// The entry's id.
+    pub id: &'w str,
+}
+
 /// One complete call of the write script.
 #[derive(Debug, Default)]
 pub(crate) struct WriteCall<'w, 'a> {
@@ -136,6 +147,8 @@ pub(crate) struct WriteCall<'w, 'a> {
     pub conditions: &'w [(&'static str, Option<&'w [u8]>)],
     /// A stream entry appended with the write.
     pub stream: Option<(&'w str, &'w [(&'w str, &'w str)])>,
+    /// A delivery acknowledged with the write.
+    pub ack: Option<Ack<'w>>,
     /// Keys deleted with the entity.
     pub extra_keys: &'w [String],
     /// Unique claims to take over.
@@ -192,6 +205,13 @@ impl<'w> WriteCall<'w, '_> {
             }
             None => 0,
         };
+        let ack_pos = match &self.ack {
+            Some(ack) => {
+                keys.push(ack.stream);
+                count("acknowledged stream key", keys.len())?
+            }
+            None => 0,
+        };
         let first_extra = keys.len() + 1;
         keys.extend(self.extra_keys.iter().map(String::as_str));
         let mut owner_positions = Vec::with_capacity(self.takeovers.len());
@@ -218,6 +238,7 @@ impl<'w> WriteCall<'w, '_> {
             ("conditions", self.conditions.len()),
             ("stream key", usize::from(stream_pos)),
             ("stream entry", entry.len()),
+            ("acknowledged stream key", usize::from(ack_pos)),
             ("extra keys", self.extra_keys.len()),
             ("unique takeovers", self.takeovers.len()),
         ] {
@@ -256,6 +277,9 @@ impl<'w> WriteCall<'w, '_> {
         }
         for (f, v) in entry {
             cmd.arg(*f).arg(*v);
+        }
+        if let Some(ack) = &self.ack {
+            cmd.arg(ack.group).arg(ack.id);
         }
         for pos in first_extra..first_extra + self.extra_keys.len() {
             cmd.arg(pos);

@@ -60,7 +60,8 @@ fn a_save_with_a_moving_sorted_entry_encodes_to_the_bytes_lua_unpacks() {
         b's',                                   // mode
         1, 2, 3, 4, 5, 6, 7, 8,                 // ttl (u64)
         0, 2, 0, 2, 0, 1, 0, 1,                 // guards, set, del, index ops
-        0, 0, 0, 0, 0, 0, 0, 0,                 // conditions, stream pos, entry pairs, extra keys
+        0, 0, 0, 0, 0, 0,                       // conditions, stream pos, entry pairs
+        0, 0, 0, 0,                             // acknowledged stream pos, extra keys
         0, 0,                                   // unique takeovers
         b'z', 0, 2, 0, 3,                       // op 1: kind, KEYS[2] new, KEYS[3] old
     ];
@@ -117,7 +118,8 @@ fn a_create_with_a_stream_entry_and_a_delete_with_extra_keys_lay_out_their_keys(
     let golden: &[u8] = &[
         b'c', 0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 1,
-        0, 0, 0, 3, 0, 1, 0, 0,                 // stream at KEYS[3], one pair
+        0, 0, 0, 3, 0, 1,                       // stream at KEYS[3], one pair
+        0, 0, 0, 0,                             // no acknowledgement, no extra keys
         0, 1,                                   // one unique takeover
         b'u', 0, 2, 0, 0,
     ];
@@ -157,12 +159,65 @@ fn a_create_with_a_stream_entry_and_a_delete_with_extra_keys_lay_out_their_keys(
     let golden: &[u8] = &[
         b'd', 0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 0,
-        0, 2, 0, 0, 0, 0, 0, 1,
+        0, 2, 0, 0, 0, 0, 0, 0, 0, 1,
         0, 0,
     ];
     assert_eq!(a[5], golden);
     let tail: Vec<&[u8]> = vec![b"1", b"status", b"started_at", b"=queued", b"-", b"2"];
     assert_eq!(&a[6..], tail.iter().map(|x| x.to_vec()).collect::<Vec<_>>());
+}
+
+#[test]
+fn an_update_that_appends_and_acknowledges_lays_out_both_streams() {
+    let set = [("status", Cow::Borrowed(&b"succeeded"[..]))];
+    let conditions = [("status", Some(&b"running"[..]))];
+    let entry = [("job_id", "1"), ("kind", "status")];
+    let call = WriteCall {
+        mode: Some(Mode::Update),
+        hash_key: "job:1",
+        id: "1",
+        set: &set,
+        conditions: &conditions,
+        stream: Some(("jobs:events", &entry)),
+        ack: Some(Ack {
+            stream: "jobs:stream",
+            group: "runners",
+            id: "1-0",
+        }),
+        ..WriteCall::default()
+    };
+    let cmd = call.command("sha").unwrap();
+    #[rustfmt::skip]
+    let golden: &[u8] = &[
+        b'u', 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 1, 0, 0, 0, 0,                 // guards, one field set, del, index ops
+        0, 1, 0, 2, 0, 2,                       // one condition, stream at KEYS[2], two pairs
+        0, 3, 0, 0,                             // the acknowledged stream at KEYS[3], no extra keys
+        0, 0,                                   // no takeover
+    ];
+    assert_eq!(header_of(&cmd), golden);
+    let a = args(&cmd);
+    let expected: Vec<&[u8]> = vec![
+        b"EVALSHA",
+        b"sha",
+        b"3",
+        b"job:1",
+        b"jobs:events",
+        b"jobs:stream",
+        golden,
+        b"1",
+        b"status",
+        b"succeeded",
+        b"status",
+        b"=running",
+        b"job_id",
+        b"1",
+        b"kind",
+        b"status",
+        b"runners",
+        b"1-0",
+    ];
+    assert_eq!(a, expected.iter().map(|x| x.to_vec()).collect::<Vec<_>>());
 }
 
 #[test]

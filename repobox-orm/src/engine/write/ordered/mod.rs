@@ -10,7 +10,8 @@
 //!    conditions: a refused write releases the claims of step 2;
 //! 4. the old index entries are removed, the new ones asserted again with
 //!    their final score and TTL (a repair that ran between the steps may have
-//!    removed them), the stream entry appended and taken out of the outbox.
+//!    removed them), the stream entry appended and taken out of the outbox,
+//!    and a delivery the write acknowledges acknowledged.
 //!
 //! A delete removes the hash first, then its index entries and the keys
 //! deleted with it. Index entries of an entity that is not (yet, or any
@@ -312,10 +313,18 @@ async fn round<C: ConnectionLike + Send>(
             Err(e) => batch.end(plan, Err(e.after_writes())),
         }
     }
+    // A delivery the write acknowledges goes last: one left pending is
+    // delivered again, and its consumer finds the write done.
+    for &(w, found) in &written {
+        let plan = batch.writes[w].plan;
+        if let (true, None, Some(ack)) = (found, &batch.results[plan], plans[plan].options.ack) {
+            clears.push(redis::cmd("XACK").arg(ack.stream).arg(ack.group).arg(ack.id).clone());
+        }
+    }
     // The entry is appended; a record left behind only makes the sweep
     // append it again, which a consumer must take anyway.
     if let Err(e) = pipeline::query(conn, &clears).await {
-        tracing::warn!(error = %e, "could not clear an outbox record; the sweep will append its entry again");
+        tracing::warn!(error = %e, "could not clear an outbox record or acknowledge a delivery; the sweep appends the entry again, the delivery comes again");
     }
     for (w, found) in written {
         let plan = batch.writes[w].plan;

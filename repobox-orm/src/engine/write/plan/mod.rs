@@ -22,17 +22,21 @@ use crate::entity::{FieldWriter, RawHash, RedisEntity};
 use crate::error::{Error, Result};
 use crate::meta::{IndexKind, IndexMeta, KeyTemplate};
 use crate::scripts::delete_entity::DeleteCall;
-use crate::scripts::write_entity::{IndexOp, Mode, Takeover, WriteCall, WriteReply};
+use crate::scripts::write_entity::{Ack, IndexOp, Mode, Takeover, WriteCall, WriteReply};
 use crate::scripts::{Call, DELETE, DELETE_MANY, WRITE, WRITE_MANY};
 
 /// What a write does besides the entity and its indexes: conditions it
-/// checks, a stream entry it appends, keys it deletes.
+/// checks, a stream entry it appends, a delivery it acknowledges, keys it
+/// deletes.
 #[derive(Default)]
 pub(crate) struct PlanOptions<'w> {
     /// Fields that must hold these values (`None` = absent) for the write to happen.
     pub conditions: &'w [(&'static str, Option<&'w [u8]>)],
     /// A stream entry appended with the write.
     pub stream: Option<(&'w str, &'w [(&'w str, &'w str)])>,
+    /// A delivery acknowledged with the write (after it, where a cluster
+    /// splits the keys).
+    pub ack: Option<Ack<'w>>,
     /// Keys deleted with the entity.
     pub delete_keys: &'w [String],
 }
@@ -152,7 +156,10 @@ impl<'w, 'a> WritePlan<'w, 'a> {
     /// declaration: the entity's keys share one hash tag, and the write
     /// touches no other key (a stream, keys deleted with it).
     pub fn co_located(&self) -> bool {
-        self.entity_co_located && self.options.stream.is_none() && self.options.delete_keys.is_empty()
+        self.entity_co_located
+            && self.options.stream.is_none()
+            && self.options.ack.is_none()
+            && self.options.delete_keys.is_empty()
     }
 
     /// Every key this attempt's atomic call touches, for routing.
@@ -164,6 +171,9 @@ impl<'w, 'a> WritePlan<'w, 'a> {
         }
         if let Some((stream, _)) = self.options.stream {
             keys.push(stream.to_owned());
+        }
+        if let Some(ack) = &self.options.ack {
+            keys.push(ack.stream.to_owned());
         }
         keys.extend(self.options.delete_keys.iter().cloned());
         keys.extend(self.takeovers.iter().filter_map(|t| t.owner_key.clone()));
@@ -312,6 +322,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
             ops,
             conditions: self.options.conditions,
             stream: if with_other_keys { self.options.stream } else { None },
+            ack: if with_other_keys { self.options.ack } else { None },
             extra_keys: if with_other_keys { self.options.delete_keys } else { &[] },
             takeovers: if with_other_keys { &self.takeovers } else { &[] },
         })
@@ -362,6 +373,30 @@ impl<'w, 'a> WritePlan<'w, 'a> {
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(&self.target.key).arg(&self.guards);
         Some(cmd)
+    }
+
+    /// A compare-and-set whose conditions name every guard field already
+    /// says what the hash holds there: if the conditions hold, the guards
+    /// hold those values, and if they do not, the script refuses the write
+    /// anyway. The lookup's round trip is saved.
+    pub fn assume_conditions(&mut self) {
+        if self.guards.is_empty() || self.current.is_some() {
+            return;
+        }
+        let conditions = self.options.conditions;
+        let known: Option<Vec<Option<Vec<u8>>>> = self
+            .guards
+            .iter()
+            .map(|g| {
+                conditions
+                    .iter()
+                    .find(|(f, _)| f == g)
+                    .map(|(_, v)| v.map(<[u8]>::to_vec))
+            })
+            .collect();
+        if known.is_some() {
+            self.current = known;
+        }
     }
 
     /// Takes in the answer of [`lookup`](Self::lookup).
