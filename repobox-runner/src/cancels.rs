@@ -19,6 +19,11 @@ pub(crate) type Cancels = Arc<Mutex<HashMap<String, Arc<Notify>>>>;
 /// How long one read of the events waits.
 const FOLLOW_BLOCK: Duration = Duration::from_secs(1);
 
+/// How long the follower lets events gather after a read that found some:
+/// at most this much later a cancel wakes its run, and a busy queue costs
+/// the follower at most one read per this long instead of one per event.
+const FOLLOW_GATHER: Duration = Duration::from_millis(100);
+
 /// Follows `jobs:events` from now on, waking the watched run of each job a
 /// `cancel` event names, until the runner stops. A failed read is tried
 /// again a second later (the runs' own looks cover the gap).
@@ -40,10 +45,19 @@ pub(crate) async fn follow(store: Store, cancels: Cancels, control: RunnerContro
             _ = &mut stop => return,
             read = step => match read {
                 Ok((from, events)) => {
+                    let busy = !events.is_empty();
                     after = Some(events.last().map_or(from, |e| e.id.clone()));
                     for event in events.iter().filter(|e| e.kind == "cancel") {
                         if let Some(run) = cancels.lock().unwrap_or_else(|e| e.into_inner()).get(&event.job_id) {
                             run.notify_one();
+                        }
+                    }
+                    // A busy queue writes events all the time: they are
+                    // taken in batches, not a read per event.
+                    if busy {
+                        tokio::select! {
+                            _ = &mut stop => return,
+                            _ = tokio::time::sleep(FOLLOW_GATHER) => {}
                         }
                     }
                 }

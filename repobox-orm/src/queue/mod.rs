@@ -9,6 +9,7 @@
 
 mod control;
 mod inspect;
+mod levels;
 mod log_limit;
 mod metrics;
 pub(crate) mod outbox;
@@ -231,8 +232,12 @@ impl Queue {
         }
         cmd.arg("STREAMS").arg(&self.stream).arg(">");
         let reply: Option<StreamReadReply> = cmd.query_async(conn).await?;
-        Ok(reply
-            .into_iter()
+        Ok(reply.map(|r| self.deliveries(r)).unwrap_or_default())
+    }
+
+    /// The deliveries of an `XREADGROUP` reply of this queue.
+    pub(crate) fn deliveries(&self, reply: StreamReadReply) -> Vec<Delivery> {
+        std::iter::once(reply)
             .flat_map(|r| r.keys)
             .flat_map(|k| k.ids)
             .map(|entry| {
@@ -244,7 +249,7 @@ impl Queue {
                     malformed: f.malformed,
                 }
             })
-            .collect())
+            .collect()
     }
 
     /// Acknowledges deliveries; returns how many were pending.

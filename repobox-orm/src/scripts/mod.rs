@@ -72,6 +72,8 @@ pub(crate) static DEAD_LETTER: LazyLock<Script> = script!("dead_letter.lua");
 pub(crate) static TRIM: LazyLock<Script> = script!("trim.lua");
 /// A tenant's slots: running and parked members.
 pub(crate) static SLOTS: LazyLock<Script> = script!("slots.lua");
+/// New entries of the first of several streams that have any (priority levels).
+pub(crate) static READ_FIRST: LazyLock<Script> = script!("read_first.lua");
 /// Grants starts under a queue-wide rate limit.
 pub(crate) static RATE_LIMIT: LazyLock<Script> = script!("rate_limit.lua");
 

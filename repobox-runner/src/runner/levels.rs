@@ -92,13 +92,21 @@ impl Levels {
             [0, 1, 2]
         };
         let mut got = Vec::new();
-        for level in order {
-            let left = count.saturating_sub(got.len());
-            if left == 0 {
-                break;
+        if conn.is_cluster() {
+            // The levels' streams are in different slots: one read each.
+            for level in order {
+                let left = count.saturating_sub(got.len());
+                if left == 0 {
+                    break;
+                }
+                let read = self.queues[level].read(conn, consumer, left, None).await?;
+                got.extend(read.into_iter().map(|d| (level, d)));
             }
-            let read = self.queues[level].read(conn, consumer, left, None).await?;
-            got.extend(read.into_iter().map(|d| (level, d)));
+        } else {
+            // One server: every level in one script call.
+            let queues = order.map(|level| &self.queues[level]);
+            let read = Queue::read_first(conn, &queues, consumer, count).await?;
+            got.extend(read.into_iter().map(|(i, d)| (order[i], d)));
         }
         if got.is_empty() {
             let read = self.queues[NORMAL].read(reader, consumer, count, Some(block)).await?;

@@ -49,8 +49,13 @@ impl<H: JobHandler> Work<H> {
         let handler = self.handler.clone();
         let mut run = AbortOnDrop(tokio::spawn(async move { handler.run(job, output).await }));
         let mut conn = self.store.clone();
-        let mut beat = tokio::time::interval(self.heartbeat.max(Duration::from_millis(10)));
-        let mut check = tokio::time::interval(CANCEL_CHECK);
+        // Both start one period from now: an interval's first tick is due at
+        // once, but waiting on it costs a turn of the timer (about a
+        // millisecond), which a short job would pay on every run.
+        let beat_every = self.heartbeat.max(Duration::from_millis(10));
+        let now = tokio::time::Instant::now();
+        let mut beat = tokio::time::interval_at(now + beat_every, beat_every);
+        let mut check = tokio::time::interval_at(now + CANCEL_CHECK, CANCEL_CHECK);
         // Woken by a cancel event of this job; looks by itself every
         // CANCEL_LOOK as well.
         let woken = Arc::new(tokio::sync::Notify::new());
@@ -61,7 +66,6 @@ impl<H: JobHandler> Work<H> {
         let _registered = Registered(&self.cancels, &job_id);
         let mut next_look = tokio::time::Instant::now() + CANCEL_LOOK;
         let mut look_now = false;
-        beat.tick().await;
         let deadline = || *held_until.lock().unwrap_or_else(|e| e.into_inner());
         // Once the handler was asked to stop: why, and until when it may take.
         let mut stopping: Option<(StopReason, tokio::time::Instant)> = None;

@@ -1,0 +1,57 @@
+//! Reading priority levels: the first of several streams that has new
+//! entries, in one round trip (`read_first.lua`).
+
+use redis::Value;
+use redis::aio::ConnectionLike;
+use redis::streams::StreamReadReply;
+
+use super::{Delivery, Queue};
+use crate::engine::pipeline;
+use crate::error::{Error, Result};
+use crate::scripts::{Call, READ_FIRST};
+
+impl Queue {
+    /// Reads up to `count` new entries for `consumer` from the first of
+    /// `queues` that have any, in order (priority levels, highest first),
+    /// each delivery with the index of its queue; never blocks. One script
+    /// call, one round trip: the streams must be on one server (or share a
+    /// hash tag on a cluster); else read each with [`read`](Self::read).
+    pub async fn read_first<C: ConnectionLike + Send>(
+        conn: &mut C,
+        queues: &[&Queue],
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<(usize, Delivery)>> {
+        let Some(first) = queues.first() else {
+            return Ok(Vec::new());
+        };
+        let mut call = Call::default();
+        for q in queues {
+            call.key(&q.stream);
+        }
+        call.arg(consumer).arg(count.max(1));
+        for q in queues {
+            call.arg(&q.group);
+        }
+        let cmd = call.command_of(&READ_FIRST.get_hash());
+        let replies = match pipeline::send_loading(conn, &READ_FIRST, &cmd, &mut pipeline::Reloads::default()).await? {
+            Value::Array(replies) if replies.len() == queues.len() => replies,
+            Value::ServerError(e) => return Err(redis::RedisError::from(e).into()),
+            other => {
+                return Err(Error::UnexpectedReply {
+                    key: first.stream.clone(),
+                    detail: format!("read_first.lua answered {other:?}"),
+                });
+            }
+        };
+        let mut got = Vec::new();
+        for (i, (q, reply)) in queues.iter().zip(replies).enumerate() {
+            if matches!(reply, Value::Int(_)) {
+                continue;
+            }
+            let reply: StreamReadReply = redis::from_redis_value(reply).map_err(redis::RedisError::from)?;
+            got.extend(q.deliveries(reply).into_iter().map(|d| (i, d)));
+        }
+        Ok(got)
+    }
+}
