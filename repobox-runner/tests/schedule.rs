@@ -635,7 +635,7 @@ async fn per_job(store: Store, servers: &[&repobox_orm::testing::RedisServer], c
     let mut conn = store.clone();
     let batch = |from: usize, n: usize| -> Vec<Job> {
         (from..from + n)
-            .map(|i| Job::new(format!("s{i}"), "u1", "ok", now_millis()))
+            .map(|i| Job::new(format!("s{concurrency}-{i}"), "u1", "ok", now_millis()))
             .collect()
     };
     let cfg = || {

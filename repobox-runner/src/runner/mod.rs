@@ -236,6 +236,9 @@ impl<H: JobHandler> Runner<H> {
                 tokio::select! {
                     _ = control.reached(Phase::Draining) => stopping = true,
                     Some(done) = tasks.join_next() => record(&mut stats, done),
+                    // A run's handler ended: its place is free while its
+                    // outcome is written.
+                    Ok(_) = permits.acquire() => {}
                     _ = tokio::time::sleep(self.config.block.max(PROBE_EVERY)) => {
                         if or_drain(&control, self.probe(&mut conn, &mut link)).await.is_none() {
                             break;
@@ -354,10 +357,7 @@ impl<H: JobHandler> Runner<H> {
                 cancels: self.cancels.clone(),
                 tally: self.tally.clone(),
             };
-            tasks.spawn(async move {
-                let _permit = permit;
-                work.process(delivery).await
-            });
+            tasks.spawn(async move { work.process(delivery, permit).await });
         }
     }
 

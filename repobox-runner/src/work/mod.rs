@@ -17,6 +17,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::OwnedSemaphorePermit;
+
 use repobox_models::{Error, Job, JobOutcome, JobStatus, RetryPolicy, Start, now_millis};
 use repobox_orm::queue::LogLimit;
 use repobox_orm::{Delivery, Queue, Store};
@@ -160,14 +162,19 @@ impl<H: JobHandler> Work<H> {
     /// counts as one delivery of it; it stays pending and is delivered again
     /// until the queue's maximum, and then goes to the dead letters with the
     /// reason (see [`poison`](Self::poison)).
-    pub(crate) async fn process(&self, delivery: Delivery) -> Done {
-        match self.try_process(&delivery).await {
+    ///
+    /// `slot` is the run's place among the runner's concurrent runs: it is
+    /// given back as soon as the handler ended, so that the runner reads the
+    /// next delivery while this one's outcome is written (both go out
+    /// together on the store's connection).
+    pub(crate) async fn process(&self, delivery: Delivery, slot: OwnedSemaphorePermit) -> Done {
+        match self.try_process(&delivery, slot).await {
             Ok(done) => done,
             Err(reason) => self.poison(&delivery, &reason).await,
         }
     }
 
-    async fn try_process(&self, delivery: &Delivery) -> std::result::Result<Done, String> {
+    async fn try_process(&self, delivery: &Delivery, place: OwnedSemaphorePermit) -> std::result::Result<Done, String> {
         let mut conn = self.store.clone();
         if let Some(problem) = &delivery.malformed {
             return Err(format!("malformed entry: {problem}"));
@@ -242,6 +249,8 @@ impl<H: JobHandler> Work<H> {
         tracing::info!(job = %job_id, user = %job.user_id, delivery = delivery.deliveries, entry = %delivery.id, "job started");
         let clock = std::time::Instant::now();
         let (ended, lines) = self.run_handler(job, &run_id, delivery, leased_at, slot.as_ref()).await;
+        // The handler is done: its place goes to the next delivery.
+        drop(place);
         // The run is over here (whatever its outcome is written as): its
         // slot goes back, unless another run took the job over.
         if let Some(slot) = slot
