@@ -337,6 +337,73 @@ async fn a_failed_run_is_retried_once_whatever_step_its_writer_dies_after() {
 }
 
 #[tokio::test]
+async fn a_runs_end_acknowledges_its_delivery_after_the_write_whatever_step_its_writer_dies_after() {
+    let cluster = RedisCluster::start(3, 0);
+    let mut conn = cluster.store();
+    let queue = Queue::new(JOBS_STREAM, JOBS_GROUP);
+    queue.ensure_group(&mut conn).await.unwrap();
+    let done = || JobOutcome {
+        exit_code: Some(0),
+        error: None,
+    };
+    let pending = async |conn: &mut Store| queue.pending(conn).await.unwrap().count;
+    // `None`: no fault, the write and its acknowledgement both happen.
+    let steps = [
+        None,
+        Some(OrderedStep::Outboxed),
+        Some(OrderedStep::Claimed),
+        Some(OrderedStep::HashWritten),
+        Some(OrderedStep::Appended),
+    ];
+    for (i, step) in steps.iter().enumerate() {
+        let id = format!("e{i}");
+        Job::create_and_enqueue(&mut conn, &Job::new(&id, "u1", "https://x/r.git", 1), 1)
+            .await
+            .unwrap();
+        let delivery = queue.read(&mut conn, "w1", 1, None).await.unwrap().remove(0);
+        let Start::Started(run) = Job::start(&mut conn, &id, &delivery.id, Some("u1"), Duration::from_secs(60))
+            .await
+            .unwrap()
+        else {
+            panic!("not started")
+        };
+        let ended = Job::end_run(&mut conn, *run, JobStatus::Succeeded, 2, done(), (&queue, &delivery.id));
+        let Some(step) = step else {
+            ended.await.unwrap();
+            assert_eq!(pending(&mut conn).await, 0, "acknowledged after the write");
+            continue;
+        };
+        fail_after(&format!("job:{id}"), *step);
+        crashed(ended.await);
+        // Whatever was written, the delivery is still pending: nothing is
+        // acknowledged before the status is.
+        assert_eq!(pending(&mut conn).await, 1, "{id} after {step:?}");
+        let job = Job::get(&mut conn, &id).await.unwrap().unwrap();
+        let written = matches!(step, OrderedStep::HashWritten | OrderedStep::Appended);
+        assert_eq!(
+            job.status == JobStatus::Succeeded,
+            written,
+            "{id} after {step:?}: {job:?}"
+        );
+        if written {
+            // Delivered again, it finds its job over: the runner
+            // acknowledges it as a duplicate, and nothing runs twice.
+            let again = Job::start(&mut conn, &id, &delivery.id, Some("u1"), Duration::from_secs(60))
+                .await
+                .unwrap();
+            assert_eq!(again, Start::Over(JobStatus::Succeeded));
+        } else {
+            // The run still holds the job: it is taken over once its lease
+            // passes, like the job of a runner that died.
+            assert_eq!(job.status, JobStatus::Running);
+        }
+        queue.ack(&mut conn, &[&delivery.id]).await.unwrap();
+    }
+    repair_is_exact(&mut conn).await;
+    conn.close().await;
+}
+
+#[tokio::test]
 async fn a_purge_stopped_after_each_step_leaves_no_ghost() {
     let cluster = RedisCluster::start(3, 0);
     let mut conn = cluster.store();

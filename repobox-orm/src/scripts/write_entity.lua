@@ -200,7 +200,9 @@ local function entity(kb, ab)
     end
   end
   -- The delivery that this write records the end of is acknowledged with it.
-  if apos > 0 then redis.call('XACK', KEYS[kb + apos], ARGV[a0 + 1], ARGV[a0 + 2]) end
+  -- A group that is gone (NOGROUP) has no delivery pending to acknowledge:
+  -- that is no reason to fail a write that is done.
+  if apos > 0 then redis.pcall('XACK', KEYS[kb + apos], ARGV[a0 + 1], ARGV[a0 + 2]) end
   if xpos > 0 then
     return { 'ok', redis.call('XADD', KEYS[kb + xpos], '*', unpack(ARGV, x0 + 1, x0 + 2 * nx)) }
   end
