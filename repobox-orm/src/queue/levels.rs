@@ -33,7 +33,7 @@ impl Queue {
         for q in queues {
             call.arg(&q.group);
         }
-        let cmd = call.command_of(&READ_FIRST.get_hash());
+        let cmd = call.command_of(READ_FIRST.get_hash());
         let replies = match pipeline::send_loading(conn, &READ_FIRST, &cmd, &mut pipeline::Reloads::default()).await? {
             Value::Array(replies) if replies.len() == queues.len() => replies,
             Value::ServerError(e) => return Err(redis::RedisError::from(e).into()),

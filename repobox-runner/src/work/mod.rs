@@ -163,12 +163,12 @@ impl<H: JobHandler> Work<H> {
     /// until the queue's maximum, and then goes to the dead letters with the
     /// reason (see [`poison`](Self::poison)).
     ///
-    /// `slot` is the run's place among the runner's concurrent runs: it is
+    /// `place` is the run's place among the runner's concurrent runs: it is
     /// given back as soon as the handler ended, so that the runner reads the
     /// next delivery while this one's outcome is written (both go out
     /// together on the store's connection).
-    pub(crate) async fn process(&self, delivery: Delivery, slot: OwnedSemaphorePermit) -> Done {
-        match self.try_process(&delivery, slot).await {
+    pub(crate) async fn process(&self, delivery: Delivery, place: OwnedSemaphorePermit) -> Done {
+        match self.try_process(&delivery, place).await {
             Ok(done) => done,
             Err(reason) => self.poison(&delivery, &reason).await,
         }

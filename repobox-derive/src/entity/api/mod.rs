@@ -337,6 +337,7 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
                 /// splits the keys, the acknowledgement goes after the write (a
                 /// delivery left pending comes again). A refused write
                 /// acknowledges nothing. Returns the appended entry's id.
+                #[allow(clippy::too_many_arguments)]
                 pub async fn #update_if_and_ack<#conn>(
                     conn: &mut __C,
                     #(#params,)*
