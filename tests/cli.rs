@@ -711,7 +711,24 @@ async fn queue_commands_end_to_end(url: String) {
     let pending = json(&cli(&["queue", "pending", "--json"]));
     assert_eq!(pending[0]["consumer"], "someone");
     assert_eq!(pending[0]["deliveries"], 1);
+    assert_eq!(pending[0]["level"], "normal");
     q.ack(&mut conn, &[pending[0]["id"].as_str().unwrap()]).await.unwrap();
+    // Every priority level is shown, the highest first.
+    let high = repobox_orm::Queue::new("jobs:stream:high", JOBS_GROUP);
+    high.ensure_group(&mut conn).await.unwrap();
+    high.enqueue(&mut conn, &[("job_id", "h0"), ("user_id", "u1")])
+        .await
+        .unwrap();
+    high.read(&mut conn, "other", 1, None).await.unwrap();
+    let pending = json(&cli(&["queue", "pending", "--json"]));
+    assert_eq!(
+        (&pending[0]["level"], &pending[0]["consumer"]),
+        (&serde_json::json!("high"), &serde_json::json!("other"))
+    );
+    assert!(ok(&cli(&["queue", "pending"])).contains("high"));
+    high.ack(&mut conn, &[pending[0]["id"].as_str().unwrap()])
+        .await
+        .unwrap();
 
     // A failed job retried: queued again with a history entry, and on the stream.
     let mut failed = Job::new("f1", "u1", "https://x/ok.git", now_millis());
@@ -750,9 +767,48 @@ async fn queue_commands_end_to_end(url: String) {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert!(ok(&cli(&["queue", "requeue-dead", "--all"])).contains("requeued 1"));
+    // And one of the high level, which goes back onto its own level.
+    let mut dead_high = Job::new("d2", "u1", "https://x/ok.git", now_millis());
+    dead_high.status = JobStatus::Failed;
+    dead_high.priority = Some(repobox_models::Priority::High);
+    Job::create(&mut conn, &dead_high).await.unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(&[
+            "jobs:stream:high:dead",
+            "*",
+            "original_id",
+            "1-0",
+            "reason",
+            "gave up",
+            "deliveries",
+            "5",
+            "job_id",
+            "d2",
+            "user_id",
+            "u1",
+        ])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let listed = json(&cli(&["queue", "dead", "--json"]));
+    let levels: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["level"].as_str().unwrap())
+        .collect();
+    assert_eq!(levels, ["high", "normal"]);
+    let high_len = high.len(&mut conn).await.unwrap();
+    assert!(ok(&cli(&["queue", "requeue-dead", "--all"])).contains("requeued 2"));
     assert_eq!(job_status("d1").await, JobStatus::Queued);
+    assert_eq!(job_status("d2").await, JobStatus::Queued);
     assert_eq!(q.dead_len(&mut conn).await.unwrap(), 0);
+    assert_eq!(high.dead_len(&mut conn).await.unwrap(), 0);
+    assert_eq!(
+        high.len(&mut conn).await.unwrap(),
+        high_len + 1,
+        "d2 back on the high level"
+    );
     assert!(ok(&cli(&["queue", "dead", "--limit", "0"])).lines().count() <= 1);
 
     // A runner takes the queued jobs; a slow one is cancelled while it runs,
@@ -796,7 +852,10 @@ async fn queue_commands_end_to_end(url: String) {
     assert!(String::from_utf8_lossy(&tail.stderr).contains("cancelled"));
     assert_eq!(job_status("slow1").await, JobStatus::Cancelled);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while job_status("f1").await != JobStatus::Succeeded || job_status("d1").await != JobStatus::Succeeded {
+    while job_status("f1").await != JobStatus::Succeeded
+        || job_status("d1").await != JobStatus::Succeeded
+        || job_status("d2").await != JobStatus::Succeeded
+    {
         assert!(tokio::time::Instant::now() < deadline, "the requeued jobs did not run");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -815,12 +874,12 @@ async fn queue_commands_end_to_end(url: String) {
     let stats = json(&cli(&["queue", "stats", "--json"]));
     assert_eq!(stats["paused"], true);
     // What the runner did, per outcome, and its run times.
-    assert_eq!(stats["last_hour"]["succeeded"], 2, "{stats}");
+    assert_eq!(stats["last_hour"]["succeeded"], 3, "{stats}");
     assert_eq!(stats["last_hour"]["cancelled"], 1, "{stats}");
-    assert_eq!(stats["duration_ms"]["runs"], 3, "{stats}");
+    assert_eq!(stats["duration_ms"]["runs"], 4, "{stats}");
     assert!(stats["duration_ms"]["p50"].is_u64(), "{stats}");
     assert_eq!(stats["jobs"]["cancelled"], 2, "{stats}");
-    assert_eq!(stats["jobs"]["succeeded"], 2, "{stats}");
+    assert_eq!(stats["jobs"]["succeeded"], 3, "{stats}");
     assert_eq!(stats["jobs"]["running"], 0, "{stats}");
     assert_eq!(stats["waiting"], 0, "{stats}");
     assert!(ok(&cli(&["queue", "stats"])).contains("paused"));

@@ -224,13 +224,13 @@ pub enum QueueCommand {
         #[arg(long, default_value_t = 10_000)]
         limit: usize,
     },
-    /// Lists pending deliveries: consumer, idle time, delivery count.
+    /// Lists pending deliveries of every priority level: consumer, idle time, delivery count.
     Pending {
         /// How many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
-    /// Puts dead letters back on the stream (and their jobs back to queued).
+    /// Puts dead letters back on their level's stream (and their jobs back to queued).
     RequeueDead {
         /// The dead letters' ids.
         ids: Vec<String>,
@@ -238,7 +238,7 @@ pub enum QueueCommand {
         #[arg(long, conflicts_with = "ids")]
         all: bool,
     },
-    /// Trims the stream, never removing entries still pending or not yet delivered.
+    /// Trims every priority level's stream, never removing entries still pending or not yet delivered.
     Trim {
         /// Remove entries older than this many seconds.
         #[arg(long, conflicts_with = "max_len")]
@@ -247,7 +247,7 @@ pub enum QueueCommand {
         #[arg(long)]
         max_len: Option<u64>,
     },
-    /// Lists dead letters.
+    /// Lists dead letters of every priority level.
     Dead {
         /// How many.
         #[arg(long, default_value_t = 50)]

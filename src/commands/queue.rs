@@ -64,30 +64,42 @@ pub async fn queue(store: &Store, cmd: QueueCommand, json: bool) -> anyhow::Resu
             }
         }
         QueueCommand::Pending { limit } => {
-            let pending = match q.pending_entries(&mut conn, limit).await {
-                Ok(p) => p,
-                Err(e) if e.is_missing_group() => Vec::new(),
-                Err(e) => return Err(e.into()),
-            };
+            // Every priority level, highest first, up to `limit` in all.
+            let mut pending = Vec::new();
+            for (level, lq) in levels() {
+                let left = limit.saturating_sub(pending.len());
+                if left == 0 {
+                    break;
+                }
+                match lq.pending_entries(&mut conn, left).await {
+                    Ok(p) => pending.extend(p.into_iter().map(|p| (level, p))),
+                    Err(e) if e.is_missing_group() => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
             if json {
                 let list: Vec<_> = pending
                     .iter()
-                    .map(|p| json!({ "id": p.id, "consumer": p.consumer, "idle_ms": millis(p.idle), "deliveries": p.deliveries }))
+                    .map(|(level, p)| json!({ "id": p.id, "level": level.to_string(), "consumer": p.consumer, "idle_ms": millis(p.idle), "deliveries": p.deliveries }))
                     .collect();
                 println!("{}", json_line(&list));
             } else {
                 let rows: Vec<Vec<String>> = pending
                     .iter()
-                    .map(|p| {
+                    .map(|(level, p)| {
                         vec![
                             p.id.clone(),
+                            level.to_string(),
                             p.consumer.clone(),
                             duration_ms(Some(i64::try_from(p.idle.as_millis()).unwrap_or(i64::MAX))),
                             p.deliveries.to_string(),
                         ]
                     })
                     .collect();
-                print!("{}", render(&["ENTRY", "CONSUMER", "IDLE", "DELIVERIES"], &rows));
+                print!(
+                    "{}",
+                    render(&["ENTRY", "LEVEL", "CONSUMER", "IDLE", "DELIVERIES"], &rows)
+                );
             }
         }
         QueueCommand::RequeueDead { ids, all } => {
@@ -95,7 +107,14 @@ pub async fn queue(store: &Store, cmd: QueueCommand, json: bool) -> anyhow::Resu
                 anyhow::bail!("name the dead letters to requeue, or pass --all");
             }
             let mut letters = Vec::new();
-            for letter in q.dead_letters(&mut conn, "-", usize::MAX).await? {
+            // Each level's dead letters go back onto their own level.
+            let mut dead = Vec::new();
+            for (_, lq) in levels() {
+                for letter in lq.dead_letters(&mut conn, "-", usize::MAX).await? {
+                    dead.push((lq.clone(), letter));
+                }
+            }
+            for (lq, letter) in dead {
                 if !all && !ids.contains(&letter.id) {
                     continue;
                 }
@@ -109,7 +128,7 @@ pub async fn queue(store: &Store, cmd: QueueCommand, json: bool) -> anyhow::Resu
                     Job::update_status_from(&mut conn, job, JobStatus::Queued, now_millis(), JobOutcome::default())
                         .await?;
                 }
-                q.requeue_letter(&mut conn, &letter).await?;
+                lq.requeue_letter(&mut conn, &letter).await?;
                 letters.push(letter);
             }
             if json {
@@ -122,11 +141,18 @@ pub async fn queue(store: &Store, cmd: QueueCommand, json: bool) -> anyhow::Resu
             older_than_secs,
             max_len,
         } => {
-            let removed = match (older_than_secs, max_len) {
-                (_, Some(n)) => q.trim(&mut conn, n).await?,
-                (Some(secs), None) => q.trim_older_than(&mut conn, Duration::from_secs(secs)).await?,
-                (None, None) => anyhow::bail!("say how: --older-than-secs N or --max-len N"),
-            };
+            if older_than_secs.is_none() && max_len.is_none() {
+                anyhow::bail!("say how: --older-than-secs N or --max-len N");
+            }
+            // Every priority level's stream.
+            let mut removed = 0u64;
+            for (_, lq) in levels() {
+                removed = removed.saturating_add(match (older_than_secs, max_len) {
+                    (_, Some(n)) => lq.trim(&mut conn, n).await?,
+                    (Some(secs), None) => lq.trim_older_than(&mut conn, Duration::from_secs(secs)).await?,
+                    (None, None) => 0,
+                });
+            }
             if json {
                 println!("{}", json_line(&json!({ "removed": removed })));
             } else {
@@ -134,27 +160,63 @@ pub async fn queue(store: &Store, cmd: QueueCommand, json: bool) -> anyhow::Resu
             }
         }
         QueueCommand::Dead { limit } => {
-            let dead = q.dead_letters(&mut conn, "-", limit).await?;
+            // Every priority level's dead letters, highest first, up to `limit` in all.
+            let mut dead = Vec::new();
+            for (level, lq) in levels() {
+                let left = limit.saturating_sub(dead.len());
+                if left == 0 {
+                    break;
+                }
+                dead.extend(
+                    lq.dead_letters(&mut conn, "-", left)
+                        .await?
+                        .into_iter()
+                        .map(|e| (level, e)),
+                );
+            }
             if json {
-                println!("{}", json_line(&dead));
+                let list: Vec<serde_json::Value> = dead
+                    .iter()
+                    .map(|(level, e)| {
+                        let mut v = serde_json::to_value(e).unwrap_or_default();
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert("level".into(), json!(level.to_string()));
+                        }
+                        v
+                    })
+                    .collect();
+                println!("{}", json_line(&list));
             } else {
                 let field = |e: &Entry, k: &str| e.fields.get(k).cloned().unwrap_or_else(|| "-".into());
                 let rows: Vec<Vec<String>> = dead
                     .iter()
-                    .map(|e| {
+                    .map(|(level, e)| {
                         vec![
                             e.id.clone(),
+                            level.to_string(),
                             field(e, "job_id"),
                             field(e, "deliveries"),
                             field(e, "reason"),
                         ]
                     })
                     .collect();
-                print!("{}", render(&["DEAD LETTER", "JOB", "DELIVERIES", "REASON"], &rows));
+                print!(
+                    "{}",
+                    render(&["DEAD LETTER", "LEVEL", "JOB", "DELIVERIES", "REASON"], &rows)
+                );
             }
         }
     }
     Ok(())
+}
+
+/// The queue of each priority level, highest first (the normal one is
+/// `jobs:stream`).
+fn levels() -> Vec<(Priority, Queue)> {
+    Priority::LEVELS
+        .iter()
+        .map(|level| (*level, Queue::new(level.stream(JOBS_STREAM).into_owned(), JOBS_GROUP)))
+        .collect()
 }
 
 /// `queue stats`: jobs per status (from `jobs:status:<status>`), what waits
