@@ -745,51 +745,30 @@ async fn queue_commands_end_to_end(url: String) {
         "a cancelled job is not retried"
     );
 
-    // A dead letter requeued: back on the stream, its job queued again.
-    let mut dead = Job::new("d1", "u1", "https://x/ok.git", now_millis());
-    dead.status = JobStatus::Failed;
-    Job::create(&mut conn, &dead).await.unwrap();
-    let _: String = redis::cmd("XADD")
-        .arg(&[
-            "jobs:stream:dead",
-            "*",
-            "original_id",
-            "1-0",
-            "reason",
-            "gave up",
-            "deliveries",
-            "5",
-            "job_id",
-            "d1",
-            "user_id",
-            "u1",
-        ])
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    // And one of the high level, which goes back onto its own level.
-    let mut dead_high = Job::new("d2", "u1", "https://x/ok.git", now_millis());
-    dead_high.status = JobStatus::Failed;
-    dead_high.priority = Some(repobox_models::Priority::High);
-    Job::create(&mut conn, &dead_high).await.unwrap();
-    let _: String = redis::cmd("XADD")
-        .arg(&[
-            "jobs:stream:high:dead",
-            "*",
-            "original_id",
-            "1-0",
-            "reason",
-            "gave up",
-            "deliveries",
-            "5",
-            "job_id",
-            "d2",
-            "user_id",
-            "u1",
-        ])
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    // A dead letter requeued: back on the stream, its job queued again; and
+    // one of the high level, which goes back onto its own level.
+    for (id, level, dead_letters) in [
+        ("d1", repobox_models::Priority::Normal, "jobs:stream:dead"),
+        ("d2", repobox_models::Priority::High, "jobs:stream:high:dead"),
+    ] {
+        let mut dead = Job::new(id, "u1", "https://x/ok.git", now_millis());
+        dead.status = JobStatus::Failed;
+        dead.priority = Some(level);
+        Job::create(&mut conn, &dead).await.unwrap();
+        let _: String = redis::cmd("XADD")
+            .arg(dead_letters)
+            .arg("*")
+            .arg(&[
+                ("original_id", "1-0"),
+                ("reason", "gave up"),
+                ("deliveries", "5"),
+                ("job_id", id),
+                ("user_id", "u1"),
+            ])
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
     let listed = json(&cli(&["queue", "dead", "--json"]));
     let levels: Vec<&str> = listed
         .as_array()
