@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 mod levels;
+mod spawn;
 mod until_empty;
 mod upkeep;
 
@@ -23,7 +24,7 @@ use crate::cancels::{self, Cancels};
 use crate::chores::{Chores, Starts};
 use crate::link::Link;
 use crate::tally::Tally;
-use crate::work::{AbortOnDrop, Done, Work, release_at_shutdown};
+use crate::work::{AbortOnDrop, Done, release_at_shutdown};
 use crate::{JobHandler, Phase, RunStats, RunnerConfig, RunnerControl};
 
 static DELETED: LogLimit = LogLimit::warn("a pending job entry was deleted from the stream before it was acknowledged");
@@ -323,42 +324,6 @@ impl<H: JobHandler> Runner<H> {
         LogLimit::report_all_held_back();
         tracing::info!(consumer = %consumer, ?stats, "runner stopped");
         Ok(stats)
-    }
-
-    /// Hands each delivery to a [`Work`] in a task of its own, each once a
-    /// slot is free.
-    async fn spawn_all(
-        &self,
-        batch: Vec<(usize, repobox_orm::Delivery)>,
-        tasks: &mut JoinSet<Done>,
-        consumer: &str,
-        control: &RunnerControl,
-        levels: &Levels,
-    ) {
-        for (level, delivery) in batch {
-            let permit = self
-                .permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore is never closed");
-            let work = Work {
-                store: self.store.clone(),
-                queue: levels.queue(level).clone(),
-                base: self.queue.clone(),
-                handler: self.handler.clone(),
-                consumer: consumer.to_owned(),
-                heartbeat: self.config.min_idle.min(self.config.lease_duration()) / defaults::HEARTBEAT_DIVISOR,
-                lease: self.config.lease_duration(),
-                running: self.running.clone(),
-                control: control.clone(),
-                retry: self.config.retry.clone(),
-                per_user: self.config.max_running_per_user,
-                cancels: self.cancels.clone(),
-                tally: self.tally.clone(),
-            };
-            tasks.spawn(async move { work.process(delivery, permit).await });
-        }
     }
 
     /// Lets running jobs finish until the drain time passes (or the control
