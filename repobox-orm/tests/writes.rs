@@ -249,6 +249,18 @@ async fn a_conditional_update_acknowledges_its_delivery_only_when_it_writes(conn
     assert_eq!(none, None);
     assert_eq!(pending(&mut conn).await, 0);
     assert_eq!(Chore::get(&mut conn, "k1").await.unwrap().unwrap().n, 3);
+    // A key of another type where the acknowledged stream should be refuses
+    // the write before anything is written, on a cluster too (where the
+    // acknowledgement is a step after the write).
+    let _: () = conn.inner_mut().set("chores:notastream", "x").await.unwrap();
+    let other = repobox_orm::Queue::new("chores:notastream", "workers");
+    let four = ChorePatch {
+        n: Some(4),
+        ..Default::default()
+    };
+    let refused = Chore::update_if_and_ack(&mut conn, "k1", &four, &expect(None), None, &other, "1-0").await;
+    assert!(matches!(refused, Err(Error::WrongType { .. })), "{refused:?}");
+    assert_eq!(Chore::get(&mut conn, "k1").await.unwrap().unwrap().n, 3);
 }
 
 /// No index: a save is a bare `HSET`.

@@ -19,9 +19,14 @@ pub(crate) type Cancels = Arc<Mutex<HashMap<String, Arc<Notify>>>>;
 /// How long one read of the events waits.
 const FOLLOW_BLOCK: Duration = Duration::from_secs(1);
 
-/// How long the follower lets events gather after a read that found some:
-/// at most this much later a cancel wakes its run, and a busy queue costs
-/// the follower at most one read per this long instead of one per event.
+/// How many events one read takes at most.
+const FOLLOW_BATCH: usize = 1000;
+
+/// How long the follower lets events gather after a read that found some
+/// (and caught up): at most this much later a cancel wakes its run, and a
+/// busy queue costs the follower about one read per this long instead of
+/// one per event. A read that fills its batch is followed by the next at
+/// once, so the follower never falls behind.
 const FOLLOW_GATHER: Duration = Duration::from_millis(100);
 
 /// Follows `jobs:events` from now on, waking the watched run of each job a
@@ -38,14 +43,16 @@ pub(crate) async fn follow(store: Store, cancels: Cancels, control: RunnerContro
                 Some(id) => id.clone(),
                 None => JobEvent::last_id(&mut conn).await?,
             };
-            let events = JobEvent::read(&mut conn, &from, Some(FOLLOW_BLOCK), 100).await?;
+            let events = JobEvent::read(&mut conn, &from, Some(FOLLOW_BLOCK), FOLLOW_BATCH).await?;
             Ok::<_, repobox_models::Error>((from, events))
         };
         tokio::select! {
             _ = &mut stop => return,
             read = step => match read {
                 Ok((from, events)) => {
-                    let busy = !events.is_empty();
+                    // A full batch: the follower is behind, and reads on at
+                    // once until it has caught up.
+                    let busy = !events.is_empty() && events.len() < FOLLOW_BATCH;
                     after = Some(events.last().map_or(from, |e| e.id.clone()));
                     for event in events.iter().filter(|e| e.kind == "cancel") {
                         if let Some(run) = cancels.lock().unwrap_or_else(|e| e.into_inner()).get(&event.job_id) {

@@ -24,6 +24,7 @@ repobox_orm::on_both_backends!(multi_thread:
     no_window_of_the_rate_limit_holds_more_starts_than_its_limit,
     the_metrics_count_what_was_done,
     a_cancellation_wakes_its_run_through_the_events_and_progress_is_stored,
+    a_cancellation_wakes_its_run_on_a_busy_queue,
     priorities_are_strict_then_fair
 );
 
@@ -697,6 +698,53 @@ async fn commands_per_job_at_steady_state_on_a_cluster() {
     // Measured 49.6 on 2026-11-30: the ordered steps of the status moves
     // and of their events (through the outbox).
     assert!(per_job.commands <= 58.0, "{per_job:?}");
+}
+
+/// A flood of about 5,000 events a second on `jobs:events` (what a queue
+/// running 2,500 jobs a second writes) does not leave a cancel behind it:
+/// the run still ends cancelled, not by itself 3 s after it started.
+async fn a_cancellation_wakes_its_run_on_a_busy_queue(store: Store) {
+    let mut conn = store.clone();
+    let (stop, runner) = spawn_runner(&store, Flaky::default(), config("r"));
+    enqueue(&store, "c2", "cancellable").await;
+    wait_for("c2 reported progress", async || {
+        job(&store, "c2").await.progress == Some(40)
+    })
+    .await;
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flood = {
+        let (mut conn, flooding) = (store.clone(), flooding.clone());
+        tokio::spawn(async move {
+            while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut pipe = repobox_orm::redis::pipe();
+                for _ in 0..60 {
+                    pipe.cmd("XADD")
+                        .arg(repobox_models::JOB_EVENTS)
+                        .arg("*")
+                        .arg(&[
+                            ("job_id", "other"),
+                            ("kind", "status"),
+                            ("status", "running"),
+                            ("at", "1"),
+                        ])
+                        .ignore();
+                }
+                let _: () = pipe.query_async(&mut conn).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        Job::cancel(&mut conn, "c2", now_millis()).await.unwrap(),
+        Cancel::Requested
+    );
+    wait_for("c2 over", async || job(&store, "c2").await.status.is_final()).await;
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    flood.await.unwrap();
+    assert_eq!(job(&store, "c2").await.status, JobStatus::Cancelled);
+    stop.send(()).unwrap();
+    runner.await.unwrap();
 }
 
 async fn a_cancellation_wakes_its_run_through_the_events_and_progress_is_stored(store: Store) {

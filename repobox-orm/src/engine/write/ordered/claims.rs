@@ -49,14 +49,17 @@ pub(super) async fn claim<C: ConnectionLike + Send>(
         }
     }
     // With the claims, the other keys the write will touch are checked for
-    // another type (the old entries' keys, the stream): refused before the
-    // hash is written, as the atomic write refuses them.
+    // another type (the old entries' keys, the stream it appends to, the
+    // stream whose delivery it acknowledges): refused before the hash is
+    // written, as the atomic write refuses them.
     let mut checks: Vec<(usize, String, Cmd)> = Vec::new();
-    for &w in &claims
-        .iter()
-        .map(|(w, ..)| *w)
-        .collect::<std::collections::BTreeSet<_>>()
-    {
+    let with_streams = live.iter().copied().filter(|&w| {
+        let plan = &plans[batch.writes[w].plan];
+        !matches!(plan.mode, Mode::Delete | Mode::SetTtl)
+            && (plan.options.stream.is_some() || plan.options.ack.is_some())
+    });
+    let checked: std::collections::BTreeSet<usize> = claims.iter().map(|(w, ..)| *w).chain(with_streams).collect();
+    for &w in &checked {
         let write = &batch.writes[w];
         let plan = &plans[write.plan];
         for (i, op) in write.ops.iter().enumerate() {
@@ -66,6 +69,9 @@ pub(super) async fn claim<C: ConnectionLike + Send>(
         }
         if let Some((stream, _)) = plan.options.stream {
             checks.push((w, stream.to_owned(), check_stream(stream)));
+        }
+        if let Some(ack) = plan.options.ack {
+            checks.push((w, ack.stream.to_owned(), check_stream(ack.stream)));
         }
     }
     let cmds: Vec<Cmd> = claims
