@@ -158,18 +158,41 @@ pub(crate) async fn send_steps<C: ConnectionLike + Send>(conn: &mut C, cmds: &[C
 }
 
 /// Removes the members that step 2 added (op, key), after a refused or failed write.
+///
+/// Another write of the same entity may have claimed the same entry while
+/// this one held it (its claim found the member there and added nothing),
+/// and won: the entry is that write's now. So the hash is read after the
+/// removal, and an entry it says belongs where it was goes back. A write
+/// whose hash lands after that read asserts its own entries after its hash
+/// write, so no entry the final hash needs stays removed; at worst an entry
+/// goes back that a later move then leaves behind, which reads filter out
+/// and a repair removes.
 pub(super) async fn release<C: ConnectionLike + Send>(
     conn: &mut C,
     plan: &WritePlan<'_, '_>,
     ops: &[IndexOp],
     added: &[(usize, String)],
 ) {
+    if added.is_empty() {
+        return;
+    }
     let cmds: Vec<Cmd> = added
         .iter()
         .filter_map(|(i, key)| Some(plan.entry_cmd(EntryAction::Remove, ops.get(*i)?, key, 0, *i)))
         .collect();
     if let Err(e) = send_steps(conn, &cmds).await {
         tracing::warn!(key = %plan.target.shown(), error = %e, "could not release index entries of a refused write; a repair removes them");
+        return;
+    }
+    let restores = match pipeline::command(conn, &crate::engine::read::hgetall(&plan.target.key)).await {
+        Ok(reply) => plan.restore_cmds(&reply, ops, added),
+        Err(e) => {
+            tracing::warn!(key = %plan.target.shown(), error = %e, "could not read the entity after releasing its index entries; a repair restores any it needs");
+            return;
+        }
+    };
+    if let Err(e) = send_steps(conn, &restores).await {
+        tracing::warn!(key = %plan.target.shown(), error = %e, "could not restore index entries a racing write needs; a repair restores them");
     }
 }
 

@@ -1,10 +1,13 @@
 //! The pieces of a plan that an ordered write sends one slot at a time: the
 //! hash on its own, and each index entry on its own.
 
-use redis::Cmd;
+use redis::{Cmd, Value};
 
+use super::values::checked_score;
 use super::{WritePlan, ttl_millis};
+use crate::entity::RawHash;
 use crate::error::Result;
+use crate::meta::IndexKind;
 use crate::scripts;
 use crate::scripts::index_entry::{Action, EntryCall};
 use crate::scripts::write_entity::{IndexOp, Mode};
@@ -44,6 +47,43 @@ impl WritePlan<'_, '_> {
             .rev()
             .find(|t| t.op == op)
             .map(|t| t.owner.as_str())
+    }
+
+    /// The steps that put back entries this write released (op, key) that
+    /// the hash, as `reply` (its `HGETALL` after the release) shows it, says
+    /// belong where they were: another write of the entity claimed the same
+    /// entry while this one held it (finding it there, it added nothing),
+    /// wrote its hash and asserted its entries before this release took the
+    /// entry away.
+    pub fn restore_cmds(&self, reply: &Value, ops: &[IndexOp], released: &[(usize, String)]) -> Vec<Cmd> {
+        let key = &self.target.key;
+        let Ok(hash) = RawHash::from_reply(key, reply) else {
+            return Vec::new();
+        };
+        if hash.is_empty() {
+            return Vec::new();
+        }
+        released
+            .iter()
+            .filter_map(|(i, index_key)| {
+                let index = self.indexes.get(*i)?;
+                let op = ops.get(*i)?;
+                if (self.index_key_of)(key, &hash, index).as_deref() != Some(index_key.as_str()) {
+                    return None;
+                }
+                let score = match index.kind {
+                    IndexKind::Sorted { score } => checked_score(score, hash.get(score)).ok()?,
+                    _ => String::new(),
+                };
+                let entry = IndexOp {
+                    kind: op.kind,
+                    new: Some(index_key.clone()),
+                    old: None,
+                    score,
+                };
+                Some(self.entry_cmd(Action::Add, &entry, index_key, 0, *i))
+            })
+            .collect()
     }
 
     /// One index-entry step on `key`.
