@@ -21,7 +21,8 @@ repobox_orm::on_both_backends!(
     dead_letter_copies_and_acknowledges_atomically,
     trim_never_drops_pending_or_unread_entries,
     trim_by_age_keeps_pending_and_undelivered_entries_however_old,
-    idle_consumers_with_nothing_pending_are_removed_and_dead_letters_requeued
+    idle_consumers_with_nothing_pending_are_removed_and_dead_letters_requeued,
+    read_first_takes_the_first_levels_in_one_call_and_survives_a_broken_one
 );
 
 async fn group_creation_is_idempotent(mut conn: Store) {
@@ -281,4 +282,43 @@ async fn idle_consumers_with_nothing_pending_are_removed_and_dead_letters_requeu
         1,
         "the dead letter's bookkeeping fields are not carried back"
     );
+}
+
+/// Three priority levels sharing a hash tag (one slot: one script call on a
+/// cluster too).
+async fn read_first_takes_the_first_levels_in_one_call_and_survives_a_broken_one(mut conn: Store) {
+    let levels: Vec<Queue> = ["{lv}:high", "{lv}", "{lv}:low"]
+        .iter()
+        .map(|s| Queue::new(*s, "workers"))
+        .collect();
+    for q in &levels {
+        q.ensure_group(&mut conn).await.unwrap();
+    }
+    let refs: Vec<&Queue> = levels.iter().collect();
+    for (level, n) in [(0usize, 2), (1, 3), (2, 2)] {
+        for i in 0..n {
+            let id = format!("{level}-{i}");
+            levels[level].enqueue(&mut conn, &[("id", id.as_str())]).await.unwrap();
+        }
+    }
+    // High first, then normal, never more than asked.
+    let got = Queue::read_first(&mut conn, &refs, "w1", 4).await.unwrap();
+    let order: Vec<(usize, &str)> = got.iter().map(|(l, d)| (*l, d.field("id").unwrap())).collect();
+    assert_eq!(order, [(0, "0-0"), (0, "0-1"), (1, "1-0"), (1, "1-1")]);
+    // The high level's stream is deleted and a string put in the low one's
+    // place: the normal level still delivers, and the deleted group is made
+    // again.
+    let _: () = conn.del("{lv}:high").await.unwrap();
+    let _: () = conn.del("{lv}:low").await.unwrap();
+    let _: () = conn.set("{lv}:low", "not a stream").await.unwrap();
+    let got = Queue::read_first(&mut conn, &refs, "w1", 10).await.unwrap();
+    let order: Vec<(usize, &str)> = got.iter().map(|(l, d)| (*l, d.field("id").unwrap())).collect();
+    assert_eq!(order, [(1, "1-2")]);
+    levels[0].enqueue(&mut conn, &[("id", "0-2")]).await.unwrap();
+    let got = Queue::read_first(&mut conn, &refs, "w1", 10).await.unwrap();
+    let order: Vec<(usize, &str)> = got.iter().map(|(l, d)| (*l, d.field("id").unwrap())).collect();
+    assert_eq!(order, [(0, "0-2")], "the high level's group was made again");
+    // Nothing left anywhere but the broken level: its error.
+    let err = Queue::read_first(&mut conn, &refs, "w1", 10).await.unwrap_err();
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
 }

@@ -25,6 +25,7 @@ repobox_orm::on_both_backends!(multi_thread:
     the_metrics_count_what_was_done,
     a_cancellation_wakes_its_run_through_the_events_and_progress_is_stored,
     a_cancellation_wakes_its_run_on_a_busy_queue,
+    a_level_that_cannot_be_read_does_not_hold_up_the_others,
     priorities_are_strict_then_fair
 );
 
@@ -743,6 +744,56 @@ async fn a_cancellation_wakes_its_run_on_a_busy_queue(store: Store) {
     flooding.store(false, std::sync::atomic::Ordering::Relaxed);
     flood.await.unwrap();
     assert_eq!(job(&store, "c2").await.status, JobStatus::Cancelled);
+    stop.send(()).unwrap();
+    runner.await.unwrap();
+}
+
+/// Another client put a string where the low level's stream should be: the
+/// high and normal jobs still run, none stranded behind the broken level
+/// (on a cluster, where each level is its own read, as on one server, where
+/// one script reads them all).
+async fn a_level_that_cannot_be_read_does_not_hold_up_the_others(store: Store) {
+    let mut conn = store.clone();
+    let (stop, runner) = spawn_runner(&store, Flaky::default(), config("r").concurrency(4));
+    wait_for("the runner's groups", async || {
+        repobox_orm::Queue::new("jobs:stream:low", repobox_models::JOBS_GROUP)
+            .waiting(&mut store.clone())
+            .await
+            .is_ok()
+    })
+    .await;
+    let _: () = repobox_orm::redis::cmd("DEL")
+        .arg("jobs:stream:low")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = repobox_orm::redis::cmd("SET")
+        .arg("jobs:stream:low")
+        .arg("not a stream")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut jobs = Vec::new();
+    for i in 0..3 {
+        for level in [Priority::High, Priority::Normal] {
+            let mut j = Job::new(format!("{level}{i}"), "u1", "ok", now_millis());
+            j.priority = Some(level);
+            jobs.push(j);
+        }
+    }
+    for r in Job::create_and_enqueue_many(&mut conn, &jobs, now_millis())
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+    wait_for("every high and normal job", async || {
+        Job::count_by_status(&mut store.clone(), JobStatus::Succeeded)
+            .await
+            .unwrap()
+            == 6
+    })
+    .await;
     stop.send(()).unwrap();
     runner.await.unwrap();
 }

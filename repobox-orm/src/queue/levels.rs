@@ -16,6 +16,11 @@ impl Queue {
     /// each delivery with the index of its queue; never blocks. One script
     /// call, one round trip: the streams must be on one server (or share a
     /// hash tag on a cluster); else read each with [`read`](Self::read).
+    ///
+    /// A stream that cannot be read (its group is gone, a key of another
+    /// type) does not keep the others from being read: what they delivered
+    /// is returned, and the first such error only when nothing was. A group
+    /// that is gone is made again (from the stream's start).
     pub async fn read_first<C: ConnectionLike + Send>(
         conn: &mut C,
         queues: &[&Queue],
@@ -45,13 +50,29 @@ impl Queue {
             }
         };
         let mut got = Vec::new();
+        let mut refused = None;
         for (i, (q, reply)) in queues.iter().zip(replies).enumerate() {
-            if matches!(reply, Value::Int(_)) {
-                continue;
+            match reply {
+                Value::Int(_) => continue,
+                Value::ServerError(e) => {
+                    // A stream or group that was deleted is made again at
+                    // once, so that the other levels' traffic cannot keep
+                    // this one unread.
+                    if e.code() == "NOGROUP" {
+                        let _ = q.ensure_group(conn).await;
+                    }
+                    refused.get_or_insert(e);
+                    continue;
+                }
+                reply => {
+                    let reply: StreamReadReply = redis::from_redis_value(reply).map_err(redis::RedisError::from)?;
+                    got.extend(q.deliveries(reply).into_iter().map(|d| (i, d)));
+                }
             }
-            let reply: StreamReadReply = redis::from_redis_value(reply).map_err(redis::RedisError::from)?;
-            got.extend(q.deliveries(reply).into_iter().map(|d| (i, d)));
         }
-        Ok(got)
+        match refused {
+            Some(e) if got.is_empty() => Err(redis::RedisError::from(e).into()),
+            _ => Ok(got),
+        }
     }
 }

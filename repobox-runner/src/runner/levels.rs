@@ -64,15 +64,29 @@ impl Levels {
     ) -> repobox_orm::Result<(Vec<(usize, Delivery)>, Vec<String>)> {
         let mut taken = Vec::new();
         let mut deleted = Vec::new();
+        // A level that cannot be read does not lose what the others took
+        // over (those deliveries are this runner's now).
+        let mut refused = None;
         for (level, q) in self.queues.iter().enumerate() {
-            let Claimed {
-                deliveries,
-                deleted: gone,
-            } = q.claim_stalled(conn, consumer, min_idle, batch).await?;
-            taken.extend(deliveries.into_iter().map(|d| (level, d)));
-            deleted.extend(gone);
+            match q.claim_stalled(conn, consumer, min_idle, batch).await {
+                Ok(Claimed {
+                    deliveries,
+                    deleted: gone,
+                }) => {
+                    taken.extend(deliveries.into_iter().map(|d| (level, d)));
+                    deleted.extend(gone);
+                }
+                // A level never used has nothing stalled.
+                Err(e) if e.is_missing_group() => {}
+                Err(e) => {
+                    refused.get_or_insert(e);
+                }
+            }
         }
-        Ok((taken, deleted))
+        match refused {
+            Some(e) if taken.is_empty() && deleted.is_empty() => Err(e),
+            _ => Ok((taken, deleted)),
+        }
     }
 
     /// Up to `count` new deliveries, by level: at once from the levels in
@@ -93,14 +107,31 @@ impl Levels {
         };
         let mut got = Vec::new();
         if conn.is_cluster() {
-            // The levels' streams are in different slots: one read each.
+            // The levels' streams are in different slots: one read each. A
+            // level that cannot be read does not lose what the others
+            // delivered, nor keep them from being read.
+            let mut refused = None;
             for level in order {
                 let left = count.saturating_sub(got.len());
                 if left == 0 {
                     break;
                 }
-                let read = self.queues[level].read(conn, consumer, left, None).await?;
-                got.extend(read.into_iter().map(|d| (level, d)));
+                match self.queues[level].read(conn, consumer, left, None).await {
+                    Ok(read) => got.extend(read.into_iter().map(|d| (level, d))),
+                    Err(e) => {
+                        // A deleted stream or group is made again at once,
+                        // as `Queue::read_first` does on one server.
+                        if e.is_missing_group() {
+                            let _ = self.queues[level].ensure_group(conn).await;
+                        }
+                        refused.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = refused
+                && got.is_empty()
+            {
+                return Err(e);
             }
         } else {
             // One server: every level in one script call.
