@@ -403,14 +403,15 @@ async fn many_jobs_are_enqueued_each_atomically_many_per_round_trip(conn: Store)
         "the first stays"
     );
     // One script call for the lot on one server; on a cluster, ordered
-    // steps, each one pipeline.
+    // steps, each one pipeline, and the refused create's release (which
+    // reads the hash after it, for a racing writer's entries).
     let info: repobox_orm::redis::Value = repobox_orm::redis::cmd("INFO")
         .arg("cluster")
         .query_async(&mut conn)
         .await
         .unwrap();
     if format!("{info:?}").contains("cluster_enabled:1") {
-        assert!(trips <= 8, "{trips} round trips");
+        assert!(trips <= 9, "{trips} round trips");
     } else {
         assert_eq!(trips, 1);
     }
