@@ -78,8 +78,8 @@ impl Queue {
 
     /// Counts how deliveries ended (a runner's tally since its last count):
     /// per outcome and minute one `HINCRBY`, the run times in one `LPUSH`,
-    /// in one round trip (on a cluster, one per node). Best effort: a count
-    /// that fails is lost, never retried twice.
+    /// in one round trip (on a cluster, one per node). Best effort: counts
+    /// whose round trip fails are lost, never sent twice.
     pub async fn count_finished<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
