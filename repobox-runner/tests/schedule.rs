@@ -26,6 +26,7 @@ repobox_orm::on_both_backends!(multi_thread:
     a_cancellation_wakes_its_run_through_the_events_and_progress_is_stored,
     a_cancellation_wakes_its_run_on_a_busy_queue,
     a_level_that_cannot_be_read_does_not_hold_up_the_others,
+    a_runner_that_stops_hands_its_jobs_to_the_next_at_once,
     priorities_are_strict_then_fair
 );
 
@@ -66,6 +67,14 @@ impl JobHandler for Flaky {
             output.progress(40, Some("cloning")).await.map_err(|e| e.to_string())?;
             tokio::select! {
                 _ = output.cancelled() => return Err(Failure::fatal("stopped")),
+                _ = tokio::time::sleep(Duration::from_secs(3)) => {}
+            }
+        } else if url == "stoppable" {
+            // Stopped (the runner shuts down): a retryable failure, so the
+            // job goes back to the queue.
+            output.progress(40, None).await.map_err(|e| e.to_string())?;
+            tokio::select! {
+                _ = output.cancelled() => return Err(Failure::retry("stopped")),
                 _ = tokio::time::sleep(Duration::from_secs(3)) => {}
             }
         } else if url == "slow" {
@@ -800,6 +809,32 @@ async fn a_level_that_cannot_be_read_does_not_hold_up_the_others(store: Store) {
     .await;
     stop.send(()).unwrap();
     runner.await.unwrap();
+}
+
+/// A runner stopped mid-job (a rolling deploy) puts its job back and hands
+/// its delivery back: another runner takes it over at its next look, not
+/// after its `min_idle` (here a minute, longer than the test waits).
+async fn a_runner_that_stops_hands_its_jobs_to_the_next_at_once(store: Store) {
+    let slow = |name: &str| {
+        config(name)
+            .min_idle(Duration::from_secs(60))
+            .shutdown_grace(Duration::from_millis(100))
+    };
+    let (stop, first) = spawn_runner(&store, Flaky::default(), slow("first"));
+    enqueue(&store, "h1", "stoppable").await;
+    wait_for("h1 running", async || job(&store, "h1").await.progress == Some(40)).await;
+    stop.send(()).unwrap();
+    let stats = first.await.unwrap();
+    assert_eq!(stats.released, 1, "{stats:?}");
+    assert_eq!(job(&store, "h1").await.status, JobStatus::Queued);
+    let (stop, second) = spawn_runner(&store, Flaky::default(), slow("second"));
+    wait_for("h1 run by the second runner", async || {
+        job(&store, "h1").await.status == JobStatus::Succeeded
+    })
+    .await;
+    stop.send(()).unwrap();
+    let stats = second.await.unwrap();
+    assert_eq!(stats.succeeded, 1, "{stats:?}");
 }
 
 async fn a_cancellation_wakes_its_run_through_the_events_and_progress_is_stored(store: Store) {

@@ -12,7 +12,54 @@ use crate::error::Result;
 
 static DELETED: LogLimit = LogLimit::warn("pending entries were deleted from the stream before they were acknowledged");
 
+/// How idle a delivery handed back looks: longer than any runner waits
+/// before it takes a delivery over.
+const HANDED_BACK_IDLE: Duration = Duration::from_secs(30 * 24 * 3600);
+
 impl Queue {
+    /// Hands back `consumer`'s pending deliveries (up to `limit`) when it
+    /// stops: each is made to look idle for a long time (`XCLAIM ... IDLE
+    /// JUSTID`, its delivery count unchanged), so that another consumer's
+    /// next [`claim_stalled`](Self::claim_stalled) takes it over at once
+    /// instead of after its `min_idle`. For a runner that stops with jobs
+    /// it put back, or with a delivery a read it abandoned was handed.
+    /// Returns how many were handed back.
+    pub async fn hand_back<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        consumer: &str,
+        limit: usize,
+    ) -> Result<usize> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let pending: StreamPendingCountReply = redis::cmd("XPENDING")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg("-")
+            .arg("+")
+            .arg(limit)
+            .arg(consumer)
+            .query_async(conn)
+            .await?;
+        if pending.ids.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<&str> = pending.ids.iter().map(|p| p.id.as_str()).collect();
+        let handed: Vec<String> = redis::cmd("XCLAIM")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg(consumer)
+            .arg(0)
+            .arg(&ids)
+            .arg("IDLE")
+            .arg(u64::try_from(HANDED_BACK_IDLE.as_millis()).unwrap_or(u64::MAX))
+            .arg("JUSTID")
+            .query_async(conn)
+            .await?;
+        Ok(handed.len())
+    }
+
     /// Takes over, for `consumer`, every delivery that has been pending longer
     /// than `min_idle` (its consumer died or hangs): `XAUTOCLAIM` from the start
     /// of the pending list until its cursor comes back to `0-0`, then the

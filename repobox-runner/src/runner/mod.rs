@@ -32,6 +32,12 @@ static DELETED: LogLimit = LogLimit::warn("a pending job entry was deleted from 
 /// How often a runner whose every slot is busy checks that Redis is there.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
+/// How long handing back this runner's pending deliveries may take at stop.
+const HAND_BACK_WAIT: Duration = Duration::from_secs(5);
+
+/// How many pending deliveries per level a stopping runner hands back.
+const HAND_BACK_LIMIT: usize = 1000;
+
 /// How many finished jobs of one status one housekeeping round removes.
 const PURGE_BATCH: usize = 1000;
 
@@ -317,6 +323,23 @@ impl<H: JobHandler> Runner<H> {
                 stats.released += 1;
             } else {
                 stats.unreleased += 1;
+            }
+        }
+        // What this runner still holds (the jobs it put back, a delivery that
+        // a read it abandoned was handed) goes to another runner at its next
+        // takeover, not after its `min_idle`.
+        for q in levels.all() {
+            match tokio::time::timeout(HAND_BACK_WAIT, q.hand_back(&mut conn, &consumer, HAND_BACK_LIMIT)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => {
+                    tracing::info!(deliveries = n, stream = %q.stream(), "handed back pending deliveries: another runner takes them over at once")
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "could not hand back pending deliveries; they are taken over after min_idle")
+                }
+                Err(_) => tracing::debug!(
+                    "Redis did not answer in time to hand back pending deliveries; they are taken over after min_idle"
+                ),
             }
         }
         // The last counts; a Redis that hangs does not hold the stop up.
