@@ -157,3 +157,40 @@ impl super::Job {
         }
     }
 }
+
+/// The compare-and-set of a move to `to` at `at` with its `status` event on
+/// `jobs:events`, acknowledging the delivery `ack` (queue, entry id) in the
+/// same write when there is one.
+pub(crate) async fn write_status<C: ConnectionLike + Send>(
+    conn: &mut C,
+    id: &str,
+    patch: &super::JobPatch,
+    expected: &super::JobPatch,
+    to: super::JobStatus,
+    at: i64,
+    ack: Option<(&repobox_orm::Queue, &str)>,
+) -> repobox_orm::Result<()> {
+    let at = at.to_string();
+    let event = status_event(id, to, &at);
+    match ack {
+        None => super::Job::update_if_and_append(conn, id, patch, expected, JOB_EVENTS, &event)
+            .await
+            .map(drop),
+        Some((queue, entry)) => {
+            super::Job::update_if_and_ack(conn, id, patch, expected, Some((JOB_EVENTS, &event)), queue, entry)
+                .await
+                .map(drop)
+        }
+    }
+}
+
+/// The `jobs:events` entry of job `id` entering `status` at `at`.
+pub(crate) fn status_event<'a>(id: &'a str, status: super::JobStatus, at: &'a str) -> [(&'static str, &'a str); 4] {
+    use repobox_orm::RedisValue;
+    [
+        ("job_id", id),
+        ("kind", "status"),
+        ("status", status.as_str()),
+        ("at", at),
+    ]
+}

@@ -166,10 +166,8 @@ impl Job {
                 lease_until: Some(job.lease_until),
                 ..Default::default()
             };
-            let at = now.to_string();
-            let event = super::status_event(id, JobStatus::Running, &at);
-            match Job::update_if_and_append(conn, id, &patch, &expected, super::JOB_EVENTS, &event).await {
-                Ok(_) => {
+            match super::write_status(conn, id, &patch, &expected, JobStatus::Running, now, None).await {
+                Ok(()) => {
                     patch.apply_to(&mut job);
                     return Ok(Start::Started(Box::new(job)));
                 }

@@ -14,6 +14,7 @@ mod retry;
 mod schedule;
 mod status;
 
+use events::write_status;
 pub use events::{EVENTS_KEPT, JOB_EVENTS, JobEvent};
 pub use lease::{Lease, Start};
 pub use output::OutputRange;
@@ -279,19 +280,7 @@ impl Job {
                 lease_until: Some(job.lease_until),
                 ..Default::default()
             };
-            let at = now.to_string();
-            let event = status_event(id, to, &at);
-            let written = match ack {
-                None => Job::update_if_and_append(conn, id, &patch, &expected, JOB_EVENTS, &event)
-                    .await
-                    .map(drop),
-                Some((queue, entry)) => {
-                    Job::update_if_and_ack(conn, id, &patch, &expected, Some((JOB_EVENTS, &event)), queue, entry)
-                        .await
-                        .map(drop)
-                }
-            };
-            match written {
+            match write_status(conn, id, &patch, &expected, to, now, ack).await {
                 Ok(()) => {
                     patch.apply_to(&mut job);
                     return Ok(job);
@@ -346,17 +335,6 @@ impl Job {
     pub async fn user_job_count<C: ConnectionLike + Send>(conn: &mut C, user_id: &str) -> Result<u64> {
         Ok(Job::count_by_user_id(conn, user_id).await?)
     }
-}
-
-/// The `jobs:events` entry of job `id` entering `status` at `at`.
-pub(crate) fn status_event<'a>(id: &'a str, status: JobStatus, at: &'a str) -> [(&'static str, &'a str); 4] {
-    use repobox_orm::RedisValue;
-    [
-        ("job_id", id),
-        ("kind", "status"),
-        ("status", status.as_str()),
-        ("at", at),
-    ]
 }
 
 /// How often a compare-and-set on a job is tried before it gives up.

@@ -241,18 +241,7 @@ impl Job {
             run_id: Some(run.run_id.clone()),
             ..Default::default()
         };
-        let at = now.to_string();
-        let event = super::status_event(&run.id, JobStatus::Retrying, &at);
-        let append = Some((super::JOB_EVENTS, &event[..]));
-        let written = match ack {
-            None => Job::update_if_and_append(conn, &run.id, &patch, &expected, super::JOB_EVENTS, &event)
-                .await
-                .map(drop),
-            Some((queue, entry)) => Job::update_if_and_ack(conn, &run.id, &patch, &expected, append, queue, entry)
-                .await
-                .map(drop),
-        };
-        match written {
+        match super::write_status(conn, &run.id, &patch, &expected, JobStatus::Retrying, now, ack).await {
             Ok(()) => {
                 let mut job = run;
                 patch.apply_to(&mut job);

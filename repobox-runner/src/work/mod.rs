@@ -134,8 +134,8 @@ pub(crate) struct Work<H> {
     pub store: Store,
     /// The delivery's queue: its priority level's stream.
     pub queue: Queue,
-    /// The queue's normal level, whose keys the per-user slots and the
-    /// metrics use.
+    /// The queue's normal level, whose keys the per-user slots use (the
+    /// metrics go through `tally`).
     pub base: Queue,
     pub handler: Arc<H>,
     pub consumer: String,
