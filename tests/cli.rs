@@ -819,9 +819,7 @@ async fn queue_commands_end_to_end(url: String) {
         .spawn()
         .unwrap();
     assert!(ok(&cli(&["jobs", "cancel", "slow1"])).contains("asked to cancel"));
-    let tail = tokio::task::spawn_blocking(move || tail.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    let tail = exits_within(tail, 60, "the tail ends with the job").await;
     assert!(tail.status.success());
     let followed = String::from_utf8_lossy(&tail.stdout);
     assert!(
@@ -1133,9 +1131,7 @@ async fn every_subcommand_speaks_json_on_success_and_on_every_error() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let _ = Command::new("kill").args(["-TERM", &runner.id().to_string()]).status();
-    let out = tokio::task::spawn_blocking(move || runner.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    let out = exits_within(runner, 60, "the runner drains on SIGTERM").await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
     let stats = one_json(&out.stdout, "the runner's stdout");
@@ -1364,13 +1360,7 @@ async fn jobs_tail_follow_waits_on_events_instead_of_polling() {
     )
     .await
     .unwrap();
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(4),
-        tokio::task::spawn_blocking(move || tail.wait_with_output().unwrap()),
-    )
-    .await
-    .expect("the tail ends with the job, before its own look")
-    .unwrap();
+    let out = exits_within(tail, 4, "the tail ends with the job, before its own look").await;
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "built\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("succeeded"));
@@ -1398,4 +1388,23 @@ fn a_closed_pipe_ends_a_command_quietly() {
         "{:?}",
         out.status
     );
+}
+
+/// `child`'s output once it exits. One still up after `secs` is killed and
+/// the test fails with `what` and what it printed, instead of hanging the
+/// whole run on a wait that never ends.
+async fn exits_within(child: std::process::Child, secs: u64, what: &str) -> std::process::Output {
+    let pid = child.id().to_string();
+    let mut wait = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap());
+    match tokio::time::timeout(std::time::Duration::from_secs(secs), &mut wait).await {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            let out = wait.await.unwrap();
+            panic!(
+                "{what}: still running after {secs} s; its stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
 }

@@ -78,15 +78,24 @@ fn signal(child: &RunnerProcess, name: &str) {
     assert!(status.success());
 }
 
+/// Waits for the runner to exit. One that is still up after 60 s is
+/// killed and the test fails with what it printed, instead of hanging the
+/// whole run on a wait that never ends.
 async fn finish(child: RunnerProcess) -> Output {
+    let pid = child.id().to_string();
     let child = child.take();
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()),
-    )
-    .await
-    .expect("the runner exits within 60 s")
-    .unwrap()
+    let mut wait = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap());
+    match tokio::time::timeout(Duration::from_secs(60), &mut wait).await {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            let out = wait.await.unwrap();
+            panic!(
+                "the runner did not exit within 60 s; its stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
 }
 
 async fn enqueue(store: &Store, id: &str, mode: &str) {

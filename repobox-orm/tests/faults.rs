@@ -131,6 +131,30 @@ async fn server_down_at_start_then_up() {
     assert_eq!(Item::get(&mut conn, "1").await.unwrap(), Some(item(1)));
 }
 
+/// A call left unpolled halfway through connecting (one arm of a `select!`
+/// while another arm awaits a second call) does not hold the second call
+/// up: the connect goes on by itself and both calls get it.
+#[tokio::test]
+async fn a_call_parked_mid_connect_does_not_hold_up_the_next() {
+    let port = RedisServer::free_port();
+    let store = Store::open(format!("redis://127.0.0.1:{port}/").as_str()).unwrap();
+    let mut first = store.clone();
+    let ping = redis::cmd("PING");
+    let parked = ping.query_async::<String>(&mut first);
+    tokio::pin!(parked);
+    // One poll: the first call begins to connect (to a server not up yet)
+    // and is not polled again until the second call is done.
+    let polled =
+        std::future::poll_fn(|cx| std::task::Poll::Ready(std::future::Future::poll(parked.as_mut(), cx))).await;
+    assert!(polled.is_pending());
+    let _server = RedisServer::start_on(port, &[]);
+    let second: String = no_hang(redis::cmd("PING").query_async(&mut store.clone()))
+        .await
+        .expect("the second call connects while the first is parked");
+    assert_eq!(second, "PONG");
+    assert_eq!(no_hang(parked).await.unwrap(), "PONG");
+}
+
 #[tokio::test]
 async fn connect_eagerly_reports_a_dead_server() {
     let port = RedisServer::free_port();

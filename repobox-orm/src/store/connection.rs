@@ -2,15 +2,38 @@
 //! and the count of commands in flight.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
 use redis::{PushKind, RedisError};
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Notify;
 
 use super::backend::{Client, Conn};
 use super::classify::is_auth_failure;
 use super::config::{StoreConfig, ms};
 use crate::error::{Error, Result};
+
+/// A connect under way, as every caller waiting for it sees it.
+type Connecting = Shared<BoxFuture<'static, std::result::Result<Live, Failure>>>;
+
+/// Why a connect gave up, once for every caller that waited on it.
+#[derive(Clone)]
+enum Failure {
+    /// The store was closed.
+    Closed,
+    /// Redis refused, or could not be reached within the backoff.
+    Redis(RedisError),
+}
+
+impl From<Failure> for Error {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Closed => Error::Closed,
+            Failure::Redis(e) => e.into(),
+        }
+    }
+}
 
 /// A live connection and the flag its disconnect notification clears.
 #[derive(Clone)]
@@ -25,7 +48,9 @@ pub(super) struct Inner {
     pub config: StoreConfig,
     pub db: i64,
     current: RwLock<Option<Live>>,
-    connecting: Mutex<()>,
+    /// The connect under way, if any: every caller that finds no live
+    /// connection waits on this one.
+    connecting: Mutex<Option<Connecting>>,
     generation: AtomicU64,
     pub closed: AtomicBool,
     pub in_flight: AtomicUsize,
@@ -41,7 +66,7 @@ impl Inner {
             config,
             db,
             current: RwLock::new(None),
-            connecting: Mutex::new(()),
+            connecting: Mutex::new(None),
             generation: AtomicU64::new(0),
             closed: AtomicBool::new(closed),
             in_flight: AtomicUsize::new(0),
@@ -70,24 +95,73 @@ impl Inner {
     }
 
     /// The live connection, connecting (with backoff) when there is none.
-    pub async fn connection(&self) -> Result<Live> {
+    ///
+    /// The connect runs in a task of its own, shared by every caller that
+    /// waits for it, so it goes on whether or not the caller that began it
+    /// is still polled: a call parked in one arm of a `select!` while
+    /// another arm awaits a second call must not hold that second call up.
+    pub async fn connection(self: &Arc<Self>) -> Result<Live> {
         if let Some(live) = self.live() {
             return Ok(live);
         }
-        let _connecting = self.connecting.lock().await;
-        if let Some(live) = self.live() {
-            return Ok(live);
+        let attempt = {
+            let mut connecting = self.connecting.lock().unwrap_or_else(|e| e.into_inner());
+            // Connected while this caller took the lock.
+            if let Some(live) = self.live() {
+                return Ok(live);
+            }
+            match connecting.as_ref() {
+                Some(attempt) => attempt.clone(),
+                None => {
+                    let task = tokio::spawn(self.clone().connect_until_done());
+                    let attempt = async move {
+                        // A task ends early only when its runtime shuts down.
+                        task.await.unwrap_or_else(|e| {
+                            Err(Failure::Redis(RedisError::from(std::io::Error::other(format!(
+                                "the connect was cut short: {e}"
+                            )))))
+                        })
+                    }
+                    .boxed()
+                    .shared();
+                    *connecting = Some(attempt.clone());
+                    attempt
+                }
+            }
+        };
+        let outcome = attempt.clone().await;
+        if outcome.is_err() {
+            // The task clears its own attempt when it ends; one whose
+            // runtime went away could not, and must not answer for ever.
+            let mut connecting = self.connecting.lock().unwrap_or_else(|e| e.into_inner());
+            if connecting.as_ref().is_some_and(|a| a.ptr_eq(&attempt)) {
+                *connecting = None;
+            }
         }
+        outcome.map_err(Error::from)
+    }
+
+    /// Connects, with backoff, until connected or told to give up; then
+    /// clears the attempt so that the next caller begins a new one.
+    async fn connect_until_done(self: Arc<Self>) -> std::result::Result<Live, Failure> {
+        let outcome = self.connect_with_backoff().await;
+        if let Ok(live) = &outcome {
+            *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(live.clone());
+        }
+        self.connecting.lock().unwrap_or_else(|e| e.into_inner()).take();
+        outcome
+    }
+
+    async fn connect_with_backoff(&self) -> std::result::Result<Live, Failure> {
         let mut attempt = 0u32;
         loop {
             if self.closed.load(Ordering::SeqCst) {
-                return Err(Error::Closed);
+                return Err(Failure::Closed);
             }
             attempt += 1;
             match self.connect_once().await {
                 Ok(live) => {
                     tracing::info!(target: "repobox::store", generation = live.generation, attempt, "connected");
-                    *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(live.clone());
                     return Ok(live);
                 }
                 Err(err) => {
@@ -97,7 +171,7 @@ impl Inner {
                         || self.config.backoff.max_attempts.is_some_and(|max| attempt >= max);
                     tracing::warn!(target: "repobox::store", error = %err, attempt, "connect failed");
                     if give_up {
-                        return Err(err.into());
+                        return Err(Failure::Redis(err));
                     }
                     let delay = self.config.backoff.delay(attempt);
                     tracing::info!(target: "repobox::store", attempt = attempt + 1, delay_ms = ms(delay), "reconnecting");

@@ -28,19 +28,27 @@ impl<H: JobHandler> Runner<H> {
         let mut tick = tokio::time::interval(self.config.block.max(Duration::from_millis(50)));
         let watch = control.clone();
         let run = self.run_with(control);
-        tokio::pin!(run);
-        loop {
-            tokio::select! {
-                stats = &mut run => return stats,
-                _ = tick.tick() => match is_empty(&mut conn, &queue).await {
+        // The look runs beside the runner, never instead of it: awaited in
+        // a `select!` arm it would leave the runner unpolled, and a runner
+        // stopped halfway through connecting holds the store's connect
+        // until the look gives up.
+        let look = async {
+            loop {
+                tick.tick().await;
+                match is_empty(&mut conn, &queue).await {
                     Ok(true) => {
                         tracing::info!("the queue is empty; draining");
                         watch.drain();
+                        return std::future::pending().await;
                     }
                     Ok(false) => {}
                     Err(e) => tracing::debug!(error = %e, "could not tell whether the queue is empty"),
-                },
+                }
             }
+        };
+        tokio::select! {
+            stats = run => stats,
+            never = look => never,
         }
     }
 }
