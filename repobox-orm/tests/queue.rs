@@ -322,3 +322,63 @@ async fn read_first_takes_the_first_levels_in_one_call_and_survives_a_broken_one
     let err = Queue::read_first(&mut conn, &refs, "w1", 10).await.unwrap_err();
     assert!(err.to_string().contains("WRONGTYPE"), "{err}");
 }
+
+#[derive(Debug, Clone, PartialEq, repobox_orm::RedisEntity)]
+#[key("item:<id>")]
+struct Item {
+    id: String,
+    n: u32,
+}
+
+/// One server: the read that delivers entries also reads the entity each
+/// names, with Redis's clock, in the same script call; an entry naming
+/// nothing, a missing hash or a key of another type is told apart, and
+/// none of them fails the read.
+#[tokio::test]
+async fn read_first_with_hands_each_delivery_the_entity_it_names() {
+    let server = repobox_orm::testing::RedisServer::start();
+    let mut conn = Store::open(server.url()).unwrap();
+    let q = Queue::new("{lv}", "workers");
+    q.ensure_group(&mut conn).await.unwrap();
+    let item = Item { id: "a".into(), n: 7 };
+    Item::create(&mut conn, &item).await.unwrap();
+    let _: () = conn.set("item:c", "not a hash").await.unwrap();
+    for named in [Some("a"), Some("b"), None, Some("c")] {
+        let fields: Vec<(&str, &str)> = named.map(|id| ("item", id)).into_iter().collect();
+        let fields = if fields.is_empty() {
+            vec![("other", "x")]
+        } else {
+            fields
+        };
+        q.enqueue(&mut conn, &fields).await.unwrap();
+    }
+    let before = clock_ms(&mut conn).await;
+    let got = Queue::read_first_with::<Item, _>(&mut conn, &[&q], "w1", 10, "item")
+        .await
+        .unwrap();
+    let after = clock_ms(&mut conn).await;
+    let d: Vec<&repobox_orm::Delivery> = got.iter().map(|(_, d)| d).collect();
+    assert_eq!(d.len(), 4);
+    let (now, found) = d[0].entity_as_read::<Item>("item:a").unwrap().unwrap();
+    assert_eq!(found, Some(item));
+    assert!((before..=after).contains(&now), "{before} <= {now} <= {after}");
+    assert_eq!(d[1].entity_as_read::<Item>("item:b").unwrap().unwrap().1, None);
+    assert!(
+        d[2].entity_as_read::<Item>("item:a").is_none(),
+        "the entry names nothing"
+    );
+    let wrong = d[3].entity_as_read::<Item>("item:c").unwrap().unwrap_err();
+    assert!(wrong.to_string().contains("WRONGTYPE"), "{wrong}");
+    // Only the key the read looked at answers.
+    assert!(d[0].entity_as_read::<Item>("item:b").is_none());
+    // A read that does not look at entities hands none.
+    q.enqueue(&mut conn, &[("item", "a")]).await.unwrap();
+    let got = Queue::read_first(&mut conn, &[&q], "w1", 10).await.unwrap();
+    assert!(got[0].1.entity_as_read::<Item>("item:a").is_none());
+}
+
+/// Redis's clock, in Unix milliseconds.
+async fn clock_ms(conn: &mut Store) -> i64 {
+    let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(conn).await.unwrap();
+    secs * 1000 + micros / 1000
+}

@@ -95,7 +95,8 @@ impl Job {
     /// [`Start::Leased`]. A live lease is [`Start::Leased`]; a job that is
     /// over (or failed) is [`Start::Over`]; an entry whose user is not the
     /// job's is [`Start::ForeignEntry`]. Two round trips: the read with
-    /// Redis's clock, the compare-and-set.
+    /// Redis's clock, the compare-and-set (one with
+    /// [`start_as_read`](Self::start_as_read)).
     pub async fn start<C: ConnectionLike + Send>(
         conn: &mut C,
         id: &str,
@@ -103,9 +104,28 @@ impl Job {
         entry_user: Option<&str>,
         lease: Duration,
     ) -> Result<Start> {
+        Job::start_as_read(conn, None, id, entry, entry_user, lease).await
+    }
+
+    /// [`start`](Self::start) from `as_read`, the job and Redis's clock
+    /// as a read of the delivery saw them
+    /// ([`Delivery::entity_as_read`](repobox_orm::Delivery::entity_as_read)):
+    /// one round trip, the compare-and-set, while they are still true; the
+    /// job is read again only when they no longer are.
+    pub async fn start_as_read<C: ConnectionLike + Send>(
+        conn: &mut C,
+        mut as_read: Option<(i64, Option<Job>)>,
+        id: &str,
+        entry: &str,
+        entry_user: Option<&str>,
+        lease: Duration,
+    ) -> Result<Start> {
         let lease_ms = lease_millis(lease)?;
         for _ in 0..ATTEMPTS {
-            let (now, job) = Job::get_with_clock(conn, id).await?;
+            let (now, job) = match as_read.take() {
+                Some(read) => read,
+                None => Job::get_with_clock(conn, id).await?,
+            };
             let Some(mut job) = job else {
                 return Err(not_found(id));
             };

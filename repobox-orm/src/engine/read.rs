@@ -38,22 +38,30 @@ pub(crate) async fn get_with_clock<E: RedisEntity, C: ConnectionLike + Send>(
         key: E::META.key.shown(key).into_owned(),
         detail: format!("{} replies to TIME and HGETALL", replies.len()),
     })?;
+    Ok((clock_ms(&time)?, decode_answer(key, &hash)?))
+}
+
+/// The entity in what `HGETALL` answered for `key`, an error reply included.
+pub(crate) fn decode_answer<E: RedisEntity>(key: &str, answer: &Value) -> Result<Option<E>> {
+    if let Value::ServerError(e) = answer {
+        return Err(redis::RedisError::from(e.clone()).into());
+    }
+    decode(key, answer)
+}
+
+/// Redis's clock in a `TIME` reply, in Unix milliseconds.
+pub(crate) fn clock_ms(time: &Value) -> Result<i64> {
     let unexpected = |detail: String| Error::UnexpectedReply {
         key: "TIME".into(),
         detail,
     };
-    let (secs, micros): (i64, i64) = match &time {
+    let (secs, micros): (i64, i64) = match time {
         Value::ServerError(e) => return Err(redis::RedisError::from(e.clone()).into()),
-        _ => redis::from_redis_value_ref(&time).map_err(|e| unexpected(format!("{e}")))?,
+        _ => redis::from_redis_value_ref(time).map_err(|e| unexpected(format!("{e}")))?,
     };
-    let now = secs
-        .checked_mul(1000)
+    secs.checked_mul(1000)
         .and_then(|ms| ms.checked_add(micros / 1000))
-        .ok_or_else(|| unexpected(format!("{secs} s is out of range")))?;
-    if let Value::ServerError(e) = &hash {
-        return Err(redis::RedisError::from(e.clone()).into());
-    }
-    Ok((now, decode(key, &hash)?))
+        .ok_or_else(|| unexpected(format!("{secs} s is out of range")))
 }
 
 /// Reads the entities at `keys` in one pipeline, in order: `None` where

@@ -111,6 +111,7 @@ impl Queue {
                 id,
                 fields: f.fields,
                 malformed: f.malformed,
+                seen: None,
             })
             .collect();
         Ok(claimed)

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use repobox_models::{Priority, Result};
+use repobox_models::{Job, Priority, Result};
 use repobox_orm::queue::Claimed;
 use repobox_orm::{Delivery, Queue, Store};
 
@@ -134,9 +134,10 @@ impl Levels {
                 return Err(e);
             }
         } else {
-            // One server: every level in one script call.
+            // One server: every level in one script call, which also
+            // reads each delivered job (its start needs no read of its own).
             let queues = order.map(|level| &self.queues[level]);
-            let read = Queue::read_first(conn, &queues, consumer, count).await?;
+            let read = Queue::read_first_with::<Job, _>(conn, &queues, consumer, count, "job_id").await?;
             got.extend(read.into_iter().map(|(i, d)| (order[i], d)));
         }
         if got.is_empty() {

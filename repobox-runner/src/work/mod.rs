@@ -199,7 +199,14 @@ impl<H: JobHandler> Work<H> {
                 return Ok(Done::Parked);
             }
         };
-        let start = Job::start(&mut conn, &job_id, &delivery.id, delivery.field("user_id"), self.lease).await;
+        // The job as the read that delivered it saw it, when that read
+        // looked (and it decodes): else `start` reads it.
+        let as_read = Job::key_for(&job_id)
+            .ok()
+            .and_then(|key| delivery.entity_as_read::<Job>(&key))
+            .and_then(Result::ok);
+        let user = delivery.field("user_id");
+        let start = Job::start_as_read(&mut conn, as_read, &job_id, &delivery.id, user, self.lease).await;
         // A job that does not start here gives its slot back, unless
         // another run holds it (the slot is the job's).
         let slot = match (slot, &start) {
