@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use repobox_models::{Job, Priority, Result};
-use repobox_orm::queue::Claimed;
+use repobox_orm::queue::{Claimed, LogLimit};
 use repobox_orm::{Delivery, Queue, Store};
 
 /// The levels of one queue, highest first; the normal one is the queue.
@@ -54,7 +54,11 @@ impl Levels {
         Ok(())
     }
 
-    /// Takes over stalled deliveries of every level.
+    /// Takes over stalled deliveries of every level. A level that cannot
+    /// be claimed from (its stream deleted, a key of another type in its
+    /// place) is said in the log and skipped: it holds up neither the other
+    /// levels nor the reads. `Err` when Redis itself cannot serve and
+    /// nothing was taken.
     pub(crate) async fn claim_stalled(
         &self,
         conn: &mut Store,
@@ -64,9 +68,9 @@ impl Levels {
     ) -> repobox_orm::Result<(Vec<(usize, Delivery)>, Vec<String>)> {
         let mut taken = Vec::new();
         let mut deleted = Vec::new();
-        // A level that cannot be read does not lose what the others took
-        // over (those deliveries are this runner's now).
-        let mut refused = None;
+        // What the other levels took over is this runner's now: never lost
+        // to one level's error.
+        let mut unreachable = None;
         for (level, q) in self.queues.iter().enumerate() {
             match q.claim_stalled(conn, consumer, min_idle, batch).await {
                 Ok(Claimed {
@@ -79,11 +83,13 @@ impl Levels {
                 // A level never used has nothing stalled.
                 Err(e) if e.is_missing_group() => {}
                 Err(e) => {
-                    refused.get_or_insert(e);
+                    if let Some(e) = skip_level(q.stream(), e) {
+                        unreachable.get_or_insert(e);
+                    }
                 }
             }
         }
-        match refused {
+        match unreachable {
             Some(e) if taken.is_empty() && deleted.is_empty() => Err(e),
             _ => Ok((taken, deleted)),
         }
@@ -91,6 +97,9 @@ impl Levels {
 
     /// Up to `count` new deliveries, by level: at once from the levels in
     /// this read's order, else waiting up to `block` on the normal level.
+    /// A level that cannot be read is said in the log and skipped, as in
+    /// [`claim_stalled`](Self::claim_stalled); a deleted one is made again
+    /// at once.
     pub(crate) async fn read(
         &mut self,
         conn: &mut Store,
@@ -107,38 +116,41 @@ impl Levels {
         };
         let mut got = Vec::new();
         if conn.is_cluster() {
-            // The levels' streams are in different slots: one read each. A
-            // level that cannot be read does not lose what the others
-            // delivered, nor keep them from being read.
-            let mut refused = None;
+            // The levels' streams are in different slots: one read each.
             for level in order {
                 let left = count.saturating_sub(got.len());
                 if left == 0 {
                     break;
                 }
-                match self.queues[level].read(conn, consumer, left, None).await {
+                let q = &self.queues[level];
+                match q.read(conn, consumer, left, None).await {
                     Ok(read) => got.extend(read.into_iter().map(|d| (level, d))),
                     Err(e) => {
                         // A deleted stream or group is made again at once,
                         // as `Queue::read_first` does on one server.
                         if e.is_missing_group() {
-                            let _ = self.queues[level].ensure_group(conn).await;
+                            let _ = q.ensure_group(conn).await;
                         }
-                        refused.get_or_insert(e);
+                        if let Some(e) = skip_level(q.stream(), e) {
+                            return Err(e);
+                        }
                     }
                 }
-            }
-            if let Some(e) = refused
-                && got.is_empty()
-            {
-                return Err(e);
             }
         } else {
             // One server: every level in one script call, which also
             // reads each delivered job (its start needs no read of its own).
+            // It answers a level's error only when nothing was delivered.
             let queues = order.map(|level| &self.queues[level]);
-            let read = Queue::read_first_with::<Job, _>(conn, &queues, consumer, count, "job_id").await?;
-            got.extend(read.into_iter().map(|(i, d)| (order[i], d)));
+            match Queue::read_first_with::<Job, _>(conn, &queues, consumer, count, "job_id").await {
+                Ok(read) => got.extend(read.into_iter().map(|(i, d)| (order[i], d))),
+                Err(e) => {
+                    let streams: Vec<&str> = self.queues.iter().map(|q| q.stream()).collect();
+                    if let Some(e) = skip_level(&streams.join(" or "), e) {
+                        return Err(e);
+                    }
+                }
+            }
         }
         if got.is_empty() {
             let read = self.queues[NORMAL].read(reader, consumer, count, Some(block)).await?;
@@ -161,4 +173,20 @@ impl Levels {
         }
         Ok((waiting, pending))
     }
+}
+
+static LEVEL_SKIPPED: LogLimit = LogLimit::warn("a priority level's stream cannot be used; the other levels go on");
+
+/// What a level's error means for the call: `None` when it is the level's
+/// own (a key of another type, a group that is gone), said in the log and
+/// skipped; `Some` when Redis itself cannot serve (unreachable, refusing
+/// credentials), which the runner's own failure handling rides out.
+fn skip_level(stream: &str, e: repobox_orm::Error) -> Option<repobox_orm::Error> {
+    if e.is_unreachable() || e.is_auth_failure() {
+        return Some(e);
+    }
+    if let Some(held_back) = LEVEL_SKIPPED.admit() {
+        tracing::warn!(stream, error = %e, "a priority level's stream cannot be used; the other levels go on{held_back}");
+    }
+    None
 }
