@@ -20,6 +20,7 @@ mod commands;
 mod embedded;
 mod handler;
 mod output;
+mod progress;
 mod redact;
 
 use std::io::IsTerminal;

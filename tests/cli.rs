@@ -1408,3 +1408,79 @@ async fn exits_within(child: std::process::Child, secs: u64, what: &str) -> std:
         }
     }
 }
+
+/// Walks of the keyspace and of a status index say how far they have come
+/// on stderr: without a terminal a line per pass and one at the end; with
+/// `--json`, nothing but the JSON result on stdout. `--rate` is checked.
+#[test]
+fn long_walks_report_progress_on_stderr_and_json_prints_only_json() {
+    let server = RedisServer::start();
+    ok(&repobox(Some(&server), &["demo", "--jobs", "3", "--keep"]));
+    let out = repobox(Some(&server), &["index", "check", "--rate", "100000"]);
+    let table = ok(&out);
+    assert!(table.contains("Job::by_user_id"), "{table}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.iter().all(|l| l.starts_with("index check: ")), "{err}");
+    let passes = lines.iter().filter(|l| l.starts_with("index check: pass ")).count();
+    // An index pass per index, an entity pass per model with indexes.
+    assert_eq!(passes, 8, "{err}");
+    assert!(err.contains(": index jobs:user:<user_id> (about "), "{err}");
+    assert!(err.contains(": hashes job:<id> (about "), "{err}");
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.starts_with("index check: done: 8 pass(es), ")),
+        "{err}"
+    );
+
+    let out = repobox(
+        Some(&server),
+        &[
+            "queue",
+            "purge",
+            "--status",
+            "failed",
+            "--older-than",
+            "0s",
+            "--dry-run",
+        ],
+    );
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("queue purge: pass 1: failed jobs (about 1 jobs)\n"),
+        "{err}"
+    );
+    assert!(err.contains("queue purge: done: 1 pass(es), 1 jobs in "), "{err}");
+
+    for args in [
+        &["index", "check", "--json"][..],
+        &["index", "repair", "--json", "--rate", "100000"],
+        &[
+            "queue",
+            "purge",
+            "--status",
+            "failed",
+            "--older-than",
+            "0s",
+            "--dry-run",
+            "--json",
+        ],
+    ] {
+        let out = repobox(Some(&server), args);
+        let stdout = ok(&out);
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(stdout.lines().count(), 1, "{args:?}: {stdout}");
+        serde_json::from_str::<serde_json::Value>(&stdout).expect("JSON");
+    }
+    let zero = repobox(Some(&server), &["index", "check", "--rate", "0", "--json"]);
+    assert_eq!(zero.status.code(), Some(2), "{zero:?}");
+    let usage: serde_json::Value = serde_json::from_slice(&zero.stderr).expect("a usage error in JSON");
+    assert_eq!(usage["kind"], "usage", "{usage}");
+    assert!(usage["error"].as_str().is_some_and(|e| e.contains("--rate")), "{usage}");
+}

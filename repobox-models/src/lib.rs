@@ -48,19 +48,21 @@ pub use user::{User, UserDeleted, UserField, UserPatch};
 
 /// Checks (or, with `repair`, repairs) every index of every model, as
 /// `(model, report)` pairs: the one list of the models, so a new model's
-/// indexes are swept as soon as it is added here.
+/// indexes are swept as soon as it is added here. `walk` hears how far it
+/// has come and says how fast it may go.
 pub async fn sweep_indexes<C: repobox_orm::prelude::ConnectionLike + Send>(
     conn: &mut C,
     repair: bool,
+    walk: &repobox_orm::Walk<'_>,
 ) -> repobox_orm::Result<Vec<(&'static str, repobox_orm::IndexReport)>> {
     macro_rules! each_model {
         ($($model:ty),+ $(,)?) => {{
             let mut reports = Vec::new();
             $(
                 let found = if repair {
-                    repobox_orm::repair_indexes::<$model, C>(conn).await?
+                    repobox_orm::repair_indexes_with::<$model, C>(conn, walk).await?
                 } else {
-                    repobox_orm::check_indexes::<$model, C>(conn).await?
+                    repobox_orm::check_indexes_with::<$model, C>(conn, walk).await?
                 };
                 reports.extend(found.into_iter().map(|r| (stringify!($model), r)));
             )+

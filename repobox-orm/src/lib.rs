@@ -144,7 +144,9 @@ pub mod testing;
 pub mod __private;
 
 pub use codec::{HashField, KeyPart, RedisValue, Score};
-pub use engine::sweep::{IndexReport, check_indexes, repair_indexes};
+pub use engine::sweep::{
+    IndexReport, Pace, Walk, WalkProgress, check_indexes, check_indexes_with, repair_indexes, repair_indexes_with,
+};
 pub use entity::{EntityField, EntityPatch, FieldWriter, RawHash, RedisEntity};
 pub use error::{DecodeValue, Error, Result, Shown};
 pub use listing::Listing;

@@ -223,6 +223,11 @@ pub enum QueueCommand {
         /// Remove at most this many.
         #[arg(long, default_value_t = 10_000)]
         limit: usize,
+        /// Look at no more than about this many jobs a second (default: as
+        /// fast as Redis answers). Progress goes to stderr: a bar on a
+        /// terminal, a line every 2 s otherwise.
+        #[arg(long)]
+        rate: Option<std::num::NonZeroU32>,
     },
     /// Lists pending deliveries of every priority level: consumer, idle time, delivery count.
     Pending {
@@ -259,6 +264,11 @@ pub enum QueueCommand {
 pub struct IndexArgs {
     #[command(subcommand)]
     pub action: Option<IndexCommand>,
+    /// Look at no more than about this many keys a second, to leave a busy
+    /// Redis room (default: as fast as it answers). Progress goes to stderr:
+    /// a bar on a terminal, a line per pass and every 2 s otherwise.
+    #[arg(long, global = true)]
+    pub rate: Option<std::num::NonZeroU32>,
 }
 
 #[derive(Subcommand, Clone, Copy, PartialEq, Eq)]

@@ -1,10 +1,11 @@
 //! `repobox index [check|repair]`: every index of every model.
 
-use repobox_orm::{IndexReport, Store};
+use repobox_orm::{IndexReport, Store, Walk};
 use serde_json::json;
 
 use crate::cli::{IndexArgs, IndexCommand};
 use crate::output::{clean, json_line, render};
+use crate::progress::Progress;
 
 /// What `index check` found that needs a repair or a person, or what
 /// `index repair` left for a person: the command exits with
@@ -33,7 +34,12 @@ impl std::error::Error for Findings {}
 pub async fn index(store: &Store, args: IndexArgs, json: bool) -> anyhow::Result<()> {
     let repair = args.action == Some(IndexCommand::Repair);
     let mut conn = store.clone();
-    let reports = repobox_models::sweep_indexes(&mut conn, repair).await?;
+    let label = if repair { "index repair" } else { "index check" };
+    let progress = Progress::new(label, "keys", json);
+    let walk = Walk::new().progress(&progress).per_second(args.rate);
+    let reports = repobox_models::sweep_indexes(&mut conn, repair, &walk).await;
+    progress.finish(reports.is_ok());
+    let reports = reports?;
     let sum = |f: fn(&IndexReport) -> u64| reports.iter().map(|(_, r)| f(r)).fold(0u64, u64::saturating_add);
     let to_repair = sum(IndexReport::needs_repair);
     let by_hand = sum(|r| r.conflicts).saturating_add(sum(|r| r.bad));

@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use repobox_models::{JOBS_GROUP, JOBS_STREAM, Job, JobOutcome, JobStatus, Priority, now_millis};
 use repobox_orm::queue::{Entry, OUTCOMES};
-use repobox_orm::{Queue, Store};
+use repobox_orm::{Queue, Store, Walk};
 use serde_json::json;
 
 use crate::cli::QueueCommand;
 use crate::output::{duration_ms, json_line, render};
+use crate::progress::Progress;
 
 pub async fn queue(store: &Store, cmd: QueueCommand, json: bool) -> anyhow::Result<()> {
     let mut conn = store.clone();
@@ -20,10 +21,15 @@ pub async fn queue(store: &Store, cmd: QueueCommand, json: bool) -> anyhow::Resu
             older_than,
             dry_run,
             limit,
+            rate,
         } => {
             let status = JobStatus::from(status);
             let cutoff = now_millis().saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
-            let purged = Job::purge(&mut conn, status, cutoff, limit, dry_run).await?;
+            let progress = Progress::new("queue purge", "jobs", json);
+            let walk = Walk::new().progress(&progress).per_second(rate);
+            let purged = Job::purge_with(&mut conn, status, cutoff, limit, dry_run, &walk).await;
+            progress.finish(purged.is_ok());
+            let purged = purged?;
             if json {
                 let out = json!({
                     "status": status.to_string(),

@@ -2,6 +2,7 @@
 //! ([`Job::purge`]), each with its output list and index entries in one
 //! write (ordered, and healed on read, where a cluster splits the keys).
 
+use repobox_orm::Walk;
 use repobox_orm::prelude::{ConnectionLike, Page};
 
 use super::{Job, JobStatus};
@@ -51,6 +52,20 @@ impl Job {
         limit: usize,
         dry_run: bool,
     ) -> Result<Purged> {
+        Job::purge_with(conn, status, finished_before, limit, dry_run, &Walk::new()).await
+    }
+
+    /// [`purge`](Self::purge), telling `walk`'s progress how many of the
+    /// status index's jobs it has looked at, and looking at no more a second
+    /// than its rate allows.
+    pub async fn purge_with<C: ConnectionLike + Send>(
+        conn: &mut C,
+        status: JobStatus,
+        finished_before: i64,
+        limit: usize,
+        dry_run: bool,
+        walk: &Walk<'_>,
+    ) -> Result<Purged> {
         if !status.is_final() {
             return Err(repobox_orm::Error::InvalidArgument {
                 name: "status",
@@ -60,6 +75,7 @@ impl Job {
         }
         let mut purged = Purged::default();
         let mut offset = 0;
+        let mut pace = walk.begin(&format!("{status} jobs"), Job::count_by_status(conn, status).await?);
         while purged.matched.len() < limit {
             let page = Page::oldest(PURGE_PAGE)
                 .offset(offset)
@@ -85,6 +101,7 @@ impl Job {
                 purged.matched.push(job.id);
             }
             offset += listing.errors.len();
+            walk.step(&mut pace, read as u64).await;
             if read < PURGE_PAGE {
                 break;
             }

@@ -19,11 +19,11 @@ use crate::error::Result;
 use crate::meta::{IndexKind, IndexMeta, KeyTemplate, Segment};
 
 mod report;
+mod walk;
 
 pub use self::report::IndexReport;
-
-/// How many keys one `SCAN` call asks for.
-const SCAN_COUNT: u64 = 500;
+use self::walk::scan;
+pub use self::walk::{Pace, Walk, WalkProgress};
 
 /// How many problem messages a report keeps.
 const PROBLEMS_KEPT: usize = 100;
@@ -49,22 +49,11 @@ fn scan_pattern(template: &KeyTemplate) -> String {
     pattern
 }
 
-/// One `SCAN` call: the next cursor and the keys (as Redis holds them).
-async fn scan<C: ConnectionLike + Send>(conn: &mut C, cursor: u64, pattern: &str) -> Result<(u64, Vec<Value>)> {
-    Ok(redis::cmd("SCAN")
-        .arg(cursor)
-        .arg("MATCH")
-        .arg(pattern)
-        .arg("COUNT")
-        .arg(SCAN_COUNT)
-        .query_async(conn)
-        .await?)
-}
-
 async fn sweep_index<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     index: &'static IndexMeta,
     repair: bool,
+    walk: &Walk<'_>,
 ) -> Result<IndexReport> {
     let mut report = IndexReport {
         kind: match index.kind {
@@ -78,9 +67,10 @@ async fn sweep_index<E: RedisEntity, C: ConnectionLike + Send>(
         ..IndexReport::default()
     };
     let pattern = scan_pattern(&index.key);
+    let mut pace = walk.begin_scan(conn, &format!("index {}", index.key.source)).await?;
     let mut cursor = 0u64;
     loop {
-        let (next, keys) = scan(conn, cursor, &pattern).await?;
+        let (next, keys) = scan(conn, cursor, &pattern, walk, &mut pace).await?;
         let (typed, skipped) = keys_of(conn, &index.key, index.kind.redis_type(), keys).await?;
         report.skipped += skipped;
         for key in &typed {
@@ -111,7 +101,16 @@ async fn sweep_index<E: RedisEntity, C: ConnectionLike + Send>(
 /// Checks every index of `E`, key by key and member by member, and reports
 /// per index what needs a repair; changes nothing. See [`repair_indexes`].
 pub async fn check_indexes<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C) -> Result<Vec<IndexReport>> {
-    sweep::<E, C>(conn, false).await
+    check_indexes_with::<E, C>(conn, &Walk::new()).await
+}
+
+/// [`check_indexes`], telling `walk`'s progress how far it has come and
+/// going no faster than its rate.
+pub async fn check_indexes_with<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    walk: &Walk<'_>,
+) -> Result<Vec<IndexReport>> {
+    sweep::<E, C>(conn, false, walk).await
 }
 
 /// Walks every index of `E` as [`check_indexes`] does and repairs it: removes
@@ -131,17 +130,30 @@ pub async fn check_indexes<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut 
 /// # Ok(()) }
 /// ```
 pub async fn repair_indexes<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C) -> Result<Vec<IndexReport>> {
-    sweep::<E, C>(conn, true).await
+    repair_indexes_with::<E, C>(conn, &Walk::new()).await
 }
 
-async fn sweep<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, repair: bool) -> Result<Vec<IndexReport>> {
+/// [`repair_indexes`], telling `walk`'s progress how far it has come and
+/// going no faster than its rate.
+pub async fn repair_indexes_with<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    walk: &Walk<'_>,
+) -> Result<Vec<IndexReport>> {
+    sweep::<E, C>(conn, true, walk).await
+}
+
+async fn sweep<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    repair: bool,
+    walk: &Walk<'_>,
+) -> Result<Vec<IndexReport>> {
     crate::store::scan::ensure_whole_keyspace(conn).await?;
     let mut reports = Vec::with_capacity(E::META.indexes.len());
     for index in E::META.indexes {
-        reports.push(sweep_index::<E, C>(conn, index, repair).await?);
+        reports.push(sweep_index::<E, C>(conn, index, repair, walk).await?);
     }
     if !reports.is_empty() {
-        sweep_entities::<E, C>(conn, repair, &mut reports).await?;
+        sweep_entities::<E, C>(conn, repair, &mut reports, walk).await?;
     }
     Ok(reports)
 }
@@ -228,13 +240,15 @@ async fn sweep_entities<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     repair: bool,
     reports: &mut [IndexReport],
+    walk: &Walk<'_>,
 ) -> Result<()> {
     let pattern = scan_pattern(&E::META.key);
+    let mut pace = walk.begin_scan(conn, &format!("hashes {}", E::META.key.source)).await?;
     let mut cursor = 0u64;
     // Per unique index and value: the first entity seen claiming it.
     let mut claims: HashMap<(usize, String), String> = HashMap::new();
     loop {
-        let (next, keys) = scan(conn, cursor, &pattern).await?;
+        let (next, keys) = scan(conn, cursor, &pattern, walk, &mut pace).await?;
         let (hashes, _) = keys_of(conn, &E::META.key, "hash", keys).await?;
         for chunk in hashes.chunks(BULK_CHUNK) {
             find_missing::<E, C>(conn, repair, reports, chunk, &mut claims).await?;
