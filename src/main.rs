@@ -19,6 +19,7 @@ mod commands;
 #[cfg(feature = "embedded-redis")]
 mod embedded;
 mod handler;
+mod metrics;
 mod output;
 mod progress;
 mod redact;

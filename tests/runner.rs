@@ -666,3 +666,111 @@ async fn until_empty_stops_the_runner_once_the_queue_is_done() {
     assert_eq!(stats["succeeded"], 3, "{stats}");
     assert!(said(&json_log(&out), "the queue is empty; draining").len() == 1);
 }
+
+/// One scrape of `/metrics`, parsed by a Prometheus text-format parser.
+fn scrape(addr: &str) -> prometheus_parse::Scrape {
+    let (code, body) = get(addr, "/metrics").expect("a scrape");
+    assert_eq!(code, 200, "{body}");
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus' text format")
+}
+
+/// The value of the sample `metric` whose labels include `labels`.
+fn sample(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            prometheus_parse::Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
+            prometheus_parse::Value::Summary(_) => f64::NAN,
+        })
+}
+
+/// `--metrics-addr` serves Prometheus' text format: its counters and
+/// histograms move as jobs run, its gauges say what Redis holds, and a
+/// scrape while Redis is gone still answers, saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_the_jobs_in_prometheus_text_format() {
+    let mut server = RedisServer::start();
+    let store = Store::open(server.url().as_str()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let job_sh = script(dir.path(), "if [ \"$MODE\" = fail ]; then exit 3; fi");
+    let addr = format!("127.0.0.1:{}", RedisServer::free_port());
+    let runner = runner(
+        &server,
+        &[
+            "--exec",
+            job_sh.to_str().unwrap(),
+            "--metrics-addr",
+            &addr,
+            "--max-deliveries",
+            "1",
+        ],
+    );
+    wait_for_code(&addr, "/metrics", 200).await;
+    let first = scrape(&addr);
+    assert_eq!(sample(&first, "repobox_queue_up", &[]), Some(1.0));
+    assert_eq!(
+        sample(&first, "repobox_jobs_started_total", &[]),
+        None,
+        "nothing ran yet"
+    );
+    for (id, mode) in [("m1", "ok"), ("m2", "ok"), ("m3", "fail")] {
+        enqueue(&store, id, mode).await;
+    }
+    // An entry naming no job: dead-lettered at its first delivery.
+    let _: String = repobox_orm::redis::cmd("XADD")
+        .arg("jobs:stream")
+        .arg("*")
+        .arg("job_id")
+        .arg("nobody")
+        .query_async(&mut store.clone())
+        .await
+        .unwrap();
+    wait_for("three jobs over and a dead letter", async || {
+        let m = scrape(&addr);
+        sample(&m, "repobox_jobs_finished_total", &[("outcome", "succeeded")]) == Some(2.0)
+            && sample(&m, "repobox_jobs_finished_total", &[("outcome", "failed")]) == Some(1.0)
+            && sample(&m, "repobox_jobs_dead_lettered_total", &[]) == Some(1.0)
+    })
+    .await;
+    let m = scrape(&addr);
+    let queue = ("queue", "jobs:stream");
+    assert_eq!(sample(&m, "repobox_jobs_started_total", &[queue]), Some(3.0));
+    assert_eq!(
+        sample(&m, "repobox_job_duration_seconds", &[queue, ("outcome", "succeeded")]),
+        Some(2.0)
+    );
+    assert_eq!(sample(&m, "repobox_job_queue_wait_seconds", &[queue]), Some(3.0));
+    assert_eq!(sample(&m, "repobox_jobs", &[("status", "succeeded")]), Some(2.0));
+    assert_eq!(sample(&m, "repobox_jobs", &[("status", "failed")]), Some(1.0));
+    assert_eq!(sample(&m, "repobox_queue_consumers", &[("level", "normal")]), Some(1.0));
+    assert_eq!(sample(&m, "repobox_queue_waiting", &[("level", "normal")]), Some(0.0));
+    assert_eq!(
+        sample(&m, "repobox_queue_dead_letters", &[("level", "normal")]),
+        Some(1.0)
+    );
+    assert!(
+        sample(
+            &m,
+            "repobox_operation_duration_seconds",
+            &[("model", "Job"), ("op", "update_if_and_ack")]
+        )
+        .is_some_and(|n| n >= 3.0)
+    );
+    assert!(
+        m.docs.contains_key("repobox_jobs_finished_total"),
+        "every metric has its help"
+    );
+    // Redis goes away: the scrape still answers, and says so.
+    server.kill();
+    let gone = scrape(&addr);
+    assert_eq!(sample(&gone, "repobox_queue_up", &[]), Some(0.0));
+    assert_eq!(sample(&gone, "repobox_jobs_started_total", &[queue]), Some(3.0));
+    server.restart();
+    signal(&runner, "TERM");
+    assert!(finish(runner).await.status.success());
+}

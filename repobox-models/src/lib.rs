@@ -30,6 +30,7 @@
 mod error;
 mod git;
 mod job;
+mod overview;
 mod session;
 mod user;
 
@@ -43,6 +44,7 @@ pub use job::{
     JobField, JobOutcome, JobPatch, JobStatus, Lease, OutputRange, Priority, Promoted, Purged, RetryPolicy, Start,
     StatusChange,
 };
+pub use overview::{LevelOverview, Overview};
 pub use session::{Session, SessionField, SessionPatch, SessionToken};
 pub use user::{User, UserDeleted, UserField, UserPatch};
 

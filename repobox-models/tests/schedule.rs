@@ -473,3 +473,59 @@ async fn status_changes_cancellations_progress_and_output_are_events(mut conn: S
     assert!(JobEvent::read(&mut conn, &last, None, 10).await.unwrap().is_empty());
     assert_eq!(JobEvent::trim(&mut conn).await.unwrap(), 0, "far under the cap");
 }
+
+/// The commands the server has processed so far (`INFO stats`).
+async fn commands_processed(conn: &mut Store) -> u64 {
+    let info: String = redis::cmd("INFO").arg("stats").query_async(conn).await.unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+/// What `/metrics` reads at every scrape costs the same few commands on an
+/// empty queue and on 2,000 jobs, and counts them right.
+#[tokio::test]
+async fn the_overview_costs_the_same_few_commands_whatever_the_queue_holds() {
+    let server = repobox_orm::testing::RedisServer::start();
+    let mut conn = Store::open(server.url()).unwrap();
+    for level in Priority::LEVELS {
+        let q = repobox_orm::Queue::new(level.stream(JOBS_STREAM).into_owned(), JOBS_GROUP);
+        q.ensure_group(&mut conn).await.unwrap();
+    }
+    let before = commands_processed(&mut conn).await;
+    let empty = Overview::read(&mut conn).await.unwrap();
+    let on_empty = commands_processed(&mut conn).await - before - 1;
+    assert!(empty.jobs.iter().all(|(_, n)| *n == 0), "{empty:?}");
+    assert!(!empty.paused);
+    let jobs: Vec<Job> = (0..2_000)
+        .map(|i| {
+            Job::new(
+                format!("j{i}"),
+                format!("u{}", i % 7),
+                "https://example.com/r.git",
+                1_000 + i,
+            )
+        })
+        .collect();
+    for r in Job::create_and_enqueue_many(&mut conn, &jobs, 5_000).await.unwrap() {
+        r.unwrap();
+    }
+    let q = repobox_orm::Queue::new(JOBS_STREAM, JOBS_GROUP);
+    q.read(&mut conn, "r1", 10, None).await.unwrap();
+    q.pause(&mut conn).await.unwrap();
+    let before = commands_processed(&mut conn).await;
+    let full = Overview::read(&mut conn).await.unwrap();
+    let on_full = commands_processed(&mut conn).await - before - 1;
+    assert_eq!(on_full, on_empty, "the same commands whatever the size");
+    // A count of each status index, and four reads of each level.
+    assert!(on_full <= 24, "{on_full} commands");
+    let queued = full.jobs.iter().find(|(s, _)| *s == JobStatus::Queued).unwrap().1;
+    assert_eq!(queued, 2_000);
+    let normal = full.levels.iter().find(|l| l.level == Priority::Normal).unwrap();
+    assert_eq!(
+        (normal.waiting, normal.pending, normal.consumers, normal.dead),
+        (1_990, 10, 1, 0)
+    );
+    assert!(full.paused);
+}

@@ -66,6 +66,11 @@ pub struct RunnerArgs {
     /// Serve `GET /healthz` and `GET /readyz` on this address (`127.0.0.1:9090`).
     #[arg(long, value_name = "HOST:PORT")]
     pub health_addr: Option<SocketAddr>,
+    /// Serve `GET /metrics` (Prometheus' text format: this runner's jobs,
+    /// the library's operations, the queue's gauges) on this address
+    /// (`127.0.0.1:9091`). See "Metrics" in the README.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<SocketAddr>,
     /// This runner's consumer name (default: runner-HOSTNAME-PID).
     #[arg(long)]
     pub consumer: Option<String>,

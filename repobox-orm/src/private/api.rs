@@ -15,6 +15,7 @@ use crate::entity::RedisEntity;
 use crate::error::{Error, Result};
 use crate::listing::Listing;
 use crate::meta::IndexMeta;
+use crate::observe::observe;
 use crate::page::Page;
 use crate::queue::Queue;
 
@@ -35,12 +36,12 @@ pub fn entity_id<E: RedisEntity>(entity: &E) -> Result<String> {
 
 /// `E::create`.
 pub async fn create<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, entity: &E) -> Result<()> {
-    write::create(conn, entity).await
+    observe::<E, _>("create", async move { write::create(conn, entity).await }).await
 }
 
 /// `E::save`.
 pub async fn save<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, entity: &E) -> Result<()> {
-    write::save(conn, entity).await
+    observe::<E, _>("save", async move { write::save(conn, entity).await }).await
 }
 
 /// `E::create_and_append`.
@@ -50,12 +51,15 @@ pub async fn create_and_append<E: RedisEntity, C: ConnectionLike + Send>(
     stream: &str,
     entry: &[(&str, &str)],
 ) -> Result<String> {
-    write::create_and_append(conn, entity, stream, entry).await
+    observe::<E, _>("create_and_append", async move {
+        write::create_and_append(conn, entity, stream, entry).await
+    })
+    .await
 }
 
 /// `E::get`.
 pub async fn get<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, parts: &[Cow<'_, str>]) -> Result<Option<E>> {
-    read::get(conn, &key_for::<E>(parts)?).await
+    observe::<E, _>("get", async move { read::get(conn, &key_for::<E>(parts)?).await }).await
 }
 
 /// `E::get_with_clock`.
@@ -63,7 +67,10 @@ pub async fn get_with_clock<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     parts: &[Cow<'_, str>],
 ) -> Result<(i64, Option<E>)> {
-    read::get_with_clock(conn, &key_for::<E>(parts)?).await
+    observe::<E, _>("get_with_clock", async move {
+        read::get_with_clock(conn, &key_for::<E>(parts)?).await
+    })
+    .await
 }
 
 /// `E::get_many`: every id is checked before any I/O.
@@ -71,16 +78,19 @@ pub async fn get_many<E: RedisEntity, C: ConnectionLike + Send, S: AsRef<str>>(
     conn: &mut C,
     ids: &[S],
 ) -> Result<Listing<Option<E>>> {
-    let keys = ids
-        .iter()
-        .map(|id| E::META.key.key_from_id(id.as_ref()))
-        .collect::<Result<Vec<_>>>()?;
-    read::get_keys(conn, &keys).await
+    observe::<E, _>("get_many", async move {
+        let keys = ids
+            .iter()
+            .map(|id| E::META.key.key_from_id(id.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        read::get_keys(conn, &keys).await
+    })
+    .await
 }
 
 /// `E::exists`.
 pub async fn exists<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, parts: &[Cow<'_, str>]) -> Result<bool> {
-    read::exists(conn, &key_for::<E>(parts)?).await
+    observe::<E, _>("exists", async move { read::exists(conn, &key_for::<E>(parts)?).await }).await
 }
 
 /// `E::ttl`.
@@ -88,7 +98,7 @@ pub async fn ttl<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     parts: &[Cow<'_, str>],
 ) -> Result<Option<Duration>> {
-    read::ttl(conn, &key_for::<E>(parts)?).await
+    observe::<E, _>("ttl", async move { read::ttl(conn, &key_for::<E>(parts)?).await }).await
 }
 
 /// `E::update`.
@@ -97,10 +107,13 @@ pub async fn update<E: RedisEntity, C: ConnectionLike + Send>(
     parts: &[Cow<'_, str>],
     patch: &E::Patch,
 ) -> Result<()> {
-    let target = Target::from_parts::<E>(parts)?;
-    write::patch::<E, C>(conn, &target, patch, PatchWrite::update::<E>())
-        .await
-        .map(drop)
+    observe::<E, _>("update", async move {
+        let target = Target::from_parts::<E>(parts)?;
+        write::patch::<E, C>(conn, &target, patch, PatchWrite::update::<E>())
+            .await
+            .map(drop)
+    })
+    .await
 }
 
 /// `E::update_if`: every field that `expected` sets must hold that value
@@ -112,10 +125,13 @@ pub async fn update_if<E: RedisEntity, C: ConnectionLike + Send>(
     patch: &E::Patch,
     expected: &E::Patch,
 ) -> Result<()> {
-    let target = Target::from_parts::<E>(parts)?;
-    write::patch_if::<E, C>(conn, &target, patch, expected, None, None)
-        .await
-        .map(drop)
+    observe::<E, _>("update_if", async move {
+        let target = Target::from_parts::<E>(parts)?;
+        write::patch_if::<E, C>(conn, &target, patch, expected, None, None)
+            .await
+            .map(drop)
+    })
+    .await
 }
 
 /// `E::update_if_and_append`: [`update_if`], appending `entry` to `stream`
@@ -128,14 +144,17 @@ pub async fn update_if_and_append<E: RedisEntity, C: ConnectionLike + Send>(
     stream: &str,
     entry: &[(&str, &str)],
 ) -> Result<String> {
-    let target = Target::from_parts::<E>(parts)?;
-    match write::patch_if::<E, C>(conn, &target, patch, expected, Some((stream, entry)), None).await? {
-        Some(id) => Ok(id),
-        None => Err(Error::UnexpectedReply {
-            key: target.shown().into_owned(),
-            detail: "XADD gave no entry id".into(),
-        }),
-    }
+    observe::<E, _>("update_if_and_append", async move {
+        let target = Target::from_parts::<E>(parts)?;
+        match write::patch_if::<E, C>(conn, &target, patch, expected, Some((stream, entry)), None).await? {
+            Some(id) => Ok(id),
+            None => Err(Error::UnexpectedReply {
+                key: target.shown().into_owned(),
+                detail: "XADD gave no entry id".into(),
+            }),
+        }
+    })
+    .await
 }
 
 /// `E::update_if_and_ack`: [`update_if`], appending `append`'s entry when
@@ -150,13 +169,16 @@ pub async fn update_if_and_ack<E: RedisEntity, C: ConnectionLike + Send>(
     queue: &Queue,
     entry_id: &str,
 ) -> Result<Option<String>> {
-    let target = Target::from_parts::<E>(parts)?;
-    let ack = Ack {
-        stream: queue.stream(),
-        group: queue.group(),
-        id: entry_id,
-    };
-    write::patch_if::<E, C>(conn, &target, patch, expected, append, Some(ack)).await
+    observe::<E, _>("update_if_and_ack", async move {
+        let target = Target::from_parts::<E>(parts)?;
+        let ack = Ack {
+            stream: queue.stream(),
+            group: queue.group(),
+            id: entry_id,
+        };
+        write::patch_if::<E, C>(conn, &target, patch, expected, append, Some(ack)).await
+    })
+    .await
 }
 
 /// `E::update_and_expire`.
@@ -166,10 +188,13 @@ pub async fn update_and_expire<E: RedisEntity, C: ConnectionLike + Send>(
     patch: &E::Patch,
     ttl: Duration,
 ) -> Result<()> {
-    let target = Target::from_parts::<E>(parts)?;
-    write::patch::<E, C>(conn, &target, patch, PatchWrite::refresh(ttl))
-        .await
-        .map(drop)
+    observe::<E, _>("update_and_expire", async move {
+        let target = Target::from_parts::<E>(parts)?;
+        write::patch::<E, C>(conn, &target, patch, PatchWrite::refresh(ttl))
+            .await
+            .map(drop)
+    })
+    .await
 }
 
 /// `E::delete`.
@@ -183,8 +208,11 @@ pub async fn delete_with<E: RedisEntity, C: ConnectionLike + Send>(
     parts: &[Cow<'_, str>],
     also: &[String],
 ) -> Result<bool> {
-    let target = Target::from_parts::<E>(parts)?;
-    write::delete::<E, C>(conn, &target, also).await
+    observe::<E, _>("delete_with", async move {
+        let target = Target::from_parts::<E>(parts)?;
+        write::delete::<E, C>(conn, &target, also).await
+    })
+    .await
 }
 
 /// `E::expire_in`.
@@ -193,8 +221,11 @@ pub async fn expire_in<E: RedisEntity, C: ConnectionLike + Send>(
     parts: &[Cow<'_, str>],
     ttl: Duration,
 ) -> Result<()> {
-    let target = Target::from_parts::<E>(parts)?;
-    write::expire_in::<E, C>(conn, &target, ttl).await
+    observe::<E, _>("expire_in", async move {
+        let target = Target::from_parts::<E>(parts)?;
+        write::expire_in::<E, C>(conn, &target, ttl).await
+    })
+    .await
 }
 
 /// `E::create_and_append_many`.
@@ -204,7 +235,10 @@ pub async fn create_and_append_many<E: RedisEntity, C: ConnectionLike + Send>(
     stream: &str,
     entries: &[Vec<(&str, &str)>],
 ) -> Result<Vec<Result<String>>> {
-    write::create_and_append_many(conn, entities, stream, entries).await
+    observe::<E, _>("create_and_append_many", async move {
+        write::create_and_append_many(conn, entities, stream, entries).await
+    })
+    .await
 }
 
 /// `E::create_many`.
@@ -212,7 +246,7 @@ pub async fn create_many<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     entities: &[E],
 ) -> Result<Vec<Result<()>>> {
-    write::create_many(conn, entities).await
+    observe::<E, _>("create_many", async move { write::create_many(conn, entities).await }).await
 }
 
 /// `E::save_many`.
@@ -220,7 +254,7 @@ pub async fn save_many<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     entities: &[E],
 ) -> Result<Vec<Result<()>>> {
-    write::save_many(conn, entities).await
+    observe::<E, _>("save_many", async move { write::save_many(conn, entities).await }).await
 }
 
 /// `E::delete_many`: every id is checked before any I/O.
@@ -228,11 +262,14 @@ pub async fn delete_many<E: RedisEntity, C: ConnectionLike + Send, S: AsRef<str>
     conn: &mut C,
     ids: &[S],
 ) -> Result<Vec<bool>> {
-    let targets = ids
-        .iter()
-        .map(|id| Target::from_id::<E>(id.as_ref()))
-        .collect::<Result<Vec<_>>>()?;
-    write::delete_many::<E, C>(conn, &targets).await
+    observe::<E, _>("delete_many", async move {
+        let targets = ids
+            .iter()
+            .map(|id| Target::from_id::<E>(id.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        write::delete_many::<E, C>(conn, &targets).await
+    })
+    .await
 }
 
 /// `E::index_key_by_x`: the index's key for these key parts, built and
@@ -248,7 +285,10 @@ pub async fn sorted_page<E: RedisEntity, C: ConnectionLike + Send>(
     parts: &[Cow<'_, str>],
     page: Page,
 ) -> Result<Listing<E>> {
-    index::sorted_page(conn, index, &index.key.build(parts)?, page).await
+    observe::<E, _>("page", async move {
+        index::sorted_page(conn, index, &index.key.build(parts)?, page).await
+    })
+    .await
 }
 
 /// `E::by_x` of a set index.
@@ -257,7 +297,10 @@ pub async fn set_members<E: RedisEntity, C: ConnectionLike + Send>(
     index: &'static IndexMeta,
     parts: &[Cow<'_, str>],
 ) -> Result<Listing<E>> {
-    index::set_members(conn, index, &index.key.build(parts)?).await
+    observe::<E, _>("members", async move {
+        index::set_members(conn, index, &index.key.build(parts)?).await
+    })
+    .await
 }
 
 /// `E::by_x` of a unique index.
@@ -266,7 +309,10 @@ pub async fn unique_get<E: RedisEntity, C: ConnectionLike + Send>(
     index: &'static IndexMeta,
     parts: &[Cow<'_, str>],
 ) -> Result<Option<E>> {
-    index::unique_get(conn, index, &index.key.build(parts)?).await
+    observe::<E, _>("get_unique", async move {
+        index::unique_get(conn, index, &index.key.build(parts)?).await
+    })
+    .await
 }
 
 /// `E::count_by_x`.
@@ -275,5 +321,8 @@ pub async fn count<E: RedisEntity, C: ConnectionLike + Send>(
     index: &'static IndexMeta,
     parts: &[Cow<'_, str>],
 ) -> Result<u64> {
-    index::count::<E, C>(conn, index, &index.key.build(parts)?).await
+    observe::<E, _>("count", async move {
+        index::count::<E, C>(conn, index, &index.key.build(parts)?).await
+    })
+    .await
 }

@@ -162,6 +162,7 @@ impl Inner {
             match self.connect_once().await {
                 Ok(live) => {
                     tracing::info!(target: "repobox::store", generation = live.generation, attempt, "connected");
+                    crate::observe::connected(live.generation);
                     return Ok(live);
                 }
                 Err(err) => {
@@ -170,6 +171,7 @@ impl Inner {
                         || is_tls_handshake_failure(&err)
                         || self.config.backoff.max_attempts.is_some_and(|max| attempt >= max);
                     tracing::warn!(target: "repobox::store", error = %err, attempt, "connect failed");
+                    crate::observe::connect_failed();
                     if give_up {
                         return Err(Failure::Redis(err));
                     }

@@ -69,9 +69,9 @@ impl<H: JobHandler> Runner<H> {
             store,
             handler: Arc::new(handler),
             config,
+            tally: Tally::new(&queue),
             queue,
             cancels: Cancels::default(),
-            tally: Tally::default(),
             permits: Arc::new(Semaphore::new(concurrency)),
             running: Arc::default(),
         }

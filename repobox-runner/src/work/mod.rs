@@ -254,6 +254,7 @@ impl<H: JobHandler> Work<H> {
             .insert(job_id.clone(), run_id.clone());
         let started = job.clone();
         tracing::info!(job = %job_id, user = %job.user_id, delivery = delivery.deliveries, entry = %delivery.id, "job started");
+        self.tally.started(&job);
         let clock = std::time::Instant::now();
         let (ended, lines) = self.run_handler(job, &run_id, delivery, leased_at, slot.as_ref()).await;
         // The handler is done: its place goes to the next delivery.
@@ -389,6 +390,7 @@ impl<H: JobHandler> Work<H> {
                     .await
                     .map_err(|e| format!("the delivery could not be dead-lettered: {e}"))?;
                 self.tally.add("failed", clock.elapsed());
+                self.tally.dead_lettered();
                 Ok(Done::DeadLettered)
             }
         }

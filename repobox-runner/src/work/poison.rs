@@ -61,6 +61,7 @@ impl<H: JobHandler> Work<H> {
         self.queue
             .dead_letter(&mut conn, delivery, &self.consumer, reason)
             .await?;
+        self.tally.dead_lettered();
         Ok(Done::DeadLettered)
     }
 }

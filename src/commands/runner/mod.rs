@@ -40,6 +40,14 @@ pub async fn runner(store: &Store, args: RunnerArgs, json: bool) -> anyhow::Resu
         config = config.lease(Duration::from_secs(secs));
     }
     let control = RunnerControl::new();
+    if let Some(addr) = args.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        crate::metrics::handle();
+        tracing::info!(%addr, "serving /metrics");
+        tokio::spawn(crate::metrics::serve(listener, store.clone()));
+    }
     if let Some(addr) = args.health_addr {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
