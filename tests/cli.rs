@@ -1434,18 +1434,8 @@ fn long_walks_report_progress_on_stderr_and_json_prints_only_json() {
         "{err}"
     );
 
-    let out = repobox(
-        Some(&server),
-        &[
-            "queue",
-            "purge",
-            "--status",
-            "failed",
-            "--older-than",
-            "0s",
-            "--dry-run",
-        ],
-    );
+    let purge = ["queue", "purge", "--status", "failed", "--older-than", "0s", "--dry-run"];
+    let out = repobox(Some(&server), &purge);
     ok(&out);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -1457,16 +1447,7 @@ fn long_walks_report_progress_on_stderr_and_json_prints_only_json() {
     for args in [
         &["index", "check", "--json"][..],
         &["index", "repair", "--json", "--rate", "100000"],
-        &[
-            "queue",
-            "purge",
-            "--status",
-            "failed",
-            "--older-than",
-            "0s",
-            "--dry-run",
-            "--json",
-        ],
+        &[&purge[..], &["--json"]].concat()[..],
     ] {
         let out = repobox(Some(&server), args);
         let stdout = ok(&out);
