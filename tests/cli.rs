@@ -1434,7 +1434,15 @@ fn long_walks_report_progress_on_stderr_and_json_prints_only_json() {
         "{err}"
     );
 
-    let purge = ["queue", "purge", "--status", "failed", "--older-than", "0s", "--dry-run"];
+    let purge = [
+        "queue",
+        "purge",
+        "--status",
+        "failed",
+        "--older-than",
+        "0s",
+        "--dry-run",
+    ];
     let out = repobox(Some(&server), &purge);
     ok(&out);
     let err = String::from_utf8_lossy(&out.stderr);
