@@ -2,7 +2,7 @@
 //! and the count of commands in flight.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
@@ -116,7 +116,7 @@ impl Inner {
             match connecting.as_ref() {
                 Some(attempt) => attempt.clone(),
                 None => {
-                    let attempt = self.clone().connect_until_done().boxed().shared();
+                    let attempt = connect_until_done(Arc::downgrade(self)).boxed().shared();
                     *connecting = Some(attempt.clone());
                     attempt
                 }
@@ -125,48 +125,82 @@ impl Inner {
         attempt.await.map_err(Error::from)
     }
 
-    /// Connects, with backoff, until connected or told to give up; then
-    /// clears the attempt so that the next caller begins a new one.
-    async fn connect_until_done(self: Arc<Self>) -> std::result::Result<Live, Failure> {
-        let outcome = self.connect_with_backoff().await;
-        if let Ok(live) = &outcome {
-            *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(live.clone());
+    /// What one connect attempt needs, apart from the store: a connect
+    /// that no one polls any more must not keep the store alive.
+    fn connector(&self) -> Connector {
+        Connector {
+            client: self.client.clone(),
+            timeout: self.config.connect_timeout,
+            cluster_tls_node: self.cluster_tls_node.clone(),
         }
-        self.connecting.lock().unwrap_or_else(|e| e.into_inner()).take();
-        outcome
     }
 
-    async fn connect_with_backoff(&self) -> std::result::Result<Live, Failure> {
-        let mut attempt = 0u32;
-        loop {
-            if self.closed.load(Ordering::SeqCst) {
+    /// The attempt is over: the next caller begins a new one.
+    fn attempt_over(&self) {
+        self.connecting.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+/// Connects `inner`'s store, with backoff, until connected or told to give
+/// up. Holds the store only between awaits (its `Inner` holds this future
+/// while it runs): a store dropped meanwhile ends it as closed.
+async fn connect_until_done(inner: Weak<Inner>) -> std::result::Result<Live, Failure> {
+    let mut attempt = 0u32;
+    loop {
+        let (connector, config) = match inner.upgrade() {
+            Some(store) if store.closed.load(Ordering::SeqCst) => {
+                store.attempt_over();
                 return Err(Failure::Closed);
             }
-            attempt += 1;
-            match self.connect_once().await {
-                Ok(live) => {
-                    tracing::info!(target: "repobox::store", generation = live.generation, attempt, "connected");
-                    crate::observe::connected(live.generation);
-                    return Ok(live);
-                }
-                Err(err) => {
-                    let give_up = !self.config.retry
-                        || is_auth_failure(&err)
-                        || is_tls_handshake_failure(&err)
-                        || self.config.backoff.max_attempts.is_some_and(|max| attempt >= max);
-                    tracing::warn!(target: "repobox::store", error = %err, attempt, "connect failed");
-                    crate::observe::connect_failed();
-                    if give_up {
-                        return Err(Failure::Redis(err));
-                    }
-                    let delay = self.config.backoff.delay(attempt);
-                    tracing::info!(target: "repobox::store", attempt = attempt + 1, delay_ms = ms(delay), "reconnecting");
-                    tokio::time::sleep(delay).await;
-                }
+            Some(store) => (store.connector(), store.config.clone()),
+            None => return Err(Failure::Closed),
+        };
+        attempt += 1;
+        let err = match connector.connect_once().await {
+            Ok((conn, alive)) => {
+                let Some(store) = inner.upgrade() else {
+                    return Err(Failure::Closed);
+                };
+                let live = Live {
+                    conn,
+                    generation: store.generation.fetch_add(1, Ordering::SeqCst) + 1,
+                    alive,
+                };
+                tracing::info!(target: "repobox::store", generation = live.generation, attempt, "connected");
+                crate::observe::connected(live.generation);
+                *store.current.write().unwrap_or_else(|e| e.into_inner()) = Some(live.clone());
+                store.attempt_over();
+                return Ok(live);
             }
+            Err(err) => err,
+        };
+        let give_up = !config.retry
+            || is_auth_failure(&err)
+            || is_tls_handshake_failure(&err)
+            || config.backoff.max_attempts.is_some_and(|max| attempt >= max);
+        tracing::warn!(target: "repobox::store", error = %err, attempt, "connect failed");
+        crate::observe::connect_failed();
+        if give_up {
+            if let Some(store) = inner.upgrade() {
+                store.attempt_over();
+            }
+            return Err(Failure::Redis(err));
         }
+        let delay = config.backoff.delay(attempt);
+        tracing::info!(target: "repobox::store", attempt = attempt + 1, delay_ms = ms(delay), "reconnecting");
+        tokio::time::sleep(delay).await;
     }
+}
 
+/// A store's client and what connecting with it takes.
+struct Connector {
+    client: Client,
+    timeout: std::time::Duration,
+    /// A cluster's first node, when the cluster is reached over TLS.
+    cluster_tls_node: Option<String>,
+}
+
+impl Connector {
     /// `host:port` of a single server reached over TLS (`rediss://`).
     /// (A cluster's: the first node it was given.)
     fn tls_address(&self) -> Option<String> {
@@ -176,11 +210,12 @@ impl Inner {
         }
     }
 
-    async fn connect_once(&self) -> redis::RedisResult<Live> {
+    /// One connection, with the flag its disconnect notification clears.
+    async fn connect_once(&self) -> redis::RedisResult<(Conn, Arc<AtomicBool>)> {
         let alive = Arc::new(AtomicBool::new(true));
         let flag = alive.clone();
         let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.config.connect_timeout))
+            .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(None)
             .set_push_sender(move |info: redis::PushInfo| {
                 if info.kind == PushKind::Disconnection {
@@ -197,8 +232,7 @@ impl Inner {
                 // The cluster connection reconnects to its nodes by itself;
                 // the store replaces it only when a command finds it broken.
                 Client::Cluster(client) => {
-                    let config =
-                        redis::cluster::ClusterConfig::new().set_connection_timeout(self.config.connect_timeout);
+                    let config = redis::cluster::ClusterConfig::new().set_connection_timeout(self.timeout);
                     client
                         .get_async_connection_with_config(config)
                         .await
@@ -206,30 +240,26 @@ impl Inner {
                 }
             }
         };
-        let conn = match tokio::time::timeout(self.config.connect_timeout, connecting).await {
+        let conn = match tokio::time::timeout(self.timeout, connecting).await {
             // redis-rs's own connect timeout may fire first.
             Ok(Err(e))
                 if e.is_timeout()
                     && let Some(addr) = self.tls_address() =>
             {
-                return Err(tls_handshake_failure(&addr, self.config.connect_timeout).await);
+                return Err(tls_handshake_failure(&addr, self.timeout).await);
             }
             Ok(conn) => conn?,
             Err(_) => {
                 if let Some(addr) = self.tls_address() {
-                    return Err(tls_handshake_failure(&addr, self.config.connect_timeout).await);
+                    return Err(tls_handshake_failure(&addr, self.timeout).await);
                 }
                 return Err(RedisError::from(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
-                    format!("connect timed out after {:?}", self.config.connect_timeout),
+                    format!("connect timed out after {:?}", self.timeout),
                 )));
             }
         };
-        Ok(Live {
-            conn,
-            generation: self.generation.fetch_add(1, Ordering::SeqCst) + 1,
-            alive,
-        })
+        Ok((conn, alive))
     }
 }
 
@@ -295,5 +325,38 @@ impl Drop for InFlight<'_> {
         if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.idle.notify_waiters();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    use super::*;
+    use crate::store::Store;
+
+    /// A call polled once (its connect begun, against a port where nothing
+    /// listens) and then dropped, with its store: the connect left behind
+    /// holds only a weak reference, so the store goes.
+    #[tokio::test]
+    async fn a_connect_no_one_polls_does_not_keep_its_store_alive() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let store = Store::open(format!("redis://127.0.0.1:{port}/").as_str()).unwrap();
+        let weak = Arc::downgrade(&store.inner);
+        let mut conn = store.clone();
+        {
+            let ping = redis::cmd("PING");
+            let call = ping.query_async::<String>(&mut conn);
+            tokio::pin!(call);
+            let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx))).await;
+            assert!(polled.is_pending());
+            assert!(store.inner.connecting.lock().unwrap().is_some(), "the connect began");
+        }
+        drop(conn);
+        drop(store);
+        assert!(weak.upgrade().is_none(), "the store outlived every handle to it");
     }
 }
