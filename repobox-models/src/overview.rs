@@ -35,8 +35,9 @@ pub struct Overview {
 }
 
 impl Overview {
-    /// Reads the overview: two calls per status and level at most, however
-    /// many jobs, entries or keys there are. A level never used yet counts
+    /// Reads the overview: a count of each status index and four reads of
+    /// each level (five on a level never used), however many jobs, entries
+    /// or keys there are. A level never used yet counts
     /// its entries as waiting, as its group will be made from its start.
     pub async fn read<C: ConnectionLike + Send>(conn: &mut C) -> Result<Overview> {
         let mut jobs = Vec::with_capacity(JobStatus::ALL.len());

@@ -101,7 +101,7 @@ impl Job {
                 purged.matched.push(job.id);
             }
             offset += listing.errors.len();
-            walk.step(&mut pace, read as u64).await;
+            walk.step(&mut pace, u64::try_from(read).unwrap_or(u64::MAX)).await;
             if read < PURGE_PAGE {
                 break;
             }

@@ -8,6 +8,7 @@
 //! `recover`; `log_limit` keeps per-entry log lines from flooding the logs.
 
 mod control;
+mod delivery;
 mod inspect;
 mod levels;
 mod log_limit;
@@ -25,15 +26,16 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use redis::streams::StreamReadReply;
 
+pub use self::delivery::Delivery;
+use self::delivery::Seen;
 pub use self::log_limit::{HeldBack, LOG_INTERVAL, LogLimit};
 pub use self::metrics::{DURATIONS_KEPT, Finished, Metrics, OUTCOMES, WINDOW_MINUTES};
 pub use self::outbox::OutboxSweep;
 pub use self::rate::{Grant, RateLimit};
 pub use self::reply::cmp_ids;
 pub use self::tenants::Slot;
+use crate::engine::pipeline;
 use crate::engine::write::route;
-use crate::engine::{pipeline, read};
-use crate::entity::RedisEntity;
 use crate::error::Result;
 use crate::scripts::DEAD_LETTER;
 use crate::scripts::dead_letter::DeadLetterCall;
@@ -60,51 +62,6 @@ pub struct Queue {
     group: String,
     dead: String,
     max_deliveries: u64,
-}
-
-/// One entry handed to a consumer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Delivery {
-    /// The stream entry id.
-    pub id: String,
-    /// The entry's fields that are text.
-    pub fields: HashMap<String, String>,
-    /// How often the entry has been delivered, this time included.
-    pub deliveries: u64,
-    /// What is wrong with the entry, when some of its fields are not text.
-    pub malformed: Option<String>,
-    /// The entity the entry names, as the read that delivered it saw it.
-    seen: Option<Seen>,
-}
-
-/// What a read that delivers entries saw of the entity each one names, in
-/// the same atomic step ([`Queue::read_first_with`]).
-#[derive(Debug, Clone, PartialEq)]
-struct Seen {
-    /// Redis's clock at the read, in Unix milliseconds.
-    now_ms: i64,
-    /// The key that was read.
-    key: String,
-    /// What `HGETALL` answered there (an error included).
-    answer: redis::Value,
-}
-
-impl Delivery {
-    /// A field of the entry.
-    pub fn field(&self, name: &str) -> Option<&str> {
-        self.fields.get(name).map(String::as_str)
-    }
-
-    /// The entity at `key` and Redis's clock (Unix milliseconds) as the read
-    /// that delivered this entry saw them, in the same atomic step
-    /// ([`Queue::read_first_with`]); `Ok((now, None))` when there was no
-    /// such hash. `None` when that read did not look at `key`: another kind
-    /// of read, or an entry that names some other key. What it returns may
-    /// be out of date by now: it saves a read, never a compare-and-set.
-    pub fn entity_as_read<E: RedisEntity>(&self, key: &str) -> Option<Result<(i64, Option<E>)>> {
-        let seen = self.seen.as_ref().filter(|seen| seen.key == key)?;
-        Some(read::decode_answer(key, &seen.answer).map(|entity| (seen.now_ms, entity)))
-    }
 }
 
 /// An entry of the stream as `XRANGE` shows it.
