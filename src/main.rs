@@ -5,7 +5,8 @@
 //! - `output`: tables and JSON;
 //! - `redact`: what may be shown of a Redis URL, in messages and logs;
 //! - `handler`: the demo handler (`demo`, `runner --demo`);
-//! - `embedded`: the demo's throw-away `redis-server`.
+//! - `embedded`: the demo's throw-away `redis-server`;
+//! - `web`: `repobox web`, the web UI and `/metrics`.
 //!
 //! Exit codes: 0 success, 1 a command that failed (Redis unreachable, a job
 //! not found, ...), 2 a usage error (clap's code), 3 `index check` found
@@ -23,6 +24,7 @@ mod metrics;
 mod output;
 mod progress;
 mod redact;
+mod web;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -41,7 +43,10 @@ fn main() -> ExitCode {
     };
     let json = cli.json;
     hide_secrets_from_proc();
-    if !matches!(cli.command, cli::Command::Runner(_) | cli::Command::Demo(_)) {
+    if !matches!(
+        cli.command,
+        cli::Command::Runner(_) | cli::Command::Demo(_) | cli::Command::Web(_)
+    ) {
         end_quietly_on_a_closed_pipe();
     }
     init_logs(&cli, &scrubber);
@@ -130,7 +135,7 @@ fn hide_secrets_from_proc() {
 fn init_logs(cli: &cli::Cli, scrubber: &Scrubber) {
     // The runner's own lines say when Redis is lost and back, once per
     // outage: the store's line per reconnect attempt is not wanted there.
-    let default = if matches!(cli.command, cli::Command::Runner(_)) {
+    let default = if matches!(cli.command, cli::Command::Runner(_) | cli::Command::Web(_)) {
         "info,repobox::store=error"
     } else {
         "off"

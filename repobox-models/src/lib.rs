@@ -40,17 +40,24 @@ pub use git::{
     RepoCachePatch, RepoSummary,
 };
 pub use job::{
-    Backoff, BackoffKind, Cancel, EVENTS_KEPT, JOB_EVENTS, JOB_OUTPUT_TTL, JOBS_GROUP, JOBS_STREAM, Job, JobEvent,
-    JobField, JobOutcome, JobPatch, JobStatus, Lease, OutputRange, Priority, Promoted, Purged, RetryPolicy, Start,
-    StatusChange,
+    Backoff, BackoffKind, Cancel, DeadLetter, EVENTS_KEPT, Follow, JOB_EVENTS, JOB_OUTPUT_TTL, JOBS_GROUP, JOBS_STREAM,
+    Job, JobEvent, JobField, JobOutcome, JobPatch, JobStatus, Lease, OutputRange, Priority, Promoted, Purged,
+    RetryPolicy, Start, StatusChange, Update, level_queues,
 };
 pub use overview::{LevelOverview, Overview};
 pub use session::{Session, SessionField, SessionPatch, SessionToken};
 pub use user::{User, UserDeleted, UserField, UserPatch};
 
+/// Calls the macro `$each` with every model: the one list of the models,
+/// so a new model is swept and counted as soon as it is added here.
+macro_rules! with_models {
+    ($each:ident) => {
+        $each!(User, Session, Job, RepoCache, GitCredential)
+    };
+}
+
 /// Checks (or, with `repair`, repairs) every index of every model, as
-/// `(model, report)` pairs: the one list of the models, so a new model's
-/// indexes are swept as soon as it is added here. `walk` hears how far it
+/// `(model, report)` pairs. `walk` hears how far it
 /// has come and says how fast it may go.
 pub async fn sweep_indexes<C: repobox_orm::prelude::ConnectionLike + Send>(
     conn: &mut C,
@@ -71,7 +78,26 @@ pub async fn sweep_indexes<C: repobox_orm::prelude::ConnectionLike + Send>(
             reports
         }};
     }
-    Ok(each_model!(User, Session, Job, RepoCache, GitCredential))
+    Ok(with_models!(each_model))
+}
+
+/// How many entities of each model there are, as `(model, count)` pairs:
+/// a walk over the keyspace per model (see
+/// [`count_entities_with`](repobox_orm::count_entities_with)).
+pub async fn count_entities<C: repobox_orm::prelude::ConnectionLike + Send>(
+    conn: &mut C,
+    walk: &repobox_orm::Walk<'_>,
+) -> repobox_orm::Result<Vec<(&'static str, u64)>> {
+    macro_rules! each_model {
+        ($($model:ty),+ $(,)?) => {{
+            let mut counts = Vec::new();
+            $(
+                counts.push((stringify!($model), repobox_orm::count_entities_with::<$model, C>(conn, walk).await?));
+            )+
+            counts
+        }};
+    }
+    Ok(with_models!(each_model))
 }
 
 /// The wire schema the web app and the Go runner follow: every model's key

@@ -146,7 +146,8 @@ pub mod __private;
 
 pub use codec::{HashField, KeyPart, RedisValue, Score};
 pub use engine::sweep::{
-    IndexReport, Pace, Walk, WalkProgress, check_indexes, check_indexes_with, repair_indexes, repair_indexes_with,
+    IndexReport, Pace, Walk, WalkProgress, check_indexes, check_indexes_with, count_entities_with, repair_indexes,
+    repair_indexes_with,
 };
 pub use entity::{EntityField, EntityPatch, FieldWriter, RawHash, RedisEntity};
 pub use error::{DecodeValue, Error, Result, Shown};

@@ -60,6 +60,28 @@ pub enum Command {
     Index(IndexArgs),
     /// Prints the wire schema (models, fields, indexes, streams) as JSON.
     Schema,
+    /// Serves the web UI (overview, jobs, dead letters, data) and `/metrics`
+    /// until SIGTERM or Ctrl-C. See "Web UI and metrics" in the README.
+    Web(WebArgs),
+}
+
+#[derive(Args)]
+pub struct WebArgs {
+    /// Where to listen. Any address but a loopback one requires a token.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// The token every request must carry (a bearer header, or the cookie
+    /// the login form sets). Required unless listening on loopback.
+    #[arg(long, env = "REPOBOX_WEB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Show, never change: every action is hidden and refused.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Another `Host` the server answers to (its name behind a proxy); on
+    /// loopback without a token, only the listening address, `localhost`
+    /// and these are answered, which stops DNS rebinding.
+    #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
+    pub allow_hosts: Vec<String>,
 }
 
 #[derive(Args)]

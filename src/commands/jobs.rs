@@ -1,9 +1,7 @@
 //! `repobox jobs list|show|tail|retry|cancel|run-now|delete`.
 
-use std::time::Duration;
-
 use anyhow::Context;
-use repobox_models::{Cancel, Job, JobEvent, JobStatus, OutputRange, now_millis};
+use repobox_models::{Cancel, Follow, Job, JobStatus, OutputRange, now_millis};
 use repobox_orm::{Page, Store};
 use serde_json::json;
 
@@ -132,34 +130,24 @@ pub async fn jobs(store: &Store, cmd: JobsCommand, json: bool) -> anyhow::Result
 /// Prints a job's output; with `follow`, as it grows, until the job is over.
 /// With `json`, one JSON object per line (JSON Lines): `{"line": ...}` per
 /// output line and, when following, `{"job_id": ..., "status": ...}` at the end.
-/// Following waits on `jobs:events` (a blocking read) for the job's output,
-/// progress and status events, and looks by itself every 5 s in case an
-/// event was not written (another client's writes).
+/// Following waits on `jobs:events` ([`Follow`]) for the job's output,
+/// progress and status events.
 async fn tail(store: &Store, id: &str, follow: bool, json: bool) -> anyhow::Result<()> {
-    let mut conn = store.clone();
-    let mut events = store.dedicated(Some(EVENT_WAIT));
-    // Events from before the first read are covered by it.
-    let mut after = if follow {
-        JobEvent::last_id(&mut conn).await?
-    } else {
-        String::new()
-    };
-    let mut seen: isize = 0;
+    let mut job = Follow::start(store, id).await?;
     let mut progress: Option<(u8, Option<String>)> = None;
     loop {
-        let job = Job::get(&mut conn, id)
-            .await?
-            .with_context(|| format!("no job {id:?}"))?;
-        let lines = Job::output(&mut conn, id, OutputRange { start: seen, end: -1 }).await?;
-        seen += lines.len() as isize;
-        for line in &lines {
+        let update = tokio::select! {
+            update = job.next() => update.map_err(|e| not_found(e, id))?,
+            _ = shutdown_signal() => return Ok(()),
+        };
+        for line in &update.lines {
             if json {
                 println!("{}", json_line(&json!({ "line": line })));
             } else {
                 println!("{}", clean(line));
             }
         }
-        let now_at = job.progress.map(|p| (p, job.progress_message.clone()));
+        let now_at = update.job.progress.map(|p| (p, update.job.progress_message.clone()));
         if follow && now_at.is_some() && now_at != progress {
             progress = now_at;
             if let Some((percent, message)) = &progress {
@@ -171,43 +159,25 @@ async fn tail(store: &Store, id: &str, follow: bool, json: bool) -> anyhow::Resu
                 }
             }
         }
-        if !follow || (job.status.is_final() && lines.is_empty()) {
+        if !follow || update.done {
             if follow && json {
                 println!(
                     "{}",
-                    json_line(&json!({ "job_id": id, "status": job.status.to_string() }))
+                    json_line(&json!({ "job_id": id, "status": update.job.status.to_string() }))
                 );
             } else if follow {
-                eprintln!("job {} {}", clean(id), job.status);
+                eprintln!("job {} {}", clean(id), update.job.status);
             }
             return Ok(());
-        }
-        // Until an event of this job, or the look of every 5 s.
-        let wait = async {
-            let deadline = tokio::time::Instant::now() + LOOK_EVERY;
-            while tokio::time::Instant::now() < deadline {
-                match JobEvent::read(&mut events, &after, Some(EVENT_WAIT), 100).await {
-                    Ok(read) => {
-                        if let Some(last) = read.last() {
-                            after = last.id.clone();
-                        }
-                        if read.iter().any(|e| e.job_id == id) {
-                            return;
-                        }
-                    }
-                    Err(_) => tokio::time::sleep(EVENT_WAIT).await,
-                }
-            }
-        };
-        tokio::select! {
-            _ = wait => {}
-            _ = shutdown_signal() => return Ok(()),
         }
     }
 }
 
-/// How long one blocking read of `jobs:events` waits.
-const EVENT_WAIT: Duration = Duration::from_secs(1);
-
-/// How often `jobs tail -f` looks at the job without an event.
-const LOOK_EVERY: Duration = Duration::from_secs(5);
+/// "no job ..." for a job that is not there; other errors as they are.
+fn not_found(e: repobox_models::Error, id: &str) -> anyhow::Error {
+    if e.is_not_found() {
+        anyhow::anyhow!("no job {id:?}")
+    } else {
+        e.into()
+    }
+}

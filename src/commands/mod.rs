@@ -34,6 +34,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs(cmd) => jobs::jobs(&store, cmd, json).await,
         Command::Queue(cmd) => queue::queue(&store, cmd, json).await,
         Command::Index(args) => index::index(&store, args, json).await,
+        Command::Web(args) => crate::web::web(&store, args, &url).await,
     };
     store.close().await;
     result.map_err(|e| with_reach(e, &url))

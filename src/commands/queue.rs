@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use repobox_models::{JOBS_GROUP, JOBS_STREAM, Job, JobOutcome, JobStatus, Priority, now_millis};
-use repobox_orm::queue::{Entry, OUTCOMES};
+use repobox_models::{DeadLetter, JOBS_GROUP, JOBS_STREAM, Job, JobStatus, Priority, level_queues, now_millis};
+use repobox_orm::queue::OUTCOMES;
 use repobox_orm::{Queue, Store, Walk};
 use serde_json::json;
 
@@ -112,31 +112,8 @@ pub async fn queue(store: &Store, cmd: QueueCommand, json: bool) -> anyhow::Resu
             if ids.is_empty() && !all {
                 anyhow::bail!("name the dead letters to requeue, or pass --all");
             }
-            let mut letters = Vec::new();
-            // Each level's dead letters go back onto their own level.
-            let mut dead = Vec::new();
-            for (_, lq) in levels() {
-                for letter in lq.dead_letters(&mut conn, "-", usize::MAX).await? {
-                    dead.push((lq.clone(), letter));
-                }
-            }
-            for (lq, letter) in dead {
-                if !all && !ids.contains(&letter.id) {
-                    continue;
-                }
-                // The job goes back to queued first (with a history entry),
-                // then its entry onto the stream: a runner that reads the
-                // entry at once finds the job queued, not failed.
-                if let Some(job_id) = letter.fields.get("job_id")
-                    && let Ok(Some(job)) = Job::get(&mut conn, job_id.as_str()).await
-                    && job.status == JobStatus::Failed
-                {
-                    Job::update_status_from(&mut conn, job, JobStatus::Queued, now_millis(), JobOutcome::default())
-                        .await?;
-                }
-                lq.requeue_letter(&mut conn, &letter).await?;
-                letters.push(letter);
-            }
+            let which = if all { None } else { Some(&ids[..]) };
+            let letters = Job::requeue_dead(&mut conn, which).await?;
             if json {
                 println!("{}", json_line(&json!({ "requeued": letters.len() })));
             } else {
@@ -167,42 +144,30 @@ pub async fn queue(store: &Store, cmd: QueueCommand, json: bool) -> anyhow::Resu
         }
         QueueCommand::Dead { limit } => {
             // Every priority level's dead letters, highest first, up to `limit` in all.
-            let mut dead = Vec::new();
-            for (level, lq) in levels() {
-                let left = limit.saturating_sub(dead.len());
-                if left == 0 {
-                    break;
-                }
-                dead.extend(
-                    lq.dead_letters(&mut conn, "-", left)
-                        .await?
-                        .into_iter()
-                        .map(|e| (level, e)),
-                );
-            }
+            let dead = Job::dead_letters(&mut conn, limit).await?;
             if json {
                 let list: Vec<serde_json::Value> = dead
                     .iter()
-                    .map(|(level, e)| {
-                        let mut v = serde_json::to_value(e).unwrap_or_default();
+                    .map(|d| {
+                        let mut v = serde_json::to_value(&d.entry).unwrap_or_default();
                         if let Some(o) = v.as_object_mut() {
-                            o.insert("level".into(), json!(level.to_string()));
+                            o.insert("level".into(), json!(d.level.to_string()));
                         }
                         v
                     })
                     .collect();
                 println!("{}", json_line(&list));
             } else {
-                let field = |e: &Entry, k: &str| e.fields.get(k).cloned().unwrap_or_else(|| "-".into());
+                let field = |d: &DeadLetter, k: &str| d.field(k).unwrap_or("-").to_owned();
                 let rows: Vec<Vec<String>> = dead
                     .iter()
-                    .map(|(level, e)| {
+                    .map(|d| {
                         vec![
-                            e.id.clone(),
-                            level.to_string(),
-                            field(e, "job_id"),
-                            field(e, "deliveries"),
-                            field(e, "reason"),
+                            d.entry.id.clone(),
+                            d.level.to_string(),
+                            field(d, "job_id"),
+                            field(d, "deliveries"),
+                            field(d, "reason"),
                         ]
                     })
                     .collect();
@@ -219,10 +184,7 @@ pub async fn queue(store: &Store, cmd: QueueCommand, json: bool) -> anyhow::Resu
 /// The queue of each priority level, highest first (the normal one is
 /// `jobs:stream`).
 fn levels() -> Vec<(Priority, Queue)> {
-    Priority::LEVELS
-        .iter()
-        .map(|level| (*level, Queue::new(level.stream(JOBS_STREAM).into_owned(), JOBS_GROUP)))
-        .collect()
+    level_queues().collect()
 }
 
 /// `queue stats`: jobs per status (from `jobs:status:<status>`), what waits

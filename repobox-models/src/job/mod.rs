@@ -4,8 +4,10 @@ use repobox_orm::prelude::{ConnectionLike, Listing, Page, RedisEntity};
 
 use crate::{Error, Result};
 
+mod dead;
 mod enqueue;
 mod events;
+mod follow;
 mod lease;
 mod output;
 mod priority;
@@ -14,8 +16,10 @@ mod retry;
 mod schedule;
 mod status;
 
+pub use dead::{DeadLetter, level_queues};
 use events::write_status;
 pub use events::{EVENTS_KEPT, JOB_EVENTS, JobEvent};
+pub use follow::{Follow, Update};
 pub use lease::{Lease, Start};
 pub use output::OutputRange;
 pub use priority::Priority;

@@ -112,6 +112,20 @@ impl Queue {
         range(conn, &self.dead, start, count).await
     }
 
+    /// Deletes the dead letters `ids` (those that exist); returns how many
+    /// were deleted.
+    pub async fn delete_dead<C: ConnectionLike + Send, S: AsRef<str>>(&self, conn: &mut C, ids: &[S]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut cmd = redis::cmd("XDEL");
+        cmd.arg(&self.dead);
+        for id in ids {
+            cmd.arg(id.as_ref());
+        }
+        Ok(cmd.query_async(conn).await?)
+    }
+
     /// The number of dead letters.
     pub async fn dead_len<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<u64> {
         Ok(redis::cmd("XLEN").arg(&self.dead).query_async(conn).await?)

@@ -18,9 +18,11 @@ use crate::entity::{RawHash, RedisEntity};
 use crate::error::Result;
 use crate::meta::{IndexKind, IndexMeta, KeyTemplate, Segment};
 
+mod count;
 mod report;
 mod walk;
 
+pub use self::count::count_entities_with;
 pub use self::report::IndexReport;
 use self::walk::scan;
 pub use self::walk::{Pace, Walk, WalkProgress};

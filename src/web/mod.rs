@@ -1,0 +1,207 @@
+//! `repobox web`: the web UI (overview, jobs, a job, dead letters, data)
+//! and `/metrics`, on axum. Pages are rendered on the server (maud: HTML
+//! templates compiled into the binary, every value escaped); the few live
+//! parts are Server-Sent Events that a small script served by the binary
+//! puts in place. No CDN, no build step.
+//!
+//! - `auth`: the token, sessions, CSRF and host rules;
+//! - `html`: the layout and how text from Redis is shown;
+//! - `overview`, `jobs`, `dead`, `data`: one file per page and its actions;
+//! - `chart`: the overview's chart, drawn as inline SVG.
+
+mod auth;
+mod chart;
+mod data;
+mod dead;
+mod html;
+mod jobs;
+mod overview;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use repobox_orm::Store;
+
+use crate::cli::WebArgs;
+
+/// The server's state, shared by every request.
+#[derive(Clone)]
+pub struct Web(Arc<Inner>);
+
+/// What [`Web`] holds.
+pub struct Inner {
+    /// The Redis it shows.
+    pub store: Store,
+    /// Its URL as pages show it (no password).
+    pub redis_shown: String,
+    /// Whether every action is refused.
+    pub read_only: bool,
+    /// The token, session and CSRF rules.
+    pub guard: auth::Guard,
+    /// The data page's check or repair, when one runs or ran.
+    pub data: data::Runs,
+}
+
+impl std::ops::Deref for Web {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// The policy every page is served with: scripts and styles from this
+/// server only (no inline script), no frames, no plugins, forms posting
+/// here only.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
+                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Runs `repobox web` until SIGTERM or Ctrl-C.
+pub async fn web(store: &Store, args: WebArgs, url: &str) -> anyhow::Result<()> {
+    let guard = auth::Guard::new(args.listen, args.token.clone(), &args.allow_hosts)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    crate::metrics::handle();
+    let web = Web(Arc::new(Inner {
+        store: store.clone(),
+        redis_shown: crate::redact::url(url),
+        read_only: args.read_only,
+        guard,
+        data: data::Runs::default(),
+    }));
+    tracing::info!(
+        %addr,
+        read_only = args.read_only,
+        token = web.guard.has_token(),
+        "serving the web UI and /metrics"
+    );
+    // The address on stdout, for scripts that asked for port 0.
+    println!("listening on http://{addr}");
+    tokio::spawn(watch_redis(store.clone()));
+    axum::serve(
+        listener,
+        router(web).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(crate::commands::shutdown_signal())
+    .await
+    .context("the web server failed")?;
+    tracing::info!("the web server stopped");
+    Ok(())
+}
+
+/// Every route, behind the guard and the security headers.
+pub fn router(web: Web) -> Router {
+    Router::new()
+        .route("/", get(overview::page))
+        .route("/live/overview", get(overview::live))
+        .route("/jobs", get(jobs::list))
+        .route("/jobs/{id}", get(jobs::show))
+        .route("/jobs/{id}/live", get(jobs::live))
+        .route("/jobs/{id}/confirm/{action}", get(jobs::confirm))
+        .route("/jobs/{id}/{action}", post(jobs::act))
+        .route("/dead", get(dead::page))
+        .route("/dead/confirm", get(dead::confirm))
+        .route("/dead/act", post(dead::act))
+        .route("/data", get(data::page))
+        .route("/data/live", get(data::live))
+        .route("/data/check", post(data::check))
+        .route("/data/confirm-repair", get(data::confirm_repair))
+        .route("/data/repair", post(data::repair))
+        .route("/metrics", get(metrics))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/assets/app.js", get(script))
+        .route("/assets/style.css", get(style))
+        .fallback(not_found)
+        .layer(from_fn_with_state(web.clone(), auth::guard))
+        .layer(from_fn(headers))
+        .with_state(web)
+}
+
+/// The headers every answer carries.
+async fn headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn not_found(State(web): State<Web>) -> Response {
+    html::error_page(&web, StatusCode::NOT_FOUND, "no such page")
+}
+
+/// `GET /metrics`: as the runner serves it.
+async fn metrics(State(web): State<Web>) -> Response {
+    let Some(handle) = crate::metrics::handle() else {
+        return html::plain(StatusCode::SERVICE_UNAVAILABLE, "metrics are not recorded");
+    };
+    let body = crate::metrics::render(&handle, &web.store).await;
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", include_str!("assets/app.js"))
+}
+
+async fn style() -> Response {
+    asset("text/css; charset=utf-8", include_str!("assets/style.css"))
+}
+
+fn asset(kind: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Says loudly, once per outage, when Redis cannot be reached, and when it
+/// is back.
+async fn watch_redis(store: Store) {
+    let mut up = true;
+    loop {
+        let mut conn = store.clone();
+        let ping: Result<String, _> = repobox_orm::redis::cmd("PING").query_async(&mut conn).await;
+        match (ping, up) {
+            (Err(e), true) => {
+                tracing::error!(error = %e, "Redis is unreachable: pages show the error until it is back");
+                up = false;
+            }
+            (Ok(_), false) => {
+                tracing::info!("Redis is reachable again");
+                up = true;
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// A request that failed on Redis: the error page, and a log line.
+pub fn failed(web: &Web, e: impl std::fmt::Display) -> Response {
+    let message = e.to_string();
+    tracing::warn!(error = %message, "a page could not be read");
+    html::error_page(web, StatusCode::SERVICE_UNAVAILABLE, &message)
+}

@@ -1,0 +1,181 @@
+//! `GET /`: the queue at a glance, and `GET /live/overview`, the same
+//! fragment every two seconds as Server-Sent Events.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use maud::{Markup, html};
+use repobox_models::{JOBS_GROUP, JOBS_STREAM, Job, JobStatus, Overview, level_queues, now_millis};
+use repobox_orm::queue::{Consumer, Metrics};
+use repobox_orm::{Page, Queue, RedisValue, Store};
+
+use super::html::{Shown, error_text, job_href, page as layout, sse_html};
+use super::{Web, chart};
+
+/// How often the live fragment is sent.
+const EVERY: Duration = Duration::from_secs(2);
+/// How many running jobs the overview lists.
+const RUNNING_SHOWN: usize = 20;
+
+/// What the overview shows.
+struct Glance {
+    overview: Overview,
+    metrics: Metrics,
+    /// Runners by name: pending deliveries and the least idle time over the levels.
+    runners: BTreeMap<String, (u64, Duration)>,
+    /// The newest running jobs, with the runner that holds each (when known).
+    running: Vec<(Job, Option<String>)>,
+}
+
+impl Glance {
+    /// Reads it in a fixed number of calls: the overview's, the metrics',
+    /// three per level, and one for the running jobs.
+    async fn read(store: &Store) -> repobox_models::Result<Glance> {
+        let mut conn = store.clone();
+        let overview = Overview::read(&mut conn).await?;
+        let queue = Queue::new(JOBS_STREAM, JOBS_GROUP);
+        let metrics = queue.metrics(&mut conn, &["succeeded", "failed"], now_millis()).await?;
+        let mut runners: BTreeMap<String, (u64, Duration)> = BTreeMap::new();
+        let mut holder: HashMap<String, String> = HashMap::new();
+        for (_, q) in level_queues() {
+            let consumers: Vec<Consumer> = match q.consumers(&mut conn).await {
+                Ok(c) => c,
+                Err(e) if e.is_missing_group() => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for c in consumers {
+                let seen = runners.entry(c.name).or_insert((0, c.idle));
+                seen.0 = seen.0.saturating_add(c.pending);
+                seen.1 = seen.1.min(c.idle);
+            }
+            for p in q.pending_entries(&mut conn, 100).await? {
+                holder.insert(p.id, p.consumer);
+            }
+        }
+        let listing = Job::by_status(&mut conn, JobStatus::Running, Page::newest(RUNNING_SHOWN)).await?;
+        let running = listing
+            .items
+            .into_iter()
+            .map(|job| {
+                let runner = job.run_entry.as_ref().and_then(|e| holder.get(e)).cloned();
+                (job, runner)
+            })
+            .collect();
+        Ok(Glance {
+            overview,
+            metrics,
+            runners,
+            running,
+        })
+    }
+
+    fn jobs(&self, status: JobStatus) -> u64 {
+        self.overview
+            .jobs
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+/// `GET /`.
+pub async fn page(State(web): State<Web>) -> Response {
+    let body = fragment(&web.store).await;
+    layout(
+        &web,
+        "Overview",
+        html! {
+            div #live data-live="/live/overview" { (body) }
+        },
+    )
+}
+
+/// `GET /live/overview`: the overview's fragment every two seconds.
+pub async fn live(State(web): State<Web>) -> impl IntoResponse {
+    Sse::new(fragments(web.store.clone())).keep_alive(KeepAlive::default())
+}
+
+fn fragments(store: Store) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures_util::stream::unfold(store, |store| async move {
+        tokio::time::sleep(EVERY).await;
+        let html = sse_html(fragment(&store).await);
+        Some((Ok(Event::default().event("overview").data(html)), store))
+    })
+}
+
+/// The overview's body, or what went wrong reading it.
+async fn fragment(store: &Store) -> Markup {
+    match Glance::read(store).await {
+        Ok(glance) => render(&glance),
+        Err(e) => html! {
+            p.error { "Cannot read the queue: " (Shown(&error_text(&e.to_string()))) }
+        },
+    }
+}
+
+fn render(g: &Glance) -> Markup {
+    let waiting: u64 = g.overview.levels.iter().map(|l| l.waiting).sum();
+    let dead: u64 = g.overview.levels.iter().map(|l| l.dead).sum();
+    let series = |name: &str| g.metrics.per_minute.get(name).cloned().unwrap_or_default();
+    html! {
+        section.cards {
+            div.card #waiting { span.n { (waiting) } " waiting" }
+            div.card #running { span.n { (g.jobs(JobStatus::Running)) } " running" }
+            div.card #delayed { span.n { (g.jobs(JobStatus::Delayed)) } " delayed" }
+            div.card #retrying { span.n { (g.jobs(JobStatus::Retrying)) } " retrying" }
+            div.card #dead { span.n { (dead) } " dead" }
+            div.card #paused { span.n { @if g.overview.paused { "paused" } @else { "running" } } " queue" }
+        }
+        h2 { "Runs per minute, last hour" }
+        (chart::per_minute(&series("succeeded"), &series("failed")))
+        p.legend { span.succeeded { "completed" } " " span.failed { "failed" } }
+        h2 { "Jobs by status" }
+        table {
+            tr { @for (status, _) in &g.overview.jobs { th { (status.as_str()) } } }
+            tr { @for (status, n) in &g.overview.jobs {
+                td { a href=(format!("/jobs?status={}", status.as_str())) { (n) } }
+            } }
+        }
+        h2 { "Priority levels" }
+        table {
+            tr { th { "level" } th { "stream" } th { "waiting" } th { "pending" } th { "consumers" } th { "dead" } }
+            @for level in &g.overview.levels {
+                tr {
+                    td { (level.level.as_str()) } td { (Shown(&level.stream)) } td { (level.waiting) }
+                    td { (level.pending) } td { (level.consumers) } td { (level.dead) }
+                }
+            }
+        }
+        h2 { "Runners" }
+        @if g.runners.is_empty() { p { "No runner has read the queue yet." } }
+        @else {
+            table #runners {
+                tr { th { "consumer" } th { "pending" } th { "idle" } }
+                @for (name, (pending, idle)) in &g.runners {
+                    tr { td { (Shown(name)) } td { (pending) } td { (format!("{:.1} s", idle.as_secs_f64())) } }
+                }
+            }
+        }
+        h2 { "Running jobs" }
+        @if g.running.is_empty() { p { "None." } }
+        @else {
+            table #running-jobs {
+                tr { th { "job" } th { "user" } th { "runner" } th { "started" } th { "progress" } }
+                @for (job, runner) in &g.running {
+                    tr {
+                        td { a href=(job_href(&job.id)) { (Shown(&job.id)) } }
+                        td { (Shown(&job.user_id)) }
+                        td { (Shown(runner.as_deref().unwrap_or("-"))) }
+                        td { (super::html::time(job.started_at)) }
+                        td { @if let Some(p) = job.progress { (p) "%" } @else { "-" } }
+                    }
+                }
+            }
+        }
+    }
+}
