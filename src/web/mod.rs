@@ -66,22 +66,26 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 
 /// Runs `repobox web` until SIGTERM or Ctrl-C.
 pub async fn web(store: &Store, args: WebArgs, url: &str) -> anyhow::Result<()> {
-    let guard = auth::Guard::new(args.listen, args.token.clone(), &args.allow_hosts)?;
+    // Refused before anything listens.
+    auth::Guard::new(args.listen, args.token.clone(), &args.allow_hosts)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    // The port that was picked, when 0 was asked for.
+    let guard = auth::Guard::new(addr, args.token, &args.allow_hosts)?;
     crate::metrics::handle();
+    let read_only = args.read_only;
     let web = Web(Arc::new(Inner {
         store: store.clone(),
         redis_shown: crate::redact::url(url),
-        read_only: args.read_only,
+        read_only,
         guard,
         data: data::Runs::default(),
     }));
     tracing::info!(
         %addr,
-        read_only = args.read_only,
+        read_only,
         token = web.guard.has_token(),
         "serving the web UI and /metrics"
     );
@@ -128,14 +132,16 @@ pub fn router(web: Web) -> Router {
         .with_state(web)
 }
 
-/// The headers every answer carries.
+/// The headers every answer carries. The referrer policy is `same-origin`,
+/// not `no-referrer`: under `no-referrer` a browser sends `Origin: null`
+/// with a form's POST, which the guard refuses.
 async fn headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     response
