@@ -129,7 +129,26 @@ pub fn router(web: Web) -> Router {
         .fallback(not_found)
         .layer(from_fn_with_state(web.clone(), auth::guard))
         .layer(from_fn(headers))
+        .layer(from_fn(access_log))
         .with_state(web)
+}
+
+/// One line per request (the assets aside): method, path, status, time.
+async fn access_log(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = crate::output::clean(request.uri().path());
+    let began = std::time::Instant::now();
+    let response = next.run(request).await;
+    if !path.starts_with("/assets/") {
+        tracing::info!(
+            %method,
+            %path,
+            status = response.status().as_u16(),
+            ms = began.elapsed().as_millis(),
+            "request"
+        );
+    }
+    response
 }
 
 /// The headers every answer carries. The referrer policy is `same-origin`,

@@ -479,3 +479,29 @@ async fn wait_for_walk(web: &WebServer) -> String {
     }
     panic!("the walk did not end within 30 s");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_pages_say_so_and_come_back_with_it() {
+    let mut server = RedisServer::start();
+    let store = store(&server);
+    job_in(&store, "j1", "u1", JobStatus::Failed, None).await;
+    let web = WebServer::start(&server.url(), &[]);
+    assert_eq!(get(&format!("{}/jobs/j1", web.base)).await.status, 200);
+    server.kill();
+    let down = get(&format!("{}/jobs/j1", web.base)).await;
+    assert_eq!(down.status, 503, "{}", down.body);
+    let overview = get(&format!("{}/", web.base)).await;
+    assert!(overview.body.contains("Cannot read the queue"), "{}", overview.body);
+    let metrics = get(&format!("{}/metrics", web.base)).await;
+    assert!(metrics.body.contains("repobox_queue_up 0"), "{}", metrics.body);
+    server.restart();
+    let mut back = 0;
+    for _ in 0..100 {
+        back = get(&format!("{}/jobs?status=failed", web.base)).await.status;
+        if back == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(back, 200, "the server's pages come back with Redis");
+}
