@@ -126,7 +126,7 @@ fn encode(value: &str) -> percent_encoding::PercentEncode<'_> {
 }
 
 /// What may be done to a job in its state.
-fn actions(status: JobStatus) -> Vec<&'static str> {
+fn allowed(status: JobStatus) -> Vec<&'static str> {
     let mut actions = Vec::new();
     if status == JobStatus::Failed {
         actions.push("retry");
@@ -170,25 +170,7 @@ pub async fn show(State(web): State<Web>, Path(id): Path<String>) -> Response {
         &web,
         &format!("Job {}", job.id),
         html! {
-            div #state { (state(&job)) }
-            @if !web.read_only {
-                p.actions {
-                    @for action in actions(job.status) {
-                        a.button href=(format!("{href}/confirm/{action}")) { (label(action)) } " "
-                    }
-                }
-            }
-            h2 { "History" }
-            ol.history {
-                @for change in &job.history {
-                    li {
-                        span.status { (change.status.as_str()) } " at " (time(Some(change.at)))
-                        @if let Some(attempt) = change.attempt { ", attempt " (attempt) }
-                        @if let Some(run_at) = change.run_at { ", due " (time(Some(run_at))) }
-                        @if let Some(reason) = &change.reason { ": " (Shown(reason)) }
-                    }
-                }
-            }
+            div #state { (state(&job, !web.read_only)) }
             h2 { "Output" }
             pre #output data-live=(if job.status.is_final() { String::new() } else { format!("{href}/live?from={shown}") }) {
                 @for line in &lines { (Shown(line)) "\n" }
@@ -197,9 +179,12 @@ pub async fn show(State(web): State<Web>, Path(id): Path<String>) -> Response {
     )
 }
 
-/// The part of a job's page that changes while it runs.
-fn state(job: &Job) -> Markup {
+/// The part of a job's page that changes while it runs: its fields, the
+/// actions its state allows (unless `actions` is false: read-only), its
+/// history.
+fn state(job: &Job, actions: bool) -> Markup {
     let env_names: Vec<&str> = job.env.iter().map(|(k, _)| k.as_str()).collect();
+    let href = job_href(&job.id);
     html! {
         table.fields {
             tr { th { "status" } td #status { (job.status.as_str()) } }
@@ -217,6 +202,24 @@ fn state(job: &Job) -> Markup {
             tr { th { "cancel requested" } td { (time(job.cancel_requested_at)) } }
             // Values of the environment may be secrets: only the names.
             tr { th { "environment" } td { (Shown(&env_names.join(", "))) } }
+        }
+        @if actions {
+            p.actions {
+                @for action in allowed(job.status) {
+                    a.button href=(format!("{href}/confirm/{action}")) { (label(action)) } " "
+                }
+            }
+        }
+        h2 { "History" }
+        ol.history {
+            @for change in &job.history {
+                li {
+                    span.status { (change.status.as_str()) } " at " (time(Some(change.at)))
+                    @if let Some(attempt) = change.attempt { ", attempt " (attempt) }
+                    @if let Some(run_at) = change.run_at { ", due " (time(Some(run_at))) }
+                    @if let Some(reason) = &change.reason { ": " (Shown(reason)) }
+                }
+            }
         }
     }
 }
@@ -236,7 +239,7 @@ fn label(action: &str) -> &'static str {
 /// job's fields as HTML, and `done` when the job is over.
 pub async fn live(State(web): State<Web>, Path(id): Path<String>, Query(from): Query<From>) -> Response {
     match Follow::start(&web.store, &id).await {
-        Ok(follow) => Sse::new(follow_events(follow.from_line(from.from.unwrap_or(0))))
+        Ok(follow) => Sse::new(follow_events(follow.from_line(from.from.unwrap_or(0)), !web.read_only))
             .keep_alive(KeepAlive::default())
             .into_response(),
         Err(e) => failed(&web, e),
@@ -249,8 +252,8 @@ pub struct From {
     from: Option<isize>,
 }
 
-fn follow_events(follow: Follow) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures_util::stream::unfold((follow, false), |(mut follow, over)| async move {
+fn follow_events(follow: Follow, actions: bool) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures_util::stream::unfold((follow, false), move |(mut follow, over)| async move {
         if over {
             return None;
         }
@@ -263,7 +266,9 @@ fn follow_events(follow: Follow) -> impl Stream<Item = Result<Event, Infallible>
                         .iter()
                         .map(|l| Ok(Event::default().event("line").data(clean(l)))),
                 );
-                events.push(Ok(Event::default().event("state").data(sse_html(state(&update.job)))));
+                events.push(Ok(Event::default()
+                    .event("state")
+                    .data(sse_html(state(&update.job, actions)))));
                 update.done
             }
             Err(e) => {

@@ -3,7 +3,9 @@
 //! stays text, and an action goes through its confirmation.
 //!
 //! Needs `chromium` and `chromium-driver` (Debian's packages; `.ci/run`
-//! installs them). Set `REPOBOX_SCREENSHOT=path.png` to save the overview.
+//! installs them). A screenshot of each page is written under
+//! `target/web-screenshots/` for a person to look at; the README's
+//! `docs/web-ui.png` is its `overview.png`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -11,6 +13,8 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use repobox_models::{Job, JobOutcome, JobStatus, now_millis};
+use repobox_orm::Queue;
+use repobox_orm::queue::Finished;
 use repobox_orm::testing::RedisServer;
 
 use crate::kit::{WebServer, job_in, store};
@@ -88,6 +92,13 @@ impl Browser {
         panic!("{css} never showed {wanted:?} at {url:?}:\n{source}");
     }
 
+    /// Saves what the browser shows as `target/web-screenshots/<name>.png`.
+    async fn screenshot(&self, name: &str) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), self.client.screenshot().await.unwrap()).unwrap();
+    }
+
     async fn close(mut self) {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill();
@@ -104,17 +115,44 @@ async fn the_ui_works_in_a_real_browser() {
     let browser = Browser::start().await;
     let b = &browser.client;
 
+    // An hour of runs as runners count them, for the chart.
+    let queue = Queue::new("jobs:stream", "runners");
+    let now = now_millis();
+    let mut finished = Vec::new();
+    for minute in 0..60i64 {
+        let at_ms = now - (59 - minute) * 60_000;
+        let wave = usize::try_from(20 + (minute * 7 % 23)).unwrap();
+        let took = Duration::from_millis(800);
+        finished.extend((0..wave).map(|_| Finished {
+            outcome: "succeeded",
+            took,
+            at_ms,
+        }));
+        finished.extend((0..wave / 6).map(|_| Finished {
+            outcome: "failed",
+            took,
+            at_ms,
+        }));
+    }
+    queue.count_finished(&mut conn, &finished).await.unwrap();
+
     // The overview follows the queue live (the script and SSE under the CSP).
     b.goto(&format!("{}/", web.base)).await.unwrap();
     browser.wait_text("#waiting", "0 waiting").await;
     for i in 0..3 {
-        let job = Job::new(format!("q{i}"), "u1", "r", now_millis());
+        let job = Job::new(
+            format!("q{i}"),
+            format!("user-{i}"),
+            "https://git.example/team/app.git",
+            now_millis(),
+        );
         Job::create_and_enqueue(&mut conn, &job, now_millis()).await.unwrap();
     }
     browser.wait_text("#waiting", "3 waiting").await;
-    if let Ok(path) = std::env::var("REPOBOX_SCREENSHOT") {
-        std::fs::write(path, b.screenshot().await.unwrap()).unwrap();
-    }
+    browser.screenshot("overview").await;
+    b.goto(&format!("{}/jobs?status=queued", web.base)).await.unwrap();
+    assert_eq!(b.find_all(Locator::Css("#jobs a")).await.unwrap().len(), 3);
+    browser.screenshot("jobs").await;
 
     // Hostile fields stay text: no dialog, no element made from them.
     let hostile = "<script>alert(1)</script>\"><img src=x onerror=alert(2)>\u{1b}[2J";
@@ -124,6 +162,7 @@ async fn the_ui_works_in_a_real_browser() {
     assert!(b.find_all(Locator::Css("main img")).await.unwrap().is_empty());
     assert!(browser.text("td.error").await.contains("<script>alert(1)</script>"));
     assert!(browser.text("td.error").await.contains("\\u{1b}[2J"));
+    browser.screenshot("job-hostile").await;
 
     // An action: the link, its confirmation page, the POST, the job after it.
     b.find(Locator::LinkText("Retry")).await.unwrap().click().await.unwrap();
@@ -154,10 +193,42 @@ async fn the_ui_works_in_a_real_browser() {
     .await
     .unwrap();
     browser.wait_text("#status", "cancelled").await;
+    // The history and the actions follow the state too.
+    browser.wait_text("ol.history", "cancelled").await;
+    assert!(
+        b.find(Locator::LinkText("Cancel")).await.is_err(),
+        "a cancelled job offers no cancel"
+    );
+    browser.screenshot("job").await;
+
+    // The dead letters: requeue one through its confirmation.
+    let letter: String = {
+        let mut c = server.client().get_connection().unwrap();
+        redis::cmd("XADD")
+            .arg("jobs:stream:dead")
+            .arg("*")
+            .arg(&[("job_id", "q1"), ("reason", "stalled 5 times"), ("deliveries", "5")])
+            .query(&mut c)
+            .unwrap()
+    };
+    b.goto(&format!("{}/dead", web.base)).await.unwrap();
+    browser.wait_text("#dead", "stalled 5 times").await;
+    browser.screenshot("dead").await;
+    b.find(Locator::LinkText("Requeue"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(browser.text("main").await.contains(&letter));
+    b.find(Locator::Css("#confirm")).await.unwrap().click().await.unwrap();
+    browser.wait_text("main", "0 dead letter(s)").await;
+    assert_eq!(queue.dead_len(&mut conn).await.unwrap(), 0);
 
     // The data page: a check on request, its report streamed in.
     b.goto(&format!("{}/data", web.base)).await.unwrap();
     b.find(Locator::Css("#check")).await.unwrap().click().await.unwrap();
     browser.wait_text("#counts", "Job").await;
+    browser.screenshot("data").await;
     browser.close().await;
 }

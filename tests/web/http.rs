@@ -393,6 +393,8 @@ async fn pages_of_a_million_jobs_answer_in_a_few_calls_without_a_scan() {
     let server = RedisServer::start();
     seed(&server, 1_000_000);
     let web = WebServer::start(&server.url(), &[]);
+    // The server's connection is made (HELLO) before the counting.
+    assert_eq!(get(&format!("{}/jobs", web.base)).await.status, 200);
     for (path, bound) in [
         // A range, a count, and the page's 50 hashes (one pipeline).
         ("/jobs?status=succeeded", 52),

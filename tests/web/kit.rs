@@ -33,7 +33,7 @@ impl WebServer {
             .args(args)
             .env("REDIS_URL", redis_url)
             .env_remove("REPOBOX_WEB_TOKEN")
-            .env("REPOBOX_LOG", "warn")
+            .env("REPOBOX_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
