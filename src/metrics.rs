@@ -104,7 +104,7 @@ fn set_gauges(overview: &Overview) {
         metrics::gauge!("repobox_queue_consumers", &labels).set(level.consumers as f64);
         metrics::gauge!("repobox_queue_dead_letters", &labels).set(level.dead as f64);
     }
-    metrics::gauge!("repobox_queue_paused").set(if overview.paused { 1.0 } else { 0.0 });
+    metrics::gauge!("repobox_queue_paused").set(if overview.paused_since.is_some() { 1.0 } else { 0.0 });
 }
 
 /// Each metric's help text, as Prometheus shows it.

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use repobox_models::{DeadLetter, JOBS_GROUP, JOBS_STREAM, Job, JobStatus, Priority, level_queues, now_millis};
+use anyhow::Context;
+use repobox_models::{
+    DeadLetter, JOBS_GROUP, JOBS_STREAM, Job, JobStatus, Overview, Priority, level_queues, now_millis,
+};
 use repobox_orm::queue::OUTCOMES;
 use repobox_orm::{Queue, Store, Walk};
 use serde_json::json;
@@ -192,49 +195,38 @@ fn levels() -> Vec<(Priority, Queue)> {
 /// and dead letters. Read-only: a stream or group that does not exist yet
 /// reads as empty.
 async fn stats(conn: &mut Store, q: &Queue, json: bool) -> anyhow::Result<()> {
-    let len = q.len(conn).await?;
-    let (pending, consumers, waiting) = match (q.pending(conn).await, q.consumers(conn).await, q.waiting(conn).await) {
-        (Ok(p), Ok(c), Ok(w)) => (p, c, w),
-        // No group yet: it is made from the stream's start, so every entry waits.
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) if e.is_missing_group() => {
-            (Default::default(), Vec::new(), len)
-        }
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(e.into()),
+    // Jobs per status, each level's length and what waits, the pause: as
+    // the web UI and /metrics read them.
+    let overview = Overview::read(conn).await?;
+    let normal = overview
+        .level(Priority::Normal)
+        .context("the overview has no normal level")?;
+    let (len, waiting, dead) = (normal.length, normal.waiting, normal.dead);
+    let (pending, consumers) = match (q.pending(conn).await, q.consumers(conn).await) {
+        (Ok(p), Ok(c)) => (p, c),
+        // No group yet: nothing is pending, no one consumes.
+        (Err(e), _) | (_, Err(e)) if e.is_missing_group() => (Default::default(), Vec::new()),
+        (Err(e), _) | (_, Err(e)) => return Err(e.into()),
     };
-    let dead = q.dead_len(conn).await?;
-    let paused = q.paused_since(conn).await?;
+    let paused = overview.paused_since;
     let parked = q.parked(conn).await?;
-    // The other priority levels' streams (the normal one is `q`).
-    let mut levels = serde_json::Map::new();
-    for level in Priority::LEVELS {
-        let lq = Queue::new(level.stream(JOBS_STREAM).into_owned(), JOBS_GROUP);
-        let (length, waiting) = match level {
-            Priority::Normal => (len, waiting),
-            _ => {
-                let length = lq.len(conn).await?;
-                let waiting = match lq.waiting(conn).await {
-                    Ok(n) => n,
-                    Err(e) if e.is_missing_group() => length,
-                    Err(e) => return Err(e.into()),
-                };
-                (length, waiting)
-            }
-        };
-        levels.insert(
-            level.to_string(),
-            json!({ "stream": lq.stream(), "length": length, "waiting": waiting }),
-        );
-    }
+    let levels: serde_json::Map<String, serde_json::Value> = overview
+        .levels
+        .iter()
+        .map(|l| {
+            (
+                l.level.to_string(),
+                json!({ "stream": l.stream, "length": l.length, "waiting": l.waiting }),
+            )
+        })
+        .collect();
     let metrics = q.metrics(conn, &OUTCOMES, now_millis()).await?;
     let last_hour: Vec<(&str, u64)> = OUTCOMES
         .iter()
         .map(|o| (*o, metrics.per_minute.get(*o).map_or(0, |m| m.iter().sum())))
         .collect();
     let percentiles = [50u8, 90, 99].map(|p| (p, metrics.percentile(p)));
-    let mut by_status = Vec::new();
-    for status in JobStatus::ALL {
-        by_status.push((status, Job::count_by_status(conn, status).await?));
-    }
+    let by_status = &overview.jobs;
     if json {
         let consumers: Vec<_> = consumers
             .iter()
@@ -275,7 +267,7 @@ async fn stats(conn: &mut Store, q: &Queue, json: bool) -> anyhow::Result<()> {
         println!("  {level:<11} {} waiting of {}", v["waiting"], v["length"]);
     }
     println!("parked        {parked} (queued jobs waiting for a slot of their user)");
-    for (status, n) in &by_status {
+    for (status, n) in by_status {
         println!("{:<13} {n}", status.to_string());
     }
     println!("length        {len}");

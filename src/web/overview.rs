@@ -73,14 +73,6 @@ impl Glance {
             running,
         })
     }
-
-    fn jobs(&self, status: JobStatus) -> u64 {
-        self.overview
-            .jobs
-            .iter()
-            .find(|(s, _)| *s == status)
-            .map_or(0, |(_, n)| *n)
-    }
 }
 
 /// `GET /`.
@@ -125,11 +117,11 @@ fn render(g: &Glance) -> Markup {
     html! {
         section.cards {
             div.card #waiting { span.n { (waiting) } " waiting" }
-            div.card #running { span.n { (g.jobs(JobStatus::Running)) } " running" }
-            div.card #delayed { span.n { (g.jobs(JobStatus::Delayed)) } " delayed" }
-            div.card #retrying { span.n { (g.jobs(JobStatus::Retrying)) } " retrying" }
+            div.card #running { span.n { (g.overview.jobs_with(JobStatus::Running)) } " running" }
+            div.card #delayed { span.n { (g.overview.jobs_with(JobStatus::Delayed)) } " delayed" }
+            div.card #retrying { span.n { (g.overview.jobs_with(JobStatus::Retrying)) } " retrying" }
             div.card #dead { span.n { (dead) } " dead" }
-            div.card #paused { span.n { @if g.overview.paused { "paused" } @else { "running" } } " queue" }
+            div.card #paused { span.n { @if g.overview.paused_since.is_some() { "paused" } @else { "running" } } " queue" }
         }
         h2 { "Runs per minute, last hour" }
         (chart::per_minute(&series("succeeded"), &series("failed")))
