@@ -64,6 +64,32 @@ async fn every_page_answers_with_the_security_headers() {
         "{}",
         list.body
     );
+    // A record another client broke is a row of its own, with its key.
+    let mut raw = server.client().get_connection().unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("job:j-broken")
+        .arg(&[
+            ("id", "j-broken"),
+            ("user_id", "u1"),
+            ("status", "failed"),
+            ("created_at", "soon"),
+        ])
+        .query(&mut raw)
+        .unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg("jobs:status:failed")
+        .arg(2)
+        .arg("j-broken")
+        .query(&mut raw)
+        .unwrap();
+    let list = get(&format!("{}/jobs?status=failed", web.base)).await;
+    assert_eq!(list.status, 200);
+    assert!(
+        list.body.contains("unreadable") && list.body.contains("job:j-broken"),
+        "{}",
+        list.body
+    );
+    assert!(list.body.contains(">j-failed<"), "the readable job is listed too");
     let dead = get(&format!("{}/dead", web.base)).await;
     assert!(dead.body.contains(&letter) && dead.body.contains("too many deliveries"));
     let missing = get(&format!("{}/jobs/nope", web.base)).await;
