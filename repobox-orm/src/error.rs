@@ -235,27 +235,59 @@ impl fmt::Debug for Shown {
 }
 
 /// The raw value of a field that failed to decode, kept short for messages.
+/// The value of a `#[redis(json)]` field is never shown, only its length:
+/// structured values hold what a secret would be kept in (a job's
+/// environment, tokens in a payload), and a message may reach a log or a
+/// page.
 #[derive(Clone, PartialEq, Eq)]
-pub struct DecodeValue(Option<Vec<u8>>);
+pub struct DecodeValue(Repr);
+
+#[derive(Clone, PartialEq, Eq)]
+enum Repr {
+    Missing,
+    Shown(Vec<u8>),
+    Withheld(usize),
+}
 
 impl DecodeValue {
     const SHOWN: usize = 64;
 
     pub(crate) fn new(raw: Option<&[u8]>) -> Self {
-        DecodeValue(raw.map(|r| r[..r.len().min(Self::SHOWN + 1)].to_vec()))
+        DecodeValue(match raw {
+            None => Repr::Missing,
+            Some(r) => Repr::Shown(r[..r.len().min(Self::SHOWN + 1)].to_vec()),
+        })
     }
 
-    /// The raw bytes Redis held (at most the first 65), `None` when the field was absent.
+    /// A value the message names by its length only.
+    pub(crate) fn withheld(raw: Option<&[u8]>) -> Self {
+        DecodeValue(match raw {
+            None => Repr::Missing,
+            Some(r) => Repr::Withheld(r.len()),
+        })
+    }
+
+    /// The raw bytes Redis held (at most the first 65); `None` when the
+    /// field was absent, or its value is withheld.
     pub fn raw(&self) -> Option<&[u8]> {
-        self.0.as_deref()
+        match &self.0 {
+            Repr::Shown(raw) => Some(raw),
+            Repr::Missing | Repr::Withheld(_) => None,
+        }
+    }
+
+    /// Whether the message withholds the value (a JSON field's).
+    pub fn is_withheld(&self) -> bool {
+        matches!(self.0, Repr::Withheld(_))
     }
 }
 
 impl fmt::Display for DecodeValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
-            None => f.write_str("missing"),
-            Some(raw) => {
+            Repr::Missing => f.write_str("missing"),
+            Repr::Withheld(len) => write!(f, "a value of {len} bytes (not shown)"),
+            Repr::Shown(raw) => {
                 let shown = &raw[..raw.len().min(Self::SHOWN)];
                 write!(f, "{:?}", String::from_utf8_lossy(shown))?;
                 if raw.len() > Self::SHOWN {

@@ -206,7 +206,13 @@ fn bad_fields_name_key_field_value_and_expectation() {
             "\"\"",
             "one of \"queued\", \"in_progress\", \"done\"",
         ),
-        ("meta", Some(b"{not json"), "\"{not json\"", "JSON of the field's type"),
+        // A JSON field's value is never quoted: it may hold secrets.
+        (
+            "meta",
+            Some(b"{\"password\":\"hunter2\""),
+            "a value of 21 bytes (not shown)",
+            "JSON of the field's type",
+        ),
         ("meta", None, "missing", "JSON of the field's type"),
         ("when", Some(b"yesterday"), "\"yesterday\"", "unix milliseconds"),
     ];

@@ -1065,3 +1065,35 @@ async fn bulk_calls_pipeline_in_chunks_and_report_per_entity(conn: Store) {
         Err(Error::InvalidKeyPart { .. })
     ));
 }
+
+/// A store made with `repair_on_read(false)` (a viewer's, a replica's)
+/// skips what it finds wrong and never writes while it reads.
+#[tokio::test]
+async fn a_store_that_does_not_repair_on_read_never_writes_when_it_reads() {
+    let server = RedisServer::start();
+    let mut conn = Store::open(server.url()).unwrap();
+    for i in 1..=6 {
+        Task::create(&mut conn, &task(&i.to_string(), "ann", i)).await.unwrap();
+    }
+    let _: () = conn.del(&["task:6", "task:5", "task:1"]).await.unwrap();
+    let config = repobox_orm::StoreConfig::default().repair_on_read(false);
+    let mut viewer = Store::with_config(server.url(), config).unwrap();
+    let page = Task::by_owner(&mut viewer, "ann", Page::newest(3))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let ids: Vec<&str> = page.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, vec!["4"], "the ghosts skipped, not removed, not read past");
+    let card: u64 = conn.zcard("tasks:owner:ann").await.unwrap();
+    assert_eq!(card, 6, "nothing removed");
+    let queued = Task::by_status(&mut viewer, Status::Queued).await.unwrap();
+    assert_eq!(queued.into_result().unwrap().len(), 3);
+    let members: u64 = conn.scard("tasks:status:queued").await.unwrap();
+    assert_eq!(members, 6);
+    assert_eq!(Task::by_slug(&mut viewer, "slug-1").await.unwrap(), None);
+    assert!(
+        conn.exists::<_, bool>("task:slug:slug-1").await.unwrap(),
+        "left in place"
+    );
+}

@@ -84,7 +84,7 @@ pub async fn demo(url: Option<&str>, tls: Option<TlsConfig>, args: &DemoArgs, js
     } else {
         None
     };
-    let store = store_for(&url, tls)?;
+    let store = store_for(&url, tls, true)?;
     let run = format!("demo-{}-{}", now_millis(), std::process::id());
     let ns = Namespace {
         stream: format!("repobox-demo:{run}:stream"),

@@ -27,7 +27,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         .redis_url
         .clone()
         .unwrap_or_else(|| repobox_orm::DEFAULT_URL.to_owned());
-    let store = store_for(&url, tls)?;
+    // The web UI's pages never write (a GET has no side effect, and
+    // `--read-only` means it): its reads leave index repairs to writers.
+    let repair_on_read = !matches!(cli.command, Command::Web(_));
+    let store = store_for(&url, tls, repair_on_read)?;
     let result = match cli.command {
         Command::Demo(_) | Command::Schema => Ok(()),
         Command::Runner(args) => runner::runner(&store, *args, json).await,
@@ -57,8 +60,10 @@ fn tls_of(cli: &Cli) -> anyhow::Result<Option<TlsConfig>> {
 }
 
 /// The store the commands use: a few connection attempts, then the error.
-fn store_for(url: &str, tls: Option<TlsConfig>) -> anyhow::Result<Store> {
-    let mut config = StoreConfig::default().backoff(Backoff::default().max_attempts(Some(3)));
+fn store_for(url: &str, tls: Option<TlsConfig>, repair_on_read: bool) -> anyhow::Result<Store> {
+    let mut config = StoreConfig::default()
+        .backoff(Backoff::default().max_attempts(Some(3)))
+        .repair_on_read(repair_on_read);
     if let Some(tls) = tls {
         config = config.tls(tls);
     }

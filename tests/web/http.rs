@@ -533,3 +533,55 @@ async fn without_redis_pages_say_so_and_come_back_with_it() {
     }
     assert_eq!(back, 200, "the server's pages come back with Redis");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_never_write_even_over_a_broken_index() {
+    let server = RedisServer::start();
+    let store = store(&server);
+    job_in(&store, "f1", "u1", JobStatus::Failed, Some("boom")).await;
+    job_in(&store, "r1", "u1", JobStatus::Running, None).await;
+    // What a crashed writer of another client leaves: a member whose job is
+    // gone, and one whose job has another status.
+    let mut raw = server.client().get_connection().unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg("jobs:status:running")
+        .arg(1)
+        .arg("gone")
+        .query(&mut raw)
+        .unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg("jobs:status:running")
+        .arg(1)
+        .arg("f1")
+        .query(&mut raw)
+        .unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg("jobs:user:u1")
+        .arg(1)
+        .arg("gone")
+        .query(&mut raw)
+        .unwrap();
+    let web = WebServer::start(&server.url(), &["--read-only"]);
+    assert_eq!(get(&format!("{}/jobs", web.base)).await.status, 200);
+    let before = calls(&server);
+    for path in [
+        "/",
+        "/jobs?status=running",
+        "/jobs?user=u1",
+        "/jobs/f1",
+        "/dead",
+        "/data",
+        "/metrics",
+    ] {
+        let reply = get(&format!("{}{path}", web.base)).await;
+        assert_eq!(reply.status, 200, "{path}");
+    }
+    let running = get(&format!("{}/jobs?status=running", web.base)).await.body;
+    assert!(running.contains(">r1<") && !running.contains(">f1<"), "{running}");
+    let (per, _) = delta(&before, &calls(&server));
+    for write in ["zrem", "zadd", "eval", "evalsha", "hset", "del", "xadd", "srem"] {
+        assert!(!per.contains_key(write), "a GET wrote ({write}): {per:?}");
+    }
+    let card: u64 = redis::cmd("ZCARD").arg("jobs:status:running").query(&mut raw).unwrap();
+    assert_eq!(card, 3, "the index is left as it was");
+}

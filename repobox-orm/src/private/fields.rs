@@ -46,7 +46,7 @@ pub fn decode_json_field<T: serde::de::DeserializeOwned>(
     codec::decode_json(raw).ok_or_else(|| Error::Decode {
         key: key.to_owned(),
         field,
-        value: DecodeValue::new(raw),
+        value: DecodeValue::withheld(raw),
         expected: "JSON of the field's type",
     })
 }

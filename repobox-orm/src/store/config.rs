@@ -95,6 +95,7 @@ pub struct StoreConfig {
     pub(super) retry: bool,
     pub(super) close_timeout: Duration,
     pub(super) cluster_wait: Duration,
+    pub(super) repair_on_read: bool,
 }
 
 impl Default for StoreConfig {
@@ -109,6 +110,7 @@ impl Default for StoreConfig {
             retry: true,
             close_timeout: Duration::from_secs(5),
             cluster_wait: Duration::from_secs(40),
+            repair_on_read: true,
         }
     }
 }
@@ -145,6 +147,22 @@ impl StoreConfig {
     pub fn response_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.response_timeout = timeout;
         self
+    }
+
+    /// Whether an index read repairs the index on the side (removes the
+    /// members whose entity is gone or moved, re-scores, then reads on to
+    /// fill the page): on by default. Off, a read never writes: it skips
+    /// what it finds wrong (a page may then hold fewer items than asked)
+    /// and leaves the repair to writers and `index repair`. For a viewer
+    /// that must not change data (`repobox web --read-only`), or a replica.
+    pub fn repair_on_read(mut self, on: bool) -> Self {
+        self.repair_on_read = on;
+        self
+    }
+
+    /// Whether index reads repair on the side (see [`repair_on_read`](Self::repair_on_read)).
+    pub fn repairs_on_read(&self) -> bool {
+        self.repair_on_read
     }
 
     /// Whether to reconnect and re-send reads whose connection failed, and to

@@ -151,8 +151,10 @@ pub(crate) async fn sorted_page<E: RedisEntity, C: ConnectionLike + Send>(
             .query_async(conn)
             .await?;
         let members = scored_members(index_key, &reply)?;
-        let found = verify::<E, C>(conn, index, index_key, members, true, true).await?;
-        if found.repairs() == 0 || pass > REPAIR_PASSES {
+        let repair = repairs_on_read(conn);
+        let found = verify::<E, C>(conn, index, index_key, members, repair, true).await?;
+        // Without a repair, reading again would find the same.
+        if !repair || found.repairs() == 0 || pass > REPAIR_PASSES {
             return Ok(Listing {
                 items: found.live,
                 errors: found.errors,
@@ -168,7 +170,8 @@ pub(crate) async fn set_members<E: RedisEntity, C: ConnectionLike + Send>(
     index_key: &str,
 ) -> Result<Listing<E>> {
     let members = all_members(conn, index.kind, index_key).await?;
-    let found = verify::<E, C>(conn, index, index_key, members, true, true).await?;
+    let repair = repairs_on_read(conn);
+    let found = verify::<E, C>(conn, index, index_key, members, repair, true).await?;
     Ok(Listing {
         items: found.live,
         errors: found.errors,
@@ -185,7 +188,8 @@ pub(crate) async fn unique_get<E: RedisEntity, C: ConnectionLike + Send>(
     if members.is_empty() {
         return Ok(None);
     }
-    let mut found = verify::<E, C>(conn, index, index_key, members, true, true).await?;
+    let repair = repairs_on_read(conn);
+    let mut found = verify::<E, C>(conn, index, index_key, members, repair, true).await?;
     match found.errors.pop() {
         Some(e) => Err(e),
         None => Ok(found.live.pop()),
@@ -206,4 +210,11 @@ pub(crate) async fn count<E: RedisEntity, C: ConnectionLike + Send>(
     }
     let members = all_members(conn, index.kind, index_key).await?;
     count_existing::<E, C>(conn, index, index_key, members).await
+}
+
+/// Whether reads on `conn` repair indexes on the side: a [`Store`](crate::Store)
+/// says ([`StoreConfig::repair_on_read`](crate::StoreConfig::repair_on_read));
+/// any other connection does.
+fn repairs_on_read<C>(conn: &C) -> bool {
+    crate::engine::write::route::store_of(conn).is_none_or(|store| store.config().repairs_on_read())
 }

@@ -140,21 +140,26 @@ impl Topology {
     /// The topology of `conn`: a [`Store`] knows its own; any other
     /// connection is [`Topology::Unknown`].
     pub(crate) fn of<C>(conn: &C) -> Topology {
-        let store = match castaway::cast!(conn, &Store) {
-            Ok(store) => Some(store),
-            // The test kit's round-trip counter shows the store it wraps.
-            #[cfg(feature = "testing")]
-            Err(conn) => castaway::cast!(conn, &crate::testing::CountingConnection<Store>)
-                .ok()
-                .map(crate::testing::CountingConnection::inner),
-            #[cfg(not(feature = "testing"))]
-            Err(_) => None,
-        };
-        match store {
+        match store_of(conn) {
             Some(store) if store.is_cluster() => Topology::Cluster,
             Some(_) => Topology::OneServer,
             None => Topology::Unknown,
         }
+    }
+}
+
+/// The [`Store`] that `conn` is, if it is one (or the test kit's counter
+/// around one).
+pub(crate) fn store_of<C>(conn: &C) -> Option<&Store> {
+    match castaway::cast!(conn, &Store) {
+        Ok(store) => Some(store),
+        // The test kit's round-trip counter shows the store it wraps.
+        #[cfg(feature = "testing")]
+        Err(conn) => castaway::cast!(conn, &crate::testing::CountingConnection<Store>)
+            .ok()
+            .map(crate::testing::CountingConnection::inner),
+        #[cfg(not(feature = "testing"))]
+        Err(_) => None,
     }
 }
 
