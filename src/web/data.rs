@@ -14,6 +14,7 @@ use futures_util::{Stream, StreamExt};
 use maud::{Markup, html};
 use repobox_models::now_millis;
 use repobox_orm::{IndexReport, Walk, WalkProgress};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::Web;
 use super::auth::{Act, Posted};
@@ -153,12 +154,18 @@ pub async fn repair(State(web): State<Web>, Act(_): Act) -> Response {
 
 /// `GET /data/live`: the fragment every half second while a walk runs,
 /// then once more and `done`.
-pub async fn live(State(web): State<Web>) -> impl IntoResponse {
-    Sse::new(progress(web)).keep_alive(KeepAlive::default())
+pub async fn live(State(web): State<Web>) -> Response {
+    match web.live_slot() {
+        Ok(slot) => Sse::new(progress(web, slot))
+            .keep_alive(KeepAlive::default())
+            .into_response(),
+        Err(refused) => refused,
+    }
 }
 
-fn progress(web: Web) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures_util::stream::unfold((web, false), |(web, over)| async move {
+/// The progress, `slot` held as long as the stream.
+fn progress(web: Web, slot: OwnedSemaphorePermit) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures_util::stream::unfold((web, false, slot), |(web, over, slot)| async move {
         if over {
             return None;
         }
@@ -168,7 +175,7 @@ fn progress(web: Web) -> impl Stream<Item = Result<Event, Infallible>> {
         if !running {
             events.push(Ok(Event::default().event("done").data("")));
         }
-        Some((futures_util::stream::iter(events), (web, !running)))
+        Some((futures_util::stream::iter(events), (web, !running, slot)))
     })
     .flatten()
 }

@@ -238,10 +238,18 @@ fn label(action: &str) -> &'static str {
 /// escaped for the terminal as the CLI shows it), `state` events with the
 /// job's fields as HTML, and `done` when the job is over.
 pub async fn live(State(web): State<Web>, Path(id): Path<String>, Query(from): Query<From>) -> Response {
+    let slot = match web.live_slot() {
+        Ok(slot) => slot,
+        Err(refused) => return refused,
+    };
     match Follow::start(&web.store, &id).await {
-        Ok(follow) => Sse::new(follow_events(follow.from_line(from.from.unwrap_or(0)), !web.read_only))
-            .keep_alive(KeepAlive::default())
-            .into_response(),
+        Ok(follow) => Sse::new(follow_events(
+            follow.from_line(from.from.unwrap_or(0)),
+            !web.read_only,
+            slot,
+        ))
+        .keep_alive(KeepAlive::default())
+        .into_response(),
         Err(e) => failed(&web, e),
     }
 }
@@ -252,8 +260,14 @@ pub struct From {
     from: Option<isize>,
 }
 
-fn follow_events(follow: Follow, actions: bool) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures_util::stream::unfold((follow, false), move |(mut follow, over)| async move {
+/// The events of a followed job, until it is over or cannot be read (a
+/// Redis that is away is waited for); `slot` is held as long.
+fn follow_events(
+    follow: Follow,
+    actions: bool,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures_util::stream::unfold((follow, false, slot), move |(mut follow, over, slot)| async move {
         if over {
             return None;
         }
@@ -275,13 +289,14 @@ fn follow_events(follow: Follow, actions: bool) -> impl Stream<Item = Result<Eve
                 events.push(Ok(Event::default()
                     .event("problem")
                     .data(clean(&super::html::error_text(&e.to_string())))));
-                e.is_not_found()
+                // Only an unreachable Redis may come back; bad data stays bad.
+                !e.orm().is_some_and(repobox_orm::Error::is_unreachable)
             }
         };
         if done {
             events.push(Ok(Event::default().event("done").data("")));
         }
-        Some((futures_util::stream::iter(events), (follow, done)))
+        Some((futures_util::stream::iter(events), (follow, done, slot)))
     })
     .flatten()
 }

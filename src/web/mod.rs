@@ -48,6 +48,26 @@ pub struct Inner {
     pub guard: auth::Guard,
     /// The data page's check or repair, when one runs or ran.
     pub data: data::Runs,
+    /// Live streams (SSE) open now, at most [`LIVE_STREAMS`]: each costs
+    /// Redis calls, a job's a connection of its own.
+    pub live: Arc<tokio::sync::Semaphore>,
+}
+
+/// How many live streams may be open at once.
+pub const LIVE_STREAMS: usize = 64;
+
+impl Web {
+    /// A place for one more live stream, held until it ends; `Err`: the
+    /// answer to give (503) when all are taken.
+    pub fn live_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
+        self.live.clone().try_acquire_owned().map_err(|_| {
+            tracing::warn!(open = LIVE_STREAMS, "a live stream was refused: too many are open");
+            html::plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many live views are open: try again later",
+            )
+        })
+    }
 }
 
 impl std::ops::Deref for Web {
@@ -82,6 +102,7 @@ pub async fn web(store: &Store, args: WebArgs, url: &str) -> anyhow::Result<()> 
         read_only,
         guard,
         data: data::Runs::default(),
+        live: Arc::new(tokio::sync::Semaphore::new(LIVE_STREAMS)),
     }));
     tracing::info!(
         %addr,

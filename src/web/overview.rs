@@ -13,6 +13,7 @@ use maud::{Markup, html};
 use repobox_models::{JOBS_GROUP, JOBS_STREAM, Job, JobStatus, Overview, level_queues, now_millis};
 use repobox_orm::queue::{Consumer, Metrics};
 use repobox_orm::{Page, Queue, RedisValue, Store};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::html::{Shown, error_text, job_href, page as layout, sse_html};
 use super::{Web, chart};
@@ -88,15 +89,21 @@ pub async fn page(State(web): State<Web>) -> Response {
 }
 
 /// `GET /live/overview`: the overview's fragment every two seconds.
-pub async fn live(State(web): State<Web>) -> impl IntoResponse {
-    Sse::new(fragments(web.store.clone())).keep_alive(KeepAlive::default())
+pub async fn live(State(web): State<Web>) -> Response {
+    match web.live_slot() {
+        Ok(slot) => Sse::new(fragments(web.store.clone(), slot))
+            .keep_alive(KeepAlive::default())
+            .into_response(),
+        Err(refused) => refused,
+    }
 }
 
-fn fragments(store: Store) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures_util::stream::unfold(store, |store| async move {
+/// The fragment every [`EVERY`], `slot` held as long as the stream.
+fn fragments(store: Store, slot: OwnedSemaphorePermit) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures_util::stream::unfold((store, slot), |(store, slot)| async move {
         tokio::time::sleep(EVERY).await;
         let html = sse_html(fragment(&store).await);
-        Some((Ok(Event::default().event("overview").data(html)), store))
+        Some((Ok(Event::default().event("overview").data(html)), (store, slot)))
     })
 }
 

@@ -3,7 +3,7 @@
 use repobox_models::{Job, JobStatus, now_millis};
 use repobox_orm::testing::RedisServer;
 
-use crate::kit::{WebServer, calls, delta, get, job_in, post, send, store};
+use crate::kit::{WebServer, calls, delta, get, job_in, open_stream, post, send, store};
 
 /// A dead letter as a runner writes it.
 fn dead_letter(server: &RedisServer, job_id: &str, reason: &str) -> String {
@@ -393,6 +393,42 @@ async fn hostile_fields_are_shown_as_text() {
         page.contains("API_KEY") && !page.contains("value-that-is-a-secret"),
         "{page}"
     );
+    // An environment another client wrote in another shape: the job cannot
+    // be read, and no page, stream or error shows its values.
+    let mut raw = server.client().get_connection().unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("job:j-env")
+        .arg(&[
+            ("id", "j-env"),
+            ("user_id", "u1"),
+            ("repo_url", "r"),
+            ("status", "failed"),
+            ("created_at", "5"),
+            ("env", r#"{"DB_PASSWORD":"SUPERSECRET"}"#),
+        ])
+        .query(&mut raw)
+        .unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg("jobs:status:failed")
+        .arg(5)
+        .arg("j-env")
+        .query(&mut raw)
+        .unwrap();
+    for path in [
+        "/jobs/j-env",
+        "/jobs?status=failed",
+        "/jobs/j-env/live?from=0",
+        "/jobs/j-env/delete",
+    ] {
+        let reply = if path.ends_with("delete") {
+            let csrf = get(&format!("{}/data", web.base)).await.csrf();
+            post(&format!("{}{path}", web.base), &csrf, &[]).await
+        } else {
+            get(&format!("{}{path}", web.base)).await
+        };
+        assert!(!reply.body.contains("SUPERSECRET"), "{path}: {}", reply.body);
+        assert!(reply.body.contains("`env`"), "{path} names the field: {}", reply.body);
+    }
 }
 
 /// Writes `n` succeeded jobs and their index entries inside the server (a
@@ -584,4 +620,39 @@ async fn pages_never_write_even_over_a_broken_index() {
     }
     let card: u64 = redis::cmd("ZCARD").arg("jobs:status:running").query(&mut raw).unwrap();
     assert_eq!(card, 3, "the index is left as it was");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_streams_are_capped_and_end_on_data_that_cannot_be_read() {
+    let server = RedisServer::start();
+    let web = WebServer::start(&server.url(), &[]);
+    // A job that cannot be: its stream says so and ends (the GET completes).
+    let bad = get(&format!("{}/jobs/a%3Ab/live", web.base)).await;
+    assert!(
+        bad.body.contains("event: problem") && bad.body.contains("event: done"),
+        "{}",
+        bad.body
+    );
+    let mut open = Vec::new();
+    for _ in 0..64 {
+        let stream = open_stream(&format!("{}/live/overview", web.base)).await;
+        assert_eq!(stream.status(), 200);
+        open.push(stream);
+    }
+    let refused = get(&format!("{}/live/overview", web.base)).await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(get(&format!("{}/jobs/x/live", web.base)).await.status, 503);
+    // Pages still answer, and a closed stream frees its place.
+    assert_eq!(get(&format!("{}/jobs", web.base)).await.status, 200);
+    drop(open.pop());
+    let mut again = 0;
+    for _ in 0..50 {
+        let stream = open_stream(&format!("{}/live/overview", web.base)).await;
+        again = stream.status().as_u16();
+        if again == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(again, 200);
 }

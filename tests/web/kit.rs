@@ -180,3 +180,14 @@ pub fn delta(
     let sum = per.values().sum();
     (per, sum)
 }
+
+/// Opens a live stream: the answer's head, its body left open as long as
+/// the value lives.
+pub async fn open_stream(url: &str) -> hyper::Response<hyper::body::Incoming> {
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let request = hyper::Request::get(url).body(Full::new(Bytes::new())).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), client.request(request))
+        .await
+        .expect("an answer within 30 s")
+        .expect("the request")
+}
