@@ -27,7 +27,7 @@ use maud::html;
 use subtle::ConstantTimeEq;
 
 use super::Web;
-use super::html::{csrf_field, page, plain};
+use super::html::{plain, public_page};
 
 /// The session cookie's name.
 const COOKIE: &str = "repobox_session";
@@ -35,12 +35,23 @@ const COOKIE: &str = "repobox_session";
 const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// At most this many live sessions; the oldest goes first.
 const SESSIONS_KEPT: usize = 10_000;
+/// The shortest token taken.
+pub const TOKEN_MIN_LEN: usize = 16;
+/// How long a wrong token holds up the answer; wrong tokens wait their turn
+/// one at a time, so guessing goes at most this fast, however many
+/// connections try.
+const WRONG_TOKEN_WAIT: Duration = Duration::from_millis(250);
 
 /// The rules of one server: its token, its sessions, its CSRF token, the
 /// hosts it answers to.
 pub struct Guard {
     token: Option<String>,
     csrf: String,
+    /// The login form's CSRF token: another than the actions', as the form
+    /// is shown to anyone.
+    login_csrf: String,
+    /// Wrong tokens wait here one at a time.
+    wrong: tokio::sync::Mutex<()>,
     sessions: Mutex<HashMap<String, Instant>>,
     /// `Host` values answered without a token (lowercase); empty: any.
     hosts: Vec<String>,
@@ -51,11 +62,16 @@ impl Guard {
     /// loopback address.
     pub fn new(addr: SocketAddr, token: Option<String>, allow_hosts: &[String]) -> anyhow::Result<Guard> {
         let token = token.filter(|t| !t.is_empty());
+        if token.as_ref().is_some_and(|t| t.trim().chars().count() < TOKEN_MIN_LEN) {
+            anyhow::bail!("the token is too short: give one of at least {TOKEN_MIN_LEN} characters");
+        }
         if token.is_none() && !addr.ip().is_loopback() {
             anyhow::bail!("{addr} is not a loopback address: give a token (--token or REPOBOX_WEB_TOKEN) to serve it");
         }
         let port = addr.port();
         let mut hosts = Vec::new();
+        // With a token the host is checked only against `--allow-host`,
+        // when given: the token is what keeps others out.
         if token.is_none() {
             for name in [
                 "localhost".to_owned(),
@@ -68,11 +84,15 @@ impl Guard {
                     hosts.push(name);
                 }
             }
+        }
+        if token.is_none() || !allow_hosts.is_empty() {
             hosts.extend(allow_hosts.iter().map(|h| h.to_ascii_lowercase()));
         }
         Ok(Guard {
             token,
             csrf: random_hex()?,
+            login_csrf: random_hex()?,
+            wrong: tokio::sync::Mutex::new(()),
             sessions: Mutex::new(HashMap::new()),
             hosts,
         })
@@ -86,6 +106,18 @@ impl Guard {
     /// The CSRF token forms carry.
     pub fn csrf(&self) -> &str {
         &self.csrf
+    }
+
+    /// The login form's CSRF token.
+    pub fn login_csrf(&self) -> &str {
+        &self.login_csrf
+    }
+
+    /// Holds up an answer to a wrong token: one at a time, each
+    /// [`WRONG_TOKEN_WAIT`].
+    async fn wrong_token(&self) {
+        let _turn = self.wrong.lock().await;
+        tokio::time::sleep(WRONG_TOKEN_WAIT).await;
     }
 
     fn host_allowed(&self, headers: &HeaderMap) -> bool {
@@ -105,25 +137,29 @@ impl Guard {
             .is_some_and(|t| bool::from(t.as_bytes().ct_eq(given.as_bytes())))
     }
 
-    fn authenticated(&self, headers: &HeaderMap) -> bool {
+    /// Whether the request carries the token or a live session; `Err`
+    /// when it carries a wrong bearer token (to be held up).
+    fn authenticated(&self, headers: &HeaderMap) -> Result<bool, ()> {
         if self.token.is_none() {
-            return true;
+            return Ok(true);
         }
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if bearer.is_some_and(|b| self.token_matches(b.trim())) {
-            return true;
+        match bearer {
+            Some(b) if self.token_matches(b.trim()) => return Ok(true),
+            Some(_) => return Err(()),
+            None => {}
         }
         let Some(session) = cookie(headers, COOKIE) else {
-            return false;
+            return Ok(false);
         };
         let now = Instant::now();
         let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         // A HashMap lookup by a secret: its timing says little, as ids are
         // random 256-bit values; the comparison decides nothing else.
-        sessions.get(session).is_some_and(|until| *until > now)
+        Ok(sessions.get(session).is_some_and(|until| *until > now))
     }
 
     fn new_session(&self) -> anyhow::Result<String> {
@@ -146,8 +182,9 @@ impl Guard {
         }
     }
 
-    fn csrf_matches(&self, given: Option<&str>) -> bool {
-        given.is_some_and(|g| bool::from(self.csrf.as_bytes().ct_eq(g.as_bytes())))
+    fn csrf_matches(&self, given: Option<&str>, login: bool) -> bool {
+        let csrf = if login { &self.login_csrf } else { &self.csrf };
+        given.is_some_and(|g| bool::from(csrf.as_bytes().ct_eq(g.as_bytes())))
     }
 }
 
@@ -197,7 +234,15 @@ pub async fn guard(State(web): State<Web>, request: Request, next: Next) -> Resp
         return plain(StatusCode::FORBIDDEN, "cross-site request refused");
     }
     let path = request.uri().path();
-    if !is_public(path) && !web.guard.authenticated(headers) {
+    let authenticated = match web.guard.authenticated(headers) {
+        Ok(yes) => yes,
+        Err(()) => {
+            tracing::warn!(path = %crate::output::clean(path), "a wrong bearer token was refused");
+            web.guard.wrong_token().await;
+            false
+        }
+    };
+    if !is_public(path) && !authenticated {
         let wants_html = request.method() == Method::GET
             && headers
                 .get(header::ACCEPT)
@@ -243,11 +288,13 @@ impl FromRequest<Web> for Posted {
     type Rejection = Response;
 
     async fn from_request(request: Request, web: &Web) -> Result<Self, Self::Rejection> {
+        let request_path = request.uri().path().to_owned();
         let Form(fields): Form<HashMap<String, String>> = request
             .extract()
             .await
             .map_err(|_| plain(StatusCode::BAD_REQUEST, "a form was expected"))?;
-        if !web.guard.csrf_matches(fields.get("csrf").map(String::as_str)) {
+        let login = request_path == "/login";
+        if !web.guard.csrf_matches(fields.get("csrf").map(String::as_str), login) {
             tracing::warn!("a form without the right CSRF token was refused");
             return Err(plain(
                 StatusCode::FORBIDDEN,
@@ -279,13 +326,12 @@ fn login_form(web: &Web, error: Option<&str>) -> Response {
     if !web.guard.has_token() {
         return Redirect::to("/").into_response();
     }
-    page(
-        web,
+    public_page(
         "Log in",
         html! {
             @if let Some(error) = error { p.error { (error) } }
             form method="post" action="/login" {
-                (csrf_field(web))
+                input type="hidden" name="csrf" value=(web.guard.login_csrf());
                 label { "Token " input type="password" name="token" autocomplete="current-password" autofocus; }
                 " "
                 button type="submit" { "Log in" }
@@ -303,6 +349,7 @@ pub async fn login(
     let given = fields.get("token").map(String::as_str).unwrap_or("");
     if !web.guard.token_matches(given) {
         tracing::warn!(%peer, "a login with a wrong token was refused");
+        web.guard.wrong_token().await;
         let mut response = login_form(&web, Some("That is not the token."));
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         return response;

@@ -94,6 +94,27 @@ pub fn page(web: &Web, title: &str, body: Markup) -> Response {
     Html(markup.into_string()).into_response()
 }
 
+/// A page for anyone (the login form): no navigation, no Redis address, no
+/// form but its own.
+pub fn public_page(title: &str, body: Markup) -> Response {
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (Shown(title)) " · repobox" }
+                link rel="stylesheet" href="/assets/style.css";
+            }
+            body {
+                header { strong { "repobox" } }
+                main { h1 { (Shown(title)) } (body) }
+            }
+        }
+    };
+    Html(markup.into_string()).into_response()
+}
+
 /// The hidden field that every form posts: the CSRF token.
 pub fn csrf_field(web: &Web) -> Markup {
     html! { input type="hidden" name="csrf" value=(web.guard.csrf()); }

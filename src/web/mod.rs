@@ -187,7 +187,11 @@ async fn headers(request: Request, next: Next) -> Response {
     response
 }
 
-async fn not_found(State(web): State<Web>) -> Response {
+/// No such page: for a missing asset (public) a plain 404, else the page.
+async fn not_found(State(web): State<Web>, uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/assets/") {
+        return html::plain(StatusCode::NOT_FOUND, "no such asset");
+    }
     html::error_page(&web, StatusCode::NOT_FOUND, "no such page")
 }
 

@@ -277,7 +277,15 @@ async fn a_token_guards_every_page_and_the_login_cookie_is_http_only_and_strict(
     // The login form: a wrong token is refused, the right one sets the cookie.
     let login = get(&format!("{}/login", web.base)).await;
     assert_eq!(login.status, 200);
+    // The form anyone sees shows neither the actions' CSRF token nor Redis.
+    assert!(
+        !login.body.contains("127.0.0.1:") && !login.body.contains("/logout"),
+        "{}",
+        login.body
+    );
     let csrf = login.csrf();
+    let actions_csrf = ok.csrf();
+    assert_ne!(csrf, actions_csrf);
     let wrong = post(&format!("{}/login", web.base), &csrf, &[("token", "nope")]).await;
     assert_eq!(wrong.status, 401);
     assert!(wrong.header("set-cookie").is_empty());
@@ -306,7 +314,7 @@ async fn a_token_guards_every_page_and_the_login_cookie_is_http_only_and_strict(
         "POST",
         &format!("{}/logout", web.base),
         &[("cookie", session.as_str())],
-        Some(&[("csrf", csrf.as_str())]),
+        Some(&[("csrf", actions_csrf.as_str())]),
     )
     .await;
     assert_eq!(out.status, 303);
@@ -329,13 +337,24 @@ fn another_address_than_loopback_requires_a_token() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("give a token"), "{stderr}");
     // With one it serves (reached here through loopback).
-    let web = WebServer::start(&server.url(), &["--listen", "0.0.0.0:0", "--token", "t"]);
+    let short = std::process::Command::new(env!("CARGO_BIN_EXE_repobox"))
+        .args(["web", "--listen", "127.0.0.1:0", "--token", "short"])
+        .env("REDIS_URL", server.url())
+        .output()
+        .unwrap();
+    assert_eq!(short.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&short.stderr).contains("too short"));
+    let token = "a-token-of-sixteen-or-more";
+    let web = WebServer::start(&server.url(), &["--listen", "0.0.0.0:0", "--token", token]);
     let port = web.base.rsplit(':').next().unwrap().to_owned();
+    let bearer = format!("Bearer {token}");
     let url = format!("http://127.0.0.1:{port}/jobs");
-    let reply =
-        tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(send("GET", &url, &[("authorization", "Bearer t")], None));
+    let reply = tokio::runtime::Runtime::new().unwrap().block_on(send(
+        "GET",
+        &url,
+        &[("authorization", bearer.as_str())],
+        None,
+    ));
     assert_eq!(reply.status, 200);
 }
 
@@ -655,4 +674,45 @@ async fn live_streams_are_capped_and_end_on_data_that_cannot_be_read() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(again, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_and_allowed_hosts_other_hosts_are_refused() {
+    let server = RedisServer::start();
+    let token = "a-token-of-sixteen-or-more";
+    let web = WebServer::start(&server.url(), &["--token", token, "--allow-host", "repobox.internal"]);
+    let bearer = format!("Bearer {token}");
+    let url = format!("{}/jobs", web.base);
+    let evil = send(
+        "GET",
+        &url,
+        &[("host", "evil.example"), ("authorization", bearer.as_str())],
+        None,
+    )
+    .await;
+    assert_eq!(evil.status, 421);
+    let login = send("GET", &format!("{}/login", web.base), &[("host", "evil.example")], None).await;
+    assert_eq!(login.status, 421, "a rebinding page cannot even read the login form");
+    let good = send(
+        "GET",
+        &url,
+        &[("host", "repobox.internal"), ("authorization", bearer.as_str())],
+        None,
+    )
+    .await;
+    assert_eq!(good.status, 200);
+    // A missing asset is a plain 404, not a page with the layout.
+    let asset = send(
+        "GET",
+        &format!("{}/assets/nope.js", web.base),
+        &[("host", "repobox.internal")],
+        None,
+    )
+    .await;
+    assert_eq!(asset.status, 404);
+    assert!(
+        !asset.body.contains("csrf") && !asset.body.contains("<html"),
+        "{}",
+        asset.body
+    );
 }
