@@ -626,3 +626,28 @@ proptest::proptest! {
         });
     }
 }
+
+/// A hash whose key field disagrees with its key (`job:spoof` holding
+/// `id = good`) is not read as the entity it names: what is done to it
+/// would be done to another.
+#[tokio::test]
+async fn a_hash_whose_key_field_names_another_entity_is_an_error() {
+    let (_server, mut conn) = setup().await;
+    Job::create(&mut conn, &job("good", "u1", 1)).await.unwrap();
+    let _: () = conn
+        .hset_multiple("job:spoof", &[("id", "good"), ("user_id", "u1"), ("created_at", "2")])
+        .await
+        .unwrap();
+    let _: () = conn.zadd("jobs:user:u1", "spoof", 2).await.unwrap();
+    let err = Job::get(&mut conn, "spoof").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Decode { key, field: "id", .. } if key == "job:spoof"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("\"good\" is not the value in the entity's key"), "{err}");
+    let page = Job::by_user_id(&mut conn, "u1", Page::newest(10)).await.unwrap();
+    let ids: Vec<&str> = page.items.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, ["good"], "the spoof is not listed as good");
+    assert_eq!(page.errors.len(), 1, "{:?}", page.errors);
+    assert_eq!(Job::get(&mut conn, "good").await.unwrap(), Some(job("good", "u1", 1)));
+}

@@ -62,6 +62,7 @@ pub(crate) fn seal<E: RedisEntity>(key: &str, fields: &mut FieldWriter<'_>) -> R
 /// Reads an `E` from the hash at `key` (`shown` in messages), opening its
 /// encrypted fields first.
 pub(crate) fn decode<E: RedisEntity>(key: &str, shown: &str, hash: &RawHash<'_>) -> Result<E> {
+    key_agrees::<E>(key, shown, hash)?;
     let encrypted = E::META.encrypted;
     if encrypted.is_empty() {
         return E::read_fields(shown, hash);
@@ -83,4 +84,27 @@ pub(crate) fn decode<E: RedisEntity>(key: &str, shown: &str, hash: &RawHash<'_>)
     }
     let pairs = opened.iter().map(|(n, v)| (*n, &**v)).collect();
     E::read_fields(shown, &RawHash::from_pairs(pairs))
+}
+
+/// Refuses a hash whose key fields disagree with its key (`job:spoof`
+/// holding `id = good`, written by another client): read as it is, it would
+/// be another entity than the one asked for, and what is done to it would
+/// be done to that other one.
+fn key_agrees<E: RedisEntity>(key: &str, shown: &str, hash: &RawHash<'_>) -> Result<()> {
+    let Some(parts) = E::META.key.parse_key(key) else {
+        return Ok(());
+    };
+    for ((_, field), part) in E::META.key.placeholders().zip(parts) {
+        if let Some(held) = hash.get(field)
+            && held != part.as_bytes()
+        {
+            return Err(Error::Decode {
+                key: shown.to_owned(),
+                field,
+                value: crate::error::DecodeValue::new(Some(held)),
+                expected: "the value in the entity's key",
+            });
+        }
+    }
+    Ok(())
 }
