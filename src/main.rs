@@ -94,7 +94,7 @@ fn end_quietly_on_a_closed_pipe() {
 }
 
 /// The environment variables whose values are secrets.
-const SECRET_VARS: [&str; 2] = ["REDIS_URL", repobox_orm::crypto::KEYS_ENV];
+const SECRET_VARS: [&str; 3] = ["REDIS_URL", repobox_orm::crypto::KEYS_ENV, "REPOBOX_WEB_TOKEN"];
 
 /// Overwrites the values of [`SECRET_VARS`] in the environment block the
 /// process started with, which `/proc/<pid>/environ` shows to processes of

@@ -644,7 +644,11 @@ async fn a_hash_whose_key_field_names_another_entity_is_an_error() {
         matches!(&err, Error::Decode { key, field: "id", .. } if key == "job:spoof"),
         "{err}"
     );
-    assert!(err.to_string().contains("\"good\" is not the value in the entity's key"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("\"good\" is not the value in the entity's key"),
+        "{err}"
+    );
     let page = Job::by_user_id(&mut conn, "u1", Page::newest(10)).await.unwrap();
     let ids: Vec<&str> = page.items.iter().map(|j| j.id.as_str()).collect();
     assert_eq!(ids, ["good"], "the spoof is not listed as good");

@@ -71,7 +71,9 @@ pub struct WebArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
     /// The token every request must carry (a bearer header, or the cookie
-    /// the login form sets). Required unless listening on loopback.
+    /// the login form sets), at least 16 characters. Required unless
+    /// listening on loopback. Prefer the variable: a command line is
+    /// visible to every user of the machine.
     #[arg(long, env = "REPOBOX_WEB_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Show, never change: every action is hidden and refused.

@@ -36,7 +36,34 @@ impl Scrubber {
             }
             after_flag = arg == "--redis-url";
         }
-        Scrubber::new(given.iter().map(String::as_str))
+        let mut scrubber = Scrubber::new(given.iter().map(String::as_str));
+        // The web UI's token, from its variable or its flag.
+        let mut tokens: Vec<String> = std::env::var("REPOBOX_WEB_TOKEN").ok().into_iter().collect();
+        for pair in args.windows(2) {
+            if pair[0] == "--token" {
+                tokens.push(pair[1].clone());
+            }
+        }
+        tokens.extend(
+            args.iter()
+                .filter_map(|a| a.strip_prefix("--token="))
+                .map(str::to_owned),
+        );
+        // A shorter token is refused before it is used: masking it would
+        // mask ordinary words (the refusal's own "too short").
+        for token in tokens.into_iter().filter(|t| t.chars().count() >= 16) {
+            scrubber.add_secret(token);
+        }
+        scrubber
+    }
+
+    /// Masks `secret` wherever it appears (when it is long enough to be
+    /// searched for without masking ordinary words).
+    pub fn add_secret(&mut self, secret: String) {
+        if secret.len() >= MIN_SEARCHED_SECRET && !self.secrets.contains(&secret) {
+            self.secrets.push(secret);
+            self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
     }
 
     /// A scrubber for these URLs.

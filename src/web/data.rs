@@ -159,7 +159,7 @@ pub async fn live(State(web): State<Web>) -> Response {
         Ok(slot) => Sse::new(progress(web, slot))
             .keep_alive(KeepAlive::default())
             .into_response(),
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 

@@ -13,14 +13,30 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use super::Web;
 use crate::output::clean;
 
-/// Text from Redis (or from a request) as a page shows it: control and bidi
-/// characters escaped, then HTML-escaped by maud.
+/// Text from Redis (or from a request) as a page shows it: [`text`], then
+/// HTML-escaped by maud.
 pub struct Shown<'a>(pub &'a str);
 
 impl Render for Shown<'_> {
     fn render_to(&self, buffer: &mut String) {
-        clean(self.0).as_str().render_to(buffer);
+        text(self.0).as_str().render_to(buffer);
     }
+}
+
+/// The most characters of one value a page shows.
+const SHOWN_CHARS: usize = 10_000;
+
+/// Text from Redis as a page or a stream shows it: control and bidi
+/// characters escaped (as the CLI shows them), and at most
+/// [`SHOWN_CHARS`] characters of it, so that a huge value cannot make a
+/// huge page.
+pub fn text(value: &str) -> String {
+    let total = value.chars().count();
+    if total <= SHOWN_CHARS {
+        return clean(value);
+    }
+    let head: String = value.chars().take(SHOWN_CHARS).collect();
+    format!("{}… ({} more characters)", clean(&head), total - SHOWN_CHARS)
 }
 
 /// An error's message as a page shows it: [`Shown`], with anything that
@@ -201,6 +217,13 @@ mod tests {
             out,
             "&lt;script&gt;alert(1)&lt;/script&gt;&quot;&gt;&lt;img src=x onerror=y&gt;\\u{1b}[2J\\u{202e}"
         );
+    }
+
+    #[test]
+    fn huge_values_are_cut() {
+        let long = "x".repeat(SHOWN_CHARS + 5);
+        assert_eq!(text(&long), format!("{}… (5 more characters)", "x".repeat(SHOWN_CHARS)));
+        assert_eq!(text("short\u{1b}"), "short\\u{1b}");
     }
 
     #[test]

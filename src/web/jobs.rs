@@ -17,7 +17,7 @@ use repobox_orm::RedisValue;
 use serde::Deserialize;
 
 use super::auth::Act;
-use super::html::{Shown, confirm as confirm_page, error_page, job_href, page, sse_html, time};
+use super::html::{Shown, confirm as confirm_page, error_page, job_href, page, sse_html, text, time};
 use super::{Web, failed};
 use crate::output::{clean, duration_ms};
 
@@ -52,20 +52,17 @@ pub async fn list(State(web): State<Web>, Query(filter): Query<Filter>) -> Respo
     let number = filter.page.unwrap_or(1).max(1);
     let page_of = Page::newest(PER_PAGE).offset((number - 1).saturating_mul(PER_PAGE));
     let mut conn = web.store.clone();
-    let found = match &user {
+    let found: repobox_models::Result<_> = match &user {
         Some(user) => match Job::user_jobs(&mut conn, user, page_of).await {
-            Ok(jobs) => Job::user_job_count(&mut conn, user)
-                .await
-                .map(|n| (jobs, n))
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+            Ok(jobs) => Job::user_job_count(&mut conn, user).await.map(|n| (jobs, n)),
+            Err(e) => Err(e),
         },
         None => match Job::by_status(&mut conn, status, page_of).await {
             Ok(jobs) => Job::count_by_status(&mut conn, status)
                 .await
                 .map(|n| (jobs, n))
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+                .map_err(Into::into),
+            Err(e) => Err(e.into()),
         },
     };
     let (jobs, total) = match found {
@@ -240,7 +237,7 @@ fn label(action: &str) -> &'static str {
 pub async fn live(State(web): State<Web>, Path(id): Path<String>, Query(from): Query<From>) -> Response {
     let slot = match web.live_slot() {
         Ok(slot) => slot,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     match Follow::start(&web.store, &id).await {
         Ok(follow) => Sse::new(follow_events(
@@ -278,7 +275,7 @@ fn follow_events(
                     update
                         .lines
                         .iter()
-                        .map(|l| Ok(Event::default().event("line").data(clean(l)))),
+                        .map(|l| Ok(Event::default().event("line").data(text(l)))),
                 );
                 events.push(Ok(Event::default()
                     .event("state")
@@ -343,7 +340,8 @@ pub async fn act(State(web): State<Web>, Path((id, action)): Path<(String, Strin
                 Redirect::to(&job_href(&id)).into_response()
             }
         }
-        Err(e) if e.orm().is_some_and(repobox_orm::Error::is_unreachable) => failed(&web, e),
+        // Redis away, a bad id, a job that cannot be read: as a page answers them.
+        Err(e) if e.orm().is_some() => failed(&web, e),
         Err(e) => error_page(&web, StatusCode::CONFLICT, &e.to_string()),
     }
 }

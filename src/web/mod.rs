@@ -59,13 +59,13 @@ pub const LIVE_STREAMS: usize = 64;
 impl Web {
     /// A place for one more live stream, held until it ends; `Err`: the
     /// answer to give (503) when all are taken.
-    pub fn live_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
+    pub fn live_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Box<Response>> {
         self.live.clone().try_acquire_owned().map_err(|_| {
             tracing::warn!(open = LIVE_STREAMS, "a live stream was refused: too many are open");
-            html::plain(
+            Box::new(html::plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too many live views are open: try again later",
-            )
+            ))
         })
     }
 }
@@ -249,9 +249,42 @@ async fn watch_redis(store: Store) {
     }
 }
 
-/// A request that failed on Redis: the error page, and a log line.
-pub fn failed(web: &Web, e: impl std::fmt::Display) -> Response {
+/// An error of the data layer, as a page answers it.
+pub trait Failure: std::fmt::Display {
+    /// The ORM's error inside, if any.
+    fn orm(&self) -> Option<&repobox_orm::Error>;
+}
+
+impl Failure for repobox_orm::Error {
+    fn orm(&self) -> Option<&repobox_orm::Error> {
+        Some(self)
+    }
+}
+
+impl Failure for repobox_models::Error {
+    fn orm(&self) -> Option<&repobox_orm::Error> {
+        repobox_models::Error::orm(self)
+    }
+}
+
+/// A request that failed: the error page and a log line. 503 when Redis
+/// cannot be reached (it may come back), 400 for what the request asked
+/// that no key can hold (an id with a `:`), 500 for data in Redis that
+/// cannot be read.
+pub fn failed(web: &Web, e: impl Failure) -> Response {
     let message = e.to_string();
-    tracing::warn!(error = %message, "a page could not be read");
-    html::error_page(web, StatusCode::SERVICE_UNAVAILABLE, &message)
+    let status = match e.orm() {
+        Some(orm) if orm.is_unreachable() => StatusCode::SERVICE_UNAVAILABLE,
+        Some(orm) if orm.is_not_found() => StatusCode::NOT_FOUND,
+        Some(repobox_orm::Error::InvalidKeyPart { .. } | repobox_orm::Error::InvalidArgument { .. }) => {
+            StatusCode::BAD_REQUEST
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        tracing::warn!(error = %html::error_text(&message), "a page could not be read: Redis is unreachable");
+    } else if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::warn!(error = %html::error_text(&message), "a page could not be read");
+    }
+    html::error_page(web, status, &message)
 }

@@ -23,14 +23,16 @@ const EVERY: Duration = Duration::from_secs(2);
 /// How many running jobs the overview lists.
 const RUNNING_SHOWN: usize = 20;
 
-/// What the overview shows.
+/// What the overview shows. Only the queue's [`Overview`] is needed: a
+/// part that cannot be read (a value another client broke) is shown as
+/// its error, and the rest still is.
 struct Glance {
     overview: Overview,
-    metrics: Metrics,
+    metrics: Result<Metrics, String>,
     /// Runners by name: pending deliveries and the least idle time over the levels.
-    runners: BTreeMap<String, (u64, Duration)>,
+    runners: Result<BTreeMap<String, (u64, Duration)>, String>,
     /// The newest running jobs, with the runner that holds each (when known).
-    running: Vec<(Job, Option<String>)>,
+    running: Result<Vec<(Job, Option<String>)>, String>,
 }
 
 impl Glance {
@@ -40,33 +42,25 @@ impl Glance {
         let mut conn = store.clone();
         let overview = Overview::read(&mut conn).await?;
         let queue = Queue::new(JOBS_STREAM, JOBS_GROUP);
-        let metrics = queue.metrics(&mut conn, &["succeeded", "failed"], now_millis()).await?;
-        let mut runners: BTreeMap<String, (u64, Duration)> = BTreeMap::new();
+        let metrics = queue
+            .metrics(&mut conn, &["succeeded", "failed"], now_millis())
+            .await
+            .map_err(|e| e.to_string());
         let mut holder: HashMap<String, String> = HashMap::new();
-        for (_, q) in level_queues() {
-            let consumers: Vec<Consumer> = match q.consumers(&mut conn).await {
-                Ok(c) => c,
-                Err(e) if e.is_missing_group() => continue,
-                Err(e) => return Err(e.into()),
-            };
-            for c in consumers {
-                let seen = runners.entry(c.name).or_insert((0, c.idle));
-                seen.0 = seen.0.saturating_add(c.pending);
-                seen.1 = seen.1.min(c.idle);
-            }
-            for p in q.pending_entries(&mut conn, 100).await? {
-                holder.insert(p.id, p.consumer);
-            }
-        }
-        let listing = Job::by_status(&mut conn, JobStatus::Running, Page::newest(RUNNING_SHOWN)).await?;
-        let running = listing
-            .items
-            .into_iter()
-            .map(|job| {
-                let runner = job.run_entry.as_ref().and_then(|e| holder.get(e)).cloned();
-                (job, runner)
-            })
-            .collect();
+        let runners = runners(&mut conn, &mut holder).await.map_err(|e| e.to_string());
+        let running = Job::by_status(&mut conn, JobStatus::Running, Page::newest(RUNNING_SHOWN))
+            .await
+            .map_err(|e| e.to_string())
+            .map(|listing| {
+                listing
+                    .items
+                    .into_iter()
+                    .map(|job| {
+                        let runner = job.run_entry.as_ref().and_then(|e| holder.get(e)).cloned();
+                        (job, runner)
+                    })
+                    .collect()
+            });
         Ok(Glance {
             overview,
             metrics,
@@ -76,16 +70,45 @@ impl Glance {
     }
 }
 
+/// The consumers of every level by name, and who holds each pending entry.
+async fn runners(
+    conn: &mut Store,
+    holder: &mut HashMap<String, String>,
+) -> repobox_orm::Result<BTreeMap<String, (u64, Duration)>> {
+    let mut runners: BTreeMap<String, (u64, Duration)> = BTreeMap::new();
+    for (_, q) in level_queues() {
+        let consumers: Vec<Consumer> = match q.consumers(conn).await {
+            Ok(c) => c,
+            Err(e) if e.is_missing_group() => continue,
+            Err(e) => return Err(e),
+        };
+        for c in consumers {
+            let seen = runners.entry(c.name).or_insert((0, c.idle));
+            seen.0 = seen.0.saturating_add(c.pending);
+            seen.1 = seen.1.min(c.idle);
+        }
+        for p in q.pending_entries(conn, 100).await? {
+            holder.insert(p.id, p.consumer);
+        }
+    }
+    Ok(runners)
+}
+
 /// `GET /`.
 pub async fn page(State(web): State<Web>) -> Response {
-    let body = fragment(&web.store).await;
-    layout(
+    let (body, read) = fragment(&web.store).await;
+    let mut response = layout(
         &web,
         "Overview",
         html! {
             div #live data-live="/live/overview" { (body) }
         },
-    )
+    );
+    if !read {
+        // The body says what went wrong; the status says it to a script.
+        *response.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    }
+    response
 }
 
 /// `GET /live/overview`: the overview's fragment every two seconds.
@@ -94,7 +117,7 @@ pub async fn live(State(web): State<Web>) -> Response {
         Ok(slot) => Sse::new(fragments(web.store.clone(), slot))
             .keep_alive(KeepAlive::default())
             .into_response(),
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 
@@ -102,25 +125,33 @@ pub async fn live(State(web): State<Web>) -> Response {
 fn fragments(store: Store, slot: OwnedSemaphorePermit) -> impl Stream<Item = Result<Event, Infallible>> {
     futures_util::stream::unfold((store, slot), |(store, slot)| async move {
         tokio::time::sleep(EVERY).await;
-        let html = sse_html(fragment(&store).await);
+        let html = sse_html(fragment(&store).await.0);
         Some((Ok(Event::default().event("overview").data(html)), (store, slot)))
     })
 }
 
-/// The overview's body, or what went wrong reading it.
-async fn fragment(store: &Store) -> Markup {
+/// The overview's body, or what went wrong reading it (and whether it was read).
+async fn fragment(store: &Store) -> (Markup, bool) {
     match Glance::read(store).await {
-        Ok(glance) => render(&glance),
-        Err(e) => html! {
-            p.error { "Cannot read the queue: " (Shown(&error_text(&e.to_string()))) }
-        },
+        Ok(glance) => (render(&glance), true),
+        Err(e) => (
+            html! {
+                p.error { "Cannot read the queue: " (Shown(&error_text(&e.to_string()))) }
+            },
+            false,
+        ),
     }
+}
+
+/// A part of the overview that could not be read.
+fn unreadable(e: &str) -> Markup {
+    html! { p.error { "Cannot read this part: " (Shown(&error_text(e))) } }
 }
 
 fn render(g: &Glance) -> Markup {
     let waiting: u64 = g.overview.levels.iter().map(|l| l.waiting).sum();
     let dead: u64 = g.overview.levels.iter().map(|l| l.dead).sum();
-    let series = |name: &str| g.metrics.per_minute.get(name).cloned().unwrap_or_default();
+    let series = |m: &Metrics, name: &str| m.per_minute.get(name).cloned().unwrap_or_default();
     html! {
         section.cards {
             div.card #waiting { span.n { (waiting) } " waiting" }
@@ -131,7 +162,10 @@ fn render(g: &Glance) -> Markup {
             div.card #paused { span.n { @if g.overview.paused_since.is_some() { "paused" } @else { "running" } } " queue" }
         }
         h2 { "Runs per minute, last hour" }
-        (chart::per_minute(&series("succeeded"), &series("failed")))
+        @match &g.metrics {
+            Ok(m) => (chart::per_minute(&series(m, "succeeded"), &series(m, "failed"))),
+            Err(e) => (unreadable(e)),
+        }
         p.legend { span.succeeded { "completed" } " " span.failed { "failed" } }
         h2 { "Jobs by status" }
         table {
@@ -151,21 +185,23 @@ fn render(g: &Glance) -> Markup {
             }
         }
         h2 { "Runners" }
-        @if g.runners.is_empty() { p { "No runner has read the queue yet." } }
-        @else {
-            table #runners {
+        @match &g.runners {
+            Err(e) => (unreadable(e)),
+            Ok(runners) if runners.is_empty() => p { "No runner has read the queue yet." },
+            Ok(runners) => table #runners {
                 tr { th { "consumer" } th { "pending" } th { "idle" } }
-                @for (name, (pending, idle)) in &g.runners {
+                @for (name, (pending, idle)) in runners {
                     tr { td { (Shown(name)) } td { (pending) } td { (format!("{:.1} s", idle.as_secs_f64())) } }
                 }
             }
         }
         h2 { "Running jobs" }
-        @if g.running.is_empty() { p { "None." } }
-        @else {
-            table #running-jobs {
+        @match &g.running {
+            Err(e) => (unreadable(e)),
+            Ok(running) if running.is_empty() => p { "None." },
+            Ok(running) => table #running-jobs {
                 tr { th { "job" } th { "user" } th { "runner" } th { "started" } th { "progress" } }
-                @for (job, runner) in &g.running {
+                @for (job, runner) in running {
                     tr {
                         td { a href=(job_href(&job.id)) { (Shown(&job.id)) } }
                         td { (Shown(&job.user_id)) }

@@ -96,6 +96,9 @@ async fn every_page_answers_with_the_security_headers() {
     assert_eq!(missing.status, 404);
     assert_eq!(get(&format!("{}/no/such/page", web.base)).await.status, 404);
     assert_eq!(get(&format!("{}/jobs?status=bogus", web.base)).await.status, 400);
+    // An id no key can hold is the request's fault, not Redis's.
+    assert_eq!(get(&format!("{}/jobs/a%3Ab", web.base)).await.status, 400);
+    assert_eq!(get(&format!("{}/jobs?user=a%3Ab", web.base)).await.status, 400);
     for asset in ["/assets/app.js", "/assets/style.css"] {
         let reply = get(&format!("{}{asset}", web.base)).await;
         assert_eq!(reply.status, 200, "{asset}");
@@ -447,6 +450,9 @@ async fn hostile_fields_are_shown_as_text() {
         };
         assert!(!reply.body.contains("SUPERSECRET"), "{path}: {}", reply.body);
         assert!(reply.body.contains("`env`"), "{path} names the field: {}", reply.body);
+        if path == "/jobs/j-env" {
+            assert_eq!(reply.status, 500, "data that cannot be read is not an outage");
+        }
     }
 }
 
@@ -574,6 +580,7 @@ async fn without_redis_pages_say_so_and_come_back_with_it() {
     let down = get(&format!("{}/jobs/j1", web.base)).await;
     assert_eq!(down.status, 503, "{}", down.body);
     let overview = get(&format!("{}/", web.base)).await;
+    assert_eq!(overview.status, 503);
     assert!(overview.body.contains("Cannot read the queue"), "{}", overview.body);
     let metrics = get(&format!("{}/metrics", web.base)).await;
     assert!(metrics.body.contains("repobox_queue_up 0"), "{}", metrics.body);

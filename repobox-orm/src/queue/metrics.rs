@@ -136,13 +136,15 @@ impl Queue {
         let now = minute(now_ms);
         let mut metrics = Metrics::default();
         for outcome in outcomes {
-            let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+            // Bytes, not text: a field another client wrote that is not
+            // UTF-8 is skipped, and fails nothing.
+            let fields: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
                 .arg(self.metrics_key(outcome))
                 .query_async(conn)
                 .await?;
             let mut counts = vec![0u64; usize::try_from(WINDOW_MINUTES).unwrap_or(60)];
             for (field, value) in fields {
-                let (Ok(m), Ok(n)) = (field.parse::<i64>(), value.parse::<u64>()) else {
+                let (Some(m), Some(n)) = (number::<i64>(&field), number::<u64>(&value)) else {
                     continue;
                 };
                 let age = now.saturating_sub(m);
@@ -153,13 +155,13 @@ impl Queue {
             }
             metrics.per_minute.insert((*outcome).to_owned(), counts);
         }
-        let durations: Vec<String> = redis::cmd("LRANGE")
+        let durations: Vec<Vec<u8>> = redis::cmd("LRANGE")
             .arg(self.durations_key())
             .arg(0)
             .arg(DURATIONS_KEPT - 1)
             .query_async(conn)
             .await?;
-        metrics.durations_ms = durations.iter().filter_map(|d| d.parse().ok()).collect();
+        metrics.durations_ms = durations.iter().filter_map(|d| number(d)).collect();
         Ok(metrics)
     }
 
@@ -190,6 +192,11 @@ impl Queue {
         }
         Ok(gone)
     }
+}
+
+/// The number `bytes` spell, if they are UTF-8 and a number.
+fn number<T: std::str::FromStr>(bytes: &[u8]) -> Option<T> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
 #[cfg(test)]
