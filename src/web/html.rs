@@ -76,43 +76,33 @@ const NAV: [(&str, &str); 4] = [
 /// A whole page: the header with the navigation and the Redis it shows
 /// (its URL without the password), then `body`.
 pub fn page(web: &Web, title: &str, body: Markup) -> Response {
-    let markup = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (Shown(title)) " · repobox" }
-                link rel="stylesheet" href="/assets/style.css";
-                script src="/assets/app.js" defer {}
+    let header = html! {
+        nav {
+            @for (href, label) in NAV {
+                a href=(href) { (label) }
             }
-            body {
-                header {
-                    strong { "repobox" }
-                    nav {
-                        @for (href, label) in NAV {
-                            a href=(href) { (label) }
-                        }
-                    }
-                    span.redis { (Shown(&web.redis_shown)) }
-                    @if web.read_only { span.badge { "read-only" } }
-                    @if web.guard.has_token() {
-                        form.inline method="post" action="/logout" {
-                            (csrf_field(web))
-                            button { "Log out" }
-                        }
-                    }
-                }
-                main { h1 { (Shown(title)) } (body) }
+        }
+        span.redis { (Shown(&web.redis_shown)) }
+        @if web.read_only { span.badge { "read-only" } }
+        @if web.guard.has_token() {
+            form.inline method="post" action="/logout" {
+                (csrf_field(web))
+                button { "Log out" }
             }
         }
     };
-    Html(markup.into_string()).into_response()
+    document(title, Some(header), body)
 }
 
 /// A page for anyone (the login form): no navigation, no Redis address, no
-/// form but its own.
+/// form but its own, no script.
 pub fn public_page(title: &str, body: Markup) -> Response {
+    document(title, None, body)
+}
+
+/// The document around every page: `header` (with the script) for a
+/// signed-in page, the bare name without.
+fn document(title: &str, header: Option<Markup>, body: Markup) -> Response {
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
@@ -121,9 +111,10 @@ pub fn public_page(title: &str, body: Markup) -> Response {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (Shown(title)) " · repobox" }
                 link rel="stylesheet" href="/assets/style.css";
+                @if header.is_some() { script src="/assets/app.js" defer {} }
             }
             body {
-                header { strong { "repobox" } }
+                header { strong { "repobox" } @if let Some(header) = header { (header) } }
                 main { h1 { (Shown(title)) } (body) }
             }
         }
@@ -134,6 +125,11 @@ pub fn public_page(title: &str, body: Markup) -> Response {
 /// The hidden field that every form posts: the CSRF token.
 pub fn csrf_field(web: &Web) -> Markup {
     html! { input type="hidden" name="csrf" value=(web.guard.csrf()); }
+}
+
+/// A value as a URL's query or path shows it.
+pub fn encode(value: &str) -> percent_encoding::PercentEncode<'_> {
+    utf8_percent_encode(value, NON_ALPHANUMERIC)
 }
 
 /// The path of a job's page.

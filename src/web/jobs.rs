@@ -1,5 +1,4 @@
-//! `GET /jobs` (by status or by user, newest first, paginated), `GET
-//! /jobs/{id}` (fields, history, output following live) and the actions
+//! `GET /jobs/{id}` (fields, history, output following live) and the actions
 //! allowed in a job's state, each confirmed on a page of its own and posted
 //! with the CSRF token.
 
@@ -12,115 +11,16 @@ use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::{Stream, StreamExt};
 use maud::{Markup, html};
 use repobox_models::{Follow, Job, JobStatus, OutputRange, now_millis};
-use repobox_orm::Page;
 use repobox_orm::RedisValue;
 use serde::Deserialize;
 
 use super::auth::Act;
-use super::html::{Shown, confirm as confirm_page, error_page, job_href, page, sse_html, text, time};
+use super::html::{Shown, confirm as confirm_page, encode, error_page, job_href, page, sse_html, text, time};
 use super::{Web, failed};
-use crate::output::{clean, duration_ms};
+use crate::output::clean;
 
-/// Jobs per page.
-const PER_PAGE: usize = 50;
 /// Output lines a job's page shows before following.
 const OUTPUT_SHOWN: isize = 500;
-
-/// The list's filters.
-#[derive(Deserialize, Default)]
-pub struct Filter {
-    status: Option<String>,
-    user: Option<String>,
-    page: Option<usize>,
-}
-
-/// `GET /jobs`: one page of the status index or of the user's index.
-pub async fn list(State(web): State<Web>, Query(filter): Query<Filter>) -> Response {
-    let user = filter.user.filter(|u| !u.is_empty());
-    let status = match filter.status.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(s) => match JobStatus::ALL.into_iter().find(|st| st.as_str() == s) {
-            Some(st) => Some(st),
-            None => return error_page(&web, StatusCode::BAD_REQUEST, "no such status"),
-        },
-    };
-    if user.is_some() && status.is_some() {
-        return error_page(&web, StatusCode::BAD_REQUEST, "filter by user or by status, not both");
-    }
-    // Without a filter: the running jobs.
-    let status = status.unwrap_or(JobStatus::Running);
-    let number = filter.page.unwrap_or(1).max(1);
-    let page_of = Page::newest(PER_PAGE).offset((number - 1).saturating_mul(PER_PAGE));
-    let mut conn = web.store.clone();
-    let found: repobox_models::Result<_> = match &user {
-        Some(user) => match Job::user_jobs(&mut conn, user, page_of).await {
-            Ok(jobs) => Job::user_job_count(&mut conn, user).await.map(|n| (jobs, n)),
-            Err(e) => Err(e),
-        },
-        None => match Job::by_status(&mut conn, status, page_of).await {
-            Ok(jobs) => Job::count_by_status(&mut conn, status)
-                .await
-                .map(|n| (jobs, n))
-                .map_err(Into::into),
-            Err(e) => Err(e.into()),
-        },
-    };
-    let (jobs, total) = match found {
-        Ok(found) => found,
-        Err(e) => return failed(&web, e),
-    };
-    let query = |p: usize| match &user {
-        Some(u) => format!("?user={}&page={p}", encode(u)),
-        None => format!("?status={}&page={p}", status.as_str()),
-    };
-    let pages = u64::try_from(PER_PAGE).map_or(1, |per| total.div_ceil(per).max(1));
-    page(
-        &web,
-        "Jobs",
-        html! {
-            form.filters method="get" action="/jobs" {
-                label { "Status " select name="status" {
-                    option value="" { "-" }
-                    @for s in JobStatus::ALL {
-                        option value=(s.as_str()) selected[user.is_none() && status == s] { (s.as_str()) }
-                    }
-                } }
-                " or "
-                label { "user " input type="text" name="user" value=(user.as_deref().unwrap_or("")); }
-                " " button { "Show" }
-            }
-            p #total { (total) " job(s); page " (number) " of " (pages) }
-            table #jobs {
-                tr { th { "job" } th { "status" } th { "user" } th { "created" } th { "exit" } th { "took" } th { "repository" } }
-                @for job in &jobs.items {
-                    tr {
-                        td { a href=(job_href(&job.id)) { (Shown(&job.id)) } }
-                        td.status { (job.status.as_str()) }
-                        td { (Shown(&job.user_id)) }
-                        td { (time(Some(job.created_at))) }
-                        td { @if let Some(c) = job.exit_code { (c) } @else { "-" } }
-                        td { (duration_ms(job.started_at.zip(job.finished_at).and_then(|(s, f)| f.checked_sub(s)))) }
-                        td { (Shown(&job.repo_url)) }
-                    }
-                }
-                @for e in &jobs.errors {
-                    tr.unreadable {
-                        td { "?" } td.status { "unreadable" } td colspan="5" { (Shown(&super::html::error_text(&e.to_string()))) }
-                    }
-                }
-            }
-            nav.pages {
-                @if number > 1 { a rel="prev" href=(query(number - 1)) { "← newer" } " " }
-                @if u64::try_from(number).unwrap_or(u64::MAX) < pages { a rel="next" href=(query(number + 1)) { "older →" } }
-            }
-        },
-    )
-}
-
-/// A value as a URL's query or path shows it.
-fn encode(value: &str) -> percent_encoding::PercentEncode<'_> {
-    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
-}
 
 /// What may be done to a job in its state.
 fn allowed(status: JobStatus) -> Vec<&'static str> {

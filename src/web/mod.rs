@@ -6,7 +6,7 @@
 //!
 //! - `auth`: the token, sessions, CSRF and host rules;
 //! - `html`: the layout and how text from Redis is shown;
-//! - `overview`, `jobs`, `dead`, `data`: one file per page and its actions;
+//! - `overview`, `list`, `jobs`, `dead`, `data`: one file per page and its actions;
 //! - `chart`: the overview's chart, drawn as inline SVG.
 
 mod auth;
@@ -15,6 +15,7 @@ mod data;
 mod dead;
 mod html;
 mod jobs;
+mod list;
 mod overview;
 
 use std::net::SocketAddr;
@@ -129,7 +130,7 @@ pub fn router(web: Web) -> Router {
     Router::new()
         .route("/", get(overview::page))
         .route("/live/overview", get(overview::live))
-        .route("/jobs", get(jobs::list))
+        .route("/jobs", get(list::list))
         .route("/jobs/{id}", get(jobs::show))
         .route("/jobs/{id}/live", get(jobs::live))
         .route("/jobs/{id}/confirm/{action}", get(jobs::confirm))

@@ -723,3 +723,40 @@ async fn with_a_token_and_allowed_hosts_other_hosts_are_refused() {
         asset.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_filter_by_user_and_status_together() {
+    let server = RedisServer::start();
+    let store = store(&server);
+    for i in 0..130 {
+        let status = if i % 3 == 0 {
+            JobStatus::Failed
+        } else {
+            JobStatus::Succeeded
+        };
+        job_in(&store, &format!("j{i:03}"), "u1", status, None).await;
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    job_in(&store, "other", "u2", JobStatus::Failed, None).await;
+    let web = WebServer::start(&server.url(), &[]);
+    let page = get(&format!("{}/jobs?user=u1&status=failed", web.base)).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let rows = page.body.matches("<td class=\"status\">").count();
+    assert_eq!(
+        page.body.matches("<td class=\"status\">failed</td>").count(),
+        rows,
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains(">other<"));
+    // 44 of the 130 are failed: fewer than a page, so the walk looks at all 130.
+    assert_eq!(rows, 44);
+    assert!(
+        page.body.contains(">j129<") && page.body.contains(">j000<"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("44 failed job(s) among the user"), "{}", page.body);
+    assert!(page.body.contains("jobs 1 to 130 of 130"), "{}", page.body);
+    assert!(!page.body.contains("rel=\"next\""), "nothing older is left");
+}
