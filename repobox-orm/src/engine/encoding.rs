@@ -9,7 +9,7 @@ use crate::crypto::KeyRing;
 use crate::engine::target::{Target, fill};
 use crate::entity::{FieldWriter, RawHash, RedisEntity};
 use crate::error::{Error, Result};
-use crate::meta::KeyTemplate;
+use crate::meta::{KeyTemplate, Segment};
 
 /// An entity encoded: its address and its fields as they are written.
 pub(crate) struct Encoded<'e> {
@@ -89,22 +89,38 @@ pub(crate) fn decode<E: RedisEntity>(key: &str, shown: &str, hash: &RawHash<'_>)
 /// Refuses a hash whose key fields disagree with its key (`job:spoof`
 /// holding `id = good`, written by another client): read as it is, it would
 /// be another entity than the one asked for, and what is done to it would
-/// be done to that other one.
+/// be done to that other one. The key the fields give is built and compared
+/// (no parsing, no key-part rules: this runs on every read); only a
+/// mismatch parses the key, to name the field.
 fn key_agrees<E: RedisEntity>(key: &str, shown: &str, hash: &RawHash<'_>) -> Result<()> {
-    let Some(parts) = E::META.key.parse_key(key) else {
-        return Ok(());
-    };
-    for ((_, field), part) in E::META.key.placeholders().zip(parts) {
-        if let Some(held) = hash.get(field)
-            && held != part.as_bytes()
-        {
-            return Err(Error::Decode {
-                key: shown.to_owned(),
-                field,
-                value: crate::error::DecodeValue::new(Some(held)),
-                expected: "the value in the entity's key",
-            });
+    let mut built = Vec::with_capacity(key.len());
+    for segment in E::META.key.segments {
+        match *segment {
+            Segment::Lit(text) => built.extend_from_slice(text.as_bytes()),
+            Segment::Field { field, .. } => match hash.get(field) {
+                Some(held) => built.extend_from_slice(held),
+                // An absent key field is the field decoder's to judge.
+                None => return Ok(()),
+            },
         }
     }
-    Ok(())
+    if built == key.as_bytes() {
+        return Ok(());
+    }
+    let parts = E::META.key.parse_key(key).unwrap_or_default();
+    let mut fields = E::META.key.placeholders().map(|(_, field)| field);
+    let differs = E::META
+        .key
+        .placeholders()
+        .zip(parts.iter().map(|p| Some(*p)).chain(std::iter::repeat(None)))
+        .find(|((_, field), part)| hash.get(field) != part.map(str::as_bytes))
+        .map(|((_, field), _)| field)
+        .or_else(|| fields.next());
+    let Some(field) = differs else { return Ok(()) };
+    Err(Error::Decode {
+        key: shown.to_owned(),
+        field,
+        value: crate::error::DecodeValue::new(hash.get(field)),
+        expected: "the value in the entity's key",
+    })
 }
