@@ -3,13 +3,15 @@
 //! - Without a token the server listens on loopback only, and answers only
 //!   requests whose `Host` is its own address, `localhost` or an
 //!   `--allow-host` (a page of another site that rebinds its name to
-//!   127.0.0.1 gets nothing).
-//! - With a token, every request but the login form and the assets carries
-//!   it: `Authorization: Bearer <token>`, or the cookie the login form sets
-//!   (a random session id, `HttpOnly; SameSite=Strict`, 12 hours). Tokens are
-//!   compared in constant time.
-//! - Every POST carries the process's CSRF token in its form (checked in
-//!   constant time), and a POST whose `Origin` or `Sec-Fetch-Site` says it
+//!   127.0.0.1 gets 421); with a token, only the `--allow-host`s when any
+//!   are given.
+//! - With a token (16 characters at least), every request but the login
+//!   form and the assets carries it: `Authorization: Bearer <token>`, or the
+//!   cookie the login form sets (a random session id, `HttpOnly;
+//!   SameSite=Strict`, 12 hours). Tokens are compared in constant time; a
+//!   wrong one is held up [`WRONG_TOKEN_WAIT`], one at a time.
+//! - Every POST carries the process's CSRF token in its form (the login
+//!   form one of its own; checked in constant time), and a POST whose `Origin` or `Sec-Fetch-Site` says it
 //!   comes from another site is refused (403) before it is read.
 //! - `--read-only` refuses every action (403) and pages show none.
 

@@ -133,9 +133,6 @@ pub async fn check(State(web): State<Web>, Posted(_): Posted) -> Response {
 
 /// `GET /data/confirm-repair`.
 pub async fn confirm_repair(State(web): State<Web>) -> Response {
-    if web.read_only {
-        return super::html::error_page(&web, axum::http::StatusCode::FORBIDDEN, "this server is read-only");
-    }
     confirm_page(
         &web,
         "Repair",

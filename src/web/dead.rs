@@ -86,9 +86,6 @@ fn is_entry_id(id: &str) -> bool {
 
 /// `GET /dead/confirm?action=requeue|delete&id=..` (or `all=1`).
 pub async fn confirm(State(web): State<Web>, Query(which): Query<Which>) -> Response {
-    if web.read_only {
-        return error_page(&web, StatusCode::FORBIDDEN, "this server is read-only");
-    }
     let ids = match which.ids() {
         Ok(ids) => ids,
         Err(e) => return error_page(&web, StatusCode::BAD_REQUEST, e),

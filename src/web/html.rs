@@ -153,7 +153,8 @@ pub fn time(ms: Option<i64>) -> String {
 }
 
 /// A page that asks before an action: `question`, then a button that posts
-/// `fields` (and the CSRF token) to `action`, and a way back.
+/// `fields` (and the CSRF token) to `action`, and a way back; 403 on a
+/// read-only server.
 pub fn confirm(
     web: &Web,
     title: &str,
@@ -162,6 +163,10 @@ pub fn confirm(
     fields: &[(&str, &str)],
     back: &str,
 ) -> Response {
+    // Confirmations exist only for actions, which read-only refuses.
+    if web.read_only {
+        return error_page(web, StatusCode::FORBIDDEN, "this server is read-only");
+    }
     page(
         web,
         title,

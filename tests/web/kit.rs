@@ -150,7 +150,7 @@ pub async fn job_in(store: &Store, id: &str, user: &str, status: JobStatus, erro
     job
 }
 
-/// How often the server ran each command since `before` (`INFO
+/// How often the server has run each command (`INFO
 /// commandstats`), without `PING` and `INFO` (the web server's watch and
 /// this count).
 pub fn calls(server: &RedisServer) -> std::collections::BTreeMap<String, u64> {
