@@ -37,7 +37,8 @@ struct Glance {
 
 impl Glance {
     /// Reads it in a fixed number of calls: the overview's, the metrics',
-    /// three per level, and one for the running jobs.
+    /// two per level (consumers, pending deliveries), and a page of the
+    /// running jobs.
     async fn read(store: &Store) -> repobox_models::Result<Glance> {
         let mut conn = store.clone();
         let overview = Overview::read(&mut conn).await?;
