@@ -182,6 +182,7 @@ impl Job {
             let expected = JobPatch {
                 status: Some(job.status),
                 started_at: Some(job.started_at),
+                created_at: Some(job.created_at),
                 run_id: Some(job.run_id.clone()),
                 lease_until: Some(job.lease_until),
                 ..Default::default()
