@@ -5,6 +5,9 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use repobox_orm::{Queue, Store};
 
+#[path = "queue/take.rs"]
+mod take;
+
 fn queue() -> Queue {
     Queue::new("q", "workers").max_deliveries(3)
 }

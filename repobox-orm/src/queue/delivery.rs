@@ -32,12 +32,23 @@ pub(super) struct Seen {
     pub(super) key: String,
     /// What `HGETALL` answered there (an error included).
     pub(super) answer: redis::Value,
+    /// Whether the read started the entity ([`Queue::take`](super::Queue::take)):
+    /// then `answer` is the entity as started.
+    pub(super) started: bool,
 }
 
 impl Delivery {
     /// A field of the entry.
     pub fn field(&self, name: &str) -> Option<&str> {
         self.fields.get(name).map(String::as_str)
+    }
+
+    /// Whether the read that delivered this entry also started the entity
+    /// it names ([`Queue::take`](super::Queue::take) with a
+    /// [`StartTemplate`](super::StartTemplate)): then
+    /// [`entity_as_read`](Self::entity_as_read) gives it as started.
+    pub fn started(&self) -> bool {
+        self.seen.as_ref().is_some_and(|seen| seen.started)
     }
 
     /// The entity at `key` and Redis's clock (Unix milliseconds) as the read

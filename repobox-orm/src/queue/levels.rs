@@ -1,17 +1,14 @@
 //! Reading priority levels: the first of several streams that has new
-//! entries, in one round trip (`read_first.lua`), with the entity each
+//! entries, in one round trip (`take.lua`, which [`Queue::take`](Queue::take) also
+//! uses), with the entity each
 //! entry names when asked.
 
-use redis::Value;
 use redis::aio::ConnectionLike;
-use redis::streams::StreamReadReply;
 
-use super::{Delivery, Queue, Seen};
-use crate::engine::{pipeline, read};
+use super::take::{Names, take_levels};
+use super::{Delivery, Queue};
 use crate::entity::RedisEntity;
-use crate::error::{Error, Result};
-use crate::meta::{KeyTemplate, Segment};
-use crate::scripts::{Call, READ_FIRST};
+use crate::error::Result;
 
 impl Queue {
     /// Reads up to `count` new entries for `consumer` from the first of
@@ -30,7 +27,7 @@ impl Queue {
         consumer: &str,
         count: usize,
     ) -> Result<Vec<(usize, Delivery)>> {
-        read_levels(conn, queues, consumer, count, None).await
+        Ok(take_levels(conn, queues, consumer, count, None, None).await?.1)
     }
 
     /// [`read_first`](Self::read_first), which also reads, in the same
@@ -47,109 +44,9 @@ impl Queue {
         count: usize,
         field: &str,
     ) -> Result<Vec<(usize, Delivery)>> {
-        let around = around_one_part(&E::META.key);
-        let names = around
-            .as_ref()
-            .map(|(before, after)| (field, before.as_str(), after.as_str()));
-        read_levels(conn, queues, consumer, count, names).await
+        let names = Names::of::<E>(field, None, count)?;
+        Ok(take_levels(conn, queues, consumer, count, names.as_ref(), None)
+            .await?
+            .1)
     }
-}
-
-/// The text before and after the one placeholder of `key`, if it has one.
-fn around_one_part(key: &KeyTemplate) -> Option<(String, String)> {
-    let (mut before, mut after, mut parts) = (String::new(), String::new(), 0);
-    for segment in key.segments {
-        match segment {
-            Segment::Lit(text) if parts == 0 => before.push_str(text),
-            Segment::Lit(text) => after.push_str(text),
-            Segment::Field { .. } => parts += 1,
-        }
-    }
-    (parts == 1).then_some((before, after))
-}
-
-/// The one way through `read_first.lua`: `names` is the entry field that
-/// names an entity and the text around it in the entity's key.
-async fn read_levels<C: ConnectionLike + Send>(
-    conn: &mut C,
-    queues: &[&Queue],
-    consumer: &str,
-    count: usize,
-    names: Option<(&str, &str, &str)>,
-) -> Result<Vec<(usize, Delivery)>> {
-    let Some(first) = queues.first() else {
-        return Ok(Vec::new());
-    };
-    let mut call = Call::default();
-    for q in queues {
-        call.key(&q.stream);
-    }
-    let (field, before, after) = names.unwrap_or(("", "", ""));
-    call.arg(consumer).arg(count.max(1)).arg(field).arg(before).arg(after);
-    for q in queues {
-        call.arg(&q.group);
-    }
-    let cmd = call.command_of(READ_FIRST.get_hash());
-    let unexpected = |other: &Value| Error::UnexpectedReply {
-        key: first.stream.clone(),
-        detail: format!("read_first.lua answered {other:?}"),
-    };
-    let mut replies = match pipeline::send_loading(conn, &READ_FIRST, &cmd, &mut pipeline::Reloads::default()).await? {
-        Value::Array(replies) if replies.len() == queues.len() + 1 => replies,
-        Value::ServerError(e) => return Err(redis::RedisError::from(e).into()),
-        other => return Err(unexpected(&other)),
-    };
-    let mut seen = match replies.pop() {
-        Some(Value::Array(clock_and_seen)) => match <[Value; 2]>::try_from(clock_and_seen) {
-            Ok([time, Value::Array(seen)]) => Some((read::clock_ms(&time)?, seen.into_iter())),
-            Ok(other) => return Err(unexpected(&Value::Array(other.into()))),
-            Err(other) => return Err(unexpected(&Value::Array(other))),
-        },
-        _ => None,
-    };
-    let mut got = Vec::new();
-    let mut refused = None;
-    for (i, (q, reply)) in queues.iter().zip(replies).enumerate() {
-        match reply {
-            Value::Int(_) => continue,
-            Value::ServerError(e) => {
-                // A stream or group that was deleted is made again at
-                // once, so that the other levels' traffic cannot keep
-                // this one unread.
-                if e.code() == "NOGROUP" {
-                    let _ = q.ensure_group(conn).await;
-                }
-                refused.get_or_insert(e);
-                continue;
-            }
-            reply => {
-                let reply: StreamReadReply = redis::from_redis_value(reply).map_err(redis::RedisError::from)?;
-                for mut delivery in q.deliveries(reply) {
-                    if let Some((now_ms, seen)) = seen.as_mut() {
-                        delivery.seen = seen.next().and_then(|item| seen_at(*now_ms, item));
-                    }
-                    got.push((i, delivery));
-                }
-            }
-        }
-    }
-    match refused {
-        Some(e) if got.is_empty() => Err(redis::RedisError::from(e).into()),
-        _ => Ok(got),
-    }
-}
-
-/// One item of the script's `seen` list: `{key, answer}`, or 0 for an
-/// entry that names nothing.
-fn seen_at(now_ms: i64, item: Value) -> Option<Seen> {
-    let Value::Array(pair) = item else {
-        return None;
-    };
-    let [key, answer] = <[Value; 2]>::try_from(pair).ok()?;
-    let key = match key {
-        Value::BulkString(bytes) => String::from_utf8(bytes).ok()?,
-        Value::SimpleString(text) => text,
-        _ => return None,
-    };
-    Some(Seen { now_ms, key, answer })
 }

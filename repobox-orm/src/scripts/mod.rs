@@ -72,8 +72,10 @@ pub(crate) static DEAD_LETTER: LazyLock<Script> = script!("dead_letter.lua");
 pub(crate) static TRIM: LazyLock<Script> = script!("trim.lua");
 /// A tenant's slots: running and parked members.
 pub(crate) static SLOTS: LazyLock<Script> = script!("slots.lua");
-/// New entries of the first of several streams that have any (priority levels).
-pub(crate) static READ_FIRST: LazyLock<Script> = script!("read_first.lua");
+/// New entries of the first of several streams that have any (priority
+/// levels), with the entities they name, started from a template, and the
+/// end of the last one written first (`queue/take.rs`).
+pub(crate) static TAKE: LazyLock<Script> = calling!("write_entity.lua", "take.lua");
 /// Grants starts under a queue-wide rate limit.
 pub(crate) static RATE_LIMIT: LazyLock<Script> = script!("rate_limit.lua");
 
@@ -127,6 +129,24 @@ impl Call {
     fn nargs(&mut self) -> usize {
         self.nargs = self.args.args_iter().count();
         self.nargs
+    }
+
+    /// How many arguments the call has so far.
+    pub(crate) fn arg_count(&self) -> usize {
+        self.args.args_iter().count()
+    }
+
+    /// Adds `other`'s keys to this call's `KEYS`.
+    pub(crate) fn keys_of(&mut self, other: &Call) -> &mut Self {
+        append(&mut self.keys, &other.keys);
+        self.nkeys += other.nkeys;
+        self
+    }
+
+    /// Adds `other`'s arguments to this call's `ARGV`.
+    pub(crate) fn args_of(&mut self, other: &Call) -> &mut Self {
+        append(&mut self.args, &other.args);
+        self
     }
 
     /// The `EVALSHA` of the script whose SHA1 is `sha` with this call's keys and arguments.

@@ -2,7 +2,10 @@
 -- This file defines `entity`, which `one.lua` calls once and `many.lua`
 -- once per write of a call (scripts/mod.rs joins the files): the write's
 -- KEYS start after KEYS[kb], its ARGV after ARGV[ab].
--- Every key arrives through KEYS (Redis Cluster). The layout of KEYS and ARGV
+-- Every key arrives through KEYS (Redis Cluster). `entity` reads KEYS and
+-- ARGV through `K` and `A`, which take.lua points at a write it built
+-- itself (a start made from a template) for the length of one call.
+-- The layout of KEYS and ARGV
 -- is engine/write/protocol/mod.rs's: a binary header read with one
 -- struct.unpack, one record per index op, then the variable parts, read in
 -- place. The constants below are the ones protocol/mod.rs names, and its
@@ -12,19 +15,20 @@
 -- everything else is a table whose first item is a tag (scripts/reply.rs).
 -- Everything that can refuse the write is checked before the first write,
 -- because Redis does not roll a script back.
+local K, A = KEYS, ARGV
 local HEADER_FORMAT, HEADER_LEN = '>c1I8I2I2I2I2I2I2I2I2I2I2', 29
 local OP_FORMAT, OP_LEN = '>c1I2I2', 5
 -- Modes: 'c' create, 's' save, 'u' update, 'd' delete, 'e' set the TTL,
 -- 'r' an update that also sets the TTL.
 local function entity(kb, ab)
-  local h = ARGV[ab + 1]
+  local h = A[ab + 1]
   -- mode, TTL (ms), guards, fields to set, fields to delete, index ops,
   -- conditions, KEYS position of the stream (0: none), stream entry pairs,
   -- KEYS position of the stream whose delivery it acknowledges (0: none),
   -- keys deleted with the entity, unique claims to take over
   local mode, ttl, ng, nset, ndel, nidx, ncond, xpos, nx, apos, nextra, ntake =
     struct.unpack(HEADER_FORMAT, h)
-  local hkey, id = KEYS[kb + 1], ARGV[ab + 2]
+  local hkey, id = K[kb + 1], A[ab + 2]
   local s0 = ab + 2 + 2 * ng            -- field/value pairs at s0+1 ..
   local d0 = s0 + 2 * nset          -- deleted names at d0+1 ..
   local z0 = d0 + ndel              -- scores at z0+1 ..
@@ -52,29 +56,29 @@ local function entity(kb, ab)
   -- The caller computed the index keys from what it believes the indexed
   -- fields hold; if the hash says otherwise, hand it the truth and write nothing.
   if exists and ng > 0 then
-    local cur = redis.call('HMGET', hkey, unpack(ARGV, ab + 3, ab + 2 + ng))
+    local cur = redis.call('HMGET', hkey, unpack(A, ab + 3, ab + 2 + ng))
     for i = 1, ng do
       local enc = cur[i] and ('=' .. cur[i]) or '-'
-      if enc ~= ARGV[ab + 2 + ng + i] then return { 'stale', unpack(cur, 1, ng) } end
+      if enc ~= A[ab + 2 + ng + i] then return { 'stale', unpack(cur, 1, ng) } end
     end
   end
 
   -- Conditions of a conditional update: the write happens only if they hold.
   if ncond > 0 then
-    local cur = redis.call('HMGET', hkey, unpack(ARGV, c0 + 1, c0 + ncond))
+    local cur = redis.call('HMGET', hkey, unpack(A, c0 + 1, c0 + ncond))
     for i = 1, ncond do
       local enc = cur[i] and ('=' .. cur[i]) or '-'
-      if enc ~= ARGV[c0 + ncond + i] then return { 'conflict', ARGV[c0 + i] } end
+      if enc ~= A[c0 + ncond + i] then return { 'conflict', A[c0 + i] } end
     end
   end
 
   if xpos > 0 then
-    local t = redis.call('TYPE', KEYS[kb + xpos]).ok
-    if t ~= 'none' and t ~= 'stream' then return { 'wrongtype', KEYS[kb + xpos] } end
+    local t = redis.call('TYPE', K[kb + xpos]).ok
+    if t ~= 'none' and t ~= 'stream' then return { 'wrongtype', K[kb + xpos] } end
   end
   if apos > 0 then
-    local t = redis.call('TYPE', KEYS[kb + apos]).ok
-    if t ~= 'none' and t ~= 'stream' then return { 'wrongtype', KEYS[kb + apos] } end
+    local t = redis.call('TYPE', K[kb + apos]).ok
+    if t ~= 'none' and t ~= 'stream' then return { 'wrongtype', K[kb + apos] } end
   end
 
   -- A unique value whose recorded owner the engine found gone, or no longer
@@ -86,22 +90,22 @@ local function entity(kb, ab)
   if ntake > 0 then
     local take, t = {}, t0 + 1
     for _ = 1, ntake do
-      local k = tonumber(ARGV[t + 4])
-      take[tonumber(ARGV[t])] = { pos = tonumber(ARGV[t + 1]), owner = ARGV[t + 2],
-                                  absent = ARGV[t + 3] == 'a', k = k, at = t + 5 }
+      local k = tonumber(A[t + 4])
+      take[tonumber(A[t])] = { pos = tonumber(A[t + 1]), owner = A[t + 2],
+                                  absent = A[t + 3] == 'a', k = k, at = t + 5 }
       t = t + 5 + 2 * k
     end
     stale = function(i, owner)
       local o = take[i]
       if not o or o.owner ~= owner then return false end
       if o.pos == 0 then return true end
-      local okey = KEYS[kb + o.pos]
+      local okey = K[kb + o.pos]
       if o.absent then return redis.call('EXISTS', okey) == 0 end
       if o.k == 0 or redis.call('TYPE', okey).ok ~= 'hash' then return false end
-      local cur = redis.call('HMGET', okey, unpack(ARGV, o.at, o.at + o.k - 1))
+      local cur = redis.call('HMGET', okey, unpack(A, o.at, o.at + o.k - 1))
       for j = 1, o.k do
         local enc = cur[j] and ('=' .. cur[j]) or '-'
-        if enc ~= ARGV[o.at + o.k + j - 1] then return false end
+        if enc ~= A[o.at + o.k + j - 1] then return false end
       end
       return true
     end
@@ -126,17 +130,17 @@ local function entity(kb, ab)
       if first == 0 then
         local want = (k == 'z' and 'zset') or (k == 's' and 'set') or 'string'
         if news[i] > 0 then
-          local t = redis.call('TYPE', KEYS[kb + news[i]]).ok
-          if t ~= 'none' and t ~= want then return { 'wrongtype', KEYS[kb + news[i]] } end
+          local t = redis.call('TYPE', K[kb + news[i]]).ok
+          if t ~= 'none' and t ~= want then return { 'wrongtype', K[kb + news[i]] } end
         end
         if olds[i] > 0 then
-          local t = redis.call('TYPE', KEYS[kb + olds[i]]).ok
-          if t ~= 'none' and t ~= want then return { 'wrongtype', KEYS[kb + olds[i]] } end
+          local t = redis.call('TYPE', K[kb + olds[i]]).ok
+          if t ~= 'none' and t ~= want then return { 'wrongtype', K[kb + olds[i]] } end
         end
       end
       if k == 'u' and news[i] > 0 and mode ~= 'e' then
-        local owner = redis.pcall('GET', KEYS[kb + news[i]])
-        local refused = refused_as_other_type(KEYS[kb + news[i]], owner)
+        local owner = redis.pcall('GET', K[kb + news[i]])
+        local refused = refused_as_other_type(K[kb + news[i]], owner)
         if refused then return refused end
         if owner and owner ~= id and not (stale and stale(i, owner)) then
           return { 'unique', tostring(i), owner }
@@ -148,7 +152,7 @@ local function entity(kb, ab)
   local add, unindex
   if nidx > 0 then
     add = function(k, key, i)
-      if k == 'z' then redis.call('ZADD', key, ARGV[z0 + i], id)
+      if k == 'z' then redis.call('ZADD', key, A[z0 + i], id)
       elseif k == 's' then redis.call('SADD', key, id)
       else redis.call('SET', key, id) end
     end
@@ -161,23 +165,23 @@ local function entity(kb, ab)
 
   if mode == 'd' then
     for i = 1, nidx do
-      if olds[i] > 0 then unindex(kinds[i], KEYS[kb + olds[i]]) end
+      if olds[i] > 0 then unindex(kinds[i], K[kb + olds[i]]) end
     end
     redis.call('DEL', hkey)
-    for i = 1, nextra do redis.call('DEL', KEYS[kb + tonumber(ARGV[e0 + i])]) end
+    for i = 1, nextra do redis.call('DEL', K[kb + tonumber(A[e0 + i])]) end
     return 1
   end
 
   if first == 1 and news[1] > 0 and mode ~= 'e' then
     -- The first write refuses a key of another type with nothing written.
-    local key, k, refused = KEYS[kb + news[1]], kinds[1], nil
-    if k == 'z' then refused = refused_as_other_type(key, redis.pcall('ZADD', key, ARGV[z0 + 1], id))
+    local key, k, refused = K[kb + news[1]], kinds[1], nil
+    if k == 'z' then refused = refused_as_other_type(key, redis.pcall('ZADD', key, A[z0 + 1], id))
     elseif k == 's' then refused = refused_as_other_type(key, redis.pcall('SADD', key, id))
     else refused = refused_as_other_type(key, redis.pcall('SET', key, id)) end
     if refused then return refused end
   end
-  if nset > 0 then redis.call('HSET', hkey, unpack(ARGV, s0 + 1, s0 + 2 * nset)) end
-  if ndel > 0 then redis.call('HDEL', hkey, unpack(ARGV, d0 + 1, d0 + ndel)) end
+  if nset > 0 then redis.call('HSET', hkey, unpack(A, s0 + 1, s0 + 2 * nset)) end
+  if ndel > 0 then redis.call('HDEL', hkey, unpack(A, d0 + 1, d0 + ndel)) end
   if ttl > 0 and mode ~= 'u' then redis.call('PEXPIRE', hkey, ttl) end
 
   if nidx > 0 then
@@ -186,9 +190,9 @@ local function entity(kb, ab)
     if ttl > 0 then life = redis.call('PTTL', hkey) end
     for i = 1, nidx do
       local k = kinds[i]
-      if olds[i] > 0 then unindex(k, KEYS[kb + olds[i]]) end
+      if olds[i] > 0 then unindex(k, K[kb + olds[i]]) end
       if news[i] > 0 then
-        local key = KEYS[kb + news[i]]
+        local key = K[kb + news[i]]
         if mode ~= 'e' and first == 0 then add(k, key, i) end
         if life == -1 then
           redis.call('PERSIST', key)
@@ -202,9 +206,9 @@ local function entity(kb, ab)
   -- The delivery that this write records the end of is acknowledged with it.
   -- A group that is gone (NOGROUP) has no delivery pending to acknowledge:
   -- that is no reason to fail a write that is done.
-  if apos > 0 then redis.pcall('XACK', KEYS[kb + apos], ARGV[a0 + 1], ARGV[a0 + 2]) end
+  if apos > 0 then redis.pcall('XACK', K[kb + apos], A[a0 + 1], A[a0 + 2]) end
   if xpos > 0 then
-    return { 'ok', redis.call('XADD', KEYS[kb + xpos], '*', unpack(ARGV, x0 + 1, x0 + 2 * nx)) }
+    return { 'ok', redis.call('XADD', K[kb + xpos], '*', unpack(A, x0 + 1, x0 + 2 * nx)) }
   end
   return 1
 end

@@ -19,6 +19,7 @@
 
 mod atomic;
 mod create;
+pub(crate) mod deliver;
 #[cfg(feature = "testing")]
 pub(crate) mod faults;
 mod hash_only;
@@ -218,6 +219,27 @@ pub(crate) async fn patch<E: RedisEntity, C: ConnectionLike + Send>(
     must_exist(route::run_one(conn, plan).await?, target)
 }
 
+/// The conditions `expected` sets: each field it names with the bytes it
+/// must hold (`None`: absent). An encrypted field cannot be one.
+pub(crate) fn conditions_of<E: RedisEntity>(expected: &E::Patch) -> Result<Vec<(&'static str, Option<Vec<u8>>)>> {
+    let mut wanted = FieldWriter::default();
+    expected.write_fields(&mut wanted)?;
+    if let Some(field) = E::META.encrypted.iter().find(|f| wanted.touches(f)) {
+        return Err(Error::InvalidArgument {
+            name: "condition",
+            reason: format!(
+                "`{field}` is encrypted: its stored bytes differ on every write, so it cannot be a condition"
+            ),
+        });
+    }
+    Ok(wanted
+        .set_fields()
+        .iter()
+        .map(|(name, value)| (*name, Some(value.to_vec())))
+        .chain(wanted.deleted_fields().iter().map(|name| (*name, None)))
+        .collect())
+}
+
 /// How often a compare-and-set retries after finding the stored values equal
 /// to the expected ones in value but not in bytes (`007` for `7`).
 const CAS_ATTEMPTS: u32 = 4;
@@ -236,22 +258,7 @@ pub(crate) async fn patch_if<E: RedisEntity, C: ConnectionLike + Send>(
     stream: Option<(&str, &[(&str, &str)])>,
     ack: Option<Ack<'_>>,
 ) -> Result<Option<String>> {
-    let mut wanted = FieldWriter::default();
-    expected.write_fields(&mut wanted)?;
-    if let Some(field) = E::META.encrypted.iter().find(|f| wanted.touches(f)) {
-        return Err(Error::InvalidArgument {
-            name: "condition",
-            reason: format!(
-                "`{field}` is encrypted: its stored bytes differ on every write, so it cannot be a condition"
-            ),
-        });
-    }
-    let wanted: Vec<(&'static str, Option<Vec<u8>>)> = wanted
-        .set_fields()
-        .iter()
-        .map(|(name, value)| (*name, Some(value.to_vec())))
-        .chain(wanted.deleted_fields().iter().map(|name| (*name, None)))
-        .collect();
+    let wanted = conditions_of::<E>(expected)?;
     let mut conditions = wanted.clone();
     for _ in 0..CAS_ATTEMPTS {
         let refs: Vec<(&'static str, Option<&[u8]>)> = conditions.iter().map(|(f, v)| (*f, v.as_deref())).collect();

@@ -14,8 +14,10 @@ use redis::{Script, Value};
 mod guards;
 mod owner;
 mod steps;
+mod template;
 mod values;
 
+pub(crate) use self::template::{literal, marker};
 pub(crate) use self::values::{checked_score, ttl_millis};
 
 use crate::engine::target::{Target, fill};

@@ -1,0 +1,363 @@
+//! Taking work in one round trip (`take.lua`): the end of the last piece of
+//! work, the read of the next from the first priority level that has any,
+//! the entity each entry names, and its start, in one atomic step on one
+//! server, as BullMQ's `moveToFinished` hands a worker its next job.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use redis::Value;
+use redis::aio::ConnectionLike;
+use redis::streams::StreamReadReply;
+
+use super::{Delivery, Queue, Seen};
+use crate::engine::target::Target;
+use crate::engine::write::deliver;
+use crate::engine::write::{Ack, patch_if};
+use crate::engine::{pipeline, read};
+use crate::entity::RedisEntity;
+use crate::error::{Error, Result};
+use crate::meta::{KeyTemplate, Segment};
+use crate::scripts::{Call, TAKE};
+
+/// A value that [`Queue::take`] computes for each entity it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Computed<'a> {
+    /// This text, as it is.
+    Text(Cow<'a, str>),
+    /// The entity's id: the key part the entry names.
+    EntityId,
+    /// The id of the stream entry that delivered the entity.
+    EntryId,
+    /// A new random id ([`random_id`](crate::random_id)), one per start.
+    RandomId,
+    /// Redis's clock at the start, in Unix milliseconds, plus `plus_ms`.
+    Clock {
+        /// Milliseconds added to the clock.
+        plus_ms: i64,
+    },
+    /// The field's JSON array (absent: empty) with one item appended: the
+    /// text `before`, Redis's clock in Unix milliseconds, the text `after`.
+    /// A field that is not a JSON array starts nothing.
+    AppendToArray {
+        /// The item's text before the clock.
+        before: Cow<'a, str>,
+        /// The item's text after the clock.
+        after: Cow<'a, str>,
+    },
+}
+
+impl Computed<'_> {
+    /// Redis's clock plus `plus`, in Unix milliseconds.
+    pub fn clock_plus(plus: Duration) -> Computed<'static> {
+        Computed::Clock {
+            plus_ms: i64::try_from(plus.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// The start that [`Queue::take`] writes on each entity it delivers: a
+/// compare-and-set of `E` ([`update_if`](crate::__private::update_if)'s
+/// `patch` and `expected`) whose values may be computed for each entity,
+/// with a stream entry appended in the same write. An entity whose
+/// conditions do not hold, or whose id is more than plain printable ASCII,
+/// is delivered without being started: the caller starts it its own way.
+#[derive(Debug)]
+pub struct StartTemplate<'a, E: RedisEntity> {
+    pub(crate) patch: &'a E::Patch,
+    pub(crate) expected: &'a E::Patch,
+    pub(crate) computed: Vec<(&'static str, Computed<'a>)>,
+    pub(crate) entry_names: Vec<(&'static str, &'a str)>,
+    pub(crate) append: Option<(&'a str, Vec<(&'a str, Computed<'a>)>)>,
+}
+
+impl<'a, E: RedisEntity> StartTemplate<'a, E> {
+    /// A start that writes `patch` where every field `expected` sets holds
+    /// that value (`Some(None)`: is absent).
+    pub fn new(patch: &'a E::Patch, expected: &'a E::Patch) -> Self {
+        StartTemplate {
+            patch,
+            expected,
+            computed: Vec::new(),
+            entry_names: Vec::new(),
+            append: None,
+        }
+    }
+
+    /// Field `field`, which the patch sets (to any value), is written as
+    /// `value` instead.
+    pub fn computed(mut self, field: &'static str, value: Computed<'a>) -> Self {
+        self.computed.push((field, value));
+        self
+    }
+
+    /// A further condition: field `field` holds what the entry's field
+    /// `entry_field` holds (an entry without it starts nothing).
+    pub fn entry_names(mut self, field: &'static str, entry_field: &'a str) -> Self {
+        self.entry_names.push((field, entry_field));
+        self
+    }
+
+    /// Appends an entry of `pairs` to `stream` with the start.
+    pub fn append(mut self, stream: &'a str, pairs: Vec<(&'a str, Computed<'a>)>) -> Self {
+        self.append = Some((stream, pairs));
+        self
+    }
+}
+
+/// The end of the last piece of work that [`Queue::take`] writes before it
+/// reads: a compare-and-set of the `E` with id `id` (see
+/// [`update_if_and_ack`](crate::__private::update_if_and_ack)).
+#[derive(Debug)]
+pub struct Finish<'a, E: RedisEntity> {
+    /// The entity's id (its key parts joined by `:`).
+    pub id: &'a str,
+    /// What the write sets.
+    pub patch: &'a E::Patch,
+    /// What must hold for it to be written.
+    pub expected: &'a E::Patch,
+    /// A stream entry appended with it.
+    pub append: Option<(&'a str, &'a [(&'a str, &'a str)])>,
+    /// A delivery of a queue acknowledged with it: the queue and the entry id.
+    pub ack: Option<(&'a Queue, &'a str)>,
+}
+
+/// What [`Queue::take`] did.
+#[derive(Debug)]
+pub struct Taken {
+    /// The finishing write's outcome, as `update_if_and_ack` answers it
+    /// (the appended entry's id); `None` without one.
+    pub finished: Option<Result<Option<String>>>,
+    /// The new deliveries, each with the index of its queue.
+    pub deliveries: Vec<(usize, Delivery)>,
+}
+
+/// What to read besides the entries: the entry field that names an `E`,
+/// and how to start it.
+pub(super) struct Names<'n> {
+    pub field: &'n str,
+    pub before: String,
+    pub after: String,
+    pub max_len: usize,
+    pub template: Option<Call>,
+    pub starts: usize,
+}
+
+impl<'n> Names<'n> {
+    pub(super) fn of<E: RedisEntity>(
+        field: &'n str,
+        start: Option<&StartTemplate<'_, E>>,
+        count: usize,
+    ) -> Result<Option<Self>> {
+        let Some((before, after)) = around_one_part(&E::META.key) else {
+            return Ok(None);
+        };
+        let template = start.map(deliver::template_call::<E>).transpose()?;
+        Ok(Some(Names {
+            field,
+            before,
+            after,
+            max_len: E::META.key.max_part_len,
+            starts: if template.is_some() { count } else { 0 },
+            template,
+        }))
+    }
+}
+
+impl Queue {
+    /// Takes work in one round trip: writes `finish` (the end of the last
+    /// piece of work, with its acknowledgement), then reads up to `count`
+    /// new entries from the first of `queues` that have any (as
+    /// [`read_first_with`](Self::read_first_with), with the `E` each names in
+    /// its field `field`), and starts each of those `E`s with `start` in
+    /// the same atomic step: [`Delivery::started`] says which were, and
+    /// [`Delivery::entity_as_read`] gives each as written. One script call;
+    /// on one server only, like `read_first_with`. A finishing write that
+    /// finds its conditions' bytes changed goes on as `update_if_and_ack`
+    /// does, after the read.
+    pub async fn take<E: RedisEntity, C: ConnectionLike + Send>(
+        conn: &mut C,
+        queues: &[&Queue],
+        consumer: &str,
+        count: usize,
+        field: &str,
+        start: Option<&StartTemplate<'_, E>>,
+        finish: Option<Finish<'_, E>>,
+    ) -> Result<Taken> {
+        let names = Names::of::<E>(field, start, count)?;
+        let Some(finish) = finish else {
+            let deliveries = take_levels(conn, queues, consumer, count, names.as_ref(), None)
+                .await?
+                .1;
+            return Ok(Taken {
+                finished: None,
+                deliveries,
+            });
+        };
+        let target = Target::from_id::<E>(finish.id)?;
+        let ack = finish.ack.map(|(queue, id)| Ack {
+            stream: queue.stream(),
+            group: queue.group(),
+            id,
+        });
+        let Some(call) = deliver::finish_call::<E>(&target, finish.patch, finish.expected, finish.append, ack)? else {
+            // It must learn where index entries are first: on its own.
+            let finished = patch_if::<E, C>(conn, &target, finish.patch, finish.expected, finish.append, ack).await;
+            let deliveries = take_levels(conn, queues, consumer, count, names.as_ref(), None)
+                .await?
+                .1;
+            return Ok(Taken {
+                finished: Some(finished),
+                deliveries,
+            });
+        };
+        let (answer, deliveries) = take_levels(conn, queues, consumer, count, names.as_ref(), Some(&call)).await?;
+        let finished = match answer.and_then(|a| deliver::finish_outcome(&target, a)) {
+            Some(outcome) => outcome,
+            None => patch_if::<E, C>(conn, &target, finish.patch, finish.expected, finish.append, ack).await,
+        };
+        Ok(Taken {
+            finished: Some(finished),
+            deliveries,
+        })
+    }
+}
+
+/// The text before and after the one placeholder of `key`, if it has one.
+pub(super) fn around_one_part(key: &KeyTemplate) -> Option<(String, String)> {
+    let (mut before, mut after, mut parts) = (String::new(), String::new(), 0);
+    for segment in key.segments {
+        match segment {
+            Segment::Lit(text) if parts == 0 => before.push_str(text),
+            Segment::Lit(text) => after.push_str(text),
+            Segment::Field { .. } => parts += 1,
+        }
+    }
+    (parts == 1).then_some((before, after))
+}
+
+/// The one way through `take.lua`: the finishing write's call, the
+/// streams, and the entities the entries name (`names`). Answers the
+/// finishing write's answer and the deliveries.
+pub(super) async fn take_levels<C: ConnectionLike + Send>(
+    conn: &mut C,
+    queues: &[&Queue],
+    consumer: &str,
+    count: usize,
+    names: Option<&Names<'_>>,
+    finish: Option<&Call>,
+) -> Result<(Option<Value>, Vec<(usize, Delivery)>)> {
+    let Some(first) = queues.first() else {
+        return Ok((None, Vec::new()));
+    };
+    let mut call = Call::default();
+    match finish {
+        Some(f) => {
+            call.keys_of(f);
+            call.arg(f.key_count()).arg(f.arg_count()).args_of(f);
+        }
+        None => {
+            call.arg(0).arg(0);
+        }
+    }
+    for q in queues {
+        call.key(&q.stream);
+    }
+    let (field, before, after) = names.map_or(("", "", ""), |n| (n.field, n.before.as_str(), n.after.as_str()));
+    call.arg(queues.len())
+        .arg(consumer)
+        .arg(count.max(1))
+        .arg(field)
+        .arg(before)
+        .arg(after);
+    for q in queues {
+        call.arg(&q.group);
+    }
+    match names.and_then(|n| Some((n, n.template.as_ref()?))) {
+        Some((n, template)) => {
+            call.keys_of(template);
+            call.arg(template.key_count())
+                .arg(template.arg_count())
+                .arg(n.max_len)
+                .args_of(template);
+            for _ in 0..n.starts {
+                call.arg(crate::random_id("run id")?);
+            }
+        }
+        None => {
+            call.arg(0).arg(0).arg(0);
+        }
+    }
+    let cmd = call.command_of(TAKE.get_hash());
+    let unexpected = |other: &Value| Error::UnexpectedReply {
+        key: first.stream.clone(),
+        detail: format!("take.lua answered {other:?}"),
+    };
+    let mut replies = match pipeline::send_loading(conn, &TAKE, &cmd, &mut pipeline::Reloads::default()).await? {
+        Value::Array(replies) if replies.len() == queues.len() + 2 => replies,
+        Value::ServerError(e) => return Err(redis::RedisError::from(e).into()),
+        other => return Err(unexpected(&other)),
+    };
+    let mut seen = match replies.pop() {
+        Some(Value::Array(clock_and_seen)) => match <[Value; 2]>::try_from(clock_and_seen) {
+            Ok([time, Value::Array(seen)]) => Some((read::clock_ms(&time)?, seen.into_iter())),
+            Ok(other) => return Err(unexpected(&Value::Array(other.into()))),
+            Err(other) => return Err(unexpected(&Value::Array(other))),
+        },
+        _ => None,
+    };
+    let mut replies = replies.into_iter();
+    let finished = replies.next().filter(|_| finish.is_some());
+    let mut got = Vec::new();
+    let mut refused = None;
+    for (i, (q, reply)) in queues.iter().zip(replies).enumerate() {
+        match reply {
+            Value::Int(_) => continue,
+            Value::ServerError(e) => {
+                // A stream or group that was deleted is made again at
+                // once, so that the other levels' traffic cannot keep
+                // this one unread.
+                if e.code() == "NOGROUP" {
+                    let _ = q.ensure_group(conn).await;
+                }
+                refused.get_or_insert(e);
+                continue;
+            }
+            reply => {
+                let reply: StreamReadReply = redis::from_redis_value(reply).map_err(redis::RedisError::from)?;
+                for mut delivery in q.deliveries(reply) {
+                    if let Some((now_ms, seen)) = seen.as_mut() {
+                        delivery.seen = seen.next().and_then(|item| seen_at(*now_ms, item));
+                    }
+                    got.push((i, delivery));
+                }
+            }
+        }
+    }
+    match refused {
+        // Nothing delivered: the first refusal is the answer, unless a
+        // finishing write went with the read (its answer must not be lost).
+        Some(e) if got.is_empty() && finished.is_none() => Err(redis::RedisError::from(e).into()),
+        _ => Ok((finished, got)),
+    }
+}
+
+/// One item of the script's `seen` list: `{key, answer, started}`, or 0
+/// for an entry that names nothing.
+fn seen_at(now_ms: i64, item: Value) -> Option<Seen> {
+    let Value::Array(items) = item else {
+        return None;
+    };
+    let [key, answer, started] = <[Value; 3]>::try_from(items).ok()?;
+    let key = match key {
+        Value::BulkString(bytes) => String::from_utf8(bytes).ok()?,
+        Value::SimpleString(text) => text,
+        _ => return None,
+    };
+    Some(Seen {
+        now_ms,
+        key,
+        answer,
+        started: started == Value::Int(1),
+    })
+}
