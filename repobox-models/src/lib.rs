@@ -40,9 +40,9 @@ pub use git::{
     RepoCachePatch, RepoSummary,
 };
 pub use job::{
-    Backoff, BackoffKind, Cancel, DeadLetter, EVENTS_KEPT, Follow, JOB_EVENTS, JOB_OUTPUT_TTL, JOBS_GROUP, JOBS_STREAM,
-    Job, JobEvent, JobField, JobOutcome, JobPatch, JobStatus, Lease, OutputRange, Priority, Promoted, Purged,
-    RetryPolicy, Start, StatusChange, Update, level_queues,
+    Backoff, BackoffKind, Cancel, DeadLetter, EVENTS_KEPT, EndAndTake, Follow, JOB_EVENTS, JOB_OUTPUT_TTL, JOBS_GROUP,
+    JOBS_STREAM, Job, JobEvent, JobField, JobOutcome, JobPatch, JobStart, JobStatus, Lease, Next, OutputRange,
+    Priority, Promoted, Purged, RetryPolicy, Start, StatusChange, Update, level_queues,
 };
 pub use overview::{LevelOverview, Overview};
 pub use session::{Session, SessionField, SessionPatch, SessionToken};

@@ -56,7 +56,7 @@ pub enum Start {
     },
 }
 
-fn lease_millis(lease: Duration) -> Result<i64> {
+pub(super) fn lease_millis(lease: Duration) -> Result<i64> {
     if lease.is_zero() || lease > MAX_LEASE {
         return Err(repobox_orm::Error::InvalidArgument {
             name: "lease",

@@ -15,6 +15,7 @@ mod retention;
 mod retry;
 mod schedule;
 mod status;
+mod take;
 
 pub use dead::{DeadLetter, level_queues};
 use events::write_status;
@@ -27,6 +28,7 @@ pub use retention::Purged;
 pub use retry::{Backoff, BackoffKind, RetryPolicy};
 pub use schedule::Promoted;
 pub use status::JobStatus;
+pub use take::{EndAndTake, JobStart, Next};
 
 /// The stream jobs travel through.
 pub const JOBS_STREAM: &str = "jobs:stream";
@@ -229,62 +231,7 @@ impl Job {
             let Some(mut job) = job else {
                 return Err(not_found(id));
             };
-            if let Some(run) = &run
-                && (job.status != JobStatus::Running || job.run_id != *run)
-            {
-                return Err(Error::LeaseLost { key: Job::key_for(id)? });
-            }
-            let from = job.status;
-            if !from.can_become(to) {
-                return Err(Error::InvalidTransition {
-                    key: Job::key_for(id)?,
-                    from: from.to_string(),
-                    to: to.to_string(),
-                });
-            }
-            let mut history = job.history.clone();
-            history.push(StatusChange::new(to, now, outcome.error.clone()));
-            let mut patch = JobPatch {
-                status: Some(to),
-                history: Some(history),
-                ..Default::default()
-            };
-            match to {
-                JobStatus::Running => {
-                    patch.cancel_requested_at = Some(None);
-                    patch.started_at = Some(Some(now));
-                    patch.finished_at = Some(None);
-                    patch.exit_code = Some(None);
-                    patch.error = Some(None);
-                    patch.retries = Some(job.retries.saturating_add(u32::from(job.started_at.is_some())));
-                }
-                JobStatus::Queued => {
-                    patch.finished_at = Some(None);
-                    patch.cancel_requested_at = Some(None);
-                }
-                _ => {
-                    patch.finished_at = Some(Some(now));
-                    patch.exit_code = Some(outcome.exit_code);
-                    patch.error = Some(outcome.error.clone());
-                }
-            }
-            if to != JobStatus::Running {
-                patch.lease_until = Some(None);
-            }
-            if from.is_scheduled() {
-                patch.run_at = Some(None);
-            }
-            // Compare-and-set on what this transition was decided from: the
-            // status, `started_at`, which every start changes, and the run
-            // and its lease.
-            let expected = JobPatch {
-                status: Some(from),
-                started_at: Some(job.started_at),
-                created_at: Some(job.created_at),
-                run_id: Some(job.run_id.clone()),
-                lease_until: Some(job.lease_until),
-                ..Default::default()
-            };
+            let (patch, expected) = transition_write(&job, run.as_ref(), to, now, &outcome)?;
             match write_status(conn, id, &patch, &expected, to, now, ack).await {
                 Ok(()) => {
                     patch.apply_to(&mut job);
@@ -372,4 +319,78 @@ pub struct JobOutcome {
     pub exit_code: Option<i32>,
     /// The error, if it failed.
     pub error: Option<String>,
+}
+
+/// The write that moves `job` to `to` at `now` with `outcome`: the patch
+/// (`started_at` when it starts, `finished_at` with `exit_code` and
+/// `error` when it ends) and the compare-and-set's expected values. `run`:
+/// the move is a run's, made only while that run (its `run_id`; `None`: a
+/// run that recorded none) holds the job, else `Err(LeaseLost)`. An
+/// impossible move is `Err(InvalidTransition)`.
+pub(crate) fn transition_write(
+    job: &Job,
+    run: Option<&Option<String>>,
+    to: JobStatus,
+    now: i64,
+    outcome: &JobOutcome,
+) -> Result<(JobPatch, JobPatch)> {
+    if let Some(run) = run
+        && (job.status != JobStatus::Running || job.run_id != *run)
+    {
+        return Err(Error::LeaseLost {
+            key: Job::key_for(&job.id)?,
+        });
+    }
+    let from = job.status;
+    if !from.can_become(to) {
+        return Err(Error::InvalidTransition {
+            key: Job::key_for(&job.id)?,
+            from: from.to_string(),
+            to: to.to_string(),
+        });
+    }
+    let mut history = job.history.clone();
+    history.push(StatusChange::new(to, now, outcome.error.clone()));
+    let mut patch = JobPatch {
+        status: Some(to),
+        history: Some(history),
+        ..Default::default()
+    };
+    match to {
+        JobStatus::Running => {
+            patch.cancel_requested_at = Some(None);
+            patch.started_at = Some(Some(now));
+            patch.finished_at = Some(None);
+            patch.exit_code = Some(None);
+            patch.error = Some(None);
+            patch.retries = Some(job.retries.saturating_add(u32::from(job.started_at.is_some())));
+        }
+        JobStatus::Queued => {
+            patch.finished_at = Some(None);
+            patch.cancel_requested_at = Some(None);
+        }
+        _ => {
+            patch.finished_at = Some(Some(now));
+            patch.exit_code = Some(outcome.exit_code);
+            patch.error = Some(outcome.error.clone());
+        }
+    }
+    if to != JobStatus::Running {
+        patch.lease_until = Some(None);
+    }
+    if from.is_scheduled() {
+        patch.run_at = Some(None);
+    }
+    // Compare-and-set on what this transition was decided from: the
+    // status, `started_at`, which every start changes, and the run
+    // and its lease.
+    let expected = JobPatch {
+        status: Some(from),
+        started_at: Some(job.started_at),
+        created_at: Some(job.created_at),
+        run_id: Some(job.run_id.clone()),
+        lease_until: Some(job.lease_until),
+        ..Default::default()
+    };
+    Ok((patch, expected))
 }

@@ -18,6 +18,7 @@ use crate::engine::{pipeline, read};
 use crate::entity::RedisEntity;
 use crate::error::{Error, Result};
 use crate::meta::{KeyTemplate, Segment};
+use crate::observe::observe;
 use crate::scripts::{Call, TAKE};
 
 /// A value that [`Queue::take`] computes for each entity it starts.
@@ -184,43 +185,60 @@ impl Queue {
         start: Option<&StartTemplate<'_, E>>,
         finish: Option<Finish<'_, E>>,
     ) -> Result<Taken> {
-        let names = Names::of::<E>(field, start, count)?;
-        let Some(finish) = finish else {
-            let deliveries = take_levels(conn, queues, consumer, count, names.as_ref(), None)
-                .await?
-                .1;
-            return Ok(Taken {
-                finished: None,
-                deliveries,
-            });
-        };
-        let target = Target::from_id::<E>(finish.id)?;
-        let ack = finish.ack.map(|(queue, id)| Ack {
-            stream: queue.stream(),
-            group: queue.group(),
-            id,
+        observe::<E, _>(
+            "take",
+            take::<E, C>(conn, queues, consumer, count, field, start, finish),
+        )
+        .await
+    }
+}
+
+/// [`Queue::take`], unobserved.
+async fn take<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    queues: &[&Queue],
+    consumer: &str,
+    count: usize,
+    field: &str,
+    start: Option<&StartTemplate<'_, E>>,
+    finish: Option<Finish<'_, E>>,
+) -> Result<Taken> {
+    let names = Names::of::<E>(field, start, count)?;
+    let Some(finish) = finish else {
+        let deliveries = take_levels(conn, queues, consumer, count, names.as_ref(), None)
+            .await?
+            .1;
+        return Ok(Taken {
+            finished: None,
+            deliveries,
         });
-        let Some(call) = deliver::finish_call::<E>(&target, finish.patch, finish.expected, finish.append, ack)? else {
-            // It must learn where index entries are first: on its own.
-            let finished = patch_if::<E, C>(conn, &target, finish.patch, finish.expected, finish.append, ack).await;
-            let deliveries = take_levels(conn, queues, consumer, count, names.as_ref(), None)
-                .await?
-                .1;
-            return Ok(Taken {
-                finished: Some(finished),
-                deliveries,
-            });
-        };
-        let (answer, deliveries) = take_levels(conn, queues, consumer, count, names.as_ref(), Some(&call)).await?;
-        let finished = match answer.and_then(|a| deliver::finish_outcome(&target, a)) {
-            Some(outcome) => outcome,
-            None => patch_if::<E, C>(conn, &target, finish.patch, finish.expected, finish.append, ack).await,
-        };
-        Ok(Taken {
+    };
+    let target = Target::from_id::<E>(finish.id)?;
+    let ack = finish.ack.map(|(queue, id)| Ack {
+        stream: queue.stream(),
+        group: queue.group(),
+        id,
+    });
+    let Some(call) = deliver::finish_call::<E>(&target, finish.patch, finish.expected, finish.append, ack)? else {
+        // It must learn where index entries are first: on its own.
+        let finished = patch_if::<E, C>(conn, &target, finish.patch, finish.expected, finish.append, ack).await;
+        let deliveries = take_levels(conn, queues, consumer, count, names.as_ref(), None)
+            .await?
+            .1;
+        return Ok(Taken {
             finished: Some(finished),
             deliveries,
-        })
-    }
+        });
+    };
+    let (answer, deliveries) = take_levels(conn, queues, consumer, count, names.as_ref(), Some(&call)).await?;
+    let finished = match answer.and_then(|a| deliver::finish_outcome(&target, a)) {
+        Some(outcome) => outcome,
+        None => patch_if::<E, C>(conn, &target, finish.patch, finish.expected, finish.append, ack).await,
+    };
+    Ok(Taken {
+        finished: Some(finished),
+        deliveries,
+    })
 }
 
 /// The text before and after the one placeholder of `key`, if it has one.

@@ -4,17 +4,25 @@
 //! first, so that no level waits longer than that many reads while the
 //! others are busy.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use repobox_models::{Job, Priority, Result};
+use repobox_models::{Job, JobStart, Priority, Result};
 use repobox_orm::queue::{Claimed, LogLimit};
 use repobox_orm::{Delivery, Queue, Store};
 
 /// The levels of one queue, highest first; the normal one is the queue.
+/// Clones share the queues, the count of reads that decides each read's
+/// order, and the start that reads make on the jobs they deliver.
+#[derive(Clone)]
 pub(crate) struct Levels {
-    queues: Vec<Queue>,
+    queues: Arc<[Queue]>,
     fair_every: u64,
-    reads: u64,
+    reads: Arc<AtomicU64>,
+    /// The start each read makes on the jobs it delivers, on one server
+    /// (`None`: the runner starts each job itself, after its checks).
+    start: Option<Arc<JobStart>>,
 }
 
 /// The index of the normal level in [`Levels`].
@@ -32,7 +40,30 @@ impl Levels {
         Levels {
             queues,
             fair_every: fair_every.max(2),
-            reads: 0,
+            reads: Arc::default(),
+            start: None,
+        }
+    }
+
+    /// These levels, whose reads start the jobs they deliver with `start`.
+    pub(crate) fn starting(mut self, start: JobStart) -> Self {
+        self.start = Some(Arc::new(start));
+        self
+    }
+
+    /// The start reads make, if they make one.
+    pub(crate) fn start(&self) -> Option<&JobStart> {
+        self.start.as_deref()
+    }
+
+    /// The order of the next read: high first, then normal, then low,
+    /// except every `fair_every`th read, which takes low first.
+    pub(crate) fn next_order(&self) -> [usize; 3] {
+        let reads = self.reads.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        if reads.is_multiple_of(self.fair_every) {
+            [2, 1, 0]
+        } else {
+            [0, 1, 2]
         }
     }
 
@@ -48,7 +79,7 @@ impl Levels {
 
     /// Creates every level's stream and group.
     pub(crate) async fn ensure_groups(&self, conn: &mut Store) -> repobox_orm::Result<()> {
-        for q in &self.queues {
+        for q in self.queues.iter() {
             q.ensure_group(conn).await?;
         }
         Ok(())
@@ -101,19 +132,14 @@ impl Levels {
     /// [`claim_stalled`](Self::claim_stalled); a deleted one is made again
     /// at once.
     pub(crate) async fn read(
-        &mut self,
+        &self,
         conn: &mut Store,
         reader: &mut Store,
         consumer: &str,
         count: usize,
         block: Duration,
     ) -> repobox_orm::Result<Vec<(usize, Delivery)>> {
-        self.reads = self.reads.wrapping_add(1);
-        let order: [usize; 3] = if self.reads.is_multiple_of(self.fair_every) {
-            [2, 1, 0]
-        } else {
-            [0, 1, 2]
-        };
+        let order = self.next_order();
         let mut got = Vec::new();
         if conn.is_cluster() {
             // The levels' streams are in different slots: one read each.
@@ -139,11 +165,13 @@ impl Levels {
             }
         } else {
             // One server: every level in one script call, which also
-            // reads each delivered job (its start needs no read of its own).
-            // It answers a level's error only when nothing was delivered.
+            // reads each delivered job and starts it when it can (its start
+            // then needs no round trip of its own). It answers a level's
+            // error only when nothing was delivered.
             let queues = order.map(|level| &self.queues[level]);
-            match Queue::read_first_with::<Job, _>(conn, &queues, consumer, count, "job_id").await {
-                Ok(read) => got.extend(read.into_iter().map(|(i, d)| (order[i], d))),
+            let template = self.start.as_ref().map(|s| s.template());
+            match Queue::take::<Job, _>(conn, &queues, consumer, count, "job_id", template.as_ref(), None).await {
+                Ok(taken) => got.extend(taken.deliveries.into_iter().map(|(i, d)| (order[i], d))),
                 Err(e) => {
                     let streams: Vec<&str> = self.queues.iter().map(|q| q.stream()).collect();
                     if let Some(e) = skip_level(&streams.join(" or "), e) {
@@ -162,7 +190,7 @@ impl Levels {
     /// Entries that wait, and deliveries not acknowledged, over every level.
     pub(crate) async fn backlog(&self, conn: &mut Store) -> Result<(u64, u64)> {
         let (mut waiting, mut pending) = (0u64, 0u64);
-        for q in &self.queues {
+        for q in self.queues.iter() {
             match q.waiting(conn).await {
                 Ok(n) => waiting = waiting.saturating_add(n),
                 // A level never used: nothing waits on it.

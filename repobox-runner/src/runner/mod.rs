@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use repobox_models::Result;
+use repobox_models::{JobStart, Result};
 use repobox_orm::queue::{LogLimit, defaults};
 use repobox_orm::{Queue, Store};
 use tokio::sync::Semaphore;
@@ -17,7 +18,7 @@ mod spawn;
 mod until_empty;
 mod upkeep;
 
-use self::levels::Levels;
+pub(crate) use self::levels::Levels;
 
 use self::upkeep::{is_fatal, or_drain, record};
 use crate::cancels::{self, Cancels};
@@ -58,6 +59,9 @@ pub struct Runner<H> {
     permits: Arc<Semaphore>,
     /// The jobs this runner runs, with their run ids.
     running: Arc<Mutex<HashMap<String, String>>>,
+    /// Whether the queue is paused, as the runner last saw it: a run that
+    /// ends takes no next job while it is.
+    paused: Arc<AtomicBool>,
 }
 
 impl<H: JobHandler> Runner<H> {
@@ -74,6 +78,7 @@ impl<H: JobHandler> Runner<H> {
             cancels: Cancels::default(),
             permits: Arc::new(Semaphore::new(concurrency)),
             running: Arc::default(),
+            paused: Arc::default(),
         }
     }
 
@@ -112,6 +117,11 @@ impl<H: JobHandler> Runner<H> {
         let mut conn = self.store.clone();
         let mut link = Link::new(control.clone());
         let mut levels = Levels::new(&self.queue, self.config.fair_every);
+        // A read starts the jobs it delivers, unless a job must first take
+        // a slot of its user's (the per-user limit), which a read cannot.
+        if self.config.max_running_per_user.is_none() {
+            levels = levels.starting(JobStart::new(self.config.lease_duration())?);
+        }
         let mut failures = 0u32;
         // The group first; a Redis that is down or loading is waited for.
         loop {
@@ -141,11 +151,12 @@ impl<H: JobHandler> Runner<H> {
             self.cancels.clone(),
             control.clone(),
         )));
-        let mut tasks: JoinSet<Done> = JoinSet::new();
+        let mut tasks: JoinSet<Vec<Done>> = JoinSet::new();
         let mut stats = RunStats::default();
         let mut next_claim = tokio::time::Instant::now();
         let mut next_housekeeping = tokio::time::Instant::now();
         let mut next_tally = tokio::time::Instant::now();
+        let mut next_probe = tokio::time::Instant::now() + self.config.block.max(PROBE_EVERY);
         let mut chores = Chores::new(self.config.promote_interval);
         let consumer = self.config.consumer.clone();
         tracing::info!(consumer = %consumer, stream = %self.queue.stream(), concurrency = self.config.concurrency, "runner started");
@@ -170,6 +181,7 @@ impl<H: JobHandler> Runner<H> {
             let Some(paused) = or_drain(&control, chores.paused(&mut conn, &self.queue)).await else {
                 break;
             };
+            self.paused.store(paused, Ordering::Relaxed);
             let tally = self.tally.flush_due(&mut conn, &self.queue, &mut next_tally);
             if or_drain(&control, tally).await.is_none() {
                 break;
@@ -246,9 +258,15 @@ impl<H: JobHandler> Runner<H> {
                     // A run's handler ended: its place is free while its
                     // outcome is written.
                     Ok(_) = permits.acquire() => {}
-                    _ = tokio::time::sleep(self.config.block.max(PROBE_EVERY)) => {
-                        if or_drain(&control, self.probe(&mut conn, &mut link)).await.is_none() {
-                            break;
+                    // Runs that take their next job themselves can keep
+                    // every place busy: whether the queue was paused is
+                    // still looked at on time.
+                    _ = tokio::time::sleep(chores.pause_wait()) => {
+                        if tokio::time::Instant::now() >= next_probe {
+                            next_probe = tokio::time::Instant::now() + self.config.block.max(PROBE_EVERY);
+                            if or_drain(&control, self.probe(&mut conn, &mut link)).await.is_none() {
+                                break;
+                            }
                         }
                     }
                 }
@@ -353,7 +371,7 @@ impl<H: JobHandler> Runner<H> {
     /// stops), then stops the rest: each is asked to stop and released by
     /// its own work; one that has not ended after its stop grace is aborted
     /// (and released by the caller).
-    async fn wind_down(&self, control: &RunnerControl, tasks: &mut JoinSet<Done>, stats: &mut RunStats) {
+    async fn wind_down(&self, control: &RunnerControl, tasks: &mut JoinSet<Vec<Done>>, stats: &mut RunStats) {
         if !tasks.is_empty() && control.phase() < Phase::Stopping {
             tracing::info!(
                 running = tasks.len(),

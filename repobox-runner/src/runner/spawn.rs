@@ -14,7 +14,7 @@ impl<H: JobHandler> Runner<H> {
     pub(super) async fn spawn_all(
         &self,
         batch: Vec<(usize, repobox_orm::Delivery)>,
-        tasks: &mut JoinSet<Done>,
+        tasks: &mut JoinSet<Vec<Done>>,
         consumer: &str,
         control: &RunnerControl,
         levels: &Levels,
@@ -29,6 +29,9 @@ impl<H: JobHandler> Runner<H> {
             let work = Work {
                 store: self.store.clone(),
                 queue: levels.queue(level).clone(),
+                levels: levels.clone(),
+                rate_limited: self.config.rate_limit.is_some(),
+                paused: self.paused.clone(),
                 base: self.queue.clone(),
                 handler: self.handler.clone(),
                 consumer: consumer.to_owned(),

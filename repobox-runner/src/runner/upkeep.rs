@@ -119,22 +119,28 @@ pub(super) async fn or_drain<T>(control: &RunnerControl, future: impl Future<Out
     }
 }
 
-pub(super) fn record(stats: &mut RunStats, done: std::result::Result<Done, tokio::task::JoinError>) {
+pub(super) fn record(stats: &mut RunStats, done: std::result::Result<Vec<Done>, tokio::task::JoinError>) {
     match done {
-        Ok(Done::Succeeded) => stats.succeeded += 1,
-        Ok(Done::Failed) => stats.failed += 1,
-        Ok(Done::Retried) => stats.retried += 1,
-        Ok(Done::DeadLettered) => {
+        Ok(done) => done.into_iter().for_each(|done| record_one(stats, done)),
+        Err(e) if e.is_cancelled() => {}
+        Err(e) => tracing::error!(error = %e, "a job task panicked"),
+    }
+}
+
+fn record_one(stats: &mut RunStats, done: Done) {
+    match done {
+        Done::Succeeded => stats.succeeded += 1,
+        Done::Failed => stats.failed += 1,
+        Done::Retried => stats.retried += 1,
+        Done::DeadLettered => {
             stats.dead_lettered += 1;
             stats.failed += 1;
         }
-        Ok(Done::Skipped) => stats.skipped += 1,
-        Ok(Done::Cancelled) => stats.cancelled += 1,
-        Ok(Done::LeaseLost) => stats.lease_lost += 1,
-        Ok(Done::Released) => stats.released += 1,
-        Ok(Done::Unreleased) => stats.unreleased += 1,
-        Ok(Done::Parked) => stats.parked += 1,
-        Err(e) if e.is_cancelled() => {}
-        Err(e) => tracing::error!(error = %e, "a job task panicked"),
+        Done::Skipped => stats.skipped += 1,
+        Done::Cancelled => stats.cancelled += 1,
+        Done::LeaseLost => stats.lease_lost += 1,
+        Done::Released => stats.released += 1,
+        Done::Unreleased => stats.unreleased += 1,
+        Done::Parked => stats.parked += 1,
     }
 }

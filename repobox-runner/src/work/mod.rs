@@ -6,14 +6,17 @@
 //! - `slots`: a run's slot among its user's running jobs.
 
 mod handler;
+mod lane;
 mod poison;
 mod slots;
 
 pub(crate) use self::handler::AbortOnDrop;
+use self::lane::{TakenNext, started_by_read};
 pub(crate) use self::slots::entry as parked_entry;
 use self::slots::{Taken, UserSlot};
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +27,7 @@ use repobox_orm::queue::LogLimit;
 use repobox_orm::{Delivery, Queue, Store};
 
 use crate::cancels::Cancels;
+use crate::runner::Levels;
 use crate::tally::Tally;
 use crate::{HandlerResult, JobHandler, RunnerControl};
 
@@ -96,6 +100,18 @@ enum Finish {
     },
 }
 
+impl Finish {
+    /// The status a run that ended so is written with, when it is not
+    /// decided by the retry policy.
+    fn status(self) -> JobStatus {
+        match self {
+            Finish::Succeeded => JobStatus::Succeeded,
+            Finish::Cancelled => JobStatus::Cancelled,
+            Finish::Failed { .. } => JobStatus::Failed,
+        }
+    }
+}
+
 /// How a run's handler ended.
 enum Ended {
     /// It returned (or panicked: an error).
@@ -134,6 +150,13 @@ pub(crate) struct Work<H> {
     pub store: Store,
     /// The delivery's queue: its priority level's stream.
     pub queue: Queue,
+    /// Every level of the queue, whose reads may start the jobs they
+    /// deliver: a run that ends takes its next job with its end.
+    pub levels: Levels,
+    /// The runner has a rate limit, which every start must ask.
+    pub rate_limited: bool,
+    /// Whether the queue is paused, as the runner last saw it.
+    pub paused: Arc<AtomicBool>,
     /// The queue's normal level, whose keys the per-user slots use (the
     /// metrics go through `tally`).
     pub base: Queue,
@@ -167,14 +190,24 @@ impl<H: JobHandler> Work<H> {
     /// given back as soon as the handler ended, so that the runner reads the
     /// next delivery while this one's outcome is written (both go out
     /// together on the store's connection).
-    pub(crate) async fn process(&self, delivery: Delivery, place: OwnedSemaphorePermit) -> Done {
-        match self.try_process(&delivery, place).await {
+    pub(crate) async fn process_one(
+        &self,
+        delivery: &Delivery,
+        place: OwnedSemaphorePermit,
+        next: &mut Option<TakenNext>,
+    ) -> Done {
+        match self.try_process(delivery, place, next).await {
             Ok(done) => done,
-            Err(reason) => self.poison(&delivery, &reason).await,
+            Err(reason) => self.poison(delivery, &reason).await,
         }
     }
 
-    async fn try_process(&self, delivery: &Delivery, place: OwnedSemaphorePermit) -> std::result::Result<Done, String> {
+    async fn try_process(
+        &self,
+        delivery: &Delivery,
+        place: OwnedSemaphorePermit,
+        next: &mut Option<TakenNext>,
+    ) -> std::result::Result<Done, String> {
         let mut conn = self.store.clone();
         if let Some(problem) = &delivery.malformed {
             return Err(format!("malformed entry: {problem}"));
@@ -206,7 +239,11 @@ impl<H: JobHandler> Work<H> {
             .and_then(|key| delivery.entity_as_read::<Job>(&key))
             .and_then(Result::ok);
         let user = delivery.field("user_id");
-        let start = Job::start_as_read(&mut conn, as_read, &job_id, &delivery.id, user, self.lease).await;
+        let start = match as_read {
+            // The read that delivered it started it.
+            Some((_, Some(job))) if started_by_read(delivery, &job) => Ok(Start::Started(Box::new(job))),
+            as_read => Job::start_as_read(&mut conn, as_read, &job_id, &delivery.id, user, self.lease).await,
+        };
         // A job that does not start here gives its slot back, unless
         // another run holds it (the slot is the job's).
         let slot = match (slot, &start) {
@@ -257,8 +294,9 @@ impl<H: JobHandler> Work<H> {
         self.tally.started(&job);
         let clock = std::time::Instant::now();
         let (ended, lines) = self.run_handler(job, &run_id, delivery, leased_at, slot.as_ref()).await;
-        // The handler is done: its place goes to the next delivery.
-        drop(place);
+        // The handler is done: its place goes to the next delivery, which
+        // the run's end takes itself when it can.
+        let place = self.may_take_next(&ended, slot.is_some()).then_some(place);
         // The run is over here (whatever its outcome is written as): its
         // slot goes back, unless another run took the job over.
         if let Some(slot) = slot
@@ -324,14 +362,18 @@ impl<H: JobHandler> Work<H> {
         // acknowledgement after it on a cluster); a delivery whose job goes
         // to the dead letters is not acknowledged there.
         let ack = (&self.queue, delivery.id.as_str());
-        let written = match to {
-            Finish::Succeeded => {
+        let written = match (to, place) {
+            (Finish::Succeeded | Finish::Cancelled, Some(place)) => {
+                self.end_and_take(&mut conn, started, to.status(), outcome, ack, place, next)
+                    .await
+            }
+            (Finish::Succeeded, _) => {
                 Job::end_run(&mut conn, started, JobStatus::Succeeded, now_millis(), outcome, ack).await
             }
-            Finish::Cancelled => {
+            (Finish::Cancelled, _) => {
                 Job::end_run(&mut conn, started, JobStatus::Cancelled, now_millis(), outcome, ack).await
             }
-            Finish::Failed { retryable } => {
+            (Finish::Failed { retryable }, _) => {
                 Job::fail_run_and_ack(&mut conn, started, outcome, &policy, retryable, Some(ack)).await
             }
         };

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use redis::Value;
 
 use super::plan::{WritePlan, literal, marker};
-use super::{Ack, conditions_of};
+use super::{Ack, Conditions, conditions_of};
 use crate::engine::encoding::seal;
 use crate::engine::target::Target;
 use crate::entity::{EntityPatch, FieldWriter, RedisEntity};
@@ -76,7 +76,7 @@ pub(crate) fn template_call<E: RedisEntity>(template: &StartTemplate<'_, E>) -> 
             None => Cow::Owned(literal(value).into_owned()),
         };
     }
-    let mut conditions: Vec<(&'static str, Option<Vec<u8>>)> = conditions_of::<E>(template.expected)?
+    let mut conditions: Conditions = conditions_of::<E>(template.expected)?
         .into_iter()
         .map(|(f, v)| (f, v.map(|v| literal(&v).into_owned())))
         .collect();

@@ -219,9 +219,12 @@ pub(crate) async fn patch<E: RedisEntity, C: ConnectionLike + Send>(
     must_exist(route::run_one(conn, plan).await?, target)
 }
 
+/// Fields of a compare-and-set with the bytes each must hold (`None`: absent).
+pub(crate) type Conditions = Vec<(&'static str, Option<Vec<u8>>)>;
+
 /// The conditions `expected` sets: each field it names with the bytes it
 /// must hold (`None`: absent). An encrypted field cannot be one.
-pub(crate) fn conditions_of<E: RedisEntity>(expected: &E::Patch) -> Result<Vec<(&'static str, Option<Vec<u8>>)>> {
+pub(crate) fn conditions_of<E: RedisEntity>(expected: &E::Patch) -> Result<Conditions> {
     let mut wanted = FieldWriter::default();
     expected.write_fields(&mut wanted)?;
     if let Some(field) = E::META.encrypted.iter().find(|f| wanted.touches(f)) {
