@@ -61,7 +61,9 @@ impl Chores {
         // gave its slot back without putting them back) go back too; a
         // runner without a per-user limit puts every parked job back.
         let limit = per_user.unwrap_or(u32::MAX);
-        match queue.unpark_all(conn, limit, UNPARK_USERS, parked_entry).await {
+        let store = conn.clone();
+        let entry = |user: &str, job: &str| parked_entry(&store, queue, user, job);
+        match queue.unpark_all(conn, limit, UNPARK_USERS, entry).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(jobs = n, "parked jobs queued again: their users have free slots"),
             Err(e) => tracing::debug!(error = %e, "could not look for parked jobs"),

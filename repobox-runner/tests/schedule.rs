@@ -476,7 +476,9 @@ async fn a_dead_runner_leaks_no_slot_and_its_users_parked_jobs_run(store: Store)
         job(&store, "a0").await.status == JobStatus::Running
     })
     .await;
-    let j = Job::new("a1", "ann", "ok", now_millis());
+    // A high job: it comes back on its own level.
+    let mut j = Job::new("a1", "ann", "ok", now_millis());
+    j.priority = Some(repobox_models::Priority::High);
     Job::create_and_enqueue(&mut conn, &j, now_millis()).await.unwrap();
     wait_for("a1 parked", async || card(&parked).await == 1).await;
     // The runner dies holding ann's only slot.
@@ -498,6 +500,15 @@ async fn a_dead_runner_leaks_no_slot_and_its_users_parked_jobs_run(store: Store)
     handle.await.unwrap();
     assert_eq!(rescuer.runs_of("a1"), 1);
     assert_eq!((card(&running).await, card(&parked).await), (0, 0));
+    let entry = job(&store, "a1").await.run_entry.unwrap();
+    let on_high: repobox_orm::redis::streams::StreamRangeReply = repobox_orm::redis::cmd("XRANGE")
+        .arg("jobs:stream:high")
+        .arg(&entry)
+        .arg(&entry)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(on_high.ids.len(), 1, "a1 came back on the high level");
 }
 
 async fn run_until_empty_returns_once_everything_due_is_done(store: Store) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use repobox_orm::Queue;
 use repobox_orm::prelude::ConnectionLike;
-use repobox_orm::queue::{Computed, Finish, StartTemplate};
+use repobox_orm::queue::{Computed, Finish, PreparedStart, StartTemplate};
 
 use super::events::status_event;
 use super::lease::lease_millis;
@@ -21,19 +21,9 @@ use crate::{Error, Result};
 /// and the status event), when the entry names the job's user. Any other
 /// job (one to take over, a retry, a job the read cannot start) is
 /// delivered unstarted, and the runner starts it with [`Job::start_as_read`].
+#[derive(Debug)]
 pub struct JobStart {
-    patch: JobPatch,
-    expected: JobPatch,
-    lease_ms: i64,
-    history: (String, String),
-}
-
-impl std::fmt::Debug for JobStart {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobStart")
-            .field("lease_ms", &self.lease_ms)
-            .finish_non_exhaustive()
-    }
+    prepared: PreparedStart<Job>,
 }
 
 impl JobStart {
@@ -77,27 +67,17 @@ impl JobStart {
             lease_until: Some(None),
             ..Default::default()
         };
-        Ok(JobStart {
-            patch,
-            expected,
-            lease_ms,
-            history: (before.to_owned(), after.to_owned()),
-        })
-    }
-
-    /// The template [`Queue::take`] follows.
-    pub fn template(&self) -> StartTemplate<'_, Job> {
         let event = status_event("", JobStatus::Running, "");
-        StartTemplate::new(&self.patch, &self.expected)
+        let prepared = StartTemplate::new(&patch, &expected)
             .computed("started_at", Computed::Clock { plus_ms: 0 })
-            .computed("lease_until", Computed::Clock { plus_ms: self.lease_ms })
+            .computed("lease_until", Computed::Clock { plus_ms: lease_ms })
             .computed("run_id", Computed::RandomId)
             .computed("run_entry", Computed::EntryId)
             .computed(
                 "history",
                 Computed::AppendToArray {
-                    before: self.history.0.as_str().into(),
-                    after: self.history.1.as_str().into(),
+                    before: before.into(),
+                    after: after.into(),
                 },
             )
             .entry_names("user_id", "user_id")
@@ -115,6 +95,13 @@ impl JobStart {
                     })
                     .collect(),
             )
+            .prepare()?;
+        Ok(JobStart { prepared })
+    }
+
+    /// The template as [`Queue::take`] sends it.
+    pub fn prepared(&self) -> &PreparedStart<Job> {
+        &self.prepared
     }
 }
 
@@ -165,7 +152,6 @@ impl Job {
         };
         let at = now.to_string();
         let event = status_event(&run.id, to, &at);
-        let template = next.start.template();
         let finish = Finish {
             id: &run.id,
             patch: &patch,
@@ -179,7 +165,7 @@ impl Job {
             next.consumer,
             next.count,
             "job_id",
-            Some(&template),
+            Some(next.start.prepared()),
             Some(finish),
         )
         .await?;

@@ -44,7 +44,7 @@ impl Queue {
         count: usize,
         field: &str,
     ) -> Result<Vec<(usize, Delivery)>> {
-        let names = Names::of::<E>(field, None, count)?;
+        let names = Names::of::<E>(field, None, count);
         Ok(take_levels(conn, queues, consumer, count, names.as_ref(), None)
             .await?
             .1)

@@ -34,7 +34,7 @@ pub use self::metrics::{DURATIONS_KEPT, Finished, Metrics, OUTCOMES, WINDOW_MINU
 pub use self::outbox::OutboxSweep;
 pub use self::rate::{Grant, RateLimit};
 pub use self::reply::cmp_ids;
-pub use self::take::{Computed, Finish, StartTemplate, Taken};
+pub use self::take::{Computed, Finish, PreparedStart, StartTemplate, Taken};
 pub use self::tenants::Slot;
 use crate::engine::pipeline;
 use crate::engine::write::route;

@@ -4,6 +4,7 @@
 //! server, as BullMQ's `moveToFinished` hands a worker its next job.
 
 use std::borrow::Cow;
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use redis::Value;
@@ -106,6 +107,34 @@ impl<'a, E: RedisEntity> StartTemplate<'a, E> {
     }
 }
 
+impl<E: RedisEntity> StartTemplate<'_, E> {
+    /// The template as [`Queue::take`] sends it, built once: checked and
+    /// laid out as the write script's call (a template the script could
+    /// not follow is refused here).
+    pub fn prepare(&self) -> Result<PreparedStart<E>> {
+        Ok(PreparedStart {
+            call: deliver::template_call::<E>(self)?,
+            entity: PhantomData,
+        })
+    }
+}
+
+/// A [`StartTemplate`] laid out for the script, once ([`StartTemplate::prepare`]).
+pub struct PreparedStart<E: RedisEntity> {
+    call: Call,
+    entity: PhantomData<fn() -> E>,
+}
+
+impl<E: RedisEntity> std::fmt::Debug for PreparedStart<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedStart")
+            .field("entity", &E::META.name)
+            .field("keys", &self.call.key_count())
+            .field("args", &self.call.arg_count())
+            .finish()
+    }
+}
+
 /// The end of the last piece of work that [`Queue::take`] writes before it
 /// reads: a compare-and-set of the `E` with id `id` (see
 /// [`update_if_and_ack`](crate::__private::update_if_and_ack)).
@@ -140,28 +169,26 @@ pub(super) struct Names<'n> {
     pub before: String,
     pub after: String,
     pub max_len: usize,
-    pub template: Option<Call>,
+    pub template: Option<&'n Call>,
     pub starts: usize,
 }
 
 impl<'n> Names<'n> {
     pub(super) fn of<E: RedisEntity>(
         field: &'n str,
-        start: Option<&StartTemplate<'_, E>>,
+        start: Option<&'n PreparedStart<E>>,
         count: usize,
-    ) -> Result<Option<Self>> {
-        let Some((before, after)) = around_one_part(&E::META.key) else {
-            return Ok(None);
-        };
-        let template = start.map(deliver::template_call::<E>).transpose()?;
-        Ok(Some(Names {
+    ) -> Option<Self> {
+        let (before, after) = around_one_part(&E::META.key)?;
+        let template = start.map(|s| &s.call);
+        Some(Names {
             field,
             before,
             after,
             max_len: E::META.key.max_part_len,
             starts: if template.is_some() { count } else { 0 },
             template,
-        }))
+        })
     }
 }
 
@@ -182,7 +209,7 @@ impl Queue {
         consumer: &str,
         count: usize,
         field: &str,
-        start: Option<&StartTemplate<'_, E>>,
+        start: Option<&PreparedStart<E>>,
         finish: Option<Finish<'_, E>>,
     ) -> Result<Taken> {
         observe::<E, _>(
@@ -200,10 +227,10 @@ async fn take<E: RedisEntity, C: ConnectionLike + Send>(
     consumer: &str,
     count: usize,
     field: &str,
-    start: Option<&StartTemplate<'_, E>>,
+    start: Option<&PreparedStart<E>>,
     finish: Option<Finish<'_, E>>,
 ) -> Result<Taken> {
-    let names = Names::of::<E>(field, start, count)?;
+    let names = Names::of::<E>(field, start, count);
     let Some(finish) = finish else {
         let deliveries = take_levels(conn, queues, consumer, count, names.as_ref(), None)
             .await?
@@ -291,7 +318,7 @@ pub(super) async fn take_levels<C: ConnectionLike + Send>(
     for q in queues {
         call.arg(&q.group);
     }
-    match names.and_then(|n| Some((n, n.template.as_ref()?))) {
+    match names.and_then(|n| Some((n, n.template?))) {
         Some((n, template)) => {
             call.keys_of(template);
             call.arg(template.key_count())

@@ -11,6 +11,7 @@
 //! when one was last parked), for the sweep that finds slots freed by
 //! runners that died.
 
+use futures_util::future::BoxFuture;
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
@@ -125,7 +126,8 @@ impl Queue {
 
     /// Puts as many of `tenant`'s parked members back on the stream as it
     /// has free slots under `limit` (at most 100), oldest first, each with the entry
-    /// `entry(member)`; returns them. Appended first, then taken out of the
+    /// `entry(member)`: the stream it goes to (`None`: this queue's) and its
+    /// fields; returns them. Appended first, then taken out of the
     /// parked set: a crash between the two appends a member twice (its
     /// runs are kept to one by the job's lease), never loses it.
     pub async fn unpark<C: ConnectionLike + Send>(
@@ -133,7 +135,7 @@ impl Queue {
         conn: &mut C,
         tenant: &str,
         limit: u32,
-        entry: impl Fn(&str) -> Vec<(String, String)>,
+        entry: impl Fn(&str) -> BoxFuture<'static, (Option<String>, Vec<(String, String)>)>,
     ) -> Result<Vec<String>> {
         let free = self.slot_op(conn, tenant, SlotOp::Free { limit }).await?;
         if free == 0 {
@@ -147,10 +149,11 @@ impl Queue {
             .query_async(conn)
             .await?;
         for member in &members {
+            let (stream, fields) = entry(member).await;
             let _: String = redis::cmd("XADD")
-                .arg(&self.stream)
+                .arg(stream.as_deref().unwrap_or(&self.stream))
                 .arg("*")
-                .arg(entry(member))
+                .arg(fields)
                 .query_async(conn)
                 .await?;
             let _: i64 = redis::cmd("ZREM").arg(&parked).arg(member).query_async(conn).await?;
@@ -186,7 +189,7 @@ impl Queue {
         conn: &mut C,
         limit: u32,
         tenants: usize,
-        entry: impl Fn(&str, &str) -> Vec<(String, String)>,
+        entry: impl Fn(&str, &str) -> BoxFuture<'static, (Option<String>, Vec<(String, String)>)>,
     ) -> Result<usize> {
         let list = self.parked_tenants_key();
         let on_list: Vec<(String, i64)> = redis::cmd("ZRANGE")

@@ -130,7 +130,7 @@ async fn take_starts_each_delivered_entity_from_its_template() {
         entries.push(q.enqueue(&mut conn, &[("task", id), ("owner", owner)]).await.unwrap());
     }
     let (patch, expected) = start_patch();
-    let start = template(&patch, &expected);
+    let start = template(&patch, &expected).prepare().unwrap();
     let before = clock_ms(&mut conn).await;
     let taken = Queue::take::<Task, _>(&mut conn, &[&q], "w1", 10, "task", Some(&start), None)
         .await
@@ -223,7 +223,7 @@ async fn take_writes_the_finish_before_it_reads() {
         q.enqueue(&mut conn, &[("task", id), ("owner", "u1")]).await.unwrap();
     }
     let (patch, expected) = start_patch();
-    let start = template(&patch, &expected);
+    let start = template(&patch, &expected).prepare().unwrap();
     let first = Queue::take::<Task, _>(&mut conn, &[&q], "w1", 1, "task", Some(&start), None)
         .await
         .unwrap();
@@ -276,8 +276,8 @@ async fn take_writes_the_finish_before_it_reads() {
     assert!(taken.deliveries[0].1.started());
 }
 
-/// A template that the script could not follow is refused before anything
-/// is sent.
+/// A template that the script could not follow is refused when it is
+/// prepared, before anything is sent.
 #[tokio::test]
 async fn a_template_the_script_cannot_follow_is_refused() {
     let server = repobox_orm::testing::RedisServer::start();
@@ -287,9 +287,9 @@ async fn a_template_the_script_cannot_follow_is_refused() {
     q.enqueue(&mut conn, &[("task", "a")]).await.unwrap();
     let (patch, expected) = start_patch();
     // It computes a field its patch does not set.
-    let start = StartTemplate::<Task>::new(&patch, &expected).computed("owner", Computed::EntityId);
-    let err = Queue::take::<Task, _>(&mut conn, &[&q], "w1", 1, "task", Some(&start), None)
-        .await
+    let err = StartTemplate::<Task>::new(&patch, &expected)
+        .computed("owner", Computed::EntityId)
+        .prepare()
         .unwrap_err();
     assert!(err.to_string().contains("owner"), "{err}");
     // It moves an index entry whose key its conditions do not fix.
@@ -297,9 +297,12 @@ async fn a_template_the_script_cannot_follow_is_refused() {
         started_at: Some(None),
         ..Default::default()
     };
-    let start = StartTemplate::<Task>::new(&patch, &no_status);
-    let err = Queue::take::<Task, _>(&mut conn, &[&q], "w1", 1, "task", Some(&start), None)
-        .await
+    let err = StartTemplate::<Task>::new(&patch, &no_status).prepare().unwrap_err();
+    assert!(err.to_string().contains("status"), "{err}");
+    // Its entry names a field that decides where an index entry it moves is.
+    let err = template(&patch, &expected)
+        .entry_names("status", "status")
+        .prepare()
         .unwrap_err();
     assert!(err.to_string().contains("status"), "{err}");
     assert_eq!(q.pending(&mut conn).await.unwrap().count, 0, "nothing was read");

@@ -169,8 +169,8 @@ impl Levels {
             // then needs no round trip of its own). It answers a level's
             // error only when nothing was delivered.
             let queues = order.map(|level| &self.queues[level]);
-            let template = self.start.as_ref().map(|s| s.template());
-            match Queue::take::<Job, _>(conn, &queues, consumer, count, "job_id", template.as_ref(), None).await {
+            let start = self.start.as_ref().map(|s| s.prepared());
+            match Queue::take::<Job, _>(conn, &queues, consumer, count, "job_id", start, None).await {
                 Ok(taken) => got.extend(taken.deliveries.into_iter().map(|(i, d)| (order[i], d))),
                 Err(e) => {
                     let streams: Vec<&str> = self.queues.iter().map(|q| q.stream()).collect();

@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 mod levels;
 mod spawn;
 mod until_empty;
-mod upkeep;
+pub(crate) mod upkeep;
 
 pub(crate) use self::levels::Levels;
 
@@ -25,7 +25,7 @@ use crate::cancels::{self, Cancels};
 use crate::chores::{Chores, Starts};
 use crate::link::Link;
 use crate::tally::Tally;
-use crate::work::{AbortOnDrop, Done, release_at_shutdown};
+use crate::work::{AbortOnDrop, release_at_shutdown};
 use crate::{JobHandler, Phase, RunStats, RunnerConfig, RunnerControl};
 
 static DELETED: LogLimit = LogLimit::warn("a pending job entry was deleted from the stream before it was acknowledged");
@@ -151,7 +151,7 @@ impl<H: JobHandler> Runner<H> {
             self.cancels.clone(),
             control.clone(),
         )));
-        let mut tasks: JoinSet<Vec<Done>> = JoinSet::new();
+        let mut tasks: JoinSet<RunStats> = JoinSet::new();
         let mut stats = RunStats::default();
         let mut next_claim = tokio::time::Instant::now();
         let mut next_housekeeping = tokio::time::Instant::now();
@@ -371,7 +371,7 @@ impl<H: JobHandler> Runner<H> {
     /// stops), then stops the rest: each is asked to stop and released by
     /// its own work; one that has not ended after its stop grace is aborted
     /// (and released by the caller).
-    async fn wind_down(&self, control: &RunnerControl, tasks: &mut JoinSet<Vec<Done>>, stats: &mut RunStats) {
+    async fn wind_down(&self, control: &RunnerControl, tasks: &mut JoinSet<RunStats>, stats: &mut RunStats) {
         if !tasks.is_empty() && control.phase() < Phase::Stopping {
             tracing::info!(
                 running = tasks.len(),

@@ -5,8 +5,8 @@ use tokio::task::JoinSet;
 
 use super::Runner;
 use super::levels::Levels;
-use crate::work::{Done, Work};
-use crate::{JobHandler, RunnerControl};
+use crate::work::Work;
+use crate::{JobHandler, RunStats, RunnerControl};
 
 impl<H: JobHandler> Runner<H> {
     /// Hands each delivery to a [`Work`] in a task of its own, each once a
@@ -14,7 +14,7 @@ impl<H: JobHandler> Runner<H> {
     pub(super) async fn spawn_all(
         &self,
         batch: Vec<(usize, repobox_orm::Delivery)>,
-        tasks: &mut JoinSet<Vec<Done>>,
+        tasks: &mut JoinSet<RunStats>,
         consumer: &str,
         control: &RunnerControl,
         levels: &Levels,

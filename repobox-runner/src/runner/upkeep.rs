@@ -119,15 +119,39 @@ pub(super) async fn or_drain<T>(control: &RunnerControl, future: impl Future<Out
     }
 }
 
-pub(super) fn record(stats: &mut RunStats, done: std::result::Result<Vec<Done>, tokio::task::JoinError>) {
+pub(super) fn record(stats: &mut RunStats, done: std::result::Result<RunStats, tokio::task::JoinError>) {
     match done {
-        Ok(done) => done.into_iter().for_each(|done| record_one(stats, done)),
+        Ok(done) => {
+            let RunStats {
+                succeeded,
+                failed,
+                retried,
+                dead_lettered,
+                skipped,
+                released,
+                unreleased,
+                cancelled,
+                lease_lost,
+                parked,
+            } = done;
+            stats.succeeded += succeeded;
+            stats.failed += failed;
+            stats.retried += retried;
+            stats.dead_lettered += dead_lettered;
+            stats.skipped += skipped;
+            stats.released += released;
+            stats.unreleased += unreleased;
+            stats.cancelled += cancelled;
+            stats.lease_lost += lease_lost;
+            stats.parked += parked;
+        }
         Err(e) if e.is_cancelled() => {}
         Err(e) => tracing::error!(error = %e, "a job task panicked"),
     }
 }
 
-fn record_one(stats: &mut RunStats, done: Done) {
+/// Counts one delivery's end in `stats`.
+pub(crate) fn count(stats: &mut RunStats, done: Done) {
     match done {
         Done::Succeeded => stats.succeeded += 1,
         Done::Failed => stats.failed += 1,

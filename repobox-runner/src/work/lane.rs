@@ -11,8 +11,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use repobox_models::{Error, Job, JobOutcome, JobStatus, Next, now_millis};
 use repobox_orm::{Delivery, Queue, Store};
 
-use super::{Done, Ended, Work};
-use crate::{JobHandler, Phase};
+use super::{Ended, Work};
+use crate::runner::upkeep::count;
+use crate::{JobHandler, Phase, RunStats};
 
 /// The next deliveries a run's end took, with the run's place.
 pub(crate) type TakenNext = (OwnedSemaphorePermit, Vec<(usize, Delivery)>);
@@ -28,20 +29,20 @@ pub(super) fn started_by_read(delivery: &Delivery, job: &Job) -> bool {
 
 impl<H: JobHandler> Work<H> {
     /// Runs `delivery`, then each delivery its end takes, in its place,
-    /// until an end takes none; how each delivery ended.
-    pub(crate) async fn process(self, delivery: Delivery, place: OwnedSemaphorePermit) -> Vec<Done> {
+    /// until an end takes none; how the deliveries ended, counted.
+    pub(crate) async fn process(self, delivery: Delivery, place: OwnedSemaphorePermit) -> RunStats {
         let mut work = self;
         let (mut delivery, mut place) = (delivery, place);
-        let mut done = Vec::new();
+        let mut stats = RunStats::default();
         loop {
             let mut next = None;
-            done.push(work.process_one(&delivery, place, &mut next).await);
+            count(&mut stats, work.process_one(&delivery, place, &mut next).await);
             let Some((kept, mut taken)) = next else {
-                return done;
+                return stats;
             };
             // One at most: the end asks for one.
             let Some((level, taken)) = taken.pop() else {
-                return done;
+                return stats;
             };
             work = Work {
                 queue: work.levels.queue(level).clone(),

@@ -189,7 +189,9 @@ impl<H: JobHandler> Work<H> {
     /// `place` is the run's place among the runner's concurrent runs: it is
     /// given back as soon as the handler ended, so that the runner reads the
     /// next delivery while this one's outcome is written (both go out
-    /// together on the store's connection).
+    /// together on the store's connection), unless the run's end takes the
+    /// next delivery itself (`lane`): then it goes to `next` with what the
+    /// end took.
     pub(crate) async fn process_one(
         &self,
         delivery: &Delivery,

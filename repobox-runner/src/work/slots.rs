@@ -1,10 +1,12 @@
 //! A run's slot among its user's running jobs (`max_running_per_user`): taken
 //! before the job starts, renewed with its lease, given back (and a parked
-//! job of the user put back on the stream) when the run ends.
+//! job of the user put back on the stream of its priority) when the run ends.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
-use repobox_models::{Job, now_millis};
+use repobox_models::{Job, Priority, now_millis};
 use repobox_orm::queue::Slot;
 use repobox_orm::{Delivery, Queue, Store};
 
@@ -26,13 +28,34 @@ pub(crate) enum Taken {
     Parked { user: String },
 }
 
-/// The stream entry of a job put back from the parked ones.
-pub(crate) fn entry(user: &str, job: &str) -> Vec<(String, String)> {
-    vec![
+/// Where a parked job goes back (`None`: the normal level) and its entry,
+/// once its priority is read.
+pub(crate) type Requeued = Pin<Box<dyn Future<Output = (Option<String>, Vec<(String, String)>)> + Send>>;
+
+/// Where a job put back from the parked ones goes, on `base`'s levels: the
+/// stream of its priority (`None`: the normal one, `base`'s own; also when
+/// the job cannot be read), and its entry.
+pub(crate) fn entry(store: &Store, base: &Queue, user: &str, job: &str) -> Requeued {
+    let (mut conn, base, user, job) = (store.clone(), base.clone(), user.to_owned(), job.to_owned());
+    Box::pin(async move { entry_of(&mut conn, &base, &user, &job).await })
+}
+
+async fn entry_of(conn: &mut Store, base: &Queue, user: &str, job: &str) -> (Option<String>, Vec<(String, String)>) {
+    let level = match Job::get(conn, job).await {
+        Ok(Some(job)) => job.priority.unwrap_or_default(),
+        Ok(None) => Priority::Normal,
+        Err(e) => {
+            tracing::debug!(job = %job, error = %e, "a parked job's priority cannot be read; back on the normal level");
+            Priority::Normal
+        }
+    };
+    let stream = (level != Priority::Normal).then(|| level.stream(base.stream()).into_owned());
+    let fields = vec![
         ("job_id".to_owned(), job.to_owned()),
         ("user_id".to_owned(), user.to_owned()),
         ("enqueued_at".to_owned(), now_millis().to_string()),
-    ]
+    ];
+    (stream, fields)
 }
 
 impl UserSlot {
@@ -81,13 +104,16 @@ impl UserSlot {
     /// the stream, as many as there are free slots. A failure leaves the
     /// slot to pass with its lease, and the parked jobs to the sweep.
     pub(crate) async fn release(self, conn: &mut Store) {
+        let store = conn.clone();
         if let Err(e) = self.queue.release_slot(conn, &self.user, &self.job).await {
             tracing::debug!(job = %self.job, error = %e, "could not give the run's slot back");
             return;
         }
         match self
             .queue
-            .unpark(conn, &self.user, self.limit, |job| entry(&self.user, job))
+            .unpark(conn, &self.user, self.limit, |job| {
+                entry(&store, &self.queue, &self.user, job)
+            })
             .await
         {
             Ok(back) => {
