@@ -101,6 +101,8 @@ fn field_attributes() {
             pub labels: Vec<String>,
             #[redis(encrypted)]
             pub token: String,
+            #[redis(alias = "sig", alias = "signal_no")]
+            pub signal: Option<i32>,
         }
     }));
 }
@@ -151,7 +153,7 @@ fn redis_value_enum() {
         pub enum Status {
             Queued,
             InProgress,
-            #[redis(rename = "done")]
+            #[redis(rename = "done", alias = "completed")]
             Succeeded,
         }
     }));

@@ -25,6 +25,10 @@ pub trait HashField: Sized {
     /// The wire strings an `enum` field takes (empty for other types).
     const VALUES: &'static [&'static str] = &[];
 
+    /// Old wire strings an `enum` field still reads, each with the value it
+    /// reads as (`#[redis(alias = "...")]` on a variant).
+    const VALUE_ALIASES: &'static [(&'static str, &'static str)] = &[];
+
     /// The field's bytes; `None` leaves the field absent.
     fn encode_field(&self) -> Option<Cow<'_, [u8]>>;
 
@@ -170,6 +174,7 @@ impl<T: HashField> HashField for Option<T> {
     const WIRE_TYPE: &'static str = T::WIRE_TYPE;
     const OPTIONAL: bool = true;
     const VALUES: &'static [&'static str] = T::VALUES;
+    const VALUE_ALIASES: &'static [(&'static str, &'static str)] = T::VALUE_ALIASES;
 
     fn encode_field(&self) -> Option<Cow<'_, [u8]>> {
         self.as_ref().and_then(T::encode_field)

@@ -9,6 +9,9 @@ use repobox_orm::testing::{CountingConnection, RedisServer};
 
 mod common;
 
+#[path = "crud/aliases.rs"]
+mod aliases;
+
 use common::*;
 
 #[derive(RedisEntity, Debug, Clone, PartialEq)]

@@ -123,7 +123,19 @@ pub fn codec_impl(entity: &Entity<'_>) -> TokenStream {
     });
     let slots = stored.iter().enumerate().map(|(i, f)| {
         let wire = syn::LitByteStr::new(f.wire.as_bytes(), Span::call_site());
-        quote!(#wire => __slots[#i] = ::core::option::Option::Some(__value),)
+        // An alias is read only where the field's own name is absent.
+        let aliases = f.aliases.iter().map(|a| {
+            let alias = syn::LitByteStr::new(a.value().as_bytes(), Span::call_site());
+            quote! {
+                #alias => if __slots[#i].is_none() {
+                    __slots[#i] = ::core::option::Option::Some(__value);
+                },
+            }
+        });
+        quote! {
+            #wire => __slots[#i] = ::core::option::Option::Some(__value),
+            #(#aliases)*
+        }
     });
     let reads = entity.fields.iter().map(|f| {
         let ident = f.ident;

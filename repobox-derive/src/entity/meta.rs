@@ -64,6 +64,10 @@ pub fn meta(entity: &Entity<'_>) -> TokenStream {
         .iter()
         .filter(|f| f.is_stored() && f.encrypted)
         .map(|f| lit(&f.wire));
+    let aliased = entity.fields.iter().filter(|f| f.is_stored()).flat_map(|f| {
+        let wire = lit(&f.wire);
+        f.aliases.iter().map(move |a| quote!((#wire, #a)))
+    });
     let name = lit(&entity.input.ident.to_string());
     let co_located = entity.co_located();
     let fields = entity.fields.iter().filter(|f| f.is_stored()).map(|f| {
@@ -72,9 +76,18 @@ pub fn meta(entity: &Entity<'_>) -> TokenStream {
         let encrypted = f.encrypted;
         // A `default` field may be absent on the wire: absent reads as the default.
         let default = f.default;
+        let aliases = &f.aliases;
         if f.json {
             let optional = default || crate::internals::ast::is_written_as_option(ty);
-            quote!(#p::FieldMeta { name: #wire, wire_type: "json", optional: #optional, encrypted: #encrypted, values: &[] })
+            quote!(#p::FieldMeta {
+                name: #wire,
+                wire_type: "json",
+                optional: #optional,
+                encrypted: #encrypted,
+                values: &[],
+                value_aliases: &[],
+                aliases: &[#(#aliases),*],
+            })
         } else {
             quote!(#p::FieldMeta {
                 name: #wire,
@@ -82,6 +95,8 @@ pub fn meta(entity: &Entity<'_>) -> TokenStream {
                 optional: #default || <#ty as #p::HashField>::OPTIONAL,
                 encrypted: #encrypted,
                 values: <#ty as #p::HashField>::VALUES,
+                value_aliases: <#ty as #p::HashField>::VALUE_ALIASES,
+                aliases: &[#(#aliases),*],
             })
         }
     });
@@ -93,6 +108,7 @@ pub fn meta(entity: &Entity<'_>) -> TokenStream {
             indexes: &[#(#indexes),*],
             ttl: #ttl,
             encrypted: &[#(#encrypted),*],
+            aliases: &[#(#aliased),*],
             co_located: #co_located,
         }
     }

@@ -40,6 +40,9 @@ pub struct Field<'a> {
     pub json: bool,
     /// Stored sealed with the key ring (`#[redis(encrypted)]`).
     pub encrypted: bool,
+    /// Old hash field names it is read under when its own is absent
+    /// (`#[redis(alias = "...")]`); every write removes them.
+    pub aliases: Vec<syn::LitStr>,
 }
 
 /// A key or index template whose placeholders are resolved to fields.
@@ -98,6 +101,16 @@ impl Entity<'_> {
     /// Whether `field` is one of the key's placeholders.
     pub fn is_key_part(&self, field: &Field<'_>) -> bool {
         self.placeholder_fields(&self.key).any(|f| f.ident == field.ident)
+    }
+
+    /// Whether the field at `i` fills a placeholder of the key or of an
+    /// index, or scores a sorted index.
+    pub fn uses_field(&self, i: usize) -> bool {
+        self.key.placeholders().any(|p| p == i)
+            || self.indexes.iter().any(|ix| {
+                ix.template.placeholders().any(|p| p == i)
+                    || matches!(ix.kind, IndexKind::Sorted { score, .. } if score == i)
+            })
     }
 }
 
@@ -176,6 +189,7 @@ pub fn parse_entity<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Option<Entity
                 default: attrs.default,
                 json: attrs.json,
                 encrypted: attrs.encrypted,
+                aliases: attrs.aliases,
             })
         })
         .collect();

@@ -157,6 +157,8 @@ pub struct FieldAttrs {
     pub default: bool,
     pub json: bool,
     pub encrypted: bool,
+    /// Old hash field names it is read under when its own is absent.
+    pub aliases: Vec<syn::LitStr>,
 }
 
 /// Reads `#[ttl(days = 7, ...)]`; `None` (with errors in `cx`) when it is not a valid TTL.
@@ -210,6 +212,7 @@ pub fn field(cx: &Ctxt, field: &syn::Field) -> Option<FieldAttrs> {
     let mut default = BoolAttr::none(cx, WITHIN, DEFAULT);
     let mut json = BoolAttr::none(cx, WITHIN, JSON);
     let mut encrypted = BoolAttr::none(cx, WITHIN, ENCRYPTED);
+    let mut aliases: Vec<syn::LitStr> = Vec::new();
     for attr in field.attrs.iter().filter(|a| a.path() == REDIS) {
         let result = attr.parse_nested_meta(|meta| {
             let path = &meta.path;
@@ -227,8 +230,15 @@ pub fn field(cx: &Ctxt, field: &syn::Field) -> Option<FieldAttrs> {
                 json.set_true(path);
             } else if path == ENCRYPTED {
                 encrypted.set_true(path);
+            } else if path == ALIAS {
+                aliases.push(alias(cx, &meta)?);
             } else {
-                unknown(cx, &meta, "field attribute", &[RENAME, SKIP, DEFAULT, JSON, ENCRYPTED])?;
+                unknown(
+                    cx,
+                    &meta,
+                    "field attribute",
+                    &[RENAME, SKIP, DEFAULT, JSON, ENCRYPTED, ALIAS],
+                )?;
             }
             Ok(())
         });
@@ -244,14 +254,24 @@ pub fn field(cx: &Ctxt, field: &syn::Field) -> Option<FieldAttrs> {
         default: default.get(),
         json: json.get(),
         encrypted: encrypted.get(),
+        aliases,
     };
-    if out.skip && (renamed || out.default || out.json || out.encrypted) {
+    if out.skip && (renamed || out.default || out.json || out.encrypted || !out.aliases.is_empty()) {
         cx.error_spanned_by(
             ident,
-            "a `skip` field is not stored; `rename`, `default`, `json` and `encrypted` do not apply to it",
+            "a `skip` field is not stored; `rename`, `default`, `json`, `encrypted` and `alias` do not apply to it",
         );
     }
     Some(out)
+}
+
+/// Reads `alias = "..."`: an old name (of a hash field, or an enum value).
+pub fn alias(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<syn::LitStr> {
+    let lit: syn::LitStr = meta.value()?.parse()?;
+    if lit.value().is_empty() {
+        cx.error_spanned_by(&lit, "`alias` needs a non-empty name");
+    }
+    Ok(lit)
 }
 
 /// Reads `rename_all = "..."`: one of serde's rule names.

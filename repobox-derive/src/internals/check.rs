@@ -19,6 +19,7 @@ pub fn check(cx: &Ctxt, entity: &Entity<'_>) {
     check_index_names(cx, entity);
     check_co_located(cx, entity);
     check_wire_names(cx, entity);
+    check_aliases(cx, entity);
     check_optional_default(cx, entity);
 }
 
@@ -143,6 +144,49 @@ fn check_wire_names(cx: &Ctxt, entity: &Entity<'_>) {
             cx.error_spanned_by(f.ident, format!("hash field name `{}` is used by two fields", f.wire));
         }
         seen.push(&f.wire);
+    }
+}
+
+// An alias names no other stored field and no other alias, and is not on
+// a field that decides a key or an index entry: an entity's index entries
+// are found by the field's own name.
+fn check_aliases(cx: &Ctxt, entity: &Entity<'_>) {
+    let mut seen: Vec<String> = Vec::new();
+    for (i, f) in entity.fields.iter().enumerate().filter(|(_, f)| f.is_stored()) {
+        for alias in &f.aliases {
+            let name = alias.value();
+            if let Some(other) = entity.fields.iter().find(|o| o.is_stored() && o.wire == name) {
+                cx.error_spanned_by(
+                    alias,
+                    format!("alias `{name}` is the hash field name of `{}`", unraw(other.ident)),
+                );
+            } else if seen.contains(&name) {
+                cx.error_spanned_by(alias, format!("alias `{name}` is used twice"));
+            }
+            seen.push(name);
+        }
+        if let Some(alias) = f.aliases.first()
+            && f.encrypted
+        {
+            cx.error_spanned_by(
+                alias,
+                format!(
+                    "`{}` is encrypted under its own name: it cannot have an alias",
+                    unraw(f.ident)
+                ),
+            );
+        }
+        if let Some(alias) = f.aliases.first()
+            && entity.uses_field(i)
+        {
+            cx.error_spanned_by(
+                alias,
+                format!(
+                    "`{}` decides a key or an index entry, which are found by its own name: it cannot have an alias",
+                    unraw(f.ident)
+                ),
+            );
+        }
     }
 }
 

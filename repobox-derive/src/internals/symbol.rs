@@ -47,6 +47,7 @@ pub const SKIP: Symbol = Symbol("skip");
 pub const DEFAULT: Symbol = Symbol("default");
 pub const JSON: Symbol = Symbol("json");
 pub const ENCRYPTED: Symbol = Symbol("encrypted");
+pub const ALIAS: Symbol = Symbol("alias");
 
 impl Symbol {
     /// The kind of an index, for duplicate messages (`sorted`, `set` or `unique`).

@@ -60,7 +60,10 @@ pub struct Job {
     pub started_at: Option<i64>,
     /// Unix millis when it ended.
     pub finished_at: Option<i64>,
-    /// The exit code of a finished job (`exit_code`, as the web app writes it).
+    /// The exit code of a finished job (`exit_code`, as the web app writes
+    /// it; hashes written before it was renamed hold `exit`, which is read
+    /// while `exit_code` is absent and removed by the next write of it).
+    #[redis(alias = "exit")]
     pub exit_code: Option<i32>,
     /// Why it failed.
     pub error: Option<String>,

@@ -43,9 +43,11 @@ impl<'e> Encoded<'e> {
     }
 }
 
-/// Seals the encrypted fields among `fields` (a patch's), written to the
-/// entity at `key`.
+/// Makes `fields` (a patch's, or a whole entity's) what is stored at the
+/// entity at `key`: the encrypted ones sealed, and the old names of the
+/// fields it writes removed ([`drop_aliases`]).
 pub(crate) fn seal<E: RedisEntity>(key: &str, fields: &mut FieldWriter<'_>) -> Result<()> {
+    drop_aliases::<E>(fields);
     let encrypted = E::META.encrypted;
     if encrypted.is_empty() || !fields.set.iter().any(|(name, _)| encrypted.contains(name)) {
         return Ok(());
@@ -57,6 +59,16 @@ pub(crate) fn seal<E: RedisEntity>(key: &str, fields: &mut FieldWriter<'_>) -> R
         }
     }
     Ok(())
+}
+
+/// Adds to `fields`' deletes the aliases of every field it writes (sets or
+/// removes): a write leaves a field under its own name only.
+pub(crate) fn drop_aliases<E: RedisEntity>(fields: &mut FieldWriter<'_>) {
+    for (field, alias) in E::META.aliases {
+        if fields.touches(field) && !fields.del.contains(alias) {
+            fields.del.push(alias);
+        }
+    }
 }
 
 /// Reads an `E` from the hash at `key` (`shown` in messages), opening its

@@ -25,6 +25,11 @@ pub struct EntityMeta {
     /// `encrypted` ones of `fields`, listed apart (by the same derive) for the
     /// read and write paths, which check it on every call.
     pub encrypted: &'static [&'static str],
+    /// Each `(field, alias)`: an old name a field is read under when its own
+    /// is absent, which every write of the field removes
+    /// (`#[redis(alias = "...")]`): the `aliases` of `fields`, listed apart
+    /// for the write path.
+    pub aliases: &'static [(&'static str, &'static str)],
     /// Whether every write touches one Redis Cluster slot: the key and every
     /// index template share one hash tag.
     pub co_located: bool,
@@ -43,6 +48,11 @@ pub struct FieldMeta {
     pub encrypted: bool,
     /// The wire strings of an `enum` field.
     pub values: &'static [&'static str],
+    /// Old wire strings an `enum` field still reads, each with the value it
+    /// reads as (`#[redis(alias = "...")]` on a variant).
+    pub value_aliases: &'static [(&'static str, &'static str)],
+    /// Old names the field is read under when its own is absent.
+    pub aliases: &'static [&'static str],
 }
 
 /// One `#[index(...)]`.
@@ -74,7 +84,8 @@ pub enum IndexKind {
 
 impl EntityMeta {
     /// The entity's wire schema as JSON: key template, TTL, fields with their
-    /// wire types and optionality, indexes. What `repobox schema` prints.
+    /// wire types and optionality (and the old names and enum values they
+    /// still read), indexes. What `repobox schema` prints.
     pub fn schema(&self) -> serde_json::Value {
         let fields: Vec<serde_json::Value> = self
             .fields
@@ -90,6 +101,17 @@ impl EntityMeta {
                 }
                 if !f.values.is_empty() {
                     field["values"] = f.values.into();
+                }
+                if !f.value_aliases.is_empty() {
+                    let aliases: serde_json::Map<String, serde_json::Value> = f
+                        .value_aliases
+                        .iter()
+                        .map(|(old, value)| ((*old).to_owned(), (*value).into()))
+                        .collect();
+                    field["value_aliases"] = aliases.into();
+                }
+                if !f.aliases.is_empty() {
+                    field["aliases"] = f.aliases.into();
                 }
                 field
             })

@@ -8,7 +8,7 @@ use redis::Value;
 
 use super::plan::{WritePlan, literal, marker};
 use super::{Ack, Conditions, conditions_of};
-use crate::engine::encoding::seal;
+use crate::engine::encoding::{drop_aliases, seal};
 use crate::engine::target::Target;
 use crate::entity::{EntityPatch, FieldWriter, RedisEntity};
 use crate::error::{Error, Result};
@@ -60,6 +60,7 @@ pub(crate) fn template_call<E: RedisEntity>(template: &StartTemplate<'_, E>) -> 
     }
     let mut fields = FieldWriter::default();
     template.patch.write_fields(&mut fields)?;
+    drop_aliases::<E>(&mut fields);
     if let Some(field) = E::META.encrypted.iter().find(|f| fields.touches(f)) {
         return Err(refused(format!(
             "`{field}` is encrypted with its key, which a template does not know"
