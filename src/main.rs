@@ -11,8 +11,8 @@
 //! Exit codes: 0 success, 1 a command that failed (Redis unreachable, a job
 //! not found, ...), 2 a usage error (clap's code), 3 `index check` found
 //! entries to repair, unique conflicts or bad members (`index repair`: left
-//! conflicts or bad members for a person). With `--json` every error
-//! is one JSON object on stderr: `{"error": "...", "kind": "usage" |
+//! conflicts or bad members for a person), 4 `schema --check` found a
+//! breaking change. With `--json` every error is one JSON object on stderr: `{"error": "...", "kind": "usage" |
 //! "unreachable" | "error"}`.
 
 mod cli;
@@ -67,6 +67,9 @@ fn main() -> ExitCode {
         // The report is printed; the code is what a cron job alerts on.
         Err(e) if e.downcast_ref::<commands::index::Findings>().is_some() => {
             ExitCode::from(commands::index::Findings::EXIT_CODE)
+        }
+        Err(e) if e.downcast_ref::<commands::schema::Breaking>().is_some() => {
+            ExitCode::from(commands::schema::Breaking::EXIT_CODE)
         }
         Err(e) => {
             let kind = if commands::is_unreachable(&e) {

@@ -576,6 +576,64 @@ fn the_wire_schema_is_the_committed_one() {
             .iter()
             .any(|f| f["name"] == "exit_code")
     );
+    // The project's own schema checks against itself: no changes, code 0.
+    let committed = concat!(env!("CARGO_MANIFEST_DIR"), "/schema.json");
+    let out = ok(&repobox(None, &["schema", "--check", committed]));
+    assert!(out.contains("no changes"), "{out}");
+}
+
+/// `schema --check` against an older schema: each change classified, a
+/// breaking one exits with code 4 (text and `--json`); a file that is not a
+/// schema is an error (code 1).
+#[test]
+fn schema_check_classifies_changes_and_exits_4_on_a_breaking_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut old: serde_json::Value = serde_json::from_str(include_str!("../schema.json")).unwrap();
+    let job = old["models"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|m| m["name"] == "Job")
+        .unwrap();
+    let fields = job["fields"].as_array_mut().unwrap();
+    // Before the rename: `exit`, which `exit_code` reads as an alias.
+    let exit = fields.iter_mut().find(|f| f["name"] == "exit_code").unwrap();
+    exit["name"] = "exit".into();
+    exit.as_object_mut().unwrap().remove("aliases");
+    let compatible = dir.path().join("compatible.json");
+    std::fs::write(&compatible, old.to_string()).unwrap();
+    let out = repobox(None, &["schema", "--check", compatible.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("compatible  Job.exit: renamed to `exit_code`"));
+
+    // A field that the current schema no longer has: breaking.
+    let job = old["models"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|m| m["name"] == "Job")
+        .unwrap();
+    job["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "legacy", "type": "string", "optional": false}));
+    let breaking = dir.path().join("breaking.json");
+    std::fs::write(&breaking, old.to_string()).unwrap();
+    let out = repobox(None, &["schema", "--check", breaking.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("breaking    Job.legacy: field removed"));
+    let out = repobox(None, &["--json", "schema", "--check", breaking.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((report["breaking"].as_u64(), report["compatible"].as_u64()), (Some(1), Some(1)));
+    assert!(out.stderr.is_empty(), "the report is the answer, not an error");
+
+    let junk = dir.path().join("junk.json");
+    std::fs::write(&junk, "{\"not\": \"a schema\"}").unwrap();
+    let out = repobox(None, &["--json", "schema", "--check", junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert!(err["error"].as_str().unwrap().contains("models"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

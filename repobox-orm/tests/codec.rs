@@ -7,6 +7,9 @@ use proptest::prelude::*;
 use repobox_orm::prelude::*;
 use repobox_orm::{FieldWriter, RawHash};
 
+#[path = "codec/compat.rs"]
+mod compat;
+
 #[derive(RedisValue, Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
     Queued,

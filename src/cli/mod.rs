@@ -58,11 +58,21 @@ pub enum Command {
     Queue(QueueCommand),
     /// Checks (the default) or repairs every index of every model.
     Index(IndexArgs),
-    /// Prints the wire schema (models, fields, indexes, streams) as JSON.
-    Schema,
+    /// Prints the wire schema (models, fields, indexes, streams) as JSON, or
+    /// with `--check FILE` compares it with a committed one: each change is
+    /// compatible or breaking, and a breaking one exits with code 4.
+    Schema(SchemaArgs),
     /// Serves the web UI (overview, jobs, dead letters, data) and `/metrics`
     /// until SIGTERM or Ctrl-C. See "Web UI and metrics" in the README.
     Web(WebArgs),
+}
+
+#[derive(Args)]
+pub struct SchemaArgs {
+    /// A committed schema (`repobox schema > schema.json` of an earlier
+    /// version) to compare the current one with.
+    #[arg(long, value_name = "FILE")]
+    pub check: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]

@@ -5,6 +5,7 @@ pub mod index;
 mod jobs;
 mod queue;
 mod runner;
+pub mod schema;
 
 use anyhow::Context;
 use repobox_orm::{Backoff, Store, StoreConfig, TlsConfig};
@@ -14,9 +15,8 @@ use crate::redact;
 
 /// Runs the command `cli` names.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Schema = &cli.command {
-        println!("{}", serde_json::to_string_pretty(&repobox_models::schema())?);
-        return Ok(());
+    if let Command::Schema(args) = &cli.command {
+        return schema::schema(args, cli.json);
     }
     let tls = tls_of(&cli)?;
     let json = cli.json;
@@ -32,7 +32,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let repair_on_read = !matches!(cli.command, Command::Web(_));
     let store = store_for(&url, tls, repair_on_read)?;
     let result = match cli.command {
-        Command::Demo(_) | Command::Schema => Ok(()),
+        Command::Demo(_) | Command::Schema(_) => Ok(()),
         Command::Runner(args) => runner::runner(&store, *args, json).await,
         Command::Jobs(cmd) => jobs::jobs(&store, cmd, json).await,
         Command::Queue(cmd) => queue::queue(&store, cmd, json).await,

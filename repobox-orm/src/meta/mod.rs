@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+pub mod compat;
 mod key;
 
 pub use key::{DEFAULT_MAX_KEY_PART_LEN, KeyTemplate, Segment, validate_key_part};
