@@ -373,6 +373,17 @@ async fn every_kind_of_poison_is_dead_lettered_after_exactly_the_maximum_deliver
         .query_async(&mut conn)
         .await
         .unwrap();
+    // A queued job with a field that does not decode (`retries`): on one
+    // server the read that delivers it starts it (its status, its lease),
+    // the runner cannot decode it, and the start is undone.
+    enqueue(&store, "corrupt", "ok").await;
+    let _: () = redis::cmd("HSET")
+        .arg("job:corrupt")
+        .arg("retries")
+        .arg("abc")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     // A job whose bookkeeping fails (its hash vanishes while it runs), and a handler that panics.
     enqueue(&store, "vanish", "vanish").await;
     enqueue(&store, "panics", "panic").await;
@@ -382,10 +393,10 @@ async fn every_kind_of_poison_is_dead_lettered_after_exactly_the_maximum_deliver
         ..Recorder::default()
     };
     let (stop, handle) = spawn_runner(&store, handler.clone(), config("r"));
-    wait_for(async || q.dead_len(&mut store.clone()).await.unwrap() == 6).await;
+    wait_for(async || q.dead_len(&mut store.clone()).await.unwrap() == 7).await;
     stop.send(()).unwrap();
     let stats = handle.await.unwrap();
-    assert_eq!(stats.dead_lettered, 6);
+    assert_eq!(stats.dead_lettered, 7);
 
     let dead = q.dead_letters(&mut conn, "-", 10).await.unwrap();
     let reason = |job: Option<&str>| -> String {
@@ -403,6 +414,23 @@ async fn every_kind_of_poison_is_dead_lettered_after_exactly_the_maximum_deliver
     assert!(reason(Some("a:b")).contains("not a job id"));
     assert!(reason(None).contains("no job_id"));
     assert!(reason(Some("weird")).contains("cannot be read"));
+    assert!(reason(Some("corrupt")).contains("cannot be read"));
+    // Never left `running` under a run that did not run.
+    let raw: Option<String> = redis::cmd("HGET")
+        .arg("job:corrupt")
+        .arg("status")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(raw.as_deref(), Some("queued"));
+    let running: Vec<String> = redis::cmd("ZRANGE")
+        .arg("jobs:status:running")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!running.contains(&"corrupt".to_owned()), "{running:?}");
     // Its outcome could not be recorded; by the last delivery the job is gone.
     let vanished = reason(Some("vanish"));
     assert!(

@@ -128,6 +128,38 @@ pub struct Next<'a> {
 }
 
 impl Job {
+    /// Undoes a start that a read made ([`JobStart`]) when the runner cannot
+    /// go on with the delivery (an entry it refuses, a job it cannot
+    /// decode): the job, still `running` under run `run_id`, goes back to
+    /// `queued` without its run (its `started_at`, run, entry and lease
+    /// removed; its history keeps the entry the start appended, which the
+    /// runner could not decode to rewrite). Written without decoding the
+    /// job, so that a hash that does not decode is not left `running`.
+    /// `Ok(false)` when the run no longer holds it.
+    pub async fn undo_start<C: ConnectionLike + Send>(conn: &mut C, id: &str, run_id: &str, now: i64) -> Result<bool> {
+        let patch = JobPatch {
+            status: Some(JobStatus::Queued),
+            started_at: Some(None),
+            run_id: Some(None),
+            run_entry: Some(None),
+            lease_until: Some(None),
+            ..Default::default()
+        };
+        let expected = JobPatch {
+            status: Some(JobStatus::Running),
+            run_id: Some(Some(run_id.to_owned())),
+            ..Default::default()
+        };
+        let at = now.to_string();
+        let event = status_event(id, JobStatus::Queued, &at);
+        match Job::update_if_and_append(conn, id, &patch, &expected, JOB_EVENTS, &event).await {
+            Ok(_) => Ok(true),
+            Err(repobox_orm::Error::Conflict { .. }) => Ok(false),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// [`Job::end_run`], writing the end and taking the next jobs (each
     /// started as [`JobStart`] says) in one round trip ([`Queue::take`]), on
     /// one server. When the end cannot go in that one call (the job changed

@@ -51,6 +51,18 @@ impl Delivery {
         self.seen.as_ref().is_some_and(|seen| seen.started)
     }
 
+    /// When the read that delivered this entry started the entity it names
+    /// ([`started`](Self::started)): that entity's key and the text its field
+    /// `name` holds as started, read from the hash as it is, whether or not
+    /// the whole entity decodes. For a caller that cannot go on with a start
+    /// it did not make itself and must undo it.
+    pub fn started_field(&self, name: &str) -> Option<(&str, String)> {
+        let seen = self.seen.as_ref().filter(|seen| seen.started)?;
+        let hash = crate::entity::RawHash::from_reply(&seen.key, &seen.answer).ok()?;
+        let value = std::str::from_utf8(hash.get(name)?).ok()?.to_owned();
+        Some((seen.key.as_str(), value))
+    }
+
     /// The entity at `key` and Redis's clock (Unix milliseconds) as the read
     /// that delivered this entry saw them, in the same atomic step
     /// ([`Queue::read_first_with`](super::Queue::read_first_with)); `Ok((now, None))` when there was no

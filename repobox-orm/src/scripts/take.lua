@@ -20,7 +20,8 @@
 -- entity: "\0i" its id, "\0e" the entry's id, "\0u" the next unique value,
 -- "\0t<ms>" Redis's clock plus <ms>, "\0f<name>" the entry's field <name>,
 -- "\0v<name>" the hash's field <name>, "\0a<name>\0<before>\0<after>" the
--- hash's JSON array <name> with <before> Redis's clock <after> appended,
+-- hash's JSON array of objects <name> (absent: empty) with <before>
+-- Redis's clock <after> appended,
 -- "\0\0..." the rest as it is. A guard's or a condition's value is '='
 -- and one of those. A value that cannot be computed (a field that is
 -- absent, a malformed array) starts nothing.
@@ -82,7 +83,9 @@ local function computed(v, at, id, entry, unique, fields, hash)
   if code == 'u' then return unique end
   if code == 't' then return string.format('%d', now + (tonumber(arg) or 0)) end
   if code == 'f' then return fields[arg] end
-  if code == 'v' then return hash[arg] end
+  -- A score: a number, or nothing is started (the write would fail half
+  -- done at its ZADD).
+  if code == 'v' then return tonumber(hash[arg]) and hash[arg] end
   if code == 'a' then
     local rest = arg
     local a = string.find(rest, '\0', 1, true)
@@ -90,9 +93,16 @@ local function computed(v, at, id, entry, unique, fields, hash)
     if not b then return nil end
     local item = string.sub(rest, a + 1, b - 1) .. string.format('%d', now) .. string.sub(rest, b + 1)
     local cur = hash[string.sub(rest, 1, a - 1)]
-    if not cur or string.find(cur, '^%s*%[%s*%]%s*$') then return '[' .. item .. ']' end
+    if not cur then return '[' .. item .. ']' end
+    -- Appended to only when it is a JSON array of objects: text that is not
+    -- one is left as it is, and the caller decides.
+    local ok, parsed = pcall(cjson.decode, cur)
+    if not ok or type(parsed) ~= 'table' or not string.find(cur, '^%s*%[') then return nil end
+    for i, v in pairs(parsed) do
+      if type(i) ~= 'number' or type(v) ~= 'table' then return nil end
+    end
+    if #parsed == 0 then return '[' .. item .. ']' end
     local last = string.find(cur, '%]%s*$')
-    if not last or not string.find(cur, '^%s*%[') then return nil end
     return string.sub(cur, 1, last - 1) .. ',' .. item .. ']'
   end
   if code == '\0' then return string.sub(v, at) end
@@ -136,17 +146,20 @@ for i = 1, ns do
   local read = out[i + 1]
   if type(read) == 'table' and not read.err then
     for _, e in ipairs(read[1][2]) do
-      local entry, flat, name, fields = e[1], e[2], false, {}
+      -- A field named twice: the last one counts, as for the caller, and
+      -- an entry that says two things is not started here.
+      local entry, flat, name, fields, twice = e[1], e[2], false, {}, false
       if type(flat) == 'table' then
         for j = 1, #flat - 1, 2 do
+          if fields[flat[j]] then twice = true end
           fields[flat[j]] = flat[j + 1]
-          if not name and flat[j] == field then name = flat[j + 1] end
+          if flat[j] == field then name = flat[j + 1] end
         end
       end
       if name then
         local key = prefix .. name .. suffix
         local answer = redis.pcall('HGETALL', key)
-        if start(key, name, entry, fields, answer) then
+        if not twice and start(key, name, entry, fields, answer) then
           seen[#seen + 1] = { key, redis.pcall('HGETALL', key), 1 }
         else
           seen[#seen + 1] = { key, answer, 0 }

@@ -307,3 +307,76 @@ async fn a_template_the_script_cannot_follow_is_refused() {
     assert!(err.to_string().contains("status"), "{err}");
     assert_eq!(q.pending(&mut conn).await.unwrap().count, 0, "nothing was read");
 }
+
+/// What the script cannot be sure of, it does not start, and it writes
+/// nothing there: an entry naming its field twice (the last one counts, as
+/// for the caller), a score that is not a number (the write would fail at
+/// its `ZADD`, half done), a history that is not a JSON array of objects.
+#[tokio::test]
+async fn what_the_script_cannot_be_sure_of_it_does_not_start() {
+    let server = repobox_orm::testing::RedisServer::start();
+    let mut conn = Store::open(server.url()).unwrap();
+    let q = Queue::new("tq", "workers");
+    q.ensure_group(&mut conn).await.unwrap();
+    for id in ["a", "b", "s"] {
+        Task::create(&mut conn, &task(id, "u1", "queued", 1)).await.unwrap();
+    }
+    let _: () = conn.hset("task:s", "created_at", "abc").await.unwrap();
+    let histories = [
+        "[] []",
+        "[{\"status\":\"queued\",\"at\":1}]]",
+        "[1,2]",
+        "{\"status\":1}",
+        "[{\"a\":1},]",
+    ];
+    for (i, h) in histories.iter().enumerate() {
+        let id = format!("h{i}");
+        Task::create(&mut conn, &task(&id, "u1", "queued", 1)).await.unwrap();
+        let _: () = conn.hset(format!("task:{id}"), "history", *h).await.unwrap();
+    }
+    // `a` first, then `b`: `b` counts.
+    let twice: String = redis::cmd("XADD")
+        .arg("tq")
+        .arg("*")
+        .arg(&["task", "a", "owner", "u1", "task", "b"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    q.enqueue(&mut conn, &[("task", "s"), ("owner", "u1")]).await.unwrap();
+    for i in 0..histories.len() {
+        q.enqueue(&mut conn, &[("task", format!("h{i}").as_str()), ("owner", "u1")])
+            .await
+            .unwrap();
+    }
+    let before: Vec<(String, Vec<(String, String)>)> = {
+        let mut all = Vec::new();
+        for id in ["a", "b", "s", "h0", "h1", "h2", "h3", "h4"] {
+            let mut h: Vec<(String, String)> = conn.hgetall(format!("task:{id}")).await.unwrap();
+            h.sort();
+            all.push((id.to_owned(), h));
+        }
+        all
+    };
+    let (patch, expected) = start_patch();
+    let start = template(&patch, &expected).prepare().unwrap();
+    let taken = Queue::take::<Task, _>(&mut conn, &[&q], "w1", 20, "task", Some(&start), None)
+        .await
+        .unwrap();
+    assert_eq!(taken.deliveries.len(), 2 + histories.len());
+    assert!(taken.deliveries.iter().all(|(_, d)| !d.started()), "none started");
+    assert_eq!(taken.deliveries[0].1.id, twice);
+    assert!(
+        taken.deliveries[0].1.entity_as_read::<Task>("task:b").is_some(),
+        "the last one is read"
+    );
+    for (id, h) in before {
+        let mut now: Vec<(String, String)> = conn.hgetall(format!("task:{id}")).await.unwrap();
+        now.sort();
+        assert_eq!(now, h, "task:{id} untouched");
+    }
+    let running: u64 = conn.zcard("tasks:status:running").await.unwrap();
+    let queued: u64 = conn.zcard("tasks:status:queued").await.unwrap();
+    assert_eq!((running, queued), (0, 8), "every index entry where it was");
+    let events: u64 = conn.xlen("task-events").await.unwrap();
+    assert_eq!(events, 0);
+}

@@ -52,6 +52,22 @@ impl<H: JobHandler> Work<H> {
         }
     }
 
+    /// A delivery refused before its run began (`reason`) whose job the read
+    /// that delivered it had started: the start is undone, so that the job
+    /// is not left `running` under a run that never ran.
+    pub(super) async fn undo_read_start(&self, delivery: &Delivery, reason: &str) {
+        let (Some(job_id), Some((_, run_id))) = (delivery.field("job_id"), delivery.started_field("run_id")) else {
+            return;
+        };
+        match Job::undo_start(&mut self.store.clone(), job_id, &run_id, now_millis()).await {
+            Ok(true) => {
+                tracing::info!(job = %job_id, entry = %delivery.id, %reason, "the read had started the job; back to queued")
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(job = %job_id, error = %e, "could not undo the start of a job the runner refused"),
+        }
+    }
+
     /// Whether a run that ended as `ended` takes its next job with its
     /// end: on one server, with a read that starts what it delivers, when
     /// the job succeeded or was cancelled (an end of one write), without a

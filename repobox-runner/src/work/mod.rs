@@ -5,11 +5,13 @@
 //! - `poison`: deliveries that cannot be processed;
 //! - `slots`: a run's slot among its user's running jobs.
 
+mod end;
 mod handler;
 mod lane;
 mod poison;
 mod slots;
 
+use self::end::End;
 pub(crate) use self::handler::AbortOnDrop;
 use self::lane::{TakenNext, started_by_read};
 pub(crate) use self::slots::entry as parked_entry;
@@ -198,9 +200,15 @@ impl<H: JobHandler> Work<H> {
         place: OwnedSemaphorePermit,
         next: &mut Option<TakenNext>,
     ) -> Done {
-        match self.try_process(delivery, place, next).await {
+        let mut began = false;
+        match self.try_process(delivery, place, next, &mut began).await {
             Ok(done) => done,
-            Err(reason) => self.poison(delivery, &reason).await,
+            Err(reason) => {
+                if !began {
+                    self.undo_read_start(delivery, &reason).await;
+                }
+                self.poison(delivery, &reason).await
+            }
         }
     }
 
@@ -209,6 +217,7 @@ impl<H: JobHandler> Work<H> {
         delivery: &Delivery,
         place: OwnedSemaphorePermit,
         next: &mut Option<TakenNext>,
+        began: &mut bool,
     ) -> std::result::Result<Done, String> {
         let mut conn = self.store.clone();
         if let Some(problem) = &delivery.malformed {
@@ -287,6 +296,7 @@ impl<H: JobHandler> Work<H> {
             Err(e) => return Err(format!("the job cannot be read or started: {e}")),
         };
         let run_id = job.run_id.clone().unwrap_or_default();
+        *began = true;
         self.running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -359,85 +369,15 @@ impl<H: JobHandler> Work<H> {
             }
         };
         self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job_id);
-        let (exit_code, reason) = (outcome.exit_code, outcome.error.clone());
-        // The outcome and the delivery's acknowledgement in one write (the
-        // acknowledgement after it on a cluster); a delivery whose job goes
-        // to the dead letters is not acknowledged there.
-        let ack = (&self.queue, delivery.id.as_str());
-        let written = match (to, place) {
-            (Finish::Succeeded | Finish::Cancelled, Some(place)) => {
-                self.end_and_take(&mut conn, started, to.status(), outcome, ack, place, next)
-                    .await
-            }
-            (Finish::Succeeded, _) => {
-                Job::end_run(&mut conn, started, JobStatus::Succeeded, now_millis(), outcome, ack).await
-            }
-            (Finish::Cancelled, _) => {
-                Job::end_run(&mut conn, started, JobStatus::Cancelled, now_millis(), outcome, ack).await
-            }
-            (Finish::Failed { retryable }, _) => {
-                Job::fail_run_and_ack(&mut conn, started, outcome, &policy, retryable, Some(ack)).await
-            }
+        let end = End {
+            started,
+            to,
+            outcome,
+            policy,
+            clock,
+            lines,
         };
-        let (then, job) = match written {
-            Ok(job) => {
-                let then = match (to, job.status) {
-                    (Finish::Succeeded, _) => Then::Ack(Done::Succeeded),
-                    (Finish::Cancelled, _) => Then::Ack(Done::Cancelled),
-                    (_, JobStatus::Retrying) => Then::Ack(Done::Retried),
-                    // A retryable failure of the last attempt: the delivery
-                    // goes to the dead letters with the reason.
-                    (Finish::Failed { retryable: true }, _) => Then::DeadLetter(
-                        reason
-                            .clone()
-                            .unwrap_or_else(|| format!("exit code {}", exit_code.unwrap_or(-1))),
-                    ),
-                    _ => Then::Ack(Done::Failed),
-                };
-                (then, job)
-            }
-            Err(Error::LeaseLost { .. }) => {
-                tracing::warn!(job = %job_id, entry = %delivery.id, "the run lost its lease before it could record its outcome; the run that holds the job records it");
-                return Ok(Done::LeaseLost);
-            }
-            Err(e) => return Err(format!("the job's outcome could not be recorded: {e}")),
-        };
-        tracing::info!(
-            job = %job_id,
-            status = %job.status,
-            attempt = job.retries.saturating_add(1),
-            exit_code = exit_code.map(i64::from),
-            reason = reason.as_deref(),
-            retry_at = job.run_at,
-            duration_secs = clock.elapsed().as_secs_f64(),
-            output_lines = lines,
-            "job finished"
-        );
-        match then {
-            Then::Ack(done) => {
-                // Acknowledged by the write.
-                let outcome = match done {
-                    Done::Succeeded => "succeeded",
-                    Done::Cancelled => "cancelled",
-                    Done::Retried => "retried",
-                    _ => "failed",
-                };
-                self.tally.add(outcome, clock.elapsed());
-                Ok(done)
-            }
-            Then::DeadLetter(reason) => {
-                if let Some(held_back) = DEAD_LETTERING.admit() {
-                    tracing::warn!(entry = %delivery.id, deliveries = delivery.deliveries, %reason, "dead-lettering a delivery{held_back}");
-                }
-                self.queue
-                    .dead_letter(&mut conn, delivery, &self.consumer, &reason)
-                    .await
-                    .map_err(|e| format!("the delivery could not be dead-lettered: {e}"))?;
-                self.tally.add("failed", clock.elapsed());
-                self.tally.dead_lettered();
-                Ok(Done::DeadLettered)
-            }
-        }
+        self.record_end(&mut conn, delivery, &job_id, end, place, next).await
     }
 
     async fn ack(&self, delivery: &Delivery) -> std::result::Result<(), String> {
