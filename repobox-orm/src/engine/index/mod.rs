@@ -112,6 +112,46 @@ fn plain_members(key: &str, reply: &Value) -> Result<Vec<Member>> {
     }
 }
 
+/// A window of the members of the index at `key` (with scores for a
+/// sorted index), from `cursor` (0: the start) and about `count` of them
+/// (`ZSCAN`, `SSCAN`; a unique key's one member at once), and the cursor of
+/// the next window (0: the last). A member present for the whole walk comes
+/// at least once; one may come twice while the key is rehashed.
+pub(crate) async fn scan_members<C: ConnectionLike + Send>(
+    conn: &mut C,
+    kind: IndexKind,
+    key: &str,
+    cursor: u64,
+    count: usize,
+) -> Result<(u64, Vec<Member>)> {
+    let command = match kind {
+        IndexKind::Sorted { .. } => "ZSCAN",
+        IndexKind::Set => "SSCAN",
+        IndexKind::Unique => return Ok((0, all_members(conn, kind, key).await?)),
+    };
+    let reply: Value = redis::cmd(command)
+        .arg(key)
+        .arg(cursor)
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await?;
+    let Value::Array(mut parts) = reply else {
+        return Err(unexpected(key, command, &reply));
+    };
+    let (Some(items), Some(next)) = (parts.pop(), parts.pop()) else {
+        return Err(unexpected(key, command, &Value::Array(parts)));
+    };
+    let next = bytes(&next)
+        .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok())
+        .ok_or_else(|| unexpected(key, command, &next))?;
+    let members = match kind {
+        IndexKind::Sorted { .. } => scored_members(key, &items)?,
+        _ => plain_members(key, &items)?,
+    };
+    Ok((next, members))
+}
+
 /// Every member of the index at `key`, with scores for a sorted index.
 pub(crate) async fn all_members<C: ConnectionLike + Send>(
     conn: &mut C,

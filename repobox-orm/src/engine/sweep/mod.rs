@@ -10,7 +10,7 @@ use redis::Value;
 use redis::aio::ConnectionLike;
 
 use crate::engine::encoding::{Encoded, decode};
-use crate::engine::index::{Action, Repair, all_members, check_fields, run_repair, verify};
+use crate::engine::index::{Action, Repair, check_fields, run_repair, scan_members, verify};
 use crate::engine::pipeline;
 use crate::engine::read::hgetall;
 use crate::engine::write::BULK_CHUNK;
@@ -77,12 +77,13 @@ async fn sweep_index<E: RedisEntity, C: ConnectionLike + Send>(
         report.skipped += skipped;
         for key in &typed {
             report.keys += 1;
-            let mut members = all_members(conn, index.kind, key).await?;
-            report.members += members.len() as u64;
-            while !members.is_empty() {
-                let rest = members.split_off(members.len().min(BULK_CHUNK));
+            // Window by window: memory stays that of one window, whatever
+            // the size of the index.
+            let mut at = 0u64;
+            loop {
+                let (more, members) = scan_members(conn, index.kind, key, at, BULK_CHUNK).await?;
+                report.members += members.len() as u64;
                 let found = verify::<E, C>(conn, index, key, members, repair, false).await?;
-                members = rest;
                 report.gone += found.gone;
                 report.mismatched += found.mismatched;
                 report.rescored += found.rescored;
@@ -91,6 +92,10 @@ async fn sweep_index<E: RedisEntity, C: ConnectionLike + Send>(
                 report
                     .problems
                     .extend(found.errors.iter().take(room).map(ToString::to_string));
+                if more == 0 {
+                    break;
+                }
+                at = more;
             }
         }
         if next == 0 {
