@@ -625,7 +625,10 @@ fn schema_check_classifies_changes_and_exits_4_on_a_breaking_one() {
     let out = repobox(None, &["--json", "schema", "--check", breaking.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(4), "{out:?}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((report["breaking"].as_u64(), report["compatible"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (report["breaking"].as_u64(), report["compatible"].as_u64()),
+        (Some(1), Some(1))
+    );
     assert!(out.stderr.is_empty(), "the report is the answer, not an error");
 
     let junk = dir.path().join("junk.json");
