@@ -11,6 +11,8 @@ mod common;
 
 #[path = "crud/aliases.rs"]
 mod aliases;
+#[path = "crud/delete_if.rs"]
+mod delete_if;
 
 use common::*;
 

@@ -37,6 +37,7 @@ entity_items! {
     UPDATE_AND_EXPIRE = "update_and_expire",
     DELETE = "delete",
     DELETE_WITH = "delete_with",
+    DELETE_IF = "delete_if",
     TTL = "ttl",
     EXPIRE_IN = "expire_in",
     CREATE_MANY = "create_many",

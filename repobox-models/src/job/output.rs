@@ -57,6 +57,22 @@ impl Job {
         Ok(Job::delete_with(conn, id, &[output]).await?)
     }
 
+    /// [`delete_with_output`](Self::delete_with_output), only while the job
+    /// is still in `status`: `Err(Conflict)` when it moved on (a retry, a
+    /// requeue), and nothing deleted.
+    pub async fn delete_with_output_in<C: ConnectionLike + Send>(
+        conn: &mut C,
+        id: &str,
+        status: super::JobStatus,
+    ) -> Result<bool> {
+        let output = Job::output_key(id)?;
+        let expected = super::JobPatch {
+            status: Some(status),
+            ..Default::default()
+        };
+        Ok(Job::delete_if(conn, id, &[output], &expected).await?)
+    }
+
     /// Appends output lines and resets the list's 24-hour TTL, atomically in
     /// one round trip, then an `output` event to `jobs:events`; returns the
     /// list's new length.

@@ -24,20 +24,28 @@ pub struct Purged {
 impl Job {
     /// Removes the job with its output list and index entries; `false` if
     /// there was none. A running job is `Err(InvalidTransition)`: cancel it
-    /// first.
+    /// first. The removal is a compare-and-set on the status it was decided
+    /// from: a job that a retry or a start moves on meanwhile is decided
+    /// again, never removed from under its new run.
     pub async fn remove<C: ConnectionLike + Send>(conn: &mut C, id: &str) -> Result<bool> {
-        match Job::get(conn, id).await? {
-            None => {
-                // A hash that does not decode is removed all the same.
-                Job::delete_with_output(conn, id).await
+        for _ in 0..super::ATTEMPTS {
+            let removed = match Job::get(conn, id).await? {
+                None => Job::delete_with_output(conn, id).await,
+                Some(job) if job.status == JobStatus::Running => {
+                    return Err(Error::InvalidTransition {
+                        key: Job::key_for(id)?,
+                        from: job.status.to_string(),
+                        to: "removed".into(),
+                    });
+                }
+                Some(job) => Job::delete_with_output_in(conn, id, job.status).await,
+            };
+            match removed {
+                Err(Error::Orm(repobox_orm::Error::Conflict { .. })) => continue,
+                other => return other,
             }
-            Some(job) if job.status == JobStatus::Running => Err(Error::InvalidTransition {
-                key: Job::key_for(id)?,
-                from: job.status.to_string(),
-                to: "removed".into(),
-            }),
-            Some(_) => Job::delete_with_output(conn, id).await,
         }
+        Err(super::contention(id))
     }
 
     /// Finds up to `limit` jobs in `status` (a final one: succeeded, failed
@@ -95,8 +103,18 @@ impl Job {
                 }
                 if dry_run {
                     offset += 1;
-                } else if Job::delete_with_output(conn, &job.id).await? {
-                    purged.removed += 1;
+                } else {
+                    // Only while it is still what was matched: a job retried
+                    // since is not purged.
+                    match Job::delete_with_output_in(conn, &job.id, status).await {
+                        Ok(true) => purged.removed += 1,
+                        Ok(false) => {}
+                        Err(Error::Orm(repobox_orm::Error::Conflict { .. })) => {
+                            offset += 1;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 purged.matched.push(job.id);
             }

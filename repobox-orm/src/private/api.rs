@@ -215,6 +215,20 @@ pub async fn delete_with<E: RedisEntity, C: ConnectionLike + Send>(
     .await
 }
 
+/// `E::delete_if`.
+pub async fn delete_if<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    parts: &[Cow<'_, str>],
+    also: &[String],
+    expected: &E::Patch,
+) -> Result<bool> {
+    observe::<E, _>("delete_if", async move {
+        let target = Target::from_parts::<E>(parts)?;
+        write::delete_if::<E, C>(conn, &target, also, expected).await
+    })
+    .await
+}
+
 /// `E::expire_in`.
 pub async fn expire_in<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,

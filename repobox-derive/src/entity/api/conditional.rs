@@ -1,5 +1,5 @@
-//! The compare-and-set functions: `update_if`, `update_if_and_append` and
-//! `update_if_and_ack`.
+//! The compare-and-set functions: `update_if`, `update_if_and_append`,
+//! `update_if_and_ack` and `delete_if`.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -22,6 +22,7 @@ pub(super) fn conditional_fns(
     let update_if = item_ident(names::UPDATE_IF);
     let update_if_and_append = item_ident(names::UPDATE_IF_AND_APPEND);
     let update_if_and_ack = item_ident(names::UPDATE_IF_AND_ACK);
+    let delete_if = item_ident(names::DELETE_IF);
     let mut items = Vec::new();
     items.push(f(
         quote! {
@@ -72,6 +73,22 @@ pub(super) fn conditional_fns(
             ) -> #r<::core::option::Option<::std::string::String>>
         },
         quote!(#p::update_if_and_ack::<Self, __C>(conn, #parts, patch, expected, append, queue, entry_id).await),
+    ));
+    items.push(f(
+        quote! {
+            /// Deletes the entity, its index entries and the keys in `also`
+            /// atomically, but only if every field that `expected` sets holds
+            /// that value (`Some(None)`: is absent), compared as stored bytes:
+            /// `Err(Conflict)` names the first field that did not hold, and
+            /// nothing is deleted then. `false` if it was absent.
+            pub async fn #delete_if<#conn>(
+                conn: &mut __C,
+                #(#params,)*
+                also: &[::std::string::String],
+                expected: &#patch,
+            ) -> #r<::core::primitive::bool>
+        },
+        quote!(#p::delete_if::<Self, __C>(conn, #parts, also, expected).await),
     ));
     items
 }

@@ -130,7 +130,8 @@ fn calls(
             true => router.join_group(plan.keys().unwrap_or_default().iter().map(String::as_str)),
             false => None,
         };
-        let group = (plan.mode == Mode::Delete, slot);
+        // Deletes go to the delete script, unless they have conditions.
+        let group = (plan.mode == Mode::Delete && plan.options.conditions.is_empty(), slot);
         match groups.iter_mut().find(|(g, _)| *g == group) {
             Some((_, members)) => members.push((i, cmd)),
             None => groups.push((group, vec![(i, cmd)])),

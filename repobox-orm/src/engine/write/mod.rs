@@ -313,6 +313,24 @@ pub(crate) async fn delete<E: RedisEntity, C: ConnectionLike + Send>(
     Ok(matches!(route::run_one(conn, plan).await?, Outcome::Done(_)))
 }
 
+/// [`delete`], only while every field `expected` sets holds those bytes:
+/// `Err(Conflict)` otherwise, and nothing deleted.
+pub(crate) async fn delete_if<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    target: &Target,
+    also: &[String],
+    expected: &E::Patch,
+) -> Result<bool> {
+    let conditions = conditions_of::<E>(expected)?;
+    let refs: Vec<(&'static str, Option<&[u8]>)> = conditions.iter().map(|(f, v)| (*f, v.as_deref())).collect();
+    let fields = FieldWriter::default();
+    let mut plan = WritePlan::new::<E>(Mode::Delete, target, &fields, None);
+    plan.options.delete_keys = also;
+    plan.options.conditions = &refs;
+    plan.assume_conditions();
+    Ok(matches!(route::run_one(conn, plan).await?, Outcome::Done(_)))
+}
+
 /// Sets the entity's TTL (index keys are lengthened to outlive it);
 /// `Err(NotFound)` if it is absent.
 pub(crate) async fn expire_in<E: RedisEntity, C: ConnectionLike + Send>(

@@ -271,7 +271,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
     /// (it has nothing to decode), the general write script for the rest.
     pub fn script(&self) -> &'static Script {
         match self.mode {
-            Mode::Delete => &DELETE,
+            Mode::Delete if self.options.conditions.is_empty() => &DELETE,
             _ => &WRITE,
         }
     }
@@ -279,7 +279,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
     /// The script that runs many of this plan's kind in one call.
     pub fn many_script(&self) -> &'static Script {
         match self.mode {
-            Mode::Delete => &DELETE_MANY,
+            Mode::Delete if self.options.conditions.is_empty() => &DELETE_MANY,
             _ => &WRITE_MANY,
         }
     }
@@ -287,7 +287,9 @@ impl<'w, 'a> WritePlan<'w, 'a> {
     /// The `KEYS` and `ARGV` of this attempt's call of [`script`](Self::script).
     pub fn call(&self) -> Result<Call> {
         let ops = self.index_ops()?;
-        if self.mode == Mode::Delete {
+        // A delete with conditions is the general write script's (mode `d`),
+        // which checks them; the delete script checks none.
+        if self.mode == Mode::Delete && self.options.conditions.is_empty() {
             return DeleteCall {
                 hash_key: &self.target.key,
                 id: &self.target.id,
@@ -334,7 +336,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
     /// Takes in the script's answer: done, refused, or learned the guards' values.
     pub fn take_answer(&mut self, reply: Value) -> Result<Next> {
         let key = self.target.shown();
-        let script = if self.mode == Mode::Delete {
+        let script = if self.mode == Mode::Delete && self.options.conditions.is_empty() {
             "delete_entity.lua"
         } else {
             "write_entity.lua"
