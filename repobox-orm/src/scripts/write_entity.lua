@@ -5,11 +5,11 @@
 -- Every key arrives through KEYS (Redis Cluster). `entity` reads KEYS and
 -- ARGV through `K` and `A`, which take.lua points at a write it built
 -- itself (a start made from a template) for the length of one call.
--- The layout of KEYS and ARGV
--- is engine/write/protocol/mod.rs's: a binary header read with one
--- struct.unpack, one record per index op, then the variable parts, read in
--- place. The constants below are the ones protocol/mod.rs names, and its
--- tests check them. refused_as_other_type comes from lib.lua.
+-- The layout of KEYS and ARGV is scripts/write_entity/mod.rs's: a binary
+-- header read with one struct.unpack, one record per index op, then the
+-- variable parts, read in place. The constants below are the ones that
+-- module names, and its tests check them. refused_as_other_type comes from
+-- lib.lua.
 -- The script runs on every write, so the common paths build no tables and
 -- make no calls they can avoid; they answer 1 (done) or 0 (missing),
 -- everything else is a table whose first item is a tag (scripts/reply.rs).
