@@ -2,7 +2,7 @@
 //! with a committed one (`repobox_orm::meta::compat`).
 
 use anyhow::Context;
-use repobox_orm::meta::compat::{Compat, compare};
+use repobox_orm::meta::compat::{Compat, compare, validate};
 
 use crate::cli::SchemaArgs;
 use crate::output::json_line;
@@ -38,11 +38,8 @@ pub fn schema(args: &SchemaArgs, json: bool) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let committed: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not a JSON schema", path.display()))?;
-    if !committed["models"].is_array() {
-        anyhow::bail!(
-            "{} has no `models` list: not a schema `repobox schema` printed",
-            path.display()
-        );
+    if let Err(why) = validate(&committed) {
+        anyhow::bail!("{} is not a schema `repobox schema` printed: {why}", path.display());
     }
     let changes = compare(&committed, &current);
     let breaking = changes.iter().filter(|c| c.compat == Compat::Breaking).count();

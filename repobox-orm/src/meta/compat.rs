@@ -11,7 +11,9 @@
 //! field of another type or another encryption, a field made required, a
 //! new required field, a changed key template, a removed or changed index.
 //! Other sections of the document (streams, protocols) are compared as
-//! they are: an addition is compatible, a removal or a change breaking.
+//! they are: an addition (a key, or items added to a list) is compatible,
+//! a removal or a change breaking. [`validate`] refuses a document of
+//! another shape.
 
 use serde_json::{Map, Value};
 
@@ -78,9 +80,64 @@ fn compare_as_is(out: &mut Vec<Change>, at: &str, old: &Value, new: &Value) {
                 push(out, Compat::Compatible, format!("{at}.{k}"), "added");
             }
         }
+        // A list that only gained items: each is an addition.
+        (Value::Array(o), Value::Array(n)) if o.iter().all(|item| n.contains(item)) => {
+            for item in n.iter().filter(|item| !o.contains(item)) {
+                push(out, Compat::Compatible, at, format!("added {item}"));
+            }
+        }
         _ if old == new => {}
         _ => push(out, Compat::Breaking, at, format!("changed from {old} to {new}")),
     }
+}
+
+/// Checks that `schema` has the shape [`compare`] reads (what `repobox
+/// schema` prints): every model, field and index named, a field's type a
+/// string and its `optional` a boolean, lists where lists are expected.
+/// A document that does not is refused, never read as one with fewer
+/// fields (which would hide what it had).
+pub fn validate(schema: &Value) -> std::result::Result<(), String> {
+    let models = schema["models"].as_array().ok_or("`models` is not a list")?;
+    for (m, model) in models.iter().enumerate() {
+        let name = model["name"].as_str().ok_or(format!("model {m} has no name"))?;
+        model["key"]
+            .as_str()
+            .ok_or(format!("model `{name}` has no key template"))?;
+        let fields = model["fields"]
+            .as_array()
+            .ok_or(format!("model `{name}`: `fields` is not a list"))?;
+        for (i, f) in fields.iter().enumerate() {
+            let field = f["name"]
+                .as_str()
+                .ok_or(format!("model `{name}`: field {i} has no name"))?;
+            let at = format!("`{name}.{field}`");
+            f["type"].as_str().ok_or(format!("{at} has no type"))?;
+            f["optional"]
+                .as_bool()
+                .ok_or(format!("{at}: `optional` is not true or false"))?;
+            for list in ["values", "aliases"] {
+                if !f[list].is_null() && !f[list].as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
+                    return Err(format!("{at}: `{list}` is not a list of strings"));
+                }
+            }
+            if !f["value_aliases"].is_null()
+                && !f["value_aliases"]
+                    .as_object()
+                    .is_some_and(|o| o.values().all(Value::is_string))
+            {
+                return Err(format!("{at}: `value_aliases` is not a map of strings"));
+            }
+        }
+        let indexes = model["indexes"]
+            .as_array()
+            .ok_or(format!("model `{name}`: `indexes` is not a list"))?;
+        for (i, ix) in indexes.iter().enumerate() {
+            ix["name"]
+                .as_str()
+                .ok_or(format!("model `{name}`: index {i} has no name"))?;
+        }
+    }
+    Ok(())
 }
 
 fn by_name(list: &Value) -> Vec<(&str, &Value)> {
@@ -114,6 +171,16 @@ fn compare_model(out: &mut Vec<Change>, model: &str, old: &Value, new: &Value) {
             ),
         );
     }
+    match (old["co_located"].as_bool(), new["co_located"].as_bool()) {
+        (Some(true), Some(false)) => push(
+            out,
+            Compat::Breaking,
+            model,
+            "no longer co-located: on a cluster its writes become ordered steps instead of one atomic script",
+        ),
+        (Some(false), Some(true)) => push(out, Compat::Compatible, model, "now co-located"),
+        _ => {}
+    }
     if old["ttl_ms"] != new["ttl_ms"] {
         push(
             out,
@@ -137,7 +204,13 @@ fn compare_model(out: &mut Vec<Change>, model: &str, old: &Value, new: &Value) {
             compare_field(out, &at, before, after, None);
             continue;
         }
-        match new_fields.iter().find(|(_, f)| aliases_of(f).iter().any(|a| a == name)) {
+        // A rename: a new field that reads this name as an alias, and that
+        // was not a field of its own before (then this one's values would
+        // be lost: every write of it deletes its aliases).
+        let renamed = new_fields
+            .iter()
+            .find(|(n, f)| aliases_of(f).iter().any(|a| a == name) && !old_fields.iter().any(|(o, _)| o == n));
+        match renamed {
             Some((renamed, after)) => {
                 matched.push(renamed);
                 push(

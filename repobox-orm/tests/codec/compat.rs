@@ -164,3 +164,48 @@ fn keys_aliases_and_other_sections() {
     assert_eq!(find(&changes, "streams", "changed").compat, Compat::Breaking);
     assert_eq!(find(&changes, "lists", "added").compat, Compat::Compatible);
 }
+
+#[test]
+fn a_name_that_was_a_field_of_its_own_is_no_rename_and_shapes_are_checked() {
+    use repobox_orm::meta::compat::validate;
+    let job = v2::Job::META.schema();
+    let base = json!({ "models": [job.clone()], "events": {"fields": ["job_id"]} });
+    // The old schema had `exit` besides `exit_code`: `exit`'s values would
+    // be lost (every write of `exit_code` deletes its alias), not renamed.
+    let mut both = base.clone();
+    both["models"][0]["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "exit", "type": "integer", "optional": true}));
+    let changes = compare(&both, &base);
+    assert_eq!(find(&changes, "Job.exit", "field removed").compat, Compat::Breaking);
+    // No longer co-located: breaking; a list that only gained items: compatible.
+    let mut split = base.clone();
+    split["models"][0]["co_located"] = json!(true);
+    split["events"]["fields"] = json!(["job_id", "kind"]);
+    let changes = compare(&split, &base);
+    assert_eq!(find(&changes, "Job", "no longer co-located").compat, Compat::Breaking);
+    let changes = compare(&base, &split);
+    assert_eq!(
+        find(&changes, "events.fields", "added \"kind\"").compat,
+        Compat::Compatible
+    );
+    // Shapes that are not a schema's are refused, not read as fewer fields.
+    assert!(validate(&base).is_ok());
+    for (path, bad) in [
+        ("fields", json!([{"type": "string", "optional": true}])),
+        ("fields", json!([{"name": 7, "type": "string", "optional": true}])),
+        ("fields", json!([{"name": "x", "type": "string", "optional": "true"}])),
+        (
+            "fields",
+            json!([{"name": "x", "type": "enum", "optional": true, "values": "a"}]),
+        ),
+        ("indexes", json!({"by_x": {}})),
+        ("indexes", json!([{"kind": "set"}])),
+    ] {
+        let mut broken = base.clone();
+        broken["models"][0][path] = bad.clone();
+        assert!(validate(&broken).is_err(), "{path}: {bad}");
+    }
+    assert!(validate(&json!({"models": [{"key": "x:<id>", "fields": [], "indexes": []}]})).is_err());
+}

@@ -64,3 +64,41 @@ async fn delete_if_deletes_only_while_its_conditions_hold(mut conn: Store) {
     // An entity that is not there: `false`.
     assert!(!Doc::delete_if(&mut conn, "a", &[], &is_queued).await.unwrap());
 }
+
+/// An index key that holds another type cannot hold the entities that
+/// belong in it: the check says so (a finding for a person), and a repair
+/// leaves it alone and says so again.
+#[tokio::test]
+async fn an_index_key_of_another_type_is_a_finding_not_a_pass() {
+    let server = repobox_orm::testing::RedisServer::start();
+    let mut conn = Store::open(server.url()).unwrap();
+    for id in ["a", "b", "c"] {
+        let doc = Doc {
+            id: id.into(),
+            owner: "o".into(),
+            state: "failed".into(),
+            at: 1,
+        };
+        Doc::create(&mut conn, &doc).await.unwrap();
+    }
+    let _: () = conn.del("docs:state:failed").await.unwrap();
+    let _: () = conn.set("docs:state:failed", "hello").await.unwrap();
+    for reports in [
+        repobox_orm::check_indexes::<Doc, _>(&mut conn).await.unwrap(),
+        repobox_orm::repair_indexes::<Doc, _>(&mut conn).await.unwrap(),
+    ] {
+        let state = reports.iter().find(|r| r.index == "by_state").unwrap();
+        assert_eq!(state.bad, 3, "{state:?}");
+        assert!(
+            state
+                .problems
+                .iter()
+                .any(|p| p.contains("docs:state:failed") && p.contains("another type")),
+            "{state:?}"
+        );
+        let owner = reports.iter().find(|r| r.index == "by_owner").unwrap();
+        assert_eq!((owner.bad, owner.missing), (0, 0), "{owner:?}");
+    }
+    let left: String = conn.get("docs:state:failed").await.unwrap();
+    assert_eq!(left, "hello", "not ours to remove");
+}

@@ -367,6 +367,21 @@ async fn find_missing<E: RedisEntity, C: ConnectionLike + Send>(
                 }
             }
         }
+        if let Value::ServerError(e) = &held
+            && e.code() == "WRONGTYPE"
+        {
+            // Its index key holds something else: the entity cannot be in
+            // its index, and no repair can put it there. A person decides.
+            reports[i].bad += 1;
+            let problem = format!(
+                "index key {} holds another type: the entities that belong in it are not in it (rename or remove it by hand)",
+                crate::error::Shown::new(&index_key),
+            );
+            if reports[i].problems.len() < PROBLEMS_KEPT && !reports[i].problems.contains(&problem) {
+                reports[i].problems.push(problem);
+            }
+            continue;
+        }
         let absent = match (&E::META.indexes[i].kind, &held) {
             (_, Value::ServerError(_)) => false,
             (IndexKind::Set, Value::Int(n)) => *n == 0,
