@@ -7,39 +7,17 @@
 //! sweep and memory figures to stderr; criterion reports the latencies.
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use repobox_orm::prelude::*;
-use repobox_orm::testing::RedisServer;
+use repobox_orm::testing::{PeakAlloc, RedisServer};
 
 use common::runtime;
 
-struct Counting;
-
-static NOW: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = NOW.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(p, layout) };
-        NOW.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: PeakAlloc = PeakAlloc::new();
 
 /// An entity of a realistic size, in one sorted index per size.
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
@@ -93,12 +71,11 @@ fn scale(c: &mut Criterion) {
                     r.unwrap();
                 }
             }
-            let before = NOW.load(Ordering::Relaxed);
-            PEAK.store(before, Ordering::Relaxed);
+            let before = ALLOC.reset_peak();
             let began = Instant::now();
             let reports = repobox_orm::check_indexes::<Item, _>(&mut conn).await.unwrap();
             let took = began.elapsed();
-            let peak = PEAK.load(Ordering::Relaxed).saturating_sub(before);
+            let peak = ALLOC.peak_above(before);
             assert_eq!(reports[0].members, n);
             let usage: u64 = redis::cmd("MEMORY")
                 .arg("USAGE")

@@ -2,35 +2,11 @@
 //! its window, not by the index: measured with a counting allocator (the
 //! only test of this binary, so that nothing else allocates meanwhile).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use repobox_orm::prelude::*;
-use repobox_orm::testing::RedisServer;
-
-struct Counting;
-
-static NOW: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = NOW.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(p, layout) };
-        NOW.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
+use repobox_orm::testing::{PeakAlloc, RedisServer};
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: PeakAlloc = PeakAlloc::new();
 
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
 #[key("item:<id>")]
@@ -65,10 +41,9 @@ async fn a_sweep_of_a_million_members_stays_within_its_window() {
         };
         Item::create(&mut conn, &item).await.unwrap();
     }
-    let before = NOW.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
+    let before = ALLOC.reset_peak();
     let reports = repobox_orm::check_indexes::<Item, _>(&mut conn).await.unwrap();
-    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(before);
+    let peak = ALLOC.peak_above(before);
     let report = &reports[0];
     assert_eq!(report.members, MEMBERS + 3, "{report:?}");
     assert_eq!(report.gone, MEMBERS, "{report:?}");

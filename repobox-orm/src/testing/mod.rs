@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod alloc;
 mod cluster;
 mod tls;
 
@@ -19,6 +20,7 @@ pub mod faults {
     pub use crate::engine::write::faults::{OrderedStep, fail_after};
 }
 
+pub use alloc::PeakAlloc;
 pub use cluster::RedisCluster;
 pub use tls::TlsFiles;
 
