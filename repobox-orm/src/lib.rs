@@ -45,6 +45,7 @@ mod entity;
 mod error;
 mod listing;
 pub mod meta;
+pub mod migrate;
 mod observe;
 mod page;
 pub mod queue;

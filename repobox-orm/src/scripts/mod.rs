@@ -12,6 +12,7 @@ use redis::{Cmd, Script};
 
 use crate::meta::IndexKind;
 
+pub(crate) mod checkpoint;
 pub(crate) mod create_entity;
 pub(crate) mod dead_letter;
 pub(crate) mod delete_entity;
@@ -76,6 +77,8 @@ pub(crate) static SLOTS: LazyLock<Script> = script!("slots.lua");
 /// levels), with the entities they name, started from a template, and the
 /// end of the last one written first (`queue/take.rs`).
 pub(crate) static TAKE: LazyLock<Script> = calling!("write_entity.lua", "take.lua");
+/// A migration's checkpoint, written by the run that owns it (`migrate/checkpoint.rs`).
+pub(crate) static CHECKPOINT: LazyLock<Script> = script!("checkpoint.lua");
 /// Grants starts under a queue-wide rate limit.
 pub(crate) static RATE_LIMIT: LazyLock<Script> = script!("rate_limit.lua");
 

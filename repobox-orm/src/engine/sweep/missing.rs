@@ -16,13 +16,15 @@ use crate::entity::{RawHash, RedisEntity};
 use crate::error::Result;
 use crate::meta::IndexKind;
 
-/// Looks up the entries of the entities at `hash_keys` (one chunk).
-pub(super) async fn find_missing<E: RedisEntity, C: ConnectionLike + Send>(
+/// Looks up the entries of the entities at `hash_keys` (one chunk), in
+/// every index of `E` or in the `only` one.
+pub(crate) async fn find_missing<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     repair: bool,
     reports: &mut [IndexReport],
     hash_keys: &[String],
     claims: &mut HashMap<(usize, String), String>,
+    only: Option<usize>,
 ) -> Result<()> {
     let cmds: Vec<redis::Cmd> = hash_keys.iter().map(|key| hgetall(key)).collect();
     let replies = pipeline::query(conn, &cmds).await?;
@@ -41,6 +43,9 @@ pub(super) async fn find_missing<E: RedisEntity, C: ConnectionLike + Send>(
         };
         let Ok(encoded) = Encoded::plain(&entity) else { continue };
         for (i, index) in E::META.indexes.iter().enumerate() {
+            if only.is_some_and(|only| only != i) {
+                continue;
+            }
             let Ok(index_key) = encoded.index_key(&index.key) else {
                 continue;
             };

@@ -25,9 +25,9 @@ mod report;
 mod walk;
 
 pub use self::count::count_entities_with;
-use self::missing::find_missing;
+pub(crate) use self::missing::find_missing;
 pub use self::report::IndexReport;
-use self::walk::scan;
+pub(crate) use self::walk::scan;
 pub use self::walk::{Pace, Walk, WalkProgress};
 
 /// How many problem messages a report keeps.
@@ -36,7 +36,7 @@ const PROBLEMS_KEPT: usize = 100;
 /// The `SCAN MATCH` pattern of a template: placeholders become `*`, glob
 /// characters in the literal text are escaped. It matches more than the
 /// template's keys (`*` matches `:`); every key is parsed before it is touched.
-fn scan_pattern(template: &KeyTemplate) -> String {
+pub(crate) fn scan_pattern(template: &KeyTemplate) -> String {
     let mut pattern = String::new();
     for segment in template.segments {
         match segment {
@@ -169,7 +169,7 @@ async fn sweep<E: RedisEntity, C: ConnectionLike + Send>(
 }
 
 /// The keys of one `SCAN` batch that are exactly `template`'s keys and hold `redis_type`.
-async fn keys_of<C: ConnectionLike + Send>(
+pub(crate) async fn keys_of<C: ConnectionLike + Send>(
     conn: &mut C,
     template: &KeyTemplate,
     redis_type: &str,
@@ -261,7 +261,7 @@ async fn sweep_entities<E: RedisEntity, C: ConnectionLike + Send>(
         let (next, keys) = scan(conn, cursor, &pattern, walk, &mut pace).await?;
         let (hashes, _) = keys_of(conn, &E::META.key, "hash", keys).await?;
         for chunk in hashes.chunks(BULK_CHUNK) {
-            find_missing::<E, C>(conn, repair, reports, chunk, &mut claims).await?;
+            find_missing::<E, C>(conn, repair, reports, chunk, &mut claims, None).await?;
         }
         if next == 0 {
             return Ok(());

@@ -101,7 +101,7 @@ impl<'a> Walk<'a> {
 
     /// Begins a pass over the keyspace: about `DBSIZE` keys, asked only
     /// when someone hears of the progress or a rate is set.
-    pub(super) async fn begin_scan<C: ConnectionLike + Send>(&self, conn: &mut C, what: &str) -> Result<Pace> {
+    pub(crate) async fn begin_scan<C: ConnectionLike + Send>(&self, conn: &mut C, what: &str) -> Result<Pace> {
         let keys: u64 = match (self.progress, self.per_second) {
             (None, None) => 0,
             _ => redis::cmd("DBSIZE").query_async(conn).await?,
@@ -120,7 +120,7 @@ pub struct Pace {
 
 /// One `SCAN` call: the next cursor and the keys (as Redis holds them).
 /// Then the walk hears of it, and waits if its rate asks.
-pub(super) async fn scan<C: ConnectionLike + Send>(
+pub(crate) async fn scan<C: ConnectionLike + Send>(
     conn: &mut C,
     cursor: u64,
     pattern: &str,

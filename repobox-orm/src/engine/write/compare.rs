@@ -111,3 +111,36 @@ pub(crate) async fn delete_if<E: RedisEntity, C: ConnectionLike + Send>(
     plan.assume_conditions();
     Ok(matches!(route::run_one(conn, plan).await?, Outcome::Done(_)))
 }
+
+/// One compare-and-set rewrite of an existing entity: `fields` (sealed)
+/// written as an update that keeps the remaining TTL and moves the index
+/// entries whose fields change, only while every field of `conditions`
+/// holds those bytes (`None`: absent). A migration's transform.
+pub(crate) struct Rewrite<'w, 'a> {
+    pub target: &'w Target,
+    pub fields: &'w FieldWriter<'a>,
+    pub conditions: &'w [(&'static str, Option<&'w [u8]>)],
+}
+
+/// Sends `rewrites`, many per round trip; per rewrite `Ok(true)` when
+/// written, `Ok(false)` when the entity is gone, `Err(Conflict)` when a
+/// condition no longer held (nothing written).
+pub(crate) async fn rewrite_many<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    rewrites: &[Rewrite<'_, '_>],
+) -> Result<Vec<Result<bool>>> {
+    let plans = rewrites
+        .iter()
+        .map(|r| {
+            let mut plan = WritePlan::new::<E>(Mode::Update, r.target, r.fields, E::META.ttl);
+            plan.options.conditions = r.conditions;
+            plan.assume_conditions();
+            plan
+        })
+        .collect();
+    Ok(route::run(conn, plans)
+        .await?
+        .into_iter()
+        .map(|r| r.map(|o| matches!(o, Outcome::Done(_))))
+        .collect())
+}

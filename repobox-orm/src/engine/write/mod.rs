@@ -43,7 +43,7 @@ pub(crate) use crate::scripts::write_entity::Ack;
 use crate::scripts::write_entity::Mode;
 
 pub(crate) use self::atomic::BULK_CHUNK;
-pub(crate) use self::compare::{Conditions, conditions_of, delete_if, patch_if};
+pub(crate) use self::compare::{Conditions, Rewrite, conditions_of, delete_if, patch_if, rewrite_many};
 pub(crate) use self::ordered::send_steps;
 
 fn must_exist(outcome: Outcome, target: &Target) -> Result<Option<String>> {
