@@ -149,7 +149,7 @@ async fn a_backfill_indexes_what_was_written_before_while_others_write(mut conn:
                                 status,
                                 created_at: 10_000 + rng.below(1000) as i64,
                             };
-                            let _ = Task::save(&mut conn, &task).await.unwrap();
+                            Task::save(&mut conn, &task).await.unwrap();
                         }
                         1 => {
                             Task::delete(&mut conn, &id).await.unwrap();
@@ -376,7 +376,6 @@ async fn a_transform_fills_a_field_and_loses_no_concurrent_write(mut conn: Store
                         let patch = RunPatch {
                             exit_code: Some(Some(code)),
                             note: Some(Some("by the app".into())),
-                            ..Default::default()
                         };
                         Run::update(&mut conn, &format!("r{i}"), patch).await.unwrap();
                         last.lock().unwrap().insert(i, Some(code));
