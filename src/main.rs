@@ -68,6 +68,9 @@ fn main() -> ExitCode {
         Err(e) if e.downcast_ref::<commands::index::Findings>().is_some() => {
             ExitCode::from(commands::index::Findings::EXIT_CODE)
         }
+        Err(e) if e.downcast_ref::<commands::migrate::Unfinished>().is_some() => {
+            ExitCode::from(commands::migrate::Unfinished::EXIT_CODE)
+        }
         Err(e) if e.downcast_ref::<commands::schema::Breaking>().is_some() => {
             ExitCode::from(commands::schema::Breaking::EXIT_CODE)
         }

@@ -30,6 +30,7 @@
 mod error;
 mod git;
 mod job;
+mod migrations;
 mod overview;
 mod session;
 mod user;
@@ -44,6 +45,7 @@ pub use job::{
     JOBS_STREAM, Job, JobEvent, JobField, JobOutcome, JobPatch, JobStart, JobStatus, Lease, Next, OutputRange,
     Priority, Promoted, Purged, RetryPolicy, Start, StatusChange, Update, level_queues,
 };
+pub use migrations::{JobExitCode, migration, migrations};
 pub use overview::{LevelOverview, Overview};
 pub use session::{Session, SessionField, SessionPatch, SessionToken};
 pub use user::{User, UserDeleted, UserField, UserPatch};

@@ -62,6 +62,12 @@ pub enum Command {
     /// with `--check FILE` compares it with a committed one: each change is
     /// compatible or breaking, and a breaking one exits with code 4.
     Schema(SchemaArgs),
+    /// Lists the models' migrations with their state, or runs one online:
+    /// resumable (Ctrl-C stops it after the batch in progress, the next run
+    /// goes on from there), with a dry run, a rate and a check of the
+    /// changed entities' indexes at the end. See "Changing your data".
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
     /// Serves the web UI (overview, jobs, dead letters, data) and `/metrics`
     /// until SIGTERM or Ctrl-C. See "Web UI and metrics" in the README.
     Web(WebArgs),
@@ -292,6 +298,37 @@ pub enum QueueCommand {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+}
+
+#[derive(Subcommand)]
+pub enum MigrateCommand {
+    /// Every migration, oldest first: its name, state (`not_started`,
+    /// `in_progress`, `done`), the step a run is at, what it does.
+    List,
+    /// Runs the migration NAME from its checkpoint (or its start) to its end.
+    /// Exits with 5 when stopped before it (run it again to resume), 3 when
+    /// a step left problems or the final index check found any.
+    Run(MigrateRunArgs),
+}
+
+#[derive(Args)]
+pub struct MigrateRunArgs {
+    /// The migration's name (`repobox migrate list`).
+    pub name: String,
+    /// Counts what each step would change; changes nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Look at no more than about this many keys a second (default: as fast
+    /// as Redis answers). Progress goes to stderr.
+    #[arg(long)]
+    pub rate: Option<std::num::NonZeroU32>,
+    /// Forgets the checkpoint and runs from the first step, even a finished
+    /// migration (every step changes only what still needs it).
+    #[arg(long)]
+    pub restart: bool,
+    /// Skips the index check of the changed entities at the end.
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 #[derive(Args)]

@@ -3,6 +3,7 @@
 mod demo;
 pub mod index;
 mod jobs;
+pub mod migrate;
 mod queue;
 mod runner;
 pub mod schema;
@@ -37,6 +38,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs(cmd) => jobs::jobs(&store, cmd, json).await,
         Command::Queue(cmd) => queue::queue(&store, cmd, json).await,
         Command::Index(args) => index::index(&store, args, json).await,
+        Command::Migrate(cmd) => migrate::migrate(&store, cmd, json).await,
         Command::Web(args) => crate::web::web(&store, args, &url).await,
     };
     store.close().await;

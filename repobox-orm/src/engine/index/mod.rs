@@ -2,12 +2,14 @@
 //! its entity (`verify`): what is gone or no longer belongs is not returned
 //! and is repaired, what cannot be read is reported.
 
+mod confirm;
 mod ordered;
 mod verify;
 
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Value};
 
+pub(crate) use self::confirm::confirm;
 pub(crate) use self::verify::{Action, Member, Repair, check_fields, count_existing, run_repair, verify};
 use crate::entity::RedisEntity;
 use crate::error::{Error, Result};

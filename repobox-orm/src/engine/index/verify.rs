@@ -184,18 +184,27 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
                 }
             }
         };
-        match action {
-            Action::Gone => out.gone += 1,
-            Action::Mismatch => out.mismatched += 1,
-            Action::Rescore(_) => out.rescored += 1,
-            Action::Add(_) => {}
-        }
         repairs.push(Repair {
             id: id.to_owned(),
             hash_key: key,
             action,
             seen: seen(),
         });
+    }
+    // A check counts what a second look sees again; a repair's script
+    // checks each member inside itself.
+    let seen_again = if repair || from_query {
+        vec![true; repairs.len()]
+    } else {
+        super::confirm(conn, index, index_key, &fields, &repairs).await?
+    };
+    for (r, _) in repairs.iter().zip(seen_again).filter(|(_, again)| *again) {
+        match r.action {
+            Action::Gone => out.gone += 1,
+            Action::Mismatch => out.mismatched += 1,
+            Action::Rescore(_) => out.rescored += 1,
+            Action::Add(_) => {}
+        }
     }
     if repair && !repairs.is_empty() {
         match run_repair(conn, index, index_key, &fields, &repairs, 0).await {

@@ -9,7 +9,7 @@ use redis::aio::ConnectionLike;
 
 use super::{IndexReport, PROBLEMS_KEPT, index_key_life};
 use crate::engine::encoding::{Encoded, decode};
-use crate::engine::index::{Action, Repair, check_fields, run_repair};
+use crate::engine::index::{Action, Repair, check_fields, confirm, run_repair};
 use crate::engine::pipeline;
 use crate::engine::read::hgetall;
 use crate::entity::{RawHash, RedisEntity};
@@ -144,15 +144,20 @@ pub(crate) async fn find_missing<E: RedisEntity, C: ConnectionLike + Send>(
             (_, held) => matches!(held, Value::Nil),
         };
         if absent {
-            reports[i].missing += 1;
             missing.entry((i, index_key)).or_default().push(r);
         }
     }
-    if repair {
-        for ((i, index_key), repairs) in missing {
-            let index = &E::META.indexes[i];
+    for ((i, index_key), repairs) in missing {
+        let index = &E::META.indexes[i];
+        let fields = check_fields(index);
+        if repair {
+            reports[i].missing += repairs.len() as u64;
             let life = index_key_life::<E, C>(conn, &repairs).await?;
-            run_repair(conn, index, &index_key, &check_fields(index), &repairs, life).await?;
+            run_repair(conn, index, &index_key, &fields, &repairs, life).await?;
+        } else {
+            // A check counts what a second look sees again.
+            let again = confirm(conn, index, &index_key, &fields, &repairs).await?;
+            reports[i].missing += again.into_iter().filter(|a| *a).count() as u64;
         }
     }
     Ok(())
