@@ -37,6 +37,13 @@ fn template_tokens(entity: &Entity<'_>, template: &Template, secret: bool) -> To
 pub fn meta(entity: &Entity<'_>) -> TokenStream {
     let p = entity.private();
     let key = template_tokens(entity, &entity.key, entity.secret);
+    let previous = match &entity.previous {
+        Some(previous) => {
+            let previous = template_tokens(entity, previous, entity.secret);
+            quote!(::core::option::Option::Some(#previous))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     let indexes = entity.indexes.iter().map(|index| {
         let name = lit(&index.name(entity));
         // Index keys are built from other fields; a secret key's parts are its id only.
@@ -105,6 +112,7 @@ pub fn meta(entity: &Entity<'_>) -> TokenStream {
             name: #name,
             fields: &[#(#fields),*],
             key: #key,
+            previous: #previous,
             indexes: &[#(#indexes),*],
             ttl: #ttl,
             encrypted: &[#(#encrypted),*],

@@ -21,6 +21,8 @@ pub struct Entity<'a> {
     pub max_part_len: Option<usize>,
     /// `secret` in the `#[key]`: the key parts are secrets.
     pub secret: bool,
+    /// `previous = "..."` in the `#[key]`: the key template before a re-key.
+    pub previous: Option<Template>,
     /// `#[cluster(co_located)]`: a template outside the key's slot is an error.
     pub require_co_located: bool,
     pub ttl: Option<Ttl>,
@@ -234,6 +236,7 @@ pub fn parse_entity<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Option<Entity
         template,
         max_part_len,
         secret,
+        previous,
     }) = key.get()
     else {
         cx.error_spanned_by(&input.ident, "missing `#[key(\"prefix:<field>\")]` attribute");
@@ -243,12 +246,22 @@ pub fn parse_entity<'a>(cx: &Ctxt, input: &'a syn::DeriveInput) -> Option<Entity
         .map_err(|e| cx.syn_error(e))
         .ok()
         .and_then(|raw| resolve(cx, raw, &fields, "key"))?;
+    let previous = match previous {
+        None => None,
+        Some(lit) => Some(
+            RawTemplate::parse(&lit)
+                .map_err(|e| cx.syn_error(e))
+                .ok()
+                .and_then(|raw| resolve(cx, raw, &fields, "previous key"))?,
+        ),
+    };
     Some(Entity {
         input,
         krate: container.krate,
         key,
         max_part_len,
         secret,
+        previous,
         require_co_located: co_located.get(),
         ttl: ttl.get(),
         indexes,

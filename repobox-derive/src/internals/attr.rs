@@ -93,6 +93,9 @@ pub struct Key {
     pub max_part_len: Option<usize>,
     /// The key parts are secrets: messages show fingerprints of them.
     pub secret: bool,
+    /// `previous = "..."`: the template the entity's key had before a
+    /// re-key, read while a migration moves entities from it.
+    pub previous: Option<syn::LitStr>,
 }
 
 /// Reads `#[key("...")]` with its optional `max_part_len = N`.
@@ -101,6 +104,7 @@ pub fn key(cx: &Ctxt, attr: &syn::Attribute) -> Option<Key> {
         let template: syn::LitStr = input.parse()?;
         let mut max_part_len = Attr::none(cx, "#[key]", MAX_PART_LEN);
         let mut secret = BoolAttr::none(cx, "#[key]", SECRET);
+        let mut previous = Attr::none(cx, "#[key]", PREVIOUS);
         while input.peek(syn::Token![,]) {
             input.parse::<syn::Token![,]>()?;
             if input.is_empty() {
@@ -112,7 +116,10 @@ pub fn key(cx: &Ctxt, attr: &syn::Attribute) -> Option<Key> {
                 continue;
             }
             input.parse::<syn::Token![=]>()?;
-            if name == MAX_PART_LEN {
+            if name == PREVIOUS {
+                let lit: syn::LitStr = input.parse()?;
+                previous.set(&name, lit);
+            } else if name == MAX_PART_LEN {
                 let n: syn::LitInt = input.parse()?;
                 // At most `u32::MAX`, so that the generated `usize` fits on 32-bit targets too.
                 match n.base10_parse::<u32>().ok().and_then(|len| usize::try_from(len).ok()) {
@@ -123,7 +130,7 @@ pub fn key(cx: &Ctxt, attr: &syn::Attribute) -> Option<Key> {
                 input.parse::<syn::Expr>()?;
                 cx.error_spanned_by(
                     &name,
-                    format!("unknown key attribute, expected {}", one_of(&[MAX_PART_LEN])),
+                    format!("unknown key attribute, expected {}", one_of(&[MAX_PART_LEN, PREVIOUS])),
                 );
             }
         }
@@ -131,6 +138,7 @@ pub fn key(cx: &Ctxt, attr: &syn::Attribute) -> Option<Key> {
             template,
             max_part_len: max_part_len.get(),
             secret: secret.get(),
+            previous: previous.get(),
         })
     });
     match parsed {

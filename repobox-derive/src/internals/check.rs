@@ -10,6 +10,9 @@ use super::unraw::unraw;
 pub fn check(cx: &Ctxt, entity: &Entity<'_>) {
     check_key_has_placeholder(cx, &entity.key);
     check_placeholders(cx, entity, &entity.key, "key");
+    if let Some(previous) = &entity.previous {
+        check_previous(cx, entity, previous);
+    }
     for index in &entity.indexes {
         check_placeholders(cx, entity, &index.template, "index");
         if let IndexKind::Sorted { score, ident } = &index.kind {
@@ -30,6 +33,43 @@ fn check_key_has_placeholder(cx: &Ctxt, key: &Template) {
             key.span,
             format!("key template `{}` needs at least one `<field>` placeholder", key.source),
         );
+    }
+}
+
+// A previous key template is another template whose placeholders are key
+// parts of the key: a read or a write builds the previous key from the key's
+// parts alone.
+fn check_previous(cx: &Ctxt, entity: &Entity<'_>, previous: &Template) {
+    check_key_has_placeholder(cx, previous);
+    check_placeholders(cx, entity, previous, "previous key");
+    if previous.source == entity.key.source {
+        cx.error_at(
+            previous.span,
+            format!("previous key template `{}` is the key template itself", previous.source),
+        );
+    }
+    if let Some(f) = entity.fields.iter().find(|f| f.is_stored() && f.encrypted) {
+        cx.error_at(
+            previous.span,
+            format!(
+                "a re-key (`previous`) cannot move `{}`: an encrypted field's seal binds the entity's key, \
+                 so a moved hash would no longer open",
+                unraw(f.ident)
+            ),
+        );
+    }
+    for i in previous.placeholders() {
+        if !entity.key.placeholders().any(|k| k == i) {
+            let name = unraw(entity.fields[i].ident);
+            cx.error_at(
+                previous.span,
+                format!(
+                    "placeholder `<{name}>` of previous key template `{}` is not a placeholder of the key `{}`: \
+                     the previous key is built from the key's parts",
+                    previous.source, entity.key.source
+                ),
+            );
+        }
     }
 }
 

@@ -20,6 +20,7 @@ pub const CO_LOCATED: Symbol = Symbol("co_located");
 // Inside `#[key("...", ...)]`.
 pub const MAX_PART_LEN: Symbol = Symbol("max_part_len");
 pub const SECRET: Symbol = Symbol("secret");
+pub const PREVIOUS: Symbol = Symbol("previous");
 
 // Inside `#[redis(...)]` on the struct or enum.
 pub const CRATE: Symbol = Symbol("crate");

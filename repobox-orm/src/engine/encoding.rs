@@ -74,7 +74,20 @@ pub(crate) fn drop_aliases<E: RedisEntity>(fields: &mut FieldWriter<'_>) {
 /// Reads an `E` from the hash at `key` (`shown` in messages), opening its
 /// encrypted fields first.
 pub(crate) fn decode<E: RedisEntity>(key: &str, shown: &str, hash: &RawHash<'_>) -> Result<E> {
-    key_agrees::<E>(key, shown, hash)?;
+    key_agrees(&E::META.key, key, shown, hash)?;
+    read_hash::<E>(key, shown, hash)
+}
+
+/// [`decode`] of a hash still at the entity's previous key (`key`, a key of
+/// `E::META.previous`), before a re-key moved it.
+pub(crate) fn decode_previous<E: RedisEntity>(key: &str, shown: &str, hash: &RawHash<'_>) -> Result<E> {
+    if let Some(previous) = &E::META.previous {
+        key_agrees(previous, key, shown, hash)?;
+    }
+    read_hash::<E>(key, shown, hash)
+}
+
+fn read_hash<E: RedisEntity>(key: &str, shown: &str, hash: &RawHash<'_>) -> Result<E> {
     let encrypted = E::META.encrypted;
     if encrypted.is_empty() {
         return E::read_fields(shown, hash);
@@ -104,9 +117,9 @@ pub(crate) fn decode<E: RedisEntity>(key: &str, shown: &str, hash: &RawHash<'_>)
 /// be done to that other one. The key the fields give is built and compared
 /// (no parsing, no key-part rules: this runs on every read); only a
 /// mismatch parses the key, to name the field.
-fn key_agrees<E: RedisEntity>(key: &str, shown: &str, hash: &RawHash<'_>) -> Result<()> {
+fn key_agrees(template: &KeyTemplate, key: &str, shown: &str, hash: &RawHash<'_>) -> Result<()> {
     let mut built = Vec::with_capacity(key.len());
-    for segment in E::META.key.segments {
+    for segment in template.segments {
         match *segment {
             Segment::Lit(text) => built.extend_from_slice(text.as_bytes()),
             Segment::Field { field, .. } => match hash.get(field) {
@@ -119,10 +132,9 @@ fn key_agrees<E: RedisEntity>(key: &str, shown: &str, hash: &RawHash<'_>) -> Res
     if built == key.as_bytes() {
         return Ok(());
     }
-    let parts = E::META.key.parse_key(key).unwrap_or_default();
-    let mut fields = E::META.key.placeholders().map(|(_, field)| field);
-    let differs = E::META
-        .key
+    let parts = template.parse_key(key).unwrap_or_default();
+    let mut fields = template.placeholders().map(|(_, field)| field);
+    let differs = template
         .placeholders()
         .zip(parts.iter().map(|p| Some(*p)).chain(std::iter::repeat(None)))
         .find(|((_, field), part)| hash.get(field) != part.map(str::as_bytes))

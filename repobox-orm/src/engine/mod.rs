@@ -5,12 +5,14 @@
 //! - `write`: every write, as one Lua script call (`plan`, `protocol`, `run`);
 //! - `read`: entities by key;
 //! - `index`: index reads, and the one ghost-finding and repair path;
-//! - `sweep`: the offline repair of every index of an entity.
+//! - `sweep`: the offline repair of every index of an entity;
+//! - `rekey`: entities between a previous key and their key (reads, moves).
 
 pub(crate) mod encoding;
 pub(crate) mod index;
 pub(crate) mod pipeline;
 pub(crate) mod read;
+pub(crate) mod rekey;
 pub(crate) mod sweep;
 pub(crate) mod target;
 pub(crate) mod write;

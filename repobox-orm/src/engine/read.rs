@@ -6,6 +6,7 @@ use redis::Value;
 use redis::aio::ConnectionLike;
 
 use crate::engine::encoding;
+use crate::engine::rekey;
 use crate::entity::{RawHash, RedisEntity};
 use crate::error::{Error, Result};
 use crate::listing::Listing;
@@ -23,7 +24,10 @@ fn decode<E: RedisEntity>(key: &str, reply: &Value) -> Result<Option<E>> {
 /// Reads the entity at `key`; `None` if it is absent or expired.
 pub(crate) async fn get<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<Option<E>> {
     let reply: Value = redis::cmd("HGETALL").arg(key).query_async(conn).await?;
-    decode(key, &reply)
+    match decode(key, &reply)? {
+        None if E::META.previous.is_some() => Ok(rekey::get_moving(conn, key).await?.map(|(e, _)| e)),
+        found => Ok(found),
+    }
 }
 
 /// Reads Redis's clock (`TIME`, in Unix milliseconds) and the entity at
@@ -38,7 +42,11 @@ pub(crate) async fn get_with_clock<E: RedisEntity, C: ConnectionLike + Send>(
         key: E::META.key.shown(key).into_owned(),
         detail: format!("{} replies to TIME and HGETALL", replies.len()),
     })?;
-    Ok((clock_ms(&time)?, decode_answer(key, &hash)?))
+    let found = match decode_answer(key, &hash)? {
+        None if E::META.previous.is_some() => rekey::get_moving(conn, key).await?.map(|(e, _)| e),
+        found => found,
+    };
+    Ok((clock_ms(&time)?, found))
 }
 
 /// The entity in what `HGETALL` answered for `key`, an error reply included.
@@ -82,26 +90,52 @@ pub(crate) async fn get_keys<E: RedisEntity, C: ConnectionLike + Send>(
         });
     }
     let mut listing = Listing::complete(Vec::with_capacity(keys.len()));
+    let mut failed = Vec::with_capacity(keys.len());
     for (key, reply) in keys.iter().zip(&replies) {
         match decode(key, reply) {
-            Ok(entity) => listing.items.push(entity),
+            Ok(entity) => {
+                listing.items.push(entity);
+                failed.push(false);
+            }
             Err(e) => {
                 listing.items.push(None);
                 listing.errors.push(e);
+                failed.push(true);
             }
         }
+    }
+    if E::META.previous.is_some() {
+        let errors = rekey::fill_moving(conn, keys, &mut listing.items, &failed).await?;
+        listing.errors.extend(errors);
     }
     Ok(listing)
 }
 
 /// Whether the entity at `key` exists.
-pub(crate) async fn exists<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<bool> {
-    Ok(redis::cmd("EXISTS").arg(key).query_async::<i64>(conn).await? == 1)
+pub(crate) async fn exists<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<bool> {
+    if redis::cmd("EXISTS").arg(key).query_async::<i64>(conn).await? == 1 {
+        return Ok(true);
+    }
+    match E::META.previous {
+        Some(_) => Ok(rekey::get_moving::<E, C>(conn, key).await?.is_some()),
+        None => Ok(false),
+    }
 }
 
 /// The entity's remaining TTL; `None` if it is absent or has no TTL.
-pub(crate) async fn ttl<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<Option<Duration>> {
+pub(crate) async fn ttl<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<Option<Duration>> {
     let ms: i64 = redis::cmd("PTTL").arg(key).query_async(conn).await?;
+    if ms == -2
+        && let Some(Ok(old)) = rekey::previous_key(E::META, key)
+        && let Some((_, true)) = rekey::get_moving::<E, C>(conn, key).await?
+    {
+        let ms: i64 = redis::cmd("PTTL").arg(&old).query_async(conn).await?;
+        if ms != -2 {
+            return Ok(u64::try_from(ms).ok().map(Duration::from_millis));
+        }
+        let ms: i64 = redis::cmd("PTTL").arg(key).query_async(conn).await?;
+        return Ok(u64::try_from(ms).ok().map(Duration::from_millis));
+    }
     Ok(u64::try_from(ms).ok().map(Duration::from_millis))
 }
 

@@ -161,14 +161,19 @@ fn compare_models(out: &mut Vec<Change>, old: &Value, new: &Value) {
 
 fn compare_model(out: &mut Vec<Change>, model: &str, old: &Value, new: &Value) {
     if old["key"] != new["key"] {
+        // A re-key in progress still breaks other clients, which must read
+        // the new key; this crate reads both while `previous` names the old.
+        let detail = match new["previous_key"] == old["key"] {
+            true => {
+                "every entity moves (a re-key migration); readers built on this schema find an entity under either key until it has moved, other clients must read the new key"
+            }
+            false => "every entity moves (a re-key migration)",
+        };
         push(
             out,
             Compat::Breaking,
             model,
-            format!(
-                "key template changed from {} to {}: every entity moves (a re-key migration)",
-                old["key"], new["key"]
-            ),
+            format!("key template changed from {} to {}: {detail}", old["key"], new["key"]),
         );
     }
     match (old["co_located"].as_bool(), new["co_located"].as_bool()) {

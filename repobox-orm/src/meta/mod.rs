@@ -18,6 +18,11 @@ pub struct EntityMeta {
     pub fields: &'static [FieldMeta],
     /// The `#[key("...")]` template.
     pub key: KeyTemplate,
+    /// The key template the entity had before a re-key
+    /// (`#[key("...", previous = "...")]`): reads find an entity under it
+    /// until a migration (`Step::rekey`) has moved it, and every write moves
+    /// it first. Its placeholders are some of the key's.
+    pub previous: Option<KeyTemplate>,
     /// The `#[index(...)]` declarations, in declaration order.
     pub indexes: &'static [IndexMeta],
     /// The `#[ttl(...)]`, if any.
@@ -133,13 +138,17 @@ impl EntityMeta {
                 index
             })
             .collect();
-        serde_json::json!({
+        let mut schema = serde_json::json!({
             "name": self.name,
             "key": self.key.source,
             "ttl_ms": self.ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
             "co_located": self.co_located,
             "fields": fields,
             "indexes": indexes,
-        })
+        });
+        if let Some(previous) = &self.previous {
+            schema["previous_key"] = previous.source.into();
+        }
+        schema
     }
 }

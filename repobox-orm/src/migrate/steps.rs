@@ -9,7 +9,9 @@ use futures_util::future::BoxFuture;
 
 use super::transform::{Transform, TransformFn};
 use super::{Changes, Fields, Tally, VerifyFn};
+use crate::engine::rekey::{Moved, Wanted, relocate};
 use crate::engine::sweep::{IndexReport, find_missing};
+use crate::engine::write::route::Router;
 use crate::entity::RedisEntity;
 use crate::error::{Error, Result};
 use crate::meta::{IndexKind, KeyTemplate, Segment};
@@ -121,6 +123,42 @@ impl Step {
         })
     }
 
+    /// Moves every entity of `E` from its previous key
+    /// (`#[key("...", previous = "...")]`) to its key, each with its index
+    /// entries (their members become ids of the key) and its TTL: in one
+    /// script where the keys share a slot, in ordered steps where a cluster
+    /// splits them (see the README's "Changing your data"). The application
+    /// keeps reading and writing meanwhile: reads find an entity under
+    /// either key, and a write moves it first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when `E` has no previous key.
+    pub fn rekey<E: RedisEntity>() -> Result<Step> {
+        let Some(previous) = &E::META.previous else {
+            return Err(Error::InvalidArgument {
+                name: "entity",
+                reason: format!(
+                    "`{}` has no previous key: write `#[key(\"{}\", previous = \"...\")]`",
+                    E::META.name,
+                    E::META.key.source
+                ),
+            });
+        };
+        Ok(Step {
+            what: format!(
+                "rekey {} from {} to {}",
+                E::META.name,
+                previous.source,
+                E::META.key.source
+            ),
+            keys: previous,
+            redis_type: "hash",
+            work: Box::new(Rekey::<E> { entity: PhantomData }),
+            verify: Some(verify_of::<E>()),
+        })
+    }
+
     /// Rewrites entities of `E` with `f`, which reads the stored fields
     /// ([`Fields`], the bytes as stored) and says what to set or delete
     /// ([`Changes`]). Each entity is written only while every field `f`
@@ -148,6 +186,50 @@ impl Step {
             work: Box::new(Transform::<E>::new(what, f)),
             verify: Some(verify_of::<E>()),
         }
+    }
+}
+
+struct Rekey<E> {
+    entity: PhantomData<fn() -> E>,
+}
+
+impl<E: RedisEntity> Work for Rekey<E> {
+    fn batch<'a>(&'a self, store: &'a mut Store, keys: &'a [String], dry_run: bool) -> BoxFuture<'a, Result<Tally>> {
+        Box::pin(async move {
+            if dry_run {
+                return Ok(Tally {
+                    changed: keys.len() as u64,
+                    ..Tally::default()
+                });
+            }
+            let wanted: Vec<Wanted> = keys
+                .iter()
+                .map(|old| Wanted {
+                    old: old.clone(),
+                    new: None,
+                })
+                .collect();
+            let mut router = Router::new(store);
+            let mut tally = Tally::default();
+            let previous = E::META.previous.as_ref().unwrap_or(&E::META.key);
+            for (old, moved) in keys.iter().zip(relocate(store, &mut router, E::META, &wanted).await?) {
+                let problem = match moved {
+                    Ok(Moved::Moved | Moved::Taken) => {
+                        tally.changed += 1;
+                        continue;
+                    }
+                    Ok(Moved::Absent | Moved::Deleted) => continue,
+                    Ok(Moved::Other) => format!(
+                        "`{}` holds fields that do not give its own key: left where it is",
+                        previous.shown(old)
+                    ),
+                    Err(e) => e.to_string(),
+                };
+                tally.problems += 1;
+                tally.messages.push(problem);
+            }
+            Ok(tally)
+        })
     }
 }
 

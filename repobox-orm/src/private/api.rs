@@ -90,7 +90,10 @@ pub async fn get_many<E: RedisEntity, C: ConnectionLike + Send, S: AsRef<str>>(
 
 /// `E::exists`.
 pub async fn exists<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, parts: &[Cow<'_, str>]) -> Result<bool> {
-    observe::<E, _>("exists", async move { read::exists(conn, &key_for::<E>(parts)?).await }).await
+    observe::<E, _>("exists", async move {
+        read::exists::<E, C>(conn, &key_for::<E>(parts)?).await
+    })
+    .await
 }
 
 /// `E::ttl`.
@@ -98,7 +101,11 @@ pub async fn ttl<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     parts: &[Cow<'_, str>],
 ) -> Result<Option<Duration>> {
-    observe::<E, _>("ttl", async move { read::ttl(conn, &key_for::<E>(parts)?).await }).await
+    observe::<E, _>(
+        "ttl",
+        async move { read::ttl::<E, C>(conn, &key_for::<E>(parts)?).await },
+    )
+    .await
 }
 
 /// `E::update`.

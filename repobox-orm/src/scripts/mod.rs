@@ -19,6 +19,7 @@ pub(crate) mod delete_entity;
 pub(crate) mod index_entry;
 pub(crate) mod put;
 pub(crate) mod rate_limit;
+pub(crate) mod rekey;
 pub(crate) mod repair;
 pub(crate) mod reply;
 pub(crate) mod slots;
@@ -81,6 +82,10 @@ pub(crate) static TAKE: LazyLock<Script> = calling!("write_entity.lua", "take.lu
 pub(crate) static CHECKPOINT: LazyLock<Script> = script!("checkpoint.lua");
 /// Grants starts under a queue-wide rate limit.
 pub(crate) static RATE_LIMIT: LazyLock<Script> = script!("rate_limit.lua");
+/// A re-key's move of one entity whose keys share a slot.
+pub(crate) static REKEY: LazyLock<Script> = script!("rekey.lua");
+/// The single-slot steps of a re-key's move across slots.
+pub(crate) static REKEY_STEP: LazyLock<Script> = script!("rekey_step.lua");
 
 /// An index kind's letter in the scripts' calls: `z` sorted, `s` set, `u` unique.
 pub(crate) const fn kind_letter(kind: IndexKind) -> u8 {

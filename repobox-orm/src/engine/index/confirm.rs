@@ -40,6 +40,15 @@ fn present(index: &IndexMeta, id: &str, reply: &Value) -> bool {
     }
 }
 
+/// The score in a `ZSCORE` answer.
+fn score(reply: &Value) -> Option<f64> {
+    match reply {
+        Value::Double(x) => Some(*x),
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
 /// The values of `fields` in an `HMGET` answer (`None`: absent); `None`
 /// for an answer of another shape.
 fn values(reply: Value, fields: usize) -> Option<Vec<Option<Vec<u8>>>> {
@@ -105,11 +114,17 @@ pub(crate) async fn confirm<C: ConnectionLike + Send>(
         .zip(first.into_iter().zip(second))
         .map(|(r, (a, b))| {
             let (held, now) = if entry_first(r) { (a, b) } else { (b, a) };
+            // A re-scored entry is seen again only with a score that still
+            // is not its entity's (a write between the reads moves both).
+            let wrong_score = match &r.action {
+                Action::Rescore(want) => score(&held) != want.parse::<f64>().ok(),
+                _ => true,
+            };
             let held = present(index, &r.id, &held);
             let now = values(now, fields.len());
             match r.action {
                 Action::Gone => held && now.is_some_and(|v| v.iter().all(Option::is_none)),
-                Action::Mismatch | Action::Rescore(_) => held && now.as_ref() == Some(&r.seen),
+                Action::Mismatch | Action::Rescore(_) => held && wrong_score && now.as_ref() == Some(&r.seen),
                 Action::Add(_) => !held && now.as_ref() == Some(&r.seen),
             }
         })

@@ -11,9 +11,10 @@ use redis::Value;
 use redis::aio::ConnectionLike;
 
 use crate::engine::encoding::Encoded;
-use crate::engine::encoding::decode;
+use crate::engine::encoding::{decode, decode_previous};
 use crate::engine::pipeline;
 use crate::engine::read::hgetall;
+use crate::engine::rekey;
 use crate::engine::target::fill;
 use crate::engine::write::BULK_CHUNK;
 use crate::engine::write::route;
@@ -124,8 +125,8 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
                 continue;
             }
         };
-        match E::META.key.key_from_id(id) {
-            Ok(key) => keyed.push((id, key, member.score)),
+        match rekey::member_key(E::META, id) {
+            Ok((key, at_previous)) => keyed.push((id, key, member.score, at_previous)),
             Err(e) => {
                 let reason = if E::META.key.secret {
                     "is not an id of the entity".to_owned()
@@ -139,16 +140,21 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
     if keyed.is_empty() {
         return Ok(out);
     }
-    let cmds: Vec<redis::Cmd> = keyed.iter().map(|(_, key, _)| hgetall(key)).collect();
-    let replies = pipeline::query(conn, &cmds).await?;
+    let cmds: Vec<redis::Cmd> = keyed.iter().map(|(_, key, _, _)| hgetall(key)).collect();
+    let mut replies = pipeline::query(conn, &cmds).await?;
     if replies.len() != keyed.len() {
         return Err(Error::UnexpectedReply {
             key: index_key.to_owned(),
             detail: format!("{} replies to {} reads", replies.len(), keyed.len()),
         });
     }
+    if E::META.previous.is_some() {
+        rekey_fallback::<E, C>(conn, &mut keyed, &mut replies).await?;
+    }
+    // An entity between two keys may be named by two members: it is listed once.
+    let mut listed = std::collections::HashSet::new();
     let mut repairs = Vec::new();
-    for ((id, key, score), reply) in keyed.into_iter().zip(&replies) {
+    for ((id, key, score, at_previous), reply) in keyed.into_iter().zip(&replies) {
         let shown = E::META.key.shown(&key);
         let hash = match RawHash::from_reply(&shown, reply) {
             Ok(hash) => hash,
@@ -161,13 +167,20 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
         let action = if hash.is_empty() {
             Action::Gone
         } else {
-            let entity = match decode::<E>(&key, &shown, &hash) {
+            let decoded = match at_previous {
+                false => decode::<E>(&key, &shown, &hash),
+                true => decode_previous::<E>(&key, &shown, &hash),
+            };
+            let entity = match decoded {
                 Ok(entity) => entity,
                 Err(e) => {
                     out.errors.push(e);
                     continue;
                 }
             };
+            if E::META.previous.is_some() && !listed.insert(rekey::key_of(&E::META.key, &hash)) {
+                continue;
+            }
             if from_query && belongs_as_stored(&hash, index, index_key, score) {
                 out.live.push(entity);
                 continue;
@@ -219,6 +232,38 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
         }
     }
     Ok(out)
+}
+
+/// For an entity with a previous key: a member whose hash is absent at the
+/// key its id names, and whose id names a previous key too (the two
+/// templates take the same parts), is read at the previous key.
+async fn rekey_fallback<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    keyed: &mut [(&str, String, Option<f64>, bool)],
+    replies: &mut [Value],
+) -> Result<()> {
+    let Some(previous) = &E::META.previous else {
+        return Ok(());
+    };
+    let mut again = Vec::new();
+    for (i, (id, _, _, at_previous)) in keyed.iter().enumerate() {
+        if !at_previous
+            && matches!(&replies[i], Value::Array(a) if a.is_empty())
+                | matches!(&replies[i], Value::Map(m) if m.is_empty())
+            && let Ok(old) = previous.key_from_id(id)
+        {
+            again.push((i, old));
+        }
+    }
+    let cmds: Vec<redis::Cmd> = again.iter().map(|(_, old)| hgetall(old)).collect();
+    for ((i, old), reply) in again.into_iter().zip(pipeline::query(conn, &cmds).await?) {
+        if !matches!(&reply, Value::Array(a) if a.is_empty()) && !matches!(&reply, Value::Map(m) if m.is_empty()) {
+            keyed[i].1 = old;
+            keyed[i].3 = true;
+            replies[i] = reply;
+        }
+    }
+    Ok(())
 }
 
 /// Whether the stored bytes alone show that the member belongs: its fields
@@ -329,7 +374,7 @@ pub(crate) async fn count_existing<E: RedisEntity, C: ConnectionLike + Send>(
         .iter()
         .filter_map(|m| {
             let id = std::str::from_utf8(&m.raw).ok()?;
-            Some((id.to_owned(), E::META.key.key_from_id(id).ok()?))
+            Some((id.to_owned(), rekey::member_key(E::META, id).ok()?.0))
         })
         .collect();
     for chunk in keyed.chunks(BULK_CHUNK) {

@@ -28,7 +28,10 @@ use crate::scripts::{CREATE, CREATE_MANY, Call};
 
 /// Whether creates of `E` can take this path.
 pub(super) fn applies<E: RedisEntity>() -> bool {
-    !E::META.indexes.is_empty() && !E::META.indexes.iter().any(|ix| ix.kind == IndexKind::Unique)
+    // An entity with a previous key is moved first, by `route`.
+    E::META.previous.is_none()
+        && !E::META.indexes.is_empty()
+        && !E::META.indexes.iter().any(|ix| ix.kind == IndexKind::Unique)
 }
 
 /// An entity ready to send: its encoding, and per index its kind, key and score.

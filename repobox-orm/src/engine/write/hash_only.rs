@@ -29,6 +29,10 @@ use crate::scripts::{PUT, UPDATE};
 /// extra keys can take the fast path: it maintains no index entry.
 pub(super) fn applies<E: RedisEntity>(mode: Mode, fields: &FieldWriter<'_>) -> bool {
     let meta = E::META;
+    // An entity with a previous key is moved first, by `route`.
+    if meta.previous.is_some() {
+        return false;
+    }
     match mode {
         Mode::Create | Mode::Save => meta.indexes.is_empty(),
         // A patch touches the indexes whose key or score it changes.

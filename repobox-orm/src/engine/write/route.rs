@@ -18,7 +18,9 @@ use super::atomic::{self, BULK_CHUNK};
 use super::ordered;
 use super::plan::{Outcome, WritePlan};
 use crate::engine::pipeline;
+use crate::engine::rekey;
 use crate::error::{Error, Result};
+use crate::scripts::write_entity::Mode;
 use crate::store::Store;
 use crate::store::slot::key_slot;
 
@@ -40,6 +42,8 @@ pub(crate) async fn run_routed<C: ConnectionLike + Send>(
     mut plans: Vec<WritePlan<'_, '_>>,
 ) -> Result<Vec<Result<Outcome>>> {
     let mut results: Vec<Option<Result<Outcome>>> = (0..plans.len()).map(|_| None).collect();
+    // An entity with a previous key is moved under its key first (`rekey`).
+    move_first(conn, router, &plans, &mut results).await?;
     // In a batch, a save that will go ordered reads its indexed fields
     // first: one read per chunk is cheaper than a refused hash write (and
     // its released claims) for every entity that moved.
@@ -111,6 +115,54 @@ pub(crate) async fn run_routed<C: ConnectionLike + Send>(
             })
         })
         .collect())
+}
+
+/// Moves the entities of `plans` that have a previous key and are still
+/// under it; on a cluster, deletes leave their tombstone (which a move
+/// across slots that read the hash before the delete respects) before the
+/// delete. A write whose move fails ends with that error.
+async fn move_first<C: ConnectionLike + Send>(
+    conn: &mut C,
+    router: &mut Router,
+    plans: &[WritePlan<'_, '_>],
+    results: &mut [Option<Result<Outcome>>],
+) -> Result<()> {
+    let Some(meta) = plans.iter().map(|p| p.entity).find(|m| m.previous.is_some()) else {
+        return Ok(());
+    };
+    let mut wanted = Vec::new();
+    let mut of = Vec::new();
+    for (i, plan) in plans.iter().enumerate() {
+        match rekey::previous_key(plan.entity, &plan.target.key) {
+            Some(Ok(old)) => {
+                wanted.push(rekey::Wanted {
+                    old,
+                    new: Some(plan.target.key.clone()),
+                });
+                of.push(i);
+            }
+            Some(Err(e)) => results[i] = Some(Err(e)),
+            None => {}
+        }
+    }
+    for (&i, moved) in of.iter().zip(rekey::relocate(conn, router, meta, &wanted).await?) {
+        if let Err(e) = moved {
+            results[i] = Some(Err(e));
+        }
+    }
+    if router.is_cluster() {
+        let cmds: Vec<Cmd> = of
+            .iter()
+            .filter(|&&i| plans[i].mode == Mode::Delete && results[i].is_none())
+            .map(|&i| rekey::tombstone_command(&plans[i].target.key))
+            .collect();
+        for reply in pipeline::query(conn, &cmds).await? {
+            if let Value::ServerError(e) = reply {
+                return Err(redis::RedisError::from(e).into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs one write (a batch of one).

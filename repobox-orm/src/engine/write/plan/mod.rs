@@ -23,7 +23,7 @@ pub(crate) use self::values::{checked_score, ttl_millis};
 use crate::engine::target::{Target, fill};
 use crate::entity::{FieldWriter, RawHash, RedisEntity};
 use crate::error::{Error, Result};
-use crate::meta::{IndexKind, IndexMeta, KeyTemplate};
+use crate::meta::{EntityMeta, IndexKind, IndexMeta, KeyTemplate};
 use crate::scripts::delete_entity::DeleteCall;
 use crate::scripts::write_entity::{Ack, IndexOp, Mode, Takeover, WriteCall, WriteReply};
 use crate::scripts::{Call, DELETE, DELETE_MANY, WRITE, WRITE_MANY};
@@ -59,8 +59,9 @@ pub(crate) struct WritePlan<'w, 'a> {
     pub options: PlanOptions<'w>,
     /// Unique claims whose owners were found stale, to take over.
     takeovers: Vec<Takeover>,
-    /// The entity's key template, to find a unique value's owner.
-    entity_key: &'static KeyTemplate,
+    /// The entity's metadata: its key templates, to find a unique value's
+    /// owner, and whether a write first moves it from a previous key.
+    pub entity: &'static EntityMeta,
     /// The index key that the entity in a hash is under (`None`: undecodable).
     index_key_of: fn(&str, &RawHash<'_>, &IndexMeta) -> Option<String>,
     /// The entity's keys share one hash tag (`META.co_located`).
@@ -149,7 +150,7 @@ impl<'w, 'a> WritePlan<'w, 'a> {
             current,
             options: PlanOptions::default(),
             takeovers: Vec::new(),
-            entity_key: &meta.key,
+            entity: meta,
             index_key_of: owner::index_key_of::<E>,
             entity_co_located: meta.co_located,
         }

@@ -35,7 +35,7 @@ impl WritePlan<'_, '_> {
     /// The `HGETALL` of a unique value's owner, when its id is an id of the
     /// entity (`None`: it is not, so no entity of ours can hold the value).
     pub fn owner_lookup(&self, owner: &str) -> Option<Cmd> {
-        let key = self.entity_key.key_from_id(owner).ok()?;
+        let (key, _) = crate::engine::rekey::member_key(self.entity, owner).ok()?;
         let mut cmd = redis::cmd("HGETALL");
         cmd.arg(key);
         Some(cmd)
@@ -53,7 +53,7 @@ impl WritePlan<'_, '_> {
         let (owner_key, seen) = match reply {
             None => (None, None),
             Some(reply) => {
-                let key = self.entity_key.key_from_id(&owner)?;
+                let (key, _) = crate::engine::rekey::member_key(self.entity, &owner)?;
                 let hash = RawHash::from_reply(&key, &reply)?;
                 if hash.is_empty() {
                     (Some(key), None)

@@ -1,0 +1,372 @@
+//! Moving entities from their previous key to their key, each with its
+//! index entries and its TTL.
+//!
+//! Where every key of a move is in one slot (one server, or keys a cluster
+//! keeps together), `rekey.lua` moves it in one script, only while the
+//! previous hash is still what was read. Across slots the move is
+//! single-slot steps in an order that never loses the entity and never
+//! brings back a deleted one:
+//!
+//! 1. the hash is written at the key, unless the key is taken (another
+//!    mover, or a write, got there first) or its tombstone says the entity
+//!    was deleted since it was read (deletes of an entity that has a
+//!    previous key leave one first, in the key's slot);
+//! 2. the new index entries are added where absent (`ZADD NX`: an entry a
+//!    write has set since is kept);
+//! 3. the previous hash is deleted, only if it still holds what was read
+//!    (else the move starts again, replacing the hash it placed);
+//! 4. the previous index entries are removed.
+//!
+//! After a crash between steps both hashes may exist with the same fields:
+//! reads take the key's, and the next move (of the migration, or of a
+//! write) finishes the job. Index entries the steps leave behind are what
+//! index reads filter out and `index repair` removes.
+
+use redis::aio::ConnectionLike;
+use redis::{Cmd, Value};
+
+use super::{id_of, key_of};
+use crate::engine::pipeline::{self, Reloads};
+use crate::engine::write::route::{Route, Router};
+use crate::entity::RawHash;
+use crate::error::{Error, Result};
+use crate::meta::{EntityMeta, IndexKind};
+use crate::scripts::rekey::{self, Entry, MoveAnswer};
+use crate::scripts::{REKEY, REKEY_STEP};
+use crate::store::slot::key_slot;
+
+/// How long a tombstone outlives a delete: longer than any mover holds a
+/// copy of a hash between reading it and placing it.
+const TOMBSTONE_MS: u64 = 10 * 60 * 1000;
+
+/// How often a move whose previous hash keeps changing is tried.
+const ATTEMPTS: usize = 8;
+
+/// One entity to move: its previous key and, for a write, the key the
+/// write is for (a previous hash whose fields give another key is another
+/// entity's and is left alone).
+pub(crate) struct Wanted {
+    pub old: String,
+    pub new: Option<String>,
+}
+
+/// What a move did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Moved {
+    /// Nothing at the previous key.
+    Absent,
+    /// Moved.
+    Moved,
+    /// The key was taken: the previous hash was removed.
+    Taken,
+    /// The previous key holds another entity, or a hash that gives no key.
+    Other,
+    /// The entity was deleted while it was being moved: nothing placed.
+    Deleted,
+}
+
+/// The key of the tombstone a delete of the entity at `key` leaves: in the
+/// key's slot (after its hash tag, or with the key as its tag).
+pub(crate) fn tombstone(key: &str) -> String {
+    let tagged = format!("repobox:gone:{key}");
+    if key_slot(tagged.as_bytes()) == key_slot(key.as_bytes()) {
+        return tagged;
+    }
+    format!("repobox:gone:{{{key}}}")
+}
+
+/// The `SET` of the tombstone for the entity at `key`.
+pub(crate) fn tombstone_command(key: &str) -> Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(tombstone(key)).arg(1).arg("PX").arg(TOMBSTONE_MS);
+    cmd
+}
+
+/// One move in the making, from the previous hash as read.
+struct Plan {
+    old: String,
+    old_id: String,
+    new: String,
+    new_id: String,
+    hash: Vec<(Vec<u8>, Vec<u8>)>,
+    ttl_ms: u64,
+    entries: Vec<Entry>,
+    /// A hash this mover placed at the key, which a later attempt replaces.
+    placed: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+}
+
+/// Reads a previous hash: `Err(moved)` when there is nothing to move.
+fn plan(meta: &EntityMeta, wanted: &Wanted, reply: &Value, pttl: &Value) -> Result<std::result::Result<Plan, Moved>> {
+    let Some(previous) = &meta.previous else {
+        return Ok(Err(Moved::Absent));
+    };
+    let hash = RawHash::from_reply(&wanted.old, reply)?;
+    if hash.is_empty() {
+        return Ok(Err(Moved::Absent));
+    }
+    let (Some(new), Some(new_id), Some(old_id)) = (
+        key_of(&meta.key, &hash),
+        id_of(&meta.key, &hash),
+        id_of(previous, &hash),
+    ) else {
+        return Ok(Err(Moved::Other));
+    };
+    if key_of(previous, &hash).as_deref() != Some(&wanted.old) || wanted.new.as_ref().is_some_and(|w| *w != new) {
+        return Ok(Err(Moved::Other));
+    }
+    let entries = meta
+        .indexes
+        .iter()
+        .filter_map(|ix| {
+            let key = key_of(&ix.key, &hash)?;
+            let score = match ix.kind {
+                IndexKind::Sorted { score } => {
+                    let text = std::str::from_utf8(hash.get(score)?).ok()?;
+                    text.parse::<f64>().ok().filter(|x| !x.is_nan())?;
+                    Some(text.to_owned())
+                }
+                _ => None,
+            };
+            Some(Entry {
+                key,
+                kind: ix.kind,
+                score,
+            })
+        })
+        .collect();
+    let ttl_ms = match pttl {
+        Value::Int(ms) => u64::try_from(*ms).unwrap_or(0),
+        _ => 0,
+    };
+    Ok(Ok(Plan {
+        old: wanted.old.clone(),
+        old_id,
+        new,
+        new_id,
+        hash: hash.pairs().iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect(),
+        ttl_ms,
+        entries,
+        placed: None,
+    }))
+}
+
+/// Moves each of `wanted` (of the entity `meta`) that is still at its
+/// previous key; per entity what happened, in order.
+pub(crate) async fn relocate<C: ConnectionLike + Send>(
+    conn: &mut C,
+    router: &mut Router,
+    meta: &'static EntityMeta,
+    wanted: &[Wanted],
+) -> Result<Vec<Result<Moved>>> {
+    let mut results: Vec<Option<Result<Moved>>> = (0..wanted.len()).map(|_| None).collect();
+    let mut pending: Vec<(usize, Option<Vec<(Vec<u8>, Vec<u8>)>>)> = (0..wanted.len()).map(|i| (i, None)).collect();
+    let mut reloads = Reloads::default();
+    for _ in 0..ATTEMPTS {
+        if pending.is_empty() {
+            break;
+        }
+        let mut cmds = Vec::with_capacity(pending.len() * 2);
+        for (i, _) in &pending {
+            cmds.push(crate::engine::read::hgetall(&wanted[*i].old));
+            let mut pttl = redis::cmd("PTTL");
+            pttl.arg(&wanted[*i].old);
+            cmds.push(pttl);
+        }
+        let replies = pipeline::query(conn, &cmds).await?;
+        let mut atomic = Vec::new();
+        let mut ordered = Vec::new();
+        for ((i, placed), read) in std::mem::take(&mut pending).into_iter().zip(replies.chunks(2)) {
+            let [reply, pttl] = read else { continue };
+            match plan(meta, &wanted[i], reply, pttl) {
+                Err(e) => results[i] = Some(Err(e)),
+                Ok(Err(moved)) => results[i] = Some(Ok(moved)),
+                Ok(Ok(mut p)) => {
+                    p.placed = placed;
+                    let keys = [p.old.as_str(), p.new.as_str()];
+                    let keys = keys.into_iter().chain(p.entries.iter().map(|e| e.key.as_str()));
+                    match router.route(false, keys) {
+                        Route::Atomic => atomic.push((i, p)),
+                        Route::Ordered => ordered.push((i, p)),
+                    }
+                }
+            }
+        }
+        let cmds: Vec<Cmd> = atomic
+            .iter()
+            .map(|(_, p)| rekey::move_command((&p.old, &p.old_id), (&p.new, &p.new_id), &p.hash, &p.entries))
+            .collect();
+        let mut replies = pipeline::query(conn, &cmds).await?;
+        pipeline::resend_unknown(conn, &cmds, &mut replies, &REKEY, &mut reloads).await?;
+        for ((i, p), reply) in atomic.into_iter().zip(replies) {
+            results[i] = match rekey::parse_move(&meta.key.shown(&p.old), reply) {
+                Ok(MoveAnswer::Changed) => {
+                    pending.push((i, None));
+                    continue;
+                }
+                Ok(MoveAnswer::Absent) => Some(Ok(Moved::Absent)),
+                Ok(MoveAnswer::Moved) => Some(Ok(Moved::Moved)),
+                Ok(MoveAnswer::Taken) => Some(Ok(Moved::Taken)),
+                Err(e) => Some(Err(e)),
+            };
+        }
+        for (i, outcome) in steps(conn, meta, ordered, &mut reloads).await? {
+            match outcome {
+                Step::Again(placed) => pending.push((i, placed)),
+                Step::Done(r) => results[i] = Some(r),
+            }
+        }
+    }
+    Ok(results
+        .into_iter()
+        .zip(wanted)
+        .map(|(r, w)| {
+            r.unwrap_or_else(|| {
+                Err(Error::Contention {
+                    key: meta
+                        .previous
+                        .as_ref()
+                        .map_or(w.old.clone(), |p| p.shown(&w.old).into_owned()),
+                    attempts: ATTEMPTS as u32,
+                })
+            })
+        })
+        .collect())
+}
+
+enum Step {
+    /// Read the previous hash again (it changed); with what this mover placed.
+    Again(Option<Vec<(Vec<u8>, Vec<u8>)>>),
+    Done(Result<Moved>),
+}
+
+/// Sends one step's commands (each an `EVALSHA` of `rekey_step.lua`, or a
+/// plain command) and reads their replies.
+async fn send<C: ConnectionLike + Send>(conn: &mut C, cmds: &[Cmd], reloads: &mut Reloads) -> Result<Vec<Value>> {
+    let mut replies = pipeline::query(conn, cmds).await?;
+    pipeline::resend_unknown(conn, cmds, &mut replies, &REKEY_STEP, reloads).await?;
+    Ok(replies)
+}
+
+/// The ordered steps of `plans`, each step one pipeline for all of them.
+async fn steps<C: ConnectionLike + Send>(
+    conn: &mut C,
+    meta: &EntityMeta,
+    plans: Vec<(usize, Plan)>,
+    reloads: &mut Reloads,
+) -> Result<Vec<(usize, Step)>> {
+    let mut out = Vec::with_capacity(plans.len());
+    if plans.is_empty() {
+        return Ok(out);
+    }
+    let shown = |key: &str| meta.key.shown(key).into_owned();
+    // 1. Place the hash.
+    let cmds: Vec<Cmd> = plans
+        .iter()
+        .map(|(_, p)| {
+            let prior = p.placed.as_deref().unwrap_or(&[]);
+            rekey::place(&p.new, &tombstone(&p.new), p.ttl_ms, prior, &p.hash)
+        })
+        .collect();
+    let placed = send(conn, &cmds, reloads).await?;
+    let mut live = Vec::with_capacity(plans.len());
+    for ((i, p), reply) in plans.into_iter().zip(placed) {
+        match rekey::parse_step(&shown(&p.new), reply) {
+            Err(e) => out.push((i, Step::Done(Err(e)))),
+            Ok(n) => live.push((i, p, n)),
+        }
+    }
+    // 2. The new index entries, where absent (only for a hash placed here).
+    let mut cmds = Vec::new();
+    for (_, p, placed) in &live {
+        if *placed != 1 && *placed != 4 {
+            continue;
+        }
+        for e in &p.entries {
+            cmds.push(add_entry(p, e));
+        }
+    }
+    for reply in send(conn, &cmds, reloads).await? {
+        if let Value::ServerError(e) = reply {
+            return Err(redis::RedisError::from(e).into());
+        }
+    }
+    // 3. Release the previous hash. Not when the entity was deleted since it
+    // was read: then there is none, or one written since by another client,
+    // which is kept.
+    let (deleted, live): (Vec<_>, Vec<_>) = live.into_iter().partition(|(_, _, placed)| *placed == 3);
+    out.extend(deleted.into_iter().map(|(i, _, _)| (i, Step::Done(Ok(Moved::Deleted)))));
+    let cmds: Vec<Cmd> = live.iter().map(|(_, p, _)| rekey::release(&p.old, &p.hash)).collect();
+    let released = send(conn, &cmds, reloads).await?;
+    let mut cleanup = Vec::new();
+    let mut finished = Vec::new();
+    for ((i, p, placed), reply) in live.into_iter().zip(released) {
+        match rekey::parse_step(
+            &meta
+                .previous
+                .as_ref()
+                .map_or_else(|| p.old.clone(), |t| t.shown(&p.old).into_owned()),
+            reply,
+        ) {
+            Err(e) => out.push((i, Step::Done(Err(e)))),
+            // Changed since it was read: read it again, and replace what was placed.
+            Ok(-1) => out.push((i, Step::Again((placed == 1).then(|| p.hash.clone())))),
+            Ok(_) => {
+                let moved = match placed {
+                    1 | 4 => Moved::Moved,
+                    _ => Moved::Taken,
+                };
+                cleanup.extend(p.entries.iter().filter_map(|e| remove_entry(&p, e)));
+                finished.push((i, moved));
+            }
+        }
+    }
+    // 4. Remove the previous index entries.
+    for reply in send(conn, &cleanup, reloads).await? {
+        if let Value::ServerError(e) = reply {
+            return Err(redis::RedisError::from(e).into());
+        }
+    }
+    out.extend(finished.into_iter().map(|(i, moved)| (i, Step::Done(Ok(moved)))));
+    Ok(out)
+}
+
+/// The command that adds `p`'s new entry `e` where it is absent.
+fn add_entry(p: &Plan, e: &Entry) -> Cmd {
+    match e.kind {
+        IndexKind::Sorted { .. } => {
+            let mut cmd = redis::cmd("ZADD");
+            cmd.arg(&e.key)
+                .arg("NX")
+                .arg(e.score.as_deref().unwrap_or("0"))
+                .arg(&p.new_id);
+            cmd
+        }
+        IndexKind::Set => {
+            let mut cmd = redis::cmd("SADD");
+            cmd.arg(&e.key).arg(&p.new_id);
+            cmd
+        }
+        IndexKind::Unique => rekey::unique(&e.key, &p.old_id, &p.new_id, p.ttl_ms),
+    }
+}
+
+/// The command that removes `p`'s previous entry `e` (none when the
+/// previous id is the id).
+fn remove_entry(p: &Plan, e: &Entry) -> Option<Cmd> {
+    if p.old_id == p.new_id {
+        return None;
+    }
+    Some(match e.kind {
+        IndexKind::Sorted { .. } => {
+            let mut cmd = redis::cmd("ZREM");
+            cmd.arg(&e.key).arg(&p.old_id);
+            cmd
+        }
+        IndexKind::Set => {
+            let mut cmd = redis::cmd("SREM");
+            cmd.arg(&e.key).arg(&p.old_id);
+            cmd
+        }
+        IndexKind::Unique => rekey::unique(&e.key, &p.old_id, "", 0),
+    })
+}

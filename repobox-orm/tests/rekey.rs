@@ -1,0 +1,368 @@
+//! Re-keying (`#[key("...", previous = "...")]` and `Step::rekey`): jobs
+//! written under `rk:<id>` move to `rk:{<user_id>}:<id>` while 8 tasks
+//! create, read, update and delete jobs through the library the whole time,
+//! and the migration runs in a child process that is killed (`kill -9`) at
+//! random points and resumed, several times, before a last run finishes it.
+//! Afterwards every job the writers believe exists is under its new key
+//! exactly once with the writers' last fields and its TTL, no old key is
+//! left, the indexes hold exactly the live jobs, and what the writers
+//! deleted stays deleted. On one server (every move one script) and on a
+//! cluster (the old and new keys in different slots: ordered moves).
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use repobox_orm::Walk;
+use repobox_orm::migrate::{MigrateOptions, Migration, RunEnd, Step, migrate};
+use repobox_orm::prelude::*;
+use repobox_orm::testing::{RedisCluster, RedisServer};
+
+const STATUSES: [&str; 3] = ["queued", "running", "done"];
+const USERS: u64 = 50;
+const WRITERS: u64 = 8;
+/// Ids of jobs the writers create, besides the old ones.
+const FRESH: u64 = 4_000;
+
+mod v1 {
+    use super::*;
+
+    /// The jobs as the app wrote them before: keys without a hash tag.
+    #[derive(RedisEntity, Debug, Clone, PartialEq)]
+    #[key("rk:<id>")]
+    #[ttl(days = 7)]
+    #[index(sorted = "rk:user:{<user_id>}", score = created_at)]
+    #[index(set = "rk:status:<status>")]
+    pub struct Job {
+        pub id: String,
+        pub user_id: String,
+        pub status: String,
+        pub created_at: i64,
+    }
+}
+
+/// The same jobs, re-keyed next to their user's index.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[key("rk:{<user_id>}:<id>", previous = "rk:<id>")]
+#[ttl(days = 7)]
+#[index(sorted = "rk:user:{<user_id>}", score = created_at)]
+#[index(set = "rk:status:<status>")]
+struct Job {
+    id: String,
+    user_id: String,
+    status: String,
+    created_at: i64,
+}
+
+struct Rekey;
+
+impl Migration for Rekey {
+    fn name(&self) -> &'static str {
+        "rekey-jobs"
+    }
+    fn description(&self) -> &'static str {
+        "moves rk:<id> to rk:{<user_id>}:<id>"
+    }
+    fn steps(&self) -> repobox_orm::Result<Vec<Step>> {
+        Ok(vec![Step::rekey::<Job>()?])
+    }
+}
+
+/// A small deterministic generator, so that a failure replays.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn user_of(id: &str) -> String {
+    let n: u64 = id.trim_start_matches(|c: char| !c.is_ascii_digit()).parse().unwrap();
+    format!("u{}", n % USERS)
+}
+
+fn old_job(i: u64) -> Job {
+    let id = format!("o{i}");
+    Job {
+        user_id: user_of(&id),
+        id,
+        status: STATUSES[(i % 3) as usize].into(),
+        created_at: i as i64,
+    }
+}
+
+/// The child process: runs the migration at a bounded rate until killed
+/// (or done). Only when the test below starts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of the kill -9 tests"]
+async fn rekey_child() {
+    let Ok(url) = std::env::var("REKEY_CHILD_URL") else {
+        return;
+    };
+    let rate: u32 = std::env::var("REKEY_CHILD_RATE").unwrap().parse().unwrap();
+    let mut store = Store::open(url).unwrap();
+    let walk = Walk::new().per_second(NonZeroU32::new(rate));
+    let options = MigrateOptions::default().walk(walk).skip_verify(true);
+    migrate(&mut store, &Rekey, &options).await.unwrap();
+}
+
+/// Starts the child on `url` and kills it (`SIGKILL`) after `after`; `true`
+/// if it was still running then.
+fn run_child_and_kill(url: &str, rate: u32, after: Duration) -> bool {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["rekey_child", "--exact", "--ignored", "--test-threads=1", "--quiet"])
+        .env("REKEY_CHILD_URL", url)
+        .env("REKEY_CHILD_RATE", rate.to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    let running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    running
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rekey_on_one_server_moves_every_job_once_while_others_write_and_survives_kill_9() {
+    let server = RedisServer::start();
+    rekey_under_writers(&server.url(), 100_000, 60_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rekey_on_a_cluster_moves_every_job_once_while_others_write_and_survives_kill_9() {
+    let cluster = RedisCluster::start(3, 0);
+    rekey_under_writers(&cluster.url(), 20_000, 8_000).await;
+}
+
+/// What one writer believes: per id it owns, the job or `None` (deleted).
+type Beliefs = HashMap<String, Option<Job>>;
+
+async fn writer(mut conn: Store, w: u64, old: u64, stop: Arc<AtomicBool>) -> (Beliefs, u64) {
+    let mut rng = Rng(0x9e37_79b9 + w);
+    let mut believed: Beliefs = HashMap::new();
+    let mut ops = 0u64;
+    while !stop.load(Ordering::Relaxed) || ops < 100 {
+        // Each writer owns the ids whose number is `w` modulo WRITERS.
+        let id = if rng.below(3) > 0 {
+            format!("o{}", rng.below(old / WRITERS) * WRITERS + w)
+        } else {
+            format!("n{}", rng.below(FRESH / WRITERS) * WRITERS + w)
+        };
+        let user = user_of(&id);
+        let now = believed
+            .entry(id.clone())
+            .or_insert_with(|| id.strip_prefix('o').map(|n| old_job(n.parse().unwrap())));
+        let at = format!("{id} (op {ops} of writer {w})");
+        match rng.below(10) {
+            0..=1 => {
+                let existed = Job::delete(&mut conn, &user, &id).await.unwrap();
+                assert_eq!(existed, now.is_some(), "delete of {at}");
+                *now = None;
+            }
+            2..=6 => {
+                let status: String = STATUSES[rng.below(3) as usize].into();
+                let created_at = 1_000_000 + rng.below(1_000_000) as i64;
+                let patch = JobPatch {
+                    status: Some(status.clone()),
+                    created_at: Some(created_at),
+                    ..Default::default()
+                };
+                match (Job::update(&mut conn, &user, &id, patch).await, now.as_mut()) {
+                    (Ok(()), Some(job)) => {
+                        job.status = status;
+                        job.created_at = created_at;
+                    }
+                    (Err(repobox_orm::Error::NotFound { .. }), None) => {}
+                    (r, believed) => panic!("update of {at}: {r:?}, believed {believed:?}"),
+                }
+            }
+            7 => {
+                let job = Job {
+                    id: id.clone(),
+                    user_id: user.clone(),
+                    status: "queued".into(),
+                    created_at: rng.below(1_000) as i64,
+                };
+                match (Job::create(&mut conn, &job).await, now.is_some()) {
+                    (Ok(()), false) => *now = Some(job),
+                    (Err(repobox_orm::Error::AlreadyExists { .. }), true) => {}
+                    (r, existed) => panic!("create of {at}: {r:?}, existed {existed}"),
+                }
+            }
+            _ => {
+                let got = Job::get(&mut conn, &user, &id).await.unwrap();
+                assert_eq!(&got, now, "get of {at}");
+            }
+        }
+        ops += 1;
+    }
+    (believed, ops)
+}
+
+async fn rekey_under_writers(url: &str, old: u64, rate: u32) {
+    let mut conn = Store::open(url).unwrap();
+    let seeded: Vec<v1::Job> = (0..old)
+        .map(|i| {
+            let j = old_job(i);
+            v1::Job {
+                id: j.id,
+                user_id: j.user_id,
+                status: j.status,
+                created_at: j.created_at,
+            }
+        })
+        .collect();
+    for chunk in seeded.chunks(5_000) {
+        for r in v1::Job::create_many(&mut conn, chunk).await.unwrap() {
+            r.unwrap();
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|w| tokio::spawn(writer(conn.clone(), w, old, stop.clone())))
+        .collect();
+    // Killed four times at random points, then run to the end.
+    let mut rng = Rng(0x5eed);
+    let mut killed_running = 0;
+    for _ in 0..4 {
+        let after = Duration::from_millis(400 + rng.below(900));
+        let url = url.to_owned();
+        if tokio::task::spawn_blocking(move || run_child_and_kill(&url, rate, after))
+            .await
+            .unwrap()
+        {
+            killed_running += 1;
+        }
+    }
+    let report = migrate(&mut conn, &Rekey, &MigrateOptions::default()).await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let mut believed = Beliefs::new();
+    let mut ops = 0;
+    for t in tasks {
+        let (b, n) = t.await.unwrap();
+        believed.extend(b);
+        ops += n;
+    }
+    assert!(
+        killed_running >= 3,
+        "the child finished before most kills: {killed_running}"
+    );
+    assert!(ops >= 800, "{ops}");
+    assert_eq!(report.end, RunEnd::Finished, "{report:?}");
+    assert_eq!(report.problems(), 0, "{report:?}");
+    assert!(report.is_verified(), "{report:?}");
+    assert!(report.steps[0].looked <= old + 2 * FRESH + 5_000, "{report:?}");
+
+    // What exists: every job the writers did not touch as seeded, the rest
+    // as the writers left them.
+    let mut expected: HashMap<String, Job> = (0..old).map(old_job).map(|j| (j.id.clone(), j)).collect();
+    for (id, job) in &believed {
+        match job {
+            Some(job) => expected.insert(id.clone(), job.clone()),
+            None => expected.remove(id),
+        };
+    }
+    // No hash left under an old key; every new key an expected job.
+    let mut new_keys = HashSet::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("rk:*")
+            .arg("COUNT")
+            .arg(5_000)
+            .arg("TYPE")
+            .arg("hash")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        for key in batch {
+            assert!(v1::Job::META.key.parse_key(&key).is_none(), "an old key is left: {key}");
+            assert!(Job::META.key.parse_key(&key).is_some(), "{key}");
+            assert!(new_keys.insert(key.clone()), "{key} listed twice");
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    assert_eq!(new_keys.len(), expected.len());
+    // Each with the writers' last fields and its TTL.
+    let ids: Vec<String> = expected.values().map(|j| format!("{}:{}", j.user_id, j.id)).collect();
+    for chunk in ids.chunks(2_000) {
+        let got = Job::get_many(&mut conn, chunk).await.unwrap();
+        assert!(got.errors.is_empty(), "{:?}", got.errors);
+        for (id, job) in chunk.iter().zip(got.items) {
+            let job = job.unwrap_or_else(|| panic!("{id} is missing"));
+            assert_eq!(Some(&job), expected.get(&job.id), "{id}");
+        }
+        let mut pipe = redis::pipe();
+        for id in chunk {
+            let (user, id) = id.split_once(':').unwrap();
+            pipe.cmd("PTTL").arg(format!("rk:{{{user}}}:{id}"));
+        }
+        let ttls: Vec<i64> = pipe.query_async(&mut conn).await.unwrap();
+        assert!(ttls.iter().all(|&t| t > 0), "a job lost its TTL");
+    }
+    // The indexes hold exactly the live jobs, under their new ids.
+    for u in 0..USERS {
+        let user = format!("u{u}");
+        let held: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(format!("rk:user:{{{user}}}"))
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let held: HashMap<String, f64> = held.into_iter().collect();
+        let want: HashMap<String, f64> = expected
+            .values()
+            .filter(|j| j.user_id == user)
+            .map(|j| (format!("{user}:{}", j.id), j.created_at as f64))
+            .collect();
+        assert_eq!(held, want, "rk:user:{{{user}}}");
+    }
+    for status in STATUSES {
+        let held: HashSet<String> = redis::cmd("SMEMBERS")
+            .arg(format!("rk:status:{status}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let want: HashSet<String> = expected
+            .values()
+            .filter(|j| j.status == status)
+            .map(|j| format!("{}:{}", j.user_id, j.id))
+            .collect();
+        assert_eq!(held.len(), want.len(), "rk:status:{status}");
+        assert_eq!(held, want, "rk:status:{status}");
+    }
+    // Deleted stays deleted, under either key.
+    for (id, job) in &believed {
+        if job.is_none() {
+            let user = user_of(id);
+            let n: i64 = redis::cmd("EXISTS")
+                .arg(format!("rk:{{{user}}}:{id}"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let m: i64 = redis::cmd("EXISTS")
+                .arg(format!("rk:{id}"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!((n, m), (0, 0), "{id} was deleted");
+        }
+    }
+    // Run again: nothing left to do.
+    let again = migrate(&mut conn, &Rekey, &MigrateOptions::default()).await.unwrap();
+    assert_eq!(again.end, RunEnd::AlreadyDone, "{again:?}");
+}
