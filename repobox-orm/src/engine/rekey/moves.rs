@@ -13,14 +13,14 @@
 //!    previous key leave one first, in the key's slot);
 //! 2. the new index entries are added where absent (`ZADD NX`: an entry a
 //!    write has set since is kept);
-//! 3. the previous hash is deleted, only if it still holds what was read
-//!    (else the move starts again, replacing the hash it placed);
-//! 4. the previous index entries are removed.
+//! 3. the previous index entries are removed;
+//! 4. the previous hash is deleted, only if it still holds what was read
+//!    (else the move starts again, replacing the hash it placed).
 //!
 //! After a crash between steps both hashes may exist with the same fields:
 //! reads take the key's, and the next move (of the migration, or of a
-//! write) finishes the job. Index entries the steps leave behind are what
-//! index reads filter out and `index repair` removes.
+//! write) finishes the job; the previous hash goes last, so that a move
+//! that stopped is found again by the walk of previous keys.
 
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Value};
@@ -277,28 +277,69 @@ async fn steps<C: ConnectionLike + Send>(
     }
     // 2. The new index entries, where absent (only for a hash placed here).
     let mut cmds = Vec::new();
-    for (_, p, placed) in &live {
+    let mut claimed = Vec::new();
+    for (n, (_, p, placed)) in live.iter().enumerate() {
         if *placed != 1 && *placed != 4 {
             continue;
         }
         for e in &p.entries {
             cmds.push(add_entry(p, e));
+            claimed.push((n, e));
         }
     }
+    let mut added = Vec::new();
+    for (reply, (n, e)) in send(conn, &cmds, reloads).await?.into_iter().zip(claimed) {
+        match reply {
+            Value::ServerError(e) => return Err(redis::RedisError::from(e).into()),
+            Value::Int(1) => added.push((n, e)),
+            _ => {}
+        }
+    }
+    // A delete may have removed the placed hash and its entries before the
+    // entries above were added: then the ones added here go again.
+    let mut placed_at: Vec<usize> = added.iter().map(|(n, _)| *n).collect();
+    placed_at.dedup();
+    let cmds: Vec<Cmd> = placed_at
+        .iter()
+        .map(|&n| {
+            let mut cmd = redis::cmd("EXISTS");
+            cmd.arg(&live[n].1.new);
+            cmd
+        })
+        .collect();
+    let gone: Vec<usize> = placed_at
+        .into_iter()
+        .zip(pipeline::query(conn, &cmds).await?)
+        .filter(|(_, reply)| matches!(reply, Value::Int(0)))
+        .map(|(n, _)| n)
+        .collect();
+    let cmds: Vec<Cmd> = added
+        .iter()
+        .filter(|(n, _)| gone.contains(n))
+        .map(|(n, e)| withdraw_entry(&live[*n].1, e))
+        .collect();
     for reply in send(conn, &cmds, reloads).await? {
         if let Value::ServerError(e) = reply {
             return Err(redis::RedisError::from(e).into());
         }
     }
-    // 3. Release the previous hash. Not when the entity was deleted since it
-    // was read: then there is none, or one written since by another client,
-    // which is kept.
+    // Not when the entity was deleted since it was read: then there is no
+    // previous hash, or one written since by another client, which is kept.
     let (deleted, live): (Vec<_>, Vec<_>) = live.into_iter().partition(|(_, _, placed)| *placed == 3);
     out.extend(deleted.into_iter().map(|(i, _, _)| (i, Step::Done(Ok(Moved::Deleted)))));
+    // 3. Remove the previous index entries.
+    let cleanup: Vec<Cmd> = live
+        .iter()
+        .flat_map(|(_, p, _)| p.entries.iter().filter_map(|e| remove_entry(p, e)))
+        .collect();
+    for reply in send(conn, &cleanup, reloads).await? {
+        if let Value::ServerError(e) = reply {
+            return Err(redis::RedisError::from(e).into());
+        }
+    }
+    // 4. Release the previous hash.
     let cmds: Vec<Cmd> = live.iter().map(|(_, p, _)| rekey::release(&p.old, &p.hash)).collect();
     let released = send(conn, &cmds, reloads).await?;
-    let mut cleanup = Vec::new();
-    let mut finished = Vec::new();
     for ((i, p, placed), reply) in live.into_iter().zip(released) {
         match rekey::parse_step(
             &meta
@@ -315,18 +356,10 @@ async fn steps<C: ConnectionLike + Send>(
                     1 | 4 => Moved::Moved,
                     _ => Moved::Taken,
                 };
-                cleanup.extend(p.entries.iter().filter_map(|e| remove_entry(&p, e)));
-                finished.push((i, moved));
+                out.push((i, Step::Done(Ok(moved))));
             }
         }
     }
-    // 4. Remove the previous index entries.
-    for reply in send(conn, &cleanup, reloads).await? {
-        if let Value::ServerError(e) = reply {
-            return Err(redis::RedisError::from(e).into());
-        }
-    }
-    out.extend(finished.into_iter().map(|(i, moved)| (i, Step::Done(Ok(moved)))));
     Ok(out)
 }
 
@@ -347,6 +380,23 @@ fn add_entry(p: &Plan, e: &Entry) -> Cmd {
             cmd
         }
         IndexKind::Unique => rekey::unique(&e.key, &p.old_id, &p.new_id, p.ttl_ms),
+    }
+}
+
+/// The command that removes the new entry `e` that `p` added.
+fn withdraw_entry(p: &Plan, e: &Entry) -> Cmd {
+    match e.kind {
+        IndexKind::Sorted { .. } => {
+            let mut cmd = redis::cmd("ZREM");
+            cmd.arg(&e.key).arg(&p.new_id);
+            cmd
+        }
+        IndexKind::Set => {
+            let mut cmd = redis::cmd("SREM");
+            cmd.arg(&e.key).arg(&p.new_id);
+            cmd
+        }
+        IndexKind::Unique => rekey::unique(&e.key, &p.new_id, "", 0),
     }
 }
 
