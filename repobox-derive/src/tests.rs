@@ -121,6 +121,19 @@ fn multi_placeholder_hash_tagged_key() {
 }
 
 #[test]
+fn previous_key() {
+    insta::assert_snapshot!(expand(quote! {
+        #[key("job:{<user_id>}:<id>", previous = "job:<id>")]
+        #[index(sorted = "jobs:{<user_id>}", score = created_at)]
+        struct Job {
+            id: String,
+            user_id: String,
+            created_at: i64,
+        }
+    }));
+}
+
+#[test]
 fn raw_identifier_placeholder_and_crate_override() {
     insta::assert_snapshot!(expand(quote! {
         #[key("thing:<r#type>", max_part_len = 64)]

@@ -30,7 +30,7 @@ use crate::engine::pipeline::{self, Reloads};
 use crate::engine::write::route::{Route, Router};
 use crate::entity::RawHash;
 use crate::error::{Error, Result};
-use crate::meta::{EntityMeta, IndexKind};
+use crate::meta::{EntityMeta, IndexKind, IndexMeta};
 use crate::scripts::rekey::{self, Entry, MoveAnswer};
 use crate::scripts::{REKEY, REKEY_STEP};
 use crate::store::slot::key_slot;
@@ -91,12 +91,19 @@ struct Plan {
     hash: Vec<(Vec<u8>, Vec<u8>)>,
     ttl_ms: u64,
     entries: Vec<Entry>,
+    /// The index of each of `entries`.
+    indexes: Vec<&'static IndexMeta>,
     /// A hash this mover placed at the key, which a later attempt replaces.
     placed: Option<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
 /// Reads a previous hash: `Err(moved)` when there is nothing to move.
-fn plan(meta: &EntityMeta, wanted: &Wanted, reply: &Value, pttl: &Value) -> Result<std::result::Result<Plan, Moved>> {
+fn plan(
+    meta: &'static EntityMeta,
+    wanted: &Wanted,
+    reply: &Value,
+    pttl: &Value,
+) -> Result<std::result::Result<Plan, Moved>> {
     let Some(previous) = &meta.previous else {
         return Ok(Err(Moved::Absent));
     };
@@ -114,7 +121,7 @@ fn plan(meta: &EntityMeta, wanted: &Wanted, reply: &Value, pttl: &Value) -> Resu
     if key_of(previous, &hash).as_deref() != Some(&wanted.old) || wanted.new.as_ref().is_some_and(|w| *w != new) {
         return Ok(Err(Moved::Other));
     }
-    let entries = meta
+    let (indexes, entries) = meta
         .indexes
         .iter()
         .filter_map(|ix| {
@@ -127,13 +134,16 @@ fn plan(meta: &EntityMeta, wanted: &Wanted, reply: &Value, pttl: &Value) -> Resu
                 }
                 _ => None,
             };
-            Some(Entry {
-                key,
-                kind: ix.kind,
-                score,
-            })
+            Some((
+                ix,
+                Entry {
+                    key,
+                    kind: ix.kind,
+                    score,
+                },
+            ))
         })
-        .collect();
+        .unzip();
     let ttl_ms = match pttl {
         Value::Int(ms) => u64::try_from(*ms).unwrap_or(0),
         _ => 0,
@@ -146,6 +156,7 @@ fn plan(meta: &EntityMeta, wanted: &Wanted, reply: &Value, pttl: &Value) -> Resu
         hash: hash.pairs().iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect(),
         ttl_ms,
         entries,
+        indexes,
         placed: None,
     }))
 }
@@ -295,29 +306,29 @@ async fn steps<C: ConnectionLike + Send>(
             _ => {}
         }
     }
-    // A delete may have removed the placed hash and its entries before the
-    // entries above were added: then the ones added here go again.
+    // A write may have deleted the placed hash (and its entries), or moved
+    // it to another index key, before the entries above were added: an
+    // entry added here under a key the hash no longer gives goes again.
     let mut placed_at: Vec<usize> = added.iter().map(|(n, _)| *n).collect();
     placed_at.dedup();
     let cmds: Vec<Cmd> = placed_at
         .iter()
-        .map(|&n| {
-            let mut cmd = redis::cmd("EXISTS");
-            cmd.arg(&live[n].1.new);
-            cmd
-        })
+        .map(|&n| crate::engine::read::hgetall(&live[n].1.new))
         .collect();
-    let gone: Vec<usize> = placed_at
-        .into_iter()
-        .zip(pipeline::query(conn, &cmds).await?)
-        .filter(|(_, reply)| matches!(reply, Value::Int(0)))
-        .map(|(n, _)| n)
-        .collect();
-    let cmds: Vec<Cmd> = added
-        .iter()
-        .filter(|(n, _)| gone.contains(n))
-        .map(|(n, e)| withdraw_entry(&live[*n].1, e))
-        .collect();
+    let now: Vec<(usize, Value)> = placed_at.into_iter().zip(pipeline::query(conn, &cmds).await?).collect();
+    let mut cmds = Vec::new();
+    for (n, e) in &added {
+        let p = &live[*n].1;
+        let Some((_, reply)) = now.iter().find(|(m, _)| m == n) else {
+            continue;
+        };
+        let hash = RawHash::from_reply(&p.new, reply)?;
+        let at = p.entries.iter().position(|x| std::ptr::eq(x, *e));
+        let belongs = at.is_some_and(|at| key_of(&p.indexes[at].key, &hash).as_deref() == Some(e.key.as_str()));
+        if hash.is_empty() || !belongs {
+            cmds.push(withdraw_entry(p, e));
+        }
+    }
     for reply in send(conn, &cmds, reloads).await? {
         if let Value::ServerError(e) = reply {
             return Err(redis::RedisError::from(e).into());
