@@ -214,7 +214,7 @@ impl<E: RedisEntity> Work for Rekey<E> {
             let previous = E::META.previous.as_ref().unwrap_or(&E::META.key);
             for (old, moved) in keys.iter().zip(relocate(store, &mut router, E::META, &wanted).await?) {
                 let problem = match moved {
-                    Ok(Moved::Moved | Moved::Taken) => {
+                    Ok(Moved::Done | Moved::Taken) => {
                         tally.changed += 1;
                         continue;
                     }

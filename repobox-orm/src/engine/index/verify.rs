@@ -149,7 +149,7 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
         });
     }
     if E::META.previous.is_some() {
-        rekey_fallback::<E, C>(conn, &mut keyed, &mut replies).await?;
+        rekey::read_previous_members::<E, C>(conn, &mut keyed, &mut replies).await?;
     }
     // An entity between two keys may be named by two members: it is listed once.
     let mut listed = std::collections::HashSet::new();
@@ -232,38 +232,6 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
         }
     }
     Ok(out)
-}
-
-/// For an entity with a previous key: a member whose hash is absent at the
-/// key its id names, and whose id names a previous key too (the two
-/// templates take the same parts), is read at the previous key.
-async fn rekey_fallback<E: RedisEntity, C: ConnectionLike + Send>(
-    conn: &mut C,
-    keyed: &mut [(&str, String, Option<f64>, bool)],
-    replies: &mut [Value],
-) -> Result<()> {
-    let Some(previous) = &E::META.previous else {
-        return Ok(());
-    };
-    let mut again = Vec::new();
-    for (i, (id, _, _, at_previous)) in keyed.iter().enumerate() {
-        if !at_previous
-            && matches!(&replies[i], Value::Array(a) if a.is_empty())
-                | matches!(&replies[i], Value::Map(m) if m.is_empty())
-            && let Ok(old) = previous.key_from_id(id)
-        {
-            again.push((i, old));
-        }
-    }
-    let cmds: Vec<redis::Cmd> = again.iter().map(|(_, old)| hgetall(old)).collect();
-    for ((i, old), reply) in again.into_iter().zip(pipeline::query(conn, &cmds).await?) {
-        if !matches!(&reply, Value::Array(a) if a.is_empty()) && !matches!(&reply, Value::Map(m) if m.is_empty()) {
-            keyed[i].1 = old;
-            keyed[i].3 = true;
-            replies[i] = reply;
-        }
-    }
-    Ok(())
 }
 
 /// Whether the stored bytes alone show that the member belongs: its fields

@@ -12,6 +12,7 @@
 //!   always lands under the key and the previous hash is gone after it.
 
 mod moves;
+mod ordered;
 
 use redis::Value;
 use redis::aio::ConnectionLike;
@@ -149,4 +150,48 @@ pub(crate) async fn fill_moving<E: RedisEntity, C: ConnectionLike + Send>(
         }
     }
     Ok(errors)
+}
+
+/// Whether an `HGETALL` answer is an empty hash (an absent key).
+fn is_empty_hash(reply: &Value) -> bool {
+    match reply {
+        Value::Array(a) => a.is_empty(),
+        Value::Map(m) => m.is_empty(),
+        _ => false,
+    }
+}
+
+/// For an entity with a previous key: a member whose hash is absent at the
+/// key its id names, and whose id names a previous key too (the two
+/// templates take the same parts), is read at the previous key.
+pub(crate) async fn read_previous_members<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    keyed: &mut [(&str, String, Option<f64>, bool)],
+    replies: &mut [Value],
+) -> Result<()> {
+    let Some(previous) = &E::META.previous else {
+        return Ok(());
+    };
+    let mut again = Vec::new();
+    for (i, (id, _, _, at_previous)) in keyed.iter().enumerate() {
+        if !at_previous
+            && matches!(&replies[i], Value::Array(a) if a.is_empty())
+                | matches!(&replies[i], Value::Map(m) if m.is_empty())
+            && let Ok(old) = previous.key_from_id(id)
+        {
+            again.push((i, old));
+        }
+    }
+    let cmds: Vec<redis::Cmd> = again.iter().map(|(_, old)| hgetall(old)).collect();
+    for ((i, old), reply) in again
+        .into_iter()
+        .zip(crate::engine::pipeline::query(conn, &cmds).await?)
+    {
+        if !is_empty_hash(&reply) {
+            keyed[i].1 = old;
+            keyed[i].3 = true;
+            replies[i] = reply;
+        }
+    }
+    Ok(())
 }
