@@ -172,7 +172,6 @@ async fn writer(mut conn: Store, w: u64, old: u64, stop: Arc<AtomicBool>) -> (Be
                 let patch = JobPatch {
                     status: Some(status.clone()),
                     created_at: Some(created_at),
-                    ..Default::default()
                 };
                 match (Job::update(&mut conn, &user, &id, patch).await, now.as_mut()) {
                     (Ok(()), Some(job)) => {
@@ -365,4 +364,185 @@ async fn rekey_under_writers(url: &str, old: u64, rate: u32) {
     // Run again: nothing left to do.
     let again = migrate(&mut conn, &Rekey, &MigrateOptions::default()).await.unwrap();
     assert_eq!(again.end, RunEnd::AlreadyDone, "{again:?}");
+}
+
+mod v2 {
+    use super::*;
+
+    /// Accounts before the re-key.
+    #[derive(RedisEntity, Debug, Clone, PartialEq)]
+    #[key("rr:<id>")]
+    #[index(sorted = "rr:user:{<user_id>}", score = at)]
+    #[index(unique = "rr:email:<email>")]
+    pub struct Acct {
+        pub id: String,
+        pub user_id: String,
+        pub email: String,
+        pub at: i64,
+    }
+}
+
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[key("rr:{<user_id>}:<id>", previous = "rr:<id>")]
+#[index(sorted = "rr:user:{<user_id>}", score = at)]
+#[index(unique = "rr:email:<email>")]
+struct Acct {
+    id: String,
+    user_id: String,
+    email: String,
+    at: i64,
+}
+
+fn acct(user: &str, i: i64) -> Acct {
+    Acct {
+        id: format!("a{i}"),
+        user_id: user.into(),
+        email: format!("a{i}@{user}"),
+        at: i,
+    }
+}
+
+struct RekeyAccts;
+
+impl Migration for RekeyAccts {
+    fn name(&self) -> &'static str {
+        "rekey-accts"
+    }
+    fn description(&self) -> &'static str {
+        "moves rr:<id> to rr:{<user_id>}:<id>"
+    }
+    fn steps(&self) -> repobox_orm::Result<Vec<Step>> {
+        Ok(vec![Step::rekey::<Acct>()?])
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_writes_find_an_entity_under_either_key_on_one_server() {
+    let server = RedisServer::start();
+    either_key(Store::open(server.url()).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_writes_find_an_entity_under_either_key_on_a_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    either_key(cluster.store()).await;
+}
+
+async fn key_exists(conn: &mut Store, key: &str) -> bool {
+    redis::cmd("EXISTS").arg(key).query_async::<i64>(conn).await.unwrap() == 1
+}
+
+async fn either_key(mut conn: Store) {
+    let old: Vec<v2::Acct> = (0..6)
+        .map(|i| acct("u1", i))
+        .map(|a| v2::Acct {
+            id: a.id,
+            user_id: a.user_id,
+            email: a.email,
+            at: a.at,
+        })
+        .collect();
+    for r in v2::Acct::create_many(&mut conn, &old).await.unwrap() {
+        r.unwrap();
+    }
+    // Reads find it under the previous key, only as the entity asked for.
+    assert_eq!(Acct::get(&mut conn, "u1", "a0").await.unwrap(), Some(acct("u1", 0)));
+    assert_eq!(Acct::get(&mut conn, "u2", "a0").await.unwrap(), None);
+    assert!(Acct::exists(&mut conn, "u1", "a0").await.unwrap());
+    assert!(!Acct::exists(&mut conn, "u2", "a0").await.unwrap());
+    // A write moves it first: it lands under the key, the previous hash and
+    // its index entry go, the index names the new id.
+    Acct::update(
+        &mut conn,
+        "u1",
+        "a1",
+        AcctPatch {
+            at: Some(100),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(key_exists(&mut conn, "rr:{u1}:a1").await);
+    assert!(!key_exists(&mut conn, "rr:a1").await);
+    let members: Vec<String> = redis::cmd("ZRANGE")
+        .arg("rr:user:{u1}")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        members.contains(&"u1:a1".to_owned()) && !members.contains(&"a1".to_owned()),
+        "{members:?}"
+    );
+    let unique: String = redis::cmd("GET")
+        .arg("rr:email:a1@u1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(unique, "u1:a1");
+    // Pages list entities of either form, each once.
+    let page = Acct::by_user_id(&mut conn, "u1", Page::newest(10)).await.unwrap();
+    let ids: Vec<&str> = page.items.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["a1", "a5", "a4", "a3", "a2", "a0"]);
+    // A unique lookup through an old id.
+    assert_eq!(Acct::by_email(&mut conn, "a2@u1").await.unwrap(), Some(acct("u1", 2)));
+    // A unique value an unmoved entity holds is not taken over.
+    let mut thief = acct("u9", 9);
+    thief.email = "a2@u1".into();
+    assert!(matches!(
+        Acct::create(&mut conn, &thief).await,
+        Err(repobox_orm::Error::UniqueViolation { .. })
+    ));
+    // Another user's entity with the same id part is another entity.
+    let other = acct("u3", 5);
+    Acct::create(&mut conn, &other).await.unwrap();
+    assert_eq!(Acct::get(&mut conn, "u1", "a5").await.unwrap(), Some(acct("u1", 5)));
+    // A create of an entity still under its previous key finds it there.
+    assert!(matches!(
+        Acct::create(&mut conn, &acct("u1", 3)).await,
+        Err(repobox_orm::Error::AlreadyExists { .. })
+    ));
+    // A delete of an unmoved entity removes it from both keys and its indexes.
+    assert!(Acct::delete(&mut conn, "u1", "a4").await.unwrap());
+    assert!(!key_exists(&mut conn, "rr:a4").await && !key_exists(&mut conn, "rr:{u1}:a4").await);
+    assert_eq!(Acct::by_email(&mut conn, "a4@u1").await.unwrap(), None);
+    let many = Acct::get_many(&mut conn, &["u1:a0", "u1:a1", "u1:a4", "u1:a2"])
+        .await
+        .unwrap();
+    assert_eq!(
+        many.items,
+        [
+            Some(acct("u1", 0)),
+            Some(Acct {
+                at: 100,
+                ..acct("u1", 1)
+            }),
+            None,
+            Some(acct("u1", 2))
+        ]
+    );
+    // The migration moves the rest; a dry run first counts them.
+    let dry = migrate(&mut conn, &RekeyAccts, &MigrateOptions::default().dry_run(true))
+        .await
+        .unwrap();
+    assert_eq!(dry.steps[0].changed, 3, "{dry:?}");
+    let report = migrate(&mut conn, &RekeyAccts, &MigrateOptions::default())
+        .await
+        .unwrap();
+    assert_eq!((report.steps[0].changed, report.problems()), (3, 0), "{report:?}");
+    assert!(report.is_verified(), "{report:?}");
+    for i in [0, 2, 5] {
+        assert!(!key_exists(&mut conn, &format!("rr:a{i}")).await);
+        assert!(key_exists(&mut conn, &format!("rr:{{u1}}:a{i}")).await);
+    }
+    let members: Vec<String> = redis::cmd("ZRANGE")
+        .arg("rr:user:{u1}")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(members, ["u1:a0", "u1:a2", "u1:a3", "u1:a5", "u1:a1"]);
 }

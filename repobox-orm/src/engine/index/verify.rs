@@ -178,7 +178,10 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
                     continue;
                 }
             };
-            if E::META.previous.is_some() && !listed.insert(rekey::key_of(&E::META.key, &hash)) {
+            if E::META.previous.is_some()
+                && let Some(key) = rekey::key_of(&E::META.key, &hash)
+                && !listed.insert(key)
+            {
                 continue;
             }
             if from_query && belongs_as_stored(&hash, index, index_key, score) {
