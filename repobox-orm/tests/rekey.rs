@@ -195,6 +195,17 @@ async fn writer(mut conn: Store, w: u64, old: u64, stop: Arc<AtomicBool>) -> (Be
                     (r, existed) => panic!("create of {at}: {r:?}, existed {existed}"),
                 }
             }
+            8 => {
+                // A page of the user's jobs while they move: each job once,
+                // each the user's.
+                let page = Job::by_user_id(&mut conn, &user, Page::newest(200)).await.unwrap();
+                assert!(page.errors.is_empty(), "{:?}", page.errors);
+                let mut seen = HashSet::new();
+                for job in &page.items {
+                    assert_eq!(job.user_id, user, "page of {at}");
+                    assert!(seen.insert(job.id.clone()), "{} listed twice in a page of {at}", job.id);
+                }
+            }
             _ => {
                 let got = Job::get(&mut conn, &user, &id).await.unwrap();
                 assert_eq!(&got, now, "get of {at}");
@@ -545,4 +556,152 @@ async fn either_key(mut conn: Store) {
         .await
         .unwrap();
     assert_eq!(members, ["u1:a0", "u1:a2", "u1:a3", "u1:a5", "u1:a1"]);
+}
+
+mod v3 {
+    use super::*;
+
+    /// Members before a re-key that only renames the prefix: the ids stay.
+    #[derive(RedisEntity, Debug, Clone, PartialEq)]
+    #[key("pa:<id>")]
+    #[ttl(days = 1)]
+    #[index(set = "pa:team:<team>")]
+    #[index(unique = "pa:email:<email>")]
+    pub struct Member {
+        pub id: String,
+        pub team: String,
+        pub email: String,
+    }
+
+    /// Another client that already writes the new keys.
+    #[derive(RedisEntity, Debug, Clone, PartialEq)]
+    #[key("pb:<id>")]
+    #[ttl(days = 1)]
+    #[index(set = "pa:team:<team>")]
+    #[index(unique = "pa:email:<email>")]
+    pub struct Early {
+        pub id: String,
+        pub team: String,
+        pub email: String,
+    }
+}
+
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[key("pb:<id>", previous = "pa:<id>")]
+#[ttl(days = 1)]
+#[index(set = "pa:team:<team>")]
+#[index(unique = "pa:email:<email>")]
+struct Member {
+    id: String,
+    team: String,
+    email: String,
+}
+
+struct RenamePrefix;
+
+impl Migration for RenamePrefix {
+    fn name(&self) -> &'static str {
+        "rename-prefix"
+    }
+    fn description(&self) -> &'static str {
+        "moves pa:<id> to pb:<id>"
+    }
+    fn steps(&self) -> repobox_orm::Result<Vec<Step>> {
+        Ok(vec![Step::rekey::<Member>()?])
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_rename_keeps_unique_values_counts_and_entries_on_one_server() {
+    let server = RedisServer::start();
+    prefix_rename(Store::open(server.url()).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_rename_keeps_unique_values_counts_and_entries_on_a_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    prefix_rename(cluster.store()).await;
+}
+
+async fn prefix_rename(mut conn: Store) {
+    let member = |i: u32| v3::Member {
+        id: format!("m{i}"),
+        team: "t".into(),
+        email: format!("m{i}@t"),
+    };
+    for i in 1..=4 {
+        v3::Member::create(&mut conn, &member(i)).await.unwrap();
+    }
+    // A unique value an unmoved member holds (same id under both keys) is
+    // not taken over.
+    let thief = Member {
+        id: "m9".into(),
+        team: "t".into(),
+        email: "m1@t".into(),
+    };
+    assert!(matches!(
+        Member::create(&mut conn, &thief).await,
+        Err(repobox_orm::Error::UniqueViolation { .. })
+    ));
+    // Counting (which checks each member of a TTL entity) keeps them.
+    assert_eq!(Member::count_by_team(&mut conn, "t").await.unwrap(), 4);
+    let held: HashSet<String> = redis::cmd("SMEMBERS")
+        .arg("pa:team:t")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 4, "{held:?}");
+    assert_eq!(Member::by_team(&mut conn, "t").await.unwrap().items.len(), 4);
+    // Another client already wrote m3 under the new key: the move removes
+    // the previous hash and keeps the entries, which are the new key's too.
+    let early = v3::Early {
+        id: "m3".into(),
+        team: "t".into(),
+        email: "m3@t".into(),
+    };
+    redis::cmd("HSET")
+        .arg("pb:m3")
+        .arg("id")
+        .arg(&early.id)
+        .arg("team")
+        .arg(&early.team)
+        .arg("email")
+        .arg(&early.email)
+        .exec_async(&mut conn)
+        .await
+        .unwrap();
+    // And a key of another type took m4's new key: m4 stays where it is.
+    redis::cmd("SET")
+        .arg("pb:m4")
+        .arg("junk")
+        .exec_async(&mut conn)
+        .await
+        .unwrap();
+    let report = migrate(&mut conn, &RenamePrefix, &MigrateOptions::default().skip_verify(true))
+        .await
+        .unwrap();
+    assert_eq!((report.steps[0].changed, report.problems()), (3, 1), "{report:?}");
+    assert!(key_exists(&mut conn, "pa:m4").await, "m4 was lost");
+    for i in 1..=3 {
+        assert!(!key_exists(&mut conn, &format!("pa:m{i}")).await);
+        assert!(key_exists(&mut conn, &format!("pb:m{i}")).await);
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(format!("pb:m{i}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(i == 3 || ttl > 0, "m{i} lost its TTL");
+        let owner: String = redis::cmd("GET")
+            .arg(format!("pa:email:m{i}@t"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(owner, format!("m{i}"));
+    }
+    let held: HashSet<String> = redis::cmd("SMEMBERS")
+        .arg("pa:team:t")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(held, ["m1", "m2", "m3", "m4"].map(String::from).into());
 }

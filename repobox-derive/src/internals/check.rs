@@ -58,6 +58,20 @@ fn check_previous(cx: &Ctxt, entity: &Entity<'_>, previous: &Template) {
             ),
         );
     }
+    // With as many parts as the key, one id (parts joined by `:`) names a
+    // key of each template: only the same parts in the same order name the
+    // same entity.
+    let (mine, theirs): (Vec<usize>, Vec<usize>) =
+        (previous.placeholders().collect(), entity.key.placeholders().collect());
+    if mine.len() == theirs.len() && mine != theirs && mine.iter().all(|i| theirs.contains(i)) {
+        cx.error_at(
+            previous.span,
+            format!(
+                "previous key template `{}` takes the key's parts in another order: an id would name two entities",
+                previous.source
+            ),
+        );
+    }
     for i in previous.placeholders() {
         if !entity.key.placeholders().any(|k| k == i) {
             let name = unraw(entity.fields[i].ident);

@@ -124,17 +124,24 @@ pub(crate) async fn exists<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut 
 
 /// The entity's remaining TTL; `None` if it is absent or has no TTL.
 pub(crate) async fn ttl<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<Option<Duration>> {
-    let ms: i64 = redis::cmd("PTTL").arg(key).query_async(conn).await?;
+    let pttl = |key: &str| {
+        let mut cmd = redis::cmd("PTTL");
+        cmd.arg(key);
+        cmd
+    };
+    let mut ms: i64 = pttl(key).query_async(conn).await?;
     if ms == -2
         && let Some(Ok(old)) = rekey::previous_key(E::META, key)
-        && let Some((_, true)) = rekey::get_moving::<E, C>(conn, key).await?
     {
-        let ms: i64 = redis::cmd("PTTL").arg(&old).query_async(conn).await?;
-        if ms != -2 {
-            return Ok(u64::try_from(ms).ok().map(Duration::from_millis));
-        }
-        let ms: i64 = redis::cmd("PTTL").arg(key).query_async(conn).await?;
-        return Ok(u64::try_from(ms).ok().map(Duration::from_millis));
+        // Where the entity is (a move may run between the looks).
+        ms = match rekey::get_moving::<E, C>(conn, key).await? {
+            Some((_, true)) => match pttl(&old).query_async(conn).await? {
+                -2 => pttl(key).query_async(conn).await?,
+                ms => ms,
+            },
+            Some((_, false)) => pttl(key).query_async(conn).await?,
+            None => -2,
+        };
     }
     Ok(u64::try_from(ms).ok().map(Duration::from_millis))
 }

@@ -7,7 +7,8 @@
 -- letter (z, s, u) and its score ('' when none).
 -- Answers 0 (nothing at the previous key), 1 (moved), 2 (the key was
 -- taken already: the previous hash and its entries removed), -1 (the
--- previous hash is no longer what was read: nothing written).
+-- previous hash is no longer what was read: nothing written),
+-- { 'wrongtype', key } (the key holds another type: nothing written).
 local old, new = KEYS[1], KEYS[2]
 local old_id, new_id, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local held = redis.pcall('HLEN', old)
@@ -18,27 +19,37 @@ if held ~= n then return -1 end
 for i = 0, n - 1 do
   if redis.call('HGET', old, ARGV[4 + 2 * i]) ~= ARGV[5 + 2 * i] then return -1 end
 end
-local taken = redis.call('EXISTS', new) == 1
+local t = redis.call('TYPE', new).ok
+if t ~= 'none' and t ~= 'hash' then return { 'wrongtype', new } end
+local taken = t == 'hash'
 if taken then
   redis.call('DEL', old)
 else
   redis.call('RENAME', old, new)
 end
+-- With the same id under both templates, an entry is the key's own: kept.
+-- New entries go before old ones are removed, so that an index key whose
+-- only member moves is not deleted (and its TTL lost) in between.
+local same = old_id == new_id
 local at = 4 + 2 * n
 for k = 3, #KEYS do
   local ix, kind, score = KEYS[k], ARGV[at], ARGV[at + 1]
   at = at + 2
-  if kind == 'z' then
-    local r = redis.pcall('ZREM', ix, old_id)
-    if not refused_as_other_type(ix, r) and not taken then redis.call('ZADD', ix, score, new_id) end
-  elseif kind == 's' then
-    local r = redis.pcall('SREM', ix, old_id)
-    if not refused_as_other_type(ix, r) and not taken then redis.call('SADD', ix, new_id) end
+  if kind == 'z' or kind == 's' then
+    local add, rem = 'ZADD', 'ZREM'
+    if kind == 's' then add, rem = 'SADD', 'SREM' end
+    local r
+    if not taken then
+      if kind == 'z' then r = redis.pcall(add, ix, score, new_id) else r = redis.pcall(add, ix, new_id) end
+    end
+    if not refused_as_other_type(ix, r) and not same then redis.pcall(rem, ix, old_id) end
   else
     local r = redis.pcall('GET', ix)
     if not refused_as_other_type(ix, r) then
       if r == old_id then
-        if taken then redis.call('DEL', ix) else redis.call('SET', ix, new_id, 'KEEPTTL') end
+        if not same then
+          if taken then redis.call('DEL', ix) else redis.call('SET', ix, new_id, 'KEEPTTL') end
+        end
       elseif r == false and not taken then
         redis.call('SET', ix, new_id)
         local ttl = redis.call('PTTL', new)

@@ -69,18 +69,19 @@ pub(crate) fn parse_move(key: &str, reply: Value) -> Result<MoveAnswer> {
     }
 }
 
-/// The `place` step: writes `hash` at `new` unless it is taken or its
-/// tombstone says the entity was deleted; `prior` is a hash this mover
-/// placed there before, which it may replace.
+/// The `place` step: writes `hash` at `new` (expiring at `expire_at_ms`,
+/// Unix ms, 0 never) unless it is taken or its tombstone says the entity
+/// was deleted; `prior` is a hash this mover placed there before, which it
+/// may replace.
 pub(crate) fn place(
     new: &str,
     tombstone: &str,
-    ttl_ms: u64,
+    expire_at_ms: u64,
     prior: &[(Vec<u8>, Vec<u8>)],
     hash: &[(Vec<u8>, Vec<u8>)],
 ) -> Cmd {
     let mut call = Call::default();
-    call.key(new).key(tombstone).arg("place").arg(ttl_ms);
+    call.key(new).key(tombstone).arg("place").arg(expire_at_ms);
     pairs(&mut call, prior);
     pairs(&mut call, hash);
     call.command(&REKEY_STEP)
@@ -95,10 +96,11 @@ pub(crate) fn release(old: &str, hash: &[(Vec<u8>, Vec<u8>)]) -> Cmd {
 }
 
 /// The `unique` step: the unique index key `key` holds `then` (`""`
-/// deletes it) if it held `held` (or, when `then` is an id, nothing).
-pub(crate) fn unique(key: &str, held: &str, then: &str, ttl_ms: u64) -> Cmd {
+/// deletes it) if it held `held` (or, when `then` is an id, nothing); a
+/// key it creates expires at `expire_at_ms` (Unix ms, 0 never).
+pub(crate) fn unique(key: &str, held: &str, then: &str, expire_at_ms: u64) -> Cmd {
     let mut call = Call::default();
-    call.key(key).arg("unique").arg(held).arg(then).arg(ttl_ms);
+    call.key(key).arg("unique").arg(held).arg(then).arg(expire_at_ms);
     call.command(&REKEY_STEP)
 }
 

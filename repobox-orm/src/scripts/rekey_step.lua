@@ -1,8 +1,8 @@
 -- One single-slot step of a move whose keys a cluster keeps in several
 -- slots (`engine/rekey/moves.rs` orders them). Protocol in `scripts/rekey.rs`.
 -- ARGV[1] says which:
--- 'place'   KEYS[1] the key, KEYS[2] its tombstone; ARGV[2] the TTL in ms
---           (0: none), ARGV[3] m, m field, value pairs of a hash this mover
+-- 'place'   KEYS[1] the key, KEYS[2] its tombstone; ARGV[2] when it
+--           expires, in Unix ms (0: never), ARGV[3] m, m field, value pairs of a hash this mover
 --           placed before (replaced if the key still holds exactly it),
 --           then n and the n field, value pairs to write. Answers 1
 --           (written), 2 (the key is taken), 3 (the entity was deleted
@@ -12,8 +12,9 @@
 --           read. Deletes it if it still holds exactly them. Answers 1
 --           (deleted), 0 (absent), -1 (changed: kept).
 -- 'unique'  KEYS[1] a unique index key; ARGV[2] the id it may hold,
---           ARGV[3] what it holds after ('' deletes it), ARGV[4] the TTL
---           in ms of a key it creates (0: none). Answers 1 when written.
+--           ARGV[3] what it holds after ('' deletes it), ARGV[4] when a
+--           key it creates expires, in Unix ms (0: never). Answers 1 when
+--           written.
 local function same(key, at)
   local n = tonumber(ARGV[at])
   if redis.call('HLEN', key) ~= n then return false end
@@ -34,9 +35,13 @@ if step == 'place' then
     if m == 0 or not same(key, 3) then return 2 end
     redis.call('DEL', key)
   end
-  redis.call('HSET', key, unpack(ARGV, from + 1))
-  local ttl = tonumber(ARGV[2])
-  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+  -- In slices: unpack takes a few thousand values at most.
+  local last = from + 2 * tonumber(ARGV[from])
+  for i = from + 1, last, 1000 do
+    redis.call('HSET', key, unpack(ARGV, i, math.min(i + 999, last)))
+  end
+  local at = tonumber(ARGV[2])
+  if at > 0 then redis.call('PEXPIREAT', key, at) end
   return 1
 elseif step == 'release' then
   local held = redis.pcall('HLEN', key)
@@ -55,8 +60,8 @@ else
     redis.call('DEL', key)
   elseif held == false then
     redis.call('SET', key, ARGV[3])
-    local ttl = tonumber(ARGV[4])
-    if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+    local at = tonumber(ARGV[4])
+    if at > 0 then redis.call('PEXPIREAT', key, at) end
   else
     redis.call('SET', key, ARGV[3], 'KEEPTTL')
   end

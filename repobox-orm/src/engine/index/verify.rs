@@ -357,11 +357,14 @@ pub(crate) async fn count_existing<E: RedisEntity, C: ConnectionLike + Send>(
                 cmd
             })
             .collect();
-        let exists: Vec<i64> = pipeline::query(conn, &cmds)
+        let mut exists: Vec<i64> = pipeline::query(conn, &cmds)
             .await?
             .into_iter()
             .map(|v| if matches!(v, Value::Int(1)) { 1 } else { 0 })
             .collect();
+        if E::META.previous.is_some() {
+            rekey::exists_at_previous(conn, E::META, chunk, &mut exists).await?;
+        }
         alive += exists.iter().filter(|e| **e == 1).count() as u64;
         let gone: Vec<Repair> = chunk
             .iter()

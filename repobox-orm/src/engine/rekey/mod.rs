@@ -86,7 +86,11 @@ pub(crate) fn key_of(template: &KeyTemplate, hash: &RawHash<'_>) -> Option<Strin
 /// is the entity whose key is `key` (another entity may hold the previous
 /// key: `job:42` of another user).
 pub(crate) fn decode_previous<E: RedisEntity>(old: &str, key: &str, reply: &Value) -> Result<Option<E>> {
-    let shown = E::META.key.shown(old);
+    // A key of another type at the previous key is no entity of ours.
+    if matches!(reply, Value::ServerError(e) if e.code() == "WRONGTYPE") {
+        return Ok(None);
+    }
+    let shown = E::META.previous.as_ref().unwrap_or(&E::META.key).shown(old);
     let hash = RawHash::from_reply(&shown, reply)?;
     if hash.is_empty() || key_of(&E::META.key, &hash).as_deref() != Some(key) {
         return Ok(None);
@@ -191,6 +195,40 @@ pub(crate) async fn read_previous_members<E: RedisEntity, C: ConnectionLike + Se
             keyed[i].1 = old;
             keyed[i].3 = true;
             replies[i] = reply;
+        }
+    }
+    Ok(())
+}
+
+/// For each `(id, key)` of `keyed` that `exists` says is absent at `key`
+/// and whose id names a previous key too (the two templates take the same
+/// parts): whether the previous key exists (one pipeline).
+pub(crate) async fn exists_at_previous<C: ConnectionLike + Send>(
+    conn: &mut C,
+    meta: &EntityMeta,
+    keyed: &[(String, String)],
+    exists: &mut [i64],
+) -> Result<()> {
+    let Some(previous) = &meta.previous else {
+        return Ok(());
+    };
+    let again: Vec<(usize, String)> = keyed
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, key))| exists[*i] == 0 && meta.key.parse_key(key).is_some())
+        .filter_map(|(i, (id, _))| Some((i, previous.key_from_id(id).ok()?)))
+        .collect();
+    let cmds: Vec<redis::Cmd> = again
+        .iter()
+        .map(|(_, old)| {
+            let mut cmd = redis::cmd("EXISTS");
+            cmd.arg(old);
+            cmd
+        })
+        .collect();
+    for ((i, _), reply) in again.iter().zip(crate::engine::pipeline::query(conn, &cmds).await?) {
+        if matches!(reply, Value::Int(1)) {
+            exists[*i] = 1;
         }
     }
     Ok(())

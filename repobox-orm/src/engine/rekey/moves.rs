@@ -92,7 +92,8 @@ pub(super) struct Plan {
     pub new: String,
     pub new_id: String,
     pub hash: Pairs,
-    pub ttl_ms: u64,
+    /// When the hash expires, in Unix ms (0: never).
+    pub expire_at_ms: u64,
     pub entries: Vec<Entry>,
     /// The index of each of `entries`.
     pub indexes: Vec<&'static IndexMeta>,
@@ -105,12 +106,23 @@ fn plan(
     meta: &'static EntityMeta,
     wanted: &Wanted,
     reply: &Value,
-    pttl: &Value,
+    expires: &Value,
 ) -> Result<std::result::Result<Plan, Moved>> {
     let Some(previous) = &meta.previous else {
         return Ok(Err(Moved::Absent));
     };
-    let hash = RawHash::from_reply(&wanted.old, reply)?;
+    // A key of another type at the previous key is not an entity of ours.
+    if matches!(reply, Value::ServerError(e) if e.code() == "WRONGTYPE") {
+        return Ok(Err(Moved::Other));
+    }
+    // An absolute expiry: a move keeps it whenever it lands. A hash that
+    // expired between the two reads is gone.
+    let expire_at_ms = match expires {
+        Value::Int(-2) => return Ok(Err(Moved::Absent)),
+        Value::Int(ms) => u64::try_from(*ms).unwrap_or(0),
+        _ => 0,
+    };
+    let hash = RawHash::from_reply(&previous.shown(&wanted.old), reply)?;
     if hash.is_empty() {
         return Ok(Err(Moved::Absent));
     }
@@ -147,17 +159,13 @@ fn plan(
             ))
         })
         .unzip();
-    let ttl_ms = match pttl {
-        Value::Int(ms) => u64::try_from(*ms).unwrap_or(0),
-        _ => 0,
-    };
     Ok(Ok(Plan {
         old: wanted.old.clone(),
         old_id,
         new,
         new_id,
         hash: hash.pairs().iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect(),
-        ttl_ms,
+        expire_at_ms,
         entries,
         indexes,
         placed: None,
@@ -182,16 +190,16 @@ pub(crate) async fn relocate<C: ConnectionLike + Send>(
         let mut cmds = Vec::with_capacity(pending.len() * 2);
         for (i, _) in &pending {
             cmds.push(crate::engine::read::hgetall(&wanted[*i].old));
-            let mut pttl = redis::cmd("PTTL");
-            pttl.arg(&wanted[*i].old);
-            cmds.push(pttl);
+            let mut expires = redis::cmd("PEXPIRETIME");
+            expires.arg(&wanted[*i].old);
+            cmds.push(expires);
         }
         let replies = pipeline::query(conn, &cmds).await?;
         let mut atomic = Vec::new();
         let mut ordered = Vec::new();
         for ((i, placed), read) in std::mem::take(&mut pending).into_iter().zip(replies.chunks(2)) {
-            let [reply, pttl] = read else { continue };
-            match plan(meta, &wanted[i], reply, pttl) {
+            let [reply, expires] = read else { continue };
+            match plan(meta, &wanted[i], reply, expires) {
                 Err(e) => results[i] = Some(Err(e)),
                 Ok(Err(moved)) => results[i] = Some(Ok(moved)),
                 Ok(Ok(mut p)) => {
@@ -212,6 +220,12 @@ pub(crate) async fn relocate<C: ConnectionLike + Send>(
         let mut replies = pipeline::query(conn, &cmds).await?;
         pipeline::resend_unknown(conn, &cmds, &mut replies, &REKEY, &mut reloads).await?;
         for ((i, p), reply) in atomic.into_iter().zip(replies) {
+            // A connection that does not say it is a cluster learns it here:
+            // the move goes again, ordered.
+            if router.refused(&reply) {
+                pending.push((i, None));
+                continue;
+            }
             results[i] = match rekey::parse_move(&meta.key.shown(&p.old), reply) {
                 Ok(MoveAnswer::Changed) => {
                     pending.push((i, None));

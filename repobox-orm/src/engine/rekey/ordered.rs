@@ -45,7 +45,7 @@ pub(super) async fn steps<C: ConnectionLike + Send>(
         .iter()
         .map(|(_, p)| {
             let prior = p.placed.as_deref().unwrap_or(&[]);
-            rekey::place(&p.new, &tombstone(&p.new), p.ttl_ms, prior, &p.hash)
+            rekey::place(&p.new, &tombstone(&p.new), p.expire_at_ms, prior, &p.hash)
         })
         .collect();
     let placed = send(conn, &cmds, reloads).await?;
@@ -63,46 +63,39 @@ pub(super) async fn steps<C: ConnectionLike + Send>(
         if *placed != 1 && *placed != 4 {
             continue;
         }
-        for e in &p.entries {
-            cmds.push(add_entry(p, e));
-            claimed.push((n, e));
+        for (at, e) in p.entries.iter().enumerate() {
+            cmds.push(add_entry(p, e, e.score.as_deref()));
+            claimed.push((n, at));
         }
     }
     let mut added = Vec::new();
-    for (reply, (n, e)) in send(conn, &cmds, reloads).await?.into_iter().zip(claimed) {
-        match reply {
-            Value::ServerError(e) => return Err(redis::RedisError::from(e).into()),
-            Value::Int(1) => added.push((n, e)),
-            _ => {}
+    for (reply, claim) in send(conn, &cmds, reloads).await?.into_iter().zip(claimed) {
+        if checked(reply)? == Some(1) {
+            added.push(claim);
         }
     }
     // A write may have deleted the placed hash (and its entries), or moved
     // it to another index key, before the entries above were added: an
-    // entry added here under a key the hash no longer gives goes again.
-    let mut placed_at: Vec<usize> = added.iter().map(|(n, _)| *n).collect();
-    placed_at.dedup();
-    let cmds: Vec<Cmd> = placed_at
+    // entry added under a key the hash no longer gives goes again; and as a
+    // write may have moved it back meanwhile, what the hash gives after
+    // that is added again where absent (at worst an entry that reads
+    // filter out and repair removes, never a missing one).
+    let withdrawn = stray(conn, meta, &live, &added).await?;
+    let cmds: Vec<Cmd> = withdrawn
         .iter()
-        .map(|&n| crate::engine::read::hgetall(&live[n].1.new))
+        .map(|&(n, at)| withdraw_entry(&live[n].1, &live[n].1.entries[at]))
         .collect();
-    let now: Vec<(usize, Value)> = placed_at.into_iter().zip(pipeline::query(conn, &cmds).await?).collect();
+    for reply in send(conn, &cmds, reloads).await? {
+        checked(reply)?;
+    }
+    let kept = stray(conn, meta, &live, &withdrawn).await?;
     let mut cmds = Vec::new();
-    for (n, e) in &added {
-        let p = &live[*n].1;
-        let Some((_, reply)) = now.iter().find(|(m, _)| m == n) else {
-            continue;
-        };
-        let hash = RawHash::from_reply(&p.new, reply)?;
-        let at = p.entries.iter().position(|x| std::ptr::eq(x, *e));
-        let belongs = at.is_some_and(|at| key_of(&p.indexes[at].key, &hash).as_deref() == Some(e.key.as_str()));
-        if hash.is_empty() || !belongs {
-            cmds.push(withdraw_entry(p, e));
-        }
+    for &(n, at) in withdrawn.iter().filter(|w| !kept.contains(w)) {
+        let p = &live[n].1;
+        cmds.push(add_entry(p, &p.entries[at], p.entries[at].score.as_deref()));
     }
     for reply in send(conn, &cmds, reloads).await? {
-        if let Value::ServerError(e) = reply {
-            return Err(redis::RedisError::from(e).into());
-        }
+        checked(reply)?;
     }
     // Not when the entity was deleted since it was read: then there is no
     // previous hash, or one written since by another client, which is kept.
@@ -114,9 +107,7 @@ pub(super) async fn steps<C: ConnectionLike + Send>(
         .flat_map(|(_, p, _)| p.entries.iter().filter_map(|e| remove_entry(p, e)))
         .collect();
     for reply in send(conn, &cleanup, reloads).await? {
-        if let Value::ServerError(e) = reply {
-            return Err(redis::RedisError::from(e).into());
-        }
+        checked(reply)?;
     }
     // 4. Release the previous hash.
     let cmds: Vec<Cmd> = live.iter().map(|(_, p, _)| rekey::release(&p.old, &p.hash)).collect();
@@ -144,15 +135,56 @@ pub(super) async fn steps<C: ConnectionLike + Send>(
     Ok(out)
 }
 
-/// The command that adds `p`'s new entry `e` where it is absent.
-fn add_entry(p: &Plan, e: &Entry) -> Cmd {
+/// What a step's command answered: its number, if it answered one. An
+/// index key of another type is skipped (as the move in one script skips
+/// it, leaving it to `index check`); any other error fails the batch.
+fn checked(reply: Value) -> Result<Option<i64>> {
+    match reply {
+        Value::Int(n) => Ok(Some(n)),
+        Value::ServerError(e) if e.code() == "WRONGTYPE" => Ok(None),
+        Value::ServerError(e) => Err(redis::RedisError::from(e).into()),
+        _ => Ok(None),
+    }
+}
+
+/// Which of `entries` (`(plan, entry)` positions in `live`) are under an
+/// index key the hash placed at the plan's key no longer gives (or the
+/// hash is gone): read now, one pipeline.
+async fn stray<C: ConnectionLike + Send>(
+    conn: &mut C,
+    meta: &EntityMeta,
+    live: &[(usize, Plan, i64)],
+    entries: &[(usize, usize)],
+) -> Result<Vec<(usize, usize)>> {
+    let mut plans: Vec<usize> = entries.iter().map(|(n, _)| *n).collect();
+    plans.dedup();
+    let cmds: Vec<Cmd> = plans
+        .iter()
+        .map(|&n| crate::engine::read::hgetall(&live[n].1.new))
+        .collect();
+    let now = pipeline::query(conn, &cmds).await?;
+    let mut out = Vec::new();
+    for &(n, at) in entries {
+        let Some(reply) = plans.iter().position(|m| *m == n).and_then(|i| now.get(i)) else {
+            continue;
+        };
+        let p = &live[n].1;
+        let hash = RawHash::from_reply(&meta.key.shown(&p.new), reply)?;
+        let e = &p.entries[at];
+        if hash.is_empty() || key_of(&p.indexes[at].key, &hash).as_deref() != Some(e.key.as_str()) {
+            out.push((n, at));
+        }
+    }
+    Ok(out)
+}
+
+/// The command that adds `p`'s new entry `e` (with `score`, in a sorted
+/// index) where it is absent.
+fn add_entry(p: &Plan, e: &Entry, score: Option<&str>) -> Cmd {
     match e.kind {
         IndexKind::Sorted { .. } => {
             let mut cmd = redis::cmd("ZADD");
-            cmd.arg(&e.key)
-                .arg("NX")
-                .arg(e.score.as_deref().unwrap_or("0"))
-                .arg(&p.new_id);
+            cmd.arg(&e.key).arg("NX").arg(score.unwrap_or("0")).arg(&p.new_id);
             cmd
         }
         IndexKind::Set => {
@@ -160,7 +192,7 @@ fn add_entry(p: &Plan, e: &Entry) -> Cmd {
             cmd.arg(&e.key).arg(&p.new_id);
             cmd
         }
-        IndexKind::Unique => rekey::unique(&e.key, &p.old_id, &p.new_id, p.ttl_ms),
+        IndexKind::Unique => rekey::unique(&e.key, &p.old_id, &p.new_id, p.expire_at_ms),
     }
 }
 

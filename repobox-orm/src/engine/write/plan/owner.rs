@@ -55,7 +55,16 @@ impl WritePlan<'_, '_> {
             Some(reply) => {
                 let (key, _) = crate::engine::rekey::member_key(self.entity, &owner)?;
                 let hash = RawHash::from_reply(&key, &reply)?;
-                if hash.is_empty() {
+                // An owner absent under its key whose id also names a
+                // previous key may not have moved yet: not taken over.
+                let unmoved = self
+                    .entity
+                    .previous
+                    .as_ref()
+                    .is_some_and(|p| p.key_from_id(&owner).is_ok());
+                if hash.is_empty() && unmoved {
+                    return Err(self.unique_violation(op, owner));
+                } else if hash.is_empty() {
                     (Some(key), None)
                 } else {
                     let wanted = Self::index_key(&index.key, |f| self.after(f)).ok();
