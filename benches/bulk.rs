@@ -61,6 +61,55 @@ fn bulk(c: &mut Criterion) {
         })
     });
     g.finish();
+    // Where the time goes: the server's CPU (INFO cpu) during one run of
+    // each, against the run's wall time.
+    let cpu = |conn: &mut redis::aio::MultiplexedConnection| {
+        let info: String = rt.block_on(redis::cmd("INFO").arg("cpu").query_async(conn)).unwrap();
+        info.lines()
+            .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
+            .filter_map(|l| l.split_once(':')?.1.trim().parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    for (name, which) in [
+        ("repobox create_many", 0),
+        ("hand-written pipelined", 1),
+        ("hand-written Lua", 2),
+        ("hand-written Lua with EXISTS", 3),
+    ] {
+        let jobs: Vec<Job> = (0..JOBS)
+            .map(|i| job(500_000_000 + which * 10_000_000 + i, &format!("bulk-{}", i % 1000)))
+            .collect();
+        let mut c = conn.clone();
+        let before = cpu(&mut c);
+        let start = Instant::now();
+        rt.block_on(async {
+            match which {
+                0 => assert!(Job::create_many(&mut c, &jobs).await.unwrap().iter().all(Result::is_ok)),
+                1 => hand_bulk_create(&mut c, &jobs).await,
+                2 => hand_lua_bulk_create(&mut c, &jobs).await,
+                _ => {
+                    let check = "if redis.call('EXISTS', hkey) == 1 then return 1 end";
+                    hand_lua_bulk_create_with(&mut c, &jobs, check).await
+                }
+            }
+        });
+        let wall = start.elapsed();
+        let server = cpu(&mut c) - before;
+        let key = format!("job:{}", jobs[0].id);
+        let fields: Vec<String> = rt.block_on(redis::cmd("HKEYS").arg(&key).query_async(&mut c)).unwrap();
+        let encoding: String = rt
+            .block_on(redis::cmd("OBJECT").arg("ENCODING").arg(&key).query_async(&mut c))
+            .unwrap();
+        println!("{name}: {key} holds {fields:?} ({encoding})");
+        println!(
+            "{name}: {:.0} ms, the server's CPU {:.0} ms",
+            wall.as_secs_f64() * 1000.0,
+            server * 1000.0
+        );
+        let _: () = rt
+            .block_on(redis::cmd("FLUSHALL").query_async(&mut conn.clone()))
+            .unwrap();
+    }
     // The floor of any bulk create with an index entry: hand-written
     // pipelined HSET + ZADD in chunks of 500, checking nothing (no existence,
     // no types, no per-job answer). Best of 3.

@@ -307,18 +307,28 @@ pub async fn hand_bulk_create(conn: &mut MultiplexedConnection, jobs: &[Job]) {
 /// `ZADD` per job, run by a script for 100 jobs per call, 500 jobs per
 /// round trip, checking nothing.
 pub async fn hand_lua_bulk_create(conn: &mut MultiplexedConnection, jobs: &[Job]) {
-    const LUA: &str = r"local a = 1
+    hand_lua_bulk_create_with(conn, jobs, "").await
+}
+
+/// [`hand_lua_bulk_create`] with `check` (Lua, with `hkey` the job's key) run
+/// before each job's writes.
+pub async fn hand_lua_bulk_create_with(conn: &mut MultiplexedConnection, jobs: &[Job], check: &str) {
+    let lua = format!(
+        r"local a = 1
 for j = 1, #KEYS, 2 do
   local n = tonumber(ARGV[a])
+  local hkey = KEYS[j]
+  {check}
   redis.call('ZADD', KEYS[j + 1], ARGV[a + 1], ARGV[a + 2])
-  redis.call('HSET', KEYS[j], unpack(ARGV, a + 3, a + 2 + 2 * n))
+  redis.call('HSET', hkey, unpack(ARGV, a + 3, a + 2 + 2 * n))
   a = a + 3 + 2 * n
 end
-return 0";
-    let script = redis::Script::new(LUA);
+return 0"
+    );
+    let script = redis::Script::new(&lua);
     let _: String = redis::cmd("SCRIPT")
         .arg("LOAD")
-        .arg(LUA)
+        .arg(&lua)
         .query_async(conn)
         .await
         .expect("SCRIPT LOAD");
