@@ -190,7 +190,10 @@ async fn a_failover_under_writes_loses_no_acknowledged_write_and_the_writer_reco
     assert!(!writer.is_finished(), "the failover came after the writes");
     let (acknowledged, failed) = writer.await.unwrap();
     // Redirects are re-sent by the store: the writer never saw an error.
-    assert!(failed.is_empty(), "writes failed during a graceful failover: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "writes failed during a graceful failover: {failed:?}"
+    );
     assert_eq!(acknowledged.len(), 1500);
     let mut conn = store.clone();
     let mut pipe = redis::pipe();
