@@ -61,23 +61,18 @@ fn bulk(c: &mut Criterion) {
         })
     });
     g.finish();
-    // Where the time goes: the server's CPU (INFO cpu) during one run of
-    // each, against the run's wall time.
-    let cpu = |conn: &mut redis::aio::MultiplexedConnection| {
-        let info: String = rt.block_on(redis::cmd("INFO").arg("cpu").query_async(conn)).unwrap();
-        info.lines()
-            .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
-            .filter_map(|l| l.split_once(':')?.1.trim().parse::<f64>().ok())
-            .sum::<f64>()
-    };
-    for (name, which) in [
-        ("repobox create_many", 0),
-        ("hand-written pipelined", 1),
-        ("hand-written Lua", 2),
-        ("hand-written Lua with EXISTS", 3),
-    ] {
+    // One run of a variant on fresh ids from `base`, then FLUSHALL: its wall
+    // time and the server's CPU (INFO cpu) meanwhile.
+    let run_one = |which: u64, base: u64| -> (Duration, f64) {
+        let cpu = |conn: &mut redis::aio::MultiplexedConnection| {
+            let info: String = rt.block_on(redis::cmd("INFO").arg("cpu").query_async(conn)).unwrap();
+            info.lines()
+                .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
+                .filter_map(|l| l.split_once(':')?.1.trim().parse::<f64>().ok())
+                .sum::<f64>()
+        };
         let jobs: Vec<Job> = (0..JOBS)
-            .map(|i| job(500_000_000 + which * 10_000_000 + i, &format!("bulk-{}", i % 1000)))
+            .map(|i| job(base + i, &format!("bulk-{}", i % 1000)))
             .collect();
         let mut c = conn.clone();
         let before = cpu(&mut c);
@@ -85,7 +80,12 @@ fn bulk(c: &mut Criterion) {
         rt.block_on(async {
             match which {
                 0 => assert!(Job::create_many(&mut c, &jobs).await.unwrap().iter().all(Result::is_ok)),
+                // The floor of any bulk create with an index entry:
+                // pipelined HSET + ZADD in chunks of 500, checking nothing
+                // (no existence, no types, no per-job answer).
                 1 => hand_bulk_create(&mut c, &jobs).await,
+                // What Lua itself costs: the same two commands per job run by
+                // a script, 100 jobs per call, 5 calls per round trip.
                 2 => hand_lua_bulk_create(&mut c, &jobs).await,
                 _ => {
                     let check = "if redis.call('EXISTS', hkey) == 1 then return 1 end";
@@ -95,67 +95,31 @@ fn bulk(c: &mut Criterion) {
         });
         let wall = start.elapsed();
         let server = cpu(&mut c) - before;
-        let key = format!("job:{}", jobs[0].id);
-        let fields: Vec<String> = rt.block_on(redis::cmd("HKEYS").arg(&key).query_async(&mut c)).unwrap();
-        let encoding: String = rt
-            .block_on(redis::cmd("OBJECT").arg("ENCODING").arg(&key).query_async(&mut c))
-            .unwrap();
-        println!("{name}: {key} holds {fields:?} ({encoding})");
+        let _: () = rt.block_on(redis::cmd("FLUSHALL").query_async(&mut c)).unwrap();
+        (wall, server)
+    };
+    let variants = [
+        ("repobox create_many", 0),
+        ("hand-written pipelined HSET + ZADD (no checks)", 1),
+        ("hand-written Lua HSET + ZADD, 100 per call (no checks)", 2),
+        ("hand-written Lua with one EXISTS per job", 3),
+    ];
+    for (name, which) in variants {
+        let (wall, server) = run_one(which, 500_000_000 + which * 10_000_000);
         println!(
             "{name}: {:.0} ms, the server's CPU {:.0} ms",
             wall.as_secs_f64() * 1000.0,
             server * 1000.0
         );
-        let _: () = rt
-            .block_on(redis::cmd("FLUSHALL").query_async(&mut conn.clone()))
-            .unwrap();
     }
-    // The floor of any bulk create with an index entry: hand-written
-    // pipelined HSET + ZADD in chunks of 500, checking nothing (no existence,
-    // no types, no per-job answer). Best of 3.
-    let mut best = Duration::MAX;
-    for round in 0..3u64 {
-        let jobs: Vec<Job> = (0..JOBS)
-            .map(|i| job(900_000_000 + round * 10_000_000 + i, &format!("bulk-{}", i % 1000)))
-            .collect();
-        let mut c = conn.clone();
-        let took = rt.block_on(async {
-            let start = Instant::now();
-            hand_bulk_create(&mut c, &jobs).await;
-            start.elapsed()
-        });
-        best = best.min(took);
-        let _: () = rt
-            .block_on(redis::cmd("FLUSHALL").query_async(&mut conn.clone()))
-            .unwrap();
+    // The floors, best of 3.
+    for (name, which) in &variants[1..3] {
+        let best = (0..3u64)
+            .map(|round| run_one(*which, 700_000_000 + which * 30_000_000 + round * 10_000_000).0)
+            .min()
+            .unwrap_or_default();
+        println!("{name} of 100k jobs, best of 3: {:.1} ms", best.as_secs_f64() * 1000.0);
     }
-    println!(
-        "hand-written pipelined HSET + ZADD of 100k jobs (no checks): {:.1} ms",
-        best.as_secs_f64() * 1000.0
-    );
-    // What Lua itself costs: the same two commands per job run by a script,
-    // 100 jobs per call, 5 calls per round trip, checking nothing. No bulk
-    // create that runs its per-entity checks in Lua gets below this.
-    let mut best = Duration::MAX;
-    for round in 0..3u64 {
-        let jobs: Vec<Job> = (0..JOBS)
-            .map(|i| job(700_000_000 + round * 10_000_000 + i, &format!("bulk-{}", i % 1000)))
-            .collect();
-        let mut c = conn.clone();
-        let took = rt.block_on(async {
-            let start = Instant::now();
-            hand_lua_bulk_create(&mut c, &jobs).await;
-            start.elapsed()
-        });
-        best = best.min(took);
-        let _: () = rt
-            .block_on(redis::cmd("FLUSHALL").query_async(&mut conn.clone()))
-            .unwrap();
-    }
-    println!(
-        "hand-written Lua HSET + ZADD of 100k jobs, 100 per call (no checks): {:.1} ms",
-        best.as_secs_f64() * 1000.0
-    );
     // The ceiling the target names, and a like-for-like one: one HSET of a
     // job's fields (same names and sizes) per request.
     let sample = job(1, "bulk-1");

@@ -178,9 +178,17 @@ async fn killed_and_resumed(url: String, mut conn: Store) {
     assert_eq!(report["verification"][0]["entity"], "Job", "{report}");
 
     let last = last.lock().unwrap().clone();
-    for i in 0..N {
+    let mut hashes: Vec<HashMap<String, String>> = Vec::with_capacity(N as usize);
+    for chunk in (0..N).collect::<Vec<_>>().chunks(1_000) {
+        let mut pipe = redis::pipe();
+        for i in chunk {
+            pipe.hgetall(format!("job:j{i}"));
+        }
+        let got: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await.unwrap();
+        hashes.extend(got);
+    }
+    for (i, fields) in (0..N).zip(hashes) {
         let key = format!("job:j{i}");
-        let fields: HashMap<String, String> = conn.hgetall(&key).await.unwrap();
         let want = match last.get(&i) {
             Some(None) => {
                 assert!(fields.is_empty(), "{key} was deleted and came back");

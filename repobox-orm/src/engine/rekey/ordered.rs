@@ -196,40 +196,26 @@ fn add_entry(p: &Plan, e: &Entry, score: Option<&str>) -> Cmd {
     }
 }
 
+/// The command that removes the member `id` from `e`'s index key (from a
+/// unique key only while it holds `id`).
+fn remove_member(e: &Entry, id: &str) -> Cmd {
+    let remove = match e.kind {
+        IndexKind::Sorted { .. } => "ZREM",
+        IndexKind::Set => "SREM",
+        IndexKind::Unique => return rekey::unique(&e.key, id, "", 0),
+    };
+    let mut cmd = redis::cmd(remove);
+    cmd.arg(&e.key).arg(id);
+    cmd
+}
+
 /// The command that removes the new entry `e` that `p` added.
 fn withdraw_entry(p: &Plan, e: &Entry) -> Cmd {
-    match e.kind {
-        IndexKind::Sorted { .. } => {
-            let mut cmd = redis::cmd("ZREM");
-            cmd.arg(&e.key).arg(&p.new_id);
-            cmd
-        }
-        IndexKind::Set => {
-            let mut cmd = redis::cmd("SREM");
-            cmd.arg(&e.key).arg(&p.new_id);
-            cmd
-        }
-        IndexKind::Unique => rekey::unique(&e.key, &p.new_id, "", 0),
-    }
+    remove_member(e, &p.new_id)
 }
 
 /// The command that removes `p`'s previous entry `e` (none when the
 /// previous id is the id).
 fn remove_entry(p: &Plan, e: &Entry) -> Option<Cmd> {
-    if p.old_id == p.new_id {
-        return None;
-    }
-    Some(match e.kind {
-        IndexKind::Sorted { .. } => {
-            let mut cmd = redis::cmd("ZREM");
-            cmd.arg(&e.key).arg(&p.old_id);
-            cmd
-        }
-        IndexKind::Set => {
-            let mut cmd = redis::cmd("SREM");
-            cmd.arg(&e.key).arg(&p.old_id);
-            cmd
-        }
-        IndexKind::Unique => rekey::unique(&e.key, &p.old_id, "", 0),
-    })
+    (p.old_id != p.new_id).then(|| remove_member(e, &p.old_id))
 }
