@@ -4,7 +4,9 @@
 //! A [`Migration`] is a name and a list of [`Step`]s: backfill an index added
 //! to an entity that already has data ([`Step::backfill_index`]), drop the
 //! keys of an index that was removed ([`Step::drop_index`]), rewrite a field
-//! with a Rust function ([`Step::transform`]). Each step walks the keyspace
+//! with a Rust function ([`Step::transform`]), move every entity from its
+//! previous key to its key ([`Step::rekey`], for
+//! `#[key("...", previous = "...")]`). Each step walks the keyspace
 //! (`SCAN` for its key template, over every primary of a cluster) batch by
 //! batch while the application keeps reading and writing; every change it
 //! makes to an entity is a compare-and-set write, atomic with the entity's
