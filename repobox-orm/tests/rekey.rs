@@ -623,6 +623,13 @@ async fn prefix_rename(mut conn: Store) {
         Member::create(&mut conn, &thief).await,
         Err(repobox_orm::Error::UniqueViolation { .. })
     ));
+    // The TTL of an entity still under its previous key is its own.
+    let ttl = Member::ttl(&mut conn, "m2").await.unwrap().expect("m2 has a TTL");
+    assert!(
+        ttl > Duration::from_secs(23 * 3600) && ttl <= Duration::from_secs(24 * 3600),
+        "{ttl:?}"
+    );
+    assert_eq!(Member::ttl(&mut conn, "m8").await.unwrap(), None);
     // Counting (which checks each member of a TTL entity) keeps them.
     assert_eq!(Member::count_by_team(&mut conn, "t").await.unwrap(), 4);
     let held: HashSet<String> = redis::cmd("SMEMBERS")
