@@ -24,7 +24,18 @@ fn decode<E: RedisEntity>(key: &str, reply: &Value) -> Result<Option<E>> {
 /// Reads the entity at `key`; `None` if it is absent or expired.
 pub(crate) async fn get<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<Option<E>> {
     let reply: Value = redis::cmd("HGETALL").arg(key).query_async(conn).await?;
-    match decode(key, &reply)? {
+    let found = decode(key, &reply)?;
+    or_moving(conn, key, found).await
+}
+
+/// `found`, or, when nothing was at `key` and the entity has a previous
+/// key, the entity where a re-key may still have it (`rekey`).
+async fn or_moving<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+    found: Option<E>,
+) -> Result<Option<E>> {
+    match found {
         None if E::META.previous.is_some() => Ok(rekey::get_moving(conn, key).await?.map(|(e, _)| e)),
         found => Ok(found),
     }
@@ -42,11 +53,8 @@ pub(crate) async fn get_with_clock<E: RedisEntity, C: ConnectionLike + Send>(
         key: E::META.key.shown(key).into_owned(),
         detail: format!("{} replies to TIME and HGETALL", replies.len()),
     })?;
-    let found = match decode_answer(key, &hash)? {
-        None if E::META.previous.is_some() => rekey::get_moving(conn, key).await?.map(|(e, _)| e),
-        found => found,
-    };
-    Ok((clock_ms(&time)?, found))
+    let found = decode_answer(key, &hash)?;
+    Ok((clock_ms(&time)?, or_moving(conn, key, found).await?))
 }
 
 /// The entity in what `HGETALL` answered for `key`, an error reply included.

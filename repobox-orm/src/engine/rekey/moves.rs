@@ -40,7 +40,7 @@ use crate::store::slot::key_slot;
 const TOMBSTONE_MS: u64 = 10 * 60 * 1000;
 
 /// How often a move whose previous hash keeps changing is tried.
-const ATTEMPTS: usize = 8;
+const ATTEMPTS: u32 = 8;
 
 /// One entity to move: its previous key and, for a write, the key the
 /// write is for (a previous hash whose fields give another key is another
@@ -254,7 +254,7 @@ pub(crate) async fn relocate<C: ConnectionLike + Send>(
                         .previous
                         .as_ref()
                         .map_or(w.old.clone(), |p| p.shown(&w.old).into_owned()),
-                    attempts: ATTEMPTS as u32,
+                    attempts: ATTEMPTS,
                 })
             })
         })
