@@ -134,6 +134,21 @@ fn previous_key() {
 }
 
 #[test]
+fn previous_index_template() {
+    insta::assert_snapshot!(expand(quote! {
+        #[key("job:{<user_id>}:<id>", previous = "job:<id>")]
+        #[index(sorted = "jobs:user:{<user_id>}", score = created_at, previous = "jobs:user:<user_id>")]
+        #[index(set = "jobs:{<user_id>}:status:<status>", previous = "jobs:status:<status>:<user_id>")]
+        struct Job {
+            id: String,
+            user_id: String,
+            status: String,
+            created_at: i64,
+        }
+    }));
+}
+
+#[test]
 fn raw_identifier_placeholder_and_crate_override() {
     insta::assert_snapshot!(expand(quote! {
         #[key("thing:<r#type>", max_part_len = 64)]

@@ -53,6 +53,24 @@ impl Page {
         self.limit
     }
 
+    /// The page and everything before it: offset 0, the limit the page's
+    /// end (what a read merging two index keys takes from each).
+    /// `Err(InvalidArgument)` when that end is past `usize::MAX`.
+    pub(crate) fn through_end(&self) -> Result<Page> {
+        let limit = self
+            .offset
+            .checked_add(self.limit)
+            .ok_or_else(|| Error::InvalidArgument {
+                name: "page",
+                reason: format!("offset {} + limit {} is past usize::MAX", self.offset, self.limit),
+            })?;
+        Ok(Page {
+            offset: 0,
+            limit,
+            ..*self
+        })
+    }
+
     /// The `ZRANGE` arguments after the key; `Err(InvalidArgument)` when the
     /// page reaches past what Redis can index (`i64::MAX`) or a score bound is NaN.
     pub(crate) fn zrange_args(&self) -> Result<Vec<String>> {

@@ -1,11 +1,15 @@
-//! Re-keying (`#[key("...", previous = "...")]` and `Step::rekey`): jobs
-//! written under `rk:<id>` move to `rk:{<user_id>}:<id>` while 8 tasks
+//! Re-keying (`#[key("...", previous = "...")]` and `Step::rekey`, with
+//! `#[index(..., previous = "...")]` and `Step::rekey_index`): jobs
+//! written under `rk:<id>` move to `rk:{<user_id>}:<id>`, and their index
+//! entries from `rk:user:<user_id>` to `rk:user:{<user_id>}` and from
+//! `rk:jobs:<status>` to `rk:status:<status>`, while 8 tasks
 //! create, read, update and delete jobs through the library the whole time,
 //! and the migration runs in a child process that is killed (`kill -9`) at
 //! random points and resumed, several times, before a last run finishes it.
 //! Afterwards every job the writers believe exists is under its new key
-//! exactly once with the writers' last fields and its TTL, no old key is
-//! left, the indexes hold exactly the live jobs, and what the writers
+//! exactly once with the writers' last fields and its TTL, no old key (of
+//! the entity or of an index) is left, the indexes hold exactly the live
+//! jobs, pages and set reads never list a job twice, and what the writers
 //! deleted stays deleted. On one server (every move one script) and on a
 //! cluster (the old and new keys in different slots: ordered moves).
 
@@ -34,8 +38,8 @@ mod v1 {
     #[derive(RedisEntity, Debug, Clone, PartialEq)]
     #[key("rk:<id>")]
     #[ttl(days = 7)]
-    #[index(sorted = "rk:user:{<user_id>}", score = created_at)]
-    #[index(set = "rk:status:<status>")]
+    #[index(sorted = "rk:user:<user_id>", score = created_at)]
+    #[index(set = "rk:jobs:<status>")]
     pub struct Job {
         pub id: String,
         pub user_id: String,
@@ -44,12 +48,13 @@ mod v1 {
     }
 }
 
-/// The same jobs, re-keyed next to their user's index.
+/// The same jobs, re-keyed next to their user's index, which moves too
+/// (as does the status index, to another prefix).
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
 #[key("rk:{<user_id>}:<id>", previous = "rk:<id>")]
 #[ttl(days = 7)]
-#[index(sorted = "rk:user:{<user_id>}", score = created_at)]
-#[index(set = "rk:status:<status>")]
+#[index(sorted = "rk:user:{<user_id>}", score = created_at, previous = "rk:user:<user_id>")]
+#[index(set = "rk:status:<status>", previous = "rk:jobs:<status>")]
 struct Job {
     id: String,
     user_id: String,
@@ -57,7 +62,8 @@ struct Job {
     created_at: i64,
 }
 
-/// A migration of one step, `Step::rekey::<E>()`.
+/// A migration of `Step::rekey::<E>()`, then `Step::rekey_index` of each
+/// index with a previous template.
 struct Rekey<E>(&'static str, PhantomData<fn() -> E>);
 
 impl<E: RedisEntity> Migration for Rekey<E> {
@@ -68,7 +74,11 @@ impl<E: RedisEntity> Migration for Rekey<E> {
         "a test's re-key"
     }
     fn steps(&self) -> repobox_orm::Result<Vec<Step>> {
-        Ok(vec![Step::rekey::<E>()?])
+        let mut steps = vec![Step::rekey::<E>()?];
+        for index in E::META.indexes.iter().filter(|ix| ix.previous.is_some()) {
+            steps.push(Step::rekey_index::<E>(index.name)?);
+        }
+        Ok(steps)
     }
 }
 
@@ -202,13 +212,20 @@ async fn writer(mut conn: Store, w: u64, old: u64, stop: Arc<AtomicBool>) -> (Be
             8 => {
                 // A page of the user's jobs while they move: each job once,
                 // each the user's.
-                let page = Job::by_user_id(&mut conn, &user, Page::newest(50)).await.unwrap();
+                // Under either index key: newest first, after the offset.
+                let page = Page::newest(50).offset(rng.below(3) as usize * 25);
+                let page = Job::by_user_id(&mut conn, &user, page).await.unwrap();
                 assert!(page.errors.is_empty(), "{:?}", page.errors);
                 let mut seen = HashSet::new();
                 for job in &page.items {
                     assert_eq!(job.user_id, user, "page of {at}");
                     assert!(seen.insert(job.id.clone()), "{} listed twice in a page of {at}", job.id);
                 }
+                let scores: Vec<i64> = page.items.iter().map(|j| j.created_at).collect();
+                assert!(
+                    scores.windows(2).all(|w| w[0] >= w[1]),
+                    "page of {at} out of order: {scores:?}"
+                );
             }
             _ => {
                 let got = Job::get(&mut conn, &user, &id).await.unwrap();
@@ -362,6 +379,45 @@ async fn rekey_under_writers(url: &str, old: u64, rate: u32) {
             .collect();
         assert_eq!(held.len(), want.len(), "rk:status:{status}");
         assert_eq!(held, want, "rk:status:{status}");
+    }
+    // No key of an index's previous template is left (a key of the user
+    // index's template parses as its previous template too: it is the
+    // index's own), and the set reads list each job once.
+    for kind in ["zset", "set"] {
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg("rk:*")
+                .arg("COUNT")
+                .arg(5_000)
+                .arg("TYPE")
+                .arg(kind)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            for key in keys {
+                let ours = Job::META.indexes.iter().any(|ix| ix.key.parse_key(&key).is_some());
+                assert!(ours, "a key of a previous index template is left: {key}");
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    for status in STATUSES {
+        let listed = Job::by_status(&mut conn, status).await.unwrap();
+        assert!(listed.errors.is_empty(), "{:?}", listed.errors);
+        let ids: HashSet<&str> = listed.items.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(
+            ids.len(),
+            listed.items.len(),
+            "a job listed twice in by_status({status})"
+        );
+        let want = expected.values().filter(|j| j.status == status).count();
+        assert_eq!(ids.len(), want, "by_status({status})");
     }
     // Deleted stays deleted, under either key.
     let deleted: Vec<&String> = believed.iter().filter(|(_, j)| j.is_none()).map(|(id, _)| id).collect();

@@ -57,7 +57,14 @@ pub fn meta(entity: &Entity<'_>) -> TokenStream {
             IndexKind::Unique => quote!(#p::IndexKind::Unique),
         };
         let co_located = entity.shares_slot(&index.template);
-        quote!(#p::IndexMeta { name: #name, kind: #kind, key: #key, co_located: #co_located })
+        let previous = match &index.previous {
+            Some(previous) => {
+                let previous = template_tokens(entity, previous, false);
+                quote!(::core::option::Option::Some(#previous))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        quote!(#p::IndexMeta { name: #name, kind: #kind, key: #key, previous: #previous, co_located: #co_located })
     });
     let ttl = match &entity.ttl {
         Some(ttl) => {

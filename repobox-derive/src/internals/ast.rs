@@ -76,6 +76,8 @@ pub struct Index {
     pub template: Template,
     /// `name = "..."` as written.
     pub explicit_name: Option<syn::LitStr>,
+    /// `previous = "..."`: the index's template before a re-key.
+    pub previous: Option<Template>,
 }
 
 impl Template {
@@ -304,6 +306,7 @@ fn parse_index(cx: &Ctxt, attr: &syn::Attribute, fields: &[Field<'_>]) -> Option
     let mut kind: Attr<'_, (Symbol, syn::LitStr)> = Attr::none(cx, "#[index]", Symbol::KIND);
     let mut score: Attr<'_, syn::Ident> = Attr::none(cx, "#[index]", SCORE);
     let mut name: Attr<'_, syn::LitStr> = Attr::none(cx, "#[index]", NAME);
+    let mut previous: Attr<'_, syn::LitStr> = Attr::none(cx, "#[index]", PREVIOUS);
     let result = attr.parse_nested_meta(|meta| {
         let path = &meta.path;
         if let Some(which) = [SORTED, SET, UNIQUE].into_iter().find(|k| path == *k) {
@@ -313,8 +316,15 @@ fn parse_index(cx: &Ctxt, attr: &syn::Attribute, fields: &[Field<'_>]) -> Option
             score.set(path, meta.value()?.parse()?);
         } else if path == NAME {
             name.set(path, meta.value()?.parse()?);
+        } else if path == PREVIOUS {
+            previous.set(path, meta.value()?.parse()?);
         } else {
-            attr::unknown(cx, &meta, "index attribute", &[SORTED, SET, UNIQUE, SCORE, NAME])?;
+            attr::unknown(
+                cx,
+                &meta,
+                "index attribute",
+                &[SORTED, SET, UNIQUE, SCORE, NAME, PREVIOUS],
+            )?;
         }
         Ok(())
     });
@@ -356,10 +366,20 @@ fn parse_index(cx: &Ctxt, attr: &syn::Attribute, fields: &[Field<'_>]) -> Option
         return None;
     }
     let template = resolve(cx, raw, fields, "index")?;
+    let previous = match previous.get() {
+        None => None,
+        Some(lit) => Some(
+            RawTemplate::parse(&lit)
+                .map_err(|e| cx.syn_error(e))
+                .ok()
+                .and_then(|raw| resolve(cx, raw, fields, "previous index"))?,
+        ),
+    };
     Some(Index {
         kind,
         template,
         explicit_name: name,
+        previous,
     })
 }
 

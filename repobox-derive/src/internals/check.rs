@@ -2,7 +2,7 @@
 //! `KeyPart`, a score a `Score`) are not checked here but asserted with
 //! spanned trait bounds in the expansion, so they hold for any spelling of a type.
 
-use super::ast::{Entity, IndexKind, Template, is_written_as_option};
+use super::ast::{Entity, Index, IndexKind, Template, is_written_as_option};
 use super::ctxt::Ctxt;
 use super::names;
 use super::unraw::unraw;
@@ -17,6 +17,9 @@ pub fn check(cx: &Ctxt, entity: &Entity<'_>) {
         check_placeholders(cx, entity, &index.template, "index");
         if let IndexKind::Sorted { score, ident } = &index.kind {
             check_score(cx, entity, *score, ident);
+        }
+        if let Some(previous) = &index.previous {
+            check_index_previous(cx, entity, index, previous);
         }
     }
     check_index_names(cx, entity);
@@ -130,6 +133,46 @@ fn check_placeholders(cx: &Ctxt, entity: &Entity<'_>, template: &Template, what:
             );
             cx.error_spanned_by(f.ident, format!("`{name}` is used as a key part here"));
         }
+    }
+}
+
+// A previous index template takes the same placeholders as the index's (a
+// query builds both keys from its arguments, and an entity is listed under
+// the previous key only for the values it is asked for), and is another
+// template. A unique index has none: its claim must be taken under one key.
+fn check_index_previous(cx: &Ctxt, entity: &Entity<'_>, index: &Index, previous: &Template) {
+    if matches!(index.kind, IndexKind::Unique) {
+        cx.error_at(
+            previous.span,
+            "a unique index cannot take `previous`: a value is claimed under one key only; \
+             declare the unique index under its new template with another `name`, backfill it \
+             (`Step::backfill_index`), then drop the old one (`Step::drop_index`)",
+        );
+        return;
+    }
+    check_placeholders(cx, entity, previous, "previous index");
+    if previous.source == index.template.source {
+        cx.error_at(
+            previous.span,
+            format!(
+                "previous index template `{}` is the index template itself",
+                previous.source
+            ),
+        );
+    }
+    let mut mine: Vec<usize> = previous.placeholders().collect();
+    let mut theirs: Vec<usize> = index.template.placeholders().collect();
+    mine.sort_unstable();
+    theirs.sort_unstable();
+    if mine != theirs {
+        cx.error_at(
+            previous.span,
+            format!(
+                "previous index template `{}` must take the placeholders of `{}`, no more and no fewer: \
+                 a query reads both keys with the same arguments",
+                previous.source, index.template.source
+            ),
+        );
     }
 }
 

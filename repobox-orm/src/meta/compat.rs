@@ -340,12 +340,37 @@ fn compare_field(out: &mut Vec<Change>, at: &str, old: &Value, new: &Value, rena
     }
 }
 
+/// Whether two index declarations are the same but for the `previous_key`
+/// a re-key leaves behind (which changes nothing another client reads).
+fn same_index(old: &Value, new: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("previous_key");
+        }
+        v
+    };
+    strip(old) == strip(new)
+}
+
 fn compare_indexes(out: &mut Vec<Change>, model: &str, old: &Value, new: &Value) {
     let (old, new) = (by_name(old), by_name(new));
     for (name, before) in &old {
         let at = format!("{model}.index.{name}");
         match new.iter().find(|(n, _)| n == name) {
-            Some((_, after)) if before == after => {}
+            Some((_, after)) if same_index(before, after) => {}
+            // A re-key of the index's template in progress still breaks
+            // other clients, which must read the new keys.
+            Some((_, after)) if after["previous_key"] == before["key"] => push(
+                out,
+                Compat::Breaking,
+                at,
+                format!(
+                    "key template changed from {} to {}: its entries move (a re-key migration); readers built \
+                     on this schema read both keys until they have moved, other clients must read the new one",
+                    before["key"], after["key"]
+                ),
+            ),
             Some((_, after)) => push(
                 out,
                 Compat::Breaking,

@@ -8,7 +8,7 @@ use icu_properties::{CodePointMapData, CodePointSetData};
 use crate::error::{Error, Result, Shown};
 
 /// A parsed key template such as `repo_cache:{<user_id>}:<provider>`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct KeyTemplate {
     /// The template as written.
     pub source: &'static str,

@@ -70,6 +70,12 @@ pub struct IndexMeta {
     pub kind: IndexKind,
     /// The index key template.
     pub key: KeyTemplate,
+    /// The template the index's keys had before a re-key
+    /// (`#[index(..., previous = "...")]`, same placeholders): reads merge
+    /// both keys until a migration (`Step::rekey_index`) has moved every
+    /// entry, and a move of the entity (`Step::rekey`) takes its entries
+    /// out of them.
+    pub previous: Option<KeyTemplate>,
     /// Whether its keys hash to the entity key's slot (the same hash tag).
     pub co_located: bool,
 }
@@ -134,6 +140,9 @@ impl EntityMeta {
                 let mut index = serde_json::json!({ "name": ix.name, "kind": kind, "key": ix.key.source, "co_located": ix.co_located });
                 if let Some(score) = score {
                     index["score"] = score.into();
+                }
+                if let Some(previous) = &ix.previous {
+                    index["previous_key"] = previous.source.into();
                 }
                 index
             })

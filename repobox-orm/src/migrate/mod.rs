@@ -23,6 +23,7 @@
 //! entities it changed ([`check_indexes`](crate::check_indexes)).
 
 mod checkpoint;
+mod rekey;
 mod steps;
 mod transform;
 

@@ -7,11 +7,10 @@ use std::marker::PhantomData;
 
 use futures_util::future::BoxFuture;
 
+use super::rekey::{Rekey, RekeyIndex};
 use super::transform::{Transform, TransformFn};
 use super::{Changes, Fields, Tally, VerifyFn};
-use crate::engine::rekey::{Moved, Wanted, relocate};
 use crate::engine::sweep::{IndexReport, find_missing};
-use crate::engine::write::route::Router;
 use crate::entity::RedisEntity;
 use crate::error::{Error, Result};
 use crate::meta::{IndexKind, KeyTemplate, Segment};
@@ -43,6 +42,22 @@ pub(super) trait Work: Send + Sync {
     fn batch<'a>(&'a self, store: &'a mut Store, keys: &'a [String], dry_run: bool) -> BoxFuture<'a, Result<Tally>>;
 }
 
+/// Where `E` declares the index named `index`.
+fn index_position<E: RedisEntity>(index: &str) -> Result<usize> {
+    E::META
+        .indexes
+        .iter()
+        .position(|ix| ix.name == index)
+        .ok_or_else(|| Error::InvalidArgument {
+            name: "index",
+            reason: format!(
+                "`{}` declares no index `{index}` (it has: {})",
+                E::META.name,
+                E::META.indexes.iter().map(|ix| ix.name).collect::<Vec<_>>().join(", ")
+            ),
+        })
+}
+
 fn verify_of<E: RedisEntity>() -> (&'static str, VerifyFn) {
     fn check<'a, E: RedisEntity>(
         store: &'a mut Store,
@@ -69,18 +84,7 @@ impl Step {
     ///
     /// [`Error::InvalidArgument`] when `E` declares no index of that name.
     pub fn backfill_index<E: RedisEntity>(index: &str) -> Result<Step> {
-        let at = E::META
-            .indexes
-            .iter()
-            .position(|ix| ix.name == index)
-            .ok_or_else(|| Error::InvalidArgument {
-                name: "index",
-                reason: format!(
-                    "`{}` declares no index `{index}` (it has: {})",
-                    E::META.name,
-                    E::META.indexes.iter().map(|ix| ix.name).collect::<Vec<_>>().join(", ")
-                ),
-            })?;
+        let at = index_position::<E>(index)?;
         Ok(Step {
             what: format!("backfill {}::{}", E::META.name, E::META.indexes[at].name),
             keys: &E::META.key,
@@ -125,7 +129,8 @@ impl Step {
 
     /// Moves every entity of `E` from its previous key
     /// (`#[key("...", previous = "...")]`) to its key, each with its index
-    /// entries (their members become ids of the key) and its TTL: in one
+    /// entries (their members become ids of the key, and an index with a
+    /// previous template loses the entity's entry there) and its TTL: in one
     /// script where the keys share a slot, in ordered steps where a cluster
     /// splits them (see the README's "Changing your data"). The application
     /// keeps reading and writing meanwhile: reads find an entity under
@@ -159,6 +164,53 @@ impl Step {
         })
     }
 
+    /// Moves every entry of `E`'s index `index` (its generated query's
+    /// name) from the keys of its previous template
+    /// (`#[index(..., previous = "...")]`) to the keys of its template: each
+    /// member added where its entity's fields put it, then removed from the
+    /// previous key, each only while the entity holds the fields it was read
+    /// with; members whose entity is gone or no longer belongs are removed;
+    /// an entity still under its previous key is moved first (as
+    /// [`Step::rekey`] moves it). Reads merge both keys meanwhile (each
+    /// entity listed once), so the application sees every entry throughout.
+    /// Run it after [`Step::rekey`] when both change, so that most entries
+    /// have moved with their entities. A key of the previous template that
+    /// is also a key of the index's template is left alone.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when `E` declares no index of that name,
+    /// or one without a previous template.
+    pub fn rekey_index<E: RedisEntity>(index: &str) -> Result<Step> {
+        let at = index_position::<E>(index)?;
+        let declared = &E::META.indexes[at];
+        let Some(previous) = &declared.previous else {
+            return Err(Error::InvalidArgument {
+                name: "index",
+                reason: format!(
+                    "`{}::{index}` has no previous template: write `#[index(..., previous = \"...\")]`",
+                    E::META.name
+                ),
+            });
+        };
+        Ok(Step {
+            what: format!(
+                "rekey {}::{} from {} to {}",
+                E::META.name,
+                declared.name,
+                previous.source,
+                declared.key.source
+            ),
+            keys: previous,
+            redis_type: declared.kind.redis_type(),
+            work: Box::new(RekeyIndex::<E> {
+                index: declared,
+                entity: PhantomData,
+            }),
+            verify: Some(verify_of::<E>()),
+        })
+    }
+
     /// Rewrites entities of `E` with `f`, which reads the stored fields
     /// ([`Fields`], the bytes as stored) and says what to set or delete
     /// ([`Changes`]). Each entity is written only while every field `f`
@@ -186,50 +238,6 @@ impl Step {
             work: Box::new(Transform::<E>::new(what, f)),
             verify: Some(verify_of::<E>()),
         }
-    }
-}
-
-struct Rekey<E> {
-    entity: PhantomData<fn() -> E>,
-}
-
-impl<E: RedisEntity> Work for Rekey<E> {
-    fn batch<'a>(&'a self, store: &'a mut Store, keys: &'a [String], dry_run: bool) -> BoxFuture<'a, Result<Tally>> {
-        Box::pin(async move {
-            if dry_run {
-                return Ok(Tally {
-                    changed: keys.len() as u64,
-                    ..Tally::default()
-                });
-            }
-            let wanted: Vec<Wanted> = keys
-                .iter()
-                .map(|old| Wanted {
-                    old: old.clone(),
-                    new: None,
-                })
-                .collect();
-            let mut router = Router::new(store);
-            let mut tally = Tally::default();
-            let previous = E::META.previous.as_ref().unwrap_or(&E::META.key);
-            for (old, moved) in keys.iter().zip(relocate(store, &mut router, E::META, &wanted).await?) {
-                let problem = match moved {
-                    Ok(Moved::Done | Moved::Taken) => {
-                        tally.changed += 1;
-                        continue;
-                    }
-                    Ok(Moved::Absent | Moved::Deleted) => continue,
-                    Ok(Moved::Other) => format!(
-                        "`{}` holds fields that do not give its own key: left where it is",
-                        previous.shown(old)
-                    ),
-                    Err(e) => e.to_string(),
-                };
-                tally.problems += 1;
-                tally.messages.push(problem);
-            }
-            Ok(tally)
-        })
     }
 }
 

@@ -4,7 +4,9 @@
 -- KEYS[1] the previous key, KEYS[2] the key, KEYS[3..] index keys.
 -- ARGV[1] the previous id, ARGV[2] the id, ARGV[3] n, then n field, value
 -- pairs: the hash as the mover read it; then per index key its kind
--- letter (z, s, u) and its score ('' when none).
+-- letter (z, s, u; Z, S for a key of an index's previous template, which
+-- only loses the previous id, after the new entries are in) and its score
+-- ('' when none).
 -- Answers 0 (nothing at the previous key), 1 (moved), 2 (the key was
 -- taken already: the previous hash and its entries removed), -1 (the
 -- previous hash is no longer what was read: nothing written),
@@ -35,7 +37,11 @@ local at = 4 + 2 * n
 for k = 3, #KEYS do
   local ix, kind, score = KEYS[k], ARGV[at], ARGV[at + 1]
   at = at + 2
-  if kind == 'z' or kind == 's' then
+  if kind == 'Z' then
+    redis.pcall('ZREM', ix, old_id)
+  elseif kind == 'S' then
+    redis.pcall('SREM', ix, old_id)
+  elseif kind == 'z' or kind == 's' then
     local add, rem = 'ZADD', 'ZREM'
     if kind == 's' then add, rem = 'SADD', 'SREM' end
     local r

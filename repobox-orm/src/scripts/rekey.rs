@@ -15,6 +15,10 @@ pub(crate) struct Entry {
     pub key: String,
     pub kind: IndexKind,
     pub score: Option<String>,
+    /// An entry under the index's previous template
+    /// (`#[index(..., previous = "...")]`): the move only removes the
+    /// previous id from it.
+    pub previous: bool,
 }
 
 /// What `rekey.lua` answered.
@@ -42,7 +46,7 @@ pub(crate) fn move_command(
     (old, old_id): (&str, &str),
     (new, new_id): (&str, &str),
     hash: &[(Vec<u8>, Vec<u8>)],
-    entries: &[Entry],
+    entries: &[&Entry],
 ) -> Cmd {
     let mut call = Call::default();
     call.key(old).key(new);
@@ -52,8 +56,13 @@ pub(crate) fn move_command(
     call.arg(old_id).arg(new_id);
     pairs(&mut call, hash);
     for entry in entries {
-        call.arg(&[kind_letter(entry.kind)][..])
-            .arg(entry.score.as_deref().unwrap_or(""));
+        let letter = kind_letter(entry.kind);
+        let letter = if entry.previous {
+            letter.to_ascii_uppercase()
+        } else {
+            letter
+        };
+        call.arg(&[letter][..]).arg(entry.score.as_deref().unwrap_or(""));
     }
     call.command(&REKEY)
 }

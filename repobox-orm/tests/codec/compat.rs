@@ -127,6 +127,21 @@ fn keys_aliases_and_other_sections() {
     let changes = compare(&base, &moved);
     assert_eq!(find(&changes, "Job", "key template").compat, Compat::Breaking);
 
+    // An index re-keyed with `previous` names the re-key; one whose key
+    // is the same but for the `previous_key` it keeps is no change.
+    let mut rekeyed = base.clone();
+    rekeyed["models"][0]["indexes"][0]["key"] = json!("jobs:user:{<user_id>}");
+    rekeyed["models"][0]["indexes"][0]["previous_key"] = json!("jobs:user:<user_id>");
+    let changes = compare(&base, &rekeyed);
+    let change = find(&changes, "Job.index.by_user_id", "re-key migration");
+    assert_eq!(change.compat, Compat::Breaking);
+    let mut done = rekeyed.clone();
+    done["models"][0]["indexes"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("previous_key");
+    assert!(compare(&rekeyed, &done).is_empty(), "{:#?}", compare(&rekeyed, &done));
+
     // An alias dropped breaks the hashes that still hold it; one added does not.
     let mut dropped = base.clone();
     let fields = dropped["models"][0]["fields"].as_array_mut().unwrap();

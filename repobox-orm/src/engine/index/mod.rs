@@ -3,6 +3,8 @@
 //! and is repaired, what cannot be read is reported.
 
 mod confirm;
+mod count;
+mod merged;
 mod ordered;
 mod verify;
 
@@ -10,7 +12,9 @@ use redis::aio::ConnectionLike;
 use redis::{Cmd, Value};
 
 pub(crate) use self::confirm::confirm;
-pub(crate) use self::verify::{Action, Member, Repair, check_fields, count_existing, run_repair, verify};
+pub(crate) use self::count::count_existing;
+pub(crate) use self::merged::{previous_index_key, previous_view};
+pub(crate) use self::verify::{Action, Member, Repair, check_fields, run_repair, verify};
 use crate::entity::RedisEntity;
 use crate::error::{Error, Result};
 use crate::listing::Listing;
@@ -182,19 +186,39 @@ pub(crate) async fn sorted_page<E: RedisEntity, C: ConnectionLike + Send>(
     if page.limit == 0 {
         return Ok(Listing::default());
     }
+    if let Some(old) = merged::previous_index_key(index, index_key) {
+        return merged::sorted_page(conn, index, index_key, &old, page).await;
+    }
+    page_of(conn, index, index_key, page, None).await
+}
+
+/// [`sorted_page`] of one index key, from `first` when the first `ZRANGE`
+/// of the page was read already.
+async fn page_of<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    index: &IndexMeta,
+    index_key: &str,
+    page: Page,
+    mut first: Option<Value>,
+) -> Result<Listing<E>> {
     let args = page.zrange_args()?;
     let mut pass = 0;
     loop {
         pass += 1;
-        let reply: Value = redis::cmd("ZRANGE")
-            .arg(index_key)
-            .arg(&args)
-            .arg("WITHSCORES")
-            .query_async(conn)
-            .await?;
+        let reply: Value = match first.take() {
+            Some(reply) => reply,
+            None => {
+                redis::cmd("ZRANGE")
+                    .arg(index_key)
+                    .arg(&args)
+                    .arg("WITHSCORES")
+                    .query_async(conn)
+                    .await?
+            }
+        };
         let members = scored_members(index_key, &reply)?;
         let repair = repairs_on_read(conn);
-        let found = verify::<E, C>(conn, index, index_key, members, repair, true).await?;
+        let found = verify::<E, C>(conn, index, index_key, members, repair, true, None).await?;
         // Without a repair, reading again would find the same.
         if !repair || found.repairs() == 0 || pass > REPAIR_PASSES {
             return Ok(Listing {
@@ -211,9 +235,12 @@ pub(crate) async fn set_members<E: RedisEntity, C: ConnectionLike + Send>(
     index: &IndexMeta,
     index_key: &str,
 ) -> Result<Listing<E>> {
+    if let Some(old) = merged::previous_index_key(index, index_key) {
+        return merged::set_members(conn, index, index_key, &old).await;
+    }
     let members = all_members(conn, index.kind, index_key).await?;
     let repair = repairs_on_read(conn);
-    let found = verify::<E, C>(conn, index, index_key, members, repair, true).await?;
+    let found = verify::<E, C>(conn, index, index_key, members, repair, true, None).await?;
     Ok(Listing {
         items: found.live,
         errors: found.errors,
@@ -231,7 +258,7 @@ pub(crate) async fn unique_get<E: RedisEntity, C: ConnectionLike + Send>(
         return Ok(None);
     }
     let repair = repairs_on_read(conn);
-    let mut found = verify::<E, C>(conn, index, index_key, members, repair, true).await?;
+    let mut found = verify::<E, C>(conn, index, index_key, members, repair, true, None).await?;
     match found.errors.pop() {
         Some(e) => Err(e),
         None => Ok(found.live.pop()),
@@ -247,6 +274,11 @@ pub(crate) async fn count<E: RedisEntity, C: ConnectionLike + Send>(
     index: &IndexMeta,
     index_key: &str,
 ) -> Result<u64> {
+    if let Some(old) = merged::previous_index_key(index, index_key)
+        && let Some(n) = merged::count::<E, C>(conn, index, index_key, &old).await?
+    {
+        return Ok(n);
+    }
     if E::META.ttl.is_none() {
         return Ok(index.kind.cardinality(index_key).query_async(conn).await?);
     }

@@ -7,7 +7,8 @@
 //! repaired by `repair.lua` only if the entity is still as it was seen; a bad
 //! one is reported and left alone.
 
-use redis::Value;
+use std::collections::HashSet;
+
 use redis::aio::ConnectionLike;
 
 use crate::engine::encoding::Encoded;
@@ -16,7 +17,6 @@ use crate::engine::pipeline;
 use crate::engine::read::hgetall;
 use crate::engine::rekey;
 use crate::engine::target::fill;
-use crate::engine::write::BULK_CHUNK;
 use crate::engine::write::route;
 use crate::entity::{RawHash, RedisEntity};
 use crate::error::{Error, Result, Shown};
@@ -35,6 +35,8 @@ pub(crate) struct Member {
 pub(crate) struct Verified<E> {
     /// The live entities, in member order.
     pub live: Vec<E>,
+    /// For each of `live`, its member's position in the members checked.
+    pub at: Vec<usize>,
     /// One error per bad member.
     pub errors: Vec<Error>,
     /// Members whose entity is gone.
@@ -98,7 +100,10 @@ fn bad_member<E: RedisEntity>(index_key: &str, raw: &[u8], reason: String) -> Er
 /// pipeline of `HGETALL`s) and, when `repair` is set, repairs what needs it
 /// (one script call, when anything does). `from_query`: the key was built
 /// from a query's arguments (canonical), so stored bytes that match it show a
-/// member belongs without re-encoding the entity. Callers chunk what they pass.
+/// member belongs without re-encoding the entity. `listed`: the entities
+/// listed by an earlier check of the same read (a read merging an index key
+/// and its previous key), which this one skips, and adds to. Callers chunk
+/// what they pass.
 pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     index: &IndexMeta,
@@ -106,9 +111,11 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
     members: Vec<Member>,
     repair: bool,
     from_query: bool,
+    listed: Option<&mut HashSet<String>>,
 ) -> Result<Verified<E>> {
     let mut out = Verified {
         live: Vec::with_capacity(members.len()),
+        at: Vec::with_capacity(members.len()),
         errors: Vec::new(),
         gone: 0,
         mismatched: 0,
@@ -116,7 +123,8 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
     };
     let fields = check_fields(index);
     let mut keyed = Vec::with_capacity(members.len());
-    for member in &members {
+    let mut position = Vec::with_capacity(members.len());
+    for (n, member) in members.iter().enumerate() {
         let id = match std::str::from_utf8(&member.raw) {
             Ok(id) => id,
             Err(_) => {
@@ -126,7 +134,10 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
             }
         };
         match rekey::member_key(E::META, id) {
-            Ok((key, at_previous)) => keyed.push((id, key, member.score, at_previous)),
+            Ok((key, at_previous)) => {
+                keyed.push((id, key, member.score, at_previous));
+                position.push(n);
+            }
             Err(e) => {
                 let reason = if E::META.key.secret {
                     "is not an id of the entity".to_owned()
@@ -151,10 +162,15 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
     if E::META.previous.is_some() {
         rekey::read_previous_members::<E, C>(conn, &mut keyed, &mut replies).await?;
     }
-    // An entity between two keys may be named by two members: it is listed once.
-    let mut listed = std::collections::HashSet::new();
+    // An entity between two keys may be named by two members (or by a
+    // member of each of two index keys a read merges): it is listed once.
+    let mut own = HashSet::new();
+    let (listed, dedupe) = match listed {
+        Some(listed) => (listed, true),
+        None => (&mut own, E::META.previous.is_some()),
+    };
     let mut repairs = Vec::new();
-    for ((id, key, score, at_previous), reply) in keyed.into_iter().zip(&replies) {
+    for (((id, key, score, at_previous), reply), n) in keyed.into_iter().zip(&replies).zip(position) {
         let shown = E::META.key.shown(&key);
         let hash = match RawHash::from_reply(&shown, reply) {
             Ok(hash) => hash,
@@ -178,19 +194,23 @@ pub(crate) async fn verify<E: RedisEntity, C: ConnectionLike + Send>(
                     continue;
                 }
             };
-            if E::META.previous.is_some()
-                && let Some(key) = rekey::key_of(&E::META.key, &hash)
-                && !listed.insert(key)
-            {
+            let listed_as = if dedupe {
+                rekey::key_of(&E::META.key, &hash)
+            } else {
+                None
+            };
+            if listed_as.as_ref().is_some_and(|k| listed.contains(k)) {
                 continue;
             }
-            if from_query && belongs_as_stored(&hash, index, index_key, score) {
-                out.live.push(entity);
-                continue;
-            }
-            match belongs(&entity, index, index_key, score) {
+            let verdict = match from_query && belongs_as_stored(&hash, index, index_key, score) {
+                true => Ok(None),
+                false => belongs(&entity, index, index_key, score),
+            };
+            match verdict {
                 Ok(None) => {
+                    listed.extend(listed_as);
                     out.live.push(entity);
+                    out.at.push(n);
                     continue;
                 }
                 Ok(Some(action)) => action,
@@ -329,60 +349,4 @@ pub(crate) async fn run_repair<C: ConnectionLike + Send>(
         }
         other => other.map(drop),
     }
-}
-
-/// How many of `members` have a hash (`EXISTS`, pipelined per chunk); those
-/// without one are removed on the way.
-pub(crate) async fn count_existing<E: RedisEntity, C: ConnectionLike + Send>(
-    conn: &mut C,
-    index: &IndexMeta,
-    index_key: &str,
-    members: Vec<Member>,
-) -> Result<u64> {
-    let fields = check_fields(index);
-    let mut alive = 0;
-    let keyed: Vec<(String, String)> = members
-        .iter()
-        .filter_map(|m| {
-            let id = std::str::from_utf8(&m.raw).ok()?;
-            Some((id.to_owned(), rekey::member_key(E::META, id).ok()?.0))
-        })
-        .collect();
-    for chunk in keyed.chunks(BULK_CHUNK) {
-        let cmds: Vec<redis::Cmd> = chunk
-            .iter()
-            .map(|(_, key)| {
-                let mut cmd = redis::cmd("EXISTS");
-                cmd.arg(key);
-                cmd
-            })
-            .collect();
-        let mut exists: Vec<i64> = pipeline::query(conn, &cmds)
-            .await?
-            .into_iter()
-            .map(|v| if matches!(v, Value::Int(1)) { 1 } else { 0 })
-            .collect();
-        if E::META.previous.is_some() {
-            rekey::exists_at_previous(conn, E::META, chunk, &mut exists).await?;
-        }
-        alive += exists.iter().filter(|e| **e == 1).count() as u64;
-        let gone: Vec<Repair> = chunk
-            .iter()
-            .zip(&exists)
-            .filter(|(_, e)| **e == 0)
-            .map(|((id, key), _)| Repair {
-                id: id.clone(),
-                hash_key: key.clone(),
-                action: Action::Gone,
-                seen: vec![None; fields.len()],
-            })
-            .collect();
-        if !gone.is_empty()
-            && let Err(e) = run_repair(conn, index, index_key, &fields, &gone, 0).await
-        {
-            // A count repairs on the side; on a replica it still counts.
-            tracing::warn!(index = index.name, key = index_key, error = %e, "could not repair an index while counting it");
-        }
-    }
-    Ok(alive)
 }

@@ -11,12 +11,14 @@
 //! - every write of such an entity first moves it (`moves`), so a write
 //!   always lands under the key and the previous hash is gone after it.
 
+mod entries;
 mod moves;
 mod ordered;
 
 use redis::Value;
 use redis::aio::ConnectionLike;
 
+pub(crate) use self::entries::move_entries;
 pub(crate) use self::moves::{Moved, Wanted, relocate, tombstone_command};
 use crate::engine::encoding;
 use crate::engine::read::hgetall;

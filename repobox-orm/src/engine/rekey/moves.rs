@@ -97,6 +97,8 @@ pub(super) struct Plan {
     pub entries: Vec<Entry>,
     /// The index of each of `entries`.
     pub indexes: Vec<&'static IndexMeta>,
+    /// The entries under the indexes' previous templates, removed.
+    pub previous_entries: Vec<Entry>,
     /// A hash this mover placed at the key, which a later attempt replaces.
     pub placed: Option<Pairs>,
 }
@@ -155,10 +157,27 @@ fn plan(
                     key,
                     kind: ix.kind,
                     score,
+                    previous: false,
                 },
             ))
         })
         .unzip();
+    // The entries under an index's previous template that the hash gives
+    // (not one that is also a key of the index's template: that is the
+    // index's own), which the move empties of the previous id.
+    let previous_entries = meta
+        .indexes
+        .iter()
+        .filter_map(|ix| {
+            let key = key_of(ix.previous.as_ref()?, &hash)?;
+            ix.key.parse_key(&key).is_none().then_some(Entry {
+                key,
+                kind: ix.kind,
+                score: None,
+                previous: true,
+            })
+        })
+        .collect();
     Ok(Ok(Plan {
         old: wanted.old.clone(),
         old_id,
@@ -168,6 +187,7 @@ fn plan(
         expire_at_ms,
         entries,
         indexes,
+        previous_entries,
         placed: None,
     }))
 }
@@ -205,7 +225,8 @@ pub(crate) async fn relocate<C: ConnectionLike + Send>(
                 Ok(Ok(mut p)) => {
                     p.placed = placed;
                     let keys = [p.old.as_str(), p.new.as_str()];
-                    let keys = keys.into_iter().chain(p.entries.iter().map(|e| e.key.as_str()));
+                    let entries = p.entries.iter().chain(&p.previous_entries);
+                    let keys = keys.into_iter().chain(entries.map(|e| e.key.as_str()));
                     match router.route(false, keys) {
                         Route::Atomic => atomic.push((i, p)),
                         Route::Ordered => ordered.push((i, p)),
@@ -215,7 +236,10 @@ pub(crate) async fn relocate<C: ConnectionLike + Send>(
         }
         let cmds: Vec<Cmd> = atomic
             .iter()
-            .map(|(_, p)| rekey::move_command((&p.old, &p.old_id), (&p.new, &p.new_id), &p.hash, &p.entries))
+            .map(|(_, p)| {
+                let entries: Vec<&Entry> = p.entries.iter().chain(&p.previous_entries).collect();
+                rekey::move_command((&p.old, &p.old_id), (&p.new, &p.new_id), &p.hash, &entries)
+            })
             .collect();
         let mut replies = pipeline::query(conn, &cmds).await?;
         pipeline::resend_unknown(conn, &cmds, &mut replies, &REKEY, &mut reloads).await?;

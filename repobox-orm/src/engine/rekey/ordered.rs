@@ -104,7 +104,10 @@ pub(super) async fn steps<C: ConnectionLike + Send>(
     // 3. Remove the previous index entries.
     let cleanup: Vec<Cmd> = live
         .iter()
-        .flat_map(|(_, p, _)| p.entries.iter().filter_map(|e| remove_entry(p, e)))
+        .flat_map(|(_, p, _)| {
+            let previous = p.previous_entries.iter().map(|e| remove_member(e, &p.old_id));
+            p.entries.iter().filter_map(|e| remove_entry(p, e)).chain(previous)
+        })
         .collect();
     for reply in send(conn, &cleanup, reloads).await? {
         checked(reply)?;

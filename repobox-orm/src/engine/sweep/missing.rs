@@ -9,7 +9,7 @@ use redis::aio::ConnectionLike;
 
 use super::{IndexReport, PROBLEMS_KEPT, index_key_life};
 use crate::engine::encoding::{Encoded, decode};
-use crate::engine::index::{Action, Repair, check_fields, confirm, run_repair};
+use crate::engine::index::{Action, Repair, check_fields, confirm, previous_index_key, run_repair};
 use crate::engine::pipeline;
 use crate::engine::read::hgetall;
 use crate::entity::{RawHash, RedisEntity};
@@ -147,8 +147,28 @@ pub(crate) async fn find_missing<E: RedisEntity, C: ConnectionLike + Send>(
             missing.entry((i, index_key)).or_default().push(r);
         }
     }
-    for ((i, index_key), repairs) in missing {
+    for ((i, index_key), mut repairs) in missing {
         let index = &E::META.indexes[i];
+        // Under the previous key of a re-keyed index, an entry is not missing.
+        if let Some(old) = previous_index_key(index, &index_key) {
+            let cmds: Vec<redis::Cmd> = repairs
+                .iter()
+                .map(|r| {
+                    let command = if index.kind == IndexKind::Set {
+                        "SISMEMBER"
+                    } else {
+                        "ZSCORE"
+                    };
+                    redis::cmd(command).arg(&old).arg(&r.id).clone()
+                })
+                .collect();
+            let held = pipeline::query(conn, &cmds).await?;
+            let mut held = held.iter();
+            repairs.retain(|_| matches!(held.next(), Some(Value::Nil | Value::Int(0) | Value::Boolean(false))));
+            if repairs.is_empty() {
+                continue;
+            }
+        }
         let fields = check_fields(index);
         if repair {
             reports[i].missing += repairs.len() as u64;

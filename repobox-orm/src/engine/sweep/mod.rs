@@ -71,12 +71,35 @@ async fn sweep_index<E: RedisEntity, C: ConnectionLike + Send>(
         repaired: repair,
         ..IndexReport::default()
     };
+    sweep_keys::<E, C>(conn, index, None, repair, walk, &mut report).await?;
+    // The keys of the index's previous template, until a migration has
+    // moved their entries: checked against it (a key that is also one of
+    // the index's own template is checked as that, above).
+    if let Some(view) = crate::engine::index::previous_view(index) {
+        sweep_keys::<E, C>(conn, &view, Some(&index.key), repair, walk, &mut report).await?;
+    }
+    Ok(report)
+}
+
+/// The walk of [`sweep_index`] over the keys of `index`'s template, but
+/// those that are keys of `not` too.
+async fn sweep_keys<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    index: &IndexMeta,
+    not: Option<&KeyTemplate>,
+    repair: bool,
+    walk: &Walk<'_>,
+    report: &mut IndexReport,
+) -> Result<()> {
     let pattern = scan_pattern(&index.key);
     let mut pace = walk.begin_scan(conn, &format!("index {}", index.key.source)).await?;
     let mut cursor = 0u64;
     loop {
         let (next, keys) = scan(conn, cursor, &pattern, walk, &mut pace).await?;
-        let (typed, skipped) = keys_of(conn, &index.key, index.kind.redis_type(), keys).await?;
+        let (mut typed, skipped) = keys_of(conn, &index.key, index.kind.redis_type(), keys).await?;
+        if let Some(not) = not {
+            typed.retain(|key| not.parse_key(key).is_none());
+        }
         report.skipped += skipped;
         for key in &typed {
             report.keys += 1;
@@ -86,7 +109,7 @@ async fn sweep_index<E: RedisEntity, C: ConnectionLike + Send>(
             loop {
                 let (more, members) = scan_members(conn, index.kind, key, at, BULK_CHUNK).await?;
                 report.members += u64::try_from(members.len()).unwrap_or(u64::MAX);
-                let found = verify::<E, C>(conn, index, key, members, repair, false).await?;
+                let found = verify::<E, C>(conn, index, key, members, repair, false, None).await?;
                 report.gone += found.gone;
                 report.mismatched += found.mismatched;
                 report.rescored += found.rescored;
@@ -102,7 +125,7 @@ async fn sweep_index<E: RedisEntity, C: ConnectionLike + Send>(
             }
         }
         if next == 0 {
-            return Ok(report);
+            return Ok(());
         }
         cursor = next;
     }
@@ -218,7 +241,10 @@ pub(crate) async fn keys_of<C: ConnectionLike + Send>(
 /// (0: no TTL): as long as the longest-lived of those entities, as the
 /// writes keep it (a session set follows its sessions, however far they were
 /// extended); the entity's declared TTL where a hash has none left to read.
-async fn index_key_life<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C, repairs: &[Repair]) -> Result<u64> {
+pub(crate) async fn index_key_life<E: RedisEntity, C: ConnectionLike + Send>(
+    conn: &mut C,
+    repairs: &[Repair],
+) -> Result<u64> {
     let Some(declared) = E::META.ttl else {
         return Ok(0);
     };
