@@ -119,7 +119,7 @@ fn ops() -> Vec<(&'static str, Op)> {
                     retries: Some(u32::try_from(i % 100).unwrap()),
                     ..Default::default()
                 };
-                Job::update(&mut s, format!("job-{}", i % 1000), patch).await.unwrap();
+                Job::update(&mut s, format!("job-{}", i % 1000), &patch).await.unwrap();
             })
         }),
         ("Job page of 50", |mut s, _| {

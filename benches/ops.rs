@@ -70,7 +70,7 @@ async fn seed(conn: &MultiplexedConnection) {
     Job::create_many(&mut c, &page).await.unwrap();
     hand_create(&mut c, &job(3_000_000_000, "warm")).await;
     hand_update_status(&mut c, "job-3000000000", JobStatus::Running).await;
-    Job::update(&mut c, "job-3000000000", JobPatch::default())
+    Job::update(&mut c, "job-3000000000", &JobPatch::default())
         .await
         .unwrap();
 }
@@ -127,7 +127,7 @@ fn ops(c: &mut Criterion) {
                         status: Some(JobStatus::Running),
                         ..Default::default()
                     };
-                    Job::update(&mut c, id.as_str(), patch).await.unwrap();
+                    Job::update(&mut c, id.as_str(), &patch).await.unwrap();
                 }))
             })
         });
@@ -273,7 +273,7 @@ fn ratios(_: &mut Criterion) {
                                     status: Some(JobStatus::Running),
                                     ..Default::default()
                                 };
-                                Job::update(&mut c, id.as_str(), patch).await.unwrap()
+                                Job::update(&mut c, id.as_str(), &patch).await.unwrap()
                             }
                             ("update", true) => assert!(hand_update_status(&mut c, &id, JobStatus::Running).await),
                             ("delete", false) => {

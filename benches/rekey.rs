@@ -93,7 +93,7 @@ async fn run(name: &str, mut conn: Store, writers: u64) {
                         status: Some("done".into()),
                         ..Default::default()
                     };
-                    Job::update(&mut conn, &j.user_id, &j.id, patch).await.unwrap();
+                    Job::update(&mut conn, &j.user_id, &j.id, &patch).await.unwrap();
                     writes.fetch_add(1, Ordering::Relaxed);
                     i += 7919;
                 }

@@ -68,7 +68,7 @@ fn main() {
         BareJob::save(c, &bare(0)).await.unwrap();
         hand_create(c, &job(9_999_999, "warm")).await;
         hand_update_status(c, "job-9999999", JobStatus::Running).await;
-        Job::update(c, "job-0", JobPatch::default()).await.unwrap();
+        Job::update(c, "job-0", &JobPatch::default()).await.unwrap();
 
         let mut rows = Vec::new();
         // Fresh keys on both sides: a first write costs more than an overwrite.
@@ -104,7 +104,7 @@ fn main() {
                 status: Some(JobStatus::Running),
                 ..Default::default()
             };
-            Job::update(&mut c, format!("job-{}", i % 1000), patch).await.unwrap()
+            Job::update(&mut c, format!("job-{}", i % 1000), &patch).await.unwrap()
         })
         .await;
         let h = measure(c, N, async |mut c: MultiplexedConnection, i| {

@@ -120,7 +120,7 @@ async fn killed_and_resumed(url: String, mut conn: Store) {
                             exit_code: Some(Some(code)),
                             ..Default::default()
                         };
-                        Job::update(&mut conn, &id, patch).await.unwrap();
+                        Job::update(&mut conn, &id, &patch).await.unwrap();
                         last.lock().unwrap().insert(i, Some(code));
                     }
                     tokio::time::sleep(Duration::from_millis(1)).await;

@@ -1,8 +1,10 @@
 //! `#[derive(RedisEntity)]` and `#[derive(RedisValue)]` for repobox.
 //!
 //! The derives parse and check their attributes, then emit metadata and small
-//! glue; the real work lives in `repobox_orm`. See `repobox_orm` for the
-//! attribute grammar and the generated API.
+//! glue; the real work lives in [repobox-orm](https://docs.rs/repobox-orm),
+//! which re-exports both derives and documents their attributes and the API
+//! they generate. Depend on repobox-orm, not on this crate: it pins this
+//! crate to its own release.
 
 mod entity;
 mod internals;
@@ -12,23 +14,19 @@ mod value;
 
 use proc_macro::TokenStream;
 
-/// Stores a struct as a Redis hash: `#[key("user:<id>")]`, `#[ttl(days = 7)]`,
-/// `#[index(sorted = "...", score = field)]`, `#[index(set = "...")]`,
-/// `#[index(unique = "...")]`, `#[cluster(co_located)]`, `#[redis(crate = "...",
-/// rename_all = "...")]` on the struct, and
-/// `#[redis(rename = "...", skip, default, json, encrypted, alias = "...")]`
-/// on fields (`alias`: an old hash field name read while the field's own is
-/// absent and removed by every write of the field; repeatable; not on a
-/// field of the key or of an index, nor on an encrypted one).
+/// `#[derive(RedisEntity)]`: stores a struct with named fields as a Redis
+/// hash and generates its codec, key, and CRUD, index and TTL calls. Use it
+/// through `repobox_orm::RedisEntity`, whose documentation is the attribute
+/// reference.
 #[proc_macro_derive(RedisEntity, attributes(key, ttl, index, redis, cluster))]
 pub fn derive_redis_entity(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
     entity::derive(&input).into()
 }
 
-/// Stores a unit enum as a snake_case string (`#[redis(rename = "...",
-/// alias = "...")]` per variant; `alias`: an old wire string still read as
-/// the variant, repeatable).
+/// `#[derive(RedisValue)]`: stores a unit-only enum as a string. Use it
+/// through `repobox_orm::RedisValue`, whose documentation is the attribute
+/// reference.
 #[proc_macro_derive(RedisValue, attributes(redis))]
 pub fn derive_redis_value(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);

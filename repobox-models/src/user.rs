@@ -104,7 +104,7 @@ impl User {
             last_login_at: Some(Some(at)),
             ..Default::default()
         };
-        Ok(User::update(conn, id, patch).await?)
+        Ok(User::update(conn, id, &patch).await?)
     }
 }
 

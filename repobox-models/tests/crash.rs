@@ -72,7 +72,7 @@ async fn users_survive_a_crash_after_every_step() {
         ..Default::default()
     };
     fail_after("user:m1", OrderedStep::Claimed);
-    crashed(User::update(&mut conn, "m1", patch).await);
+    crashed(User::update(&mut conn, "m1", &patch).await);
     assert_eq!(User::by_email(&mut conn, "old1@x.io").await.unwrap().unwrap().id, "m1");
     assert_eq!(User::by_email(&mut conn, "new1@x.io").await.unwrap(), None);
 
@@ -82,7 +82,7 @@ async fn users_survive_a_crash_after_every_step() {
         ..Default::default()
     };
     fail_after("user:m2", OrderedStep::HashWritten);
-    crashed(User::update(&mut conn, "m2", patch).await);
+    crashed(User::update(&mut conn, "m2", &patch).await);
     assert_eq!(User::by_email(&mut conn, "new2@x.io").await.unwrap().unwrap().id, "m2");
     assert_eq!(User::by_email(&mut conn, "old2@x.io").await.unwrap(), None);
     // The old e-mail is free again: its stale claim is taken over.

@@ -106,7 +106,7 @@ async fn tokens_are_sealed_bound_to_their_entity_and_field_and_rotate() {
         access_token: Some("ghp_rotated".into()),
         ..Default::default()
     };
-    GitCredential::update(&mut conn, "u1", GitProvider::GitHub, patch)
+    GitCredential::update(&mut conn, "u1", GitProvider::GitHub, &patch)
         .await
         .unwrap();
     let token: String = conn.hget("git_credential:u1:github", "access_token").await.unwrap();

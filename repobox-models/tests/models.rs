@@ -63,7 +63,7 @@ async fn users(mut conn: Store) {
     User::update(
         &mut conn,
         "u1",
-        UserPatch {
+        &UserPatch {
             email: Some("ann@new.example".into()),
             ..Default::default()
         },
@@ -750,7 +750,7 @@ async fn bulk_writes_keep_unique_values_and_refuse_keys_of_another_type(mut conn
         ..Default::default()
     };
     for err in [
-        User::update(&mut conn, "wt1", moving).await.unwrap_err(),
+        User::update(&mut conn, "wt1", &moving).await.unwrap_err(),
         User::delete(&mut conn, "wt1").await.unwrap_err(),
     ] {
         assert!(matches!(&err, Error::WrongType { key } if key == "user:wt1"), "{err:?}");
@@ -767,7 +767,7 @@ async fn bulk_writes_keep_unique_values_and_refuse_keys_of_another_type(mut conn
         email: Some("wt-moved@x.io".into()),
         ..Default::default()
     };
-    let err = User::update(&mut conn, "wt2", moving).await.unwrap_err();
+    let err = User::update(&mut conn, "wt2", &moving).await.unwrap_err();
     assert!(
         matches!(&err, Error::WrongType { key } if key == "user:email:wt-old@x.io"),
         "{err:?}"

@@ -1,44 +1,12 @@
 //! # repobox-orm
 //!
-//! The runtime of repobox, a derive-macro ORM for Redis hashes. Declare an
-//! entity with `#[derive(RedisEntity)]`; the derive emits its metadata and the
-//! hash codec, and generated functions call the generic engine in this crate.
-//!
-//! ```no_run
-//! use repobox_orm::prelude::*;
-//!
-//! #[derive(RedisValue, Debug, Clone, Copy, PartialEq)]
-//! pub enum Status { Queued, Running, Done }
-//!
-//! #[derive(RedisEntity, Debug, Clone, PartialEq)]
-//! #[key("job:<id>")]
-//! #[index(sorted = "jobs:user:<user_id>", score = created_at)]
-//! pub struct Job {
-//!     pub id: String,
-//!     pub user_id: String,
-//!     pub status: Status,
-//!     pub created_at: i64,
-//!     pub exit_code: Option<i32>,
-//! }
-//!
-//! # async fn run() -> repobox_orm::Result<()> {
-//! let client = redis::Client::open("redis://127.0.0.1/")?;
-//! let mut conn = client.get_multiplexed_async_connection().await?;
-//! let job = Job { id: "42".into(), user_id: "u1".into(), status: Status::Queued,
-//!                 created_at: 1_700_000_000_000, exit_code: None };
-//! Job::create(&mut conn, &job).await?;                    // hash + index, one round trip
-//! Job::update(&mut conn, "42", JobPatch { status: Some(Status::Running), ..Default::default() }).await?;
-//! let page = Job::by_user_id(&mut conn, "u1", Page::newest(20)).await?;   // two round trips
-//! assert_eq!(page.items[0].status, Status::Running);                      // and page.errors
-//! assert!(Job::delete(&mut conn, "42").await?);
-//! # Ok(()) }
-//! ```
-//!
-//! See the README for the wire format, the key rules and the failure behaviour.
-
+#![doc = include_str!("../docs/tour.md")]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod codec;
+#[cfg(feature = "encryption")]
+#[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
 pub mod crypto;
 mod engine;
 mod entity;
@@ -126,6 +94,28 @@ pub mod script {
 }
 mod store;
 
+pub mod guide {
+    //! The guides: longer reading than the API reference, each a page.
+
+    #[doc = include_str!("../docs/generated.md")]
+    pub mod generated {}
+
+    #[doc = include_str!("../docs/wire-format.md")]
+    pub mod wire_format {}
+
+    #[doc = include_str!("../docs/failure-behaviour.md")]
+    pub mod failure_behaviour {}
+
+    #[doc = include_str!("../docs/cluster.md")]
+    pub mod cluster {}
+
+    #[doc = include_str!("../docs/migrations.md")]
+    pub mod migrations {}
+}
+
+#[cfg(doc)]
+pub mod example;
+
 /// A new random id: 128 bits from the operating system's random generator,
 /// as 32 lowercase hex digits (an outbox attempt, a job's run). `what` names
 /// the id in the error if the generator fails.
@@ -155,8 +145,13 @@ pub use error::{DecodeValue, Error, Result, Shown};
 pub use listing::Listing;
 pub use page::Page;
 pub use queue::{Delivery, Queue};
-pub use repobox_derive::{RedisEntity, RedisValue};
-pub use store::{Backoff, DEFAULT_URL, Endpoint, IntoEndpoint, Store, StoreConfig, TlsConfig};
+#[doc = include_str!("../docs/derive-entity.md")]
+pub use repobox_derive::RedisEntity;
+#[doc = include_str!("../docs/derive-value.md")]
+pub use repobox_derive::RedisValue;
+#[cfg(feature = "tls")]
+pub use store::TlsConfig;
+pub use store::{Backoff, DEFAULT_URL, Endpoint, IntoEndpoint, Store, StoreConfig};
 
 /// The redis-rs version repobox is built on.
 pub use redis;

@@ -89,7 +89,7 @@ async fn update_patches_and_never_recreates(mut conn: Store) {
     let err = Task::update(
         &mut conn,
         "nope",
-        TaskPatch {
+        &TaskPatch {
             note: Some(Some("x".into())),
             ..Default::default()
         },
@@ -104,7 +104,7 @@ async fn update_patches_and_never_recreates(mut conn: Store) {
     let err = Task::update(
         &mut conn,
         "nope",
-        TaskPatch {
+        &TaskPatch {
             owner: Some("bob".into()),
             ..Default::default()
         },
@@ -127,7 +127,7 @@ async fn update_patches_and_never_recreates(mut conn: Store) {
     Task::update(
         &mut conn,
         "1",
-        TaskPatch {
+        &TaskPatch {
             status: Some(Status::Running),
             note: Some(None),
             ..Default::default()
@@ -188,7 +188,7 @@ async fn save_moves_index_entries(mut conn: Store) {
     Task::update(
         &mut conn,
         "1",
-        TaskPatch {
+        &TaskPatch {
             owner: Some("cy".into()),
             created_at: Some(300),
             ..Default::default()
@@ -207,7 +207,7 @@ async fn save_moves_index_entries(mut conn: Store) {
     Task::update(
         &mut conn,
         "1",
-        TaskPatch {
+        &TaskPatch {
             created_at: Some(50),
             ..Default::default()
         },
@@ -244,7 +244,7 @@ async fn unique_index_refuses_a_taken_value_and_writes_nothing(mut conn: Store) 
     let err = Task::update(
         &mut conn,
         "2",
-        TaskPatch {
+        &TaskPatch {
             slug: Some("slug-1".into()),
             owner: Some("dan".into()),
             ..Default::default()
@@ -398,17 +398,27 @@ async fn multi_placeholder_hash_tagged_keys(mut conn: Store) {
     assert_eq!(c.entity_id().unwrap(), "u1:github");
     assert_eq!(Cache::get(&mut conn, "u1", "github").await.unwrap(), Some(c.clone()));
     assert_eq!(
-        Cache::get_many(&mut conn, &["u1:github", "u1:gitlab"])
+        Cache::get_many(&mut conn, &[("u1", "github"), ("u1", "gitlab")])
             .await
             .unwrap()
             .into_result()
             .unwrap(),
         vec![Some(c), None]
     );
+    // A bad part of any id refuses the whole call before any I/O.
     assert!(matches!(
-        Cache::get_many(&mut conn, &["u1"]).await,
+        Cache::get_many(&mut conn, &[("u1", "github"), ("u1", "git:lab")]).await,
         Err(Error::InvalidKeyPart { .. })
     ));
+    assert!(matches!(
+        Cache::delete_many(&mut conn, &[("u1", "github"), ("", "gitlab")]).await,
+        Err(Error::InvalidKeyPart { .. })
+    ));
+    assert!(Cache::exists(&mut conn, "u1", "github").await.unwrap());
+    assert_eq!(
+        Cache::delete_many(&mut conn, &[("u1", "github"), ("u1", "gitlab")]).await.unwrap(),
+        [true, false]
+    );
 }
 
 async fn sorted_pages(mut conn: Store) {
@@ -524,7 +534,7 @@ async fn round_trips_are_counted(conn: Store) {
         note: Some(None),
         ..Default::default()
     };
-    Task::update(&mut conn, "warm", unindexed).await.unwrap();
+    Task::update(&mut conn, "warm", &unindexed).await.unwrap();
     let _ = Task::by_owner(&mut conn, "x", Page::newest(1)).await.unwrap();
     assert!(!Task::delete(&mut conn, "absent").await.unwrap());
     conn.take();
@@ -544,7 +554,7 @@ async fn round_trips_are_counted(conn: Store) {
     Task::update(
         &mut conn,
         "0",
-        TaskPatch {
+        &TaskPatch {
             note: Some(None),
             ..Default::default()
         },
@@ -739,7 +749,7 @@ async fn concurrent_writes_keep_indexes_consistent() {
                         Task::update(
                             &mut conn,
                             &*id,
-                            TaskPatch {
+                            &TaskPatch {
                                 owner: Some(owner.into()),
                                 ..Default::default()
                             },
@@ -750,7 +760,7 @@ async fn concurrent_writes_keep_indexes_consistent() {
                         Task::update(
                             &mut conn,
                             &*id,
-                            TaskPatch {
+                            &TaskPatch {
                                 slug: Some(slug),
                                 status: Some(Status::Running),
                                 ..Default::default()
@@ -915,7 +925,7 @@ async fn update_keeps_the_remaining_ttl_and_save_resets_it(mut conn: Store) {
     Blink::update(
         &mut conn,
         "1",
-        BlinkPatch {
+        &BlinkPatch {
             at: Some(2),
             ..Default::default()
         },
@@ -927,7 +937,7 @@ async fn update_keeps_the_remaining_ttl_and_save_resets_it(mut conn: Store) {
     Blink::update(
         &mut conn,
         "1",
-        BlinkPatch {
+        &BlinkPatch {
             group: Some("k".into()),
             ..Default::default()
         },

@@ -203,7 +203,7 @@ async fn readonly_replica_fails_writes_clearly_and_recovers() {
         ..Default::default()
     };
     let refused = [
-        Item::update(&mut conn, "1", patch).await.map(drop),
+        Item::update(&mut conn, "1", &patch).await.map(drop),
         Item::delete(&mut conn, "1").await.map(drop),
         Item::create_many(&mut conn, &[item(3)])
             .await
@@ -212,7 +212,7 @@ async fn readonly_replica_fails_writes_clearly_and_recovers() {
         Memo::update(
             &mut conn,
             "m",
-            MemoPatch {
+            &MemoPatch {
                 text: Some("bye".into()),
             },
         )

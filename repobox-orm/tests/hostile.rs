@@ -79,7 +79,7 @@ async fn a_save_onto_a_hash_key_of_another_type_writes_nothing() {
         User::update(
             &mut conn,
             "u1",
-            UserPatch {
+            &UserPatch {
                 email: Some("b@x.io".into()),
                 ..Default::default()
             },
@@ -113,7 +113,7 @@ async fn ttls_redis_would_refuse_are_refused_before_any_io() {
             expires_at: Some(i64::MAX),
             ..Default::default()
         };
-        let err = Session::update_and_expire(&mut conn, "s1", patch, ttl)
+        let err = Session::update_and_expire(&mut conn, "s1", &patch, ttl)
             .await
             .unwrap_err();
         assert!(
@@ -551,7 +551,7 @@ async fn apply(conn: &mut MultiplexedConnection, step: &Step) {
                 user_id: Some(user(u)),
                 ..Default::default()
             };
-            let _ = Job::update(conn, id(j), patch).await;
+            let _ = Job::update(conn, id(j), &patch).await;
         }
         Step::Delete(j) => {
             let _ = Job::delete(conn, id(j)).await;

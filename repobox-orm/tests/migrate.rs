@@ -159,7 +159,7 @@ async fn a_backfill_indexes_what_was_written_before_while_others_write(mut conn:
                                 status: Some(status),
                                 ..Default::default()
                             };
-                            match Task::update(&mut conn, &id, patch).await {
+                            match Task::update(&mut conn, &id, &patch).await {
                                 Ok(()) | Err(repobox_orm::Error::NotFound { .. }) => {}
                                 Err(e) => panic!("{e}"),
                             }
@@ -377,7 +377,7 @@ async fn a_transform_fills_a_field_and_loses_no_concurrent_write(mut conn: Store
                             exit_code: Some(Some(code)),
                             note: Some(Some("by the app".into())),
                         };
-                        Run::update(&mut conn, &format!("r{i}"), patch).await.unwrap();
+                        Run::update(&mut conn, &format!("r{i}"), &patch).await.unwrap();
                         last.lock().unwrap().insert(i, Some(code));
                     }
                     ops += 1;

@@ -187,7 +187,7 @@ async fn writer(mut conn: Store, w: u64, old: u64, stop: Arc<AtomicBool>) -> (Be
                     status: Some(status.clone()),
                     created_at: Some(created_at),
                 };
-                match (Job::update(&mut conn, &user, &id, patch).await, now.as_mut()) {
+                match (Job::update(&mut conn, &user, &id, &patch).await, now.as_mut()) {
                     (Ok(()), Some(job)) => {
                         job.status = status;
                         job.created_at = created_at;
@@ -331,17 +331,16 @@ async fn rekey_under_writers(url: &str, old: u64, rate: u32) {
     }
     assert_eq!(new_keys.len(), expected.len());
     // Each with the writers' last fields and its TTL.
-    let ids: Vec<String> = expected.values().map(|j| format!("{}:{}", j.user_id, j.id)).collect();
+    let ids: Vec<(&str, &str)> = expected.values().map(|j| (j.user_id.as_str(), j.id.as_str())).collect();
     for chunk in ids.chunks(2_000) {
         let got = Job::get_many(&mut conn, chunk).await.unwrap();
         assert!(got.errors.is_empty(), "{:?}", got.errors);
         for (id, job) in chunk.iter().zip(got.items) {
-            let job = job.unwrap_or_else(|| panic!("{id} is missing"));
-            assert_eq!(Some(&job), expected.get(&job.id), "{id}");
+            let job = job.unwrap_or_else(|| panic!("{id:?} is missing"));
+            assert_eq!(Some(&job), expected.get(&job.id), "{id:?}");
         }
         let mut pipe = redis::pipe();
-        for id in chunk {
-            let (user, id) = id.split_once(':').unwrap();
+        for (user, id) in chunk {
             pipe.cmd("PTTL").arg(format!("rk:{{{user}}}:{id}"));
         }
         let ttls: Vec<i64> = pipe.query_async(&mut conn).await.unwrap();
@@ -517,7 +516,7 @@ async fn either_key(mut conn: Store) {
         &mut conn,
         "u1",
         "a1",
-        AcctPatch {
+        &AcctPatch {
             at: Some(100),
             ..Default::default()
         },
@@ -569,7 +568,7 @@ async fn either_key(mut conn: Store) {
     assert!(Acct::delete(&mut conn, "u1", "a4").await.unwrap());
     assert!(!key_exists(&mut conn, "rr:a4").await && !key_exists(&mut conn, "rr:{u1}:a4").await);
     assert_eq!(Acct::by_email(&mut conn, "a4@u1").await.unwrap(), None);
-    let many = Acct::get_many(&mut conn, &["u1:a0", "u1:a1", "u1:a4", "u1:a2"])
+    let many = Acct::get_many(&mut conn, &[("u1", "a0"), ("u1", "a1"), ("u1", "a4"), ("u1", "a2")])
         .await
         .unwrap();
     assert_eq!(

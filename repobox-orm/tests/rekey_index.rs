@@ -174,7 +174,7 @@ async fn index_rekey(mut conn: Store) {
         user_id: Some("u2".into()),
         ..Default::default()
     };
-    Task::update(&mut conn, "t2", patch).await.unwrap();
+    Task::update(&mut conn, "t2", &patch).await.unwrap();
     Task::delete(&mut conn, "t4").await.unwrap();
     let listed = ids_of(&mut conn, "u1", Page::oldest(100)).await;
     assert!(

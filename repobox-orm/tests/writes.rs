@@ -70,17 +70,17 @@ async fn a_partial_index_holds_exactly_the_entities_with_a_score(mut conn: Store
         due_at: Some(v),
         ..Default::default()
     };
-    Chore::update(&mut conn, "c1", set(Some(3))).await.unwrap();
-    Chore::update(&mut conn, "c2", set(None)).await.unwrap();
+    Chore::update(&mut conn, "c1", &set(Some(3))).await.unwrap();
+    Chore::update(&mut conn, "c2", &set(None)).await.unwrap();
     Chore::save(&mut conn, &chore("c3", None)).await.unwrap();
-    Chore::update(&mut conn, "c4", set(Some(9))).await.unwrap();
-    Chore::update(&mut conn, "c4", set(Some(1))).await.unwrap();
+    Chore::update(&mut conn, "c4", &set(Some(9))).await.unwrap();
+    Chore::update(&mut conn, "c4", &set(Some(1))).await.unwrap();
     assert_eq!(due(&mut conn).await, [("c4".into(), 1), ("c1".into(), 3)]);
     // A change of another field leaves the partial index alone.
     Chore::update(
         &mut conn,
         "c2",
-        ChorePatch {
+        &ChorePatch {
             n: Some(2),
             ..Default::default()
         },
@@ -317,7 +317,7 @@ async fn entities_without_indexes_take_the_cheapest_write_and_keep_the_contract(
     Bare::update(
         &mut conn,
         "1",
-        BarePatch {
+        &BarePatch {
             n: Some(4),
             ..Default::default()
         },
@@ -328,7 +328,7 @@ async fn entities_without_indexes_take_the_cheapest_write_and_keep_the_contract(
         Bare::update(
             &mut conn,
             "ghost",
-            BarePatch {
+            &BarePatch {
                 n: Some(4),
                 ..Default::default()
             }
@@ -360,7 +360,7 @@ async fn entities_without_indexes_take_the_cheapest_write_and_keep_the_contract(
         Bare::update(
             &mut conn,
             "str",
-            BarePatch {
+            &BarePatch {
                 n: Some(1),
                 ..Default::default()
             },
@@ -385,7 +385,7 @@ async fn entities_without_indexes_take_the_cheapest_write_and_keep_the_contract(
     Leased::save(&mut conn, &Leased { id: "1".into(), n: 1 }).await.unwrap();
     assert_eq!(conn.take(), 1, "save with a TTL: one small script");
     let _: () = conn.pexpire("leased:1", 5_000).await.unwrap();
-    Leased::update(&mut conn, "1", LeasedPatch { n: Some(2) })
+    Leased::update(&mut conn, "1", &LeasedPatch { n: Some(2) })
         .await
         .unwrap();
     let ttl: i64 = conn.pttl("leased:1").await.unwrap();

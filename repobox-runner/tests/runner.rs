@@ -547,7 +547,7 @@ async fn a_retried_and_requeued_dead_job_runs_once_at_a_time(store: Store) {
         repo_url: Some("slow".into()),
         ..Default::default()
     };
-    Job::update(&mut conn, "again", fix).await.unwrap();
+    Job::update(&mut conn, "again", &fix).await.unwrap();
     Job::retry(&mut conn, "again", now_millis()).await.unwrap();
     let requeued = q.requeue_dead(&mut conn, &[]).await.unwrap();
     assert_eq!(requeued.len(), 1);

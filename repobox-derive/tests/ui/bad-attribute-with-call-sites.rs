@@ -16,7 +16,7 @@ pub struct Job {
 async fn uses(conn: &mut Store) -> repobox_orm::Result<()> {
     let job = Job::get(conn, "1").await?.unwrap();
     Job::create(conn, &job).await?;
-    Job::update(conn, "1", JobPatch { note: Some(None), ..Default::default() }).await?;
+    Job::update(conn, "1", &JobPatch { note: Some(None), ..Default::default() }).await?;
     let _page: Listing<Job> = Job::by_user_id(conn, "u1", Page::newest(10)).await?;
     let _n: u64 = Job::count_by_user_id(conn, "u1").await?;
     let _key: String = Job::key_for("1")?;

@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 
+#[cfg(feature = "encryption")]
 use crate::crypto::KeyRing;
 use crate::engine::target::{Target, fill};
 use crate::entity::{FieldWriter, RawHash, RedisEntity};
@@ -52,6 +53,11 @@ pub(crate) fn seal<E: RedisEntity>(key: &str, fields: &mut FieldWriter<'_>) -> R
     if encrypted.is_empty() || !fields.set.iter().any(|(name, _)| encrypted.contains(name)) {
         return Ok(());
     }
+    seal_encrypted(key, encrypted, fields)
+}
+
+#[cfg(feature = "encryption")]
+fn seal_encrypted(key: &str, encrypted: &[&str], fields: &mut FieldWriter<'_>) -> Result<()> {
     let ring = KeyRing::current()?;
     for (name, value) in &mut fields.set {
         if encrypted.contains(name) {
@@ -60,6 +66,20 @@ pub(crate) fn seal<E: RedisEntity>(key: &str, fields: &mut FieldWriter<'_>) -> R
     }
     Ok(())
 }
+
+/// Without the `encryption` feature the derive refuses `#[redis(encrypted)]`
+/// at compile time; an entity implemented by hand that names encrypted
+/// fields is refused here, nothing written.
+#[cfg(not(feature = "encryption"))]
+fn seal_encrypted(_key: &str, encrypted: &[&str], _fields: &mut FieldWriter<'_>) -> Result<()> {
+    Err(Error::Encode {
+        field: encrypted.first().copied().unwrap_or("encrypted field"),
+        message: WITHOUT_ENCRYPTION.to_owned(),
+    })
+}
+
+#[cfg(not(feature = "encryption"))]
+const WITHOUT_ENCRYPTION: &str = "encrypted fields need repobox-orm's `encryption` feature";
 
 /// Adds to `fields`' deletes the aliases of every field it writes (sets or
 /// removes): a write leaves a field under its own name only.
@@ -92,6 +112,18 @@ fn read_hash<E: RedisEntity>(key: &str, shown: &str, hash: &RawHash<'_>) -> Resu
     if encrypted.is_empty() {
         return E::read_fields(shown, hash);
     }
+    #[cfg(not(feature = "encryption"))]
+    return Err(Error::Decrypt {
+        key: shown.to_owned(),
+        field: encrypted[0],
+        reason: WITHOUT_ENCRYPTION.to_owned(),
+    });
+    #[cfg(feature = "encryption")]
+    open_encrypted::<E>(key, shown, encrypted, hash)
+}
+
+#[cfg(feature = "encryption")]
+fn open_encrypted<E: RedisEntity>(key: &str, shown: &str, encrypted: &[&'static str], hash: &RawHash<'_>) -> Result<E> {
     let ring = KeyRing::current()?;
     let mut opened: Vec<(&[u8], Cow<'_, [u8]>)> = Vec::with_capacity(hash.pairs().len());
     for &(name, value) in hash.pairs() {

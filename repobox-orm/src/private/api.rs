@@ -73,19 +73,19 @@ pub async fn get_with_clock<E: RedisEntity, C: ConnectionLike + Send>(
     .await
 }
 
-/// `E::get_many`: every id is checked before any I/O.
-pub async fn get_many<E: RedisEntity, C: ConnectionLike + Send, S: AsRef<str>>(
+/// `E::get_many`: the key parts of every id (`parts` turns one into them)
+/// are checked before any I/O.
+pub async fn get_many<'k, E, C, K, const N: usize>(
     conn: &mut C,
-    ids: &[S],
-) -> Result<Listing<Option<E>>> {
-    observe::<E, _>("get_many", async move {
-        let keys = ids
-            .iter()
-            .map(|id| E::META.key.key_from_id(id.as_ref()))
-            .collect::<Result<Vec<_>>>()?;
-        read::get_keys(conn, &keys).await
-    })
-    .await
+    ids: &'k [K],
+    parts: impl Fn(&'k K) -> [Cow<'k, str>; N],
+) -> Result<Listing<Option<E>>>
+where
+    E: RedisEntity,
+    C: ConnectionLike + Send,
+{
+    let keys = ids.iter().map(|id| key_for::<E>(&parts(id))).collect::<Result<Vec<_>>>();
+    observe::<E, _>("get_many", async move { read::get_keys(conn, &keys?).await }).await
 }
 
 /// `E::exists`.
@@ -278,19 +278,22 @@ pub async fn save_many<E: RedisEntity, C: ConnectionLike + Send>(
     observe::<E, _>("save_many", async move { write::save_many(conn, entities).await }).await
 }
 
-/// `E::delete_many`: every id is checked before any I/O.
-pub async fn delete_many<E: RedisEntity, C: ConnectionLike + Send, S: AsRef<str>>(
+/// `E::delete_many`: the key parts of every id (`parts` turns one into
+/// them) are checked before any I/O.
+pub async fn delete_many<'k, E, C, K, const N: usize>(
     conn: &mut C,
-    ids: &[S],
-) -> Result<Vec<bool>> {
-    observe::<E, _>("delete_many", async move {
-        let targets = ids
-            .iter()
-            .map(|id| Target::from_id::<E>(id.as_ref()))
-            .collect::<Result<Vec<_>>>()?;
-        write::delete_many::<E, C>(conn, &targets).await
-    })
-    .await
+    ids: &'k [K],
+    parts: impl Fn(&'k K) -> [Cow<'k, str>; N],
+) -> Result<Vec<bool>>
+where
+    E: RedisEntity,
+    C: ConnectionLike + Send,
+{
+    let targets = ids
+        .iter()
+        .map(|id| Target::from_parts::<E>(&parts(id)))
+        .collect::<Result<Vec<_>>>();
+    observe::<E, _>("delete_many", async move { write::delete_many::<E, C>(conn, &targets?).await }).await
 }
 
 /// `E::index_key_by_x`: the index's key for these key parts, built and

@@ -25,3 +25,27 @@ pub const fn assert_key_part<T: KeyPart + ?Sized>() {}
 /// Asserts at compile time, at the span of the field the derive names, that a
 /// sorted index's score field is numeric.
 pub const fn assert_score<T: Score>() {}
+
+/// What the derive emits for an entity with `#[redis(encrypted)]` fields:
+/// nothing with the `encryption` feature, a compile error without it.
+#[cfg(feature = "encryption")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __repobox_encryption_enabled {
+    () => {};
+}
+
+/// What the derive emits for an entity with `#[redis(encrypted)]` fields:
+/// nothing with the `encryption` feature, a compile error without it.
+#[cfg(not(feature = "encryption"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __repobox_encryption_enabled {
+    () => {
+        ::core::compile_error!(
+            "`#[redis(encrypted)]` needs repobox-orm's `encryption` feature (on by default): enable it in Cargo.toml"
+        );
+    };
+}
+
+pub use crate::__repobox_encryption_enabled as encryption_enabled;

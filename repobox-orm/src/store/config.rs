@@ -88,6 +88,7 @@ fn random_u64() -> u64 {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
+    #[cfg(feature = "tls")]
     pub(super) tls: Option<TlsConfig>,
     pub(super) backoff: Backoff,
     pub(super) connect_timeout: Duration,
@@ -103,6 +104,7 @@ impl Default for StoreConfig {
     /// 5 s for in-flight commands on close.
     fn default() -> Self {
         StoreConfig {
+            #[cfg(feature = "tls")]
             tls: None,
             backoff: Backoff::default(),
             connect_timeout: Duration::from_secs(5),
@@ -118,6 +120,8 @@ impl Default for StoreConfig {
 impl StoreConfig {
     /// The certificates of a `rediss://` connection: the CA to trust instead
     /// of the system's, and a client certificate for mutual TLS.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.tls = Some(tls);
         self
@@ -212,11 +216,14 @@ impl StoreConfig {
 /// store is used; with a client certificate and key the server can require
 /// mutual TLS. `Debug` never shows the key.
 #[derive(Clone, PartialEq, Eq, Default)]
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub struct TlsConfig {
     pub(super) ca: Option<Vec<u8>>,
     pub(super) client: Option<(Vec<u8>, Vec<u8>)>,
 }
 
+#[cfg(feature = "tls")]
 impl std::fmt::Debug for TlsConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsConfig")
@@ -226,6 +233,7 @@ impl std::fmt::Debug for TlsConfig {
     }
 }
 
+#[cfg(feature = "tls")]
 fn read_pem(what: &'static str, path: &std::path::Path) -> crate::Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| crate::Error::InvalidArgument {
         name: what,
@@ -233,6 +241,7 @@ fn read_pem(what: &'static str, path: &std::path::Path) -> crate::Result<Vec<u8>
     })
 }
 
+#[cfg(feature = "tls")]
 impl TlsConfig {
     /// The certificates in redis-rs's form.
     pub(super) fn certificates(&self) -> redis::TlsCertificates {

@@ -206,6 +206,7 @@ impl Connector {
     fn tls_address(&self) -> Option<String> {
         match &self.client {
             Client::Single(client) => tls_address(client.get_connection_info()),
+            #[cfg(feature = "cluster")]
             Client::Cluster(_) => self.cluster_tls_node.clone(),
         }
     }
@@ -231,6 +232,7 @@ impl Connector {
                     .map(Conn::Single),
                 // The cluster connection reconnects to its nodes by itself;
                 // the store replaces it only when a command finds it broken.
+                #[cfg(feature = "cluster")]
                 Client::Cluster(client) => {
                     let config = redis::cluster::ClusterConfig::new().set_connection_timeout(self.timeout);
                     client

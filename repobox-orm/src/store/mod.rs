@@ -37,10 +37,13 @@ mod classify;
 mod config;
 mod connection;
 mod endpoint;
+#[cfg(feature = "cluster")]
 mod redirect;
 pub(crate) mod scan;
 pub(crate) mod signal;
 pub(crate) mod slot;
+#[cfg(feature = "cluster")]
+mod split;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -51,7 +54,9 @@ use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
 use self::backend::{Client, Conn};
 use self::classify::{Replies, command_name, is_connection_failure, is_read_command, not_run};
-pub use self::config::{Backoff, StoreConfig, TlsConfig};
+#[cfg(feature = "tls")]
+pub use self::config::TlsConfig;
+pub use self::config::{Backoff, StoreConfig};
 use self::connection::{InFlight, Inner};
 pub use self::endpoint::{Endpoint, IntoEndpoint};
 use self::signal::StoreSignal;
@@ -82,6 +87,7 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let addr = match &self.inner.client {
             Client::Single(client) => client.get_connection_info().addr().to_string(),
+            #[cfg(feature = "cluster")]
             Client::Cluster(_) => "cluster".to_owned(),
         };
         f.debug_struct("Store")
@@ -113,9 +119,17 @@ impl Store {
                 let db = info.redis_settings().db();
                 (Client::Single(single_client(info, &config)?), db)
             }
+            #[cfg(feature = "cluster")]
             Endpoint::Cluster(nodes) => {
                 tls_node = nodes.first().and_then(connection::tls_address);
                 (Client::Cluster(cluster_client(nodes, &config)?), 0)
+            }
+            #[cfg(not(feature = "cluster"))]
+            Endpoint::Cluster(_) => {
+                return Err(Error::InvalidArgument {
+                    name: "cluster URL",
+                    reason: "a Redis Cluster needs repobox-orm's `cluster` feature".into(),
+                });
             }
         };
         let mut inner = Inner::new(client, config, db, false);
@@ -126,6 +140,8 @@ impl Store {
     /// A store for the Redis Cluster that `nodes` belong to (any reachable
     /// node will do; the client learns the others from it), with `config`.
     /// All nodes must share credentials and TLS settings.
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
     pub fn cluster<I, N>(nodes: I, config: StoreConfig) -> Result<Store>
     where
         I: IntoIterator<Item = N>,
@@ -140,7 +156,11 @@ impl Store {
 
     /// Whether the store talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.inner.client, Client::Cluster(_))
+        match self.inner.client {
+            Client::Single(_) => false,
+            #[cfg(feature = "cluster")]
+            Client::Cluster(_) => true,
+        }
     }
 
     /// A store for `url` that has connected (or failed to, after the backoff).
@@ -234,6 +254,7 @@ impl Store {
         }
         let _guard = InFlight::enter(inner);
         let bound = inner.config.call_bound().map(|b| match inner.client {
+            #[cfg(feature = "cluster")]
             Client::Cluster(_) => b.saturating_add(inner.config.cluster_wait),
             Client::Single(_) => b,
         });
@@ -370,12 +391,16 @@ fn single_client(info: redis::ConnectionInfo, config: &StoreConfig) -> Result<re
         .clone()
         .set_protocol(redis::ProtocolVersion::RESP3);
     let info = info.set_redis_settings(redis);
-    Ok(match &config.tls {
-        None => redis::Client::open(info)?,
-        Some(tls) => redis::Client::build_with_tls(info, tls.certificates())?,
-    })
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &config.tls {
+        return Ok(redis::Client::build_with_tls(info, tls.certificates())?);
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = config;
+    Ok(redis::Client::open(info)?)
 }
 
+#[cfg(feature = "cluster")]
 fn cluster_client(nodes: Vec<redis::ConnectionInfo>, config: &StoreConfig) -> Result<redis::cluster::ClusterClient> {
     if nodes.is_empty() {
         return Err(Error::InvalidArgument {
@@ -389,6 +414,7 @@ fn cluster_client(nodes: Vec<redis::ConnectionInfo>, config: &StoreConfig) -> Re
         .use_protocol(redis::ProtocolVersion::RESP3)
         .retries(0)
         .connection_timeout(config.connect_timeout);
+    #[cfg(feature = "tls")]
     if let Some(tls) = &config.tls {
         builder = builder.certs(tls.certificates());
     }

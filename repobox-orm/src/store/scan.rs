@@ -8,17 +8,22 @@
 //! keys of the slots that moved.
 
 use redis::aio::ConnectionLike;
+#[cfg(feature = "cluster")]
 use redis::cluster_async::ClusterConnection;
+#[cfg(feature = "cluster")]
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, ErrorKind, RedisError, RedisResult, Value};
 
+#[cfg(feature = "cluster")]
 /// The bits of the cursor that name the primary.
 const NODE_BITS: u32 = 8;
 
+#[cfg(feature = "cluster")]
 fn client_error(detail: String) -> RedisError {
     RedisError::from((ErrorKind::Client, "cluster scan", detail))
 }
 
+#[cfg(feature = "cluster")]
 /// Each slot range's primary, from `CLUSTER SLOTS`: `(first, last, host, port)`.
 pub(super) async fn slot_ranges(conn: &mut ClusterConnection) -> RedisResult<Vec<(u16, u16, String, u16)>> {
     let mut cmd = redis::cmd("CLUSTER");
@@ -54,6 +59,7 @@ pub(super) async fn slot_ranges(conn: &mut ClusterConnection) -> RedisResult<Vec
     Ok(out)
 }
 
+#[cfg(feature = "cluster")]
 /// The primaries' addresses, sorted.
 async fn primaries(conn: &mut ClusterConnection) -> RedisResult<Vec<(String, u16)>> {
     let mut nodes: Vec<(String, u16)> = slot_ranges(conn)
@@ -69,6 +75,7 @@ async fn primaries(conn: &mut ClusterConnection) -> RedisResult<Vec<(String, u16
     Ok(nodes)
 }
 
+#[cfg(feature = "cluster")]
 /// Runs one `SCAN <cursor> [options]` step of a walk over every primary.
 pub(super) async fn cluster_scan(conn: &mut ClusterConnection, cmd: &Cmd) -> RedisResult<Value> {
     let args: Vec<Vec<u8>> = cmd
@@ -134,12 +141,14 @@ pub(super) async fn cluster_scan(conn: &mut ClusterConnection, cmd: &Cmd) -> Red
     }
 }
 
+#[cfg(feature = "cluster")]
 /// A primary's index as the cursor's low bits (fewer than `1 << NODE_BITS`
 /// primaries, checked when the list is read).
 fn index(node: usize) -> u64 {
     u64::try_from(node).unwrap_or(0)
 }
 
+#[cfg(feature = "cluster")]
 fn reply(cursor: u64, keys: Vec<Value>) -> Value {
     Value::Array(vec![
         Value::BulkString(cursor.to_string().into_bytes()),
@@ -156,6 +165,7 @@ pub(crate) const SCANS_EVERY_PRIMARY: &[u8] = b"repobox: SCAN walks every primar
 /// whole keyspace of a cluster.
 pub(crate) const SCAN_PROBE: &[u8] = b"repobox: does SCAN walk every primary?";
 
+#[cfg(feature = "cluster")]
 pub(super) fn is_scan_probe(cmd: &Cmd) -> bool {
     let mut args = cmd.args_iter();
     matches!(args.next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"ECHO"))

@@ -57,14 +57,14 @@ async fn an_old_name_is_read_and_every_write_of_the_field_removes_it(mut conn: S
         note: Some(Some("n".into())),
         ..Default::default()
     };
-    Run::update(&mut conn, "a", note).await.unwrap();
+    Run::update(&mut conn, "a", &note).await.unwrap();
     assert!(fields(&mut conn, "run:a").await.contains(&"exit".to_owned()));
     // A write of the field stores its own name and removes the old one.
     let exit = RunPatch {
         exit_code: Some(Some(5)),
         ..Default::default()
     };
-    Run::update(&mut conn, "a", exit).await.unwrap();
+    Run::update(&mut conn, "a", &exit).await.unwrap();
     let names = fields(&mut conn, "run:a").await;
     assert!(
         names.contains(&"exit_code".to_owned()) && !names.contains(&"exit".to_owned()),

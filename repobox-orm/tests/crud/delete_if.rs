@@ -35,7 +35,7 @@ async fn delete_if_deletes_only_while_its_conditions_hold(mut conn: Store) {
         state: Some("queued".into()),
         ..Default::default()
     };
-    Doc::update(&mut conn, "a", queued).await.unwrap();
+    Doc::update(&mut conn, "a", &queued).await.unwrap();
     let err = Doc::delete_if(&mut conn, "a", &also, &was_failed).await.unwrap_err();
     assert!(
         matches!(&err, Error::Conflict { field, .. } if field == "state"),

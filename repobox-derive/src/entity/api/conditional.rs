@@ -4,7 +4,7 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use super::{Body, Shape, item_ident};
+use super::{Body, Calls, Shape, errors, item_ident};
 use crate::internals::names;
 
 pub(super) fn conditional_fns(
@@ -23,6 +23,12 @@ pub(super) fn conditional_fns(
     let update_if_and_append = item_ident(names::UPDATE_IF_AND_APPEND);
     let update_if_and_ack = item_ident(names::UPDATE_IF_AND_ACK);
     let delete_if = item_ident(names::DELETE_IF);
+    let errs_update_if = errors("`Err(Conflict)` when a field of `expected` did not hold, naming the first; `Err(NotFound)` when the entity is absent; `Err(UniqueViolation)` when another entity holds a unique value the patch sets; `Err(Contention)` when other writers kept moving its index entries; nothing is written then. `Err(Encode)` or `Err(InvalidKeyPart)` before any I/O. ", Calls::Write);
+    let errs_delete_if = errors(
+        "`Err(Conflict)` when a field of `expected` did not hold, naming the first; nothing is deleted then. \
+         `Err(Contention)` when other writers kept moving its index entries. `Err(InvalidKeyPart)` before any I/O. ",
+        Calls::Write,
+    );
     let mut items = Vec::new();
     items.push(f(
         quote! {
@@ -30,6 +36,7 @@ pub(super) fn conditional_fns(
             /// sets holds that value (`Some(None)`: is absent) at the time of the
             /// write: a compare-and-set. `Err(Conflict)` names the first field that
             /// did not hold; nothing is written then.
+            #errs_update_if
             pub async fn #update_if<#conn>(conn: &mut __C, #(#params,)* patch: &#patch, expected: &#patch) -> #r<()>
         },
         quote!(#p::update_if::<Self, __C>(conn, #parts, patch, expected).await),
@@ -39,6 +46,7 @@ pub(super) fn conditional_fns(
             /// `update_if`, appending `entry` to `stream` in the same atomic write (in
             /// the stream's outbox first where a cluster splits the keys); returns the
             /// stream entry's id. A refused write appends nothing.
+            #errs_update_if
             pub async fn #update_if_and_append<#conn>(
                 conn: &mut __C,
                 #(#params,)*
@@ -58,6 +66,7 @@ pub(super) fn conditional_fns(
             /// splits the keys, the acknowledgement goes after the write (a
             /// delivery left pending comes again). A refused write
             /// acknowledges nothing. Returns the appended entry's id.
+            #errs_update_if
             #[allow(clippy::too_many_arguments)]
             pub async fn #update_if_and_ack<#conn>(
                 conn: &mut __C,
@@ -81,6 +90,7 @@ pub(super) fn conditional_fns(
             /// that value (`Some(None)`: is absent), compared as stored bytes:
             /// `Err(Conflict)` names the first field that did not hold, and
             /// nothing is deleted then. `false` if it was absent.
+            #errs_delete_if
             pub async fn #delete_if<#conn>(
                 conn: &mut __C,
                 #(#params,)*

@@ -5,7 +5,7 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::{Body, IndexShape, Shape, ShapeKind, item_ident, part_params};
+use super::{Body, Calls, IndexShape, Shape, ShapeKind, errors, item_ident, part_params};
 use crate::internals::names;
 
 pub(super) fn index_fns(shape: &Shape<'_>, index: &IndexShape<'_>, body: Body) -> TokenStream {
@@ -27,6 +27,16 @@ pub(super) fn index_fns(shape: &Shape<'_>, index: &IndexShape<'_>, body: Body) -
         ShapeKind::Set => "set",
         ShapeKind::Unique => "unique",
     };
+    let read_errors = errors(
+        "`Err(InvalidKeyPart)` for a bad key part, before any I/O. An entity that does not decode is in the \
+         listing's `errors`, not an `Err`; `Err(BadIndexMember)` there too for a member that is no id. ",
+        Calls::Read,
+    );
+    let unique_errors = errors(
+        "`Err(InvalidKeyPart)` for a bad key part, before any I/O; `Err(Decode)` or `Err(Decrypt)` when the \
+         owner's hash does not decode. ",
+        Calls::Read,
+    );
     let count_fn = || {
         let doc = format!(
             "How many members the {what} index `{source}` holds: one round trip, members whose \
@@ -37,6 +47,7 @@ pub(super) fn index_fns(shape: &Shape<'_>, index: &IndexShape<'_>, body: Body) -
         f(
             quote! {
                 #[doc = #doc]
+                #read_errors
                 pub async fn #count<#conn>(conn: &mut __C, #(#params),*) -> #r<::core::primitive::u64>
             },
             quote!(#p::count::<Self, __C>(conn, #meta, #parts).await),
@@ -45,7 +56,7 @@ pub(super) fn index_fns(shape: &Shape<'_>, index: &IndexShape<'_>, body: Body) -
     let key_doc = format!(
         "The key of the {what} index `{source}` for these key parts: the key `{query}` reads and \
          every write keeps the index's entries under, for code that names the index key itself \
-         (a script's `KEYS`, say). `Err(InvalidKeyPart)` on a bad part; no I/O.",
+         (a script's `KEYS`, say); no I/O.\n\n# Errors\n\n`Err(InvalidKeyPart)` for a bad key part.",
         query = index.name,
     );
     let key_fn = f(
@@ -67,6 +78,7 @@ pub(super) fn index_fns(shape: &Shape<'_>, index: &IndexShape<'_>, body: Body) -
             let page = f(
                 quote! {
                     #[doc = #doc]
+                    #read_errors
                     pub async fn #name<#conn>(
                         conn: &mut __C, #(#params,)* page: #p::Page,
                     ) -> #r<#p::Listing<Self>>
@@ -86,6 +98,7 @@ pub(super) fn index_fns(shape: &Shape<'_>, index: &IndexShape<'_>, body: Body) -
             let members = f(
                 quote! {
                     #[doc = #doc]
+                    #read_errors
                     pub async fn #name<#conn>(conn: &mut __C, #(#params),*) -> #r<#p::Listing<Self>>
                 },
                 quote!(#p::set_members::<Self, __C>(conn, #meta, #parts).await),
@@ -101,6 +114,7 @@ pub(super) fn index_fns(shape: &Shape<'_>, index: &IndexShape<'_>, body: Body) -
             f(
                 quote! {
                     #[doc = #doc]
+                    #unique_errors
                     pub async fn #name<#conn>(conn: &mut __C, #(#params),*) -> #r<::core::option::Option<Self>>
                 },
                 quote!(#p::unique_get::<Self, __C>(conn, #meta, #parts).await),
