@@ -3,6 +3,7 @@
 //! address) and a hash decoded into an entity ([`decode`]: its encrypted
 //! fields opened first). `crypto` keeps only the key ring and the cipher.
 
+#[cfg(feature = "encryption")]
 use std::borrow::Cow;
 
 #[cfg(feature = "encryption")]
@@ -57,7 +58,7 @@ pub(crate) fn seal<E: RedisEntity>(key: &str, fields: &mut FieldWriter<'_>) -> R
 }
 
 #[cfg(feature = "encryption")]
-fn seal_encrypted(key: &str, encrypted: &[&str], fields: &mut FieldWriter<'_>) -> Result<()> {
+fn seal_encrypted(key: &str, encrypted: &[&'static str], fields: &mut FieldWriter<'_>) -> Result<()> {
     let ring = KeyRing::current()?;
     for (name, value) in &mut fields.set {
         if encrypted.contains(name) {
@@ -71,7 +72,7 @@ fn seal_encrypted(key: &str, encrypted: &[&str], fields: &mut FieldWriter<'_>) -
 /// at compile time; an entity implemented by hand that names encrypted
 /// fields is refused here, nothing written.
 #[cfg(not(feature = "encryption"))]
-fn seal_encrypted(_key: &str, encrypted: &[&str], _fields: &mut FieldWriter<'_>) -> Result<()> {
+fn seal_encrypted(_key: &str, encrypted: &[&'static str], _fields: &mut FieldWriter<'_>) -> Result<()> {
     Err(Error::Encode {
         field: encrypted.first().copied().unwrap_or("encrypted field"),
         message: WITHOUT_ENCRYPTION.to_owned(),
@@ -107,7 +108,11 @@ pub(crate) fn decode_previous<E: RedisEntity>(key: &str, shown: &str, hash: &Raw
     read_hash::<E>(key, shown, hash)
 }
 
-fn read_hash<E: RedisEntity>(key: &str, shown: &str, hash: &RawHash<'_>) -> Result<E> {
+fn read_hash<E: RedisEntity>(
+    #[cfg_attr(not(feature = "encryption"), expect(unused_variables, reason = "the cipher's associated data"))] key: &str,
+    shown: &str,
+    hash: &RawHash<'_>,
+) -> Result<E> {
     let encrypted = E::META.encrypted;
     if encrypted.is_empty() {
         return E::read_fields(shown, hash);

@@ -50,7 +50,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
-use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
+#[cfg(feature = "cluster")]
+use redis::IntoConnectionInfo;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use self::backend::{Client, Conn};
 use self::classify::{Replies, command_name, is_connection_failure, is_read_command, not_run};
@@ -113,16 +115,15 @@ impl Store {
 
     /// A store for `url` with `config`; connects on the first command.
     pub fn with_config(url: impl IntoEndpoint, config: StoreConfig) -> Result<Store> {
-        let mut tls_node = None;
-        let (client, db) = match url.into_endpoint()? {
+        let (client, db, tls_node) = match url.into_endpoint()? {
             Endpoint::Server(info) => {
                 let db = info.redis_settings().db();
-                (Client::Single(single_client(info, &config)?), db)
+                (Client::Single(single_client(info, &config)?), db, None)
             }
             #[cfg(feature = "cluster")]
             Endpoint::Cluster(nodes) => {
-                tls_node = nodes.first().and_then(connection::tls_address);
-                (Client::Cluster(cluster_client(nodes, &config)?), 0)
+                let tls_node = nodes.first().and_then(connection::tls_address);
+                (Client::Cluster(cluster_client(nodes, &config)?), 0, tls_node)
             }
             #[cfg(not(feature = "cluster"))]
             Endpoint::Cluster(_) => {
@@ -410,13 +411,14 @@ fn cluster_client(nodes: Vec<redis::ConnectionInfo>, config: &StoreConfig) -> Re
     }
     // Redirects are followed by the store, which knows whether a command ran;
     // redis-rs would also re-send a write whose connection dropped.
-    let mut builder = redis::cluster::ClusterClientBuilder::new(nodes)
+    let builder = redis::cluster::ClusterClientBuilder::new(nodes)
         .use_protocol(redis::ProtocolVersion::RESP3)
         .retries(0)
         .connection_timeout(config.connect_timeout);
     #[cfg(feature = "tls")]
-    if let Some(tls) = &config.tls {
-        builder = builder.certs(tls.certificates());
-    }
+    let builder = match &config.tls {
+        Some(tls) => builder.certs(tls.certificates()),
+        None => builder,
+    };
     Ok(builder.build()?)
 }

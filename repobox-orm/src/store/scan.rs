@@ -12,7 +12,9 @@ use redis::aio::ConnectionLike;
 use redis::cluster_async::ClusterConnection;
 #[cfg(feature = "cluster")]
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, ErrorKind, RedisError, RedisResult, Value};
+#[cfg(feature = "cluster")]
+use redis::{Cmd, ErrorKind, RedisError, RedisResult};
+use redis::Value;
 
 #[cfg(feature = "cluster")]
 /// The bits of the cursor that name the primary.

@@ -76,6 +76,7 @@ pub(crate) fn command_slot(cmd: &Cmd) -> Result<Option<u16>, (u16, u16)> {
 }
 
 /// The first key of `cmd`, when repobox knows where its keys are.
+#[cfg(feature = "cluster")]
 pub(crate) fn first_key(cmd: &Cmd) -> Option<&[u8]> {
     command_keys(cmd).and_then(|keys| keys.first().copied())
 }
