@@ -26,7 +26,11 @@ async fn main() -> repobox_orm::Result<()> {
     let repos: Vec<Repo> = owners
         .iter()
         .flat_map(|owner| {
-            (0..5).map(move |i| Repo { owner: owner.to_string(), name: format!("repo-{i}"), stars: i * 10 })
+            (0..5).map(move |i| Repo {
+                owner: owner.to_string(),
+                name: format!("repo-{i}"),
+                stars: i * 10,
+            })
         })
         .collect();
     // One pipeline, split per slot by the store; each repo atomic with its entry.

@@ -43,7 +43,12 @@ async fn main() -> repobox_orm::Result<()> {
 
     // Each job and its stream entry in one write: never one without the other.
     for n in 0..JOBS {
-        let job = Job { id: format!("{run}-{n}"), input: n, status: Status::Queued, output: None };
+        let job = Job {
+            id: format!("{run}-{n}"),
+            input: n,
+            status: Status::Queued,
+            output: None,
+        };
         Job::create_and_append(&mut conn, &job, queue.stream(), &[("job", &job.id)]).await?;
     }
 
@@ -56,12 +61,18 @@ async fn main() -> repobox_orm::Result<()> {
         done += worker.await.expect("a worker panicked")?;
     }
     let finished = Job::by_status(&mut conn, Status::Done).await?;
-    println!("{done} jobs run, {} done", finished.items.iter().filter(|j| j.id.starts_with(&run)).count());
+    println!(
+        "{done} jobs run, {} done",
+        finished.items.iter().filter(|j| j.id.starts_with(&run)).count()
+    );
 
     // Clean up what this run wrote.
     let ids: Vec<String> = (0..JOBS).map(|n| format!("{run}-{n}")).collect();
     Job::delete_many(&mut conn, &ids).await?;
-    redis::cmd("DEL").arg(queue.stream()).query_async::<()>(&mut conn).await?;
+    redis::cmd("DEL")
+        .arg(queue.stream())
+        .query_async::<()>(&mut conn)
+        .await?;
     store.close().await;
     Ok(())
 }
@@ -73,7 +84,9 @@ async fn work(store: Store, queue: Queue, name: &'static str) -> repobox_orm::Re
     let mut conn = store.clone();
     let mut ran = 0;
     loop {
-        let deliveries = queue.read(&mut reader, name, 5, Some(Duration::from_millis(100))).await?;
+        let deliveries = queue
+            .read(&mut reader, name, 5, Some(Duration::from_millis(100)))
+            .await?;
         if deliveries.is_empty() {
             return Ok(ran);
         }
@@ -94,8 +107,15 @@ async fn run_one(conn: &mut Store, queue: &Queue, name: &str, delivery: &Deliver
         return Ok(0);
     };
     let output = job.input.saturating_mul(job.input);
-    let finish = JobPatch { status: Some(Status::Done), output: Some(Some(output)), ..Default::default() };
-    let still_queued = JobPatch { status: Some(Status::Queued), ..Default::default() };
+    let finish = JobPatch {
+        status: Some(Status::Done),
+        output: Some(Some(output)),
+        ..Default::default()
+    };
+    let still_queued = JobPatch {
+        status: Some(Status::Queued),
+        ..Default::default()
+    };
     match Job::update_if_and_ack(conn, id.as_str(), &finish, &still_queued, None, queue, &delivery.id).await {
         Ok(_) => Ok(1),
         // Another worker finished it first (a redelivery): nothing written.

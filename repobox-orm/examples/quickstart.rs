@@ -44,9 +44,16 @@ async fn main() -> repobox_orm::Result<()> {
             Err(e) => return Err(e),
         }
     }
-    let running = JobPatch { status: Some(Status::Running), ..Default::default() };
+    let running = JobPatch {
+        status: Some(Status::Running),
+        ..Default::default()
+    };
     Job::update(&mut store, "job-1", &running).await?;
-    let done = JobPatch { status: Some(Status::Done), exit_code: Some(Some(0)), ..Default::default() };
+    let done = JobPatch {
+        status: Some(Status::Done),
+        exit_code: Some(Some(0)),
+        ..Default::default()
+    };
     Job::update(&mut store, "job-0", &done).await?;
 
     let page = Job::by_user_id(&mut store, "ann", Page::newest(10)).await?;

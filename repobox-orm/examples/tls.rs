@@ -7,8 +7,8 @@
 //!   cargo run -p repobox-orm --example tls
 //! ```
 
-use repobox_orm::prelude::*;
 use repobox_orm::TlsConfig;
+use repobox_orm::prelude::*;
 
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
 #[key("example:note:<id>")]
@@ -29,10 +29,16 @@ async fn main() -> repobox_orm::Result<()> {
         tls = tls.client_files(cert, key)?;
     }
     let mut store = Store::with_config(url.as_str(), StoreConfig::default().tls(tls))?;
-    let note = Note { id: repobox_orm::random_id("note id")?, text: "over TLS".into() };
+    let note = Note {
+        id: repobox_orm::random_id("note id")?,
+        text: "over TLS".into(),
+    };
     Note::save(&mut store, &note).await?;
     let read = Note::get(&mut store, note.id.as_str()).await?;
-    println!("read back over TLS: {}", read.as_ref().map_or("nothing", |n| n.text.as_str()));
+    println!(
+        "read back over TLS: {}",
+        read.as_ref().map_or("nothing", |n| n.text.as_str())
+    );
     assert_eq!(read, Some(note.clone()));
     Note::delete(&mut store, note.id.as_str()).await?;
     store.close().await;

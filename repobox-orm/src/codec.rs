@@ -190,6 +190,7 @@ impl<T: HashField> HashField for Option<T> {
 }
 
 #[cfg(feature = "chrono")]
+#[cfg_attr(docsrs, doc(cfg(feature = "chrono")))]
 impl HashField for chrono::DateTime<chrono::Utc> {
     const EXPECTED: &'static str = "unix milliseconds";
     const WIRE_TYPE: &'static str = "timestamp";

@@ -54,6 +54,12 @@ impl KeyRing {
     /// printable ASCII characters other than `:` and `,` (so two ids never
     /// look alike: no invisible or bidi characters), and are unique: a value
     /// names the key that opens it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for an empty ring, an id
+    /// that is empty, too long, not printable ASCII or holds `:` or `,`, or an id given
+    /// twice.
     pub fn new<I: Into<String>>(keys: impl IntoIterator<Item = (I, [u8; 32])>) -> Result<Self> {
         let mut ring: Vec<(String, Aes256Gcm)> = Vec::new();
         for (id, key) in keys {
@@ -82,6 +88,11 @@ impl KeyRing {
 
     /// Parses `id1:<base64 key>,id0:<base64 key>` (the format of [`KEYS_ENV`]).
     /// Messages never show a key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for an entry that is not
+    /// `id:<base64 of 32 bytes>`, and as [`KeyRing::new`]; the message never shows a key.
     pub fn parse(spec: &str) -> Result<Self> {
         let keys = spec
             .split(',')
@@ -104,6 +115,11 @@ impl KeyRing {
     }
 
     /// The ring in [`KEYS_ENV`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when [`KEYS_ENV`] is unset,
+    /// not Unicode, or not a valid ring (as [`KeyRing::parse`]).
     pub fn from_env() -> Result<Self> {
         match std::env::var(KEYS_ENV) {
             Ok(spec) => KeyRing::parse(&spec),
@@ -117,6 +133,11 @@ impl KeyRing {
     }
 
     /// The installed ring, or the one in [`KEYS_ENV`] (installed on first use).
+    ///
+    /// # Errors
+    ///
+    /// As [`KeyRing::from_env`] when no ring is installed and the environment holds none or a
+    /// bad one.
     pub fn current() -> Result<Arc<KeyRing>> {
         if let Some(ring) = INSTALLED.read().unwrap_or_else(|e| e.into_inner()).clone() {
             return Ok(ring);

@@ -105,6 +105,11 @@ pub struct RawHash<'a> {
 
 impl<'a> RawHash<'a> {
     /// Reads an `HGETALL` reply (a RESP2 flat array or a RESP3 map).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnexpectedReply`](crate::Error::UnexpectedReply) naming `key` for a reply
+    /// that is not a map or flat array of string pairs.
     pub fn from_reply(key: &str, reply: &'a Value) -> Result<Self> {
         let bad = |detail: &str| Error::UnexpectedReply {
             key: key.to_owned(),

@@ -47,6 +47,17 @@ pub mod script {
     }
 
     /// Runs `cmd`, an [`evalsha`] of `script`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongType`](crate::Error::WrongType) when the shared `refused_as_other_type`
+    /// refused a key; otherwise as the script answers, and Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn invoke<T: FromRedisValue, C: ConnectionLike + Send>(
         conn: &mut C,
         script: &Script,
@@ -61,6 +72,10 @@ pub mod script {
     /// in single-slot steps instead. Decided the way the write engine decides:
     /// a [`Store`](crate::Store) says up front that it is a cluster; another
     /// connection's `CROSSSLOT` answer says it after.
+    ///
+    /// # Errors
+    ///
+    /// As [`invoke`]; a `CROSSSLOT` refusal is `Ok(None)`, not an error.
     pub async fn invoke_together<T: FromRedisValue, C: ConnectionLike + Send>(
         conn: &mut C,
         script: &Script,
@@ -79,6 +94,17 @@ pub mod script {
 
     /// Sends `cmds` (each an [`evalsha`] of `script`, or any other command)
     /// as one pipeline; each reply in its place, server errors as values.
+    ///
+    /// # Errors
+    ///
+    /// Only when the pipeline as a whole fails (the server's error for one command is its
+    /// reply, in its place). Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn pipeline<C: ConnectionLike + Send>(conn: &mut C, script: &Script, cmds: &[Cmd]) -> Result<Vec<Value>> {
         let mut replies = crate::engine::pipeline::query(conn, cmds).await?;
         crate::engine::pipeline::resend_unknown(
@@ -119,6 +145,11 @@ pub mod example;
 /// A new random id: 128 bits from the operating system's random generator,
 /// as 32 lowercase hex digits (an outbox attempt, a job's run). `what` names
 /// the id in the error if the generator fails.
+///
+/// # Errors
+///
+/// [`Error::Encode`] naming `what` when the operating system's
+/// random generator fails.
 pub fn random_id(what: &'static str) -> Result<String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| Error::Encode {
@@ -129,6 +160,7 @@ pub fn random_id(what: &'static str) -> Result<String> {
 }
 
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
 #[doc(hidden)]

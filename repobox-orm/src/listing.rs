@@ -35,6 +35,11 @@ impl<T> Listing<T> {
     }
 
     /// The items, or the first error when a record could not be read.
+    ///
+    /// # Errors
+    ///
+    /// The first error of [`errors`](Self::errors) (a record that did not decode), when there
+    /// is one.
     pub fn into_result(self) -> Result<Vec<T>> {
         match self.errors.into_iter().next() {
             Some(e) => Err(e),

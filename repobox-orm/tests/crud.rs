@@ -416,7 +416,9 @@ async fn multi_placeholder_hash_tagged_keys(mut conn: Store) {
     ));
     assert!(Cache::exists(&mut conn, "u1", "github").await.unwrap());
     assert_eq!(
-        Cache::delete_many(&mut conn, &[("u1", "github"), ("u1", "gitlab")]).await.unwrap(),
+        Cache::delete_many(&mut conn, &[("u1", "github"), ("u1", "gitlab")])
+            .await
+            .unwrap(),
         [true, false]
     );
 }

@@ -12,7 +12,10 @@ use repobox_orm::testing::{RedisCluster, RedisServer, TlsFiles};
 /// The example's binary, next to this test's (`target/<profile>/examples`).
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
-    let profile = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");
+    let profile = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
     let path = profile.join("examples").join(name);
     assert!(
         path.exists(),

@@ -41,9 +41,11 @@ fn expand(entity: &Entity<'_>) -> TokenStream {
     let inherent = api::inherent(&api::Shape::of(entity), api::Body::Real);
     // The runtime compiles encrypted fields only with its `encryption` feature.
     let krate = &entity.krate;
-    let encryption = entity.fields.iter().filter(|f| f.is_stored() && f.encrypted).map(|f| {
-        quote::quote_spanned!(f.ident.span()=> #krate::__private::encryption_enabled!();)
-    });
+    let encryption = entity
+        .fields
+        .iter()
+        .filter(|f| f.is_stored() && f.encrypted)
+        .map(|f| quote::quote_spanned!(f.ident.span()=> #krate::__private::encryption_enabled!();));
     quote! {
         #patch
         #field

@@ -109,7 +109,11 @@ pub(crate) fn decode_previous<E: RedisEntity>(key: &str, shown: &str, hash: &Raw
 }
 
 fn read_hash<E: RedisEntity>(
-    #[cfg_attr(not(feature = "encryption"), expect(unused_variables, reason = "the cipher's associated data"))] key: &str,
+    #[cfg_attr(
+        not(feature = "encryption"),
+        expect(unused_variables, reason = "the cipher's associated data")
+    )]
+    key: &str,
     shown: &str,
     hash: &RawHash<'_>,
 ) -> Result<E> {

@@ -96,6 +96,11 @@ fn compare_as_is(out: &mut Vec<Change>, at: &str, old: &Value, new: &Value) {
 /// string and its `optional` a boolean, lists where lists are expected.
 /// A document that does not is refused, never read as one with fewer
 /// fields (which would hide what it had).
+///
+/// # Errors
+///
+/// A message naming the first place where `schema` does not have the shape `repobox
+/// schema` prints.
 pub fn validate(schema: &Value) -> std::result::Result<(), String> {
     let models = schema["models"].as_array().ok_or("`models` is not a list")?;
     for (m, model) in models.iter().enumerate() {

@@ -49,6 +49,12 @@ impl KeyTemplate {
     }
 
     /// Fills the template with parts in placeholder order, validating each.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKeyPart`](crate::Error::InvalidKeyPart) for a part that could address
+    /// another key (see [`validate_key_part`](crate::meta::validate_key_part)); no I/O. Also
+    /// for a missing part.
     pub fn build<S: AsRef<str>>(&self, parts: &[S]) -> Result<String> {
         let mut parts = parts.iter();
         self.fill(|placeholder, _| {
@@ -62,6 +68,12 @@ impl KeyTemplate {
     }
 
     /// Fills the template by asking `part` for each placeholder (`placeholder`, `field`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKeyPart`](crate::Error::InvalidKeyPart) for a part that could address
+    /// another key (see [`validate_key_part`](crate::meta::validate_key_part)); no I/O. Also
+    /// any error `part` returns.
     pub fn fill<'v>(&self, mut part: impl FnMut(&'static str, &'static str) -> Result<&'v str>) -> Result<String> {
         let mut key = String::with_capacity(self.source.len() + 16);
         for segment in self.segments {
@@ -139,6 +151,12 @@ impl KeyTemplate {
     }
 
     /// The key of the entity whose id is `id` (its key parts joined by `:`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKeyPart`](crate::Error::InvalidKeyPart) for a part that could address
+    /// another key (see [`validate_key_part`](crate::meta::validate_key_part)); no I/O. Also
+    /// for an id with fewer or more `:`-separated parts than the template has placeholders.
     pub fn key_from_id(&self, id: &str) -> Result<String> {
         let mut parts = id.split(':');
         let key = self.fill(|placeholder, _| {
@@ -167,6 +185,11 @@ impl KeyTemplate {
 /// characters, bidi controls, the BOM) or another default-ignorable code point
 /// (Hangul fillers, variation selectors), or starting with a combining mark:
 /// any of those would make two keys that look the same.
+///
+/// # Errors
+///
+/// [`Error::InvalidKeyPart`](crate::Error::InvalidKeyPart) for a part that could address
+/// another key (see [`validate_key_part`](crate::meta::validate_key_part)); no I/O.
 pub fn validate_key_part(template: &'static str, placeholder: &'static str, value: &str) -> Result<()> {
     check_key_part(template, placeholder, value, DEFAULT_MAX_KEY_PART_LEN)
 }

@@ -84,7 +84,10 @@ where
     E: RedisEntity,
     C: ConnectionLike + Send,
 {
-    let keys = ids.iter().map(|id| key_for::<E>(&parts(id))).collect::<Result<Vec<_>>>();
+    let keys = ids
+        .iter()
+        .map(|id| key_for::<E>(&parts(id)))
+        .collect::<Result<Vec<_>>>();
     observe::<E, _>("get_many", async move { read::get_keys(conn, &keys?).await }).await
 }
 
@@ -293,7 +296,10 @@ where
         .iter()
         .map(|id| Target::from_parts::<E>(&parts(id)))
         .collect::<Result<Vec<_>>>();
-    observe::<E, _>("delete_many", async move { write::delete_many::<E, C>(conn, &targets?).await }).await
+    observe::<E, _>("delete_many", async move {
+        write::delete_many::<E, C>(conn, &targets?).await
+    })
+    .await
 }
 
 /// `E::index_key_by_x`: the index's key for these key parts, built and

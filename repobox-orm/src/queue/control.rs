@@ -18,6 +18,16 @@ impl Queue {
 
     /// Pauses the queue: runners stop taking new deliveries (running jobs
     /// finish). `false` if it was paused already.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn pause<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<bool> {
         let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(conn).await?;
         let at = secs.saturating_mul(1000).saturating_add(micros / 1000);
@@ -31,6 +41,16 @@ impl Queue {
     }
 
     /// Resumes a paused queue; `false` if it was not paused.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn resume<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<bool> {
         let removed: i64 = redis::cmd("DEL").arg(self.paused_key()).query_async(conn).await?;
         Ok(removed > 0)
@@ -39,6 +59,12 @@ impl Queue {
     /// When the queue was paused (unix millis, Redis's clock); `None` while
     /// it runs. A value another writer set that is not a number still pauses
     /// the queue, and reads as `Some(0)`.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
+    /// connection failed, or the server answered with an error).
     pub async fn paused_since<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<Option<i64>> {
         let value: Option<Vec<u8>> = match redis::cmd("GET").arg(self.paused_key()).query_async(conn).await {
             Ok(v) => v,
@@ -53,6 +79,12 @@ impl Queue {
     /// consumer (`XINFO GROUPS`' lag; every entry while there is no group). Where Redis cannot tell the lag (after
     /// deletions in the stream), the entries after the group's last
     /// delivered one are counted, up to `10_000`.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
+    /// connection failed, or the server answered with an error).
     pub async fn waiting<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<u64> {
         let reply: redis::streams::StreamInfoGroupsReply = redis::cmd("XINFO")
             .arg("GROUPS")

@@ -69,6 +69,11 @@ impl Delivery {
     /// such hash. `None` when that read did not look at `key`: another kind
     /// of read, or an entry that names some other key. What it returns may
     /// be out of date by now: it saves a read, never a compare-and-set.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`](crate::Error::Decode) or [`Error::Decrypt`](crate::Error::Decrypt)
+    /// when the hash read does not decode as an `E`.
     pub fn entity_as_read<E: RedisEntity>(&self, key: &str) -> Option<Result<(i64, Option<E>)>> {
         let seen = self.seen.as_ref().filter(|seen| seen.key == key)?;
         Some(read::decode_answer(key, &seen.answer).map(|entity| (seen.now_ms, entity)))

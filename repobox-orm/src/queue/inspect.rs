@@ -10,6 +10,12 @@ use crate::error::Result;
 
 impl Queue {
     /// The pending list: count, per consumer, and the oldest delivery's idle time.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
+    /// connection failed, or the server answered with an error).
     pub async fn pending<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<Pending> {
         let mut pipe = redis::pipe();
         pipe.cmd("XPENDING").arg(&self.stream).arg(&self.group);
@@ -40,6 +46,12 @@ impl Queue {
 
     /// Up to `count` pending deliveries, oldest first, with their consumer,
     /// idle time and delivery count.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
+    /// connection failed, or the server answered with an error).
     pub async fn pending_entries<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -69,6 +81,12 @@ impl Queue {
     }
 
     /// The group's consumers with their pending counts and idle times.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
+    /// connection failed, or the server answered with an error).
     pub async fn consumers<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<Vec<Consumer>> {
         let reply: StreamInfoConsumersReply = redis::cmd("XINFO")
             .arg("CONSUMERS")
@@ -88,11 +106,23 @@ impl Queue {
     }
 
     /// The number of entries in the stream.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
+    /// connection failed, or the server answered with an error).
     pub async fn len<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<u64> {
         Ok(redis::cmd("XLEN").arg(&self.stream).query_async(conn).await?)
     }
 
     /// Up to `count` entries of the stream from `start` (`-` for the first), for monitoring.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
+    /// connection failed, or the server answered with an error).
     pub async fn entries<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -103,6 +133,12 @@ impl Queue {
     }
 
     /// Up to `count` dead letters from `start` (`-` for the first).
+    ///
+    /// # Errors
+    ///
+    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
+    /// connection failed, or the server answered with an error).
     pub async fn dead_letters<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -114,6 +150,16 @@ impl Queue {
 
     /// Deletes the dead letters `ids` (those that exist); returns how many
     /// were deleted.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn delete_dead<C: ConnectionLike + Send, S: AsRef<str>>(&self, conn: &mut C, ids: &[S]) -> Result<u64> {
         if ids.is_empty() {
             return Ok(0);
@@ -127,6 +173,12 @@ impl Queue {
     }
 
     /// The number of dead letters.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
+    /// connection failed, or the server answered with an error).
     pub async fn dead_len<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<u64> {
         Ok(redis::cmd("XLEN").arg(&self.dead).query_async(conn).await?)
     }

@@ -28,6 +28,16 @@ impl Queue {
     /// type) does not keep the others from being read: what they delivered
     /// is returned, and the first such error only when nothing was. A group
     /// that is gone is made again (from the stream's start).
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`] when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`] or
+    /// [`Error::OutOfMemory`] when the server refused it (it did
+    /// not run), [`Error::Timeout`],
+    /// [`Error::Closed`] or [`Error::Redis`].
     pub async fn read_first<C: ConnectionLike + Send>(
         conn: &mut C,
         queues: &[&Queue],
@@ -44,6 +54,16 @@ impl Queue {
     /// delivery begins with. Only on one server: the key comes from the
     /// entry's data, which a cluster does not allow a script to read (there
     /// use [`read`](Self::read) and a read of the entity).
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`] when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`] or
+    /// [`Error::OutOfMemory`] when the server refused it (it did
+    /// not run), [`Error::Timeout`],
+    /// [`Error::Closed`] or [`Error::Redis`].
     pub async fn read_first_with<E: RedisEntity, C: ConnectionLike + Send>(
         conn: &mut C,
         queues: &[&Queue],

@@ -80,6 +80,12 @@ impl Queue {
     /// per outcome and minute one `HINCRBY`, the run times in one `LPUSH`,
     /// in one round trip (on a cluster, one per node). Best effort: counts
     /// whose round trip fails are lost, never sent twice.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
+    /// connection failed, or the server answered with an error).
     pub async fn count_finished<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -127,6 +133,12 @@ impl Queue {
 
     /// The counts of `outcomes` for the last hour up to `now_ms`, and the
     /// run times kept. Counts that are not numbers read as 0.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
+    /// connection failed, or the server answered with an error).
     pub async fn metrics<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -167,6 +179,16 @@ impl Queue {
 
     /// Drops the counts of `outcomes` older than the window (housekeeping);
     /// returns how many fields went.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn trim_metrics<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,

@@ -170,6 +170,16 @@ impl Queue {
     }
 
     /// Creates the stream and the group (from the stream's start); an existing group is fine.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn ensure_group<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<()> {
         let created: redis::RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
@@ -186,6 +196,16 @@ impl Queue {
     }
 
     /// Appends an entry; returns its id.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn enqueue<C: ConnectionLike + Send>(&self, conn: &mut C, fields: &[(&str, &str)]) -> Result<String> {
         Ok(redis::cmd("XADD")
             .arg(&self.stream)
@@ -198,6 +218,16 @@ impl Queue {
     /// Reads up to `count` new entries for `consumer`, waiting up to `block`
     /// for one (`None`: return at once). Blocking reads belong on a connection
     /// of their own ([`Store::dedicated`](crate::Store::dedicated)).
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn read<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -239,6 +269,16 @@ impl Queue {
     }
 
     /// Acknowledges deliveries; returns how many were pending.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn ack<C: ConnectionLike + Send, S: AsRef<str>>(&self, conn: &mut C, ids: &[S]) -> Result<u64> {
         if ids.is_empty() {
             return Ok(0);
@@ -259,6 +299,16 @@ impl Queue {
     /// the dead letter is appended first and the delivery acknowledged after
     /// it, so a crash between the two leaves the delivery pending, to be
     /// dead-lettered again (a duplicate dead letter), never lost.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn dead_letter<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -310,6 +360,16 @@ impl Queue {
 
     /// Removes the group's consumers that have been idle at least `idle` and
     /// hold nothing pending (runners that are gone); returns their names.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn remove_idle_consumers<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -336,6 +396,16 @@ impl Queue {
     /// empty means every dead letter. Returns the requeued letters. On a
     /// cluster (two slots) the entry is appended first and the letter removed
     /// after it: a crash between them leaves the letter to requeue again.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn requeue_dead<C: ConnectionLike + Send>(&self, conn: &mut C, ids: &[String]) -> Result<Vec<Entry>> {
         let letters = self.dead_letters(conn, "-", usize::MAX).await?;
         let chosen: Vec<Entry> = letters
@@ -351,6 +421,16 @@ impl Queue {
     /// Puts one dead letter back on the stream (its original fields, not the
     /// bookkeeping) and deletes it from the dead letters: atomically where
     /// the two streams share a slot, else in that order.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn requeue_letter<C: ConnectionLike + Send>(&self, conn: &mut C, letter: &Entry) -> Result<()> {
         const BOOKKEEPING: [&str; 5] = ["original_id", "reason", "deliveries", "consumer", "dead_at"];
         let mut fields: Vec<(&String, &String)> = letter

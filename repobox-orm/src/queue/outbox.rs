@@ -33,6 +33,16 @@ impl Queue {
     /// stalled-delivery idle time), so that a writer still at work is not
     /// raced. On a single server the outbox stays empty: the entity and its
     /// stream entry are written by one script there.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn sweep_outbox<C: ConnectionLike + Send>(&self, conn: &mut C, grace: Duration) -> Result<OutboxSweep> {
         let outbox = key(self.stream());
         let held: Vec<(String, String)> = redis::cmd("HGETALL").arg(&outbox).query_async(conn).await?;

@@ -30,6 +30,11 @@ pub struct RateLimit {
 impl RateLimit {
     /// `Err(InvalidArgument)` unless `max` is at least 1 and `per` between
     /// 1 ms and a day.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) unless `max` is at least 1
+    /// and `per` between 1 ms and a day.
     pub fn new(max: u32, per: Duration) -> Result<Self> {
         if max == 0 || per < Duration::from_millis(1) || per > Duration::from_secs(24 * 3600) {
             return Err(Error::InvalidArgument {
@@ -84,6 +89,16 @@ impl Queue {
     /// Asks for up to `want` starts under `limit` for `consumer`, for a read
     /// that waits at most `hold`; settle them with
     /// [`settle_starts`](Self::settle_starts) once the read returns.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`] when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`] or
+    /// [`Error::OutOfMemory`] when the server refused it (it did
+    /// not run), [`Error::Timeout`],
+    /// [`Error::Closed`] or [`Error::Redis`].
     pub async fn acquire_starts<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -117,6 +132,16 @@ impl Queue {
 
     /// Settles granted starts once their read returned: the `used` ones are
     /// scored now, the `unused` given back.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`] when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`] or
+    /// [`Error::OutOfMemory`] when the server refused it (it did
+    /// not run), [`Error::Timeout`],
+    /// [`Error::Closed`] or [`Error::Redis`].
     pub async fn settle_starts<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,

@@ -24,6 +24,16 @@ impl Queue {
     /// instead of after its `min_idle`. For a runner that stops with jobs
     /// it put back, or with a delivery a read it abandoned was handed.
     /// Returns how many were handed back.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn hand_back<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -65,6 +75,16 @@ impl Queue {
     /// of the pending list until its cursor comes back to `0-0`, then the
     /// delivery counts from `XPENDING`. Entries deleted while pending are
     /// reported in [`Claimed::deleted`].
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn claim_stalled<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -149,6 +169,16 @@ impl Queue {
     /// Resets the idle time of deliveries that `consumer` is still working on
     /// (`XCLAIM ... JUSTID`, which does not count as a delivery), so that
     /// `claim_stalled` elsewhere does not take over a long job that is alive.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn touch<C: ConnectionLike + Send, S: AsRef<str>>(
         &self,
         conn: &mut C,

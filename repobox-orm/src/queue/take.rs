@@ -109,6 +109,12 @@ impl<E: RedisEntity> StartTemplate<'_, E> {
     /// The template as [`Queue::take`] sends it, built once: checked and
     /// laid out as the write script's call (a template the script could
     /// not follow is refused here).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) or
+    /// [`Error::Encode`](crate::Error::Encode) for a template the start script cannot follow
+    /// (a field that cannot be stored, a key part that cannot be one); no I/O.
     pub fn prepare(&self) -> Result<PreparedStart<E>> {
         Ok(PreparedStart {
             call: deliver::template_call::<E>(self)?,

@@ -46,6 +46,11 @@ fn millis(d: Duration) -> u64 {
 impl Queue {
     /// The running and parked sets of `tenant`; `Err(InvalidKeyPart)` for a
     /// tenant that cannot be a key part.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKeyPart`](crate::Error::InvalidKeyPart) for a part that could address
+    /// another key (see [`validate_key_part`]); no I/O.
     pub fn tenant_keys(&self, tenant: &str) -> Result<(String, String)> {
         validate_key_part("{<stream>:tenant:<tenant>}", "tenant", tenant)?;
         let tag = format!("{{{}:tenant:{tenant}}}", self.stream);
@@ -72,6 +77,16 @@ impl Queue {
     /// Takes one of `tenant`'s `limit` slots for `member` for `lease`, or
     /// parks `member` when all are taken (then the caller acknowledges its
     /// delivery: [`unpark`](Self::unpark) puts it back on the stream).
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn acquire_slot<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -100,6 +115,16 @@ impl Queue {
     }
 
     /// Lengthens `member`'s slot to `lease` from now; `false` if it held none.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn renew_slot<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -115,6 +140,16 @@ impl Queue {
     }
 
     /// Gives `member`'s slot back; `false` if it held none.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn release_slot<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -130,6 +165,16 @@ impl Queue {
     /// fields; returns them. Appended first, then taken out of the
     /// parked set: a crash between the two appends a member twice (its
     /// runs are kept to one by the job's lease), never loses it.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn unpark<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -163,6 +208,12 @@ impl Queue {
 
     /// How many members are parked, over the first 1,000 tenants on the
     /// sweep's list.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
+    /// connection failed, or the server answered with an error).
     pub async fn parked<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<u64> {
         let tenants: Vec<String> = redis::cmd("ZRANGE")
             .arg(self.parked_tenants_key())
@@ -184,6 +235,16 @@ impl Queue {
     /// The sweep: [`unpark`](Self::unpark) for up to `tenants` tenants on
     /// the list, and takes off the list those with nothing parked that
     /// parked nothing lately. Returns how many members went back.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn unpark_all<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,

@@ -14,6 +14,16 @@ use crate::scripts::trim::Trim;
 impl Queue {
     /// Trims the stream to about `max_len` entries, keeping every entry that a
     /// consumer group has not acknowledged or not yet read; returns how many went.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn trim<C: ConnectionLike + Send>(&self, conn: &mut C, max_len: u64) -> Result<u64> {
         self.run_trim(conn, Trim::MaxLen(max_len)).await
     }
@@ -21,6 +31,16 @@ impl Queue {
     /// Removes the entries older than `age` (by Redis's clock, `XTRIM MINID`),
     /// never one that a consumer group has not acknowledged or not yet read;
     /// returns how many went.
+    ///
+    /// # Errors
+    ///
+    /// Fails as every write to Redis can:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+    /// failed after the command was sent (it may have run),
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+    /// not run), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn trim_older_than<C: ConnectionLike + Send>(&self, conn: &mut C, age: Duration) -> Result<u64> {
         let age = u64::try_from(age.as_millis())
             .unwrap_or(u64::MAX)

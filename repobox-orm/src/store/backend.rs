@@ -27,7 +27,10 @@ use super::split::{Owners, is_scan, split_by_node, split_by_slot, transaction_ac
 
 /// The client a store connects with.
 #[derive(Clone)]
-#[cfg_attr(feature = "cluster", expect(clippy::large_enum_variant, reason = "one per store, behind its Arc"))]
+#[cfg_attr(
+    feature = "cluster",
+    expect(clippy::large_enum_variant, reason = "one per store, behind its Arc")
+)]
 pub(super) enum Client {
     Single(redis::Client),
     #[cfg(feature = "cluster")]

@@ -261,6 +261,11 @@ impl TlsConfig {
     }
 
     /// Trusts the CA certificate(s) in the PEM file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) when the file cannot be
+    /// read.
     pub fn ca_file(self, path: impl AsRef<std::path::Path>) -> crate::Result<Self> {
         Ok(self.ca_pem(read_pem("CA file", path.as_ref())?))
     }
@@ -272,6 +277,10 @@ impl TlsConfig {
     }
 
     /// Presents the client certificate and key in these PEM files.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) when a file cannot be read.
     pub fn client_files(
         self,
         cert: impl AsRef<std::path::Path>,

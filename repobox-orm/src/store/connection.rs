@@ -197,7 +197,10 @@ struct Connector {
     client: Client,
     timeout: std::time::Duration,
     /// A cluster's first node, when the cluster is reached over TLS.
-    #[cfg_attr(not(feature = "cluster"), expect(dead_code, reason = "read by the cluster client only"))]
+    #[cfg_attr(
+        not(feature = "cluster"),
+        expect(dead_code, reason = "read by the cluster client only")
+    )]
     cluster_tls_node: Option<String>,
 }
 

@@ -8,7 +8,10 @@ use crate::error::{Error, Result};
 /// One server, or the seed nodes of a Redis Cluster (any reachable node
 /// tells the client the rest of the cluster).
 #[derive(Debug, Clone)]
-#[cfg_attr(feature = "tls", expect(clippy::large_enum_variant, reason = "made once per store, never stored in bulk"))]
+#[cfg_attr(
+    feature = "tls",
+    expect(clippy::large_enum_variant, reason = "made once per store, never stored in bulk")
+)]
 pub enum Endpoint {
     /// A single server (`redis://`, `rediss://`, `unix://`).
     Server(ConnectionInfo),

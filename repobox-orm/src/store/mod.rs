@@ -49,9 +49,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use redis::aio::ConnectionLike;
 #[cfg(feature = "cluster")]
 use redis::IntoConnectionInfo;
+use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use self::backend::{Client, Conn};
@@ -109,11 +109,22 @@ impl Store {
     /// `url` is a server's (`redis://`, `rediss://`) or a cluster's
     /// (`redis+cluster://host:port,host:port`, `rediss+cluster://`): see
     /// [`IntoEndpoint`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) or
+    /// [`Error::Redis`](crate::Error::Redis) for a URL that does not parse (the message never
+    /// shows its password), a cluster URL without the `cluster` feature, or a `rediss://` URL
+    /// without the `tls` feature. No I/O: an unreachable server fails the first command.
     pub fn open(url: impl IntoEndpoint) -> Result<Store> {
         Store::with_config(url, StoreConfig::default())
     }
 
     /// A store for `url` with `config`; connects on the first command.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::open`].
     pub fn with_config(url: impl IntoEndpoint, config: StoreConfig) -> Result<Store> {
         let (client, db, tls_node) = match url.into_endpoint()? {
             Endpoint::Server(info) => {
@@ -141,6 +152,11 @@ impl Store {
     /// A store for the Redis Cluster that `nodes` belong to (any reachable
     /// node will do; the client learns the others from it), with `config`.
     /// All nodes must share credentials and TLS settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::open`], and [`Error::InvalidArgument`](crate::Error::InvalidArgument) for
+    /// no node.
     #[cfg(feature = "cluster")]
     #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
     pub fn cluster<I, N>(nodes: I, config: StoreConfig) -> Result<Store>
@@ -165,6 +181,11 @@ impl Store {
     }
 
     /// A store for `url` that has connected (or failed to, after the backoff).
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::open`], and as every call when the first connection fails (after the
+    /// configured backoff).
     pub async fn connect(url: impl IntoEndpoint) -> Result<Store> {
         let store = Store::open(url)?;
         store.inner.connection().await?;
@@ -172,6 +193,10 @@ impl Store {
     }
 
     /// A store for `$REDIS_URL`, or [`DEFAULT_URL`] when it is not set.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::open`] for the URL in `REDIS_URL`.
     pub fn from_env() -> Result<Store> {
         Store::open(
             std::env::var("REDIS_URL")

@@ -7,6 +7,7 @@
 //! promises; a failover or resharding during the walk may skip or repeat the
 //! keys of the slots that moved.
 
+use redis::Value;
 use redis::aio::ConnectionLike;
 #[cfg(feature = "cluster")]
 use redis::cluster_async::ClusterConnection;
@@ -14,7 +15,6 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 #[cfg(feature = "cluster")]
 use redis::{Cmd, ErrorKind, RedisError, RedisResult};
-use redis::Value;
 
 #[cfg(feature = "cluster")]
 /// The bits of the cursor that name the primary.

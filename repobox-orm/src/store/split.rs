@@ -151,7 +151,11 @@ pub(super) async fn split_by_slot(conn: &mut ClusterConnection, pipeline: &Pipel
 /// slot moved) may have run the others, which a read may run again but a
 /// write may not; on a redirect the store forgets its slot map and the whole
 /// read is sent again.
-pub(super) async fn split_by_node(conn: &mut ClusterConnection, owners: &Owners, pipeline: &Pipeline) -> RedisResult<Vec<Value>> {
+pub(super) async fn split_by_node(
+    conn: &mut ClusterConnection,
+    owners: &Owners,
+    pipeline: &Pipeline,
+) -> RedisResult<Vec<Value>> {
     let cmds: Vec<&Cmd> = pipeline.cmd_iter().collect();
     if group_by_slot(cmds.iter().copied()).len() <= 1 {
         return split_by_slot(conn, pipeline).await;

@@ -23,7 +23,10 @@ pub(super) fn conditional_fns(
     let update_if_and_append = item_ident(names::UPDATE_IF_AND_APPEND);
     let update_if_and_ack = item_ident(names::UPDATE_IF_AND_ACK);
     let delete_if = item_ident(names::DELETE_IF);
-    let errs_update_if = errors("`Err(Conflict)` when a field of `expected` did not hold, naming the first; `Err(NotFound)` when the entity is absent; `Err(UniqueViolation)` when another entity holds a unique value the patch sets; `Err(Contention)` when other writers kept moving its index entries; nothing is written then. `Err(Encode)` or `Err(InvalidKeyPart)` before any I/O. ", Calls::Write);
+    let errs_update_if = errors(
+        "`Err(Conflict)` when a field of `expected` did not hold, naming the first; `Err(NotFound)` when the entity is absent; `Err(UniqueViolation)` when another entity holds a unique value the patch sets; `Err(Contention)` when other writers kept moving its index entries; nothing is written then. `Err(Encode)` or `Err(InvalidKeyPart)` before any I/O. ",
+        Calls::Write,
+    );
     let errs_delete_if = errors(
         "`Err(Conflict)` when a field of `expected` did not hold, naming the first; nothing is deleted then. \
          `Err(Contention)` when other writers kept moving its index entries. `Err(InvalidKeyPart)` before any I/O. ",

@@ -187,23 +187,74 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let co_located = shape.co_located;
-    let errs_create = errors("`Err(AlreadyExists)` when the key exists, `Err(UniqueViolation)` when another entity holds a unique value; nothing is written then. `Err(Encode)` or `Err(InvalidKeyPart)` when a field cannot be stored or a key part is bad, before any I/O. ", Calls::Write);
-    let errs_save = errors("`Err(UniqueViolation)` when another entity holds a unique value, nothing written; `Err(Contention)` when other writers kept moving its index entries (16 attempts). `Err(Encode)` or `Err(InvalidKeyPart)` when a field cannot be stored or a key part is bad, before any I/O. ", Calls::Write);
-    let errs_create_and_append = errors("`Err(AlreadyExists)`, `Err(UniqueViolation)`: nothing written or appended. `Err(Encode)` or `Err(InvalidKeyPart)` when a field cannot be stored or a key part is bad, before any I/O. ", Calls::Write);
-    let errs_create_and_append_many = errors("`Err(InvalidArgument)` when `entries` and `entities` differ in length; each entity's own refusal is in its place in the answer. `Err(Encode)` or `Err(InvalidKeyPart)` when a field cannot be stored or a key part is bad, before any I/O. ", Calls::Write);
-    let errs_create_many = errors("Each entity's own refusal (`AlreadyExists`, `UniqueViolation`, `Encode`, `InvalidKeyPart`) is in its place in the answer; the call itself fails only as every write can. ", Calls::Write);
-    let errs_save_many = errors("Each entity's own refusal (`UniqueViolation`, `Contention`, `Encode`, `InvalidKeyPart`) is in its place in the answer; the call itself fails only as every write can. ", Calls::Write);
-    let errs_get = errors("`Err(InvalidKeyPart)` for a bad key part, before any I/O. `Err(Decode)` or `Err(Decrypt)` when the stored hash does not decode (the error names the key and the field). ", Calls::Read);
-    let errs_get_with_clock = errors("`Err(InvalidKeyPart)` for a bad key part, before any I/O. `Err(Decode)` or `Err(Decrypt)` when the stored hash does not decode (the error names the key and the field). ", Calls::Read);
-    let errs_exists = errors("`Err(InvalidKeyPart)` for a bad key part, before any I/O. ", Calls::Read);
-    let errs_update = errors("`Err(NotFound)` when the entity is absent; `Err(UniqueViolation)` when another entity holds a unique value the patch sets; `Err(Contention)` when other writers kept moving its index entries; nothing is written then. `Err(Encode)` or `Err(InvalidKeyPart)` when a field cannot be stored or a key part is bad, before any I/O. ", Calls::Write);
-    let errs_delete = errors("`Err(Contention)` when other writers kept moving its index entries. `Err(InvalidKeyPart)` for a bad key part, before any I/O. ", Calls::Write);
-    let errs_delete_with = errors("`Err(Contention)` when other writers kept moving its index entries. `Err(InvalidKeyPart)` for a bad key part, before any I/O. ", Calls::Write);
-    let errs_ttl = errors("`Err(InvalidKeyPart)` for a bad key part, before any I/O. ", Calls::Read);
-    let errs_expire = errors("`Err(NotFound)` when the entity is absent; `Err(InvalidArgument)` for a TTL Redis cannot keep. `Err(InvalidKeyPart)` for a bad key part, before any I/O. ", Calls::Write);
-    let errs_update_expire = errors("`Err(NotFound)` when the entity is absent; `Err(UniqueViolation)` or `Err(Contention)` as `update`; `Err(InvalidArgument)` for a TTL Redis cannot keep. `Err(Encode)` or `Err(InvalidKeyPart)` when a field cannot be stored or a key part is bad, before any I/O. ", Calls::Write);
-    let errs_get_many = errors("`Err(InvalidKeyPart)` for a bad key part of any id, before any I/O (nothing read). ", Calls::Read);
-    let errs_delete_many = errors("`Err(InvalidKeyPart)` for a bad key part of any id, before any I/O (nothing deleted); `Err(Contention)` when other writers kept moving an entity's index entries. ", Calls::Write);
+    let errs_create = errors(
+        "`Err(AlreadyExists)` when the key exists, `Err(UniqueViolation)` when another entity holds a unique value; nothing is written then. `Err(Encode)` or `Err(InvalidKeyPart)` when a field cannot be stored or a key part is bad, before any I/O. ",
+        Calls::Write,
+    );
+    let errs_save = errors(
+        "`Err(UniqueViolation)` when another entity holds a unique value, nothing written; `Err(Contention)` when other writers kept moving its index entries (16 attempts). `Err(Encode)` or `Err(InvalidKeyPart)` when a field cannot be stored or a key part is bad, before any I/O. ",
+        Calls::Write,
+    );
+    let errs_create_and_append = errors(
+        "`Err(AlreadyExists)`, `Err(UniqueViolation)`: nothing written or appended. `Err(Encode)` or `Err(InvalidKeyPart)` when a field cannot be stored or a key part is bad, before any I/O. ",
+        Calls::Write,
+    );
+    let errs_create_and_append_many = errors(
+        "`Err(InvalidArgument)` when `entries` and `entities` differ in length; each entity's own refusal is in its place in the answer. `Err(Encode)` or `Err(InvalidKeyPart)` when a field cannot be stored or a key part is bad, before any I/O. ",
+        Calls::Write,
+    );
+    let errs_create_many = errors(
+        "Each entity's own refusal (`AlreadyExists`, `UniqueViolation`, `Encode`, `InvalidKeyPart`) is in its place in the answer; the call itself fails only as every write can. ",
+        Calls::Write,
+    );
+    let errs_save_many = errors(
+        "Each entity's own refusal (`UniqueViolation`, `Contention`, `Encode`, `InvalidKeyPart`) is in its place in the answer; the call itself fails only as every write can. ",
+        Calls::Write,
+    );
+    let errs_get = errors(
+        "`Err(InvalidKeyPart)` for a bad key part, before any I/O. `Err(Decode)` or `Err(Decrypt)` when the stored hash does not decode (the error names the key and the field). ",
+        Calls::Read,
+    );
+    let errs_get_with_clock = errors(
+        "`Err(InvalidKeyPart)` for a bad key part, before any I/O. `Err(Decode)` or `Err(Decrypt)` when the stored hash does not decode (the error names the key and the field). ",
+        Calls::Read,
+    );
+    let errs_exists = errors(
+        "`Err(InvalidKeyPart)` for a bad key part, before any I/O. ",
+        Calls::Read,
+    );
+    let errs_update = errors(
+        "`Err(NotFound)` when the entity is absent; `Err(UniqueViolation)` when another entity holds a unique value the patch sets; `Err(Contention)` when other writers kept moving its index entries; nothing is written then. `Err(Encode)` or `Err(InvalidKeyPart)` when a field cannot be stored or a key part is bad, before any I/O. ",
+        Calls::Write,
+    );
+    let errs_delete = errors(
+        "`Err(Contention)` when other writers kept moving its index entries. `Err(InvalidKeyPart)` for a bad key part, before any I/O. ",
+        Calls::Write,
+    );
+    let errs_delete_with = errors(
+        "`Err(Contention)` when other writers kept moving its index entries. `Err(InvalidKeyPart)` for a bad key part, before any I/O. ",
+        Calls::Write,
+    );
+    let errs_ttl = errors(
+        "`Err(InvalidKeyPart)` for a bad key part, before any I/O. ",
+        Calls::Read,
+    );
+    let errs_expire = errors(
+        "`Err(NotFound)` when the entity is absent; `Err(InvalidArgument)` for a TTL Redis cannot keep. `Err(InvalidKeyPart)` for a bad key part, before any I/O. ",
+        Calls::Write,
+    );
+    let errs_update_expire = errors(
+        "`Err(NotFound)` when the entity is absent; `Err(UniqueViolation)` or `Err(Contention)` as `update`; `Err(InvalidArgument)` for a TTL Redis cannot keep. `Err(Encode)` or `Err(InvalidKeyPart)` when a field cannot be stored or a key part is bad, before any I/O. ",
+        Calls::Write,
+    );
+    let errs_get_many = errors(
+        "`Err(InvalidKeyPart)` for a bad key part of any id, before any I/O (nothing read). ",
+        Calls::Read,
+    );
+    let errs_delete_many = errors(
+        "`Err(InvalidKeyPart)` for a bad key part of any id, before any I/O (nothing deleted); `Err(Contention)` when other writers kept moving an entity's index entries. ",
+        Calls::Write,
+    );
     let mut items = vec![
         quote! {
             /// The entity's `#[ttl]`; `None` if it has none.

@@ -11,6 +11,12 @@ use crate::error::Result;
 
 /// Counts `E`'s entities (hashes under its key template), walking the whole
 /// keyspace as `walk` says.
+///
+/// # Errors
+///
+/// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
+/// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
+/// connection failed, or the server answered with an error).
 pub async fn count_entities_with<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     walk: &Walk<'_>,

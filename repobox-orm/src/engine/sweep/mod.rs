@@ -133,12 +133,26 @@ async fn sweep_keys<E: RedisEntity, C: ConnectionLike + Send>(
 
 /// Checks every index of `E`, key by key and member by member, and reports
 /// per index what needs a repair; changes nothing. See [`repair_indexes`].
+///
+/// # Errors
+///
+/// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
+/// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
+/// connection failed, or the server answered with an error). Entities that do not decode
+/// are counted in the report, not errors.
 pub async fn check_indexes<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C) -> Result<Vec<IndexReport>> {
     check_indexes_with::<E, C>(conn, &Walk::new()).await
 }
 
 /// [`check_indexes`], telling `walk`'s progress how far it has come and
 /// going no faster than its rate.
+///
+/// # Errors
+///
+/// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
+/// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
+/// connection failed, or the server answered with an error). Entities that do not decode
+/// are counted in the report, not errors.
 pub async fn check_indexes_with<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     walk: &Walk<'_>,
@@ -162,12 +176,36 @@ pub async fn check_indexes_with<E: RedisEntity, C: ConnectionLike + Send>(
 /// }
 /// # Ok(()) }
 /// ```
+///
+/// # Errors
+///
+/// Fails as every write to Redis can:
+/// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+/// failed after the command was sent (it may have run),
+/// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+/// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+/// not run), [`Error::Timeout`](crate::Error::Timeout),
+/// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
+/// [`Error::WrongType`](crate::Error::WrongType) for an index key of another type (left
+/// as it is).
 pub async fn repair_indexes<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C) -> Result<Vec<IndexReport>> {
     repair_indexes_with::<E, C>(conn, &Walk::new()).await
 }
 
 /// [`repair_indexes`], telling `walk`'s progress how far it has come and
 /// going no faster than its rate.
+///
+/// # Errors
+///
+/// Fails as every write to Redis can:
+/// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
+/// failed after the command was sent (it may have run),
+/// [`Error::ReadOnly`](crate::Error::ReadOnly) or
+/// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
+/// not run), [`Error::Timeout`](crate::Error::Timeout),
+/// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
+/// [`Error::WrongType`](crate::Error::WrongType) for an index key of another type (left
+/// as it is).
 pub async fn repair_indexes_with<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     walk: &Walk<'_>,
