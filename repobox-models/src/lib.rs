@@ -193,3 +193,8 @@ pub fn now_millis() -> i64 {
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The application guide's Rust snippets, compiled as doc tests too.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/GUIDE.md")]
+pub struct GuideDoctests;
