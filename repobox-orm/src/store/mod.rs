@@ -64,14 +64,42 @@ pub use self::endpoint::{Endpoint, IntoEndpoint};
 use self::signal::StoreSignal;
 use crate::error::{Error, Result};
 
-/// The Redis client of repobox: lazily connected, reconnecting, closable.
+/// The Redis client of repobox: one server (`redis://`), TLS (`rediss://`)
+/// or a Redis Cluster (`redis+cluster://`), lazily connected, reconnecting,
+/// closable. Every generated call and any redis-rs command runs on it (it
+/// is a [`ConnectionLike`]).
+///
+/// What it adds over a redis-rs connection:
+///
+/// - **Reconnects.** A call that finds the connection gone (a server killed
+///   or restarted, a dropped socket, a failover) connects again with
+///   [`Backoff`] (jittered, bounded attempts) instead of failing every call
+///   until someone rebuilds the client.
+/// - **Deadlines.** Every call completes or fails with [`Error::Timeout`]
+///   within [`StoreConfig::call_bound`]: connect timeout, response timeout
+///   and backoff included; a hung server never hangs a caller.
+/// - **Honest write outcomes.** A read whose connection failed is sent
+///   again; a write whose connection failed *after* it was sent is never
+///   re-sent blindly: it is [`Error::WriteOutcomeUnknown`], so the caller
+///   reads before trying again. A write refused by a demoted primary is
+///   [`Error::ReadOnly`], nothing applied.
+/// - **Clusters** (feature `cluster`): redirects followed, pipelines split
+///   per slot, transactions across slots refused unsent, `SCAN` over every
+///   primary, and a call re-sent while the cluster settles after a failover.
+/// - **Shutdown.** [`close`](Self::close) waits for calls in flight, then
+///   refuses new ones with [`Error::Closed`].
+///
+/// Clones share one multiplexed connection; [`dedicated`](Self::dedicated)
+/// gives blocking reads a connection of their own. The [failure
+/// behaviour](crate::guide::failure_behaviour) says what happens in each case,
+/// each tested against real servers.
 ///
 /// ```no_run
 /// use repobox_orm::Store;
 /// # async fn f() -> repobox_orm::Result<()> {
 /// let store = Store::open("redis://:secret@127.0.0.1:6379/2")?;   // no I/O yet
 /// let mut conn = store.clone();                                     // cheap
-/// let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
+/// let pong: String = repobox_orm::redis::cmd("PING").query_async(&mut conn).await?;
 /// store.close().await;
 /// # Ok(()) }
 /// ```
