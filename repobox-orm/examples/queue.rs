@@ -69,7 +69,7 @@ async fn main() -> repobox_orm::Result<()> {
     // Clean up what this run wrote.
     let ids: Vec<String> = (0..JOBS).map(|n| format!("{run}-{n}")).collect();
     Job::delete_many(&mut conn, &ids).await?;
-    redis::cmd("DEL")
+    repobox_orm::redis::cmd("DEL")
         .arg(queue.stream())
         .query_async::<()>(&mut conn)
         .await?;

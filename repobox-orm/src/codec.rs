@@ -254,8 +254,9 @@ impl<T: KeyPart + ?Sized> KeyPart for &T {
 
 /// A numeric field that can be the score of a sorted index: integers, floats
 /// and (with the `chrono` feature) `DateTime<Utc>`, or an `Option` of one.
-/// Scores are the field's decimal encoding, so Redis orders members exactly
-/// as the values order. An `Option` score makes a partial index: an entity
+/// Redis keeps scores as doubles: integers up to 2^53 in magnitude (and
+/// every float) order exactly; larger 64- and 128-bit values round to the
+/// nearest double, so two that differ only beyond that may tie. An `Option` score makes a partial index: an entity
 /// whose score is `None` has no entry in it.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the score of a sorted index",
@@ -271,6 +272,7 @@ macro_rules! scores {
 scores!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, f32, f64);
 
 #[cfg(feature = "chrono")]
+#[cfg_attr(docsrs, doc(cfg(feature = "chrono")))]
 impl Score for chrono::DateTime<chrono::Utc> {}
 
 /// A partial index: only the entities whose score is `Some` are in it.

@@ -237,7 +237,7 @@ mod tests {
         );
     }
 
-    /// Checked against Python's `cryptography` AESGCM (see the README).
+    /// Checked against Python's `cryptography` AESGCM (the test vector of docs/GUIDE.md).
     const VECTOR: &str = "v1:k1:AgICAgICAgICAgIC:YL65Fjkyoo+2uDAmiBrU/VR7+i4Cn4j2tDM=";
 
     #[test]

@@ -24,9 +24,19 @@ pub trait RedisEntity: Sized + Send + Sync + 'static {
     type Field: EntityField;
 
     /// Writes every stored field (`None` fields as deletions).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`](crate::Error::Encode) for a value that cannot be stored (a NaN score, JSON
+    /// that does not serialize).
     fn write_fields<'a>(&'a self, out: &mut FieldWriter<'a>) -> Result<()>;
 
     /// Reads the entity from the fields of the hash at `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`](crate::Error::Decode) naming `key` and the field for a value that is
+    /// absent where required or not of the field's type.
     fn read_fields(key: &str, hash: &RawHash<'_>) -> Result<Self>;
 }
 
@@ -48,6 +58,10 @@ pub trait EntityField: Copy + Eq + std::fmt::Debug + Send + Sync + 'static {
 /// A partial update of an entity: the generated `EPatch`.
 pub trait EntityPatch: Default + Send + Sync {
     /// Writes the fields that the patch sets (and deletes the ones it sets to `None`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`](crate::Error::Encode) for a value that cannot be stored.
     fn write_fields<'a>(&'a self, out: &mut FieldWriter<'a>) -> Result<()>;
 }
 

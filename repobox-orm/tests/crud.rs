@@ -26,7 +26,7 @@ struct Cache {
 
 // Every test here runs on a single server and on a 3-primary cluster: the
 // entities here keep their keys in several slots, so on the cluster their
-// writes are ordered steps (see the README's "Redis Cluster").
+// writes are ordered steps (see the guide's "Redis Cluster", repobox-orm/docs/cluster.md).
 repobox_orm::on_both_backends!(
     co_located_entities_write_in_one_script_on_any_backend,
     create_get_exists_delete,

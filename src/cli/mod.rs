@@ -48,7 +48,7 @@ pub enum Command {
     Demo(DemoArgs),
     /// Runs jobs from `jobs:stream` with a program (`--exec`, `--shell`) or
     /// the built-in demo handler (`--demo`) until SIGTERM or Ctrl-C, then
-    /// drains. See "Running jobs" in the README.
+    /// drains. See "Running jobs" in docs/GUIDE.md.
     Runner(Box<RunnerArgs>),
     /// Reads jobs.
     #[command(subcommand)]
@@ -69,7 +69,7 @@ pub enum Command {
     #[command(subcommand)]
     Migrate(MigrateCommand),
     /// Serves the web UI (overview, jobs, dead letters, data) and `/metrics`
-    /// until SIGTERM or Ctrl-C. See "Web UI and metrics" in the README.
+    /// until SIGTERM or Ctrl-C. See "Web UI and metrics" in docs/GUIDE.md.
     Web(WebArgs),
 }
 

@@ -68,7 +68,7 @@ pub struct RunnerArgs {
     pub health_addr: Option<SocketAddr>,
     /// Serve `GET /metrics` (Prometheus' text format: this runner's jobs,
     /// the library's operations, the queue's gauges) on this address
-    /// (`127.0.0.1:9091`). See "Metrics" in the README.
+    /// (`127.0.0.1:9091`). See "Metrics" in docs/GUIDE.md.
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<SocketAddr>,
     /// This runner's consumer name (default: runner-HOSTNAME-PID).

@@ -130,7 +130,10 @@ pub fn key(cx: &Ctxt, attr: &syn::Attribute) -> Option<Key> {
                 input.parse::<syn::Expr>()?;
                 cx.error_spanned_by(
                     &name,
-                    format!("unknown key attribute, expected {}", one_of(&[MAX_PART_LEN, PREVIOUS])),
+                    format!(
+                        "unknown key attribute, expected {}",
+                        one_of(&[MAX_PART_LEN, SECRET, PREVIOUS])
+                    ),
                 );
             }
         }

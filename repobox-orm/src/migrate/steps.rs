@@ -132,7 +132,7 @@ impl Step {
     /// entries (their members become ids of the key, and an index with a
     /// previous template loses the entity's entry there) and its TTL: in one
     /// script where the keys share a slot, in ordered steps where a cluster
-    /// splits them (see the README's "Changing your data"). The application
+    /// splits them (see [changing your data](crate::guide::migrations)). The application
     /// keeps reading and writing meanwhile: reads find an entity under
     /// either key, and a write moves it first.
     ///

@@ -184,6 +184,16 @@ impl Queue {
     /// on one server only, like `read_first_with`. A finishing write that
     /// finds its conditions' bytes changed goes on as `update_if_and_ack`
     /// does, after the read.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKeyPart`](crate::Error::InvalidKeyPart) for a finishing id that is not one of
+    /// `E`'s, before any I/O. A refused finishing write (`Conflict`, `NotFound`) is in
+    /// [`Taken::finished`], not an `Err`. Otherwise as every write:
+    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection failed
+    /// after the script was sent (deliveries it made stay pending and come again), [`Error::ReadOnly`](crate::Error::ReadOnly),
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory), [`Error::Timeout`](crate::Error::Timeout),
+    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
     pub async fn take<E: RedisEntity, C: ConnectionLike + Send>(
         conn: &mut C,
         queues: &[&Queue],

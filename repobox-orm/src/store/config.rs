@@ -147,7 +147,7 @@ impl StoreConfig {
 
     /// How long a command may wait for its reply (`None`: forever). A command
     /// that times out fails with [`Error::Timeout`](crate::Error::Timeout) and the connection is replaced.
-    /// It also bounds every call as a resend_on_ask: see [`call_bound`](Self::call_bound).
+    /// It is part of every call's deadline: see [`call_bound`](Self::call_bound).
     pub fn response_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.response_timeout = timeout;
         self

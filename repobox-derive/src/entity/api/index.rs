@@ -28,13 +28,14 @@ pub(super) fn index_fns(shape: &Shape<'_>, index: &IndexShape<'_>, body: Body) -
         ShapeKind::Unique => "unique",
     };
     let read_errors = errors(
-        "`Err(InvalidKeyPart)` for a bad key part, before any I/O. An entity that does not decode is in the \
-         listing's `errors`, not an `Err`; `Err(BadIndexMember)` there too for a member that is no id. ",
+        "`Err(InvalidKeyPart)` for a bad key part, and `Err(InvalidArgument)` for a page whose offset is past \
+         `i64::MAX` or whose score bound is NaN, before any I/O. An entity that does not decode is in the \
+         listing's `errors`, not an `Err`; a `BadIndexMember` there too for a member that is no id. ",
         Calls::Read,
     );
     let unique_errors = errors(
         "`Err(InvalidKeyPart)` for a bad key part, before any I/O; `Err(Decode)` or `Err(Decrypt)` when the \
-         owner's hash does not decode. ",
+         owner's hash does not decode; `Err(BadIndexMember)` when the index key holds a value that is no id. ",
         Calls::Read,
     );
     let count_fn = || {

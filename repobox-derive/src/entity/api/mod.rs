@@ -188,7 +188,7 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
     };
     let co_located = shape.co_located;
     let errs_create = errors(
-        "`Err(AlreadyExists)` when the key exists, `Err(UniqueViolation)` when another entity holds a unique value; nothing is written then. `Err(Encode)` or `Err(InvalidKeyPart)` when a field cannot be stored or a key part is bad, before any I/O. ",
+        "`Err(AlreadyExists)` when the key exists, `Err(UniqueViolation)` when another entity holds a unique value; nothing is written then. `Err(Contention)` when other writers kept moving its index entries (16 attempts), nothing written. `Err(Encode)` or `Err(InvalidKeyPart)` when a field cannot be stored or a key part is bad, before any I/O. ",
         Calls::Write,
     );
     let errs_save = errors(
@@ -196,15 +196,15 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
         Calls::Write,
     );
     let errs_create_and_append = errors(
-        "`Err(AlreadyExists)`, `Err(UniqueViolation)`: nothing written or appended. `Err(Encode)` or `Err(InvalidKeyPart)` when a field cannot be stored or a key part is bad, before any I/O. ",
+        "`Err(AlreadyExists)`, `Err(UniqueViolation)` or `Err(Contention)`: nothing written or appended. `Err(Encode)` or `Err(InvalidKeyPart)` when a field cannot be stored or a key part is bad, before any I/O. ",
         Calls::Write,
     );
     let errs_create_and_append_many = errors(
-        "`Err(InvalidArgument)` when `entries` and `entities` differ in length; each entity's own refusal is in its place in the answer. `Err(Encode)` or `Err(InvalidKeyPart)` when a field cannot be stored or a key part is bad, before any I/O. ",
+        "`Err(InvalidArgument)` when `entries` and `entities` differ in length, before any I/O. Each entity's own refusal (`AlreadyExists`, `UniqueViolation`, `Contention`, `Encode`, `InvalidKeyPart`) is in its place in the answer, with nothing of it written or appended. ",
         Calls::Write,
     );
     let errs_create_many = errors(
-        "Each entity's own refusal (`AlreadyExists`, `UniqueViolation`, `Encode`, `InvalidKeyPart`) is in its place in the answer; the call itself fails only as every write can. ",
+        "Each entity's own refusal (`AlreadyExists`, `UniqueViolation`, `Contention`, `Encode`, `InvalidKeyPart`) is in its place in the answer, nothing of it written; the call itself fails only as every write can. ",
         Calls::Write,
     );
     let errs_save_many = errors(
@@ -252,7 +252,7 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
         Calls::Read,
     );
     let errs_delete_many = errors(
-        "`Err(InvalidKeyPart)` for a bad key part of any id, before any I/O (nothing deleted); `Err(Contention)` when other writers kept moving an entity's index entries. ",
+        "`Err(InvalidKeyPart)` for a bad key part of any id, before any I/O (nothing deleted). One entity's `Err(WrongType)` or `Err(Contention)` fails the whole call, possibly after the other entities of its pipeline were deleted: read them again before retrying. ",
         Calls::Write,
     );
     let mut items = vec![
