@@ -189,7 +189,13 @@ fn main() {
         let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
         let hand_ids: Vec<String> = hand_jobs.iter().map(|j| j.id.clone()).collect();
         let r = measure(c, 1, async |mut c: MultiplexedConnection, _| {
-            assert!(Job::delete_many(&mut c, &ids).await.unwrap().iter().all(|d| *d))
+            assert!(
+                Job::delete_many(&mut c, &ids)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .all(|d| matches!(d, Ok(true)))
+            )
         })
         .await;
         let h = measure(c, 1, async |mut c: MultiplexedConnection, _| {

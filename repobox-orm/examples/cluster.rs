@@ -47,7 +47,7 @@ async fn main() -> repobox_orm::Result<()> {
     let read = Repo::get_many(&mut store, &ids).await?;
     println!("read back {} of {}", read.items.iter().flatten().count(), repos.len());
     let deleted = Repo::delete_many(&mut store, &ids).await?;
-    println!("deleted {}", deleted.iter().filter(|d| **d).count());
+    println!("deleted {}", deleted.iter().filter(|d| matches!(d, Ok(true))).count());
     store.close().await;
     Ok(())
 }

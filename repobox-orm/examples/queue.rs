@@ -68,7 +68,9 @@ async fn main() -> repobox_orm::Result<()> {
 
     // Clean up what this run wrote.
     let ids: Vec<String> = (0..JOBS).map(|n| format!("{run}-{n}")).collect();
-    Job::delete_many(&mut conn, &ids).await?;
+    for deleted in Job::delete_many(&mut conn, &ids).await? {
+        deleted?;
+    }
     repobox_orm::redis::cmd("DEL")
         .arg(queue.stream())
         .query_async::<()>(&mut conn)

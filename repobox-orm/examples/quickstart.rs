@@ -66,7 +66,7 @@ async fn main() -> repobox_orm::Result<()> {
     println!("ann has {} jobs", Job::count_by_user_id(&mut store, "ann").await?);
 
     let deleted = Job::delete_many(&mut store, &["job-0", "job-1", "job-2"]).await?;
-    println!("deleted {}", deleted.iter().filter(|d| **d).count());
+    println!("deleted {}", deleted.iter().filter(|d| matches!(d, Ok(true))).count());
     store.close().await;
     Ok(())
 }

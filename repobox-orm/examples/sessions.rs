@@ -49,7 +49,7 @@ async fn main() -> repobox_orm::Result<()> {
 
     // Log out everywhere.
     let ended = Session::delete_many(&mut store, &ids).await?;
-    println!("ended {}", ended.iter().filter(|d| **d).count());
+    println!("ended {}", ended.iter().filter(|d| matches!(d, Ok(true))).count());
     assert!(Session::by_user_id(&mut store, &user).await?.items.is_empty());
     store.close().await;
     Ok(())

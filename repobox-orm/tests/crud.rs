@@ -418,6 +418,9 @@ async fn multi_placeholder_hash_tagged_keys(mut conn: Store) {
     assert_eq!(
         Cache::delete_many(&mut conn, &[("u1", "github"), ("u1", "gitlab")])
             .await
+            .unwrap()
+            .into_iter()
+            .collect::<Result<Vec<bool>, _>>()
             .unwrap(),
         [true, false]
     );
@@ -994,7 +997,12 @@ async fn bulk_calls_pipeline_in_chunks_and_report_per_entity(conn: Store) {
     let mut conn = CountingConnection::new(conn);
     Task::create(&mut conn, &task("warm", "x", 0)).await.unwrap();
     assert!(!Task::delete(&mut conn, "absent").await.unwrap());
-    let absent = Task::delete_many(&mut conn, &["absent-1", "absent-2"]).await.unwrap();
+    let absent = Task::delete_many(&mut conn, &["absent-1", "absent-2"])
+        .await
+        .unwrap()
+        .into_iter()
+        .collect::<Result<Vec<bool>, _>>()
+        .unwrap();
     assert_eq!(absent, [false, false]);
     let warm = [task("warm-1", "x", 0), task("warm-2", "x", 0)];
     assert!(
@@ -1061,7 +1069,12 @@ async fn bulk_calls_pipeline_in_chunks_and_report_per_entity(conn: Store) {
     if !cluster {
         reset_stats(conn.inner_mut()).await;
     }
-    let deleted = Task::delete_many(&mut conn, &ids).await.unwrap();
+    let deleted = Task::delete_many(&mut conn, &ids)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect::<Result<Vec<bool>, _>>()
+        .unwrap();
     // On a cluster, their keys are in several slots: a lookup per chunk,
     // then per chunk the hashes and the last steps (the absent one has none).
     assert_eq!(conn.take(), trips(6, 8), "a lookup and a delete per 500 entities");

@@ -573,7 +573,7 @@ async fn scripts_flushed_every_few_milliseconds_fail_no_call() {
             assert!(saved.iter().all(Result::is_ok), "{saved:?}");
             let ids: Vec<String> = many.iter().map(|m| m.id.clone()).collect();
             let deleted = Item::delete_many(&mut conn, &ids).await.unwrap();
-            assert!(deleted.iter().all(|d| *d));
+            assert!(deleted.iter().all(|d| matches!(d, Ok(true))), "{deleted:?}");
         }
         assert!(Item::delete(&mut conn, i.to_string().as_str()).await.unwrap());
     }

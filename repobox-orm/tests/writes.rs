@@ -770,7 +770,12 @@ async fn delete_many_answers_per_entity_within_one_call() {
     let mut conn = server.connection().await;
     Task::create(&mut conn, &task("warm", "x", 0)).await.unwrap();
     assert_eq!(
-        Task::delete_many(&mut conn, &["warm", "absent"]).await.unwrap(),
+        Task::delete_many(&mut conn, &["warm", "absent"])
+            .await
+            .unwrap()
+            .into_iter()
+            .collect::<Result<Vec<bool>, _>>()
+            .unwrap(),
         [true, false]
     );
     assert!(!Task::delete(&mut conn, "absent").await.unwrap());
@@ -781,7 +786,12 @@ async fn delete_many_answers_per_entity_within_one_call() {
     // answer in the call is stale, and it goes again on its own.
     let moved = moved_by_another_client("m", "ann", "bob", 2);
     let mut racing = RaceBeforeScript::new(&conn, moved);
-    let deleted = Task::delete_many(&mut racing, &["a", "nope", "m", "b"]).await.unwrap();
+    let deleted = Task::delete_many(&mut racing, &["a", "nope", "m", "b"])
+        .await
+        .unwrap()
+        .into_iter()
+        .collect::<Result<Vec<bool>, _>>()
+        .unwrap();
     assert_eq!(deleted, [true, false, true, true]);
     assert_eq!(
         racing.inner.take(),
@@ -806,8 +816,11 @@ async fn delete_many_answers_per_entity_within_one_call() {
     let _: () = conn.del("tasks:status:running").await.unwrap();
     let _: () = conn.set("tasks:status:running", "clobbered").await.unwrap();
     let before = (dump(&mut conn, "task:c").await, dump(&mut conn, "tasks:owner:cy").await);
-    let err = Task::delete_many(&mut conn, &["c", "d"]).await.unwrap_err();
+    let mut answers = Task::delete_many(&mut conn, &["c", "d"]).await.unwrap().into_iter();
+    let err = answers.next().unwrap().unwrap_err();
+    assert!(matches!(err, Error::WrongType { .. }), "{err}");
     assert!(err.to_string().contains("tasks:status:running"), "{err}");
+    assert!(answers.next().unwrap().unwrap(), "d is deleted, and says so");
     assert_eq!(Task::get(&mut conn, "c").await.unwrap(), Some(running("c")));
     assert_eq!(Task::get(&mut conn, "d").await.unwrap(), None);
     let members: Vec<String> = conn.zrange("tasks:owner:cy", 0, -1).await.unwrap();

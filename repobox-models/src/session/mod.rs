@@ -284,6 +284,7 @@ impl Session {
             .map(|s| s.id)
             .collect();
         let deleted = Session::delete_many(conn, &ids).await?;
+        let deleted = deleted.into_iter().collect::<repobox_orm::Result<Vec<bool>>>()?;
         Ok(deleted.into_iter().filter(|d| *d).count())
     }
 }

@@ -287,7 +287,7 @@ pub async fn delete_many<'k, E, C, K, const N: usize>(
     conn: &mut C,
     ids: &'k [K],
     parts: impl Fn(&'k K) -> [Cow<'k, str>; N],
-) -> Result<Vec<bool>>
+) -> Result<Vec<Result<bool>>>
 where
     E: RedisEntity,
     C: ConnectionLike + Send,

@@ -252,7 +252,7 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
         Calls::Read,
     );
     let errs_delete_many = errors(
-        "`Err(InvalidKeyPart)` for a bad key part of any id, before any I/O (nothing deleted). One entity's `Err(WrongType)` or `Err(Contention)` fails the whole call, possibly after the other entities of its pipeline were deleted: read them again before retrying. ",
+        "`Err(InvalidKeyPart)` for a bad key part of any id, before any I/O (nothing deleted). Each entity's own refusal (`WrongType`, `Contention`) is in its place in the answer, nothing of it deleted; the call itself fails only as every write can. ",
         Calls::Write,
     );
     let mut items = vec![
@@ -381,13 +381,14 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
         items.push(f(
             quote! {
                 /// Deletes many entities, each atomically with its index entries, in
-                /// pipelined chunks; `true` where one existed. An id is what `delete`
-                /// takes: its key part, or a tuple of them.
+                /// pipelined chunks; per entity `true` where one existed, or why it was
+                /// not deleted (then nothing of it was). An id is what `delete` takes:
+                /// its key part, or a tuple of them.
                 #errs_delete_many
                 pub async fn #delete_many<#conn, #(#id_generics),*>(
                     conn: &mut __C,
                     ids: &[#id_type],
-                ) -> #r<::std::vec::Vec<::core::primitive::bool>>
+                ) -> #r<::std::vec::Vec<#r<::core::primitive::bool>>>
             },
             quote!(#p::delete_many::<Self, __C, _, _>(conn, ids, #id_parts).await),
         ));

@@ -278,22 +278,23 @@ async fn upsert_many<E: RedisEntity, C: ConnectionLike + Send>(
         .collect())
 }
 
-/// Deletes many entities, each atomically with its index entries; `true`
-/// where one existed. Every target is checked before any I/O.
+/// Deletes many entities, each atomically with its index entries; per
+/// entity `true` where one existed, or why it was not deleted (then
+/// nothing of it was). Every target is checked before any I/O.
 pub(crate) async fn delete_many<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     targets: &[Target],
-) -> Result<Vec<bool>> {
+) -> Result<Vec<Result<bool>>> {
     let fields = FieldWriter::default();
     let plans = targets
         .iter()
         .map(|t| WritePlan::new::<E>(Mode::Delete, t, &fields, None))
         .collect();
-    route::run(conn, plans)
+    Ok(route::run(conn, plans)
         .await?
         .into_iter()
         .map(|r| r.map(|o| matches!(o, Outcome::Done(_))))
-        .collect()
+        .collect())
 }
 
 /// Creates many entities, each atomically with its indexes and TTL.
