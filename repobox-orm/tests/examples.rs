@@ -86,6 +86,9 @@ fn the_cluster_example_runs_on_a_cluster() {
     assert!(out.contains(r#"ann: ["repo-4", "repo-3"]"#), "{out}");
     assert!(out.contains("read back 15 of 15"), "{out}");
     assert!(out.contains("deleted 15"), "{out}");
+    for node in cluster.nodes() {
+        assert_eq!(keys(node), Vec::<String>::new(), "left on {}", node.url());
+    }
 }
 
 #[test]

@@ -44,6 +44,7 @@ impl IntoEndpoint for ConnectionInfo {
 
 impl IntoEndpoint for &str {
     fn into_endpoint(self) -> Result<Endpoint> {
+        refuse_without_features(self, cfg!(feature = "tls"), cfg!(feature = "cluster"))?;
         match cluster_nodes(self)? {
             Some(nodes) => Ok(Endpoint::Cluster(nodes)),
             None => Ok(Endpoint::Server(self.into_connection_info()?)),
@@ -61,6 +62,24 @@ impl IntoEndpoint for String {
     fn into_endpoint(self) -> Result<Endpoint> {
         self.as_str().into_endpoint()
     }
+}
+
+/// Refuses, by its scheme alone (the URL may hold a password), a URL this
+/// build cannot serve: TLS without the `tls` feature, a cluster without the
+/// `cluster` feature (`tls` and `cluster`: whether the build has them).
+fn refuse_without_features(url: &str, tls: bool, cluster: bool) -> Result<()> {
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    let needs = |feature: &str, what: &str| Error::InvalidArgument {
+        name: "Redis URL",
+        reason: format!("a `{scheme}://` URL ({what}) needs repobox-orm's `{feature}` feature"),
+    };
+    if !tls && matches!(scheme, "rediss" | "rediss+cluster" | "valkeys") {
+        return Err(needs("tls", "TLS"));
+    }
+    if !cluster && matches!(scheme, "redis+cluster" | "rediss+cluster") {
+        return Err(needs("cluster", "a Redis Cluster"));
+    }
+    Ok(())
 }
 
 fn invalid(reason: impl Into<String>) -> Error {
@@ -119,6 +138,26 @@ fn cluster_nodes(url: &str) -> Result<Option<Vec<ConnectionInfo>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_a_build_cannot_serve_are_refused_by_scheme_without_their_password() {
+        let refused = |url: &str, tls: bool, cluster: bool| match refuse_without_features(url, tls, cluster) {
+            Err(e) => e.to_string(),
+            Ok(()) => String::new(),
+        };
+        let tls = refused("rediss://:hunter2@h:6380", false, true);
+        assert!(tls.contains("`tls` feature") && !tls.contains("hunter2"), "{tls}");
+        let cluster = refused("redis+cluster://:hunter2@a:1,b:2", true, false);
+        assert!(
+            cluster.contains("`cluster` feature") && !cluster.contains("hunter2"),
+            "{cluster}"
+        );
+        assert!(refused("rediss+cluster://a:1", true, false).contains("`cluster` feature"));
+        assert!(refused("rediss+cluster://a:1", false, true).contains("`tls` feature"));
+        assert_eq!(refused("redis://h:6379", false, false), "");
+        assert_eq!(refused("rediss://h:6380", true, false), "");
+        assert_eq!(refused("redis+cluster://a:1", false, true), "");
+    }
 
     fn nodes(url: &str) -> Vec<String> {
         match url.into_endpoint().unwrap() {
