@@ -9,6 +9,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Messages name the Redis key (and field, where there is one) so that a log
 /// line is enough to find the bad data.
+///
+/// # Errors of every call
+///
+/// Besides what each call documents, every call that talks to Redis can
+/// fail with [`Error::Timeout`] (no answer within the store's call bound),
+/// [`Error::Closed`] (the store was closed) or [`Error::Redis`] (the
+/// connection failed, or the server answered with an error). A write can
+/// also fail with [`Error::WriteOutcomeUnknown`] when its connection failed
+/// after the command was sent (it may have run: read before trying again),
+/// and with [`Error::ReadOnly`] or [`Error::OutOfMemory`] when the server
+/// refused it (it did not run).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

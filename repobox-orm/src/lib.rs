@@ -51,13 +51,8 @@ pub mod script {
     /// # Errors
     ///
     /// [`Error::WrongType`](crate::Error::WrongType) when the shared `refused_as_other_type`
-    /// refused a key; otherwise as the script answers, and Fails as every write to Redis can:
-    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
-    /// failed after the command was sent (it may have run),
-    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
-    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
-    /// not run), [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
+    /// refused a key; otherwise as the script answers, and as every write to Redis:
+    /// see [`Error`](crate::Error#errors-of-every-call).
     pub async fn invoke<T: FromRedisValue, C: ConnectionLike + Send>(
         conn: &mut C,
         script: &Script,
@@ -98,13 +93,8 @@ pub mod script {
     /// # Errors
     ///
     /// Only when the pipeline as a whole fails (the server's error for one command is its
-    /// reply, in its place). Fails as every write to Redis can:
-    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
-    /// failed after the command was sent (it may have run),
-    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
-    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
-    /// not run), [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
+    /// reply, in its place), as every write to Redis can: see
+    /// [`Error`](crate::Error#errors-of-every-call).
     pub async fn pipeline<C: ConnectionLike + Send>(conn: &mut C, script: &Script, cmds: &[Cmd]) -> Result<Vec<Value>> {
         let mut replies = crate::engine::pipeline::query(conn, cmds).await?;
         crate::engine::pipeline::resend_unknown(

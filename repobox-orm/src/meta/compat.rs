@@ -99,8 +99,7 @@ fn compare_as_is(out: &mut Vec<Change>, at: &str, old: &Value, new: &Value) {
 ///
 /// # Errors
 ///
-/// A message naming the first place where `schema` does not have the shape `repobox
-/// schema` prints.
+/// A message naming the first place where `schema` does not have that shape.
 pub fn validate(schema: &Value) -> std::result::Result<(), String> {
     let models = schema["models"].as_array().ok_or("`models` is not a list")?;
     for (m, model) in models.iter().enumerate() {

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 pub mod compat;
 mod key;
+mod key_part;
 
-pub use key::{DEFAULT_MAX_KEY_PART_LEN, KeyTemplate, Segment, validate_key_part};
+pub use key::{DEFAULT_MAX_KEY_PART_LEN, KeyTemplate, Segment};
+pub use key_part::validate_key_part;
 
 /// Everything the engine knows about an entity type.
 #[derive(Debug)]

@@ -21,13 +21,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every write to Redis can:
-    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
-    /// failed after the command was sent (it may have run),
-    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
-    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
-    /// not run), [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
+    /// Fails as every write to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn pause<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<bool> {
         let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(conn).await?;
         let at = secs.saturating_mul(1000).saturating_add(micros / 1000);
@@ -44,13 +38,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every write to Redis can:
-    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
-    /// failed after the command was sent (it may have run),
-    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
-    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
-    /// not run), [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
+    /// Fails as every write to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn resume<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<bool> {
         let removed: i64 = redis::cmd("DEL").arg(self.paused_key()).query_async(conn).await?;
         Ok(removed > 0)
@@ -62,9 +50,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
-    /// connection failed, or the server answered with an error).
+    /// Fails as every call to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn paused_since<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<Option<i64>> {
         let value: Option<Vec<u8>> = match redis::cmd("GET").arg(self.paused_key()).query_async(conn).await {
             Ok(v) => v,
@@ -82,9 +68,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
-    /// connection failed, or the server answered with an error).
+    /// Fails as every call to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn waiting<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<u64> {
         let reply: redis::streams::StreamInfoGroupsReply = redis::cmd("XINFO")
             .arg("GROUPS")

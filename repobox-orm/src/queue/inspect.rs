@@ -13,9 +13,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
-    /// connection failed, or the server answered with an error).
+    /// Fails as every call to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn pending<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<Pending> {
         let mut pipe = redis::pipe();
         pipe.cmd("XPENDING").arg(&self.stream).arg(&self.group);
@@ -49,9 +47,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
-    /// connection failed, or the server answered with an error).
+    /// Fails as every call to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn pending_entries<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -84,9 +80,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
-    /// connection failed, or the server answered with an error).
+    /// Fails as every call to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn consumers<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<Vec<Consumer>> {
         let reply: StreamInfoConsumersReply = redis::cmd("XINFO")
             .arg("CONSUMERS")
@@ -109,9 +103,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
-    /// connection failed, or the server answered with an error).
+    /// Fails as every call to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn len<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<u64> {
         Ok(redis::cmd("XLEN").arg(&self.stream).query_async(conn).await?)
     }
@@ -120,9 +112,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
-    /// connection failed, or the server answered with an error).
+    /// Fails as every call to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn entries<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -136,9 +126,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
-    /// connection failed, or the server answered with an error).
+    /// Fails as every call to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn dead_letters<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -153,13 +141,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every write to Redis can:
-    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
-    /// failed after the command was sent (it may have run),
-    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
-    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
-    /// not run), [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
+    /// Fails as every write to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn delete_dead<C: ConnectionLike + Send, S: AsRef<str>>(&self, conn: &mut C, ids: &[S]) -> Result<u64> {
         if ids.is_empty() {
             return Ok(0);
@@ -176,9 +158,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
-    /// connection failed, or the server answered with an error).
+    /// Fails as every call to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn dead_len<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<u64> {
         Ok(redis::cmd("XLEN").arg(&self.dead).query_async(conn).await?)
     }

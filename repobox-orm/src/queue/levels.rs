@@ -31,13 +31,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every write to Redis can:
-    /// [`Error::WriteOutcomeUnknown`] when the connection
-    /// failed after the command was sent (it may have run),
-    /// [`Error::ReadOnly`] or
-    /// [`Error::OutOfMemory`] when the server refused it (it did
-    /// not run), [`Error::Timeout`],
-    /// [`Error::Closed`] or [`Error::Redis`].
+    /// Fails as every write to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn read_first<C: ConnectionLike + Send>(
         conn: &mut C,
         queues: &[&Queue],
@@ -57,13 +51,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every write to Redis can:
-    /// [`Error::WriteOutcomeUnknown`] when the connection
-    /// failed after the command was sent (it may have run),
-    /// [`Error::ReadOnly`] or
-    /// [`Error::OutOfMemory`] when the server refused it (it did
-    /// not run), [`Error::Timeout`],
-    /// [`Error::Closed`] or [`Error::Redis`].
+    /// Fails as every write to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn read_first_with<E: RedisEntity, C: ConnectionLike + Send>(
         conn: &mut C,
         queues: &[&Queue],

@@ -83,9 +83,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
-    /// connection failed, or the server answered with an error).
+    /// Fails as every call to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn count_finished<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -136,9 +134,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
-    /// connection failed, or the server answered with an error).
+    /// Fails as every call to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn metrics<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -182,13 +178,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every write to Redis can:
-    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
-    /// failed after the command was sent (it may have run),
-    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
-    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
-    /// not run), [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
+    /// Fails as every write to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn trim_metrics<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,

@@ -36,13 +36,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every write to Redis can:
-    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
-    /// failed after the command was sent (it may have run),
-    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
-    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
-    /// not run), [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
+    /// Fails as every write to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn sweep_outbox<C: ConnectionLike + Send>(&self, conn: &mut C, grace: Duration) -> Result<OutboxSweep> {
         let outbox = key(self.stream());
         let held: Vec<(String, String)> = redis::cmd("HGETALL").arg(&outbox).query_async(conn).await?;

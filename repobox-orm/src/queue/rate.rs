@@ -92,13 +92,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every write to Redis can:
-    /// [`Error::WriteOutcomeUnknown`] when the connection
-    /// failed after the command was sent (it may have run),
-    /// [`Error::ReadOnly`] or
-    /// [`Error::OutOfMemory`] when the server refused it (it did
-    /// not run), [`Error::Timeout`],
-    /// [`Error::Closed`] or [`Error::Redis`].
+    /// Fails as every write to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn acquire_starts<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -135,13 +129,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every write to Redis can:
-    /// [`Error::WriteOutcomeUnknown`] when the connection
-    /// failed after the command was sent (it may have run),
-    /// [`Error::ReadOnly`] or
-    /// [`Error::OutOfMemory`] when the server refused it (it did
-    /// not run), [`Error::Timeout`],
-    /// [`Error::Closed`] or [`Error::Redis`].
+    /// Fails as every write to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn settle_starts<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,

@@ -27,13 +27,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every write to Redis can:
-    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
-    /// failed after the command was sent (it may have run),
-    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
-    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
-    /// not run), [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
+    /// Fails as every write to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn hand_back<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -78,13 +72,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every write to Redis can:
-    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
-    /// failed after the command was sent (it may have run),
-    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
-    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
-    /// not run), [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
+    /// Fails as every write to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn claim_stalled<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -172,13 +160,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every write to Redis can:
-    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
-    /// failed after the command was sent (it may have run),
-    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
-    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
-    /// not run), [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
+    /// Fails as every write to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn touch<C: ConnectionLike + Send, S: AsRef<str>>(
         &self,
         conn: &mut C,

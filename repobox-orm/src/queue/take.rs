@@ -189,11 +189,9 @@ impl Queue {
     ///
     /// [`Error::InvalidKeyPart`](crate::Error::InvalidKeyPart) for a finishing id that is not one of
     /// `E`'s, before any I/O. A refused finishing write (`Conflict`, `NotFound`) is in
-    /// [`Taken::finished`], not an `Err`. Otherwise as every write:
-    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection failed
-    /// after the script was sent (deliveries it made stay pending and come again), [`Error::ReadOnly`](crate::Error::ReadOnly),
-    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory), [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
+    /// [`Taken::finished`], not an `Err`. Otherwise as every write to Redis (see
+    /// [`Error`](crate::Error#errors-of-every-call)); deliveries a script whose outcome is
+    /// unknown made stay pending and come again.
     pub async fn take<E: RedisEntity, C: ConnectionLike + Send>(
         conn: &mut C,
         queues: &[&Queue],

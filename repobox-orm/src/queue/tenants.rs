@@ -80,13 +80,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every write to Redis can:
-    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
-    /// failed after the command was sent (it may have run),
-    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
-    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
-    /// not run), [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
+    /// Fails as every write to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn acquire_slot<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -118,13 +112,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every write to Redis can:
-    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
-    /// failed after the command was sent (it may have run),
-    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
-    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
-    /// not run), [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
+    /// Fails as every write to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn renew_slot<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -143,13 +131,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every write to Redis can:
-    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
-    /// failed after the command was sent (it may have run),
-    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
-    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
-    /// not run), [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
+    /// Fails as every write to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn release_slot<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -168,13 +150,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every write to Redis can:
-    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
-    /// failed after the command was sent (it may have run),
-    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
-    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
-    /// not run), [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
+    /// Fails as every write to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn unpark<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -211,9 +187,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
-    /// connection failed, or the server answered with an error).
+    /// Fails as every call to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn parked<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<u64> {
         let tenants: Vec<String> = redis::cmd("ZRANGE")
             .arg(self.parked_tenants_key())
@@ -238,13 +212,7 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// Fails as every write to Redis can:
-    /// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
-    /// failed after the command was sent (it may have run),
-    /// [`Error::ReadOnly`](crate::Error::ReadOnly) or
-    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
-    /// not run), [`Error::Timeout`](crate::Error::Timeout),
-    /// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
+    /// Fails as every write to Redis can: see [`Error`](crate::Error#errors-of-every-call).
     pub async fn unpark_all<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,

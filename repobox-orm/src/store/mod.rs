@@ -3,7 +3,7 @@
 //! A cheap-to-clone handle over one redis-rs multiplexed connection that it
 //! re-creates with backoff when the server goes away, drops on `READONLY`
 //! (a primary demoted to replica), times out at a configured bound, and
-//! closes gracefully. It implements [`ConnectionLike`], so every generated
+//! closes gracefully. It implements [`ConnectionLike`](redis::aio::ConnectionLike), so every generated
 //! call takes it.
 //!
 //! Retries never apply a write twice: a read whose connection failed is
@@ -33,6 +33,8 @@
 //! - `signal`: the store's own outcomes, carried typed through `RedisError`.
 
 mod backend;
+mod build;
+mod call;
 mod classify;
 mod config;
 mod connection;
@@ -51,23 +53,22 @@ use std::time::Duration;
 
 #[cfg(feature = "cluster")]
 use redis::IntoConnectionInfo;
-use redis::aio::ConnectionLike;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-use self::backend::{Client, Conn};
-use self::classify::{Replies, command_name, is_connection_failure, is_read_command, not_run};
+use self::backend::Client;
+#[cfg(feature = "cluster")]
+use self::build::cluster_client;
+use self::build::single_client;
 #[cfg(feature = "tls")]
 pub use self::config::TlsConfig;
 pub use self::config::{Backoff, StoreConfig};
-use self::connection::{InFlight, Inner};
+use self::connection::Inner;
 pub use self::endpoint::{Endpoint, IntoEndpoint};
-use self::signal::StoreSignal;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The Redis client of repobox: one server (`redis://`), TLS (`rediss://`)
 /// or a Redis Cluster (`redis+cluster://`), lazily connected, reconnecting,
 /// closable. Every generated call and any redis-rs command runs on it (it
-/// is a [`ConnectionLike`]).
+/// is a [`ConnectionLike`](redis::aio::ConnectionLike)).
 ///
 /// What it adds over a redis-rs connection:
 ///
@@ -75,19 +76,19 @@ use crate::error::{Error, Result};
 ///   or restarted, a dropped socket, a failover) connects again with
 ///   [`Backoff`] (jittered, bounded attempts) instead of failing every call
 ///   until someone rebuilds the client.
-/// - **Deadlines.** Every call completes or fails with [`Error::Timeout`]
+/// - **Deadlines.** Every call completes or fails with [`Error::Timeout`](crate::Error::Timeout)
 ///   within [`StoreConfig::call_bound`]: connect timeout, response timeout
 ///   and backoff included; a hung server never hangs a caller.
 /// - **Honest write outcomes.** A read whose connection failed is sent
 ///   again; a write whose connection failed *after* it was sent is never
-///   re-sent blindly: it is [`Error::WriteOutcomeUnknown`], so the caller
+///   re-sent blindly: it is [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown), so the caller
 ///   reads before trying again. A write refused by a demoted primary is
-///   [`Error::ReadOnly`], nothing applied.
+///   [`Error::ReadOnly`](crate::Error::ReadOnly), nothing applied.
 /// - **Clusters** (feature `cluster`): redirects followed, pipelines split
 ///   per slot, transactions across slots refused unsent, `SCAN` over every
 ///   primary, and a call re-sent while the cluster settles after a failover.
 /// - **Shutdown.** [`close`](Self::close) waits for calls in flight, then
-///   refuses new ones with [`Error::Closed`].
+///   refuses new ones with [`Error::Closed`](crate::Error::Closed).
 ///
 /// Clones share one multiplexed connection; [`dedicated`](Self::dedicated)
 /// gives blocking reads a connection of their own. The [failure
@@ -166,7 +167,7 @@ impl Store {
             }
             #[cfg(not(feature = "cluster"))]
             Endpoint::Cluster(_) => {
-                return Err(Error::InvalidArgument {
+                return Err(crate::Error::InvalidArgument {
                     name: "cluster URL",
                     reason: "a Redis Cluster needs repobox-orm's `cluster` feature".into(),
                 });
@@ -271,7 +272,7 @@ impl Store {
         self.inner.closed.load(Ordering::SeqCst)
     }
 
-    /// Closes the store: later calls fail with [`Error::Closed`] without
+    /// Closes the store: later calls fail with [`Error::Closed`](crate::Error::Closed) without
     /// touching the network; commands in flight get up to the configured
     /// close timeout to finish, then the connection is dropped.
     pub async fn close(&self) {
@@ -296,182 +297,4 @@ impl Store {
         inner.drop_connection();
         tracing::info!(target: "repobox::store", "closed");
     }
-
-    /// Runs one call within the config's [`call_bound`](StoreConfig::call_bound).
-    async fn run<'a, T: Replies, F>(&'a self, read_only: bool, resend_on_ask: bool, op: F) -> redis::RedisResult<T>
-    where
-        F: Fn(Conn) -> RedisFuture<'a, T>,
-    {
-        let inner = &self.inner;
-        if inner.closed.load(Ordering::SeqCst) {
-            return Err(StoreSignal::Closed.into());
-        }
-        let _guard = InFlight::enter(inner);
-        let bound = inner.config.call_bound().map(|b| match inner.client {
-            #[cfg(feature = "cluster")]
-            Client::Cluster(_) => b.saturating_add(inner.config.cluster_wait),
-            Client::Single(_) => b,
-        });
-        match bound {
-            None => self.attempts(read_only, resend_on_ask, op).await,
-            Some(bound) => match tokio::time::timeout(bound, self.attempts(read_only, resend_on_ask, op)).await {
-                Ok(result) => result,
-                Err(_) => {
-                    tracing::warn!(target: "repobox::store", bound_ms = config::ms(bound), "a call ran out of its time");
-                    Err(StoreSignal::Timeout(bound).into())
-                }
-            },
-        }
-    }
-
-    async fn attempts<'a, T: Replies, F>(&'a self, read_only: bool, resend_on_ask: bool, op: F) -> redis::RedisResult<T>
-    where
-        F: Fn(Conn) -> RedisFuture<'a, T>,
-    {
-        let inner = &self.inner;
-        let mut attempt = 0;
-        // When the cluster first said it did not run the command.
-        let mut refused_since: Option<tokio::time::Instant> = None;
-        loop {
-            let live = inner.connection().await.map_err(into_redis_error)?;
-            let reply = match inner.config.response_timeout {
-                Some(limit) => match tokio::time::timeout(limit, op(live.conn.clone())).await {
-                    Ok(reply) => reply,
-                    Err(_) => {
-                        inner.invalidate(live.generation, "response timeout");
-                        return Err(StoreSignal::Timeout(limit).into());
-                    }
-                },
-                None => op(live.conn.clone()).await,
-            };
-            let err = match reply {
-                // Server errors arrive as values; READONLY among them means a failover.
-                Ok(value) => match value.read_only_error() {
-                    Some(detail) => {
-                        inner.invalidate(live.generation, "READONLY: the server is a replica");
-                        return Err(StoreSignal::ReadOnly(detail).into());
-                    }
-                    None => return Ok(value),
-                },
-                Err(err) => err,
-            };
-            // The store's own verdict (an outcome a redirect left unknown).
-            if StoreSignal::of(&err).is_some() {
-                return Err(err);
-            }
-            if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) {
-                inner.invalidate(live.generation, "READONLY: the server is a replica");
-                return Err(StoreSignal::ReadOnly(err.to_string()).into());
-            }
-            // A cluster's redirect, or a node that refused the connection:
-            // the command did not run, so it goes again once the client has
-            // had time to learn the new slot map.
-            // The budget is time: long enough for a failover or a young
-            // cluster to settle (`cluster_wait`).
-            if live.conn.is_cluster() && not_run(&err, resend_on_ask) {
-                attempt += 1;
-                let since = *refused_since.get_or_insert_with(tokio::time::Instant::now);
-                if !inner.config.retry || since.elapsed() >= inner.config.cluster_wait {
-                    return Err(err);
-                }
-                if err.is_connection_refusal() {
-                    inner.invalidate(live.generation, "a cluster node refused the connection");
-                }
-                let delay = inner.config.backoff.delay(attempt);
-                tracing::info!(target: "repobox::store", error = %err, attempt, delay_ms = config::ms(delay), "sending again after a cluster redirect");
-                tokio::time::sleep(delay).await;
-                continue;
-            }
-            if !is_connection_failure(&err) {
-                return Err(err);
-            }
-            inner.invalidate(live.generation, "connection failed");
-            tracing::warn!(target: "repobox::store", error = %err, "connection failed");
-            attempt += 1;
-            let may_retry = inner.config.retry && inner.config.backoff.max_attempts.is_none_or(|max| attempt < max);
-            if !read_only {
-                return Err(StoreSignal::WriteOutcomeUnknown(err.to_string()).into());
-            }
-            if !may_retry {
-                return Err(err);
-            }
-            tracing::info!(target: "repobox::store", attempt, "re-sending a read on a new connection");
-        }
-    }
-}
-
-fn into_redis_error(e: Error) -> redis::RedisError {
-    match e {
-        Error::Redis(e) => e,
-        Error::Closed => StoreSignal::Closed.into(),
-        other => redis::RedisError::from((redis::ErrorKind::Client, "store", other.to_string())),
-    }
-}
-
-impl ConnectionLike for Store {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move {
-            let read_only = is_read_command(command_name(cmd));
-            self.run(read_only, true, |mut conn| {
-                Box::pin(async move { conn.command(cmd).await })
-            })
-            .await
-        })
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            let read_only = !pipeline.is_transaction() && pipeline.cmd_iter().all(|c| is_read_command(command_name(c)));
-            self.run(read_only, read_only, |mut conn| {
-                Box::pin(async move { conn.pipeline(pipeline, offset, count).await })
-            })
-            .await
-        })
-    }
-
-    fn get_db(&self) -> i64 {
-        self.inner.db
-    }
-}
-
-fn single_client(info: redis::ConnectionInfo, config: &StoreConfig) -> Result<redis::Client> {
-    let redis = info
-        .redis_settings()
-        .clone()
-        .set_protocol(redis::ProtocolVersion::RESP3);
-    let info = info.set_redis_settings(redis);
-    #[cfg(feature = "tls")]
-    if let Some(tls) = &config.tls {
-        return Ok(redis::Client::build_with_tls(info, tls.certificates())?);
-    }
-    #[cfg(not(feature = "tls"))]
-    let _ = config;
-    Ok(redis::Client::open(info)?)
-}
-
-#[cfg(feature = "cluster")]
-fn cluster_client(nodes: Vec<redis::ConnectionInfo>, config: &StoreConfig) -> Result<redis::cluster::ClusterClient> {
-    if nodes.is_empty() {
-        return Err(Error::InvalidArgument {
-            name: "cluster nodes",
-            reason: "no node to start from".into(),
-        });
-    }
-    // Redirects are followed by the store, which knows whether a command ran;
-    // redis-rs would also re-send a write whose connection dropped.
-    let builder = redis::cluster::ClusterClientBuilder::new(nodes)
-        .use_protocol(redis::ProtocolVersion::RESP3)
-        .retries(0)
-        .connection_timeout(config.connect_timeout);
-    #[cfg(feature = "tls")]
-    let builder = match &config.tls {
-        Some(tls) => builder.certs(tls.certificates()),
-        None => builder,
-    };
-    Ok(builder.build()?)
 }

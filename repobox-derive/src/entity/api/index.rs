@@ -5,7 +5,7 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::{Body, Calls, IndexShape, Shape, ShapeKind, errors, item_ident, part_params};
+use super::{Body, Calls, IndexShape, Shape, ShapeKind, errors, item_ident, params::part_params};
 use crate::internals::names;
 
 pub(super) fn index_fns(shape: &Shape<'_>, index: &IndexShape<'_>, body: Body) -> TokenStream {

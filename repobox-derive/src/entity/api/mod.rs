@@ -4,76 +4,20 @@
 //! Every body is one call into `__private`.
 
 mod conditional;
+mod errors;
 mod index;
+mod params;
+mod shape;
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use crate::internals::ast::{Entity, IndexKind};
 use crate::internals::names;
-use crate::internals::unraw::unraw;
 
-/// What the generated functions are built from: the entity, or as much of it
-/// as the fallback could read.
-pub struct Shape<'e> {
-    pub ident: &'e syn::Ident,
-    pub krate: &'e syn::Path,
-    /// The key template and its placeholder fields; `None` when the key is unusable.
-    pub key: Option<(String, Vec<&'e syn::Ident>)>,
-    /// The `#[ttl]` in ms, if the entity has one.
-    pub ttl: Option<u64>,
-    /// Whether every write touches one Redis Cluster slot.
-    pub co_located: bool,
-    pub indexes: Vec<IndexShape<'e>>,
-}
-
-pub struct IndexShape<'e> {
-    /// Its position in the metadata.
-    pub pos: usize,
-    pub name: String,
-    pub kind: ShapeKind,
-    pub params: Vec<&'e syn::Ident>,
-    pub source: String,
-}
-
-pub enum ShapeKind {
-    Sorted { score: String },
-    Set,
-    Unique,
-}
-
-impl<'e> Shape<'e> {
-    pub fn of(entity: &'e Entity<'e>) -> Self {
-        Shape {
-            ident: &entity.input.ident,
-            krate: &entity.krate,
-            key: Some((
-                entity.key.source.clone(),
-                entity.placeholder_fields(&entity.key).map(|f| f.ident).collect(),
-            )),
-            ttl: entity.ttl.as_ref().map(|t| t.millis),
-            co_located: entity.co_located(),
-            indexes: entity
-                .indexes
-                .iter()
-                .enumerate()
-                .map(|(pos, ix)| IndexShape {
-                    pos,
-                    name: ix.name(entity),
-                    kind: match &ix.kind {
-                        IndexKind::Sorted { score, .. } => ShapeKind::Sorted {
-                            score: unraw(entity.fields[*score].ident),
-                        },
-                        IndexKind::Set => ShapeKind::Set,
-                        IndexKind::Unique => ShapeKind::Unique,
-                    },
-                    params: entity.placeholder_fields(&ix.template).map(|f| f.ident).collect(),
-                    source: ix.template.source.clone(),
-                })
-                .collect(),
-        }
-    }
-}
+use self::errors::CallErrors;
+pub(super) use self::errors::{Calls, errors};
+use self::params::{many_ids, part_params};
+pub use self::shape::{IndexShape, Shape, ShapeKind};
 
 /// Whether function bodies call the runtime or are stubs next to a `compile_error!`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -95,58 +39,6 @@ impl Body {
 /// A generated item's name, from `internals::names`.
 fn item_ident(name: &str) -> syn::Ident {
     format_ident!("{}", name)
-}
-
-/// `name: impl KeyPart` parameters and the `&[Cow<str>]` of their parts.
-fn part_params(krate: &syn::Path, idents: &[&syn::Ident]) -> (Vec<TokenStream>, TokenStream) {
-    let params = idents
-        .iter()
-        .map(|i| quote!(#i: impl #krate::__private::KeyPart))
-        .collect();
-    let parts = quote!(&[#(#krate::__private::KeyPart::key_part(&#idents)),*]);
-    (params, parts)
-}
-
-/// What every read can also fail with.
-const READ_ERRORS: &str = "`Err(Timeout)`, `Err(Closed)` or `Err(Redis)` when Redis does not answer in time, \
-     the store is closed, or the server answers with an error.";
-
-/// What every write can also fail with.
-const WRITE_ERRORS: &str = "`Err(WriteOutcomeUnknown)` when the connection failed after the write was sent \
-     (it may have been applied: read before trying again); `Err(ReadOnly)`, `Err(OutOfMemory)` or \
-     `Err(WrongType)` (a key of another type) when the server refused it, nothing written; `Err(Timeout)`, \
-     `Err(Closed)` or `Err(Redis)` otherwise.";
-
-/// Whether a generated call reads or writes, for its `# Errors` section.
-#[derive(Clone, Copy)]
-pub(super) enum Calls {
-    Read,
-    Write,
-}
-
-/// The `# Errors` section of a generated call's documentation: `specific`
-/// (what the call itself refuses), then what every read or write can fail
-/// with.
-pub(super) fn errors(specific: &str, calls: Calls) -> TokenStream {
-    let common = match calls {
-        Calls::Read => READ_ERRORS,
-        Calls::Write => WRITE_ERRORS,
-    };
-    let text = format!("\n# Errors\n\n{specific}{common}");
-    quote!(#[doc = #text])
-}
-
-/// How `get_many` and `delete_many` take ids: the type of one (`__K0`, or
-/// the tuple `(__K0, __K1, ..)` for a key of several parts), its generic
-/// parameters, and the closure that turns one into its key parts.
-fn many_ids(krate: &syn::Path, idents: &[&syn::Ident]) -> (TokenStream, Vec<TokenStream>, TokenStream) {
-    let types: Vec<_> = (0..idents.len()).map(|i| format_ident!("__K{}", i)).collect();
-    let generics = types.iter().map(|t| quote!(#t: #krate::__private::KeyPart)).collect();
-    let parts = quote!([#(#krate::__private::KeyPart::key_part(#idents)),*]);
-    match idents {
-        [one] => (quote!(#(#types)*), generics, quote!(|#one| #parts)),
-        _ => (quote!((#(#types),*)), generics, quote!(|(#(#idents),*)| #parts)),
-    }
 }
 
 /// The generated inherent `impl` block.
@@ -187,74 +79,25 @@ pub fn inherent(shape: &Shape<'_>, body: Body) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let co_located = shape.co_located;
-    let errs_create = errors(
-        "`Err(AlreadyExists)` when the key exists, `Err(UniqueViolation)` when another entity holds a unique value; nothing is written then. `Err(Contention)` when other writers kept moving its index entries (16 attempts), nothing written. `Err(Encode)` or `Err(InvalidKeyPart)` when a field cannot be stored or a key part is bad, before any I/O. ",
-        Calls::Write,
-    );
-    let errs_save = errors(
-        "`Err(UniqueViolation)` when another entity holds a unique value, nothing written; `Err(Contention)` when other writers kept moving its index entries (16 attempts). `Err(Encode)` or `Err(InvalidKeyPart)` when a field cannot be stored or a key part is bad, before any I/O. ",
-        Calls::Write,
-    );
-    let errs_create_and_append = errors(
-        "`Err(AlreadyExists)`, `Err(UniqueViolation)` or `Err(Contention)`: nothing written or appended. `Err(Encode)` or `Err(InvalidKeyPart)` when a field cannot be stored or a key part is bad, before any I/O. ",
-        Calls::Write,
-    );
-    let errs_create_and_append_many = errors(
-        "`Err(InvalidArgument)` when `entries` and `entities` differ in length, before any I/O. Each entity's own refusal (`AlreadyExists`, `UniqueViolation`, `Contention`, `Encode`, `InvalidKeyPart`) is in its place in the answer, with nothing of it written or appended. ",
-        Calls::Write,
-    );
-    let errs_create_many = errors(
-        "Each entity's own refusal (`AlreadyExists`, `UniqueViolation`, `Contention`, `Encode`, `InvalidKeyPart`) is in its place in the answer, nothing of it written; the call itself fails only as every write can. ",
-        Calls::Write,
-    );
-    let errs_save_many = errors(
-        "Each entity's own refusal (`UniqueViolation`, `Contention`, `Encode`, `InvalidKeyPart`) is in its place in the answer; the call itself fails only as every write can. ",
-        Calls::Write,
-    );
-    let errs_get = errors(
-        "`Err(InvalidKeyPart)` for a bad key part, before any I/O. `Err(Decode)` or `Err(Decrypt)` when the stored hash does not decode (the error names the key and the field). ",
-        Calls::Read,
-    );
-    let errs_get_with_clock = errors(
-        "`Err(InvalidKeyPart)` for a bad key part, before any I/O. `Err(Decode)` or `Err(Decrypt)` when the stored hash does not decode (the error names the key and the field). ",
-        Calls::Read,
-    );
-    let errs_exists = errors(
-        "`Err(InvalidKeyPart)` for a bad key part, before any I/O. ",
-        Calls::Read,
-    );
-    let errs_update = errors(
-        "`Err(NotFound)` when the entity is absent; `Err(UniqueViolation)` when another entity holds a unique value the patch sets; `Err(Contention)` when other writers kept moving its index entries; nothing is written then. `Err(Encode)` or `Err(InvalidKeyPart)` when a field cannot be stored or a key part is bad, before any I/O. ",
-        Calls::Write,
-    );
-    let errs_delete = errors(
-        "`Err(Contention)` when other writers kept moving its index entries. `Err(InvalidKeyPart)` for a bad key part, before any I/O. ",
-        Calls::Write,
-    );
-    let errs_delete_with = errors(
-        "`Err(Contention)` when other writers kept moving its index entries. `Err(InvalidKeyPart)` for a bad key part, before any I/O. ",
-        Calls::Write,
-    );
-    let errs_ttl = errors(
-        "`Err(InvalidKeyPart)` for a bad key part, before any I/O. ",
-        Calls::Read,
-    );
-    let errs_expire = errors(
-        "`Err(NotFound)` when the entity is absent; `Err(InvalidArgument)` for a TTL Redis cannot keep. `Err(InvalidKeyPart)` for a bad key part, before any I/O. ",
-        Calls::Write,
-    );
-    let errs_update_expire = errors(
-        "`Err(NotFound)` when the entity is absent; `Err(UniqueViolation)` or `Err(Contention)` as `update`; `Err(InvalidArgument)` for a TTL Redis cannot keep. `Err(Encode)` or `Err(InvalidKeyPart)` when a field cannot be stored or a key part is bad, before any I/O. ",
-        Calls::Write,
-    );
-    let errs_get_many = errors(
-        "`Err(InvalidKeyPart)` for a bad key part of any id, before any I/O (nothing read). ",
-        Calls::Read,
-    );
-    let errs_delete_many = errors(
-        "`Err(InvalidKeyPart)` for a bad key part of any id, before any I/O (nothing deleted). Each entity's own refusal (`WrongType`, `Contention`) is in its place in the answer, nothing of it deleted; the call itself fails only as every write can. ",
-        Calls::Write,
-    );
+    let CallErrors {
+        errs_create,
+        errs_save,
+        errs_create_and_append,
+        errs_create_and_append_many,
+        errs_create_many,
+        errs_save_many,
+        errs_get,
+        errs_get_with_clock,
+        errs_exists,
+        errs_update,
+        errs_delete,
+        errs_delete_with,
+        errs_ttl,
+        errs_expire,
+        errs_update_expire,
+        errs_get_many,
+        errs_delete_many,
+    } = CallErrors::new();
     let mut items = vec![
         quote! {
             /// The entity's `#[ttl]`; `None` if it has none.

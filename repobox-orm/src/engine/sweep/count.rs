@@ -14,9 +14,7 @@ use crate::error::Result;
 ///
 /// # Errors
 ///
-/// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
-/// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
-/// connection failed, or the server answered with an error).
+/// Fails as every call to Redis can: see [`Error`](crate::Error#errors-of-every-call).
 pub async fn count_entities_with<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
     walk: &Walk<'_>,

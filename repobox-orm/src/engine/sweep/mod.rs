@@ -136,9 +136,8 @@ async fn sweep_keys<E: RedisEntity, C: ConnectionLike + Send>(
 ///
 /// # Errors
 ///
-/// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
-/// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
-/// connection failed, or the server answered with an error). Entities that do not decode
+/// Fails as every call to Redis can: see [`Error`](crate::Error#errors-of-every-call).
+/// Entities that do not decode
 /// are counted in the report, not errors.
 pub async fn check_indexes<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C) -> Result<Vec<IndexReport>> {
     check_indexes_with::<E, C>(conn, &Walk::new()).await
@@ -149,9 +148,8 @@ pub async fn check_indexes<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut 
 ///
 /// # Errors
 ///
-/// Fails as every call to Redis can: [`Error::Timeout`](crate::Error::Timeout),
-/// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis) (the
-/// connection failed, or the server answered with an error). Entities that do not decode
+/// Fails as every call to Redis can: see [`Error`](crate::Error#errors-of-every-call).
+/// Entities that do not decode
 /// are counted in the report, not errors.
 pub async fn check_indexes_with<E: RedisEntity, C: ConnectionLike + Send>(
     conn: &mut C,
@@ -179,13 +177,7 @@ pub async fn check_indexes_with<E: RedisEntity, C: ConnectionLike + Send>(
 ///
 /// # Errors
 ///
-/// Fails as every write to Redis can:
-/// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
-/// failed after the command was sent (it may have run),
-/// [`Error::ReadOnly`](crate::Error::ReadOnly) or
-/// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
-/// not run), [`Error::Timeout`](crate::Error::Timeout),
-/// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
+/// Fails as every write to Redis can: see [`Error`](crate::Error#errors-of-every-call).
 /// [`Error::WrongType`](crate::Error::WrongType) for an index key of another type (left
 /// as it is).
 pub async fn repair_indexes<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut C) -> Result<Vec<IndexReport>> {
@@ -197,13 +189,7 @@ pub async fn repair_indexes<E: RedisEntity, C: ConnectionLike + Send>(conn: &mut
 ///
 /// # Errors
 ///
-/// Fails as every write to Redis can:
-/// [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) when the connection
-/// failed after the command was sent (it may have run),
-/// [`Error::ReadOnly`](crate::Error::ReadOnly) or
-/// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the server refused it (it did
-/// not run), [`Error::Timeout`](crate::Error::Timeout),
-/// [`Error::Closed`](crate::Error::Closed) or [`Error::Redis`](crate::Error::Redis).
+/// Fails as every write to Redis can: see [`Error`](crate::Error#errors-of-every-call).
 /// [`Error::WrongType`](crate::Error::WrongType) for an index key of another type (left
 /// as it is).
 pub async fn repair_indexes_with<E: RedisEntity, C: ConnectionLike + Send>(
